@@ -1,0 +1,47 @@
+import zoneinfo
+
+from django import forms
+
+from accounts.models import ApiToken, User
+
+
+class ProfileForm(forms.ModelForm):
+    timezone = forms.ChoiceField(
+        choices=lambda: [(tz, tz) for tz in sorted(zoneinfo.available_timezones())]
+    )
+
+    class Meta:
+        model = User
+        fields = ["name", "company", "timezone"]
+
+
+class SecurityForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ["session_timeout_minutes", "ip_allowlist"]
+        widgets = {"ip_allowlist": forms.Textarea(attrs={"rows": 4})}
+
+    def clean_session_timeout_minutes(self):
+        value = self.cleaned_data.get("session_timeout_minutes")
+        if value is not None and not 5 <= value <= 7 * 24 * 60:
+            raise forms.ValidationError("Choose between 5 minutes and 7 days (10080 minutes).")
+        return value
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scope = forms.ChoiceField(choices=ApiToken.Scope.choices)
+    expires_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Leave blank for a token that does not expire.",
+    )
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=20,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
+    )

@@ -1,0 +1,271 @@
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone as dj_tz
+
+from accounts.validators import parse_cidrs, validate_cidr_list
+from panel.visibility import VIEW
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Berlin).")
+
+
+# What support staff may change in the admin besides viewing everything.
+SUPPORT_PERMS = {"panel.change_operation", "accounts.delete_loginattempt"}
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Administrator"
+    SUPPORT = "support", "Support"
+    RESELLER = "reseller", "Reseller"
+    CUSTOMER = "customer", "Customer"
+
+
+STAFF_ROLES = (Role.ADMIN, Role.SUPPORT)
+
+
+class UserQuerySet(models.QuerySet):
+    def for_user(self, user, action: str = VIEW):
+        if not getattr(user, "is_authenticated", False) or not user.is_active:
+            return self.none()
+        if user.role == Role.ADMIN or (user.role == Role.SUPPORT and action == VIEW):
+            return self
+        if user.role == Role.RESELLER:
+            return self.filter(Q(pk=user.pk) | Q(reseller=user))
+        return self.filter(pk=user.pk)
+
+
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra):
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.full_clean(exclude=["password"])
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra):
+        extra["role"] = Role.ADMIN
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER)
+    reseller = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="customers",
+        limit_choices_to={"role": Role.RESELLER},
+        help_text="The reseller that owns this customer, if any.",
+    )
+    company = models.CharField(max_length=200, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    avatar = models.ImageField(upload_to="avatars/", blank=True)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=dj_tz.now)
+    # Security settings of the user's own choosing.
+    session_timeout_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Log out after this many idle minutes (blank: default)."
+    )
+    ip_allowlist = models.TextField(
+        blank=True,
+        validators=[validate_cidr_list],
+        help_text="IP addresses or CIDR networks allowed to use this account, one per line. "
+        "Blank allows any.",
+    )
+
+    # PermissionsMixin's is_superuser field is replaced by the role.
+    is_superuser = None
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_superuser(self) -> bool:  # noqa: F811 - replaces the mixin's field
+        return self.is_active and self.role == Role.ADMIN
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def requires_second_factor(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+    def has_perm(self, perm: str, obj=None) -> bool:
+        support = self.is_active and self.role == Role.SUPPORT and obj is None
+        if support and (perm.split(".", 1)[-1].startswith("view_") or perm in SUPPORT_PERMS):
+            return True
+        return super().has_perm(perm, obj)
+
+    def has_module_perms(self, app_label: str) -> bool:
+        if self.is_active and self.role == Role.SUPPORT:
+            return True
+        return super().has_module_perms(app_label)
+
+    def allowed_networks(self):
+        return parse_cidrs(self.ip_allowlist) if self.ip_allowlist else []
+
+    def clean(self):
+        super().clean()
+        if self.reseller_id:
+            if self.role != Role.CUSTOMER:
+                raise ValidationError({"reseller": "Only customers belong to a reseller."})
+            if self.reseller.role != Role.RESELLER:
+                raise ValidationError({"reseller": "The owner must be a reseller."})
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def for_user(self, user, action: str = VIEW):
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        if user.role == Role.ADMIN:
+            return self
+        return self.filter(user=user)
+
+    def usable(self):
+        now = dj_tz.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        READ = "read", "Read only"
+        WRITE = "write", "Read and write"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_usable(self) -> bool:
+        if self.revoked_at:
+            return False
+        return self.expires_at is None or self.expires_at > dj_tz.now()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= dj_tz.now():
+            return "expired"
+        return "active"
+
+
+class LoginAttempt(models.Model):
+    email = models.CharField(max_length=254, db_index=True)
+    ip = models.GenericIPAddressField(db_index=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    success = models.BooleanField(default=False)
+    reason = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=dj_tz.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} from {self.ip}: {'ok' if self.success else self.reason or 'failed'}"
+
+
+class AuditQuerySet(models.QuerySet):
+    def for_user(self, user, action: str = VIEW):
+        if not getattr(user, "is_authenticated", False) or action != VIEW:
+            return self.none()
+        if user.role in STAFF_ROLES:
+            return self
+        if user.role == Role.RESELLER:
+            ids = list(user.customers.values_list("pk", flat=True)) + [user.pk]
+            return self.filter(owner_id__in=ids)
+        return self.filter(owner_id=user.pk)
+
+
+class AuditEntry(models.Model):
+    """Append-only, hash-chained record of a state change.
+
+    Actor and owner are plain ids, not foreign keys: deleting a user must never rewrite
+    (and so break) the chain.
+    """
+
+    created_at = models.DateTimeField(default=dj_tz.now, db_index=True)
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_label = models.CharField(max_length=254, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=100, db_index=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_label = models.CharField(max_length=254, blank=True)
+    owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.actor_label or 'system'} {self.action} {self.object_label}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit entries are append-only.")
+
+
+class AuditHead(models.Model):
+    """Single row pointing at the newest entry; locked by writers, catches a cut-off tail."""
+
+    last_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)

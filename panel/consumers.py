@@ -1,0 +1,90 @@
+"""Websockets that stream operation progress and log lines to the portal.
+
+The portal's htmx ws extension swaps the HTML fragments we send into place by id; API
+clients add ``?format=json`` and get the raw events.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+
+from accounts.sessions import may_connect
+from panel import events
+from panel.models import Operation
+from panel.relay import relay
+
+
+class _OperationStream(AsyncWebsocketConsumer):
+    groups_joined: list[str]
+
+    async def connect(self):
+        self.groups_joined = []
+        user = self.scope.get("user")
+        client = self.scope.get("client") or (None, None)
+        allowed = await database_sync_to_async(may_connect)(
+            user, self.scope.get("session") or {}, client[0]
+        )
+        if not allowed:
+            await self.close(code=4401)
+            return
+        query = parse_qs((self.scope.get("query_string") or b"").decode())
+        self.as_json = query.get("format") == ["json"]
+        groups = await self.groups_for(user)
+        if groups is None:
+            await self.close(code=4404)
+            return
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = groups
+        await self.accept()
+        if not events.layer_is_shared():
+            relay.subscribe()
+
+    async def disconnect(self, code):
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "groups_joined", None) and not events.layer_is_shared():
+            relay.unsubscribe()
+
+    async def groups_for(self, user) -> list[str] | None:
+        raise NotImplementedError
+
+    async def operation_update(self, event):
+        if self.as_json:
+            await self.send(json.dumps(event))
+        else:
+            await self.send(render_to_string("panel/partials/operation_live.html", {"e": event}))
+
+    async def operation_log(self, event):
+        if self.as_json:
+            await self.send(json.dumps(event))
+        else:
+            await self.send(
+                render_to_string("panel/partials/operation_log_line.html", {"e": event})
+            )
+
+
+class OperationListConsumer(_OperationStream):
+    """Every operation the user may see: the groups mirror visibility.for_user."""
+
+    async def groups_for(self, user):
+        if user.role in ("admin", "support"):
+            return ["ops.all"]
+        groups = [f"ops.owner.{user.pk}"]
+        if user.role == "reseller":
+            groups.append(f"ops.reseller.{user.pk}")
+        return groups
+
+
+class OperationDetailConsumer(_OperationStream):
+    async def groups_for(self, user):
+        uuid = self.scope["url_route"]["kwargs"]["uuid"]
+        visible = await database_sync_to_async(
+            Operation.objects.for_user(user).filter(uuid=uuid).exists
+        )()
+        return [f"op.{uuid.hex}"] if visible else None

@@ -1,0 +1,28 @@
+"""Schedule the worker heartbeat that /healthz reads."""
+
+from django.db import migrations
+
+
+def add_schedule(apps, schema_editor):
+    Schedule = apps.get_model("django_q", "Schedule")
+    Schedule.objects.update_or_create(
+        name="panel.heartbeat",
+        defaults={
+            "func": "panel.tasks.heartbeat",
+            "schedule_type": "I",
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+
+
+def remove_schedule(apps, schema_editor):
+    apps.get_model("django_q", "Schedule").objects.filter(name="panel.heartbeat").delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("panel", "0001_initial"),
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
+    ]
+    operations = [migrations.RunPython(add_schedule, remove_schedule)]

@@ -1,0 +1,221 @@
+"""Operations: start, run, cancel and retry long work, with progress pushed as it happens.
+
+A feature starts work with ``start_operation(kind=..., task="app.tasks.func", ...)``; the
+worker calls ``func(ctx, **args)`` with an ``OperationContext`` to log and report progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_q.tasks import async_task
+
+from accounts import audit
+from panel import events
+from panel.models import Operation, OperationLock, OperationLogLine
+
+log = logging.getLogger(__name__)
+LOCK_POLL = 0.5
+
+
+class OperationCancelled(Exception):
+    """Raised inside a task when a user cancelled the operation."""
+
+
+class OperationError(Exception):
+    """Raised by a task to fail the operation with a message meant for the user."""
+
+
+def start_operation(
+    *,
+    kind: str,
+    task: str,
+    owner,
+    requested_by=None,
+    target: Model | None = None,
+    lock_key: str = "",
+    args: dict | None = None,
+) -> Operation:
+    """Create a queued Operation and enqueue its task once the transaction commits."""
+    from django.contrib.contenttypes.models import ContentType
+
+    import_string(task)  # fail now, not in the worker, on a typo
+    with transaction.atomic():
+        op = Operation.objects.create(
+            kind=kind,
+            task=task,
+            args=args or {},
+            target_type=ContentType.objects.get_for_model(target) if target else None,
+            target_id=str(getattr(target, "uuid", None) or target.pk) if target else "",
+            target_label=str(target)[:200] if target else "",
+            lock_key=lock_key,
+            owner=owner,
+            requested_by=requested_by,
+        )
+        audit.record("operation.start", op, actor=requested_by, changes={"kind": [None, kind]})
+        transaction.on_commit(lambda: _enqueue(op))
+    return op
+
+
+def _enqueue(op: Operation) -> None:
+    async_task(
+        "panel.operations.execute_operation",
+        op.pk,
+        task_name=f"{op.kind}:{op.uuid.hex[:8]}",
+        group=op.kind,
+    )
+    events.publish_update(op)
+
+
+def cancel_operation(op: Operation, *, actor) -> Operation:
+    with transaction.atomic():
+        op = Operation.objects.select_for_update().get(pk=op.pk)
+        if op.is_finished:
+            raise OperationError("The operation has already finished.")
+        if op.state == Operation.State.QUEUED:
+            op.state = Operation.State.CANCELLED
+            op.finished_at = timezone.now()
+            op.message = "Cancelled before it started."
+        op.cancel_requested = True
+        op.save()
+        audit.record("operation.cancel", op, actor=actor)
+    events.publish_update(op)
+    return op
+
+
+def retry_operation(op: Operation, *, actor) -> Operation:
+    if op.state not in (Operation.State.FAILED, Operation.State.CANCELLED):
+        raise OperationError("Only failed or cancelled operations can be retried.")
+    new = start_operation(
+        kind=op.kind,
+        task=op.task,
+        owner=op.owner,
+        requested_by=actor,
+        lock_key=op.lock_key,
+        args=op.args,
+    )
+    Operation.objects.filter(pk=new.pk).update(
+        retry_of=op,
+        target_type=op.target_type,
+        target_id=op.target_id,
+        target_label=op.target_label,
+    )
+    new.refresh_from_db()
+    return new
+
+
+class OperationContext:
+    """What a task gets to report with."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+
+    def log(self, message: str, level: str = OperationLogLine.Level.INFO) -> None:
+        line = OperationLogLine.objects.create(operation=self.op, level=level, message=message)
+        events.publish_log(self.op, line)
+
+    def progress(self, percent: int, message: str | None = None) -> None:
+        self.check_cancelled()
+        self.op.progress = max(0, min(100, int(percent)))
+        fields = ["progress", "updated_at"]
+        if message is not None:
+            self.op.message = message[:300]
+            fields.append("message")
+        self.op.save(update_fields=fields)
+        events.publish_update(self.op)
+        if message:
+            self.log(message)
+
+    def check_cancelled(self) -> None:
+        current = Operation.objects.filter(pk=self.op.pk).values_list("cancel_requested", flat=True)
+        if current and current[0]:
+            raise OperationCancelled()
+
+
+def _finish(op: Operation, state: str, *, message: str = "", error: str = "") -> None:
+    op.state = state
+    op.finished_at = timezone.now()
+    if state == Operation.State.SUCCEEDED:
+        op.progress = 100
+    op.message = message[:300] or op.message
+    op.error = error
+    op.save()
+    events.publish_update(op)
+
+
+def execute_operation(op_id: int) -> str:
+    """django-q2 entry point: run one operation to its end, whatever happens."""
+    op = Operation.objects.select_related("owner").get(pk=op_id)
+    if op.state != Operation.State.QUEUED:
+        return op.state
+    ctx = OperationContext(op)
+    if op.cancel_requested:
+        _finish(op, Operation.State.CANCELLED, message="Cancelled before it started.")
+        return op.state
+    try:
+        with operation_lock(op, ctx):
+            op.state = Operation.State.RUNNING
+            op.started_at = timezone.now()
+            op.message = "Started"
+            op.save()
+            events.publish_update(op)
+            func = import_string(op.task)
+            result = func(ctx, **op.args)
+        _finish(op, Operation.State.SUCCEEDED, message=str(result or "Done"))
+    except OperationCancelled:
+        ctx.log("Cancelled by request.", OperationLogLine.Level.WARNING)
+        _finish(op, Operation.State.CANCELLED, message="Cancelled")
+    except Exception as exc:  # noqa: BLE001 - every failure must end the operation
+        log.exception("operation %s failed", op.uuid)
+        text = str(exc) or exc.__class__.__name__
+        ctx.log(text, OperationLogLine.Level.ERROR)
+        _finish(op, Operation.State.FAILED, message="Failed", error=text)
+    return op.state
+
+
+class operation_lock:
+    """Serialise operations that share a lock key (one server, one hypervisor ...)."""
+
+    def __init__(self, op: Operation, ctx: OperationContext) -> None:
+        self.op, self.ctx = op, ctx
+
+    def __enter__(self):
+        if not self.op.lock_key:
+            return self
+        deadline = time.monotonic() + settings.Q_CLUSTER["timeout"]
+        told = False
+        while True:
+            try:
+                with transaction.atomic():
+                    OperationLock.objects.create(key=self.op.lock_key, operation=self.op)
+                return self
+            except IntegrityError:
+                holder = (
+                    OperationLock.objects.filter(key=self.op.lock_key)
+                    .select_related("operation")
+                    .first()
+                )
+                if holder and holder.operation.is_finished:
+                    # Left behind by a worker that died: the holder is over, take the lock.
+                    OperationLock.objects.filter(
+                        key=holder.key, operation=holder.operation
+                    ).delete()
+                    continue
+                if not told and holder:
+                    self.ctx.log(f"Waiting for {holder.operation} to finish on {self.op.lock_key}.")
+                    told = True
+                self.ctx.check_cancelled()
+                if time.monotonic() > deadline:
+                    raise OperationError(f"Timed out waiting for {self.op.lock_key}.") from None
+                time.sleep(LOCK_POLL)
+
+    def __exit__(self, *exc):
+        if self.op.lock_key:
+            OperationLock.objects.filter(key=self.op.lock_key, operation=self.op).delete()
+        return False

@@ -1,0 +1,45 @@
+"""Worker tasks of the panel itself."""
+
+from __future__ import annotations
+
+import shutil
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from panel.models import WorkerHeartbeat
+from panel.operations import OperationContext, OperationError
+
+
+def heartbeat() -> str:
+    """Scheduled every minute: proves to /healthz that a worker takes tasks."""
+    now = timezone.now()
+    WorkerHeartbeat.objects.update_or_create(name="default", defaults={"beat_at": now})
+    return now.isoformat()
+
+
+def self_check(ctx: OperationContext) -> str:
+    """A staff-run check of the panel's own parts, step by step."""
+    ctx.progress(10, "Checking the database")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    ctx.log(f"Database ({connection.vendor}) answers.")
+    ctx.progress(40, "Checking the channel layer")
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.send)(channel, {"type": "ping"})
+    if async_to_sync(layer.receive)(channel).get("type") != "ping":
+        raise OperationError("The channel layer did not return the message sent.")
+    ctx.log(f"Channel layer {settings.CHANNEL_LAYERS['default']['BACKEND']} works.")
+    ctx.progress(70, "Checking disk space")
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    usage = shutil.disk_usage(settings.VAR_DIR)
+    free_pct = usage.free * 100 // usage.total
+    ctx.log(f"{usage.free // 2**30} GiB free ({free_pct}%) under {settings.VAR_DIR}.")
+    if free_pct < 5:
+        raise OperationError(f"Only {free_pct}% disk space is free under {settings.VAR_DIR}.")
+    ctx.progress(100, "All checks passed")
+    return "All checks passed"

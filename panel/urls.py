@@ -1,0 +1,39 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from accounts import views as account_views
+from panel import views
+from panel.api import api_docs
+
+admin.site.site_header = "Unified Hosting Panel"
+admin.site.site_title = "Hosting Panel admin"
+admin.site.login = account_views.admin_login
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
+    path("operations/", include("panel.urls_operations")),
+    path("servers/", views.area, {"area": "servers"}, name="servers"),
+    path("websites/", views.area, {"area": "websites"}, name="websites"),
+    path("dns/", views.area, {"area": "dns"}, name="dns"),
+    path("vps/", views.area, {"area": "vps"}, name="vps"),
+    path("monitoring/", views.area, {"area": "monitoring"}, name="monitoring"),
+    path("account/", include("accounts.urls")),
+    path("2fa/", include("accounts.urls_2fa")),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("panel.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/docs/",
+        api_docs(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -1,0 +1,47 @@
+// Portal behaviour without inline scripts (the CSP forbids them).
+(function () {
+  function dismiss(toast) {
+    toast.classList.add("opacity-0");
+    setTimeout(function () { toast.remove(); }, 300);
+  }
+  function armToasts(root) {
+    root.querySelectorAll("[data-toast]:not([data-armed])").forEach(function (toast) {
+      toast.dataset.armed = "1";
+      var error = toast.classList.contains("toast-error");
+      if (!error) setTimeout(function () { dismiss(toast); }, 6000);
+    });
+  }
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest("[data-dismiss]");
+    if (el) { dismiss(el.closest("[data-toast]")); return; }
+    if (ev.target.closest("#theme-toggle")) { window.uhpTheme.toggle(); return; }
+    if (ev.target.closest("[data-sidebar-toggle]")) {
+      var sb = document.getElementById("sidebar");
+      sb.dataset.open = sb.dataset.open === "true" ? "false" : "true";
+      return;
+    }
+    var copy = ev.target.closest("[data-copy]");
+    if (copy) {
+      var target = document.getElementById(copy.dataset.copy);
+      navigator.clipboard.writeText(target.textContent.trim()).then(function () {
+        copy.dataset.copied = "1";
+        copy.querySelector("[data-copy-label]").textContent = "Copied";
+      });
+    }
+    var confirmEl = ev.target.closest("[data-confirm]");
+    if (confirmEl && !window.confirm(confirmEl.dataset.confirm)) ev.preventDefault();
+  });
+  document.addEventListener("DOMContentLoaded", function () { armToasts(document); });
+  document.addEventListener("htmx:afterSettle", function () { armToasts(document); });
+  // Keep streaming logs scrolled to the newest line unless the reader scrolled up.
+  document.addEventListener("htmx:oobAfterSwap", function (ev) {
+    var log = document.getElementById("op-log");
+    if (log && log.dataset.follow !== "false") log.scrollTop = log.scrollHeight;
+  });
+  document.addEventListener("scroll", function (ev) {
+    var log = ev.target;
+    if (log.id === "op-log") {
+      log.dataset.follow = String(log.scrollTop + log.clientHeight >= log.scrollHeight - 8);
+    }
+  }, true);
+})();

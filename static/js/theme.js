@@ -1,0 +1,23 @@
+// Runs in <head> before paint so the chosen theme never flashes. Choice kept in localStorage.
+(function () {
+  var KEY = "uhp-theme";
+  function preferred() {
+    var saved = null;
+    try { saved = localStorage.getItem(KEY); } catch (e) {}
+    if (saved === "dark" || saved === "light") return saved;
+    return window.matchMedia && matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+  function apply(theme) {
+    document.documentElement.classList.toggle("dark", theme === "dark");
+    document.documentElement.dataset.theme = theme;
+  }
+  apply(preferred());
+  window.uhpTheme = {
+    toggle: function () {
+      var next = document.documentElement.classList.contains("dark") ? "light" : "dark";
+      try { localStorage.setItem(KEY, next); } catch (e) {}
+      apply(next);
+      return next;
+    }
+  };
+})();

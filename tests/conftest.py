@@ -1,0 +1,92 @@
+"""Personas and helpers shared by every test.
+
+admin, support, reseller (with its customer ``customer``) and an unrelated customer ``mallory``
+as in DESIGN.md. Clients are logged in with the second factor already passed unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import Role, User
+
+PASSWORD = "correct horse battery staple"
+
+
+def require_real(reason: str):
+    """Skip, or under PANEL_REQUIRE_REAL=1 (CI) fail, when a real component is missing."""
+    if os.environ.get("PANEL_REQUIRE_REAL") == "1":
+        pytest.fail(f"PANEL_REQUIRE_REAL=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _fast_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_user(email: str, role: str, **extra) -> User:
+    user = User.objects.create_user(email, PASSWORD, role=role, **extra)
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+def add_totp(user: User) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+
+
+def login(user: User, *, verified: bool = True, client: Client | None = None) -> Client:
+    """A client logged in as ``user``; staff get a TOTP device, ``verified`` passes it."""
+    client = client or Client()
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None and user.requires_second_factor:
+        device = add_totp(user)
+    if device is not None and verified:
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("admin@example.com", Role.ADMIN)
+
+
+@pytest.fixture
+def support(db):
+    return make_user("support@example.com", Role.SUPPORT)
+
+
+@pytest.fixture
+def reseller(db):
+    return make_user("reseller@example.com", Role.RESELLER, company="Resell Ltd")
+
+
+@pytest.fixture
+def customer(db, reseller):
+    return make_user("customer@example.com", Role.CUSTOMER, reseller=reseller)
+
+
+@pytest.fixture
+def mallory(db):
+    return make_user("mallory@example.com", Role.CUSTOMER)
+
+
+@pytest.fixture
+def personas(admin_user, support, reseller, customer, mallory):
+    return {
+        "admin": admin_user,
+        "support": support,
+        "reseller": reseller,
+        "customer": customer,
+        "mallory": mallory,
+    }

@@ -1,0 +1,209 @@
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django_otp.oath import totp
+from django_otp.plugins.otp_static.models import StaticDevice
+
+from accounts.models import AuditEntry, LoginAttempt, Role
+from tests.conftest import PASSWORD, add_totp, login, make_user
+
+pytestmark = pytest.mark.django_db
+LOGIN = "/accounts/login/"
+
+
+def post_login(client, email, password=PASSWORD, ip="10.1.1.1"):
+    return client.post(LOGIN, {"login": email, "password": password}, REMOTE_ADDR=ip)
+
+
+def current_code(device) -> str:
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+
+
+class TestSecondFactor:
+    def test_staff_without_device_must_enrol_before_anything(self, admin_user):
+        client = Client()
+        resp = post_login(client, admin_user.email)
+        assert resp.status_code == 302
+        resp = client.get("/operations/")
+        assert resp.status_code == 302 and resp["Location"].startswith("/2fa/setup/")
+        assert client.get("/api/v1/me/").status_code == 403
+        assert client.get("/admin/").status_code == 302
+
+    def test_login_not_complete_until_code_passes(self, customer, settings):
+        settings.OTP_TOTP_THROTTLE_FACTOR = 0  # the wrong code below must not delay the right one
+        device = add_totp(customer)
+        client = Client()
+        post_login(client, customer.email)
+        resp = client.get("/account/")
+        assert resp.status_code == 302 and resp["Location"].startswith("/2fa/verify/")
+        resp = client.post("/2fa/verify/", {"code": "000000"})
+        assert resp.status_code == 200 and b"not valid" in resp.content
+        assert client.get("/account/").status_code == 302
+        resp = client.post("/2fa/verify/", {"code": current_code(device), "next": "/account/"})
+        assert resp.status_code == 302 and resp["Location"] == "/account/"
+        assert client.get("/account/").status_code == 200
+
+    def test_unverified_session_cannot_disable_2fa_or_change_password(self, customer):
+        add_totp(customer)
+        client = login(customer, verified=False)
+        resp = client.post("/2fa/disable/")
+        assert resp.status_code == 302 and "/2fa/verify/" in resp["Location"]
+        assert customer.totpdevice_set.filter(confirmed=True).exists()
+        resp = client.get("/accounts/password/change/")
+        assert resp.status_code == 302 and "/2fa/verify/" in resp["Location"]
+
+    def test_wrong_codes_are_throttled(self, customer):
+        device = add_totp(customer)
+        client = login(customer, verified=False)
+        client.post("/2fa/verify/", {"code": "000000"})
+        resp = client.post("/2fa/verify/", {"code": current_code(device)})
+        assert resp.status_code == 200  # django-otp's back-off refuses even the right code
+
+    def test_enrolment_with_qr_then_backup_codes_work(self, support):
+        client = Client()
+        post_login(client, support.email)
+        resp = client.get("/2fa/setup/")
+        assert resp.status_code == 200 and b"<svg" in resp.content
+        device = support.totpdevice_set.get(confirmed=False)
+        resp = client.post("/2fa/setup/", {"code": current_code(device)})
+        assert resp.status_code == 200
+        codes = resp.context["codes"]
+        assert len(codes) == 10
+        assert client.get("/operations/").status_code == 200
+        # A backup code gets a fresh session through, once.
+        other = Client()
+        post_login(other, support.email)
+        assert other.post("/2fa/verify/", {"code": codes[0]}).status_code == 302
+        assert other.get("/operations/").status_code == 200
+        third = Client()
+        post_login(third, support.email)
+        assert third.post("/2fa/verify/", {"code": codes[0]}).status_code == 200
+        assert AuditEntry.objects.filter(action="2fa.enrol", object_id=str(support.uuid)).exists()
+
+    def test_staff_cannot_disable_but_customers_can(self, support, customer):
+        client = login(support)
+        client.post("/2fa/disable/")
+        assert support.totpdevice_set.exists()
+        add_totp(customer)
+        StaticDevice.objects.create(user=customer, name="Backup codes")
+        client = login(customer)
+        client.post("/2fa/disable/")
+        assert not customer.totpdevice_set.exists()
+
+
+class TestLockout:
+    def test_five_failures_lock_the_account_even_with_right_password(self, customer, settings):
+        client = Client()
+        for _ in range(5):
+            resp = post_login(client, customer.email, "wrong-password")
+            assert resp.status_code == 200
+        resp = post_login(client, customer.email, ip="10.9.9.9")
+        assert resp.status_code == 200
+        assert b"Too many failed sign-in attempts" in resp.content
+        assert "_auth_user_id" not in client.session
+        attempts = LoginAttempt.objects.filter(email=customer.email)
+        assert attempts.filter(success=False, reason="bad credentials").count() == 5
+        assert attempts.filter(reason="locked").count() == 1
+        last = attempts.first()
+        assert last.ip == "10.9.9.9" and last.user_agent is not None
+
+    def test_failures_from_one_ip_lock_that_ip_for_other_accounts(self, customer, mallory):
+        client = Client()
+        for i in range(5):
+            post_login(client, f"nobody{i}@example.com", "x", ip="10.7.7.7")
+        resp = post_login(client, mallory.email, ip="10.7.7.7")
+        assert b"Too many failed" in resp.content
+        resp = post_login(Client(), mallory.email, ip="10.7.7.8")
+        assert resp.status_code == 302
+
+    def test_cooldown_ends(self, customer, settings):
+        settings.LOGIN_COOLDOWN = 0
+        client = Client()
+        for _ in range(5):
+            post_login(client, customer.email, "bad")
+        assert post_login(client, customer.email).status_code == 302
+
+    def test_success_is_recorded(self, customer):
+        post_login(Client(), customer.email, ip="10.3.3.3")
+        attempt = LoginAttempt.objects.get(email=customer.email)
+        assert attempt.success and attempt.ip == "10.3.3.3"
+
+
+class TestIpAllowList:
+    def test_request_from_outside_list_is_refused_and_logged_out(self, customer):
+        customer.ip_allowlist = "10.0.0.0/8\n2001:db8::/32"
+        customer.save()
+        client = login(customer)
+        assert client.get("/account/", REMOTE_ADDR="10.2.3.4").status_code == 200
+        resp = client.get("/account/", REMOTE_ADDR="172.16.0.1")
+        assert resp.status_code == 403 and b"172.16.0.1" in resp.content
+        assert client.get("/account/", REMOTE_ADDR="10.2.3.4").status_code == 302  # logged out
+
+    def test_saving_a_list_that_excludes_you_is_refused(self, customer):
+        client = login(customer)
+        resp = client.post(
+            "/account/security/",
+            {"ip_allowlist": "10.0.0.0/8", "session_timeout_minutes": ""},
+            REMOTE_ADDR="127.0.0.1",
+        )
+        assert resp.status_code == 200 and b"would lock you out" in resp.content
+        customer.refresh_from_db()
+        assert customer.ip_allowlist == ""
+
+    def test_bad_cidr_is_a_field_error(self, customer):
+        client = login(customer)
+        resp = client.post(
+            "/account/security/", {"ip_allowlist": "10.0.0.0/33", "session_timeout_minutes": "30"}
+        )
+        assert b"is not an IP address or CIDR" in resp.content
+        customer.refresh_from_db()
+        assert customer.session_timeout_minutes is None
+
+    def test_valid_settings_saved_and_audited(self, customer):
+        client = login(customer)
+        resp = client.post(
+            "/account/security/", {"ip_allowlist": "127.0.0.0/8", "session_timeout_minutes": "30"}
+        )
+        assert resp.status_code == 302
+        customer.refresh_from_db()
+        assert customer.session_timeout_minutes == 30
+        entry = AuditEntry.objects.get(action="user.update", object_id=str(customer.uuid))
+        assert entry.changes["session_timeout_minutes"] == [None, 30]
+
+
+class TestSessionTimeout:
+    def test_idle_session_expires(self, customer, monkeypatch):
+        customer.session_timeout_minutes = 5
+        customer.save()
+        client = login(customer)
+        assert client.get("/account/").status_code == 200
+        import time as real_time
+
+        now = real_time.time()
+        monkeypatch.setattr("accounts.middleware.time.time", lambda: now + 6 * 60)
+        resp = client.get("/account/")
+        assert resp.status_code == 302 and resp["Location"].startswith("/accounts/login/")
+
+
+class TestRoles:
+    def test_support_reads_admin_but_cannot_change_users(self, support, customer):
+        client = login(support)
+        assert client.get("/admin/accounts/user/").status_code == 200
+        url = f"/admin/accounts/user/{customer.pk}/change/"
+        resp = client.post(url, {"email": "x@example.com"})
+        customer.refresh_from_db()
+        assert customer.email == "customer@example.com"
+        assert resp.status_code in (200, 403)
+
+    def test_customer_has_no_admin(self, customer):
+        resp = login(customer).get("/admin/")
+        assert resp.status_code == 302 and "login" in resp["Location"]
+
+    def test_reseller_owns_customers_only(self, reseller):
+        with pytest.raises(Exception, match="Only customers"):
+            make_user("r2@example.com", Role.RESELLER, reseller=reseller)
+
+    def test_anonymous_is_sent_to_login(self, db):
+        for url in ["/", "/operations/", "/account/tokens/", "/servers/"]:
+            resp = Client().get(url)
+            assert resp.status_code == 302 and resp["Location"].startswith(reverse("account_login"))
