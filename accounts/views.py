@@ -5,7 +5,7 @@ import qrcode.image.svg
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -17,7 +17,7 @@ from accounts import audit, services
 from accounts.forms import CodeForm, ProfileForm, SecurityForm, TokenForm
 from accounts.models import ApiToken, AuditEntry, LoginAttempt
 from accounts.throttle import client_ip
-from panel.generic import PortalListView, get_for_user
+from panel.generic import PortalListView
 
 
 def _safe_next(request, default: str) -> str:
@@ -101,7 +101,8 @@ def tokens(request):
 
 @require_POST
 def token_revoke(request, uuid):
-    token = get_for_user(ApiToken, request.user, uuid=uuid, user=request.user)
+    # Only your own tokens, even for administrators (they revoke others' in the admin).
+    token = get_object_or_404(ApiToken, uuid=uuid, user=request.user)
     services.do_revoke_token(token, actor=request.user)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("account-tokens")

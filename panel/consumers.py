@@ -84,7 +84,9 @@ class OperationListConsumer(_OperationStream):
 class OperationDetailConsumer(_OperationStream):
     async def groups_for(self, user):
         uuid = self.scope["url_route"]["kwargs"]["uuid"]
-        visible = await database_sync_to_async(
-            Operation.objects.for_user(user).filter(uuid=uuid).exists
-        )()
+        visible = await database_sync_to_async(_visible)(user, uuid)
         return [f"op.{uuid.hex}"] if visible else None
+
+
+def _visible(user, uuid) -> bool:
+    return Operation.objects.for_user(user).filter(uuid=uuid).exists()

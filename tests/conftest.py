@@ -90,3 +90,11 @@ def personas(admin_user, support, reseller, customer, mallory):
         "customer": customer,
         "mallory": mallory,
     }
+
+
+@pytest.fixture
+def q_sync(monkeypatch):
+    """django-q2 runs tasks inline (its own sync mode), through the real worker code path."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
