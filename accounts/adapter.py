@@ -11,6 +11,12 @@ from accounts import throttle
 
 
 class PanelAccountAdapter(DefaultAccountAdapter):
+    def add_message(self, request, level, message_template=None, *args, **kwargs):
+        # "Signed in" would be false while a second factor is still due.
+        if message_template == "account/messages/logged_in.txt":
+            return
+        super().add_message(request, level, message_template, *args, **kwargs)
+
     def is_open_for_signup(self, request) -> bool:
         return settings.PANEL_ALLOW_SIGNUP
 

@@ -26,7 +26,9 @@ def require_real(reason: str):
 
 
 @pytest.fixture(autouse=True)
-def _fast_hasher(settings):
+def _fast_hasher(request, settings):
+    if request.node.get_closest_marker("e2e"):
+        return  # the browser logs in through a separate server process with real settings
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

@@ -29,8 +29,9 @@ def op_for(owner, **kw):
 class TestTokens:
     def test_token_is_stored_hashed_and_shown_once(self, customer):
         client = login(customer)
-        resp = client.post("/api/v1/tokens/", {"name": "deploy", "scope": "write"},
-                           content_type="application/json")
+        resp = client.post(
+            "/api/v1/tokens/", {"name": "deploy", "scope": "write"}, content_type="application/json"
+        )
         assert resp.status_code == 201
         raw = resp.json()["token"]
         assert raw.startswith("uhp_")
@@ -44,12 +45,14 @@ class TestTokens:
         _, raw = make_token(customer, "read")
         client = Client()
         assert client.get("/api/v1/operations/", **bearer(raw)).status_code == 200
-        resp = client.patch("/api/v1/me/", {"name": "X"}, content_type="application/json",
-                            **bearer(raw))
+        resp = client.patch(
+            "/api/v1/me/", {"name": "X"}, content_type="application/json", **bearer(raw)
+        )
         assert resp.status_code == 403 and "read-only" in resp.json()["detail"]
         _, raw_w = make_token(customer, "write")
-        resp = client.patch("/api/v1/me/", {"name": "X"}, content_type="application/json",
-                            **bearer(raw_w))
+        resp = client.patch(
+            "/api/v1/me/", {"name": "X"}, content_type="application/json", **bearer(raw_w)
+        )
         assert resp.status_code == 200
         customer.refresh_from_db()
         assert customer.name == "X"
@@ -86,8 +89,9 @@ class TestTokens:
         customer.ip_allowlist = "10.0.0.0/8"
         customer.save()
         _, raw = make_token(customer)
-        assert Client().get("/api/v1/me/", REMOTE_ADDR="10.1.1.1", **bearer(raw)).status_code == 200
-        assert Client().get("/api/v1/me/", REMOTE_ADDR="127.0.0.1", **bearer(raw)).status_code == 401
+        inside = Client().get("/api/v1/me/", REMOTE_ADDR="10.1.1.1", **bearer(raw))
+        outside = Client().get("/api/v1/me/", REMOTE_ADDR="127.0.0.1", **bearer(raw))
+        assert inside.status_code == 200 and outside.status_code == 401
 
     def test_portal_token_page_creates_and_revokes(self, customer):
         client = login(customer)
@@ -108,21 +112,30 @@ class TestTokens:
 class TestUsersEndpoint:
     def test_reseller_creates_customer_under_itself(self, reseller):
         client = login(reseller)
-        resp = client.post("/api/v1/users/", {"email": "new@example.com", "role": "customer"},
-                           content_type="application/json")
+        resp = client.post(
+            "/api/v1/users/",
+            {"email": "new@example.com", "role": "customer"},
+            content_type="application/json",
+        )
         assert resp.status_code == 201, resp.content
         user = User.objects.get(email="new@example.com")
         assert user.reseller == reseller and not user.has_usable_password()
 
     def test_reseller_cannot_create_admin(self, reseller):
-        resp = login(reseller).post("/api/v1/users/", {"email": "x@example.com", "role": "admin"},
-                                    content_type="application/json")
+        resp = login(reseller).post(
+            "/api/v1/users/",
+            {"email": "x@example.com", "role": "admin"},
+            content_type="application/json",
+        )
         assert resp.status_code == 400 and "role" in resp.json()
         assert not User.objects.filter(email="x@example.com").exists()
 
     def test_validation_errors_are_field_errors(self, admin_user):
-        resp = login(admin_user).post("/api/v1/users/", {"email": "not-an-email", "role": "x"},
-                                      content_type="application/json")
+        resp = login(admin_user).post(
+            "/api/v1/users/",
+            {"email": "not-an-email", "role": "x"},
+            content_type="application/json",
+        )
         assert resp.status_code == 400
         assert set(resp.json()) >= {"email", "role"}
 
@@ -136,15 +149,17 @@ class TestUsersEndpoint:
         assert seen["customer"] == {"customer@example.com"}
 
     def test_support_cannot_change_users(self, support, customer):
-        resp = login(support).patch(f"/api/v1/users/{customer.uuid}/", {"name": "hacked"},
-                                    content_type="application/json")
+        resp = login(support).patch(
+            f"/api/v1/users/{customer.uuid}/", {"name": "hacked"}, content_type="application/json"
+        )
         assert resp.status_code == 404
         customer.refresh_from_db()
         assert customer.name == ""
 
     def test_reseller_cannot_promote(self, reseller, customer):
-        resp = login(reseller).patch(f"/api/v1/users/{customer.uuid}/", {"role": "admin"},
-                                     content_type="application/json")
+        resp = login(reseller).patch(
+            f"/api/v1/users/{customer.uuid}/", {"role": "admin"}, content_type="application/json"
+        )
         assert resp.status_code == 400
         customer.refresh_from_db()
         assert customer.role == Role.CUSTOMER
@@ -222,8 +237,12 @@ class TestQueryCounts:
         counts = []
         for n in (2, 25):
             for i in range(n):
-                services.do_create_user(actor=admin_user, email=f"u{n}-{i}@example.com",
-                                        role="customer", reseller=reseller)
+                services.do_create_user(
+                    actor=admin_user,
+                    email=f"u{n}-{i}@example.com",
+                    role="customer",
+                    reseller=reseller,
+                )
             with CaptureQueriesContext(connection) as ctx:
                 assert client.get("/api/v1/users/").status_code == 200
                 assert client.get("/api/v1/audit/").status_code == 200

@@ -44,8 +44,10 @@ class TestChain:
 
     def test_edited_entry_is_found(self, chain):
         victim = chain[2]
-        raw_sql("UPDATE accounts_auditentry SET object_label = %s WHERE id = %s",
-                ["tampered", victim.pk])
+        raw_sql(
+            "UPDATE accounts_auditentry SET object_label = %s WHERE id = %s",
+            ["tampered", victim.pk],
+        )
         _, problem = audit.verify_chain()
         assert problem.entry_id == victim.pk and "altered" in problem.message
         with pytest.raises(CommandError, match=f"#{victim.pk} was altered"):
@@ -66,8 +68,10 @@ class TestChain:
         victim = AuditEntry.objects.get(pk=chain[1].pk)
         victim.object_label = "forged"
         new_hash = audit.compute_hash(victim)
-        raw_sql("UPDATE accounts_auditentry SET object_label = %s, hash = %s WHERE id = %s",
-                ["forged", new_hash, victim.pk])
+        raw_sql(
+            "UPDATE accounts_auditentry SET object_label = %s, hash = %s WHERE id = %s",
+            ["forged", new_hash, victim.pk],
+        )
         _, problem = audit.verify_chain()
         assert problem.entry_id == chain[2].pk
 
@@ -89,8 +93,9 @@ class TestVisibility:
         assert login(mallory).get("/api/v1/audit/").json()["count"] == 0
 
     def test_request_ip_is_recorded(self, customer):
-        login(customer).post("/account/", {"name": "N", "company": "", "timezone": "UTC"},
-                             REMOTE_ADDR="10.4.4.4")
+        login(customer).post(
+            "/account/", {"name": "N", "company": "", "timezone": "UTC"}, REMOTE_ADDR="10.4.4.4"
+        )
         assert AuditEntry.objects.get(action="user.update").ip == "10.4.4.4"
 
     def test_admin_is_read_only(self, chain, admin_user):
@@ -105,7 +110,8 @@ class TestVisibility:
         from panel.models import Operation
 
         op = Operation.objects.create(kind="k", task="tests.support.steps", owner=customer)
-        resp = client.post("/admin/panel/operation/", {"action": "cancel",
-                                                        "_selected_action": [op.pk]})
+        resp = client.post(
+            "/admin/panel/operation/", {"action": "cancel", "_selected_action": [op.pk]}
+        )
         assert resp.status_code == 302
         assert AuditEntry.objects.filter(action="operation.cancel", actor_id=admin_user.pk).exists()

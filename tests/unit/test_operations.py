@@ -36,7 +36,9 @@ class TestLifecycle:
         op.refresh_from_db()
         assert op.progress == 100 and op.message == "3 steps done"
         assert [line.message for line in op.lines.all()] == [
-            "step 1 of 3", "step 2 of 3", "step 3 of 3",
+            "step 1 of 3",
+            "step 2 of 3",
+            "step 3 of 3",
         ]
         assert op.started_at and op.finished_at
 
@@ -139,7 +141,7 @@ class TestPortal:
         client = login(customer)
         resp = client.get("/operations/")
         assert resp.status_code == 200 and op.kind.encode() in resp.content
-        assert f'ws-connect="/ws/operations/"'.encode() in resp.content
+        assert b'ws-connect="/ws/operations/"' in resp.content
         resp = client.get("/operations/", HTTP_HX_REQUEST="true")
         assert b"<html" not in resp.content and b"operations-table" in resp.content
         execute_operation(op.pk)
@@ -164,7 +166,8 @@ async def _connect(path, user_client: Client):
 
     cookie = f"sessionid={user_client.cookies['sessionid'].value}"
     comm = WebsocketCommunicator(
-        application, path,
+        application,
+        path,
         headers=[(b"cookie", cookie.encode()), (b"origin", b"http://testserver")],
     )
     connected, code = await comm.connect(timeout=5)
@@ -178,7 +181,7 @@ async def _receive_until(comm, predicate, timeout=10.0):
     while loop.time() < end:
         try:
             msg = await comm.receive_from(timeout=max(0.1, end - loop.time()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         got.append(msg)
         if predicate(got):
@@ -204,10 +207,12 @@ class TestLiveProgress:
         await sync_to_async(execute_operation)(op.pk)
         html = await _receive_until(comm, lambda m: any("succeeded" in x for x in m))
         text = "".join(html)
-        assert f'id="op-{op.uuid.hex}-progress"' in text and 'hx-swap-oob' in text
+        assert f'id="op-{op.uuid.hex}-progress"' in text and "hx-swap-oob" in text
         assert "step 1 of 2" in text and 'id="op-log"' in text
-        events_ = [json.loads(x) for x in await _receive_until(
-            jcomm, lambda m: any('"finished": true' in x for x in m))]
+        events_ = [
+            json.loads(x)
+            for x in await _receive_until(jcomm, lambda m: any('"finished": true' in x for x in m))
+        ]
         assert {e["type"] for e in events_} == {"operation.update", "operation.log"}
         assert events_[-1]["progress"] == 100
         await comm.disconnect()

@@ -34,11 +34,17 @@ class TestEnv:
             env_str("X_MISSING")
 
     def _settings_import(self, **env):
-        base = {k: v for k, v in os.environ.items()
-                if k not in ("SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "PANEL_DEBUG")}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "PANEL_DEBUG")
+        }
         return subprocess.run(
             [sys.executable, "-c", "import panel.settings"],
-            env={**base, **env}, capture_output=True, text=True, check=False,
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def test_production_requires_secrets(self):
@@ -46,20 +52,30 @@ class TestEnv:
         assert out.returncode != 0 and "SECRET_KEY must be set" in out.stderr
         out = self._settings_import(PANEL_DEBUG="0", SECRET_KEY="x" * 60)
         assert "PANEL_ENCRYPTION_KEYS must be set" in out.stderr
-        out = self._settings_import(PANEL_DEBUG="0", SECRET_KEY="x" * 60,
-                                    PANEL_ENCRYPTION_KEYS="not-a-key")
+        out = self._settings_import(
+            PANEL_DEBUG="0", SECRET_KEY="x" * 60, PANEL_ENCRYPTION_KEYS="not-a-key"
+        )
         assert "not a Fernet key" in out.stderr
 
     def test_database_and_redis_urls_switch_backends(self):
-        code = ("import panel.settings as s;"
-                "print(s.DATABASES['default']['ENGINE']);"
-                "print(s.CHANNEL_LAYERS['default']['BACKEND']); print('redis' in s.Q_CLUSTER)")
-        env = {**os.environ, "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
-               "REDIS_URL": "redis://127.0.0.1:6379/0"}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True).stdout.split()
-        assert out == ["django.db.backends.postgresql", "channels_redis.core.RedisChannelLayer",
-                       "True"]
+        code = (
+            "import panel.settings as s;"
+            "print(s.DATABASES['default']['ENGINE']);"
+            "print(s.CHANNEL_LAYERS['default']['BACKEND']); print('redis' in s.Q_CLUSTER)"
+        )
+        env = {
+            **os.environ,
+            "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert out == [
+            "django.db.backends.postgresql",
+            "channels_redis.core.RedisChannelLayer",
+            "True",
+        ]
 
 
 class Secret(models.Model):

@@ -1,0 +1,127 @@
+"""Drive the portal in Debian's Chromium: sign in with a second factor, watch an operation
+progress live over the websocket, toggle and keep the theme, check a phone layout."""
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from channels.testing import ChannelsLiveServerTestCase
+from django_otp.oath import totp
+
+from playwright.sync_api import expect
+
+from panel.operations import execute_operation, start_operation
+from tests import support
+from tests.conftest import PASSWORD, add_totp, make_user, require_real
+
+SHOTS = Path(__file__).parent / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
+
+
+@pytest.mark.e2e
+class PortalJourney(ChannelsLiveServerTestCase):
+    host = "127.0.0.1"
+
+    def setUp(self):
+        if not shutil.which(CHROMIUM):
+            require_real(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:  # pragma: no cover - dev extra missing
+            require_real("the playwright package is not installed")
+        SHOTS.mkdir(exist_ok=True)
+        self.pw = sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+    def tearDown(self):
+        support.gate.set()  # never leave a worker thread waiting past the test
+        self.browser.close()
+        self.pw.stop()
+
+    def test_login_2fa_operations_theme(self):
+        admin = make_user("ops@example.com", "admin")
+        device = add_totp(admin)
+        done = start_operation(
+            kind="website.create", task="tests.support.steps", owner=admin, requested_by=admin
+        )
+        execute_operation(done.pk)
+        support.gate.clear()
+        live = start_operation(
+            kind="server.apply",
+            task="tests.support.wait_for_gate",
+            owner=admin,
+            requested_by=admin,
+            args={"seconds": 30},
+        )
+
+        page = self.browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{self.live_server_url}/operations/")
+        assert "/accounts/login/" in page.url
+        page.fill("input[name=login]", admin.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/2fa/verify/**")
+        page.screenshot(path=str(SHOTS / "2fa-verify.png"))
+        code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        page.fill("input[name=code]", f"{code:06d}")
+        page.click("form button.btn-primary")
+        page.wait_for_url("**/operations/")
+        table = page.locator("[data-testid=operations-table]")
+        assert "website.create" in table.inner_text() and "server.apply" in table.inner_text()
+
+        # Live progress: the worker (this process) moves the operation; the page updates.
+        state = page.locator(f"#op-{live.uuid.hex}-state")
+        assert "Queued" in state.inner_text()
+        page.wait_for_timeout(600)  # websocket connected and the relay has its starting point
+        worker = threading.Thread(target=execute_operation, args=(live.pk,))
+        worker.start()
+        expect(state).to_contain_text("Running", timeout=10000)
+        page.screenshot(path=str(SHOTS / "operations-running.png"))
+        support.gate.set()
+        worker.join(15)
+        expect(state).to_contain_text("Succeeded", timeout=10000)
+        expect(page.locator(f"#op-{live.uuid.hex}-progress")).to_have_attribute("value", "100")
+
+        # Theme toggle, remembered across a reload.
+        html = page.locator("html")
+        was_dark = "dark" in (html.get_attribute("class") or "")
+        page.click("#theme-toggle")
+        assert ("dark" in (html.get_attribute("class") or "")) != was_dark
+        page.reload()
+        assert ("dark" in (html.get_attribute("class") or "")) != was_dark
+        if "dark" not in (html.get_attribute("class") or ""):
+            page.click("#theme-toggle")
+        page.screenshot(path=str(SHOTS / "operations-dark.png"), full_page=True)
+        page.click("#theme-toggle")
+        page.screenshot(path=str(SHOTS / "operations-light.png"), full_page=True)
+
+        # Detail page with the streamed log.
+        page.goto(f"{self.live_server_url}/operations/{live.uuid}/")
+        assert "holding" in page.locator("[data-testid=op-log]").inner_text()
+
+        # A phone: the sidebar is hidden until the menu button opens it.
+        phone = self.browser.new_context(viewport={"width": 390, "height": 844})
+        phone.add_cookies(page.context.cookies())
+        mobile = phone.new_page()
+        mobile.goto(f"{self.live_server_url}/")
+        assert not mobile.locator("#sidebar").is_visible() or (
+            mobile.locator("#sidebar").bounding_box()["x"] < 0
+        )
+        mobile.click("button[aria-label='Open menu']")
+        mobile.wait_for_timeout(300)
+        assert mobile.locator("#sidebar").bounding_box()["x"] >= 0
+        mobile.screenshot(path=str(SHOTS / "dashboard-phone.png"))
+        phone.close()
