@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
 from django_otp.oath import totp
-
 from playwright.sync_api import expect
 
 from panel.operations import execute_operation, start_operation
