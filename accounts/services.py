@@ -126,7 +126,8 @@ def do_confirm_totp(user: User, device: TOTPDevice, code: str) -> bool:
 
 
 def do_generate_backup_codes(user: User, *, actor) -> list[str]:
-    codes = [f"{secrets.token_hex(4)}-{secrets.token_hex(4)}" for _ in range(BACKUP_CODE_COUNT)]
+    # 14 characters: django-otp's StaticToken column holds at most 16.
+    codes = ["-".join(secrets.token_hex(2) for _ in range(3)) for _ in range(BACKUP_CODE_COUNT)]
     with transaction.atomic():
         device, _ = StaticDevice.objects.get_or_create(user=user, name="Backup codes")
         device.confirmed = True

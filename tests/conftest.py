@@ -7,8 +7,10 @@ as in DESIGN.md. Clients are logged in with the second factor already passed unl
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
+from django.db import connections
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -30,6 +32,14 @@ def _fast_hasher(request, settings):
     if request.node.get_closest_marker("e2e"):
         return  # the browser logs in through a separate server process with real settings
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Rate-limit counters (allauth, DRF) live in the cache: no test inherits another's."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 def make_user(email: str, role: str, **extra) -> User:
@@ -100,3 +110,17 @@ def q_sync(monkeypatch):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def in_thread(func, *args) -> threading.Thread:
+    """Start ``func`` in a thread that closes its own database connections when done."""
+
+    def target():
+        try:
+            func(*args)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread

@@ -3,7 +3,6 @@ progress live over the websocket, toggle and keep the theme, check a phone layou
 
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from playwright.sync_api import expect
 
 from panel.operations import execute_operation, start_operation
 from tests import support
-from tests.conftest import PASSWORD, add_totp, make_user, require_real
+from tests.conftest import PASSWORD, add_totp, in_thread, make_user, require_real
 
 SHOTS = Path(__file__).parent / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -42,13 +41,20 @@ class PortalJourney(ChannelsLiveServerTestCase):
         except ImportError:  # pragma: no cover - dev extra missing
             require_real("the playwright package is not installed")
         SHOTS.mkdir(exist_ok=True)
-        self.pw = sync_playwright().start()
+        self.pw = self.browser = None
+        self.sync_playwright = sync_playwright
+
+    def start_browser(self):
+        # After the test data exists: Playwright runs an event loop in this thread, and
+        # publishing events (async_to_sync) must not happen beside it.
+        self.pw = self.sync_playwright().start()
         self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
 
     def tearDown(self):
         support.gate.set()  # never leave a worker thread waiting past the test
-        self.browser.close()
-        self.pw.stop()
+        if self.browser:
+            self.browser.close()
+            self.pw.stop()
 
     def test_login_2fa_operations_theme(self):
         admin = make_user("ops@example.com", "admin")
@@ -66,6 +72,7 @@ class PortalJourney(ChannelsLiveServerTestCase):
             args={"seconds": 30},
         )
 
+        self.start_browser()
         page = self.browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{self.live_server_url}/operations/")
         assert "/accounts/login/" in page.url
@@ -85,8 +92,7 @@ class PortalJourney(ChannelsLiveServerTestCase):
         state = page.locator(f"#op-{live.uuid.hex}-state")
         assert "Queued" in state.inner_text()
         page.wait_for_timeout(600)  # websocket connected and the relay has its starting point
-        worker = threading.Thread(target=execute_operation, args=(live.pk,))
-        worker.start()
+        worker = in_thread(execute_operation, live.pk)
         expect(state).to_contain_text("Running", timeout=10000)
         page.screenshot(path=str(SHOTS / "operations-running.png"))
         support.gate.set()

@@ -1,6 +1,5 @@
 import asyncio
 import json
-import threading
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,7 +17,7 @@ from panel.operations import (
     start_operation,
 )
 from tests import support
-from tests.conftest import login
+from tests.conftest import in_thread, login
 
 pytestmark = pytest.mark.django_db
 
@@ -88,11 +87,9 @@ class TestSerialisation:
         first = start(customer, task="tests.support.wait_for_gate", lock_key="server:1")
         second = start(customer, task="tests.support.steps", lock_key="server:1")
         free = start(customer, task="tests.support.steps", lock_key="server:2")
-        t1 = threading.Thread(target=execute_operation, args=(first.pk,))
-        t2 = threading.Thread(target=execute_operation, args=(second.pk,))
-        t1.start()
+        t1 = in_thread(execute_operation, first.pk)
         _wait(lambda: Operation.objects.get(pk=first.pk).state == "running")
-        t2.start()
+        t2 = in_thread(execute_operation, second.pk)
         _wait(lambda: second.lines.filter(message__startswith="Waiting for").exists())
         assert Operation.objects.get(pk=second.pk).state == "queued"
         assert execute_operation(free.pk) == "succeeded"  # other key not blocked
@@ -108,8 +105,7 @@ class TestSerialisation:
     def test_cancel_running(self, customer):
         support.gate.clear()
         op = start(customer, task="tests.support.wait_for_gate")
-        t = threading.Thread(target=execute_operation, args=(op.pk,))
-        t.start()
+        t = in_thread(execute_operation, op.pk)
         _wait(lambda: Operation.objects.get(pk=op.pk).state == "running")
         cancel_operation(op, actor=customer)
         t.join(10)
