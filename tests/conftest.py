@@ -124,3 +124,19 @@ def in_thread(func, *args) -> threading.Thread:
     thread = threading.Thread(target=target)
     thread.start()
     return thread
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Let teardown drop the PostgreSQL test database even if an executor thread (asgiref's,
+    used by websocket tests) still holds a connection to it."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
