@@ -1,8 +1,10 @@
 from django.urls import path
 
 from panel import consumers
+from servers.consumers import TerminalConsumer
 
 websocket_urlpatterns = [
     path("ws/operations/", consumers.OperationListConsumer.as_asgi()),
     path("ws/operations/<uuid:uuid>/", consumers.OperationDetailConsumer.as_asgi()),
+    path("ws/servers/<uuid:uuid>/terminal/", TerminalConsumer.as_asgi()),
 ]

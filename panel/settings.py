@@ -218,6 +218,9 @@ LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 
+# Everything that contributes managed files to a server's apply (see servers/apply.py).
+PANEL_APPLY_PROVIDERS = ["websites.apply.WebsiteFiles", "servers.firewall.FirewallFiles"]
+
 LOGIN_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW = env_int("PANEL_LOGIN_FAILURE_WINDOW", 300)
 LOGIN_COOLDOWN = env_int("PANEL_LOGIN_COOLDOWN", 900)

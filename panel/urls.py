@@ -15,7 +15,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("operations/", include("panel.urls_operations")),
-    path("servers/", views.area, {"area": "servers"}, name="servers"),
+    path("servers/", include("servers.urls")),
     path("websites/", views.area, {"area": "websites"}, name="websites"),
     path("dns/", views.area, {"area": "dns"}, name="dns"),
     path("vps/", views.area, {"area": "vps"}, name="vps"),

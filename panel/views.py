@@ -23,7 +23,6 @@ from panel.visibility import CHANGE
 HEARTBEAT_STALE = timedelta(minutes=3)
 
 AREAS = {
-    "servers": ("Servers", "server", "Servers you manage over SSH will be listed here."),
     "websites": ("Websites", "globe", "Websites, PHP pools and certificates will be listed here."),
     "dns": ("DNS", "network", "DNS zones and their records will be listed here."),
     "vps": ("VPS", "cpu", "Virtual servers on your hypervisors will be listed here."),

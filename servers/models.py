@@ -1,1 +1,221 @@
-"""Models arrive with this area's issue; the app is installed so migrations and URLs have a home."""
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from panel.fields import EncryptedTextField
+from panel.visibility import OwnedQuerySet
+from servers.validators import (
+    validate_address,
+    validate_cidr,
+    validate_server_name,
+    validate_unix_user,
+)
+
+COMMENT = re.compile(r"^[A-Za-z0-9 .,_:/()+-]*$")
+
+
+def validate_comment(value: str) -> None:
+    if not COMMENT.match(value):
+        raise ValidationError("Use letters, digits, spaces and . , _ : / ( ) + - only.")
+
+
+PORT = [MinValueValidator(1), MaxValueValidator(65535)]
+
+
+class Server(models.Model):
+    class Kind(models.TextChoices):
+        PHYSICAL = "physical", "Physical"
+        VPS = "vps", "VPS"
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", "Not contacted yet"
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline"
+        MAINTENANCE = "maintenance", "Maintenance"
+
+    class Transport(models.TextChoices):
+        SSH = "ssh", "SSH"
+        LOCAL = "local", "This machine (local)"
+
+    class Auth(models.TextChoices):
+        KEY = "key", "SSH key"
+        PASSWORD = "password", "Password"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=63, unique=True, validators=[validate_server_name])
+    address = models.CharField(max_length=253, validators=[validate_address])
+    ssh_port = models.PositiveIntegerField(default=22, validators=PORT)
+    ssh_user = models.CharField(max_length=32, default="root", validators=[validate_unix_user])
+    transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.SSH)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PHYSICAL)
+    location = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNKNOWN)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="servers",
+        help_text="An administrator or a reseller.",
+    )
+    notes = models.TextField(blank=True)
+    auth_method = models.CharField(max_length=10, choices=Auth.choices, default=Auth.KEY)
+    private_key = EncryptedTextField(blank=True)
+    public_key = models.TextField(blank=True)
+    password = EncryptedTextField(blank=True)
+    # Host key pinned at first contact; a different key lands in pending_host_key and the
+    # panel refuses to connect until an administrator accepts it.
+    host_key = models.TextField(blank=True)
+    pending_host_key = models.TextField(blank=True)
+    # Per-server overrides of servers.profile.DEFAULTS (paths and commands).
+    profile = models.JSONField(default=dict, blank=True)
+    facts = models.JSONField(default=dict, blank=True)
+    facts_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The address this server last saw the panel connect from (for the firewall guard).
+    panel_address = models.GenericIPAddressField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def lock_key(self) -> str:
+        return f"server:{self.uuid.hex}"
+
+    def clean(self):
+        super().clean()
+        if self.owner_id and self.owner.role not in ("admin", "reseller"):
+            raise ValidationError({"owner": "Servers belong to an administrator or a reseller."})
+        ssh_password = self.transport == self.Transport.SSH and (
+            self.auth_method == self.Auth.PASSWORD
+        )
+        if ssh_password and not self.password:
+            raise ValidationError({"password": "Give the SSH password or use a key."})
+
+    def host_key_fingerprint(self, key: str | None = None) -> str:
+        from servers.transport import fingerprint
+
+        return fingerprint(key if key is not None else self.host_key)
+
+
+class ServerChildQuerySet(OwnedQuerySet):
+    """Rows that belong to a server are visible to whoever sees the server."""
+
+    owner_field = "server__owner"
+
+
+class FirewallRule(models.Model):
+    class Action(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        DENY = "deny", "Deny"
+
+    class Protocol(models.TextChoices):
+        TCP = "tcp", "TCP"
+        UDP = "udp", "UDP"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="firewall_rules")
+    position = models.PositiveIntegerField(default=100, help_text="Lower runs first.")
+    action = models.CharField(max_length=5, choices=Action.choices, default=Action.ALLOW)
+    protocol = models.CharField(max_length=3, choices=Protocol.choices, default=Protocol.TCP)
+    port = models.PositiveIntegerField(validators=PORT)
+    port_end = models.PositiveIntegerField(
+        null=True, blank=True, validators=PORT, help_text="For a range: the last port."
+    )
+    source = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_cidr],
+        help_text="Source address or CIDR; blank for any.",
+    )
+    comment = models.CharField(max_length=100, blank=True, validators=[validate_comment])
+
+    objects = ServerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["server", "position", "id"]
+
+    def __str__(self) -> str:
+        ports = f"{self.port}-{self.port_end}" if self.port_end else str(self.port)
+        return f"{self.action} {self.protocol}/{ports} from {self.source or 'any'}"
+
+    def clean(self):
+        super().clean()
+        if self.port_end is not None and self.port_end < self.port:
+            raise ValidationError({"port_end": "The range must end at or after its first port."})
+
+
+class DriftItem(models.Model):
+    """A file the panel manages that was changed or removed by hand on the server."""
+
+    class Kind(models.TextChoices):
+        CHANGED = "changed", "Changed by hand"
+        MISSING = "missing", "Removed by hand"
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="drift")
+    path = models.CharField(max_length=500)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    expected_sha256 = models.CharField(max_length=64)
+    actual_sha256 = models.CharField(max_length=64, blank=True)
+    diff = models.TextField(blank=True)
+    detected_at = models.DateTimeField(default=timezone.now)
+
+    objects = ServerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["server", "path"]
+        constraints = [models.UniqueConstraint(fields=["server", "path"], name="drift_once")]
+
+    def __str__(self) -> str:
+        return f"{self.server}: {self.path} ({self.kind})"
+
+
+class TerminalTicket(models.Model):
+    """Single-use, 60-second permission to open a web terminal, bound to one session."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="+")
+    session_key = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"ticket for {self.user} on {self.server}"
+
+
+class TerminalSession(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="terminal_sessions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    bytes_in = models.BigIntegerField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+
+    objects = ServerChildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.server} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration(self):
+        return (self.ended_at or timezone.now()) - self.started_at

@@ -1,0 +1,434 @@
+"""The apply engine: make a server's managed files match the database, safely.
+
+1. render the desired files (from every provider in settings.PANEL_APPLY_PROVIDERS),
+2. read what is really on the server (one sha256sum/stat pass) and compare,
+3. stage only what changed and validate the full staged set with the real tools,
+   isolating a unit (one site) whose files fail, so it cannot break the others,
+4. swap files in atomically and remove files no longer wanted,
+5. reload only the services whose files changed, and verify they answer,
+6. on any failure after the swap: restore every previous file, reload again, fail.
+
+A manifest (path, hash, mode, owner, service, unit) left on the server records what the panel
+wrote; files that differ from it were changed by hand (drift).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from servers.profile import Profile, fill, profile_for
+from servers.transport import Transport, TransportError
+
+CHUNK = 400  # paths per sha256sum/stat command
+
+
+class ApplyError(TransportError):
+    """The apply failed; the server was left (or put back) as it was."""
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    path: str
+    content: bytes
+    service: str
+    unit: str = ""
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass
+class ApplyResult:
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
+    failed_units: dict[str, str] = field(default_factory=dict)
+    ok_units: set[str] = field(default_factory=set)
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed)
+
+
+Log = Callable[[str], None]
+
+
+def providers():
+    return [import_string(path)() for path in settings.PANEL_APPLY_PROVIDERS]
+
+
+def desired_files(server, profile: Profile) -> dict[str, ManagedFile]:
+    files: dict[str, ManagedFile] = {}
+    for provider in providers():
+        for f in provider.files(server, profile):
+            if f.path in files:
+                raise ApplyError(f"two managed files want {f.path}")
+            files[f.path] = f
+    return files
+
+
+def read_manifest(t: Transport, profile: Profile) -> dict[str, dict]:
+    raw = t.read_file(profile.manifest_path)
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)["files"]
+    except (ValueError, KeyError) as exc:
+        raise ApplyError(f"the manifest {profile.manifest_path} is unreadable: {exc}") from exc
+
+
+def actual_state(t: Transport, paths: list[str]) -> dict[str, dict]:
+    """{path: {sha256, mode, owner, group}} for the paths that exist."""
+    state: dict[str, dict] = {}
+    for i in range(0, len(paths), CHUNK):
+        chunk = paths[i : i + CHUNK]
+        sums = t.run(["sha256sum", "--", *chunk], timeout=120)
+        for line in sums.stdout.splitlines():
+            digest, _, path = line.partition("  ")
+            if len(digest) == 64:
+                state[path] = {"sha256": digest}
+        stats = t.run(["stat", "-c", "%a %U %G %n", "--", *chunk], timeout=120)
+        for line in stats.stdout.splitlines():
+            mode, owner, group, path = line.split(" ", 3)
+            if path in state:
+                state[path].update(mode=int(mode, 8), owner=owner, group=group)
+    return state
+
+
+def _differs(f: ManagedFile, actual: dict | None) -> bool:
+    if actual is None:
+        return True
+    return (actual["sha256"], actual.get("mode"), actual.get("owner"), actual.get("group")) != (
+        f.sha256,
+        f.mode,
+        f.owner,
+        f.group,
+    )
+
+
+class Engine:
+    """One apply (or drift check) of one server through one transport."""
+
+    def __init__(self, server, t: Transport, log: Log = lambda m: None, *, run_id: str = ""):
+        self.server, self.t, self.log = server, t, log
+        self.profile = profile_for(server)
+        self.run_id = run_id or hex(int(time.time() * 1000))[2:]
+        self.services = {name: cls(self) for name, cls in SERVICES.items()}
+        self._dirs: set[str] = set()
+
+    def makedirs(self, path: str, mode: int = 0o755) -> None:
+        if path not in self._dirs:
+            self.t.makedirs(path, mode)
+            self._dirs.add(path)
+
+    # -- planning ---------------------------------------------------------------------------
+    def plan(self):
+        desired = desired_files(self.server, self.profile)
+        manifest = read_manifest(self.t, self.profile)
+        paths = sorted(set(desired) | set(manifest))
+        actual = actual_state(self.t, paths)
+        changed = {p: f for p, f in desired.items() if _differs(f, actual.get(p))}
+        removed = sorted(p for p in manifest if p not in desired and p in actual)
+        return desired, manifest, actual, changed, removed
+
+    # -- apply ------------------------------------------------------------------------------
+    def apply(self) -> ApplyResult:
+        desired, manifest, actual, changed, removed = self.plan()
+        result = ApplyResult(unchanged=len(desired) - len(changed))
+        units = {f.unit for f in desired.values() if f.unit}
+        self.log(
+            f"{len(desired)} managed files: {len(changed)} to write, {len(removed)} to "
+            f"remove, {result.unchanged} unchanged."
+        )
+        if not changed and not removed:
+            result.ok_units = units
+            self.log("Nothing to do.")
+            return result
+
+        touched = {f.service for f in changed.values()} | {
+            manifest[p].get("service", "") for p in removed
+        }
+        touched.discard("")
+        failed: dict[str, str] = {}
+        for name in sorted(touched):
+            self.log(f"Validating {name} with the staged files.")
+            failed.update(self.services[name].validate(desired, changed, removed, actual))
+        if failed:
+            for unit, error in failed.items():
+                self.log(f"{unit} failed validation and keeps its previous files: {error}")
+            changed = {p: f for p, f in changed.items() if f.unit not in failed}
+            # Keep the manifest entries of failed units' files as they were.
+            desired = {p: f for p, f in desired.items() if f.unit not in failed}
+        result.failed_units = failed
+        result.ok_units = units - set(failed)
+
+        backups = self._swap(changed, removed, actual, result)
+        try:
+            services = sorted(
+                {f.service for f in changed.values()}
+                | {manifest[p].get("service", "") for p in removed} - {""}
+            )
+            for name in services:
+                self.services[name].reload()
+                result.reloaded.append(name)
+                self.log(f"Reloaded {name}.")
+            for name in services:
+                self.services[name].verify()
+                self.log(f"{name} answers.")
+        except TransportError as exc:
+            self.log(f"Rolling back: {exc}")
+            self._restore(backups)
+            for name in result.reloaded:
+                try:
+                    self.services[name].reload()
+                except TransportError as again:
+                    self.log(f"Reloading {name} after the rollback failed too: {again}")
+            raise ApplyError(f"{exc} (previous files restored)") from exc
+
+        # Entries not rewritten now (a failed unit's previous files) stay as they were.
+        kept = {
+            p: manifest[p]
+            for p in manifest
+            if p not in desired and p not in removed and p in actual
+        }
+        self._write_manifest(desired, kept)
+        return result
+
+    def _swap(self, changed, removed, actual, result) -> dict[str, bytes | None]:
+        backups: dict[str, bytes | None] = {}
+        try:
+            for path, f in sorted(changed.items()):
+                backups[path] = self.t.read_file(path) if path in actual else None
+                self.makedirs(posixpath.dirname(path))
+                self.t.write_file(path, f.content, mode=f.mode, owner=f.owner, group=f.group)
+                result.written.append(path)
+            for path in removed:
+                backups[path] = self.t.read_file(path)
+                self.t.remove(path)
+                result.removed.append(path)
+        except TransportError as exc:
+            self._restore(backups)
+            raise ApplyError(f"writing files failed: {exc} (previous files restored)") from exc
+        self.log(f"Wrote {len(result.written)} files, removed {len(result.removed)}.")
+        return backups
+
+    def _restore(self, backups: dict[str, bytes | None]) -> None:
+        for path, old in backups.items():
+            if old is None:
+                self.t.remove(path)
+            else:
+                self.t.write_file(path, old)
+
+    def _write_manifest(self, desired: dict[str, ManagedFile], extra: dict[str, dict]) -> None:
+        files = {
+            p: {
+                "sha256": f.sha256,
+                "mode": f.mode,
+                "owner": f.owner,
+                "group": f.group,
+                "service": f.service,
+                "unit": f.unit,
+            }
+            for p, f in desired.items()
+        }
+        files.update(extra)
+        self.t.makedirs(self.profile.state_dir, 0o700)
+        body = json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True)
+        self.t.write_file(self.profile.manifest_path, body.encode(), mode=0o600)
+
+    # -- drift ------------------------------------------------------------------------------
+    def drift(self) -> list[dict]:
+        """Managed files changed or removed by hand since the panel wrote them."""
+        manifest = read_manifest(self.t, self.profile)
+        if not manifest:
+            return []
+        actual = actual_state(self.t, sorted(manifest))
+        desired = desired_files(self.server, self.profile)
+        items = []
+        for path, entry in sorted(manifest.items()):
+            now = actual.get(path)
+            if now is None:
+                items.append(
+                    {
+                        "path": path,
+                        "kind": "missing",
+                        "expected": entry["sha256"],
+                        "actual": "",
+                        "diff": "",
+                    }
+                )
+            elif now["sha256"] != entry["sha256"]:
+                expected = desired.get(path)
+                before = (
+                    expected.content if expected and expected.sha256 == entry["sha256"] else b""
+                )
+                after = self.t.read_file(path) or b""
+                diff = "".join(
+                    difflib.unified_diff(
+                        before.decode(errors="replace").splitlines(True),
+                        after.decode(errors="replace").splitlines(True),
+                        fromfile=f"{path} (panel)",
+                        tofile=f"{path} (on server)",
+                    )
+                )
+                items.append(
+                    {
+                        "path": path,
+                        "kind": "changed",
+                        "expected": entry["sha256"],
+                        "actual": now["sha256"],
+                        "diff": diff[:20000],
+                    }
+                )
+        return items
+
+    # -- staging helpers used by services ---------------------------------------------------
+    def stage_dir(self, name: str) -> str:
+        return f"{self.profile.staging_dir}/{self.run_id}/{name}"
+
+    def clear_stage(self) -> None:
+        self.t.run(["rm", "-rf", "--", f"{self.profile.staging_dir}/{self.run_id}"])
+
+
+class NginxService:
+    """vhosts in profile.nginx_sites_dir, included from nginx.conf."""
+
+    def __init__(self, engine: Engine):
+        self.e = engine
+        self.p = engine.profile
+
+    def _include_line(self, conf_text: str) -> str:
+        sites = self.p.nginx_sites_dir.rstrip("/")
+        for line in conf_text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("include") and f"{sites}/*.conf" in stripped:
+                return line
+        raise ApplyError(
+            f"{self.p.nginx_conf} does not include {sites}/*.conf: add "
+            f"'include {sites}/*.conf;' inside its http block"
+        )
+
+    def _test_tree(self, name: str, files: dict[str, bytes], drop: set[str]) -> str | None:
+        """Copy the live sites dir, overlay ``files``, drop ``drop``; run nginx -t; error text."""
+        t, sites = self.e.t, self.p.nginx_sites_dir.rstrip("/")
+        stage = self.e.stage_dir(name)
+        t.run(["rm", "-rf", "--", stage])
+        t.makedirs(stage, 0o700)
+        t.run(["cp", "-a", "--", f"{sites}/.", stage]).check()
+        for path, content in files.items():
+            t.write_file(f"{stage}/{posixpath.basename(path)}", content)
+        for path in drop:
+            t.remove(f"{stage}/{posixpath.basename(path)}")
+        conf_text = (t.read_file(self.p.nginx_conf) or b"").decode()
+        line = self._include_line(conf_text)
+        staged_conf_text = conf_text.replace(line, line.replace(sites, stage), 1)
+        conf_dir = posixpath.dirname(self.p.nginx_conf)
+        staged_conf = f"{conf_dir}/.panel-test-{self.e.run_id}-{name}.conf"
+        t.write_file(staged_conf, staged_conf_text.encode(), mode=0o600)
+        try:
+            res = t.run(fill(self.p.nginx_test, conf=staged_conf), timeout=60)
+        finally:
+            t.remove(staged_conf)
+            t.run(["rm", "-rf", "--", stage])
+        if res.ok:
+            return None
+        return _tool_error(res.stderr or res.stdout, stage, sites)
+
+    def validate(self, desired, changed, removed, actual) -> dict[str, str]:
+        mine = {p: f for p, f in changed.items() if f.service == "nginx"}
+        for p in mine:
+            if posixpath.dirname(p) != self.p.nginx_sites_dir.rstrip("/"):
+                raise ApplyError(f"{p} is outside {self.p.nginx_sites_dir}")
+        gone = {p for p in removed if p.startswith(self.p.nginx_sites_dir)}
+        error = self._test_tree("all", {p: f.content for p, f in mine.items()}, gone)
+        if error is None:
+            return {}
+        # Find the units whose own files break the config, each tried alone on the live set.
+        failed: dict[str, str] = {}
+        units = sorted({f.unit for f in mine.values()})
+        for unit in units:
+            files = {p: f.content for p, f in mine.items() if f.unit == unit}
+            unit_error = self._test_tree("unit", files, set())
+            if unit_error and unit:
+                failed[unit] = unit_error
+        if not failed:
+            raise ApplyError(f"nginx rejected the new configuration: {error}")
+        good = {p: f.content for p, f in mine.items() if f.unit not in failed}
+        error = self._test_tree("good", good, gone)
+        if error is not None:
+            raise ApplyError(f"nginx rejected the new configuration: {error}")
+        return failed
+
+    def reload(self) -> None:
+        self.e.t.run(self.p.nginx_reload, timeout=60).check()
+
+    def verify(self) -> None:
+        # The reload returns before new workers serve; wait briefly for an answer.
+        url = self.p.nginx_verify_url
+        last = ""
+        deadline = time.monotonic() + 3
+        while True:
+            res = self.e.t.run(
+                ["curl", "-sS", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url], timeout=10
+            )
+            if res.ok and res.stdout.strip() not in ("", "000"):
+                return
+            last = (res.stderr or res.stdout).strip()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        raise ApplyError(f"nginx does not answer on {url} after the reload: {last}")
+
+
+class NftService:
+    """One nftables ruleset file (servers.firewall renders it)."""
+
+    def __init__(self, engine: Engine):
+        self.e = engine
+        self.p = engine.profile
+
+    def validate(self, desired, changed, removed, actual) -> dict[str, str]:
+        f = changed.get(self.p.nft_file)
+        if f is None:
+            return {}
+        stage = self.e.stage_dir("nft")
+        self.e.t.makedirs(stage, 0o700)
+        staged = f"{stage}/ruleset.nft"
+        self.e.t.write_file(staged, f.content, mode=0o600)
+        try:
+            res = self.e.t.run(fill(self.p.nft_test, file=staged), timeout=60)
+        finally:
+            self.e.t.run(["rm", "-rf", "--", stage])
+        if not res.ok:
+            raise ApplyError(
+                f"nft rejected the firewall rules: {(res.stderr or res.stdout).strip()}"
+            )
+        return {}
+
+    def reload(self) -> None:
+        self.e.t.run(fill(self.p.nft_apply, file=self.p.nft_file), timeout=60).check()
+
+    def verify(self) -> None:
+        self.e.t.run(["nft", "list", "table", "inet", "hosting_panel"], timeout=30).check()
+
+
+SERVICES = {"nginx": NginxService, "nftables": NftService}
+
+
+def _tool_error(text: str, stage: str, live: str) -> str:
+    """The tool's own words, with staging paths shown as the live paths they stand for."""
+    return text.replace(stage, live).strip()[:4000]

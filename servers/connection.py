@@ -1,0 +1,77 @@
+"""Open a transport to a Server row: pins the host key, records mismatches, reuses connections."""
+
+from __future__ import annotations
+
+import threading
+
+from django.utils import timezone
+
+from servers.models import Server
+from servers.transport import (
+    HostKeyMismatch,
+    LocalTransport,
+    SockFactory,
+    SSHTransport,
+    Transport,
+    TransportError,
+)
+
+_pool: dict[str, SSHTransport] = {}
+_pool_lock = threading.Lock()
+
+
+def open_transport(
+    server: Server, *, sock_factory: SockFactory | None = None, reuse: bool = True
+) -> Transport:
+    if server.transport == Server.Transport.LOCAL:
+        return LocalTransport()
+    key = f"{server.pk}:{server.address}:{server.ssh_port}:{server.ssh_user}"
+    with _pool_lock:
+        cached = _pool.get(key)
+        if reuse and cached is not None and cached.active and sock_factory is None:
+            return cached
+    try:
+        transport = SSHTransport(
+            server.address,
+            server.ssh_port,
+            server.ssh_user,
+            private_key=server.private_key if server.auth_method == Server.Auth.KEY else "",
+            password=server.password if server.auth_method == Server.Auth.PASSWORD else "",
+            known_host_key=server.host_key,
+            sock_factory=sock_factory,
+        )
+    except HostKeyMismatch as exc:
+        Server.objects.filter(pk=server.pk).update(
+            pending_host_key=exc.offered, last_error=str(exc)
+        )
+        raise
+    except TransportError as exc:
+        Server.objects.filter(pk=server.pk).update(
+            status=Server.Status.OFFLINE if exc.retryable else server.status, last_error=str(exc)
+        )
+        raise
+    updates = {
+        "last_seen_at": timezone.now(),
+        "last_error": "",
+        "panel_address": transport.local_address,
+    }
+    server.panel_address = transport.local_address
+    if not server.host_key:
+        updates["host_key"] = server.host_key = transport.host_key  # first contact: pin it
+    if server.status in (Server.Status.UNKNOWN, Server.Status.OFFLINE):
+        updates["status"] = server.status = Server.Status.ONLINE
+    Server.objects.filter(pk=server.pk).update(**updates)
+    if reuse and sock_factory is None:
+        with _pool_lock:
+            old = _pool.pop(key, None)
+            if old is not None and old is not transport:
+                old.close()
+            _pool[key] = transport
+    return transport
+
+
+def forget(server: Server) -> None:
+    """Drop pooled connections to a server (after its credentials or host key change)."""
+    with _pool_lock:
+        for key in [k for k in _pool if k.startswith(f"{server.pk}:")]:
+            _pool.pop(key).close()

@@ -1,0 +1,188 @@
+"""State changes of servers. Each writes rows and its audit entry in one transaction, and
+starts the Operation that makes the server match."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+
+from accounts import audit
+from panel.operations import start_operation
+from servers import connection
+from servers.firewall import check_lockout
+from servers.models import FirewallRule, Server
+from servers.profile import validate_overrides
+from servers.transport import generate_keypair, public_key_of
+
+SERVER_FIELDS = [
+    "name",
+    "address",
+    "ssh_port",
+    "ssh_user",
+    "transport",
+    "kind",
+    "location",
+    "status",
+    "owner",
+    "notes",
+    "auth_method",
+    "profile",
+]
+RULE_FIELDS = ["position", "action", "protocol", "port", "port_end", "source", "comment"]
+
+
+def do_create_server(*, actor, data: dict) -> Server:
+    data = dict(data)
+    private_key = data.pop("private_key", "") or ""
+    server = Server(**data)
+    if server.auth_method == Server.Auth.KEY:
+        if private_key:
+            try:
+                server.public_key = public_key_of(private_key)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is a user error
+                raise ValidationError({"private_key": str(exc)}) from exc
+            server.private_key = private_key
+        else:
+            server.private_key, server.public_key = generate_keypair(f"hosting-panel@{server.name}")
+    validate_overrides(server.profile or {})
+    server.full_clean()
+    with transaction.atomic():
+        server.save()
+        audit.record(
+            "server.create",
+            server,
+            actor=actor,
+            changes=audit.diff({}, audit.snapshot(server, SERVER_FIELDS)),
+        )
+    return server
+
+
+def do_update_server(server: Server, *, actor, data: dict) -> Server:
+    before = audit.snapshot(Server.objects.get(pk=server.pk), SERVER_FIELDS)
+    secrets_changed = False
+    for name, value in data.items():
+        if name in ("private_key", "password"):
+            if value:
+                setattr(server, name, value)
+                secrets_changed = True
+                if name == "private_key":
+                    server.public_key = public_key_of(value)
+            continue
+        setattr(server, name, value)
+    validate_overrides(server.profile or {})
+    server.full_clean()
+    with transaction.atomic():
+        server.save()
+        changes = audit.diff(before, audit.snapshot(server, SERVER_FIELDS))
+        if secrets_changed:
+            changes["credentials"] = ["(hidden)", "(changed)"]
+        if changes:
+            audit.record("server.update", server, actor=actor, changes=changes)
+    connection.forget(server)
+    return server
+
+
+def dependants(server: Server) -> dict[str, list[str]]:
+    """Objects that still live on the server (anything protecting it from deletion)."""
+    found: dict[str, list[str]] = {}
+    for rel in server._meta.related_objects:
+        if rel.on_delete is not models.PROTECT:
+            continue
+        items = [str(o) for o in getattr(server, rel.get_accessor_name()).all()[:20]]
+        if items:
+            found[str(rel.related_model._meta.verbose_name_plural)] = items
+    return found
+
+
+def do_delete_server(server: Server, *, actor) -> None:
+    remaining = dependants(server)
+    if remaining:
+        listing = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in remaining.items())
+        raise ValidationError(f"{server.name} still has {listing}. Move or delete them first.")
+    with transaction.atomic():
+        audit.record("server.delete", server, actor=actor)
+        server.delete()
+    connection.forget(server)
+
+
+def do_accept_host_key(server: Server, *, actor) -> Server:
+    if not server.pending_host_key:
+        raise ValidationError("No new host key is waiting to be accepted.")
+    with transaction.atomic():
+        old, new = server.host_key, server.pending_host_key
+        server.host_key, server.pending_host_key, server.last_error = new, "", ""
+        server.save(update_fields=["host_key", "pending_host_key", "last_error"])
+        audit.record(
+            "server.accept_host_key",
+            server,
+            actor=actor,
+            changes={
+                "host_key": [server.host_key_fingerprint(old), server.host_key_fingerprint(new)]
+            },
+        )
+    connection.forget(server)
+    return server
+
+
+def do_save_rule(
+    server: Server, *, actor, data: dict, rule: FirewallRule | None = None
+) -> FirewallRule:
+    creating = rule is None
+    rule = rule or FirewallRule(server=server)
+    before = {} if creating else audit.snapshot(FirewallRule.objects.get(pk=rule.pk), RULE_FIELDS)
+    for name, value in data.items():
+        setattr(rule, name, value)
+    rule.full_clean()
+    others = [r for r in server.firewall_rules.all() if r.pk != rule.pk]
+    if server.panel_address:
+        check_lockout(server, [*others, rule], server.panel_address)
+    with transaction.atomic():
+        rule.save()
+        audit.record(
+            f"firewall.{'create' if creating else 'update'}",
+            rule,
+            actor=actor,
+            owner_id=server.owner_id,
+            changes=audit.diff(before, audit.snapshot(rule, RULE_FIELDS)),
+        )
+        start_apply(server, actor=actor)
+    return rule
+
+
+def do_delete_rule(rule: FirewallRule, *, actor) -> None:
+    server = rule.server
+    others = [r for r in server.firewall_rules.all() if r.pk != rule.pk]
+    if server.panel_address:
+        check_lockout(server, others, server.panel_address)
+    with transaction.atomic():
+        audit.record("firewall.delete", rule, actor=actor, owner_id=server.owner_id)
+        rule.delete()
+        start_apply(server, actor=actor)
+
+
+def _start(kind: str, task: str, server: Server, actor):
+    return start_operation(
+        kind=kind,
+        task=task,
+        owner=server.owner,
+        requested_by=actor,
+        target=server,
+        lock_key=server.lock_key,
+        args={"server_id": server.pk},
+    )
+
+
+def start_test_connection(server, *, actor):
+    return _start("server.test_connection", "servers.tasks.test_connection", server, actor)
+
+
+def start_gather_facts(server, *, actor):
+    return _start("server.gather_facts", "servers.tasks.gather_facts", server, actor)
+
+
+def start_apply(server, *, actor):
+    return _start("server.apply", "servers.tasks.apply_server", server, actor)
+
+
+def start_drift_check(server, *, actor):
+    return _start("server.drift_check", "servers.tasks.detect_drift", server, actor)

@@ -1,0 +1,26 @@
+// Web terminal: fetch a single-use ticket, then bridge xterm.js and the server's shell.
+(function () {
+  var box = document.getElementById("terminal");
+  var status = document.getElementById("term-status");
+  var term = new Terminal({ cursorBlink: true, fontSize: 14, convertEol: false });
+  var fit = new FitAddon.FitAddon();
+  term.loadAddon(fit);
+  term.open(box);
+  fit.fit();
+  function setStatus(text, tone) { status.textContent = text; status.className = "badge badge-" + tone; }
+  var csrf = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+  fetch(box.dataset.ticketUrl, { method: "POST", headers: { "X-CSRFToken": csrf }, credentials: "same-origin" })
+    .then(function (r) { if (!r.ok) throw new Error("ticket refused (" + r.status + ")"); return r.json(); })
+    .then(function (data) {
+      var proto = location.protocol === "https:" ? "wss://" : "ws://";
+      var ws = new WebSocket(proto + location.host + data.url + "?ticket=" + encodeURIComponent(data.ticket));
+      ws.binaryType = "arraybuffer";
+      function resize() { fit.fit(); if (ws.readyState === 1) ws.send(JSON.stringify({ t: "r", c: term.cols, r: term.rows })); }
+      ws.onopen = function () { setStatus("connected", "ok"); resize(); term.focus(); };
+      ws.onmessage = function (ev) { term.write(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data)); };
+      ws.onclose = function (ev) { setStatus(ev.code === 1000 ? "closed" : "disconnected (" + ev.code + ")", "warn"); };
+      term.onData(function (d) { if (ws.readyState === 1) ws.send(JSON.stringify({ t: "i", d: d })); });
+      window.addEventListener("resize", resize);
+    })
+    .catch(function (err) { setStatus(err.message, "bad"); });
+})();

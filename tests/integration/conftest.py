@@ -1,0 +1,204 @@
+"""Private instances of the real programs, on loopback, started and stopped by the tests.
+
+sshd listens on 127.0.0.2 and lets the test key in as root; nginx serves on 127.0.0.1 from
+its own prefix and includes the panel's managed vhost directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from servers.models import Server
+from servers.transport import generate_keypair
+from tests.conftest import require_real
+
+SSH_HOST = "127.0.0.2"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+def need(program: str) -> str:
+    path = shutil.which(program) or (
+        f"/usr/sbin/{program}" if os.path.exists(f"/usr/sbin/{program}") else None
+    )
+    if not path:
+        require_real(f"{program} is not installed")
+    return path
+
+
+def stop_pidfile(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+
+
+def world_readable_tmp(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+class SSHD:
+    def __init__(self, base: Path, host: str, port: int, private_key: str, public_key: str):
+        self.base, self.host, self.port = base, host, port
+        self.private_key, self.public_key = private_key, public_key
+        self.host_key_file = base / "host_key"
+
+    def host_key_line(self) -> str:
+        return " ".join(Path(f"{self.host_key_file}.pub").read_text().split()[:2])
+
+
+def start_sshd(base: Path, host: str, port: int, *, netns: str | None = None) -> SSHD:
+    sshd = need("sshd")
+    need("ssh-keygen")
+    private, public = generate_keypair("panel-tests")
+    (base / "authorized_keys").write_text(public + "\n")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True
+    )
+    (base / "sshd_config").write_text(
+        f"Port {port}\nListenAddress {host}\nHostKey {base}/host_key\n"
+        f"PidFile {base}/sshd.pid\nAuthorizedKeysFile {base}/authorized_keys\n"
+        "StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 100\n"
+    )
+    os.makedirs("/run/sshd", exist_ok=True)
+    argv = [sshd, "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    subprocess.run(argv, check=True)
+    return SSHD(base, host, port, private, public)
+
+
+@pytest.fixture(scope="session")
+def sshd():
+    base = world_readable_tmp("uhp-sshd-")
+    port = free_port(SSH_HOST)
+    daemon = start_sshd(base, SSH_HOST, port)
+    wait_port(SSH_HOST, port)
+    yield daemon
+    stop_pidfile(base / "sshd.pid")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+class Nginx:
+    def __init__(self, prefix: Path, port: int):
+        self.prefix, self.port = prefix, port
+        self.conf = prefix / "conf" / "nginx.conf"
+        self.sites = prefix / "panel.d"
+        self.www = prefix / "www"
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["nginx", "-p", f"{self.prefix}/", "-c", str(self.conf), *args]
+
+    def get(self, host: str, path: str = "/") -> tuple[int, str]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    def wait_for(self, host: str, body: str, timeout: float = 5.0) -> None:
+        """nginx -s reload returns before the new workers serve."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.get(host)[1] == body:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{host} never served {body!r}; last: {self.get(host)}")
+
+    def profile(self) -> dict:
+        return {
+            "state_dir": str(self.prefix / "state"),
+            "nginx_conf": str(self.conf),
+            "nginx_sites_dir": str(self.sites),
+            "nginx_listen": f"127.0.0.1:{self.port}",
+            "nginx_test": ["nginx", "-t", "-q", "-p", f"{self.prefix}/", "-c", "{conf}"],
+            "nginx_reload": self.cmd("-s", "reload"),
+            "nginx_verify_url": f"http://127.0.0.1:{self.port}/",
+            "webroot_base": str(self.www),
+        }
+
+    def page(self, domain: str, body: str) -> None:
+        root = self.www / domain / "public"
+        root.mkdir(parents=True, exist_ok=True)
+        for p in (self.www, self.www / domain, root):
+            p.chmod(0o755)
+        (root / "index.html").write_text(body)
+        (root / "index.html").chmod(0o644)
+
+
+@pytest.fixture
+def nginx():
+    need("nginx")
+    prefix = world_readable_tmp("uhp-nginx-")
+    port = free_port()
+    for sub in ("conf", "panel.d", "logs", "tmp", "www"):
+        (prefix / sub).mkdir()
+    (prefix / "conf" / "nginx.conf").write_text(
+        "worker_processes 1;\n"
+        f"pid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/logs/error.log;\n"
+        "events { worker_connections 512; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        f"  client_body_temp_path {prefix}/tmp/body; proxy_temp_path {prefix}/tmp/proxy;\n"
+        f"  fastcgi_temp_path {prefix}/tmp/fcgi; uwsgi_temp_path {prefix}/tmp/uwsgi;\n"
+        f"  scgi_temp_path {prefix}/tmp/scgi;\n"
+        "  server_names_hash_bucket_size 128; server_names_hash_max_size 8192;\n"
+        f"  server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n"
+        f"  include {prefix}/panel.d/*.conf;\n"
+        "}\n"
+    )
+    daemon = Nginx(prefix, port)
+    subprocess.run(daemon.cmd(), check=True)
+    wait_port("127.0.0.1", port)
+    yield daemon
+    stop_pidfile(prefix / "nginx.pid")
+    time.sleep(0.1)
+    shutil.rmtree(prefix, ignore_errors=True)
+
+
+@pytest.fixture
+def ssh_server(db, sshd, admin_user):
+    """A Server row reaching the private sshd with a key, as root."""
+    return Server.objects.create(
+        name="web1",
+        address=SSH_HOST,
+        ssh_port=sshd.port,
+        ssh_user="root",
+        owner=admin_user,
+        private_key=sshd.private_key,
+        public_key=sshd.public_key,
+    )
+
+
+@pytest.fixture
+def web_server(ssh_server, nginx):
+    ssh_server.profile = nginx.profile()
+    ssh_server.save()
+    return ssh_server
