@@ -328,6 +328,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ServerKindEnum": "servers.models.Server.Kind",
+        "ServerStatusEnum": "servers.models.Server.Status",
+        "OperationStateEnum": "panel.models.Operation.State",
+    },
 }
 
 LOGGING = {

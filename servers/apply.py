@@ -420,10 +420,22 @@ class NftService:
         return {}
 
     def reload(self) -> None:
+        if self.e.t.read_file(self.p.nft_file) is None:
+            # The last rule was deleted: take the panel's table out of the kernel too.
+            res = self.e.t.run(["nft", "delete", "table", "inet", "hosting_panel"], timeout=60)
+            if not res.ok and "No such file" not in res.stderr:
+                res.check()
+            return
         self.e.t.run(fill(self.p.nft_apply, file=self.p.nft_file), timeout=60).check()
 
     def verify(self) -> None:
-        self.e.t.run(["nft", "list", "table", "inet", "hosting_panel"], timeout=30).check()
+        listed = self.e.t.run(["nft", "list", "table", "inet", "hosting_panel"], timeout=30)
+        wanted = self.e.t.read_file(self.p.nft_file) is not None
+        if listed.ok != wanted:
+            raise ApplyError(
+                "the nftables table hosting_panel is "
+                f"{'missing' if wanted else 'still loaded'} after the reload"
+            )
 
 
 SERVICES = {"nginx": NginxService, "nftables": NftService}
