@@ -152,13 +152,13 @@ class Nginx:
         (root / "index.html").chmod(0o644)
 
 
-@pytest.fixture
-def nginx():
+def start_nginx(prefix: Path) -> Nginx:
+    """A private nginx under ``prefix``: a default server on a free port, plus the panel's
+    managed vhost directory included from its http block."""
     need("nginx")
-    prefix = world_readable_tmp("uhp-nginx-")
     port = free_port()
     for sub in ("conf", "panel.d", "logs", "tmp", "www"):
-        (prefix / sub).mkdir()
+        (prefix / sub).mkdir(exist_ok=True)
     (prefix / "conf" / "nginx.conf").write_text(
         "worker_processes 1;\n"
         f"pid {prefix}/nginx.pid;\n"
@@ -169,7 +169,7 @@ def nginx():
         f"  client_body_temp_path {prefix}/tmp/body; proxy_temp_path {prefix}/tmp/proxy;\n"
         f"  fastcgi_temp_path {prefix}/tmp/fcgi; uwsgi_temp_path {prefix}/tmp/uwsgi;\n"
         f"  scgi_temp_path {prefix}/tmp/scgi;\n"
-        "  server_names_hash_bucket_size 128; server_names_hash_max_size 8192;\n"
+        "  server_names_hash_bucket_size 128; server_names_hash_max_size 16384;\n"
         f"  server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n"
         f"  include {prefix}/panel.d/*.conf;\n"
         "}\n"
@@ -177,6 +177,13 @@ def nginx():
     daemon = Nginx(prefix, port)
     subprocess.run(daemon.cmd(), check=True)
     wait_port("127.0.0.1", port)
+    return daemon
+
+
+@pytest.fixture
+def nginx():
+    prefix = world_readable_tmp("uhp-nginx-")
+    daemon = start_nginx(prefix)
     yield daemon
     stop_pidfile(prefix / "nginx.pid")
     time.sleep(0.1)
