@@ -58,6 +58,8 @@ class ServerForm(forms.ModelForm):
             self.fields["owner"].queryset = User.objects.filter(
                 role__in=[Role.ADMIN, Role.RESELLER]
             )
+            if not self.instance.pk:
+                self.initial["owner"] = user.pk  # model_to_dict put None there
         else:
             del self.fields["owner"]
 

@@ -51,8 +51,10 @@ class Server(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=63, unique=True, validators=[validate_server_name])
     address = models.CharField(max_length=253, validators=[validate_address])
-    ssh_port = models.PositiveIntegerField(default=22, validators=PORT)
-    ssh_user = models.CharField(max_length=32, default="root", validators=[validate_unix_user])
+    ssh_port = models.PositiveIntegerField("SSH port", default=22, validators=PORT)
+    ssh_user = models.CharField(
+        "SSH user", max_length=32, default="root", validators=[validate_unix_user]
+    )
     transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.SSH)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PHYSICAL)
     location = models.CharField(max_length=100, blank=True)
@@ -64,7 +66,9 @@ class Server(models.Model):
         help_text="An administrator or a reseller.",
     )
     notes = models.TextField(blank=True)
-    auth_method = models.CharField(max_length=10, choices=Auth.choices, default=Auth.KEY)
+    auth_method = models.CharField(
+        "authentication", max_length=10, choices=Auth.choices, default=Auth.KEY
+    )
     private_key = EncryptedTextField(blank=True)
     public_key = models.TextField(blank=True)
     password = EncryptedTextField(blank=True)

@@ -2,11 +2,13 @@
 progress live over the websocket, toggle and keep the theme, check a phone layout."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
+from django.db import connections
 from django_otp.oath import totp
 from playwright.sync_api import expect
 
@@ -32,6 +34,13 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside P
 @pytest.mark.e2e
 class PortalJourney(ChannelsLiveServerTestCase):
     host = "127.0.0.1"
+
+    @classmethod
+    def setUpClass(cls):
+        # Daphne is forked from this process; SQLite must not have a connection open across
+        # fork() (the child would read a stale WAL snapshot).
+        connections.close_all()
+        super().setUpClass()
 
     def setUp(self):
         if not shutil.which(CHROMIUM):
@@ -130,3 +139,30 @@ class PortalJourney(ChannelsLiveServerTestCase):
         assert mobile.locator("#sidebar").bounding_box()["x"] >= 0
         mobile.screenshot(path=str(SHOTS / "dashboard-phone.png"))
         phone.close()
+
+    def test_add_server_with_inline_validation(self):
+        admin = make_user("ops2@example.com", "admin")
+        device = add_totp(admin)
+        self.start_browser()
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{self.live_server_url}/servers/add/")
+        page.fill("input[name=login]", admin.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        page.fill("input[name=code]", f"{code:06d}")
+        page.click("form button.btn-primary")
+        page.wait_for_url("**/servers/add/")
+        page.fill("input[name=name]", "edge-1")
+        page.fill("input[name=address]", "not a host!")
+        page.locator("input[name=address]").blur()
+        expect(page.locator("#server-fields")).to_contain_text(
+            "neither an IP address", timeout=5000
+        )
+        page.screenshot(path=str(SHOTS / "server-form-invalid.png"), full_page=True)
+        page.fill("input[name=address]", "127.0.0.9")
+        page.click("button:has-text('Add server')")
+        page.wait_for_url(re.compile(r"/servers/[0-9a-f-]{36}/$"))
+        expect(page.locator("h1")).to_contain_text("edge-1")
+        expect(page.locator("#pubkey")).to_contain_text("ssh-ed25519")
+        page.screenshot(path=str(SHOTS / "server-detail.png"), full_page=True)

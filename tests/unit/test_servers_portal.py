@@ -72,6 +72,10 @@ class TestForms:
         assert resp.status_code == 200 and 'id="server-fields"' in body and "<html" not in body
         assert "neither an IP address" in body and not Server.objects.exists()
 
+    def test_admin_owns_a_new_server_by_default(self, admin_user):
+        form = login(admin_user).get("/servers/add/").context["form"]
+        assert form["owner"].value() == admin_user.pk
+
     def test_customer_cannot_add(self, customer):
         assert login(customer).get("/servers/add/").status_code == 404
 
