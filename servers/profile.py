@@ -93,5 +93,9 @@ def fill(argv: list[str], **values: str) -> list[str]:
 
 
 def profile_for(server) -> Profile:
-    merged = {**DEFAULTS, **(server.profile or {})}
+    detected = {}
+    services = (server.facts or {}).get("services") or {}
+    if services and not services.get("systemd"):
+        detected["process_manager"] = "supervisord"  # no systemd on this server
+    merged = {**DEFAULTS, **detected, **(server.profile or {})}
     return Profile(**{f.name: merged[f.name] for f in fields(Profile)})

@@ -29,8 +29,10 @@ def test_connection(ctx: OperationContext, server_id: int) -> str:
     server = Server.objects.get(pk=server_id)
     t = _connect(ctx, server, reuse=False)
     try:
-        ctx.progress(60, "Running a command")
+        ctx.progress(40, "Running a command")
         who = t.run(["id", "-un"], timeout=20).check().stdout.strip()
+        ctx.progress(70, "Reading system facts")
+        _save_facts(ctx, server, facts.gather(t))  # facts are refreshed on every connect
     except TransportError as exc:
         raise OperationError(str(exc)) from exc
     finally:
@@ -39,16 +41,19 @@ def test_connection(ctx: OperationContext, server_id: int) -> str:
     return f"Connected as {who}"
 
 
+def _save_facts(ctx: OperationContext, server: Server, found: dict) -> None:
+    Server.objects.filter(pk=server.pk).update(facts=found, facts_at=timezone.now())
+    ctx.log(f"{found['pretty_name']}, kernel {found['kernel']}, {found['cpu_count']} CPUs")
+
+
 def gather_facts(ctx: OperationContext, server_id: int) -> str:
     server = Server.objects.get(pk=server_id)
     t = _connect(ctx, server)
     ctx.progress(30, "Reading system facts")
     try:
-        found = facts.gather(t)
+        _save_facts(ctx, server, facts.gather(t))
     except TransportError as exc:
         raise OperationError(str(exc)) from exc
-    Server.objects.filter(pk=server.pk).update(facts=found, facts_at=timezone.now())
-    ctx.log(f"{found['pretty_name']}, kernel {found['kernel']}, {found['cpu_count']} CPUs")
     return "Facts updated"
 
 

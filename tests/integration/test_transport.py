@@ -105,6 +105,7 @@ def test_operations_test_connection_and_facts(
     assert op1.lines.filter(message__startswith="Host key SHA256:").exists()
     ssh_server.refresh_from_db()
     assert ssh_server.facts["distribution"] == "debian"
+    assert op1.lines.filter(message__contains="kernel").exists()  # facts on connect too
     page = login(admin_user).get(f"/servers/{ssh_server.uuid}/")
     assert ssh_server.facts["kernel"].encode() in page.content
 
@@ -120,3 +121,14 @@ def test_failed_connection_fails_the_operation(
     assert op.state == "failed" and "cannot reach" in op.error
     ssh_server.refresh_from_db()
     assert ssh_server.status == Server.Status.OFFLINE
+
+
+def test_process_manager_follows_facts(db, admin_user):
+    from servers.profile import profile_for
+
+    server = Server(name="x", address="10.0.0.1", owner=admin_user)
+    assert profile_for(server).process_manager == "systemd"
+    server.facts = {"services": {"systemd": False, "supervisord": True}}
+    assert profile_for(server).process_manager == "supervisord"
+    server.profile = {"process_manager": "systemd"}
+    assert profile_for(server).process_manager == "systemd"
