@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import json
 import posixpath
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,8 +128,18 @@ class Engine:
         self.server, self.t, self.log = server, t, log
         self.profile = profile_for(server)
         self.run_id = run_id or hex(int(time.time() * 1000))[2:]
-        self.services = {name: cls(self) for name, cls in SERVICES.items()}
+        self._services: dict[str, object] = {}
         self._dirs: set[str] = set()
+
+    def service(self, name: str):
+        if name not in self._services:
+            if name in SERVICES:
+                self._services[name] = SERVICES[name](self)
+            elif name.startswith("php-fpm"):
+                self._services[name] = PhpFpmService(self, name.removeprefix("php-fpm"))
+            else:
+                raise ApplyError(f"no service {name!r} is known to the apply engine")
+        return self._services[name]
 
     def makedirs(self, path: str, mode: int = 0o755) -> None:
         if path not in self._dirs:
@@ -166,7 +177,7 @@ class Engine:
         failed: dict[str, str] = {}
         for name in sorted(touched):
             self.log(f"Validating {name} with the staged files.")
-            failed.update(self.services[name].validate(desired, changed, removed, actual))
+            failed.update(self.service(name).validate(desired, changed, removed, actual))
         if failed:
             for unit, error in failed.items():
                 self.log(f"{unit} failed validation and keeps its previous files: {error}")
@@ -183,18 +194,18 @@ class Engine:
                 | {manifest[p].get("service", "") for p in removed} - {""}
             )
             for name in services:
-                self.services[name].reload()
+                self.service(name).reload()
                 result.reloaded.append(name)
                 self.log(f"Reloaded {name}.")
             for name in services:
-                self.services[name].verify()
+                self.service(name).verify()
                 self.log(f"{name} answers.")
         except TransportError as exc:
             self.log(f"Rolling back: {exc}")
             self._restore(backups)
             for name in result.reloaded:
                 try:
-                    self.services[name].reload()
+                    self.service(name).reload()
                 except TransportError as again:
                     self.log(f"Reloading {name} after the rollback failed too: {again}")
             raise ApplyError(f"{exc} (previous files restored)") from exc
@@ -304,74 +315,105 @@ class Engine:
         self.t.run(["rm", "-rf", "--", f"{self.profile.staging_dir}/{self.run_id}"])
 
 
-class NginxService:
-    """vhosts in profile.nginx_sites_dir, included from nginx.conf."""
+class IncludeDirService:
+    """A service whose main config includes a directory of managed ``*.conf`` files.
+
+    Validation copies the live directory to a staging one, overlays the changed files and
+    runs the service's own test against a copy of the main config whose include points at
+    the staging directory. A unit (one site) whose files fail is tried alone and set aside.
+    """
+
+    label = ""
 
     def __init__(self, engine: Engine):
         self.e = engine
         self.p = engine.profile
+        self.mine: dict[str, ManagedFile] = {}
+
+    # What a concrete service says about itself.
+    main_conf: str
+    include_dir: str
+    service_name: str
+
+    def test_argv(self, conf: str) -> list[str]:
+        raise NotImplementedError
+
+    def include_hint(self) -> str:
+        raise NotImplementedError
 
     def _include_line(self, conf_text: str) -> str:
-        sites = self.p.nginx_sites_dir.rstrip("/")
+        wanted = f"{self.include_dir}/*.conf"
         for line in conf_text.splitlines():
             stripped = line.strip()
-            if stripped.startswith("include") and f"{sites}/*.conf" in stripped:
+            if stripped.startswith("include") and wanted in stripped:
                 return line
-        raise ApplyError(
-            f"{self.p.nginx_conf} does not include {sites}/*.conf: add "
-            f"'include {sites}/*.conf;' inside its http block"
-        )
+        raise ApplyError(f"{self.main_conf} does not include {wanted}: add '{self.include_hint()}'")
 
     def _test_tree(self, name: str, files: dict[str, bytes], drop: set[str]) -> str | None:
-        """Copy the live sites dir, overlay ``files``, drop ``drop``; run nginx -t; error text."""
-        t, sites = self.e.t, self.p.nginx_sites_dir.rstrip("/")
-        stage = self.e.stage_dir(name)
+        """Copy the live dir, overlay ``files``, drop ``drop``, run the test; its error text."""
+        t, live = self.e.t, self.include_dir
+        stage = self.e.stage_dir(f"{self.service_name}-{name}")
         t.run(["rm", "-rf", "--", stage])
         t.makedirs(stage, 0o700)
-        t.run(["cp", "-a", "--", f"{sites}/.", stage]).check()
+        self.e.makedirs(live)
+        t.run(["cp", "-a", "--", f"{live}/.", stage]).check()
         for path, content in files.items():
             t.write_file(f"{stage}/{posixpath.basename(path)}", content)
         for path in drop:
             t.remove(f"{stage}/{posixpath.basename(path)}")
-        conf_text = (t.read_file(self.p.nginx_conf) or b"").decode()
+        conf_text = (t.read_file(self.main_conf) or b"").decode()
         line = self._include_line(conf_text)
-        staged_conf_text = conf_text.replace(line, line.replace(sites, stage), 1)
-        conf_dir = posixpath.dirname(self.p.nginx_conf)
-        staged_conf = f"{conf_dir}/.panel-test-{self.e.run_id}-{name}.conf"
-        t.write_file(staged_conf, staged_conf_text.encode(), mode=0o600)
+        staged_text = conf_text.replace(line, line.replace(live, stage), 1)
+        staged_conf = f"{posixpath.dirname(self.main_conf)}/.panel-test-{self.e.run_id}-{name}.conf"
+        t.write_file(staged_conf, staged_text.encode(), mode=0o600)
         try:
-            res = t.run(fill(self.p.nginx_test, conf=staged_conf), timeout=60)
+            res = t.run(self.test_argv(staged_conf), timeout=60)
         finally:
             t.remove(staged_conf)
             t.run(["rm", "-rf", "--", stage])
         if res.ok:
             return None
-        return _tool_error(res.stderr or res.stdout, stage, sites)
+        return _tool_error(res.stderr or res.stdout, stage, live)
 
     def validate(self, desired, changed, removed, actual) -> dict[str, str]:
-        mine = {p: f for p, f in changed.items() if f.service == "nginx"}
-        for p in mine:
-            if posixpath.dirname(p) != self.p.nginx_sites_dir.rstrip("/"):
-                raise ApplyError(f"{p} is outside {self.p.nginx_sites_dir}")
-        gone = {p for p in removed if p.startswith(self.p.nginx_sites_dir)}
-        error = self._test_tree("all", {p: f.content for p, f in mine.items()}, gone)
+        self.mine = {p: f for p, f in changed.items() if f.service == self.service_name}
+        for p in self.mine:
+            if posixpath.dirname(p) != self.include_dir:
+                raise ApplyError(f"{p} is outside {self.include_dir}")
+        gone = {p for p in removed if posixpath.dirname(p) == self.include_dir}
+        error = self._test_tree("all", {p: f.content for p, f in self.mine.items()}, gone)
         if error is None:
             return {}
-        # Find the units whose own files break the config, each tried alone on the live set.
         failed: dict[str, str] = {}
-        units = sorted({f.unit for f in mine.values()})
-        for unit in units:
-            files = {p: f.content for p, f in mine.items() if f.unit == unit}
+        for unit in sorted({f.unit for f in self.mine.values()}):
+            files = {p: f.content for p, f in self.mine.items() if f.unit == unit}
             unit_error = self._test_tree("unit", files, set())
             if unit_error and unit:
                 failed[unit] = unit_error
         if not failed:
-            raise ApplyError(f"nginx rejected the new configuration: {error}")
-        good = {p: f.content for p, f in mine.items() if f.unit not in failed}
-        error = self._test_tree("good", good, gone)
+            raise ApplyError(f"{self.label} rejected the new configuration: {error}")
+        self.mine = {p: f for p, f in self.mine.items() if f.unit not in failed}
+        error = self._test_tree("good", {p: f.content for p, f in self.mine.items()}, gone)
         if error is not None:
-            raise ApplyError(f"nginx rejected the new configuration: {error}")
+            raise ApplyError(f"{self.label} rejected the new configuration: {error}")
         return failed
+
+
+class NginxService(IncludeDirService):
+    """vhosts in profile.nginx_sites_dir, included from nginx.conf."""
+
+    label = service_name = "nginx"
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine)
+        self.main_conf = self.p.nginx_conf
+        self.include_dir = self.p.nginx_sites_dir.rstrip("/")
+
+    def test_argv(self, conf: str) -> list[str]:
+        return fill(self.p.nginx_test, conf=conf)
+
+    def include_hint(self) -> str:
+        return f"include {self.include_dir}/*.conf;' inside its http block"
 
     def reload(self) -> None:
         self.e.t.run(self.p.nginx_reload, timeout=60).check()
@@ -392,6 +434,45 @@ class NginxService:
                 break
             time.sleep(0.1)
         raise ApplyError(f"nginx does not answer on {url} after the reload: {last}")
+
+
+class PhpFpmService(IncludeDirService):
+    """PHP-FPM pools of one PHP version (service name ``php-fpm8.2``)."""
+
+    def __init__(self, engine: Engine, version: str):
+        super().__init__(engine)
+        if not re.fullmatch(r"\d+\.\d+", version):
+            raise ApplyError(f"{version!r} is not a PHP version")
+        self.version = version
+        self.label = self.service_name = f"php-fpm{version}"
+        self.main_conf = self.p.php_conf.replace("{php}", version)
+        self.include_dir = self.p.php_pool_dir.replace("{php}", version).rstrip("/")
+
+    def test_argv(self, conf: str) -> list[str]:
+        return fill(self.p.php_test, php=self.version, conf=conf)
+
+    def include_hint(self) -> str:
+        return f"include={self.include_dir}/*.conf'"
+
+    def reload(self) -> None:
+        self.e.t.run(fill(self.p.php_reload, php=self.version), timeout=60).check()
+
+    def verify(self) -> None:
+        """Every pool written now must have its socket after the reload."""
+        sockets = []
+        for f in self.mine.values():
+            m = re.search(r"^\s*listen\s*=\s*(/\S+)\s*$", f.content.decode(), re.M)
+            if m:
+                sockets.append(m.group(1))
+        deadline = time.monotonic() + 5
+        missing = sockets
+        while missing:
+            missing = [s for s in missing if not self.e.t.run(["test", "-S", s]).ok]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if missing:
+            raise ApplyError(f"{self.label} did not open {', '.join(missing)} after the reload")
 
 
 class NftService:

@@ -23,8 +23,9 @@ DEFAULTS: dict[str, object] = {
     "nginx_reload": ["nginx", "-s", "reload"],
     "nginx_verify_url": "http://127.0.0.1/",
     "webroot_base": "/srv/www",
+    "php_conf": "/etc/php/{php}/fpm/php-fpm.conf",
     "php_pool_dir": "/etc/php/{php}/fpm/pool.d",
-    "php_test": ["php-fpm{php}", "-t"],
+    "php_test": ["php-fpm{php}", "-t", "-y", "{conf}"],
     "php_reload": ["systemctl", "reload", "php{php}-fpm"],
     "nft_file": "/etc/nftables.d/hosting-panel.nft",
     "nft_test": ["nft", "-c", "-f", "{file}"],
@@ -45,6 +46,7 @@ class Profile:
     nginx_reload: list
     nginx_verify_url: str
     webroot_base: str
+    php_conf: str
     php_pool_dir: str
     php_test: list
     php_reload: list

@@ -35,3 +35,25 @@ def record_order(ctx, name: str, log: list | None = None):
     time.sleep(0.3)
     ctx.log(f"end {name}")
     return name
+
+
+class PoolFiles:
+    """An apply provider for tests: PHP-FPM pools as the websites work will render them."""
+
+    pools: dict[str, str] = {}  # unit -> pool body lines (set by the test)
+
+    def files(self, server, profile):
+        from servers.apply import ManagedFile
+
+        pool_dir = profile.php_pool_dir.replace("{php}", "8.2")
+        for unit, body in sorted(self.pools.items()):
+            name = unit.split(":")[1]
+            yield ManagedFile(
+                path=f"{pool_dir}/{name}.conf",
+                content=body.encode(),
+                service="php-fpm8.2",
+                unit=unit,
+            )
+
+    def report(self, server, ok_units, failed_units):
+        pass
