@@ -17,7 +17,7 @@ from accounts import audit, services
 from accounts.forms import CodeForm, ProfileForm, SecurityForm, TokenForm
 from accounts.models import ApiToken, AuditEntry, LoginAttempt
 from accounts.throttle import client_ip
-from panel.generic import PortalListView
+from panel.generic import PortalListView, form_errors_from
 
 
 def _safe_next(request, default: str) -> str:
@@ -25,14 +25,6 @@ def _safe_next(request, default: str) -> str:
     if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         return target
     return reverse(default)
-
-
-def _form_errors_to(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errs in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errs)
-    else:
-        form.add_error(None, exc.messages)
 
 
 @login_not_required
@@ -49,7 +41,7 @@ def profile(request):
             messages.success(request, "Profile saved.")
             return redirect("account")
         except ValidationError as exc:
-            _form_errors_to(form, exc)
+            form_errors_from(form, exc)
     return render(request, "accounts/profile.html", {"form": form})
 
 
@@ -68,7 +60,7 @@ def security(request):
             messages.success(request, "Security settings saved.")
             return redirect("account-security")
         except ValidationError as exc:
-            _form_errors_to(form, exc)
+            form_errors_from(form, exc)
     if form.errors:
         user.refresh_from_db()  # the form wrote invalid values onto the instance
     ctx = {
@@ -90,7 +82,7 @@ def tokens(request):
             messages.success(request, f"Token “{token.name}” created. Copy it now.")
             form = TokenForm()
         except ValidationError as exc:
-            _form_errors_to(form, exc)
+            form_errors_from(form, exc)
     ctx = {
         "form": form,
         "new_token": new_token,

@@ -58,3 +58,12 @@ def get_for_user(model, user, action: str = CHANGE, **lookup):
     from django.shortcuts import get_object_or_404
 
     return get_object_or_404(model.objects.for_user(user, action), **lookup)
+
+
+def form_errors_from(form, exc) -> None:
+    """Put a service's ValidationError onto a bound form: per field where it can, else top."""
+    if hasattr(exc, "error_dict"):
+        for field, errs in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errs)
+    else:
+        form.add_error(None, exc.messages)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
-from panel.generic import PortalDetailView, PortalListView, get_for_user
+from panel.generic import PortalDetailView, PortalListView, form_errors_from, get_for_user
 from panel.models import Operation
 from panel.visibility import CHANGE, VIEW
 from servers import services
@@ -21,14 +21,6 @@ from servers.forms import FirewallRuleForm, ServerForm
 from servers.models import FirewallRule, Server, TerminalTicket
 
 TICKET_SECONDS = 60
-
-
-def _errors_into(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errs in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errs)
-    else:
-        form.add_error(None, exc.messages)
 
 
 class ServerList(PortalListView):
@@ -92,7 +84,7 @@ def server_form(request, uuid=None):
                 )
             return redirect("server", uuid=server.uuid)
         except ValidationError as exc:
-            _errors_into(form, exc)
+            form_errors_from(form, exc)
     template = (
         "servers/partials/server_form_fields.html"
         if validating and request.htmx
@@ -158,7 +150,7 @@ def rule_add(request, uuid):
             messages.success(request, "Rule added; applying it to the server.")
             return redirect("server", uuid=server.uuid)
         except ValidationError as exc:
-            _errors_into(form, exc)
+            form_errors_from(form, exc)
     view = ServerDetail.as_view()
     request.method = "GET"
     response = view(request, uuid=uuid)
