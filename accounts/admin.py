@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from accounts.models import ApiToken, AuditEntry, LoginAttempt, User
+from accounts.models import ApiToken, AuditEntry, AuditHead, LoginAttempt, User
 from panel.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 
 
@@ -98,3 +98,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["actor_label", "object_label", "object_id", "action"]
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+
+@admin.register(AuditHead)
+class AuditHeadAdmin(ReadOnlyAdmin):
+    list_display = ["last_id", "last_hash"]

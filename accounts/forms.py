@@ -12,7 +12,13 @@ class ProfileForm(forms.ModelForm):
 
     class Meta:
         model = User
-        fields = ["name", "company", "timezone"]
+        fields = ["name", "company", "timezone", "avatar"]
+
+    def clean_avatar(self):
+        avatar = self.cleaned_data.get("avatar")
+        if avatar and getattr(avatar, "size", 0) > 512 * 1024:
+            raise forms.ValidationError("Choose an image under 512 KB.")
+        return avatar
 
 
 class SecurityForm(forms.ModelForm):

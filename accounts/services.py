@@ -14,7 +14,7 @@ from accounts import audit, tokens
 from accounts.models import ApiToken, Role, User
 from accounts.validators import ip_allowed, parse_cidrs
 
-PROFILE_FIELDS = ["name", "company", "timezone"]
+PROFILE_FIELDS = ["name", "company", "timezone", "avatar"]
 SECURITY_FIELDS = ["session_timeout_minutes", "ip_allowlist"]
 USER_FIELDS = ["email", "name", "role", "reseller", "company", "timezone", "is_active"]
 BACKUP_CODE_COUNT = 10

@@ -34,7 +34,7 @@ def admin_login(request, extra_context=None):
 
 
 def profile(request):
-    form = ProfileForm(request.POST or None, instance=request.user)
+    form = ProfileForm(request.POST or None, request.FILES or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             services.do_update_profile(request.user, actor=request.user, data=form.cleaned_data)

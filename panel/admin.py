@@ -57,3 +57,11 @@ class OperationLockAdmin(ReadOnlyAdmin):
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ["name", "beat_at"]
+
+
+@admin.register(OperationLogLine)
+class OperationLogLineAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "operation", "level", "message"]
+    list_filter = ["level"]
+    search_fields = ["message", "operation__kind"]
+    list_select_related = ["operation"]

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from panel.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 from servers import services
-from servers.models import DriftItem, FirewallRule, Server, TerminalSession
+from servers.models import DriftItem, FirewallRule, Server, TerminalSession, TerminalTicket
 
 
 class FirewallRuleInline(admin.TabularInline):
@@ -100,3 +100,10 @@ class TerminalSessionAdmin(ReadOnlyAdmin):
     list_display = ["server", "user", "ip", "started_at", "ended_at", "bytes_in", "bytes_out"]
     search_fields = ["server__name", "user__email"]
     list_select_related = ["server", "user"]
+
+
+@admin.register(TerminalTicket)
+class TerminalTicketAdmin(ReadOnlyAdmin):
+    list_display = ["user", "server", "expires_at", "used_at"]
+    exclude = ["digest"]
+    list_select_related = ["user", "server"]

@@ -92,6 +92,40 @@ class TestVisibility:
         assert len(login(reseller).get("/account/activity/").context["object_list"]) >= 5
         assert login(mallory).get("/api/v1/audit/").json()["count"] == 0
 
+    def test_every_model_is_in_the_admin(self, admin_user):
+        from django.apps import apps
+        from django.contrib import admin
+
+        ours = {"panel", "accounts", "servers", "websites", "dns", "vps", "monitoring"}
+        missing = [
+            m._meta.label
+            for m in apps.get_models()
+            if m._meta.app_label in ours and m not in admin.site._registry
+        ]
+        assert missing == []
+
+    def test_avatar_upload(self, customer, settings, tmp_path):
+        import io
+
+        from django.core.files.uploadedfile import SimpleUploadedFile
+        from PIL import Image
+
+        settings.MEDIA_ROOT = tmp_path
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), "red").save(buf, "PNG")
+        upload = SimpleUploadedFile("me.png", buf.getvalue(), content_type="image/png")
+        resp = login(customer).post(
+            "/account/", {"name": "N", "company": "", "timezone": "UTC", "avatar": upload}
+        )
+        assert resp.status_code == 302
+        customer.refresh_from_db()
+        assert customer.avatar.name.startswith("avatars/")
+        bad = SimpleUploadedFile("x.png", b"not an image", content_type="image/png")
+        resp = login(customer).post(
+            "/account/", {"name": "N", "company": "", "timezone": "UTC", "avatar": bad}
+        )
+        assert resp.status_code == 200 and "valid image" in resp.content.decode()
+
     def test_request_ip_is_recorded(self, customer):
         login(customer).post(
             "/account/", {"name": "N", "company": "", "timezone": "UTC"}, REMOTE_ADDR="10.4.4.4"
