@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from panel.models import WorkerHeartbeat
+from panel import events
+from panel.models import Operation, OperationLock, OperationLogLine, WorkerHeartbeat
 from panel.operations import OperationContext, OperationError
 
 
@@ -19,6 +20,27 @@ def heartbeat() -> str:
     now = timezone.now()
     WorkerHeartbeat.objects.update_or_create(name="default", defaults={"beat_at": now})
     return now.isoformat()
+
+
+def reap_stale_operations() -> int:
+    """Scheduled: fail operations whose worker died (nothing reported for longer than the
+    task timeout allows), so their server lock is freed and the portal tells the truth."""
+    from datetime import timedelta
+
+    limit = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 120)
+    stale = list(Operation.objects.filter(state=Operation.State.RUNNING, updated_at__lt=limit))
+    for op in stale:
+        OperationLogLine.objects.create(
+            operation=op,
+            level=OperationLogLine.Level.ERROR,
+            message="The worker running this stopped responding.",
+        )
+        op.state, op.finished_at = Operation.State.FAILED, timezone.now()
+        op.error = "The worker running this operation stopped; it may be retried."
+        op.save()
+        OperationLock.objects.filter(operation=op).delete()
+        events.publish_update(op)
+    return len(stale)
 
 
 def self_check(ctx: OperationContext) -> str:

@@ -242,3 +242,23 @@ class TestLiveProgress:
 
 def test_layer_mode_matches_settings():
     assert events.layer_is_shared() == bool(settings.REDIS_URL)
+
+
+def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from panel.tasks import reap_stale_operations
+
+    dead = start(customer, lock_key="server:7")
+    alive = start(customer)
+    Operation.objects.filter(pk__in=[dead.pk, alive.pk]).update(state="running")
+    OperationLock.objects.create(key="server:7", operation=dead)
+    old = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 600)
+    Operation.objects.filter(pk=dead.pk).update(updated_at=old)
+    assert reap_stale_operations() == 1
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.state == "failed" and "worker" in dead.error and alive.state == "running"
+    assert not OperationLock.objects.exists()
