@@ -54,11 +54,13 @@ class _OperationStream(AsyncWebsocketConsumer):
     async def groups_for(self, user) -> list[str] | None:
         raise NotImplementedError
 
+    update_template = "panel/partials/operation_live.html"
+
     async def operation_update(self, event):
         if self.as_json:
             await self.send(json.dumps(event))
         else:
-            await self.send(render_to_string("panel/partials/operation_live.html", {"e": event}))
+            await self.send(render_to_string(self.update_template, {"e": event}))
 
     async def operation_log(self, event):
         if self.as_json:
@@ -71,6 +73,8 @@ class _OperationStream(AsyncWebsocketConsumer):
 
 class OperationListConsumer(_OperationStream):
     """Every operation the user may see: the groups mirror visibility.for_user."""
+
+    update_template = "panel/partials/operation_list_live.html"
 
     async def groups_for(self, user):
         if user.role in ("admin", "support"):

@@ -140,3 +140,15 @@ def django_db_setup(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def call_in_thread(func, *args, **kwargs):
+    """Run ``func`` in another thread and return its result (for code that publishes events
+    with async_to_sync while this thread runs an event loop, e.g. Playwright's)."""
+    result: dict = {}
+
+    def target():
+        result["value"] = func(*args, **kwargs)
+
+    in_thread(target).join(30)
+    return result["value"]

@@ -14,7 +14,14 @@ from playwright.sync_api import expect
 
 from panel.operations import execute_operation, start_operation
 from tests import support
-from tests.conftest import PASSWORD, add_totp, in_thread, make_user, require_real
+from tests.conftest import (
+    PASSWORD,
+    add_totp,
+    call_in_thread,
+    in_thread,
+    make_user,
+    require_real,
+)
 
 SHOTS = Path(__file__).parent / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -108,6 +115,16 @@ class PortalJourney(ChannelsLiveServerTestCase):
         worker.join(15)
         expect(state).to_contain_text("Succeeded", timeout=10000)
         expect(page.locator(f"#op-{live.uuid.hex}-progress")).to_have_attribute("value", "100")
+
+        # A new operation shows up in the open list by itself.
+        extra = call_in_thread(
+            start_operation,
+            kind="dns.publish",
+            task="tests.support.steps",
+            owner=admin,
+            requested_by=admin,
+        )
+        expect(page.locator(f"#op-{extra.uuid.hex}-state")).to_contain_text("Queued", timeout=10000)
 
         # Theme toggle, remembered across a reload.
         html = page.locator("html")

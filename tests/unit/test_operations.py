@@ -225,6 +225,13 @@ class TestLiveProgress:
         await asyncio.sleep(0.4)
         await sync_to_async(execute_operation)(op.pk)
         got = await _receive_until(r_comm, lambda m: any('"succeeded"' in x for x in m))
+        html_comm, ok, _ = await _connect("/ws/operations/", rc)
+        assert ok
+        await asyncio.sleep(0.4)
+        new = await sync_to_async(start)(customer)
+        text = "".join(await _receive_until(html_comm, lambda m: any("ops-new" in x for x in m)))
+        assert f'data-new="{new.uuid.hex}"' in text and "-percent" not in text
+        await html_comm.disconnect()
         assert all(json.loads(x)["uuid"] == op.uuid.hex for x in got)
         assert await m_comm.receive_nothing(timeout=1.0)
         await r_comm.disconnect()
