@@ -113,11 +113,15 @@ def detect_drift(ctx: OperationContext, server_id: int, transport=None) -> str:
 
 
 def detect_drift_everywhere() -> int:
-    """Scheduled: a drift check operation for every server not in maintenance."""
+    """Scheduled: a drift check for every server the panel has applied to and that is not in
+    maintenance (one never contacted or never applied has nothing to drift from)."""
     from servers.services import start_drift_check
 
     count = 0
-    for server in Server.objects.exclude(status=Server.Status.MAINTENANCE):
+    servers = Server.objects.exclude(
+        status__in=[Server.Status.MAINTENANCE, Server.Status.UNKNOWN]
+    ).filter(applied_at__isnull=False)
+    for server in servers:
         start_drift_check(server, actor=None)
         count += 1
     return count

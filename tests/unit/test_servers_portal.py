@@ -209,3 +209,16 @@ class TestQueryCounts:
                 assert client.get(url).status_code == 200
             counts.append(len(ctx))
         assert counts[0] == counts[1], counts
+
+
+def test_scheduled_drift_checks_only_applied_servers(admin_user):
+    from django.utils import timezone
+
+    from panel.models import Operation
+    from servers.tasks import detect_drift_everywhere
+
+    server_of(admin_user, "fresh")
+    server_of(admin_user, "applied", status="online", applied_at=timezone.now())
+    server_of(admin_user, "resting", status="maintenance", applied_at=timezone.now())
+    assert detect_drift_everywhere() == 1
+    assert list(Operation.objects.values_list("target_label", flat=True)) == ["applied"]
