@@ -57,9 +57,9 @@ def gather_facts(ctx: OperationContext, server_id: int) -> str:
     return "Facts updated"
 
 
-def apply_server(ctx: OperationContext, server_id: int, transport=None) -> str:
+def apply_server(ctx: OperationContext, server_id: int) -> str:
     server = Server.objects.get(pk=server_id)
-    t = transport or _connect(ctx, server)
+    t = _connect(ctx, server)
     ctx.progress(15, "Comparing the managed files with the server")
     run = engine.Engine(server, t, ctx.log, run_id=ctx.op.uuid.hex[:12])
     try:
@@ -85,9 +85,9 @@ def apply_server(ctx: OperationContext, server_id: int, transport=None) -> str:
     return summary
 
 
-def detect_drift(ctx: OperationContext, server_id: int, transport=None) -> str:
+def detect_drift(ctx: OperationContext, server_id: int) -> str:
     server = Server.objects.get(pk=server_id)
-    t = transport or _connect(ctx, server)
+    t = _connect(ctx, server)
     ctx.progress(30, "Comparing files with the manifest")
     try:
         items = engine.Engine(server, t, ctx.log).drift()

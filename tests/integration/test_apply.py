@@ -154,3 +154,33 @@ class TestDrift:
         assert path_a.read_text() == original_a and path_b.exists()
         detect_drift(OperationContext(op), web_server.pk)
         assert not DriftItem.objects.filter(server=web_server).exists()
+
+
+def test_apply_operation_end_to_end(
+    web_server, nginx, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    from servers import services
+
+    good, bad = make_sites(web_server, nginx, 2, admin_user)
+    bad.custom_directives = "no_such_directive 1;"
+    bad.save()
+    DriftItem.objects.create(
+        server=web_server,
+        path=str(vhost(nginx, good.domain)),
+        kind="missing",
+        expected_sha256="0" * 64,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        op = services.start_apply(web_server, actor=admin_user)
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    assert "1 written" in op.message and "1 failed validation" in op.message
+    assert op.lines.filter(message__contains="failed validation").exists()
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    web_server.refresh_from_db()
+    assert good.status == "active" and bad.status == "failed"
+    assert "no_such_directive" in bad.status_message
+    assert web_server.applied_at is not None
+    assert not DriftItem.objects.filter(server=web_server).exists()
+    nginx.wait_for(good.domain, f"hello from {good.domain}")
