@@ -131,6 +131,14 @@ class Nginx:
             time.sleep(0.05)
         raise AssertionError(f"{host} never served {body!r}; last: {self.get(host)}")
 
+    def wait_for_status(self, host: str, status: int, timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.get(host)[0] == status:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{host} never answered {status}; last: {self.get(host)}")
+
     def profile(self) -> dict:
         return {
             "state_dir": str(self.prefix / "state"),

@@ -107,9 +107,10 @@ class TestApply:
             run_apply(web_server)
         after = {p.name: p.read_bytes() for p in nginx.sites.iterdir()}
         assert after == before
+        # The rollback's reload is asynchronous like any nginx reload: wait for it to land.
+        nginx.wait_for_status("new-alias.example.com", 404)
         for site in (a, b):
             assert nginx.get(site.domain) == (200, f"hello from {site.domain}")
-        assert nginx.get("new-alias.example.com")[0] == 404
 
     def test_removed_site_file_is_removed(self, web_server, nginx, admin_user):
         a, b = make_sites(web_server, nginx, 2, admin_user)

@@ -227,17 +227,29 @@ def test_scheduled_drift_checks_only_applied_servers(admin_user):
 def test_bad_firewall_rule_shows_errors_and_saves_nothing(admin_user):
     server = server_of(admin_user)
     client = login(admin_user)
-    resp = client.post(f"/servers/{server.uuid}/firewall/",
-                       {"position": 10, "action": "allow", "protocol": "tcp", "port": 80,
-                        "port_end": 70, "source": "10.0.0.0/99", "comment": 'x"; drop'})
+    resp = client.post(
+        f"/servers/{server.uuid}/firewall/",
+        {
+            "position": 10,
+            "action": "allow",
+            "protocol": "tcp",
+            "port": 80,
+            "port_end": 70,
+            "source": "10.0.0.0/99",
+            "comment": 'x"; drop',
+        },
+    )
     body = resp.content.decode()
     assert resp.status_code == 400
     assert "not an IP address or CIDR" in body and "Use letters, digits" in body
     assert not FirewallRule.objects.exists()
-    resp = client.post(f"/servers/{server.uuid}/firewall/",
-                       {"position": 10, "action": "allow", "protocol": "tcp", "port": 80,
-                        "port_end": 70})
+    resp = client.post(
+        f"/servers/{server.uuid}/firewall/",
+        {"position": 10, "action": "allow", "protocol": "tcp", "port": 80, "port_end": 70},
+    )
     assert resp.status_code == 400 and "must end at or after" in resp.content.decode()
-    resp = client.post(f"/servers/{server.uuid}/firewall/",
-                       {"position": 10, "action": "allow", "protocol": "tcp", "port": 80})
+    resp = client.post(
+        f"/servers/{server.uuid}/firewall/",
+        {"position": 10, "action": "allow", "protocol": "tcp", "port": 80},
+    )
     assert resp.status_code == 302 and FirewallRule.objects.count() == 1
