@@ -38,8 +38,9 @@ ARGS = [
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
 
 
-@pytest.mark.e2e
-class PortalJourney(ChannelsLiveServerTestCase):
+class LiveBrowser(ChannelsLiveServerTestCase):
+    """A forked Daphne serving the test database, and Debian's Chromium to drive it."""
+
     host = "127.0.0.1"
 
     @classmethod
@@ -72,6 +73,18 @@ class PortalJourney(ChannelsLiveServerTestCase):
             self.browser.close()
             self.pw.stop()
 
+    def sign_in(self, page, user, device) -> None:
+        page.fill("input[name=login]", user.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/2fa/verify/**")
+        code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        page.fill("input[name=code]", f"{code:06d}")
+        page.click("form button.btn-primary")
+
+
+@pytest.mark.e2e
+class PortalJourney(LiveBrowser):
     def test_login_2fa_operations_theme(self):
         admin = make_user("ops@example.com", "admin")
         device = add_totp(admin)
@@ -163,12 +176,7 @@ class PortalJourney(ChannelsLiveServerTestCase):
         self.start_browser()
         page = self.browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{self.live_server_url}/servers/add/")
-        page.fill("input[name=login]", admin.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
-        page.fill("input[name=code]", f"{code:06d}")
-        page.click("form button.btn-primary")
+        self.sign_in(page, admin, device)
         page.wait_for_url("**/servers/add/")
         page.fill("input[name=name]", "edge-1")
         page.fill("input[name=address]", "not a host!")
@@ -183,3 +191,43 @@ class PortalJourney(ChannelsLiveServerTestCase):
         expect(page.locator("h1")).to_contain_text("edge-1")
         expect(page.locator("#pubkey")).to_contain_text("ssh-ed25519")
         page.screenshot(path=str(SHOTS / "server-detail.png"), full_page=True)
+
+
+@pytest.fixture
+def _class_sshd(request, sshd):
+    request.instance.sshd = sshd
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("_class_sshd")
+class TerminalJourney(LiveBrowser):
+    """The web terminal in Chromium: xterm.js under the CSP, the ticket, a real shell."""
+
+    def test_terminal_runs_a_command(self):
+        from servers.models import Server
+        from tests.integration.conftest import SSH_HOST
+
+        admin = make_user("ops3@example.com", "admin")
+        device = add_totp(admin)
+        server = Server.objects.create(
+            name="term1",
+            address=SSH_HOST,
+            ssh_port=self.sshd.port,
+            owner=admin,
+            private_key=self.sshd.private_key,
+        )
+        self.start_browser()
+        page = self.browser.new_page(viewport={"width": 1100, "height": 700})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{self.live_server_url}/servers/{server.uuid}/terminal/")
+        self.sign_in(page, admin, device)
+        page.wait_for_url("**/terminal/")
+        expect(page.locator("[data-testid=term-status]")).to_contain_text(
+            "connected", timeout=10000
+        )
+        page.locator("#terminal").click()
+        page.keyboard.type("echo browser-$((20+22))\n")
+        expect(page.locator("#terminal")).to_contain_text("browser-42", timeout=10000)
+        page.screenshot(path=str(SHOTS / "terminal.png"))
+        assert not [e for e in errors if "Content Security Policy" in e], errors
