@@ -62,6 +62,9 @@ class ServerForm(forms.ModelForm):
                 self.initial["owner"] = user.pk  # model_to_dict put None there
         else:
             del self.fields["owner"]
+            self.fields["transport"].choices = [
+                c for c in Server.Transport.choices if c[0] != Server.Transport.LOCAL
+            ]
 
     def clean_profile(self):
         raw = self.cleaned_data.get("profile") or ""

@@ -31,6 +31,14 @@ SERVER_FIELDS = [
 RULE_FIELDS = ["position", "action", "protocol", "port", "port_end", "source", "comment"]
 
 
+def _check_transport(actor, server: Server) -> None:
+    # "Local" runs commands and writes files on the panel's own host: administrators only.
+    if server.transport == Server.Transport.LOCAL and getattr(actor, "role", None) != "admin":
+        raise ValidationError(
+            {"transport": "Only administrators may manage the panel's own host (local transport)."}
+        )
+
+
 def do_create_server(*, actor, data: dict) -> Server:
     data = dict(data)
     private_key = data.pop("private_key", "") or ""
@@ -45,6 +53,7 @@ def do_create_server(*, actor, data: dict) -> Server:
         else:
             server.private_key, server.public_key = generate_keypair(f"hosting-panel@{server.name}")
     validate_overrides(server.profile or {})
+    _check_transport(actor, server)
     server.full_clean()
     with transaction.atomic():
         server.save()
@@ -70,6 +79,7 @@ def do_update_server(server: Server, *, actor, data: dict) -> Server:
             continue
         setattr(server, name, value)
     validate_overrides(server.profile or {})
+    _check_transport(actor, server)
     server.full_clean()
     with transaction.atomic():
         server.save()

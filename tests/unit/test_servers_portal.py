@@ -253,3 +253,29 @@ def test_bad_firewall_rule_shows_errors_and_saves_nothing(admin_user):
         {"position": 10, "action": "allow", "protocol": "tcp", "port": 80},
     )
     assert resp.status_code == 302 and FirewallRule.objects.count() == 1
+
+
+def test_only_admins_may_use_the_local_transport(reseller, admin_user):
+    form = login(reseller).get("/servers/add/").context["form"]
+    assert [c[0] for c in form.fields["transport"].choices] == ["ssh"]
+    resp = login(reseller).post("/servers/add/", {**VALID, "transport": "local"})
+    assert resp.status_code == 400 and "not one of the available choices" in resp.content.decode()
+    resp = login(reseller).post(
+        "/api/v1/servers/",
+        {"name": "x", "address": "10.0.0.5", "transport": "local"},
+        content_type="application/json",
+    )
+    assert resp.status_code == 400 and "transport" in resp.json()
+    mine = server_of(reseller, "mine")
+    resp = login(reseller).patch(
+        f"/api/v1/servers/{mine.uuid}/", {"transport": "local"}, content_type="application/json"
+    )
+    assert resp.status_code == 400
+    mine.refresh_from_db()
+    assert mine.transport == "ssh" and Server.objects.count() == 1
+    resp = login(admin_user).post(
+        "/api/v1/servers/",
+        {"name": "self", "address": "127.0.0.1", "transport": "local"},
+        content_type="application/json",
+    )
+    assert resp.status_code == 201
