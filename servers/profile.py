@@ -76,6 +76,12 @@ def validate_overrides(overrides: dict) -> None:
                 raise ValidationError(f"{key} must be a command as a list of strings.")
         elif key in PATH_KEYS:
             validate_abs_path(value)
+        elif key in ("php_conf", "php_pool_dir"):
+            validate_abs_path(value.replace("{php}", "8.2"))
+        elif key == "nginx_verify_url" and not re.fullmatch(
+            r"https?://[A-Za-z0-9.:\[\]/_-]+", value
+        ):
+            raise ValidationError("nginx_verify_url must be a plain http:// or https:// URL.")
         elif key == "nginx_listen" and not re.fullmatch(r"(\d{1,3}(\.\d{1,3}){3}:)?\d{1,5}", value):
             raise ValidationError("nginx_listen is a port or address:port, e.g. 80 or 10.0.0.5:80.")
         elif key == "process_manager" and value not in ("systemd", "supervisord"):

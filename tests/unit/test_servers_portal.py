@@ -52,6 +52,9 @@ class TestForms:
             ("profile", '{"nginx_reload": "nginx -s reload"}', "list of strings"),
             ("profile", '{"bogus": 1}', "Unknown profile settings"),
             ("profile", "{not json", "Not valid JSON"),
+            ("profile", '{"nginx_verify_url": "-o/etc/passwd"}', "plain http"),
+            ("profile", '{"php_pool_dir": "/etc/php/{php}/../x"}', "plain absolute path"),
+            ("profile", '{"state_dir": "relative"}', "plain absolute path"),
             ("private_key", "not a key", "not an OpenSSH"),
         ],
     )
