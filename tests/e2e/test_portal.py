@@ -156,6 +156,14 @@ class PortalJourney(LiveBrowser):
         page.goto(f"{self.live_server_url}/operations/{live.uuid}/")
         assert "holding" in page.locator("[data-testid=op-log]").inner_text()
 
+        # The API docs render offline (Swagger UI from the sidecar package) under the CSP.
+        page.goto(f"{self.live_server_url}/api/docs/")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "Unified Hosting Panel API", timeout=15000
+        )
+        expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/servers/")
+        page.screenshot(path=str(SHOTS / "api-docs.png"))
+
         # A phone: the sidebar is hidden until the menu button opens it.
         phone = self.browser.new_context(viewport={"width": 390, "height": 844})
         phone.add_cookies(page.context.cookies())
