@@ -34,6 +34,10 @@ class _OperationStream(AsyncWebsocketConsumer):
             return
         query = parse_qs((self.scope.get("query_string") or b"").decode())
         self.as_json = query.get("format") == ["json"]
+        # A page may ask for its own fragments (e.g. the server list refreshes server rows).
+        view = (query.get("view") or [""])[0]
+        if view in self.views:
+            self.update_template = self.views[view]
         groups = await self.groups_for(user)
         if groups is None:
             await self.close(code=4404)
@@ -55,6 +59,7 @@ class _OperationStream(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     update_template = "panel/partials/operation_live.html"
+    views: dict[str, str] = {}
 
     async def operation_update(self, event):
         if self.as_json:
@@ -75,6 +80,7 @@ class OperationListConsumer(_OperationStream):
     """Every operation the user may see: the groups mirror visibility.for_user."""
 
     update_template = "panel/partials/operation_list_live.html"
+    views = {"servers": "servers/partials/server_live.html"}
 
     async def groups_for(self, user):
         if user.role in ("admin", "support"):

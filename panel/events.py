@@ -10,6 +10,7 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 
 from panel.models import Operation, OperationLogLine
 
@@ -27,10 +28,15 @@ def operation_groups(op: Operation) -> list[str]:
 
 
 def update_message(op: Operation) -> dict:
+    target_model = ""
+    if op.target_type_id:
+        target_model = ContentType.objects.get_for_id(op.target_type_id).model
     return {
         "type": "operation.update",
         "uuid": op.uuid.hex,
         "kind": op.kind,
+        "target_model": target_model,
+        "target_id": op.target_id,
         "state": op.state,
         "state_label": op.get_state_display(),
         "progress": op.progress,

@@ -56,6 +56,17 @@ class ServerDetail(PortalDetailView):
         return ctx
 
 
+class ServerRow(PortalDetailView):
+    """One row of the server list, re-fetched when an operation on that server ends."""
+
+    model = Server
+    template_name = "servers/partials/server_row.html"
+    context_object_name = "s"
+
+    def get_queryset(self):
+        return super().get_queryset().select_related("owner")
+
+
 def _may_manage_servers(user) -> bool:
     return user.role in (Role.ADMIN, Role.RESELLER)
 

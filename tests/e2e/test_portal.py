@@ -228,9 +228,24 @@ class TerminalJourney(LiveBrowser):
         page = self.browser.new_page(viewport={"width": 1100, "height": 700})
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{self.live_server_url}/servers/{server.uuid}/terminal/")
+        page.goto(f"{self.live_server_url}/servers/")
         self.sign_in(page, admin, device)
-        page.wait_for_url("**/terminal/")
+        page.wait_for_url("**/servers/")
+
+        # The list updates itself when a connection test on the server finishes.
+        from panel.operations import execute_operation
+        from servers.services import start_test_connection
+
+        row = page.locator(f"#srv-{server.uuid}-row")
+        expect(row).to_contain_text("Not contacted yet")
+        page.wait_for_timeout(600)  # websocket up, relay has its starting point
+        op = call_in_thread(start_test_connection, server, actor=admin)
+        call_in_thread(execute_operation, op.pk)
+        expect(row).to_contain_text("Online", timeout=10000)
+        expect(row.locator("[data-testid=last-seen]")).not_to_contain_text("never")
+        page.screenshot(path=str(SHOTS / "servers-live.png"))
+
+        page.goto(f"{self.live_server_url}/servers/{server.uuid}/terminal/")
         expect(page.locator("[data-testid=term-status]")).to_contain_text(
             "connected", timeout=10000
         )

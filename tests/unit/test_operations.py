@@ -269,3 +269,28 @@ def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings)
     alive.refresh_from_db()
     assert dead.state == "failed" and "worker" in dead.error and alive.state == "running"
     assert not OperationLock.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_server_list_rows_refresh_when_a_server_operation_ends(reseller, mallory):
+    from servers.models import Server
+
+    server = await sync_to_async(Server.objects.create)(
+        name="s1", address="10.0.0.1", owner=reseller
+    )
+    client = await sync_to_async(login)(reseller)
+    comm, ok, _ = await _connect("/ws/operations/?view=servers", client)
+    assert ok
+    await asyncio.sleep(0.4)
+    op = await sync_to_async(start_operation)(
+        kind="server.test_connection", task="tests.support.steps", owner=reseller, target=server
+    )
+    await sync_to_async(execute_operation)(op.pk)
+    got = "".join(await _receive_until(comm, lambda m: any("srv-refresh" in x for x in m)))
+    assert f'hx-get="/servers/{server.uuid}/row/"' in got
+    assert f'hx-target="#srv-{server.uuid}-row"' in got
+    await comm.disconnect()
+    row = await sync_to_async(client.get)(f"/servers/{server.uuid}/row/")
+    assert row.status_code == 200 and f'id="srv-{server.uuid}-row"' in row.content.decode()
+    other = await sync_to_async(login)(mallory)
+    assert (await sync_to_async(other.get)(f"/servers/{server.uuid}/row/")).status_code == 404
