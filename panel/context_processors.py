@@ -20,4 +20,5 @@ def portal(request):
         "nav_items": NAV,
         "nav_section": _SECTION_ALIASES.get(first, first),
         "panel_debug": settings.DEBUG,
+        "panel_allow_signup": settings.PANEL_ALLOW_SIGNUP,
     }

@@ -105,6 +105,7 @@ class PortalJourney(LiveBrowser):
         page = self.browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{self.live_server_url}/operations/")
         assert "/accounts/login/" in page.url
+        page.screenshot(path=str(SHOTS / "login.png"))
         page.fill("input[name=login]", admin.email)
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")

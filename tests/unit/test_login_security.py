@@ -207,3 +207,9 @@ class TestRoles:
         for url in ["/", "/operations/", "/account/tokens/", "/servers/"]:
             resp = Client().get(url)
             assert resp.status_code == 302 and resp["Location"].startswith(reverse("account_login"))
+
+
+def test_login_page_offers_sign_up_only_when_open(db, settings):
+    assert "Sign up" not in Client().get(LOGIN).content.decode()
+    settings.PANEL_ALLOW_SIGNUP = True
+    assert "Sign up" in Client().get(LOGIN).content.decode()
