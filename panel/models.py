@@ -65,6 +65,17 @@ class Operation(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.target_label}".strip()
 
+    def target_url(self) -> str:
+        """The target's page, when it has one (one query: call on detail pages only)."""
+        if not self.target_type_id or not self.target_id:
+            return ""
+        model = self.target_type.model_class()
+        if model is None or not hasattr(model, "get_absolute_url"):
+            return ""
+        key = "uuid" if any(f.name == "uuid" for f in model._meta.fields) else "pk"
+        target = model._default_manager.filter(**{key: self.target_id}).first()
+        return target.get_absolute_url() if target else ""
+
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED

@@ -63,6 +63,7 @@ class OperationDetail(PortalDetailView):
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         ctx["lines"] = self.object.lines.all()[:2000]
+        ctx["target_url"] = self.object.target_url()
         ctx["may_change"] = (
             Operation.objects.for_user(self.request.user, CHANGE).filter(pk=self.object.pk).exists()
         )

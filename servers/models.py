@@ -96,6 +96,11 @@ class Server(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("server", kwargs={"uuid": self.uuid})
+
     @property
     def lock_key(self) -> str:
         return f"server:{self.uuid.hex}"

@@ -50,6 +50,9 @@ class ServerDetail(PortalDetailView):
             operations=Operation.objects.for_user(user)
             .filter(lock_key=server.lock_key)
             .select_related("requested_by")[:10],
+            terminal_sessions=server.terminal_sessions.select_related("user")[:10]
+            if user.role == Role.ADMIN
+            else [],
             fingerprint=server.host_key_fingerprint(),
             pending_fingerprint=server.host_key_fingerprint(server.pending_host_key),
         )

@@ -56,6 +56,8 @@ async def test_shell_runs_a_command_and_is_audited(ssh_server, admin_user):
     )()
     assert {"terminal.open", "terminal.close"} <= actions
 
+    page = await sync_to_async(client.get)(f"/servers/{ssh_server.uuid}/")
+    assert 'data-testid="terminal-sessions"' in page.content.decode()
     again, ok, code = await _connect(path, client)  # the ticket was single-use
     assert not ok and code == 4403
 

@@ -282,3 +282,14 @@ def test_only_admins_may_use_the_local_transport(reseller, admin_user):
         content_type="application/json",
     )
     assert resp.status_code == 201
+
+
+def test_operation_links_to_its_server(admin_user):
+    from panel.operations import start_operation
+
+    server = server_of(admin_user)
+    op = start_operation(
+        kind="server.apply", task="tests.support.steps", owner=admin_user, target=server
+    )
+    page = login(admin_user).get(f"/operations/{op.uuid}/").content.decode()
+    assert f'href="/servers/{server.uuid}/" data-testid="target-link"' in page
