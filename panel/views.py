@@ -8,12 +8,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.db.models import Count
+from django.db.models.functions import TruncDate
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from panel.charts import daily_bars
 from panel.filters import OperationFilter
 from panel.generic import PortalDetailView, PortalListView, get_for_user
 from panel.models import Operation, WorkerHeartbeat
@@ -34,10 +36,25 @@ def dashboard(request):
     ops = Operation.objects.for_user(request.user)
     counts = dict(ops.values_list("state").annotate(n=Count("id")).order_by())
     recent = ops.select_related("owner")[:8]
+    since = timezone.now() - timedelta(days=14)
+    per_day = (
+        ops.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day", "state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    bars, peak = daily_bars(per_day, today=timezone.localdate())
     return render(
         request,
         "pages/dashboard.html",
-        {"counts": counts, "recent": recent, "total": sum(counts.values())},
+        {
+            "counts": counts,
+            "recent": recent,
+            "total": sum(counts.values()),
+            "bars": bars,
+            "peak": peak,
+        },
     )
 
 

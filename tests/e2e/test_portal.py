@@ -157,6 +157,11 @@ class PortalJourney(LiveBrowser):
         page.goto(f"{self.live_server_url}/operations/{live.uuid}/")
         assert "holding" in page.locator("[data-testid=op-log]").inner_text()
 
+        # The dashboard draws today's operations in its chart.
+        page.goto(f"{self.live_server_url}/")
+        expect(page.locator("[data-testid=ops-chart] title").last).to_contain_text("succeeded")
+        page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+
         # The API docs render offline (Swagger UI from the sidecar package) under the CSP.
         page.goto(f"{self.live_server_url}/api/docs/")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text(
