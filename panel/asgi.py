@@ -5,6 +5,13 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+import django  # noqa: E402
+
+django.setup(set_prefix=False)
+
+from panel.checks import require_runtime_secrets  # noqa: E402
+
+require_runtime_secrets()  # before anything reads a missing SECRET_KEY
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up first

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class DecryptionError(Exception):
@@ -18,6 +19,8 @@ def _fernet(keys: tuple[str, ...]) -> MultiFernet:
 
 
 def fernet() -> MultiFernet:
+    if not settings.ENCRYPTION_KEYS:
+        raise ImproperlyConfigured("PANEL_ENCRYPTION_KEYS must be set to store or read secrets.")
     return _fernet(tuple(settings.ENCRYPTION_KEYS))
 
 

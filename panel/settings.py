@@ -22,10 +22,12 @@ DEBUG = env_bool("PANEL_DEBUG", False)
 # HTTPS-only cookies, redirect and HSTS. On by default outside debug mode.
 SECURE = env_bool("PANEL_SECURE", not DEBUG)
 
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set (or PANEL_DEBUG=1 for a local trial).")
+# Outside debug mode both secrets are required, but only where they are used: tooling such as
+# makemigrations runs without them, while the web entry point (panel/asgi.py) and
+# `check --deploy` (panel/checks.py) refuse to go on, and Django refuses an empty SECRET_KEY
+# the moment anything reads it.
+SECRET_KEY = env_str("SECRET_KEY") or ""
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = secret_from_file_or_create(
         VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
     )
@@ -33,12 +35,7 @@ if not SECRET_KEY:
 # First key encrypts, every key decrypts: prepend a new key, run rotate_encryption_keys,
 # then drop the old one.
 ENCRYPTION_KEYS = env_list("PANEL_ENCRYPTION_KEYS")
-if not ENCRYPTION_KEYS:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "PANEL_ENCRYPTION_KEYS must be set: a comma list of Fernet keys, see "
-            "docs/configuration.md for how to make one."
-        )
+if not ENCRYPTION_KEYS and DEBUG:
     ENCRYPTION_KEYS = [
         secret_from_file_or_create(
             VAR_DIR / "encryption_key", lambda: Fernet.generate_key().decode()
@@ -51,6 +48,13 @@ for _key in ENCRYPTION_KEYS:
         raise ImproperlyConfigured(
             "PANEL_ENCRYPTION_KEYS holds a value that is not a Fernet key"
         ) from exc
+
+# Read by panel/checks.py (Django raises on any read of an empty SECRET_KEY).
+PANEL_MISSING_SECRETS = [
+    name
+    for name, value in (("SECRET_KEY", SECRET_KEY), ("PANEL_ENCRYPTION_KEYS", ENCRYPTION_KEYS))
+    if not value
+]
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

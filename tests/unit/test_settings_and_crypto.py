@@ -33,29 +33,59 @@ class TestEnv:
         with pytest.raises(ImproperlyConfigured, match="cannot be read"):
             env_str("X_MISSING")
 
-    def _settings_import(self, **env):
+    def _run(self, code: str, **env):
         base = {
             k: v
             for k, v in os.environ.items()
             if k not in ("SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "PANEL_DEBUG")
         }
         return subprocess.run(
-            [sys.executable, "-c", "import panel.settings"],
-            env={**base, **env},
+            [sys.executable, "-c", code],
+            env={**base, "DJANGO_SETTINGS_MODULE": "panel.settings", **env},
             capture_output=True,
             text=True,
             check=False,
         )
 
-    def test_production_requires_secrets(self):
-        out = self._settings_import(PANEL_DEBUG="0")
-        assert out.returncode != 0 and "SECRET_KEY must be set" in out.stderr
-        out = self._settings_import(PANEL_DEBUG="0", SECRET_KEY="x" * 60)
-        assert "PANEL_ENCRYPTION_KEYS must be set" in out.stderr
-        out = self._settings_import(
-            PANEL_DEBUG="0", SECRET_KEY="x" * 60, PANEL_ENCRYPTION_KEYS="not-a-key"
+    def test_production_refuses_to_serve_without_secrets(self):
+        out = self._run("import panel.asgi", PANEL_DEBUG="0")
+        assert out.returncode != 0
+        assert "SECRET_KEY and PANEL_ENCRYPTION_KEYS must be set" in out.stderr
+        out = self._run("import panel.asgi", PANEL_DEBUG="0", SECRET_KEY="x" * 60)
+        assert out.returncode != 0 and "PANEL_ENCRYPTION_KEYS must be set" in out.stderr
+        out = self._run(
+            "import django; django.setup(); from django.conf import settings; settings.SECRET_KEY",
+            PANEL_DEBUG="0",
         )
-        assert "not a Fernet key" in out.stderr
+        assert out.returncode != 0 and "SECRET_KEY setting must not be empty" in out.stderr
+
+    def test_deploy_check_reports_missing_secrets(self):
+        code = (
+            "import django; django.setup(); from django.core.management import call_command;"
+            "call_command('check', deploy=True)"
+        )
+        out = self._run(code, PANEL_DEBUG="0", ALLOWED_HOSTS="panel.example.com")
+        assert out.returncode != 0
+        assert "panel.E001" in out.stderr and "SECRET_KEY is not set" in out.stderr
+        assert "PANEL_ENCRYPTION_KEYS is not set" in out.stderr
+
+    def test_tooling_works_without_secrets(self):
+        code = (
+            "import django; django.setup(); from django.core.management import call_command;"
+            "call_command('makemigrations', check=True, dry_run=True)"
+        )
+        out = self._run(code, PANEL_DEBUG="0")
+        assert out.returncode == 0, out.stderr
+        assert "No changes detected" in out.stdout
+
+    def test_malformed_key_fails_at_import(self):
+        out = self._run(
+            "import panel.settings",
+            PANEL_DEBUG="0",
+            SECRET_KEY="x" * 60,
+            PANEL_ENCRYPTION_KEYS="not-a-key",
+        )
+        assert out.returncode != 0 and "not a Fernet key" in out.stderr
 
     def test_database_and_redis_urls_switch_backends(self):
         code = (
@@ -120,3 +150,6 @@ class TestEncryption:
         settings.ENCRYPTION_KEYS = [old]
         with pytest.raises(crypto.DecryptionError):
             crypto.decrypt(raw_value(s.pk))
+        settings.ENCRYPTION_KEYS = []
+        with pytest.raises(ImproperlyConfigured, match="PANEL_ENCRYPTION_KEYS must be set"):
+            crypto.encrypt("anything")
