@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from accounts.models import ApiToken, AuditEntry, AuditHead, LoginAttempt, User
-from panel.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from accounts.models import ApiToken, LoginAttempt, User
+from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 
 
 class PanelUserCreationForm(UserCreationForm):
@@ -81,25 +81,3 @@ class LoginAttemptAdmin(ReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None):
         # Deleting failures lifts a lock-out; support may do this.
         return request.user.has_perm("accounts.delete_loginattempt")
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "created_at",
-        "actor_label",
-        "ip",
-        "action",
-        "object_type",
-        "object_label",
-    ]
-    list_filter = ["action", "object_type"]
-    search_fields = ["actor_label", "object_label", "object_id", "action"]
-    date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in AuditEntry._meta.fields]
-
-
-@admin.register(AuditHead)
-class AuditHeadAdmin(ReadOnlyAdmin):
-    list_display = ["last_id", "last_hash"]

@@ -17,9 +17,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django_otp import user_has_device
 
-from accounts.audit import current_ip
 from accounts.throttle import client_ip
 from accounts.validators import ip_allowed
+from core.audit import current_ip
 
 # Paths open to a logged-in user who has not passed the second factor yet.
 # Changing the password, email or 2FA itself is NOT among them.

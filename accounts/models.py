@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone as dj_tz
 
 from accounts.validators import parse_cidrs, validate_cidr_list
-from panel.visibility import VIEW
+from core.policy import VIEW
 
 
 def validate_timezone(value: str) -> None:
@@ -20,7 +20,7 @@ def validate_timezone(value: str) -> None:
 
 
 # What support staff may change in the admin besides viewing everything.
-SUPPORT_PERMS = {"panel.change_operation", "accounts.delete_loginattempt"}
+SUPPORT_PERMS = {"core.change_operation", "accounts.delete_loginattempt"}
 
 
 class Role(models.TextChoices):
@@ -212,60 +212,3 @@ class LoginAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} from {self.ip}: {'ok' if self.success else self.reason or 'failed'}"
-
-
-class AuditQuerySet(models.QuerySet):
-    def for_user(self, user, action: str = VIEW):
-        if not getattr(user, "is_authenticated", False) or action != VIEW:
-            return self.none()
-        if user.role in STAFF_ROLES:
-            return self
-        if user.role == Role.RESELLER:
-            ids = list(user.customers.values_list("pk", flat=True)) + [user.pk]
-            return self.filter(owner_id__in=ids)
-        return self.filter(owner_id=user.pk)
-
-
-class AuditEntry(models.Model):
-    """Append-only, hash-chained record of a state change.
-
-    Actor and owner are plain ids, not foreign keys: deleting a user must never rewrite
-    (and so break) the chain.
-    """
-
-    created_at = models.DateTimeField(default=dj_tz.now, db_index=True)
-    actor_id = models.BigIntegerField(null=True, blank=True)
-    actor_label = models.CharField(max_length=254, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
-    object_type = models.CharField(max_length=100, db_index=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    object_label = models.CharField(max_length=254, blank=True)
-    owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    changes = models.JSONField(default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
-
-    objects = AuditQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-id"]
-        verbose_name_plural = "audit entries"
-
-    def __str__(self) -> str:
-        return f"#{self.pk} {self.actor_label or 'system'} {self.action} {self.object_label}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValueError("Audit entries are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit entries are append-only.")
-
-
-class AuditHead(models.Model):
-    """Single row pointing at the newest entry; locked by writers, catches a cut-off tail."""
-
-    last_id = models.BigIntegerField(default=0)
-    last_hash = models.CharField(max_length=64, default="0" * 64)

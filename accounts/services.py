@@ -10,9 +10,10 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import audit, tokens
+from accounts import tokens
 from accounts.models import ApiToken, Role, User
 from accounts.validators import ip_allowed, parse_cidrs
+from core import audit
 
 PROFILE_FIELDS = ["name", "company", "timezone", "avatar"]
 SECURITY_FIELDS = ["session_timeout_minutes", "ip_allowlist"]

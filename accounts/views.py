@@ -13,11 +13,13 @@ from django_otp import login as otp_login
 from django_otp import match_token, user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import audit, services
+from accounts import services
 from accounts.forms import CodeForm, ProfileForm, SecurityForm, TokenForm
-from accounts.models import ApiToken, AuditEntry, LoginAttempt
+from accounts.models import ApiToken, LoginAttempt
 from accounts.throttle import client_ip
-from panel.generic import PortalListView, form_errors_from
+from core import audit
+from core.generic import PortalListView, form_errors_from
+from core.models import AuditEntry
 
 
 def _safe_next(request, default: str) -> str:

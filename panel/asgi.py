@@ -9,7 +9,7 @@ import django  # noqa: E402
 
 django.setup(set_prefix=False)
 
-from panel.checks import require_runtime_secrets  # noqa: E402
+from core.checks import require_runtime_secrets  # noqa: E402
 
 require_runtime_secrets()  # before anything reads a missing SECRET_KEY
 django_asgi_app = get_asgi_application()

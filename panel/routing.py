@@ -1,6 +1,6 @@
 from django.urls import path
 
-from panel import consumers
+from core import consumers
 from servers.consumers import TerminalConsumer
 
 websocket_urlpatterns = [

@@ -88,7 +88,7 @@ INSTALLED_APPS = [
     "guardian",
     "django_q",
     "csp",
-    "panel",
+    "core",
     "accounts",
     "servers",
     "websites",
@@ -130,7 +130,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "panel.context_processors.portal",
+                "core.context_processors.portal",
             ],
         },
     },
@@ -335,7 +335,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ServerKindEnum": "servers.models.Server.Kind",
         "ServerStatusEnum": "servers.models.Server.Status",
-        "OperationStateEnum": "panel.models.Operation.State",
+        "OperationStateEnum": "core.models.Operation.State",
     },
 }
 

@@ -4,8 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as account_views
-from panel import views
-from panel.api import api_docs
+from core import views
+from core.api import api_docs
 
 admin.site.site_header = "Unified Hosting Panel"
 admin.site.site_title = "Hosting Panel admin"
@@ -14,7 +14,7 @@ admin.site.login = account_views.admin_login
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("operations/", include("panel.urls_operations")),
+    path("operations/", include("core.urls")),
     path("servers/", include("servers.urls")),
     path("websites/", views.area, {"area": "websites"}, name="websites"),
     path("dns/", views.area, {"area": "dns"}, name="dns"),

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from panel.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 from servers import services
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession, TerminalTicket
 

@@ -16,8 +16,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import audit
 from accounts.sessions import may_connect
+from core import audit
 from servers import connection
 from servers.models import Server, TerminalSession, TerminalTicket
 from servers.transport import TransportError

@@ -9,8 +9,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from panel.fields import EncryptedTextField
-from panel.visibility import OwnedQuerySet
+from core.fields import EncryptedTextField
+from core.policy import OwnedQuerySet
 from servers.validators import (
     validate_address,
     validate_cidr,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from accounts import audit
-from panel.operations import start_operation
+from core import audit
+from core.operations import start_operation
 from servers import connection
 from servers.firewall import check_lockout
 from servers.models import FirewallRule, Server

@@ -7,7 +7,7 @@ import contextlib
 from django.db import transaction
 from django.utils import timezone
 
-from panel.operations import OperationContext, OperationError
+from core.operations import OperationContext, OperationError
 from servers import apply as engine
 from servers import connection, facts
 from servers.models import DriftItem, Server

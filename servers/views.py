@@ -13,9 +13,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
-from panel.generic import PortalDetailView, PortalListView, form_errors_from, get_for_user
-from panel.models import Operation
-from panel.visibility import CHANGE, VIEW
+from core.generic import PortalDetailView, PortalListView, form_errors_from, get_for_user
+from core.models import Operation
+from core.policy import CHANGE, VIEW
 from servers import services
 from servers.forms import FirewallRuleForm, ServerForm
 from servers.models import FirewallRule, Server, TerminalTicket

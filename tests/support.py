@@ -3,7 +3,7 @@
 import threading
 import time
 
-from panel.operations import OperationError
+from core.operations import OperationError
 
 gate = threading.Event()
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from panel.admin_base import AuditedModelAdmin
+from core.admin_base import AuditedModelAdmin
 from websites.models import Website
 
 

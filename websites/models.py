@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from panel.visibility import OwnedQuerySet
+from core.policy import OwnedQuerySet
 from websites.validators import validate_domain, validate_domain_list, validate_nginx_directives
 
 

@@ -3,7 +3,8 @@ from django_otp import user_has_device
 from rest_framework import serializers
 
 from accounts import services
-from accounts.models import ApiToken, AuditEntry, Role, User
+from accounts.models import ApiToken, Role, User
+from core.models import AuditEntry
 
 
 def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:

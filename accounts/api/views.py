@@ -10,8 +10,9 @@ from accounts.api.serializers import (
     MeSerializer,
     UserSerializer,
 )
-from accounts.models import ApiToken, AuditEntry, User
-from panel.api.viewsets import VisibleModelMixin, VisibleReadOnlyViewSet
+from accounts.models import ApiToken, User
+from core.api.viewsets import VisibleModelMixin, VisibleReadOnlyViewSet
+from core.models import AuditEntry
 
 
 class MeView(generics.RetrieveUpdateAPIView):

@@ -1,7 +1,7 @@
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import views as account_views
-from panel.api.views import OperationViewSet
+from core.api.views import OperationViewSet
 from servers.api.views import FirewallRuleViewSet, ServerViewSet
 
 router = DefaultRouter()

@@ -8,8 +8,8 @@ from rest_framework.response import Response
 
 from accounts.api.serializers import as_drf_error
 from accounts.models import Role
-from panel.api.serializers import OperationSerializer
-from panel.api.viewsets import VisibleModelMixin
+from core.api.serializers import OperationSerializer
+from core.api.viewsets import VisibleModelMixin
 from servers import services
 from servers.api.serializers import (
     FirewallRuleSerializer,

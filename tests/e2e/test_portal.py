@@ -12,7 +12,7 @@ from django.db import connections
 from django_otp.oath import totp
 from playwright.sync_api import expect
 
-from panel.operations import execute_operation, start_operation
+from core.operations import execute_operation, start_operation
 from tests import support
 from tests.conftest import (
     PASSWORD,
@@ -239,7 +239,7 @@ class TerminalJourney(LiveBrowser):
         page.wait_for_url("**/servers/")
 
         # The list updates itself when a connection test on the server finishes.
-        from panel.operations import execute_operation
+        from core.operations import execute_operation
         from servers.services import start_test_connection
 
         row = page.locator(f"#srv-{server.uuid}-row")

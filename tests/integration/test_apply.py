@@ -140,7 +140,7 @@ class TestDrift:
         path_a.write_text(original_a.replace("index index.html", "index hacked.html"))
         os.unlink(path_b)
 
-        from panel.operations import OperationContext, start_operation
+        from core.operations import OperationContext, start_operation
 
         op = start_operation(kind="t", task="servers.tasks.detect_drift", owner=admin_user)
         detect_drift(OperationContext(op), web_server.pk)

@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from accounts.models import AuditEntry
+from core.models import AuditEntry
 from servers.models import TerminalSession, TerminalTicket
 from tests.conftest import login
 from tests.unit.test_operations import _connect

@@ -1,6 +1,6 @@
 import pytest
 
-from panel.models import Operation
+from core.models import Operation
 from servers import connection, facts, services
 from servers.models import Server
 from servers.transport import LocalTransport, SSHTransport, TransportError, fingerprint

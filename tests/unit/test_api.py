@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import ApiToken, AuditEntry, Role, User
-from panel.models import Operation
+from accounts.models import ApiToken, Role, User
+from core.models import AuditEntry, Operation
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db
@@ -209,7 +209,7 @@ class TestOutOfReachIs404:
         from guardian.shortcuts import assign_perm
 
         op, other = op_for(customer), op_for(customer)
-        assign_perm("panel.view_operation", mallory, op)
+        assign_perm("core.view_operation", mallory, op)
         client = login(mallory)
         assert client.get(f"/api/v1/operations/{op.uuid}/").status_code == 200
         assert client.get(f"/api/v1/operations/{other.uuid}/").status_code == 404

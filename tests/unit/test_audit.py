@@ -3,8 +3,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from accounts import audit, services
-from accounts.models import AuditEntry, AuditHead
+from accounts import services
+from core import audit
+from core.models import AuditEntry, AuditHead
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,7 @@ class TestChain:
     def test_edited_entry_is_found(self, chain):
         victim = chain[2]
         raw_sql(
-            "UPDATE accounts_auditentry SET object_label = %s WHERE id = %s",
+            "UPDATE core_auditentry SET object_label = %s WHERE id = %s",
             ["tampered", victim.pk],
         )
         _, problem = audit.verify_chain()
@@ -55,12 +56,12 @@ class TestChain:
 
     def test_removed_entry_is_found(self, chain):
         victim = chain[2]
-        raw_sql("DELETE FROM accounts_auditentry WHERE id = %s", [victim.pk])
+        raw_sql("DELETE FROM core_auditentry WHERE id = %s", [victim.pk])
         _, problem = audit.verify_chain()
         assert problem.entry_id == chain[3].pk and "removed or altered" in problem.message
 
     def test_cut_tail_is_found(self, chain):
-        raw_sql("DELETE FROM accounts_auditentry WHERE id = %s", [chain[-1].pk])
+        raw_sql("DELETE FROM core_auditentry WHERE id = %s", [chain[-1].pk])
         _, problem = audit.verify_chain()
         assert problem is not None and "removed from the end" in problem.message
 
@@ -69,7 +70,7 @@ class TestChain:
         victim.object_label = "forged"
         new_hash = audit.compute_hash(victim)
         raw_sql(
-            "UPDATE accounts_auditentry SET object_label = %s, hash = %s WHERE id = %s",
+            "UPDATE core_auditentry SET object_label = %s, hash = %s WHERE id = %s",
             ["forged", new_hash, victim.pk],
         )
         _, problem = audit.verify_chain()
@@ -136,18 +137,18 @@ class TestVisibility:
 
     def test_admin_is_read_only(self, chain, admin_user):
         client = login(admin_user)
-        assert client.get("/admin/accounts/auditentry/").status_code == 200
-        url = f"/admin/accounts/auditentry/{chain[0].pk}/delete/"
+        assert client.get("/admin/core/auditentry/").status_code == 200
+        url = f"/admin/core/auditentry/{chain[0].pk}/delete/"
         assert client.post(url, {"post": "yes"}).status_code == 403
         assert AuditEntry.objects.filter(pk=chain[0].pk).exists()
 
     def test_admin_changes_are_audited(self, admin_user, customer):
         client = login(admin_user)
-        from panel.models import Operation
+        from core.models import Operation
 
         op = Operation.objects.create(kind="k", task="tests.support.steps", owner=customer)
         resp = client.post(
-            "/admin/panel/operation/", {"action": "cancel", "_selected_action": [op.pk]}
+            "/admin/core/operation/", {"action": "cancel", "_selected_action": [op.pk]}
         )
         assert resp.status_code == 302
         assert AuditEntry.objects.filter(action="operation.cancel", actor_id=admin_user.pk).exists()

@@ -1,6 +1,6 @@
 from datetime import date
 
-from panel.charts import daily_bars
+from core.charts import daily_bars
 
 
 def test_bars_stack_and_scale_to_the_busiest_day():

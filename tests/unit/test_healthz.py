@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from panel.tasks import heartbeat
+from core.tasks import heartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +20,8 @@ def test_degraded_without_worker_then_ok():
 def test_heartbeat_is_scheduled():
     from django_q.models import Schedule
 
-    s = Schedule.objects.get(name="panel.heartbeat")
-    assert s.func == "panel.tasks.heartbeat" and s.minutes == 1
+    s = Schedule.objects.get(name="panel:heartbeat")
+    assert s.func == "core.tasks.heartbeat" and s.minutes == 1
 
 
 def test_security_headers(customer):

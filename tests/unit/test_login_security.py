@@ -4,7 +4,8 @@ from django.urls import reverse
 from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from accounts.models import AuditEntry, LoginAttempt, Role
+from accounts.models import LoginAttempt, Role
+from core.models import AuditEntry
 from tests.conftest import PASSWORD, add_totp, login, make_user
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,9 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from panel import events
-from panel.models import Operation, OperationLock
-from panel.operations import (
+from core import events
+from core.models import Operation, OperationLock
+from core.operations import (
     OperationError,
     cancel_operation,
     execute_operation,
@@ -256,7 +256,7 @@ def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings)
 
     from django.utils import timezone
 
-    from panel.tasks import reap_stale_operations
+    from core.tasks import reap_stale_operations
 
     dead = start(customer, lock_key="server:7")
     alive = start(customer)

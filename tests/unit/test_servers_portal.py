@@ -2,7 +2,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import AuditEntry
+from core.models import AuditEntry
 from servers.models import FirewallRule, Server
 from servers.transport import load_private_key
 from tests.conftest import login
@@ -217,7 +217,7 @@ class TestQueryCounts:
 def test_scheduled_drift_checks_only_applied_servers(admin_user):
     from django.utils import timezone
 
-    from panel.models import Operation
+    from core.models import Operation
     from servers.tasks import detect_drift_everywhere
 
     server_of(admin_user, "fresh")
@@ -285,7 +285,7 @@ def test_only_admins_may_use_the_local_transport(reseller, admin_user):
 
 
 def test_operation_links_to_its_server(admin_user):
-    from panel.operations import start_operation
+    from core.operations import start_operation
 
     server = server_of(admin_user)
     op = start_operation(

@@ -8,9 +8,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection, models
 
-from panel import crypto
+from core import crypto
+from core.fields import EncryptedTextField
 from panel.env import env_bool, env_int, env_list, env_str
-from panel.fields import EncryptedTextField
 
 
 class TestEnv:
@@ -112,7 +112,7 @@ class Secret(models.Model):
     value = EncryptedTextField(blank=True)
 
     class Meta:
-        app_label = "panel"
+        app_label = "core"
         managed = False
         db_table = "test_secret"
 

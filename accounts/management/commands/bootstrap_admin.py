@@ -3,8 +3,8 @@ import secrets
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts import audit
 from accounts.models import Role, User
+from core import audit
 
 
 class Command(BaseCommand):

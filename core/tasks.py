@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from panel import events
-from panel.models import Operation, OperationLock, OperationLogLine, WorkerHeartbeat
-from panel.operations import OperationContext, OperationError
+from core import events
+from core.models import Operation, OperationLock, OperationLogLine, WorkerHeartbeat
+from core.operations import OperationContext, OperationError
 
 
 def heartbeat() -> str:

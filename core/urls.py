@@ -1,6 +1,6 @@
 from django.urls import path
 
-from panel import views
+from core import views
 
 urlpatterns = [
     path("", views.OperationList.as_view(), name="operations"),

@@ -1,8 +1,15 @@
 from django.contrib import admin
 
-from panel.admin_base import AuditedModelAdmin, ReadOnlyAdmin
-from panel.models import Operation, OperationLock, OperationLogLine, WorkerHeartbeat
-from panel.operations import cancel_operation
+from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from core.models import (
+    AuditEntry,
+    AuditHead,
+    Operation,
+    OperationLock,
+    OperationLogLine,
+    WorkerHeartbeat,
+)
+from core.operations import cancel_operation
 
 
 class LogLineInline(admin.TabularInline):
@@ -65,3 +72,25 @@ class OperationLogLineAdmin(ReadOnlyAdmin):
     list_filter = ["level"]
     search_fields = ["message", "operation__kind"]
     list_select_related = ["operation"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "actor_label",
+        "ip",
+        "action",
+        "object_type",
+        "object_label",
+    ]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_label", "object_label", "object_id", "action"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+
+@admin.register(AuditHead)
+class AuditHeadAdmin(ReadOnlyAdmin):
+    list_display = ["last_id", "last_hash"]

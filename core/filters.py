@@ -1,6 +1,6 @@
 import django_filters
 
-from panel.models import Operation
+from core.models import Operation
 
 
 class OperationFilter(django_filters.FilterSet):

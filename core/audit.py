@@ -17,7 +17,7 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts.models import AuditEntry, AuditHead
+from core.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 # IP of the request being served; set by SecurityPolicyMiddleware, read when recording.

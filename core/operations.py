@@ -16,9 +16,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
-from accounts import audit
-from panel import events
-from panel.models import Operation, OperationLock, OperationLogLine
+from core import audit, events
+from core.models import Operation, OperationLock, OperationLogLine
 
 log = logging.getLogger(__name__)
 LOCK_POLL = 0.5
@@ -65,7 +64,7 @@ def start_operation(
 
 def _enqueue(op: Operation) -> None:
     async_task(
-        "panel.operations.execute_operation",
+        "core.operations.execute_operation",
         op.pk,
         task_name=f"{op.kind}:{op.uuid.hex[:8]}",
         group=op.kind,

@@ -15,12 +15,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from panel.charts import daily_bars
-from panel.filters import OperationFilter
-from panel.generic import PortalDetailView, PortalListView, get_for_user
-from panel.models import Operation, WorkerHeartbeat
-from panel.operations import OperationError, cancel_operation, retry_operation, start_operation
-from panel.visibility import CHANGE
+from core.charts import daily_bars
+from core.filters import OperationFilter
+from core.generic import PortalDetailView, PortalListView, get_for_user
+from core.models import Operation, WorkerHeartbeat
+from core.operations import OperationError, cancel_operation, retry_operation, start_operation
+from core.policy import CHANGE
 
 HEARTBEAT_STALE = timedelta(minutes=3)
 
@@ -66,8 +66,8 @@ def area(request, area: str):
 class OperationList(PortalListView):
     model = Operation
     filterset_class = OperationFilter
-    template_name = "panel/operation_list.html"
-    partial_template_name = "panel/partials/operation_table.html"
+    template_name = "core/operation_list.html"
+    partial_template_name = "core/partials/operation_table.html"
 
     def optimise(self, qs):
         return qs.select_related("owner", "requested_by")
@@ -75,7 +75,7 @@ class OperationList(PortalListView):
 
 class OperationDetail(PortalDetailView):
     model = Operation
-    template_name = "panel/operation_detail.html"
+    template_name = "core/operation_detail.html"
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
@@ -116,7 +116,7 @@ def start_self_check(request):
         raise Http404
     op = start_operation(
         kind="panel.self_check",
-        task="panel.tasks.self_check",
+        task="core.tasks.self_check",
         owner=request.user,
         requested_by=request.user,
         lock_key="panel",

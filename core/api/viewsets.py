@@ -2,7 +2,7 @@
 
 from rest_framework import permissions, viewsets
 
-from panel.visibility import CHANGE, VIEW
+from core.policy import CHANGE, VIEW
 
 
 class VisibleModelMixin:

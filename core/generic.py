@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.views.generic import DetailView, ListView
 
-from panel.visibility import CHANGE, VIEW
+from core.policy import CHANGE, VIEW
 
 
 class PortalListView(ListView):

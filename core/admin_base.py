@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.forms.models import model_to_dict
 
-from accounts import audit
+from core import audit
 
 AUDIT_SKIP = {"password", "digest", "key"}
 

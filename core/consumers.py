@@ -14,9 +14,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from accounts.sessions import may_connect
-from panel import events
-from panel.models import Operation
-from panel.relay import relay
+from core import events
+from core.models import Operation
+from core.relay import relay
 
 
 class _OperationStream(AsyncWebsocketConsumer):
@@ -58,7 +58,7 @@ class _OperationStream(AsyncWebsocketConsumer):
     async def groups_for(self, user) -> list[str] | None:
         raise NotImplementedError
 
-    update_template = "panel/partials/operation_live.html"
+    update_template = "core/partials/operation_live.html"
     views: dict[str, str] = {}
 
     async def operation_update(self, event):
@@ -71,15 +71,13 @@ class _OperationStream(AsyncWebsocketConsumer):
         if self.as_json:
             await self.send(json.dumps(event))
         else:
-            await self.send(
-                render_to_string("panel/partials/operation_log_line.html", {"e": event})
-            )
+            await self.send(render_to_string("core/partials/operation_log_line.html", {"e": event}))
 
 
 class OperationListConsumer(_OperationStream):
     """Every operation the user may see: the groups mirror visibility.for_user."""
 
-    update_template = "panel/partials/operation_list_live.html"
+    update_template = "core/partials/operation_list_live.html"
     views = {"servers": "servers/partials/server_live.html"}
 
     async def groups_for(self, user):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.audit import verify_chain
+from core.audit import verify_chain
 
 
 class Command(BaseCommand):

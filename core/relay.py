@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from panel import events
-from panel.models import Operation, OperationLogLine
+from core import events
+from core.models import Operation, OperationLogLine
 
 INTERVAL = 0.25
 OVERLAP = timedelta(seconds=2)  # re-read recent rows: a commit may land after its timestamp

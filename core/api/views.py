@@ -3,11 +3,11 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from panel.api.serializers import OperationLogLineSerializer, OperationSerializer
-from panel.api.viewsets import VisibleReadOnlyViewSet
-from panel.filters import OperationFilter
-from panel.models import Operation
-from panel.operations import OperationError, cancel_operation, retry_operation
+from core.api.serializers import OperationLogLineSerializer, OperationSerializer
+from core.api.viewsets import VisibleReadOnlyViewSet
+from core.filters import OperationFilter
+from core.models import Operation
+from core.operations import OperationError, cancel_operation, retry_operation
 
 
 class OperationViewSet(VisibleReadOnlyViewSet):

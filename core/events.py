@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 
-from panel.models import Operation, OperationLogLine
+from core.models import Operation, OperationLogLine
 
 
 def layer_is_shared() -> bool:

@@ -1,6 +1,6 @@
 from django.db import models
 
-from panel import crypto
+from core import crypto
 
 
 class EncryptedTextField(models.TextField):
@@ -22,7 +22,7 @@ class EncryptedTextField(models.TextField):
 
     def deconstruct(self):
         name, path, args, kwargs = super().deconstruct()
-        return name, "panel.fields.EncryptedTextField", args, kwargs
+        return name, "core.fields.EncryptedTextField", args, kwargs
 
 
 def encrypted_fields():

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from panel.fields import encrypted_fields
+from core.fields import encrypted_fields
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from panel.models import Operation, OperationLogLine
+from core.models import Operation, OperationLogLine
 
 
 class OperationSerializer(serializers.ModelSerializer):

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class CoreConfig(AppConfig):
+    """The shared kernel: operations, permission policy, audit, live events, generic views."""
+
+    name = "core"
+    verbose_name = "Panel core"
+
+    def ready(self):
+        from core import checks, schedules  # noqa: F401 - checks registers the secrets check
+
+        schedules.every(1, "core.tasks.heartbeat", name="heartbeat")
+        schedules.every(5, "core.tasks.reap_stale_operations", name="reap_stale_operations")
+        post_migrate.connect(schedules.sync, sender=self, dispatch_uid="core.schedules")
