@@ -12,5 +12,5 @@ class CoreConfig(AppConfig):
         from core import checks, schedules  # noqa: F401 - checks registers the secrets check
 
         schedules.every(1, "core.tasks.heartbeat", name="heartbeat")
-        schedules.every(5, "core.tasks.reap_stale_operations", name="reap_stale_operations")
+        schedules.every(1, "core.tasks.reap_stale_operations", name="reap_stale_operations")
         post_migrate.connect(schedules.sync, sender=self, dispatch_uid="core.schedules")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
@@ -54,6 +55,8 @@ class Operation(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Stamped every few seconds by the worker while it runs (core.operations.Heartbeat).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -79,6 +82,15 @@ class Operation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED
+
+    @property
+    def heartbeat_stale(self) -> bool:
+        """Running, but its worker has not stamped it for longer than allowed: it died."""
+        if self.state != self.State.RUNNING or settings.PANEL_HEARTBEAT_SECONDS <= 0:
+            return False
+        last = self.heartbeat_at or self.started_at or self.updated_at
+        limit = timedelta(seconds=settings.PANEL_OPERATION_STALE_SECONDS)
+        return timezone.now() - last > limit
 
     @property
     def duration(self):

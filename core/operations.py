@@ -7,10 +7,11 @@ worker calls ``func(ctx, **args)`` with an ``OperationContext`` to log and repor
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -158,9 +159,9 @@ def execute_operation(op_id: int) -> str:
         _finish(op, Operation.State.CANCELLED, message="Cancelled before it started.")
         return op.state
     try:
-        with operation_lock(op, ctx):
+        with LockHolder(op, ctx), Heartbeat(op):
             op.state = Operation.State.RUNNING
-            op.started_at = timezone.now()
+            op.started_at = op.heartbeat_at = timezone.now()
             op.message = "Started"
             op.save()
             events.publish_update(op)
@@ -178,8 +179,54 @@ def execute_operation(op_id: int) -> str:
     return op.state
 
 
-class operation_lock:
-    """Serialise operations that share a lock key (one server, one hypervisor ...)."""
+class Heartbeat:
+    """While a task runs, a thread stamps its operation every few seconds, so a worker that
+    died is recognised within a minute (its lock is then taken over, the operation failed)."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+        self.every = settings.PANEL_HEARTBEAT_SECONDS
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self):
+        if self.every > 0:
+            self.thread = threading.Thread(target=self._beat, daemon=True, name="op-heartbeat")
+            self.thread.start()
+        return self
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(self.every):
+                Operation.objects.filter(pk=self.op.pk).update(heartbeat_at=timezone.now())
+        finally:
+            connections.close_all()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        return False
+
+
+def fail_dead(op: Operation) -> None:
+    """Fail an operation whose worker stopped heartbeating, and free its lock."""
+    OperationLogLine.objects.create(
+        operation=op,
+        level=OperationLogLine.Level.ERROR,
+        message="The worker running this stopped responding.",
+    )
+    op.state, op.finished_at = Operation.State.FAILED, timezone.now()
+    op.error = "The worker running this operation stopped; it may be retried."
+    op.save()
+    OperationLock.objects.filter(operation=op).delete()
+    events.publish_update(op)
+
+
+class LockHolder:
+    """Serialise operations that share a lock key (one server, one hypervisor ...).
+
+    A lock whose holder finished, or whose worker stopped heartbeating, is taken over."""
 
     def __init__(self, op: Operation, ctx: OperationContext) -> None:
         self.op, self.ctx = op, ctx
@@ -200,8 +247,9 @@ class operation_lock:
                     .select_related("operation")
                     .first()
                 )
-                if holder and holder.operation.is_finished:
-                    # Left behind by a worker that died: the holder is over, take the lock.
+                if holder and (holder.operation.is_finished or holder.operation.heartbeat_stale):
+                    if not holder.operation.is_finished:
+                        fail_dead(holder.operation)
                     OperationLock.objects.filter(
                         key=holder.key, operation=holder.operation
                     ).delete()

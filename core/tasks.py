@@ -10,9 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from core import events
-from core.models import Operation, OperationLock, OperationLogLine, WorkerHeartbeat
-from core.operations import OperationContext, OperationError
+from core.models import Operation, WorkerHeartbeat
+from core.operations import OperationContext, OperationError, fail_dead
 
 
 def heartbeat() -> str:
@@ -23,23 +22,16 @@ def heartbeat() -> str:
 
 
 def reap_stale_operations() -> int:
-    """Scheduled: fail operations whose worker died (nothing reported for longer than the
-    task timeout allows), so their server lock is freed and the portal tells the truth."""
+    """Scheduled every minute: fail operations whose worker died (no heartbeat for longer
+    than PANEL_OPERATION_STALE_SECONDS, or nothing reported for longer than the task timeout
+    allows), so their lock is freed and the portal tells the truth."""
     from datetime import timedelta
 
     limit = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 120)
-    stale = list(Operation.objects.filter(state=Operation.State.RUNNING, updated_at__lt=limit))
+    running = Operation.objects.filter(state=Operation.State.RUNNING)
+    stale = [op for op in running if op.heartbeat_stale or op.updated_at < limit]
     for op in stale:
-        OperationLogLine.objects.create(
-            operation=op,
-            level=OperationLogLine.Level.ERROR,
-            message="The worker running this stopped responding.",
-        )
-        op.state, op.finished_at = Operation.State.FAILED, timezone.now()
-        op.error = "The worker running this operation stopped; it may be retried."
-        op.save()
-        OperationLock.objects.filter(operation=op).delete()
-        events.publish_update(op)
+        fail_dead(op)
     return len(stale)
 
 

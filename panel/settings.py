@@ -222,8 +222,10 @@ LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 
-# Everything that contributes managed files to a server's apply (see servers/apply.py).
-PANEL_APPLY_PROVIDERS = ["websites.apply.WebsiteFiles", "servers.firewall.FirewallFiles"]
+# A running operation's worker stamps it this often; one not stamped for the stale limit is
+# failed and its lock (one server ...) freed for the next operation.
+PANEL_HEARTBEAT_SECONDS = env_int("PANEL_HEARTBEAT_SECONDS", 10)
+PANEL_OPERATION_STALE_SECONDS = env_int("PANEL_OPERATION_STALE_SECONDS", 60)
 
 LOGIN_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW = env_int("PANEL_LOGIN_FAILURE_WINDOW", 300)

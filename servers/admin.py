@@ -2,7 +2,15 @@ from django.contrib import admin, messages
 
 from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 from servers import services
-from servers.models import DriftItem, FirewallRule, Server, TerminalSession, TerminalTicket
+from servers.models import (
+    AppliedFile,
+    DirtyUnit,
+    DriftItem,
+    FirewallRule,
+    Server,
+    TerminalSession,
+    TerminalTicket,
+)
 
 
 class FirewallRuleInline(admin.TabularInline):
@@ -107,3 +115,20 @@ class TerminalTicketAdmin(ReadOnlyAdmin):
     list_display = ["user", "server", "expires_at", "used_at"]
     exclude = ["digest"]
     list_select_related = ["user", "server"]
+
+
+@admin.register(AppliedFile)
+class AppliedFileAdmin(ReadOnlyAdmin):
+    """What the apply engine has written and verified on each server (its record)."""
+
+    list_display = ["server", "path", "service", "unit", "mode", "owner", "applied_at"]
+    list_filter = ["service"]
+    search_fields = ["server__name", "path", "unit"]
+    list_select_related = ["server"]
+    show_full_result_count = False
+
+
+@admin.register(DirtyUnit)
+class DirtyUnitAdmin(ReadOnlyAdmin):
+    list_display = ["server", "unit", "created_at"]
+    list_select_related = ["server"]

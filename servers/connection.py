@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 
 from django.utils import timezone
@@ -50,12 +51,14 @@ def open_transport(
             status=Server.Status.OFFLINE if exc.retryable else server.status, last_error=str(exc)
         )
         raise
+    address, port = _seen_from_server(transport)
     updates = {
         "last_seen_at": timezone.now(),
         "last_error": "",
-        "panel_address": transport.local_address,
+        "panel_address": address,
+        "panel_ssh_port": port,
     }
-    server.panel_address = transport.local_address
+    server.panel_address, server.panel_ssh_port = address, port
     if not server.host_key:
         updates["host_key"] = server.host_key = transport.host_key  # first contact: pin it
     if server.status in (Server.Status.UNKNOWN, Server.Status.OFFLINE):
@@ -68,6 +71,23 @@ def open_transport(
                 old.close()
             _pool[key] = transport
     return transport
+
+
+def _seen_from_server(transport: SSHTransport) -> tuple[str | None, int | None]:
+    """The panel's address and the SSH port as the server sees them ($SSH_CONNECTION is
+    "client-ip client-port server-ip server-port"): right behind NAT and port-forwards."""
+    try:
+        res = transport.run(["printenv", "SSH_CONNECTION"], timeout=15)
+    except TransportError:
+        return None, None
+    parts = res.stdout.split()
+    if not res.ok or len(parts) != 4 or not parts[3].isdigit():
+        return None, None
+    try:
+        address = str(ipaddress.ip_address(parts[0].split("%")[0]))
+    except ValueError:
+        return None, None
+    return address, int(parts[3])
 
 
 def forget(server: Server) -> None:

@@ -1,8 +1,11 @@
 """Per-server firewall: rules rendered into one nftables table, applied by the engine.
 
 The input chain drops by default; established traffic, loopback and ICMP pass, then the
-rules in order. A rule set under which the panel itself could no longer reach the server's
-SSH port is refused before anything is written.
+rules in order. A rule set under which the panel could no longer open an SSH connection is
+refused before anything is written, judged by the address and port the server itself sees the
+panel use ($SSH_CONNECTION, so NAT and port-forwards are accounted for); when those are not
+known yet, rules are refused rather than guessed at. Loading is commit-confirmed besides
+(servers/nftables.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import ipaddress
 
 from django.core.exceptions import ValidationError
 
-from servers.apply import ManagedFile
+from servers.engine import ManagedFile, UnitFailed
 from servers.models import FirewallRule, Server
 
 TABLE = "hosting_panel"
@@ -38,14 +41,28 @@ def panel_reaches_ssh(rules: list[FirewallRule], ssh_port: int, panel_address: s
     return False  # the chain's policy is drop
 
 
-def check_lockout(server: Server, rules: list[FirewallRule], panel_address: str) -> None:
-    if not rules:
-        return  # no rules: the panel writes no ruleset at all
-    if not panel_reaches_ssh(rules, server.ssh_port, panel_address):
-        raise ValidationError(
-            f"These rules would cut the panel ({panel_address}) off from SSH on port "
-            f"{server.ssh_port}: allow TCP {server.ssh_port} from the panel's address first."
+def lockout_problem(server: Server, rules: list[FirewallRule]) -> str:
+    """Why these rules may not be loaded on ``server`` ("" when they may)."""
+    if not rules or server.transport == Server.Transport.LOCAL:
+        return ""  # no rules: no ruleset at all; local: the panel uses no SSH to get in
+    if not server.panel_address:
+        return (
+            "The panel does not yet know its address as this server sees it: test the "
+            "connection once, then add firewall rules."
         )
+    port = server.panel_ssh_port or server.ssh_port
+    if not panel_reaches_ssh(rules, port, server.panel_address):
+        return (
+            f"These rules would cut the panel ({server.panel_address}) off from SSH on port "
+            f"{port}: allow TCP {port} from the panel's address first."
+        )
+    return ""
+
+
+def check_lockout(server: Server, rules: list[FirewallRule]) -> None:
+    problem = lockout_problem(server, rules)
+    if problem:
+        raise ValidationError(problem)
 
 
 def render(rules: list[FirewallRule]) -> str:
@@ -76,15 +93,24 @@ def render(rules: list[FirewallRule]) -> str:
 
 
 class FirewallFiles:
-    def files(self, server, profile):
+    unit_prefix = UNIT = "firewall"
+    profile_keys = ()
+
+    def files(self, server, profile, units):
         rules = list(server.firewall_rules.all())
         if not rules:
             return
-        if server.panel_address:
-            check_lockout(server, rules, server.panel_address)
+        problem = lockout_problem(server, rules)
+        if problem:
+            yield UnitFailed(self.UNIT, problem)
+            return
         yield ManagedFile(
-            path=profile.nft_file, content=render(rules).encode(), service="nftables", mode=0o600
+            path=profile.nft_file,
+            content=render(rules).encode(),
+            service="nftables",
+            unit=self.UNIT,
+            mode=0o600,
         )
 
-    def report(self, server, ok_units, failed_units) -> None:
-        pass
+    def report(self, server, ok, failed) -> None:
+        pass  # the operation's log and summary carry a failed firewall unit

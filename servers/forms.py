@@ -3,8 +3,8 @@ import json
 from django import forms
 
 from accounts.models import Role, User
+from servers.engine import validate_overrides
 from servers.models import FirewallRule, Server
-from servers.profile import validate_overrides
 
 
 class ServerForm(forms.ModelForm):

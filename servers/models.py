@@ -76,13 +76,19 @@ class Server(models.Model):
     # panel refuses to connect until an administrator accepts it.
     host_key = models.TextField(blank=True)
     pending_host_key = models.TextField(blank=True)
-    # Per-server overrides of servers.profile.DEFAULTS (paths and commands).
+    # Per-server overrides of the profile keys services declare (servers.engine.profile).
     profile = models.JSONField(default=dict, blank=True)
     facts = models.JSONField(default=dict, blank=True)
     facts_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
-    # The address this server last saw the panel connect from (for the firewall guard).
+    # The panel's address and the SSH port as the server itself sees them ($SSH_CONNECTION):
+    # the firewall guard judges rules by these, which stay right behind NAT or port-forwards.
     panel_address = models.GenericIPAddressField(null=True, blank=True)
+    panel_ssh_port = models.PositiveIntegerField(null=True, blank=True)
+    # Set just before an apply swaps files in, cleared once it is verified and committed:
+    # while set, the next apply first checks every managed file on the server (a worker died
+    # or a connection dropped between the two).
+    apply_run = models.CharField(max_length=32, blank=True)
     last_error = models.TextField(blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
@@ -173,6 +179,7 @@ class DriftItem(models.Model):
 
     class Kind(models.TextChoices):
         CHANGED = "changed", "Changed by hand"
+        MODE = "mode", "Permissions changed by hand"
         MISSING = "missing", "Removed by hand"
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="drift")
@@ -228,3 +235,43 @@ class TerminalSession(models.Model):
     @property
     def duration(self):
         return (self.ended_at or timezone.now()) - self.started_at
+
+
+class AppliedFile(models.Model):
+    """A file the panel has written to a server and verified live: the apply engine's record
+    of the server's state, so a no-op apply needs no round trip and a change only touches
+    what differs. The drift check compares it with the server."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="applied_files")
+    path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    mode = models.PositiveIntegerField()
+    owner = models.CharField(max_length=32)
+    group = models.CharField(max_length=32)
+    service = models.CharField(max_length=64)
+    unit = models.CharField(max_length=100, db_index=True)
+    shard = models.CharField(max_length=2, help_text="Manifest shard on the server.")
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    objects = ServerChildQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "path"], name="applied_once")]
+        indexes = [models.Index(fields=["server", "shard"])]
+
+    def __str__(self) -> str:
+        return f"{self.server}: {self.path}"
+
+
+class DirtyUnit(models.Model):
+    """A unit whose files may differ from what is applied; an empty unit means all of them.
+    Services add rows when they change what a server should have; an apply takes them."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="dirty_units")
+    unit = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ServerChildQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.server}: {self.unit or 'everything'}"

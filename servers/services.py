@@ -9,9 +9,10 @@ from django.db import models, transaction
 from core import audit
 from core.operations import start_operation
 from servers import connection
-from servers.firewall import check_lockout
+from servers.engine import validate_overrides
+from servers.engine.state import mark_dirty
+from servers.firewall import FirewallFiles, check_lockout
 from servers.models import FirewallRule, Server
-from servers.profile import validate_overrides
 from servers.transport import generate_keypair, public_key_of
 
 SERVER_FIELDS = [
@@ -28,6 +29,7 @@ SERVER_FIELDS = [
     "auth_method",
     "profile",
 ]
+FIREWALL_UNIT = FirewallFiles.UNIT
 RULE_FIELDS = ["position", "action", "protocol", "port", "port_end", "source", "comment"]
 
 
@@ -144,8 +146,7 @@ def do_save_rule(
         setattr(rule, name, value)
     rule.full_clean()
     others = [r for r in server.firewall_rules.all() if r.pk != rule.pk]
-    if server.panel_address:
-        check_lockout(server, [*others, rule], server.panel_address)
+    check_lockout(server, [*others, rule])
     with transaction.atomic():
         rule.save()
         audit.record(
@@ -155,22 +156,21 @@ def do_save_rule(
             owner_id=server.owner_id,
             changes=audit.diff(before, audit.snapshot(rule, RULE_FIELDS)),
         )
-        start_apply(server, actor=actor)
+        start_apply(server, actor=actor, units={FIREWALL_UNIT})
     return rule
 
 
 def do_delete_rule(rule: FirewallRule, *, actor) -> None:
     server = rule.server
     others = [r for r in server.firewall_rules.all() if r.pk != rule.pk]
-    if server.panel_address:
-        check_lockout(server, others, server.panel_address)
+    check_lockout(server, others)
     with transaction.atomic():
         audit.record("firewall.delete", rule, actor=actor, owner_id=server.owner_id)
         rule.delete()
-        start_apply(server, actor=actor)
+        start_apply(server, actor=actor, units={FIREWALL_UNIT})
 
 
-def _start(kind: str, task: str, server: Server, actor):
+def _start(kind: str, task: str, server: Server, actor, args: dict | None = None):
     return start_operation(
         kind=kind,
         task=task,
@@ -178,7 +178,7 @@ def _start(kind: str, task: str, server: Server, actor):
         requested_by=actor,
         target=server,
         lock_key=server.lock_key,
-        args={"server_id": server.pk},
+        args={"server_id": server.pk, **(args or {})},
     )
 
 
@@ -190,8 +190,17 @@ def start_gather_facts(server, *, actor):
     return _start("server.gather_facts", "servers.tasks.gather_facts", server, actor)
 
 
-def start_apply(server, *, actor):
-    return _start("server.apply", "servers.tasks.apply_server", server, actor)
+def start_apply(server, *, actor, units: set[str] | None = None, check_server: bool = False):
+    """Apply ``units`` (every unit when None: a full render) as an Operation. The units are
+    recorded as dirty first, so a failed or lost operation leaves them to the next apply."""
+    mark_dirty(server, units)
+    return _start(
+        "server.apply",
+        "servers.tasks.apply_server",
+        server,
+        actor,
+        {"check_server": True} if check_server else None,
+    )
 
 
 def start_drift_check(server, *, actor):

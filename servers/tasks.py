@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
+import uuid
 
 from django.db import transaction
 from django.utils import timezone
 
+from core.models import Operation
 from core.operations import OperationContext, OperationError
-from servers import apply as engine
 from servers import connection, facts
+from servers.engine import ApplyError, registry, state
+from servers.engine.drift import check_drift
+from servers.engine.engine import Engine
 from servers.models import DriftItem, Server
 from servers.transport import TransportError
 
@@ -57,41 +60,67 @@ def gather_facts(ctx: OperationContext, server_id: int) -> str:
     return "Facts updated"
 
 
-def apply_server(ctx: OperationContext, server_id: int) -> str:
-    server = Server.objects.get(pk=server_id)
-    t = _connect(ctx, server)
-    ctx.progress(15, "Comparing the managed files with the server")
-    run = engine.Engine(server, t, ctx.log, run_id=ctx.op.uuid.hex[:12])
+def _run_is_alive(run_id: str) -> bool:
+    """Does the operation that holds a server-side lock still run (its worker heartbeats)?"""
     try:
-        result = run.apply()
-    except TransportError as exc:
+        op = Operation.objects.filter(uuid=uuid.UUID(hex=run_id)).first()
+    except ValueError:
+        return False
+    return op is not None and op.state == Operation.State.RUNNING and not op.heartbeat_stale
+
+
+def apply_server(ctx: OperationContext, server_id: int, check_server: bool = False) -> str:
+    server = Server.objects.get(pk=server_id)
+    units, upto = state.dirty(server)
+    if units == set() and not check_server and not server.apply_run:
+        ctx.log("Every change is applied already.")
+        return "Nothing to do"
+    t = _connect(ctx, server)
+    ctx.progress(15, "Comparing the managed files with what is applied")
+    run = Engine(
+        server,
+        t,
+        ctx.log,
+        run_id=ctx.op.uuid.hex,
+        reconnect=lambda: connection.open_transport(server, reuse=False),
+        run_is_alive=_run_is_alive,
+    )
+    try:
+        result = run.apply(units, check_server=check_server)
+    except (ApplyError, TransportError) as exc:
+        with transaction.atomic():
+            failed = {u: f"Not applied: {exc}" for u in run.changed_units}
+            for provider in registry.providers():
+                provider.report(server, set(), failed)
         raise OperationError(str(exc)) from exc
     finally:
-        with contextlib.suppress(TransportError):
-            run.clear_stage()
+        if run.t is not t:
+            run.t.close()
     with transaction.atomic():
-        for provider in engine.providers():
+        for provider in registry.providers():
             provider.report(server, result.ok_units, result.failed_units)
-        Server.objects.filter(pk=server.pk).update(applied_at=timezone.now())
-        if result.changed:
-            DriftItem.objects.filter(server=server, path__in=result.written).delete()
-        DriftItem.objects.filter(server=server, path__in=result.removed).delete()
+        state.clear_dirty(server, upto)
+        DriftItem.objects.filter(server=server, path__in=result.written + result.removed).delete()
     summary = (
         f"{len(result.written)} written, {len(result.removed)} removed, "
         f"reloaded: {', '.join(result.reloaded) or 'nothing'}"
     )
     if result.failed_units:
-        summary += f"; {len(result.failed_units)} failed validation"
+        summary += f"; {len(result.failed_units)} failed: " + ", ".join(
+            sorted(result.failed_units)[:5]
+        )
+        for unit, why in sorted(result.failed_units.items()):
+            ctx.log(f"{unit} failed: {why}", "warning")
     return summary
 
 
 def detect_drift(ctx: OperationContext, server_id: int) -> str:
     server = Server.objects.get(pk=server_id)
     t = _connect(ctx, server)
-    ctx.progress(30, "Comparing files with the manifest")
+    ctx.progress(30, "Comparing every managed file with what the panel wrote")
     try:
-        items = engine.Engine(server, t, ctx.log).drift()
-    except TransportError as exc:
+        items = check_drift(server, t)
+    except (ApplyError, TransportError) as exc:
         raise OperationError(str(exc)) from exc
     with transaction.atomic():
         DriftItem.objects.filter(server=server).delete()

@@ -3,21 +3,26 @@
 Commands are argv lists. Over SSH the argv is joined with ``shlex.join``, which quotes every
 element, so nothing in it is ever interpreted by the remote shell. Every failure is a
 ``TransportError`` whose ``retryable`` says whether trying again can help.
+
+Every call is one round trip (``round_trips`` counts them): a command reads stdout and stderr
+to the end of the channel, a file is written by one command that streams it from stdin,
+checks its size, fsyncs it and renames it into place, so a write that did not land whole is
+an error with the system's own words (``No space left on device``), never a silent success.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
-import posixpath
 import secrets
+import select
 import shlex
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -32,6 +37,13 @@ class TransportError(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class ConnectionLost(TransportError):
+    """The connection broke while a command ran: its outcome on the server is unknown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class HostKeyMismatch(TransportError):
@@ -49,8 +61,16 @@ class HostKeyMismatch(TransportError):
 class CommandResult:
     argv: list[str]
     code: int
-    stdout: str
-    stderr: str
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode(errors="replace")
 
     @property
     def ok(self) -> bool:
@@ -59,33 +79,58 @@ class CommandResult:
     def check(self) -> CommandResult:
         if self.code != 0:
             text = (self.stderr or self.stdout).strip() or f"exit code {self.code}"
-            raise TransportError(f"{shlex.join(self.argv)} failed: {text}")
+            raise TransportError(f"{_short(self.argv)} failed: {text}")
         return self
 
 
+def _short(argv: Sequence[str]) -> str:
+    """A command for messages: scripts passed to ``sh -c`` are not repeated in full."""
+    if len(argv) >= 3 and argv[0] == "sh" and argv[1] == "-c":
+        return shlex.join(["sh", "-c", "<script>", *argv[3:6]]) + (" ..." if len(argv) > 6 else "")
+    text = shlex.join(argv)
+    return text if len(text) < 300 else text[:300] + " ..."
+
+
+# Writes stdin to a temporary file beside the target, checks that every byte landed, fsyncs,
+# sets mode and owner, then renames it over the target. Constant text: data come as arguments.
+WRITE_SCRIPT = r"""
+set -u
+path=$1 size=$2 mode=$3 owner=$4
+tmp="$(dirname -- "$path")/.$(basename -- "$path").panel-$5"
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp" || exit 1
+got=$(stat -c %s -- "$tmp") || exit 1
+if [ "$got" != "$size" ]; then
+  echo "wrote $got of $size bytes to $path" >&2; exit 1
+fi
+chmod "$mode" -- "$tmp" || exit 1
+if [ -n "$owner" ]; then chown -- "$owner" "$tmp" || exit 1; fi
+sync -- "$tmp" || exit 1
+mv -f -- "$tmp" "$path" || exit 1
+trap - EXIT
+sync -- "$(dirname -- "$path")" 2>/dev/null || true
+"""
+
+
 class Transport(ABC):
+    round_trips: int = 0
+
     @abstractmethod
     def run(
         self, argv: Sequence[str], *, timeout: float = 60, stdin: bytes | None = None
     ) -> CommandResult: ...
 
-    @abstractmethod
-    def read_file(self, path: str) -> bytes | None:
-        """The file's bytes, or None if it does not exist."""
-
-    @abstractmethod
-    def _put(self, tmp: str, data: bytes, mode: int) -> None: ...
-
-    @abstractmethod
-    def rename(self, src: str, dst: str) -> None:
-        """Atomically replace ``dst`` with ``src`` (same file system)."""
-
-    @abstractmethod
-    def remove(self, path: str) -> None:
-        """Remove a file; a missing one is fine."""
-
     def close(self) -> None:  # noqa: B027 - optional for implementations
         pass
+
+    def read_file(self, path: str) -> bytes | None:
+        """The file's bytes, or None if it does not exist."""
+        res = self.run(["cat", "--", path], timeout=120)
+        if res.ok:
+            return res.stdout_bytes
+        if "No such file or directory" in res.stderr:
+            return None
+        raise TransportError(f"cannot read {path}: {res.stderr.strip()}")
 
     def write_file(
         self,
@@ -96,20 +141,26 @@ class Transport(ABC):
         owner: str | None = None,
         group: str | None = None,
     ) -> None:
-        """Write beside the target, set mode and owner, then rename over it: never half a file."""
-        directory, name = posixpath.split(path)
-        tmp = posixpath.join(directory, f".{name}.panel-{secrets.token_hex(4)}")
-        self._put(tmp, data, mode)
-        try:
-            if owner or group:
-                self._chown(tmp, owner, group)
-            self.rename(tmp, path)
-        except Exception:
-            self.remove(tmp)
-            raise
+        """Write beside the target, confirm size, fsync, set mode and owner, rename over it."""
+        ownership = f"{owner or ''}:{group or ''}" if (owner or group) else ""
+        argv = [
+            "sh",
+            "-c",
+            WRITE_SCRIPT,
+            "write",
+            path,
+            str(len(data)),
+            f"{mode:o}",
+            ownership,
+            secrets.token_hex(4),
+        ]
+        res = self.run(argv, stdin=data, timeout=120)
+        if not res.ok:
+            raise TransportError(f"cannot write {path}: {(res.stderr or res.stdout).strip()}")
 
-    def _chown(self, path: str, owner: str | None, group: str | None) -> None:
-        self.run(["chown", f"{owner or ''}:{group or ''}", "--", path]).check()
+    def remove(self, path: str) -> None:
+        """Remove a file; a missing one is fine."""
+        self.run(["rm", "-f", "--", path]).check()
 
     def makedirs(self, path: str, mode: int = 0o755) -> None:
         self.run(["mkdir", "-p", "-m", f"{mode:o}", "--", path]).check()
@@ -120,24 +171,21 @@ class LocalTransport(Transport):
 
     def run(self, argv, *, timeout=60, stdin=None):
         argv = [str(a) for a in argv]
+        self.round_trips += 1
         try:
             proc = subprocess.run(
-                argv, input=stdin, capture_output=True, timeout=timeout, check=False
+                argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False
             )
         except FileNotFoundError as exc:
             raise TransportError(f"{argv[0]}: command not found") from exc
         except subprocess.TimeoutExpired as exc:
             raise TransportError(
-                f"{shlex.join(argv)} timed out after {timeout}s", retryable=True
+                f"{_short(argv)} timed out after {timeout}s", retryable=True
             ) from exc
-        return CommandResult(
-            argv,
-            proc.returncode,
-            proc.stdout.decode(errors="replace"),
-            proc.stderr.decode(errors="replace"),
-        )
+        return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
     def read_file(self, path):
+        self.round_trips += 1
         try:
             with open(path, "rb") as fh:
                 return fh.read()
@@ -146,22 +194,8 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise TransportError(f"cannot read {path}: {exc}") from exc
 
-    def _put(self, tmp, data, mode):
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, mode)
-        except OSError as exc:
-            raise TransportError(f"cannot write {tmp}: {exc}") from exc
-
-    def rename(self, src, dst):
-        try:
-            os.replace(src, dst)
-        except OSError as exc:
-            raise TransportError(f"cannot rename {src} to {dst}: {exc}") from exc
-
     def remove(self, path):
+        self.round_trips += 1
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -176,7 +210,7 @@ SockFactory = Callable[[], socket.socket]
 
 
 class SSHTransport(Transport):
-    """One authenticated SSH connection, with SFTP for files and a keepalive."""
+    """One authenticated SSH connection, with a keepalive."""
 
     def __init__(
         self,
@@ -192,9 +226,7 @@ class SSHTransport(Transport):
     ) -> None:
         self.host, self.port, self.user = host, port, user
         self.timeout = timeout
-        self._lock = threading.Lock()
-        self._sftp: paramiko.SFTPClient | None = None
-        self._ids: dict[tuple[str, str], int] = {}
+        self.round_trips = 0
         try:
             sock = (
                 sock_factory()
@@ -235,8 +267,15 @@ class SSHTransport(Transport):
     def close(self):
         self._t.close()
 
+    def drop(self) -> None:
+        """Break the connection as a network fault would (tests use it to inject faults)."""
+        with contextlib.suppress(OSError):
+            self._t.sock.shutdown(socket.SHUT_RDWR)
+        self._t.close()
+
     def run(self, argv, *, timeout=60, stdin=None):
         argv = [str(a) for a in argv]
+        self.round_trips += 1
         try:
             chan = self._t.open_session(timeout=self.timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -244,32 +283,26 @@ class SSHTransport(Transport):
                 f"SSH session to {self.host} failed: {exc}", retryable=True
             ) from exc
         with chan:
-            chan.settimeout(1.0)
-            chan.exec_command(shlex.join(argv))
-            if stdin:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            out, err = bytearray(), bytearray()
-            deadline = time.monotonic() + timeout
-            while True:
-                while chan.recv_ready():
-                    out += chan.recv(65536)
-                while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                if (
-                    chan.exit_status_ready()
-                    and not chan.recv_ready()
-                    and not (chan.recv_stderr_ready())
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise TransportError(
-                        f"{shlex.join(argv)} timed out after {timeout}s on {self.host}",
-                        retryable=True,
-                    )
-                time.sleep(0.005)
+            try:
+                chan.exec_command(shlex.join(argv))
+                if stdin:
+                    chan.sendall(stdin)
+                chan.shutdown_write()
+                out, err = _drain(chan, time.monotonic() + timeout)
+            except TimeoutError:
+                raise TransportError(
+                    f"{_short(argv)} timed out after {timeout}s on {self.host}", retryable=True
+                ) from None
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise ConnectionLost(
+                    f"the connection to {self.host} broke during {_short(argv)}: {exc}"
+                ) from exc
+            if not chan.exit_status_ready():
+                raise ConnectionLost(
+                    f"the connection to {self.host} closed before {_short(argv)} finished"
+                )
             code = chan.recv_exit_status()
-        return CommandResult(argv, code, out.decode(errors="replace"), err.decode(errors="replace"))
+        return CommandResult(argv, code, bytes(out), bytes(err))
 
     def open_shell(self, cols: int = 80, rows: int = 24) -> paramiko.Channel:
         """An interactive login shell on a pty (for the web terminal)."""
@@ -283,59 +316,44 @@ class SSHTransport(Transport):
             ) from exc
         return chan
 
-    def sftp(self) -> paramiko.SFTPClient:
-        with self._lock:
-            if self._sftp is None:
-                self._sftp = self._t.open_sftp_client()
-            return self._sftp
 
-    def read_file(self, path):
-        try:
-            with self.sftp().open(path, "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise TransportError(f"cannot read {path} on {self.host}: {exc}") from exc
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytearray, bytearray]:
+    """Read stdout and stderr until the server closes the channel.
 
-    def _put(self, tmp, data, mode):
-        try:
-            sftp = self.sftp()
-            sftp.putfo(io.BytesIO(data), tmp, confirm=False)
-            sftp.chmod(tmp, mode)
-        except OSError as exc:
-            raise TransportError(f"cannot write {tmp} on {self.host}: {exc}") from exc
+    The exit status may arrive before the last output does, so it is never the signal to
+    stop: only the channel's close is (after which both buffers hold everything sent).
+    """
+    out, err = bytearray(), bytearray()
+    while True:
+        while chan.recv_ready():
+            out += chan.recv(1 << 16)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(1 << 16)
+        if chan.closed or (chan.eof_received and chan.exit_status_ready() and _quiet(chan)):
+            break
+        if not chan.get_transport() or not chan.get_transport().is_active():
+            raise EOFError("transport closed")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        select.select([chan], [], [], min(left, 1.0))
+    while chan.recv_ready():
+        out += chan.recv(1 << 16)
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(1 << 16)
+    return out, err
 
-    def _chown(self, path, owner, group):
-        # Over SFTP with numeric ids looked up once per name: no command per file.
-        uid = self._id("user", owner) if owner else -1
-        gid = self._id("group", group) if group else -1
-        try:
-            self.sftp().chown(path, uid, gid)
-        except OSError as exc:
-            raise TransportError(f"cannot chown {path} on {self.host}: {exc}") from exc
 
-    def _id(self, kind: str, name: str) -> int:
-        key = (kind, name)
-        if key not in self._ids:
-            argv = ["id", "-u", "--", name] if kind == "user" else ["getent", "group", name]
-            out = self.run(argv, timeout=20).check().stdout.strip()
-            self._ids[key] = int(out if kind == "user" else out.split(":")[2])
-        return self._ids[key]
-
-    def rename(self, src, dst):
-        try:
-            self.sftp().posix_rename(src, dst)
-        except OSError as exc:
-            raise TransportError(f"cannot rename {src} on {self.host}: {exc}") from exc
-
-    def remove(self, path):
-        try:
-            self.sftp().remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise TransportError(f"cannot remove {path} on {self.host}: {exc}") from exc
+def _quiet(chan: paramiko.Channel) -> bool:
+    """EOF and exit status are in and no data is buffered; wait briefly for the close."""
+    if chan.recv_ready() or chan.recv_stderr_ready():
+        return False
+    end = time.monotonic() + 2.0
+    while not chan.closed and time.monotonic() < end:
+        if chan.recv_ready() or chan.recv_stderr_ready():
+            return False
+        select.select([chan], [], [], 0.05)
+    return not (chan.recv_ready() or chan.recv_stderr_ready())
 
 
 def load_private_key(text: str) -> paramiko.PKey:
@@ -376,5 +394,8 @@ def fingerprint(key_line: str) -> str:
     parts = (key_line or "").split()
     if len(parts) < 2:
         return ""
-    digest = hashlib.sha256(base64.b64decode(parts[1])).digest()
+    try:
+        digest = hashlib.sha256(base64.b64decode(parts[1])).digest()
+    except ValueError:
+        return ""
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")

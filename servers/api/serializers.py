@@ -4,8 +4,8 @@ from rest_framework import serializers
 from accounts.api.serializers import as_drf_error
 from accounts.models import Role, User
 from servers import services
+from servers.engine import validate_overrides
 from servers.models import DriftItem, FirewallRule, Server
-from servers.profile import validate_overrides
 
 
 class DriftItemSerializer(serializers.ModelSerializer):

@@ -146,8 +146,8 @@ class Nginx:
             "nginx_sites_dir": str(self.sites),
             "nginx_listen": f"127.0.0.1:{self.port}",
             "nginx_test": ["nginx", "-t", "-q", "-p", f"{self.prefix}/", "-c", "{conf}"],
-            "nginx_reload": self.cmd("-s", "reload"),
-            "nginx_verify_url": f"http://127.0.0.1:{self.port}/",
+            "nginx_pid_file": str(self.prefix / "nginx.pid"),
+            "nginx_error_log": str(self.prefix / "logs" / "error.log"),
             "webroot_base": str(self.www),
         }
 

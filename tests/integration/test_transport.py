@@ -57,6 +57,7 @@ def test_host_key_pinned_then_mismatch_refused_until_accepted(ssh_server, sshd, 
     ssh_server.refresh_from_db()
     assert ssh_server.host_key == sshd.host_key_line()
     assert ssh_server.status == Server.Status.ONLINE and ssh_server.panel_address == "127.0.0.1"
+    assert ssh_server.panel_ssh_port == sshd.port  # as the server sees it ($SSH_CONNECTION)
     real = ssh_server.host_key
     Server.objects.filter(pk=ssh_server.pk).update(
         host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBaRJNa0aBTA9ybR3VJfQNs0ryE3Uq2Bo3RHpNuqMBRa"
@@ -121,14 +122,3 @@ def test_failed_connection_fails_the_operation(
     assert op.state == "failed" and "cannot reach" in op.error
     ssh_server.refresh_from_db()
     assert ssh_server.status == Server.Status.OFFLINE
-
-
-def test_process_manager_follows_facts(db, admin_user):
-    from servers.profile import profile_for
-
-    server = Server(name="x", address="10.0.0.1", owner=admin_user)
-    assert profile_for(server).process_manager == "systemd"
-    server.facts = {"services": {"systemd": False, "supervisord": True}}
-    assert profile_for(server).process_manager == "supervisord"
-    server.profile = {"process_manager": "systemd"}
-    assert profile_for(server).process_manager == "systemd"

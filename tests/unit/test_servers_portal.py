@@ -49,10 +49,13 @@ class TestForms:
             ("address", "bad host!", "neither an IP address"),
             ("ssh_user", "Root;rm", "lowercase Unix user"),
             ("ssh_port", "70000", "less than or equal to 65535"),
-            ("profile", '{"nginx_reload": "nginx -s reload"}', "list of strings"),
+            ("profile", '{"nginx_test": "nginx -t"}', "list of strings"),
+            ("profile", '{"nginx_test": ["nginx", "-c", "{evil}"]}', "unknown placeholder"),
+            ("profile", '{"nginx_listen": 80}', "must be a string"),
+            ("profile", '{"state_dir": 1}', "must be a string"),
+            ("profile", '{"nginx_reload_timeout": "5"}', "whole number"),
             ("profile", '{"bogus": 1}', "Unknown profile settings"),
             ("profile", "{not json", "Not valid JSON"),
-            ("profile", '{"nginx_verify_url": "-o/etc/passwd"}', "plain http"),
             ("profile", '{"php_pool_dir": "/etc/php/{php}/../x"}', "plain absolute path"),
             ("profile", '{"state_dir": "relative"}', "plain absolute path"),
             ("private_key", "not a key", "not an OpenSSH"),
@@ -228,7 +231,7 @@ def test_scheduled_drift_checks_only_applied_servers(admin_user):
 
 
 def test_bad_firewall_rule_shows_errors_and_saves_nothing(admin_user):
-    server = server_of(admin_user)
+    server = server_of(admin_user, panel_address="10.0.0.1", panel_ssh_port=22)
     client = login(admin_user)
     resp = client.post(
         f"/servers/{server.uuid}/firewall/",
@@ -254,6 +257,11 @@ def test_bad_firewall_rule_shows_errors_and_saves_nothing(admin_user):
     resp = client.post(
         f"/servers/{server.uuid}/firewall/",
         {"position": 10, "action": "allow", "protocol": "tcp", "port": 80},
+    )
+    assert resp.status_code == 400 and "cut the panel" in resp.content.decode()
+    resp = client.post(
+        f"/servers/{server.uuid}/firewall/",
+        {"position": 10, "action": "allow", "protocol": "tcp", "port": 22},
     )
     assert resp.status_code == 302 and FirewallRule.objects.count() == 1
 

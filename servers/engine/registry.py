@@ -1,0 +1,64 @@
+"""Where apps register their providers and services (from their AppConfig.ready())."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+from servers.engine.contracts import ApplyError, Provider, Service, ServiceFactory
+
+_providers: list[Provider] = []
+_services: dict[str, type[Service]] = {}
+_families: dict[str, tuple[re.Pattern, ServiceFactory, type[Service]]] = {}
+
+
+def register_provider(provider: Provider) -> None:
+    if any(p.unit_prefix == provider.unit_prefix for p in _providers):
+        raise ValueError(f"a provider for units {provider.unit_prefix!r} is registered already")
+    _providers.append(provider)
+
+
+def register_service(cls: type[Service]) -> None:
+    """A service with one fixed name (``nginx``, ``nftables``)."""
+    if cls.name in _services:
+        raise ValueError(f"service {cls.name!r} is registered already")
+    _services[cls.name] = cls
+
+
+def register_service_family(
+    prefix: str, suffix_pattern: str, factory: ServiceFactory, cls: type[Service]
+) -> None:
+    """Services named ``prefix`` + a suffix matching ``suffix_pattern`` (``php-fpm8.2``);
+    ``cls`` declares the family's profile keys."""
+    _families[prefix] = (re.compile(suffix_pattern), factory, cls)
+
+
+def providers() -> list[Provider]:
+    return list(_providers)
+
+
+def service(name: str) -> Service:
+    """A fresh instance of the named service, for one run."""
+    if name in _services:
+        return _services[name]()
+    for prefix, (pattern, factory, _cls) in _families.items():
+        suffix = name.removeprefix(prefix)
+        if name.startswith(prefix) and pattern.fullmatch(suffix):
+            return factory(suffix)
+    raise ApplyError(f"no service {name!r} is known to the apply engine")
+
+
+def service_classes() -> list[type[Service]]:
+    return [*_services.values(), *(cls for _p, _f, cls in _families.values())]
+
+
+@contextlib.contextmanager
+def only_providers(*items: Provider) -> Iterator[None]:
+    """Tests: apply with exactly these providers for the duration of the block."""
+    saved = list(_providers)
+    _providers[:] = list(items)
+    try:
+        yield
+    finally:
+        _providers[:] = saved

@@ -1,0 +1,77 @@
+"""A dead worker is recognised within a minute: its operation fails and its lock is freed."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from core.models import Operation, OperationLock
+from core.operations import Heartbeat, LockHolder, OperationContext, start_operation
+from core.tasks import reap_stale_operations
+
+pytestmark = pytest.mark.django_db
+
+
+def running(owner, *, beat_ago: float, lock_key: str = "server:1") -> Operation:
+    op = start_operation(kind="t", task="tests.support.steps", owner=owner, lock_key=lock_key)
+    at = timezone.now() - timedelta(seconds=beat_ago)
+    Operation.objects.filter(pk=op.pk).update(state="running", started_at=at, heartbeat_at=at)
+    if lock_key:
+        OperationLock.objects.create(key=lock_key, operation=op)
+    op.refresh_from_db()
+    return op
+
+
+def test_lock_of_a_silent_worker_is_taken_over_at_once(customer, settings):
+    settings.PANEL_OPERATION_STALE_SECONDS = 60
+    dead = running(customer, beat_ago=90)
+    new = start_operation(kind="t", task="tests.support.steps", owner=customer, lock_key="server:1")
+    started = time.monotonic()
+    with LockHolder(new, OperationContext(new)):
+        assert OperationLock.objects.get(key="server:1").operation_id == new.pk
+    assert time.monotonic() - started < 5  # not the 30-minute task timeout
+    dead.refresh_from_db()
+    assert dead.state == "failed" and "stopped" in dead.error
+
+
+def test_a_heartbeating_holder_keeps_its_lock(customer, settings):
+    settings.PANEL_OPERATION_STALE_SECONDS = 60
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 1}
+    alive = running(customer, beat_ago=5)
+    new = start_operation(kind="t", task="tests.support.steps", owner=customer, lock_key="server:1")
+    from core.operations import OperationError
+
+    with (
+        pytest.raises(OperationError, match="Timed out waiting"),
+        LockHolder(new, OperationContext(new)),
+    ):
+        pass
+    alive.refresh_from_db()
+    assert alive.state == "running"
+
+
+def test_reaper_fails_silent_operations_within_a_minute(customer, settings):
+    settings.PANEL_OPERATION_STALE_SECONDS = 60
+    dead = running(customer, beat_ago=61)
+    alive = running(customer, beat_ago=2, lock_key="server:2")
+    assert reap_stale_operations() == 1
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.state == "failed" and alive.state == "running"
+    assert list(OperationLock.objects.values_list("key", flat=True)) == ["server:2"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_thread_stamps_the_operation(customer, settings):
+    settings.PANEL_HEARTBEAT_SECONDS = 0.05
+    op = running(customer, beat_ago=300, lock_key="")
+    with Heartbeat(op):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            op.refresh_from_db()
+            if timezone.now() - op.heartbeat_at < timedelta(seconds=2):
+                break
+            time.sleep(0.02)
+    assert timezone.now() - op.heartbeat_at < timedelta(seconds=2)
+    assert not op.heartbeat_stale
