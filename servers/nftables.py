@@ -13,7 +13,7 @@ import posixpath
 import time
 from pathlib import Path
 
-from servers.engine import ApplyError, ProfileKey, Service, ServiceRun, fill
+from servers.engine import ApplyError, Job, ProfileKey, Service, ServiceRun, Step, fill
 from servers.transport import TransportError
 
 TABLE = "hosting_panel"
@@ -24,6 +24,7 @@ SCRIPT = Path(__file__).with_name("nftables.sh").read_text()
 class NftService(Service):
     name = "nftables"
     reload_order = 90  # last: a firewall problem never holds back sites
+    batchable = False  # confirming needs a new connection between loading and committing
     profile_keys = (
         ProfileKey("nft_file", "/etc/nftables.d/hosting-panel.nft", "path", "The ruleset."),
         ProfileKey("nft_test", ["nft", "-c", "-f", "{file}"], "command", "Validates {file}."),
@@ -35,14 +36,29 @@ class NftService(Service):
         ),
     )
 
+    validated_by_jobs = True
+
+    def _staged(self, run: ServiceRun, path: str) -> str:
+        directory, name = posixpath.split(path)
+        return f"{directory}/.panel-new-{run.run_id}/{name}"
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        return [
+            Job(f"nft-{i}", fill(run.profile.nft_test, file=self._staged(run, path)))
+            for i, path in enumerate(sorted(run.files))
+        ]
+
     def validate(self, run: ServiceRun) -> dict[str, str]:
         failed = {}
-        for path, f in run.live_files().items():
-            directory, name = posixpath.split(path)
-            staged = f"{directory}/.panel-new-{run.run_id}/{name}"
-            res = run.t.run(fill(run.profile.nft_test, file=staged), timeout=60)
-            if not res.ok:
-                text = (res.stderr or res.stdout).strip().replace(staged, path)
+        for i, (path, f) in enumerate(sorted(run.files.items())):
+            if path in run.held:
+                continue
+            staged = self._staged(run, path)
+            result = run.jobs.pop(f"nft-{i}", None) or run.step(
+                Step(fill(run.profile.nft_test, file=staged), 60)
+            )
+            if not result.ok:
+                text = result.output.strip().replace(staged, path)
                 failed[f.unit] = f"nft rejected the firewall rules: {text[:4000]}"
         return failed
 

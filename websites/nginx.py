@@ -13,7 +13,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from servers.engine import ApplyError, IncludeDirService, Probe, ProfileKey, ServiceRun, fill
+from servers.engine import IncludeDirService, Job, ProfileKey, ServiceRun, Step, fill
+from servers.engine.contracts import StepResult
 from servers.engine.profile import Profile
 
 PROBE_PATH = "/.well-known/hosting-panel/probe"
@@ -23,7 +24,9 @@ REVISION_HEADER = "X-Panel-Revision"
 # configuration loaded) or an [emerg]/[alert] in the error log since the signal (proof it did
 # not). Constant text; the pid file, log and timeout are arguments.
 RELOAD_SCRIPT = Path(__file__).with_name("nginx_reload.sh").read_text()
-PROBE_ATTEMPTS = 3
+PROBE_SCRIPT = Path(__file__).with_name("nginx_probe.sh").read_text()
+PORTS_SCRIPT = Path(__file__).with_name("nginx_ports.sh").read_text()
+PORTS_JOB = "nginx-ports"
 
 
 def listen_target(listen: str) -> tuple[str, str]:
@@ -53,17 +56,6 @@ def with_probe(body: str, listen: str) -> tuple[str, str]:
     revision = hashlib.sha256(body.encode()).hexdigest()[:16]
     head, _, _tail = body.rstrip().rpartition("}")
     return f"{head}{probe_block(listen, revision)}}}\n", revision
-
-
-def _holder(listen: str, taken: dict[str, str]) -> str:
-    """The program (not nginx) that holds the address an nginx ``listen`` value needs."""
-    if ":" not in listen:  # a bare port: every address
-        return next((prog for addr, prog in taken.items() if addr.endswith(f":{listen}")), "")
-    host, port = listen.rsplit(":", 1)
-    for addr in (f"{host}:{port}", f"0.0.0.0:{port}", f"*:{port}"):
-        if addr in taken:
-            return taken[addr]
-    return ""
 
 
 class NginxService(IncludeDirService):
@@ -103,6 +95,11 @@ class NginxService(IncludeDirService):
     def include_hint(self, profile: Profile) -> str:
         return f"include {self.include_dir(profile)}/*.conf;' inside its http block"
 
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        jobs = super().validation_jobs(run)
+        ports = self._ports_argv(run)
+        return [*jobs, Job(PORTS_JOB, ports)] if ports else jobs
+
     def validate(self, run: ServiceRun) -> dict[str, str]:
         failed = self._port_conflicts(run)
         if failed:
@@ -110,105 +107,80 @@ class NginxService(IncludeDirService):
         failed.update(super().validate(run))
         return failed
 
+    def _ports_argv(self, run: ServiceRun) -> list[str]:
+        pairs = sorted(
+            (f.unit, m.group(1).decode())
+            for f in run.live_files().values()
+            for m in re.finditer(rb"^\s*listen\s+([^\s;]+)", f.content, re.M)
+        )
+        if not pairs:
+            return []
+        return ["sh", "-c", PORTS_SCRIPT, "nginx-ports", *(x for pair in pairs for x in pair)]
+
     def _port_conflicts(self, run: ServiceRun) -> dict[str, str]:
         """``nginx -t`` ignores bind errors; the reload would fail on them. A unit listening
         where a process other than nginx listens fails here, before anything is swapped."""
-        wanted: dict[str, set[str]] = {}
-        for f in run.live_files().values():
-            for m in re.finditer(rb"^\s*listen\s+([^\s;]+)", f.content, re.M):
-                wanted.setdefault(f.unit, set()).add(m.group(1).decode())
-        if not wanted:
+        argv = self._ports_argv(run)
+        if not argv:
             return {}
-        res = run.t.run(["ss", "-Hltnp"], timeout=30)
-        if not res.ok:
-            return {}  # no ss: the reload check still catches it
-        taken: dict[str, str] = {}
-        for line in res.stdout.splitlines():
-            parts = line.split()
-            if len(parts) >= 4 and "nginx" not in line:
-                program = re.search(r'users:\(\("([^"]+)"', line)
-                taken[parts[3]] = program.group(1) if program else "another program"
+        result = run.jobs.pop(PORTS_JOB, None) or run.step(Step(argv, 30))
         failed = {}
-        for unit, listens in wanted.items():
-            for listen in sorted(listens):
-                holder = _holder(listen, taken)
-                if holder:
-                    failed[unit] = f"{listen} is in use by {holder}"
+        for line in result.output.splitlines():
+            parts = line.split(" ", 3)
+            if len(parts) == 4 and parts[0] == "CONFLICT":
+                failed.setdefault(parts[1], f"{parts[2]} is in use by {parts[3]}")
         return failed
 
-    def reload(self, run: ServiceRun) -> None:
-        res = run.t.run(
-            [
-                "sh",
-                "-c",
-                RELOAD_SCRIPT,
-                "nginx-reload",
-                run.profile.nginx_pid_file,
-                run.profile.nginx_error_log,
-                str(run.profile.nginx_reload_timeout),
-            ],
-            timeout=run.profile.nginx_reload_timeout + 30,
-        )
-        if not res.ok:
-            raise ApplyError(f"nginx did not load the new configuration: {res.stdout.strip()}")
+    def reload_step(self, run: ServiceRun) -> Step:
+        timeout = run.profile.nginx_reload_timeout
+        argv = ["sh", "-c", RELOAD_SCRIPT, "nginx-reload", run.profile.nginx_pid_file]
+        return Step([*argv, run.profile.nginx_error_log, str(timeout)], timeout + 30)
 
-    def verify(self, run: ServiceRun) -> dict[str, str]:
-        probes = {f.unit: f.probe for f in run.live_files().values() if f.probe is not None}
-        failed: dict[str, str] = {}
-        for _attempt in range(PROBE_ATTEMPTS):
-            failed = self._probe(run, probes)
-            if not failed:
-                return {}
-            probes = {u: p for u, p in probes.items() if u in failed}
-        return failed
-
-    def _probe(self, run: ServiceRun, probes: dict[str, Probe]) -> dict[str, str]:
-        if not probes:
-            return {}
+    def verify_step(self, run: ServiceRun) -> Step | None:
+        urls = self._urls(run)
+        if not urls:
+            return None
         host, port = listen_target(run.profile.nginx_listen)
-        argv = [
-            "curl",
-            "-s",
-            "--parallel",
-            "--parallel-max",
-            "32",
-            "-m",
-            "5",
-            "--connect-to",
-            f"::{host}:{port}",
-            "-w",
-            "%{http_code} %header{" + REVISION_HEADER.lower() + "} %{url_effective}\\n",
-        ]
+        args = [x for url, (_unit, kind, want) in urls.items() for x in (url, kind, want)]
+        return Step(["sh", "-c", PROBE_SCRIPT, "nginx-probe", host.strip("[]"), port, *args], 60)
+
+    def _urls(self, run: ServiceRun) -> dict[str, tuple[str, str, str]]:
+        """url -> (unit, kind, expected revision) for every changed unit's probe."""
         urls = {}
-        for unit, probe in sorted(probes.items()):
-            for host in probe.hosts:
-                urls[f"http://{host}{PROBE_PATH}"] = (unit, host, "probe")
-            for path in probe.gateway_paths:
-                urls[f"http://{probe.hosts[0]}{path}"] = (unit, probe.hosts[0], path)
-        for url in urls:
-            argv += ["-o", "/dev/null", url]
-        res = run.t.run(argv, timeout=60)
-        seen: dict[str, tuple[str, str]] = {}
-        for line in res.stdout.splitlines():
-            parts = line.split(" ")
-            if len(parts) >= 3:
-                seen[parts[-1]] = (parts[0], " ".join(parts[1:-1]).strip())
-        failed = {}
-        for url, (unit, host, kind) in urls.items():
-            code, revision = seen.get(url, ("000", ""))
-            probe = probes[unit]
-            if kind == "probe":
-                if code == "000":
-                    failed.setdefault(unit, f"nginx does not answer for {host}")
-                elif revision != probe.revision:
-                    failed.setdefault(
-                        unit,
-                        f"{host} is not served by this site's new configuration (HTTP {code}, "
-                        f"revision {revision or 'none'}, expected {probe.revision}): another "
-                        "site may claim the same name",
-                    )
-            elif code in ("502", "504"):
-                failed.setdefault(unit, f"{host}{kind} answers {code}: its backend is not up")
+        for f in sorted(run.live_files().values(), key=lambda f: f.path):
+            if f.probe is None:
+                continue
+            for name in f.probe.hosts:
+                urls[f"http://{name}{PROBE_PATH}"] = (f.unit, "probe", f.probe.revision)
+            for path in f.probe.gateway_paths:
+                urls[f"http://{f.probe.hosts[0]}{path}"] = (f.unit, "gateway", "-")
+        return urls
+
+    def verify_errors(self, run: ServiceRun, result: StepResult) -> dict[str, str]:
+        if result.ok:
+            return {}
+        urls = self._urls(run)
+        failed: dict[str, str] = {}
+        for line in result.output.splitlines():
+            parts = line.split()
+            if len(parts) != 4 or parts[0] != "FAIL" or parts[1] not in urls:
+                continue
+            _fail, url, code, revision = parts
+            unit, kind, want = urls[url]
+            name = url.split("/")[2]
+            if kind == "gateway":
+                why = f"{name}{url.split(name, 1)[1]} answers {code}: its backend is not up"
+            elif code == "000":
+                why = f"nginx does not answer for {name}"
+            else:
+                why = (
+                    f"{name} is not served by this site's new configuration (HTTP {code}, "
+                    f"revision {revision if revision != '-' else 'none'}, expected {want}): "
+                    "another site may claim the same name"
+                )
+            failed.setdefault(unit, why)
+        if not failed:  # the script failed without naming a URL: every unit is suspect
+            return {u: f"verification failed: {result.output.strip()[:500]}" for u in run.units()}
         return failed
 
     def blame(self, run: ServiceRun, error: str) -> set[str]:

@@ -27,6 +27,15 @@ while :; do
     exit 4
   fi
   if ps -o pid= --ppid "$pid" | awk 'NR == FNR { o[$1] = 1; next } !($1 in o) { f = 1 } END { exit !f }' "$old" -; then
+    # New workers run; new connections reach only them once every old worker has exited or
+    # stopped accepting (its title then says "shutting down").
+    while read -r w; do
+      while args=$(ps -o args= -p "$w" 2>/dev/null) && [ -n "$args" ]; do
+        case "$args" in *"shutting down"*) break;; esac
+        [ "$(date +%s)" -le "$end" ] || { echo "old worker $w does not stop"; exit 4; }
+        sleep 0.02
+      done
+    done < "$old"
     echo reloaded; exit 0
   fi
   alive || { echo "the nginx master process $pid exited"; exit 4; }

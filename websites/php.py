@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from servers.engine import ApplyError, IncludeDirService, ProfileKey, ServiceRun, fill
+from servers.engine import ApplyError, IncludeDirService, ProfileKey, ServiceRun, Step, fill
 from servers.engine.profile import Profile
 
 # USR2 to the master, then wait until it is alive again and every socket passed as an
@@ -46,7 +46,7 @@ class PhpFpmService(IncludeDirService):
     def include_hint(self, profile: Profile) -> str:
         return f"include={self.include_dir(profile)}/*.conf"
 
-    def reload(self, run: ServiceRun) -> None:
+    def reload_step(self, run: ServiceRun) -> Step:
         sockets = sorted(
             {
                 m.group(1).decode()
@@ -54,19 +54,7 @@ class PhpFpmService(IncludeDirService):
                 for m in LISTEN.finditer(f.content)
             }
         )
-        res = run.t.run(
-            [
-                "sh",
-                "-c",
-                RELOAD_SCRIPT,
-                "php-fpm-reload",
-                run.profile.php_pid_file.replace("{php}", self.version),
-                str(run.profile.php_reload_timeout),
-                *sockets,
-            ],
-            timeout=run.profile.php_reload_timeout + 30,
-        )
-        if not res.ok:
-            raise ApplyError(
-                f"{self.name} did not come back with the new pools: {res.stdout.strip()}"
-            )
+        timeout = run.profile.php_reload_timeout
+        pid_file = run.profile.php_pid_file.replace("{php}", self.version)
+        argv = ["sh", "-c", RELOAD_SCRIPT, "php-fpm-reload", pid_file, str(timeout), *sockets]
+        return Step(argv, timeout + 30)

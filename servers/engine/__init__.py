@@ -10,11 +10,14 @@ bookkeeping in ``servers.engine.state``.
 
 from servers.engine.contracts import (
     ApplyError,
+    Job,
     ManagedFile,
     Probe,
     ProfileKey,
     Provider,
     Service,
+    Step,
+    StepResult,
     UnitFailed,
 )
 from servers.engine.includedir import IncludeDirService
@@ -24,6 +27,7 @@ from servers.engine.run import ServiceRun
 __all__ = [
     "ApplyError",
     "IncludeDirService",
+    "Job",
     "ManagedFile",
     "Probe",
     "Profile",
@@ -31,6 +35,8 @@ __all__ = [
     "Provider",
     "Service",
     "ServiceRun",
+    "Step",
+    "StepResult",
     "UnitFailed",
     "fill",
     "profile_for",

@@ -101,28 +101,97 @@ class Provider(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Step:
+    """A command a service runs on the server (a reload, a verification): one argv. Steps of
+    several services run in one round trip; a non-zero exit stops the batch."""
+
+    argv: list[str]
+    timeout: float = 60
+
+
+@dataclass(frozen=True)
+class StepResult:
+    code: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
 class Service:
-    """Base for a program the engine manages. Subclasses set the class attributes."""
+    """Base for a program the engine manages. Subclasses set the class attributes.
+
+    The common path costs two round trips for every service together: one that stages the
+    files and runs each service's ``validation_jobs``, one that swaps them in, runs each
+    service's ``reload_step`` and ``verify_step`` in reload order and commits. Only when a
+    step fails does the engine go service by service (``reload``/``verify``), rolling back
+    what failed. A service whose reload cannot run in such a batch sets ``batchable`` False.
+    """
 
     name: str = ""
     reload_order: int = 50
+    batchable: bool = True
+    # True when validate() decides only from the jobs' results, and a job exits non-zero
+    # whenever validate() would report a failure: the server may then go on to swap in the
+    # same round trip as the staging when every job passed.
+    validated_by_jobs: bool = False
     profile_keys: tuple[ProfileKey, ...] = ()
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        """Commands to run right after staging; their results are in ``run.jobs``."""
+        return []
 
     def validate(self, run: ServiceRun) -> dict[str, str]:
         """Failed units -> the tool's words. Raise ApplyError if the service as a whole
         cannot take the change (its live configuration is broken, a tool is missing)."""
         return {}
 
+    def reload_step(self, run: ServiceRun) -> Step | None:
+        """The command that makes the program load the swapped files and proves it did."""
+        return None
+
+    def reload_error(self, run: ServiceRun, result: StepResult) -> str:
+        """Why the reload did not take effect ("" when it did)."""
+        return "" if result.ok else result.output.strip() or f"exit code {result.code}"
+
+    def verify_step(self, run: ServiceRun) -> Step | None:
+        """After the reload: a command that exits 0 only if every changed unit serves."""
+        return None
+
+    def verify_errors(self, run: ServiceRun, result: StepResult) -> dict[str, str]:
+        """Units whose new configuration does not serve -> why (from the verify step)."""
+        if result.ok:
+            return {}
+        return {u: result.output.strip()[:2000] for u in run.units()}
+
     def reload(self, run: ServiceRun) -> None:
-        """Make the program load the swapped files; raise ApplyError unless it took effect."""
+        """Reload on its own (the careful path): raise ApplyError unless it took effect."""
+        step = self.reload_step(run)
+        if step is None:
+            return
+        error = self.reload_error(run, run.step(step))
+        if error:
+            raise ApplyError(f"{self.name} did not load the new configuration: {error}")
 
     def verify(self, run: ServiceRun) -> dict[str, str]:
-        """After the reload: units whose new configuration does not serve -> why."""
-        return {}
+        step = self.verify_step(run)
+        return {} if step is None else self.verify_errors(run, run.step(step))
 
     def blame(self, run: ServiceRun, error: str) -> set[str]:
         """Units a failed reload's message points at (none: every changed unit is suspect)."""
         return set()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validation command run right after staging. ``tree`` jobs run ``argv`` against the
+    symlink tree of an include directory (see includedir.py); others run ``argv`` as is."""
+
+    name: str
+    argv: list[str]
+    tree: tuple[str, str, str, str] | None = None  # main conf, include dir, pattern, staged conf
 
 
 ServiceFactory = Callable[[str], Service]

@@ -30,7 +30,7 @@ from django.utils import timezone
 from servers.engine import registry
 from servers.engine.contracts import ApplyError, ManagedFile, UnitFailed
 from servers.engine.profile import Profile, profile_for
-from servers.engine.remote import FileState, LockedError, RemoteRun
+from servers.engine.remote import Batch, BatchResult, FileState, LockedError, RemoteRun
 from servers.engine.run import ServiceRun
 from servers.models import AppliedFile, Server
 from servers.transport import ConnectionLost, Transport, TransportError
@@ -112,6 +112,8 @@ class Engine:
         reconnect: Callable[[], Transport] | None = None,
         hook: Hook | None = None,
         run_is_alive: Callable[[str], bool] = lambda run: True,
+        batch: bool = True,
+        step_hook: Callable[[str], list] | None = None,
     ) -> None:
         self.server, self.t, self.log = server, t, log
         self.profile = profile_for(server)
@@ -119,6 +121,10 @@ class Engine:
         self.reconnect = reconnect
         self.hook = hook or (lambda phase: None)
         self.run_is_alive = run_is_alive
+        self.batch = batch
+        self.step_hook = step_hook or (lambda position: [])
+        self.batch_result = None
+        self.unknown_reloads: list[str] = []
         self.remote = RemoteRun(t, self.profile.state_dir, self.run_id)
         self._trips_before = t.round_trips
         self._trips_done = 0
@@ -208,7 +214,6 @@ class Engine:
 
         self.phase("stage")
         self.changed_units = {f.unit for f in writes.values()} | {e.unit for e in removes.values()}
-        self._stage(writes, removes)
         held: set[str] = set()
         services = sorted(
             {f.service for f in writes.values()} | {e.service for e in removes.values()},
@@ -216,6 +221,52 @@ class Engine:
         )
         instances = {name: registry.service(name) for name in {*services, *inherited}}
         runs = {name: self._service_run(name, writes, removes, held) for name in instances}
+        jobs = [j for name in services for j in instances[name].validation_jobs(runs[name])]
+        manifest = (desired, writes, removes, held, actual, check_server)
+        to_reload = self._to_reload(writes, removes, held, inherited, instances)
+        reloaded: list[str] = []
+        # Every validation decided on the server: the batch can go along with the staging.
+        plan = None
+        if self.batch and to_reload and all(instances[n].validated_by_jobs for n in services):
+            plan = self._batch_plan(to_reload, instances, runs, held, manifest)
+            self._mark_in_flight(True)
+        try:
+            results, res = self._stage(writes, removes, jobs, plan)
+        except ConnectionLost as exc:
+            if plan is None:
+                raise
+            # The server may have gone on into the batch: find out how it ended.
+            self.unknown_reloads = list(plan[2])
+            self._fresh_transport()
+            results, res = {}, self.remote.batch_outcome()
+            if res is None:
+                self._emergency_rollback(exc, [], instances, runs, set(writes) | set(removes))
+        except ApplyError:
+            if plan is not None:
+                self._mark_in_flight(False)
+            raise
+        self.batch_result = res
+        if res is not None:  # validated, swapped and run in the same round trip
+            try:
+                committed = self._after_batch(
+                    res, plan, to_reload, instances, runs, held, failed, reloaded
+                )
+                if not committed:
+                    self.phase("manifest")
+                    self.remote.commit(*self._manifest(*manifest))
+            except Exception as exc:  # noqa: BLE001 - every failure after the swap is rolled back
+                reloaded += [n for n in self.unknown_reloads if n not in reloaded]
+                swapped = set(writes) | set(removes)
+                self._emergency_rollback(exc, reloaded, instances, runs, swapped)
+            self.log(f"Swapped in {len(writes) + len(removes)} files.")
+            result.reloaded = reloaded
+            return self._finish(
+                result, desired, writes, removes, held, failed, scope, actual, check_server
+            )
+        if plan is not None:
+            self._mark_in_flight(False)  # a validation failed: nothing was swapped
+        for run in runs.values():
+            run.jobs = dict(results)
         try:
             self.phase("validate")
             self._validate(services, instances, runs, held, failed, writes, removes)
@@ -224,33 +275,135 @@ class Engine:
             raise
 
         swapped = {p for p in [*writes, *removes] if p not in held}
-        to_reload = sorted(
-            {writes[p].service if p in writes else removes[p].service for p in swapped}
-            | set(inherited),
-            key=lambda n: (instances[n].reload_order, n),
-        )
+        to_reload = self._to_reload(writes, removes, held, inherited, instances)
         if not to_reload:
             self._abort()
             return self._finish(
                 result, desired, writes, removes, held, failed, scope, actual, check_server
             )
-        Server.objects.filter(pk=self.server.pk).update(apply_run=self.run_id)
-        self.server.apply_run = self.run_id
-        reloaded: list[str] = []
+        self._mark_in_flight(True)
         try:
             self.phase("swap")
-            self.remote.swap(to_reload, held)
+            if self.batch:
+                plan = self._batch_plan(to_reload, instances, runs, held, manifest)
+                res = self._run_batch(plan, lambda: self.remote.go(plan[0]))
+                committed = self._after_batch(
+                    res, plan, to_reload, instances, runs, held, failed, reloaded
+                )
+            else:
+                self.remote.swap(to_reload, held)
+                self._reload_and_verify(to_reload, instances, runs, held, failed, reloaded)
+                committed = False
             self.log(f"Swapped in {len(swapped)} files.")
-            self._reload_and_verify(to_reload, instances, runs, held, failed, reloaded)
-            self.phase("manifest")
-            shards, drop = self._manifest(desired, writes, removes, held, actual, check_server)
-            self.remote.commit(shards, drop)
+            if not committed:
+                self.phase("manifest")
+                self.remote.commit(*self._manifest(*manifest))
         except Exception as exc:  # noqa: BLE001 - every failure after the swap is rolled back
+            reloaded += [n for n in self.unknown_reloads if n not in reloaded]
             self._emergency_rollback(exc, reloaded, instances, runs, swapped)
         result.reloaded = reloaded
         return self._finish(
             result, desired, writes, removes, held, failed, scope, actual, check_server
         )
+
+    def _to_reload(self, writes, removes, held, inherited, instances) -> list[str]:
+        swapped = {p for p in [*writes, *removes] if p not in held}
+        names = {writes[p].service if p in writes else removes[p].service for p in swapped}
+        return sorted(names | set(inherited), key=lambda n: (instances[n].reload_order, n))
+
+    def _mark_in_flight(self, on: bool) -> None:
+        """Recorded before anything may be swapped: if the panel never hears back, the next
+        apply checks every file first."""
+        value = self.run_id if on else ""
+        Server.objects.filter(pk=self.server.pk).update(apply_run=value)
+        self.server.apply_run = value
+
+    def _batch_plan(self, to_reload, instances, runs, held, manifest) -> tuple[Batch, list, list]:
+        """The batch for ``go``: every batchable service's reload and verify steps in order,
+        and the manifest when every service to reload is batchable (then it commits)."""
+        names = []
+        for name in to_reload:
+            if not instances[name].batchable:
+                break
+            names.append(name)
+        steps, owners = [], []
+        for name in names:
+            for kind, step in (
+                ("reload", instances[name].reload_step(runs[name])),
+                ("verify", instances[name].verify_step(runs[name])),
+            ):
+                for extra in self.step_hook(f"before-{kind}:{name}"):
+                    steps.append(extra)
+                    owners.append(("", "test"))
+                if step is not None:
+                    steps.append(step)
+                    owners.append((name, kind))
+        commit = len(names) == len(to_reload)
+        for extra in self.step_hook("before-commit") if commit else ():
+            steps.append(extra)
+            owners.append(("", "test"))
+        shards, drop = self._manifest(*manifest) if commit else (None, [])
+        return Batch(list(to_reload), set(held), steps, shards, drop), owners, names
+
+    def _run_batch(self, plan, run_it) -> BatchResult:
+        """Run a batch (``run_it``); if the connection drops meanwhile, read how it ended."""
+        batch, _owners, names = plan
+        self.unknown_reloads = list(names)  # until the batch's outcome is known
+        try:
+            res = run_it()
+        except ConnectionLost as exc:
+            self.log(f"The connection dropped while the server ran the change ({exc}).")
+            self._fresh_transport()
+            res = self.remote.batch_outcome()
+            if res is None:
+                raise ApplyError(f"{exc}; how the change ended on the server is unknown") from exc
+            self.log("A new connection read how the server finished it.")
+        self.batch_result = res
+        self.unknown_reloads = []
+        return res
+
+    def _after_batch(self, res, plan, to_reload, instances, runs, held, failed, reloaded) -> bool:
+        """Take stock of a batch: True if it committed; else the careful path goes on from
+        the service whose step failed (or the first one the batch could not hold)."""
+        _batch, owners, names = plan
+        for (name, kind), step_result in zip(owners, res.steps, strict=False):
+            if kind == "reload" and step_result.ok and name not in reloaded:
+                reloaded.append(name)
+        if res.committed:
+            for name in names:
+                if name not in reloaded:
+                    reloaded.append(name)
+                if runs[name].units():
+                    self.log(f"Reloaded {name}; it serves the new configuration.")
+            return True
+        done, first_bad = set(names), {}
+        if res.stopped:
+            index = len(res.steps) - 1
+            if index >= len(owners):
+                raise ApplyError(f"committing failed on the server: {res.steps[-1].output}")
+            name, kind = owners[index]
+            outcome = res.steps[-1]
+            if kind == "test":
+                raise ApplyError(f"a step failed on the server: {outcome.output.strip()}")
+            service, run = instances[name], runs[name]
+            if kind == "reload":
+                error = service.reload_error(run, outcome)
+                units = service.blame(run, error) or run.units()
+                if not units:
+                    raise ApplyError(f"{name} did not load the new configuration: {error}")
+                first_bad[name] = {u: f"{name} did not take the change: {error}" for u in units}
+            else:
+                first_bad[name] = service.verify_errors(run, outcome) or {
+                    u: f"verification failed: {outcome.output.strip()[:500]}" for u in run.units()
+                }
+            done = set(names[: names.index(name)])
+        for name in done:
+            if runs[name].units():
+                self.log(f"Reloaded {name}; it serves the new configuration.")
+        self._reload_and_verify(
+            to_reload, instances, runs, held, failed, reloaded, done=done, first_bad=first_bad
+        )
+        return False
 
     # -- planning ----------------------------------------------------------------------------
     def _applied(self, units: set[str] | None, desired: dict[str, ManagedFile]) -> dict[str, Entry]:
@@ -276,16 +429,20 @@ class Engine:
         return [s for s in status.pending_services if s]
 
     # -- staging and validation ----------------------------------------------------------------
-    def _stage(self, writes: dict[str, ManagedFile], removes: dict[str, Entry]) -> None:
+    def _stage(self, writes, removes, jobs, plan=None):
         files = [writes[p] for p in sorted(writes)]
+        then = plan[0] if plan else None
         try:
-            self.remote.stage(files, sorted(removes))
+            out = self.remote.stage(files, sorted(removes), jobs=jobs, then=then)
         except LockedError as exc:
             if self.run_is_alive(exc.holder):
                 raise
             self.log(f"Taking over the lock left by run {exc.holder}, which is no longer running.")
-            self.remote.stage(files, sorted(removes), take_over=exc.holder)
+            out = self.remote.stage(
+                files, sorted(removes), jobs=jobs, take_over=exc.holder, then=then
+            )
         self.log(f"Staged {len(files)} files on the server.")
+        return out
 
     def _validate(self, services, instances, runs, held, failed, writes, removes) -> None:
         """Validate each touched service; a unit failing anywhere is held back everywhere, and
@@ -324,12 +481,21 @@ class Engine:
             self.log(f"Cleaning up the staged files failed (the next run does it): {exc}")
 
     # -- reload, verify, roll back ----------------------------------------------------------------
-    def _reload_and_verify(self, to_reload, instances, runs, held, failed, reloaded) -> None:
+    def _reload_and_verify(
+        self, to_reload, instances, runs, held, failed, reloaded, *, done=(), first_bad=None
+    ) -> None:
         """Reload each service in order and verify it; units that fail are rolled back (in
-        every service) and the services they touched reloaded again and verified."""
+        every service) and the services they touched reloaded again and verified. ``done``
+        services already serve the change; ``first_bad`` holds a service's known failure."""
+        first_bad = first_bad or {}
         for name in to_reload:
+            if name in done:
+                continue
             run, service = runs[name], instances[name]
-            bad = self._reload_once(name, service, run, reloaded)
+            if name in first_bad:
+                bad = first_bad[name]
+            else:
+                bad = self._reload_once(name, service, run, reloaded)
             if bad is None:
                 continue
             suspects = set(bad)

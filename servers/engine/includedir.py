@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from servers.engine.contracts import ApplyError, Service
+from servers.engine.contracts import ApplyError, Job, Service
 from servers.engine.profile import Profile
 from servers.engine.run import ServiceRun
 
@@ -23,6 +23,7 @@ MISSING_INCLUDE = 2
 class IncludeDirService(Service):
     pattern = "*.conf"
     label = ""
+    validated_by_jobs = True
 
     def main_conf(self, profile: Profile) -> str:
         raise NotImplementedError
@@ -37,6 +38,22 @@ class IncludeDirService(Service):
         return f"include {self.include_dir(profile)}/{self.pattern}"
 
     # -- validation ---------------------------------------------------------------------------
+    def staged_conf(self, run: ServiceRun) -> str:
+        conf = self.main_conf(run.profile)
+        return f"{posixpath.dirname(conf)}/.panel-test-{run.run_id}-{self.name}.conf"
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        """The first test runs with the staging, in the same round trip."""
+        if not run.files and not run.removed:
+            return []
+        tree = (
+            self.main_conf(run.profile),
+            self.include_dir(run.profile).rstrip("/"),
+            self.pattern,
+            self.staged_conf(run),
+        )
+        return [Job(self.name, self.test_argv(run.profile, self.staged_conf(run)), tree)]
+
     def validate(self, run: ServiceRun) -> dict[str, str]:
         directory = self.include_dir(run.profile).rstrip("/")
         for path in [*run.files, *run.removed]:
@@ -59,16 +76,20 @@ class IncludeDirService(Service):
 
     def _test(self, run: ServiceRun, extra_held: set[str]) -> tuple[int, str]:
         conf = self.main_conf(run.profile)
-        staged_conf = f"{posixpath.dirname(conf)}/.panel-test-{run.run_id}-{self.name}.conf"
-        code, out = run.remote().tree(
-            self.name,
-            conf,
-            self.include_dir(run.profile).rstrip("/"),
-            self.pattern,
-            staged_conf,
-            self.test_argv(run.profile, staged_conf),
-            run.held | extra_held,
-        )
+        mine = set(run.files) | set(run.removed)
+        first = run.jobs.pop(self.name, None)
+        if first is not None and not extra_held and not (run.held & mine):
+            code, out = first.code, first.output  # run with the staging: still current
+        else:
+            code, out = run.remote().tree(
+                self.name,
+                conf,
+                self.include_dir(run.profile).rstrip("/"),
+                self.pattern,
+                self.staged_conf(run),
+                self.test_argv(run.profile, self.staged_conf(run)),
+                run.held | extra_held,
+            )
         if code == MISSING_INCLUDE and "does not include" in out:
             raise ApplyError(
                 f"{conf} does not include {self.include_dir(run.profile)}/{self.pattern}: "

@@ -69,9 +69,8 @@ check_dirs() {
 }
 
 # Per target directory: lists of names, built from the run's list (TSV: op sha mode owner
-# group path; op w = write, r = remove). Held-back paths (failed units) come on stdin.
+# group path; op w = write, r = remove), leaving out the held-back paths in $me/held.
 split_by_dir() {
-  cat > "$me/held"
   awk -F'\t' -v me="$me" '
     FILENAME == me "/held" { held[$0] = 1; next }
     ($6 in held) { next }
@@ -81,12 +80,171 @@ split_by_dir() {
     "$me/held" "$me/list"
 }
 
+# Validate an include directory's files without copying or linking any: a copy of the main
+# configuration whose include line is expanded into one include per file, in the order the
+# glob would give: the live files, with this run's new files in place of (or beside) them,
+# its removals left out, held-back paths keeping what is live. Then the program's own test.
+# Prints the tool's output, then "@@panel-exit CODE" (2: the main configuration does not
+# include the directory). Held-back paths are in $me/held.NAME.
+# Args: NAME MAIN_CONF INCLUDE_DIR PATTERN STAGED_CONF -- ARGV...
+run_tree() {
+  name=$1 main=$2 dir=$3 pattern=$4 conf=$5
+  shift 6
+  [ -f "$me/held.$name" ] || : > "$me/held.$name"
+  find "$dir" -maxdepth 1 -name "$pattern" ! -name '.*' > "$me/live.$name"
+  awk -F'\t' -v dir="$dir" -v me="$me" -v run="$run" -v name="$name" '
+    FILENAME == me "/held." name { held[$0] = 1; next }
+    FILENAME == me "/list" { if (NF < 6) next
+      d = $6; sub(/\/[^\/]*$/, "", d); if (d != dir || ($6 in held)) next
+      n = substr($6, length(d) + 2); mine[n] = 1
+      if ($1 == "w") print n "\t" dir "/.panel-new-" run "/" n; next }
+    { n = substr($0, length(dir) + 2); if (!(n in mine)) print n "\t" $0 }' \
+    "$me/held.$name" "$me/list" "$me/live.$name" | sort -t "$(printf '\t')" -k1,1 \
+    | cut -f2 > "$me/files.$name"
+  rm -f -- "$me/live.$name" "$me/held.$name"
+  if awk -v want="$dir/$pattern" -v files="$me/files.$name" '
+      !done && $0 !~ /^[ \t]*[#;]/ && index($0, "include") && index($0, want) {
+        i = index($0, want); pre = substr($0, 1, i - 1); post = substr($0, i + length(want))
+        while ((getline f < files) > 0) print pre f post
+        done = 1; next }
+      { print } END { exit !done }' "$main" > "$conf"; then
+    "$@" 2>&1
+    echo "@@panel-exit $?"
+  else
+    echo "$main does not include $dir/$pattern"
+    echo "@@panel-exit 2"
+  fi
+  rm -f -- "$conf" "$me/files.$name"
+}
+
+# Run the validation jobs of a stage: $me/jobs/NNN-NAME.tree (one value per line: main conf,
+# include dir, pattern, staged conf, then the argv) and $me/jobs/NNN-NAME.cmd (argv,
+# NUL-separated). Prints each job's output, then "@@panel-job NAME CODE".
+run_jobs() {
+  jobs_failed=0
+  [ -d "$me/jobs" ] || return 0
+  for f in "$me"/jobs/*; do
+    [ -f "$f" ] || continue
+    base=${f##*/} && job=${base#*-} && job=${job%.*}
+    case "$f" in
+    *.tree)
+      set --
+      while IFS= read -r a; do set -- "$@" "$a"; done < "$f"
+      t1=$1 t2=$2 t3=$3 t4=$4
+      shift 4
+      out=$(run_tree "$job" "$t1" "$t2" "$t3" "$t4" -- "$@")
+      code=$(printf '%s\n' "$out" | sed -n 's/^@@panel-exit //p' | tail -n 1)
+      printf '%s\n' "$out" | grep -v '^@@panel-exit '
+      ;;
+    *)
+      xargs -0 -x -a "$f" sh -c 'exec "$@"' job 2>&1
+      code=$?
+      ;;
+    esac
+    echo "@@panel-job $job ${code:-3}"
+    [ "${code:-3}" -eq 0 ] || jobs_failed=1
+  done
+}
+
+# Swap this run's files in: the pending reload first, then per directory hard-linked backups
+# and renames. Held-back paths in $me/held. Args: the services to reload.
+do_swap() {
+  target="$state/pending.$run" put "$run" "$@" \
+    && sync -- "$state/pending.$run" && mv -f -- "$state/pending.$run" "$state/pending" \
+    || { rm -f -- "$state/pending.$run"; die "cannot record the pending reload in $state"; }
+  rm -f -- "$me/swapdirs" "$me/swapped" "$me"/d[0-9]*
+  split_by_dir
+  : > "$me/swapped"
+  [ -f "$me/swapdirs" ] || return 0
+  k=0
+  while IFS= read -r d; do
+    k=$((k + 1)); f="$me/d$k"; old="$d/.panel-old-$run"; new="$d/.panel-new-$run"
+    mkdir -p -m 700 -- "$old" || die "cannot create $old"
+    # Back up every file about to be replaced or removed (a hard link: no space needed).
+    cat "$f.w" "$f.r" 2>/dev/null | (cd "$d" && xargs -r -d '\n' sh -c '
+      for n; do
+        if [ -e "$n" ] && [ ! -e "$0/$n" ]; then ln -- "$n" "$0/$n" || exit 1; fi
+      done' "$old") || die "backing up files in $d failed"
+    # Only now may rollback touch these paths: each has its backup, or was new.
+    cat "$f.w" "$f.r" 2>/dev/null | awk -v d="$d" '{ print d "/" $0 }' >> "$me/swapped"
+    if [ -f "$f.w" ]; then
+      (cd "$new" && xargs -r -d '\n' mv -f -t "$d" -- < "$f.w") || die "moving files into $d failed"
+    fi
+    if [ -f "$f.r" ]; then
+      (cd "$d" && xargs -r -d '\n' rm -f -- < "$f.r") || die "removing files from $d failed"
+    fi
+    sync -- "$d" 2>/dev/null || true
+  done < "$me/swapdirs"
+}
+
+# Write the manifest shards in DIR/manifest/*.tsv, drop the shards named in DIR/drop, clear
+# the pending reload, remove this run's staging and backups, release the lock.
+do_commit() {
+  src=$1
+  mkdir -p -m 700 -- "$state/manifest" || die "cannot create $state/manifest"
+  if [ -d "$src/manifest" ]; then
+    for f in "$src"/manifest/*.tsv; do [ -e "$f" ] && { sync -- "$f" || die "cannot sync $f"; }; done
+    (cd "$src/manifest" && find . -name '*.tsv' | xargs -r mv -f -t "$state/manifest" --) \
+      || die "cannot write the manifest"
+  fi
+  if [ -f "$src/drop" ]; then
+    while IFS= read -r x; do rm -f -- "$state/manifest/$x.tsv"; done < "$src/drop"
+  fi
+  target="$state/last-run" put "$run committed" || die "cannot record the run's outcome"
+  first=""
+  read -r first < "$state/pending" 2>/dev/null || true
+  [ "$first" = "$run" ] && rm -f -- "$state/pending"
+  [ -f "$me/dirs" ] && while IFS= read -r d; do
+    rm -rf -- "$d/.panel-new-$run" "$d/.panel-old-$run"
+  done < "$me/dirs"
+  rm -rf -- "$me"
+  rm -f -- "$state/lock"
+}
+
+# Swap, run the steps of $me/go in order, and commit if every step succeeded: one round trip
+# for the whole change. Finishes on the server even if the connection drops; the output is
+# kept in $me/go.log (ending "@@panel-end CODE") for a new connection to read, and a commit
+# leaves "RUN committed" in STATE/last-run. Args: the services to reload.
+run_go() {
+  trap '' HUP PIPE
+  log="$me/go.log"
+  # The log outlives the commit (which removes $me) through descriptors opened first.
+  if : > "$log" 2>/dev/null && exec 3< "$log" 4>> "$log"; then
+    (batch "$@") >&4 2>&1
+    code=$?
+    echo "@@panel-end $code" >&4
+    cat <&3
+    exit "$code"
+  fi
+  batch "$@" 2>&1
+  exit $?
+}
+
+batch() {
+  cp -- "$me/go/held" "$me/held" 2>/dev/null || : > "$me/held"
+  do_swap "$@"
+  echo "@@panel-swapped"
+  for f in "$me"/go/steps/*; do
+    [ -f "$f" ] || continue
+    xargs -0 -x -a "$f" sh -c 'exec "$@"' step 2>&1
+    code=$?
+    echo "@@panel-step ${f##*/} $code"
+    if [ "$code" -ne 0 ]; then echo "@@panel-stopped"; return 0; fi
+  done
+  if [ -f "$me/go/commit" ]; then
+    do_commit "$me/go"
+    echo "@@panel-committed"
+  fi
+}
+
 case "$cmd" in
 stage)  # stdin: a tar with the run's list and the staged files (below DIR/.panel-new-RUN/)
   take_lock "${1:-}"
   # Leftovers of runs that died (we hold the lock, so none of them is running).
   for d in "$state"/runs/*; do
-    [ -d "$d" ] && [ "$d" != "$me" ] || continue
+    [ "$d" != "$me" ] && [ "$d" != "$me.log" ] || continue
+    [ -f "$d" ] && { rm -f -- "$d"; continue; }
+    [ -d "$d" ] || continue
     [ -f "$d/dirs" ] && while IFS= read -r x; do
       rm -rf -- "$x/.panel-new-${d##*/}" "$x/.panel-old-${d##*/}" "$x/.panel-test-${d##*/}"-*
     done < "$d/dirs"
@@ -120,69 +278,40 @@ stage)  # stdin: a tar with the run's list and the staged files (below DIR/.pane
     cut -c67- "$me/sums" | xargs -r -d '\n' sync -- || die "fsync of the staged files failed"
   fi
   echo "staged $(grep -c '^w' "$me/list") files, $(grep -c '^r' "$me/list") removals"
+  run_jobs
+  # A batch sent along runs at once when every validation passed (one round trip in all).
+  if [ -d "$me/go" ] && [ "$jobs_failed" -eq 0 ]; then
+    set --
+    while IFS= read -r x; do set -- "$@" "$x"; done < "$me/go/services"
+    echo "@@panel-go"
+    run_go "$@"
+  fi
   ;;
 
 tree)  # NAME MAIN_CONF INCLUDE_DIR PATTERN STAGED_CONF -- ARGV...; stdin: held-back paths
   own_lock
-  name=$1 main=$2 dir=$3 pattern=$4 conf=$5
-  shift 6
-  tree="$dir/.panel-test-$run-$name"
-  trap 'rm -rf -- "$tree"; rm -f -- "$conf"' EXIT
-  rm -rf -- "$tree" && mkdir -m 700 -- "$tree" || die "cannot create $tree"
-  cat > "$me/held.$name"
-  find "$dir" -maxdepth 1 -name "$pattern" ! -name '.*' -print0 | xargs -0 -r ln -s -t "$tree" --
-  awk -F'\t' -v dir="$dir" -v me="$me" -v run="$run" -v name="$name" '
-    FILENAME == me "/held." name { held[$0] = 1; next }
-    { d = $6; sub(/\/[^\/]*$/, "", d); if (d != dir || ($6 in held)) next
-      n = substr($6, length(d) + 2); print n > (me "/drop." name)
-      if ($1 == "w") print dir "/.panel-new-" run "/" n > (me "/link." name) }' \
-    "$me/held.$name" "$me/list"
-  if [ -f "$me/drop.$name" ]; then
-    (cd "$tree" && xargs -r -d '\n' rm -f -- < "$me/drop.$name")
-  fi
-  if [ -f "$me/link.$name" ]; then
-    xargs -r -d '\n' ln -s -t "$tree" -- < "$me/link.$name"
-  fi
-  rm -f -- "$me/drop.$name" "$me/link.$name" "$me/held.$name"
-  awk -v want="$dir/$pattern" -v dir="$dir/" -v tree="$tree/" '
-    !done && $0 !~ /^[ \t]*[#;]/ && index($0, "include") && index($0, want) {
-      i = index($0, dir); $0 = substr($0, 1, i - 1) tree substr($0, i + length(dir)); done = 1 }
-    { print } END { exit !done }' "$main" > "$conf" \
-    || { echo "$main does not include $dir/$pattern"; echo "@@panel-exit 2"; exit 0; }
-  "$@" 2>&1
-  echo "@@panel-exit $?"
+  cat > "$me/held.$1"
+  run_tree "$@"
   ;;
 
 swap)  # SERVICES...; stdin: held-back paths. Finishes even if the connection drops.
   trap '' HUP PIPE
   own_lock
-  target="$state/pending.$run" put "$run" "$@" \
-    && sync -- "$state/pending.$run" && mv -f -- "$state/pending.$run" "$state/pending" \
-    || { rm -f -- "$state/pending.$run"; die "cannot record the pending reload in $state"; }
-  rm -f -- "$me/swapdirs" "$me/swapped" "$me"/d[0-9]*
-  split_by_dir
-  [ -f "$me/swapdirs" ] || { echo "swapped 0"; exit 0; }
-  : > "$me/swapped"
-  k=0
-  while IFS= read -r d; do
-    k=$((k + 1)); f="$me/d$k"; old="$d/.panel-old-$run"; new="$d/.panel-new-$run"
-    mkdir -p -m 700 -- "$old" || die "cannot create $old"
-    # Back up every file about to be replaced or removed (a hard link: no space needed).
-    cat "$f.w" "$f.r" 2>/dev/null | (cd "$d" && xargs -r -d '\n' sh -c '
-      for n; do
-        if [ -e "$n" ] && [ ! -e "$0/$n" ]; then ln -- "$n" "$0/$n" || exit 1; fi
-      done' "$old") || die "backing up files in $d failed"
-    # Only now may rollback touch these paths: each has its backup, or was new.
-    cat "$f.w" "$f.r" 2>/dev/null | awk -v d="$d" '{ print d "/" $0 }' >> "$me/swapped"
-    if [ -f "$f.w" ]; then
-      (cd "$new" && xargs -r -d '\n' mv -f -t "$d" -- < "$f.w") || die "moving files into $d failed"
-    fi
-    if [ -f "$f.r" ]; then
-      (cd "$d" && xargs -r -d '\n' rm -f -- < "$f.r") || die "removing files from $d failed"
-    fi
-    sync -- "$d" 2>/dev/null || true
-  done < "$me/swapdirs"
+  cat > "$me/held"
+  do_swap "$@"
   echo "swapped $(wc -l < "$me/swapped")"
+  ;;
+
+go)  # SERVICES...; stdin: a tar of held, steps/NN (NUL-separated argv), manifest/, drop.
+  trap '' HUP PIPE
+  own_lock
+  rm -rf -- "$me/go" && mkdir -p -m 700 -- "$me/go" || die "cannot create $me/go"
+  tar -xf - -C "$me/go" || die "cannot unpack the batch"
+  run_go "$@"
+  ;;
+
+batch-log)  # the log of this run's batch, if it did not commit (after a dropped connection)
+  cat -- "$me/go.log" 2>/dev/null
   ;;
 
 rollback)  # stdin: paths to put back (every swapped one when empty)
@@ -213,23 +342,13 @@ rollback)  # stdin: paths to put back (every swapped one when empty)
   echo restored
   ;;
 
-commit)  # stdin: a tar of manifest shards (manifest/XX.tsv); clears the pending reload
+commit)  # DROP...; stdin: a tar of manifest shards (manifest/XX.tsv)
   trap '' HUP PIPE
   own_lock
-  mkdir -p -m 700 -- "$state/manifest" "$me/manifest" || die "cannot create $state/manifest"
-  tar -xf - -C "$me" || die "cannot unpack the manifest"
-  for f in "$me"/manifest/*.tsv; do [ -e "$f" ] && sync -- "$f"; done
-  (cd "$me/manifest" && find . -name '*.tsv' | xargs -r mv -f -t "$state/manifest" --) \
-    || die "cannot write the manifest"
-  for x in "$@"; do rm -f -- "$state/manifest/$x.tsv"; done
-  first=""
-  read -r first < "$state/pending" 2>/dev/null || true
-  [ "$first" = "$run" ] && rm -f -- "$state/pending"
-  [ -f "$me/dirs" ] && while IFS= read -r d; do
-    rm -rf -- "$d/.panel-new-$run" "$d/.panel-old-$run"
-  done < "$me/dirs"
-  rm -rf -- "$me"
-  rm -f -- "$state/lock"
+  rm -rf -- "$me/c" && mkdir -p -m 700 -- "$me/c/manifest" || die "cannot create $me/c"
+  tar -xf - -C "$me/c" || die "cannot unpack the manifest"
+  for x in "$@"; do echo "$x"; done > "$me/c/drop"
+  do_commit "$me/c"
   echo committed
   ;;
 
@@ -248,6 +367,10 @@ status)  # what a dead run left: the pending reload, the lock
   cat -- "$state/pending" 2>/dev/null
   echo "lock:"
   cat -- "$state/lock" 2>/dev/null
+  echo "last:"
+  cat -- "$state/last-run" 2>/dev/null
+  echo "running:"
+  [ -d "$state/runs/${run}" ] && echo "$run"
   echo "shards:"
   for f in "$state"/manifest/*.tsv; do [ -e "$f" ] && basename -- "$f" .tsv; done
   ;;

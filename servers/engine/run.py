@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from servers.engine.contracts import ManagedFile
+from servers.engine.contracts import ManagedFile, Step, StepResult
 from servers.engine.profile import Profile
 from servers.engine.remote import RemoteRun
 from servers.transport import Transport
@@ -24,11 +24,16 @@ class ServiceRun:
     remote: Callable[[], RemoteRun]
     fresh: Callable[[], Transport]  # a new connection (commit-confirm proves it still works)
     log: Callable[[str], None]
-    state: dict = field(default_factory=dict)  # what reload hands to verify
+    jobs: dict[str, StepResult] = field(default_factory=dict)  # validation jobs' results
 
     @property
     def t(self) -> Transport:
         return self.transport()
+
+    def step(self, step: Step) -> StepResult:
+        """Run one step on its own (the careful path)."""
+        res = self.t.run(step.argv, timeout=step.timeout)
+        return StepResult(res.code, res.stdout + res.stderr)
 
     def live_files(self) -> dict[str, ManagedFile]:
         return {p: f for p, f in self.files.items() if p not in self.held}

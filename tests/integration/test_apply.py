@@ -5,11 +5,12 @@ import json
 import os
 import socket
 import stat
+import subprocess
 
 import pytest
 
 from servers import connection
-from servers.engine import ApplyError, registry
+from servers.engine import ApplyError, Step, registry
 from servers.engine.engine import Engine, shard_of
 from servers.engine.remote import RemoteRun
 from servers.models import AppliedFile, DriftItem
@@ -218,9 +219,7 @@ class TestApply:
         web_server.refresh_from_db()
         t = connection.open_transport(web_server)
         try:
-            lines = []
-            result = Engine(web_server, t, lines.append, hook=take_port).apply()
-            print("\n".join(lines))
+            result = Engine(web_server, t, hook=take_port, batch=False).apply()
         finally:
             holder.close()
         assert set(result.failed_units) == {b.unit}
@@ -228,6 +227,50 @@ class TestApply:
         assert str(port) not in vhost(nginx, b.domain).read_text()
         assert nginx.get("www.site2.example.com") == (200, "hello from site2.example.com")
         assert nginx.get(a.domain) == (200, f"hello from {a.domain}")
+
+    def test_reload_failing_inside_the_batch_rolls_back_its_unit(
+        self, web_server, nginx, admin_user
+    ):
+        """The same, on the one-round-trip path: the port is taken on the server between the
+        validation and the reload (by a step), the batch stops at the failed reload, and the
+        careful path rolls back only the unit the error names."""
+        a, b = make_sites(web_server, nginx, 2, admin_user)
+        run_apply(web_server)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        b.custom_directives = f"listen 127.0.0.1:{port};"
+        b.save()
+        a.aliases = "www.site0.example.com"
+        a.save()
+        listener = (
+            f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); "
+            "s.listen(); time.sleep(60)"
+        )
+        grab = Step(
+            [
+                "sh",
+                "-c",
+                f'setsid -f python3 -c "{listener}" >/dev/null 2>&1; '
+                f"until ss -Hltn | grep -q ':{port} '; do sleep 0.02; done",
+            ]
+        )
+        web_server.refresh_from_db()
+        t = connection.open_transport(web_server)
+        lines: list[str] = []
+        try:
+            result = Engine(
+                web_server,
+                t,
+                lines.append,
+                step_hook=lambda at: [grab] if at == "before-reload:nginx" else [],
+            ).apply()
+        finally:
+            subprocess.run(["pkill", "-f", f"s.bind\\(\\('127.0.0.1', {port}\\)"])
+        assert set(result.failed_units) == {b.unit}, lines
+        assert "Address already in use" in result.failed_units[b.unit]
+        assert nginx.get("www.site0.example.com") == (200, "hello from site0.example.com")
 
     def test_rollback_keeps_mode_and_owner(self, web_server, nginx, admin_user, tmp_path):
         """A 0600 www-data file that is rolled back comes back 0600 www-data with its old
@@ -246,14 +289,13 @@ class TestApply:
             a.aliases = "www.site0.example.com"
             a.save()
 
-            def break_verify(phase):
-                if phase == "verify":
-                    raise ApplyError("injected: verification failed")
+            def fail_before_verify(position):  # a failing step inside the batch
+                return [Step(["false"])] if position == "before-verify:nginx" else []
 
             web_server.refresh_from_db()
             t = connection.open_transport(web_server)
             with pytest.raises(ApplyError, match="previous files restored"):
-                Engine(web_server, t, hook=break_verify).apply()
+                Engine(web_server, t, step_hook=fail_before_verify).apply()
         st = secret.stat()
         assert secret.read_bytes() == b"key one\n"
         assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 33 and st.st_gid == 33

@@ -233,6 +233,7 @@ def test_fault(stage, phase, fault):
         t,
         hook=inject,
         reconnect=lambda: connection.open_transport(server, reuse=False),
+        batch=False,  # a round trip per step, so a fault can land between any two
     )
     inject.engine = engine
     outcome, message = "ok", ""
@@ -288,7 +289,12 @@ def test_connection_drops_after_the_swap_ran_on_the_server(stage):
         return res
 
     t.run = run
-    engine = Engine(server, t, reconnect=lambda: connection.open_transport(server, reuse=False))
+    engine = Engine(
+        server,
+        t,
+        reconnect=lambda: connection.open_transport(server, reuse=False),
+        batch=False,  # the separate swap command
+    )
     with pytest.raises(ApplyError, match="previous files restored"):
         engine.apply()
     engine.t.close()
@@ -319,11 +325,18 @@ def test_worker_killed_for_real_between_swap_and_reload(stage):
                     os.kill(os.getpid(), signal.SIGKILL)
 
             s = Server.objects.get(pk=server.pk)
-            Engine(s, connection.open_transport(s, reuse=False), hook=die).apply()
+            t = connection.open_transport(s, reuse=False)
+            Engine(s, t, hook=die, batch=False).apply()
+        except BaseException:
+            import traceback
+
+            (prefix / "child-error").write_text(traceback.format_exc())
         finally:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    error = prefix / "child-error"
+    assert os.WIFSIGNALED(status), error.read_text() if error.exists() else status
+    assert os.WTERMSIG(status) == signal.SIGKILL
     assert served(nginx) == "old"
     assert (prefix / "state" / "pending").read_text().split()[1:] == ["nginx"]
     server.refresh_from_db()
@@ -333,4 +346,138 @@ def test_worker_killed_for_real_between_swap_and_reload(stage):
     Engine(server, t, lines.append, run_is_alive=lambda run: False).apply()
     t.close()
     assert any("was interrupted" in line for line in lines)
+    check_converged(stage)
+
+
+def fault_step(stage, fault: str):
+    """A step that causes ``fault`` on the server and succeeds, so the batch runs on into it."""
+    from servers.engine import Step
+
+    prefix, nginx = stage["prefix"], stage["nginx"]
+    dirs = f"{prefix}/panel.d {prefix}/state"
+    script = {
+        "disk_full": f"for d in {dirs}; do cat /dev/zero > $d/.filler 2>/dev/null; done; true",
+        "read_only": f"for d in {dirs}; do mount -o remount,ro $d || exit 1; done",
+        "reload_fails": (
+            f"pid=$(cat {nginx.prefix}/nginx.pid); kill -QUIT $pid; "
+            f"while curl -s -o /dev/null http://127.0.0.1:{nginx.port}/; do sleep 0.05; done"
+        ),
+    }[fault]
+    return Step(["sh", "-c", script])
+
+
+@pytest.mark.parametrize("fault", ("disk_full", "read_only", "reload_fails"))
+@pytest.mark.parametrize(
+    "position", ("before-reload:nginx", "before-verify:nginx", "before-commit")
+)
+def test_fault_inside_the_batch(stage, fault, position):
+    """The common path runs swap, reload, verification and commit as one command on the
+    server; a fault between any two of them ends old (rolled back) or new (committed)."""
+    server, nginx = stage["server"], stage["nginx"]
+    inject = Injector(stage, fault, "-")
+    inject.fired = True  # the step does it; clear() undoes it
+    t = connection.open_transport(server, reuse=False)
+    engine = Engine(
+        server,
+        t,
+        reconnect=lambda: connection.open_transport(server, reuse=False),
+        step_hook=lambda at: [fault_step(stage, fault)] if at == position else [],
+    )
+    outcome, message = "ok", ""
+    try:
+        result = engine.apply()
+    except (ApplyError, TransportError) as exc:
+        outcome, message = "failed", str(exc)
+    finally:
+        engine.t.close()
+    inject.clear()
+    state = wait_served(nginx, {"old", "new"})
+    assert state in ("old", "new"), f"{fault} {position}: {state}"
+    if outcome == "ok":
+        assert state == "new" and not result.failed_units
+    else:
+        assert message.strip()
+        if "restoring the previous files failed too" not in message:
+            assert state == "old", message
+    server.refresh_from_db()
+    t = connection.open_transport(server, reuse=False)
+    Engine(server, t, run_is_alive=lambda run: False).apply()
+    t.close()
+    check_converged(stage)
+
+
+@pytest.mark.parametrize("fails", (False, True))
+def test_connection_drops_while_the_batch_runs(stage, fails):
+    """The batch runs on after the connection drops; a new connection finds out how it ended:
+    committed (the apply succeeded) or stopped at a failing step (rolled back)."""
+    from servers.engine import Step
+    from servers.transport import ConnectionLost
+
+    server, nginx = stage["server"], stage["nginx"]
+    t = connection.open_transport(server, reuse=False)
+    real_run = t.run
+
+    def run(argv, **kw):
+        res = real_run(argv, **kw)
+        if len(argv) > 4 and argv[3] == "panel-apply" and argv[4] == "go":
+            t.drop()
+            raise ConnectionLost("the connection broke during the batch (test)")
+        return res
+
+    t.run = run
+    engine = Engine(
+        server,
+        t,
+        reconnect=lambda: connection.open_transport(server, reuse=False),
+        step_hook=lambda at: [Step(["false"])] if fails and at == "before-commit" else [],
+    )
+    if fails:
+        with pytest.raises(ApplyError, match="previous files restored"):
+            engine.apply()
+    else:
+        assert not engine.apply().failed_units
+    engine.t.close()
+    assert wait_served(nginx, {"old" if fails else "new"}) == ("old" if fails else "new")
+    server.refresh_from_db()
+    t = connection.open_transport(server, reuse=False)
+    Engine(server, t).apply()
+    t.close()
+    check_converged(stage)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_for_real_while_the_batch_runs(stage):
+    """SIGKILL of the worker while the server runs the batch: the server finishes it, so
+    the change is live and verified; the next apply records it (checking every file)."""
+    from django.db import connections
+
+    from servers.engine import Step
+
+    server, nginx, prefix = stage["server"], stage["nginx"], stage["prefix"]
+    marker = prefix / "batch-started"
+    connections.close_all()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            s = Server.objects.get(pk=server.pk)
+            step = Step(["sh", "-c", f"touch {marker}; sleep 1"])
+            hook = lambda at: [step] if at == "before-commit" else []  # noqa: E731
+            Engine(s, connection.open_transport(s, reuse=False), step_hook=hook).apply()
+        finally:
+            os._exit(1)
+    end = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    end = time.monotonic() + 10
+    while (prefix / "state" / "lock").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert served(nginx) == "new"
+    server.refresh_from_db()
+    assert server.apply_run  # the panel never saw the end
+    t = connection.open_transport(server, reuse=False)
+    result = Engine(server, t).apply()
+    t.close()
+    assert result.written == [] and not result.failed_units
     check_converged(stage)
