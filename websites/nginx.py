@@ -97,8 +97,8 @@ class NginxService(IncludeDirService):
 
     def validation_jobs(self, run: ServiceRun) -> list[Job]:
         jobs = super().validation_jobs(run)
-        ports = self._ports_argv(run)
-        return [*jobs, Job(PORTS_JOB, ports)] if ports else jobs
+        ports = self._ports_step(run)
+        return [*jobs, Job(PORTS_JOB, ports.argv, stdin=ports.stdin)] if ports else jobs
 
     def validate(self, run: ServiceRun) -> dict[str, str]:
         failed = self._port_conflicts(run)
@@ -107,23 +107,24 @@ class NginxService(IncludeDirService):
         failed.update(super().validate(run))
         return failed
 
-    def _ports_argv(self, run: ServiceRun) -> list[str]:
+    def _ports_step(self, run: ServiceRun) -> Step | None:
         pairs = sorted(
             (f.unit, m.group(1).decode())
             for f in run.live_files().values()
             for m in re.finditer(rb"^\s*listen\s+([^\s;]+)", f.content, re.M)
         )
         if not pairs:
-            return []
-        return ["sh", "-c", PORTS_SCRIPT, "nginx-ports", *(x for pair in pairs for x in pair)]
+            return None
+        lines = "".join(f"{unit} {listen}\n" for unit, listen in pairs).encode()
+        return Step(["sh", "-c", PORTS_SCRIPT, "nginx-ports"], 30, stdin=lines)
 
     def _port_conflicts(self, run: ServiceRun) -> dict[str, str]:
         """``nginx -t`` ignores bind errors; the reload would fail on them. A unit listening
         where a process other than nginx listens fails here, before anything is swapped."""
-        argv = self._ports_argv(run)
-        if not argv:
+        step = self._ports_step(run)
+        if step is None:
             return {}
-        result = run.jobs.pop(PORTS_JOB, None) or run.step(Step(argv, 30))
+        result = run.jobs.pop(PORTS_JOB, None) or run.step(step)
         failed = {}
         for line in result.output.splitlines():
             parts = line.split(" ", 3)
@@ -141,8 +142,10 @@ class NginxService(IncludeDirService):
         if not urls:
             return None
         host, port = listen_target(run.profile.nginx_listen)
-        args = [x for url, (_unit, kind, want) in urls.items() for x in (url, kind, want)]
-        return Step(["sh", "-c", PROBE_SCRIPT, "nginx-probe", host.strip("[]"), port, *args], 60)
+        lines = "".join(f"{url} {kind} {want}\n" for url, (_u, kind, want) in urls.items())
+        timeout = 60 + len(urls) // 50
+        argv = ["sh", "-c", PROBE_SCRIPT, "nginx-probe", host.strip("[]"), port]
+        return Step(argv, timeout, stdin=lines.encode())
 
     def _urls(self, run: ServiceRun) -> dict[str, tuple[str, str, str]]:
         """url -> (unit, kind, expected revision) for every changed unit's probe."""

@@ -1,10 +1,10 @@
 # Does a program other than nginx listen where a changed vhost wants to? (`nginx -t` ignores
 # bind errors; the reload would fail on them.) Prints "CONFLICT UNIT LISTEN PROGRAM" for each
-# and exits 1 if there is any. Args: pairs of UNIT LISTEN (a port, or address:port).
+# and exits 1 if there is any. Stdin: lines "UNIT LISTEN" (a port, or address:port).
 set -u
 taken=$(ss -Hltnp 2>/dev/null) || exit 0   # no ss: the reload check still catches it
 export taken
-while [ $# -ge 2 ]; do printf '%s %s\n' "$1" "$2"; shift 2; done | awk '
+awk '
   BEGIN { n = split(ENVIRON["taken"], lines, "\n")
     for (i = 1; i <= n; i++) { if (lines[i] ~ /"nginx"/) continue
       split(lines[i], f, " "); prog = "another program"

@@ -56,5 +56,5 @@ class PhpFpmService(IncludeDirService):
         )
         timeout = run.profile.php_reload_timeout
         pid_file = run.profile.php_pid_file.replace("{php}", self.version)
-        argv = ["sh", "-c", RELOAD_SCRIPT, "php-fpm-reload", pid_file, str(timeout), *sockets]
-        return Step(argv, timeout + 30)
+        argv = ["sh", "-c", RELOAD_SCRIPT, "php-fpm-reload", pid_file, str(timeout)]
+        return Step(argv, timeout + 30, stdin="".join(f"{x}\n" for x in sockets).encode())

@@ -3,7 +3,7 @@
 # into a new pid, so the pid file is read again on every check. Args: PIDFILE TIMEOUT SOCKET...
 set -u
 pidfile=$1 timeout=$2
-shift 2
+sockets=$(cat)
 master() { cat -- "$pidfile" 2>/dev/null; }
 alive() {
   p=$(master) && case "$p" in ''|*[!0-9]*) return 1;; esac
@@ -16,7 +16,7 @@ while :; do
   sleep 0.1
   missing=""
   if alive; then
-    for sock; do
+    for sock in $sockets; do
       curl -s -m 2 --unix-socket "$sock" -o /dev/null http://pool/ 2>/dev/null
       [ $? -eq 7 ] && missing="$missing $sock"
     done

@@ -108,6 +108,7 @@ class Step:
 
     argv: list[str]
     timeout: float = 60
+    stdin: bytes = b""  # bulk data (a list of sites ...): never in argv, which is limited
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class Job:
     name: str
     argv: list[str]
     tree: tuple[str, str, str, str] | None = None  # main conf, include dir, pattern, staged conf
+    stdin: bytes = b""
 
 
 ServiceFactory = Callable[[str], Service]

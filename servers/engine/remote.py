@@ -67,6 +67,8 @@ class Batch:
         for i, step in enumerate(self.steps):
             argv = b"\0".join(a.encode() for a in step.argv) + b"\0"
             _add(tar, f"{prefix}steps/{i:03d}", argv, 0o600)
+            if step.stdin:
+                _add(tar, f"{prefix}steps/{i:03d}.in", step.stdin, 0o600)
         if self.shards is not None:
             _add(tar, f"{prefix}commit", b"", 0o600)
             _add(tar, f"{prefix}drop", "".join(f"{x}\n" for x in self.drop).encode(), 0o600)
@@ -296,6 +298,8 @@ class RemoteRun:
                 else:
                     argv = b"\0".join(a.encode() for a in job.argv) + b"\0"
                     _add(tar, f"{where}.cmd", argv, 0o600)
+                    if job.stdin:
+                        _add(tar, f"{where}.in", job.stdin, 0o600)
             if then is not None:
                 then.add_to(tar, f"{self.run_dir.lstrip('/')}/go/")
             staged_dirs = set()

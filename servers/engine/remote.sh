@@ -136,8 +136,13 @@ run_jobs() {
       code=$(printf '%s\n' "$out" | sed -n 's/^@@panel-exit //p' | tail -n 1)
       printf '%s\n' "$out" | grep -v '^@@panel-exit '
       ;;
+    *.in)
+      continue
+      ;;
     *)
-      xargs -0 -x -a "$f" sh -c 'exec "$@"' job 2>&1
+      input=/dev/null
+      [ -f "${f%.cmd}.in" ] && input="${f%.cmd}.in"
+      xargs -0 -x -a "$f" sh -c 'exec "$@"' job < "$input" 2>&1
       code=$?
       ;;
     esac
@@ -226,7 +231,10 @@ batch() {
   echo "@@panel-swapped"
   for f in "$me"/go/steps/*; do
     [ -f "$f" ] || continue
-    xargs -0 -x -a "$f" sh -c 'exec "$@"' step 2>&1
+    case "$f" in *.in) continue;; esac
+    input=/dev/null
+    [ -f "$f.in" ] && input="$f.in"
+    xargs -0 -x -a "$f" sh -c 'exec "$@"' step < "$input" 2>&1
     code=$?
     echo "@@panel-step ${f##*/} $code"
     if [ "$code" -ne 0 ]; then echo "@@panel-stopped"; return 0; fi

@@ -32,7 +32,7 @@ class ServiceRun:
 
     def step(self, step: Step) -> StepResult:
         """Run one step on its own (the careful path)."""
-        res = self.t.run(step.argv, timeout=step.timeout)
+        res = self.t.run(step.argv, timeout=step.timeout, stdin=step.stdin or None)
         return StepResult(res.code, res.stdout + res.stderr)
 
     def live_files(self) -> dict[str, ManagedFile]:

@@ -74,13 +74,13 @@ class TestApply:
         assert again.written == [] and again.reloaded == [] and "Nothing to do." in lines
         assert again.round_trips == 0  # the database knows nothing changed
 
-        mtimes = {p: p.stat().st_mtime_ns for p in nginx.sites.iterdir()}
+        inodes = {p: p.stat().st_ino for p in nginx.sites.iterdir()}  # a rename: a new inode
         sites[5].aliases = "www.site5.example.com"
         sites[5].save()
         one, _ = run_apply(web_server, {sites[5].unit})
         assert one.written == [str(vhost(nginx, sites[5].domain))]
         assert one.reloaded == ["nginx"] and one.round_trips <= 8
-        changed = [p for p in nginx.sites.iterdir() if p.stat().st_mtime_ns != mtimes.get(p)]
+        changed = [p for p in nginx.sites.iterdir() if p.stat().st_ino != inodes.get(p)]
         assert changed == [vhost(nginx, sites[5].domain)]
         # The reload was verified before the apply returned: no waiting needed here.
         assert nginx.get("www.site5.example.com") == (200, "hello from site5.example.com")
