@@ -75,7 +75,12 @@ def start_sshd(base: Path, host: str, port: int, *, netns: str | None = None) ->
     sshd = need("sshd")
     need("ssh-keygen")
     private, public = generate_keypair("panel-tests")
-    (base / "authorized_keys").write_text(public + "\n")
+    # Sessions get an empty HOME of their own: bash, run by sshd, sources ~/.bashrc for every
+    # command, and this machine's root .bashrc runs pyenv init (0.2 s a command). A managed
+    # server's root shell does not; the tests and benchmarks should not pay for it either.
+    (base / "home").mkdir(exist_ok=True)
+    options = f'environment="HOME={base}/home" '
+    (base / "authorized_keys").write_text(options + public + "\n")
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True
     )
@@ -84,6 +89,7 @@ def start_sshd(base: Path, host: str, port: int, *, netns: str | None = None) ->
         f"PidFile {base}/sshd.pid\nAuthorizedKeysFile {base}/authorized_keys\n"
         "StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\nMaxSessions 100\n"
+        "PermitUserEnvironment yes\n"
     )
     os.makedirs("/run/sshd", exist_ok=True)
     argv = [sshd, "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")]
