@@ -164,7 +164,11 @@ async def _connect(path, user_client: Client):
     comm = WebsocketCommunicator(
         application,
         path,
-        headers=[(b"cookie", cookie.encode()), (b"origin", b"http://testserver")],
+        headers=[
+            (b"cookie", cookie.encode()),
+            (b"origin", b"http://testserver"),
+            (b"host", b"testserver"),
+        ],
     )
     connected, code = await comm.connect(timeout=5)
     return comm, connected, code
