@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
 
+from core.fields import EncryptedTextField
 from core.policy import (
     ACCEPT_HOST_KEY,
     ADD,
@@ -77,6 +78,16 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def has_revoke_permission(self, request):
         return self._may_action(request, DELETE)
+
+    def get_fields(self, request, obj=None):
+        # A read-only page displays stored values: never those of encrypted secrets.
+        fields = super().get_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return fields  # the form's secret widgets render empty
+        secret = {
+            f.name for f in self.model._meta.concrete_fields if isinstance(f, EncryptedTextField)
+        }
+        return [f for f in fields if f not in secret]
 
     def service_data(self, form) -> dict:
         return {name: form.cleaned_data[name] for name in form.cleaned_data}
