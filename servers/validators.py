@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 from django.core.exceptions import ValidationError
 
@@ -30,10 +31,19 @@ def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
+def _numeric_host(value: str) -> bool:
+    """Names the C resolver reads as IPv4 addresses (127.1, 2130706433, 0x7f.0.0.1)."""
+    try:
+        socket.inet_aton(value)
+    except OSError:
+        return False
+    return True
+
+
 def validate_address(value: str) -> None:
     if parse_ip(value) is not None:
         return
-    if not HOSTNAME.fullmatch(value) or value.replace(".", "").isdigit():
+    if not HOSTNAME.fullmatch(value) or _numeric_host(value):
         raise ValidationError(f"{value!r} is neither an IP address nor a valid host name.")
 
 
