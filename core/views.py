@@ -24,13 +24,6 @@ from core.policy import CANCEL, RETRY, is_staff, restrict
 
 HEARTBEAT_STALE = timedelta(minutes=3)
 
-AREAS = {
-    "websites": ("Websites", "globe", "Websites, PHP pools and certificates will be listed here."),
-    "dns": ("DNS", "network", "DNS zones and their records will be listed here."),
-    "vps": ("VPS", "cpu", "Virtual servers on your hypervisors will be listed here."),
-    "monitoring": ("Monitoring", "activity", "Live metrics and alerts will be shown here."),
-}
-
 
 def dashboard(request):
     ops = restrict(Operation, request.user)
@@ -59,7 +52,10 @@ def dashboard(request):
 
 
 def area(request, area: str):
-    title, icon, empty = AREAS[area]
+    """The page of an app that has none yet (its AppConfig.placeholder)."""
+    from django.apps import apps
+
+    title, icon, empty = apps.get_app_config(area).placeholder
     return render(request, "pages/area.html", {"title": title, "icon": icon, "empty": empty})
 
 

@@ -3,6 +3,8 @@ from django.apps import AppConfig
 
 class WebsitesConfig(AppConfig):
     name = "websites"
+    # Until the app has pages of its own (a urls.py), the portal shows this placeholder.
+    placeholder = ("Websites", "globe", "Websites, PHP pools and certificates will be listed here.")
 
     def ready(self):
         from core.sections import add_section
