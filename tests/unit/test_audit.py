@@ -80,10 +80,17 @@ class TestChain:
         head = AuditHead.objects.get(pk=1)
         assert head.last_id == chain[-1].pk and head.last_hash == chain[-1].hash
 
-    def test_changes_carry_before_and_after_and_ip(self, chain, admin_user):
+    def test_changes_carry_before_and_after_and_ip(self, chain, customer):
         entry = chain[-1]
         assert entry.changes == {"name": ["name 3", "name 4"]}
-        assert entry.actor_id == admin_user.pk
+        login(customer).post(
+            "/account/",
+            {"name": "name 5", "company": "", "timezone": "UTC"},
+            REMOTE_ADDR="10.6.6.6",
+        )
+        entry = AuditEntry.objects.filter(action="user.update").first()
+        assert entry.changes == {"name": ["name 4", "name 5"]}
+        assert (entry.actor_id, entry.ip) == (customer.pk, "10.6.6.6")
 
 
 class TestVisibility:
