@@ -470,8 +470,7 @@ class TestF15ControlCharactersInNames:
 @pytest.mark.django_db(transaction=True)
 class TestF17SqliteConcurrency:
     def test_read_then_write_transactions_do_not_lock(self, customer):
-        if connection.vendor != "sqlite":
-            pytest.skip("SQLite only")
+        # The embedded default (SQLite) is what failed; PostgreSQL must of course pass too.
         import threading
 
         from django.db import connections, transaction
@@ -499,3 +498,22 @@ class TestF17SqliteConcurrency:
         for t in threads:
             t.join(60)
         assert errors == [] and LoginAttempt.objects.count() == 20
+
+
+class TestF12TerminalSessionWatchdog:
+    """The terminal's watchdog ends it with the browser session (the sign-out path is an
+    integration test: tests/integration/test_terminal.py)."""
+
+    def test_session_alive_only_while_signed_in_and_allowed(self, admin_user):
+        from servers.consumers import _session_alive, parse_frame
+
+        client = login(admin_user)
+        key = client.session.session_key
+        assert _session_alive(admin_user, key, "127.0.0.1")
+        User.objects.filter(pk=admin_user.pk).update(ip_allowlist="10.0.0.0/8")
+        assert not _session_alive(admin_user, key, "127.0.0.1")
+        User.objects.filter(pk=admin_user.pk).update(ip_allowlist="")
+        client.logout()
+        assert not _session_alive(admin_user, key, "127.0.0.1")
+        assert parse_frame("[1,2]") is None and parse_frame('{"t":"r","c":true,"r":5}') is None
+        assert parse_frame('{"t":"r","c":80,"r":24}') == ("r", 80, 24)
