@@ -1,4 +1,8 @@
+from allauth.account.models import EmailAddress
 from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.contrib.sites.models import Site
+from django_q.models import Failure, OrmQ, Schedule, Success
 
 from core.admin_base import PolicyAdmin, allowed
 from core.models import (
@@ -90,3 +94,20 @@ class AuditEntryAdmin(PolicyAdmin):
 @admin.register(AuditHead)
 class AuditHeadAdmin(PolicyAdmin):
     list_display = ["last_id", "last_hash"]
+
+
+# Library models: read-only here (a change would bypass the services and the audit log).
+# Groups are not used: roles and the policy decide, django-guardian grants single objects.
+admin.site.unregister(Group)
+for model, columns in (
+    (EmailAddress, ["email", "user", "verified", "primary"]),
+    (Site, ["domain", "name"]),
+    (Schedule, ["name", "func", "schedule_type", "minutes", "next_run"]),
+    (Success, ["name", "func", "started", "stopped"]),
+    (Failure, ["name", "func", "started", "stopped"]),
+    (OrmQ, ["key", "lock"]),
+):
+    admin.site.unregister(model)
+    admin.site.register(
+        model, type(f"{model.__name__}Admin", (PolicyAdmin,), {"list_display": columns})
+    )

@@ -62,10 +62,20 @@ class Rules:
 
 
 DEFAULT = Rules()
+_READ_BY_ADMINS = Rules(owner=None, support_may=frozenset(), admin_may=frozenset({VIEW}))
+# Models of libraries, which cannot carry a ``policy`` attribute of their own.
+EXTERNAL_RULES = {
+    "account.emailaddress": Rules(owner="user", owner_may=frozenset(), admin_may=frozenset({VIEW})),
+    "sites.site": _READ_BY_ADMINS,
+    "django_q.schedule": _READ_BY_ADMINS,
+    "django_q.success": _READ_BY_ADMINS,
+    "django_q.failure": _READ_BY_ADMINS,
+    "django_q.ormq": _READ_BY_ADMINS,
+}
 
 
 def rules_of(model) -> Rules:
-    return getattr(model, "policy", DEFAULT)
+    return getattr(model, "policy", None) or EXTERNAL_RULES.get(model._meta.label_lower, DEFAULT)
 
 
 def role_of(user) -> str | None:
@@ -113,7 +123,7 @@ def scope(model, user, action: str = VIEW) -> Q | bool:
     q: Q | None = None
     if rules.owner is not None and action in rules.owner_may:
         q = _owner_q(rules, user)
-    if action in _GRANTABLE:
+    if action in _GRANTABLE and rules.owner is not None:  # unowned rows are never granted
         granted = _granted_pks(user, model, action)
         if granted is not None:
             q = Q(pk__in=granted) if q is None else q | Q(pk__in=granted)

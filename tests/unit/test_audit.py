@@ -169,3 +169,22 @@ class TestVisibility:
         )
         assert resp.status_code == 302
         assert AuditEntry.objects.filter(action="operation.cancel", actor_id=admin_user.pk).exists()
+
+
+def test_every_admin_writes_through_services_or_is_read_only(admin_user, rf):
+    """The admin bypassed the services; now each page either names its service or refuses."""
+    from django.contrib import admin
+
+    from core.admin_base import PolicyAdmin
+
+    request = rf.get("/admin/")
+    request.user = admin_user
+    for model, model_admin in admin.site._registry.items():
+        assert isinstance(model_admin, PolicyAdmin), model._meta.label
+        for kind, allowed in (
+            ("create", model_admin.has_add_permission(request)),
+            ("update", model_admin.has_change_permission(request)),
+            ("delete", model_admin.has_delete_permission(request)),
+        ):
+            if allowed:
+                assert getattr(model_admin, f"{kind}_service") is not None, (model, kind)
