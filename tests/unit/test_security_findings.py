@@ -240,21 +240,22 @@ class TestF06EveryEntryPointAudited:
         assert locked_until(customer.email, "10.0.0.1") is None
 
     def test_firewall_inline_is_read_only_and_rule_admin_uses_the_service(self, admin_user):
-        server = server_of(admin_user)
+        server = server_of(admin_user, panel_address="10.0.0.1", panel_ssh_port=22)
         client = login(admin_user)
+        rule = {
+            "server": server.pk,
+            "position": 10,
+            "action": "allow",
+            "protocol": "tcp",
+            "port": 80,
+            "source": "",
+            "comment": "",
+        }
         mark = last_audit_id()
-        resp = client.post(
-            "/admin/servers/firewallrule/add/",
-            {
-                "server": server.pk,
-                "position": 10,
-                "action": "allow",
-                "protocol": "tcp",
-                "port": 22,
-                "source": "",
-                "comment": "",
-            },
-        )
+        resp = client.post("/admin/servers/firewallrule/add/", rule, follow=True)
+        assert "cut the panel" in resp.content.decode()  # the lock-out guard applies here too
+        assert actions_since(mark) == [] and not FirewallRule.objects.exists()
+        resp = client.post("/admin/servers/firewallrule/add/", {**rule, "port": 22})
         assert resp.status_code == 302, resp.content
         assert actions_since(mark) == ["firewall.create", "operation.start"]
         page = client.get(f"/admin/servers/server/{server.pk}/change/").content.decode()
