@@ -133,7 +133,8 @@ class _ServiceFormMixin:
             if validating and is_htmx(request) and self.fields_template_name
             else self.template_name
         )
-        return render(request, template, {"form": form, "object": obj}, status=status)
+        ctx = {"form": form, "object": obj, self.model._meta.model_name: obj}
+        return render(request, template, ctx, status=status)
 
 
 class PortalEditView(_ServiceFormMixin, View):
