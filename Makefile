@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PORT ?= 8000
 
-.PHONY: install run test lint css check-deploy clean
+.PHONY: install deps run test lint css check-deploy clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,16 @@ run: install
 	$(BIN)/python manage.py bootstrap_admin
 	$(BIN)/python manage.py runpanel --port $(PORT)
 
-test: install
+# The Debian packages the integration and browser tests drive (installed when run as root).
+deps:
+	./scripts/deps.sh
+
+test: deps install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Rebuild static/css/panel.css (committed, so running never needs Node).
 css:

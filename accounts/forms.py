@@ -1,5 +1,7 @@
 import zoneinfo
 
+from allauth.account.forms import AddEmailForm as AllauthAddEmailForm
+from allauth.account.models import EmailAddress
 from django import forms
 
 from accounts.models import ApiToken, User
@@ -51,3 +53,19 @@ class CodeForm(forms.Form):
             attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
         ),
     )
+
+
+class AddEmailForm(AllauthAddEmailForm):
+    """A new address for the signed-in user. One that belongs to another account is refused
+    here, instead of allauth mailing its owner (the panel never mails third parties because
+    someone typed their address)."""
+
+    def clean_email(self):
+        email = super().clean_email()
+        other = User.objects.exclude(pk=self.user.pk).filter(email__iexact=email).exists()
+        other = other or (
+            EmailAddress.objects.exclude(user=self.user).filter(email__iexact=email).exists()
+        )
+        if other:
+            raise forms.ValidationError("This address belongs to another account.")
+        return email

@@ -11,16 +11,22 @@ from django.db.models import Q
 from django.utils import timezone as dj_tz
 
 from accounts.validators import parse_cidrs, validate_cidr_list
-from core.policy import VIEW
+from core.policy import (
+    ADMIN,
+    CHANGE,
+    DELETE,
+    LIFT_LOCKOUT,
+    RESELLER,
+    VIEW,
+    PolicyQuerySet,
+    Rules,
+)
+from core.validators import validate_plain_text
 
 
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Berlin).")
-
-
-# What support staff may change in the admin besides viewing everything.
-SUPPORT_PERMS = {"core.change_operation", "accounts.delete_loginattempt"}
 
 
 class Role(models.TextChoices):
@@ -33,18 +39,7 @@ class Role(models.TextChoices):
 STAFF_ROLES = (Role.ADMIN, Role.SUPPORT)
 
 
-class UserQuerySet(models.QuerySet):
-    def for_user(self, user, action: str = VIEW):
-        if not getattr(user, "is_authenticated", False) or not user.is_active:
-            return self.none()
-        if user.role == Role.ADMIN or (user.role == Role.SUPPORT and action == VIEW):
-            return self
-        if user.role == Role.RESELLER:
-            return self.filter(Q(pk=user.pk) | Q(reseller=user))
-        return self.filter(pk=user.pk)
-
-
-class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+class UserManager(BaseUserManager.from_queryset(PolicyQuerySet)):
     use_in_migrations = True
 
     def create_user(self, email: str, password: str | None = None, **extra):
@@ -57,14 +52,22 @@ class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **extra):
+        """Used by ``manage.py createsuperuser``: audited like every other new user."""
+        from django.db import transaction
+
+        from core import audit
+
         extra["role"] = Role.ADMIN
-        return self.create_user(email, password, **extra)
+        with transaction.atomic():
+            user = self.create_user(email, password, **extra)
+            audit.record("user.create", user, changes={"via": [None, "createsuperuser"]})
+        return user
 
 
 class User(AbstractBaseUser, PermissionsMixin):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField(unique=True)
-    name = models.CharField(max_length=150, blank=True)
+    name = models.CharField(max_length=150, blank=True, validators=[validate_plain_text])
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER)
     reseller = models.ForeignKey(
         "self",
@@ -75,7 +78,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         limit_choices_to={"role": Role.RESELLER},
         help_text="The reseller that owns this customer, if any.",
     )
-    company = models.CharField(max_length=200, blank=True)
+    company = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     avatar = models.ImageField(upload_to="avatars/", blank=True)
     is_active = models.BooleanField(default=True)
@@ -95,6 +98,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_superuser = None
 
     objects = UserManager()
+    # A user row belongs to itself; a reseller also reaches its customers' rows.
+    policy = Rules(owner="", owner_may=frozenset({VIEW, CHANGE}), add=frozenset({ADMIN, RESELLER}))
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -122,17 +127,6 @@ class User(AbstractBaseUser, PermissionsMixin):
     def display_name(self) -> str:
         return self.name or self.email
 
-    def has_perm(self, perm: str, obj=None) -> bool:
-        support = self.is_active and self.role == Role.SUPPORT and obj is None
-        if support and (perm.split(".", 1)[-1].startswith("view_") or perm in SUPPORT_PERMS):
-            return True
-        return super().has_perm(perm, obj)
-
-    def has_module_perms(self, app_label: str) -> bool:
-        if self.is_active and self.role == Role.SUPPORT:
-            return True
-        return super().has_module_perms(app_label)
-
     def allowed_networks(self):
         return parse_cidrs(self.ip_allowlist) if self.ip_allowlist else []
 
@@ -145,14 +139,7 @@ class User(AbstractBaseUser, PermissionsMixin):
                 raise ValidationError({"reseller": "The owner must be a reseller."})
 
 
-class ApiTokenQuerySet(models.QuerySet):
-    def for_user(self, user, action: str = VIEW):
-        if not getattr(user, "is_authenticated", False):
-            return self.none()
-        if user.role == Role.ADMIN:
-            return self
-        return self.filter(user=user)
-
+class ApiTokenQuerySet(PolicyQuerySet):
     def usable(self):
         now = dj_tz.now()
         return self.filter(revoked_at__isnull=True).filter(
@@ -167,7 +154,7 @@ class ApiToken(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_plain_text])
     prefix = models.CharField(max_length=12, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
     scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
@@ -177,6 +164,16 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApiTokenQuerySet.as_manager()
+    # Only their owner sees and revokes tokens; administrators may revoke any (no secret is
+    # stored: the digest is never shown).
+    policy = Rules(
+        owner="user",
+        owner_may=frozenset({VIEW, DELETE}),
+        support_may=frozenset(),
+        admin_may=frozenset({VIEW, DELETE}),
+        add=frozenset(Role.values),
+        reseller_reaches_customers=False,
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -206,9 +203,21 @@ class LoginAttempt(models.Model):
     success = models.BooleanField(default=False)
     reason = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=dj_tz.now, db_index=True)
+    # Set when staff lift a lock-out: the attempt stays on record but no longer counts.
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    policy = Rules(
+        owner=None,
+        support_may=frozenset({VIEW, LIFT_LOCKOUT}),
+        admin_may=frozenset({VIEW, LIFT_LOCKOUT}),
+    )
+    objects = PolicyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.email} from {self.ip}: {'ok' if self.success else self.reason or 'failed'}"
+
+
+from accounts.devices import AuthenticatorDevice, BackupCode, BackupCodeDevice  # noqa: E402, F401

@@ -8,14 +8,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import LoginAttempt
+from core.clientip import for_request
 
 
 def client_ip(request) -> str:
-    if settings.BEHIND_PROXY:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
-    return request.META.get("REMOTE_ADDR") or "0.0.0.0"  # noqa: S104 - a value, not a bind
+    return for_request(request)
 
 
 def locked_until(email: str, ip: str):
@@ -26,7 +23,10 @@ def locked_until(email: str, ip: str):
     limit = settings.LOGIN_FAILURE_LIMIT
     for field, value in (("email", email.lower()), ("ip", ip)):
         recent = LoginAttempt.objects.filter(
-            **{field: value}, success=False, created_at__gte=window_start - cooldown
+            **{field: value},
+            success=False,
+            lifted_at__isnull=True,
+            created_at__gte=window_start - cooldown,
         ).exclude(reason="locked")
         times = list(recent.order_by("-created_at").values_list("created_at", flat=True)[:200])
         # Find a run of `limit` failures inside one window whose cool-down has not ended.

@@ -14,6 +14,9 @@ def parse_cidrs(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network
         item = raw.strip()
         if not item:
             continue
+        # A zone id (fe80::1%eth0) names an interface, not a network anyone connects from.
+        if "%" in item:
+            raise ValidationError(f"{item!r} is not an IP address or CIDR network.")
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:

@@ -11,15 +11,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import match_token, user_has_device
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
+from accounts.devices import AuthenticatorDevice
 from accounts.forms import CodeForm, ProfileForm, SecurityForm, TokenForm
 from accounts.models import ApiToken, LoginAttempt
 from accounts.throttle import client_ip
 from core import audit
 from core.generic import PortalListView, form_errors_from
 from core.models import AuditEntry
+from core.policy import DELETE, restrict
 
 
 def _safe_next(request, default: str) -> str:
@@ -44,7 +45,9 @@ def profile(request):
             return redirect("account")
         except ValidationError as exc:
             form_errors_from(form, exc)
-    return render(request, "accounts/profile.html", {"form": form})
+    return render(
+        request, "accounts/profile.html", {"form": form}, status=400 if form.errors else 200
+    )
 
 
 def security(request):
@@ -67,7 +70,7 @@ def security(request):
         user.refresh_from_db()  # the form wrote invalid values onto the instance
     ctx = {
         "form": form,
-        "has_totp": TOTPDevice.objects.filter(user=user, confirmed=True).exists(),
+        "has_totp": AuthenticatorDevice.objects.filter(user=user, confirmed=True).exists(),
         "attempts": LoginAttempt.objects.filter(email=user.email)[:10],
     }
     return render(request, "accounts/security.html", ctx)
@@ -79,7 +82,7 @@ def tokens(request):
     if request.method == "POST" and form.is_valid():
         try:
             token, new_token = services.do_create_token(
-                request.user, actor=request.user, **form.cleaned_data
+                request.user, actor=request.user, data=form.cleaned_data
             )
             messages.success(request, f"Token “{token.name}” created. Copy it now.")
             form = TokenForm()
@@ -88,7 +91,7 @@ def tokens(request):
     ctx = {
         "form": form,
         "new_token": new_token,
-        "tokens": ApiToken.objects.filter(user=request.user),
+        "tokens": restrict(ApiToken, request.user).filter(user=request.user),
     }
     return render(request, "accounts/tokens.html", ctx, status=400 if form.errors else 200)
 
@@ -96,7 +99,9 @@ def tokens(request):
 @require_POST
 def token_revoke(request, uuid):
     # Only your own tokens, even for administrators (they revoke others' in the admin).
-    token = get_object_or_404(ApiToken, uuid=uuid, user=request.user)
+    token = get_object_or_404(
+        restrict(ApiToken, request.user, DELETE), uuid=uuid, user=request.user
+    )
     services.do_revoke_token(token, actor=request.user)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("account-tokens")
@@ -130,7 +135,7 @@ def two_factor_setup(request):
     user = request.user
     if user_has_device(user, confirmed=True) and not user.is_verified():
         return redirect("two_factor_verify")
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    device = AuthenticatorDevice.objects.filter(user=user, confirmed=False).first()
     if device is None or request.method == "GET":
         device = services.do_start_totp(user)
     form = CodeForm(request.POST or None)
@@ -152,15 +157,9 @@ def two_factor_setup(request):
         {
             "form": form,
             "qr_svg": svg.to_string(encoding="unicode"),
-            "secret": _b32(device),
+            "secret": device.secret_b32,
         },
     )
-
-
-def _b32(device) -> str:
-    import base64
-
-    return base64.b32encode(device.bin_key).decode().rstrip("=")
 
 
 @require_POST

@@ -1,6 +1,10 @@
+from allauth.account.models import EmailAddress
 from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.contrib.sites.models import Site
+from django_q.models import Failure, OrmQ, Schedule, Success
 
-from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from core.admin_base import PolicyAdmin, allowed
 from core.models import (
     AuditEntry,
     AuditHead,
@@ -10,6 +14,7 @@ from core.models import (
     WorkerHeartbeat,
 )
 from core.operations import cancel_operation
+from core.policy import CANCEL
 
 
 class LogLineInline(admin.TabularInline):
@@ -24,7 +29,7 @@ class LogLineInline(admin.TabularInline):
 
 
 @admin.register(Operation)
-class OperationAdmin(AuditedModelAdmin):
+class OperationAdmin(PolicyAdmin):
     list_display = [
         "kind",
         "target_label",
@@ -39,17 +44,13 @@ class OperationAdmin(AuditedModelAdmin):
     search_fields = ["kind", "target_label", "uuid", "owner__email"]
     list_select_related = ["owner", "requested_by"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Operation._meta.fields]
     inlines = [LogLineInline]
     actions = ["cancel"]
 
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description="Cancel selected operations", permissions=["change"])
+    @admin.action(description="Cancel selected operations", permissions=["cancel"])
     def cancel(self, request, queryset):
         done = 0
-        for op in queryset:
+        for op in allowed(request, queryset, CANCEL):
             if not op.is_finished:
                 cancel_operation(op, actor=request.user)
                 done += 1
@@ -57,17 +58,17 @@ class OperationAdmin(AuditedModelAdmin):
 
 
 @admin.register(OperationLock)
-class OperationLockAdmin(ReadOnlyAdmin):
+class OperationLockAdmin(PolicyAdmin):
     list_display = ["key", "operation", "acquired_at"]
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+class WorkerHeartbeatAdmin(PolicyAdmin):
     list_display = ["name", "beat_at"]
 
 
 @admin.register(OperationLogLine)
-class OperationLogLineAdmin(ReadOnlyAdmin):
+class OperationLogLineAdmin(PolicyAdmin):
     list_display = ["created_at", "operation", "level", "message"]
     list_filter = ["level"]
     search_fields = ["message", "operation__kind"]
@@ -75,7 +76,7 @@ class OperationLogLineAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
+class AuditEntryAdmin(PolicyAdmin):
     list_display = [
         "id",
         "created_at",
@@ -88,9 +89,25 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "object_label", "object_id", "action"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in AuditEntry._meta.fields]
 
 
 @admin.register(AuditHead)
-class AuditHeadAdmin(ReadOnlyAdmin):
+class AuditHeadAdmin(PolicyAdmin):
     list_display = ["last_id", "last_hash"]
+
+
+# Library models: read-only here (a change would bypass the services and the audit log).
+# Groups are not used: roles and the policy decide, django-guardian grants single objects.
+admin.site.unregister(Group)
+for model, columns in (
+    (EmailAddress, ["email", "user", "verified", "primary"]),
+    (Site, ["domain", "name"]),
+    (Schedule, ["name", "func", "schedule_type", "minutes", "next_run"]),
+    (Success, ["name", "func", "started", "stopped"]),
+    (Failure, ["name", "func", "started", "stopped"]),
+    (OrmQ, ["key", "lock"]),
+):
+    admin.site.unregister(model)
+    admin.site.register(
+        model, type(f"{model.__name__}Admin", (PolicyAdmin,), {"list_display": columns})
+    )

@@ -1,38 +1,138 @@
-"""Admin base classes: every change made in the admin is audited like any other."""
+"""The admin's one base class: the policy decides, the services write.
 
-from django.contrib import admin
-from django.forms.models import model_to_dict
+``PolicyAdmin`` shows the rows ``restrict(user, "view")`` gives and allows add, change and
+delete only when the concrete admin names the service that does it (``create_service``,
+``update_service``, ``delete_service``) and the policy allows the action. Without a service
+a model is read-only in the admin: every change with side effects (applies, audit entries,
+secrets) happens in a service, never in ``ModelAdmin.save_model``.
+"""
 
-from core import audit
+from __future__ import annotations
 
-AUDIT_SKIP = {"password", "digest", "key"}
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpResponseRedirect
+
+from core.fields import EncryptedTextField
+from core.policy import (
+    ACCEPT_HOST_KEY,
+    ADD,
+    APPLY,
+    CANCEL,
+    CHANGE,
+    DELETE,
+    LIFT_LOCKOUT,
+    RESET_2FA,
+    VIEW,
+    may,
+    restrict,
+)
 
 
-def _plain(obj) -> dict:
-    data = model_to_dict(obj)
-    return {k: audit._jsonable(v) for k, v in data.items() if k not in AUDIT_SKIP}
+class PolicyAdmin(admin.ModelAdmin):
+    create_service = None  # called as create_service(actor=..., data=...)
+    update_service = None  # called as update_service(obj, actor=..., data=...)
+    delete_service = None  # called as delete_service(obj, actor=...)
 
+    def get_queryset(self, request):
+        return restrict(super().get_queryset(request), request.user, VIEW)
 
-class AuditedModelAdmin(admin.ModelAdmin):
+    def has_module_permission(self, request):
+        return may(request.user, VIEW, self.model)
+
+    def has_view_permission(self, request, obj=None):
+        return may(request.user, VIEW, obj if obj is not None else self.model)
+
+    def has_add_permission(self, request):
+        return self.create_service is not None and may(request.user, ADD, self.model)
+
+    def has_change_permission(self, request, obj=None):
+        if self.update_service is None:
+            return False
+        return may(request.user, CHANGE, obj if obj is not None else self.model)
+
+    def has_delete_permission(self, request, obj=None):
+        if self.delete_service is None:
+            return False
+        return may(request.user, DELETE, obj if obj is not None else self.model)
+
+    # Admin actions name a policy action in ``permissions=[...]``; Django asks these.
+    def _may_action(self, request, action: str) -> bool:
+        return may(request.user, action, self.model)
+
+    def has_apply_permission(self, request):
+        return self._may_action(request, APPLY)
+
+    def has_accept_host_key_permission(self, request):
+        return self._may_action(request, ACCEPT_HOST_KEY)
+
+    def has_cancel_permission(self, request):
+        return self._may_action(request, CANCEL)
+
+    def has_lift_lockout_permission(self, request):
+        return self._may_action(request, LIFT_LOCKOUT)
+
+    def has_reset_2fa_permission(self, request):
+        return self._may_action(request, RESET_2FA)
+
+    def has_revoke_permission(self, request):
+        return self._may_action(request, DELETE)
+
+    def get_fields(self, request, obj=None):
+        # A read-only page displays stored values: never those of encrypted secrets.
+        fields = super().get_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return fields  # the form's secret widgets render empty
+        secret = {
+            f.name for f in self.model._meta.concrete_fields if isinstance(f, EncryptedTextField)
+        }
+        return [f for f in fields if f not in secret]
+
+    def service_data(self, form) -> dict:
+        return {name: form.cleaned_data[name] for name in form.cleaned_data}
+
     def save_model(self, request, obj, form, change):
-        before = _plain(type(obj).objects.get(pk=obj.pk)) if change and obj.pk else {}
-        super().save_model(request, obj, form, change)
-        action = f"{obj._meta.model_name}.{'update' if change else 'create'}"
-        audit.record(
-            f"admin.{action}", obj, actor=request.user, changes=audit.diff(before, _plain(obj))
-        )
+        data = self.service_data(form)
+        if change:
+            fresh = type(obj)._default_manager.get(pk=obj.pk)  # the form wrote onto ``obj``
+            saved = type(self).update_service(fresh, actor=request.user, data=data)
+        else:
+            saved = type(self).create_service(actor=request.user, data=data)
+        obj.__dict__.update(saved.__dict__)  # the admin redirects to ``obj``'s page
 
     def delete_model(self, request, obj):
-        audit.record(f"admin.{obj._meta.model_name}.delete", obj, actor=request.user)
-        super().delete_model(request, obj)
+        type(self).delete_service(obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self.delete_model(request, obj)
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # A service refusing the change (a rule, a lock-out guard) is a message, not a 500.
+        try:
+            with transaction.atomic():
+                return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            with transaction.atomic():
+                return super().delete_view(request, object_id, extra_context)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+class PolicyInline(admin.TabularInline):
+    """Inlines only show: a change to a related row goes through its own service."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
@@ -40,3 +140,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def allowed(request, queryset, action: str):
+    """For admin actions: only the selected rows the policy allows ``action`` on."""
+    return restrict(queryset, request.user, action)
+
+
+def each_allowed(model_admin, request, queryset, action: str, service, done: str) -> None:
+    """An admin action: ``service(obj, actor=...)`` on every selected row the policy allows,
+    then one message, e.g. ``done="Apply queued for {n} server(s)."``."""
+    rows = list(allowed(request, queryset, action))
+    for row in rows:
+        service(row, actor=request.user)
+    model_admin.message_user(request, done.format(n=len(rows)), messages.SUCCESS)

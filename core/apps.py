@@ -13,4 +13,5 @@ class CoreConfig(AppConfig):
 
         schedules.every(1, "core.tasks.heartbeat", name="heartbeat")
         schedules.every(1, "core.tasks.reap_stale_operations", name="reap_stale_operations")
+        schedules.every(10, "core.tasks.witness_audit_head", name="witness_audit_head")
         post_migrate.connect(schedules.sync, sender=self, dispatch_uid="core.schedules")

@@ -1,25 +1,35 @@
-"""Append-only audit log with a hash chain.
+"""Append-only audit log with a keyed hash chain.
 
-Each entry's hash covers its own fields and the previous entry's hash, and a single head row
-records the newest id and hash, so an edited, removed or cut-off entry is found by
-``verify_chain`` (``manage.py verify_audit``).
+Each entry's hash is an HMAC, with a key from the environment (``PANEL_AUDIT_KEYS``, never
+in the database), over its own fields and the previous entry's hash; a head row records the
+newest id and hash, and a scheduled task writes that head outside the database (a log line
+and ``PANEL_AUDIT_WITNESS_FILE``). ``verify_chain`` (``manage.py verify_audit``) names the
+first edited, removed or forged entry, and a tail cut off before the last written-out head.
+Someone who can write the database but lacks the key cannot make a changed chain verify;
+see docs/security.md for what it does not protect against.
 """
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
+import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 from django.utils import timezone
 
 from core.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+log = logging.getLogger("panel.audit")
 # IP of the request being served; set by SecurityPolicyMiddleware, read when recording.
 current_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_ip", default=None)
 SECRET_FIELDS = {"password", "digest", "secret", "key", "private_key"}
@@ -30,7 +40,7 @@ def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:
     out = {}
     for name in fields:
         value = getattr(obj, f"{name}_id" if _is_fk(obj, name) else name)
-        out[name] = _jsonable(value)
+        out[name] = jsonable(value)
     return out
 
 
@@ -50,7 +60,7 @@ def _is_fk(obj, name: str) -> bool:
         return False
 
 
-def _jsonable(value):
+def jsonable(value):
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, datetime):
@@ -105,6 +115,7 @@ def record(
             owner_id=owner_id,
             changes=changes or {},
             prev_hash=head.last_hash,
+            key_id=key_id(signing_key()),
         )
         # The id is part of the hash, so reserve it first with a placeholder hash.
         entry.hash = f"pending-{head.last_id}-{timezone.now().timestamp()}"[:64]
@@ -123,7 +134,26 @@ def _locked_head() -> AuditHead:
     return head
 
 
-def compute_hash(entry: AuditEntry) -> str:
+def signing_key() -> str:
+    if not settings.AUDIT_KEYS:
+        raise ImproperlyConfigured("PANEL_AUDIT_KEYS must be set to write the audit log.")
+    return settings.AUDIT_KEYS[0]
+
+
+def key_id(key: str) -> str:
+    """A short public name for a key, stored with each entry so rotation keeps verifying."""
+    return hashlib.sha256(f"panel-audit-key:{key}".encode()).hexdigest()[:8]
+
+
+def _key_for(entry: AuditEntry) -> str | None:
+    for key in settings.AUDIT_KEYS:
+        if key_id(key) == entry.key_id:
+            return key
+    return None
+
+
+def compute_hash(entry: AuditEntry, key: str | None = None) -> str:
+    key = key if key is not None else (_key_for(entry) or "")
     payload = {
         "id": entry.pk,
         "created_at": entry.created_at.isoformat(),
@@ -137,9 +167,10 @@ def compute_hash(entry: AuditEntry) -> str:
         "owner_id": entry.owner_id,
         "changes": entry.changes,
         "prev_hash": entry.prev_hash,
+        "key_id": entry.key_id,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hmac.new(key.encode(), blob.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -148,11 +179,44 @@ class ChainProblem:
     message: str
 
 
-def verify_chain(batch_size: int = 2000) -> tuple[int, ChainProblem | None]:
-    """Walk the chain oldest first; return (entries checked, first problem or None)."""
+def read_witness(path: str | None = None) -> list[tuple[int, str]]:
+    """(id, hash) pairs the witness task wrote out, oldest first (missing file: none)."""
+    file = Path(path or settings.AUDIT_WITNESS_FILE)
+    if not file.exists():
+        return []
+    pairs = []
+    for line in file.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1].isdigit():
+            pairs.append((int(parts[1]), parts[2]))
+    return pairs
+
+
+def write_witness() -> tuple[int, str]:
+    """Write the chain's head outside the database: a log line and a line in the file."""
+    head = AuditHead.objects.filter(pk=1).first()
+    last_id, last_hash = (head.last_id, head.last_hash) if head else (0, GENESIS)
+    stamp = timezone.now().isoformat()
+    log.info("audit head #%s %s", last_id, last_hash)
+    file = Path(settings.AUDIT_WITNESS_FILE)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("a") as out:
+        out.write(f"{stamp} {last_id} {last_hash}\n")
+    return last_id, last_hash
+
+
+def verify_chain(
+    batch_size: int = 2000, witness: list[tuple[int, str]] | None = None
+) -> tuple[int, ChainProblem | None]:
+    """Walk the chain oldest first; return (entries checked, first problem or None).
+
+    ``witness``: heads written out earlier (``read_witness()``); each must still be in the
+    chain, unchanged, so a tail cut off and a head row moved back are found.
+    """
     prev_hash = GENESIS
     checked = 0
     last_id = 0
+    witnessed = dict(witness or [])
     for entry in AuditEntry.objects.order_by("id").iterator(chunk_size=batch_size):
         if entry.prev_hash != prev_hash:
             return checked, ChainProblem(
@@ -160,11 +224,26 @@ def verify_chain(batch_size: int = 2000) -> tuple[int, ChainProblem | None]:
                 f"entry #{entry.pk} does not follow the entry before it "
                 f"(#{last_id}): an entry was removed or altered before it",
             )
-        if compute_hash(entry) != entry.hash:
+        if _key_for(entry) is None:
+            return checked, ChainProblem(
+                entry.pk, f"entry #{entry.pk} was signed with a key not in PANEL_AUDIT_KEYS"
+            )
+        if not hmac.compare_digest(compute_hash(entry), entry.hash):
             return checked, ChainProblem(entry.pk, f"entry #{entry.pk} was altered")
+        if entry.pk in witnessed and witnessed.pop(entry.pk) != entry.hash:
+            return checked, ChainProblem(
+                entry.pk, f"entry #{entry.pk} differs from the head written out earlier"
+            )
         prev_hash = entry.hash
         last_id = entry.pk
         checked += 1
+    missing = sorted(i for i in witnessed if i > 0)
+    if missing:
+        return checked, ChainProblem(
+            missing[-1],
+            f"entry #{missing[-1]} was written out as the head earlier but is gone: "
+            "entries were removed from the end",
+        )
     head = AuditHead.objects.filter(pk=1).first()
     if head and (head.last_id != last_id or head.last_hash != prev_hash):
         return checked, ChainProblem(

@@ -33,6 +33,6 @@ def require_runtime_secrets() -> None:
     missing = missing_secrets()
     if missing:
         raise ImproperlyConfigured(
-            f"{' and '.join(missing)} must be set (see docs/configuration.md), or PANEL_DEBUG=1 "
+            f"{', '.join(missing)} must be set (see docs/configuration.md), or PANEL_DEBUG=1 "
             "for a local trial."
         )

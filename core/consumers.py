@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from accounts.sessions import may_connect
 from core import events
 from core.models import Operation
+from core.policy import restrict, stream_groups
 from core.relay import relay
 
 
@@ -75,18 +76,13 @@ class _OperationStream(AsyncWebsocketConsumer):
 
 
 class OperationListConsumer(_OperationStream):
-    """Every operation the user may see: the groups mirror visibility.for_user."""
+    """Every operation the user may see: the groups come from the policy."""
 
     update_template = "core/partials/operation_list_live.html"
     views = {"servers": "servers/partials/server_live.html"}
 
     async def groups_for(self, user):
-        if user.role in ("admin", "support"):
-            return ["ops.all"]
-        groups = [f"ops.owner.{user.pk}"]
-        if user.role == "reseller":
-            groups.append(f"ops.reseller.{user.pk}")
-        return groups
+        return stream_groups(user, "ops")
 
 
 class OperationDetailConsumer(_OperationStream):
@@ -97,4 +93,4 @@ class OperationDetailConsumer(_OperationStream):
 
 
 def _visible(user, uuid) -> bool:
-    return Operation.objects.for_user(user).filter(uuid=uuid).exists()
+    return restrict(Operation, user).filter(uuid=uuid).exists()

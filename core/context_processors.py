@@ -19,6 +19,5 @@ def portal(request):
     return {
         "nav_items": NAV,
         "nav_section": _SECTION_ALIASES.get(first, first),
-        "panel_debug": settings.DEBUG,
         "panel_allow_signup": settings.PANEL_ALLOW_SIGNUP,
     }

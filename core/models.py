@@ -8,7 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
-from core.policy import VIEW, OwnedQuerySet
+from core.policy import CANCEL, RETRY, VIEW, PolicyQuerySet, Rules
 
 
 class Operation(models.Model):
@@ -22,7 +22,10 @@ class Operation(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
-    SUPPORT_MAY_CHANGE = True  # support staff may cancel and retry
+    # Support may cancel anything; retrying re-checks the target (see retry_operation).
+    policy = Rules(
+        owner_may=frozenset({VIEW, CANCEL, RETRY}), support_may=frozenset({VIEW, CANCEL})
+    )
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     kind = models.CharField(max_length=64, db_index=True)
@@ -31,6 +34,8 @@ class Operation(models.Model):
     target_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL)
     target_id = models.CharField(max_length=64, blank=True)
     target_label = models.CharField(max_length=200, blank=True)
+    # The policy action on the target that starting this took; a retry needs it again.
+    target_action = models.CharField(max_length=32, blank=True)
     # Operations sharing a lock key (e.g. one server) run one at a time.
     lock_key = models.CharField(max_length=100, blank=True, db_index=True)
     owner = models.ForeignKey(
@@ -49,6 +54,8 @@ class Operation(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=300, blank=True, help_text="Current step.")
     error = models.TextField(blank=True)
+    # The full error text when ``error`` had to be summarised for the owner (staff only).
+    error_detail = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -60,7 +67,7 @@ class Operation(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
-    objects = OwnedQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -68,16 +75,25 @@ class Operation(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.target_label}".strip()
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("operation", kwargs={"uuid": self.uuid})
+
+    def target(self) -> models.Model | None:
+        """The object this operation works on, as it is now (one query)."""
+        if not self.target_type_id or not self.target_id:
+            return None
+        model = self.target_type.model_class()
+        if model is None:
+            return None
+        key = "uuid" if any(f.name == "uuid" for f in model._meta.fields) else "pk"
+        return model._default_manager.filter(**{key: self.target_id}).first()
+
     def target_url(self) -> str:
         """The target's page, when it has one (one query: call on detail pages only)."""
-        if not self.target_type_id or not self.target_id:
-            return ""
-        model = self.target_type.model_class()
-        if model is None or not hasattr(model, "get_absolute_url"):
-            return ""
-        key = "uuid" if any(f.name == "uuid" for f in model._meta.fields) else "pk"
-        target = model._default_manager.filter(**{key: self.target_id}).first()
-        return target.get_absolute_url() if target else ""
+        target = self.target()
+        return target.get_absolute_url() if hasattr(target, "get_absolute_url") else ""
 
     @property
     def is_finished(self) -> bool:
@@ -99,6 +115,11 @@ class Operation(models.Model):
         return (self.finished_at or timezone.now()) - self.started_at
 
 
+VIEW_ONLY = frozenset({VIEW})
+# Rows only staff read: nobody owns them.
+STAFF_READ = Rules(owner=None, admin_may=VIEW_ONLY)
+
+
 class OperationLogLine(models.Model):
     class Level(models.TextChoices):
         INFO = "info", "Info"
@@ -109,6 +130,9 @@ class OperationLogLine(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
     message = models.TextField()
+
+    policy = Rules(owner="operation__owner", owner_may=VIEW_ONLY, admin_may=VIEW_ONLY)
+    objects = PolicyQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -124,6 +148,8 @@ class OperationLock(models.Model):
     operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="+")
     acquired_at = models.DateTimeField(default=timezone.now)
 
+    policy = STAFF_READ
+
     def __str__(self) -> str:
         return self.key
 
@@ -134,20 +160,10 @@ class WorkerHeartbeat(models.Model):
     name = models.CharField(max_length=64, primary_key=True)
     beat_at = models.DateTimeField()
 
+    policy = STAFF_READ
+
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
-
-
-class AuditQuerySet(models.QuerySet):
-    def for_user(self, user, action: str = VIEW):
-        if not getattr(user, "is_authenticated", False) or action != VIEW:
-            return self.none()
-        if user.role in ("admin", "support"):
-            return self
-        if user.role == "reseller":
-            ids = list(user.customers.values_list("pk", flat=True)) + [user.pk]
-            return self.filter(owner_id__in=ids)
-        return self.filter(owner_id=user.pk)
 
 
 class AuditEntry(models.Model):
@@ -169,8 +185,11 @@ class AuditEntry(models.Model):
     changes = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=8, blank=True, help_text="Which audit key signed it.")
 
-    objects = AuditQuerySet.as_manager()
+    # Owners read what concerns them; nobody, administrators included, changes an entry.
+    policy = Rules(owner="owner_id", owner_is_id=True, owner_may=VIEW_ONLY, admin_may=VIEW_ONLY)
+    objects = PolicyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
@@ -193,3 +212,5 @@ class AuditHead(models.Model):
 
     last_id = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    policy = STAFF_READ

@@ -19,6 +19,7 @@ from django_q.tasks import async_task
 
 from core import audit, events
 from core.models import Operation, OperationLock, OperationLogLine
+from core.policy import ADMIN, is_staff, restrict, role_of
 
 log = logging.getLogger(__name__)
 LOCK_POLL = 0.5
@@ -39,10 +40,16 @@ def start_operation(
     owner,
     requested_by=None,
     target: Model | None = None,
+    target_action: str = "",
     lock_key: str = "",
     args: dict | None = None,
+    retry_of: Operation | None = None,
 ) -> Operation:
-    """Create a queued Operation and enqueue its task once the transaction commits."""
+    """Create a queued Operation and enqueue its task once the transaction commits.
+
+    ``target_action`` is the policy action on ``target`` this needed (e.g. "apply"): a retry
+    must be allowed it again, by whoever retries, at that moment.
+    """
     from django.contrib.contenttypes.models import ContentType
 
     import_string(task)  # fail now, not in the worker, on a typo
@@ -54,9 +61,11 @@ def start_operation(
             target_type=ContentType.objects.get_for_model(target) if target else None,
             target_id=str(getattr(target, "uuid", None) or target.pk) if target else "",
             target_label=str(target)[:200] if target else "",
+            target_action=target_action,
             lock_key=lock_key,
             owner=owner,
             requested_by=requested_by,
+            retry_of=retry_of,
         )
         audit.record("operation.start", op, actor=requested_by, changes={"kind": [None, kind]})
         transaction.on_commit(lambda: _enqueue(op))
@@ -90,24 +99,38 @@ def cancel_operation(op: Operation, *, actor) -> Operation:
 
 
 def retry_operation(op: Operation, *, actor) -> Operation:
+    """Start the same work again, checked exactly as starting it fresh would be.
+
+    The target may have moved to another owner or out of the actor's reach since the first
+    run: the actor must be allowed the target action *now*, and the new operation belongs to
+    the target's current owner (never to whoever owned it back then).
+    """
     if op.state not in (Operation.State.FAILED, Operation.State.CANCELLED):
         raise OperationError("Only failed or cancelled operations can be retried.")
-    new = start_operation(
+    owner = op.owner
+    target = None
+    if op.target_type_id:
+        model = op.target_type.model_class()
+        target = op.target()
+        reachable = target is not None and (
+            restrict(model, actor, op.target_action or "change").filter(pk=target.pk).exists()
+        )
+        if not reachable:
+            raise OperationError("You may no longer start this on its target.")
+        owner = getattr(target, "owner", None) or owner
+    elif role_of(actor) != ADMIN and actor.pk != op.requested_by_id:
+        raise OperationError("Only whoever started this, or an administrator, may retry it.")
+    return start_operation(
         kind=op.kind,
         task=op.task,
-        owner=op.owner,
+        owner=owner,
         requested_by=actor,
+        target=target,
+        target_action=op.target_action,
         lock_key=op.lock_key,
         args=op.args,
-    )
-    Operation.objects.filter(pk=new.pk).update(
         retry_of=op,
-        target_type=op.target_type,
-        target_id=op.target_id,
-        target_label=op.target_label,
     )
-    new.refresh_from_db()
-    return new
 
 
 class OperationContext:
@@ -138,15 +161,36 @@ class OperationContext:
             raise OperationCancelled()
 
 
-def _finish(op: Operation, state: str, *, message: str = "", error: str = "") -> None:
+def _finish(
+    op: Operation, state: str, *, message: str = "", error: str = "", detail: str = ""
+) -> None:
     op.state = state
     op.finished_at = timezone.now()
     if state == Operation.State.SUCCEEDED:
         op.progress = 100
     op.message = message[:300] or op.message
     op.error = error
+    op.error_detail = detail if detail != error else ""
     op.save()
     events.publish_update(op)
+
+
+NETWORK_FAILURE = (
+    "The connection failed: the server refused it, did not answer, or closed it early. "
+    "Check the address and port, or ask support for the details."
+)
+
+
+def public_error(exc: BaseException) -> str:
+    """What an operation's owner is told: low-level network failures are summarised, so the
+    text cannot tell what listens on some port (staff keep the full text)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        module = type(seen).__module__ or ""
+        if isinstance(seen, OSError | EOFError) or module.split(".")[0] == "paramiko":
+            return NETWORK_FAILURE
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or exc.__class__.__name__
 
 
 def execute_operation(op_id: int) -> str:
@@ -173,9 +217,11 @@ def execute_operation(op_id: int) -> str:
         _finish(op, Operation.State.CANCELLED, message="Cancelled")
     except Exception as exc:  # noqa: BLE001 - every failure must end the operation
         log.exception("operation %s failed", op.uuid)
-        text = str(exc) or exc.__class__.__name__
+        detail = str(exc) or exc.__class__.__name__
+        # Whoever owns the operation reads its error; only staff get low-level details.
+        text = detail if is_staff(op.owner) else public_error(exc)
         ctx.log(text, OperationLogLine.Level.ERROR)
-        _finish(op, Operation.State.FAILED, message="Failed", error=text)
+        _finish(op, Operation.State.FAILED, message="Failed", error=text, detail=detail)
     return op.state
 
 

@@ -1,59 +1,200 @@
-"""The one place that decides which objects a user may see or change.
+"""The one permission policy: which rows a user may see or act on, with named actions.
 
-Portal views, admin and API viewsets all call ``for_user``. Objects out of reach are simply
-not in the queryset, so a lookup answers 404 rather than revealing that they exist.
+Every model states its rules once, as a ``policy = Rules(...)`` class attribute (models
+without one get ``DEFAULT``). Everything else asks this module:
+
+- querysets: ``restrict(Model or queryset, user, action)`` (``Model.objects.for_user`` is
+  the same call), used by portal views, API viewsets, the admin and form/serializer choices;
+- one object with its permissions in one query: ``annotate_permissions(qs, user, actions)``
+  puts a ``may`` dict on each row (``obj.may["change"]``);
+- model-level questions ("may this user add servers?"): ``may(user, ADD, Server)``;
+- websockets: ``stream_groups(user, prefix)`` and ``row_groups(owner, prefix)``;
+- templates: ``{% may "apply" object as can_apply %}`` (core/templatetags/panel_tags.py).
+
+An object out of reach is simply absent from the queryset, so lookups answer 404.
+Roles: administrators may do everything a model allows them, support staff read (and what
+``support_may`` adds), resellers act on their own rows and their customers', customers on
+their own; django-guardian grants open single objects for the standard actions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 
 VIEW = "view"
+ADD = "add"
 CHANGE = "change"
+DELETE = "delete"
+APPLY = "apply"  # start work on the object (apply, test connection, facts, drift)
+TERMINAL = "terminal"
+ACCEPT_HOST_KEY = "accept_host_key"
+CANCEL = "cancel"
+RETRY = "retry"
+LIFT_LOCKOUT = "lift_lockout"
+RESET_2FA = "reset_2fa"
+
+ADMIN, SUPPORT, RESELLER, CUSTOMER = "admin", "support", "reseller", "customer"
+_GRANTABLE = (VIEW, CHANGE, DELETE)  # django-guardian's per-object permissions
 
 
-def _role(user) -> str | None:
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+@dataclass(frozen=True)
+class Rules:
+    """What each role may do with one model's rows.
+
+    ``owner`` is the lookup path to the owning user ("" when the row *is* a user, None when
+    rows have no owner); ``owner_is_id`` when that path holds a plain id, not a foreign key.
+    ``owner_may`` applies to the owner and, when ``reseller_reaches_customers``, to the
+    owner's reseller. ``guard`` narrows every non-admin action except viewing (e.g. servers
+    on the panel's own host). ``admin_may`` None means everything.
+    """
+
+    owner: str | None = "owner"
+    owner_may: frozenset[str] = frozenset({VIEW, CHANGE, DELETE})
+    support_may: frozenset[str] = frozenset({VIEW})
+    admin_may: frozenset[str] | None = None
+    add: frozenset[str] = frozenset({ADMIN})
+    guard: Q | None = None
+    reseller_reaches_customers: bool = True
+    owner_is_id: bool = False
+
+
+DEFAULT = Rules()
+_READ_BY_ADMINS = Rules(owner=None, support_may=frozenset(), admin_may=frozenset({VIEW}))
+# Models of libraries, which cannot carry a ``policy`` attribute of their own.
+EXTERNAL_RULES = {
+    "account.emailaddress": Rules(owner="user", owner_may=frozenset(), admin_may=frozenset({VIEW})),
+    "sites.site": _READ_BY_ADMINS,
+    "django_q.schedule": _READ_BY_ADMINS,
+    "django_q.success": _READ_BY_ADMINS,
+    "django_q.failure": _READ_BY_ADMINS,
+    "django_q.ormq": _READ_BY_ADMINS,
+}
+
+
+def rules_of(model) -> Rules:
+    return getattr(model, "policy", None) or EXTERNAL_RULES.get(model._meta.label_lower, DEFAULT)
+
+
+def role_of(user) -> str | None:
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return None
     return user.role
 
 
-def owner_scope(user, owner_field: str = "owner") -> Q | None:
-    """Q for rows a non-staff user owns through ``owner_field``; None means every row."""
-    role = _role(user)
-    if role in ("admin", "support"):
-        return None
-    q = Q(**{owner_field: user})
-    if role == "reseller":
-        q |= Q(**{f"{owner_field}__reseller": user})
+def is_staff(user) -> bool:
+    """Staff see internals (full error texts, every tenant's rows)."""
+    return role_of(user) in (ADMIN, SUPPORT)
+
+
+def _owner_q(rules: Rules, user) -> Q:
+    path = rules.owner
+    if path == "":
+        q = Q(pk=user.pk)
+        if user.role == RESELLER and rules.reseller_reaches_customers:
+            q |= Q(reseller=user)
+        return q
+    if rules.owner_is_id:
+        q = Q(**{path: user.pk})
+        if user.role == RESELLER and rules.reseller_reaches_customers:
+            from django.contrib.auth import get_user_model
+
+            customers = get_user_model().objects.filter(reseller=user).values("pk")
+            q |= Q(**{f"{path}__in": customers})
+        return q
+    q = Q(**{path: user})
+    if user.role == RESELLER and rules.reseller_reaches_customers:
+        q |= Q(**{f"{path}__reseller": user})
     return q
 
 
-def support_may_change(model) -> bool:
-    return getattr(model, "SUPPORT_MAY_CHANGE", False)
-
-
-class OwnedQuerySet(models.QuerySet):
-    """QuerySet for models with an ``owner`` foreign key to the user."""
-
-    owner_field = "owner"
-
-    def for_user(self, user, action: str = VIEW):
-        role = _role(user)
-        if role is None:
-            return self.none()
-        if role == "admin":
-            return self
-        if role == "support":
-            if action == VIEW or support_may_change(self.model):
-                return self
-            return self.none()
-        q = owner_scope(user, self.owner_field)
-        granted = _granted_pks(user, self.model, action)
+def scope(model, user, action: str = VIEW) -> Q | bool:
+    """The rows of ``model`` that ``user`` may ``action``: True (all), False (none) or a Q."""
+    role = role_of(user)
+    if role is None:
+        return False
+    rules = rules_of(model)
+    if role == ADMIN and (rules.admin_may is None or action in rules.admin_may):
+        return True
+    if role == SUPPORT and action in rules.support_may:
+        return True
+    q: Q | None = None
+    if rules.owner is not None and action in rules.owner_may:
+        q = _owner_q(rules, user)
+    if action in _GRANTABLE and rules.owner is not None:  # unowned rows are never granted
+        granted = _granted_pks(user, model, action)
         if granted is not None:
-            q |= Q(pk__in=granted)
-        return self.filter(q)
+            q = Q(pk__in=granted) if q is None else q | Q(pk__in=granted)
+    if q is None:
+        return False
+    if rules.guard is not None and action != VIEW and role != ADMIN:
+        q &= rules.guard
+    return q
+
+
+def restrict(qs_or_model, user, action: str = VIEW) -> models.QuerySet:
+    qs = qs_or_model if isinstance(qs_or_model, models.QuerySet) else qs_or_model._default_manager
+    qs = qs.all()
+    found = scope(qs.model, user, action)
+    if found is True:
+        return qs
+    if found is False:
+        return qs.none()
+    # Owner paths follow foreign keys forwards only, so no row is repeated: no distinct().
+    return qs.filter(found)
+
+
+def may(user, action: str, obj_or_model) -> bool:
+    """May ``user`` do ``action`` to this object (or, given a model, create one / any)?"""
+    if isinstance(obj_or_model, models.Model):
+        precomputed = getattr(obj_or_model, "may", None)
+        if isinstance(precomputed, dict) and action in precomputed:
+            return precomputed[action]
+        model = type(obj_or_model)
+        return restrict(model, user, action).filter(pk=obj_or_model.pk).exists()
+    if action == ADD:
+        return role_of(user) in rules_of(obj_or_model).add
+    return scope(obj_or_model, user, action) is not False
+
+
+def annotate_permissions(qs: models.QuerySet, user, actions) -> models.QuerySet:
+    """Each row gets ``may_<action>`` booleans, computed in the same query."""
+    annotations = {}
+    for action in actions:
+        found = scope(qs.model, user, action)
+        if isinstance(found, bool):
+            annotations[f"may_{action}"] = Value(found)
+        else:
+            annotations[f"may_{action}"] = Case(When(found, then=Value(True)), default=False)
+    return qs.annotate(**annotations)
+
+
+def collect_permissions(obj, actions) -> None:
+    """Gather the ``may_<action>`` annotations of one row into ``obj.may``."""
+    obj.may = {action: bool(getattr(obj, f"may_{action}", False)) for action in actions}
+
+
+def stream_groups(user, prefix: str) -> list[str]:
+    """Channels groups a subscriber joins to receive every row event it may see."""
+    role = role_of(user)
+    if role is None:
+        return []
+    if role in (ADMIN, SUPPORT):
+        return [f"{prefix}.all"]
+    groups = [f"{prefix}.owner.{user.pk}"]
+    if role == RESELLER:
+        groups.append(f"{prefix}.reseller.{user.pk}")
+    return groups
+
+
+def row_groups(owner, prefix: str) -> list[str]:
+    """Channels groups an event about a row owned by ``owner`` is sent to."""
+    groups = [f"{prefix}.all", f"{prefix}.owner.{owner.pk}"]
+    if getattr(owner, "reseller_id", None):
+        groups.append(f"{prefix}.reseller.{owner.reseller_id}")
+    return groups
 
 
 def _granted_pks(user, model, action: str):
@@ -65,3 +206,14 @@ def _granted_pks(user, model, action: str):
         user, perm, klass=model, accept_global_perms=False, with_superuser=False
     )
     return granted.values("pk")
+
+
+class PolicyQuerySet(models.QuerySet):
+    """``Model.objects.for_user(user, action)``: the same as ``restrict``."""
+
+    def for_user(self, user, action: str = VIEW):
+        return restrict(self, user, action)
+
+
+# The name the first apps were written against.
+OwnedQuerySet = PolicyQuerySet

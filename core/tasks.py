@@ -21,6 +21,14 @@ def heartbeat() -> str:
     return now.isoformat()
 
 
+def witness_audit_head() -> str:
+    """Scheduled: write the audit chain's head outside the database (see core/audit.py)."""
+    from core.audit import write_witness
+
+    last_id, last_hash = write_witness()
+    return f"#{last_id} {last_hash}"
+
+
 def reap_stale_operations() -> int:
     """Scheduled every minute: fail operations whose worker died (no heartbeat for longer
     than PANEL_OPERATION_STALE_SECONDS, or nothing reported for longer than the task timeout

@@ -2,6 +2,8 @@ from django.urls import path
 
 from core import views
 
+url_prefix = "operations/"
+
 urlpatterns = [
     path("", views.OperationList.as_view(), name="operations"),
     path("self-check/", views.start_self_check, name="operation-self-check"),

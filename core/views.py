@@ -20,20 +20,13 @@ from core.filters import OperationFilter
 from core.generic import PortalDetailView, PortalListView, get_for_user
 from core.models import Operation, WorkerHeartbeat
 from core.operations import OperationError, cancel_operation, retry_operation, start_operation
-from core.policy import CHANGE
+from core.policy import CANCEL, RETRY, is_staff, restrict
 
 HEARTBEAT_STALE = timedelta(minutes=3)
 
-AREAS = {
-    "websites": ("Websites", "globe", "Websites, PHP pools and certificates will be listed here."),
-    "dns": ("DNS", "network", "DNS zones and their records will be listed here."),
-    "vps": ("VPS", "cpu", "Virtual servers on your hypervisors will be listed here."),
-    "monitoring": ("Monitoring", "activity", "Live metrics and alerts will be shown here."),
-}
-
 
 def dashboard(request):
-    ops = Operation.objects.for_user(request.user)
+    ops = restrict(Operation, request.user)
     counts = dict(ops.values_list("state").annotate(n=Count("id")).order_by())
     recent = ops.select_related("owner")[:8]
     since = timezone.now() - timedelta(days=14)
@@ -59,7 +52,10 @@ def dashboard(request):
 
 
 def area(request, area: str):
-    title, icon, empty = AREAS[area]
+    """The page of an app that has none yet (its AppConfig.placeholder)."""
+    from django.apps import apps
+
+    title, icon, empty = apps.get_app_config(area).placeholder
     return render(request, "pages/area.html", {"title": title, "icon": icon, "empty": empty})
 
 
@@ -76,20 +72,19 @@ class OperationList(PortalListView):
 class OperationDetail(PortalDetailView):
     model = Operation
     template_name = "core/operation_detail.html"
+    actions = (CANCEL, RETRY)
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         ctx["lines"] = self.object.lines.all()[:2000]
         ctx["target_url"] = self.object.target_url()
-        ctx["may_change"] = (
-            Operation.objects.for_user(self.request.user, CHANGE).filter(pk=self.object.pk).exists()
-        )
+        ctx["show_error_detail"] = is_staff(self.request.user)
         return ctx
 
 
 @require_POST
 def operation_cancel(request, uuid):
-    op = get_for_user(Operation, request.user, CHANGE, uuid=uuid)
+    op = get_for_user(Operation, request.user, CANCEL, uuid=uuid)
     try:
         cancel_operation(op, actor=request.user)
         messages.success(request, f"Cancellation of “{op}” requested.")
@@ -100,7 +95,7 @@ def operation_cancel(request, uuid):
 
 @require_POST
 def operation_retry(request, uuid):
-    op = get_for_user(Operation, request.user, CHANGE, uuid=uuid)
+    op = get_for_user(Operation, request.user, RETRY, uuid=uuid)
     try:
         new = retry_operation(op, actor=request.user)
     except OperationError as exc:
@@ -112,7 +107,7 @@ def operation_retry(request, uuid):
 
 @require_POST
 def start_self_check(request):
-    if not request.user.is_staff:
+    if not is_staff(request.user):
         raise Http404
     op = start_operation(
         kind="panel.self_check",
@@ -125,32 +120,50 @@ def start_self_check(request):
     return redirect("operation", uuid=op.uuid)
 
 
+def _check(name: str, probe, checks: dict, details: dict) -> None:
+    """Run one probe; the error text goes to ``details`` (staff only), never to ``checks``."""
+    try:
+        ok, detail = probe()
+    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health check
+        ok, detail = False, {"error": str(exc)}
+    checks[name] = "ok" if ok else "failing"
+    details[name] = {"ok": ok, **detail}
+
+
+def _database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return True, {"vendor": connection.vendor}
+
+
+def _channel_layer():
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)("healthz.")
+    async_to_sync(layer.send)(channel, {"type": "healthz"})
+    return async_to_sync(layer.receive)(channel).get("type") == "healthz", {}
+
+
+def _worker():
+    beat = WorkerHeartbeat.objects.filter(name="default").first()
+    fresh = bool(beat and timezone.now() - beat.beat_at < HEARTBEAT_STALE)
+    return fresh, {"last_heartbeat": beat.beat_at.isoformat() if beat else None}
+
+
 @login_not_required
 @never_cache
 @require_GET
 def healthz(request):
-    checks: dict[str, dict] = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = {"ok": True, "vendor": connection.vendor}
-    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health check
-        checks["database"] = {"ok": False, "error": str(exc)}
-    try:
-        layer = get_channel_layer()
-        channel = async_to_sync(layer.new_channel)("healthz.")
-        async_to_sync(layer.send)(channel, {"type": "healthz"})
-        ok = async_to_sync(layer.receive)(channel).get("type") == "healthz"
-        checks["channel_layer"] = {"ok": ok}
-    except Exception as exc:  # noqa: BLE001
-        checks["channel_layer"] = {"ok": False, "error": str(exc)}
-    beat = None
-    if checks["database"]["ok"]:
-        beat = WorkerHeartbeat.objects.filter(name="default").first()
-    fresh = bool(beat and timezone.now() - beat.beat_at < HEARTBEAT_STALE)
-    checks["worker"] = {"ok": fresh, "last_heartbeat": beat.beat_at.isoformat() if beat else None}
-    healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "degraded", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    """ok/failing per component for anyone (load balancers); the details for staff only."""
+    checks: dict[str, str] = {}
+    details: dict[str, dict] = {}
+    _check("database", _database, checks, details)
+    _check("channel_layer", _channel_layer, checks, details)
+    if checks["database"] == "ok":
+        _check("worker", _worker, checks, details)
+    else:
+        checks["worker"] = "failing"
+    healthy = all(v == "ok" for v in checks.values())
+    body: dict = {"status": "ok" if healthy else "failing", "checks": checks}
+    if is_staff(request.user):
+        body["details"] = details
+    return JsonResponse(body, status=200 if healthy else 503)

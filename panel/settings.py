@@ -32,6 +32,14 @@ if not SECRET_KEY and DEBUG:
         VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
     )
 
+# Keys of the audit chain's HMAC (docs/security.md): the first signs new entries, all verify.
+# Kept outside the database, so rewriting the log there cannot forge valid entries.
+AUDIT_KEYS = env_list("PANEL_AUDIT_KEYS")
+if not AUDIT_KEYS and DEBUG:
+    AUDIT_KEYS = [secret_from_file_or_create(VAR_DIR / "audit_key", lambda: secrets.token_hex(32))]
+# Where the audit head is written out periodically (besides the log), to catch truncation.
+AUDIT_WITNESS_FILE = env_str("PANEL_AUDIT_WITNESS_FILE") or str(VAR_DIR / "audit-head.log")
+
 # First key encrypts, every key decrypts: prepend a new key, run rotate_encryption_keys,
 # then drop the old one.
 ENCRYPTION_KEYS = env_list("PANEL_ENCRYPTION_KEYS")
@@ -52,20 +60,30 @@ for _key in ENCRYPTION_KEYS:
 # Read by panel/checks.py (Django raises on any read of an empty SECRET_KEY).
 PANEL_MISSING_SECRETS = [
     name
-    for name, value in (("SECRET_KEY", SECRET_KEY), ("PANEL_ENCRYPTION_KEYS", ENCRYPTION_KEYS))
+    for name, value in (
+        ("SECRET_KEY", SECRET_KEY),
+        ("PANEL_ENCRYPTION_KEYS", ENCRYPTION_KEYS),
+        ("PANEL_AUDIT_KEYS", AUDIT_KEYS),
+    )
     if not value
 ]
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-# Set when the panel sits behind a reverse proxy that sets X-Forwarded-For/-Proto.
+# Set when the panel sits behind a reverse proxy that sets X-Forwarded-For/-Proto. Only
+# connections from PANEL_TRUSTED_PROXIES (default: this host) may say who the client is.
 BEHIND_PROXY = env_bool("PANEL_BEHIND_PROXY", False)
+TRUSTED_PROXIES = env_list(
+    "PANEL_TRUSTED_PROXIES", ["127.0.0.0/8", "::1/128"] if BEHIND_PROXY else []
+)
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
+    # Before django.contrib.auth: its audited changepassword command replaces Django's.
+    "accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -80,16 +98,13 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "django_otp",  # devices: accounts.devices (secrets encrypted or hashed at rest)
     "allauth",
     "allauth.account",
     "guardian",
     "django_q",
     "csp",
     "core",
-    "accounts",
     "servers",
     "websites",
     "dns",
@@ -108,6 +123,7 @@ MIDDLEWARE = [
     "accounts.middleware.PanelLoginRequiredMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.SecurityPolicyMiddleware",
+    "core.middleware.RefuseNulMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -143,9 +159,16 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL + a busy timeout let the web process and the worker share the file.
+    # WAL lets readers and one writer share the file; the busy timeout makes a writer wait
+    # for another; IMMEDIATE transactions take the write lock at BEGIN, so two transactions
+    # that read then write cannot deadlock into "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
+            "PRAGMA busy_timeout=20000;",
+        }
     )
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 else:
@@ -214,6 +237,9 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = env_str("PANEL_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_ADAPTER = "accounts.adapter.PanelAccountAdapter"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# One address per account; a new one replaces it only once verified.
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_FORMS = {"add_email": "accounts.forms.AddEmailForm"}
 ACCOUNT_SESSION_REMEMBER = False
 # Our own throttle (accounts.throttle) counts failures per account and per IP.
 ACCOUNT_RATE_LIMITS = {"login_failed": False}
@@ -226,6 +252,13 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 # failed and its lock (one server ...) freed for the next operation.
 PANEL_HEARTBEAT_SECONDS = env_int("PANEL_HEARTBEAT_SECONDS", 10)
 PANEL_OPERATION_STALE_SECONDS = env_int("PANEL_OPERATION_STALE_SECONDS", 60)
+
+# Largest API page (?limit=); bigger asks answer 400.
+PANEL_API_MAX_LIMIT = env_int("PANEL_API_MAX_LIMIT", 500)
+# Networks of the panel's own host beyond those its interfaces show (servers/addresses.py),
+# and the networks non-administrators may add servers in (blank: public addresses only).
+PANEL_OWN_NETWORKS = env_list("PANEL_OWN_NETWORKS")
+PANEL_SERVER_NETWORKS = env_list("PANEL_SERVER_NETWORKS")
 
 LOGIN_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW = env_int("PANEL_LOGIN_FAILURE_WINDOW", 300)
@@ -311,8 +344,14 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.Pagination",
     "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "core.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",

@@ -1,3 +1,8 @@
+from importlib import import_module
+from importlib.util import find_spec
+from pathlib import Path
+
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
@@ -11,17 +16,29 @@ admin.site.site_header = "Unified Hosting Panel"
 admin.site.site_title = "Hosting Panel admin"
 admin.site.login = account_views.admin_login
 
+
+def app_urls() -> list:
+    """Each app of this repository with a ``urls.py`` is mounted at its ``url_prefix``
+    (default ``<label>/``); one without pages yet shows its ``placeholder``."""
+    found = []
+    for config in apps.get_app_configs():
+        if Path(config.path).parent != settings.BASE_DIR:
+            continue  # third-party apps mount themselves below
+        if find_spec(f"{config.name}.urls") is not None:
+            module = import_module(f"{config.name}.urls")
+            prefix = getattr(module, "url_prefix", f"{config.label}/")
+            found.append(path(prefix, include(module)))
+        elif hasattr(config, "placeholder"):
+            found.append(
+                path(f"{config.label}/", views.area, {"area": config.label}, name=config.label)
+            )
+    return found
+
+
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("operations/", include("core.urls")),
-    path("servers/", include("servers.urls")),
-    path("websites/", views.area, {"area": "websites"}, name="websites"),
-    path("dns/", views.area, {"area": "dns"}, name="dns"),
-    path("vps/", views.area, {"area": "vps"}, name="vps"),
-    path("monitoring/", views.area, {"area": "monitoring"}, name="monitoring"),
-    path("account/", include("accounts.urls")),
-    path("2fa/", include("accounts.urls_2fa")),
+    *app_urls(),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("panel.api.urls")),

@@ -1,6 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
 
-from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
+from core.admin_base import PolicyAdmin, PolicyInline, allowed, each_allowed
+from core.forms import secret_field
+from core.policy import ACCEPT_HOST_KEY, APPLY
 from servers import services
 from servers.models import (
     AppliedFile,
@@ -13,14 +16,30 @@ from servers.models import (
 )
 
 
-class FirewallRuleInline(admin.TabularInline):
+class FirewallRuleInline(PolicyInline):
+    """Shown on the server; rules are added and changed on their own page (audited, guarded
+    against lock-out and applied, like everywhere else)."""
+
     model = FirewallRule
-    extra = 0
-    fields = ["position", "action", "protocol", "port", "port_end", "source", "comment"]
+    fields = services.RULE_FIELDS
+    readonly_fields = services.RULE_FIELDS
+
+
+class ServerAdminForm(forms.ModelForm):
+    private_key = secret_field(textarea=True, help_text="Blank keeps the current key.")
+    password = secret_field(help_text="Blank keeps the current password.")
+
+    class Meta:
+        model = Server
+        fields = [*services.SERVER_FIELDS, *services.SERVER_SECRETS]
 
 
 @admin.register(Server)
-class ServerAdmin(AuditedModelAdmin):
+class ServerAdmin(PolicyAdmin):
+    form = ServerAdminForm
+    create_service = services.do_create_server
+    update_service = services.do_update_server
+    delete_service = services.do_delete_server
     list_display = [
         "name",
         "address",
@@ -48,55 +67,71 @@ class ServerAdmin(AuditedModelAdmin):
         "drift_checked_at",
         "created_at",
     ]
-    exclude = ["private_key", "password"]
     inlines = [FirewallRuleInline]
     actions = ["accept_host_key", "apply", "check_drift"]
+
+    def service_data(self, form) -> dict:
+        data = super().service_data(form)
+        for name in services.SERVER_SECRETS:
+            if not data.get(name):
+                data.pop(name, None)  # blank keeps the stored secret
+        return data
 
     @admin.display(boolean=True, description="host key changed")
     def host_key_changed(self, obj):
         return bool(obj.pending_host_key)
 
-    @admin.action(description="Accept the new host key", permissions=["change"])
+    @admin.action(description="Accept the new host key", permissions=["accept_host_key"])
     def accept_host_key(self, request, queryset):
-        for server in queryset.exclude(pending_host_key=""):
+        for server in allowed(request, queryset, ACCEPT_HOST_KEY).exclude(pending_host_key=""):
             services.do_accept_host_key(server, actor=request.user)
             self.message_user(request, f"{server}: new host key accepted.", messages.SUCCESS)
 
-    @admin.action(description="Apply managed files now", permissions=["change"])
+    @admin.action(description="Apply managed files now", permissions=["apply"])
     def apply(self, request, queryset):
-        for server in queryset:
-            services.start_apply(server, actor=request.user)
-        self.message_user(request, f"Apply queued for {queryset.count()} server(s).")
+        each_allowed(
+            self, request, queryset, APPLY, services.start_apply, "Apply queued for {n} server(s)."
+        )
 
-    @admin.action(description="Check for drift", permissions=["change"])
+    @admin.action(description="Check for drift", permissions=["apply"])
     def check_drift(self, request, queryset):
-        for server in queryset:
-            services.start_drift_check(server, actor=request.user)
-        self.message_user(request, f"Drift check queued for {queryset.count()} server(s).")
+        each_allowed(
+            self,
+            request,
+            queryset,
+            APPLY,
+            services.start_drift_check,
+            "Drift check queued for {n} server(s).",
+        )
 
-    def delete_model(self, request, obj):
-        services.do_delete_server(obj, actor=request.user)
+
+def _create_rule(*, actor, data):
+    data = dict(data)
+    return services.do_save_rule(data.pop("server"), actor=actor, data=data)
+
+
+def _update_rule(rule, *, actor, data):
+    data = {k: v for k, v in data.items() if k != "server"}  # a rule never moves
+    return services.do_save_rule(rule.server, actor=actor, data=data, rule=rule)
 
 
 @admin.register(FirewallRule)
-class FirewallRuleAdmin(AuditedModelAdmin):
-    list_display = [
-        "server",
-        "position",
-        "action",
-        "protocol",
-        "port",
-        "port_end",
-        "source",
-        "comment",
-    ]
+class FirewallRuleAdmin(PolicyAdmin):
+    create_service = _create_rule
+    update_service = _update_rule
+    delete_service = services.do_delete_rule
+    fields = ["server", *services.RULE_FIELDS]
+    list_display = ["server", *services.RULE_FIELDS]
     list_filter = ["action", "protocol"]
     search_fields = ["server__name", "comment", "source"]
     list_select_related = ["server"]
 
+    def get_readonly_fields(self, request, obj=None):
+        return ["server"] if obj is not None else []
+
 
 @admin.register(DriftItem)
-class DriftItemAdmin(ReadOnlyAdmin):
+class DriftItemAdmin(PolicyAdmin):
     list_display = ["server", "path", "kind", "detected_at"]
     list_filter = ["kind"]
     search_fields = ["server__name", "path"]
@@ -104,21 +139,21 @@ class DriftItemAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TerminalSession)
-class TerminalSessionAdmin(ReadOnlyAdmin):
+class TerminalSessionAdmin(PolicyAdmin):
     list_display = ["server", "user", "ip", "started_at", "ended_at", "bytes_in", "bytes_out"]
     search_fields = ["server__name", "user__email"]
     list_select_related = ["server", "user"]
 
 
 @admin.register(TerminalTicket)
-class TerminalTicketAdmin(ReadOnlyAdmin):
+class TerminalTicketAdmin(PolicyAdmin):
     list_display = ["user", "server", "expires_at", "used_at"]
     exclude = ["digest"]
     list_select_related = ["user", "server"]
 
 
 @admin.register(AppliedFile)
-class AppliedFileAdmin(ReadOnlyAdmin):
+class AppliedFileAdmin(PolicyAdmin):
     """What the apply engine has written and verified on each server (its record)."""
 
     list_display = ["server", "path", "service", "unit", "mode", "owner", "applied_at"]
@@ -129,6 +164,6 @@ class AppliedFileAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DirtyUnit)
-class DirtyUnitAdmin(ReadOnlyAdmin):
+class DirtyUnitAdmin(PolicyAdmin):
     list_display = ["server", "unit", "created_at"]
     list_select_related = ["server"]

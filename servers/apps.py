@@ -5,6 +5,8 @@ class ServersConfig(AppConfig):
     name = "servers"
 
     def ready(self):
+        from django.contrib.auth.signals import user_logged_out
+
         from core import schedules
         from servers.engine import registry
         from servers.firewall import FirewallFiles
@@ -13,3 +15,12 @@ class ServersConfig(AppConfig):
         registry.register_service(NftService)
         registry.register_provider(FirewallFiles())
         schedules.every(60, "servers.tasks.detect_drift_everywhere", name="drift_check")
+        # Signing out (from any page, or refused by the IP allow-list or idle timeout) ends
+        # the terminals that browser session opened.
+        user_logged_out.connect(_close_terminals, dispatch_uid="servers.close_terminals")
+
+
+def _close_terminals(sender, request, user, **kwargs):
+    from servers.consumers import close_for_session
+
+    close_for_session(getattr(getattr(request, "session", None), "session_key", None))

@@ -2,23 +2,21 @@ import json
 
 from django import forms
 
-from accounts.models import Role, User
-from servers.engine import validate_overrides
+from accounts.models import User
+from core.forms import secret_field
+from core.policy import ADMIN, restrict, role_of
+from core.validators import refuse_nul
+from servers import services
 from servers.models import FirewallRule, Server
 
 
 class ServerForm(forms.ModelForm):
-    private_key = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+    private_key = secret_field(
+        textarea=True,
         help_text="Leave blank to have the panel generate an ed25519 key; its public half is "
         "shown on the server page for authorized_keys.",
     )
-    password = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Only for password authentication. Stored encrypted.",
-    )
+    password = secret_field(help_text="Only for password authentication. Stored encrypted.")
     profile = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "class": "font-mono"}),
@@ -27,37 +25,21 @@ class ServerForm(forms.ModelForm):
 
     class Meta:
         model = Server
-        fields = [
-            "name",
-            "address",
-            "ssh_port",
-            "ssh_user",
-            "auth_method",
-            "private_key",
-            "password",
-            "transport",
-            "kind",
-            "location",
-            "status",
-            "owner",
-            "notes",
-            "profile",
-        ]
+        fields = [*services.SERVER_FIELDS, *services.SERVER_SECRETS]
         widgets = {"notes": forms.Textarea(attrs={"rows": 2})}
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        self.order_fields(["name", "address", "ssh_port", "ssh_user", "auth_method"])
         if self.instance.pk:
             self.initial["profile"] = (
                 json.dumps(self.instance.profile) if self.instance.profile else ""
             )
             self.fields["private_key"].help_text = "Leave blank to keep the current key."
             self.fields["password"].help_text = "Leave blank to keep the current password."
-        if user.role == Role.ADMIN:
-            self.fields["owner"].queryset = User.objects.filter(
-                role__in=[Role.ADMIN, Role.RESELLER]
-            )
+        if role_of(user) == ADMIN:
+            self.fields["owner"].queryset = restrict(User, user).filter(role__in=Server.policy.add)
             if not self.instance.pk:
                 self.initial["owner"] = user.pk  # model_to_dict put None there
         else:
@@ -74,7 +56,7 @@ class ServerForm(forms.ModelForm):
             value = json.loads(raw)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
-        validate_overrides(value)
+        refuse_nul(value, "profile")
         return value
 
     def clean(self):
@@ -86,13 +68,10 @@ class ServerForm(forms.ModelForm):
         return data
 
     def service_data(self) -> dict:
-        data = dict(self.cleaned_data)
-        if "owner" not in data:
-            data["owner"] = self.instance.owner if self.instance.pk else self.user
-        return data
+        return dict(self.cleaned_data)
 
 
 class FirewallRuleForm(forms.ModelForm):
     class Meta:
         model = FirewallRule
-        fields = ["position", "action", "protocol", "port", "port_end", "source", "comment"]
+        fields = services.RULE_FIELDS

@@ -10,7 +10,17 @@ from django.db import models
 from django.utils import timezone
 
 from core.fields import EncryptedTextField
-from core.policy import OwnedQuerySet
+from core.policy import (
+    ADMIN,
+    APPLY,
+    CHANGE,
+    DELETE,
+    RESELLER,
+    VIEW,
+    PolicyQuerySet,
+    Rules,
+)
+from core.validators import validate_multiline_text, validate_plain_text
 from servers.validators import (
     validate_address,
     validate_cidr,
@@ -18,15 +28,18 @@ from servers.validators import (
     validate_unix_user,
 )
 
-COMMENT = re.compile(r"^[A-Za-z0-9 .,_:/()+-]*$")
+COMMENT = re.compile(r"[A-Za-z0-9 .,_:/()+-]*")
 
 
 def validate_comment(value: str) -> None:
-    if not COMMENT.match(value):
+    if not COMMENT.fullmatch(value):
         raise ValidationError("Use letters, digits, spaces and . , _ : / ( ) + - only.")
 
 
 PORT = [MinValueValidator(1), MaxValueValidator(65535)]
+# A server on the panel's own host ("local" transport) is for administrators alone: owners
+# still see it, but every other action leaves it out.
+NOT_LOCAL = ~models.Q(transport="local")
 
 
 class Server(models.Model):
@@ -57,7 +70,7 @@ class Server(models.Model):
     )
     transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.SSH)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PHYSICAL)
-    location = models.CharField(max_length=100, blank=True)
+    location = models.CharField(max_length=100, blank=True, validators=[validate_plain_text])
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNKNOWN)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -65,7 +78,7 @@ class Server(models.Model):
         related_name="servers",
         help_text="An administrator or a reseller.",
     )
-    notes = models.TextField(blank=True)
+    notes = models.TextField(blank=True, validators=[validate_multiline_text])
     auth_method = models.CharField(
         "authentication", max_length=10, choices=Auth.choices, default=Auth.KEY
     )
@@ -94,7 +107,12 @@ class Server(models.Model):
     drift_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = OwnedQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner_may=frozenset({VIEW, CHANGE, DELETE, APPLY}),
+        add=frozenset({ADMIN, RESELLER}),
+        guard=NOT_LOCAL,
+    )
 
     class Meta:
         ordering = ["name"]
@@ -113,7 +131,7 @@ class Server(models.Model):
 
     def clean(self):
         super().clean()
-        if self.owner_id and self.owner.role not in ("admin", "reseller"):
+        if self.owner_id and self.owner.role not in self.policy.add:
             raise ValidationError({"owner": "Servers belong to an administrator or a reseller."})
         ssh_password = self.transport == self.Transport.SSH and (
             self.auth_method == self.Auth.PASSWORD
@@ -127,12 +145,6 @@ class Server(models.Model):
         return fingerprint(key if key is not None else self.host_key)
 
 
-class ServerChildQuerySet(OwnedQuerySet):
-    """Rows that belong to a server are visible to whoever sees the server."""
-
-    owner_field = "server__owner"
-
-
 class FirewallRule(models.Model):
     class Action(models.TextChoices):
         ALLOW = "allow", "Allow"
@@ -144,7 +156,9 @@ class FirewallRule(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="firewall_rules")
-    position = models.PositiveIntegerField(default=100, help_text="Lower runs first.")
+    position = models.PositiveIntegerField(
+        default=100, validators=[MaxValueValidator(100000)], help_text="Lower runs first."
+    )
     action = models.CharField(max_length=5, choices=Action.choices, default=Action.ALLOW)
     protocol = models.CharField(max_length=3, choices=Protocol.choices, default=Protocol.TCP)
     port = models.PositiveIntegerField(validators=PORT)
@@ -159,7 +173,13 @@ class FirewallRule(models.Model):
     )
     comment = models.CharField(max_length=100, blank=True, validators=[validate_comment])
 
-    objects = ServerChildQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
+    # Whoever may change the server may change its rules.
+    policy = Rules(
+        owner="server__owner",
+        add=frozenset({ADMIN, RESELLER}),
+        guard=~models.Q(server__transport="local"),
+    )
 
     class Meta:
         ordering = ["server", "position", "id"]
@@ -190,7 +210,8 @@ class DriftItem(models.Model):
     diff = models.TextField(blank=True)
     detected_at = models.DateTimeField(default=timezone.now)
 
-    objects = ServerChildQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner="server__owner", owner_may=frozenset({VIEW}), admin_may=frozenset({VIEW}))
 
     class Meta:
         ordering = ["server", "path"]
@@ -210,6 +231,9 @@ class TerminalTicket(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
+    # Only the consumer that claims a ticket reads it.
+    policy = Rules(owner=None, support_may=frozenset(), admin_may=frozenset())
+
     def __str__(self) -> str:
         return f"ticket for {self.user} on {self.server}"
 
@@ -224,7 +248,9 @@ class TerminalSession(models.Model):
     bytes_in = models.BigIntegerField(default=0)
     bytes_out = models.BigIntegerField(default=0)
 
-    objects = ServerChildQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
+    # The terminal is for administrators: staff read the sessions, owners do not.
+    policy = Rules(owner=None, admin_may=frozenset({VIEW}))
 
     class Meta:
         ordering = ["-started_at"]
@@ -253,7 +279,9 @@ class AppliedFile(models.Model):
     shard = models.CharField(max_length=2, help_text="Manifest shard on the server.")
     applied_at = models.DateTimeField(default=timezone.now)
 
-    objects = ServerChildQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
+    # Engine state: staff read it, nobody changes it outside the engine.
+    policy = Rules(owner=None, admin_may=frozenset({VIEW}))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["server", "path"], name="applied_once")]
@@ -271,7 +299,8 @@ class DirtyUnit(models.Model):
     unit = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = ServerChildQuerySet.as_manager()
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner=None, admin_may=frozenset({VIEW}))
 
     def __str__(self) -> str:
         return f"{self.server}: {self.unit or 'everything'}"

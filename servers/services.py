@@ -1,20 +1,28 @@
 """State changes of servers. Each writes rows and its audit entry in one transaction, and
-starts the Operation that makes the server match."""
+starts the Operation that makes the server match.
+
+The field lists here are the only place that says what a caller may write: forms,
+serializers and the admin all take their fields from them.
+"""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 
 from core import audit
 from core.operations import start_operation
+from core.policy import ADD, ADMIN, APPLY, may, role_of
+from core.services import accept_only, refuse_nul_in
 from servers import connection
+from servers.addresses import check_server_address
 from servers.engine import validate_overrides
 from servers.engine.state import mark_dirty
 from servers.firewall import FirewallFiles, check_lockout
 from servers.models import FirewallRule, Server
 from servers.transport import generate_keypair, public_key_of
 
+# What a caller may write on a server, and the write-only secrets beside them.
 SERVER_FIELDS = [
     "name",
     "address",
@@ -29,34 +37,66 @@ SERVER_FIELDS = [
     "auth_method",
     "profile",
 ]
+SERVER_SECRETS = ["private_key", "password"]
 FIREWALL_UNIT = FirewallFiles.UNIT
 RULE_FIELDS = ["position", "action", "protocol", "port", "port_end", "source", "comment"]
 
 
 def _check_transport(actor, server: Server) -> None:
     # "Local" runs commands and writes files on the panel's own host: administrators only.
-    if server.transport == Server.Transport.LOCAL and getattr(actor, "role", None) != "admin":
+    # Checked by every service function, not only on edit (the policy hides such servers
+    # from non-administrators' actions too).
+    if server.transport == Server.Transport.LOCAL and actor is not None and role_of(actor) != ADMIN:
         raise ValidationError(
             {"transport": "Only administrators may manage the panel's own host (local transport)."}
         )
 
 
+def _check_owner(actor, server: Server, before_owner_id: int | None) -> None:
+    """Non-administrators own the servers they add, and cannot hand them to anyone else."""
+    if actor is None or role_of(actor) == ADMIN:
+        return
+    wanted = before_owner_id if before_owner_id is not None else actor.pk
+    if server.owner_id != wanted:
+        raise ValidationError({"owner": "You can only own servers yourself."})
+
+
+def _set_private_key(server: Server, private_key: str) -> None:
+    try:
+        server.public_key = public_key_of(private_key)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's input
+        raise ValidationError({"private_key": str(exc)}) from exc
+    server.private_key = private_key
+
+
+def _validate(actor, server: Server, *, address_changed: bool) -> None:
+    refuse_nul_in(server, [*SERVER_FIELDS, "profile"])
+    try:
+        validate_overrides(server.profile or {})
+    except ValidationError as exc:
+        raise ValidationError({"profile": exc.messages}) from exc
+    _check_transport(actor, server)
+    if address_changed:
+        check_server_address(actor, server.address)
+    server.full_clean()
+
+
 def do_create_server(*, actor, data: dict) -> Server:
+    if actor is not None and not may(actor, ADD, Server):
+        raise PermissionDenied("Only administrators and resellers add servers.")
+    accept_only(data, SERVER_FIELDS + SERVER_SECRETS)
     data = dict(data)
     private_key = data.pop("private_key", "") or ""
+    if actor is not None and data.get("owner") is None:
+        data["owner"] = actor
     server = Server(**data)
     if server.auth_method == Server.Auth.KEY:
         if private_key:
-            try:
-                server.public_key = public_key_of(private_key)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is a user error
-                raise ValidationError({"private_key": str(exc)}) from exc
-            server.private_key = private_key
+            _set_private_key(server, private_key)
         else:
             server.private_key, server.public_key = generate_keypair(f"hosting-panel@{server.name}")
-    validate_overrides(server.profile or {})
-    _check_transport(actor, server)
-    server.full_clean()
+    _check_owner(actor, server, None)
+    _validate(actor, server, address_changed=True)
     with transaction.atomic():
         server.save()
         audit.record(
@@ -69,20 +109,25 @@ def do_create_server(*, actor, data: dict) -> Server:
 
 
 def do_update_server(server: Server, *, actor, data: dict) -> Server:
-    before = audit.snapshot(Server.objects.get(pk=server.pk), SERVER_FIELDS)
+    accept_only(data, SERVER_FIELDS + SERVER_SECRETS)
+    # From the database: a bound ModelForm has already written new values onto ``server``.
+    stored = Server.objects.get(pk=server.pk)
+    before = audit.snapshot(stored, SERVER_FIELDS)
+    _check_transport(actor, stored)
     secrets_changed = False
     for name, value in data.items():
-        if name in ("private_key", "password"):
+        if name in SERVER_SECRETS:
             if value:
-                setattr(server, name, value)
                 secrets_changed = True
                 if name == "private_key":
-                    server.public_key = public_key_of(value)
+                    _set_private_key(server, value)
+                else:
+                    server.password = value
             continue
         setattr(server, name, value)
-    validate_overrides(server.profile or {})
-    _check_transport(actor, server)
-    server.full_clean()
+    _check_owner(actor, server, stored.owner_id)
+    moved = (server.address, server.ssh_port) != (stored.address, stored.ssh_port)
+    _validate(actor, server, address_changed=moved)
     with transaction.atomic():
         server.save()
         changes = audit.diff(before, audit.snapshot(server, SERVER_FIELDS))
@@ -107,6 +152,7 @@ def dependants(server: Server) -> dict[str, list[str]]:
 
 
 def do_delete_server(server: Server, *, actor) -> None:
+    _check_transport(actor, server)
     remaining = dependants(server)
     if remaining:
         listing = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in remaining.items())
@@ -139,11 +185,14 @@ def do_accept_host_key(server: Server, *, actor) -> Server:
 def do_save_rule(
     server: Server, *, actor, data: dict, rule: FirewallRule | None = None
 ) -> FirewallRule:
+    accept_only(data, RULE_FIELDS)
+    _check_transport(actor, server)
     creating = rule is None
     rule = rule or FirewallRule(server=server)
     before = {} if creating else audit.snapshot(FirewallRule.objects.get(pk=rule.pk), RULE_FIELDS)
     for name, value in data.items():
         setattr(rule, name, value)
+    refuse_nul_in(rule, RULE_FIELDS)
     rule.full_clean()
     others = [r for r in server.firewall_rules.all() if r.pk != rule.pk]
     check_lockout(server, [*others, rule])
@@ -162,6 +211,7 @@ def do_save_rule(
 
 def do_delete_rule(rule: FirewallRule, *, actor) -> None:
     server = rule.server
+    _check_transport(actor, server)
     others = [r for r in server.firewall_rules.all() if r.pk != rule.pk]
     check_lockout(server, others)
     with transaction.atomic():
@@ -171,12 +221,14 @@ def do_delete_rule(rule: FirewallRule, *, actor) -> None:
 
 
 def _start(kind: str, task: str, server: Server, actor, args: dict | None = None):
+    _check_transport(actor, server)
     return start_operation(
         kind=kind,
         task=task,
         owner=server.owner,
         requested_by=actor,
         target=server,
+        target_action=APPLY,
         lock_key=server.lock_key,
         args={"server_id": server.pk, **(args or {})},
     )

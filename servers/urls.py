@@ -4,12 +4,16 @@ from servers import views
 
 urlpatterns = [
     path("", views.ServerList.as_view(), name="servers"),
-    path("add/", views.server_form, name="server-add"),
+    path("add/", views.ServerEdit.as_view(), name="server-add"),
     path("<uuid:uuid>/", views.ServerDetail.as_view(), name="server"),
     path("<uuid:uuid>/row/", views.ServerRow.as_view(), name="server-row"),
-    path("<uuid:uuid>/edit/", views.server_form, name="server-edit"),
-    path("<uuid:uuid>/delete/", views.server_delete, name="server-delete"),
-    path("<uuid:uuid>/accept-host-key/", views.accept_host_key, name="server-accept-key"),
+    path("<uuid:uuid>/edit/", views.ServerEdit.as_view(), name="server-edit"),
+    path("<uuid:uuid>/delete/", views.ServerDelete.as_view(), name="server-delete"),
+    path("<uuid:uuid>/accept-host-key/", views.AcceptHostKey.as_view(), name="server-accept-key"),
+    path("<uuid:uuid>/test/", views.TestConnection.as_view(), name="server-test"),
+    path("<uuid:uuid>/facts/", views.GatherFacts.as_view(), name="server-facts"),
+    path("<uuid:uuid>/apply/", views.Apply.as_view(), name="server-apply"),
+    path("<uuid:uuid>/drift/", views.CheckDrift.as_view(), name="server-drift"),
     path("<uuid:uuid>/firewall/", views.rule_add, name="server-rule-add"),
     path(
         "<uuid:uuid>/firewall/<uuid:rule_uuid>/delete/",
@@ -18,5 +22,4 @@ urlpatterns = [
     ),
     path("<uuid:uuid>/terminal/", views.terminal, name="server-terminal"),
     path("<uuid:uuid>/terminal/ticket/", views.terminal_ticket, name="server-terminal-ticket"),
-    path("<uuid:uuid>/<str:action>/", views.server_action, name="server-action"),
 ]

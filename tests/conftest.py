@@ -13,8 +13,8 @@ import pytest
 from django.db import connections
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.devices import AuthenticatorDevice
 from accounts.models import Role, User
 
 PASSWORD = "correct horse battery staple"
@@ -50,15 +50,15 @@ def make_user(email: str, role: str, **extra) -> User:
     return user
 
 
-def add_totp(user: User) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+def add_totp(user: User) -> AuthenticatorDevice:
+    return AuthenticatorDevice.objects.create(user=user, name="phone", confirmed=True)
 
 
 def login(user: User, *, verified: bool = True, client: Client | None = None) -> Client:
     """A client logged in as ``user``; staff get a TOTP device, ``verified`` passes it."""
     client = client or Client()
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
-    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    device = AuthenticatorDevice.objects.filter(user=user, confirmed=True).first()
     if device is None and user.requires_second_factor:
         device = add_totp(user)
     if device is not None and verified:

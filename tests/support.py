@@ -31,6 +31,19 @@ def wait_for_gate(ctx, seconds: float = 10):
     return "released"
 
 
+def refused(ctx):
+    """Fails the way an SSH connection to a closed port does."""
+    from servers.transport import TransportError
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as exc:
+            raise TransportError(f"cannot reach 10.0.0.1:6379: {exc}", retryable=True) from exc
+    except TransportError as exc:
+        raise OperationError(str(exc)) from exc
+
+
 class PoolFiles:
     """An apply provider for tests: PHP-FPM pools, one unit each (``pool:NAME``)."""
 

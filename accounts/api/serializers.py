@@ -1,22 +1,17 @@
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django_otp import user_has_device
 from rest_framework import serializers
 
 from accounts import services
 from accounts.models import ApiToken, Role, User
+from core.api.serializers import ServiceSerializer
 from core.models import AuditEntry
+from core.policy import restrict
 
 
-def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
-    if hasattr(exc, "error_dict"):
-        return serializers.ValidationError(exc.message_dict)
-    return serializers.ValidationError({"detail": exc.messages})
-
-
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(ServiceSerializer):
     reseller = serializers.SlugRelatedField(
         slug_field="uuid",
-        queryset=User.objects.filter(role=Role.RESELLER),
+        queryset=User.objects.none(),
         required=False,
         allow_null=True,
     )
@@ -24,46 +19,34 @@ class UserSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = [
-            "uuid",
-            "email",
-            "name",
-            "role",
-            "reseller",
-            "company",
-            "timezone",
-            "is_active",
-            "date_joined",
-            "password",
-        ]
+        fields = ["uuid", *services.USER_CREATE_FIELDS, "date_joined", "password"]
         read_only_fields = ["uuid", "date_joined"]
+        extra_kwargs = {"role": {"required": False}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            # Resellers the caller may see: related choices come from the policy too.
+            self.fields["reseller"].queryset = restrict(User, request.user).filter(
+                role=Role.RESELLER
+            )
+        if self.instance is not None:
+            # A new address is verified before use: change it on the email page.
+            self.fields["email"].read_only = True
 
     def create(self, validated):
-        request = self.context["request"]
-        try:
-            return services.do_create_user(actor=request.user, **validated)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+        password = validated.pop("password", None)
+        return services.do_create_user(actor=self.actor, data=validated, password=password)
 
     def update(self, user, validated):
-        request = self.context["request"]
         validated.pop("password", None)
-        if request.user.role != Role.ADMIN:
-            for field in ("role", "reseller"):
-                if field in validated and validated[field] != getattr(user, field):
-                    raise serializers.ValidationError(
-                        {field: "Only administrators may change this."}
-                    )
-        if user == request.user and validated.get("is_active") is False:
-            raise serializers.ValidationError({"is_active": "You cannot deactivate yourself."})
-        try:
-            return services.do_update_user(user, actor=request.user, data=validated)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+        return services.do_update_user(user, actor=self.actor, data=validated)
 
 
-class MeSerializer(serializers.ModelSerializer):
+class MeSerializer(ServiceSerializer):
     two_factor_enabled = serializers.SerializerMethodField()
+    update_service = staticmethod(services.do_update_profile)
 
     class Meta:
         model = User
@@ -83,16 +66,8 @@ class MeSerializer(serializers.ModelSerializer):
     def get_two_factor_enabled(self, user) -> bool:
         return user_has_device(user, confirmed=True)
 
-    def update(self, user, validated):
-        try:
-            return services.do_update_profile(
-                user, actor=self.context["request"].user, data=validated
-            )
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
 
-
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(ServiceSerializer):
     token = serializers.SerializerMethodField(help_text="Shown once, on creation.")
 
     class Meta:
@@ -124,10 +99,10 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     def create(self, validated):
         request = self.context["request"]
-        try:
-            token, raw = services.do_create_token(request.user, actor=request.user, **validated)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+        via = request.auth if isinstance(request.auth, ApiToken) else None
+        token, raw = services.do_create_token(
+            request.user, actor=request.user, data=validated, via=via
+        )
         token.raw_token = raw
         return token
 

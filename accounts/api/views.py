@@ -1,5 +1,3 @@
-import django_filters
-from django.urls import path
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.response import Response
 
@@ -10,8 +8,9 @@ from accounts.api.serializers import (
     MeSerializer,
     UserSerializer,
 )
+from accounts.filters import AuditFilter, UserFilter
 from accounts.models import ApiToken, User
-from core.api.viewsets import VisibleModelMixin, VisibleReadOnlyViewSet
+from core.api.viewsets import PolicyViewSetMixin, ServiceViewSet, VisibleReadOnlyViewSet
 from core.models import AuditEntry
 
 
@@ -25,20 +24,7 @@ class MeView(generics.RetrieveUpdateAPIView):
         return self.request.user
 
 
-class UserFilter(django_filters.FilterSet):
-    class Meta:
-        model = User
-        fields = ["role", "is_active"]
-
-
-class UserViewSet(
-    VisibleModelMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
+class UserViewSet(ServiceViewSet):
     """Administrators see everyone; resellers themselves and their customers."""
 
     queryset = User.objects.all()
@@ -52,6 +38,7 @@ class UserViewSet(
 
 
 class ApiTokenViewSet(
+    PolicyViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -60,26 +47,16 @@ class ApiTokenViewSet(
 ):
     """Your own API tokens. DELETE revokes (the row stays for the record)."""
 
-    queryset = ApiToken.objects.none()
+    queryset = ApiToken.objects.all()
     serializer_class = ApiTokenSerializer
-    lookup_field = "uuid"
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return ApiToken.objects.none()
-        return ApiToken.objects.filter(user=self.request.user)
+    def optimise(self, qs):
+        # Administrators revoke others' tokens in the admin; here everyone sees only theirs.
+        return qs.filter(user=self.request.user)
 
     def destroy(self, request, *args, **kwargs):
         services.do_revoke_token(self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class AuditFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-
-    class Meta:
-        model = AuditEntry
-        fields = ["action", "object_type", "object_id"]
 
 
 class AuditViewSet(VisibleReadOnlyViewSet):
@@ -89,6 +66,3 @@ class AuditViewSet(VisibleReadOnlyViewSet):
     serializer_class = AuditEntrySerializer
     filterset_class = AuditFilter
     lookup_field = "pk"
-
-
-urlpatterns = [path("me/", MeView.as_view(), name="api-me")]

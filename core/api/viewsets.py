@@ -1,23 +1,56 @@
-"""Base for API viewsets: the queryset always comes from ``for_user`` (out of reach is 404)."""
+"""Bases for API viewsets: querysets come from the policy, so out of reach is 404.
 
-from rest_framework import permissions, viewsets
+The policy action follows the HTTP method (GET: view, PUT/PATCH: change, DELETE: delete);
+an ``@action`` names its own with ``policy_action=...``. Creating checks the model-level
+``add`` rule.
+"""
 
-from core.policy import CHANGE, VIEW
+from __future__ import annotations
+
+from rest_framework import mixins, permissions, viewsets
+from rest_framework.exceptions import PermissionDenied
+
+from core.policy import ADD, CHANGE, DELETE, VIEW, may, restrict
+
+METHOD_ACTIONS = {"PUT": CHANGE, "PATCH": CHANGE, "DELETE": DELETE}
 
 
-class VisibleModelMixin:
+class PolicyViewSetMixin:
     lookup_field = "uuid"
-    queryset_extra = None
+    policy_action: str | None = None  # set per route by @action(policy_action=...)
 
     def get_queryset(self):
         model = self.queryset.model
-        action = VIEW if self.request.method in permissions.SAFE_METHODS else CHANGE
-        qs = model.objects.for_user(self.request.user, action)
-        return self.optimise(qs)
+        action = self.policy_action or (
+            VIEW
+            if self.request.method in permissions.SAFE_METHODS
+            else METHOD_ACTIONS.get(self.request.method, CHANGE)
+        )
+        return self.optimise(restrict(model, self.request.user, action))
 
     def optimise(self, qs):
         return qs
 
+    def perform_create(self, serializer):
+        if not may(self.request.user, ADD, self.queryset.model):
+            raise PermissionDenied("You may not create these.")
+        serializer.save()
 
-class VisibleReadOnlyViewSet(VisibleModelMixin, viewsets.ReadOnlyModelViewSet):
+
+# The name the first viewsets were written against.
+VisibleModelMixin = PolicyViewSetMixin
+
+
+class VisibleReadOnlyViewSet(PolicyViewSetMixin, viewsets.ReadOnlyModelViewSet):
     pass
+
+
+class ServiceViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """List, read, create and update through a ``ServiceSerializer``."""

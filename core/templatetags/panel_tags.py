@@ -59,3 +59,27 @@ def query_with(context, **kwargs) -> str:
     for key, value in kwargs.items():
         query[key] = value
     return query.urlencode()
+
+
+@register.simple_tag(takes_context=True)
+def render_section(context, section) -> str:
+    """A section another app adds to this page (core/sections.py)."""
+    from django.template.loader import render_to_string
+
+    return render_to_string(section.template, section.context, request=context.get("request"))
+
+
+@register.simple_tag(takes_context=True)
+def may(context, action: str, target) -> bool:
+    """``{% may "apply" server as can_apply %}``: the policy's answer for the current user.
+
+    ``target`` is an object (its precomputed ``may`` is used when present) or a model label
+    such as ``"servers.server"`` for model-level actions like ``add``.
+    """
+    from django.apps import apps
+
+    from core import policy
+
+    if isinstance(target, str):
+        target = apps.get_model(target)
+    return policy.may(context["request"].user, action, target)

@@ -1,15 +1,25 @@
+"""The API: one router holding every app's ``api/urls.py`` (``routes`` and ``urlpatterns``).
+
+An app joins by having that module; nothing here names the apps.
+"""
+
+from importlib import import_module
+from importlib.util import find_spec
+from pathlib import Path
+
+from django.apps import apps
+from django.conf import settings
 from rest_framework.routers import DefaultRouter
 
-from accounts.api import views as account_views
-from core.api.views import OperationViewSet
-from servers.api.views import FirewallRuleViewSet, ServerViewSet
-
 router = DefaultRouter()
-router.register("operations", OperationViewSet, basename="operation")
-router.register("users", account_views.UserViewSet, basename="user")
-router.register("tokens", account_views.ApiTokenViewSet, basename="apitoken")
-router.register("audit", account_views.AuditViewSet, basename="auditentry")
-router.register("servers", ServerViewSet, basename="server")
-router.register("firewall-rules", FirewallRuleViewSet, basename="firewallrule")
-
-urlpatterns = [*account_views.urlpatterns, *router.urls]
+urlpatterns: list = []
+for config in apps.get_app_configs():
+    module_name = f"{config.name}.api.urls"
+    ours = Path(config.path).parent == settings.BASE_DIR  # apps of this repository
+    if not ours or find_spec(f"{config.name}.api") is None or find_spec(module_name) is None:
+        continue
+    module = import_module(module_name)
+    for prefix, viewset, basename in getattr(module, "routes", []):
+        router.register(prefix, viewset, basename=basename)
+    urlpatterns += getattr(module, "urlpatterns", [])
+urlpatterns += router.urls

@@ -1,11 +1,25 @@
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from accounts.api.serializers import as_drf_error
-from accounts.models import Role, User
+from accounts.models import User
+from core.api.serializers import ServiceSerializer
+from core.policy import CHANGE, is_staff, restrict
 from servers import services
-from servers.engine import validate_overrides
 from servers.models import DriftItem, FirewallRule, Server
+
+SERVER_READ_ONLY = [
+    "uuid",
+    "public_key",
+    "host_key_fingerprint",
+    "pending_host_key_fingerprint",
+    "facts",
+    "facts_at",
+    "last_seen_at",
+    "last_error",
+    "applied_at",
+    "drift_checked_at",
+    "created_at",
+]
+CONNECTION_FAILED = "The last connection failed; staff can see the details."
 
 
 class DriftItemSerializer(serializers.ModelSerializer):
@@ -15,11 +29,9 @@ class DriftItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ServerSerializer(serializers.ModelSerializer):
+class ServerSerializer(ServiceSerializer):
     owner = serializers.SlugRelatedField(
-        slug_field="uuid",
-        queryset=User.objects.filter(role__in=[Role.ADMIN, Role.RESELLER]),
-        required=False,
+        slug_field="uuid", queryset=User.objects.none(), required=False
     )
     private_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, style={"base_template": "textarea.html"}
@@ -27,47 +39,23 @@ class ServerSerializer(serializers.ModelSerializer):
     password = serializers.CharField(write_only=True, required=False, allow_blank=True)
     host_key_fingerprint = serializers.SerializerMethodField()
     pending_host_key_fingerprint = serializers.SerializerMethodField()
+    last_error = serializers.SerializerMethodField()
+    create_service = staticmethod(services.do_create_server)
+    update_service = staticmethod(services.do_update_server)
 
     class Meta:
         model = Server
-        fields = [
-            "uuid",
-            "name",
-            "address",
-            "ssh_port",
-            "ssh_user",
-            "transport",
-            "kind",
-            "location",
-            "status",
-            "owner",
-            "notes",
-            "auth_method",
-            "private_key",
-            "password",
-            "public_key",
-            "host_key_fingerprint",
-            "pending_host_key_fingerprint",
-            "profile",
-            "facts",
-            "facts_at",
-            "last_seen_at",
-            "last_error",
-            "applied_at",
-            "drift_checked_at",
-            "created_at",
-        ]
-        read_only_fields = [
-            "uuid",
-            "public_key",
-            "facts",
-            "facts_at",
-            "last_seen_at",
-            "last_error",
-            "applied_at",
-            "drift_checked_at",
-            "created_at",
-        ]
+        fields = [*services.SERVER_FIELDS, *services.SERVER_SECRETS, *SERVER_READ_ONLY]
+        read_only_fields = SERVER_READ_ONLY
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            # Owners the caller may choose: users it may see who may own servers.
+            self.fields["owner"].queryset = restrict(User, request.user).filter(
+                role__in=Server.policy.add
+            )
 
     def get_host_key_fingerprint(self, obj) -> str:
         return obj.host_key_fingerprint()
@@ -75,36 +63,12 @@ class ServerSerializer(serializers.ModelSerializer):
     def get_pending_host_key_fingerprint(self, obj) -> str:
         return obj.host_key_fingerprint(obj.pending_host_key)
 
-    def validate_profile(self, value):
-        try:
-            validate_overrides(value)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages) from exc
-        return value
-
-    def validate(self, attrs):
-        user = self.context["request"].user
-        if user.role != Role.ADMIN:
-            if attrs.get("owner") not in (None, user):
-                raise serializers.ValidationError({"owner": "You can only own servers yourself."})
-            attrs["owner"] = self.instance.owner if self.instance else user
-        elif not self.instance and "owner" not in attrs:
-            attrs["owner"] = user
-        return attrs
-
-    def create(self, validated):
-        try:
-            return services.do_create_server(actor=self.context["request"].user, data=validated)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
-
-    def update(self, server, validated):
-        try:
-            return services.do_update_server(
-                server, actor=self.context["request"].user, data=validated
-            )
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+    def get_last_error(self, obj) -> str:
+        # Connection errors can tell what listens on a port: full text for staff only.
+        request = self.context.get("request")
+        if not obj.last_error or (request is not None and is_staff(request.user)):
+            return obj.last_error
+        return CONNECTION_FAILED
 
 
 class ServerDetailSerializer(ServerSerializer):
@@ -114,50 +78,25 @@ class ServerDetailSerializer(ServerSerializer):
         fields = [*ServerSerializer.Meta.fields, "drift"]
 
 
-class FirewallRuleSerializer(serializers.ModelSerializer):
+class FirewallRuleSerializer(ServiceSerializer):
     server = serializers.SlugRelatedField(slug_field="uuid", queryset=Server.objects.none())
 
     class Meta:
         model = FirewallRule
-        fields = [
-            "uuid",
-            "server",
-            "position",
-            "action",
-            "protocol",
-            "port",
-            "port_end",
-            "source",
-            "comment",
-        ]
+        fields = ["uuid", "server", *services.RULE_FIELDS]
         read_only_fields = ["uuid"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
-        if request is not None and request.user.is_authenticated:
-            self.fields["server"].queryset = Server.objects.for_user(request.user, "change")
-
-    def validate(self, attrs):
-        if (
-            self.instance is not None
-            and "server" in attrs
-            and attrs["server"] != self.instance.server
-        ):
-            raise serializers.ValidationError({"server": "A rule cannot move between servers."})
-        return attrs
-
-    def _save(self, validated, rule=None):
-        server = validated.pop("server", None) or rule.server
-        try:
-            return services.do_save_rule(
-                server, actor=self.context["request"].user, data=validated, rule=rule
-            )
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+        if request is not None:
+            self.fields["server"].queryset = restrict(Server, request.user, CHANGE)
+        if self.instance is not None:
+            self.fields["server"].read_only = True  # a rule never moves between servers
 
     def create(self, validated):
-        return self._save(validated)
+        server = validated.pop("server")
+        return services.do_save_rule(server, actor=self.actor, data=validated)
 
     def update(self, rule, validated):
-        return self._save(validated, rule)
+        return services.do_save_rule(rule.server, actor=self.actor, data=validated, rule=rule)

@@ -1,31 +1,22 @@
-import django_filters
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
-from accounts.api.serializers import as_drf_error
-from accounts.models import Role
 from core.api.serializers import OperationSerializer
-from core.api.viewsets import VisibleModelMixin
+from core.api.viewsets import PolicyViewSetMixin
+from core.policy import ACCEPT_HOST_KEY, APPLY
 from servers import services
 from servers.api.serializers import (
     FirewallRuleSerializer,
     ServerDetailSerializer,
     ServerSerializer,
 )
+from servers.filters import FirewallRuleFilter, ServerFilter
 from servers.models import FirewallRule, Server
 
 
-class ServerFilter(django_filters.FilterSet):
-    class Meta:
-        model = Server
-        fields = ["status", "kind", "transport"]
-
-
-class ServerViewSet(VisibleModelMixin, viewsets.ModelViewSet):
+class ServerViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     """Servers you manage. Actions start Operations and answer with them (202)."""
 
     queryset = Server.objects.all()
@@ -33,68 +24,54 @@ class ServerViewSet(VisibleModelMixin, viewsets.ModelViewSet):
     filterset_class = ServerFilter
     search_fields = ["name", "address", "location"]
     ordering_fields = ["name", "last_seen_at", "status"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def optimise(self, qs):
-        return qs.select_related("owner")
+        qs = qs.select_related("owner")
+        return qs.prefetch_related("drift") if self.action == "retrieve" else qs
 
     def get_serializer_class(self):
         return ServerDetailSerializer if self.action == "retrieve" else ServerSerializer
 
-    def get_object(self):
-        obj = super().get_object()
-        if self.action == "retrieve":
-            obj = Server.objects.prefetch_related("drift").select_related("owner").get(pk=obj.pk)
-        return obj
-
-    def create(self, request, *args, **kwargs):
-        if request.user.role not in (Role.ADMIN, Role.RESELLER):
-            raise PermissionDenied("Only administrators and resellers add servers.")
-        return super().create(request, *args, **kwargs)
-
     def perform_destroy(self, server):
-        try:
-            services.do_delete_server(server, actor=self.request.user)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+        services.do_delete_server(server, actor=self.request.user)
 
     def _operation(self, starter):
         op = starter(self.get_object(), actor=self.request.user)
-        return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
-    @action(detail=True, methods=["post"], url_path="test-connection")
+    @action(detail=True, methods=["post"], url_path="test-connection", policy_action=APPLY)
     def test_connection(self, request, uuid=None):
         return self._operation(services.start_test_connection)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
-    @action(detail=True, methods=["post"], url_path="gather-facts")
+    @action(detail=True, methods=["post"], url_path="gather-facts", policy_action=APPLY)
     def gather_facts(self, request, uuid=None):
         return self._operation(services.start_gather_facts)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], policy_action=APPLY)
     def apply(self, request, uuid=None):
         return self._operation(services.start_apply)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
-    @action(detail=True, methods=["post"], url_path="check-drift")
+    @action(detail=True, methods=["post"], url_path="check-drift", policy_action=APPLY)
     def check_drift(self, request, uuid=None):
         return self._operation(services.start_drift_check)
 
     @extend_schema(request=None, responses=ServerSerializer)
-    @action(detail=True, methods=["post"], url_path="accept-host-key")
+    @action(
+        detail=True, methods=["post"], url_path="accept-host-key", policy_action=ACCEPT_HOST_KEY
+    )
     def accept_host_key(self, request, uuid=None):
-        if request.user.role != Role.ADMIN:
-            raise NotFound()
-        try:
-            server = services.do_accept_host_key(self.get_object(), actor=request.user)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
-        return Response(ServerSerializer(server, context={"request": request}).data)
+        server = services.do_accept_host_key(self.get_object(), actor=request.user)
+        return Response(ServerSerializer(server, context=self.get_serializer_context()).data)
 
 
 class FirewallRuleViewSet(
-    VisibleModelMixin,
+    PolicyViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -106,13 +83,11 @@ class FirewallRuleViewSet(
 
     queryset = FirewallRule.objects.all()
     serializer_class = FirewallRuleSerializer
-    filterset_fields = {"server__uuid": ["exact"], "action": ["exact"]}
+    filterset_class = FirewallRuleFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def optimise(self, qs):
         return qs.select_related("server")
 
     def perform_destroy(self, rule):
-        try:
-            services.do_delete_rule(rule, actor=self.request.user)
-        except DjangoValidationError as exc:
-            raise as_drf_error(exc) from exc
+        services.do_delete_rule(rule, actor=self.request.user)

@@ -1,5 +1,6 @@
 import asyncio
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -80,3 +81,41 @@ async def test_expired_foreign_and_missing_tickets_refused(ssh_server, admin_use
     sc = await sync_to_async(login)(support)
     resp = await sync_to_async(sc.post)(f"/servers/{ssh_server.uuid}/terminal/ticket/")
     assert resp.status_code == 404  # terminal is for administrators
+
+
+async def _closed_with(comm, timeout=10.0) -> int | None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        try:
+            msg = await comm.receive_output(timeout=max(0.1, end - loop.time()))
+        except TimeoutError:
+            return None
+        if msg["type"] == "websocket.close":
+            return msg.get("code")
+    return None
+
+
+async def test_malformed_frames_are_ignored_and_signing_out_closes(ssh_server, admin_user, caplog):
+    """Finding 12: `[1,2]` crashed the consumer (1011) and a terminal outlived its session."""
+    client = await sync_to_async(login)(admin_user)
+    ticket = await ticket_for(client, ssh_server)
+    comm, ok, _ = await _connect(f"/ws/servers/{ssh_server.uuid}/terminal/?ticket={ticket}", client)
+    assert ok
+    bad_frames = ("[1,2]", '{"t": "r", "c": "x", "r": 5}', "null", '"s"', '{"t": "i", "d": 5}', "{")
+    with caplog.at_level(logging.WARNING, logger="servers.consumers"):
+        for bad in bad_frames:
+            await comm.send_to(text_data=bad)
+        await comm.send_to(text_data=json.dumps({"t": "i", "d": "echo still-$((40+2))\n"}))
+        assert "still-42" in await read_until(comm, "still-42")
+    assert caplog.text.count("ignored a malformed frame") == len(bad_frames)
+
+    await sync_to_async(client.post)("/accounts/logout/")
+    assert await _closed_with(comm) == 4001
+    await comm.disconnect()  # as the server does once the close handshake ends
+    session = await sync_to_async(TerminalSession.objects.get)(server=ssh_server)
+    assert session.ended_at is not None
+    actions = await sync_to_async(
+        lambda: list(AuditEntry.objects.values_list("action", flat=True))
+    )()
+    assert "terminal.close" in actions and "user.logout" in actions

@@ -19,7 +19,7 @@ def bearer(raw: str) -> dict:
 
 
 def make_token(user, scope="read", **kw):
-    return services.do_create_token(user, actor=user, name="ci", scope=scope, **kw)
+    return services.do_create_token(user, actor=user, data={"name": "ci", "scope": scope, **kw})
 
 
 def op_for(owner, **kw):
@@ -239,9 +239,11 @@ class TestQueryCounts:
             for i in range(n):
                 services.do_create_user(
                     actor=admin_user,
-                    email=f"u{n}-{i}@example.com",
-                    role="customer",
-                    reseller=reseller,
+                    data={
+                        "email": f"u{n}-{i}@example.com",
+                        "role": "customer",
+                        "reseller": reseller,
+                    },
                 )
             with CaptureQueriesContext(connection) as ctx:
                 assert client.get("/api/v1/users/").status_code == 200

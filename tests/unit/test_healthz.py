@@ -6,15 +6,31 @@ from core.tasks import heartbeat
 pytestmark = pytest.mark.django_db
 
 
-def test_degraded_without_worker_then_ok():
+def test_failing_without_worker_then_ok():
     resp = Client().get("/healthz")
     assert resp.status_code == 503
-    body = resp.json()
-    assert body["checks"]["database"]["ok"] and body["checks"]["channel_layer"]["ok"]
-    assert body["checks"]["worker"]["ok"] is False
+    assert resp.json() == {
+        "status": "failing",
+        "checks": {"database": "ok", "channel_layer": "ok", "worker": "failing"},
+    }
     heartbeat()
     resp = Client().get("/healthz")
     assert resp.status_code == 200 and resp.json()["status"] == "ok"
+
+
+def test_anonymous_callers_get_no_error_text_staff_do(monkeypatch, support):
+    """Finding 15: the health check echoed exception text to anyone."""
+    from tests.conftest import login
+
+    def broken():
+        raise RuntimeError("redis://secret-host:6379 refused: password=hunter2")
+
+    monkeypatch.setattr("core.views._channel_layer", broken)
+    body = Client().get("/healthz").content.decode()
+    assert "hunter2" not in body and "secret-host" not in body
+    assert '"channel_layer": "failing"' in body
+    staff = login(support).get("/healthz").json()
+    assert "hunter2" in staff["details"]["channel_layer"]["error"]
 
 
 def test_heartbeat_is_scheduled():

@@ -2,8 +2,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import totp
-from django_otp.plugins.otp_static.models import StaticDevice
 
+from accounts.devices import BackupCodeDevice
 from accounts.models import LoginAttempt, Role
 from core.models import AuditEntry
 from tests.conftest import PASSWORD, add_totp, login, make_user
@@ -49,7 +49,7 @@ class TestSecondFactor:
         client = login(customer, verified=False)
         resp = client.post("/2fa/disable/")
         assert resp.status_code == 302 and "/2fa/verify/" in resp["Location"]
-        assert customer.totpdevice_set.filter(confirmed=True).exists()
+        assert customer.authenticatordevice_set.filter(confirmed=True).exists()
         resp = client.get("/accounts/password/change/")
         assert resp.status_code == 302 and "/2fa/verify/" in resp["Location"]
 
@@ -65,7 +65,7 @@ class TestSecondFactor:
         post_login(client, support.email)
         resp = client.get("/2fa/setup/")
         assert resp.status_code == 200 and b"<svg" in resp.content
-        device = support.totpdevice_set.get(confirmed=False)
+        device = support.authenticatordevice_set.get(confirmed=False)
         resp = client.post("/2fa/setup/", {"code": current_code(device)})
         assert resp.status_code == 200
         codes = resp.context["codes"]
@@ -84,12 +84,12 @@ class TestSecondFactor:
     def test_staff_cannot_disable_but_customers_can(self, support, customer):
         client = login(support)
         client.post("/2fa/disable/")
-        assert support.totpdevice_set.exists()
+        assert support.authenticatordevice_set.exists()
         add_totp(customer)
-        StaticDevice.objects.create(user=customer, name="Backup codes")
+        BackupCodeDevice.objects.create(user=customer, name="Backup codes")
         client = login(customer)
         client.post("/2fa/disable/")
-        assert not customer.totpdevice_set.exists()
+        assert not customer.authenticatordevice_set.exists()
 
 
 class TestLockout:

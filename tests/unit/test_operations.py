@@ -4,10 +4,9 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.test import Client
 
-from core import events
+from accounts.models import User
 from core.models import Operation, OperationLock
 from core.operations import (
     OperationError,
@@ -164,7 +163,11 @@ async def _connect(path, user_client: Client):
     comm = WebsocketCommunicator(
         application,
         path,
-        headers=[(b"cookie", cookie.encode()), (b"origin", b"http://testserver")],
+        headers=[
+            (b"cookie", cookie.encode()),
+            (b"origin", b"http://testserver"),
+            (b"host", b"testserver"),
+        ],
     )
     connected, code = await comm.connect(timeout=5)
     return comm, connected, code
@@ -247,10 +250,6 @@ class TestLiveProgress:
         assert not ok and code == 4401
 
 
-def test_layer_mode_matches_settings():
-    assert events.layer_is_shared() == bool(settings.REDIS_URL)
-
-
 def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings):
     from datetime import timedelta
 
@@ -294,3 +293,57 @@ async def test_server_list_rows_refresh_when_a_server_operation_ends(reseller, m
     assert row.status_code == 200 and f'id="srv-{server.uuid}-row"' in row.content.decode()
     other = await sync_to_async(login)(mallory)
     assert (await sync_to_async(other.get)(f"/servers/{server.uuid}/row/")).status_code == 404
+
+
+async def _raw_connect(path: str, headers: list[tuple[bytes, bytes]], client=("10.9.8.7", 5000)):
+    from panel.asgi import application
+
+    comm = WebsocketCommunicator(application, path, headers=headers)
+    comm.scope["client"] = client
+    return comm, *(await comm.connect(timeout=5))
+
+
+@pytest.mark.django_db(transaction=True)
+class TestWebsocketEdges:
+    """Finding 13: exact Origin, no error on unknown paths, the real client address."""
+
+    async def _cookie(self, user):
+        client = await sync_to_async(login)(user)
+        return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+    @pytest.mark.parametrize(
+        "origin",
+        [b"http://testserver:9999", b"https://testserver", b"http://evil.example", b"null", b""],
+    )
+    async def test_origin_must_match_exactly(self, customer, origin):
+        cookie = await self._cookie(customer)
+        headers = [cookie, (b"host", b"testserver"), (b"origin", origin)]
+        _, ok, code = await _raw_connect("/ws/operations/", headers)
+        assert not ok and code == 4403
+        headers[-1] = (b"origin", b"http://testserver")
+        comm, ok, _ = await _raw_connect("/ws/operations/", headers)
+        assert ok
+        await comm.disconnect()
+
+    async def test_unknown_path_is_refused_quietly(self, customer):
+        cookie = await self._cookie(customer)
+        headers = [cookie, (b"host", b"testserver"), (b"origin", b"http://testserver")]
+        _, ok, code = await _raw_connect("/ws/nothing-here/", headers)
+        assert not ok and code == 4404
+
+    async def test_client_address_comes_from_trusted_proxy_only(self, customer, settings):
+        settings.TRUSTED_PROXIES = ["10.9.8.0/24"]
+        await sync_to_async(User.objects.filter(pk=customer.pk).update)(
+            ip_allowlist="203.0.113.0/24"
+        )
+        cookie = await self._cookie(customer)
+        base = [cookie, (b"host", b"testserver"), (b"origin", b"http://testserver")]
+        forwarded = [*base, (b"x-forwarded-for", b"203.0.113.7")]
+        comm, ok, _ = await _raw_connect("/ws/operations/", forwarded)
+        assert ok  # behind the trusted proxy, the client is 203.0.113.7: allowed
+        await comm.disconnect()
+        _, ok, code = await _raw_connect("/ws/operations/", forwarded, client=("198.51.100.1", 1))
+        assert not ok and code == 4401  # the same header from anyone else is not believed
+        garbage = [*base, (b"x-forwarded-for", b"garbage")]
+        _, ok, code = await _raw_connect("/ws/operations/", garbage)
+        assert not ok and code == 4401

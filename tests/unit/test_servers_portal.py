@@ -10,9 +10,10 @@ from websites.models import Website
 
 pytestmark = pytest.mark.django_db
 
+PUBLIC_IP = "93.184.216.34"  # any public address: nothing connects to it in these tests
 VALID = {
     "name": "edge-1",
-    "address": "127.0.0.9",
+    "address": PUBLIC_IP,
     "ssh_port": "22",
     "ssh_user": "root",
     "auth_method": "key",
@@ -301,3 +302,10 @@ def test_operation_links_to_its_server(admin_user):
     )
     page = login(admin_user).get(f"/operations/{op.uuid}/").content.decode()
     assert f'href="/servers/{server.uuid}/" data-testid="target-link"' in page
+
+
+def test_edit_and_delete_pages_name_the_server(admin_user):
+    server = server_of(admin_user)
+    client = login(admin_user)
+    assert "Edit s1" in client.get(f"/servers/{server.uuid}/edit/").content.decode()
+    assert "Delete s1?" in client.get(f"/servers/{server.uuid}/delete/").content.decode()

@@ -37,7 +37,7 @@ class TestEnv:
         base = {
             k: v
             for k, v in os.environ.items()
-            if k not in ("SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "PANEL_DEBUG")
+            if k not in ("SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "PANEL_AUDIT_KEYS", "PANEL_DEBUG")
         }
         return subprocess.run(
             [sys.executable, "-c", code],
@@ -50,9 +50,10 @@ class TestEnv:
     def test_production_refuses_to_serve_without_secrets(self):
         out = self._run("import panel.asgi", PANEL_DEBUG="0")
         assert out.returncode != 0
-        assert "SECRET_KEY and PANEL_ENCRYPTION_KEYS must be set" in out.stderr
+        assert "SECRET_KEY, PANEL_ENCRYPTION_KEYS, PANEL_AUDIT_KEYS must be set" in out.stderr
         out = self._run("import panel.asgi", PANEL_DEBUG="0", SECRET_KEY="x" * 60)
-        assert out.returncode != 0 and "PANEL_ENCRYPTION_KEYS must be set" in out.stderr
+        assert out.returncode != 0
+        assert "PANEL_ENCRYPTION_KEYS, PANEL_AUDIT_KEYS must be set" in out.stderr
         out = self._run(
             "import django; django.setup(); from django.conf import settings; settings.SECRET_KEY",
             PANEL_DEBUG="0",
@@ -68,6 +69,7 @@ class TestEnv:
         assert out.returncode != 0
         assert "panel.E001" in out.stderr and "SECRET_KEY is not set" in out.stderr
         assert "PANEL_ENCRYPTION_KEYS is not set" in out.stderr
+        assert "PANEL_AUDIT_KEYS is not set" in out.stderr
 
     def test_tooling_works_without_secrets(self):
         code = (

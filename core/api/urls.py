@@ -1,0 +1,4 @@
+from core.api.views import OperationViewSet
+
+routes = [("operations", OperationViewSet, "operation")]
+urlpatterns: list = []

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The Debian packages the test suite drives for real (sshd, nginx, php-fpm, nft, Chromium).
+# As root with apt-get: installs what is missing. Otherwise: says what to install and goes on
+# (those tests then skip, or fail under PANEL_REQUIRE_REAL=1).
+set -euo pipefail
+
+# program that must exist : Debian package that provides it
+NEEDS=(
+  "/usr/sbin/sshd:openssh-server"
+  "/usr/bin/ssh-keygen:openssh-client"
+  "/usr/sbin/nginx:nginx"
+  "/usr/sbin/php-fpm8.2:php8.2-fpm"
+  "/usr/sbin/nft:nftables"
+  "/usr/sbin/ip:iproute2"
+  "/usr/bin/curl:curl"
+  "/usr/bin/chromium:chromium"
+  "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
+)
+
+missing=()
+for need in "${NEEDS[@]}"; do
+  path="${need%%:*}" package="${need##*:}"
+  [ -e "$path" ] || missing+=("$package")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: every program the tests drive is installed."
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  echo "deps: done."
+else
+  cat >&2 <<MSG
+deps: these Debian packages are missing: ${missing[*]}
+      Install them (as root):  apt-get install --no-install-recommends ${missing[*]}
+      Until then the integration and browser tests that need them are skipped
+      (and fail when PANEL_REQUIRE_REAL=1, as in CI).
+MSG
+fi

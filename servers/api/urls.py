@@ -1,0 +1,7 @@
+from servers.api import views
+
+routes = [
+    ("servers", views.ServerViewSet, "server"),
+    ("firewall-rules", views.FirewallRuleViewSet, "firewallrule"),
+]
+urlpatterns: list = []

@@ -1,0 +1,82 @@
+"""Generated bad input for every writable field of every API endpoint (finding 8's class).
+
+The fields come from the OpenAPI schema's request bodies, so a new endpoint or field is
+covered without editing this file. Whatever is sent, the answer is never a 500 and nothing
+with a NUL character is stored.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from core.models import AuditEntry
+from servers.models import FirewallRule, Server
+from tests.conftest import login
+
+pytestmark = pytest.mark.django_db
+
+BAD_VALUES = [
+    None,
+    True,
+    -1,
+    2**64,
+    10**30,
+    1.5,
+    "",
+    "x" * 5000,
+    "a\u0000b",
+    "\u202eevil",
+    "²",
+    "1" * 400,
+    [],
+    ["a", 1],
+    {},
+    {"nested": {"deeper": "\u0000"}},
+]
+
+
+def _objects(admin_user):
+    server = Server.objects.create(name="fuzz", address="93.184.216.34", owner=admin_user)
+    rule = FirewallRule.objects.create(server=server, port=22)
+    return {"servers": server, "firewall-rules": rule, "users": admin_user}
+
+
+def _request_bodies(schema):
+    """(method, path template, {field: schema}) for every JSON request body."""
+    components = schema["components"]["schemas"]
+    for path, item in schema["paths"].items():
+        for method in ("post", "patch", "put"):
+            body = item.get(method, {}).get("requestBody", {})
+            ref = body.get("content", {}).get("application/json", {}).get("schema", {})
+            if "$ref" not in ref:
+                continue
+            fields = components[ref["$ref"].rsplit("/", 1)[-1]].get("properties", {})
+            if fields:
+                yield method, path, fields
+
+
+def test_no_input_causes_a_server_error(admin_user):
+    client = login(admin_user)
+    objects = _objects(admin_user)
+    schema = client.get("/api/schema/?format=json").json()
+    sent = 0
+    for method, template, fields in _request_bodies(schema):
+        collection = template.split("/")[3]
+        target = objects.get(collection)
+        url = re.sub(r"\{\w+\}", str(getattr(target, "uuid", "")), template)
+        for field in fields:
+            for value in BAD_VALUES:
+                resp = getattr(client, method)(url, {field: value}, content_type="application/json")
+                assert resp.status_code < 500, (method, url, field, value, resp.content[:300])
+                sent += 1
+        resp = getattr(client, method)(url, "{not json", content_type="application/json")
+        assert resp.status_code == 400
+    assert sent > 500
+    stored = [
+        *Server.objects.values_list("name", "location", "notes", "profile"),
+        *FirewallRule.objects.values_list("comment", "source"),
+        *AuditEntry.objects.values_list("object_label", "changes"),
+    ]
+    assert "\x00" not in repr(stored) and "\\x00" not in repr(stored)

@@ -1,0 +1,233 @@
+"""Every URL pattern that takes an object id, requested by people who must not reach the
+object: an unrelated customer, an unrelated reseller, and support staff.
+
+The routes are read from the URL resolver and the websocket router, so a new route is
+covered without editing this file. Outsiders must get 404 (or 405, or the admin's login
+redirect) and change nothing; support may read but change nothing except cancelling
+operations; nobody ever sees a stored secret or a 500.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.admin.sites import site as admin_site
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from accounts import services as account_services
+from accounts.devices import AuthenticatorDevice
+from accounts.models import LoginAttempt
+from core import audit
+from core.models import AuditEntry, Operation
+from core.operations import start_operation
+from servers.models import DriftItem, FirewallRule, Server, TerminalSession
+from tests.conftest import login, make_user
+from websites.models import Website
+
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
+SSH_PASSWORD = "sweep-ssh-password-material"
+# path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
+CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
+API_UNSAFE = ("post", "patch", "put", "delete")
+
+
+def methods(url: str) -> tuple[str, ...]:
+    # Portal and admin views answer GET and POST (forms); the API every method.
+    return ("get", *API_UNSAFE) if url.startswith("/api/") else ("get", "post")
+
+
+def walk(patterns, prefix=""):
+    """(route, pattern) for every URL pattern, nested includes flattened."""
+    for p in patterns:
+        route = prefix + str(p.pattern)
+        if isinstance(p, URLResolver):
+            yield from walk(p.url_patterns, route)
+        elif isinstance(p, URLPattern):
+            yield route, p
+
+
+def model_of(pattern: URLPattern):
+    """The model a route is about, when its view says (class-based views, viewsets, admin)."""
+    callback = pattern.callback
+    view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    for source in (view_class, getattr(callback, "model_admin", None)):
+        model = getattr(source, "model", None) or getattr(
+            getattr(source, "queryset", None), "model", None
+        )
+        if model is not None:
+            return model
+    name = pattern.name or ""
+    for model in admin_site._registry:
+        label = f"{model._meta.app_label}_{model._meta.model_name}_"
+        if name.startswith(label):
+            return model
+    return None
+
+
+@pytest.fixture
+def victims(db, admin_user):
+    """A tenant's objects (reseller with a customer), and secrets that must never show."""
+    reseller = make_user("victim-reseller@example.com", "reseller")
+    customer = make_user("victim@example.com", "customer", reseller=reseller)
+    server = Server.objects.create(
+        name="victim-srv",
+        address="93.184.216.34",
+        owner=reseller,
+        private_key=PRIVATE_KEY,
+        password=SSH_PASSWORD,
+        last_error="cannot reach 93.184.216.34:22: Connection refused",
+    )
+    rule = FirewallRule.objects.create(server=server, port=22)
+    drift = DriftItem.objects.create(
+        server=server, path="/etc/x", kind="changed", expected_sha256="0"
+    )
+    website = Website.objects.create(domain="victim.example.com", server=server, owner=customer)
+    op = start_operation(
+        kind="server.apply", task="tests.support.steps", owner=reseller, target=server
+    )
+    token, raw_token = account_services.do_create_token(
+        customer, actor=customer, data={"name": "ci", "scope": "write"}
+    )
+    device = AuthenticatorDevice.objects.create(user=customer, name="phone", confirmed=True)
+    codes = account_services.do_generate_backup_codes(customer, actor=customer)
+    session = TerminalSession.objects.create(server=server, user=admin_user)
+    attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
+    entry = audit.record("test.victim", server, actor=customer)
+    objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
+    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes]
+    return {"objects": objects, "secrets": secrets, "operation": op}
+
+
+@pytest.fixture
+def outsiders(db):
+    return {
+        "customer": make_user("outsider@example.com", "customer"),
+        "reseller": make_user("outsider-reseller@example.com", "reseller"),
+        "support": make_user("outsider-support@example.com", "support"),
+    }
+
+
+def substitutions(route: str, model, objects):
+    """kwargs to try for a route: the victim objects of its model, or all of them."""
+    params = []
+    for m in CONVERTER.finditer(route):
+        if m["group"]:  # a router regex: the name says what it holds
+            name = m["group"]
+            kind = "uuid" if name.endswith("uuid") else "int" if name in ("pk", "id") else "str"
+            params.append((kind, name))
+        else:
+            params.append((m["conv"] or "str", m["name"]))
+    if not any(conv in ("uuid", "int", "path") for conv, _ in params):
+        return []  # no object id (e.g. allauth's signed keys): not an object route
+    if any(name == "format" for _, name in params):
+        return []  # format-suffix duplicates of routes swept anyway
+    candidates = [o for o in objects if model is None or isinstance(o, model)]
+    values = []
+    for conv, _ in params:
+        if conv == "uuid":
+            values.append([o.uuid for o in candidates if hasattr(o, "uuid")])
+        elif conv in ("int", "path"):
+            values.append([o.pk for o in candidates])
+        else:
+            values.append(["x"])  # a free string: no object behind it to reach
+    names = [name for _, name in params]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def fill(route: str, kwargs: dict) -> str:
+    path = CONVERTER.sub(lambda m: str(kwargs[m["name"] or m["group"]]), route)
+    return "/" + path.replace("^", "").replace("$", "").replace("\\Z", "")
+
+
+def requests_for(objects):
+    for route, pattern in walk(get_resolver().url_patterns):
+        for kwargs in substitutions(route, model_of(pattern), objects):
+            yield fill(route, kwargs)
+
+
+def snapshot(objects) -> dict:
+    return {
+        (type(o).__name__, o.pk): type(o)._default_manager.filter(pk=o.pk).values().first()
+        for o in objects
+    }
+
+
+def _request(client, method: str, url: str):
+    if url.startswith("/api/"):
+        return getattr(client, method)(url, {}, content_type="application/json")
+    return getattr(client, method)(url)
+
+
+@pytest.mark.parametrize("who", ["customer", "reseller"])
+def test_outsiders_reach_nothing(victims, outsiders, who):
+    client = login(outsiders[who])
+    before = snapshot(victims["objects"])
+    mark = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
+    urls = list(requests_for(victims["objects"]))
+    assert len(urls) > 40  # the walk found the routes
+    for url in urls:
+        for method in methods(url):
+            resp = _request(client, method, url)
+            if url.startswith("/admin/"):
+                assert resp.status_code == 302 and "login" in resp["Location"], (method, url)
+                continue
+            assert resp.status_code in (404, 405), (who, method, url, resp.status_code)
+    assert snapshot(victims["objects"]) == before
+    assert not AuditEntry.objects.filter(pk__gt=mark).exists()
+
+
+def test_support_reads_but_changes_nothing_and_never_sees_secrets(victims, outsiders):
+    client = login(outsiders["support"])
+    objects = victims["objects"]
+    before = snapshot([o for o in objects if not isinstance(o, Operation)])
+    mark = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
+    for url in requests_for(objects):
+        for method in methods(url):
+            resp = _request(client, method, url)
+            assert resp.status_code < 500, (method, url)
+            body = resp.content.decode(errors="replace")
+            leaked = [s for s in victims["secrets"] if s in body]
+            assert not leaked, (method, url, leaked)
+    assert snapshot([o for o in objects if not isinstance(o, Operation)]) == before
+    changed = set(AuditEntry.objects.filter(pk__gt=mark).values_list("action", flat=True))
+    assert changed <= {"operation.cancel"}
+
+
+def test_administrators_never_see_stored_secrets(victims, admin_user):
+    client = login(admin_user)
+    for url in requests_for(victims["objects"]):
+        resp = client.get(url)
+        assert resp.status_code < 500, url
+        body = resp.content.decode(errors="replace")
+        assert not [s for s in victims["secrets"] if s in body], url
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websockets_refuse_outsiders(victims, outsiders):
+    from panel.routing import websocket_urlpatterns
+    from tests.unit.test_operations import _connect
+
+    objects = victims["objects"]
+    routes = [(str(p.pattern), p) for p in websocket_urlpatterns if "<" in str(p.pattern)]
+    assert routes
+    for who in ("customer", "reseller", "support"):
+        client = await sync_to_async(login)(outsiders[who])
+        for route, _pattern in routes:
+            for kwargs in substitutions(route, None, objects):
+                url = fill(route, kwargs)
+                if who == "support" and url.startswith("/ws/operations/"):
+                    continue  # support reads every operation, live too
+                comm, ok, code = await _connect(url, client)
+                assert not ok and code in (4401, 4403, 4404), (who, url, code)
+
+
+def test_sweep_covers_new_routes_without_editing(victims):
+    """The walk sees routes from every app's urls, the API router and the admin."""
+    urls = set(requests_for(victims["objects"]))
+    server = next(o for o in victims["objects"] if isinstance(o, Server))
+    assert f"/servers/{server.uuid}/apply/" in urls
+    assert f"/api/v1/servers/{server.uuid}/" in urls
+    assert f"/admin/servers/server/{server.pk}/change/" in urls
