@@ -9,8 +9,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Panel core"
 
     def ready(self):
-        from core import checks, schedules  # noqa: F401 - checks registers the secrets check
+        from core import checks, kinds, schedules  # noqa: F401 - checks registers a check
 
         schedules.every(1, "core.tasks.heartbeat", name="heartbeat")
         schedules.every(1, "core.tasks.reap_stale_operations", name="reap_stale_operations")
+        schedules.every(15, "core.tasks.prune_live_events", name="prune_live_events")
+        kinds.register("panel.self_check", "Self-check", "database, channel layer, disk space")
         post_migrate.connect(schedules.sync, sender=self, dispatch_uid="core.schedules")

@@ -8,6 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from core import kinds
 from core.policy import VIEW, OwnedQuerySet
 
 
@@ -66,18 +67,31 @@ class Operation(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.target_label}".strip()
+        return f"{self.title} {self.target_label}".strip()
+
+    def target_object(self):
+        """The row this operation works on, if it still exists (one query)."""
+        if not self.target_type_id or not self.target_id:
+            return None
+        model = ContentType.objects.get_for_id(self.target_type_id).model_class()
+        if model is None:
+            return None
+        key = "uuid" if any(f.name == "uuid" for f in model._meta.fields) else "pk"
+        return model._default_manager.filter(**{key: self.target_id}).first()
 
     def target_url(self) -> str:
         """The target's page, when it has one (one query: call on detail pages only)."""
-        if not self.target_type_id or not self.target_id:
-            return ""
-        model = self.target_type.model_class()
-        if model is None or not hasattr(model, "get_absolute_url"):
-            return ""
-        key = "uuid" if any(f.name == "uuid" for f in model._meta.fields) else "pk"
-        target = model._default_manager.filter(**{key: self.target_id}).first()
-        return target.get_absolute_url() if target else ""
+        target = self.target_object()
+        return target.get_absolute_url() if hasattr(target, "get_absolute_url") else ""
+
+    @property
+    def title(self) -> str:
+        """What a person calls it: "Test connection", not server.test_connection."""
+        return kinds.describe(self.kind).title
+
+    @property
+    def checks(self) -> str:
+        return kinds.describe(self.kind).checks
 
     @property
     def is_finished(self) -> bool:
@@ -136,6 +150,28 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LiveEvent(models.Model):
+    """A notice that one row changed; its id is the sequence number shared by pages and sockets.
+
+    Written after the change commits, so a page that reads the newest id before its data
+    already shows every change up to that id. Kept briefly (see ``core.tasks.prune_live_events``);
+    sockets replay from here when they connect.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    topic = models.CharField(max_length=100, help_text="Model label, e.g. core.operation.")
+    key = models.CharField(max_length=64, help_text="The row's uuid (hex) or primary key.")
+    owner_id = models.BigIntegerField(null=True, blank=True)
+    reseller_id = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["topic", "id"], name="liveevent_topic_id")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.topic} {self.key}"
 
 
 class AuditQuerySet(models.QuerySet):

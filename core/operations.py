@@ -59,6 +59,7 @@ def start_operation(
             requested_by=requested_by,
         )
         audit.record("operation.start", op, actor=requested_by, changes={"kind": [None, kind]})
+        events.operation_changed(op)
         transaction.on_commit(lambda: _enqueue(op))
     return op
 
@@ -70,7 +71,6 @@ def _enqueue(op: Operation) -> None:
         task_name=f"{op.kind}:{op.uuid.hex[:8]}",
         group=op.kind,
     )
-    events.publish_update(op)
 
 
 def cancel_operation(op: Operation, *, actor) -> Operation:
@@ -85,7 +85,7 @@ def cancel_operation(op: Operation, *, actor) -> Operation:
         op.cancel_requested = True
         op.save()
         audit.record("operation.cancel", op, actor=actor)
-    events.publish_update(op)
+        events.operation_changed(op)
     return op
 
 
@@ -118,7 +118,7 @@ class OperationContext:
 
     def log(self, message: str, level: str = OperationLogLine.Level.INFO) -> None:
         line = OperationLogLine.objects.create(operation=self.op, level=level, message=message)
-        events.publish_log(self.op, line)
+        events.log_line(self.op, line)
 
     def progress(self, percent: int, message: str | None = None) -> None:
         self.check_cancelled()
@@ -128,7 +128,7 @@ class OperationContext:
             self.op.message = message[:300]
             fields.append("message")
         self.op.save(update_fields=fields)
-        events.publish_update(self.op)
+        events.operation_changed(self.op)
         if message:
             self.log(message)
 
@@ -146,7 +146,10 @@ def _finish(op: Operation, state: str, *, message: str = "", error: str = "") ->
     op.message = message[:300] or op.message
     op.error = error
     op.save()
-    events.publish_update(op)
+    events.operation_changed(op)
+    target = op.target_object()
+    if target is not None:
+        events.changed(target)  # an operation's work (status, facts ...) shows on its target
 
 
 def execute_operation(op_id: int) -> str:
@@ -164,7 +167,7 @@ def execute_operation(op_id: int) -> str:
             op.started_at = op.heartbeat_at = timezone.now()
             op.message = "Started"
             op.save()
-            events.publish_update(op)
+            events.operation_changed(op)
             func = import_string(op.task)
             result = func(ctx, **op.args)
         _finish(op, Operation.State.SUCCEEDED, message=str(result or "Done"))
@@ -220,7 +223,7 @@ def fail_dead(op: Operation) -> None:
     op.error = "The worker running this operation stopped; it may be retried."
     op.save()
     OperationLock.objects.filter(operation=op).delete()
-    events.publish_update(op)
+    events.operation_changed(op)
 
 
 class LockHolder:

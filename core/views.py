@@ -15,9 +15,11 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from core import events
 from core.charts import daily_bars
 from core.filters import OperationFilter
 from core.generic import PortalDetailView, PortalListView, get_for_user
+from core.live import LivePageMixin
 from core.models import Operation, WorkerHeartbeat
 from core.operations import OperationError, cancel_operation, retry_operation, start_operation
 from core.policy import CHANGE
@@ -33,6 +35,7 @@ AREAS = {
 
 
 def dashboard(request):
+    live_since = events.current_seq()  # before the data: see core.live.LivePageMixin
     ops = Operation.objects.for_user(request.user)
     counts = dict(ops.values_list("state").annotate(n=Count("id")).order_by())
     recent = ops.select_related("owner")[:8]
@@ -54,6 +57,7 @@ def dashboard(request):
             "total": sum(counts.values()),
             "bars": bars,
             "peak": peak,
+            "live_since": live_since,
         },
     )
 
@@ -63,7 +67,7 @@ def area(request, area: str):
     return render(request, "pages/area.html", {"title": title, "icon": icon, "empty": empty})
 
 
-class OperationList(PortalListView):
+class OperationList(LivePageMixin, PortalListView):
     model = Operation
     filterset_class = OperationFilter
     template_name = "core/operation_list.html"
@@ -73,13 +77,15 @@ class OperationList(PortalListView):
         return qs.select_related("owner", "requested_by")
 
 
-class OperationDetail(PortalDetailView):
+class OperationDetail(LivePageMixin, PortalDetailView):
     model = Operation
     template_name = "core/operation_detail.html"
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        ctx["lines"] = self.object.lines.all()[:2000]
+        lines = list(self.object.lines.all()[:2000])
+        ctx["lines"] = lines
+        ctx["last_line"] = lines[-1].pk if lines else 0
         ctx["target_url"] = self.object.target_url()
         ctx["may_change"] = (
             Operation.objects.for_user(self.request.user, CHANGE).filter(pk=self.object.pk).exists()

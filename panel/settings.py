@@ -158,7 +158,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("PANEL_REDIS_PREFIX", "uhp")},
+            "CONFIG": {
+                # redis-py's 5 s default read timeout equals channels_redis's 5 s blocking
+                # pop, so an idle socket's consumer died with "Timeout reading": read longer.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": env_str("PANEL_REDIS_PREFIX", "uhp"),
+                "capacity": 1000,
+            },
         }
     }
     CACHES = {
@@ -169,7 +175,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 Q_CLUSTER = {

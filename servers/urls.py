@@ -6,7 +6,6 @@ urlpatterns = [
     path("", views.ServerList.as_view(), name="servers"),
     path("add/", views.server_form, name="server-add"),
     path("<uuid:uuid>/", views.ServerDetail.as_view(), name="server"),
-    path("<uuid:uuid>/row/", views.ServerRow.as_view(), name="server-row"),
     path("<uuid:uuid>/edit/", views.server_form, name="server-edit"),
     path("<uuid:uuid>/delete/", views.server_delete, name="server-delete"),
     path("<uuid:uuid>/accept-host-key/", views.accept_host_key, name="server-accept-key"),

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from core.generic import PortalDetailView, PortalListView, form_errors_from, get_for_user
+from core.live import LivePageMixin
 from core.models import Operation
 from core.policy import CHANGE, VIEW
 from servers import services
@@ -23,7 +24,7 @@ from servers.models import FirewallRule, Server, TerminalTicket
 TICKET_SECONDS = 60
 
 
-class ServerList(PortalListView):
+class ServerList(LivePageMixin, PortalListView):
     model = Server
     template_name = "servers/server_list.html"
     partial_template_name = "servers/partials/server_table.html"
@@ -57,17 +58,6 @@ class ServerDetail(PortalDetailView):
             pending_fingerprint=server.host_key_fingerprint(server.pending_host_key),
         )
         return ctx
-
-
-class ServerRow(PortalDetailView):
-    """One row of the server list, re-fetched when an operation on that server ends."""
-
-    model = Server
-    template_name = "servers/partials/server_row.html"
-    context_object_name = "s"
-
-    def get_queryset(self):
-        return super().get_queryset().select_related("owner")
 
 
 def _may_manage_servers(user) -> bool:

@@ -33,15 +33,4 @@
   });
   document.addEventListener("DOMContentLoaded", function () { armToasts(document); });
   document.addEventListener("htmx:afterSettle", function () { armToasts(document); });
-  // Keep streaming logs scrolled to the newest line unless the reader scrolled up.
-  document.addEventListener("htmx:oobAfterSwap", function (ev) {
-    var log = document.getElementById("op-log");
-    if (log && log.dataset.follow !== "false") log.scrollTop = log.scrollHeight;
-  });
-  document.addEventListener("scroll", function (ev) {
-    var log = ev.target;
-    if (log.id === "op-log") {
-      log.dataset.follow = String(log.scrollTop + log.clientHeight >= log.scrollHeight - 8);
-    }
-  }, true);
 })();

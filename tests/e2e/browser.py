@@ -1,0 +1,80 @@
+"""The shared base of browser tests: a forked Daphne on the test database, and Debian's
+Chromium driven by Playwright."""
+
+import os
+import shutil
+from pathlib import Path
+
+from channels.testing import ChannelsLiveServerTestCase
+from django.db import connections
+from django_otp.oath import totp
+
+from tests import support
+from tests.conftest import PASSWORD, require_real
+
+SHOTS = Path(__file__).parent / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
+
+
+class LiveBrowser(ChannelsLiveServerTestCase):
+    """A forked Daphne serving the test database, and Debian's Chromium to drive it."""
+
+    host = "127.0.0.1"
+
+    @classmethod
+    def setUpClass(cls):
+        # Daphne is forked from this process; SQLite must not have a connection open across
+        # fork() (the child would read a stale WAL snapshot).
+        connections.close_all()
+        super().setUpClass()
+
+    def setUp(self):
+        if not shutil.which(CHROMIUM):
+            require_real(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:  # pragma: no cover - dev extra missing
+            require_real("the playwright package is not installed")
+        SHOTS.mkdir(exist_ok=True)
+        self.pw = self.browser = None
+        self.sync_playwright = sync_playwright
+
+    def start_browser(self):
+        # After the test data exists: Playwright runs an event loop in this thread, and
+        # publishing events (async_to_sync) must not happen beside it.
+        self.pw = self.sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+    def tearDown(self):
+        support.gate.set()  # never leave a worker thread waiting past the test
+        if self.browser:
+            self.browser.close()
+            self.pw.stop()
+
+    def sign_in(self, page, user, device) -> None:
+        page.fill("input[name=login]", user.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/2fa/verify/**")
+        code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        page.fill("input[name=code]", f"{code:06d}")
+        page.click("form button.btn-primary")
+
+    def open_signed_in(self, user, device, path: str, width: int = 1280, height: int = 900):
+        """A new page at ``path`` once ``user`` has signed in (with the second factor)."""
+        page = self.browser.new_page(viewport={"width": width, "height": height})
+        page.goto(f"{self.live_server_url}{path}")
+        self.sign_in(page, user, device)
+        page.wait_for_url(f"**{path}")
+        return page
