@@ -3,6 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from accounts.models import ApiToken, LoginAttempt, User
+from core.admin import BigTable, cached_values_filter
 from core.admin_base import AuditedModelAdmin, ReadOnlyAdmin
 
 
@@ -72,11 +73,10 @@ class ApiTokenAdmin(AuditedModelAdmin):
 
 
 @admin.register(LoginAttempt)
-class LoginAttemptAdmin(ReadOnlyAdmin):
+class LoginAttemptAdmin(BigTable, ReadOnlyAdmin):
     list_display = ["created_at", "email", "ip", "success", "reason", "user_agent"]
-    list_filter = ["success", "reason"]
+    list_filter = ["success", cached_values_filter("reason", "reason")]
     search_fields = ["email", "ip"]
-    date_hierarchy = "created_at"
 
     def has_delete_permission(self, request, obj=None):
         # Deleting failures lifts a lock-out; support may do this.

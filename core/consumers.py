@@ -19,13 +19,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
-from django.template.loader import render_to_string
 
 from accounts.sessions import may_connect
 from core import events
 from core.live import LiveView
 from core.models import OperationLogLine
 from core.relay import relay
+from core.templatetags.panel_tags import log_line
 
 BATCH_DELAY = 0.05  # gather a burst of events into one query and one message
 LOG_BATCH = 1000
@@ -211,5 +211,4 @@ def _public(message: dict) -> dict:
 
 
 def _line_fragment(line: OperationLogLine) -> dict:
-    html = render_to_string("core/partials/operation_log_line.html", {"line": line})
-    return {"target": "op-log", "html": html}
+    return {"target": "op-log", "html": log_line(line)}

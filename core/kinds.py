@@ -36,3 +36,10 @@ def describe(kind: str) -> Kind:
         words.append(subject.rsplit(".", 1)[-1].replace("_", " "))
     text = " ".join(words)
     return Kind(text[:1].upper() + text[1:])
+
+
+def matching(text: str) -> list[str]:
+    """Registered kinds whose title or name contains ``text`` (searching "test connection"
+    or "test_conn" finds server.test_connection)."""
+    text = text.lower().strip()
+    return [k for k, found in _kinds.items() if text in found.title.lower() or text in k]

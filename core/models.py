@@ -26,14 +26,14 @@ class Operation(models.Model):
     SUPPORT_MAY_CHANGE = True  # support staff may cancel and retry
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    kind = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=64)
     task = models.CharField(max_length=200, help_text="Dotted path of the function that runs it.")
     args = models.JSONField(default=dict, blank=True)
     target_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL)
     target_id = models.CharField(max_length=64, blank=True)
     target_label = models.CharField(max_length=200, blank=True)
     # Operations sharing a lock key (e.g. one server) run one at a time.
-    lock_key = models.CharField(max_length=100, blank=True, db_index=True)
+    lock_key = models.CharField(max_length=100, blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="operations"
     )
@@ -44,9 +44,7 @@ class Operation(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    state = models.CharField(
-        max_length=12, choices=State.choices, default=State.QUEUED, db_index=True
-    )
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=300, blank=True, help_text="Current step.")
     error = models.TextField(blank=True)
@@ -54,7 +52,7 @@ class Operation(models.Model):
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     # Stamped every few seconds by the worker while it runs (core.operations.Heartbeat).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -65,6 +63,14 @@ class Operation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Each list's ordering, alone and behind each filter it offers (see core/pagination).
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="operation_created"),
+            models.Index(fields=["owner", "created_at"], name="operation_owner_created"),
+            models.Index(fields=["state", "created_at"], name="operation_state_created"),
+            models.Index(fields=["kind", "created_at"], name="operation_kind_created"),
+            models.Index(fields=["lock_key", "created_at"], name="operation_lock_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} {self.target_label}".strip()
@@ -174,7 +180,9 @@ class LiveEvent(models.Model):
         return f"#{self.pk} {self.topic} {self.key}"
 
 
-class AuditQuerySet(models.QuerySet):
+class OwnerIdQuerySet(models.QuerySet):
+    """For rows that keep their owner as a plain id (audit entries, daily counts)."""
+
     def for_user(self, user, action: str = VIEW):
         if not getattr(user, "is_authenticated", False) or action != VIEW:
             return self.none()
@@ -184,6 +192,27 @@ class AuditQuerySet(models.QuerySet):
             ids = list(user.customers.values_list("pk", flat=True)) + [user.pk]
             return self.filter(owner_id__in=ids)
         return self.filter(owner_id=user.pk)
+
+
+class OperationDay(models.Model):
+    """Finished operations per day, owner and state. The dashboard's chart sums a few of
+    these rows instead of grouping the operations table; kept by ``core.rollups``."""
+
+    day = models.DateField()
+    owner_id = models.BigIntegerField()
+    state = models.CharField(max_length=12)
+    count = models.PositiveIntegerField(default=0)
+
+    objects = OwnerIdQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "owner_id", "state"], name="operationday_key")
+        ]
+        indexes = [models.Index(fields=["owner_id", "day"], name="operationday_owner_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} owner {self.owner_id} {self.state}: {self.count}"
 
 
 class AuditEntry(models.Model):
@@ -201,16 +230,17 @@ class AuditEntry(models.Model):
     object_type = models.CharField(max_length=100, db_index=True)
     object_id = models.CharField(max_length=64, blank=True)
     object_label = models.CharField(max_length=254, blank=True)
-    owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    owner_id = models.BigIntegerField(null=True, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 
-    objects = AuditQuerySet.as_manager()
+    objects = OwnerIdQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["owner_id", "id"], name="audit_owner_id")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.actor_label or 'system'} {self.action} {self.object_label}"

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
-from core import audit, events
+from core import audit, events, rollups
 from core.models import Operation, OperationLock, OperationLogLine
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ def cancel_operation(op: Operation, *, actor) -> Operation:
             op.message = "Cancelled before it started."
         op.cancel_requested = True
         op.save()
+        if op.is_finished:
+            rollups.count_finished(op)
         audit.record("operation.cancel", op, actor=actor)
         events.operation_changed(op)
     return op
@@ -146,6 +148,7 @@ def _finish(op: Operation, state: str, *, message: str = "", error: str = "") ->
     op.message = message[:300] or op.message
     op.error = error
     op.save()
+    rollups.count_finished(op)
     events.operation_changed(op)
     target = op.target_object()
     if target is not None:
@@ -222,6 +225,7 @@ def fail_dead(op: Operation) -> None:
     op.state, op.finished_at = Operation.State.FAILED, timezone.now()
     op.error = "The worker running this operation stopped; it may be retried."
     op.save()
+    rollups.count_finished(op)
     OperationLock.objects.filter(operation=op).delete()
     events.operation_changed(op)
 

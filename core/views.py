@@ -1,30 +1,20 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
-from django.db.models import Count
-from django.db.models.functions import TruncDate
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from core import events
-from core.charts import daily_bars
+from core import health
 from core.filters import OperationFilter
 from core.generic import PortalDetailView, PortalListView, get_for_user
 from core.live import LivePageMixin
-from core.models import Operation, WorkerHeartbeat
+from core.models import Operation
 from core.operations import OperationError, cancel_operation, retry_operation, start_operation
+from core.pagination import KeysetListMixin
 from core.policy import CHANGE
-
-HEARTBEAT_STALE = timedelta(minutes=3)
 
 AREAS = {
     "websites": ("Websites", "globe", "Websites, PHP pools and certificates will be listed here."),
@@ -34,40 +24,12 @@ AREAS = {
 }
 
 
-def dashboard(request):
-    live_since = events.current_seq()  # before the data: see core.live.LivePageMixin
-    ops = Operation.objects.for_user(request.user)
-    counts = dict(ops.values_list("state").annotate(n=Count("id")).order_by())
-    recent = ops.select_related("owner")[:8]
-    since = timezone.now() - timedelta(days=14)
-    per_day = (
-        ops.filter(created_at__gte=since)
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day", "state")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    bars, peak = daily_bars(per_day, today=timezone.localdate())
-    return render(
-        request,
-        "pages/dashboard.html",
-        {
-            "counts": counts,
-            "recent": recent,
-            "total": sum(counts.values()),
-            "bars": bars,
-            "peak": peak,
-            "live_since": live_since,
-        },
-    )
-
-
 def area(request, area: str):
     title, icon, empty = AREAS[area]
     return render(request, "pages/area.html", {"title": title, "icon": icon, "empty": empty})
 
 
-class OperationList(LivePageMixin, PortalListView):
+class OperationList(LivePageMixin, KeysetListMixin, PortalListView):
     model = Operation
     filterset_class = OperationFilter
     template_name = "core/operation_list.html"
@@ -135,28 +97,9 @@ def start_self_check(request):
 @never_cache
 @require_GET
 def healthz(request):
-    checks: dict[str, dict] = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = {"ok": True, "vendor": connection.vendor}
-    except Exception as exc:  # noqa: BLE001 - report, never raise, from a health check
-        checks["database"] = {"ok": False, "error": str(exc)}
-    try:
-        layer = get_channel_layer()
-        channel = async_to_sync(layer.new_channel)("healthz.")
-        async_to_sync(layer.send)(channel, {"type": "healthz"})
-        ok = async_to_sync(layer.receive)(channel).get("type") == "healthz"
-        checks["channel_layer"] = {"ok": ok}
-    except Exception as exc:  # noqa: BLE001
-        checks["channel_layer"] = {"ok": False, "error": str(exc)}
-    beat = None
-    if checks["database"]["ok"]:
-        beat = WorkerHeartbeat.objects.filter(name="default").first()
-    fresh = bool(beat and timezone.now() - beat.beat_at < HEARTBEAT_STALE)
-    checks["worker"] = {"ok": fresh, "last_heartbeat": beat.beat_at.isoformat() if beat else None}
-    healthy = all(c["ok"] for c in checks.values())
+    found = health.checks()
+    healthy = all(c["ok"] for c in found.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "degraded", "checks": checks},
+        {"status": "ok" if healthy else "degraded", "checks": found},
         status=200 if healthy else 503,
     )

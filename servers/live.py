@@ -4,6 +4,7 @@ when the server changes, e.g. when an operation on it ends."""
 from __future__ import annotations
 
 from core.live import RowList
+from servers.filters import ServerFilter
 from servers.models import Server
 
 
@@ -17,3 +18,6 @@ class ServerListLive(RowList):
 
     def queryset(self):
         return super().queryset().select_related("owner")
+
+    def filtered(self, qs):
+        return ServerFilter(self.page, queryset=qs).qs

@@ -18,6 +18,7 @@ from core.live import LivePageMixin
 from core.models import Operation
 from core.policy import CHANGE, VIEW
 from servers import services
+from servers.filters import ServerFilter
 from servers.forms import FirewallRuleForm, ServerForm
 from servers.models import FirewallRule, Server, TerminalTicket
 
@@ -26,11 +27,28 @@ TICKET_SECONDS = 60
 
 class ServerList(LivePageMixin, PortalListView):
     model = Server
+    filterset_class = ServerFilter
     template_name = "servers/server_list.html"
     partial_template_name = "servers/partials/server_table.html"
 
     def optimise(self, qs):
         return qs.select_related("owner")
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        ctx["sort_choices"] = SORTS
+        if ctx["filterset"] and ctx["filterset"].form.changed_data:
+            ctx["empty_text"] = "No server matches."
+        return ctx
+
+
+SORTS = [
+    ("", "Name, A to Z"),
+    ("-name", "Name, Z to A"),
+    ("status", "Status"),
+    ("-last_seen", "Seen most recently"),
+    ("last_seen", "Seen longest ago"),
+]
 
 
 class ServerDetail(PortalDetailView):

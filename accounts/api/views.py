@@ -13,6 +13,7 @@ from accounts.api.serializers import (
 from accounts.models import ApiToken, User
 from core.api.viewsets import VisibleModelMixin, VisibleReadOnlyViewSet
 from core.models import AuditEntry
+from core.pagination import KeysetPagination
 
 
 class MeView(generics.RetrieveUpdateAPIView):
@@ -88,6 +89,7 @@ class AuditViewSet(VisibleReadOnlyViewSet):
     queryset = AuditEntry.objects.all()
     serializer_class = AuditEntrySerializer
     filterset_class = AuditFilter
+    pagination_class = KeysetPagination
     lookup_field = "pk"
 
 

@@ -14,7 +14,6 @@
   document.addEventListener("click", function (ev) {
     var el = ev.target.closest("[data-dismiss]");
     if (el) { dismiss(el.closest("[data-toast]")); return; }
-    if (ev.target.closest("#theme-toggle")) { window.uhpTheme.toggle(); return; }
     if (ev.target.closest("[data-sidebar-toggle]")) {
       var sb = document.getElementById("sidebar");
       sb.dataset.open = sb.dataset.open === "true" ? "false" : "true";

@@ -191,7 +191,12 @@ class TestRows:
 
     @pytest.mark.parametrize(
         "page, inserted",
-        [("state=failed", {"failed"}), ("page=2", set()), ("q=test", {"failed", "succeeded"})],
+        [
+            ("state=failed", {"failed"}),
+            ("page=2", set()),
+            ("q=test.run", {"failed", "succeeded"}),
+            ("q=nomatch", set()),
+        ],
     )
     async def test_filters_and_page_decide_insertion(self, customer, page, inserted):
         client = await db(login)(customer)
