@@ -11,12 +11,27 @@
       if (!error) setTimeout(function () { dismiss(toast); }, 6000);
     });
   }
+  // The phone menu: a drawer over a backdrop; focus moves into it and back, Escape closes it.
+  function setMenu(open) {
+    var sb = document.getElementById("sidebar");
+    if (!sb) return;
+    sb.dataset.open = open ? "true" : "false";
+    document.querySelectorAll("[aria-controls=sidebar]").forEach(function (b) {
+      b.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+    var target = open ? sb.querySelector("a, button") : document.querySelector("[aria-controls=sidebar]");
+    if (target && window.matchMedia("(max-width: 1023px)").matches) target.focus();
+  }
+  document.addEventListener("keydown", function (ev) {
+    var sb = document.getElementById("sidebar");
+    if (ev.key === "Escape" && sb && sb.dataset.open === "true") setMenu(false);
+  });
   document.addEventListener("click", function (ev) {
     var el = ev.target.closest("[data-dismiss]");
     if (el) { dismiss(el.closest("[data-toast]")); return; }
     if (ev.target.closest("[data-sidebar-toggle]")) {
       var sb = document.getElementById("sidebar");
-      sb.dataset.open = sb.dataset.open === "true" ? "false" : "true";
+      setMenu(sb.dataset.open !== "true");
       return;
     }
     var copy = ev.target.closest("[data-copy]");

@@ -71,6 +71,12 @@ class LiveBrowser(ChannelsLiveServerTestCase):
         page.fill("input[name=code]", f"{code:06d}")
         page.click("form button.btn-primary")
 
+    def sign_in_without_second_factor(self, page, user) -> None:
+        page.fill("input[name=login]", user.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{self.live_server_url}/")
+
     def open_signed_in(self, user, device, path: str, width: int = 1280, height: int = 900):
         """A new page at ``path`` once ``user`` has signed in (with the second factor)."""
         page = self.browser.new_page(viewport={"width": width, "height": height})
@@ -78,3 +84,28 @@ class LiveBrowser(ChannelsLiveServerTestCase):
         self.sign_in(page, user, device)
         page.wait_for_url(f"**{path}")
         return page
+
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[str]:
+    """WCAG A/AA violations on the page as axe-core sees them, one line per failing node.
+
+    axe is run through page.evaluate, which the page's CSP does not govern: the page keeps
+    its strict policy while being checked."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text() + "\n;true")
+    results = page.evaluate(
+        "async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))"
+        ".violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ') + ' :: ' + (n.failureSummary || ''))}))",
+        WCAG,
+    )
+    return [
+        f"{v['impact']} {v['id']} ({v['help']}): {node}"
+        for v in results
+        if v["impact"] in impacts
+        for node in v["nodes"]
+    ]
