@@ -155,6 +155,13 @@ def _finish(op: Operation, state: str, *, message: str = "", error: str = "") ->
         events.changed(target)  # an operation's work (status, facts ...) shows on its target
 
 
+def expected_failure(exc: BaseException) -> bool:
+    """A failure the operation reports to its owner (a server that refuses the connection,
+    a full disk) and that needs no traceback in the log: an OperationError, or an adapter's
+    error, which carries a ``retryable`` flag by convention (see CONVENTIONS, adapters)."""
+    return isinstance(exc, OperationError) or hasattr(exc, "retryable")
+
+
 def execute_operation(op_id: int) -> str:
     """django-q2 entry point: run one operation to its end, whatever happens."""
     op = Operation.objects.select_related("owner").get(pk=op_id)
@@ -178,8 +185,11 @@ def execute_operation(op_id: int) -> str:
         ctx.log("Cancelled by request.", OperationLogLine.Level.WARNING)
         _finish(op, Operation.State.CANCELLED, message="Cancelled")
     except Exception as exc:  # noqa: BLE001 - every failure must end the operation
-        log.exception("operation %s failed", op.uuid)
         text = str(exc) or exc.__class__.__name__
+        if expected_failure(exc):
+            log.warning("operation %s (%s) failed: %s", op.uuid, op.kind, text)
+        else:
+            log.exception("operation %s (%s) failed", op.uuid, op.kind)
         ctx.log(text, OperationLogLine.Level.ERROR)
         _finish(op, Operation.State.FAILED, message="Failed", error=text)
     return op.state

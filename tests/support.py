@@ -154,3 +154,8 @@ def chatter(ctx, before: int = 50, after: int = 50, pause: bool = True):
     for i in range(before + 1, before + after + 1):
         ctx.log(f"line {i}")
     return f"{before + after} lines"
+
+
+def bug(ctx):
+    """A programming error inside a task (not an expected failure)."""
+    return {}["missing"]

@@ -178,3 +178,18 @@ def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings)
 )
 def test_operations_have_human_titles(kind, title):
     assert Operation(kind=kind).title == title
+
+
+def test_an_expected_failure_logs_one_line_and_a_bug_its_traceback(customer, caplog):
+    boom = start(customer, task="tests.support.boom")
+    with caplog.at_level("WARNING", logger="core.operations"):
+        execute_operation(boom.pk)
+    records = [r for r in caplog.records if r.name == "core.operations"]
+    assert len(records) == 1 and records[0].exc_info is None
+    assert "disk full on /var" in records[0].getMessage()
+    caplog.clear()
+    bug = start(customer, task="tests.support.bug")
+    with caplog.at_level("WARNING", logger="core.operations"):
+        execute_operation(bug.pk)
+    records = [r for r in caplog.records if r.name == "core.operations"]
+    assert len(records) == 1 and records[0].exc_info is not None
