@@ -19,7 +19,8 @@ from core.models import Operation
 from core.policy import CHANGE, VIEW
 from servers import services
 from servers.filters import ServerFilter
-from servers.forms import FirewallRuleForm, ServerForm
+from servers.forms import FirewallRuleForm
+from servers.guided_form import GuidedServerForm
 from servers.models import FirewallRule, Server, TerminalTicket
 
 TICKET_SECONDS = 60
@@ -87,7 +88,7 @@ def server_form(request, uuid=None):
     server = get_for_user(Server, user, CHANGE, uuid=uuid) if uuid else None
     if server is None and not _may_manage_servers(user):
         raise Http404
-    form = ServerForm(request.POST or None, instance=server, user=user)
+    form = GuidedServerForm(request.POST or None, instance=server, user=user)
     validating = request.POST.get("_validate") == "1"
     if request.method == "POST" and form.is_valid() and not validating:
         try:

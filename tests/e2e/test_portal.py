@@ -129,7 +129,22 @@ class PortalJourney(LiveBrowser):
             "neither an IP address", timeout=5000
         )
         page.screenshot(path=str(SHOTS / "server-form-invalid.png"), full_page=True)
+        # The form asks for what the answers need: a password only for password sign-in.
+        expect(page.locator("input[name=password]")).to_have_count(0)
+        page.select_option("select[name=auth_method]", "password")
+        expect(page.locator("input[name=password]")).to_be_visible(timeout=5000)
+        expect(page.locator("textarea[name=private_key]")).to_have_count(0)
+        page.fill("input[name=password]", "typed before another change")
+        # Fixing the address re-renders the fields (its error goes): the password stays.
         page.fill("input[name=address]", "127.0.0.9")
+        page.locator("input[name=address]").blur()
+        expect(page.locator("#server-fields")).not_to_contain_text(
+            "neither an IP address", timeout=5000
+        )
+        expect(page.locator("input[name=password]")).to_have_value("typed before another change")
+        page.select_option("select[name=auth_method]", "key")
+        expect(page.locator("textarea[name=private_key]")).to_be_visible(timeout=5000)
+        expect(page.locator("[name=status]")).to_have_count(0)
         page.click("button:has-text('Add server')")
         page.wait_for_url(re.compile(r"/servers/[0-9a-f-]{36}/$"))
         expect(page.locator("h1")).to_contain_text("edge-1")
