@@ -34,7 +34,7 @@ class GuidedServerForm(ServerForm):
             # Kept across the htmx re-render (a password box is never filled back in).
             self.fields["password"].widget.attrs["hx-preserve"] = "true"
         self.settings = [k for k in profile_keys().values() if k.kind in PLAIN_KINDS]
-        current = self.instance.profile or {} if self.instance.pk else {}
+        current = (self.instance.profile or {}) if self.instance.pk else {}
         for key in self.settings:
             name = PREFIX + key.name
             self.fields[name] = forms.CharField(
@@ -48,10 +48,9 @@ class GuidedServerForm(ServerForm):
         plain = {key.name for key in self.settings}
         others = {k: v for k, v in current.items() if k not in plain}
         self.initial["profile"] = json.dumps(others) if others else ""
-        self.fields["profile"].label = "Command overrides (JSON)"
-        self.fields["profile"].help_text = (
-            'Rarely needed: commands as lists, e.g. {"nginx_test": ["nginx", "-t"]}.'
-        )
+        profile = self.fields["profile"]
+        profile.label = "Command overrides (JSON)"
+        profile.help_text = 'Rarely needed: commands as lists, e.g. {"nginx_test": ["nginx"]}.'
 
     def auth_method(self) -> str:
         """The sign-in method the page currently shows (as typed, else as saved)."""
