@@ -12,6 +12,7 @@ from core.operations import (
 )
 from tests import support
 from tests.conftest import in_thread, login, wait_until
+from tests.unit.test_live import connect as _connect  # noqa: F401 - tests/integration/test_terminal.py
 
 pytestmark = pytest.mark.django_db
 
