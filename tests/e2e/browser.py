@@ -3,8 +3,11 @@ Chromium driven by Playwright."""
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from asgiref.sync import SyncToAsync
+from channels.layers import channel_layers
 from channels.testing import ChannelsLiveServerTestCase
 from django.db import connections
 from django_otp.oath import totp
@@ -37,6 +40,13 @@ class LiveBrowser(ChannelsLiveServerTestCase):
         # Daphne is forked from this process; SQLite must not have a connection open across
         # fork() (the child would read a stale WAL snapshot).
         connections.close_all()
+        # Nor a Redis channel layer: the child would share the parent's sockets (and the
+        # event loop they belong to), and hang on its first receive.
+        channel_layers.backends.clear()
+        # Nor asgiref's one worker thread for database calls, if an earlier test started it:
+        # the child would inherit an executor whose thread does not exist there, and every
+        # database_sync_to_async call of its websockets would wait forever.
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
         super().setUpClass()
 
     def setUp(self):

@@ -104,3 +104,23 @@ class LiveJourney(LiveBrowser):
         expect(cancel).to_be_hidden()
         expect(page.locator("[data-testid=retry-form]")).to_be_hidden()  # succeeded: no retry
         expect(page.locator(f"#op-{op.uuid.hex}-percent")).to_have_text("100%")
+
+    def test_health_answers_while_live_pages_are_open(self):
+        """/healthz and the staff dashboard probe the channel layer; with sockets open on
+        the same web process that probe must not wait on them (it hung with Redis)."""
+        import urllib.error
+        import urllib.request
+
+        admin = make_user("live4@example.com", "admin")
+        device = add_totp(admin)
+        self.start_browser()
+        page = self.open_signed_in(admin, device, "/operations/")
+        expect(page.locator("[data-live-state=ready]")).to_have_count(1)
+        try:
+            answer = urllib.request.urlopen(f"{self.live_server_url}/healthz", timeout=5)
+            status = answer.status
+        except urllib.error.HTTPError as exc:  # 503: no worker runs in this test
+            status = exc.code
+        assert status in (200, 503)
+        page.goto(f"{self.live_server_url}/", timeout=5000)
+        expect(page.locator("[data-testid=panel-health]")).to_contain_text("Live updates")
