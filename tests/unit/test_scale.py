@@ -150,3 +150,13 @@ def test_admin_search_reads_only_the_newest_rows_unless_given_an_id(admin_user, 
         assert [op.pk for op in by_id.result_list] == [oldest.pk]
     finally:
         BigTable.search_window = window
+
+
+def test_api_cursor_pages_follow_the_requested_ordering(customer):
+    for kind in ["b.x", "a.x", "c.x", "a.x"]:
+        Operation.objects.create(kind=kind, task="tests.support.steps", owner=customer)
+    client = login(customer)
+    page = client.get("/api/v1/operations/?ordering=kind&limit=3").json()
+    kinds = [r["kind"] for r in page["results"]]
+    rest = client.get(page["next"]).json()["results"]
+    assert kinds + [r["kind"] for r in rest] == ["a.x", "a.x", "b.x", "c.x"]
