@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AdminPasswordChangeForm
 
 from accounts import services
 from accounts.models import ApiToken, LoginAttempt, User
-from core.admin_base import PolicyAdmin, allowed, each_allowed
+from core.admin_base import BigTable, PolicyAdmin, allowed, cached_values_filter, each_allowed
 from core.policy import DELETE, LIFT_LOCKOUT, RESET_2FA
 
 
@@ -107,11 +107,10 @@ class ApiTokenAdmin(PolicyAdmin):
 
 
 @admin.register(LoginAttempt)
-class LoginAttemptAdmin(PolicyAdmin):
+class LoginAttemptAdmin(BigTable, PolicyAdmin):
     list_display = ["created_at", "email", "ip", "success", "reason", "lifted_at", "user_agent"]
-    list_filter = ["success", "reason"]
+    list_filter = ["success", cached_values_filter("reason", "reason")]
     search_fields = ["email", "ip"]
-    date_hierarchy = "created_at"
     actions = ["lift_lockout"]
 
     @admin.action(

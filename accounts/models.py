@@ -85,9 +85,13 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(default=dj_tz.now)
     # Security settings of the user's own choosing.
     session_timeout_minutes = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Log out after this many idle minutes (blank: default)."
+        "session timeout (minutes)",
+        null=True,
+        blank=True,
+        help_text="Log out after this many idle minutes (blank: default).",
     )
     ip_allowlist = models.TextField(
+        "IP allow-list",
         blank=True,
         validators=[validate_cidr_list],
         help_text="IP addresses or CIDR networks allowed to use this account, one per line. "
@@ -177,6 +181,7 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "API token"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

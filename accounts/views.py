@@ -3,7 +3,6 @@ from __future__ import annotations
 import qrcode
 import qrcode.image.svg
 from django.contrib import messages
-from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,6 +19,7 @@ from accounts.throttle import client_ip
 from core import audit
 from core.generic import PortalListView, form_errors_from
 from core.models import AuditEntry
+from core.pagination import KeysetListMixin
 from core.policy import DELETE, restrict
 
 
@@ -28,12 +28,6 @@ def _safe_next(request, default: str) -> str:
     if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         return target
     return reverse(default)
-
-
-@login_not_required
-def admin_login(request, extra_context=None):
-    """The admin signs in through the portal's login, throttle and second factor."""
-    return redirect(f"{reverse('account_login')}?next={request.GET.get('next', '/admin/')}")
 
 
 def profile(request):
@@ -107,7 +101,7 @@ def token_revoke(request, uuid):
     return redirect("account-tokens")
 
 
-class ActivityList(PortalListView):
+class ActivityList(KeysetListMixin, PortalListView):
     model = AuditEntry
     template_name = "accounts/activity.html"
     partial_template_name = "accounts/partials/activity_table.html"

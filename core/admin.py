@@ -4,11 +4,13 @@ from django.contrib.auth.models import Group
 from django.contrib.sites.models import Site
 from django_q.models import Failure, OrmQ, Schedule, Success
 
-from core.admin_base import PolicyAdmin, allowed
+from core.admin_base import BigTable, PolicyAdmin, allowed, cached_values_filter
 from core.models import (
     AuditEntry,
     AuditHead,
+    LiveEvent,
     Operation,
+    OperationDay,
     OperationLock,
     OperationLogLine,
     WorkerHeartbeat,
@@ -29,7 +31,7 @@ class LogLineInline(admin.TabularInline):
 
 
 @admin.register(Operation)
-class OperationAdmin(PolicyAdmin):
+class OperationAdmin(BigTable, PolicyAdmin):
     list_display = [
         "kind",
         "target_label",
@@ -40,10 +42,9 @@ class OperationAdmin(PolicyAdmin):
         "created_at",
         "finished_at",
     ]
-    list_filter = ["state", "kind"]
-    search_fields = ["kind", "target_label", "uuid", "owner__email"]
+    list_filter = ["state", cached_values_filter("kind", "kind")]
+    search_fields = ["kind", "target_label", "owner__email"]  # a whole UUID: BigTable
     list_select_related = ["owner", "requested_by"]
-    date_hierarchy = "created_at"
     inlines = [LogLineInline]
     actions = ["cancel"]
 
@@ -68,7 +69,7 @@ class WorkerHeartbeatAdmin(PolicyAdmin):
 
 
 @admin.register(OperationLogLine)
-class OperationLogLineAdmin(PolicyAdmin):
+class OperationLogLineAdmin(BigTable, PolicyAdmin):
     list_display = ["created_at", "operation", "level", "message"]
     list_filter = ["level"]
     search_fields = ["message", "operation__kind"]
@@ -76,7 +77,7 @@ class OperationLogLineAdmin(PolicyAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(PolicyAdmin):
+class AuditEntryAdmin(BigTable, PolicyAdmin):
     list_display = [
         "id",
         "created_at",
@@ -86,9 +87,11 @@ class AuditEntryAdmin(PolicyAdmin):
         "object_type",
         "object_label",
     ]
-    list_filter = ["action", "object_type"]
+    list_filter = [
+        cached_values_filter("action", "action"),
+        cached_values_filter("object_type", "object type"),
+    ]
     search_fields = ["actor_label", "object_label", "object_id", "action"]
-    date_hierarchy = "created_at"
 
 
 @admin.register(AuditHead)
@@ -107,7 +110,25 @@ for model, columns in (
     (Failure, ["name", "func", "started", "stopped"]),
     (OrmQ, ["key", "lock"]),
 ):
-    admin.site.unregister(model)
+    if admin.site.is_registered(model):  # django-q leaves OrmQ out with a Redis broker
+        admin.site.unregister(model)
     admin.site.register(
         model, type(f"{model.__name__}Admin", (PolicyAdmin,), {"list_display": columns})
     )
+
+
+@admin.register(LiveEvent)
+class LiveEventAdmin(BigTable, PolicyAdmin):
+    """Change notices pages replay from (kept two hours)."""
+
+    list_display = ["id", "created_at", "topic", "key"]
+    list_filter = [cached_values_filter("topic", "topic")]
+
+
+@admin.register(OperationDay)
+class OperationDayAdmin(PolicyAdmin):
+    """The dashboard chart's daily counts (core.rollups)."""
+
+    list_display = ["day", "owner_id", "state", "count"]
+    list_filter = ["state"]
+    show_full_result_count = False

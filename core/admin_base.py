@@ -9,12 +9,16 @@ secrets) happens in a service, never in ``ModelAdmin.save_model``.
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
 
 from core.fields import EncryptedTextField
+from core.pagination import CappedPaginator
 from core.policy import (
     ACCEPT_HOST_KEY,
     ADD,
@@ -154,3 +158,64 @@ def each_allowed(model_admin, request, queryset, action: str, service, done: str
     for row in rows:
         service(row, actor=request.user)
     model_admin.message_user(request, done.format(n=len(rows)), messages.SUCCESS)
+
+
+class BigTable:
+    """Changelist settings for tables that grow without bound: no date hierarchy (its
+    DISTINCT over the dates reads the whole table), no full count, a capped count, and a
+    text search over the newest rows only (a substring search cannot use an index)."""
+
+    paginator = CappedPaginator
+    show_full_result_count = False
+    search_window = 10_000
+    search_help_text = (
+        "Searches the newest 10,000 entries; a full UUID or id number finds any entry."
+    )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return super().get_search_results(request, queryset, search_term)
+        exact = _exact_lookup(queryset.model, term)
+        if exact is not None:
+            return queryset.filter(**exact), False
+        newest = queryset.model._default_manager.order_by("-pk").values_list("pk", flat=True)
+        floor = (newest.first() or 0) - self.search_window
+        return super().get_search_results(request, queryset.filter(pk__gt=floor), search_term)
+
+
+def _exact_lookup(model, term: str) -> dict | None:
+    """An indexed lookup for a term that is a whole id or UUID."""
+    if term.isdigit():
+        return {"pk": int(term)}
+    try:
+        value = uuid.UUID(term)
+    except ValueError:
+        return None
+    return {"uuid": value} if any(f.name == "uuid" for f in model._meta.fields) else None
+
+
+def cached_values_filter(field: str, title: str):
+    """A list filter offering the values found in ``field``, read at most every 10 minutes
+    (Django's own asks the database for the distinct values on every page)."""
+
+    class ValuesFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request, model_admin):
+            model = model_admin.model
+            key = f"admin-values:{model._meta.label}:{field}"
+            values = cache.get_or_set(
+                key,
+                lambda: list(
+                    model.objects.order_by(field).values_list(field, flat=True).distinct()
+                ),
+                600,
+            )
+            return [(value, value) for value in values]
+
+        def queryset(self, request, queryset):
+            return queryset.filter(**{field: self.value()}) if self.value() else queryset
+
+    ValuesFilter.title = title
+    return ValuesFilter

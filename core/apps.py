@@ -9,9 +9,11 @@ class CoreConfig(AppConfig):
     verbose_name = "Panel core"
 
     def ready(self):
-        from core import checks, schedules  # noqa: F401 - checks registers the secrets check
+        from core import checks, kinds, schedules  # noqa: F401 - checks registers a check
 
         schedules.every(1, "core.tasks.heartbeat", name="heartbeat")
         schedules.every(1, "core.tasks.reap_stale_operations", name="reap_stale_operations")
         schedules.every(10, "core.tasks.witness_audit_head", name="witness_audit_head")
+        schedules.every(15, "core.tasks.prune_live_events", name="prune_live_events")
+        kinds.register("panel.self_check", "Self-check", "database, channel layer, disk space")
         post_migrate.connect(schedules.sync, sender=self, dispatch_uid="core.schedules")

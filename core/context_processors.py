@@ -3,7 +3,7 @@ from django.conf import settings
 # (url name, label, icon). The url name is also the first path segment it lives under.
 NAV = [
     ("dashboard", "Dashboard", "layout-dashboard"),
-    ("servers", "Servers", "server"),
+    ("servers", "Servers", "server"),  # not for customers: servers are their provider's
     ("websites", "Websites", "globe"),
     ("dns", "DNS", "network"),
     ("vps", "VPS", "cpu"),
@@ -16,8 +16,9 @@ _SECTION_ALIASES = {"": "dashboard", "2fa": "account"}
 
 def portal(request):
     first = request.path.strip("/").split("/", 1)[0]
+    role = getattr(request.user, "role", None)
     return {
-        "nav_items": NAV,
+        "nav_items": [item for item in NAV if item[0] != "servers" or role != "customer"],
         "nav_section": _SECTION_ALIASES.get(first, first),
         "panel_allow_signup": settings.PANEL_ALLOW_SIGNUP,
     }

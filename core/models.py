@@ -8,6 +8,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from core import kinds
 from core.policy import CANCEL, RETRY, VIEW, PolicyQuerySet, Rules
 
 
@@ -28,7 +29,7 @@ class Operation(models.Model):
     )
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    kind = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=64)
     task = models.CharField(max_length=200, help_text="Dotted path of the function that runs it.")
     args = models.JSONField(default=dict, blank=True)
     target_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL)
@@ -37,7 +38,7 @@ class Operation(models.Model):
     # The policy action on the target that starting this took; a retry needs it again.
     target_action = models.CharField(max_length=32, blank=True)
     # Operations sharing a lock key (e.g. one server) run one at a time.
-    lock_key = models.CharField(max_length=100, blank=True, db_index=True)
+    lock_key = models.CharField(max_length=100, blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="operations"
     )
@@ -48,9 +49,7 @@ class Operation(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    state = models.CharField(
-        max_length=12, choices=State.choices, default=State.QUEUED, db_index=True
-    )
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=300, blank=True, help_text="Current step.")
     error = models.TextField(blank=True)
@@ -60,7 +59,7 @@ class Operation(models.Model):
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     # Stamped every few seconds by the worker while it runs (core.operations.Heartbeat).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -71,9 +70,17 @@ class Operation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Each list's ordering, alone and behind each filter it offers (see core/pagination).
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="operation_created"),
+            models.Index(fields=["owner", "created_at"], name="operation_owner_created"),
+            models.Index(fields=["state", "created_at"], name="operation_state_created"),
+            models.Index(fields=["kind", "created_at"], name="operation_kind_created"),
+            models.Index(fields=["lock_key", "created_at"], name="operation_lock_created"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.target_label}".strip()
+        return f"{self.title} {self.target_label}".strip()
 
     def get_absolute_url(self) -> str:
         from django.urls import reverse
@@ -94,6 +101,15 @@ class Operation(models.Model):
         """The target's page, when it has one (one query: call on detail pages only)."""
         target = self.target()
         return target.get_absolute_url() if hasattr(target, "get_absolute_url") else ""
+
+    @property
+    def title(self) -> str:
+        """What a person calls it: "Test connection", not server.test_connection."""
+        return kinds.describe(self.kind).title
+
+    @property
+    def checks(self) -> str:
+        return kinds.describe(self.kind).checks
 
     @property
     def is_finished(self) -> bool:
@@ -166,6 +182,54 @@ class WorkerHeartbeat(models.Model):
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
 
 
+class LiveEvent(models.Model):
+    """A notice that one row changed; its id is the sequence number shared by pages and sockets.
+
+    Written after the change commits, so a page that reads the newest id before its data
+    already shows every change up to that id. Kept briefly (see ``core.tasks.prune_live_events``);
+    sockets replay from here when they connect.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    topic = models.CharField(max_length=100, help_text="Model label, e.g. core.operation.")
+    key = models.CharField(max_length=64, help_text="The row's uuid (hex) or primary key.")
+    owner_id = models.BigIntegerField(null=True, blank=True)
+    reseller_id = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    policy = STAFF_READ  # internal bookkeeping: only staff look, in the admin
+    objects = PolicyQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["topic", "id"], name="liveevent_topic_id")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.topic} {self.key}"
+
+
+class OperationDay(models.Model):
+    """Finished operations per day, owner and state. The dashboard's chart sums a few of
+    these rows instead of grouping the operations table; kept by ``core.rollups``."""
+
+    day = models.DateField()
+    owner_id = models.BigIntegerField()
+    state = models.CharField(max_length=12)
+    count = models.PositiveIntegerField(default=0)
+
+    # Like audit entries: owners read their own counts, nobody changes one by hand.
+    policy = Rules(owner="owner_id", owner_is_id=True, owner_may=VIEW_ONLY, admin_may=VIEW_ONLY)
+    objects = PolicyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "owner_id", "state"], name="operationday_key")
+        ]
+        indexes = [models.Index(fields=["owner_id", "day"], name="operationday_owner_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} owner {self.owner_id} {self.state}: {self.count}"
+
+
 class AuditEntry(models.Model):
     """Append-only, hash-chained record of a state change.
 
@@ -181,7 +245,7 @@ class AuditEntry(models.Model):
     object_type = models.CharField(max_length=100, db_index=True)
     object_id = models.CharField(max_length=64, blank=True)
     object_label = models.CharField(max_length=254, blank=True)
-    owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    owner_id = models.BigIntegerField(null=True, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
@@ -194,6 +258,7 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["owner_id", "id"], name="audit_owner_id")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.actor_label or 'system'} {self.action} {self.object_label}"

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
-from core import audit, events
+from core import audit, events, rollups
 from core.models import Operation, OperationLock, OperationLogLine
 from core.policy import ADMIN, is_staff, restrict, role_of
 
@@ -68,6 +68,7 @@ def start_operation(
             retry_of=retry_of,
         )
         audit.record("operation.start", op, actor=requested_by, changes={"kind": [None, kind]})
+        events.operation_changed(op)
         transaction.on_commit(lambda: _enqueue(op))
     return op
 
@@ -79,7 +80,6 @@ def _enqueue(op: Operation) -> None:
         task_name=f"{op.kind}:{op.uuid.hex[:8]}",
         group=op.kind,
     )
-    events.publish_update(op)
 
 
 def cancel_operation(op: Operation, *, actor) -> Operation:
@@ -93,8 +93,10 @@ def cancel_operation(op: Operation, *, actor) -> Operation:
             op.message = "Cancelled before it started."
         op.cancel_requested = True
         op.save()
+        if op.is_finished:
+            rollups.count_finished(op)
         audit.record("operation.cancel", op, actor=actor)
-    events.publish_update(op)
+        events.operation_changed(op)
     return op
 
 
@@ -141,7 +143,7 @@ class OperationContext:
 
     def log(self, message: str, level: str = OperationLogLine.Level.INFO) -> None:
         line = OperationLogLine.objects.create(operation=self.op, level=level, message=message)
-        events.publish_log(self.op, line)
+        events.log_line(self.op, line)
 
     def progress(self, percent: int, message: str | None = None) -> None:
         self.check_cancelled()
@@ -151,7 +153,7 @@ class OperationContext:
             self.op.message = message[:300]
             fields.append("message")
         self.op.save(update_fields=fields)
-        events.publish_update(self.op)
+        events.operation_changed(self.op)
         if message:
             self.log(message)
 
@@ -172,7 +174,18 @@ def _finish(
     op.error = error
     op.error_detail = detail if detail != error else ""
     op.save()
-    events.publish_update(op)
+    rollups.count_finished(op)
+    events.operation_changed(op)
+    target = op.target()
+    if target is not None:
+        events.changed(target)  # an operation's work (status, facts ...) shows on its target
+
+
+def expected_failure(exc: BaseException) -> bool:
+    """A failure the operation reports to its owner (a server that refuses the connection,
+    a full disk) and that needs no traceback in the log: an OperationError, or an adapter's
+    error, which carries a ``retryable`` flag by convention (see CONVENTIONS, adapters)."""
+    return isinstance(exc, OperationError) or hasattr(exc, "retryable")
 
 
 NETWORK_FAILURE = (
@@ -208,7 +221,7 @@ def execute_operation(op_id: int) -> str:
             op.started_at = op.heartbeat_at = timezone.now()
             op.message = "Started"
             op.save()
-            events.publish_update(op)
+            events.operation_changed(op)
             func = import_string(op.task)
             result = func(ctx, **op.args)
         _finish(op, Operation.State.SUCCEEDED, message=str(result or "Done"))
@@ -216,8 +229,11 @@ def execute_operation(op_id: int) -> str:
         ctx.log("Cancelled by request.", OperationLogLine.Level.WARNING)
         _finish(op, Operation.State.CANCELLED, message="Cancelled")
     except Exception as exc:  # noqa: BLE001 - every failure must end the operation
-        log.exception("operation %s failed", op.uuid)
         detail = str(exc) or exc.__class__.__name__
+        if expected_failure(exc):
+            log.warning("operation %s (%s) failed: %s", op.uuid, op.kind, detail)
+        else:
+            log.exception("operation %s (%s) failed", op.uuid, op.kind)
         # Whoever owns the operation reads its error; only staff get low-level details.
         text = detail if is_staff(op.owner) else public_error(exc)
         ctx.log(text, OperationLogLine.Level.ERROR)
@@ -265,8 +281,9 @@ def fail_dead(op: Operation) -> None:
     op.state, op.finished_at = Operation.State.FAILED, timezone.now()
     op.error = "The worker running this operation stopped; it may be retried."
     op.save()
+    rollups.count_finished(op)
     OperationLock.objects.filter(operation=op).delete()
-    events.publish_update(op)
+    events.operation_changed(op)
 
 
 class LockHolder:

@@ -24,3 +24,7 @@ class Table:
     empty_text: str = "Nothing here yet."
     empty_icon: str = "info"
     testid: str = ""
+    # A live list (docs/live-events.md): the page's websocket, and the id of the rows'
+    # container, where rows of new objects are inserted; the view adds LivePageMixin.
+    live: str = ""
+    rows_id: str = ""

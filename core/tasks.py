@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from core.models import Operation, WorkerHeartbeat
+from core.models import LiveEvent, Operation, WorkerHeartbeat
 from core.operations import OperationContext, OperationError, fail_dead
 
 
@@ -41,6 +41,22 @@ def reap_stale_operations() -> int:
     for op in stale:
         fail_dead(op)
     return len(stale)
+
+
+LIVE_EVENT_HOURS = 2
+
+
+def prune_live_events() -> int:
+    """Scheduled: drop live events older than a page is likely to stay open. The newest is
+    always kept, so a socket can tell "nothing happened" from "too old, re-fetch"."""
+    from datetime import timedelta
+
+    newest = LiveEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    if newest is None:
+        return 0
+    cutoff = timezone.now() - timedelta(hours=LIVE_EVENT_HOURS)
+    deleted, _ = LiveEvent.objects.filter(created_at__lt=cutoff, id__lt=newest).delete()
+    return deleted
 
 
 def self_check(ctx: OperationContext) -> str:

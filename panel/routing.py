@@ -1,12 +1,21 @@
+"""Websocket routes. Each live page names its LiveView here (see docs/live-events.md)."""
+
 from django.urls import path, re_path
 
-from core import consumers
 from core.asgi import UnknownPathConsumer
+from core.consumers import LiveConsumer
+from core.live_views import DashboardLive, OperationDetailLive, OperationListLive
 from servers.consumers import TerminalConsumer
+from servers.live import ServerListLive
 
 websocket_urlpatterns = [
-    path("ws/operations/", consumers.OperationListConsumer.as_asgi()),
-    path("ws/operations/<uuid:uuid>/", consumers.OperationDetailConsumer.as_asgi()),
+    path("ws/live/dashboard/", LiveConsumer.as_asgi(view=DashboardLive)),
+    path("ws/live/operations/", LiveConsumer.as_asgi(view=OperationListLive)),
+    path("ws/live/operations/<uuid:key>/", LiveConsumer.as_asgi(view=OperationDetailLive)),
+    path("ws/live/servers/", LiveConsumer.as_asgi(view=ServerListLive)),
+    # The API's event streams (?format=json), documented in docs/api.md.
+    path("ws/operations/", LiveConsumer.as_asgi(view=OperationListLive)),
+    path("ws/operations/<uuid:key>/", LiveConsumer.as_asgi(view=OperationDetailLive)),
     path("ws/servers/<uuid:uuid>/terminal/", TerminalConsumer.as_asgi()),
     re_path(r"", UnknownPathConsumer.as_asgi()),  # last: everything else answers 4404
 ]

@@ -81,7 +81,7 @@ if BEHIND_PROXY:
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "panel.apps.PanelAdminConfig",  # django.contrib.admin with the panel's own site
     # Before django.contrib.auth: its audited changepassword command replaces Django's.
     "accounts",
     "django.contrib.auth",
@@ -115,6 +115,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages are gzipped too; Django pads each body with random bytes against BREACH.
+    "django.middleware.gzip.GZipMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -181,7 +183,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("PANEL_REDIS_PREFIX", "uhp")},
+            "CONFIG": {
+                # redis-py's 5 s default read timeout equals channels_redis's 5 s blocking
+                # pop, so an idle socket's consumer died with "Timeout reading": read longer.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": env_str("PANEL_REDIS_PREFIX", "uhp"),
+                "capacity": 1000,
+            },
         }
     }
     CACHES = {
@@ -192,7 +200,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 Q_CLUSTER = {
@@ -290,7 +300,9 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise wants it even when 
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Fingerprinted names and gzip copies made by collectstatic, served with far-future
+    # caching; files not collected yet keep plain names (see core/staticfiles.py).
+    "staticfiles": {"BACKEND": "core.staticfiles.PanelStaticStorage"},
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -386,5 +398,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("PANEL_LOG_LEVEL", "INFO")},
-    "loggers": {"django_q": {"level": "WARNING"}},
+    "loggers": {
+        "django_q": {"level": "WARNING"},
+        # paramiko logs a failed connection as an ERROR traceback, line by line; the
+        # operation that tried reports it once, in its own words (core.operations).
+        "paramiko": {"level": "CRITICAL"},
+    },
 }

@@ -8,13 +8,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts import views as account_views
 from core import views
 from core.api import api_docs
-
-admin.site.site_header = "Unified Hosting Panel"
-admin.site.site_title = "Hosting Panel admin"
-admin.site.login = account_views.admin_login
+from panel import dashboard
 
 
 def app_urls() -> list:
@@ -36,7 +32,7 @@ def app_urls() -> list:
 
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", dashboard.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     *app_urls(),
     path("accounts/", include("allauth.urls")),

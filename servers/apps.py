@@ -7,7 +7,7 @@ class ServersConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_logged_out
 
-        from core import schedules
+        from core import kinds, schedules
         from servers.engine import registry
         from servers.firewall import FirewallFiles
         from servers.nftables import NftService
@@ -15,6 +15,11 @@ class ServersConfig(AppConfig):
         registry.register_service(NftService)
         registry.register_provider(FirewallFiles())
         schedules.every(60, "servers.tasks.detect_drift_everywhere", name="drift_check")
+        kinds.register("server.test_connection", "Test connection", "SSH login, a command, facts")
+        kinds.register("server.gather_facts", "Gather facts", "system, kernel, CPU, memory, disks")
+        kinds.register("server.apply", "Apply configuration")
+        kinds.register("server.drift_check", "Check drift", "managed files against the manifest")
+
         # Signing out (from any page, or refused by the IP allow-list or idle timeout) ends
         # the terminals that browser session opened.
         user_logged_out.connect(_close_terminals, dispatch_uid="servers.close_terminals")

@@ -6,7 +6,6 @@ urlpatterns = [
     path("", views.ServerList.as_view(), name="servers"),
     path("add/", views.ServerEdit.as_view(), name="server-add"),
     path("<uuid:uuid>/", views.ServerDetail.as_view(), name="server"),
-    path("<uuid:uuid>/row/", views.ServerRow.as_view(), name="server-row"),
     path("<uuid:uuid>/edit/", views.ServerEdit.as_view(), name="server-edit"),
     path("<uuid:uuid>/delete/", views.ServerDelete.as_view(), name="server-delete"),
     path("<uuid:uuid>/accept-host-key/", views.AcceptHostKey.as_view(), name="server-accept-key"),

@@ -21,6 +21,7 @@ from core.generic import (
     form_errors_from,
     get_for_user,
 )
+from core.live import LivePageMixin
 from core.models import Operation
 from core.policy import (
     ACCEPT_HOST_KEY,
@@ -36,27 +37,37 @@ from core.sections import sections_for
 from core.tables import Column, Table
 from servers import services
 from servers.filters import ServerFilter
-from servers.forms import FirewallRuleForm, ServerForm
+from servers.forms import FirewallRuleForm
+from servers.guided_form import GuidedServerForm
 from servers.models import FirewallRule, Server, TerminalSession, TerminalTicket
 
 TICKET_SECONDS = 60
 SERVER_TABLE = Table(
     columns=(
         Column("Name"),
-        Column("Address"),
+        Column("Address", "hidden sm:table-cell"),
         Column("Status"),
         Column("Kind", "hidden md:table-cell"),
-        Column("Owner", "hidden md:table-cell"),
-        Column("Last seen"),
+        Column("Owner", "hidden lg:table-cell"),
+        Column("Last seen", "hidden sm:table-cell"),
     ),
     row_template="servers/partials/server_row.html",
     empty_icon="server",
     empty_text="No servers yet. Add one and the panel will reach it over SSH.",
     testid="servers-table",
+    live="/ws/live/servers/",
+    rows_id="srv-rows",
 )
+SORTS = [
+    ("", "Name, A to Z"),
+    ("-name", "Name, Z to A"),
+    ("status", "Status"),
+    ("-last_seen", "Seen most recently"),
+    ("last_seen", "Seen longest ago"),
+]
 
 
-class ServerList(PortalListView):
+class ServerList(LivePageMixin, PortalListView):
     model = Server
     filterset_class = ServerFilter
     table = SERVER_TABLE
@@ -65,6 +76,13 @@ class ServerList(PortalListView):
 
     def optimise(self, qs):
         return qs.select_related("owner")
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        ctx["sort_choices"] = SORTS
+        if ctx["filterset"] and ctx["filterset"].form.changed_data:
+            ctx["empty_text"] = "No server matches."
+        return ctx
 
 
 class ServerDetail(PortalDetailView):
@@ -94,21 +112,11 @@ class ServerDetail(PortalDetailView):
         return ctx
 
 
-class ServerRow(PortalDetailView):
-    """One row of the server list, re-fetched when an operation on that server ends."""
-
-    model = Server
-    template_name = "servers/partials/server_row.html"
-    context_object_name = "row"
-    actions = ()
-
-    def optimise(self, qs):
-        return qs.select_related("owner")
-
-
 class ServerEdit(PortalEditView):
+    """Add or edit a server with the guided form (servers/guided_form.py)."""
+
     model = Server
-    form_class = ServerForm
+    form_class = GuidedServerForm
     template_name = "servers/server_form.html"
     fields_template_name = "servers/partials/server_form_fields.html"
     create_service = services.do_create_server
@@ -119,6 +127,9 @@ class ServerEdit(PortalEditView):
 
     def form_kwargs(self):
         return {"user": self.request.user}
+
+    def service_data(self, form) -> dict:
+        return form.service_data()
 
 
 class ServerDelete(PortalDeleteView):

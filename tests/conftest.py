@@ -42,6 +42,15 @@ def _empty_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """The Redis layer binds its receiving side to the first event loop that uses it; every
+    async test has its own loop, so each test gets its own layer object."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+
+
 def make_user(email: str, role: str, **extra) -> User:
     user = User.objects.create_user(email, PASSWORD, role=role, **extra)
     from allauth.account.models import EmailAddress
@@ -140,6 +149,18 @@ def django_db_setup(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def wait_until(cond, timeout: float = 10.0) -> None:
+    """Wait for a condition another thread or process brings about (no fixed sleeps)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
 
 
 def call_in_thread(func, *args, **kwargs):

@@ -155,3 +155,20 @@ def register_test_service() -> None:
 
     with contextlib.suppress(ValueError):  # registered by an earlier test already
         registry.register_service(TestFilesService)
+
+
+def chatter(ctx, before: int = 50, after: int = 50, pause: bool = True):
+    """Logs numbered lines; with ``pause`` it waits for the gate between the two batches."""
+    for i in range(1, before + 1):
+        ctx.log(f"line {i}")
+    if pause:
+        while not gate.wait(0.05):
+            ctx.check_cancelled()
+    for i in range(before + 1, before + after + 1):
+        ctx.log(f"line {i}")
+    return f"{before + after} lines"
+
+
+def bug(ctx):
+    """A programming error inside a task (not an expected failure)."""
+    return {}["missing"]

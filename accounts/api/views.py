@@ -12,6 +12,7 @@ from accounts.filters import AuditFilter, UserFilter
 from accounts.models import ApiToken, User
 from core.api.viewsets import PolicyViewSetMixin, ServiceViewSet, VisibleReadOnlyViewSet
 from core.models import AuditEntry
+from core.pagination import KeysetPagination
 
 
 class MeView(generics.RetrieveUpdateAPIView):
@@ -65,4 +66,5 @@ class AuditViewSet(VisibleReadOnlyViewSet):
     queryset = AuditEntry.objects.all()
     serializer_class = AuditEntrySerializer
     filterset_class = AuditFilter
+    pagination_class = KeysetPagination
     lookup_field = "pk"

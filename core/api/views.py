@@ -10,6 +10,7 @@ from core.api.viewsets import VisibleReadOnlyViewSet
 from core.filters import OperationFilter
 from core.models import Operation
 from core.operations import OperationError, cancel_operation, retry_operation
+from core.pagination import KeysetPagination
 from core.policy import CANCEL, RETRY
 
 LOG_PAGE = 1000
@@ -21,6 +22,7 @@ class OperationViewSet(VisibleReadOnlyViewSet):
     queryset = Operation.objects.all()
     serializer_class = OperationSerializer
     filterset_class = OperationFilter
+    pagination_class = KeysetPagination
     ordering_fields = ["created_at", "state", "kind"]
     search_fields = ["kind", "target_label"]
 

@@ -7,7 +7,9 @@ from functools import lru_cache
 
 from django import template
 from django.conf import settings
-from django.utils.html import escape
+from django.template.defaultfilters import time as time_filter
+from django.utils import timezone
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 register = template.Library()
@@ -83,3 +85,15 @@ def may(context, action: str, target) -> bool:
     if isinstance(target, str):
         target = apps.get_model(target)
     return policy.may(context["request"].user, action, target)
+
+
+@register.simple_tag
+def log_line(line) -> str:
+    """One operation log line. A tag, not an include: a log has thousands of lines."""
+    return format_html(
+        '<div class="log-{}" data-line="{}"><span class="log-time">{}</span> {}</div>',
+        line.level,
+        line.pk,
+        time_filter(timezone.localtime(line.created_at), "H:i:s"),
+        line.message,
+    )

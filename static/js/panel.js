@@ -11,13 +11,27 @@
       if (!error) setTimeout(function () { dismiss(toast); }, 6000);
     });
   }
+  // The phone menu: a drawer over a backdrop; focus moves into it and back, Escape closes it.
+  function setMenu(open) {
+    var sb = document.getElementById("sidebar");
+    if (!sb) return;
+    sb.dataset.open = open ? "true" : "false";
+    document.querySelectorAll("[aria-controls=sidebar]").forEach(function (b) {
+      b.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+    var target = open ? sb.querySelector("a, button") : document.querySelector("[aria-controls=sidebar]");
+    if (target && window.matchMedia("(max-width: 1023px)").matches) target.focus();
+  }
+  document.addEventListener("keydown", function (ev) {
+    var sb = document.getElementById("sidebar");
+    if (ev.key === "Escape" && sb && sb.dataset.open === "true") setMenu(false);
+  });
   document.addEventListener("click", function (ev) {
     var el = ev.target.closest("[data-dismiss]");
     if (el) { dismiss(el.closest("[data-toast]")); return; }
-    if (ev.target.closest("#theme-toggle")) { window.uhpTheme.toggle(); return; }
     if (ev.target.closest("[data-sidebar-toggle]")) {
       var sb = document.getElementById("sidebar");
-      sb.dataset.open = sb.dataset.open === "true" ? "false" : "true";
+      setMenu(sb.dataset.open !== "true");
       return;
     }
     var copy = ev.target.closest("[data-copy]");
@@ -33,15 +47,4 @@
   });
   document.addEventListener("DOMContentLoaded", function () { armToasts(document); });
   document.addEventListener("htmx:afterSettle", function () { armToasts(document); });
-  // Keep streaming logs scrolled to the newest line unless the reader scrolled up.
-  document.addEventListener("htmx:oobAfterSwap", function (ev) {
-    var log = document.getElementById("op-log");
-    if (log && log.dataset.follow !== "false") log.scrollTop = log.scrollHeight;
-  });
-  document.addEventListener("scroll", function (ev) {
-    var log = ev.target;
-    if (log.id === "op-log") {
-      log.dataset.follow = String(log.scrollTop + log.clientHeight >= log.scrollHeight - 8);
-    }
-  }, true);
 })();

@@ -1,4 +1,5 @@
-// Runs in <head> before paint so the chosen theme never flashes. Choice kept in localStorage.
+// Runs in <head> before paint so the chosen theme never flashes. Choice kept in localStorage;
+// html gets class "dark" (Tailwind) and data-theme (the Django admin's stylesheets).
 (function () {
   var KEY = "uhp-theme";
   function preferred() {
@@ -12,12 +13,15 @@
     document.documentElement.dataset.theme = theme;
   }
   apply(preferred());
-  window.uhpTheme = {
-    toggle: function () {
-      var next = document.documentElement.classList.contains("dark") ? "light" : "dark";
-      try { localStorage.setItem(KEY, next); } catch (e) {}
-      apply(next);
-      return next;
-    }
-  };
+  function toggle() {
+    var next = document.documentElement.classList.contains("dark") ? "light" : "dark";
+    try { localStorage.setItem(KEY, next); } catch (e) {}
+    apply(next);
+    return next;
+  }
+  window.uhpTheme = { toggle: toggle };
+  // One switch for the portal and the admin: any [data-theme-toggle] button.
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest("[data-theme-toggle]")) toggle();
+  });
 })();

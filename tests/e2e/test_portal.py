@@ -1,86 +1,16 @@
 """Drive the portal in Debian's Chromium: sign in with a second factor, watch an operation
 progress live over the websocket, toggle and keep the theme, check a phone layout."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from channels.testing import ChannelsLiveServerTestCase
-from django.db import connections
 from django_otp.oath import totp
 from playwright.sync_api import expect
 
 from core.operations import execute_operation, start_operation
 from tests import support
-from tests.conftest import (
-    PASSWORD,
-    add_totp,
-    call_in_thread,
-    in_thread,
-    make_user,
-    require_real,
-)
-
-SHOTS = Path(__file__).parent / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
-
-
-class LiveBrowser(ChannelsLiveServerTestCase):
-    """A forked Daphne serving the test database, and Debian's Chromium to drive it."""
-
-    host = "127.0.0.1"
-
-    @classmethod
-    def setUpClass(cls):
-        # Daphne is forked from this process; SQLite must not have a connection open across
-        # fork() (the child would read a stale WAL snapshot).
-        connections.close_all()
-        super().setUpClass()
-
-    def setUp(self):
-        if not shutil.which(CHROMIUM):
-            require_real(f"{CHROMIUM} is not installed (apt-get install chromium)")
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:  # pragma: no cover - dev extra missing
-            require_real("the playwright package is not installed")
-        SHOTS.mkdir(exist_ok=True)
-        self.pw = self.browser = None
-        self.sync_playwright = sync_playwright
-
-    def start_browser(self):
-        # After the test data exists: Playwright runs an event loop in this thread, and
-        # publishing events (async_to_sync) must not happen beside it.
-        self.pw = self.sync_playwright().start()
-        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-
-    def tearDown(self):
-        support.gate.set()  # never leave a worker thread waiting past the test
-        if self.browser:
-            self.browser.close()
-            self.pw.stop()
-
-    def sign_in(self, page, user, device) -> None:
-        page.fill("input[name=login]", user.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url("**/2fa/verify/**")
-        code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
-        page.fill("input[name=code]", f"{code:06d}")
-        page.click("form button.btn-primary")
+from tests.conftest import PASSWORD, add_totp, call_in_thread, in_thread, make_user
+from tests.e2e.browser import SHOTS, LiveBrowser
 
 
 @pytest.mark.e2e
@@ -116,12 +46,12 @@ class PortalJourney(LiveBrowser):
         page.click("form button.btn-primary")
         page.wait_for_url("**/operations/")
         table = page.locator("[data-testid=operations-table]")
-        assert "website.create" in table.inner_text() and "server.apply" in table.inner_text()
+        assert "Create website" in table.inner_text()
+        assert "Apply configuration" in table.inner_text()
 
         # Live progress: the worker (this process) moves the operation; the page updates.
         state = page.locator(f"#op-{live.uuid.hex}-state")
         assert "Queued" in state.inner_text()
-        page.wait_for_timeout(600)  # websocket connected and the relay has its starting point
         worker = in_thread(execute_operation, live.pk)
         expect(state).to_contain_text("Running", timeout=10000)
         page.screenshot(path=str(SHOTS / "operations-running.png"))
@@ -199,7 +129,22 @@ class PortalJourney(LiveBrowser):
             "neither an IP address", timeout=5000
         )
         page.screenshot(path=str(SHOTS / "server-form-invalid.png"), full_page=True)
+        # The form asks for what the answers need: a password only for password sign-in.
+        expect(page.locator("input[name=password]")).to_have_count(0)
+        page.select_option("select[name=auth_method]", "password")
+        expect(page.locator("input[name=password]")).to_be_visible(timeout=5000)
+        expect(page.locator("textarea[name=private_key]")).to_have_count(0)
+        page.fill("input[name=password]", "typed before another change")
+        # Fixing the address re-renders the fields (its error goes): the password stays.
         page.fill("input[name=address]", "127.0.0.9")
+        page.locator("input[name=address]").blur()
+        expect(page.locator("#server-fields")).not_to_contain_text(
+            "neither an IP address", timeout=5000
+        )
+        expect(page.locator("input[name=password]")).to_have_value("typed before another change")
+        page.select_option("select[name=auth_method]", "key")
+        expect(page.locator("textarea[name=private_key]")).to_be_visible(timeout=5000)
+        expect(page.locator("[name=status]")).to_have_count(0)
         page.click("button:has-text('Add server')")
         page.wait_for_url(re.compile(r"/servers/[0-9a-f-]{36}/$"))
         expect(page.locator("h1")).to_contain_text("edge-1")
@@ -242,9 +187,8 @@ class TerminalJourney(LiveBrowser):
         from core.operations import execute_operation
         from servers.services import start_test_connection
 
-        row = page.locator(f"#srv-{server.uuid}-row")
+        row = page.locator(f"#srv-{server.uuid.hex}-row")
         expect(row).to_contain_text("Not contacted yet")
-        page.wait_for_timeout(600)  # websocket up, relay has its starting point
         op = call_in_thread(start_test_connection, server, actor=admin)
         call_in_thread(execute_operation, op.pk)
         expect(row).to_contain_text("Online", timeout=10000)

@@ -3,9 +3,9 @@ units, reloads proven live, probes per site, rollback with modes kept, drift, ma
 
 import json
 import os
+import signal
 import socket
 import stat
-import subprocess
 
 import pytest
 
@@ -244,9 +244,11 @@ class TestApply:
         b.save()
         a.aliases = "www.site0.example.com"
         a.save()
+        pid_file = nginx.prefix / "listener.pid"
         listener = (
-            f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); "
-            "s.listen(); time.sleep(60)"
+            "import os, socket, sys, time; s = socket.socket(); "
+            f"s.bind(('127.0.0.1', {port})); s.listen(); "
+            f"open('{pid_file}', 'w').write(str(os.getpid())); time.sleep(60)"
         )
         grab = Step(
             [
@@ -267,7 +269,8 @@ class TestApply:
                 step_hook=lambda at: [grab] if at == "before-reload:nginx" else [],
             ).apply()
         finally:
-            subprocess.run(["pkill", "-f", f"s.bind\\(\\('127.0.0.1', {port}\\)"])
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
         assert set(result.failed_units) == {b.unit}, lines
         assert "Address already in use" in result.failed_units[b.unit]
         assert nginx.get("www.site0.example.com") == (200, "hello from site0.example.com")

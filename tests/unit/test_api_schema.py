@@ -122,8 +122,11 @@ def test_operation_without_target_is_documented_nullable(admin_user, world):
 
 def test_paging_parameters_are_bounded(admin_user):
     schema = login(admin_user).get("/api/schema/?format=json").json()
-    params = {
-        p["name"]: p["schema"] for p in schema["paths"]["/api/v1/operations/"]["get"]["parameters"]
-    }
-    assert params["limit"]["minimum"] == 1 and params["limit"]["maximum"] == 500
-    assert params["offset"]["minimum"] == 0
+
+    def params(path):
+        return {p["name"]: p["schema"] for p in schema["paths"][path]["get"]["parameters"]}
+
+    by_cursor, by_offset = params("/api/v1/operations/"), params("/api/v1/servers/")
+    assert by_cursor["limit"]["minimum"] == 1 and by_cursor["limit"]["maximum"] == 500
+    assert "cursor" in by_cursor and "offset" not in by_cursor
+    assert by_offset["limit"]["maximum"] == 500 and by_offset["offset"]["minimum"] == 0

@@ -22,10 +22,10 @@ def test_anonymous_callers_get_no_error_text_staff_do(monkeypatch, support):
     """Finding 15: the health check echoed exception text to anyone."""
     from tests.conftest import login
 
-    def broken():
+    async def broken():
         raise RuntimeError("redis://secret-host:6379 refused: password=hunter2")
 
-    monkeypatch.setattr("core.views._channel_layer", broken)
+    monkeypatch.setattr("core.health._probe_layer", broken)
     body = Client().get("/healthz").content.decode()
     assert "hunter2" not in body and "secret-host" not in body
     assert '"channel_layer": "failing"' in body

@@ -214,3 +214,23 @@ def test_login_page_offers_sign_up_only_when_open(db, settings):
     assert "Sign up" not in Client().get(LOGIN).content.decode()
     settings.PANEL_ALLOW_SIGNUP = True
     assert "Sign up" in Client().get(LOGIN).content.decode()
+
+
+def test_bootstrap_admin_creates_once_then_resets(db):
+    from io import StringIO
+
+    from django.contrib.auth import authenticate
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("bootstrap_admin", stdout=out)
+    password = out.getvalue().split("Password: ")[1].split()[0]
+    assert authenticate(email="admin@example.com", password=password)
+    again = StringIO()
+    call_command("bootstrap_admin", stdout=again)
+    assert "--reset" in again.getvalue() and "Password:" not in again.getvalue()
+    reset = StringIO()
+    call_command("bootstrap_admin", "--reset", stdout=reset)
+    fresh = reset.getvalue().split("Password: ")[1].split()[0]
+    assert fresh != password and authenticate(email="admin@example.com", password=fresh)
+    assert not authenticate(email="admin@example.com", password=password)

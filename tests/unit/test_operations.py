@@ -1,10 +1,6 @@
-import asyncio
-import json
-
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from accounts.models import User
 from core.models import Operation, OperationLock
@@ -16,7 +12,8 @@ from core.operations import (
     start_operation,
 )
 from tests import support
-from tests.conftest import in_thread, login
+from tests.conftest import in_thread, login, wait_until
+from tests.unit.test_live import connect as _connect  # noqa: F401 - tests/integration/test_terminal.py
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +26,8 @@ class TestLifecycle:
     def test_success_records_progress_and_log(self, customer, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks() as callbacks:
             op = start(customer, args={"count": 3})
-        assert op.state == "queued" and len(callbacks) == 1  # enqueued only on commit
+        # Enqueued (and announced to live pages) only on commit.
+        assert op.state == "queued" and len(callbacks) == 2
         assert execute_operation(op.pk) == "succeeded"
         op.refresh_from_db()
         assert op.progress == 100 and op.message == "3 steps done"
@@ -87,9 +85,9 @@ class TestSerialisation:
         second = start(customer, task="tests.support.steps", lock_key="server:1")
         free = start(customer, task="tests.support.steps", lock_key="server:2")
         t1 = in_thread(execute_operation, first.pk)
-        _wait(lambda: Operation.objects.get(pk=first.pk).state == "running")
+        wait_until(lambda: Operation.objects.get(pk=first.pk).state == "running")
         t2 = in_thread(execute_operation, second.pk)
-        _wait(lambda: second.lines.filter(message__startswith="Waiting for").exists())
+        wait_until(lambda: second.lines.filter(message__startswith="Waiting for").exists())
         assert Operation.objects.get(pk=second.pk).state == "queued"
         assert execute_operation(free.pk) == "succeeded"  # other key not blocked
         support.gate.set()
@@ -105,7 +103,7 @@ class TestSerialisation:
         support.gate.clear()
         op = start(customer, task="tests.support.wait_for_gate")
         t = in_thread(execute_operation, op.pk)
-        _wait(lambda: Operation.objects.get(pk=op.pk).state == "running")
+        wait_until(lambda: Operation.objects.get(pk=op.pk).state == "running")
         cancel_operation(op, actor=customer)
         t.join(10)
         op.refresh_from_db()
@@ -119,29 +117,19 @@ class TestSerialisation:
         assert execute_operation(op.pk) == "succeeded"
 
 
-def _wait(cond, timeout=10.0):
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 class TestPortal:
     def test_list_detail_cancel_retry(self, customer):
         op = start(customer, task="tests.support.boom")
         client = login(customer)
         resp = client.get("/operations/")
-        assert resp.status_code == 200 and op.kind.encode() in resp.content
-        assert b'ws-connect="/ws/operations/"' in resp.content
+        assert resp.status_code == 200 and f"op-{op.uuid.hex}-row".encode() in resp.content
+        assert b'data-live="/ws/live/operations/"' in resp.content
         resp = client.get("/operations/", HTTP_HX_REQUEST="true")
         assert b"<html" not in resp.content and b"operations-table" in resp.content
         execute_operation(op.pk)
         resp = client.get(f"/operations/{op.uuid}/")
         assert b"disk full on /var" in resp.content and b"Retry" in resp.content
+        assert b'data-retryable="true"' in resp.content  # the Retry form shows, Cancel hides
         resp = client.post(f"/operations/{op.uuid}/retry/")
         assert resp.status_code == 302 and Operation.objects.count() == 2
 
@@ -154,100 +142,6 @@ class TestPortal:
         op = Operation.objects.get(kind="panel.self_check")
         assert resp.status_code == 302 and op.state == "succeeded", op.error
         assert op.lines.filter(message__contains="Channel layer").exists()
-
-
-async def _connect(path, user_client: Client):
-    from panel.asgi import application
-
-    cookie = f"sessionid={user_client.cookies['sessionid'].value}"
-    comm = WebsocketCommunicator(
-        application,
-        path,
-        headers=[
-            (b"cookie", cookie.encode()),
-            (b"origin", b"http://testserver"),
-            (b"host", b"testserver"),
-        ],
-    )
-    connected, code = await comm.connect(timeout=5)
-    return comm, connected, code
-
-
-async def _receive_until(comm, predicate, timeout=10.0):
-    got = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        try:
-            msg = await comm.receive_from(timeout=max(0.1, end - loop.time()))
-        except TimeoutError:
-            break
-        got.append(msg)
-        if predicate(got):
-            return got
-    raise AssertionError(f"did not receive the expected messages; got {got!r}")
-
-
-@pytest.mark.django_db(transaction=True)
-class TestLiveProgress:
-    """Progress and log lines reach the browser over the websocket, pushed, not polled.
-
-    Under REDIS_URL the worker publishes to Redis directly; embedded, the relay carries them.
-    """
-
-    async def test_detail_stream_html_and_json(self, customer):
-        client = await sync_to_async(login)(customer)
-        op = await sync_to_async(start)(customer, args={"count": 2})
-        comm, ok, _ = await _connect(f"/ws/operations/{op.uuid}/", client)
-        assert ok
-        jcomm, ok, _ = await _connect(f"/ws/operations/{op.uuid}/?format=json", client)
-        assert ok
-        await asyncio.sleep(0.4)  # relay's first look sets its starting point
-        await sync_to_async(execute_operation)(op.pk)
-        html = await _receive_until(comm, lambda m: any("succeeded" in x for x in m))
-        text = "".join(html)
-        assert f'id="op-{op.uuid.hex}-progress"' in text and "hx-swap-oob" in text
-        assert "step 1 of 2" in text and 'id="op-log"' in text
-        events_ = [
-            json.loads(x)
-            for x in await _receive_until(jcomm, lambda m: any('"finished": true' in x for x in m))
-        ]
-        assert {e["type"] for e in events_} == {"operation.update", "operation.log"}
-        assert events_[-1]["progress"] == 100
-        await comm.disconnect()
-        await jcomm.disconnect()
-
-    async def test_list_stream_follows_visibility(self, customer, reseller, mallory):
-        op = await sync_to_async(start)(customer)
-        rc = await sync_to_async(login)(reseller)
-        mc = await sync_to_async(login)(mallory)
-        r_comm, ok, _ = await _connect("/ws/operations/?format=json", rc)
-        assert ok
-        m_comm, ok, _ = await _connect("/ws/operations/?format=json", mc)
-        assert ok
-        await asyncio.sleep(0.4)
-        await sync_to_async(execute_operation)(op.pk)
-        got = await _receive_until(r_comm, lambda m: any('"succeeded"' in x for x in m))
-        html_comm, ok, _ = await _connect("/ws/operations/", rc)
-        assert ok
-        await asyncio.sleep(0.4)
-        new = await sync_to_async(start)(customer)
-        text = "".join(await _receive_until(html_comm, lambda m: any("ops-new" in x for x in m)))
-        assert f'data-new="{new.uuid.hex}"' in text and "-percent" not in text
-        await html_comm.disconnect()
-        assert all(json.loads(x)["uuid"] == op.uuid.hex for x in got)
-        assert await m_comm.receive_nothing(timeout=1.0)
-        await r_comm.disconnect()
-        await m_comm.disconnect()
-
-    async def test_out_of_reach_and_unverified_are_refused(self, customer, mallory, admin_user):
-        op = await sync_to_async(start)(customer)
-        mc = await sync_to_async(login)(mallory)
-        comm, ok, code = await _connect(f"/ws/operations/{op.uuid}/", mc)
-        assert not ok and code == 4404
-        unverified = await sync_to_async(login)(admin_user, verified=False)
-        comm, ok, code = await _connect("/ws/operations/", unverified)
-        assert not ok and code == 4401
 
 
 def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings):
@@ -270,29 +164,18 @@ def test_operations_of_a_dead_worker_are_failed_and_unlocked(customer, settings)
     assert not OperationLock.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_server_list_rows_refresh_when_a_server_operation_ends(reseller, mallory):
-    from servers.models import Server
-
-    server = await sync_to_async(Server.objects.create)(
-        name="s1", address="10.0.0.1", owner=reseller
-    )
-    client = await sync_to_async(login)(reseller)
-    comm, ok, _ = await _connect("/ws/operations/?view=servers", client)
-    assert ok
-    await asyncio.sleep(0.4)
-    op = await sync_to_async(start_operation)(
-        kind="server.test_connection", task="tests.support.steps", owner=reseller, target=server
-    )
-    await sync_to_async(execute_operation)(op.pk)
-    got = "".join(await _receive_until(comm, lambda m: any("srv-refresh" in x for x in m)))
-    assert f'hx-get="/servers/{server.uuid}/row/"' in got
-    assert f'hx-target="#srv-{server.uuid}-row"' in got
-    await comm.disconnect()
-    row = await sync_to_async(client.get)(f"/servers/{server.uuid}/row/")
-    assert row.status_code == 200 and f'id="srv-{server.uuid}-row"' in row.content.decode()
-    other = await sync_to_async(login)(mallory)
-    assert (await sync_to_async(other.get)(f"/servers/{server.uuid}/row/")).status_code == 404
+@pytest.mark.parametrize(
+    "kind, title",
+    [
+        ("server.test_connection", "Test connection"),
+        ("panel.self_check", "Self-check"),
+        ("website.create", "Create website"),
+        ("dns.publish_zone", "Publish zone"),
+        ("odd", "Odd"),
+    ],
+)
+def test_operations_have_human_titles(kind, title):
+    assert Operation(kind=kind).title == title
 
 
 async def _raw_connect(path: str, headers: list[tuple[bytes, bytes]], client=("10.9.8.7", 5000)):
@@ -347,3 +230,18 @@ class TestWebsocketEdges:
         garbage = [*base, (b"x-forwarded-for", b"garbage")]
         _, ok, code = await _raw_connect("/ws/operations/", garbage)
         assert not ok and code == 4401
+
+
+def test_an_expected_failure_logs_one_line_and_a_bug_its_traceback(customer, caplog):
+    boom = start(customer, task="tests.support.boom")
+    with caplog.at_level("WARNING", logger="core.operations"):
+        execute_operation(boom.pk)
+    records = [r for r in caplog.records if r.name == "core.operations"]
+    assert len(records) == 1 and records[0].exc_info is None
+    assert "disk full on /var" in records[0].getMessage()
+    caplog.clear()
+    bug = start(customer, task="tests.support.bug")
+    with caplog.at_level("WARNING", logger="core.operations"):
+        execute_operation(bug.pk)
+    records = [r for r in caplog.records if r.name == "core.operations"]
+    assert len(records) == 1 and records[0].exc_info is not None

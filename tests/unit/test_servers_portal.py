@@ -309,3 +309,42 @@ def test_edit_and_delete_pages_name_the_server(admin_user):
     client = login(admin_user)
     assert "Edit s1" in client.get(f"/servers/{server.uuid}/edit/").content.decode()
     assert "Delete s1?" in client.get(f"/servers/{server.uuid}/delete/").content.decode()
+
+
+class TestGuidedForm:
+    def test_status_is_never_asked_nor_taken(self, reseller):
+        client = login(reseller)
+        assert "status" not in client.get("/servers/add/").context["form"].fields
+        assert client.post("/servers/add/", {**VALID, "status": "online"}).status_code == 302
+        assert Server.objects.get(name="edge-1").status == Server.Status.UNKNOWN
+
+    def test_the_secret_asked_follows_the_sign_in_method(self, reseller):
+        client = login(reseller)
+        page = client.get("/servers/add/").content.decode()
+        assert 'name="private_key"' in page and 'name="password"' not in page
+        swapped = client.post(
+            "/servers/add/",
+            {**VALID, "auth_method": "password", "_validate": "1"},
+            HTTP_HX_REQUEST="true",
+        ).content.decode()
+        assert 'name="password"' in swapped and 'name="private_key"' not in swapped
+        assert 'hx-preserve="true"' in swapped
+
+    def test_plain_settings_are_boxes_with_defaults(self, reseller):
+        client = login(reseller)
+        page = client.get("/servers/add/").content.decode()
+        assert 'name="setting_nginx_listen"' in page and 'placeholder="80"' in page
+        data = {**VALID, "setting_nginx_listen": "8080", "setting_nginx_reload_timeout": "5"}
+        assert client.post("/servers/add/", data).status_code == 302
+        server = Server.objects.get(name="edge-1")
+        assert server.profile == {"nginx_listen": "8080", "nginx_reload_timeout": 5}
+        edit = client.get(f"/servers/{server.uuid}/edit/").content.decode()
+        assert 'name="setting_nginx_listen" value="8080"' in edit
+
+    def test_a_bad_setting_is_an_error_on_its_box(self, reseller):
+        resp = login(reseller).post(
+            "/servers/add/", {**VALID, "setting_webroot_base": "relative/path"}
+        )
+        assert resp.status_code == 400
+        assert resp.context["form"].errors["setting_webroot_base"]
+        assert not Server.objects.exists()
