@@ -13,6 +13,7 @@ NEEDS=(
   "/usr/sbin/nft:nftables"
   "/usr/sbin/ip:iproute2"
   "/usr/bin/curl:curl"
+  "/usr/bin/ps:procps"
   "/usr/bin/chromium:chromium"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
 )
