@@ -195,7 +195,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return {}
         fragments, removed = await database_sync_to_async(self.live.fragments)(keys)
         return {
-            "rows": [{"id": f.id, "html": f.html, "insert": f.insert} for f in fragments],
+            "rows": [
+                {"id": f.id, "html": f.html, "insert": f.insert, "refetch": f.refetch}
+                for f in fragments
+            ],
             "remove": removed,
         }
 

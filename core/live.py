@@ -25,11 +25,14 @@ REPLAY_MAX = 200  # more events than this since the page's sequence: the page re
 @dataclass
 class Fragment:
     """One element to put on the page: replaces the element with this id; if the page has
-    none, it is put first into the element ``insert`` names (or dropped)."""
+    none, it is put first into the element ``insert`` names, or the page re-fetches its list
+    when ``refetch`` (a new row of a list sorted otherwise than newest first), or it is
+    dropped."""
 
     id: str
     html: str
     insert: str = ""
+    refetch: bool = False
 
 
 def audience_q(user) -> Q:
@@ -109,6 +112,7 @@ class RowList(LiveView):
     row_template = ""
     row_name = "obj"  # the row template's variable
     insert_into = ""  # id of the rows' container; empty: existing rows update, none appear
+    refetch_new = False  # a new matching row makes the page re-fetch (lists not newest first)
     sort_params = ("sort", "ordering")
 
     @property
@@ -137,16 +141,18 @@ class RowList(LiveView):
         if not changed:
             return [], []
         rows = {events.key_of(o): o for o in by_keys(self.queryset(), changed)}
-        insertable: set[str] = set()
-        if self.insert_into and self.first_page_in_default_order():
-            matching = by_keys(self.filtered(self.queryset()), changed).select_related(None)
+        matching: set[str] = set()
+        inserting = bool(self.insert_into) and self.first_page_in_default_order()
+        if inserting or self.refetch_new:
+            hits = by_keys(self.filtered(self.queryset()), changed).select_related(None)
             field = "uuid" if self._has_uuid() else "pk"
-            insertable = {_key(v) for v in matching.values_list(field, flat=True)}
+            matching = {_key(v) for v in hits.values_list(field, flat=True)}
         out = [
             Fragment(
                 self.row_id(key),
                 render_to_string(self.row_template, self.context(obj)),
-                self.insert_into if key in insertable else "",
+                self.insert_into if inserting and key in matching else "",
+                refetch=self.refetch_new and key in matching,
             )
             for key, obj in rows.items()
         ]

@@ -12,6 +12,7 @@ class ServerListLive(RowList):
     model = Server
     row_template = "servers/partials/server_row.html"
     row_name = "row"
+    refetch_new = True  # sorted by name: a new server makes the page re-fetch its list
 
     def row_id(self, key: str) -> str:
         return f"srv-{key}-row"

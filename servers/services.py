@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 
-from core import audit
+from core import audit, events
 from core.operations import start_operation
 from core.policy import ADD, ADMIN, APPLY, may, role_of
 from core.services import accept_only, refuse_nul_in
@@ -105,6 +105,7 @@ def do_create_server(*, actor, data: dict) -> Server:
             actor=actor,
             changes=audit.diff({}, audit.snapshot(server, SERVER_FIELDS)),
         )
+        events.changed(server)  # open server lists show it
     return server
 
 
@@ -135,6 +136,7 @@ def do_update_server(server: Server, *, actor, data: dict) -> Server:
             changes["credentials"] = ["(hidden)", "(changed)"]
         if changes:
             audit.record("server.update", server, actor=actor, changes=changes)
+        events.changed(server)
     connection.forget(server)
     return server
 
@@ -159,6 +161,7 @@ def do_delete_server(server: Server, *, actor) -> None:
         raise ValidationError(f"{server.name} still has {listing}. Move or delete them first.")
     with transaction.atomic():
         audit.record("server.delete", server, actor=actor)
+        events.changed(server)  # its row leaves open lists
         server.delete()
     connection.forget(server)
 

@@ -47,6 +47,13 @@
 
   function upsert(root, rows) {
     var anchors = new Map(); // keeps a batch of new rows in the order the server sent them
+    var refetch = rows.some(function (row) {
+      return row.refetch && !document.getElementById(row.id);
+    });
+    if (refetch) {
+      reload(root); // a new row of a sorted list: its place is the server's to say
+      return;
+    }
     rows.forEach(function (row) {
       var el = element(row.html);
       if (!el) return;

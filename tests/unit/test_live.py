@@ -255,6 +255,30 @@ class TestRows:
         assert "Online" in rows(msgs)[row_id]["html"] and rows(msgs)[row_id]["insert"] == ""
         await comm.disconnect()
 
+    async def test_a_new_server_makes_open_lists_refetch_and_a_deleted_one_leaves(
+        self, reseller, mallory, admin_user
+    ):
+        from servers import services
+
+        client = await db(login)(reseller)
+        outsider = await db(login)(mallory)
+        since = await db(events.current_seq)()
+        comm, _ = await open_ready(f"/ws/live/servers/?since={since}", client)
+        other, _ = await open_ready(f"/ws/live/servers/?since={since}", outsider)
+        server = await db(services.do_create_server)(
+            actor=admin_user,
+            data={"name": "new-one", "address": "10.0.0.9", "owner": reseller},
+        )
+        row_id = f"srv-{server.uuid.hex}-row"
+        msgs = await receive_until(comm, lambda m: row_id in rows(m))
+        assert rows(msgs)[row_id]["refetch"] is True  # sorted by name: the page re-fetches
+        assert await other.receive_nothing(timeout=0.5)  # not someone else's server
+        await db(services.do_delete_server)(server, actor=admin_user)
+        gone = await receive_until(comm, lambda m: any(row_id in x.get("remove", []) for x in m))
+        assert gone
+        await comm.disconnect()
+        await other.disconnect()
+
     async def test_detail_status_and_actions_follow_the_state(self, customer):
         client = await db(login)(customer)
         op = await db(start)(customer, task="tests.support.boom")

@@ -9,6 +9,7 @@ from django.utils import timezone
 from core.models import Operation, OperationLock
 from core.operations import Heartbeat, LockHolder, OperationContext, start_operation
 from core.tasks import reap_stale_operations
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -66,12 +67,11 @@ def test_reaper_fails_silent_operations_within_a_minute(customer, settings):
 def test_heartbeat_thread_stamps_the_operation(customer, settings):
     settings.PANEL_HEARTBEAT_SECONDS = 0.05
     op = running(customer, beat_ago=300, lock_key="")
+
+    def stamped() -> bool:
+        op.refresh_from_db()
+        return timezone.now() - op.heartbeat_at < timedelta(seconds=2)
+
     with Heartbeat(op):
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            op.refresh_from_db()
-            if timezone.now() - op.heartbeat_at < timedelta(seconds=2):
-                break
-            time.sleep(0.02)
-    assert timezone.now() - op.heartbeat_at < timedelta(seconds=2)
+        wait_until(stamped, timeout=5)
     assert not op.heartbeat_stale
