@@ -22,8 +22,6 @@ from django.db.models import Model
 
 from core.models import LiveEvent, Operation, OperationLogLine
 
-STAFF_ROLES = ("admin", "support")
-
 
 def layer_is_shared() -> bool:
     return "InMemory" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]
@@ -61,13 +59,10 @@ def group_log(op_key: str) -> str:
 
 
 def audience_groups(topic: str, user) -> list[str]:
-    """The groups through which ``user`` hears about rows of ``topic`` it may see."""
-    if user.role in STAFF_ROLES:
-        return [group_all(topic)]
-    groups = [group_owner(topic, user.pk)]
-    if user.role == "reseller":
-        groups.append(group_reseller(topic, user.pk))
-    return groups
+    """The groups through which ``user`` hears about rows of ``topic`` (the policy's rule)."""
+    from core.policy import stream_groups
+
+    return stream_groups(user, f"live.{topic}")
 
 
 def event_groups(event: LiveEvent) -> list[str]:

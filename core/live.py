@@ -2,7 +2,7 @@
 
 A live page names a ``LiveView`` subclass in ``panel/routing.py``; ``core.consumers`` does
 the rest (authentication, groups, replay from the page's sequence, batching). Rows are
-always rendered from the database through ``for_user``, so the groups only route events and
+always rendered from the database through ``restrict``, so the groups only route events and
 never decide what a user may see. See docs/live-events.md.
 """
 
@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 
 from core import events
 from core.models import LiveEvent
-from core.policy import restrict
+from core.policy import restrict, stream_scope
 
 REPLAY_MAX = 200  # more events than this since the page's sequence: the page re-fetches
 
@@ -33,16 +33,6 @@ class Fragment:
     html: str
     insert: str = ""
     refetch: bool = False
-
-
-def audience_q(user) -> Q:
-    """Events about rows ``user`` may see (mirrors ``OwnedQuerySet.for_user`` for views)."""
-    if user.role in events.STAFF_ROLES:
-        return Q()
-    q = Q(owner_id=user.pk)
-    if user.role == "reseller":
-        q |= Q(reseller_id=user.pk)
-    return q
 
 
 def by_keys(qs: QuerySet, keys) -> QuerySet:
@@ -82,7 +72,7 @@ class LiveView:
 
     def replay_filter(self) -> Q:
         q = Q(topic__in=self.topics)
-        return q & Q(key=self.key) if self.key else q & audience_q(self.user)
+        return q & Q(key=self.key) if self.key else q & stream_scope(self.user)
 
     def events_since(self, since: int) -> list[LiveEvent] | None:
         """Events after ``since`` this page hears about, or None when too many were missed

@@ -8,7 +8,8 @@ without one get ``DEFAULT``). Everything else asks this module:
 - one object with its permissions in one query: ``annotate_permissions(qs, user, actions)``
   puts a ``may`` dict on each row (``obj.may["change"]``);
 - model-level questions ("may this user add servers?"): ``may(user, ADD, Server)``;
-- websockets: ``stream_groups(user, prefix)`` and ``row_groups(owner, prefix)``;
+- websockets: ``stream_groups(user, prefix)``, ``stream_scope(user)`` (replays) and
+  ``row_groups(owner, prefix)``;
 - templates: ``{% may "apply" object as can_apply %}`` (core/templatetags/panel_tags.py).
 
 An object out of reach is simply absent from the queryset, so lookups answer 404.
@@ -187,6 +188,20 @@ def stream_groups(user, prefix: str) -> list[str]:
     if role == RESELLER:
         groups.append(f"{prefix}.reseller.{user.pk}")
     return groups
+
+
+def stream_scope(user) -> Q:
+    """Events (rows with ``owner_id``/``reseller_id``) a subscriber hears about: the replay
+    counterpart of ``stream_groups``. Routing only; what a page shows is ``restrict``."""
+    role = role_of(user)
+    if role is None:
+        return Q(pk__in=[])
+    if role in (ADMIN, SUPPORT):
+        return Q()
+    q = Q(owner_id=user.pk)
+    if role == RESELLER:
+        q |= Q(reseller_id=user.pk)
+    return q
 
 
 def row_groups(owner, prefix: str) -> list[str]:
