@@ -107,7 +107,7 @@ INSTALLED_APPS = [
     "core",
     "servers",
     "websites",
-    "dns",
+    "zones",
     "vps",
     "monitoring",
 ]

@@ -14,6 +14,8 @@ NEEDS=(
   "/usr/sbin/ip:iproute2"
   "/usr/bin/curl:curl"
   "/usr/bin/ps:procps"
+  "/usr/sbin/named:bind9"
+  "/usr/sbin/rndc:bind9-utils"
   "/usr/bin/chromium:chromium"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
 )

@@ -165,5 +165,5 @@ class AppliedFileAdmin(PolicyAdmin):
 
 @admin.register(DirtyUnit)
 class DirtyUnitAdmin(PolicyAdmin):
-    list_display = ["server", "unit", "created_at"]
+    list_display = ["server", "target", "unit", "created_at"]
     list_select_related = ["server"]

@@ -19,6 +19,7 @@ class ServersConfig(AppConfig):
         kinds.register("server.gather_facts", "Gather facts", "system, kernel, CPU, memory, disks")
         kinds.register("server.apply", "Apply configuration")
         kinds.register("server.drift_check", "Check drift", "managed files against the manifest")
+        kinds.register("publish", "Publish")
 
         # Signing out (from any page, or refused by the IP allow-list or idle timeout) ends
         # the terminals that browser session opened.

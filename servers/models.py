@@ -292,15 +292,30 @@ class AppliedFile(models.Model):
 
 
 class DirtyUnit(models.Model):
-    """A unit whose files may differ from what is applied; an empty unit means all of them.
-    Services add rows when they change what a server should have; an apply takes them."""
+    """A unit whose desired state may differ from what is live; an empty unit means all of
+    them. Services add rows when they change what should be live; an apply or a publish
+    takes them. A row belongs either to a server's files (``server``) or to a publisher's
+    target (``target``, "publisher:key"): a nameserver is not a server, and a publisher's
+    marks must never make the file engine think a server's files changed."""
 
-    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="dirty_units")
+    server = models.ForeignKey(
+        Server, null=True, blank=True, on_delete=models.CASCADE, related_name="dirty_units"
+    )
+    target = models.CharField(max_length=200, blank=True, db_index=True)
     unit = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
     policy = Rules(owner=None, admin_may=frozenset({VIEW}))
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(server__isnull=False, target="")
+                | (models.Q(server__isnull=True) & ~models.Q(target="")),
+                name="dirty_server_or_target",
+            )
+        ]
+
     def __str__(self) -> str:
-        return f"{self.server}: {self.unit or 'everything'}"
+        return f"{self.server or self.target}: {self.unit or 'everything'}"

@@ -16,7 +16,8 @@ from core.policy import ADD, ADMIN, APPLY, may, role_of
 from core.services import accept_only, refuse_nul_in
 from servers import connection
 from servers.addresses import check_server_address
-from servers.engine import validate_overrides
+from servers.engine import registry, validate_overrides
+from servers.engine.publisher import marks_of
 from servers.engine.state import mark_dirty
 from servers.firewall import FirewallFiles, check_lockout
 from servers.models import FirewallRule, Server
@@ -260,3 +261,32 @@ def start_apply(server, *, actor, units: set[str] | None = None, check_server: b
 
 def start_drift_check(server, *, actor):
     return _start("server.drift_check", "servers.tasks.detect_drift", server, actor)
+
+
+def start_publish(
+    publisher: str,
+    key: str,
+    *,
+    actor,
+    owner,
+    units: set[str] | None = None,
+    shown_on: models.Model | None = None,
+    kind: str = "publish",
+):
+    """Publish ``units`` (every unit when None) to ``publisher``'s target ``key`` as an
+    Operation, under the target's lock key. The units are recorded as dirty first, so a
+    failed or lost operation leaves them to the next publish. The caller has checked that
+    ``actor`` may change them; ``shown_on`` is the model the operation shows on (a zone)."""
+    found = registry.publisher(publisher)
+    lock_key = found.lock_key(found.target(key))
+    mark_dirty(marks_of(found, key), units)
+    return start_operation(
+        kind=kind,
+        task="servers.tasks.publish",
+        owner=owner,
+        requested_by=actor,
+        target=shown_on,
+        target_action=APPLY if shown_on is not None else "",
+        lock_key=lock_key,
+        args={"publisher": publisher, "target": key},
+    )

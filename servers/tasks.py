@@ -13,6 +13,7 @@ from servers import connection, facts
 from servers.engine import ApplyError, registry, state
 from servers.engine.drift import check_drift
 from servers.engine.engine import Engine
+from servers.engine.publisher import publish as run_publish
 from servers.models import DriftItem, Server
 from servers.transport import TransportError
 
@@ -112,6 +113,17 @@ def apply_server(ctx: OperationContext, server_id: int, check_server: bool = Fal
         for unit, why in sorted(result.failed_units.items()):
             ctx.log(f"{unit} failed: {why}", "warning")
     return summary
+
+
+def publish(ctx: OperationContext, publisher: str, target: str) -> str:
+    """Publish the dirty units of one publisher's target (servers.engine.publisher)."""
+    try:
+        result = run_publish(registry.publisher(publisher), target, log=ctx.log)
+    except ApplyError as exc:
+        raise OperationError(str(exc)) from exc
+    for unit, why in sorted(result.failed_units.items()):
+        ctx.log(f"{unit} failed: {why}", "warning")
+    return result.summary()
 
 
 def detect_drift(ctx: OperationContext, server_id: int) -> str:

@@ -5,7 +5,9 @@ Public surface (apps import only these): the contracts (``ManagedFile``, ``Probe
 ``ProfileKey``, ``Service``, ``IncludeDirService``, ``ServiceRun``, ``UnitFailed``), the
 registry (``registry.register_provider/register_service/register_service_family``),
 ``Engine``, ``ApplyError``, ``ApplyResult``, ``profile_for``, ``fill`` and the dirty-unit
-bookkeeping in ``servers.engine.state``.
+bookkeeping in ``servers.engine.state``. Targets that are not files (a nameserver, an API)
+get a publisher: ``servers.engine.publisher`` (``Publisher``, ``publish``, ``bisect``) and
+``registry.register_publisher``.
 """
 
 from servers.engine.contracts import (

@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from servers.engine.contracts import ApplyError, Provider, Service, ServiceFactory
 
+if TYPE_CHECKING:
+    from servers.engine.publisher import Publisher
+
 _providers: list[Provider] = []
+_publishers: dict[str, Publisher] = {}
 _services: dict[str, type[Service]] = {}
 _families: dict[str, tuple[re.Pattern, ServiceFactory, type[Service]]] = {}
 
@@ -62,3 +67,37 @@ def only_providers(*items: Provider) -> Iterator[None]:
         yield
     finally:
         _providers[:] = saved
+
+
+def register_publisher(publisher: Publisher) -> None:
+    """A publisher for targets that are not files (servers.engine.publisher). Several may
+    share a unit prefix: BIND and PowerDNS publishers publish the same zones."""
+    if not publisher.name:
+        raise ValueError(f"{publisher!r} has no name")
+    if publisher.name in _publishers:
+        raise ValueError(f"a publisher named {publisher.name!r} is registered already")
+    _publishers[publisher.name] = publisher
+
+
+def publisher(name: str) -> Publisher:
+    try:
+        return _publishers[name]
+    except KeyError:
+        raise ApplyError(f"no publisher {name!r} is known to the apply engine") from None
+
+
+def publishers() -> list[Publisher]:
+    return list(_publishers.values())
+
+
+@contextlib.contextmanager
+def only_publishers(*items: Publisher) -> Iterator[None]:
+    """Tests: publish with exactly these publishers for the duration of the block."""
+    saved = dict(_publishers)
+    _publishers.clear()
+    _publishers.update({p.name: p for p in items})
+    try:
+        yield
+    finally:
+        _publishers.clear()
+        _publishers.update(saved)

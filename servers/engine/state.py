@@ -1,21 +1,36 @@
-"""Which units of a server need applying: services mark them, an apply takes them."""
+"""Which units need applying: services mark them, an apply (or a publish) takes them.
+
+Marks are kept per *scope*: a server (the file engine: its managed files) or a publisher's
+target, named by a string ("publisher:key", see ``servers.engine.publisher.marks_of``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db.models import QuerySet
+
 from servers.models import DirtyUnit, Server
 
+Scope = Server | str
 
-def mark_dirty(server: Server, units: Iterable[str] | None) -> None:
-    """Record that ``units`` (every unit when None) may differ from what is applied."""
+
+def _marks(scope: Scope) -> QuerySet[DirtyUnit]:
+    if isinstance(scope, Server):
+        return DirtyUnit.objects.filter(server=scope)
+    return DirtyUnit.objects.filter(server=None, target=scope)
+
+
+def mark_dirty(scope: Scope, units: Iterable[str] | None) -> None:
+    """Record that ``units`` (every unit when None) may differ from what is live."""
     items = [""] if units is None else sorted(set(units))
-    DirtyUnit.objects.bulk_create([DirtyUnit(server=server, unit=u) for u in items])
+    where = {"server": scope} if isinstance(scope, Server) else {"target": scope}
+    DirtyUnit.objects.bulk_create([DirtyUnit(**where, unit=u) for u in items])
 
 
-def dirty(server: Server) -> tuple[set[str] | None, int]:
-    """(units to apply, None meaning all of them; the newest mark taken) for one apply."""
-    rows = list(DirtyUnit.objects.filter(server=server).values_list("id", "unit"))
+def dirty(scope: Scope) -> tuple[set[str] | None, int]:
+    """(units to apply, None meaning all of them; the newest mark taken) for one run."""
+    rows = list(_marks(scope).values_list("id", "unit"))
     if not rows:
         return set(), 0
     upto = max(i for i, _u in rows)
@@ -23,6 +38,6 @@ def dirty(server: Server) -> tuple[set[str] | None, int]:
     return (None if "" in units else units), upto
 
 
-def clear_dirty(server: Server, upto: int) -> None:
-    """Forget the marks an apply has taken care of (later marks stay for the next one)."""
-    DirtyUnit.objects.filter(server=server, id__lte=upto).delete()
+def clear_dirty(scope: Scope, upto: int) -> None:
+    """Forget the marks a run has taken care of (later marks stay for the next one)."""
+    _marks(scope).filter(id__lte=upto).delete()

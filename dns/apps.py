@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class DnsConfig(AppConfig):
-    name = "dns"
-    # Until the app has pages of its own (a urls.py), the portal shows this placeholder.
-    placeholder = ("DNS", "network", "DNS zones and their records will be listed here.")
