@@ -107,7 +107,7 @@ INSTALLED_APPS = [
     "core",
     "servers",
     "websites",
-    "zones",
+    "dns",
     "vps",
     "monitoring",
 ]
