@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from servers.engine import ManagedFile, Probe, ProfileKey
+from django.core.exceptions import ValidationError
+
+from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
+from websites.checks import own_addresses
 from websites.models import Website
 from websites.vhost import render_vhost
 
@@ -17,19 +20,24 @@ class WebsiteFiles:
 
     def files(self, server, profile, units):
         sites = Website.objects.filter(server=server).only(
-            "uuid", "domain", "aliases", "custom_directives"
+            "uuid", "domain", "aliases", "options", "custom_directives"
         )
         if units is not None:
             sites = sites.filter(uuid__in=[u.removeprefix(self.unit_prefix) for u in units])
         sites_dir = profile.nginx_sites_dir.rstrip("/")
+        own = own_addresses(server)
         for site in sites.order_by("domain"):
-            text, revision = render_vhost(site, profile.nginx_listen, profile.webroot_base)
+            try:
+                text, revision = render_vhost(site, profile.nginx_listen, profile.webroot_base, own)
+            except ValidationError as exc:  # stored around the services: keep what is live
+                yield UnitFailed(site.unit, "Not rendered: " + " ".join(exc.messages))
+                continue
             yield ManagedFile(
                 path=f"{sites_dir}/{site.domain}.conf",
                 content=text.encode(),
                 service="nginx",
                 unit=site.unit,
-                probe=Probe(hosts=(site.domain, *site.aliases.split()), revision=revision),
+                probe=Probe(hosts=tuple(site.names), revision=revision),
             )
 
     def report(self, server, ok: set[str], failed: dict[str, str]) -> None:

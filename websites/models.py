@@ -1,5 +1,5 @@
-"""Websites: the part the apply engine needs now (domain, server, vhost). The websites issue
-adds PHP pools, apps, certificates, databases and backups on top."""
+"""Websites: the part the apply engine needs now (domain, server, vhost, typed options). The
+websites issue adds PHP pools, apps, certificates, databases and backups on top."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from django.db import models
 from django.utils import timezone
 
 from core.policy import OwnedQuerySet
-from websites.validators import validate_domain, validate_domain_list, validate_nginx_directives
+from websites.validators import (
+    validate_domain,
+    validate_domain_list,
+    validate_nginx_directives,
+    validate_site_options,
+)
 
 
 class Website(models.Model):
@@ -30,10 +35,33 @@ class Website(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="websites"
     )
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_site_options],
+        help_text="Typed vhost options (redirects, headers, caching, proxies ...): "
+        "see docs/websites.md.",
+    )
+    # Administrators only (websites.services): parsed and checked against an allow-list,
+    # rendered from the parse (websites/directives.py).
     custom_directives = models.TextField(
+        "raw nginx directives",
         blank=True,
         validators=[validate_nginx_directives],
-        help_text="Extra nginx directives inside this site's server block.",
+        help_text="Administrators only: location blocks added to this site's server block, "
+        "checked against an allow-list.",
+    )
+    admin_proxy = models.BooleanField(
+        "administrator's proxy",
+        default=False,
+        help_text="Administrators only: this site is a proxy an administrator made, so its "
+        "raw directives may name upstreams by host name (nginx resolves them; not checked).",
+    )
+    retired_directives = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Raw directives the upgrade to typed options could not keep (never "
+        "rendered): for an administrator to turn into options.",
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
@@ -50,3 +78,16 @@ class Website(models.Model):
     @property
     def unit(self) -> str:
         return f"website:{self.uuid.hex}"
+
+    @property
+    def names(self) -> list[str]:
+        """The names the site answers to: its domain, then its aliases."""
+        return [self.domain, *self.aliases.split()]
+
+    def clean(self) -> None:
+        """The checks that need the whole site: options against its names and server, raw
+        directives against its directory, upstreams and options."""
+        super().clean()
+        from websites.checks import check_site
+
+        check_site(self)

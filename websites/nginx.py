@@ -51,11 +51,14 @@ def probe_block(listen: str, revision: str) -> str:
 
 
 def with_probe(body: str, listen: str) -> tuple[str, str]:
-    """Insert the probe location before the server block's closing brace; the revision is
-    a hash of everything else, so it changes exactly when the vhost does."""
+    """Insert the probe location before the closing brace of every server block (a line
+    holding only "}": a vhost may have several, e.g. one that redirects www.NAME, and each
+    name must answer); the revision is a hash of everything else, so it changes exactly when
+    the vhost does."""
     revision = hashlib.sha256(body.encode()).hexdigest()[:16]
-    head, _, _tail = body.rstrip().rpartition("}")
-    return f"{head}{probe_block(listen, revision)}}}\n", revision
+    probe = probe_block(listen, revision)
+    text = re.sub(r"^\}$", lambda _m: probe + "}", body.rstrip() + "\n", flags=re.M)
+    return text, revision
 
 
 class NginxService(IncludeDirService):

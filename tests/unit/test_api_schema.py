@@ -16,6 +16,7 @@ from accounts import services as account_services
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
+from websites.models import Website
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +47,14 @@ def world(admin_user, reseller, customer):
         kind="server.apply", task="tests.support.steps", owner=reseller, target=server
     )
     token, _ = account_services.do_create_token(admin_user, actor=admin_user, data={"name": "t"})
+    site = Website.objects.create(
+        domain="s.example.com",
+        server=server,
+        owner=customer,
+        options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
+    )
     return {
+        "website": site,
         "server": server,
         "rule": rule,
         "op": op,
@@ -65,6 +73,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["op"].uuid)
     if path.startswith("/api/v1/tokens/"):
         return str(world["token"].uuid)
+    if path.startswith("/api/v1/websites/"):
+        return str(world["website"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

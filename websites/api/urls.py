@@ -1,0 +1,5 @@
+from websites.api import views
+
+routes = [
+    ("websites", views.WebsiteViewSet, "website"),
+]

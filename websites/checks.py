@@ -1,0 +1,62 @@
+"""The checks of a website that need the whole site: its options against its names and its
+server's address, its raw directives against its directory, log directory, options and
+whether it is an administrator's proxy. ``Website.clean`` runs them."""
+
+from __future__ import annotations
+
+import posixpath
+
+from django.core.exceptions import ValidationError
+
+from servers.engine import profile_for
+from servers.validators import parse_ip
+from websites.directives import SiteContext, check_directives
+from websites.options import SiteOptions, parse_options
+from websites.vhost import rendered_locations
+
+
+def own_addresses(server) -> frozenset[str]:
+    """The server's own address: a site's upstream must not loop back to it."""
+    addr = parse_ip(server.address) if server is not None else None
+    return frozenset({str(addr)}) if addr is not None else frozenset()
+
+
+def site_context(site, options: SiteOptions) -> SiteContext:
+    profile = profile_for(site.server)
+    return SiteContext(
+        domain=site.domain,
+        site_dir=f"{profile.webroot_base.rstrip('/')}/{site.domain}",
+        log_dir=posixpath.dirname(profile.nginx_error_log.rstrip("/")),
+        hostname_upstreams=site.admin_proxy,
+        own_addresses=own_addresses(site.server),
+        taken_locations=rendered_locations(options),
+    )
+
+
+def check_site(site) -> None:
+    """A ValidationError per field. Values the fields' own validators refuse are left to
+    them (reported once)."""
+    errors: dict[str, list[str]] = {}
+    try:
+        parse_options(site.options)
+    except ValidationError:
+        return  # the field's validator says why; the rest depends on the options
+    try:
+        options = parse_options(
+            site.options, names=tuple(site.names), own_addresses=own_addresses(site.server)
+        )
+    except ValidationError as exc:
+        errors["options"] = exc.messages
+        options = SiteOptions()
+    if site.custom_directives.strip() and site.server_id is not None:
+        try:
+            check_directives(site.custom_directives, None)
+        except ValidationError:
+            pass  # the field's validator says why
+        else:
+            try:
+                check_directives(site.custom_directives, site_context(site, options))
+            except ValidationError as exc:
+                errors["custom_directives"] = exc.messages
+    if errors:
+        raise ValidationError(errors)
