@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone as dj_tz
 
+from accounts.naming import choose_account_name, validate_account_name
 from accounts.validators import parse_cidrs, validate_cidr_list
 from core.policy import (
     ADMIN,
@@ -67,6 +68,15 @@ class UserManager(BaseUserManager.from_queryset(PolicyQuerySet)):
 class User(AbstractBaseUser, PermissionsMixin):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField(unique=True)
+    account_name = models.CharField(
+        max_length=12,
+        unique=True,
+        null=True,
+        editable=False,
+        validators=[validate_account_name],
+        help_text="Chosen at creation, never changed: names this user's system accounts, "
+        "databases and database users on servers.",
+    )
     name = models.CharField(max_length=150, blank=True, validators=[validate_plain_text])
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER)
     reseller = models.ForeignKey(
@@ -141,6 +151,16 @@ class User(AbstractBaseUser, PermissionsMixin):
                 raise ValidationError({"reseller": "Only customers belong to a reseller."})
             if self.reseller.role != Role.RESELLER:
                 raise ValidationError({"reseller": "The owner must be a reseller."})
+
+    def save(self, *args, **kwargs):
+        if not self.account_name and self.email:
+            others = User.objects.exclude(pk=self.pk) if self.pk else User.objects.all()
+            self.account_name = choose_account_name(
+                self.email, lambda name: others.filter(account_name=name).exists()
+            )
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "account_name"}
+        super().save(*args, **kwargs)
 
 
 class ApiTokenQuerySet(PolicyQuerySet):
