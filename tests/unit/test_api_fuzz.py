@@ -16,7 +16,7 @@ from core.models import AuditEntry
 from dns.models import Record, Zone
 from servers.models import FirewallRule, Server
 from tests.conftest import login
-from websites.models import Website
+from websites.models import Plan, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +46,7 @@ def _objects(admin_user):
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
     zone = Zone.objects.create(name="fuzz.example.org", owner=admin_user)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
+    plan = Plan.objects.create(name="fuzz", websites=3)
     return {
         "servers": server,
         "firewall-rules": rule,
@@ -53,6 +54,7 @@ def _objects(admin_user):
         "websites": site,
         "zones": zone,
         "records": record,
+        "plans": plan,
     }
 
 

@@ -17,7 +17,7 @@ from core.operations import start_operation
 from dns.models import Record, Zone
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -56,9 +56,12 @@ def world(admin_user, reseller, customer):
     )
     zone = Zone.objects.create(name="schema.example.com", owner=customer)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
+    plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
+    Subscription.objects.create(user=customer, plan=plan)
     return {
         "zone": zone,
         "record": record,
+        "plan": plan,
         "website": site,
         "server": server,
         "rule": rule,
@@ -84,6 +87,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["record"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    if path.startswith("/api/v1/plans/"):
+        return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

@@ -26,7 +26,7 @@ from core.operations import start_operation
 from dns.models import Nameserver, NameserverGroup, Record, Zone
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
@@ -88,6 +88,8 @@ def victims(db, admin_user):
         server=server, path="/etc/x", kind="changed", expected_sha256="0"
     )
     website = Website.objects.create(domain="victim.example.com", server=server, owner=customer)
+    plan = Plan.objects.create(name="victim plan", owner=reseller, websites=3)
+    subscription = Subscription.objects.create(user=customer, plan=plan)
     op = start_operation(
         kind="server.apply", task="tests.support.steps", owner=reseller, target=server
     )
@@ -111,7 +113,7 @@ def victims(db, admin_user):
     zone = Zone.objects.create(name="victim.example.com", owner=customer)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
-    objects += [group, nameserver, zone, record]
+    objects += [group, nameserver, zone, record, plan, subscription]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
