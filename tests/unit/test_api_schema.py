@@ -16,7 +16,7 @@ from accounts import services as account_services
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,10 @@ def world(admin_user, reseller, customer):
         owner=customer,
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
+    plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
+    Subscription.objects.create(user=customer, plan=plan)
     return {
+        "plan": plan,
         "website": site,
         "server": server,
         "rule": rule,
@@ -75,6 +78,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["token"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    if path.startswith("/api/v1/plans/"):
+        return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

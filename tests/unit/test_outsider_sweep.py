@@ -25,7 +25,7 @@ from core.models import AuditEntry, Operation
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
@@ -85,6 +85,8 @@ def victims(db, admin_user):
         server=server, path="/etc/x", kind="changed", expected_sha256="0"
     )
     website = Website.objects.create(domain="victim.example.com", server=server, owner=customer)
+    plan = Plan.objects.create(name="victim plan", owner=reseller, websites=3)
+    subscription = Subscription.objects.create(user=customer, plan=plan)
     op = start_operation(
         kind="server.apply", task="tests.support.steps", owner=reseller, target=server
     )
@@ -97,6 +99,7 @@ def victims(db, admin_user):
     attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
     entry = audit.record("test.victim", server, actor=customer)
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
+    objects += [plan, subscription]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
