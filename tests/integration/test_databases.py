@@ -104,7 +104,11 @@ def maria_login(user: str, password: str, db: str | None = None):
     import pymysql
 
     return pymysql.connect(
-        host=MARIADB[0], port=MARIADB[1], user=user, password=password, database=db,
+        host=MARIADB[0],
+        port=MARIADB[1],
+        user=user,
+        password=password,
+        database=db,
         connect_timeout=5,
     )
 

@@ -15,6 +15,7 @@ from django.core.cache import cache
 from core.models import AuditEntry
 from servers.models import FirewallRule, Server
 from tests.conftest import login
+from websites.databases.models import DatabaseServer
 from websites.models import Website
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,16 @@ def _objects(admin_user):
     server = Server.objects.create(name="fuzz", address="93.184.216.34", owner=admin_user)
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
-    return {"servers": server, "firewall-rules": rule, "users": admin_user, "websites": site}
+    db_server = DatabaseServer.objects.create(
+        name="fuzz-db", engine="mariadb", host="127.0.0.1", port=3306, admin_user="root"
+    )
+    return {
+        "servers": server,
+        "firewall-rules": rule,
+        "users": admin_user,
+        "websites": site,
+        "database-servers": db_server,
+    }
 
 
 def _request_bodies(schema):
@@ -82,6 +92,7 @@ def test_no_input_causes_a_server_error(admin_user):
         *Server.objects.values_list("name", "location", "notes", "profile"),
         *FirewallRule.objects.values_list("comment", "source"),
         *Website.objects.values_list("options", "custom_directives"),
+        *DatabaseServer.objects.values_list("name", "host", "admin_user", "user_host"),
         *AuditEntry.objects.values_list("object_label", "changes"),
     ]
     assert "\x00" not in repr(stored) and "\\x00" not in repr(stored)

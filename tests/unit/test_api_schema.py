@@ -16,6 +16,7 @@ from accounts import services as account_services
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
+from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
 from websites.models import Website
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +54,21 @@ def world(admin_user, reseller, customer):
         owner=customer,
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
+    db_server = DatabaseServer.objects.create(
+        name="db1", engine="postgresql", host="127.0.0.1", port=5432, admin_user="postgres"
+    )
+    database = CustomerDatabase.objects.create(
+        db_server=db_server, owner=customer, name=f"{customer.account_name}_app", size_bytes=1
+    )
+    db_user = DatabaseUser.objects.create(
+        db_server=db_server, owner=customer, name=database.name, password="x"
+    )
+    grant = DatabaseGrant.objects.create(database=database, user=db_user)
     return {
+        "db_server": db_server,
+        "database": database,
+        "db_user": db_user,
+        "grant": grant,
         "website": site,
         "server": server,
         "rule": rule,
@@ -75,6 +90,14 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["token"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    for prefix, key in (
+        ("/api/v1/databases/", "database"),
+        ("/api/v1/database-users/", "db_user"),
+        ("/api/v1/database-grants/", "grant"),
+        ("/api/v1/database-servers/", "db_server"),
+    ):
+        if path.startswith(prefix):
+            return str(world[key].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

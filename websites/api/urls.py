@@ -3,3 +3,6 @@ from websites.api import views
 routes = [
     ("websites", views.WebsiteViewSet, "website"),
 ]
+from websites.databases.api.urls import routes as database_routes  # noqa: E402
+
+routes += database_routes

@@ -134,9 +134,7 @@ class MariaDBAdapter:
         return str(rows[0][0])
 
     def create_database(self, name: str) -> None:
-        self._run(
-            [(f"CREATE DATABASE IF NOT EXISTS {quote_db(name)} CHARACTER SET utf8mb4", ())]
-        )
+        self._run([(f"CREATE DATABASE IF NOT EXISTS {quote_db(name)} CHARACTER SET utf8mb4", ())])
 
     def drop_database(self, name: str) -> None:
         self._run([(f"DROP DATABASE IF EXISTS {quote_db(name)}", ())])
@@ -197,19 +195,18 @@ class MariaDBAdapter:
     def sizes(self, names: list[str]) -> dict[str, int]:
         if not names:
             return {}
-        marks = ", ".join(["%s"] * len(names))
         rows = self._run(
             [
                 (
                     "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0) "
                     "FROM information_schema.schemata s LEFT JOIN information_schema.tables t "
-                    "ON t.table_schema = s.schema_name "
-                    f"WHERE s.schema_name IN ({marks}) GROUP BY s.schema_name",
-                    tuple(names),
+                    "ON t.table_schema = s.schema_name GROUP BY s.schema_name",
+                    (),
                 )
             ]
         )
-        return {name: int(size) for name, size in rows}
+        wanted = set(names)
+        return {name: int(size) for name, size in rows if name in wanted}
 
 
 # ------------------------------------------------------------------------- PostgreSQL
@@ -281,12 +278,12 @@ class PostgresAdapter:
 
         db = sql.Identifier(_checked(name))
         if not self.database_exists(name):
-            self._run([(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(db), ())])
+            self._run(
+                [(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(db), ())]
+            )
         # Also on a re-run: the database is private until granted.
         self._run([(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db), ())])
-        self._run(
-            [(sql.SQL("REVOKE ALL ON SCHEMA public FROM PUBLIC"), ())], dbname=name
-        )
+        self._run([(sql.SQL("REVOKE ALL ON SCHEMA public FROM PUBLIC"), ())], dbname=name)
 
     def drop_database(self, name: str) -> None:
         from psycopg import sql
@@ -302,9 +299,9 @@ class PostgresAdapter:
         self._run(
             [
                 (
-                    sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                        role, secret
-                    ),
+                    sql.SQL(
+                        verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
+                    ).format(role, secret),
                     (),
                 )
             ]
@@ -349,7 +346,9 @@ class PostgresAdapter:
                 (sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA public TO {}").format(role), ()),
                 (sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}").format(role), ()),
                 (
-                    sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO {}").format(role),
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO {}"
+                    ).format(role),
                     (),
                 ),
             ]
@@ -358,7 +357,9 @@ class PostgresAdapter:
                 (sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role), ()),
                 (sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(role), ()),
                 (
-                    sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(role),
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}"
+                    ).format(role),
                     (),
                 ),
             ]
@@ -377,7 +378,9 @@ class PostgresAdapter:
                 (sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role), ()),
                 (sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(role), ()),
                 (
-                    sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM {}").format(role),
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM {}"
+                    ).format(role),
                     (),
                 ),
             ],

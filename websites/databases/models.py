@@ -209,9 +209,9 @@ class DatabaseGrant(models.Model):
     def __str__(self) -> str:
         return f"{self.user} on {self.database} ({self.privileges})"
 
+    def get_absolute_url(self) -> str:
+        return self.database.get_absolute_url()
+
     @property
     def owner(self):
         return self.database.owner
-
-    def get_absolute_url(self) -> str:
-        return self.database.get_absolute_url()

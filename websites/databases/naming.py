@@ -25,8 +25,7 @@ USER_MAX = {MARIADB: 32, POSTGRESQL: 63}
 def validate_suffix(value: str) -> None:
     if not SUFFIX.fullmatch(value or ""):
         raise ValidationError(
-            "Use 1-31 lower-case letters, digits and underscores, starting with a letter "
-            "or digit."
+            "Use 1-31 lower-case letters, digits and underscores, starting with a letter or digit."
         )
 
 

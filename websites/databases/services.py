@@ -127,7 +127,7 @@ def start_check_server(db_server: DatabaseServer, *, actor):
     )
 
 
-def servers_for(owner) -> "QuerySet[DatabaseServer]":  # noqa: F821
+def servers_for(owner) -> QuerySet[DatabaseServer]:  # noqa: F821
     """Database servers offered for ``owner``'s new databases: standalone ones, those on
     administrators' servers, and those on the servers of the owner's reseller (or its own)."""
     qs = DatabaseServer.objects.filter(accepts_new=True)

@@ -189,5 +189,3 @@ def refresh_sizes() -> str:
             log.warning("sizes of %s: %s", db_server, exc)
             DatabaseServer.objects.filter(pk=db_server.pk).update(last_error=str(exc)[:2000])
     return f"{done} sizes refreshed, {failed} servers failed"
-
-
