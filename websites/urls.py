@@ -1,8 +1,11 @@
+"""The websites area of the portal. The certificates and databases subpackages add their
+pages with one ``path(..., include(...))`` line each."""
+
 from django.urls import include, path
 
-from core import views
+from websites import views
 
 urlpatterns = [
-    path("", views.area, {"area": "websites"}, name="websites"),
+    path("", views.WebsiteList.as_view(), name="websites"),
     path("databases/", include("websites.databases.urls")),
 ]

@@ -39,6 +39,16 @@ def _listening(host: str, port: int) -> bool:
     return False
 
 
+def customer() -> object:
+    """A customer with an unlimited plan and a random account name."""
+    from websites.models import Plan, Subscription
+
+    user = make_user(f"{unique_prefix()}@example.com", "customer")
+    plan = Plan.objects.create(name=f"unlimited-{user.pk}")
+    Subscription.objects.create(user=user, plan=plan)
+    return user
+
+
 def unique_prefix() -> str:
     return "t" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(7))
 
@@ -239,8 +249,8 @@ class TestServicesEndToEnd:
         ep = request.getfixturevalue("mariadb" if engine == "mariadb" else "postgres")
         cleanup = request.getfixturevalue("clean_maria" if engine == "mariadb" else "clean_pg")
         db_server = _db_server(engine, ep, f"{engine}-1")
-        alice = make_user(f"{unique_prefix()}@example.com", "customer")
-        bob = make_user(f"{unique_prefix()}@example.com", "customer")
+        alice = customer()
+        bob = customer()
         made = {}
         for who in (alice, bob):
             with django_capture_on_commit_callbacks(execute=True):
@@ -301,7 +311,7 @@ class TestServicesEndToEnd:
         ep = request.getfixturevalue("mariadb" if engine == "mariadb" else "postgres")
         cleanup = request.getfixturevalue("clean_maria" if engine == "mariadb" else "clean_pg")
         db_server = _db_server(engine, ep, f"{engine}-2")
-        carol = make_user(f"{unique_prefix()}@example.com", "customer")
+        carol = customer()
         cls = adapters.MariaDBAdapter if engine == "mariadb" else adapters.PostgresAdapter
 
         def broken(self, *args):
@@ -334,7 +344,7 @@ class TestServicesEndToEnd:
     def test_names_with_quotes_are_refused(self, request, engine, admin_user):
         ep = request.getfixturevalue("mariadb" if engine == "mariadb" else "postgres")
         db_server = _db_server(engine, ep, f"{engine}-3")
-        dave = make_user(f"{unique_prefix()}@example.com", "customer")
+        dave = customer()
         for bad in ("a'b", 'a"b', "a`b", "x; drop", "A", "_x", "a%", "a\x00b", "é"):
             with pytest.raises(ValidationError):
                 services.do_create_database(actor=dave, data={"db_server": db_server, "name": bad})

@@ -16,7 +16,7 @@ from core.models import AuditEntry
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.databases.models import DatabaseServer
-from websites.models import Website
+from websites.models import Plan, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +47,14 @@ def _objects(admin_user):
     db_server = DatabaseServer.objects.create(
         name="fuzz-db", engine="mariadb", host="127.0.0.1", port=3306, admin_user="root"
     )
+    plan = Plan.objects.create(name="fuzz", websites=3)
     return {
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,
         "websites": site,
         "database-servers": db_server,
+        "plans": plan,
     }
 
 

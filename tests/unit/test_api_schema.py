@@ -17,7 +17,7 @@ from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -64,11 +64,14 @@ def world(admin_user, reseller, customer):
         db_server=db_server, owner=customer, name=database.name, password="x"
     )
     grant = DatabaseGrant.objects.create(database=database, user=db_user)
+    plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
+    Subscription.objects.create(user=customer, plan=plan)
     return {
         "db_server": db_server,
         "database": database,
         "db_user": db_user,
         "grant": grant,
+        "plan": plan,
         "website": site,
         "server": server,
         "rule": rule,
@@ -98,6 +101,8 @@ def _value_for(path: str, name: str, world) -> str:
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)
+    if path.startswith("/api/v1/plans/"):
+        return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

@@ -4,9 +4,6 @@ tests/integration/test_databases.py."""
 
 from __future__ import annotations
 
-import sys
-import types
-
 import jsonschema
 import pytest
 from django.core.exceptions import ValidationError
@@ -15,14 +12,32 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accounts.models import User
 from core import schedules
 from core.models import AuditEntry, Operation
 from tests.conftest import login
 from tests.unit.test_api_schema import to_json_schema
+from websites import plans
 from websites.databases import naming, services
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
+from websites.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
+
+
+def subscribe(*users, databases=None):
+    plan = Plan.objects.create(name=f"plan-{databases}-{users[0].pk}", databases=databases)
+    for user in users:
+        Subscription.objects.create(user=user, plan=plan)
+
+
+@pytest.fixture(autouse=True)
+def _plans(request):
+    """Customers acting alone need a plan: an unlimited one unless a test says otherwise."""
+    names = [n for n in ("customer", "mallory") if n in request.fixturenames]
+    users = [request.getfixturevalue(n) for n in names]
+    if users and "limited" not in request.node.name:
+        subscribe(*users)
 
 
 @pytest.fixture
@@ -126,19 +141,13 @@ class TestServices:
             stored = cur.fetchone()[0]
         assert stored and "s3" not in stored  # encrypted at rest
 
-    def test_the_plan_is_asked_when_it_exists(self, customer, db_server, monkeypatch):
-        calls = []
-
-        def enforce_limit(owner, what, *, actor):
-            calls.append((owner, what, actor))
-            raise ValidationError("Your plan allows 0 databases.")
-
-        fake = types.SimpleNamespace(enforce_limit=enforce_limit)
-        monkeypatch.setitem(sys.modules, "websites.plans", fake)
-        with pytest.raises(ValidationError, match="plan allows"):
-            services.do_create_database(actor=customer, data={"db_server": db_server, "name": "a"})
-        assert calls == [(customer, "databases", customer)]
-        assert not CustomerDatabase.objects.exists()
+    def test_databases_are_limited_by_the_plan(self, customer, db_server):
+        subscribe(customer, databases=1)
+        services.do_create_database(actor=customer, data={"db_server": db_server, "name": "a"})
+        with pytest.raises(ValidationError, match="allows 1 database"):
+            services.do_create_database(actor=customer, data={"db_server": db_server, "name": "b"})
+        assert CustomerDatabase.objects.count() == 1
+        assert plans.usage(User.objects.filter(pk=customer.pk), "databases") == 1
 
     def test_sizes_are_refreshed_every_hour(self):
         found = [r for r in schedules.declared() if r.func.endswith("refresh_sizes")]

@@ -26,7 +26,7 @@ from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
@@ -88,6 +88,8 @@ def victims(db, admin_user):
         server=server, path="/etc/x", kind="changed", expected_sha256="0"
     )
     website = Website.objects.create(domain="victim.example.com", server=server, owner=customer)
+    plan = Plan.objects.create(name="victim plan", owner=reseller, websites=3)
+    subscription = Subscription.objects.create(user=customer, plan=plan)
     op = start_operation(
         kind="server.apply", task="tests.support.steps", owner=reseller, target=server
     )
@@ -116,6 +118,7 @@ def victims(db, admin_user):
     grant = DatabaseGrant.objects.create(database=database, user=db_user)
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
     objects += [db_server, database, db_user, grant]
+    objects += [plan, subscription]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes]
     secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD]
     return {"objects": objects, "secrets": secrets, "operation": op}

@@ -2,6 +2,7 @@ from websites.api import views
 
 routes = [
     ("websites", views.WebsiteViewSet, "website"),
+    ("plans", views.PlanViewSet, "plan"),
 ]
 from websites.databases.api.urls import routes as database_routes  # noqa: E402
 
