@@ -13,6 +13,7 @@ import pytest
 from django.core.cache import cache
 
 from core.models import AuditEntry
+from dns.models import Record, Zone
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.databases.models import DatabaseServer
@@ -47,6 +48,8 @@ def _objects(admin_user):
     db_server = DatabaseServer.objects.create(
         name="fuzz-db", engine="mariadb", host="127.0.0.1", port=3306, admin_user="root"
     )
+    zone = Zone.objects.create(name="fuzz.example.org", owner=admin_user)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="fuzz", websites=3)
     return {
         "servers": server,
@@ -54,6 +57,8 @@ def _objects(admin_user):
         "users": admin_user,
         "websites": site,
         "database-servers": db_server,
+        "zones": zone,
+        "records": record,
         "plans": plan,
     }
 
@@ -95,6 +100,8 @@ def test_no_input_causes_a_server_error(admin_user):
         *FirewallRule.objects.values_list("comment", "source"),
         *Website.objects.values_list("options", "custom_directives"),
         *DatabaseServer.objects.values_list("name", "host", "admin_user", "user_host"),
+        *Zone.objects.values_list("name", "soa_rname"),
+        *Record.objects.values_list("name", "content"),
         *AuditEntry.objects.values_list("object_label", "changes"),
     ]
     assert "\x00" not in repr(stored) and "\\x00" not in repr(stored)
