@@ -17,6 +17,8 @@ NEEDS=(
   "/usr/sbin/named:bind9"
   "/usr/sbin/rndc:bind9-utils"
   "/usr/bin/chromium:chromium"
+  "/usr/bin/pebble:pebble"
+  "/usr/bin/openssl:openssl"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
 )
 

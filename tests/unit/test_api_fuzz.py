@@ -15,6 +15,7 @@ from django.core.cache import cache
 from core.models import AuditEntry
 from servers.models import FirewallRule, Server
 from tests.conftest import login
+from websites.certificates.models import Certificate
 from websites.models import Website
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,14 @@ def _objects(admin_user):
     server = Server.objects.create(name="fuzz", address="93.184.216.34", owner=admin_user)
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
-    return {"servers": server, "firewall-rules": rule, "users": admin_user, "websites": site}
+    cert = Certificate.objects.create(website=site, domains=site.domain)
+    return {
+        "servers": server,
+        "firewall-rules": rule,
+        "users": admin_user,
+        "websites": site,
+        "certificates": cert,
+    }
 
 
 def _request_bodies(schema):

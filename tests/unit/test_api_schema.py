@@ -16,6 +16,7 @@ from accounts import services as account_services
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
+from websites.certificates.models import Certificate
 from websites.models import Website
 
 pytestmark = pytest.mark.django_db
@@ -53,8 +54,10 @@ def world(admin_user, reseller, customer):
         owner=customer,
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
+    certificate = Certificate.objects.create(website=site, domains=site.domain)
     return {
         "website": site,
+        "certificate": certificate,
         "server": server,
         "rule": rule,
         "op": op,
@@ -75,6 +78,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["token"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    if path.startswith("/api/v1/certificates/"):
+        return str(world["certificate"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

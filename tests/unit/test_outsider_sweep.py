@@ -25,10 +25,12 @@ from core.models import AuditEntry, Operation
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
+from websites.certificates.models import Certificate
 from websites.models import Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
+TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 API_UNSAFE = ("post", "patch", "put", "delete")
@@ -85,6 +87,9 @@ def victims(db, admin_user):
         server=server, path="/etc/x", kind="changed", expected_sha256="0"
     )
     website = Website.objects.create(domain="victim.example.com", server=server, owner=customer)
+    certificate = Certificate.objects.create(
+        website=website, domains=website.domain, private_key=TLS_KEY, fullchain="chain"
+    )
     op = start_operation(
         kind="server.apply", task="tests.support.steps", owner=reseller, target=server
     )
@@ -97,7 +102,8 @@ def victims(db, admin_user):
     attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
     entry = audit.record("test.victim", server, actor=customer)
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
-    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes]
+    objects.append(certificate)
+    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TLS_KEY]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 
@@ -231,3 +237,6 @@ def test_sweep_covers_new_routes_without_editing(victims):
     assert f"/servers/{server.uuid}/apply/" in urls
     assert f"/api/v1/servers/{server.uuid}/" in urls
     assert f"/admin/servers/server/{server.pk}/change/" in urls
+    cert = next(o for o in victims["objects"] if isinstance(o, Certificate))
+    assert f"/api/v1/certificates/{cert.uuid}/renew/" in urls
+    assert f"/certificates/site/{cert.website.uuid}/issue/" in urls
