@@ -20,6 +20,7 @@ NEEDS=(
   "/usr/bin/pebble:pebble"
   "/usr/bin/openssl:openssl"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
+  "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
 )
 
 missing=()

@@ -1,8 +1,8 @@
 from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
-from websites import services
-from websites.models import Website
+from websites import plans, services
+from websites.models import Plan, Subscription, Website
 
 
 @admin.register(Website)
@@ -32,3 +32,39 @@ class WebsiteAdmin(PolicyAdmin):
     def get_readonly_fields(self, request, obj=None):
         writable = services.writable_fields(request.user)
         return [f for f in self.fields if f not in writable]
+
+
+@admin.register(Plan)
+class PlanAdmin(PolicyAdmin):
+    """Staff plans (no owner) and resellers' plans; writes go through websites.plans."""
+
+    list_display = ["name", "owner", "websites", "databases", "disk_mb", "price"]
+    search_fields = ["name", "owner__email"]
+    list_select_related = ["owner"]
+    fields = ["name", "owner", *plans.PLAN_FIELDS[1:], "created_at"]
+    readonly_fields = ["owner", "created_at"]
+    create_service = staticmethod(plans.do_create_plan)
+    update_service = staticmethod(plans.do_update_plan)
+    delete_service = staticmethod(plans.do_delete_plan)
+
+
+def _subscribe(obj, *, actor, data):
+    user = data.get("user") or obj.user
+    return plans.do_subscribe(user, data["plan"], actor=actor)
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(PolicyAdmin):
+    list_display = ["user", "plan", "created_at"]
+    search_fields = ["user__email", "plan__name"]
+    list_select_related = ["user", "plan"]
+    fields = ["user", "plan", "created_at"]
+    readonly_fields = ["created_at"]
+    create_service = staticmethod(lambda *, actor, data: _subscribe(None, actor=actor, data=data))
+    update_service = staticmethod(_subscribe)
+    delete_service = staticmethod(
+        lambda obj, *, actor: plans.do_subscribe(obj.user, None, actor=actor)
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["user", "created_at"] if obj else ["created_at"]

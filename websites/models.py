@@ -1,15 +1,16 @@
-"""Websites: the part the apply engine needs now (domain, server, vhost, typed options). The
-websites issue adds PHP pools, apps, certificates, databases and backups on top."""
+"""Websites (domain, server, kind, typed options, status) and the hosting plans that limit
+what their owners may have (websites/plans.py holds the checks)."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from core.policy import OwnedQuerySet
+from core.policy import ADMIN, CHANGE, DELETE, RESELLER, VIEW, OwnedQuerySet, Rules
 from websites.validators import (
     validate_domain,
     validate_domain_list,
@@ -91,3 +92,103 @@ class Website(models.Model):
         from websites.checks import check_site
 
         check_site(self)
+
+
+# The kinds of site a plan may allow (Website.Kind grows with the websites issue).
+SITE_KINDS = ("static", "php", "proxy")
+
+
+def validate_php_versions(value: str) -> None:
+    from websites.plans import parse_words
+
+    parse_words(value, r"\d+\.\d+", "PHP version")
+
+
+def validate_kinds(value: str) -> None:
+    from websites.plans import parse_words
+
+    for kind in parse_words(value, r"[a-z]+", "site kind"):
+        if kind not in SITE_KINDS:
+            raise ValidationError(f"{kind!r} is not a site kind ({', '.join(SITE_KINDS)}).")
+
+
+class Plan(models.Model):
+    """A hosting plan: what a subscriber may have. Limits left empty are unlimited.
+
+    ``owner`` None: a staff plan (administrators make them, for resellers and customers);
+    a reseller's plan is for its own customers and stays within the reseller's own plan
+    (websites.plans.check_within_parent)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="plans",
+        help_text="The reseller that sells this plan; empty for the provider's own plans.",
+    )
+    disk_mb = models.PositiveIntegerField("disk (MB)", null=True, blank=True)
+    bandwidth_gb = models.PositiveIntegerField("bandwidth (GB/month)", null=True, blank=True)
+    websites = models.PositiveIntegerField(null=True, blank=True)
+    databases = models.PositiveIntegerField(null=True, blank=True)
+    mailboxes = models.PositiveIntegerField(null=True, blank=True)
+    php_versions = models.CharField(
+        "allowed PHP versions",
+        max_length=200,
+        blank=True,
+        validators=[validate_php_versions],
+        help_text="Versions separated by spaces (e.g. 8.2 8.3); empty allows every installed.",
+    )
+    kinds = models.CharField(
+        "allowed site kinds",
+        max_length=200,
+        blank=True,
+        validators=[validate_kinds],
+        help_text=f"Kinds separated by spaces ({', '.join(SITE_KINDS)}); empty allows all.",
+    )
+    sftp_allowed = models.BooleanField("SSH/SFTP allowed", default=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OwnedQuerySet.as_manager()
+    # Staff plans (owner None) are reached by administrators (and read by support); a
+    # reseller its own. Subscribers read theirs through websites.plans.visible_plans.
+    policy = Rules(
+        owner="owner",
+        owner_may=frozenset({VIEW, CHANGE, DELETE}),
+        add=frozenset({ADMIN, RESELLER}),
+        reseller_reaches_customers=False,
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="websites_plan_owner_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    """A user's plan (one at a time). Users without one: see websites.plans."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscription"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OwnedQuerySet.as_manager()
+    # The subscriber reads it; its reseller (and administrators) change it (the service
+    # refuses customers changing their own).
+    policy = Rules(owner="user", add=frozenset({ADMIN, RESELLER}))
+
+    class Meta:
+        ordering = ["user__email"]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.plan}"

@@ -13,10 +13,11 @@ import pytest
 from django.core.cache import cache
 
 from core.models import AuditEntry
+from dns.models import Record, Zone
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
-from websites.models import Website
+from websites.models import Plan, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -45,12 +46,18 @@ def _objects(admin_user):
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
     cert = Certificate.objects.create(website=site, domains=site.domain)
+    zone = Zone.objects.create(name="fuzz.example.org", owner=admin_user)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
+    plan = Plan.objects.create(name="fuzz", websites=3)
     return {
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,
         "websites": site,
         "certificates": cert,
+        "zones": zone,
+        "records": record,
+        "plans": plan,
     }
 
 
@@ -90,6 +97,8 @@ def test_no_input_causes_a_server_error(admin_user):
         *Server.objects.values_list("name", "location", "notes", "profile"),
         *FirewallRule.objects.values_list("comment", "source"),
         *Website.objects.values_list("options", "custom_directives"),
+        *Zone.objects.values_list("name", "soa_rname"),
+        *Record.objects.values_list("name", "content"),
         *AuditEntry.objects.values_list("object_label", "changes"),
     ]
     assert "\x00" not in repr(stored) and "\\x00" not in repr(stored)

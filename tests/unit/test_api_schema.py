@@ -14,10 +14,11 @@ import pytest
 
 from accounts import services as account_services
 from core.operations import start_operation
+from dns.models import Record, Zone
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +56,14 @@ def world(admin_user, reseller, customer):
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
     certificate = Certificate.objects.create(website=site, domains=site.domain)
+    zone = Zone.objects.create(name="schema.example.com", owner=customer)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
+    plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
+    Subscription.objects.create(user=customer, plan=plan)
     return {
+        "zone": zone,
+        "record": record,
+        "plan": plan,
         "website": site,
         "certificate": certificate,
         "server": server,
@@ -76,10 +84,16 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["op"].uuid)
     if path.startswith("/api/v1/tokens/"):
         return str(world["token"].uuid)
+    if path.startswith("/api/v1/zones/"):
+        return str(world["zone"].uuid)
+    if path.startswith("/api/v1/records/"):
+        return str(world["record"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
     if path.startswith("/api/v1/certificates/"):
         return str(world["certificate"].uuid)
+    if path.startswith("/api/v1/plans/"):
+        return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
     if path.startswith("/api/v1/audit/"):

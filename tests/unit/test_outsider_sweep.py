@@ -23,13 +23,16 @@ from accounts.models import LoginAttempt
 from core import audit
 from core.models import AuditEntry, Operation
 from core.operations import start_operation
+from dns.models import Nameserver, NameserverGroup, Record, Zone
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
 from websites.certificates.models import Certificate
-from websites.models import Website
+from websites.models import Plan, Subscription, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
+TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
+DNS_API_KEY = "sweep-powerdns-api-key-material"
 TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
@@ -90,6 +93,8 @@ def victims(db, admin_user):
     certificate = Certificate.objects.create(
         website=website, domains=website.domain, private_key=TLS_KEY, fullchain="chain"
     )
+    plan = Plan.objects.create(name="victim plan", owner=reseller, websites=3)
+    subscription = Subscription.objects.create(user=customer, plan=plan)
     op = start_operation(
         kind="server.apply", task="tests.support.steps", owner=reseller, target=server
     )
@@ -101,9 +106,21 @@ def victims(db, admin_user):
     session = TerminalSession.objects.create(server=server, user=admin_user)
     attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
     entry = audit.record("test.victim", server, actor=customer)
+    group = NameserverGroup.objects.create(name="victim-ns")
+    nameserver = Nameserver.objects.create(
+        group=group,
+        hostname="ns1.example.net",
+        host="127.0.0.1",
+        tsig_key_name="k",
+        tsig_secret=TSIG_SECRET,
+        api_key=DNS_API_KEY,
+    )
+    zone = Zone.objects.create(name="victim.example.com", owner=customer)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
-    objects.append(certificate)
-    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TLS_KEY]
+    objects += [group, nameserver, zone, record, plan, subscription, certificate]
+    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
+    secrets.append(TLS_KEY)
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 

@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
 from core.api.serializers import ServiceSerializer
-from websites import services
-from websites.models import Website
+from websites import plans, services
+from websites.models import Plan, Website
 
 WEBSITE_READ_ONLY = [
     "uuid",
@@ -32,3 +32,21 @@ class WebsiteSerializer(ServiceSerializer):
         model = Website
         fields = [*WEBSITE_READ_ONLY, *services.WEBSITE_FIELDS]
         read_only_fields = WEBSITE_READ_ONLY
+
+
+class PlanSerializer(ServiceSerializer):
+    """A hosting plan. Empty limits are unlimited; empty PHP versions / kinds allow all."""
+
+    owner = serializers.SlugRelatedField(
+        slug_field="uuid",
+        read_only=True,
+        allow_null=True,
+        help_text="The reseller selling this plan; null for the provider's own plans.",
+    )
+    create_service = staticmethod(plans.do_create_plan)
+    update_service = staticmethod(plans.do_update_plan)
+
+    class Meta:
+        model = Plan
+        fields = ["uuid", "owner", *plans.PLAN_FIELDS, "created_at"]
+        read_only_fields = ["uuid", "owner", "created_at"]

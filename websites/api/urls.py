@@ -2,4 +2,5 @@ from websites.api import views
 
 routes = [
     ("websites", views.WebsiteViewSet, "website"),
+    ("plans", views.PlanViewSet, "plan"),
 ]

@@ -1,8 +1,10 @@
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, permissions, viewsets
 
 from core.api.viewsets import PolicyViewSetMixin
-from websites.api.serializers import WebsiteSerializer
-from websites.models import Website
+from websites import plans
+from websites.api.serializers import PlanSerializer, WebsiteSerializer
+from websites.models import Plan, Website
+from websites.plans import visible_plans
 
 
 class WebsiteViewSet(
@@ -23,3 +25,33 @@ class WebsiteViewSet(
 
     def optimise(self, qs):
         return qs.select_related("server", "owner")
+
+
+class PlanViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Hosting plans. Administrators write the provider's plans, a reseller its own (within
+    its own plan); everyone reads the plan they are subscribed to."""
+
+    queryset = Plan.objects.all()
+    serializer_class = PlanSerializer
+    search_fields = ["name"]
+    ordering_fields = ["name", "price", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        if self.request.method in permissions.SAFE_METHODS:
+            return visible_plans(self.request.user).select_related("owner")
+        return super().get_queryset()
+
+    def optimise(self, qs):
+        return qs.select_related("owner")
+
+    def perform_destroy(self, instance):
+        plans.do_delete_plan(instance, actor=self.request.user)

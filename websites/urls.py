@@ -1,0 +1,10 @@
+"""The websites area of the portal. The certificates and databases subpackages add their
+pages with one ``path(..., include(...))`` line each."""
+
+from django.urls import path
+
+from websites import views
+
+urlpatterns = [
+    path("", views.WebsiteList.as_view(), name="websites"),
+]
