@@ -33,13 +33,17 @@ def _server_settings(site):
     from websites.certificates.apply import file_paths
     from websites.certificates.models import Certificate
 
+    if site.server_id is None:  # a site rendered before it is saved (previews, tests)
+        return DEFAULT_CHALLENGE_DIR, None, None, None, None
     profile = profile_for(site.server)
-    cert = (
-        Certificate.objects.filter(website_id=site.pk, installed=True)
-        .exclude(fullchain="")
-        .only("fingerprint")
-        .first()
-    )
+    cert = None
+    if site.pk is not None:
+        cert = (
+            Certificate.objects.filter(website_id=site.pk, installed=True)
+            .exclude(fullchain="")
+            .only("fingerprint")
+            .first()
+        )
     if cert is None:
         return profile.acme_challenge_dir, None, None, None, None
     key, crt = file_paths(profile, site.domain)

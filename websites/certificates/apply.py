@@ -33,25 +33,7 @@ def file_paths(profile, domain: str) -> tuple[str, str]:
 
 class CertificateFiles:
     unit_prefix = "certificate:"
-    profile_keys = (
-        ProfileKey("tls_dir", "/etc/nginx/panel-tls", "path", "Private keys and chains."),
-        ProfileKey(
-            "nginx_tls_listen", "443", "listen", "Port or address:port HTTPS vhosts listen on."
-        ),
-        ProfileKey(
-            "acme_challenge_dir",
-            "/var/lib/hosting-panel/acme-challenge",
-            "path",
-            "Served at /.well-known/acme-challenge/ on every site (HTTP-01).",
-        ),
-        ProfileKey(
-            "public_addresses",
-            "",
-            "text",
-            "Addresses (space separated) a site's names must resolve to before a certificate "
-            "is ordered; empty: the server's address.",
-        ),
-    )
+    profile_keys = ()  # the TLS keys are the service's: services stay registered
 
     def files(self, server, profile, units):
         certs = (
@@ -95,6 +77,25 @@ class TlsFilesService(Service):
 
     name = "tls-files"
     reload_order = 40  # before nginx, which reads them
+    profile_keys = (
+        ProfileKey("tls_dir", "/etc/nginx/panel-tls", "path", "Private keys and chains."),
+        ProfileKey(
+            "nginx_tls_listen", "443", "listen", "Port or address:port HTTPS vhosts listen on."
+        ),
+        ProfileKey(
+            "acme_challenge_dir",
+            "/var/lib/hosting-panel/acme-challenge",
+            "path",
+            "Served at /.well-known/acme-challenge/ on every site (HTTP-01).",
+        ),
+        ProfileKey(
+            "public_addresses",
+            "",
+            "text",
+            "Addresses (space separated) a site's names must resolve to before a certificate "
+            "is ordered; empty: the server's address.",
+        ),
+    )
     validated_by_jobs = True
 
     def _pairs(self, run: ServiceRun) -> list[tuple[str, str, str]]:
