@@ -6,6 +6,7 @@ NAV = [
     ("servers", "Servers", "server"),  # not for customers: servers are their provider's
     ("websites", "Websites", "globe"),
     ("certificates", "Certificates", "shield-check"),
+    ("databases", "Databases", "database"),
     ("dns", "DNS", "network"),
     ("vps", "VPS", "cpu"),
     ("monitoring", "Monitoring", "activity"),

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "servers",
     "websites",
     "websites.certificates",
+    "websites.databases",
     "dns",
     "vps",
     "monitoring",

@@ -18,7 +18,7 @@ def app_urls() -> list:
     (default ``<label>/``); one without pages yet shows its ``placeholder``."""
     found = []
     for config in apps.get_app_configs():
-        if settings.BASE_DIR not in Path(config.path).parents[:2]:  # nested apps too
+        if Path(config.path).parent != settings.BASE_DIR:
             continue  # third-party apps mount themselves below
         if find_spec(f"{config.name}.urls") is not None:
             module = import_module(f"{config.name}.urls")

@@ -15,8 +15,7 @@ router = DefaultRouter()
 urlpatterns: list = []
 for config in apps.get_app_configs():
     module_name = f"{config.name}.api.urls"
-    # Apps of this repository, nested ones (websites.certificates) too.
-    ours = settings.BASE_DIR in Path(config.path).parents[:2]
+    ours = Path(config.path).parent == settings.BASE_DIR  # apps of this repository
     if not ours or find_spec(f"{config.name}.api") is None or find_spec(module_name) is None:
         continue
     module = import_module(module_name)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from core.models import Operation
@@ -67,10 +68,10 @@ class TestUpload:
         assert cert.source == "upload" and cert.status == "pending"
         assert cert.not_after > timezone.now() + dt.timedelta(days=59)
         assert cert.names == ["shop.example.com", "www.shop.example.com"]
-        raw = Certificate.objects.filter(pk=cert.pk).values_list("private_key", flat=True)
-        assert "PRIVATE KEY" not in Certificate.objects.raw(
-            "SELECT id, private_key FROM certificates_certificate"
-        )[0].__dict__.get("private_key", "") or list(raw)
+        assert cert.private_key.startswith("-----BEGIN PRIVATE KEY-----")
+        with connection.cursor() as cur:  # encrypted at rest
+            cur.execute("SELECT private_key FROM certificates_certificate WHERE id = %s", [cert.pk])
+            assert "PRIVATE KEY" not in cur.fetchone()[0]
 
     def test_mismatched_key_is_refused(self, site, customer):
         _key, chain = make_pair(["shop.example.com"])
@@ -149,19 +150,19 @@ class TestRenewal:
 class TestPortalAndApi:
     def test_tls_page_list_and_upload_errors(self, site, customer):
         client = login(customer)
-        page = client.get(f"/certificates/site/{site.uuid}/")
+        page = client.get(f"/websites/certificates/site/{site.uuid}/")
         assert page.status_code == 200 and b"Upload a certificate" in page.content
         _key, chain = make_pair(site.names)
         other_key, _ = make_pair(site.names)
         resp = client.post(
-            f"/certificates/site/{site.uuid}/upload/",
+            f"/websites/certificates/site/{site.uuid}/upload/",
             {"certificate": chain, "private_key": other_key},
         )
         assert resp.status_code == 400
         assert b"The private key does not belong to the certificate." in resp.content
-        resp = client.post(f"/certificates/site/{site.uuid}/issue/", {"key_type": "rsa"})
+        resp = client.post(f"/websites/certificates/site/{site.uuid}/issue/", {"key_type": "rsa"})
         assert resp.status_code == 302 and resp["Location"].startswith("/operations/")
-        listing = client.get("/certificates/")
+        listing = client.get("/websites/certificates/")
         assert listing.status_code == 200 and b"shop.example.com" in listing.content
 
     def test_api_visibility_and_requests(self, site, customer, mallory):
