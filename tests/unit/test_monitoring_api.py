@@ -82,3 +82,27 @@ def test_ranges_read_rollups_and_fill_the_tail_from_raw(server):
     month = series(server, "30d", ["cpu"], now=now)
     assert month.source == "3600s" and len(month.t) in (3, 4)
     assert series(server, "1y", ["cpu"], now=now).step == 86400
+
+
+def test_administrators_choose_the_collector_through_the_service(server, admin_user):
+    from core.models import AuditEntry
+
+    monitor = server.monitor
+    client = login(admin_user)
+    url = f"/admin/monitoring/servermonitor/{monitor.pk}/change/"
+    assert client.get(url).status_code == 200
+    client.post(url, {"method": "node_exporter", "exporter_url": "", "enabled": "on"})
+    monitor.refresh_from_db()
+    assert monitor.method == "ssh"  # refused: no URL
+    resp = client.post(
+        url,
+        {
+            "method": "node_exporter",
+            "exporter_url": "http://10.0.0.5:9100/metrics",
+            "enabled": "on",
+        },
+    )
+    assert resp.status_code == 302
+    monitor.refresh_from_db()
+    assert monitor.method == "node_exporter" and monitor.counters == {}
+    assert AuditEntry.objects.filter(action="monitoring.update").count() == 1
