@@ -4,3 +4,6 @@ routes = [
     ("websites", views.WebsiteViewSet, "website"),
     ("plans", views.PlanViewSet, "plan"),
 ]
+from websites.databases.api.urls import routes as database_routes  # noqa: E402
+
+routes += database_routes
