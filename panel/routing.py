@@ -8,6 +8,7 @@ from core.live_views import DashboardLive, OperationDetailLive, OperationListLiv
 from monitoring.live import ServerCardsLive, ServerMetricsLive
 from servers.consumers import TerminalConsumer
 from servers.live import ServerListLive
+from websites.databases.live import DatabaseListLive, DatabaseUserListLive
 
 websocket_urlpatterns = [
     path("ws/live/dashboard/", LiveConsumer.as_asgi(view=DashboardLive)),
@@ -16,6 +17,8 @@ websocket_urlpatterns = [
     path("ws/live/servers/", LiveConsumer.as_asgi(view=ServerListLive)),
     path("ws/live/monitoring/", LiveConsumer.as_asgi(view=ServerCardsLive)),
     path("ws/live/monitoring/<uuid:key>/", LiveConsumer.as_asgi(view=ServerMetricsLive)),
+    path("ws/live/databases/", LiveConsumer.as_asgi(view=DatabaseListLive)),
+    path("ws/live/database-users/", LiveConsumer.as_asgi(view=DatabaseUserListLive)),
     # The API's event streams (?format=json), documented in docs/api.md.
     path("ws/operations/", LiveConsumer.as_asgi(view=OperationListLive)),
     path("ws/operations/<uuid:key>/", LiveConsumer.as_asgi(view=OperationDetailLive)),

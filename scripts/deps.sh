@@ -16,6 +16,8 @@ NEEDS=(
   "/usr/bin/ps:procps"
   "/usr/sbin/named:bind9"
   "/usr/sbin/rndc:bind9-utils"
+  "/usr/sbin/pdns_server:pdns-server"
+  "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql:pdns-backend-sqlite3"
   "/usr/bin/chromium:chromium"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
   "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
