@@ -15,7 +15,7 @@ from django.core.cache import cache
 from core.models import AuditEntry
 from servers.models import FirewallRule, Server
 from tests.conftest import login
-from websites.models import Plan, Website
+from websites.models import Plan, SystemAccount, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +44,14 @@ def _objects(admin_user):
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
     plan = Plan.objects.create(name="fuzz", websites=3)
+    account = SystemAccount.objects.create(server=server, user=admin_user, name="fuzz")
     return {
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,
         "websites": site,
         "plans": plan,
+        "system-accounts": account,
     }
 
 

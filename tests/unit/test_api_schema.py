@@ -16,7 +16,7 @@ from accounts import services as account_services
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
-from websites.models import Plan, Subscription, Website
+from websites.models import Plan, Subscription, SystemAccount, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,9 @@ def world(admin_user, reseller, customer):
     )
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
     Subscription.objects.create(user=customer, plan=plan)
+    account = SystemAccount.objects.create(server=server, user=customer, name="acct")
     return {
+        "account": account,
         "plan": plan,
         "website": site,
         "server": server,
@@ -78,6 +80,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["token"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    if path.startswith("/api/v1/system-accounts/"):
+        return str(world["account"].uuid)
     if path.startswith("/api/v1/plans/"):
         return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):

@@ -25,7 +25,7 @@ from core.models import AuditEntry, Operation
 from core.operations import start_operation
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
-from websites.models import Plan, Subscription, Website
+from websites.models import Plan, Subscription, SystemAccount, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
@@ -99,7 +99,8 @@ def victims(db, admin_user):
     attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
     entry = audit.record("test.victim", server, actor=customer)
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
-    objects += [plan, subscription]
+    account = SystemAccount.objects.create(server=server, user=customer, name="victim")
+    objects += [plan, subscription, account]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
