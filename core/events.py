@@ -170,3 +170,28 @@ def send(groups: list[str], message: dict) -> None:
     layer = get_channel_layer()
     for group in groups:
         async_to_sync(layer.group_send)(group, message)
+
+
+def changed_many(topic: str, items: list[tuple[str, object, dict]]) -> None:
+    """Many ``changed`` events of one topic in one insert: ``items`` are (key, owner, data).
+    For writers that change many rows at once (a monitoring round announces every server's
+    new sample)."""
+    rows = [
+        LiveEvent(
+            topic=topic,
+            key=key,
+            owner_id=getattr(owner, "pk", None),
+            reseller_id=getattr(owner, "reseller_id", None),
+            data=data,
+        )
+        for key, owner, data in items
+    ]
+    if rows:
+        transaction.on_commit(lambda: _emit_many(rows))
+
+
+def _emit_many(rows: list[LiveEvent]) -> None:
+    created = LiveEvent.objects.bulk_create(rows)
+    if layer_is_shared():
+        for event in created:
+            send(event_groups(event), event_message(event))

@@ -5,5 +5,6 @@ class DnsConfig(AppConfig):
     # dnspython shares the package name: see dns/__init__.py.
     name = "dns"
     label = "dns"
+    verbose_name = "DNS"
     # Until the app has pages of its own (a urls.py), the portal shows this placeholder.
     placeholder = ("DNS", "network", "DNS zones and their records will be listed here.")

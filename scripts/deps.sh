@@ -18,6 +18,7 @@ NEEDS=(
   "/usr/sbin/rndc:bind9-utils"
   "/usr/bin/chromium:chromium"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
+  "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
 )
 
 missing=()

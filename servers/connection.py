@@ -22,8 +22,15 @@ _pool_lock = threading.Lock()
 
 
 def open_transport(
-    server: Server, *, sock_factory: SockFactory | None = None, reuse: bool = True
+    server: Server,
+    *,
+    sock_factory: SockFactory | None = None,
+    reuse: bool = True,
+    timeout: float = 10,
+    record_status: bool = True,
 ) -> Transport:
+    """A connection to ``server``. ``record_status=False`` leaves ``status`` alone on failure
+    (the monitoring collector counts failed rounds and decides when a server is offline)."""
     if server.transport == Server.Transport.LOCAL:
         return LocalTransport()
     key = f"{server.pk}:{server.address}:{server.ssh_port}:{server.ssh_user}"
@@ -40,6 +47,7 @@ def open_transport(
             password=server.password if server.auth_method == Server.Auth.PASSWORD else "",
             known_host_key=server.host_key,
             sock_factory=sock_factory,
+            timeout=timeout,
         )
     except HostKeyMismatch as exc:
         Server.objects.filter(pk=server.pk).update(
@@ -47,8 +55,9 @@ def open_transport(
         )
         raise
     except TransportError as exc:
+        offline = exc.retryable and record_status
         Server.objects.filter(pk=server.pk).update(
-            status=Server.Status.OFFLINE if exc.retryable else server.status, last_error=str(exc)
+            status=Server.Status.OFFLINE if offline else server.status, last_error=str(exc)
         )
         raise
     address, port = _seen_from_server(transport)
@@ -61,7 +70,7 @@ def open_transport(
     server.panel_address, server.panel_ssh_port = address, port
     if not server.host_key:
         updates["host_key"] = server.host_key = transport.host_key  # first contact: pin it
-    if server.status in (Server.Status.UNKNOWN, Server.Status.OFFLINE):
+    if record_status and server.status in (Server.Status.UNKNOWN, Server.Status.OFFLINE):
         updates["status"] = server.status = Server.Status.ONLINE
     Server.objects.filter(pk=server.pk).update(**updates)
     if reuse and sock_factory is None:

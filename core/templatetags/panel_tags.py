@@ -24,6 +24,10 @@ STATE_TONES = {
     "active": "ok",
     "expired": "warn",
     "revoked": "bad",
+    # servers (status from monitoring rounds)
+    "online": "ok",
+    "offline": "bad",
+    "maintenance": "warn",
 }
 
 

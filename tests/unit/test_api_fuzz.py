@@ -13,6 +13,7 @@ import pytest
 from django.core.cache import cache
 
 from core.models import AuditEntry
+from dns.models import Record, Zone
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.models import Plan, SystemAccount, Website
@@ -43,6 +44,8 @@ def _objects(admin_user):
     server = Server.objects.create(name="fuzz", address="93.184.216.34", owner=admin_user)
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
+    zone = Zone.objects.create(name="fuzz.example.org", owner=admin_user)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="fuzz", websites=3)
     account = SystemAccount.objects.create(server=server, user=admin_user, name="fuzz")
     return {
@@ -50,6 +53,8 @@ def _objects(admin_user):
         "firewall-rules": rule,
         "users": admin_user,
         "websites": site,
+        "zones": zone,
+        "records": record,
         "plans": plan,
         "system-accounts": account,
     }
@@ -91,6 +96,8 @@ def test_no_input_causes_a_server_error(admin_user):
         *Server.objects.values_list("name", "location", "notes", "profile"),
         *FirewallRule.objects.values_list("comment", "source"),
         *Website.objects.values_list("options", "custom_directives"),
+        *Zone.objects.values_list("name", "soa_rname"),
+        *Record.objects.values_list("name", "content"),
         *AuditEntry.objects.values_list("object_label", "changes"),
     ]
     assert "\x00" not in repr(stored) and "\\x00" not in repr(stored)

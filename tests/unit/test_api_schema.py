@@ -14,6 +14,7 @@ import pytest
 
 from accounts import services as account_services
 from core.operations import start_operation
+from dns.models import Record, Zone
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.models import Plan, Subscription, SystemAccount, Website
@@ -53,11 +54,15 @@ def world(admin_user, reseller, customer):
         owner=customer,
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
+    zone = Zone.objects.create(name="schema.example.com", owner=customer)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
     Subscription.objects.create(user=customer, plan=plan)
     account = SystemAccount.objects.create(server=server, user=customer, name="acct")
     return {
         "account": account,
+        "zone": zone,
+        "record": record,
         "plan": plan,
         "website": site,
         "server": server,
@@ -78,6 +83,10 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["op"].uuid)
     if path.startswith("/api/v1/tokens/"):
         return str(world["token"].uuid)
+    if path.startswith("/api/v1/zones/"):
+        return str(world["zone"].uuid)
+    if path.startswith("/api/v1/records/"):
+        return str(world["record"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
     if path.startswith("/api/v1/system-accounts/"):

@@ -23,12 +23,15 @@ from accounts.models import LoginAttempt
 from core import audit
 from core.models import AuditEntry, Operation
 from core.operations import start_operation
+from dns.models import Nameserver, NameserverGroup, Record, Zone
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
 from websites.models import Plan, Subscription, SystemAccount, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
+TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
+DNS_API_KEY = "sweep-powerdns-api-key-material"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 API_UNSAFE = ("post", "patch", "put", "delete")
@@ -98,10 +101,21 @@ def victims(db, admin_user):
     session = TerminalSession.objects.create(server=server, user=admin_user)
     attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
     entry = audit.record("test.victim", server, actor=customer)
+    group = NameserverGroup.objects.create(name="victim-ns")
+    nameserver = Nameserver.objects.create(
+        group=group,
+        hostname="ns1.example.net",
+        host="127.0.0.1",
+        tsig_key_name="k",
+        tsig_secret=TSIG_SECRET,
+        api_key=DNS_API_KEY,
+    )
+    zone = Zone.objects.create(name="victim.example.com", owner=customer)
+    record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
     account = SystemAccount.objects.create(server=server, user=customer, name="victim")
-    objects += [plan, subscription, account]
-    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes]
+    objects += [group, nameserver, zone, record, plan, subscription, account]
+    secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 

@@ -51,6 +51,7 @@ class Command(BaseCommand):
             env.setdefault("PANEL_LOG_LEVEL", "WARNING")
         procs = [
             subprocess.Popen([python, "manage.py", "qcluster"], env=env),
+            subprocess.Popen([python, "manage.py", "collect_metrics"], env=env),
             subprocess.Popen([*daphne, "panel.asgi:application"], env=env),
         ]
         stopping = False

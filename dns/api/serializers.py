@@ -1,0 +1,84 @@
+from rest_framework import serializers
+
+from accounts.models import User
+from core.api.serializers import ServiceSerializer
+from core.policy import ADMIN, CHANGE, restrict, role_of
+from dns import services
+from dns.models import NameserverGroup, Record, Zone
+
+ZONE_READ_ONLY = [
+    "uuid",
+    "serial",
+    "status",
+    "status_message",
+    "published_serial",
+    "published_at",
+    "created_at",
+]
+
+
+class ZoneSerializer(ServiceSerializer):
+    """A zone. ``name`` is given once (IDN becomes punycode); administrators may choose the
+    owner and the nameserver group, everyone else gets the default group."""
+
+    owner = serializers.SlugRelatedField(
+        slug_field="uuid", queryset=User.objects.none(), required=False
+    )
+    group = serializers.SlugRelatedField(
+        slug_field="uuid",
+        queryset=NameserverGroup.objects.none(),
+        required=False,
+        allow_null=True,
+        help_text="The nameserver group's uuid (administrators).",
+    )
+    name = serializers.CharField(max_length=300)
+    create_service = staticmethod(services.do_create_zone)
+    update_service = staticmethod(services.do_update_zone)
+
+    class Meta:
+        model = Zone
+        fields = [*services.ZONE_FIELDS, *ZONE_READ_ONLY]
+        read_only_fields = ZONE_READ_ONLY
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["owner"].queryset = restrict(User, request.user)
+            if role_of(request.user) == ADMIN:
+                self.fields["group"].queryset = NameserverGroup.objects.all()
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            self.fields["name"].read_only = True  # a zone is never renamed
+        if request is None or role_of(request.user) != ADMIN:
+            if self.instance is not None:
+                self.fields["owner"].read_only = True
+            self.fields["group"].read_only = True
+
+
+class RecordSerializer(ServiceSerializer):
+    """One record; ``zone`` on creation only. Errors come back per field."""
+
+    zone = serializers.SlugRelatedField(slug_field="uuid", queryset=Zone.objects.none())
+    name = serializers.CharField(max_length=300, help_text="Relative name, @ or an absolute name.")
+    type = serializers.CharField(max_length=10)
+    content = serializers.CharField(max_length=4000)
+
+    class Meta:
+        model = Record
+        fields = ["uuid", "zone", *services.RECORD_FIELDS, "created_at"]
+        read_only_fields = ["uuid", "created_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["zone"].queryset = restrict(Zone, request.user, CHANGE)
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            self.fields["zone"].read_only = True
+
+    def create(self, validated):
+        zone = validated.pop("zone")
+        return services.do_create_record(zone, actor=self.actor, data=validated)
+
+    def update(self, record, validated):
+        return services.do_update_record(record, actor=self.actor, data=validated)

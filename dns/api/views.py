@@ -1,0 +1,69 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from core.api.serializers import OperationSerializer
+from core.api.viewsets import PolicyViewSetMixin
+from core.pagination import KeysetPagination
+from core.policy import APPLY
+from dns import services
+from dns.api.serializers import RecordSerializer, ZoneSerializer
+from dns.filters import RecordFilter, ZoneFilter
+from dns.models import Record, Zone
+
+
+class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    """DNS zones you may see. Every change is published to the zone's nameservers."""
+
+    queryset = Zone.objects.all()
+    serializer_class = ZoneSerializer
+    filterset_class = ZoneFilter
+    search_fields = ["name"]
+    ordering_fields = ["name", "status", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def optimise(self, qs):
+        return qs.select_related("owner", "group")
+
+    def perform_destroy(self, zone):
+        services.do_delete_zone(zone, actor=self.request.user)
+
+    @extend_schema(request=None, responses={202: OperationSerializer(many=True)})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def publish(self, request, uuid=None):
+        """Publish the whole zone again (each nameserver gets what differs)."""
+        ops = services.publish_zone(self.get_object(), actor=request.user)
+        data = OperationSerializer(ops, many=True, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class RecordViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Records of the zones you may see: filter with ``?zone=<uuid>``, ``?type=``, ``?name=``,
+    ``?q=`` (name prefix or content). Pages by cursor, so a 50,000-record zone pages as fast
+    at the end as at the start."""
+
+    queryset = Record.objects.all()
+    serializer_class = RecordSerializer
+    filterset_class = RecordFilter
+    pagination_class = KeysetPagination
+    ordering_fields: list[str] = []
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def optimise(self, qs):
+        return qs.select_related("zone")
+
+    def perform_create(self, serializer):
+        # The zone's own rule decides: whoever may change a zone may add its records.
+        serializer.save()
+
+    def perform_destroy(self, record):
+        services.do_delete_record(record, actor=self.request.user)

@@ -1,0 +1,376 @@
+"""State changes of zones, records and nameservers. Each writes its rows and its audit entry
+in one transaction and, when the zone has nameservers, starts their publish on commit.
+
+The field lists here are the only place that says what a caller may write; the admin, the
+API and the portal take theirs from them. Errors are per field (ValidationError dicts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from core import audit
+from core.policy import ADMIN, RESELLER, role_of
+from core.services import accept_only, refuse_nul_in
+from core.validators import validate_plain_text
+from dns.models import Nameserver, NameserverGroup, Record, Zone
+from dns.validation import (
+    MAX_TTL,
+    normalise_content,
+    normalise_record_name,
+    normalise_zone_name,
+    validate_ttl,
+)
+
+ZONE_SETTINGS = [
+    "default_ttl",
+    "soa_rname",
+    "soa_refresh",
+    "soa_retry",
+    "soa_expire",
+    "soa_minimum",
+]
+ZONE_CREATE_FIELDS = ["name", *ZONE_SETTINGS]
+ZONE_ADMIN_FIELDS = ["owner", "group"]
+ZONE_FIELDS = [*ZONE_CREATE_FIELDS, *ZONE_ADMIN_FIELDS]
+RECORD_FIELDS = ["name", "type", "ttl", "content"]
+GROUP_FIELDS = ["name", "is_default"]
+NAMESERVER_FIELDS = [
+    "group",
+    "hostname",
+    "kind",
+    "primary",
+    "host",
+    "port",
+    "tsig_key_name",
+    "rndc_port",
+    "zone_dir",
+    "api_url",
+]
+NAMESERVER_SECRETS = ["tsig_secret", "rndc_secret", "api_key"]
+MAX_RECORDS_PER_ZONE = 100_000
+
+
+# -- zones --------------------------------------------------------------------------------
+def _check_zone_settings(zone: Zone) -> None:
+    errors = {}
+    for name in ZONE_SETTINGS:
+        value = getattr(zone, name)
+        if name == "soa_rname":
+            if value:
+                try:
+                    zone.soa_rname = normalise_zone_name(value)
+                except ValidationError as exc:
+                    errors[name] = exc.messages
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TTL:
+            errors[name] = [f"A whole number of seconds from 0 to {MAX_TTL}."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _owner_for(actor, data: dict):
+    """Administrators may make a zone for anyone; resellers for their customers; everyone
+    else owns what they create."""
+    owner = data.get("owner") or actor
+    role = role_of(actor)
+    if owner != actor:
+        allowed = role == ADMIN or (
+            role == RESELLER and getattr(owner, "reseller_id", None) == actor.pk
+        )
+        if not allowed:
+            raise ValidationError({"owner": "You may not create zones for this user."})
+    return owner
+
+
+def do_create_zone(*, actor, data: dict) -> Zone:
+    accept_only(data, ZONE_FIELDS)
+    refuse_nul_in(data, ZONE_FIELDS)
+    if "group" in data and data["group"] is not None and role_of(actor) != ADMIN:
+        raise ValidationError({"group": "Only administrators choose the nameserver group."})
+    try:
+        name = normalise_zone_name(data.get("name", ""))
+    except ValidationError as exc:
+        raise ValidationError({"name": exc.messages}) from exc
+    if Zone.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"The zone {name} exists already."})
+    if Zone.objects.filter(Q(name__in=_parents(name)) | Q(name__endswith="." + name)).exists():
+        raise ValidationError({"name": f"{name} overlaps a zone the panel serves already."})
+    group = data.get("group") or NameserverGroup.objects.filter(is_default=True).first()
+    zone = Zone(name=name, owner=_owner_for(actor, data), group=group)
+    for field in ZONE_SETTINGS:
+        if field in data and data[field] is not None:
+            setattr(zone, field, data[field])
+    _check_zone_settings(zone)
+    zone.serial = zone.next_serial()
+    with transaction.atomic():
+        zone.save()
+        audit.record("zone.create", zone, actor=actor, changes={"name": [None, name]})
+        publish_zone(zone, actor=actor, units={zone.unit})
+    return zone
+
+
+def _parents(name: str) -> list[str]:
+    labels = name.split(".")
+    return [".".join(labels[i:]) for i in range(1, len(labels) - 1)]
+
+
+def do_update_zone(zone: Zone, *, actor, data: dict) -> Zone:
+    allowed = ZONE_SETTINGS + (["group", "owner"] if role_of(actor) == ADMIN else [])
+    accept_only(data, allowed)
+    refuse_nul_in(data, allowed)
+    stored = Zone.objects.get(pk=zone.pk)
+    before = audit.snapshot(stored, allowed)
+    for name, value in data.items():
+        setattr(stored, name, value)
+    _check_zone_settings(stored)
+    changes = audit.diff(before, audit.snapshot(stored, allowed))
+    if not changes:
+        return stored
+    with transaction.atomic():
+        stored.serial = stored.next_serial()
+        stored.status = Zone.Status.PENDING
+        stored.save(update_fields=[*allowed, "serial", "status"])
+        audit.record("zone.update", stored, actor=actor, changes=changes)
+        publish_zone(stored, actor=actor, units={stored.unit})
+    return stored
+
+
+def do_delete_zone(zone: Zone, *, actor) -> None:
+    with transaction.atomic():
+        audit.record("zone.delete", zone, actor=actor, changes={"name": [zone.name, None]})
+        unpublish_zone(zone, actor=actor)
+        zone.delete()
+
+
+# -- records ------------------------------------------------------------------------------
+def clean_record(zone: Zone, data: dict) -> dict:
+    """The record's fields normalised (name relative, content canonical), or a
+    ValidationError per field. Checks the record alone; ``check_at_name`` checks it beside
+    the others."""
+    errors: dict[str, list[str]] = {}
+    out: dict = {}
+    rdtype = data.get("type")
+    if not isinstance(rdtype, str) or not rdtype:
+        errors["type"] = ["Choose a record type."]
+    else:
+        out["type"] = rdtype.upper()
+    try:
+        out["name"] = normalise_record_name(data.get("name", ""), zone.name)
+    except ValidationError as exc:
+        errors["name"] = exc.messages
+    ttl = data.get("ttl")
+    try:
+        validate_ttl(ttl)
+        out["ttl"] = ttl
+    except ValidationError as exc:
+        errors["ttl"] = exc.messages
+    if "type" in out:
+        try:
+            out["content"] = normalise_content(out["type"], data.get("content", ""), zone.name)
+        except ValidationError as exc:
+            errors["content" if "not a record type" not in str(exc) else "type"] = exc.messages
+    if not errors:
+        if out["type"] == "NS" and out["name"] == "@":
+            errors["name"] = ["The zone's own NS records come from its nameserver group."]
+        elif out["type"] == "CNAME" and out["name"] == "@":
+            errors["type"] = ["The zone itself cannot be a CNAME (it has SOA and NS records)."]
+        elif out["type"] == "DS" and out["name"] == "@":
+            errors["type"] = ["DS records of the zone itself belong in the parent zone."]
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def conflicts(name: str, rdtype: str, content: str, others: Iterable[tuple[str, str]]) -> dict:
+    """Errors for one record against the (type, content) of the other records at its name."""
+    others = list(others)
+    if (rdtype, content) in others:
+        return {"content": ["This record exists already."]}
+    if rdtype == "CNAME" and others:
+        kinds = ", ".join(sorted({t for t, _c in others}))
+        return {"type": [f"{name} has other records ({kinds}): a CNAME cannot sit beside them."]}
+    if rdtype != "CNAME" and any(t == "CNAME" for t, _c in others):
+        return {"type": [f"{name} is a CNAME: it cannot have other records."]}
+    return {}
+
+
+def _check_at_name(zone: Zone, clean: dict, exclude: int | None = None) -> None:
+    others = Record.objects.filter(zone=zone, name=clean["name"])
+    if exclude is not None:
+        others = others.exclude(pk=exclude)
+    errors = conflicts(
+        clean["name"], clean["type"], clean["content"], others.values_list("type", "content")
+    )
+    if errors:
+        raise ValidationError(errors)
+
+
+def _rrset_ttl(zone: Zone, record: Record) -> None:
+    """A record set has one TTL: the record's siblings take the TTL it was given."""
+    Record.objects.filter(zone=zone, name=record.name, type=record.type).exclude(
+        pk=record.pk
+    ).update(ttl=record.ttl)
+
+
+def rrset_unit(zone: Zone, name: str, rdtype: str) -> str:
+    return f"rrset:{zone.uuid.hex}:{name}/{rdtype}"
+
+
+def do_create_record(zone: Zone, *, actor, data: dict) -> Record:
+    accept_only(data, RECORD_FIELDS)
+    refuse_nul_in(data, RECORD_FIELDS)
+    clean = clean_record(zone, data)
+    with transaction.atomic():
+        zone = Zone.objects.select_for_update().get(pk=zone.pk)
+        if Record.objects.filter(zone=zone).count() >= MAX_RECORDS_PER_ZONE:
+            raise ValidationError(f"A zone holds at most {MAX_RECORDS_PER_ZONE} records.")
+        _check_at_name(zone, clean)
+        record = Record.objects.create(zone=zone, **clean)
+        _rrset_ttl(zone, record)
+        audit.record(
+            "record.create",
+            record,
+            actor=actor,
+            owner_id=zone.owner_id,
+            changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
+        )
+        _changed(zone, actor, {rrset_unit(zone, record.name, record.type)})
+    return record
+
+
+def do_update_record(record: Record, *, actor, data: dict) -> Record:
+    accept_only(data, RECORD_FIELDS)
+    refuse_nul_in(data, RECORD_FIELDS)
+    stored = Record.objects.select_related("zone").get(pk=record.pk)
+    zone = stored.zone
+    merged = {f: data.get(f, getattr(stored, f)) for f in RECORD_FIELDS}
+    clean = clean_record(zone, merged)
+    before = audit.snapshot(stored, RECORD_FIELDS)
+    old_unit = rrset_unit(zone, stored.name, stored.type)
+    with transaction.atomic():
+        zone = Zone.objects.select_for_update().get(pk=zone.pk)
+        _check_at_name(zone, clean, exclude=stored.pk)
+        for name, value in clean.items():
+            setattr(stored, name, value)
+        changes = audit.diff(before, audit.snapshot(stored, RECORD_FIELDS))
+        if not changes:
+            return stored
+        stored.save(update_fields=RECORD_FIELDS)
+        _rrset_ttl(zone, stored)
+        audit.record("record.update", stored, actor=actor, owner_id=zone.owner_id, changes=changes)
+        _changed(zone, actor, {old_unit, rrset_unit(zone, stored.name, stored.type)})
+    return stored
+
+
+def do_delete_record(record: Record, *, actor) -> None:
+    do_delete_records(record.zone, [record], actor=actor)
+
+
+def do_delete_records(zone: Zone, records: Iterable[Record], *, actor) -> int:
+    records = [r for r in records if r.zone_id == zone.pk]
+    if not records:
+        return 0
+    with transaction.atomic():
+        zone = Zone.objects.select_for_update().get(pk=zone.pk)
+        units = {rrset_unit(zone, r.name, r.type) for r in records}
+        for r in records[:100]:
+            audit.record(
+                "record.delete",
+                r,
+                actor=actor,
+                owner_id=zone.owner_id,
+                changes={"content": [f"{r.name} {r.type} {r.content}"[:300], None]},
+            )
+        if len(records) > 100:
+            audit.record(
+                "record.delete_many",
+                zone,
+                actor=actor,
+                changes={"records": [len(records), 0]},
+            )
+        Record.objects.filter(pk__in=[r.pk for r in records]).delete()
+        _changed(zone, actor, units)
+    return len(records)
+
+
+def _changed(zone: Zone, actor, units: set[str]) -> None:
+    """The zone's data changed: a new serial, pending until its nameservers serve it."""
+    zone.serial = zone.next_serial()
+    zone.status = Zone.Status.PENDING
+    Zone.objects.filter(pk=zone.pk).update(serial=zone.serial, status=zone.status)
+    publish_zone(zone, actor=actor, units=units)
+
+
+# -- publishing ---------------------------------------------------------------------------
+def publish_zone(zone: Zone, *, actor, units: set[str] | None = None) -> list:
+    """Start a publish of ``units`` of the zone (all of it when None) on every nameserver
+    of its group, one Operation per nameserver; nothing when it has no nameservers."""
+    from dns.publishers import start_zone_publish
+
+    return start_zone_publish(zone, actor=actor, units=units)
+
+
+def unpublish_zone(zone: Zone, *, actor) -> None:
+    from dns.publishers import start_zone_removal
+
+    start_zone_removal(zone, actor=actor)
+
+
+# -- nameservers (administrators) ----------------------------------------------------------
+def do_save_group(*, actor, data: dict, group: NameserverGroup | None = None) -> NameserverGroup:
+    accept_only(data, GROUP_FIELDS)
+    refuse_nul_in(data, GROUP_FIELDS)
+    group = group or NameserverGroup()
+    before = audit.snapshot(group, GROUP_FIELDS) if group.pk else {}
+    for name, value in data.items():
+        setattr(group, name, value)
+    validate_plain_text(group.name)
+    group.full_clean()
+    with transaction.atomic():
+        if group.is_default:
+            NameserverGroup.objects.exclude(pk=group.pk).update(is_default=False)
+        group.save()
+        audit.record(
+            "nameserver_group.save",
+            group,
+            actor=actor,
+            changes=audit.diff(before, audit.snapshot(group, GROUP_FIELDS)),
+        )
+    return group
+
+
+def do_save_nameserver(*, actor, data: dict, nameserver: Nameserver | None = None) -> Nameserver:
+    accept_only(data, [*NAMESERVER_FIELDS, *NAMESERVER_SECRETS])
+    refuse_nul_in(data, [*NAMESERVER_FIELDS, *NAMESERVER_SECRETS])
+    ns = nameserver or Nameserver()
+    before = audit.snapshot(ns, NAMESERVER_FIELDS) if ns.pk else {}
+    for name, value in data.items():
+        if name in NAMESERVER_SECRETS and not value:
+            continue  # an empty secret field keeps the stored one
+        setattr(ns, name, value)
+    errors = {}
+    try:
+        ns.hostname = normalise_zone_name(ns.hostname)
+    except ValidationError as exc:
+        errors["hostname"] = exc.messages
+    if ns.kind == Nameserver.Kind.BIND and not (ns.tsig_key_name and ns.tsig_secret):
+        errors["tsig_key_name"] = ["BIND is updated with a TSIG key: give its name and secret."]
+    if ns.kind == Nameserver.Kind.POWERDNS and not (ns.api_url and ns.api_key):
+        errors["api_url"] = ["PowerDNS is driven through its API: give its URL and key."]
+    if errors:
+        raise ValidationError(errors)
+    ns.full_clean()
+    with transaction.atomic():
+        ns.save()
+        audit.record(
+            "nameserver.save",
+            ns,
+            actor=actor,
+            changes=audit.diff(before, audit.snapshot(ns, NAMESERVER_FIELDS)),
+        )
+    return ns

@@ -1,0 +1,191 @@
+"""DNS zones and records: validation by dnspython, services, API and visibility."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.models import AuditEntry
+from dns import services
+from dns.models import Record, Zone
+from dns.validation import normalise_content, normalise_record_name, normalise_zone_name
+from tests.conftest import login
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def zone(customer):
+    return services.do_create_zone(actor=customer, data={"name": "Example.COM."})
+
+
+def add(zone, actor, **data):
+    return services.do_create_record(zone, actor=actor, data={"ttl": None, **data})
+
+
+class TestValidation:
+    def test_zone_names(self):
+        assert normalise_zone_name("Bücher.Example.") == "xn--bcher-kva.example"
+        assert normalise_zone_name("2.0.10.in-addr.arpa") == "2.0.10.in-addr.arpa"
+        for bad in ["com", "a..b", "-a.com", "a b.com", "x\n.com", "a" * 64 + ".com", "a_b.com"]:
+            with pytest.raises(ValidationError):
+                normalise_zone_name(bad)
+
+    def test_record_names(self):
+        assert normalise_record_name("@", "example.com") == "@"
+        assert normalise_record_name("WWW.example.com.", "example.com") == "www"
+        assert normalise_record_name("example.com.", "example.com") == "@"
+        assert normalise_record_name("*.dev", "example.com") == "*.dev"
+        assert normalise_record_name("_dmarc", "example.com") == "_dmarc"
+        for bad in ["a b", "www\nx", "other.org.", "a.*", "x" * 64, "a;b", '"a"']:
+            with pytest.raises(ValidationError):
+                normalise_record_name(bad, "example.com")
+
+    def test_content_is_parsed_by_dnspython(self):
+        assert normalise_content("MX", "10 mail", "example.com") == "10 mail.example.com."
+        assert normalise_content("AAAA", "2001:DB8::1", "example.com") == "2001:db8::1"
+        assert normalise_content("CAA", '0 issue "letsencrypt.org"', "example.com")
+        srv = normalise_content("SRV", "0 5 5060 sip", "example.com")
+        assert srv == "0 5 5060 sip.example.com."
+        for rdtype, bad in [
+            ("A", "10.0.0.1\n10.0.0.2"),
+            ("A", "300.1.1.1"),
+            ("A", "example.com"),
+            ("MX", "mail"),
+            ("CNAME", "a b"),
+            ("TXT", '"' + "a" * 256 + '"'),
+            ("SOA", "x"),
+        ]:
+            with pytest.raises(ValidationError):
+                normalise_content(rdtype, bad, "example.com")
+
+    def test_long_txt_is_split_in_255_byte_strings(self):
+        text = normalise_content("TXT", "v=DKIM1; p=" + "A" * 600, "example.com")
+        parts = text.split('" "')
+        assert len(parts) == 3 and all(len(p.strip('"')) <= 255 for p in parts)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.text(max_size=80))
+    def test_anything_accepted_is_one_clean_line(self, text):
+        for rdtype in ("TXT", "A", "CNAME", "MX"):
+            try:
+                out = normalise_content(rdtype, text, "example.com")
+            except ValidationError:
+                continue
+            assert "\n" not in out and "\r" not in out and "\x00" not in out
+        try:
+            name = normalise_record_name(text, "example.com")
+        except ValidationError:
+            return
+        assert name == "@" or all(c.isalnum() or c in "-_.*" for c in name)
+
+
+class TestServices:
+    def test_zone_creation_normalises_and_audits(self, zone, customer):
+        assert zone.name == "example.com" and zone.owner == customer
+        assert zone.serial >= 2020010100 and zone.status == Zone.Status.PENDING
+        assert AuditEntry.objects.filter(action="zone.create").exists()
+        with pytest.raises(ValidationError) as err:
+            services.do_create_zone(actor=customer, data={"name": "example.com"})
+        assert "name" in err.value.message_dict
+        with pytest.raises(ValidationError):  # a zone inside another one
+            services.do_create_zone(actor=customer, data={"name": "sub.example.com"})
+
+    def test_customers_cannot_choose_group_or_owner(self, customer, mallory):
+        with pytest.raises(ValidationError) as err:
+            services.do_create_zone(actor=customer, data={"name": "a.example", "owner": mallory})
+        assert "owner" in err.value.message_dict
+
+    def test_records_and_serial(self, zone, customer):
+        serial = zone.serial
+        rec = add(zone, customer, name="www", type="A", content="10.0.0.1")
+        zone.refresh_from_db()
+        assert zone.serial > serial
+        assert rec.name == "www" and rec.content == "10.0.0.1"
+        add(zone, customer, name="www", type="A", content="10.0.0.2", ttl=60)
+        assert set(Record.objects.filter(name="www").values_list("ttl", flat=True)) == {60}
+
+    def test_cname_conflicts_and_duplicates(self, zone, customer):
+        add(zone, customer, name="www", type="A", content="10.0.0.1")
+        cases = [
+            (dict(name="www", type="CNAME", content="other.example.net."), "type"),
+            (dict(name="www", type="A", content="10.0.0.1"), "content"),
+            (dict(name="@", type="CNAME", content="x.example.net."), "type"),
+            (dict(name="@", type="NS", content="ns.example.net."), "name"),
+            (dict(name="bad name", type="A", content="10.0.0.1"), "name"),
+            (dict(name="x", type="A", content="10.0.0.1\n@ NS evil."), "content"),
+            (dict(name="x" * 64, type="A", content="10.0.0.1"), "name"),
+            (dict(name="x", type="BOGUS", content="1"), "type"),
+            (dict(name="x", type="A", content="10.0.0.1", ttl=-5), "ttl"),
+        ]
+        for data, field in cases:
+            with pytest.raises(ValidationError) as err:
+                add(zone, customer, **data)
+            assert field in err.value.message_dict, (data, err.value)
+        add(zone, customer, name="alias", type="CNAME", content="www")
+        with pytest.raises(ValidationError) as err:
+            add(zone, customer, name="alias", type="TXT", content="hello")
+        assert "CNAME" in str(err.value)
+
+    def test_update_and_delete(self, zone, customer):
+        rec = add(zone, customer, name="www", type="A", content="10.0.0.1")
+        rec = services.do_update_record(rec, actor=customer, data={"content": "10.0.0.9"})
+        assert Record.objects.get(pk=rec.pk).content == "10.0.0.9"
+        with pytest.raises(ValidationError):
+            services.do_update_record(rec, actor=customer, data={"content": "nope"})
+        services.do_delete_record(rec, actor=customer)
+        assert not Record.objects.filter(zone=zone).exists()
+        actions = set(AuditEntry.objects.values_list("action", flat=True))
+        assert {"record.create", "record.update", "record.delete"} <= actions
+
+
+class TestApi:
+    def test_crud_through_the_api(self, customer):
+        client = login(customer)
+        resp = client.post("/api/v1/zones/", {"name": "münchen.example"}, "application/json")
+        assert resp.status_code == 201, resp.content
+        zone = resp.json()
+        assert zone["name"] == "xn--mnchen-3ya.example"
+        url = "/api/v1/records/"
+        body = {"zone": zone["uuid"], "name": "www", "type": "A", "content": "10.0.0.1"}
+        resp = client.post(url, body, "application/json")
+        assert resp.status_code == 201, resp.content
+        bad = {**body, "content": "not an address"}
+        resp = client.post(url, bad, "application/json")
+        assert resp.status_code == 400 and "content" in resp.json()
+        cname = {**body, "type": "CNAME", "content": "x.example.net."}
+        resp = client.post(url, cname, "application/json")
+        assert resp.status_code == 400 and "type" in resp.json()
+        listing = client.get(url, {"zone": zone["uuid"]}).json()
+        assert [r["name"] for r in listing["results"]] == ["www"]
+        rec = listing["results"][0]["uuid"]
+        resp = client.patch(f"{url}{rec}/", {"ttl": 120}, "application/json")
+        assert resp.status_code == 200 and resp.json()["ttl"] == 120
+        assert client.delete(f"{url}{rec}/").status_code == 204
+        assert client.delete(f"/api/v1/zones/{zone['uuid']}/").status_code == 204
+
+    def test_outsiders_see_nothing(self, zone, customer, mallory):
+        rec = add(zone, customer, name="www", type="A", content="10.0.0.1")
+        client = login(mallory)
+        assert client.get("/api/v1/zones/").json()["results"] == []
+        assert client.get("/api/v1/records/").json()["results"] == []
+        assert client.get(f"/api/v1/zones/{zone.uuid}/").status_code == 404
+        assert client.get(f"/api/v1/records/{rec.uuid}/").status_code == 404
+        body = {"zone": str(zone.uuid), "name": "x", "type": "A", "content": "10.0.0.1"}
+        resp = client.post("/api/v1/records/", body, "application/json")
+        assert resp.status_code == 400 and "zone" in resp.json()
+        assert Record.objects.count() == 1
+
+    def test_record_list_queries_stay_flat(self, zone, customer, django_assert_max_num_queries):
+        Record.objects.bulk_create(
+            Record(zone=zone, name=f"h{i:04d}", type="A", content="10.0.0.1") for i in range(300)
+        )
+        client = login(customer)
+        client.get("/api/v1/records/", {"zone": str(zone.uuid)})
+        with django_assert_max_num_queries(12):
+            page = client.get("/api/v1/records/", {"zone": str(zone.uuid), "limit": 200}).json()
+        assert len(page["results"]) == 200 and page["next"]
+        nxt = client.get(page["next"]).json()
+        assert len(nxt["results"]) == 100 and nxt["results"][0]["name"] == "h0200"
