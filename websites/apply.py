@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
 from websites.checks import own_addresses
-from websites.models import Website
+from websites.models import SystemAccount, Website
 from websites.vhost import SiteEnv, render_vhost
 
 CHUNK = 500
@@ -94,19 +94,34 @@ class WebsiteFiles:
             )
         )
         if units is not None:
-            sites = sites.filter(uuid__in=[u.removeprefix(self.unit_prefix) for u in units])
+            sites = sites.filter(
+                uuid__in=[
+                    u.removeprefix(self.unit_prefix)
+                    for u in units
+                    if u.startswith(self.unit_prefix)
+                ]
+            )
         sites_dir = profile.nginx_sites_dir.rstrip("/")
         own = own_addresses(server)
+        # Per-site logs only where the account's directories are known to exist (nginx -t
+        # opens log files).
+        prepared = set(
+            SystemAccount.objects.filter(
+                server=server,
+                status__in=[SystemAccount.Status.ACTIVE, SystemAccount.Status.LOCKED],
+            ).values_list("user_id", flat=True)
+        )
         for site in sites.order_by("domain"):
             account = site.owner.account_name
+            logs = site.owner_id in prepared
             try:
-                files = list(self._site_files(site, profile, account, sites_dir, own))
+                files = list(self._site_files(site, profile, account, sites_dir, own, logs))
             except ValidationError as exc:  # stored around the services: keep what is live
                 yield UnitFailed(site.unit, "Not rendered: " + " ".join(exc.messages))
                 continue
             yield from files
 
-    def _site_files(self, site, profile, account, sites_dir, own):
+    def _site_files(self, site, profile, account, sites_dir, own, logs: bool):
         home = home_dir(profile, account)
         php = site.kind == Website.Kind.PHP and not site.suspended
         resolver = profile.nginx_resolver
@@ -114,7 +129,7 @@ class WebsiteFiles:
             raise ValidationError(f"nginx_resolver {resolver!r} is not a list of addresses.")
         env = SiteEnv(
             root=f"{home}/sites/{site.domain}/public",
-            log_dir=f"{home}/logs",
+            log_dir=f"{home}/logs" if logs else "",
             php_socket=pool_socket(site, profile) if php else "",
             resolver=resolver,
         )
@@ -138,7 +153,8 @@ class WebsiteFiles:
 
     def report(self, server, ok: set[str], failed: dict[str, str]) -> None:
         """Statuses change in bulk and only where they differ."""
-        ids = sorted(u.removeprefix(self.unit_prefix) for u in ok)
+        mine = self.unit_prefix
+        ids = sorted(u.removeprefix(mine) for u in ok if u.startswith(mine))
         live = Website.objects.filter(server=server).exclude(status=Website.Status.DELETING)
         for i in range(0, len(ids), CHUNK):
             chunk = live.filter(uuid__in=ids[i : i + CHUNK])
@@ -149,6 +165,8 @@ class WebsiteFiles:
                 status=Website.Status.SUSPENDED, status_message=""
             )
         for unit, message in sorted(failed.items()):
+            if not unit.startswith(mine):
+                continue
             live.filter(uuid=unit.removeprefix(self.unit_prefix)).update(
                 status=Website.Status.FAILED, status_message=message[:4000]
             )

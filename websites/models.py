@@ -127,6 +127,11 @@ class Website(models.Model):
     def __str__(self) -> str:
         return self.domain
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("website", args=[self.uuid])
+
     @property
     def unit(self) -> str:
         return f"website:{self.uuid.hex}"

@@ -381,3 +381,17 @@ def _seal(secret: str) -> str:
     from core.crypto import encrypt
 
     return encrypt(secret)
+
+
+def start_read_logs(site: Website, *, actor):
+    """An Operation whose log lines are the last lines of the site's access and error logs."""
+    return start_operation(
+        kind="website.logs",
+        task="websites.tasks.read_logs",
+        owner=site.owner,
+        requested_by=actor,
+        target=site,
+        target_action=CHANGE,
+        lock_key="",
+        args={"site_id": site.pk},
+    )

@@ -81,7 +81,13 @@ class SftpFiles:
 
         accounts = SystemAccount.objects.filter(server=server).select_related("user")
         if units is not None:
-            accounts = accounts.filter(uuid__in=[u.removeprefix(self.unit_prefix) for u in units])
+            accounts = accounts.filter(
+                uuid__in=[
+                    u.removeprefix(self.unit_prefix)
+                    for u in units
+                    if u.startswith(self.unit_prefix)
+                ]
+            )
         for account in accounts.order_by("name"):
             plan = plan_of(account.user)
             allowed = plan is None or plan.sftp_allowed
@@ -95,6 +101,8 @@ class SftpFiles:
 
     def report(self, server, ok: set[str], failed: dict[str, str]) -> None:
         for unit, message in sorted(failed.items()):
+            if not unit.startswith(self.unit_prefix):
+                continue
             SystemAccount.objects.filter(
                 server=server, uuid=unit.removeprefix(self.unit_prefix)
             ).update(status=SystemAccount.Status.FAILED, status_message=message[:4000])

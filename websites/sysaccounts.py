@@ -44,7 +44,7 @@ class AccountError(Exception):
 
 def home_of(server, name: str) -> str:
     validate_account_name(name)
-    return f"{profile_for(server).home_base.rstrip('/')}/{name}"
+    return f"{profile_for(server).webroot_base.rstrip('/')}/{name}"
 
 
 def site_dir(server, name: str, domain: str) -> str:

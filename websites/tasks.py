@@ -36,8 +36,18 @@ def _fail_site(site: Website, message: str) -> None:
 def converge_site(ctx: OperationContext, site_id: int) -> str:
     """Account, web root, then the apply of the site's vhost/pool (and the account's SFTP
     block); a health check over HTTP on the server; the account locked while every site of
-    its owner there is suspended."""
+    its owner there is suspended. Any failure leaves the site failed with the reason."""
     site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    try:
+        return _converge(ctx, site)
+    except Exception as exc:
+        site.refresh_from_db()
+        if site.status == Website.Status.PENDING:
+            _fail_site(site, str(exc) or exc.__class__.__name__)
+        raise
+
+
+def _converge(ctx: OperationContext, site: Website) -> str:
     server = site.server
     account = _account(site)
     t = _connect(ctx, server)
@@ -189,3 +199,20 @@ def measure_disk() -> int:
             )
             measured += 1
     return measured
+
+
+def read_logs(ctx: OperationContext, site_id: int, lines: int = 50) -> str:
+    site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    account = SystemAccount.objects.filter(server=site.server, user=site.owner).first()
+    if account is None:
+        raise OperationError("The site has no system account on its server yet.")
+    t = _connect(ctx, site.server)
+    try:
+        logs = sysaccounts.tail_logs(t, site.server, account.name, site.domain, lines)
+    except (AccountError, TransportError) as exc:
+        raise OperationError(str(exc)) from exc
+    for kind in ("access", "error"):
+        ctx.log(f"--- {kind} log ({len(logs[kind])} lines) ---")
+        for line in logs[kind]:
+            ctx.log(line[:2000], "warning" if kind == "error" else "info")
+    return f"{len(logs['access'])} access and {len(logs['error'])} error lines"

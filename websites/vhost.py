@@ -146,7 +146,7 @@ def _main_block(site, options: SiteOptions, served, listen, env: SiteEnv, raw) -
             raise ValidationError("A reverse proxy site passes / to its upstream already.")
         if not env.resolver:
             raise ValidationError("The server has no resolver for upstreams set.")
-        lines.append(f"resolver {env.resolver} valid=60s;")
+        lines += [f"resolver {env.resolver} valid=60s;", "resolver_timeout 3s;"]
         lines += _location("/", _variable_proxy(site.upstream))
     else:
         lines += _location("/", [*_proxy(root)] if root else ["try_files $uri $uri/ =404;"])
