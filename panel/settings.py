@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "core",
     "servers",
     "websites",
+    "websites.databases",
     "dns",
     "vps",
     "monitoring",

@@ -1,7 +1,7 @@
 """The websites area of the portal. The certificates and databases subpackages add their
 pages with one ``path(..., include(...))`` line each."""
 
-from django.urls import path
+from django.urls import include, path
 
 from websites import views
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("<uuid:uuid>/retry/", views.RetryWebsite.as_view(), name="website-retry"),
     path("<uuid:uuid>/logs/", views.WebsiteLogs.as_view(), name="website-logs"),
     path("<uuid:uuid>/delete/", views.WebsiteDelete.as_view(), name="website-delete"),
+    path("databases/", include("websites.databases.urls")),
 ]

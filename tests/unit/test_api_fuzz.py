@@ -16,6 +16,7 @@ from core.models import AuditEntry
 from dns.models import Record, Zone
 from servers.models import FirewallRule, Server
 from tests.conftest import login
+from websites.databases.models import DatabaseServer
 from websites.models import Plan, SystemAccount, Website
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,9 @@ def _objects(admin_user):
     server = Server.objects.create(name="fuzz", address="93.184.216.34", owner=admin_user)
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
+    db_server = DatabaseServer.objects.create(
+        name="fuzz-db", engine="mariadb", host="127.0.0.1", port=3306, admin_user="root"
+    )
     zone = Zone.objects.create(name="fuzz.example.org", owner=admin_user)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="fuzz", websites=3)
@@ -53,6 +57,7 @@ def _objects(admin_user):
         "firewall-rules": rule,
         "users": admin_user,
         "websites": site,
+        "database-servers": db_server,
         "zones": zone,
         "records": record,
         "plans": plan,
@@ -96,6 +101,7 @@ def test_no_input_causes_a_server_error(admin_user):
         *Server.objects.values_list("name", "location", "notes", "profile"),
         *FirewallRule.objects.values_list("comment", "source"),
         *Website.objects.values_list("options", "custom_directives"),
+        *DatabaseServer.objects.values_list("name", "host", "admin_user", "user_host"),
         *Zone.objects.values_list("name", "soa_rname"),
         *Record.objects.values_list("name", "content"),
         *AuditEntry.objects.values_list("object_label", "changes"),

@@ -17,6 +17,7 @@ from core.operations import start_operation
 from dns.models import Record, Zone
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
+from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
 from websites.models import Plan, Subscription, SystemAccount, Website
 
 pytestmark = pytest.mark.django_db
@@ -54,6 +55,16 @@ def world(admin_user, reseller, customer):
         owner=customer,
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
+    db_server = DatabaseServer.objects.create(
+        name="db1", engine="postgresql", host="127.0.0.1", port=5432, admin_user="postgres"
+    )
+    database = CustomerDatabase.objects.create(
+        db_server=db_server, owner=customer, name=f"{customer.account_name}_app", size_bytes=1
+    )
+    db_user = DatabaseUser.objects.create(
+        db_server=db_server, owner=customer, name=database.name, password="x"
+    )
+    grant = DatabaseGrant.objects.create(database=database, user=db_user)
     zone = Zone.objects.create(name="schema.example.com", owner=customer)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
@@ -61,6 +72,10 @@ def world(admin_user, reseller, customer):
     account = SystemAccount.objects.create(server=server, user=customer, name="acct")
     return {
         "account": account,
+        "db_server": db_server,
+        "database": database,
+        "db_user": db_user,
+        "grant": grant,
         "zone": zone,
         "record": record,
         "plan": plan,
@@ -91,6 +106,14 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["website"].uuid)
     if path.startswith("/api/v1/system-accounts/"):
         return str(world["account"].uuid)
+    for prefix, key in (
+        ("/api/v1/databases/", "database"),
+        ("/api/v1/database-users/", "db_user"),
+        ("/api/v1/database-grants/", "grant"),
+        ("/api/v1/database-servers/", "db_server"),
+    ):
+        if path.startswith(prefix):
+            return str(world[key].uuid)
     if path.startswith("/api/v1/plans/"):
         return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):

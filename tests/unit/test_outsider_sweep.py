@@ -26,10 +26,13 @@ from core.operations import start_operation
 from dns.models import Nameserver, NameserverGroup, Record, Zone
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
+from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
 from websites.models import Plan, Subscription, SystemAccount, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
+DB_ADMIN_PASSWORD = "sweep-db-admin-password-material"
+DB_USER_PASSWORD = "sweep-db-user-password-material"
 TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
 DNS_API_KEY = "sweep-powerdns-api-key-material"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
@@ -101,6 +104,21 @@ def victims(db, admin_user):
     session = TerminalSession.objects.create(server=server, user=admin_user)
     attempt = LoginAttempt.objects.create(email=customer.email, ip="10.0.0.1")
     entry = audit.record("test.victim", server, actor=customer)
+    db_server = DatabaseServer.objects.create(
+        name="victim-db",
+        engine="mariadb",
+        server=server,
+        port=3306,
+        admin_user="root",
+        admin_password=DB_ADMIN_PASSWORD,
+    )
+    database = CustomerDatabase.objects.create(
+        db_server=db_server, owner=customer, name=f"{customer.account_name}_shop"
+    )
+    db_user = DatabaseUser.objects.create(
+        db_server=db_server, owner=customer, name=database.name, password=DB_USER_PASSWORD
+    )
+    grant = DatabaseGrant.objects.create(database=database, user=db_user)
     group = NameserverGroup.objects.create(name="victim-ns")
     nameserver = Nameserver.objects.create(
         group=group,
@@ -115,7 +133,10 @@ def victims(db, admin_user):
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
     account = SystemAccount.objects.create(server=server, user=customer, name="victim")
     objects += [group, nameserver, zone, record, plan, subscription, account]
+    objects += [group, nameserver, zone, record, plan, subscription]
+    objects += [db_server, database, db_user, grant]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
+    secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 
@@ -249,3 +270,6 @@ def test_sweep_covers_new_routes_without_editing(victims):
     assert f"/servers/{server.uuid}/apply/" in urls
     assert f"/api/v1/servers/{server.uuid}/" in urls
     assert f"/admin/servers/server/{server.pk}/change/" in urls
+    database = next(o for o in victims["objects"] if isinstance(o, CustomerDatabase))
+    assert f"/websites/databases/{database.uuid}/" in urls
+    assert f"/api/v1/databases/{database.uuid}/" in urls

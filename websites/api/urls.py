@@ -5,3 +5,6 @@ routes = [
     ("plans", views.PlanViewSet, "plan"),
     ("system-accounts", views.SystemAccountViewSet, "systemaccount"),
 ]
+from websites.databases.api.urls import routes as database_routes  # noqa: E402
+
+routes += database_routes

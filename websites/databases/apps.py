@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+
+
+class DatabasesConfig(AppConfig):
+    """Customer databases (MariaDB/MySQL and PostgreSQL): a sub-app of websites with its own
+    label, models and migrations. Its pages are mounted by websites/urls.py, its API routes
+    by websites/api/urls.py."""
+
+    name = "websites.databases"
+    label = "databases"
+    verbose_name = "Customer databases"
+
+    def ready(self):
+        from core import schedules
+        from websites.databases import plan
+
+        schedules.every(60, "websites.databases.tasks.refresh_sizes")
+        plan.register()
