@@ -58,10 +58,11 @@ class WebsiteViewSet(
     @extend_schema(request=SuspendSerializer, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], policy_action=CHANGE)
     def suspend(self, request, uuid=None):
+        site = self.get_object()  # out of reach is 404 before anything else
         body = SuspendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         site = services.do_suspend_website(
-            self.get_object(), actor=request.user, reason=body.validated_data.get("reason", "")
+            site, actor=request.user, reason=body.validated_data.get("reason", "")
         )
         if not hasattr(site, "operation"):
             raise ValidationError("The site is suspended already.")
@@ -103,10 +104,11 @@ class SystemAccountViewSet(
     @extend_schema(request=SftpPasswordSerializer, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], policy_action=CHANGE)
     def password(self, request, uuid=None):
+        account = self.get_object()  # out of reach is 404 before anything else
         body = SftpPasswordSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         op = services.do_set_sftp_password(
-            self.get_object(), actor=request.user, password=body.validated_data["password"]
+            account, actor=request.user, password=body.validated_data["password"]
         )
         data = OperationSerializer(op, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
