@@ -8,3 +8,9 @@ class DnsConfig(AppConfig):
     verbose_name = "DNS"
     # Until the app has pages of its own (a urls.py), the portal shows this placeholder.
     placeholder = ("DNS", "network", "DNS zones and their records will be listed here.")
+
+    def ready(self):
+        from dns.publishers import ZonePublisher
+        from servers.engine import registry
+
+        registry.register_publisher(ZonePublisher())

@@ -156,7 +156,7 @@ class Zone(models.Model):
 
     @property
     def unit(self) -> str:
-        return f"zone:{self.uuid.hex}"
+        return f"zone:{self.name}"
 
     def next_serial(self, today=None) -> int:
         """Date-based (YYYYMMDDnn) and always increasing, whatever the date says."""
@@ -207,7 +207,9 @@ class PublishedRRSet(models.Model):
     units with these rows, never with a full transfer of the zone."""
 
     nameserver = models.ForeignKey(Nameserver, on_delete=models.CASCADE, related_name="+")
-    zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="+")
+    # The zone's name, not a key: the rows outlive a deleted zone until its removal from
+    # the nameserver is published.
+    zone_name = models.CharField(max_length=253)
     name = models.CharField(max_length=253)
     type = models.CharField(max_length=10)
     ttl = models.PositiveIntegerField()
@@ -219,7 +221,7 @@ class PublishedRRSet(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["nameserver", "zone", "name", "type"], name="dns_published_once"
+                fields=["nameserver", "zone_name", "name", "type"], name="dns_published_once"
             )
         ]
 

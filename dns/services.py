@@ -7,6 +7,7 @@ API and the portal take theirs from them. Errors are per field (ValidationError 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
@@ -218,7 +219,7 @@ def _rrset_ttl(zone: Zone, record: Record) -> None:
 
 
 def rrset_unit(zone: Zone, name: str, rdtype: str) -> str:
-    return f"rrset:{zone.uuid.hex}:{name}/{rdtype}"
+    return f"rrset:{zone.name}:{name}/{rdtype}"
 
 
 def do_create_record(zone: Zone, *, actor, data: dict) -> Record:
@@ -360,7 +361,11 @@ def do_save_nameserver(*, actor, data: dict, nameserver: Nameserver | None = Non
         errors["hostname"] = exc.messages
     if ns.kind == Nameserver.Kind.BIND and not (ns.tsig_key_name and ns.tsig_secret):
         errors["tsig_key_name"] = ["BIND is updated with a TSIG key: give its name and secret."]
-    if ns.kind == Nameserver.Kind.POWERDNS and not (ns.api_url and ns.api_key):
+    if ns.api_url and not re.fullmatch(
+        r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", ns.api_url
+    ):
+        errors["api_url"] = ["An http:// or https:// address, such as http://127.0.0.1:8081."]
+    elif ns.kind == Nameserver.Kind.POWERDNS and not (ns.api_url and ns.api_key):
         errors["api_url"] = ["PowerDNS is driven through its API: give its URL and key."]
     if errors:
         raise ValidationError(errors)

@@ -18,4 +18,5 @@ urlpatterns = [
     path("<uuid:uuid>/logs/", views.WebsiteLogs.as_view(), name="website-logs"),
     path("<uuid:uuid>/delete/", views.WebsiteDelete.as_view(), name="website-delete"),
     path("databases/", include("websites.databases.urls")),
+    path("certificates/", include("websites.certificates.urls")),
 ]

@@ -215,6 +215,46 @@ class TestPortal:
         )
 
 
+class TestStaffPages:
+    def test_an_administrator_adds_a_database_server_and_its_password_stays_hidden(
+        self, admin_user, reseller
+    ):
+        from servers.models import Server
+
+        server = Server.objects.create(name="web1", address="93.184.216.34", owner=reseller)
+        client = login(admin_user)
+        resp = client.post(
+            "/websites/databases/servers/add/",
+            {
+                "name": "maria-web1",
+                "engine": "mariadb",
+                "server": server.pk,
+                "host": "",
+                "port": "3306",
+                "admin_user": "panel",
+                "admin_password": "hidden-admin-pw",
+                "user_host": "%",
+                "accepts_new": "on",
+            },
+        )
+        assert resp.status_code == 302, resp.content.decode()[:2000]
+        made = DatabaseServer.objects.get()
+        assert made.address == "93.184.216.34" and made.admin_password == "hidden-admin-pw"
+        assert AuditEntry.objects.filter(action="database_server.create").exists()
+        for url in (
+            f"/websites/databases/servers/{made.uuid}/edit/",
+            f"/websites/databases/servers/{made.uuid}/",
+            f"/servers/{server.uuid}/",
+            f"/admin/databases/databaseserver/{made.pk}/change/",
+        ):
+            page = client.get(url)
+            assert page.status_code == 200, url
+            assert "hidden-admin-pw" not in page.content.decode(), url
+        assert "maria-web1" in client.get(f"/servers/{server.uuid}/").content.decode()
+        # The reseller owns the server but does not see the database server on its page.
+        assert "maria-web1" not in login(reseller).get(f"/servers/{server.uuid}/").content.decode()
+
+
 class TestApi:
     def _schema_check(self, client, route, method, status, resp):
         schema = client.get("/api/schema/?format=json").json()
@@ -289,3 +329,30 @@ class TestApi:
         db_server.refresh_from_db()
         assert db_server.admin_password == "top-secret-pw"
         assert AuditEntry.objects.filter(action="database_server.update").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_database_row_goes_live_when_its_operation_ends(customer, mallory):
+    from asgiref.sync import sync_to_async
+
+    from core import events
+    from tests.unit.test_live import open_ready, receive_until, rows
+    from websites.databases import tasks
+
+    db = sync_to_async
+    server = await db(DatabaseServer.objects.create)(
+        name="live", engine="mariadb", host="127.0.0.1", port=3306, admin_user="root"
+    )
+    database, _ = await db(services.do_create_database)(
+        actor=customer, data={"db_server": server, "name": "live"}
+    )
+    since = await db(events.current_seq)()
+    comm, _ = await open_ready(f"/ws/live/databases/?since={since}", await db(login)(customer))
+    other, _ = await open_ready(f"/ws/live/databases/?since={since}", await db(login)(mallory))
+    await db(tasks._set)(database, "active")
+    row_id = f"cdb-{database.uuid.hex}-row"
+    msgs = await receive_until(comm, lambda m: row_id in rows(m))
+    assert "Active" in rows(msgs)[row_id]["html"]
+    assert await other.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+    await other.disconnect()

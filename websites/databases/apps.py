@@ -12,7 +12,14 @@ class DatabasesConfig(AppConfig):
 
     def ready(self):
         from core import schedules
+        from core.sections import add_section
         from websites.databases import plan
+        from websites.databases.sections import server_database_servers
 
         schedules.every(60, "websites.databases.tasks.refresh_sizes")
         plan.register()
+        add_section(
+            "servers.server_detail",
+            "databases/partials/server_database_servers.html",
+            server_database_servers,
+        )

@@ -21,6 +21,7 @@ from core.generic import (
     get_for_user,
     redirect_htmx_aware,
 )
+from core.live import LivePageMixin
 from core.models import Operation
 from core.policy import ADD, CHANGE, DELETE, VIEW, may, restrict
 from core.tables import Column, Table
@@ -40,6 +41,8 @@ DATABASE_TABLE = Table(
     row_template="databases/partials/database_row.html",
     empty_text="No databases yet.",
     testid="databases-table",
+    live="/ws/live/databases/",
+    rows_id="cdb-rows",
 )
 USER_TABLE = Table(
     columns=(
@@ -52,6 +55,8 @@ USER_TABLE = Table(
     row_template="databases/partials/user_row.html",
     empty_text="No database users yet.",
     testid="database-users-table",
+    live="/ws/live/database-users/",
+    rows_id="cdbu-rows",
 )
 SERVER_TABLE = Table(
     columns=(
@@ -86,7 +91,7 @@ def _password_page(request, *, user: DatabaseUser, password: str, op, database=N
     return response
 
 
-class DatabaseList(PortalListView):
+class DatabaseList(LivePageMixin, PortalListView):
     model = CustomerDatabase
     filterset_class = DatabaseFilter
     table = DATABASE_TABLE
@@ -97,7 +102,7 @@ class DatabaseList(PortalListView):
         return qs.select_related("db_server", "owner")
 
 
-class DatabaseUserList(PortalListView):
+class DatabaseUserList(LivePageMixin, PortalListView):
     model = DatabaseUser
     filterset_class = DatabaseUserFilter
     table = USER_TABLE

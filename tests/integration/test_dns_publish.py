@@ -1,0 +1,323 @@
+"""Zones published to a real BIND (TSIG-signed RFC 2136 updates, rndc addzone/delzone) and a
+real PowerDNS (HTTP API, gsqlite3), each a private instance on loopback; what they serve is
+read back by AXFR and DNS queries with dnspython, independently of the panel."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import dns.name
+import dns.query
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from core.models import Operation
+from dns import services
+from dns.models import Nameserver, NameserverGroup, PublishedRRSet, Record, Zone
+from dns.zonefiles import do_import_zone_file, export_zone_file
+from tests.integration.dns_servers import (
+    PanelBind,
+    PowerDns,
+    ask,
+    axfr,
+    remove_powerdns,
+    start_panel_bind,
+    start_powerdns,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture(scope="module")
+def bind():
+    from tests.integration.bind import remove
+
+    daemon = start_panel_bind(Path(tempfile.mkdtemp(prefix="uhp-dns-bind-")))
+    yield daemon
+    remove(daemon)
+
+
+@pytest.fixture(scope="module")
+def pdns():
+    server = start_powerdns(Path(tempfile.mkdtemp(prefix="uhp-dns-pdns-")))
+    yield server
+    remove_powerdns(server)
+
+
+def bind_nameserver(bind: PanelBind, group) -> Nameserver:
+    return services.do_save_nameserver(
+        actor=None,
+        data={
+            "group": group,
+            "hostname": "ns1.example.net",
+            "kind": "bind",
+            "host": bind.host,
+            "port": bind.port,
+            "tsig_key_name": bind.key_name,
+            "tsig_secret": bind.secret,
+            "rndc_port": bind.control_port,
+            "rndc_secret": bind.rndc_secret,
+            "zone_dir": str(bind.zone_dir),
+        },
+    )
+
+
+def pdns_nameserver(pdns: PowerDns, group) -> Nameserver:
+    return services.do_save_nameserver(
+        actor=None,
+        data={
+            "group": group,
+            "hostname": "ns2.example.net",
+            "kind": "powerdns",
+            "host": pdns.host,
+            "port": pdns.port,
+            "api_url": pdns.api_url,
+            "api_key": pdns.api_key,
+        },
+    )
+
+
+@pytest.fixture(params=["bind", "powerdns"])
+def server(request, bind, pdns, db):
+    group = NameserverGroup.objects.create(name="ns", is_default=True)
+    if request.param == "bind":
+        ns = bind_nameserver(bind, group)
+        tsig = {
+            "keyring": bind.keyring(),
+            "keyname": bind.key_name,
+            "keyalgorithm": dns.tsig.HMAC_SHA256,
+        }
+        return ns, bind, tsig
+    return pdns_nameserver(pdns, group), pdns, {}
+
+
+_count = iter(range(10_000))
+
+
+def new_zone_name(kind: str) -> str:
+    return f"z{next(_count)}-{kind}.test"
+
+
+def ops_since(mark: int):
+    return list(Operation.objects.filter(pk__gt=mark).order_by("pk"))
+
+
+def mark() -> int:
+    return Operation.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def run(capture, fn, *args, **kwargs):
+    before = mark()
+    with capture(execute=True):
+        result = fn(*args, **kwargs)
+    ops = ops_since(before)
+    for op in ops:
+        op.refresh_from_db()
+    return result, ops
+
+
+def served(host, port, zone, tsig):
+    return axfr(host, port, zone, **tsig)
+
+
+def panel_view(zone: Zone) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for r in Record.objects.filter(zone=zone):
+        ttl = r.ttl if r.ttl is not None else zone.default_ttl
+        out.setdefault(f"{r.name} {r.type}", set()).add(f"{ttl} {r.content}")
+    return out
+
+
+def test_publish_change_and_remove(server, customer, q_sync, django_capture_on_commit_callbacks):
+    ns, daemon, tsig = server
+    capture = django_capture_on_commit_callbacks
+    name = new_zone_name(ns.kind)
+    zone, ops = run(capture, services.do_create_zone, actor=customer, data={"name": name})
+    assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED
+    soa = ask(daemon.host, daemon.port, f"{name}.", "SOA")
+    assert soa[0].serial == zone.serial
+
+    records = [
+        ("www", "A", "10.0.0.1"),
+        ("www", "AAAA", "2001:db8::1"),
+        ("@", "MX", "10 mail"),
+        ("mail", "A", "10.0.0.2"),
+        ("alias", "CNAME", "www"),
+        ("_sip._tcp", "SRV", "0 5 5060 sip.example.net."),
+        ("@", "CAA", '0 issue "letsencrypt.org"'),
+        ("dkim._domainkey", "TXT", "v=DKIM1; p=" + "A" * 400),
+        ("sub", "NS", "ns.elsewhere.example."),
+    ]
+    for rname, rdtype, content in records:
+        _rec, ops = run(
+            capture,
+            services.do_create_record,
+            zone,
+            actor=customer,
+            data={"name": rname, "type": rdtype, "content": content},
+        )
+        assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    assert served(daemon.host, daemon.port, name, tsig) == panel_view(zone)
+    assert ask(daemon.host, daemon.port, f"www.{name}.", "A")[0].address == "10.0.0.1"
+
+    # One change: the zone's SOA and one record set, nothing else read or sent.
+    www = Record.objects.get(zone=zone, name="www", type="A")
+    _r, ops = run(
+        capture, services.do_update_record, www, actor=customer, data={"content": "10.0.0.9"}
+    )
+    assert ops[0].state == "succeeded" and ops[0].message == "2 changed, 0 unchanged"
+    assert ask(daemon.host, daemon.port, f"www.{name}.", "A")[0].address == "10.0.0.9"
+    zone.refresh_from_db()
+    assert ask(daemon.host, daemon.port, f"{name}.", "SOA")[0].serial == zone.serial
+
+    # Publishing again with nothing changed sends nothing.
+    _r, ops = run(capture, services.publish_zone, zone, actor=customer)
+    assert ops[0].state == "succeeded" and ops[0].message.startswith("0 changed"), ops[0].message
+
+    # Deleting a record set and the zone.
+    _r, ops = run(capture, services.do_delete_record, www, actor=customer)
+    assert ops[0].state == "succeeded"
+    assert ask(daemon.host, daemon.port, f"www.{name}.", "A") is None
+    _r, ops = run(capture, services.do_delete_zone, zone, actor=customer)
+    assert ops[0].state == "succeeded", ops[0].error
+    assert ask(daemon.host, daemon.port, f"{name}.", "SOA") is None
+    assert not PublishedRRSet.objects.filter(zone_name=name).exists()
+
+
+def test_a_hand_edit_is_detected_not_overwritten(
+    server, customer, q_sync, django_capture_on_commit_callbacks
+):
+    ns, daemon, tsig = server
+    capture = django_capture_on_commit_callbacks
+    name = new_zone_name(ns.kind)
+    zone, _ops = run(capture, services.do_create_zone, actor=customer, data={"name": name})
+    rec, _ops = run(
+        capture,
+        services.do_create_record,
+        zone,
+        actor=customer,
+        data={"name": "www", "type": "A", "content": "10.0.0.1"},
+    )
+    # Someone changes the record on the server directly.
+    if ns.kind == "bind":
+        msg = dns.update.UpdateMessage(
+            f"{name}.", keyring=daemon.keyring(), keyname=daemon.key_name
+        )
+        msg.replace("www", 300, "A", "10.6.6.6")
+        dns.query.tcp(msg, daemon.host, port=daemon.port, timeout=3)
+    else:
+        from dns.providers import PowerDns
+
+        PowerDns(ns)._call(
+            "PATCH",
+            f"/zones/{name}.",
+            {
+                "rrsets": [
+                    {
+                        "name": f"www.{name}.",
+                        "type": "A",
+                        "ttl": 300,
+                        "changetype": "REPLACE",
+                        "records": [{"content": "10.6.6.6", "disabled": False}],
+                    }
+                ]
+            },
+        )
+    _r, ops = run(
+        capture, services.do_update_record, rec, actor=customer, data={"content": "10.0.0.2"}
+    )
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.ERROR and "changed on the nameserver" in zone.status_message
+    assert ask(daemon.host, daemon.port, f"www.{name}.", "A")[0].address == "10.6.6.6"
+    # Publishing again after the error makes the server serve the panel's records.
+    _r, ops = run(capture, services.publish_zone, zone, actor=customer)
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    assert ask(daemon.host, daemon.port, f"www.{name}.", "A")[0].address == "10.0.0.2"
+
+
+def test_imported_zone_file_is_served_exactly(
+    server, customer, q_sync, django_capture_on_commit_callbacks
+):
+    ns, daemon, tsig = server
+    capture = django_capture_on_commit_callbacks
+    name = new_zone_name(ns.kind)
+    zone, _ops = run(capture, services.do_create_zone, actor=customer, data={"name": name})
+    text = "\n".join(
+        ["$TTL 600", "@ IN SOA ns. h. 1 2 3 4 5", "@ IN NS ns1.example.net."]
+        + [f"h{i} IN A 10.1.{i // 250}.{i % 250 + 1}" for i in range(600)]
+        + ['t 300 IN TXT "hello world"', "@ IN MX 5 h1"]
+    )
+    _r, ops = run(capture, do_import_zone_file, zone, text, actor=customer)
+    assert ops[0].state == "succeeded", ops[0].error
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    assert served(daemon.host, daemon.port, name, tsig) == panel_view(zone)
+    assert len(panel_view(zone)) == 602
+    exported = export_zone_file(zone)
+    assert "h599 600 IN A 10.1.2.100" in exported
+
+
+def test_axfr_import_from_a_server(pdns, admin_user, q_sync, django_capture_on_commit_callbacks):
+    """A zone served elsewhere (made on PowerDNS through its API by hand) is transferred in."""
+    from dns.providers import PowerDns as Api
+    from dns.providers import ZoneState
+    from dns.zonefiles import do_import_axfr
+
+    ns = Nameserver(
+        hostname="x", kind="powerdns", host=pdns.host, api_url=pdns.api_url, api_key=pdns.api_key
+    )
+    name = new_zone_name("axfr")
+    api = Api(ns)
+    api.create_zone(
+        name, ZoneState("ns1.example.net.", "h.example.net.", 7, 1, 2, 3, 4, 300, ("ns1.x.",))
+    )
+    rrsets = [
+        {
+            "name": f"{h}.{name}.",
+            "type": "A",
+            "ttl": 60,
+            "changetype": "REPLACE",
+            "records": [{"content": f"10.9.0.{i}", "disabled": False}],
+        }
+        for i, h in enumerate(["a", "b", "c"], start=1)
+    ]
+    rrsets.append(
+        {
+            "name": f"{name}.",
+            "type": "TXT",
+            "ttl": 300,
+            "changetype": "REPLACE",
+            "records": [{"content": '"v=spf1 -all"', "disabled": False}],
+        }
+    )
+    api._call("PATCH", f"/zones/{name}.", {"rrsets": rrsets})
+    zone = services.do_create_zone(actor=admin_user, data={"name": name})
+    with django_capture_on_commit_callbacks(execute=True):
+        op = do_import_axfr(zone, pdns.host, pdns.port, actor=admin_user)
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    assert panel_view(zone) == {
+        "a A": {"60 10.9.0.1"},
+        "b A": {"60 10.9.0.2"},
+        "c A": {"60 10.9.0.3"},
+        "@ TXT": {'300 "v=spf1 -all"'},
+    }
+    # A customer may not make the panel transfer from its own network.
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        do_import_axfr(zone, "127.0.0.1", 53, actor=zone.owner if False else _customer())
+
+
+def _customer():
+    from tests.conftest import make_user
+
+    return make_user("axfr-customer@example.com", "customer")
