@@ -91,7 +91,7 @@ def world(admin_user, reseller, customer):
 
 
 def _value_for(path: str, name: str, world) -> str:
-    if path.startswith("/api/v1/servers/"):
+    if path.startswith(("/api/v1/servers/", "/api/v1/metrics/")):
         return str(world["server"].uuid)
     if path.startswith("/api/v1/firewall-rules/"):
         return str(world["rule"].uuid)
