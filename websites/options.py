@@ -20,6 +20,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from websites.nginx import PROBE_PATH
+from websites.tls import CHALLENGE_PATH
 from websites.validators import (
     parse_upstream_url,
     upstream_host_problem,
@@ -138,6 +139,9 @@ def _path(where: str, value, errors: _Errors) -> bool:
         return False
     if f"{value}/".startswith(f"{PANEL_PREFIX}/"):
         errors.add(where, f"{PANEL_PREFIX}/ belongs to the panel")
+        return False
+    if f"{value}/".startswith(CHALLENGE_PATH):
+        errors.add(where, f"{CHALLENGE_PATH} serves ACME challenges (certificates)")
         return False
     return True
 

@@ -275,3 +275,29 @@ class TestAcme:
         assert cert.status == "failed"
         assert "The ACME server refused" in cert.last_error and "404" in cert.last_error
         assert cert.last_error in op.error or "404" in op.error
+
+
+class TestUpload:
+    def test_uploaded_certificate_is_installed_and_served(
+        self,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        site = make_site(tls_server, tls_nginx, admin_user, "upload.example.com", dns_standin)
+        crt, key = self_signed(tls_nginx.prefix / "upload", [site.domain])
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.do_upload_certificate(
+                site, actor=admin_user, private_key=key.read_text(), certificate=crt.read_text()
+            )
+        op.refresh_from_db()
+        assert op.state == "succeeded", op.error
+        cert = Certificate.objects.get(website=site)
+        assert cert.source == "upload" and cert.status == "active" and cert.installed
+        der, body = wait_serving(tls_nginx, site.domain, crt.read_text(), cert.fingerprint)
+        assert fingerprint(der) == cert.fingerprint and body == "hello from upload.example.com"
+        key_file = tls_nginx.prefix / "tls" / "upload.example.com.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

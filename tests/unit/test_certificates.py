@@ -186,3 +186,24 @@ class TestPortalAndApi:
         assert login(mallory).post(f"/api/v1/certificates/{cert.uuid}/renew/").status_code == 404
         resp = client.post(f"/api/v1/certificates/{cert.uuid}/renew/")
         assert resp.status_code == 202
+
+
+def test_renewal_is_scheduled_daily():
+    from core.schedules import declared
+
+    (item,) = [r for r in declared() if r.func == "websites.certificates.tasks.renew_due"]
+    assert item.minutes == 24 * 60
+
+
+def test_options_keep_the_challenge_path_and_take_tls_settings():
+    from websites.options import parse_options
+
+    with pytest.raises(ValidationError, match="serves ACME challenges"):
+        parse_options(
+            {"proxies": [{"path": "/.well-known/acme-challenge/", "upstream": "http://8.8.8.8"}]}
+        )
+    with pytest.raises(ValidationError, match="hsts_max_age"):
+        parse_options({"hsts_max_age": 10**9})
+    options = parse_options({"https_redirect": True, "hsts_max_age": 600})
+    assert options.https_redirect and options.hsts_max_age == 600
+    assert options.to_json() == {"https_redirect": True, "hsts_max_age": 600}
