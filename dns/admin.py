@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from dns import services
-from dns.models import Nameserver, NameserverGroup, Record, Zone
+from dns.models import Nameserver, NameserverGroup, PublishedRRSet, Record, Zone
 
 
 def _save_group(group=None, *, actor, data):
@@ -77,3 +77,13 @@ class RecordAdmin(PolicyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["zone"] if obj is not None else []
+
+
+@admin.register(PublishedRRSet)
+class PublishedRRSetAdmin(PolicyAdmin):
+    """Read-only: what each nameserver was last sent and verified to serve (publishing keeps it)."""
+
+    list_display = ["zone_name", "name", "type", "ttl", "nameserver"]
+    list_filter = ["type"]
+    search_fields = ["zone_name", "name"]
+    list_select_related = ["nameserver"]

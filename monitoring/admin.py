@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from monitoring import services
-from monitoring.models import ServerMonitor
+from monitoring.models import Rollup, Sample, ServerMonitor
 
 
 @admin.register(ServerMonitor)
@@ -17,3 +17,22 @@ class ServerMonitorAdmin(PolicyAdmin):
 
     def service_data(self, form) -> dict:
         return {k: v for k, v in form.cleaned_data.items() if k in services.MONITOR_FIELDS}
+
+
+@admin.register(Sample)
+class SampleAdmin(PolicyAdmin):
+    """Read-only: raw samples are written by the collector and pruned after 48 hours."""
+
+    list_display = ["server", "at"]
+    list_select_related = ["server"]
+    show_full_result_count = False
+
+
+@admin.register(Rollup)
+class RollupAdmin(PolicyAdmin):
+    """Read-only: rollups are written and pruned by the monitoring schedules."""
+
+    list_display = ["server", "step", "start", "count"]
+    list_filter = ["step"]
+    list_select_related = ["server"]
+    show_full_result_count = False

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from websites import plans, services
-from websites.models import Plan, Subscription, Website
+from websites.models import Plan, Subscription, SystemAccount, Website
 
 
 @admin.register(Website)
@@ -68,3 +68,13 @@ class SubscriptionAdmin(PolicyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["user", "created_at"] if obj else ["created_at"]
+
+
+@admin.register(SystemAccount)
+class SystemAccountAdmin(PolicyAdmin):
+    """Read-only: accounts are created, locked and removed by the website operations."""
+
+    list_display = ["name", "server", "user", "status", "disk_used_mb", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "user__email", "server__name"]
+    list_select_related = ["server", "user"]
