@@ -5,6 +5,7 @@ NAV = [
     ("dashboard", "Dashboard", "layout-dashboard"),
     ("servers", "Servers", "server"),  # not for customers: servers are their provider's
     ("websites", "Websites", "globe"),
+    ("certificates", "Certificates", "shield-check"),
     ("databases", "Databases", "database"),
     ("dns", "DNS", "network"),
     ("vps", "VPS", "cpu"),

@@ -8,6 +8,15 @@ class MonitoringConfig(AppConfig):
 
     def ready(self):
         from core import schedules
+        from core.sections import add_section
+        from monitoring.views import server_metrics_section
+
+        add_section(
+            "servers.server_detail",
+            "monitoring/partials/server_metrics.html",
+            server_metrics_section,
+            order=10,
+        )
 
         # Collection itself runs every PANEL_MONITORING_INTERVAL seconds in its own loop
         # (manage.py collect_metrics, started by runpanel); rollups and pruning are jobs.

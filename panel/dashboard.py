@@ -17,6 +17,8 @@ from core.policy import restrict
 from servers.models import Server
 from websites.models import Website
 
+SERVER_CARDS = 200
+
 
 def dashboard(request):
     user = request.user
@@ -29,6 +31,8 @@ def dashboard(request):
         .annotate(n=Count("id"))
         .order_by()
     )
+    # Every server the user may see, as a live card (monitoring/live.py keeps them current).
+    server_cards = list(restrict(Server, user).select_related("monitor")[:SERVER_CARDS])
     per_day = rollups.daily(user)
     bars, peak = daily_bars(per_day, today=timezone.localdate())
     finished = {"succeeded": 0, "failed": 0}
@@ -45,6 +49,8 @@ def dashboard(request):
             "bars": bars,
             "peak": peak,
             "live_since": live_since,
+            "server_cards": server_cards,
+            "more_servers": len(server_cards) == SERVER_CARDS,
             "steps": first_steps(user),
             "health": health.checks() if user.is_staff else None,
         },

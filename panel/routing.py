@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from core.asgi import UnknownPathConsumer
 from core.consumers import LiveConsumer
 from core.live_views import DashboardLive, OperationDetailLive, OperationListLive
+from monitoring.live import ServerCardsLive, ServerMetricsLive
 from servers.consumers import TerminalConsumer
 from servers.live import ServerListLive
 from websites.databases.live import DatabaseListLive, DatabaseUserListLive
@@ -14,6 +15,8 @@ websocket_urlpatterns = [
     path("ws/live/operations/", LiveConsumer.as_asgi(view=OperationListLive)),
     path("ws/live/operations/<uuid:key>/", LiveConsumer.as_asgi(view=OperationDetailLive)),
     path("ws/live/servers/", LiveConsumer.as_asgi(view=ServerListLive)),
+    path("ws/live/monitoring/", LiveConsumer.as_asgi(view=ServerCardsLive)),
+    path("ws/live/monitoring/<uuid:key>/", LiveConsumer.as_asgi(view=ServerMetricsLive)),
     path("ws/live/databases/", LiveConsumer.as_asgi(view=DatabaseListLive)),
     path("ws/live/database-users/", LiveConsumer.as_asgi(view=DatabaseUserListLive)),
     # The API's event streams (?format=json), documented in docs/api.md.

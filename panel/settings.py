@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "core",
     "servers",
     "websites",
+    "websites.certificates",
     "websites.databases",
     "dns",
     "vps",
@@ -266,6 +267,21 @@ PANEL_OPERATION_STALE_SECONDS = env_int("PANEL_OPERATION_STALE_SECONDS", 60)
 
 # Largest API page (?limit=); bigger asks answer 400.
 PANEL_API_MAX_LIMIT = env_int("PANEL_API_MAX_LIMIT", 500)
+
+# TLS certificates (docs/certificates.md). Let's Encrypt's staging directory:
+# https://acme-staging-v02.api.letsencrypt.org/directory
+PANEL_ACME_DIRECTORY = env_str(
+    "PANEL_ACME_DIRECTORY", "https://acme-v02.api.letsencrypt.org/directory"
+)
+PANEL_ACME_EMAIL = env_str("PANEL_ACME_EMAIL", "")
+# A CA bundle for the ACME directory's own HTTPS (Pebble's test certificate); empty: system CAs.
+PANEL_ACME_CA_BUNDLE = env_str("PANEL_ACME_CA_BUNDLE", "") or True
+PANEL_ACME_RENEW_DAYS = env_int("PANEL_ACME_RENEW_DAYS", 30)
+PANEL_ACME_RENEW_EVERY_MINUTES = env_int("PANEL_ACME_RENEW_EVERY_MINUTES", 24 * 60)
+PANEL_ACME_TIMEOUT = env_int("PANEL_ACME_TIMEOUT", 90)
+# Nameservers (ip or ip:port) for the check that a site's names point at its server; empty:
+# the system's resolvers.
+PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")
 # Networks of the panel's own host beyond those its interfaces show (servers/addresses.py),
 # and the networks non-administrators may add servers in (blank: public addresses only).
 PANEL_OWN_NETWORKS = env_list("PANEL_OWN_NETWORKS")
@@ -397,6 +413,7 @@ SPECTACULAR_SETTINGS = {
         "ServerKindEnum": "servers.models.Server.Kind",
         "ServerStatusEnum": "servers.models.Server.Status",
         "OperationStateEnum": "core.models.Operation.State",
+        "CertificateStatusEnum": "websites.certificates.models.Certificate.Status",
     },
 }
 

@@ -19,6 +19,8 @@ NEEDS=(
   "/usr/sbin/pdns_server:pdns-server"
   "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql:pdns-backend-sqlite3"
   "/usr/bin/chromium:chromium"
+  "/usr/bin/pebble:pebble"
+  "/usr/bin/openssl:openssl"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
   "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
 )

@@ -91,15 +91,13 @@ def apply_server(ctx: OperationContext, server_id: int, check_server: bool = Fal
     except (ApplyError, TransportError) as exc:
         with transaction.atomic():
             failed = {u: f"Not applied: {exc}" for u in run.changed_units}
-            for provider in registry.providers():
-                provider.report(server, set(), failed)
+            registry.report(server, set(), failed)
         raise OperationError(str(exc)) from exc
     finally:
         if run.t is not t:
             run.t.close()
     with transaction.atomic():
-        for provider in registry.providers():
-            provider.report(server, result.ok_units, result.failed_units)
+        registry.report(server, result.ok_units, result.failed_units)
         state.clear_dirty(server, upto)
         DriftItem.objects.filter(server=server, path__in=result.written + result.removed).delete()
     summary = (

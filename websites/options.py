@@ -20,6 +20,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from websites.nginx import PROBE_PATH
+from websites.tls import CHALLENGE_PATH
 from websites.validators import (
     parse_upstream_url,
     upstream_host_problem,
@@ -34,6 +35,7 @@ MAX_HEADERS = 20
 MAX_PROXIES = 10
 MAX_BODY_MB = 2048
 MAX_CACHE_DAYS = 365
+MAX_HSTS_SECONDS = 2 * 365 * 86400
 PANEL_PREFIX = PROBE_PATH.rsplit("/", 1)[0]
 
 
@@ -60,7 +62,8 @@ class Proxy:
 @dataclass(frozen=True)
 class SiteOptions:
     www_redirect: str = ""  # "to_apex": www.X -> X; "to_www": X -> www.X (both site names)
-    https_redirect: bool = False  # needs a certificate: refused until sites have TLS
+    https_redirect: bool = False  # rendered once the site's certificate is live (websites/tls.py)
+    hsts_max_age: int = 0  # seconds; 0: no Strict-Transport-Security (HTTPS only)
     headers: tuple[Header, ...] = ()  # extra response headers
     gzip: bool = False
     static_cache_days: int = 0  # 0: off; else Expires/Cache-Control on static files
@@ -137,6 +140,9 @@ def _path(where: str, value, errors: _Errors) -> bool:
     if f"{value}/".startswith(f"{PANEL_PREFIX}/"):
         errors.add(where, f"{PANEL_PREFIX}/ belongs to the panel")
         return False
+    if f"{value}/".startswith(CHALLENGE_PATH):
+        errors.add(where, f"{CHALLENGE_PATH} serves ACME challenges (certificates)")
+        return False
     return True
 
 
@@ -164,8 +170,6 @@ def parse_options(
         errors.add("www_redirect", f"no name of this site has its {other} among its names")
 
     https = _bool(data, "https_redirect", errors)
-    if https:
-        errors.add("https_redirect", "this site has no TLS certificate, so HTTP cannot redirect")
 
     headers, seen = [], set()
     for i, item in _entries(data, "headers", ("name", "value"), MAX_HEADERS, errors):
@@ -205,7 +209,8 @@ def parse_options(
 
     options = SiteOptions(
         www_redirect=www,
-        https_redirect=False,
+        https_redirect=https,
+        hsts_max_age=_int(data, "hsts_max_age", MAX_HSTS_SECONDS, errors),
         headers=tuple(headers),
         gzip=_bool(data, "gzip", errors),
         static_cache_days=_int(data, "static_cache_days", MAX_CACHE_DAYS, errors),

@@ -8,4 +8,5 @@ from websites import views
 urlpatterns = [
     path("", views.WebsiteList.as_view(), name="websites"),
     path("databases/", include("websites.databases.urls")),
+    path("certificates/", include("websites.certificates.urls")),
 ]

@@ -19,6 +19,7 @@ from websites.directives import (
 from websites.models import Website
 from websites.nginx import PROBE_PATH, with_probe
 from websites.options import SiteOptions, parse_options, www_pairs
+from websites.tls import with_tls
 
 STATIC_FILES = r"\.(?:css|js|mjs|map|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|otf|eot)$"
 GZIP_TYPES = (
@@ -69,7 +70,7 @@ def render_vhost(
             f"    }}\n"
             f"}}\n"
         )
-    return with_probe(body, listen)
+    return with_probe(with_tls(site, body, listen, options), listen)
 
 
 def _main_block(site, options: SiteOptions, served, listen, webroot_base, raw) -> str:

@@ -43,6 +43,17 @@ def providers() -> list[Provider]:
     return list(_providers)
 
 
+def report(server, ok: set[str], failed: dict[str, str]) -> None:
+    """Tell each provider how its own units fared (a provider never sees another's units)."""
+    for provider in _providers:
+        prefix = provider.unit_prefix
+        provider.report(
+            server,
+            {u for u in ok if u.startswith(prefix)},
+            {u: why for u, why in failed.items() if u.startswith(prefix)},
+        )
+
+
 def service(name: str) -> Service:
     """A fresh instance of the named service, for one run."""
     if name in _services:

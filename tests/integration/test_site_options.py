@@ -262,7 +262,8 @@ class TestOptionsRender:
         for proxy in options.proxies:
             args = ("/",) if proxy.path == "/" else ("^~", proxy.path)
             assert locations[args][0]["args"] == [proxy.upstream]
-        expected = 2 + len([p for p in options.proxies if p.path != "/"])
+        # "/", the probe and the ACME challenge (websites/tls.py), and the proxies.
+        expected = 3 + len([p for p in options.proxies if p.path != "/"])
         assert len(locations) == expected + bool(options.static_cache_days)
 
     @settings(max_examples=12, deadline=None)
@@ -434,7 +435,9 @@ class TestRawDirectives:
         assert result.returncode == 0, (result.stderr, text, vhost)
         (block,) = assert_only_the_sites_names(vhost, [self.DOMAIN], nginx_ut.listen)
         # The rendered statements are the checked ones: same blocks, lines and arguments.
-        raw = block["block"][5:-1]  # after listen, server_name, root, index, location /
+        # After listen, server_name, root, index, location /; before the ACME challenge and
+        # the probe.
+        raw = block["block"][5:-2]
         assert strip_lines(raw) == strip_lines(statements)
 
     @props

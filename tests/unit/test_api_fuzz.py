@@ -16,6 +16,7 @@ from core.models import AuditEntry
 from dns.models import Record, Zone
 from servers.models import FirewallRule, Server
 from tests.conftest import login
+from websites.certificates.models import Certificate
 from websites.databases.models import DatabaseServer
 from websites.models import Plan, Website
 
@@ -45,6 +46,7 @@ def _objects(admin_user):
     server = Server.objects.create(name="fuzz", address="93.184.216.34", owner=admin_user)
     rule = FirewallRule.objects.create(server=server, port=22)
     site = Website.objects.create(domain="fuzz.example.com", server=server, owner=admin_user)
+    cert = Certificate.objects.create(website=site, domains=site.domain)
     db_server = DatabaseServer.objects.create(
         name="fuzz-db", engine="mariadb", host="127.0.0.1", port=3306, admin_user="root"
     )
@@ -56,6 +58,7 @@ def _objects(admin_user):
         "firewall-rules": rule,
         "users": admin_user,
         "websites": site,
+        "certificates": cert,
         "database-servers": db_server,
         "zones": zone,
         "records": record,

@@ -17,6 +17,7 @@ from core.operations import start_operation
 from dns.models import Record, Zone
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
+from websites.certificates.models import Certificate
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
 from websites.models import Plan, Subscription, Website
 
@@ -55,6 +56,7 @@ def world(admin_user, reseller, customer):
         owner=customer,
         options={"gzip": True, "headers": [{"name": "X-A", "value": "b"}]},
     )
+    certificate = Certificate.objects.create(website=site, domains=site.domain)
     db_server = DatabaseServer.objects.create(
         name="db1", engine="postgresql", host="127.0.0.1", port=5432, admin_user="postgres"
     )
@@ -78,6 +80,7 @@ def world(admin_user, reseller, customer):
         "record": record,
         "plan": plan,
         "website": site,
+        "certificate": certificate,
         "server": server,
         "rule": rule,
         "op": op,
@@ -88,7 +91,7 @@ def world(admin_user, reseller, customer):
 
 
 def _value_for(path: str, name: str, world) -> str:
-    if path.startswith("/api/v1/servers/"):
+    if path.startswith(("/api/v1/servers/", "/api/v1/metrics/")):
         return str(world["server"].uuid)
     if path.startswith("/api/v1/firewall-rules/"):
         return str(world["rule"].uuid)
@@ -102,6 +105,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["record"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    if path.startswith("/api/v1/certificates/"):
+        return str(world["certificate"].uuid)
     for prefix, key in (
         ("/api/v1/databases/", "database"),
         ("/api/v1/database-users/", "db_user"),

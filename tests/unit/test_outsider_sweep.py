@@ -26,6 +26,7 @@ from core.operations import start_operation
 from dns.models import Nameserver, NameserverGroup, Record, Zone
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
+from websites.certificates.models import Certificate
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
 from websites.models import Plan, Subscription, Website
 
@@ -35,6 +36,7 @@ DB_ADMIN_PASSWORD = "sweep-db-admin-password-material"
 DB_USER_PASSWORD = "sweep-db-user-password-material"
 TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
 DNS_API_KEY = "sweep-powerdns-api-key-material"
+TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 API_UNSAFE = ("post", "patch", "put", "delete")
@@ -91,6 +93,9 @@ def victims(db, admin_user):
         server=server, path="/etc/x", kind="changed", expected_sha256="0"
     )
     website = Website.objects.create(domain="victim.example.com", server=server, owner=customer)
+    certificate = Certificate.objects.create(
+        website=website, domains=website.domain, private_key=TLS_KEY, fullchain="chain"
+    )
     plan = Plan.objects.create(name="victim plan", owner=reseller, websites=3)
     subscription = Subscription.objects.create(user=customer, plan=plan)
     op = start_operation(
@@ -131,10 +136,10 @@ def victims(db, admin_user):
     zone = Zone.objects.create(name="victim.example.com", owner=customer)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
-    objects += [group, nameserver, zone, record, plan, subscription]
+    objects += [group, nameserver, zone, record, plan, subscription, certificate]
     objects += [db_server, database, db_user, grant]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
-    secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD]
+    secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD, TLS_KEY]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 
@@ -255,8 +260,9 @@ async def test_websockets_refuse_outsiders(victims, outsiders):
         for route, _pattern in routes:
             for kwargs in substitutions(route, None, objects):
                 url = fill(route, kwargs)
-                if who == "support" and url.startswith(("/ws/operations/", "/ws/live/operations/")):
-                    continue  # support reads every operation, live too
+                readable = ("/ws/operations/", "/ws/live/operations/", "/ws/live/monitoring/")
+                if who == "support" and url.startswith(readable):
+                    continue  # support reads every operation and server's metrics, live too
                 comm, ok, code = await _connect(url, client)
                 assert not ok and code in (4401, 4403, 4404), (who, url, code)
 
@@ -268,6 +274,9 @@ def test_sweep_covers_new_routes_without_editing(victims):
     assert f"/servers/{server.uuid}/apply/" in urls
     assert f"/api/v1/servers/{server.uuid}/" in urls
     assert f"/admin/servers/server/{server.pk}/change/" in urls
+    cert = next(o for o in victims["objects"] if isinstance(o, Certificate))
+    assert f"/api/v1/certificates/{cert.uuid}/renew/" in urls
+    assert f"/websites/certificates/site/{cert.website.uuid}/issue/" in urls
     database = next(o for o in victims["objects"] if isinstance(o, CustomerDatabase))
     assert f"/websites/databases/{database.uuid}/" in urls
     assert f"/api/v1/databases/{database.uuid}/" in urls

@@ -73,7 +73,7 @@ class TestOptions:
             ({"max_body_mb": True}, "max_body_mb: must be a whole number"),
             ({"static_cache_days": 366}, "static_cache_days: must be a whole number from 0"),
             ({"colour": "red"}, "colour: unknown option"),
-            ({"https_redirect": True}, "no TLS certificate"),
+            ({"hsts_max_age": -1}, "hsts_max_age: must be a whole number"),
             ({"www_redirect": "to_www"}, "www_redirect: no name of this site"),
             ({"headers": [{"name": "X-A", "value": "a\r\nSet-Cookie: x"}]}, "headers[0].value"),
             ({"headers": [{"name": "X-A", "value": 'a" always; return 200 "'}]}, 'contain "'),

@@ -7,3 +7,6 @@ routes = [
 from websites.databases.api.urls import routes as database_routes  # noqa: E402
 
 routes += database_routes
+from websites.certificates.api.urls import routes as certificate_routes  # noqa: E402
+
+routes += certificate_routes

@@ -1,0 +1,4 @@
+from monitoring.api import views
+
+routes = [("metrics", views.MetricsViewSet, "metrics")]
+urlpatterns: list = []

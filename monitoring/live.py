@@ -1,0 +1,58 @@
+"""Live views of monitoring (routed in panel/routing.py): the dashboard's server cards and
+one server's metrics (its card, and the JSON samples its charts draw). Both hear the
+samples each round announces (``monitoring.sample``) and the servers' own changes (status)."""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+
+from core.live import Fragment, LiveView, RowList
+from core.policy import restrict
+from monitoring.collector import SAMPLE_TOPIC
+from servers.models import Server
+
+CARD = "monitoring/partials/server_card.html"
+SERVER_TOPIC = "servers.server"
+
+
+def card_id(key: str) -> str:
+    return f"mon-{key}-card"
+
+
+class ServerCardsLive(RowList):
+    """Every server card the user may see: a card is re-rendered when its server reports."""
+
+    model = Server
+    row_template = CARD
+    row_name = "s"
+    topics = (SERVER_TOPIC, SAMPLE_TOPIC)
+
+    def row_id(self, key: str) -> str:
+        return card_id(key)
+
+    def queryset(self):
+        return super().queryset().select_related("monitor")
+
+    def fragments(self, keys):
+        merged = set(keys.get(SERVER_TOPIC, ())) | set(keys.get(SAMPLE_TOPIC, ()))
+        return super().fragments({SERVER_TOPIC: merged})
+
+
+class ServerMetricsLive(LiveView):
+    """One server's page: its card; API clients (``?format=json``, the charts) get every
+    sample's values as the event's data."""
+
+    topics = (SAMPLE_TOPIC, SERVER_TOPIC)
+
+    def allowed(self) -> bool:
+        return restrict(Server, self.user).filter(uuid=self.key).exists()
+
+    def fragments(self, keys):
+        if not any(self.key in keys.get(topic, ()) for topic in self.topics):
+            return [], []
+        server = restrict(Server, self.user).select_related("monitor").filter(uuid=self.key)
+        server = server.first()
+        if server is None:
+            return [], [card_id(self.key)]
+        html = render_to_string(CARD, {"s": server, "user": self.user})
+        return [Fragment(card_id(self.key), html)], []

@@ -1,0 +1,303 @@
+"""TLS certificates against a real ACME server: Pebble validates HTTP-01 for real by fetching
+the token from a private nginx (the panel wrote the vhost's challenge location through the
+apply engine, and the token file over SSH), the certificate is installed by the apply engine
+(key 0600, chain 0644), HTTPS serves it (verified against Pebble's root), renewal replaces it,
+and a failed install puts the previous key back with mode 0600."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import stat
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.db import connection as db
+
+from servers import connection
+from servers.engine.engine import Engine
+from tests.acme_support import DnsStandIn, Pebble, free_port, https_peer, self_signed
+from tests.integration.conftest import need, start_nginx, stop_pidfile, world_readable_tmp
+from websites.certificates import services, tasks
+from websites.certificates.models import Certificate
+from websites.certificates.pem import new_key
+from websites.models import Website
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture(scope="module")
+def tls_nginx():
+    prefix = world_readable_tmp("uhp-tls-nginx-")
+    daemon = start_nginx(prefix)
+    daemon.tls_port = free_port()
+    yield daemon
+    stop_pidfile(prefix / "nginx.pid")
+    time.sleep(0.1)
+    shutil.rmtree(prefix, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dns_standin():
+    server = DnsStandIn()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pebble(tls_nginx, dns_standin):
+    need("pebble")
+    need("openssl")
+    base = world_readable_tmp("uhp-pebble-")
+    ca = Pebble(base, tls_nginx.port, dns_standin)
+    yield ca
+    ca.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def acme(settings, pebble, dns_standin):
+    settings.PANEL_ACME_DIRECTORY = pebble.directory
+    settings.PANEL_ACME_CA_BUNDLE = str(pebble.cert)
+    settings.PANEL_ACME_RESOLVERS = [dns_standin.address]
+    return pebble
+
+
+@pytest.fixture
+def tls_server(ssh_server, tls_nginx):
+    ssh_server.profile = {
+        **tls_nginx.profile(),
+        "tls_dir": str(tls_nginx.prefix / "tls"),
+        "nginx_tls_listen": f"127.0.0.1:{tls_nginx.tls_port}",
+        "acme_challenge_dir": str(tls_nginx.prefix / "acme-challenge"),
+        "public_addresses": "127.0.0.1",
+    }
+    ssh_server.save()
+    return ssh_server
+
+
+def make_site(server, nginx, owner, domain, dns_standin, address="127.0.0.1", **extra):
+    nginx.page(domain, f"hello from {domain}")
+    for name in [domain, *extra.get("aliases", "").split()]:
+        dns_standin.records[name] = address
+    site = Website.objects.create(domain=domain, server=server, owner=owner, **extra)
+    apply_units(server, {site.unit})
+    return site
+
+
+def apply_units(server, units):
+    server.refresh_from_db()
+    t = connection.open_transport(server)
+    return Engine(server, t).apply(units)
+
+
+def issue(site, actor, capture):
+    with capture(execute=True):
+        op = services.request_certificate(site, actor=actor)
+    op.refresh_from_db()
+    return op
+
+
+def fingerprint(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+def wait_serving(nginx, name, root, want_fp, timeout=5.0):
+    end = time.monotonic() + timeout
+    while True:
+        der, body = https_peer(nginx.tls_port, name, root)
+        if fingerprint(der) == want_fp or time.monotonic() > end:
+            return der, body
+        time.sleep(0.05)
+
+
+class TestAcme:
+    def test_issue_serve_renew(
+        self,
+        acme,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+        settings,
+    ):
+        site = make_site(
+            tls_server,
+            tls_nginx,
+            admin_user,
+            "shop.example.com",
+            dns_standin,
+            aliases="www.shop.example.com",
+        )
+        # Every site serves the challenge path (not its index) before it has a certificate.
+        assert tls_nginx.get(site.domain, "/.well-known/acme-challenge/none")[0] == 404
+        op = issue(site, admin_user, django_capture_on_commit_callbacks)
+        assert op.state == "succeeded", (op.error, list(op.lines.values_list("message", flat=True)))
+        cert = Certificate.objects.get(website=site)
+        assert cert.status == "active" and cert.installed and cert.last_error == ""
+        assert cert.names == ["shop.example.com", "www.shop.example.com"]
+        assert cert.not_after is not None and cert.key_type == "ecdsa"
+
+        key_file = tls_nginx.prefix / "tls" / "shop.example.com.key"
+        crt_file = tls_nginx.prefix / "tls" / "shop.example.com.crt"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(crt_file.stat().st_mode) == 0o644
+        assert key_file.read_text() == cert.private_key
+        with db.cursor() as cur:  # encrypted at rest
+            cur.execute("SELECT private_key FROM certificates_certificate WHERE id = %s", [cert.pk])
+            assert "PRIVATE KEY" not in cur.fetchone()[0]
+
+        root = acme.root_pem()
+        for name in cert.names:
+            der, body = wait_serving(tls_nginx, name, root, cert.fingerprint)
+            assert fingerprint(der) == cert.fingerprint
+            assert body == "hello from shop.example.com"
+        leaf = x509.load_der_x509_certificate(der)
+        assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
+
+        # Renewal: everything is "due" with a window longer than the certificate's life.
+        settings.PANEL_ACME_RENEW_DAYS = 100000
+        with django_capture_on_commit_callbacks(execute=True):
+            assert tasks.renew_due() == 1
+        renewed = Certificate.objects.get(pk=cert.pk)
+        assert renewed.fingerprint != cert.fingerprint, renewed.last_error
+        assert renewed.status == "active" and renewed.last_error == ""
+        der, _body = wait_serving(tls_nginx, site.domain, root, renewed.fingerprint)
+        assert fingerprint(der) == renewed.fingerprint
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert key_file.read_text() == renewed.private_key != cert.private_key
+
+        # A bad install (key and chain that do not match) is rolled back after the swap:
+        # the previous key comes back, still 0600, and HTTPS keeps serving.
+        other, _ = self_signed(tls_nginx.prefix / "other", [site.domain])
+        Certificate.objects.filter(pk=cert.pk).update(
+            private_key=new_key("ecdsa"), fullchain=other.read_text()
+        )
+        result = apply_units(tls_server, {cert.unit})
+        assert cert.unit in result.failed_units
+        assert "does not belong" in result.failed_units[cert.unit]
+        assert key_file.read_text() == renewed.private_key
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        der, _body = https_peer(tls_nginx.tls_port, site.domain, root)
+        assert fingerprint(der) == renewed.fingerprint
+
+    def test_https_redirect_and_hsts_and_rsa(
+        self,
+        acme,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        site = make_site(
+            tls_server,
+            tls_nginx,
+            admin_user,
+            "rsa.example.com",
+            dns_standin,
+            options={"https_redirect": True, "hsts_max_age": 31536000},
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.request_certificate(site, actor=admin_user, key_type="rsa")
+        op.refresh_from_db()
+        assert op.state == "succeeded", op.error
+        cert = Certificate.objects.get(website=site)
+        root = acme.root_pem()
+        der, body = wait_serving(tls_nginx, site.domain, root, cert.fingerprint)
+        assert body == "hello from rsa.example.com"
+        assert x509.load_der_x509_certificate(der).public_key().key_size == 2048
+        import urllib.request
+
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{tls_nginx.port}/x", headers={"Host": site.domain}
+        )
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *a, **k):
+                return None
+
+        with pytest.raises(urllib.error.HTTPError) as got:
+            urllib.request.build_opener(NoRedirect).open(req, timeout=5)
+        assert got.value.code == 301
+        assert got.value.headers["Location"].startswith("https://rsa.example.com")
+
+    def test_name_not_pointing_here_is_refused_before_ordering(
+        self,
+        acme,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        site = make_site(
+            tls_server,
+            tls_nginx,
+            admin_user,
+            "elsewhere.example.com",
+            dns_standin,
+            address="203.0.113.7",
+        )
+        op = issue(site, admin_user, django_capture_on_commit_callbacks)
+        assert op.state == "failed"
+        cert = Certificate.objects.get(website=site)
+        assert cert.status == "failed"
+        assert "elsewhere.example.com resolves to 203.0.113.7, not to this server" in (
+            cert.last_error
+        )
+
+    def test_acme_servers_own_error_is_shown(
+        self,
+        acme,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        """The name points here but the site was never applied: nginx answers the challenge
+        with 404 and Pebble says so."""
+        dns_standin.records["unapplied.example.com"] = "127.0.0.1"
+        site = Website.objects.create(
+            domain="unapplied.example.com", server=tls_server, owner=admin_user
+        )
+        op = issue(site, admin_user, django_capture_on_commit_callbacks)
+        assert op.state == "failed"
+        cert = Certificate.objects.get(website=site)
+        assert cert.status == "failed"
+        assert "The ACME server refused" in cert.last_error and "404" in cert.last_error
+        assert cert.last_error in op.error or "404" in op.error
+
+
+class TestUpload:
+    def test_uploaded_certificate_is_installed_and_served(
+        self,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        site = make_site(tls_server, tls_nginx, admin_user, "upload.example.com", dns_standin)
+        crt, key = self_signed(tls_nginx.prefix / "upload", [site.domain])
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.do_upload_certificate(
+                site, actor=admin_user, private_key=key.read_text(), certificate=crt.read_text()
+            )
+        op.refresh_from_db()
+        assert op.state == "succeeded", op.error
+        cert = Certificate.objects.get(website=site)
+        assert cert.source == "upload" and cert.status == "active" and cert.installed
+        der, body = wait_serving(tls_nginx, site.domain, crt.read_text(), cert.fingerprint)
+        assert fingerprint(der) == cert.fingerprint and body == "hello from upload.example.com"
+        key_file = tls_nginx.prefix / "tls" / "upload.example.com.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -1,0 +1,209 @@
+"""Certificates without programs: upload checks, the vhost's TLS pieces, renewal selection,
+the portal pages and the API's visibility. (Issuing against a real ACME server, installing
+and serving: tests/integration/test_certificates.py.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from core.models import Operation
+from servers.models import Server
+from tests.conftest import login
+from websites.certificates import services, tasks
+from websites.certificates.models import Certificate
+from websites.models import Website
+from websites.vhost import render_vhost
+
+pytestmark = pytest.mark.django_db
+
+
+def make_pair(names, *, days=(-1, 60), key=None):
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=days[0]))
+        .not_valid_after(now + dt.timedelta(days=days[1]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def site(customer, reseller):
+    server = Server.objects.create(name="web", address="93.184.216.34", owner=reseller)
+    return Website.objects.create(
+        domain="shop.example.com", aliases="www.shop.example.com", server=server, owner=customer
+    )
+
+
+class TestUpload:
+    def test_matching_pair_is_stored_encrypted_and_installed_by_an_operation(self, site, customer):
+        key, chain = make_pair(["shop.example.com", "www.shop.example.com"])
+        op = services.do_upload_certificate(
+            site, actor=customer, private_key=key, certificate=chain
+        )
+        cert = Certificate.objects.get(website=site)
+        assert op.kind == "certificate.install" and op.lock_key == site.server.lock_key
+        assert cert.source == "upload" and cert.status == "pending"
+        assert cert.not_after > timezone.now() + dt.timedelta(days=59)
+        assert cert.names == ["shop.example.com", "www.shop.example.com"]
+        assert cert.private_key.startswith("-----BEGIN PRIVATE KEY-----")
+        with connection.cursor() as cur:  # encrypted at rest
+            cur.execute("SELECT private_key FROM certificates_certificate WHERE id = %s", [cert.pk])
+            assert "PRIVATE KEY" not in cur.fetchone()[0]
+
+    def test_mismatched_key_is_refused(self, site, customer):
+        _key, chain = make_pair(["shop.example.com"])
+        other_key, _ = make_pair(["shop.example.com"])
+        with pytest.raises(ValidationError) as got:
+            services.do_upload_certificate(
+                site, actor=customer, private_key=other_key, certificate=chain
+            )
+        assert got.value.message_dict["private_key"] == [
+            "The private key does not belong to the certificate."
+        ]
+        assert not Certificate.objects.filter(website=site).exists()
+
+    def test_expired_is_refused_with_its_date(self, site, customer):
+        key, chain = make_pair(["shop.example.com"], days=(-90, -1))
+        with pytest.raises(ValidationError, match="expired on"):
+            services.do_upload_certificate(site, actor=customer, private_key=key, certificate=chain)
+
+    def test_other_name_and_garbage_are_refused(self, site, customer):
+        key, chain = make_pair(["other.example.org"])
+        with pytest.raises(ValidationError, match="does not cover shop.example.com"):
+            services.do_upload_certificate(site, actor=customer, private_key=key, certificate=chain)
+        with pytest.raises(ValidationError, match="not PEM"):
+            services.do_upload_certificate(site, actor=customer, private_key=key, certificate="x")
+        with pytest.raises(ValidationError, match="unencrypted PEM key"):
+            services.do_upload_certificate(site, actor=customer, private_key="x", certificate=chain)
+
+
+class TestVhost:
+    def test_every_site_serves_the_challenge_and_tls_once_installed(self, site):
+        text, _rev = render_vhost(site, "80", "/srv/www")
+        assert "location ^~ /.well-known/acme-challenge/ {" in text
+        assert "ssl" not in text
+        key, chain = make_pair(site.names)
+        cert = Certificate.objects.create(
+            website=site,
+            domains=" ".join(site.names),
+            private_key=key,
+            fullchain=chain,
+            fingerprint="ab" * 32,
+        )
+        text2, _ = render_vhost(site, "80", "/srv/www")
+        assert "ssl" not in text2  # the files are not on the server yet
+        cert.installed = True
+        cert.save()
+        text3, _ = render_vhost(site, "80", "/srv/www")
+        assert "listen 443 ssl http2;" in text3 and "listen 80;" in text3
+        assert "ssl_certificate_key /etc/nginx/panel-tls/shop.example.com.key;" in text3
+        site.options = {"https_redirect": True, "hsts_max_age": 300}
+        text4, _ = render_vhost(site, "80", "/srv/www")
+        main, redirect = text4.split("return 301 https://$host$request_uri;")[0].rsplit(
+            "server {", 1
+        )
+        assert 'Strict-Transport-Security "max-age=300"' in text4
+        assert "listen 80;" in redirect and "listen 80;" not in main.split("server {", 2)[1]
+        assert text4.count("/.well-known/acme-challenge/") == text4.count("server {")
+
+
+class TestRenewal:
+    def test_only_acme_certificates_near_expiry_are_renewed(self, site, customer, settings):
+        other = Website.objects.create(domain="b.example.com", server=site.server, owner=customer)
+        third = Website.objects.create(domain="c.example.com", server=site.server, owner=customer)
+        soon = timezone.now() + dt.timedelta(days=10)
+        Certificate.objects.create(website=site, domains="x", not_after=soon)
+        Certificate.objects.create(
+            website=other, domains="x", not_after=timezone.now() + dt.timedelta(days=80)
+        )
+        Certificate.objects.create(website=third, domains="x", not_after=soon, source="upload")
+        assert tasks.renew_due() == 1
+        op = Operation.objects.get(kind="certificate.issue")
+        assert op.target_id == str(Certificate.objects.get(website=site).uuid)
+        settings.PANEL_ACME_RENEW_DAYS = 5
+        assert list(tasks.due_for_renewal()) == []
+
+
+class TestPortalAndApi:
+    def test_tls_page_list_and_upload_errors(self, site, customer):
+        client = login(customer)
+        page = client.get(f"/websites/certificates/site/{site.uuid}/")
+        assert page.status_code == 200 and b"Upload a certificate" in page.content
+        _key, chain = make_pair(site.names)
+        other_key, _ = make_pair(site.names)
+        resp = client.post(
+            f"/websites/certificates/site/{site.uuid}/upload/",
+            {"certificate": chain, "private_key": other_key},
+        )
+        assert resp.status_code == 400
+        assert b"The private key does not belong to the certificate." in resp.content
+        resp = client.post(f"/websites/certificates/site/{site.uuid}/issue/", {"key_type": "rsa"})
+        assert resp.status_code == 302 and resp["Location"].startswith("/operations/")
+        listing = client.get("/websites/certificates/")
+        assert listing.status_code == 200 and b"shop.example.com" in listing.content
+
+    def test_api_visibility_and_requests(self, site, customer, mallory):
+        resp = login(mallory).post(
+            "/api/v1/certificates/", {"website": str(site.uuid)}, content_type="application/json"
+        )
+        assert resp.status_code == 404
+        client = login(customer)
+        resp = client.post(
+            "/api/v1/certificates/",
+            {"website": str(site.uuid), "key_type": "rsa"},
+            content_type="application/json",
+        )
+        assert resp.status_code == 202 and resp.json()["kind"] == "certificate.issue"
+        cert = Certificate.objects.get(website=site)
+        assert cert.key_type == "rsa"
+        listed = client.get("/api/v1/certificates/").json()["results"]
+        assert [c["uuid"] for c in listed] == [str(cert.uuid)]
+        assert "private_key" not in listed[0]
+        assert login(mallory).get("/api/v1/certificates/").json()["results"] == []
+        assert login(mallory).post(f"/api/v1/certificates/{cert.uuid}/renew/").status_code == 404
+        resp = client.post(f"/api/v1/certificates/{cert.uuid}/renew/")
+        assert resp.status_code == 202
+
+
+def test_renewal_is_scheduled_daily():
+    from core.schedules import declared
+
+    (item,) = [r for r in declared() if r.func == "websites.certificates.tasks.renew_due"]
+    assert item.minutes == 24 * 60
+
+
+def test_options_keep_the_challenge_path_and_take_tls_settings():
+    from websites.options import parse_options
+
+    with pytest.raises(ValidationError, match="serves ACME challenges"):
+        parse_options(
+            {"proxies": [{"path": "/.well-known/acme-challenge/", "upstream": "http://8.8.8.8"}]}
+        )
+    with pytest.raises(ValidationError, match="hsts_max_age"):
+        parse_options({"hsts_max_age": 10**9})
+    options = parse_options({"https_redirect": True, "hsts_max_age": 600})
+    assert options.https_redirect and options.hsts_max_age == 600
+    assert options.to_json() == {"https_redirect": True, "hsts_max_age": 600}

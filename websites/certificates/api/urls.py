@@ -1,0 +1,5 @@
+from websites.certificates.api import views
+
+routes = [
+    ("certificates", views.CertificateViewSet, "certificate"),
+]

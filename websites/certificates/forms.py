@@ -1,0 +1,24 @@
+from django import forms
+
+from websites.certificates.models import Certificate
+
+
+class IssueForm(forms.Form):
+    key_type = forms.ChoiceField(
+        choices=Certificate.KeyType.choices, initial=Certificate.KeyType.ECDSA, label="Key type"
+    )
+
+
+class UploadForm(forms.Form):
+    certificate = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        label="Certificate and chain (PEM)",
+        help_text="The site's certificate first, then the intermediates.",
+        max_length=64 * 1024,
+    )
+    private_key = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "autocomplete": "off"}),
+        label="Private key (PEM, unencrypted)",
+        help_text="Stored encrypted; written on the server readable by root only.",
+        max_length=16 * 1024,
+    )

@@ -1,0 +1,90 @@
+"""TLS certificates of websites and the panel's ACME account.
+
+A site has at most one certificate (issued by ACME or uploaded). Its private key is stored
+encrypted and written to the server only by the apply engine, as a file of mode 0600.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from core.fields import EncryptedTextField
+from core.policy import ADMIN, VIEW, Rules
+
+
+class AcmeAccount(models.Model):
+    """One account per panel and ACME directory; its key is encrypted at rest."""
+
+    policy = Rules(
+        owner=None, support_may=frozenset(), admin_may=frozenset({VIEW}), add=frozenset()
+    )
+
+    directory = models.URLField(max_length=500, unique=True)
+    uri = models.URLField(max_length=500, blank=True)
+    email = models.EmailField(blank=True)
+    private_key = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.directory
+
+
+class Certificate(models.Model):
+    class Source(models.TextChoices):
+        ACME = "acme", "ACME"
+        UPLOAD = "upload", "Uploaded"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        FAILED = "failed", "Failed"
+
+    class KeyType(models.TextChoices):
+        ECDSA = "ecdsa", "ECDSA P-256"
+        RSA = "rsa", "RSA 2048"
+
+    # The site's owner (and its reseller) sees and renews it; administrators everything.
+    policy = Rules(owner="website__owner", add=frozenset({ADMIN}))
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    website = models.OneToOneField(
+        "websites.Website", on_delete=models.CASCADE, related_name="certificate"
+    )
+    domains = models.TextField(help_text="The names the certificate covers, separated by spaces.")
+    source = models.CharField(max_length=6, choices=Source.choices, default=Source.ACME)
+    key_type = models.CharField(max_length=5, choices=KeyType.choices, default=KeyType.ECDSA)
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    last_error = models.TextField(blank=True)
+    private_key = EncryptedTextField(blank=True)
+    fullchain = models.TextField(blank=True, help_text="The certificate, then its chain (PEM).")
+    fingerprint = models.CharField(max_length=64, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+    # True once the key and chain files are live on the server: only then does the vhost
+    # name them (nginx refuses a configuration whose certificate file is missing).
+    installed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["website__domain"]
+
+    def __str__(self) -> str:
+        return f"certificate of {self.website_id and self.website.domain}"
+
+    @property
+    def unit(self) -> str:
+        return f"certificate:{self.uuid.hex}"
+
+    @property
+    def names(self) -> list[str]:
+        return self.domains.split()
+
+    @property
+    def days_left(self) -> int | None:
+        if self.not_after is None:
+            return None
+        return (self.not_after - timezone.now()).days

@@ -1,0 +1,96 @@
+"""State changes of certificates: each writes its rows and audit entry in one transaction and
+queues the Operation that does the work (websites/certificates/tasks.py)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core import audit
+from core.operations import start_operation
+from core.policy import CHANGE
+from websites.certificates.models import Certificate
+from websites.certificates.pem import check_upload
+
+ISSUE_TASK = "websites.certificates.tasks.issue_certificate"
+INSTALL_TASK = "websites.certificates.tasks.install_certificate"
+
+
+def _start(cert: Certificate, kind: str, task: str, actor):
+    site = cert.website
+    return start_operation(
+        kind=kind,
+        task=task,
+        owner=site.owner,
+        requested_by=actor,
+        target=cert,
+        target_action=CHANGE,
+        lock_key=site.server.lock_key,
+        args={"certificate_id": cert.pk},
+    )
+
+
+def request_certificate(site, *, actor, key_type: str = ""):
+    """Order (or renew) a certificate from the ACME directory for every name of ``site``:
+    queues the Operation and returns it. The caller has checked ``actor`` may change the
+    site. Call it after a site's first apply, once its vhost serves the challenge path."""
+    if key_type and key_type not in Certificate.KeyType.values:
+        raise ValidationError({"key_type": f"Key types: {', '.join(Certificate.KeyType.values)}."})
+    with transaction.atomic():
+        cert, created = Certificate.objects.select_for_update().get_or_create(
+            website=site, defaults={"domains": " ".join(site.names)}
+        )
+        before = audit.snapshot(cert, ["source", "key_type", "domains"])
+        cert.source = Certificate.Source.ACME
+        cert.key_type = key_type or cert.key_type
+        cert.domains = " ".join(site.names)
+        cert.last_error = ""
+        if not cert.fullchain:
+            cert.status = Certificate.Status.PENDING
+        cert.updated_at = timezone.now()
+        cert.save()
+        changes = audit.diff(before, audit.snapshot(cert, ["source", "key_type", "domains"]))
+        audit.record(
+            "certificate.request" if created or not cert.fullchain else "certificate.renew",
+            cert,
+            actor=actor,
+            owner_id=site.owner_id,
+            changes=changes,
+        )
+        return _start(cert, "certificate.issue", ISSUE_TASK, actor)
+
+
+def do_upload_certificate(site, *, actor, private_key: str, certificate: str):
+    """Store an uploaded key and chain (checked: they match, the chain is valid now and
+    covers the site's domain) and queue the Operation that installs them."""
+    if "\x00" in private_key or "\x00" in certificate:
+        raise ValidationError("NUL characters are not allowed.")
+    key, chain = check_upload(private_key, certificate, site.names)
+    with transaction.atomic():
+        cert, _created = Certificate.objects.select_for_update().get_or_create(
+            website=site, defaults={"domains": ""}
+        )
+        cert.source = Certificate.Source.UPLOAD
+        cert.domains = " ".join(chain.names)
+        cert.key_type = (
+            Certificate.KeyType.RSA
+            if "RSA" in type(chain.leaf.public_key()).__name__
+            else Certificate.KeyType.ECDSA
+        )
+        cert.private_key = key
+        cert.fullchain = chain.pem
+        cert.fingerprint = chain.fingerprint
+        cert.not_before, cert.not_after = chain.not_before, chain.not_after
+        cert.status = Certificate.Status.PENDING
+        cert.last_error = ""
+        cert.updated_at = timezone.now()
+        cert.save()
+        audit.record(
+            "certificate.upload",
+            cert,
+            actor=actor,
+            owner_id=site.owner_id,
+            changes={"fingerprint": [None, chain.fingerprint], "domains": [None, cert.domains]},
+        )
+        return _start(cert, "certificate.install", INSTALL_TASK, actor)
