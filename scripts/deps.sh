@@ -14,6 +14,7 @@ NEEDS=(
   "/usr/sbin/ip:iproute2"
   "/usr/bin/curl:curl"
   "/usr/bin/ps:procps"
+  "/usr/sbin/useradd:passwd"
   "/usr/sbin/named:bind9"
   "/usr/sbin/rndc:bind9-utils"
   "/usr/sbin/pdns_server:pdns-server"

@@ -71,11 +71,17 @@ def _run_is_alive(run_id: str) -> bool:
 
 
 def apply_server(ctx: OperationContext, server_id: int, check_server: bool = False) -> str:
-    server = Server.objects.get(pk=server_id)
+    return run_apply(ctx, Server.objects.get(pk=server_id), check_server)[0]
+
+
+def run_apply(ctx: OperationContext, server: Server, check_server: bool = False):
+    """Apply the server's dirty units inside an Operation that holds its lock: (summary,
+    the engine's result or None when there was nothing to do). Other apps' tasks (websites)
+    call this between their own steps."""
     units, upto = state.dirty(server)
     if units == set() and not check_server and not server.apply_run:
         ctx.log("Every change is applied already.")
-        return "Nothing to do"
+        return "Nothing to do", None
     t = _connect(ctx, server)
     ctx.progress(15, "Comparing the managed files with what is applied")
     run = Engine(
@@ -110,7 +116,7 @@ def apply_server(ctx: OperationContext, server_id: int, check_server: bool = Fal
         )
         for unit, why in sorted(result.failed_units.items()):
             ctx.log(f"{unit} failed: {why}", "warning")
-    return summary
+    return summary, result
 
 
 def publish(ctx: OperationContext, publisher: str, target: str) -> str:

@@ -1,53 +1,172 @@
-"""What websites contribute to a server's managed files: one vhost per site."""
+"""What websites contribute to a server's managed files: per site (one unit) its vhost and,
+for PHP sites, its own PHP-FPM pool (ondemand, running as the owner's system account,
+``open_basedir`` to its home). Deleted sites are not rendered, so their files are removed."""
 
 from __future__ import annotations
+
+import re
 
 from django.core.exceptions import ValidationError
 
 from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
 from websites.checks import own_addresses
-from websites.models import Website
-from websites.vhost import render_vhost
+from websites.models import SystemAccount, Website
+from websites.vhost import SiteEnv, render_vhost
 
 CHUNK = 500
+RESOLVER = re.compile(r"[0-9A-Fa-f.:\[\]]+( [0-9A-Fa-f.:\[\]]+)*")
+UNIX_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def home_dir(profile, account: str) -> str:
+    return f"{profile.webroot_base.rstrip('/')}/{account}"
+
+
+def render_pool(site: Website, profile, account: str) -> str:
+    home = home_dir(profile, account)
+    scratch = f"{home}/tmp"  # noqa: S108 - the account's own, not the shared /tmp
+    owner = profile.php_listen_owner
+    if not UNIX_NAME.fullmatch(owner):
+        raise ValidationError(f"php_listen_owner {owner!r} is not a user name.")
+    return (
+        "; Managed by the hosting panel: changes here are reported as drift and undone.\n"
+        f"[{site.pool_name}]\n"
+        f"user = {account}\n"
+        f"group = {account}\n"
+        f"listen = {pool_socket(site, profile)}\n"
+        f"listen.owner = {owner}\n"
+        "listen.mode = 0600\n"
+        "pm = ondemand\n"
+        "pm.max_children = 5\n"
+        "pm.process_idle_timeout = 10s\n"
+        "pm.max_requests = 500\n"
+        "chdir = /\n"
+        "security.limit_extensions = .php\n"
+        f"php_admin_value[open_basedir] = {home}/sites/{site.domain}/:{scratch}/\n"
+        f"php_admin_value[upload_tmp_dir] = {scratch}\n"
+        f"php_admin_value[session.save_path] = {scratch}\n"
+        f"php_admin_value[sys_temp_dir] = {scratch}\n"
+    )
+
+
+def pool_socket(site: Website, profile) -> str:
+    return f"{profile.php_socket_dir.rstrip('/')}/{site.pool_name}.sock"
 
 
 class WebsiteFiles:
     unit_prefix = "website:"
     profile_keys = (
-        ProfileKey("webroot_base", "/srv/www", "path", "Document roots live below this."),
+        ProfileKey(
+            "webroot_base",
+            "/home",
+            "path",
+            "Homes of the customers' system accounts; web roots are "
+            "<base>/<account>/sites/<domain>/public.",
+        ),
+        ProfileKey("php_socket_dir", "/run/php", "path", "PHP-FPM sockets of the sites' pools."),
+        ProfileKey(
+            "php_listen_owner", "www-data", "text", "nginx's user (owns the pools' sockets)."
+        ),
+        ProfileKey(
+            "nginx_resolver",
+            "1.1.1.1 9.9.9.9",
+            "text",
+            "DNS servers nginx asks for reverse proxies' upstream host names.",
+        ),
     )
 
     def files(self, server, profile, units):
-        sites = Website.objects.filter(server=server).only(
-            "uuid", "domain", "aliases", "options", "custom_directives"
+        sites = (
+            Website.objects.filter(server=server)
+            .exclude(status=Website.Status.DELETING)
+            .select_related("owner")
+            .only(
+                "uuid",
+                "domain",
+                "aliases",
+                "kind",
+                "php_version",
+                "upstream",
+                "suspended",
+                "options",
+                "custom_directives",
+                "owner__account_name",
+            )
         )
         if units is not None:
-            sites = sites.filter(uuid__in=[u.removeprefix(self.unit_prefix) for u in units])
+            sites = sites.filter(
+                uuid__in=[
+                    u.removeprefix(self.unit_prefix)
+                    for u in units
+                    if u.startswith(self.unit_prefix)
+                ]
+            )
         sites_dir = profile.nginx_sites_dir.rstrip("/")
         own = own_addresses(server)
+        # Per-site logs only where the account's directories are known to exist (nginx -t
+        # opens log files).
+        prepared = set(
+            SystemAccount.objects.filter(
+                server=server,
+                status__in=[SystemAccount.Status.ACTIVE, SystemAccount.Status.LOCKED],
+            ).values_list("user_id", flat=True)
+        )
         for site in sites.order_by("domain"):
+            account = site.owner.account_name
+            logs = site.owner_id in prepared
             try:
-                text, revision = render_vhost(site, profile.nginx_listen, profile.webroot_base, own)
+                files = list(self._site_files(site, profile, account, sites_dir, own, logs))
             except ValidationError as exc:  # stored around the services: keep what is live
                 yield UnitFailed(site.unit, "Not rendered: " + " ".join(exc.messages))
                 continue
+            yield from files
+
+    def _site_files(self, site, profile, account, sites_dir, own, logs: bool):
+        home = home_dir(profile, account)
+        php = site.kind == Website.Kind.PHP and not site.suspended
+        resolver = profile.nginx_resolver
+        if not RESOLVER.fullmatch(resolver):
+            raise ValidationError(f"nginx_resolver {resolver!r} is not a list of addresses.")
+        env = SiteEnv(
+            root=f"{home}/sites/{site.domain}/public",
+            log_dir=f"{home}/logs" if logs else "",
+            php_socket=pool_socket(site, profile) if php else "",
+            resolver=resolver,
+        )
+        text, revision = render_vhost(site, profile.nginx_listen, profile.webroot_base, own, env)
+        if php:
+            version = site.php_version
             yield ManagedFile(
-                path=f"{sites_dir}/{site.domain}.conf",
-                content=text.encode(),
-                service="nginx",
+                path=f"{profile.php_pool_dir.replace('{php}', version).rstrip('/')}/"
+                f"{site.pool_name}.conf",
+                content=render_pool(site, profile, account).encode(),
+                service=f"php-fpm{version}",
                 unit=site.unit,
-                probe=Probe(hosts=tuple(site.names), revision=revision),
             )
+        yield ManagedFile(
+            path=f"{sites_dir}/{site.domain}.conf",
+            content=text.encode(),
+            service="nginx",
+            unit=site.unit,
+            probe=Probe(hosts=tuple(site.names), revision=revision),
+        )
 
     def report(self, server, ok: set[str], failed: dict[str, str]) -> None:
         """Statuses change in bulk and only where they differ."""
-        ids = sorted(u.removeprefix(self.unit_prefix) for u in ok)
+        mine = self.unit_prefix
+        ids = sorted(u.removeprefix(mine) for u in ok if u.startswith(mine))
+        live = Website.objects.filter(server=server).exclude(status=Website.Status.DELETING)
         for i in range(0, len(ids), CHUNK):
-            Website.objects.filter(server=server, uuid__in=ids[i : i + CHUNK]).exclude(
+            chunk = live.filter(uuid__in=ids[i : i + CHUNK])
+            chunk.filter(suspended=False).exclude(
                 status=Website.Status.ACTIVE, status_message=""
             ).update(status=Website.Status.ACTIVE, status_message="")
+            chunk.filter(suspended=True).exclude(status=Website.Status.SUSPENDED).update(
+                status=Website.Status.SUSPENDED, status_message=""
+            )
         for unit, message in sorted(failed.items()):
-            Website.objects.filter(server=server, uuid=unit.removeprefix(self.unit_prefix)).update(
+            if not unit.startswith(mine):
+                continue
+            live.filter(uuid=unit.removeprefix(self.unit_prefix)).update(
                 status=Website.Status.FAILED, status_message=message[:4000]
             )

@@ -5,21 +5,34 @@ class WebsitesConfig(AppConfig):
     name = "websites"
 
     def ready(self):
+        from core.schedules import every
         from core.sections import add_section
         from servers.engine import registry
         from websites import plans
         from websites.apply import WebsiteFiles
-        from websites.models import Website
+        from websites.models import SystemAccount, Website
         from websites.nginx import NginxService
         from websites.php import PhpFpmService
         from websites.sections import server_websites
+        from websites.sftp import SftpFiles, SshdService
 
         registry.register_service(NginxService)
+        registry.register_service(SshdService)
         registry.register_service_family("php-fpm", r"\d+\.\d+", PhpFpmService, PhpFpmService)
         registry.register_provider(WebsiteFiles())
+        registry.register_provider(SftpFiles())
         plans.register_counter(
             "websites", lambda owners: Website.objects.filter(owner__in=owners).count()
         )
+        plans.register_counter(
+            "disk_mb",
+            lambda owners: sum(
+                SystemAccount.objects.filter(user__in=owners)
+                .exclude(disk_used_mb=None)
+                .values_list("disk_used_mb", flat=True)
+            ),
+        )
+        every(60, "websites.tasks.measure_disk", name="websites.measure_disk")
         add_section(
             "servers.server_detail", "websites/partials/server_websites.html", server_websites
         )

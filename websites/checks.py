@@ -21,11 +21,20 @@ def own_addresses(server) -> frozenset[str]:
     return frozenset({str(addr)}) if addr is not None else frozenset()
 
 
+def site_dir_of(site, profile) -> str:
+    """The site's directory on its server (below its owner's home)."""
+    base = profile.webroot_base.rstrip("/")
+    owner = getattr(site, "owner", None) if site.owner_id else None
+    if owner is None:
+        return f"{base}/{site.domain}"
+    return f"{base}/{owner.account_name}/sites/{site.domain}"
+
+
 def site_context(site, options: SiteOptions) -> SiteContext:
     profile = profile_for(site.server)
     return SiteContext(
         domain=site.domain,
-        site_dir=f"{profile.webroot_base.rstrip('/')}/{site.domain}",
+        site_dir=site_dir_of(site, profile),
         log_dir=posixpath.dirname(profile.nginx_error_log.rstrip("/")),
         hostname_upstreams=site.admin_proxy,
         own_addresses=own_addresses(site.server),

@@ -644,9 +644,16 @@ def parse_directives(text: str) -> list[dict]:
     if payload["errors"]:
         messages = [f"Line {e['line']}: {_where(e['error'])}." for e in payload["errors"]]
         raise ValidationError(messages)
-    (http,) = payload["config"][0]["parsed"]
-    (server,) = http["block"]
-    return server["block"]
+    # Text such as ";;{;};" parses into blocks without names that end the server block
+    # early: anything but exactly the one server block we wrapped is malformed.
+    parsed = payload["config"][0]["parsed"]
+    blocks = parsed[0].get("block") if len(parsed) == 1 else None
+    if not blocks or len(blocks) != 1 or blocks[0].get("directive") != "server":
+        raise ValidationError(
+            "Line 1: the braces and semicolons do not form statements "
+            "(a '{' needs a directive name before it)."
+        )
+    return blocks[0].get("block", [])
 
 
 def contained_statements(text: str) -> list[dict]:

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from core.policy import ADMIN, CHANGE, DELETE, RESELLER, VIEW, OwnedQuerySet, Rules
+from core.policy import ADMIN, CHANGE, CUSTOMER, DELETE, RESELLER, VIEW, OwnedQuerySet, Rules
 from websites.validators import (
     validate_domain,
     validate_domain_list,
@@ -18,12 +18,43 @@ from websites.validators import (
     validate_site_options,
 )
 
+# The kinds of site a plan may allow (Website.Kind grows with the websites issue).
+SITE_KINDS = ("static", "php", "proxy")
+
+
+def validate_php_version(value: str) -> None:
+    import re
+
+    if value and not re.fullmatch(r"\d\.\d{1,2}", value):
+        raise ValidationError(f"{value!r} is not a PHP version like 8.2.")
+
+
+def validate_php_versions(value: str) -> None:
+    from websites.plans import parse_words
+
+    parse_words(value, r"\d+\.\d+", "PHP version")
+
+
+def validate_kinds(value: str) -> None:
+    from websites.plans import parse_words
+
+    for kind in parse_words(value, r"[a-z]+", "site kind"):
+        if kind not in SITE_KINDS:
+            raise ValidationError(f"{kind!r} is not a site kind ({', '.join(SITE_KINDS)}).")
+
 
 class Website(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
         FAILED = "failed", "Failed"
+        DELETING = "deleting", "Being deleted"
+
+    class Kind(models.TextChoices):
+        STATIC = "static", "Static files"
+        PHP = "php", "PHP"
+        PROXY = "proxy", "Reverse proxy"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     domain = models.CharField(max_length=253, unique=True, validators=[validate_domain])
@@ -36,6 +67,23 @@ class Website(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="websites"
     )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.STATIC)
+    php_version = models.CharField(
+        "PHP version",
+        max_length=8,
+        blank=True,
+        validators=[validate_php_version],
+        help_text="For PHP sites: one of the versions installed on the server.",
+    )
+    upstream = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="For reverse proxies: http(s)://ADDRESS[:PORT] the site passes requests to.",
+    )
+    suspended = models.BooleanField(
+        default=False, help_text="Suspended sites answer 503 with a suspension page."
+    )
+    suspension_reason = models.CharField(max_length=200, blank=True)
     options = models.JSONField(
         default=dict,
         blank=True,
@@ -64,17 +112,25 @@ class Website(models.Model):
         help_text="Raw directives the upgrade to typed options could not keep (never "
         "rendered): for an administrator to turn into options.",
     )
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OwnedQuerySet.as_manager()
+    # Customers and resellers create their own sites (within their plans, websites.plans).
+    policy = Rules(add=frozenset({ADMIN, RESELLER, CUSTOMER}))
 
     class Meta:
         ordering = ["domain"]
+        indexes = [models.Index(fields=["owner", "status"], name="websites_owner_status")]
 
     def __str__(self) -> str:
         return self.domain
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("website", args=[self.uuid])
 
     @property
     def unit(self) -> str:
@@ -85,6 +141,10 @@ class Website(models.Model):
         """The names the site answers to: its domain, then its aliases."""
         return [self.domain, *self.aliases.split()]
 
+    @property
+    def pool_name(self) -> str:
+        return f"site-{self.uuid.hex[:16]}"
+
     def clean(self) -> None:
         """The checks that need the whole site: options against its names and server, raw
         directives against its directory, upstreams and options."""
@@ -94,22 +154,49 @@ class Website(models.Model):
         check_site(self)
 
 
-# The kinds of site a plan may allow (Website.Kind grows with the websites issue).
-SITE_KINDS = ("static", "php", "proxy")
+class SystemAccount(models.Model):
+    """The Linux user of one customer on one server (name = the user's account name):
+    home ``<home_base>/<name>`` (root-owned, the SFTP chroot), web roots below it."""
 
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        LOCKED = "locked", "Locked"
+        FAILED = "failed", "Failed"
 
-def validate_php_versions(value: str) -> None:
-    from websites.plans import parse_words
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    server = models.ForeignKey(
+        "servers.Server", on_delete=models.PROTECT, related_name="system_accounts"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="system_accounts"
+    )
+    name = models.CharField(max_length=32, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_message = models.TextField(blank=True)
+    ssh_key = models.TextField(
+        "SSH public key", blank=True, help_text="One OpenSSH public key line for SFTP."
+    )
+    password_set_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disk_used_mb = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    disk_measured_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
 
-    parse_words(value, r"\d+\.\d+", "PHP version")
+    objects = OwnedQuerySet.as_manager()
+    policy = Rules(owner="user", add=frozenset({ADMIN}))
 
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "user"], name="websites_account_server_user"),
+        ]
 
-def validate_kinds(value: str) -> None:
-    from websites.plans import parse_words
+    def __str__(self) -> str:
+        return f"{self.name}@{self.server}"
 
-    for kind in parse_words(value, r"[a-z]+", "site kind"):
-        if kind not in SITE_KINDS:
-            raise ValidationError(f"{kind!r} is not a site kind ({', '.join(SITE_KINDS)}).")
+    @property
+    def unit(self) -> str:
+        return f"sftp:{self.uuid.hex}"
 
 
 class Plan(models.Model):

@@ -118,6 +118,26 @@ def _check(plan: Plan, owners: QuerySet, resource: str, adding: int, whose: str)
         raise ValidationError(f"{whose} allows {limit} {_label(resource, limit)}; you have {have}.")
 
 
+def usage_report(user, plan: Plan) -> list[dict]:
+    """Each limit of ``plan`` with what ``user`` uses (for the portal)."""
+    owners = get_user_model().objects.filter(pk=user.pk)
+    rows = []
+    for resource in LIMITS:
+        if resource not in _counters:
+            continue
+        limit = getattr(plan, resource)
+        used = usage(owners, resource)
+        rows.append(
+            {
+                "name": UNITS.get(resource, resource).replace(" a month", "").capitalize(),
+                "used": used,
+                "limit": limit,
+                "over": limit is not None and used > limit,
+            }
+        )
+    return rows
+
+
 def check_allowed(
     owner, *, kind: str | None = None, php_version: str | None = None, sftp: bool | None = None
 ) -> None:

@@ -10,16 +10,32 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from core import audit
-from core.policy import ADMIN, role_of
+from core.operations import start_operation
+from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, SUPPORT, is_staff, role_of
 from core.services import accept_only, refuse_nul_in
+from servers.engine.state import mark_dirty
+from servers.models import Server
 from servers.services import start_apply
+from websites import plans
 from websites.checks import own_addresses
-from websites.models import Website
+from websites.models import SystemAccount, Website
 from websites.options import parse_options
+from websites.validators import parse_upstream_url, upstream_host_problem
 
-OWNER_FIELDS = ["options"]
+OWNER_FIELDS = ["options", "php_version", "upstream"]
+CREATE_FIELDS = [
+    "domain",
+    "aliases",
+    "server",
+    "owner",
+    "kind",
+    "php_version",
+    "upstream",
+    "options",
+]
 ADMIN_FIELDS = ["custom_directives", "admin_proxy"]
 WEBSITE_FIELDS = [*OWNER_FIELDS, *ADMIN_FIELDS]
 ADMIN_ONLY = {
@@ -68,9 +84,314 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
     changes = audit.diff(before, after)
     if not changes:
         return site
+    if "php_version" in changes or "upstream" in changes:
+        check_kind(site, actor)
+        plans.check_allowed(site.owner, php_version=site.php_version or None)
     site.status = Website.Status.PENDING  # until the apply reports on it
     with transaction.atomic():
         site.save(update_fields=[*WEBSITE_FIELDS, "status"])
         audit.record("website.update", site, actor=actor, changes=changes)
         start_apply(site.server, actor=actor, units={site.unit})
     return site
+
+
+# --- the lifecycle: create, suspend, unsuspend, delete ------------------------------------
+
+
+def hosting_servers(user):
+    """Servers ``user`` may put sites on: administrators any; others their own and their
+    provider's (the reseller's, or the administrators' for direct customers)."""
+    role = role_of(user)
+    if role == ADMIN:
+        return Server.objects.all()
+    if role not in (RESELLER, CUSTOMER):
+        return Server.objects.none()
+    q = Q(owner=user)
+    if role == CUSTOMER and user.reseller_id:
+        q |= Q(owner_id=user.reseller_id)
+    else:
+        q |= Q(owner__role=ADMIN)
+    return Server.objects.filter(q).exclude(transport=Server.Transport.LOCAL)
+
+
+def installed_php(server) -> list[str]:
+    return sorted((server.facts or {}).get("php_versions") or [])
+
+
+def check_kind(site: Website, actor) -> None:
+    """The fields each kind needs, and nothing the others need."""
+    errors = {}
+    if site.kind == Website.Kind.PHP:
+        versions = installed_php(site.server)
+        if not site.php_version:
+            errors["php_version"] = "Choose a PHP version."
+        elif site.php_version not in versions:
+            errors["php_version"] = (
+                f"PHP {site.php_version} is not installed on {site.server.name} "
+                f"(installed: {', '.join(versions) or 'none'})."
+            )
+    elif site.php_version:
+        errors["php_version"] = "Only PHP sites have a PHP version."
+    if site.kind == Website.Kind.PROXY:
+        problem = upstream_problem(site.upstream, site.server, staff=is_staff(actor))
+        if problem:
+            errors["upstream"] = problem
+        elif any(p.get("path") == "/" for p in (site.options or {}).get("proxies", [])):
+            errors["options"] = "A reverse proxy site passes / to its upstream already."
+    elif site.upstream:
+        errors["upstream"] = "Only reverse proxy sites have an upstream."
+    if errors:
+        raise ValidationError(errors)
+
+
+def upstream_problem(value: str, server, *, staff: bool) -> str:
+    """Why ``value`` cannot be a site's upstream ("" when it can). Customers give public IP
+    addresses; staff may also give host names (resolved by nginx when a request comes) and
+    private or loopback addresses."""
+    if not value:
+        return "Give the upstream URL, e.g. http://203.0.113.7:8080."
+    try:
+        _scheme, host, _port, path = parse_upstream_url(value)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    if path not in ("", "/"):
+        return "The upstream is scheme://host[:port], without a path."
+    if staff:
+        return (
+            upstream_host_problem(host, hostnames=True, refused=frozenset())
+            if not (_is_ip(host))
+            else ""
+        )
+    problem = upstream_host_problem(host, hostnames=False, refused=own_addresses(server))
+    return f"{problem}: upstreams are public IP addresses." if problem else ""
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _owner_for(actor, owner):
+    """Whom the site is for: the actor, or (administrators, resellers) a user they reach."""
+    if owner is None or owner == actor:
+        return actor
+    role = role_of(actor)
+    if role == ADMIN or (role == RESELLER and owner.reseller_id == actor.pk):
+        return owner
+    raise ValidationError({"owner": "You cannot create sites for this user."})
+
+
+def _start(site: Website, kind: str, task: str, *, actor, units: set[str]):
+    mark_dirty(site.server, units)
+    return start_operation(
+        kind=kind,
+        task=task,
+        owner=site.owner,
+        requested_by=actor,
+        target=site,
+        target_action=CHANGE,
+        lock_key=site.server.lock_key,
+        args={"site_id": site.pk},
+    )
+
+
+def account_for(site: Website) -> SystemAccount:
+    account, _ = SystemAccount.objects.get_or_create(
+        server=site.server, user=site.owner, defaults={"name": site.owner.account_name}
+    )
+    return account
+
+
+def do_create_website(*, actor, data: dict) -> Website:
+    """A new site (pending), its owner's system account on the server, and the Operation
+    that brings both to the server (``site.operation``)."""
+    accept_only(data, CREATE_FIELDS)
+    refuse_nul_in(data, CREATE_FIELDS)
+    if role_of(actor) == SUPPORT:
+        raise ValidationError("Support staff do not create sites.")
+    owner = _owner_for(actor, data.get("owner"))
+    server = data.get("server")
+    if server is None or not hosting_servers(actor).filter(pk=server.pk).exists():
+        raise ValidationError({"server": "Choose one of your servers."})
+    site = Website(
+        domain=(data.get("domain") or "").strip().lower(),
+        aliases=" ".join((data.get("aliases") or "").lower().split()),
+        server=server,
+        owner=owner,
+        kind=data.get("kind") or Website.Kind.STATIC,
+        php_version=data.get("php_version") or "",
+        upstream=(data.get("upstream") or "").strip(),
+        options=data.get("options") or {},
+    )
+    site.full_clean()
+    check_kind(site, actor)
+    plans.check_allowed(owner, kind=site.kind, php_version=site.php_version or None)
+    site.options = parse_options(
+        site.options, names=tuple(site.names), own_addresses=own_addresses(server)
+    ).to_json()
+    with transaction.atomic():
+        plans.enforce_limit(owner, "websites", actor=actor)
+        site.save()
+        account = account_for(site)
+        audit.record(
+            "website.create",
+            site,
+            actor=actor,
+            changes={"domain": [None, site.domain], "kind": [None, site.kind]},
+        )
+        site.operation = _start(
+            site,
+            "website.create",
+            "websites.tasks.converge_site",
+            actor=actor,
+            units={site.unit, account.unit},
+        )
+    return site
+
+
+def _may_suspend(actor, site: Website) -> None:
+    role = role_of(actor) if actor is not None else ADMIN
+    if role == ADMIN or (role == RESELLER and site.owner.reseller_id == actor.pk):
+        return
+    raise ValidationError("Only your provider can suspend or unsuspend a site.")
+
+
+def do_suspend_website(site: Website, *, actor, reason: str = "") -> Website:
+    """The site answers 503 with the suspension page; its PHP pool stops; when every site of
+    the owner on that server is suspended, the system account is locked too."""
+    _may_suspend(actor, site)
+    refuse_nul_in({"reason": reason}, ["reason"])
+    if site.suspended:
+        return site
+    with transaction.atomic():
+        Website.objects.filter(pk=site.pk).update(
+            suspended=True, suspension_reason=reason[:200], status=Website.Status.PENDING
+        )
+        site.refresh_from_db()
+        audit.record("website.suspend", site, actor=actor, changes={"suspended": [False, True]})
+        site.operation = _start(
+            site, "website.suspend", "websites.tasks.converge_site", actor=actor, units={site.unit}
+        )
+    return site
+
+
+def do_unsuspend_website(site: Website, *, actor) -> Website:
+    _may_suspend(actor, site)
+    if not site.suspended:
+        return site
+    with transaction.atomic():
+        Website.objects.filter(pk=site.pk).update(
+            suspended=False, suspension_reason="", status=Website.Status.PENDING
+        )
+        site.refresh_from_db()
+        audit.record("website.unsuspend", site, actor=actor, changes={"suspended": [True, False]})
+        site.operation = _start(
+            site,
+            "website.unsuspend",
+            "websites.tasks.converge_site",
+            actor=actor,
+            units={site.unit},
+        )
+    return site
+
+
+def do_delete_website(site: Website, *, actor) -> Website:
+    """Marks the site for deletion; the Operation removes its vhost, pool and files (and
+    the system account with the owner's last site on that server), then the row."""
+    if site.status == Website.Status.DELETING:
+        return site
+    with transaction.atomic():
+        Website.objects.filter(pk=site.pk).update(status=Website.Status.DELETING)
+        site.refresh_from_db()
+        audit.record("website.delete", site, actor=actor)
+        site.operation = _start(
+            site, "website.delete", "websites.tasks.delete_site", actor=actor, units={site.unit}
+        )
+    return site
+
+
+def do_retry_website(site: Website, *, actor) -> Website:
+    """Bring a failed (or pending) site to its server again."""
+    with transaction.atomic():
+        account = account_for(site)
+        site.operation = _start(
+            site,
+            "website.apply",
+            "websites.tasks.converge_site",
+            actor=actor,
+            units={site.unit, account.unit},
+        )
+    return site
+
+
+# --- system accounts: SFTP password and key -------------------------------------------
+
+
+def do_set_sftp_password(account: SystemAccount, *, actor, password: str):
+    from websites.sysaccounts import validate_password
+
+    validate_password(password)
+    plans.check_allowed(account.user, sftp=True)
+    audit.record("system_account.password", account, actor=actor)
+    return start_operation(
+        kind="system_account.password",
+        task="websites.tasks.set_sftp_password",
+        owner=account.user,
+        requested_by=actor,
+        target=account,
+        target_action=CHANGE,
+        lock_key=account.server.lock_key,
+        args={"account_id": account.pk, "password": _seal(password)},
+    )
+
+
+def do_set_ssh_key(account: SystemAccount, *, actor, key: str) -> SystemAccount:
+    from websites.sysaccounts import validate_ssh_key
+
+    line = validate_ssh_key(key)
+    if line:
+        plans.check_allowed(account.user, sftp=True)
+    before = account.ssh_key
+    with transaction.atomic():
+        SystemAccount.objects.filter(pk=account.pk).update(ssh_key=line)
+        account.refresh_from_db()
+        audit.record(
+            "system_account.key", account, actor=actor, changes={"ssh_key": [before, line]}
+        )
+        start_operation(
+            kind="system_account.key",
+            task="websites.tasks.push_ssh_key",
+            owner=account.user,
+            requested_by=actor,
+            target=account,
+            target_action=CHANGE,
+            lock_key=account.server.lock_key,
+            args={"account_id": account.pk},
+        )
+    return account
+
+
+def _seal(secret: str) -> str:
+    """Operation args are stored: the password travels encrypted, the task opens it."""
+    from core.crypto import encrypt
+
+    return encrypt(secret)
+
+
+def start_read_logs(site: Website, *, actor):
+    """An Operation whose log lines are the last lines of the site's access and error logs."""
+    return start_operation(
+        kind="website.logs",
+        task="websites.tasks.read_logs",
+        owner=site.owner,
+        requested_by=actor,
+        target=site,
+        target_action=CHANGE,
+        lock_key="",
+        args={"site_id": site.pk},
+    )

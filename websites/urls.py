@@ -7,6 +7,16 @@ from websites import views
 
 urlpatterns = [
     path("", views.WebsiteList.as_view(), name="websites"),
+    path("add/", views.WebsiteCreate.as_view(), name="website-add"),
+    path("<uuid:uuid>/", views.WebsiteDetail.as_view(), name="website"),
+    path("<uuid:uuid>/php/", views.SwitchPhp.as_view(), name="website-php"),
+    path("<uuid:uuid>/sftp-password/", views.SftpPassword.as_view(), name="website-sftp-password"),
+    path("<uuid:uuid>/ssh-key/", views.SshKey.as_view(), name="website-ssh-key"),
+    path("<uuid:uuid>/suspend/", views.SuspendWebsite.as_view(), name="website-suspend"),
+    path("<uuid:uuid>/unsuspend/", views.UnsuspendWebsite.as_view(), name="website-unsuspend"),
+    path("<uuid:uuid>/retry/", views.RetryWebsite.as_view(), name="website-retry"),
+    path("<uuid:uuid>/logs/", views.WebsiteLogs.as_view(), name="website-logs"),
+    path("<uuid:uuid>/delete/", views.WebsiteDelete.as_view(), name="website-delete"),
     path("databases/", include("websites.databases.urls")),
     path("certificates/", include("websites.certificates.urls")),
 ]

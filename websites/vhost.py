@@ -8,6 +8,8 @@ each of the site's names answers the probe, including names that only redirect.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import ValidationError
 
 from websites.directives import (
@@ -27,6 +29,30 @@ GZIP_TYPES = (
     "image/svg+xml"
 )
 HEADER = "# Managed by the hosting panel: changes here are reported as drift and undone.\n"
+SUSPENDED_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8><title>Site suspended</title></head>"
+    "<body><h1>This site is suspended</h1><p>Its owner has been told why. Please come back "
+    "later.</p></body></html>"
+)
+FASTCGI_PARAMS = (
+    ("SCRIPT_FILENAME", "$document_root$fastcgi_script_name"),
+    ("SCRIPT_NAME", "$fastcgi_script_name"),
+    ("DOCUMENT_ROOT", "$document_root"),
+    ("QUERY_STRING", "$query_string"),
+    ("REQUEST_METHOD", "$request_method"),
+    ("CONTENT_TYPE", "$content_type"),
+    ("CONTENT_LENGTH", "$content_length"),
+    ("REQUEST_URI", "$request_uri"),
+    ("SERVER_PROTOCOL", "$server_protocol"),
+    ("REQUEST_SCHEME", "$scheme"),
+    ("HTTPS", "$https if_not_empty"),
+    ("REMOTE_ADDR", "$remote_addr"),
+    ("REMOTE_PORT", "$remote_port"),
+    ("SERVER_ADDR", "$server_addr"),
+    ("SERVER_PORT", "$server_port"),
+    ("SERVER_NAME", "$server_name"),
+    ("HTTP_PROXY", '""'),
+)
 
 
 def site_options(site: Website, own_addresses: frozenset[str] = frozenset()) -> SiteOptions:
@@ -43,12 +69,29 @@ def rendered_locations(options: SiteOptions) -> frozenset[tuple[str, str]]:
     return frozenset(taken)
 
 
+@dataclass(frozen=True)
+class SiteEnv:
+    """Where a site lives on its server: its web root, logs, PHP socket, resolver."""
+
+    root: str
+    log_dir: str = ""
+    php_socket: str = ""
+    resolver: str = ""
+
+
 def render_vhost(
-    site: Website, listen: str, webroot_base: str, own_addresses: frozenset[str] = frozenset()
+    site: Website,
+    listen: str,
+    webroot_base: str,
+    own_addresses: frozenset[str] = frozenset(),
+    env: SiteEnv | None = None,
 ) -> tuple[str, str]:
     """The vhost text and its revision (what the probe location answers). Raises
     ValidationError when stored values do not pass their checks (written around the
     services): the unit then fails and keeps its live file."""
+    env = env or SiteEnv(root=f"{webroot_base}/{site.domain}/public")
+    if site.suspended:
+        return with_probe(HEADER + _suspended_block(site, listen), listen)
     options = site_options(site, own_addresses)
     raw = contained_statements(site.custom_directives) if site.custom_directives.strip() else []
     taken = rendered_locations(options)
@@ -59,7 +102,7 @@ def render_vhost(
     redirects = www_pairs(tuple(site.names), options.www_redirect)
     moved = {name for name, _target in redirects}
     served = [n for n in site.names if n not in moved]
-    body = HEADER + _main_block(site, options, served, listen, webroot_base, raw)
+    body = HEADER + _main_block(site, options, served, listen, env, raw)
     for name, target in redirects:
         body += (
             f"server {{\n"
@@ -73,13 +116,18 @@ def render_vhost(
     return with_probe(with_tls(site, body, listen, options), listen)
 
 
-def _main_block(site, options: SiteOptions, served, listen, webroot_base, raw) -> str:
+def _main_block(site, options: SiteOptions, served, listen, env: SiteEnv, raw) -> str:
     lines = [
         f"listen {listen};",
         f"server_name {' '.join(served)};",
-        f"root {webroot_base}/{site.domain}/public;",
-        "index index.html index.php;",
+        f"root {env.root};",
+        "index index.php index.html;" if site.kind == Website.Kind.PHP else "index index.html;",
     ]
+    if env.log_dir:
+        lines += [
+            f"access_log {env.log_dir}/{site.domain}.access.log;",
+            f"error_log {env.log_dir}/{site.domain}.error.log;",
+        ]
     if options.max_body_mb:
         lines.append(f"client_max_body_size {options.max_body_mb}m;")
     if options.gzip:
@@ -94,7 +142,19 @@ def _main_block(site, options: SiteOptions, served, listen, webroot_base, raw) -
     lines += [f"error_page {p.code} {p.path};" for p in options.error_pages]
     proxies = {p.path: p for p in options.proxies}
     root = proxies.pop("/", None)
-    lines += _location("/", [*_proxy(root)] if root else ["try_files $uri $uri/ =404;"])
+    if site.kind == Website.Kind.PROXY:
+        if root is not None:
+            raise ValidationError("A reverse proxy site passes / to its upstream already.")
+        if not env.resolver:
+            raise ValidationError("The server has no resolver for upstreams set.")
+        lines += [f"resolver {env.resolver} valid=60s;", "resolver_timeout 3s;"]
+        lines += _location("/", _variable_proxy(site.upstream))
+    else:
+        lines += _location("/", [*_proxy(root)] if root else ["try_files $uri $uri/ =404;"])
+    if site.kind == Website.Kind.PHP:
+        if not env.php_socket:
+            raise ValidationError("PHP sites need a PHP version.")
+        lines += _location(r"~ \.php$", _php(env.php_socket))
     if options.static_cache_days:
         lines += [
             f'location ~* "{STATIC_FILES}" {{',
@@ -106,6 +166,44 @@ def _main_block(site, options: SiteOptions, served, listen, webroot_base, raw) -
         lines += _location(f"^~ {path}", _proxy(proxy))
     text = "".join(f"    {line}\n" for line in lines)
     return f"server {{\n{text}{render_directives(raw)}}}\n"
+
+
+def _suspended_block(site, listen: str) -> str:
+    """Every name answers 503 with the suspension page (nothing of the site is served)."""
+    page = SUSPENDED_PAGE.replace('"', "&quot;")
+    return (
+        "server {\n"
+        f"    listen {listen};\n"
+        f"    server_name {' '.join(site.names)};\n"
+        "    location / {\n"
+        "        default_type text/html;\n"
+        '        add_header Retry-After "3600" always;\n'
+        f'        return 503 "{page}";\n'
+        "    }\n"
+        "}\n"
+    )
+
+
+def _php(socket: str) -> list[str]:
+    return [
+        "try_files $uri =404;",
+        f"fastcgi_pass unix:{socket};",
+        "fastcgi_index index.php;",
+        *(f"fastcgi_param {name} {value};" for name, value in FASTCGI_PARAMS),
+    ]
+
+
+def _variable_proxy(upstream: str) -> list[str]:
+    """Through a variable, so nginx resolves a host name when a request comes (with the
+    resolver) instead of at start: an unresolvable upstream fails this site only (502)."""
+    return [
+        f'set $panel_upstream "{upstream.rstrip("/")}";',
+        "proxy_pass $panel_upstream;",
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+    ]
 
 
 def _location(match: str, inner: list[str]) -> list[str]:

@@ -103,7 +103,7 @@ run_tree() {
     | cut -f2 > "$me/files.$name"
   rm -f -- "$me/live.$name" "$me/held.$name"
   if awk -v want="$dir/$pattern" -v files="$me/files.$name" '
-      !done && $0 !~ /^[ \t]*[#;]/ && index($0, "include") && index($0, want) {
+      !done && $0 !~ /^[ \t]*[#;]/ && index(tolower($0), "include") && index($0, want) {
         i = index($0, want); pre = substr($0, 1, i - 1); post = substr($0, i + length(want))
         while ((getline f < files) > 0) print pre f post
         done = 1; next }

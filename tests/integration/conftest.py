@@ -157,10 +157,12 @@ class Nginx:
             "webroot_base": str(self.www),
         }
 
-    def page(self, domain: str, body: str) -> None:
-        root = self.www / domain / "public"
+    def page(self, domain: str, body: str, account: str) -> None:
+        """An index page where the vhost of ``account``'s site ``domain`` looks."""
+        home = self.www / account
+        root = home / "sites" / domain / "public"
         root.mkdir(parents=True, exist_ok=True)
-        for p in (self.www, self.www / domain, root):
+        for p in (self.www, home, home / "sites", home / "sites" / domain, root):
             p.chmod(0o755)
         (root / "index.html").write_text(body)
         (root / "index.html").chmod(0o644)

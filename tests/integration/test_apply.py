@@ -25,7 +25,7 @@ def make_sites(server, nginx, n, owner, prefix="site"):
     sites = []
     for i in range(n):
         domain = f"{prefix}{i}.example.com"
-        nginx.page(domain, f"hello from {domain}")
+        nginx.page(domain, f"hello from {domain}", owner.account_name)
         sites.append(Website.objects.create(domain=domain, server=server, owner=owner))
     return sites
 

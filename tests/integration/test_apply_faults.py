@@ -83,11 +83,11 @@ def stage(db, sshd, admin_user):
     )
     sites = []
     for i in range(5):
-        nginx.page(f"s{i}.example.com", f"site {i}")
+        nginx.page(f"s{i}.example.com", f"site {i}", admin_user.account_name)
         sites.append(
             Website.objects.create(domain=f"s{i}.example.com", server=server, owner=admin_user)
         )
-    nginx.page("s5.example.com", "site 5")
+    nginx.page("s5.example.com", "site 5", admin_user.account_name)
     t = connection.open_transport(server, reuse=False)
     Engine(server, t).apply()
     t.close()

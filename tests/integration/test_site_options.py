@@ -534,7 +534,7 @@ class TestApplied:
         from websites import services
 
         domain = "shop.example.com"
-        nginx.page(domain, "shop home")
+        nginx.page(domain, "shop home", customer.account_name)
         shop = Website.objects.create(
             domain=domain, aliases=f"www.{domain}", server=web_server, owner=customer
         )
@@ -559,7 +559,7 @@ class TestApplied:
         from servers import connection
         from servers.engine.engine import Engine
 
-        nginx.page("victim.example.com", "victim")
+        nginx.page("victim.example.com", "victim", admin_user.account_name)
         Website.objects.create(domain="victim.example.com", server=web_server, owner=admin_user)
         bad = Website.objects.create(
             domain="attacker.example.com",

@@ -18,7 +18,7 @@ from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
 from websites.databases.models import DatabaseServer
-from websites.models import Plan, Website
+from websites.models import Plan, SystemAccount, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,7 @@ def _objects(admin_user):
     zone = Zone.objects.create(name="fuzz.example.org", owner=admin_user)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="fuzz", websites=3)
+    account = SystemAccount.objects.create(server=server, user=admin_user, name="fuzz")
     return {
         "servers": server,
         "firewall-rules": rule,
@@ -63,6 +64,7 @@ def _objects(admin_user):
         "zones": zone,
         "records": record,
         "plans": plan,
+        "system-accounts": account,
     }
 
 

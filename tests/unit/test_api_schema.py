@@ -19,7 +19,7 @@ from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
-from websites.models import Plan, Subscription, Website
+from websites.models import Plan, Subscription, SystemAccount, Website
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +71,9 @@ def world(admin_user, reseller, customer):
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
     Subscription.objects.create(user=customer, plan=plan)
+    account = SystemAccount.objects.create(server=server, user=customer, name="acct")
     return {
+        "account": account,
         "db_server": db_server,
         "database": database,
         "db_user": db_user,
@@ -105,6 +107,8 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["record"].uuid)
     if path.startswith("/api/v1/websites/"):
         return str(world["website"].uuid)
+    if path.startswith("/api/v1/system-accounts/"):
+        return str(world["account"].uuid)
     if path.startswith("/api/v1/certificates/"):
         return str(world["certificate"].uuid)
     for prefix, key in (

@@ -28,7 +28,7 @@ from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
 from websites.certificates.models import Certificate
 from websites.databases.models import CustomerDatabase, DatabaseGrant, DatabaseServer, DatabaseUser
-from websites.models import Plan, Subscription, Website
+from websites.models import Plan, Subscription, SystemAccount, Website
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----sweep-private-key-material"
 SSH_PASSWORD = "sweep-ssh-password-material"
@@ -136,7 +136,8 @@ def victims(db, admin_user):
     zone = Zone.objects.create(name="victim.example.com", owner=customer)
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     objects = [reseller, customer, server, rule, drift, website, op, token, session, attempt, entry]
-    objects += [group, nameserver, zone, record, plan, subscription, certificate]
+    account = SystemAccount.objects.create(server=server, user=customer, name="victim")
+    objects += [group, nameserver, zone, record, plan, subscription, certificate, account]
     objects += [db_server, database, db_user, grant]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
     secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD, TLS_KEY]

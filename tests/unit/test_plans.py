@@ -183,3 +183,11 @@ def test_website_list_page(customer, mallory, server):
     page = c.get("/websites/").content.decode()
     assert page.count("site-") >= 3 and mallory.account_name not in page
     assert "s1." in c.get("/websites/?q=s1", HTTP_HX_REQUEST="true").content.decode()
+
+
+@pytest.mark.parametrize("text", [";;{;};", "';;{;};'", "{;}", ";{}", "x;{};"])
+def test_malformed_raw_directives_are_validation_errors(text):
+    from websites.validators import validate_nginx_directives
+
+    with pytest.raises(ValidationError):
+        validate_nginx_directives(text)

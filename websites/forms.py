@@ -1,0 +1,63 @@
+"""Portal forms for websites. Writes go through websites.services; these only shape input."""
+
+from __future__ import annotations
+
+from django import forms
+
+from websites import services
+from websites.models import Website
+
+
+class WebsiteCreateForm(forms.Form):
+    domain = forms.CharField(
+        max_length=253, help_text="e.g. example.com (lower case; IDNs in punycode)."
+    )
+    aliases = forms.CharField(
+        required=False, max_length=2000, help_text="More names, separated by spaces."
+    )
+    server = forms.ModelChoiceField(queryset=None, empty_label=None)
+    kind = forms.ChoiceField(choices=Website.Kind.choices, initial=Website.Kind.PHP)
+    php_version = forms.ChoiceField(label="PHP version", required=False, help_text="For PHP sites.")
+    upstream = forms.CharField(
+        required=False,
+        max_length=300,
+        help_text="For reverse proxies: http://PUBLIC-IP:PORT.",
+    )
+
+    def __init__(self, *args, user=None, instance=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        servers = services.hosting_servers(user).order_by("name")
+        self.fields["server"].queryset = servers
+        versions = sorted({v for s in servers for v in services.installed_php(s)})
+        self.fields["php_version"].choices = [("", "—")] + [(v, f"PHP {v}") for v in versions]
+        if versions:
+            self.fields["php_version"].initial = versions[-1]
+
+
+class PhpVersionForm(forms.Form):
+    php_version = forms.ChoiceField(label="PHP version")
+
+    def __init__(self, *args, site=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = services.installed_php(site.server) if site else []
+        self.fields["php_version"].choices = [(v, f"PHP {v}") for v in versions]
+        if site:
+            self.fields["php_version"].initial = site.php_version
+
+
+class SftpPasswordForm(forms.Form):
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        min_length=12,
+        max_length=128,
+        help_text="12 characters or more. The panel sends it to the server and keeps no copy.",
+    )
+
+
+class SshKeyForm(forms.Form):
+    ssh_key = forms.CharField(
+        label="SSH public key",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One line: ssh-ed25519 AAAA... comment. Empty removes the key.",
+    )

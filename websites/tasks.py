@@ -1,0 +1,218 @@
+"""Operation tasks for websites: each runs under its server's lock, talks to the server
+through the transport (system accounts, files) and the apply engine (vhost, pool, sshd)."""
+
+from __future__ import annotations
+
+import re
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.operations import OperationContext, OperationError
+from servers import connection
+from servers.engine import profile_for
+from servers.engine.state import mark_dirty
+from servers.models import Server
+from servers.tasks import _connect, run_apply
+from servers.transport import TransportError
+from websites import sysaccounts
+from websites.models import SystemAccount, Website
+from websites.sysaccounts import AccountError
+
+
+def _account(site: Website) -> SystemAccount:
+    account, _ = SystemAccount.objects.get_or_create(
+        server=site.server, user=site.owner, defaults={"name": site.owner.account_name}
+    )
+    return account
+
+
+def _fail_site(site: Website, message: str) -> None:
+    Website.objects.filter(pk=site.pk).exclude(status=Website.Status.DELETING).update(
+        status=Website.Status.FAILED, status_message=message[:4000]
+    )
+
+
+def converge_site(ctx: OperationContext, site_id: int) -> str:
+    """Account, web root, then the apply of the site's vhost/pool (and the account's SFTP
+    block); a health check over HTTP on the server; the account locked while every site of
+    its owner there is suspended. Any failure leaves the site failed with the reason."""
+    site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    try:
+        return _converge(ctx, site)
+    except Exception as exc:
+        site.refresh_from_db()
+        if site.status == Website.Status.PENDING:
+            _fail_site(site, str(exc) or exc.__class__.__name__)
+        raise
+
+
+def _converge(ctx: OperationContext, site: Website) -> str:
+    server = site.server
+    account = _account(site)
+    t = _connect(ctx, server)
+    try:
+        ctx.progress(20, f"Preparing the system account {account.name}")
+        sysaccounts.ensure(t, server, account.name)
+        sysaccounts.ensure_site(t, server, account.name, site.domain)
+        others_live = (
+            Website.objects.filter(server=server, owner=site.owner, suspended=False)
+            .exclude(status=Website.Status.DELETING)
+            .exists()
+        )
+        if others_live:
+            sysaccounts.unlock(t, server, account.name)
+            new_status = SystemAccount.Status.ACTIVE
+        else:
+            sysaccounts.lock(t, server, account.name)
+            new_status = SystemAccount.Status.LOCKED
+        SystemAccount.objects.filter(pk=account.pk).update(status=new_status, status_message="")
+    except (AccountError, TransportError) as exc:
+        _fail_site(site, str(exc))
+        SystemAccount.objects.filter(pk=account.pk).update(
+            status=SystemAccount.Status.FAILED, status_message=str(exc)[:4000]
+        )
+        raise OperationError(str(exc)) from exc
+    ctx.progress(45, "Applying the site's configuration")
+    mark_dirty(server, {site.unit})  # a retry applies the site again
+    summary, result = run_apply(ctx, server)
+    site.refresh_from_db()
+    if result is not None and site.unit in result.failed_units:
+        raise OperationError(f"{site.domain}: {result.failed_units[site.unit]}")
+    if site.status == Website.Status.FAILED:
+        raise OperationError(f"{site.domain}: {site.status_message}")
+    ctx.progress(85, "Checking that the site answers")
+    code = health_check(t, server, site)
+    ctx.log(f"http://{site.domain}/ answers {code} on the server")
+    if code >= 500 and not site.suspended:
+        message = f"The site answers HTTP {code} (its upstream or PHP does not respond)."
+        Website.objects.filter(pk=site.pk, status=Website.Status.ACTIVE).update(
+            status_message=message
+        )
+        ctx.log(message, "warning")
+    return f"{site.domain}: {site.get_status_display().lower()} ({summary})"
+
+
+def health_check(t, server: Server, site: Website) -> int:
+    """The HTTP status the site answers on the server itself (0: no answer)."""
+    listen = profile_for(server).nginx_listen
+    addr = listen if ":" in listen else f"127.0.0.1:{listen}"
+    argv = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-m",
+        "10",
+        "-w",
+        "%{http_code}",
+        "-H",
+        f"Host: {site.domain}",
+        f"http://{addr}/",
+    ]
+    try:
+        out = t.run(argv, timeout=20).stdout.strip()
+    except TransportError:
+        return 0
+    return int(out) if re.fullmatch(r"\d{3}", out) else 0
+
+
+def delete_site(ctx: OperationContext, site_id: int) -> str:
+    """Vhost and pool removed by the apply, then the files; the owner's last site on the
+    server takes the system account (user, home, SFTP block) with it; then the row."""
+    site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    server = site.server
+    mark_dirty(server, {site.unit})
+    ctx.progress(20, "Removing the site's configuration")
+    _summary, result = run_apply(ctx, server)
+    if result is not None and site.unit in result.failed_units:
+        raise OperationError(f"{site.domain}: {result.failed_units[site.unit]}")
+    t = _connect(ctx, server)
+    account = SystemAccount.objects.filter(server=server, user=site.owner).first()
+    name = account.name if account else site.owner.account_name
+    try:
+        ctx.progress(60, "Removing the site's files")
+        sysaccounts.remove_site(t, server, name, site.domain)
+        others = Website.objects.filter(server=server, owner=site.owner).exclude(pk=site.pk)
+        if not others.exists():
+            if account is not None:
+                unit = account.unit
+                account.delete()
+                mark_dirty(server, {unit})
+                ctx.progress(75, "Removing the SFTP access")
+                run_apply(ctx, server)
+            ctx.progress(85, f"Removing the system account {name}")
+            sysaccounts.remove(t, server, name)
+    except (AccountError, TransportError) as exc:
+        raise OperationError(str(exc)) from exc
+    with transaction.atomic():
+        Website.objects.filter(pk=site.pk).delete()
+    return f"{site.domain} deleted"
+
+
+def _account_task(account_id: int):
+    account = SystemAccount.objects.select_related("server", "user").get(pk=account_id)
+    return account, account.server
+
+
+def set_sftp_password(ctx: OperationContext, account_id: int, password: str) -> str:
+    from core.crypto import decrypt
+
+    account, server = _account_task(account_id)
+    t = _connect(ctx, server)
+    try:
+        sysaccounts.ensure(t, server, account.name)
+        sysaccounts.set_password(t, server, account.name, decrypt(password))
+    except (AccountError, TransportError) as exc:
+        raise OperationError(str(exc)) from exc
+    SystemAccount.objects.filter(pk=account.pk).update(password_set_at=timezone.now())
+    return f"Password of {account.name} set"
+
+
+def push_ssh_key(ctx: OperationContext, account_id: int) -> str:
+    account, server = _account_task(account_id)
+    t = _connect(ctx, server)
+    try:
+        sysaccounts.ensure(t, server, account.name)
+        sysaccounts.set_key(t, server, account.name, account.ssh_key)
+    except (AccountError, TransportError) as exc:
+        raise OperationError(str(exc)) from exc
+    return f"SSH key of {account.name} {'set' if account.ssh_key else 'removed'}"
+
+
+def measure_disk() -> int:
+    """Scheduled (django-q2): ``du`` of every system account's home, stored on the account
+    (shown against the plan's disk). Returns how many were measured."""
+    measured = 0
+    for server in Server.objects.filter(system_accounts__isnull=False).distinct():
+        try:
+            t = connection.open_transport(server)
+        except TransportError:
+            continue
+        for account in SystemAccount.objects.filter(server=server):
+            try:
+                used = sysaccounts.disk_used_mb(t, server, account.name)
+            except (AccountError, TransportError):
+                continue
+            SystemAccount.objects.filter(pk=account.pk).update(
+                disk_used_mb=used, disk_measured_at=timezone.now()
+            )
+            measured += 1
+    return measured
+
+
+def read_logs(ctx: OperationContext, site_id: int, lines: int = 50) -> str:
+    site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    account = SystemAccount.objects.filter(server=site.server, user=site.owner).first()
+    if account is None:
+        raise OperationError("The site has no system account on its server yet.")
+    t = _connect(ctx, site.server)
+    try:
+        logs = sysaccounts.tail_logs(t, site.server, account.name, site.domain, lines)
+    except (AccountError, TransportError) as exc:
+        raise OperationError(str(exc)) from exc
+    for kind in ("access", "error"):
+        ctx.log(f"--- {kind} log ({len(logs[kind])} lines) ---")
+        for line in logs[kind]:
+            ctx.log(line[:2000], "warning" if kind == "error" else "info")
+    return f"{len(logs['access'])} access and {len(logs['error'])} error lines"
