@@ -55,7 +55,11 @@ def table_bytes(table: str) -> int:
             cur.execute("SELECT pg_total_relation_size(%s)", [table])
             return cur.fetchone()[0]
         try:
-            cur.execute("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE %s", [f"%{table}%"])
+            cur.execute(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name IN "
+                "(SELECT name FROM sqlite_master WHERE tbl_name = %s)",
+                [table],
+            )
             return cur.fetchone()[0] or 0
         except Exception:  # noqa: BLE001 - SQLite without dbstat: whole-file size
             cur.execute("PRAGMA page_count")

@@ -150,10 +150,13 @@ def _store(servers, readings, errors, result: RoundResult) -> None:
                 offline.append(server)
     with transaction.atomic():
         Sample.objects.bulk_create(samples)
-        ServerMonitor.objects.bulk_update(
+        # One upsert of every server's state (bulk_update's CASE WHEN is far slower).
+        ServerMonitor.objects.bulk_create(
             [s.monitor for s in servers],
-            ["failures", "counters", "latest", "last_sample_at", "last_error"],
             batch_size=500,
+            update_conflicts=True,
+            unique_fields=["server"],
+            update_fields=["failures", "counters", "latest", "last_sample_at", "last_error"],
         )
         for group, status in ((online, Server.Status.ONLINE), (offline, Server.Status.OFFLINE)):
             if group:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from monitoring.models import Rollup, Sample
-from monitoring.storage import floor
+from monitoring.storage import ROLLED, floor
 
 # range -> (span, source step: 0 = raw samples, default step)
 RANGES = {
@@ -21,24 +21,7 @@ RANGES = {
     "30d": (timedelta(days=30), Rollup.HOUR, 3600),
     "1y": (timedelta(days=365), Rollup.HOUR, 86400),
 }
-METRICS = (
-    "cpu",
-    "cpu_iowait",
-    "load1",
-    "load5",
-    "load15",
-    "mem_pct",
-    "mem_used",
-    "swap_pct",
-    "disk_pct",
-    "disk_used",
-    "disk_read",
-    "disk_write",
-    "net_rx",
-    "net_tx",
-    "procs",
-    "uptime",
-)
+METRICS = (*ROLLED, "uptime")  # uptime: the 1h range only (raw samples)
 MAX_POINTS = 10000
 
 

@@ -18,6 +18,25 @@ RAW_KEEP = timedelta(hours=48)
 KEEP = {Rollup.FIVE_MINUTES: timedelta(days=30), Rollup.HOUR: timedelta(days=365)}
 # A bucket is rolled up once it ended this long ago (a round's samples are all stored by then).
 GRACE = timedelta(seconds=60)
+# The metrics rolled up (and charted): totals and counters that hardly move (mem_total,
+# cpus, uptime ...) stay in the raw samples only.
+ROLLED = (
+    "cpu",
+    "cpu_iowait",
+    "load1",
+    "load5",
+    "load15",
+    "mem_pct",
+    "mem_used",
+    "swap_pct",
+    "disk_pct",
+    "disk_used",
+    "disk_read",
+    "disk_write",
+    "net_rx",
+    "net_tx",
+    "procs",
+)
 WINDOW = {Rollup.FIVE_MINUTES: timedelta(hours=1), Rollup.HOUR: timedelta(days=1)}
 
 
@@ -60,7 +79,8 @@ def _raw_rows(start: datetime, stop: datetime):
     """(server, time, samples, {metric: (min, sum, max, samples)}) from raw samples."""
     qs = Sample.objects.filter(at__gte=start, at__lt=stop).order_by()
     for server_id, at, values in qs.values_list("server_id", "at", "values").iterator(2000):
-        yield server_id, at, 1, {k: (v, v, v, 1) for k, v in values.items() if _number(v)}
+        metrics = {k: (v, v, v, 1) for k, v in values.items() if k in ROLLED and _number(v)}
+        yield server_id, at, 1, metrics
 
 
 _raw_rows.first_time = lambda: Sample.objects.aggregate(m=Min("at"))["m"]
@@ -102,7 +122,7 @@ def _buckets(rows, step: int) -> list[Rollup]:
             step=step,
             start=start,
             count=counts[(server_id, start)],
-            values={k: [lo, round(total / n, 4), hi] for k, (lo, total, hi, n) in m.items()},
+            values={k: [lo, round(total / n, 3), hi] for k, (lo, total, hi, n) in m.items()},
         )
         for (server_id, start), m in acc.items()
     ]
