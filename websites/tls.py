@@ -28,26 +28,39 @@ def challenge_location(challenge_dir: str) -> str:
 
 def _server_settings(site):
     """(challenge dir, TLS listen, key path, chain path, fingerprint) for the site; the
-    last three are None while it has no certificate live on its server."""
+    last three are None while it has no certificate live on its server. One query for a
+    saved site (its server's profile and its certificate, joined)."""
+    from types import SimpleNamespace
+
     from servers.engine import profile_for
     from websites.certificates.apply import file_paths
-    from websites.certificates.models import Certificate
+    from websites.models import Website
 
-    if site.server_id is None:  # a site rendered before it is saved (previews, tests)
-        return DEFAULT_CHALLENGE_DIR, None, None, None, None
-    profile = profile_for(site.server)
-    cert = None
+    fingerprint = None
     if site.pk is not None:
-        cert = (
-            Certificate.objects.filter(website_id=site.pk, installed=True)
-            .exclude(fullchain="")
-            .only("fingerprint")
+        row = (
+            Website.objects.filter(pk=site.pk)
+            .values_list(
+                "server__profile",
+                "certificate__fingerprint",
+                "certificate__installed",  # only ever set once its files are written
+            )
             .first()
         )
-    if cert is None:
+        if row is None:
+            return DEFAULT_CHALLENGE_DIR, None, None, None, None
+        server_profile, fp, installed = row
+        profile = profile_for(SimpleNamespace(profile=server_profile))
+        if installed:
+            fingerprint = fp
+    elif site.server_id is not None:  # a site rendered before it is saved
+        profile = profile_for(site.server)
+    else:
+        return DEFAULT_CHALLENGE_DIR, None, None, None, None
+    if fingerprint is None:
         return profile.acme_challenge_dir, None, None, None, None
     key, crt = file_paths(profile, site.domain)
-    return profile.acme_challenge_dir, profile.nginx_tls_listen, key, crt, cert.fingerprint
+    return profile.acme_challenge_dir, profile.nginx_tls_listen, key, crt, fingerprint
 
 
 def with_tls(site, body: str, listen: str, options) -> str:

@@ -79,7 +79,7 @@ def tls_server(ssh_server, tls_nginx):
 
 
 def make_site(server, nginx, owner, domain, dns_standin, address="127.0.0.1", **extra):
-    nginx.page(domain, f"hello from {domain}")
+    nginx.page(domain, f"hello from {domain}", owner.account_name)
     for name in [domain, *extra.get("aliases", "").split()]:
         dns_standin.records[name] = address
     site = Website.objects.create(domain=domain, server=server, owner=owner, **extra)
