@@ -6,8 +6,6 @@ class DnsConfig(AppConfig):
     name = "dns"
     label = "dns"
     verbose_name = "DNS"
-    # Until the app has pages of its own (a urls.py), the portal shows this placeholder.
-    placeholder = ("DNS", "network", "DNS zones and their records will be listed here.")
 
     def ready(self):
         from dns.publishers import ZonePublisher

@@ -154,6 +154,11 @@ class Zone(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("zone", args=[self.uuid])
+
     @property
     def unit(self) -> str:
         return f"zone:{self.name}"

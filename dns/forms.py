@@ -1,0 +1,36 @@
+"""Portal forms. They only carry input: the services validate (per field) and write."""
+
+from django import forms
+
+from dns.models import Zone
+from dns.validation import RECORD_TYPES
+
+
+class ZoneForm(forms.ModelForm):
+    name = forms.CharField(
+        max_length=300, help_text="The domain, such as example.com (IDN allowed)."
+    )
+
+    class Meta:
+        model = Zone
+        fields = ["name", "default_ttl"]
+
+
+class RecordForm(forms.Form):
+    name = forms.CharField(max_length=300, initial="@", help_text="@ for the zone itself.")
+    type = forms.ChoiceField(choices=[(t, t) for t in RECORD_TYPES], initial="A")
+    ttl = forms.IntegerField(label="TTL", required=False, min_value=0, max_value=2**31 - 1)
+    content = forms.CharField(max_length=4000)
+
+
+class ImportForm(forms.Form):
+    text = forms.CharField(
+        label="Zone file",
+        widget=forms.Textarea(attrs={"rows": 14, "class": "font-mono text-xs"}),
+        max_length=20 * 1024 * 1024,
+        required=False,
+    )
+    file = forms.FileField(required=False, help_text="Or upload the file (up to 20 MB).")
+    replace = forms.BooleanField(
+        required=False, initial=True, label="Replace the zone's records (else add to them)"
+    )
