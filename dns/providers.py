@@ -53,6 +53,7 @@ UNIT_RCODES = {
 }
 STALE_RCODES = {dns.rcode.YXRRSET, dns.rcode.NXRRSET}
 STALE = "changed on the nameserver since the panel last published it"
+QUERY_LIMIT = 50  # above this many record sets, read the whole zone rather than ask each
 
 
 class DnsError(ApplyError):
@@ -148,6 +149,8 @@ class Change:
 
 class Adapter:
     """What the publisher asks of a nameserver."""
+
+    batch = 200  # record sets per update request
 
     def __init__(self, ns) -> None:
         self.ns = ns
@@ -353,6 +356,8 @@ class Bind(Adapter):
 
 
 class PowerDns(Adapter):
+    batch = 5000  # one PATCH has no 64 KB limit, unlike a DNS message
+
     def _call(self, method: str, path: str, body=None):
         url = self.ns.api_url.rstrip("/") + "/api/v1/servers/localhost" + path
         if not url.startswith(("http://", "https://")):
@@ -480,9 +485,13 @@ class PowerDns(Adapter):
     def update(self, zone: str, soa: ZoneState | None, changes: list[Change], *, checked: bool):
         origin = dns.name.from_text(zone + ".")
         if checked and changes:
-            # The API has no prerequisites: compare what it serves with what the plan read
-            # just before sending (one GET of the zone).
-            _state, served = self.read_zone(zone)
+            # The API has no prerequisites: compare what the server serves with what the
+            # plan expected just before sending (DNS queries for a few record sets, one GET
+            # of the zone for many, or to confirm a difference a wildcard may have caused).
+            keys = [c.key for c in changes]
+            served = self.served(zone, keys) if len(keys) <= QUERY_LIMIT else None
+            if served is None or any(served.get(c.key) != c.before for c in changes):
+                _state, served = self.read_zone(zone)
             stale = [c.key for c in changes if served.get(c.key) != c.before]
             if stale:
                 name, rdtype = stale[0]

@@ -26,6 +26,7 @@ from typing import Any
 from django.utils import timezone
 
 from dns.providers import (
+    QUERY_LIMIT,
     STALE,
     Adapter,
     Change,
@@ -39,8 +40,6 @@ from servers.engine import ApplyError, UnitFailed
 from servers.engine.publisher import Desired, Publisher, Refused, bisect
 
 PUBLISHER = "dns"
-BATCH = 200  # record sets per UPDATE message (a DNS message holds at most 64 KB)
-QUERY_LIMIT = 50  # above this many record sets of a zone, verify by one transfer
 
 
 class Target:
@@ -314,9 +313,10 @@ class ZonePublisher(Publisher):
             said = send([])
             return {zone_unit(zone): said} if said else {}
         failed: dict[str, str] = {}
-        for start in range(0, len(rr_units), BATCH):
+        batch = adapter.batch
+        for start in range(0, len(rr_units), batch):
             try:
-                failed.update(bisect(rr_units[start : start + BATCH], send))
+                failed.update(bisect(rr_units[start : start + batch], send))
             except Refused as exc:
                 if start == 0 and not (zc is not None and zc.before is None):
                     raise
@@ -342,8 +342,9 @@ class ZonePublisher(Publisher):
                     if not u.startswith("zone:")
                 ]
                 soa = zc.before if zc is not None else None
-                for start in range(0, max(len(back), 1), BATCH):
-                    said = adapter.update(zone, soa, back[start : start + BATCH], checked=False)
+                for start in range(0, max(len(back), 1), adapter.batch):
+                    part = back[start : start + adapter.batch]
+                    said = adapter.update(zone, soa, part, checked=False)
                     if said:
                         raise DnsError(said, retryable=True)
             except NothingApplied as exc:
