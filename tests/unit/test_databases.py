@@ -351,8 +351,8 @@ async def test_a_database_row_goes_live_when_its_operation_ends(customer, mallor
     other, _ = await open_ready(f"/ws/live/databases/?since={since}", await db(login)(mallory))
     await db(tasks._set)(database, "active")
     row_id = f"cdb-{database.uuid.hex}-row"
-    msgs = await receive_until(comm, lambda m: row_id in rows(m))
+    msgs = await receive_until(comm, lambda m: row_id in rows(m), timeout=20.0)
     assert "Active" in rows(msgs)[row_id]["html"]
-    assert await other.receive_nothing(timeout=0.5)
+    assert await other.receive_nothing(timeout=0.5)  # not someone else's database
     await comm.disconnect()
     await other.disconnect()
