@@ -282,6 +282,8 @@ PANEL_ACME_TIMEOUT = env_int("PANEL_ACME_TIMEOUT", 90)
 # Nameservers (ip or ip:port) for the check that a site's names point at its server; empty:
 # the system's resolvers.
 PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")
+# Order a certificate by itself when a site without one is applied and its names point here.
+PANEL_ACME_AUTO = env_bool("PANEL_ACME_AUTO", True)
 # Networks of the panel's own host beyond those its interfaces show (servers/addresses.py),
 # and the networks non-administrators may add servers in (blank: public addresses only).
 PANEL_OWN_NETWORKS = env_list("PANEL_OWN_NETWORKS")
@@ -414,6 +416,10 @@ SPECTACULAR_SETTINGS = {
         "ServerStatusEnum": "servers.models.Server.Status",
         "OperationStateEnum": "core.models.Operation.State",
         "CertificateStatusEnum": "websites.certificates.models.Certificate.Status",
+        "WebsiteStatusEnum": "websites.models.Website.Status",
+        "SystemAccountStatusEnum": "websites.models.SystemAccount.Status",
+        "DatabaseStatusEnum": "websites.databases.models.Status",
+        "ZoneStatusEnum": "dns.models.Zone.Status",
     },
 }
 

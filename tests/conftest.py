@@ -35,6 +35,13 @@ def _fast_hasher(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_automatic_certificates(settings):
+    """A site's apply orders a certificate by itself (PANEL_ACME_AUTO), which first asks DNS
+    where its names point: tests turn it on where a DNS stand-in and Pebble answer."""
+    settings.PANEL_ACME_AUTO = False
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache():
     """Rate-limit counters (allauth, DRF) live in the cache: no test inherits another's."""
     from django.core.cache import cache

@@ -90,7 +90,40 @@ def _converge(ctx: OperationContext, site: Website) -> str:
             status_message=message
         )
         ctx.log(message, "warning")
+    elif site.status == Website.Status.ACTIVE:
+        _auto_tls(ctx, site)
     return f"{site.domain}: {site.get_status_display().lower()} ({summary})"
+
+
+class _Scaled:
+    """The context a nested step reports through: its 0-100 % maps into [low, high]."""
+
+    def __init__(self, ctx: OperationContext, low: int, high: int) -> None:
+        self._ctx, self._low, self._high = ctx, low, high
+
+    def progress(self, percent: int, message: str | None = None) -> None:
+        self._ctx.progress(self._low + (self._high - self._low) * percent // 100, message)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ctx, name)
+
+
+def _auto_tls(ctx: OperationContext, site: Website) -> None:
+    """A site that answers gets its certificate in the same operation (the server lock is
+    already held, so a queued operation would only wait for this one). A failure to order
+    leaves the site active over HTTP: the message is logged and kept on the TLS page."""
+    from websites.certificates import services as certificates
+    from websites.certificates import tasks as certificate_tasks
+
+    cert, why_not = certificates.prepare_auto_certificate(site, actor=ctx.op.requested_by)
+    if why_not:
+        ctx.log(why_not, "warning")
+    if cert is None:
+        return
+    try:
+        ctx.log(certificate_tasks.issue_certificate(_Scaled(ctx, 88, 99), cert.pk))
+    except OperationError as exc:  # recorded on the certificate by the issue step
+        ctx.log(f"HTTPS not enabled: {exc}", "warning")
 
 
 def health_check(t, server: Server, site: Website) -> int:

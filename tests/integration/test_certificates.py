@@ -185,6 +185,32 @@ class TestAcme:
         der, _body = https_peer(tls_nginx.tls_port, site.domain, root)
         assert fingerprint(der) == renewed.fingerprint
 
+    def test_an_applied_site_gets_its_certificate_by_itself(
+        self, acme, tls_server, tls_nginx, dns_standin, admin_user, settings
+    ):
+        """The step a site's apply ends with (websites/tasks.py): names that point here get a
+        certificate in the same operation, served over HTTPS; a second apply orders nothing."""
+        from core.operations import OperationContext, start_operation
+        from websites.tasks import _auto_tls
+
+        settings.PANEL_ACME_AUTO = True
+        site = make_site(tls_server, tls_nginx, admin_user, "auto.example.com", dns_standin)
+        op = start_operation(
+            kind="website.create",
+            task="tests.support.steps",
+            owner=admin_user,
+            requested_by=admin_user,
+        )
+        _auto_tls(OperationContext(op), site)
+        cert = Certificate.objects.get(website=site)
+        assert cert.status == "active" and cert.installed, cert.last_error
+        der, body = wait_serving(tls_nginx, site.domain, acme.root_pem(), cert.fingerprint)
+        assert fingerprint(der) == cert.fingerprint and body == "hello from auto.example.com"
+        op.refresh_from_db()
+        assert 88 <= op.progress <= 99  # the nested steps report inside the site's range
+        _auto_tls(OperationContext(op), site)
+        assert Certificate.objects.get(website=site).fingerprint == cert.fingerprint
+
     def test_https_redirect_and_hsts_and_rsa(
         self,
         acme,

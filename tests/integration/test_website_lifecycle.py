@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from core.models import OperationLogLine
 from servers.models import Server
 from servers.transport import generate_keypair
 from tests.conftest import login, make_user
@@ -28,6 +29,7 @@ from tests.integration.conftest import (
     world_readable_tmp,
 )
 from websites import plans, services
+from websites.certificates.models import Certificate
 from websites.models import SystemAccount, Website
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -194,8 +196,15 @@ def _sftp(port: int, password: str) -> tuple[paramiko.SSHClient, paramiko.SFTPCl
     return client, client.open_sftp()
 
 
-def test_site_lifecycle_php_sftp_proxy_suspend_delete(stack, server, admin_user, upstream, run_ops):
+def test_site_lifecycle_php_sftp_proxy_suspend_delete(
+    stack, server, admin_user, upstream, run_ops, settings
+):
+    from tests.acme_support import DnsStandIn
+
     nginx = stack["nginx"]
+    nowhere = DnsStandIn()  # knows no names: automatic HTTPS must say why it waits
+    settings.PANEL_ACME_AUTO = True
+    settings.PANEL_ACME_RESOLVERS = [nowhere.address]
     homes: Path = stack["homes"]
     customer = make_user(EMAIL, "customer")
     assert customer.account_name == NAME
@@ -220,6 +229,15 @@ def test_site_lifecycle_php_sftp_proxy_suspend_delete(stack, server, admin_user,
     assert resp.status_code == 201, resp.content
     site = Website.objects.get(domain="php.life.test")
     assert site.status == "active", site.status_message
+    log = " ".join(
+        OperationLogLine.objects.filter(operation__kind__startswith="website").values_list(
+            "message", flat=True
+        )
+    )
+    assert "HTTPS not requested: php.life.test does not resolve" in log, log
+    assert not Certificate.objects.filter(website=site).exists()
+    nowhere.stop()
+    settings.PANEL_ACME_AUTO = False
     account = SystemAccount.objects.get(server=server, user=customer)
     assert account.status == "active" and account.name == NAME
     home = homes / NAME

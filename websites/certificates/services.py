@@ -3,6 +3,7 @@ queues the Operation that does the work (websites/certificates/tasks.py)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -10,8 +11,10 @@ from django.utils import timezone
 from core import audit
 from core.operations import start_operation
 from core.policy import CHANGE
+from servers.engine import profile_for
 from websites.certificates.models import Certificate
 from websites.certificates.pem import check_upload
+from websites.certificates.resolve import names_not_pointing
 
 ISSUE_TASK = "websites.certificates.tasks.issue_certificate"
 INSTALL_TASK = "websites.certificates.tasks.install_certificate"
@@ -38,27 +41,53 @@ def request_certificate(site, *, actor, key_type: str = ""):
     if key_type and key_type not in Certificate.KeyType.values:
         raise ValidationError({"key_type": f"Key types: {', '.join(Certificate.KeyType.values)}."})
     with transaction.atomic():
-        cert, created = Certificate.objects.select_for_update().get_or_create(
-            website=site, defaults={"domains": " ".join(site.names)}
-        )
-        before = audit.snapshot(cert, ["source", "key_type", "domains"])
-        cert.source = Certificate.Source.ACME
-        cert.key_type = key_type or cert.key_type
-        cert.domains = " ".join(site.names)
-        cert.last_error = ""
-        if not cert.fullchain:
-            cert.status = Certificate.Status.PENDING
-        cert.updated_at = timezone.now()
-        cert.save()
-        changes = audit.diff(before, audit.snapshot(cert, ["source", "key_type", "domains"]))
-        audit.record(
-            "certificate.request" if created or not cert.fullchain else "certificate.renew",
-            cert,
-            actor=actor,
-            owner_id=site.owner_id,
-            changes=changes,
-        )
+        cert = _record_request(site, actor=actor, key_type=key_type)
         return _start(cert, "certificate.issue", ISSUE_TASK, actor)
+
+
+def _record_request(site, *, actor, key_type: str = "") -> Certificate:
+    """The certificate row asked for and its audit entry (the caller holds a transaction)."""
+    cert, created = Certificate.objects.select_for_update().get_or_create(
+        website=site, defaults={"domains": " ".join(site.names)}
+    )
+    before = audit.snapshot(cert, ["source", "key_type", "domains"])
+    cert.source = Certificate.Source.ACME
+    cert.key_type = key_type or cert.key_type
+    cert.domains = " ".join(site.names)
+    cert.last_error = ""
+    if not cert.fullchain:
+        cert.status = Certificate.Status.PENDING
+    cert.updated_at = timezone.now()
+    cert.save()
+    changes = audit.diff(before, audit.snapshot(cert, ["source", "key_type", "domains"]))
+    audit.record(
+        "certificate.request" if created or not cert.fullchain else "certificate.renew",
+        cert,
+        actor=actor,
+        owner_id=site.owner_id,
+        changes=changes,
+    )
+    return cert
+
+
+def prepare_auto_certificate(site, *, actor) -> tuple[Certificate | None, str]:
+    """At a site's apply (websites/tasks.py): the certificate row to issue now, or why not.
+
+    Only for a site with no certificate yet, when ``PANEL_ACME_AUTO`` is on and every name
+    already points at the server (ordering earlier would only fail at the ACME server)."""
+    if not settings.PANEL_ACME_AUTO or site.suspended:
+        return None, ""
+    if Certificate.objects.filter(website=site).exists():
+        return None, ""
+    addresses = set(profile_for(site.server).public_addresses.split()) or {site.server.address}
+    problems = names_not_pointing(site.names, addresses)
+    if problems:
+        return None, (
+            "HTTPS not requested: " + "; ".join(problems) + ". Request a certificate on the "
+            "site's TLS page once its DNS points at this server."
+        )
+    with transaction.atomic():
+        return _record_request(site, actor=actor), ""
 
 
 def do_upload_certificate(site, *, actor, private_key: str, certificate: str):
