@@ -9,6 +9,7 @@ each of the site's names answers the probe, including names that only redirect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.core.exceptions import ValidationError
 
@@ -90,8 +91,11 @@ def render_vhost(
     ValidationError when stored values do not pass their checks (written around the
     services): the unit then fails and keeps its live file."""
     env = env or SiteEnv(root=f"{webroot_base}/{site.domain}/public")
-    if site.suspended:
-        return with_probe(HEADER + _suspended_block(site, listen), listen)
+    if site.suspended:  # over HTTPS too, or its names would reach another site's TLS block
+        plain = SimpleNamespace(https_redirect=False, hsts_max_age=0)
+        return with_probe(
+            HEADER + with_tls(site, _suspended_block(site, listen), listen, plain), listen
+        )
     options = site_options(site, own_addresses)
     raw = contained_statements(site.custom_directives) if site.custom_directives.strip() else []
     taken = rendered_locations(options)

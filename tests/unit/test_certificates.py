@@ -128,6 +128,11 @@ class TestVhost:
         assert 'Strict-Transport-Security "max-age=300"' in text4
         assert "listen 80;" in redirect and "listen 80;" not in main.split("server {", 2)[1]
         assert text4.count("/.well-known/acme-challenge/") == text4.count("server {")
+        # Suspended: the suspension page answers on HTTPS too, never another site's block.
+        site.suspended = True
+        text5, _ = render_vhost(site, "80", "/srv/www")
+        assert "listen 443 ssl http2;" in text5 and "return 503" in text5
+        assert "return 301" not in text5 and "Strict-Transport-Security" not in text5
 
 
 class TestRenewal:
