@@ -178,11 +178,7 @@ def domain_xml(spec: DomainSpec) -> str:
       <target dev='sda' bus='sata'/>
       <readonly/>
     </disk>
-    <interface type='network'>
-      <mac address='{spec.mac}'/>
-      <source network='{e(spec.network)}'/>
-      <model type='virtio'/>
-    </interface>
+    {_interface(spec)}
     <serial type='pty'><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
     <graphics type='vnc' autoport='yes' listen='127.0.0.1' passwd='{e(spec.vnc_password)}'>
@@ -191,6 +187,16 @@ def domain_xml(spec: DomainSpec) -> str:
     <memballoon model='virtio'><stats period='10'/></memballoon>
   </devices>
 </domain>"""
+
+
+def _interface(spec: DomainSpec) -> str:
+    # No network named: user-mode networking (the guest reaches out, nothing reaches in).
+    source = f"<source network='{escape(spec.network)}'/>" if spec.network else ""
+    kind = "network" if spec.network else "user"
+    return (
+        f"<interface type='{kind}'><mac address='{spec.mac}'/>{source}"
+        "<model type='virtio'/></interface>"
+    )
 
 
 def new_mac() -> str:
@@ -378,9 +384,14 @@ class LibvirtSession:
         if self._volume(pool, name) is not None:
             self.delete_volume(name)
         xml = _volume_xml(name, size_gib << 30, "qcow2")
+        lv = self.libvirt
         try:
-            return pool.createXMLFrom(xml, source, 0).path()
-        except self.libvirt.libvirtError as exc:
+            vol = pool.createXMLFrom(xml, source, 0)
+            # A clone keeps the source's size on some drivers (dir pools): grow it.
+            if vol.info()[1] < size_gib << 30:
+                vol.resize(size_gib << 30, 0)
+            return vol.path()
+        except lv.libvirtError as exc:
             raise _wrap(exc) from exc
 
     def put_file(self, name: str, path: Path) -> str:

@@ -68,7 +68,11 @@ class Hypervisor(models.Model):
         max_length=100, default="default", validators=[validate_libvirt_name]
     )
     network = models.CharField(
-        max_length=100, default="default", validators=[validate_libvirt_name]
+        max_length=100,
+        default="default",
+        blank=True,
+        validators=[validate_libvirt_name],
+        help_text="The libvirt network VPSes join; empty: user-mode networking (no inbound).",
     )
     cpu_ratio = models.FloatField("vCPU overcommit", default=4.0, validators=RATIO)
     memory_ratio = models.FloatField("memory overcommit", default=1.0, validators=RATIO)

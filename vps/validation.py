@@ -21,7 +21,7 @@ SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}")
 # key and credentials); the URI only says which transport and which libvirt instance.
 LIBVIRT_URI = re.compile(
     r"test:///(?:default|[A-Za-z0-9._/-]{1,250}\.xml)"
-    r"|qemu:///system"
+    r"|qemu:///system(?:\?socket=/[A-Za-z0-9._/-]{1,200})?"
     r"|qemu\+(?:ssh|libssh):///system"
 )
 KEY_TYPES = {

@@ -67,3 +67,76 @@ def image(tmp_path, admin_user, settings):
     src = make_image_file(tmp_path / "tiny.qcow2")
     with src.open("rb") as f:
         return services.do_create_image(actor=admin_user, data={"name": "Tiny"}, upload=f)
+
+
+QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\nremember_owner = 0\n'
+
+
+@pytest.fixture(scope="module")
+def libvirtd(tmp_path_factory):
+    """A private libvirtd (qemu driver, guests under TCG) on its own socket, with a dir
+    storage pool of its own; stopped by its pid. qemu runs as root (qemu.conf), the
+    ``libvirt-qemu`` user and group only have to exist."""
+    import os
+    import signal
+    import time
+
+    need_libvirt()
+    for program in ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64"):
+        if not Path(program).exists():
+            require_real(f"{program} is not installed")
+    if os.geteuid() != 0:
+        require_real("a real libvirtd needs root here")
+    if subprocess.run(["getent", "group", "libvirt-qemu"], capture_output=True).returncode:
+        subprocess.run(["groupadd", "-r", "libvirt-qemu"], check=True)
+    if subprocess.run(["getent", "passwd", "libvirt-qemu"], capture_output=True).returncode:
+        subprocess.run(
+            ["useradd", "-r", "-g", "libvirt-qemu", "-s", "/usr/sbin/nologin", "libvirt-qemu"],
+            check=True,
+        )
+    conf = Path("/etc/libvirt/qemu.conf")
+    if not conf.exists() or 'user = "root"' not in conf.read_text():
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(QEMU_CONF)
+    base = tmp_path_factory.mktemp("libvirtd")
+    (base / "run").mkdir()
+    (base / "pool").mkdir()
+    (base / "libvirtd.conf").write_text(
+        f'unix_sock_dir = "{base}/run"\nunix_sock_rw_perms = "0700"\n'
+        'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+        f'log_outputs = "3:file:{base}/libvirtd.log"\n'
+    )
+    pid_file = base / "libvirtd.pid"
+    subprocess.run(
+        ["/usr/sbin/libvirtd", "-d", "-f", str(base / "libvirtd.conf"), "-p", str(pid_file)],
+        check=True,
+    )
+    uri = f"qemu:///system?socket={base}/run/libvirt-sock"
+    import libvirt
+
+    end = time.monotonic() + 20
+    conn = None
+    while conn is None:
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+    pool_name = f"panel-{uuid.uuid4().hex[:8]}"
+    pool = conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>{pool_name}</name><target><path>{base}/pool</path></target></pool>"
+    )
+    pool.create()
+    try:
+        yield {"uri": uri, "pool": pool_name, "conn": conn, "dir": base}
+    finally:
+        for dom in conn.listAllDomains():
+            if dom.name().startswith("vps-"):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        pool.destroy()
+        pool.undefine()
+        conn.close()
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)

@@ -72,7 +72,30 @@ def world(admin_user, reseller, customer):
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
     Subscription.objects.create(user=customer, plan=plan)
     account = SystemAccount.objects.create(server=server, user=customer, name="acct")
+    from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
+
+    hv = Hypervisor.objects.create(server=server, uri="test:///default")
+    vps_plan = VpsPlan.objects.create(name="vp")
+    image = Image.objects.create(name="img", path="/x", format="qcow2", sha256="0" * 64)
+    vps = Vps.objects.create(hostname="v1", owner=customer, plan=vps_plan, hypervisor=hv)
+    vps_objects = {
+        "hypervisors": hv,
+        "vps-plans": vps_plan,
+        "images": image,
+        "vps": vps,
+        "vps-snapshots": Snapshot.objects.create(vps=vps, name="s1"),
+        "ssh-keys": SshKey.objects.create(owner=customer, name="k", public_key="x"),
+        "ip-pools": IpPool.objects.create(
+            name="p",
+            hypervisor=hv,
+            network="10.9.0.0/24",
+            gateway="10.9.0.1",
+            first="10.9.0.2",
+            last="10.9.0.9",
+        ),
+    }
     return {
+        "vps_objects": vps_objects,
         "account": account,
         "db_server": db_server,
         "database": database,
@@ -119,6 +142,9 @@ def _value_for(path: str, name: str, world) -> str:
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)
+    for prefix, obj in world["vps_objects"].items():
+        if path.startswith(f"/api/v1/{prefix}/"):
+            return str(obj.uuid)
     if path.startswith("/api/v1/plans/"):
         return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):

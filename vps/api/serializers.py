@@ -152,7 +152,9 @@ class VpsSerializer(ServiceSerializer):
         slug_field="uuid", queryset=User.objects.none(), required=False
     )
     plan = serializers.SlugRelatedField(slug_field="uuid", queryset=VpsPlan.objects.none())
-    image = serializers.SlugRelatedField(slug_field="uuid", queryset=Image.objects.none())
+    image = serializers.SlugRelatedField(
+        slug_field="uuid", queryset=Image.objects.none(), allow_null=True
+    )
     ssh_keys = serializers.SlugRelatedField(
         slug_field="uuid", queryset=SshKey.objects.none(), many=True, required=False
     )
