@@ -11,8 +11,8 @@ from core.models import Operation
 from tests.integration.libvirt import (
     image,  # noqa: F401 - fixture
     make_image_file,
-    need_libvirt,
     make_test_hypervisor,
+    need_libvirt,
 )
 from vps import services
 from vps.models import Hypervisor, IpAddress, Snapshot, Vps, VpsPlan
