@@ -142,6 +142,13 @@ def main() -> None:
     if os.environ.get("BENCH_SHOW_QUERIES"):
         for q in api_queries.captured_queries:
             print(q["sql"][:160])
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        import pstats
+
+        with cProfile.Profile() as prof:
+            client.get("/vps/")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(12)
     list_ms = timed(lambda: client.get("/vps/")) * 1000
     api_ms = timed(lambda: client.get("/api/v1/vps/?limit=50")) * 1000
     print(f"list page: {list_ms:.1f} ms, {list_queries} queries; API list: {api_ms:.1f} ms")

@@ -54,26 +54,30 @@ def refresh_hypervisor(ctx, hypervisor: int) -> str:
 
 
 def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
-    """Write one hypervisor's capacity and its domains' states: two queries for the
-    hypervisor's VPSes however many domains it has, plus one bulk update."""
+    """Write one hypervisor's capacity and its domains' states: the hypervisor's VPSes are
+    read once, and only those whose state or drift changed are written, one UPDATE per
+    distinct (state, drift) (usually a handful, however many domains there are)."""
     pool = next((p for p in cap["pools"] if p["name"] == hv.storage_pool), None)
     now = timezone.now()
     by_name = {d.name: d for d in domains}
-    vpses = list(
-        Vps.objects.filter(hypervisor=hv).exclude(
-            state__in=[Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED]
-        )
+    settled = Vps.objects.filter(hypervisor=hv).exclude(
+        state__in=[Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED]
     )
-    known = {v.domain_name for v in hv.vpses.all().only("uuid")}
-    changed = []
-    for vps in vpses:
-        dom = by_name.get(vps.domain_name)
+    known = set()
+    groups: dict[tuple[str, str], list[int]] = {}
+    rows = settled.values_list("pk", "uuid", "state", "drift", "vcpus", "memory_mib")
+    for pk, uuid, state_now, drift_now, vcpus, memory_mib in rows:
+        name = f"vps-{uuid.hex}"
+        known.add(name)
+        dom = by_name.get(name)
         state = STATE_OF.get(dom.state, Vps.State.ERROR) if dom else Vps.State.MISSING
-        drift = _drift(vps, dom)
-        vps.state, vps.drift, vps.inventory_at = state, drift, now
-        changed.append(vps)
+        drift = _drift(dom, vcpus, memory_mib)
+        if (state, drift) != (state_now, drift_now):
+            groups.setdefault((state, drift), []).append(pk)
     with transaction.atomic():
-        Vps.objects.bulk_update(changed, ["state", "drift", "inventory_at"], batch_size=500)
+        for (state, drift), pks in groups.items():
+            Vps.objects.filter(pk__in=pks).update(state=state, drift=drift)
+        settled.update(inventory_at=now)
         Hypervisor.objects.filter(pk=hv.pk).update(
             status=Hypervisor.Status.ONLINE,
             cpus=cap["cpus"],
@@ -86,17 +90,18 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
             inventory_at=now,
             last_error="",
         )
-    return f"{len(domains)} domains, {len(changed)} VPSes updated"
+    changed = sum(len(p) for p in groups.values())
+    return f"{len(domains)} domains, {changed} VPSes changed"
 
 
-def _drift(vps: Vps, dom) -> str:
+def _drift(dom, vcpus: int, memory_mib: int) -> str:
     if dom is None:
         return "The domain is not on the hypervisor."
     diffs = []
-    if dom.vcpus and dom.vcpus != vps.vcpus:
-        diffs.append(f"vCPUs {dom.vcpus} (the panel set {vps.vcpus})")
-    if dom.memory_kib and dom.memory_kib // 1024 != vps.memory_mib:
-        diffs.append(f"memory {dom.memory_kib // 1024} MiB (the panel set {vps.memory_mib})")
+    if dom.vcpus and dom.vcpus != vcpus:
+        diffs.append(f"vCPUs {dom.vcpus} (the panel set {vcpus})")
+    if dom.memory_kib and dom.memory_kib // 1024 != memory_mib:
+        diffs.append(f"memory {dom.memory_kib // 1024} MiB (the panel set {memory_mib})")
     return "; ".join(diffs)
 
 

@@ -97,3 +97,13 @@ def test_create_form_shows_capacity_error(fleet, customer):
     # The hypervisor was never inventoried (no capacity): a clear error, nothing created.
     assert answer.status_code == 400 and b"No room" in answer.content
     assert not Vps.objects.exists()
+
+
+def test_without_libvirt_the_portal_says_so(customer, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "libvirt", None)  # import libvirt raises ImportError
+    page = login(customer).get("/vps/")
+    assert page.status_code == 200
+    assert b"libvirt support is not installed" in page.content
+    assert b"/vps/new/" not in page.content
