@@ -96,3 +96,12 @@ class VpsAdmin(PolicyAdmin):
 class SnapshotAdmin(PolicyAdmin):
     list_display = ["name", "vps", "state", "created_at"]
     list_select_related = ["vps"]
+
+
+@admin.register(IpAddress)
+class IpAddressAdmin(PolicyAdmin):
+    """Read-only: addresses are allocated and released with their VPS."""
+
+    list_display = ["address", "pool", "vps", "allocated_at"]
+    list_select_related = ["pool", "vps"]
+    search_fields = ["address"]

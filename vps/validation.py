@@ -84,7 +84,7 @@ def parse_public_key(text: str) -> tuple[str, str]:
     if not parts[0].startswith("sk-"):
         try:
             key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any parse failure (incl. unsupported curves)
             raise ValidationError("The key's data is not a valid public key.") from exc
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
             raise ValidationError("RSA keys must have at least 2048 bits.")

@@ -114,11 +114,10 @@ class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], policy_action=APPLY)
     def power(self, request, uuid=None):
         """start, shutdown (ACPI, forced after a timeout), reboot, force_off, suspend, resume."""
+        vps = self.get_object()  # out of reach is 404 before the body is even read
         body = s.PowerSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        op = services.do_power(
-            self.get_object(), actor=request.user, action=body.validated_data["action"]
-        )
+        op = services.do_power(vps, actor=request.user, action=body.validated_data["action"])
         return _operation(self, op)
 
 
