@@ -11,7 +11,7 @@ unchanged file costs nothing (the engine compares it with what it wrote).
 
 from __future__ import annotations
 
-from servers.engine import ManagedFile, Probe
+from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
 from websites.models import Website
 from websites.nginx import with_probe
 
@@ -51,12 +51,24 @@ def serves_tls(server) -> bool:
 
 class DefaultServerFiles:
     unit_prefix = "nginx-default:"
-    profile_keys = ()  # nginx_listen / nginx_sites_dir / nginx_tls_listen are the services'
+    profile_keys = (
+        ProfileKey(
+            "nginx_default_server",
+            "panel",
+            "text",
+            "panel: the panel writes the catch-all default_server; own: nginx.conf has its "
+            "own default server for every address sites listen on (the panel writes none).",
+        ),
+    )
 
     def files(self, server, profile, units):
         if units is not None and UNIT not in units:
             return
-        if not Website.objects.filter(server=server).exists():
+        mode = profile.nginx_default_server
+        if mode not in ("panel", "own"):
+            yield UnitFailed(UNIT, f"nginx_default_server is {mode!r}: panel or own.")
+            return
+        if mode == "own" or not Website.objects.filter(server=server).exists():
             return  # a server without sites keeps its nginx as it is (the file is removed)
         tls = profile.nginx_tls_listen if serves_tls(server) else None
         text, revision = render_default(profile.nginx_listen, tls)

@@ -122,8 +122,14 @@ def installed_php(server) -> list[str]:
 
 
 def check_kind(site: Website, actor) -> None:
-    """The fields each kind needs, and nothing the others need."""
+    """The fields each kind needs, and nothing the others need; and a server that has
+    what the site needs (its facts say so)."""
     errors = {}
+    if ((site.server.facts or {}).get("services") or {}).get("nginx") is False:
+        errors["server"] = (
+            f"nginx is not installed on {site.server.name}: prepare the server first "
+            "(server page, Prepare server)."
+        )
     if site.kind == Website.Kind.PHP:
         versions = installed_php(site.server)
         if not site.php_version:
@@ -131,7 +137,7 @@ def check_kind(site: Website, actor) -> None:
         elif site.php_version not in versions:
             errors["php_version"] = (
                 f"PHP {site.php_version} is not installed on {site.server.name} "
-                f"(installed: {', '.join(versions) or 'none'})."
+                f"(installed: {', '.join(versions) or 'none'}); Prepare server can install it."
             )
     elif site.php_version:
         errors["php_version"] = "Only PHP sites have a PHP version."

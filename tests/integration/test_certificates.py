@@ -76,6 +76,7 @@ def tls_server(ssh_server, tls_nginx):
         "nginx_tls_listen": f"127.0.0.1:{tls_nginx.tls_port}",
         "acme_challenge_dir": str(tls_nginx.prefix / "acme-challenge"),
         "public_addresses": "127.0.0.1",
+        "nginx_default_server": "panel",
     }
     ssh_server.save()
     return ssh_server

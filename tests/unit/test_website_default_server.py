@@ -48,6 +48,11 @@ def test_no_sites_no_catch_all_then_tls_once_a_certificate_is_live(server, site)
     Certificate.objects.create(website=site, domains=site.domain, installed=True)
     (f,) = provider.files(server, profile, None)
     assert b"ssl_reject_handshake on;" in f.content
+    server.profile = {"nginx_default_server": "own"}  # nginx.conf has its own
+    assert list(provider.files(server, profile_for(server), None)) == []
+    server.profile = {"nginx_default_server": "mine"}
+    (failed,) = provider.files(server, profile_for(server), None)
+    assert "panel or own" in failed.reason
     Website.objects.all().delete()
     assert list(provider.files(server, profile, None)) == []
 
