@@ -14,6 +14,7 @@ from django.core.cache import cache
 
 from core.models import AuditEntry
 from dns.models import Record, Zone
+from monitoring.models import Alert, AlertRule, Check, NotificationChannel
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -59,6 +60,14 @@ def _objects(admin_user):
     hv = Hypervisor.objects.create(server=server, uri="test:///default")
     vps_plan = VpsPlan.objects.create(name="fuzz")
     vps = Vps.objects.create(hostname="fuzz", owner=admin_user, plan=vps_plan, hypervisor=hv)
+    channel = NotificationChannel.objects.create(
+        owner=admin_user, name="fuzz", kind="email", target="fuzz@example.com"
+    )
+    alert_rule = AlertRule.objects.create(owner=admin_user, name="fuzz", kind="server_offline")
+    alert = Alert.objects.create(
+        rule=alert_rule, owner=admin_user, kind="x", subject="s", label="l"
+    )
+    check = Check.objects.create(owner=admin_user, name="fuzz", target="https://fuzz.example.com/")
     return {
         "hypervisors": hv,
         "vps-plans": vps_plan,
@@ -74,6 +83,10 @@ def _objects(admin_user):
             first="10.9.0.2",
             last="10.9.0.9",
         ),
+        "channels": channel,
+        "alert-rules": alert_rule,
+        "alerts": alert,
+        "checks": check,
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,

@@ -15,6 +15,7 @@ import pytest
 from accounts import services as account_services
 from core.operations import start_operation
 from dns.models import Record, Zone
+from monitoring.models import Alert, AlertRule, Check, Delivery, NotificationChannel
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -94,8 +95,20 @@ def world(admin_user, reseller, customer):
             last="10.9.0.9",
         ),
     }
+    channel = NotificationChannel.objects.create(
+        owner=customer, name="c", kind="email", target="c@example.com"
+    )
+    alert_rule = AlertRule.objects.create(owner=customer, name="r", kind="check_failing")
+    alert_rule.channels.add(channel)
+    alert = Alert.objects.create(rule=alert_rule, owner=customer, kind="x", subject="s", label="l")
+    Delivery.objects.create(channel=channel, alert=alert, event="firing")
+    check = Check.objects.create(owner=customer, name="c", target="https://s.example.com/")
     return {
         "vps_objects": vps_objects,
+        "channel": channel,
+        "alert_rule": alert_rule,
+        "alert": alert,
+        "check": check,
         "account": account,
         "db_server": db_server,
         "database": database,
@@ -145,6 +158,14 @@ def _value_for(path: str, name: str, world) -> str:
     for prefix, obj in world["vps_objects"].items():
         if path.startswith(f"/api/v1/{prefix}/"):
             return str(obj.uuid)
+    for prefix, key in (
+        ("/api/v1/channels/", "channel"),
+        ("/api/v1/alert-rules/", "alert_rule"),
+        ("/api/v1/alerts/", "alert"),
+        ("/api/v1/checks/", "check"),
+    ):
+        if path.startswith(prefix):
+            return str(world[key].uuid)
     if path.startswith("/api/v1/plans/"):
         return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):
