@@ -20,6 +20,7 @@ from core.models import Operation
 from core.policy import ADD, CHANGE, DELETE, may, restrict
 from core.tables import Column, Table
 from websites import plans, services
+from websites.bandwidth import this_month
 from websites.filters import WebsiteFilter
 from websites.forms import (
     AliasesForm,
@@ -122,6 +123,8 @@ class WebsiteDetail(PortalDetailView):
             sftp_allowed=plan is None or plan.sftp_allowed,
             php_form=PhpVersionForm(site=site),
             aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
+            traffic=site.traffic.filter(month=this_month()).values_list("bytes", flat=True).first()
+            or 0,
             password_form=SftpPasswordForm(),
             key_form=SshKeyForm(initial={"ssh_key": account.ssh_key if account else ""}),
             may_suspend=_may_suspend(user, site),
