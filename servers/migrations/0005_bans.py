@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('servers', '0004_components'),
+        ("servers", "0004_components"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='server',
-            name='bans',
+            model_name="server",
+            name="bans",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]
