@@ -18,6 +18,7 @@ from core.generic import (
 )
 from core.models import Operation
 from core.policy import ADD, CHANGE, DELETE, may, restrict
+from core.sections import sections_for
 from core.tables import Column, Table
 from websites import plans, services
 from websites.bandwidth import this_month
@@ -123,6 +124,7 @@ class WebsiteDetail(PortalDetailView):
             sftp_allowed=plan is None or plan.sftp_allowed,
             php_form=PhpVersionForm(site=site),
             aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
+            sections=sections_for("websites.website_detail", site, user),
             traffic=site.traffic.filter(month=this_month()).values_list("bytes", flat=True).first()
             or 0,
             password_form=SftpPasswordForm(),
