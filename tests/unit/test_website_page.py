@@ -51,3 +51,27 @@ def test_site_page_lists_databases_and_traffic(reseller, customer, mallory):
     with CaptureQueriesContext(connection) as more:
         client.get(f"/websites/{site.uuid}/")
     assert len(more) == len(queries)  # flat: one query for the databases however many
+
+
+def test_plans_page_shows_what_each_may_read(admin_user, reseller, customer, mallory):
+    from websites import plans
+
+    staff = plans.do_create_plan(actor=admin_user, data={"name": "Staff Gold", "websites": 9})
+    own = plans.do_create_plan(actor=admin_user, data={"name": "Reseller Base"})
+    plans.do_subscribe(reseller, own, actor=admin_user)
+    mine = plans.do_create_plan(actor=reseller, data={"name": "Tiny", "websites": 1})
+    plans.do_subscribe(customer, mine, actor=reseller)
+    page = login(customer).get("/websites/plans/").content.decode()
+    assert "Tiny" in page and "Staff Gold" not in page and "Reseller Base" not in page
+    page = login(reseller).get("/websites/plans/").content.decode()
+    assert "Tiny" in page and "Reseller Base" in page and "Staff Gold" not in page
+    assert "No plans yet" in login(mallory).get("/websites/plans/").content.decode()
+    admin = login(admin_user)
+    admin.get("/websites/plans/")
+    with CaptureQueriesContext(connection) as few:
+        assert staff.name in admin.get("/websites/plans/").content.decode()
+    for n in range(4):
+        plans.do_create_plan(actor=admin_user, data={"name": f"Extra {n}"})
+    with CaptureQueriesContext(connection) as many:
+        admin.get("/websites/plans/")
+    assert len(many) == len(few)
