@@ -67,6 +67,7 @@ class ServerViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], policy_action=APPLY)
     def prepare(self, request, uuid=None):
         """Install nginx and the PHP versions asked for (servers/prepare.py)."""
+        self.get_object()  # out of reach: 404 before the body is looked at
         body = PrepareSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = {"php_versions": body.validated_data.get("php_versions", [])}
@@ -84,6 +85,7 @@ class ServerViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], policy_action=APPLY)
     def unban(self, request, uuid=None):
         """Lift one fail2ban ban."""
+        self.get_object()  # out of reach: 404 before the body is looked at
         body = UnbanSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
