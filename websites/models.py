@@ -310,6 +310,10 @@ class SiteTraffic(models.Model):
     month = models.DateField(help_text="The first day of the month.")
     bytes = models.BigIntegerField(default=0)
 
+    objects = OwnedQuerySet.as_manager()
+    # Read with the site; written only by the bandwidth count.
+    policy = Rules(owner="website__owner", owner_may=frozenset({VIEW}), admin_may=None)
+
     class Meta:
         ordering = ["-month"]
         constraints = [
