@@ -6,6 +6,7 @@ layer and django-q2's ORM broker. DATABASE_URL and REDIS_URL switch to PostgreSQ
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from panel.env import env_bool, env_int, env_list, env_str, secret_from_file_or_
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PANEL_VAR_DIR", str(BASE_DIR / "var")))
+# Parallel test workers (pytest-xdist) each get their own files: audit witness, test database.
+if _test_worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    VAR_DIR = VAR_DIR / _test_worker
 
 DEBUG = env_bool("PANEL_DEBUG", False)
 # HTTPS-only cookies, redirect and HSTS. On by default outside debug mode.
