@@ -26,6 +26,15 @@ from core import audit
 from core.models import AuditEntry, Operation
 from core.operations import start_operation
 from dns.models import Nameserver, NameserverGroup, Record, Zone
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    CheckResult,
+    Delivery,
+    NotificationChannel,
+    StatusPage,
+)
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
 from websites.certificates.models import Certificate
@@ -39,6 +48,8 @@ DB_USER_PASSWORD = "sweep-db-user-password-material"
 TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
 DNS_API_KEY = "sweep-powerdns-api-key-material"
 TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
+WEBHOOK_SECRET = "sweep-webhook-secret-material"
+STATUS_SLUG = "sweep-status-slug-material-0123456789abcdef"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 API_UNSAFE = ("post", "patch", "put", "delete")
@@ -143,6 +154,26 @@ def victims(db, admin_user):
     objects += [db_server, database, db_user, grant]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
     secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD, TLS_KEY]
+    channel = NotificationChannel.objects.create(
+        owner=customer,
+        name="victim hook",
+        kind="webhook",
+        target="https://hooks.example.com/",
+        secret=WEBHOOK_SECRET,
+    )
+    alert_rule = AlertRule.objects.create(owner=customer, name="victim rule", kind="check_failing")
+    alert_rule.channels.add(channel)
+    alert = Alert.objects.create(
+        rule=alert_rule, owner=customer, kind="check_failing", subject="check:x", label="victim"
+    )
+    delivery = Delivery.objects.create(channel=channel, alert=alert, event="firing")
+    check = Check.objects.create(
+        owner=customer, name="victim", target="https://victim.example.com/"
+    )
+    result = CheckResult.objects.create(uptime_check=check, ok=True)
+    page = StatusPage.objects.create(owner=customer, slug=STATUS_SLUG, title="victim")
+    objects += [channel, alert_rule, alert, delivery, check, result, page]
+    secrets += [WEBHOOK_SECRET, STATUS_SLUG]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 
