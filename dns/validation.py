@@ -9,6 +9,7 @@ dnspython's canonical text with names made absolute.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from django.core.exceptions import ValidationError
@@ -80,7 +81,9 @@ def normalise_zone_name(value: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=256)
 def origin_of(zone_name: str) -> dns.name.Name:
+    """Cached: names are immutable, and an import asks for its zone's once per record."""
     return dns.name.from_text(zone_name + ".")
 
 
