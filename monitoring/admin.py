@@ -2,7 +2,15 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from monitoring import services
-from monitoring.models import Rollup, Sample, ServerMonitor
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Delivery,
+    NotificationChannel,
+    Rollup,
+    Sample,
+    ServerMonitor,
+)
 
 
 @admin.register(ServerMonitor)
@@ -35,4 +43,46 @@ class RollupAdmin(PolicyAdmin):
     list_display = ["server", "step", "start", "count"]
     list_filter = ["step"]
     list_select_related = ["server"]
+    show_full_result_count = False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(PolicyAdmin):
+    """Rules belong to the users who made them (portal or API); staff see and delete."""
+
+    delete_service = staticmethod(services.do_delete_rule)
+    list_display = ["name", "owner", "kind", "metric", "comparison", "threshold", "enabled"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "owner__email"]
+    list_select_related = ["owner"]
+    exclude = ["channels"]
+
+
+@admin.register(Alert)
+class AlertAdmin(PolicyAdmin):
+    """Read-only: alerts are opened and resolved by the engine (acknowledge in the portal)."""
+
+    list_display = ["label", "rule", "owner", "state", "started_at", "resolved_at"]
+    list_filter = ["state", "kind"]
+    search_fields = ["label", "rule__name"]
+    list_select_related = ["rule", "owner"]
+    show_full_result_count = False
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(PolicyAdmin):
+    delete_service = staticmethod(services.do_delete_channel)
+    list_display = ["name", "owner", "kind", "enabled"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "owner__email"]
+    list_select_related = ["owner"]
+    exclude = ["secret"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(PolicyAdmin):
+    list_display = ["channel", "event", "state", "attempts", "response_status", "created_at"]
+    list_filter = ["state", "event"]
+    list_select_related = ["channel"]
+    exclude = ["alert"]
     show_full_result_count = False

@@ -22,3 +22,9 @@ class MonitoringConfig(AppConfig):
         # (manage.py collect_metrics, started by runpanel); rollups and pruning are jobs.
         schedules.every(5, "monitoring.tasks.roll_up", name="monitoring_rollup")
         schedules.every(60, "monitoring.tasks.prune", name="monitoring_prune")
+        # Alerts are evaluated after each collection round (collect_metrics enqueues it);
+        # this schedule covers sources that do not depend on rounds (certificates, checks).
+        schedules.every(1, "monitoring.tasks.evaluate", name="monitoring_alerts")
+        schedules.every(1, "monitoring.tasks.retry_deliveries", name="monitoring_deliveries")
+
+        import monitoring.alerts  # noqa: F401  (registers the built-in alert sources)

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+import re
+from datetime import timedelta
 
-from core import audit
-from monitoring.models import ServerMonitor
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core import audit, events
+from core.policy import restrict
+from core.services import accept_only, refuse_nul_in
+from monitoring import notify
+from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel, ServerMonitor
+from servers.models import Server
+
+# Metrics a rule may watch (docs/monitoring.md, "Metrics").
+METRIC_NAMES = [
+    "cpu",
+    "cpu_iowait",
+    "load1",
+    "load5",
+    "load15",
+    "mem_pct",
+    "swap_pct",
+    "disk_pct",
+    "disk_read",
+    "disk_write",
+    "net_rx",
+    "net_tx",
+    "procs",
+]
 
 MONITOR_FIELDS = ["method", "exporter_url", "enabled"]
 
@@ -28,3 +55,330 @@ def do_update_monitor(monitor: ServerMonitor, *, actor, data: dict) -> ServerMon
         monitor.save()
         audit.record("monitoring.update", monitor.server, actor=actor, changes=changes)
     return monitor
+
+
+# --- alert rules, alerts, channels, deliveries ------------------------------------------
+
+RULE_FIELDS = [
+    "name",
+    "kind",
+    "enabled",
+    "metric",
+    "comparison",
+    "threshold",
+    "duration",
+    "scope",
+    "server",
+    "location",
+    "days",
+    "channels",
+    "silenced_until",
+]
+CHANNEL_FIELDS = ["name", "kind", "target", "enabled"]
+CHANNEL_SECRETS = ["secret"]
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
+_BOT_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,80}")
+
+
+def _set_fields(obj, data: dict, fields: list[str]) -> dict:
+    changes = {}
+    for name in fields:
+        if name in data and name != "channels" and getattr(obj, name) != data[name]:
+            changes[name] = audit.jsonable(getattr(obj, name)), audit.jsonable(data[name])
+            setattr(obj, name, data[name])
+    return {k: list(v) for k, v in changes.items()}
+
+
+def _validate_rule(rule: AlertRule, actor, channels) -> None:
+    from monitoring.alerts import sources
+
+    source = sources().get(rule.kind)
+    if source is None:
+        raise ValidationError({"kind": f"Unknown kind {rule.kind!r}."})
+    errors = {}
+    if rule.kind == "metric":
+        if rule.metric not in METRIC_NAMES:
+            errors["metric"] = f"Choose one of: {', '.join(METRIC_NAMES)}."
+        if rule.threshold is None:
+            errors["threshold"] = "Give the threshold."
+    if rule.duration > 86400:
+        errors["duration"] = "At most a day (86400 seconds)."
+    if source.uses_servers or rule.scope != AlertRule.Scope.ALL:
+        if rule.scope == AlertRule.Scope.SERVER:
+            if rule.server_id is None:
+                errors["server"] = "Choose the server."
+            elif not restrict(Server, rule.owner).filter(pk=rule.server_id).exists():
+                errors["server"] = "No such server."
+        elif rule.scope == AlertRule.Scope.LOCATION and not rule.location:
+            errors["location"] = "Give the location."
+    if rule.scope != AlertRule.Scope.SERVER:
+        rule.server = None
+    if channels is not None:
+        mine = set(restrict(NotificationChannel, rule.owner).values_list("pk", flat=True))
+        if any(c.pk not in mine for c in channels):
+            errors["channels"] = "Choose channels of the rule's owner."
+    if errors:
+        raise ValidationError(errors)
+    rule.full_clean(exclude=["owner"])
+
+
+@transaction.atomic
+def do_create_rule(*, actor, data: dict) -> AlertRule:
+    accept_only(data, RULE_FIELDS)
+    refuse_nul_in(data, ["name", "metric", "location"])
+    data = dict(data)
+    channels = data.pop("channels", None)
+    rule = AlertRule(owner=actor)
+    _set_fields(rule, data, RULE_FIELDS)
+    _validate_rule(rule, actor, channels)
+    rule.save()
+    if channels is not None:
+        rule.channels.set(channels)
+    audit.record("monitoring.rule.create", rule, actor=actor, changes={"name": [None, rule.name]})
+    return rule
+
+
+@transaction.atomic
+def do_update_rule(rule: AlertRule, *, actor, data: dict) -> AlertRule:
+    accept_only(data, RULE_FIELDS)
+    refuse_nul_in(data, ["name", "metric", "location"])
+    data = dict(data)
+    channels = data.pop("channels", None)
+    changes = _set_fields(rule, data, RULE_FIELDS)
+    _validate_rule(rule, actor, channels)
+    rule.save()
+    if channels is not None:
+        rule.channels.set(channels)
+        changes["channels"] = [None, sorted(c.name for c in channels)]
+    if not rule.enabled:  # a rule switched off leaves nothing firing
+        for alert in rule.alerts.filter(state=Alert.State.FIRING):
+            resolve_alert(alert, now=timezone.now(), notify=False)
+    audit.record("monitoring.rule.update", rule, actor=actor, changes=changes)
+    return rule
+
+
+@transaction.atomic
+def do_delete_rule(rule: AlertRule, *, actor) -> None:
+    audit.record("monitoring.rule.delete", rule, actor=actor)
+    rule.delete()
+
+
+def fire_alert(rule: AlertRule, finding, *, now) -> Alert | None:
+    """A new firing alert (audited, announced, notified); None when one is already open
+    (another evaluator got there first: the constraint keeps one per rule and subject)."""
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                rule=rule,
+                owner=rule.owner,
+                kind=rule.kind,
+                subject=finding.subject[:200],
+                label=finding.label[:200],
+                server_id=finding.server_id,
+                message=finding.message,
+                value=finding.value,
+                started_at=now,
+            )
+            audit.record("monitoring.alert.firing", alert, changes={"state": [None, "firing"]})
+            events.changed(alert)
+            _notify(alert, "firing", now)
+    except IntegrityError:
+        return None
+    return alert
+
+
+@transaction.atomic
+def resolve_alert(alert: Alert, *, now, notify: bool = True) -> Alert:
+    # Conditional, so two evaluators never both resolve (and notify) the same alert.
+    won = Alert.objects.filter(pk=alert.pk, state=Alert.State.FIRING).update(
+        state=Alert.State.RESOLVED, resolved_at=now
+    )
+    alert.state, alert.resolved_at = Alert.State.RESOLVED, now
+    if not won:
+        return alert
+    audit.record("monitoring.alert.resolved", alert, changes={"state": ["firing", "resolved"]})
+    events.changed(alert)
+    if notify:
+        _notify(alert, "resolved", now)
+    return alert
+
+
+@transaction.atomic
+def do_acknowledge_alert(alert: Alert, *, actor) -> Alert:
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), actor
+        alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
+        audit.record("monitoring.alert.acknowledge", alert, actor=actor)
+        events.changed(alert)
+    return alert
+
+
+@transaction.atomic
+def do_silence_alert(alert: Alert, *, actor, data: dict) -> Alert:
+    """No notifications about this alert until ``until`` (None lifts the silence)."""
+    accept_only(data, ["until"])
+    until = data.get("until")
+    if until is not None and until <= timezone.now():
+        raise ValidationError({"until": "Give a time in the future."})
+    if until is not None and until > timezone.now() + timedelta(days=365):
+        raise ValidationError({"until": "At most a year."})
+    before = alert.silenced_until
+    alert.silenced_until = until
+    alert.save(update_fields=["silenced_until"])
+    audit.record(
+        "monitoring.alert.silence",
+        alert,
+        actor=actor,
+        changes={"silenced_until": [audit.jsonable(before), audit.jsonable(until)]},
+    )
+    events.changed(alert)
+    return alert
+
+
+def is_silenced(alert: Alert, now) -> bool:
+    """Silenced alerts stay open but send nothing: the alert's or rule's silence, or the
+    server is in maintenance."""
+    if alert.silenced_until and alert.silenced_until > now:
+        return True
+    if alert.rule.silenced_until and alert.rule.silenced_until > now:
+        return True
+    server = alert.server if alert.server_id else None
+    return server is not None and server.status == Server.Status.MAINTENANCE
+
+
+def _notify(alert: Alert, event: str, now) -> list[Delivery]:
+    if is_silenced(alert, now):
+        return []
+    channels = alert.rule.channels.filter(enabled=True)
+    deliveries = Delivery.objects.bulk_create(
+        [Delivery(channel=c, alert=alert, event=event, created_at=now) for c in channels]
+    )
+    for delivery in deliveries:
+        _enqueue_delivery(delivery)
+    return deliveries
+
+
+def _enqueue_delivery(delivery: Delivery) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task("monitoring.tasks.deliver", delivery.pk, group="monitoring.deliver")
+    )
+
+
+def _validate_channel(channel: NotificationChannel) -> None:
+    errors = {}
+    kind = channel.kind
+    if kind == NotificationChannel.Kind.EMAIL:
+        try:
+            validate_email(channel.target)
+        except ValidationError:
+            errors["target"] = "Give an email address."
+    elif kind == NotificationChannel.Kind.WEBHOOK:
+        try:
+            URLValidator(schemes=["http", "https"])(channel.target)
+        except ValidationError:
+            errors["target"] = "Give the receiver's http:// or https:// URL."
+    elif kind == NotificationChannel.Kind.TELEGRAM:
+        if not _CHAT_ID.fullmatch(channel.target):
+            errors["target"] = "Give the chat id (a number) or @channelname."
+        if not _BOT_TOKEN.fullmatch(channel.secret or ""):
+            errors["secret"] = "Give the bot token (123456:ABC...)."
+    if errors:
+        raise ValidationError(errors)
+    channel.full_clean(exclude=["owner"])
+
+
+@transaction.atomic
+def do_create_channel(*, actor, data: dict) -> NotificationChannel:
+    accept_only(data, CHANNEL_FIELDS + CHANNEL_SECRETS)
+    refuse_nul_in(data, CHANNEL_FIELDS + CHANNEL_SECRETS)
+    channel = NotificationChannel(owner=actor, secret=data.get("secret") or "")
+    _set_fields(channel, data, CHANNEL_FIELDS)
+    _validate_channel(channel)
+    channel.save()
+    audit.record(
+        "monitoring.channel.create", channel, actor=actor, changes={"kind": [None, channel.kind]}
+    )
+    return channel
+
+
+@transaction.atomic
+def do_update_channel(channel: NotificationChannel, *, actor, data: dict) -> NotificationChannel:
+    accept_only(data, CHANNEL_FIELDS + CHANNEL_SECRETS)
+    refuse_nul_in(data, CHANNEL_FIELDS + CHANNEL_SECRETS)
+    changes = _set_fields(channel, data, CHANNEL_FIELDS)
+    if data.get("secret"):  # blank keeps the stored secret
+        channel.secret = data["secret"]
+        changes["secret"] = ["***", "***"]
+    _validate_channel(channel)
+    channel.save()
+    audit.record("monitoring.channel.update", channel, actor=actor, changes=changes)
+    return channel
+
+
+@transaction.atomic
+def do_delete_channel(channel: NotificationChannel, *, actor) -> None:
+    audit.record("monitoring.channel.delete", channel, actor=actor)
+    channel.delete()
+
+
+@transaction.atomic
+def do_send_test(channel: NotificationChannel, *, actor) -> Delivery:
+    """A test notice through the channel, delivered (and retried) like an alert's."""
+    delivery = Delivery.objects.create(channel=channel, event="test")
+    audit.record("monitoring.channel.test", channel, actor=actor)
+    _enqueue_delivery(delivery)
+    return delivery
+
+
+def notice_for(delivery: Delivery) -> notify.Notice:
+    alert = delivery.alert
+    if alert is None:
+        text = f"Test notification from the panel to {delivery.channel.name}."
+        return notify.Notice("test", "Test notification", text, {"event": "test", "text": text})
+    what = "FIRING" if delivery.event == "firing" else "RESOLVED"
+    title = f"[{what}] {alert.rule.name}: {alert.label}"
+    data = {
+        "event": delivery.event,
+        "alert": alert.uuid.hex,
+        "rule": alert.rule.name,
+        "kind": alert.kind,
+        "subject": alert.label,
+        "message": alert.message,
+        "value": alert.value,
+        "started_at": alert.started_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "text": f"{title}\n{alert.message}",
+    }
+    return notify.Notice(delivery.event, title, data["text"], data)
+
+
+def deliver(delivery: Delivery, *, now=None) -> Delivery:
+    """One attempt. A retryable failure is tried again after 30 s, 2, 8, 32 minutes ...
+    until PANEL_ALERT_DELIVERY_ATTEMPTS; then, or for a permanent failure, ``failed``."""
+    now = now or timezone.now()
+    if delivery.state != Delivery.State.PENDING:
+        return delivery
+    channel = delivery.channel
+    notice = notice_for(delivery)
+    delivery.attempts += 1
+    try:
+        if channel.kind == NotificationChannel.Kind.EMAIL:
+            status = notify.send_email(channel.target, notice)
+        elif channel.kind == NotificationChannel.Kind.WEBHOOK:
+            status = notify.send_webhook(channel.target, channel.secret, notice, channel.owner)
+        else:
+            status = notify.send_telegram(channel.target, channel.secret, notice)
+        delivery.state, delivery.sent_at, delivery.response_status = "sent", now, status
+        delivery.last_error, delivery.next_attempt_at = "", None
+    except notify.NotifyError as exc:
+        delivery.last_error, delivery.response_status = str(exc)[:1000], exc.status
+        if exc.retryable and delivery.attempts < settings.PANEL_ALERT_DELIVERY_ATTEMPTS:
+            delay = 30 * 4 ** (delivery.attempts - 1)
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+        else:
+            delivery.state, delivery.next_attempt_at = Delivery.State.FAILED, None
+    delivery.save()
+    events.changed(delivery, owner=channel.owner)
+    return delivery

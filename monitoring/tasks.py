@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from monitoring import collector, storage
 
 
@@ -18,3 +20,37 @@ def roll_up() -> str:
 
 def prune() -> str:
     return f"deleted: {storage.prune()}"
+
+
+def evaluate() -> str:
+    """Alert rules against the newest data (after each round, and every minute)."""
+    from monitoring.alerts import evaluate_alerts
+
+    result = evaluate_alerts()
+    errors = "".join(f"; {name}: {error}" for name, error in result.errors.items())
+    return f"{len(result.fired)} fired, {len(result.resolved)} resolved{errors}"
+
+
+def deliver(delivery_id: int) -> str:
+    from monitoring.models import Delivery
+    from monitoring.services import deliver as attempt
+
+    delivery = Delivery.objects.select_related("channel__owner", "alert__rule").filter(
+        pk=delivery_id
+    )
+    found = delivery.first()
+    if found is None:
+        return "gone"
+    return attempt(found).state
+
+
+def retry_deliveries() -> str:
+    """Deliveries whose backoff has passed (every minute)."""
+    from monitoring.models import Delivery
+    from monitoring.services import deliver as attempt
+
+    due = Delivery.objects.select_related("channel__owner", "alert__rule").filter(
+        state=Delivery.State.PENDING, next_attempt_at__lte=timezone.now()
+    )
+    states = [attempt(d).state for d in due[:500]]
+    return f"{len(states)} retried, {states.count('sent')} sent"

@@ -8,6 +8,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
+from django_q.tasks import async_task
 
 from monitoring.collector import collect_round
 
@@ -32,6 +33,7 @@ class Command(BaseCommand):
         while not stopping:
             close_old_connections()
             result = collect_round()
+            async_task("monitoring.tasks.evaluate", group="monitoring.alerts")
             if result.failed or once:
                 failed = ", ".join(f"{k}: {v}" for k, v in sorted(result.failed.items()))
                 self.stdout.write(

@@ -1,0 +1,159 @@
+"""The adapter to notification systems: email (Django's mail), webhooks (JSON signed with
+HMAC-SHA256 over timestamp and body) and Telegram's Bot API. One error type, ``NotifyError``,
+says whether a retry can help.
+
+Webhook receivers check ``X-Panel-Signature: sha256=<hex>`` against
+``HMAC-SHA256(secret, "<X-Panel-Timestamp>." + body)`` and refuse old timestamps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import smtplib
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.mail import EmailMessage
+
+from core.policy import ADMIN, role_of
+
+
+class NotifyError(Exception):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What is said, whatever the channel."""
+
+    event: str  # firing, resolved, test
+    title: str
+    text: str
+    data: dict  # the webhook's JSON body
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+# --- privacy masking (Telegram: the text leaves for a third party) ---------------------
+
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?(?![\w.])")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")
+_DOMAIN = re.compile(
+    r"(?<![\w.-])((?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+)([a-zA-Z]{2,63})(?![\w-])"
+)
+
+
+def _shorten(match: re.Match) -> str:
+    labels = match.group(1).rstrip(".").split(".")
+    return ".".join(label[0] + "…" for label in labels) + "." + match.group(2)
+
+
+def mask(text: str) -> str:
+    """Addresses become ``[address]``; every domain label but the last becomes its first
+    letter (``shop.example.com`` → ``s….e….com``)."""
+    text = _IPV4.sub("[address]", text)
+    text = _IPV6.sub(lambda m: "[address]" if _is_ip(m.group(0)) else m.group(0), text)
+    return _DOMAIN.sub(_shorten, text)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --- where a user may send requests ----------------------------------------------------
+
+
+def check_destination(url: str, owner) -> None:
+    """Non-administrators may only reach public addresses (else a webhook or check is a
+    probe into the panel's own network). Checked on every send, after resolving."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NotifyError("Only http:// and https:// URLs are allowed.", retryable=False)
+    if role_of(owner) == ADMIN:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise NotifyError(f"{parts.hostname} does not resolve: {exc}", retryable=True) from exc
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if getattr(addr, "ipv4_mapped", None):
+            addr = addr.ipv4_mapped
+        if not addr.is_global:
+            raise NotifyError(f"{parts.hostname} is not a public address.", retryable=False)
+
+
+# --- the three channels ------------------------------------------------------------------
+
+
+def send_email(address: str, notice: Notice) -> int | None:
+    message = EmailMessage(notice.title, notice.text, to=[address])
+    try:
+        message.send(fail_silently=False)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise NotifyError(f"mail not accepted: {exc}", retryable=True) from exc
+    return None
+
+
+def send_webhook(url: str, secret: str, notice: Notice, owner) -> int:
+    check_destination(url, owner)
+    body = json.dumps(notice.data, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "unified-hosting-panel",
+        "X-Panel-Event": notice.event,
+        "X-Panel-Timestamp": timestamp,
+    }
+    if secret:
+        headers["X-Panel-Signature"] = sign(secret, timestamp, body)
+    return _post(url, body, headers)
+
+
+def send_telegram(chat_id: str, token: str, notice: Notice) -> int:
+    base = settings.PANEL_TELEGRAM_API_URL.rstrip("/")
+    body = json.dumps(
+        {"chat_id": chat_id, "text": mask(notice.text), "disable_web_page_preview": True}
+    ).encode()
+    return _post(f"{base}/bot{token}/sendMessage", body, {"Content-Type": "application/json"})
+
+
+def _post(url: str, body: bytes, headers: dict) -> int:
+    try:
+        response = requests.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=settings.PANEL_NOTIFY_TIMEOUT,
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        # The URL may carry a bot token: say what failed without it.
+        what = exc.__class__.__name__
+        raise NotifyError(f"cannot reach the receiver ({what})", retryable=True) from None
+    if 200 <= response.status_code < 300:
+        return response.status_code
+    retryable = response.status_code >= 500 or response.status_code in (408, 429)
+    raise NotifyError(
+        f"the receiver answered {response.status_code}",
+        retryable=retryable,
+        status=response.status_code,
+    )
