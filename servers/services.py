@@ -259,6 +259,30 @@ def start_apply(server, *, actor, units: set[str] | None = None, check_server: b
     )
 
 
+def do_prepare_server(server: Server, *, actor, data: dict):
+    """Install nginx and the PHP versions asked for, write the include lines, record the
+    components (servers/prepare.py), as an audited Operation on the server."""
+    from servers.prepare import clean_php_versions
+
+    accept_only(data, ["php_versions"])
+    versions = clean_php_versions(data.get("php_versions"))
+    with transaction.atomic():
+        audit.record(
+            "server.prepare",
+            server,
+            actor=actor,
+            owner_id=server.owner_id,
+            changes={"php_versions": versions},
+        )
+        return _start(
+            "server.prepare",
+            "servers.prepare.prepare_server",
+            server,
+            actor,
+            {"php_versions": versions},
+        )
+
+
 def start_drift_check(server, *, actor):
     return _start("server.drift_check", "servers.tasks.detect_drift", server, actor)
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<uuid:uuid>/test/", views.TestConnection.as_view(), name="server-test"),
     path("<uuid:uuid>/facts/", views.GatherFacts.as_view(), name="server-facts"),
     path("<uuid:uuid>/apply/", views.Apply.as_view(), name="server-apply"),
+    path("<uuid:uuid>/prepare/", views.PrepareServer.as_view(), name="server-prepare"),
     path("<uuid:uuid>/drift/", views.CheckDrift.as_view(), name="server-drift"),
     path("<uuid:uuid>/firewall/", views.rule_add, name="server-rule-add"),
     path(

@@ -20,6 +20,7 @@ from core.generic import (
     PortalListView,
     form_errors_from,
     get_for_user,
+    redirect_htmx_aware,
 )
 from core.live import LivePageMixin
 from core.models import Operation
@@ -149,6 +150,20 @@ class TestConnection(ServerAction):
 
 class GatherFacts(ServerAction):
     service = services.start_gather_facts
+
+
+class PrepareServer(ServerAction):
+    """POST php_versions (space separated): the Prepare server Operation."""
+
+    def post(self, request, uuid):
+        server = get_for_user(Server, request.user, APPLY, uuid=uuid)
+        data = {"php_versions": request.POST.get("php_versions", "")}
+        try:
+            op = services.do_prepare_server(server, actor=request.user, data=data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, server.get_absolute_url())
+        return redirect_htmx_aware(request, op.get_absolute_url())
 
 
 class Apply(ServerAction):

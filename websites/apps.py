@@ -10,6 +10,7 @@ class WebsitesConfig(AppConfig):
         from servers.engine import registry
         from websites import plans
         from websites.apply import WebsiteFiles
+        from websites.default_server import DefaultServerFiles
         from websites.models import SystemAccount, Website
         from websites.nginx import NginxService
         from websites.php import PhpFpmService
@@ -21,6 +22,7 @@ class WebsitesConfig(AppConfig):
         registry.register_service_family("php-fpm", r"\d+\.\d+", PhpFpmService, PhpFpmService)
         registry.register_provider(WebsiteFiles())
         registry.register_provider(SftpFiles())
+        registry.register_provider(DefaultServerFiles())
         plans.register_counter(
             "websites", lambda owners: Website.objects.filter(owner__in=owners).count()
         )

@@ -67,5 +67,21 @@ def check_site(site) -> None:
                 check_directives(site.custom_directives, site_context(site, options))
             except ValidationError as exc:
                 errors["custom_directives"] = exc.messages
+    _check_names(site, errors)
     if errors:
         raise ValidationError(errors)
+
+
+def _check_names(site, errors: dict[str, list[str]]) -> None:
+    """Every name belongs to one site: nginx would serve only one of two claimants."""
+    from websites.names import name_conflicts
+
+    names = site.names
+    if len(set(names)) != len(names):
+        errors.setdefault("aliases", []).append("A name is given twice.")
+    taken = name_conflicts(names, exclude_pk=site.pk)
+    for name in taken:
+        field = "domain" if name == site.domain else "aliases"
+        errors.setdefault(field, []).append(
+            f"{name} is already a name of another website; a name can belong to one site only."
+        )

@@ -10,7 +10,7 @@ from websites.models import Website
 
 class WebsiteCreateForm(forms.Form):
     domain = forms.CharField(
-        max_length=253, help_text="e.g. example.com (lower case; IDNs in punycode)."
+        max_length=253, help_text="e.g. example.com; internationalised names as you write them."
     )
     aliases = forms.CharField(
         required=False, max_length=2000, help_text="More names, separated by spaces."
@@ -32,6 +32,14 @@ class WebsiteCreateForm(forms.Form):
         self.fields["php_version"].choices = [("", "—")] + [(v, f"PHP {v}") for v in versions]
         if versions:
             self.fields["php_version"].initial = versions[-1]
+
+
+class AliasesForm(forms.Form):
+    aliases = forms.CharField(
+        required=False,
+        max_length=2000,
+        help_text="More names for the site, separated by spaces. Each must point at the server.",
+    )
 
 
 class PhpVersionForm(forms.Form):

@@ -142,6 +142,25 @@ class Website(models.Model):
         return [self.domain, *self.aliases.split()]
 
     @property
+    def domain_display(self) -> str:
+        """The domain as people write it (IDNs in Unicode); stored in ASCII."""
+        from websites.names import to_unicode
+
+        return to_unicode(self.domain)
+
+    @property
+    def names_display(self) -> list[str]:
+        from websites.names import to_unicode
+
+        return [to_unicode(n) for n in self.names]
+
+    @property
+    def aliases_display(self) -> str:
+        from websites.names import to_unicode
+
+        return " ".join(to_unicode(n) for n in self.aliases.split())
+
+    @property
     def pool_name(self) -> str:
         return f"site-{self.uuid.hex[:16]}"
 

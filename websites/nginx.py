@@ -74,6 +74,20 @@ class NginxService(IncludeDirService):
         ),
         ProfileKey("nginx_listen", "80", "listen", "Port or address:port vhosts listen on."),
         ProfileKey(
+            "nginx_conf_d",
+            "/etc/nginx/conf.d",
+            "path",
+            "Included by nginx.conf inside http {}; Prepare server puts the panel's include "
+            "line there.",
+        ),
+        ProfileKey(
+            "nginx_stock_site",
+            "/etc/nginx/sites-enabled/default",
+            "path",
+            "Debian's stock default site: Prepare server disables it (the panel writes its "
+            "own catch-all).",
+        ),
+        ProfileKey(
             "nginx_test", ["nginx", "-t", "-q", "-c", "{conf}"], "command", "Validates {conf}."
         ),
         ProfileKey("nginx_pid_file", "/run/nginx.pid", "path", "The master's pid file."),

@@ -19,13 +19,14 @@ from core.services import accept_only, refuse_nul_in
 from servers.engine.state import mark_dirty
 from servers.models import Server
 from servers.services import start_apply
-from websites import plans
+from websites import names, plans
 from websites.checks import own_addresses
+from websites.default_server import UNIT as DEFAULT_UNIT
 from websites.models import SystemAccount, Website
 from websites.options import parse_options
 from websites.validators import parse_upstream_url, upstream_host_problem
 
-OWNER_FIELDS = ["options", "php_version", "upstream"]
+OWNER_FIELDS = ["aliases", "options", "php_version", "upstream"]
 CREATE_FIELDS = [
     "domain",
     "aliases",
@@ -68,6 +69,8 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         if refused:
             raise ValidationError(refused)
     data = dict(data)
+    if "aliases" in data:
+        data["aliases"] = _aliases(stored.domain, data["aliases"])
     if isinstance(data.get("custom_directives"), str):
         data["custom_directives"] = data["custom_directives"].replace("\r\n", "\n")
     before = audit.snapshot(stored, WEBSITE_FIELDS)
@@ -91,7 +94,7 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
     with transaction.atomic():
         site.save(update_fields=[*WEBSITE_FIELDS, "status"])
         audit.record("website.update", site, actor=actor, changes=changes)
-        start_apply(site.server, actor=actor, units={site.unit})
+        start_apply(site.server, actor=actor, units={site.unit, DEFAULT_UNIT})
     return site
 
 
@@ -119,8 +122,14 @@ def installed_php(server) -> list[str]:
 
 
 def check_kind(site: Website, actor) -> None:
-    """The fields each kind needs, and nothing the others need."""
+    """The fields each kind needs, and nothing the others need; and a server that has
+    what the site needs (its facts say so)."""
     errors = {}
+    if ((site.server.facts or {}).get("services") or {}).get("nginx") is False:
+        errors["server"] = (
+            f"nginx is not installed on {site.server.name}: prepare the server first "
+            "(server page, Prepare server)."
+        )
     if site.kind == Website.Kind.PHP:
         versions = installed_php(site.server)
         if not site.php_version:
@@ -128,7 +137,7 @@ def check_kind(site: Website, actor) -> None:
         elif site.php_version not in versions:
             errors["php_version"] = (
                 f"PHP {site.php_version} is not installed on {site.server.name} "
-                f"(installed: {', '.join(versions) or 'none'})."
+                f"(installed: {', '.join(versions) or 'none'}); Prepare server can install it."
             )
     elif site.php_version:
         errors["php_version"] = "Only PHP sites have a PHP version."
@@ -187,7 +196,7 @@ def _owner_for(actor, owner):
 
 
 def _start(site: Website, kind: str, task: str, *, actor, units: set[str]):
-    mark_dirty(site.server, units)
+    mark_dirty(site.server, {*units, DEFAULT_UNIT})  # the catch-all follows the sites
     return start_operation(
         kind=kind,
         task=task,
@@ -207,6 +216,24 @@ def account_for(site: Website) -> SystemAccount:
     return account
 
 
+def _domain(value) -> str:
+    if not isinstance(value, str):
+        raise ValidationError({"domain": "Enter a domain name."})
+    try:
+        return names.to_ascii(value)
+    except ValidationError as exc:
+        raise ValidationError({"domain": exc.messages}) from exc
+
+
+def _aliases(domain: str, value) -> str:
+    if value is not None and not isinstance(value, (str, list)):
+        raise ValidationError({"aliases": "Give names separated by spaces."})
+    try:
+        return names.normalize_aliases(domain, value)
+    except ValidationError as exc:
+        raise ValidationError({"aliases": exc.messages}) from exc
+
+
 def do_create_website(*, actor, data: dict) -> Website:
     """A new site (pending), its owner's system account on the server, and the Operation
     that brings both to the server (``site.operation``)."""
@@ -219,8 +246,8 @@ def do_create_website(*, actor, data: dict) -> Website:
     if server is None or not hosting_servers(actor).filter(pk=server.pk).exists():
         raise ValidationError({"server": "Choose one of your servers."})
     site = Website(
-        domain=(data.get("domain") or "").strip().lower(),
-        aliases=" ".join((data.get("aliases") or "").lower().split()),
+        domain=_domain(data.get("domain")),
+        aliases=_aliases(_domain(data.get("domain")), data.get("aliases")),
         server=server,
         owner=owner,
         kind=data.get("kind") or Website.Kind.STATIC,

@@ -16,6 +16,8 @@ from servers.models import Server
 from servers.tasks import _connect, run_apply
 from servers.transport import TransportError
 from websites import sysaccounts
+from websites.certificates.models import Certificate
+from websites.default_server import UNIT as DEFAULT_UNIT
 from websites.models import SystemAccount, Website
 from websites.sysaccounts import AccountError
 
@@ -74,7 +76,7 @@ def _converge(ctx: OperationContext, site: Website) -> str:
         )
         raise OperationError(str(exc)) from exc
     ctx.progress(45, "Applying the site's configuration")
-    mark_dirty(server, {site.unit})  # a retry applies the site again
+    mark_dirty(server, {site.unit, DEFAULT_UNIT})  # a retry applies the site again
     summary, result = run_apply(ctx, server)
     site.refresh_from_db()
     if result is not None and site.unit in result.failed_units:
@@ -150,12 +152,22 @@ def health_check(t, server: Server, site: Website) -> int:
     return int(out) if re.fullmatch(r"\d{3}", out) else 0
 
 
+def delete_units(site: Website) -> set[str]:
+    """What a deletion's apply takes away: the site's vhost and pool, its certificate's key
+    and chain (not rendered for a site being deleted), and the catch-all follows."""
+    units = {site.unit, DEFAULT_UNIT}
+    cert = Certificate.objects.filter(website=site).only("uuid").first()
+    if cert is not None:
+        units.add(cert.unit)
+    return units
+
+
 def delete_site(ctx: OperationContext, site_id: int) -> str:
     """Vhost and pool removed by the apply, then the files; the owner's last site on the
     server takes the system account (user, home, SFTP block) with it; then the row."""
     site = Website.objects.select_related("server", "owner").get(pk=site_id)
     server = site.server
-    mark_dirty(server, {site.unit})
+    mark_dirty(server, delete_units(site))
     ctx.progress(20, "Removing the site's configuration")
     _summary, result = run_apply(ctx, server)
     if result is not None and site.unit in result.failed_units:

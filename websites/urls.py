@@ -10,6 +10,7 @@ urlpatterns = [
     path("add/", views.WebsiteCreate.as_view(), name="website-add"),
     path("<uuid:uuid>/", views.WebsiteDetail.as_view(), name="website"),
     path("<uuid:uuid>/php/", views.SwitchPhp.as_view(), name="website-php"),
+    path("<uuid:uuid>/aliases/", views.EditAliases.as_view(), name="website-aliases"),
     path("<uuid:uuid>/sftp-password/", views.SftpPassword.as_view(), name="website-sftp-password"),
     path("<uuid:uuid>/ssh-key/", views.SshKey.as_view(), name="website-ssh-key"),
     path("<uuid:uuid>/suspend/", views.SuspendWebsite.as_view(), name="website-suspend"),

@@ -22,7 +22,7 @@ from websites.directives import (
 from websites.models import Website
 from websites.nginx import PROBE_PATH, with_probe
 from websites.options import SiteOptions, parse_options, www_pairs
-from websites.tls import with_tls
+from websites.tls import CHALLENGE_PATH, with_tls
 
 STATIC_FILES = r"\.(?:css|js|mjs|map|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|otf|eot)$"
 GZIP_TYPES = (
@@ -63,7 +63,7 @@ def site_options(site: Website, own_addresses: frozenset[str] = frozenset()) -> 
 def rendered_locations(options: SiteOptions) -> frozenset[tuple[str, str]]:
     """The locations the template and the options put in the main server block (raw
     directives may not repeat them)."""
-    taken = {("=", PROBE_PATH), ("prefix", "/")}
+    taken = {("=", PROBE_PATH), ("prefix", "/"), ("prefix", CHALLENGE_PATH)}
     taken.update(("prefix", p.path) for p in options.proxies)
     if options.static_cache_days:
         taken.add(("~*", STATIC_FILES))

@@ -21,7 +21,13 @@ from core.policy import ADD, CHANGE, DELETE, may, restrict
 from core.tables import Column, Table
 from websites import plans, services
 from websites.filters import WebsiteFilter
-from websites.forms import PhpVersionForm, SftpPasswordForm, SshKeyForm, WebsiteCreateForm
+from websites.forms import (
+    AliasesForm,
+    PhpVersionForm,
+    SftpPasswordForm,
+    SshKeyForm,
+    WebsiteCreateForm,
+)
 from websites.models import SystemAccount, Website
 
 WEBSITE_TABLE = Table(
@@ -115,6 +121,7 @@ class WebsiteDetail(PortalDetailView):
             plan=plan,
             sftp_allowed=plan is None or plan.sftp_allowed,
             php_form=PhpVersionForm(site=site),
+            aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
             password_form=SftpPasswordForm(),
             key_form=SshKeyForm(initial={"ssh_key": account.ssh_key if account else ""}),
             may_suspend=_may_suspend(user, site),
@@ -160,6 +167,16 @@ class _SiteForm(View):
 
     def make_form(self, request, site):
         return self.form_class(request.POST)
+
+
+class EditAliases(_SiteForm):
+    form_class = AliasesForm
+    done = "Names changed; the site is being applied."
+
+    def run(self, request, site, data):
+        return services.do_update_website(
+            site, actor=request.user, data={"aliases": data["aliases"]}
+        )
 
 
 class SwitchPhp(_SiteForm):

@@ -13,6 +13,7 @@ SERVER_READ_ONLY = [
     "pending_host_key_fingerprint",
     "facts",
     "facts_at",
+    "components",
     "last_seen_at",
     "last_error",
     "applied_at",
@@ -76,6 +77,12 @@ class ServerDetailSerializer(ServerSerializer):
 
     class Meta(ServerSerializer.Meta):
         fields = [*ServerSerializer.Meta.fields, "drift"]
+
+
+class PrepareSerializer(serializers.Serializer):
+    php_versions = serializers.ListField(
+        child=serializers.CharField(max_length=8), max_length=8, required=False
+    )
 
 
 class FirewallRuleSerializer(ServiceSerializer):

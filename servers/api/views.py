@@ -9,6 +9,7 @@ from core.policy import ACCEPT_HOST_KEY, APPLY
 from servers import services
 from servers.api.serializers import (
     FirewallRuleSerializer,
+    PrepareSerializer,
     ServerDetailSerializer,
     ServerSerializer,
 )
@@ -60,6 +61,17 @@ class ServerViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="check-drift", policy_action=APPLY)
     def check_drift(self, request, uuid=None):
         return self._operation(services.start_drift_check)
+
+    @extend_schema(request=PrepareSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def prepare(self, request, uuid=None):
+        """Install nginx and the PHP versions asked for (servers/prepare.py)."""
+        body = PrepareSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = {"php_versions": body.validated_data.get("php_versions", [])}
+        return self._operation(
+            lambda s, actor: services.do_prepare_server(s, actor=actor, data=data)
+        )
 
     @extend_schema(request=None, responses=ServerSerializer)
     @action(

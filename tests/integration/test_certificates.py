@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import stat
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from cryptography import x509
@@ -73,6 +76,7 @@ def tls_server(ssh_server, tls_nginx):
         "nginx_tls_listen": f"127.0.0.1:{tls_nginx.tls_port}",
         "acme_challenge_dir": str(tls_nginx.prefix / "acme-challenge"),
         "public_addresses": "127.0.0.1",
+        "nginx_default_server": "panel",
     }
     ssh_server.save()
     return ssh_server
@@ -327,3 +331,61 @@ class TestUpload:
         assert fingerprint(der) == cert.fingerprint and body == "hello from upload.example.com"
         key_file = tls_nginx.prefix / "tls" / "upload.example.com.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+class TestCatchAll:
+    def test_unknown_names_reach_no_site_and_delete_removes_the_files(
+        self, tls_server, tls_nginx, dns_standin, admin_user
+    ):
+        """The panel's default server: an unknown Host gets the neutral page over HTTP, an
+        unknown SNI name has its handshake refused (not another site's certificate); a
+        deleted site's key and chain leave the server in the deletion's apply."""
+        import ssl
+
+        from websites.default_server import UNIT
+        from websites.tasks import delete_units
+
+        site = make_site(tls_server, tls_nginx, admin_user, "first.example.com", dns_standin)
+        crt, key = self_signed(tls_nginx.prefix / "first", [site.domain])
+        cert = Certificate.objects.create(
+            website=site,
+            domains=site.domain,
+            source="upload",
+            private_key=key.read_text(),
+            fullchain=crt.read_text(),
+        )
+        result = apply_units(tls_server, {cert.unit})
+        assert not result.failed_units
+        Certificate.objects.filter(pk=cert.pk).update(installed=True)  # the report's job
+        result = apply_units(tls_server, {site.unit, UNIT})
+        assert not result.failed_units, result.failed_units
+        der, body = wait_serving(tls_nginx, site.domain, crt.read_text(), cert.fingerprint)
+        assert body == "hello from first.example.com"
+
+        status, body = tls_nginx.get("nobody-owns.example.net")
+        assert status == 404 and "first.example.com" not in body
+        with pytest.raises(urllib.error.HTTPError) as got:
+            urllib.request.urlopen(  # noqa: S310 - loopback
+                urllib.request.Request(
+                    f"http://127.0.0.1:{tls_nginx.port}/", headers={"Host": "x.invalid"}
+                ),
+                timeout=5,
+            )
+        assert got.value.read() == b"No website is configured for this name.\n"
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", tls_nginx.tls_port), timeout=5) as raw,
+            pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|unrecognized name"),
+        ):
+            insecure.wrap_socket(raw, server_hostname="nobody-owns.example.net")
+
+        # Deleting the site: vhost, key and chain leave in the same apply.
+        Website.objects.filter(pk=site.pk).update(status=Website.Status.DELETING)
+        site.refresh_from_db()
+        result = apply_units(tls_server, delete_units(site))
+        assert not result.failed_units, result.failed_units
+        tls = tls_nginx.prefix / "tls"
+        assert not (tls / "first.example.com.key").exists()
+        assert not (tls / "first.example.com.crt").exists()
+        assert not (tls_nginx.sites / "first.example.com.conf").exists()

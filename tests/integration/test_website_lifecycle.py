@@ -104,6 +104,7 @@ def stack():
         "php_socket_dir": str(php / "run"),
         "php_listen_owner": "nobody",
         "nginx_resolver": "127.0.0.1",
+        "nginx_default_server": "panel",
         "sshd_conf": str(base / "sshd_config"),
         "sshd_dir": str(base / "sshd.d"),
         "sshd_test": [sshd_bin, "-t", "-f", "{conf}"],

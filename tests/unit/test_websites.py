@@ -129,7 +129,8 @@ class TestService:
         assert site.status == Website.Status.PENDING
         assert actions() == ["website.update", "operation.start"]
         assert Operation.objects.get().kind == "server.apply"
-        assert set(DirtyUnit.objects.values_list("unit", flat=True)) == {site.unit}
+        dirty = set(DirtyUnit.objects.values_list("unit", flat=True))
+        assert dirty == {site.unit, "nginx-default:server"}
 
     def test_nothing_changed_nothing_recorded(self, site, customer):
         services.do_update_website(site, actor=customer, data={"options": {"gzip": False}})
@@ -167,6 +168,9 @@ class TestService:
             ("location /x/ { proxy_pass http://127.0.0.1:8000/; }", "loopback"),
             ("location ~ \\.php$ { fastcgi_pass unix:/run/php/other.sock; }", "unix sockets"),
             ("location / { return 204; }", "already rendered"),
+            # the ACME challenge location is in every server block already
+            ("location /.well-known/acme-challenge/ { return 204; }", "already rendered"),
+            ("location ^~ /.well-known/acme-challenge/ { return 204; }", "already rendered"),
             ("location /a/ {\n  fastcgi_param PHP_VALUE auto_prepend_file=/x;\n}", "Line 2"),
             ("location /a/ { root /srv/www/other.example.com/public; }", "is outside"),
             ("location /l/ { access_log /var/log/nginx/other.example.com.log; }", "shop.exa"),

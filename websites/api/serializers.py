@@ -60,12 +60,12 @@ class WebsiteSerializer(ServiceSerializer):
 
     def get_fields(self):
         fields = super().get_fields()
-        for name in ("domain",):
+        for name in ("domain", "aliases"):  # IDNs arrive in Unicode: the service converts
             fields[name].validators = []
         return fields
 
     def update(self, instance, validated_data):
-        fixed = {"domain", "server", "owner", "kind", "aliases"}
+        fixed = {"domain", "server", "owner", "kind"}
         changed = {
             k for k in fixed & set(validated_data) if validated_data[k] != getattr(instance, k)
         }

@@ -39,6 +39,7 @@ class CertificateFiles:
         certs = (
             Certificate.objects.filter(website__server=server)
             .exclude(fullchain="")
+            .exclude(website__status="deleting")  # removed in the deletion's own apply
             .select_related("website")
         )
         if units is not None:

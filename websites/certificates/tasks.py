@@ -18,6 +18,7 @@ from websites.certificates.acme_client import AcmeClient, AcmeError, new_account
 from websites.certificates.models import AcmeAccount, Certificate
 from websites.certificates.pem import load_chain, new_key
 from websites.certificates.resolve import names_not_pointing
+from websites.default_server import UNIT as DEFAULT_UNIT
 
 
 def _fail(cert: Certificate, message: str) -> OperationError:
@@ -46,7 +47,7 @@ def acme_client() -> AcmeClient:
     return client
 
 
-def _apply(ctx: OperationContext, server, t, unit: str) -> None:
+def _apply(ctx: OperationContext, server, t, unit: str, also: tuple[str, ...] = ()) -> None:
     engine = Engine(
         server,
         t,
@@ -55,7 +56,7 @@ def _apply(ctx: OperationContext, server, t, unit: str) -> None:
         reconnect=lambda: connection.open_transport(server, reuse=False),
     )
     try:
-        result = engine.apply({unit})
+        result = engine.apply({unit, *also})
     except (ApplyError, TransportError) as exc:
         raise OperationError(f"Applying {unit} failed: {exc}") from exc
     with transaction.atomic():
@@ -69,7 +70,8 @@ def _install(ctx: OperationContext, cert: Certificate, t) -> None:
     ctx.progress(75, "Writing the key (0600) and the chain on the server")
     _apply(ctx, site.server, t, cert.unit)
     ctx.progress(90, "Serving HTTPS")
-    _apply(ctx, site.server, t, site.unit)
+    # The catch-all starts refusing unknown TLS names once the server serves HTTPS.
+    _apply(ctx, site.server, t, site.unit, also=(DEFAULT_UNIT,))
     Certificate.objects.filter(pk=cert.pk).update(
         status=Certificate.Status.ACTIVE, last_error="", updated_at=timezone.now()
     )

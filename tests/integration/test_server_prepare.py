@@ -1,0 +1,117 @@
+"""Prepare server over the loopback sshd against this machine's own dpkg and apt: nginx and
+PHP-FPM 8.2 are installed here, so the first run installs nothing (dpkg-query says so),
+writes the include line into a private nginx's conf.d, disables a stock default site and
+records the components; a second run changes nothing; a PHP version apt does not know fails
+cleanly and records nothing. A server without nginx refuses sites."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from core.models import AuditEntry, Operation
+from servers import services
+from servers.models import Server
+from tests.conftest import login
+from tests.integration.conftest import need, world_readable_tmp
+from websites import services as website_services
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture
+def nginx_tree():
+    need("nginx")
+    need("dpkg-query")
+    base = world_readable_tmp("uhp-prepare-")
+    for sub in ("conf", "conf.d", "logs", "sites-available", "sites-enabled", "tmp"):
+        (base / sub).mkdir()
+    (base / "conf" / "nginx.conf").write_text(
+        f"pid {base}/nginx.pid;\nerror_log {base}/logs/error.log;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {base}/tmp;\n"
+        f"  include {base}/conf.d/*.conf;\n  include {base}/sites-enabled/*;\n}}\n"
+    )
+    (base / "sites-available" / "default").write_text("server { listen 127.0.0.1:9; }\n")
+    os.symlink("../sites-available/default", base / "sites-enabled" / "default")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def server(ssh_server, nginx_tree):
+    base = nginx_tree
+    ssh_server.profile = {
+        "state_dir": str(base / "state"),
+        "nginx_conf": str(base / "conf" / "nginx.conf"),
+        "nginx_conf_d": str(base / "conf.d"),
+        "nginx_sites_dir": str(base / "panel.d"),
+        "nginx_stock_site": str(base / "sites-enabled" / "default"),
+        "nginx_test": ["nginx", "-t", "-q", "-p", f"{base}/", "-c", "{conf}"],
+        "tls_dir": str(base / "tls"),
+        "acme_challenge_dir": str(base / "acme"),
+    }
+    ssh_server.save()
+    return ssh_server
+
+
+def prepare(server, admin, capture, versions):
+    with capture(execute=True):
+        op = services.do_prepare_server(server, actor=admin, data={"php_versions": versions})
+    op.refresh_from_db()
+    return op, " ".join(op.lines.values_list("message", flat=True))
+
+
+def test_prepare_installed_packages_is_a_no_op_that_records_components(
+    server, nginx_tree, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "8.2")
+    assert op.state == "succeeded", (op.error, log)
+    assert "nothing to install" in log and "(nothing installed)" in op.message
+    include = nginx_tree / "conf.d" / "hosting-panel.conf"
+    assert f"include {nginx_tree}/panel.d/*.conf;" in include.read_text()
+    assert not (nginx_tree / "sites-enabled" / "default").exists()  # Debian's stock site
+    assert (nginx_tree / "panel.d").is_dir() and (nginx_tree / "tls").is_dir()
+    server.refresh_from_db()
+    assert server.components["nginx"] and server.components["php"] == ["8.2"]
+    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm"}
+    assert "8.2" in server.facts["php_versions"] and server.facts["services"]["nginx"]
+    assert AuditEntry.objects.filter(action="server.prepare").count() == 1
+
+    mtime = include.stat().st_mtime_ns
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, ["8.2"])
+    assert op.state == "succeeded" and "Wrote" not in log
+    assert include.stat().st_mtime_ns == mtime
+
+
+def test_unknown_php_version_fails_cleanly(
+    server, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "9.9")
+    assert op.state == "failed"
+    assert "php9.9-fpm cannot be installed: no such package" in op.error, (op.error, log)
+    server.refresh_from_db()
+    assert server.components == {}
+
+
+def test_bad_versions_and_missing_nginx_are_refused(server, admin_user, customer):
+    for bad in ("8.2; rm -rf /", "latest", ["8.2", "../x"]):
+        with pytest.raises(ValidationError):
+            services.do_prepare_server(server, actor=admin_user, data={"php_versions": bad})
+    api = login(admin_user)
+    url = f"/api/v1/servers/{server.uuid}/prepare/"
+    resp = api.post(url, {"php_versions": ["8.2;x"]}, content_type="application/json")
+    assert resp.status_code == 400 and "php_versions" in resp.json(), resp.content
+    assert login(customer).post(url, {}, content_type="application/json").status_code == 404
+    assert not Operation.objects.exists()
+    Server.objects.filter(pk=server.pk).update(facts={"services": {"nginx": False}})
+    server.refresh_from_db()
+    with pytest.raises(ValidationError) as caught:
+        website_services.do_create_website(
+            actor=admin_user,
+            data={"domain": "needs.example.com", "server": server, "owner": customer},
+        )
+    assert "nginx is not installed on web1: prepare the server first" in str(caught.value)
