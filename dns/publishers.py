@@ -88,6 +88,17 @@ def rrset_unit(zone: str, key: tuple[str, str]) -> str:
     return f"rrset:{zone}:{key[0]}/{key[1]}"
 
 
+def group_ns_names(group_id) -> list[str]:
+    """The NS names a group's zones show: its vanity names when it has them, else the
+    nameservers' own hostnames."""
+    from dns.models import Nameserver, NameserverGroup
+
+    group = NameserverGroup.objects.filter(pk=group_id).first()
+    if group is not None and group.vanity:
+        return group.vanity
+    return list(Nameserver.objects.filter(group_id=group_id).values_list("hostname", flat=True))
+
+
 def zone_state(zone, nameservers: Iterable[str]) -> ZoneState:
     names = tuple(sorted(f"{n}." for n in nameservers))
     mname = names[0] if names else f"ns1.{zone.name}."
@@ -125,7 +136,7 @@ class ZonePublisher(Publisher):
         return target.lock_key
 
     def desired(self, target: Target, units: set[str] | None) -> Iterable[Desired | UnitFailed]:
-        from dns.models import Nameserver, Record, Zone
+        from dns.models import Record, Zone
 
         ns = target.ns
         zones = Zone.objects.filter(group_id=ns.group_id)
@@ -146,9 +157,7 @@ class ZonePublisher(Publisher):
                 keys = wanted.setdefault(zone, set())
                 if key is not None and keys is not None:
                     keys.add(key)
-        hostnames = list(
-            Nameserver.objects.filter(group_id=ns.group_id).values_list("hostname", flat=True)
-        )
+        hostnames = group_ns_names(ns.group_id)
         found = {z.name: z for z in zones.filter(name__in=list(wanted))}
         out: list[Desired] = []
         for name, keys in wanted.items():

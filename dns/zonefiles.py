@@ -21,8 +21,8 @@ import dns.tokenizer
 import dns.zone
 import dns.zonefile
 from core import audit
-from dns.models import Nameserver, Record, Zone
-from dns.validation import CONTROL, RECORD_TYPES, origin_of
+from dns.models import Record, Zone
+from dns.validation import CONTROL, RECORD_TYPES, check_reverse_record, is_reverse, origin_of
 
 MAX_ERRORS = 20
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -326,6 +326,7 @@ def records_of(zone: Zone, parsed) -> tuple[list[Row], list[str]]:
             errors.append(f"{label} {rdtype}: {' '.join(exc.messages)}")
             continue
         ttl = None if rds.ttl == zone.default_ttl else rds.ttl
+        reverse = is_reverse(zone.name)
         others = by_name.setdefault(label, [])
         seen = set()
         for rdata in rds:
@@ -333,6 +334,12 @@ def records_of(zone: Zone, parsed) -> tuple[list[Row], list[str]]:
             if content in seen:
                 continue  # the same record twice in a file is one record (as dnspython reads)
             seen.add(content)
+            if reverse:
+                bad = check_reverse_record(zone.name, label, rdtype, content)
+                if bad:
+                    first = next(iter(bad.values()))[0]
+                    errors.append(f"{label} {rdtype} {content[:60]}: {first}")
+                    continue
             if others:
                 found = conflicts(label, rdtype, content, others)
                 if found:
@@ -523,9 +530,9 @@ def transfer(zone: Zone, host: str, port: int = 53, *, keyring=None, keyname=Non
 def export_zone_file(zone: Zone) -> str:
     """The zone as a BIND zone file: $ORIGIN, $TTL, SOA, apex NS, then every record."""
     origin = f"{zone.name}."
-    nameservers = list(
-        Nameserver.objects.filter(group_id=zone.group_id).values_list("hostname", flat=True)
-    )
+    from dns.publishers import group_ns_names
+
+    nameservers = group_ns_names(zone.group_id)
     mname = f"{nameservers[0]}." if nameservers else f"ns1.{origin}"
     rname = f"{zone.soa_rname or 'hostmaster.' + zone.name}."
     lines = [

@@ -321,3 +321,56 @@ def _customer():
     from tests.conftest import make_user
 
     return make_user("axfr-customer@example.com", "customer")
+
+
+def test_reverse_zone_from_a_template_with_vanity_nameservers(
+    server, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """A reverse zone made from an IP range, its PTR records from a template with
+    variables, served by the group under its vanity NS names."""
+    from dns.models import ZoneTemplate
+
+    ns, daemon, _tsig = server
+    capture = django_capture_on_commit_callbacks
+    group = ns.group
+    services.do_save_group(
+        actor=admin_user,
+        group=group,
+        data={"vanity_nameservers": "NS1.Brand.example\nns2.brand.example"},
+    )
+    template = services.do_save_template(
+        actor=admin_user,
+        data={
+            "name": f"ptr-{ns.kind}",
+            "records": [
+                {"name": "{server_ip}", "type": "PTR", "content": "server.brand.example."},
+                {"name": "9", "type": "PTR", "content": "mail.brand.example."},
+                {"name": "@", "type": "TXT", "content": "reverse of {zone}"},
+            ],
+        },
+    )
+    third = next(_count) % 250
+    zone, ops = run(
+        capture,
+        services.do_create_zone,
+        actor=admin_user,
+        data={
+            "network": f"10.77.{third}.0/24",
+            "template": template,
+            "variables": {"server_ip": f"10.77.{third}.5"},
+        },
+    )
+    assert zone.name == f"{third}.77.10.in-addr.arpa"
+    assert ops and all(op.state == "succeeded" for op in ops), [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    ptr = ask(daemon.host, daemon.port, f"5.{zone.name}.", "PTR")
+    assert {r.to_text() for r in ptr} == {"server.brand.example."}
+    txt = ask(daemon.host, daemon.port, f"{zone.name}.", "TXT")
+    assert {r.to_text() for r in txt} == {f'"reverse of {zone.name}"'}
+    assert {r.to_text() for r in ask(daemon.host, daemon.port, f"9.{zone.name}.", "PTR")} == {
+        "mail.brand.example."
+    }
+    apex_ns = ask(daemon.host, daemon.port, f"{zone.name}.", "NS")
+    assert {r.to_text() for r in apex_ns} == {"ns1.brand.example.", "ns2.brand.example."}
+    assert ZoneTemplate.objects.filter(pk=template.pk).exists()
