@@ -136,7 +136,16 @@ class Nameserver(models.Model):
         return self.uuid.hex
 
 
+class NsStatus(models.TextChoices):
+    UNCHECKED = "unchecked", "Not checked yet"
+    OK = "ok", "Delegated to our nameservers"
+    MISMATCH = "mismatch", "NS mismatch"
+    ERROR = "error", "Check failed"
+
+
 class Zone(models.Model):
+    NsStatus = NsStatus
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         PUBLISHED = "published", "Published"
@@ -174,6 +183,17 @@ class Zone(models.Model):
     status_message = models.TextField(blank=True)
     published_serial = models.PositiveBigIntegerField(default=0, editable=False)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # NS verification (dns/nscheck.py): delegation at the parent, NS and serial at each
+    # nameserver of the group.
+    ns_status = models.CharField(
+        "NS verification",
+        max_length=10,
+        choices=NsStatus.choices,
+        default=NsStatus.UNCHECKED,
+        editable=False,
+    )
+    ns_message = models.TextField(blank=True, editable=False)
+    ns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()

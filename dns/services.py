@@ -437,6 +437,25 @@ def publish_zone(zone: Zone, *, actor, units: set[str] | None = None) -> list:
     return start_zone_publish(zone, actor=actor, units=units)
 
 
+def do_check_ns(zone: Zone, *, actor):
+    """Start an Operation verifying the zone's delegation now (dns/nscheck.py); the
+    schedule does the same for every zone."""
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    if zone.group_id is None:
+        raise ValidationError("The zone has no nameservers to verify.")
+    return start_operation(
+        kind="dns.check",
+        task="dns.tasks.check_ns",
+        owner=zone.owner,
+        requested_by=actor,
+        target=zone,
+        target_action=APPLY,
+        args={"zone_id": zone.pk},
+    )
+
+
 def unpublish_zone(zone: Zone, *, actor) -> None:
     from dns.publishers import start_zone_removal
 

@@ -89,6 +89,12 @@ class ZoneDelete(PortalDeleteView):
     success_url = "/dns/"
 
 
+class ZoneCheckNs(PortalActionView):
+    model = Zone
+    action = APPLY
+    service = staticmethod(services.do_check_ns)
+
+
 class ZonePublish(PortalActionView):
     model = Zone
     action = APPLY

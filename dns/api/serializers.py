@@ -13,6 +13,9 @@ ZONE_READ_ONLY = [
     "status_message",
     "published_serial",
     "published_at",
+    "ns_status",
+    "ns_message",
+    "ns_checked_at",
     "created_at",
 ]
 

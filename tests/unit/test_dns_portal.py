@@ -128,3 +128,15 @@ def test_outsiders_get_404(zone, customer, mallory):
         assert client.get(url).status_code == 404, url
     assert client.post(f"/dns/{zone.uuid}/records/{rec.uuid}/delete/").status_code == 404
     assert Record.objects.count() == 1
+
+
+def test_ns_verification_shown_and_started(zone, customer):
+    client = login(customer)
+    body = client.get(zone.get_absolute_url()).content.decode()
+    assert "NS verification" in body and "Not checked yet" in body
+    resp = client.post(f"/dns/{zone.uuid}/check-ns/")  # no nameservers: said, nothing started
+    assert resp.status_code == 302
+    assert "no nameservers" in client.get(zone.get_absolute_url()).content.decode()
+    Zone.objects.filter(pk=zone.pk).update(ns_status="mismatch", ns_message="delegates to x.")
+    body = client.get(zone.get_absolute_url()).content.decode()
+    assert "NS mismatch" in body and "delegates to x." in body
