@@ -9,11 +9,13 @@ PORT ?= 8000
 
 # uv (from the package registry) installs the dependencies in seconds where pip takes
 # minutes; pip is the fallback when uv cannot be installed. uv never downloads a Python.
+# Bytecode is compiled at install (pip's default, not uv's): where PYTHONDONTWRITEBYTECODE
+# is set, every process would otherwise compile Django and friends from source at start.
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv || true
 	if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
-	  UV_PYTHON_DOWNLOADS=never $(BIN)/python -m uv pip install -q --python $(BIN)/python -e ".[dev]"; \
+	  UV_PYTHON_DOWNLOADS=never $(BIN)/python -m uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[dev]"; \
 	else $(BIN)/python -m pip install -q -e ".[dev]"; fi
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
@@ -30,7 +32,11 @@ run: install
 deps:
 	./scripts/deps.sh
 
+# Tests run in parallel, one worker per CPU, a test file per worker at a time (its real-program
+# fixtures start once). PYTEST_ARGS="-n0 tests/unit/test_x.py" runs one file serially.
+PYTEST_ARGS ?= -n auto --dist loadfile
 test: deps install
+	$(BIN)/python -m compileall -q -j 0 -x "/(\.venv|node_modules|var|\.git)/" . >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -5,11 +5,14 @@ from monitoring import services
 from monitoring.models import (
     Alert,
     AlertRule,
+    Check,
+    CheckResult,
     Delivery,
     NotificationChannel,
     Rollup,
     Sample,
     ServerMonitor,
+    StatusPage,
 )
 
 
@@ -86,3 +89,27 @@ class DeliveryAdmin(PolicyAdmin):
     list_select_related = ["channel"]
     exclude = ["alert"]
     show_full_result_count = False
+
+
+@admin.register(Check)
+class CheckAdmin(PolicyAdmin):
+    delete_service = staticmethod(services.do_delete_check)
+    list_display = ["name", "owner", "kind", "status", "last_checked_at", "enabled"]
+    list_filter = ["kind", "status", "enabled"]
+    search_fields = ["name", "target", "owner__email"]
+    list_select_related = ["owner"]
+
+
+@admin.register(CheckResult)
+class CheckResultAdmin(PolicyAdmin):
+    list_display = ["uptime_check", "at", "ok", "response_ms", "status_code"]
+    list_filter = ["ok"]
+    list_select_related = ["uptime_check"]
+    show_full_result_count = False
+
+
+@admin.register(StatusPage)
+class StatusPageAdmin(PolicyAdmin):
+    list_display = ["title", "owner", "enabled"]
+    list_select_related = ["owner"]
+    exclude = ["slug"]  # the slug is the page's only protection

@@ -3,8 +3,6 @@ from django.apps import AppConfig
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
-    # Until the app has pages of its own (a urls.py), the portal shows this placeholder.
-    placeholder = ("Monitoring", "activity", "Live metrics and alerts will be shown here.")
 
     def ready(self):
         from core import schedules
@@ -26,5 +24,10 @@ class MonitoringConfig(AppConfig):
         # this schedule covers sources that do not depend on rounds (certificates, checks).
         schedules.every(1, "monitoring.tasks.evaluate", name="monitoring_alerts")
         schedules.every(1, "monitoring.tasks.retry_deliveries", name="monitoring_deliveries")
+        # Uptime checks that are due, in a bounded pool on a worker (never in a request).
+        schedules.every(1, "monitoring.tasks.run_checks", name="monitoring_checks")
 
-        import monitoring.alerts  # noqa: F401  (registers the built-in alert sources)
+        from monitoring.alerts import register_source
+        from monitoring.services import check_failing_source
+
+        register_source("check_failing", check_failing_source, label="Uptime check failing")

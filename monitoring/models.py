@@ -294,3 +294,146 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.channel_id}"
+
+
+# --- Uptime checks -----------------------------------------------------------------------
+
+
+class Check(models.Model):
+    """An uptime check run by the scheduler (``monitoring.checks.run_due``): HTTP(S), a TCP
+    port, a DNS answer or ping. ``retries`` failed runs in a row before it is down."""
+
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP(S)"
+        TCP = "tcp", "TCP port"
+        DNS = "dns", "DNS answer"
+        PING = "ping", "Ping"
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", "Not run yet"
+        UP = "up", "Up"
+        DOWN = "down", "Down"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uptime_checks"
+    )
+    name = models.CharField(max_length=100, validators=[validate_plain_text])
+    kind = models.CharField(max_length=4, choices=Kind.choices, default=Kind.HTTP)
+    target = models.CharField(
+        max_length=300,
+        help_text="HTTP: the URL. TCP: host:port. DNS: the name to resolve. Ping: the host.",
+    )
+    keyword = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_plain_text],
+        help_text="HTTP: must be on the page.",
+    )
+    expect_status = models.PositiveIntegerField(
+        null=True, blank=True, help_text="HTTP: the status expected (default: any below 400)."
+    )
+    dns_type = models.CharField("DNS type", max_length=5, default="A")
+    expected = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="DNS: a record the answer must hold, e.g. 203.0.113.5.",
+    )
+    dns_server = models.CharField(
+        "DNS server", max_length=60, blank=True, help_text="DNS: ask this server (ip or ip:port)."
+    )
+    interval = models.PositiveIntegerField(default=60, help_text="Seconds between runs.")
+    timeout = models.PositiveIntegerField(default=10, help_text="Seconds one run may take.")
+    retries = models.PositiveIntegerField(
+        default=2, help_text="Failed runs in a row before the check is down."
+    )
+    enabled = models.BooleanField(default=True)
+    public = models.BooleanField(default=False, help_text="Shown on your public status page.")
+    # Made by another app for one of its objects ("website:<uuid hex>"), one check each.
+    source = models.CharField(max_length=80, blank=True, editable=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.UNKNOWN)
+    failures = models.PositiveIntegerField(default=0)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    last_response_ms = models.FloatField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    tls_days_left = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = _OWN_ANYONE
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"], condition=~models.Q(source=""), name="one_check_per_source"
+            )
+        ]
+        indexes = [models.Index(fields=["enabled", "next_check_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("uptime_check", kwargs={"uuid": self.uuid})
+
+    def host_port(self) -> tuple[str, int | None]:
+        return split_host_port(self.target)
+
+    def dns_server_port(self) -> tuple[str, int]:
+        host, port = split_host_port(self.dns_server)
+        return host, port or 53
+
+
+def split_host_port(value: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port) if port.isdigit() else None
+    return value, None
+
+
+class CheckResult(models.Model):
+    """One run of a check (kept 31 days): the history and the uptime percentages."""
+
+    uptime_check = models.ForeignKey(Check, on_delete=models.CASCADE, related_name="results")
+    at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    response_ms = models.FloatField(null=True, blank=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner="uptime_check__owner", owner_may=frozenset({VIEW}), admin_may=frozenset({VIEW})
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["uptime_check", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self) -> str:
+        return f"{self.uptime_check_id} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class StatusPage(models.Model):
+    """A customer's public status page (opt-in): no login, only the checks marked public,
+    reached by an unguessable slug."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="status_page"
+    )
+    slug = models.CharField(max_length=43, unique=True)
+    title = models.CharField(max_length=100, validators=[validate_plain_text])
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = _OWN_ANYONE
+
+    def __str__(self) -> str:
+        return self.title

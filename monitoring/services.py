@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,7 +17,16 @@ from core import audit, events
 from core.policy import restrict
 from core.services import accept_only, refuse_nul_in
 from monitoring import notify
-from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel, ServerMonitor
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    Delivery,
+    NotificationChannel,
+    ServerMonitor,
+    StatusPage,
+    split_host_port,
+)
 from servers.models import Server
 
 # Metrics a rule may watch (docs/monitoring.md, "Metrics").
@@ -382,3 +393,171 @@ def deliver(delivery: Delivery, *, now=None) -> Delivery:
     delivery.save()
     events.changed(delivery, owner=channel.owner)
     return delivery
+
+
+# --- uptime checks and the status page -------------------------------------------------
+
+CHECK_FIELDS = [
+    "name",
+    "kind",
+    "target",
+    "keyword",
+    "expect_status",
+    "dns_type",
+    "expected",
+    "dns_server",
+    "interval",
+    "timeout",
+    "retries",
+    "enabled",
+    "public",
+]
+DNS_TYPES = ["A", "AAAA", "CNAME", "MX", "NS", "TXT"]
+_HOST = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return len(value) <= 253 and bool(_HOST.fullmatch(value))
+
+
+def _validate_check(check: Check) -> None:
+    errors = {}
+    kind = check.kind
+    if kind == Check.Kind.HTTP:
+        try:
+            URLValidator(schemes=["http", "https"])(check.target)
+        except ValidationError:
+            errors["target"] = "Give the http:// or https:// URL."
+        if check.expect_status is not None and not 100 <= check.expect_status <= 599:
+            errors["expect_status"] = "An HTTP status, 100 to 599."
+    elif kind == Check.Kind.TCP:
+        host, port = split_host_port(check.target)
+        if not _is_host(host) or port is None or not 0 < port < 65536:
+            errors["target"] = "Give host:port, e.g. db.example.com:5432."
+    elif kind == Check.Kind.DNS:
+        if not _is_host(check.target) or _is_ip(check.target):
+            errors["target"] = "Give the name to resolve, e.g. www.example.com."
+        if check.dns_type not in DNS_TYPES:
+            errors["dns_type"] = f"One of {', '.join(DNS_TYPES)}."
+        if check.dns_server:
+            host, port = split_host_port(check.dns_server)
+            if not _is_ip(host) or (port is not None and not 0 < port < 65536):
+                errors["dns_server"] = "Give the server's IP address (and :port)."
+    elif kind == Check.Kind.PING and not _is_host(check.target):
+        errors["target"] = "Give a host name or IP address."
+    if not 60 <= check.interval <= 86400:
+        errors["interval"] = "Between 60 and 86400 seconds."
+    if not 1 <= check.timeout <= 60:
+        errors["timeout"] = "Between 1 and 60 seconds."
+    if not 1 <= check.retries <= 10:
+        errors["retries"] = "Between 1 and 10."
+    if errors:
+        raise ValidationError(errors)
+    check.full_clean(exclude=["owner"])
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@transaction.atomic
+def do_create_check(*, actor, data: dict) -> Check:
+    accept_only(data, CHECK_FIELDS)
+    refuse_nul_in(data, CHECK_FIELDS)
+    check = Check(owner=actor)
+    _set_fields(check, data, CHECK_FIELDS)
+    _validate_check(check)
+    check.save()
+    audit.record(
+        "monitoring.check.create", check, actor=actor, changes={"kind": [None, check.kind]}
+    )
+    events.changed(check)
+    return check
+
+
+@transaction.atomic
+def do_update_check(check: Check, *, actor, data: dict) -> Check:
+    accept_only(data, CHECK_FIELDS)
+    refuse_nul_in(data, CHECK_FIELDS)
+    changes = _set_fields(check, data, CHECK_FIELDS)
+    _validate_check(check)
+    if {"kind", "target", "interval"} & set(changes):
+        check.next_check_at = None  # run the changed check at the next round
+    check.save()
+    audit.record("monitoring.check.update", check, actor=actor, changes=changes)
+    events.changed(check)
+    return check
+
+
+@transaction.atomic
+def do_delete_check(check: Check, *, actor) -> None:
+    audit.record("monitoring.check.delete", check, actor=actor)
+    check.delete()
+
+
+def ensure_site_check(site, *, scheme: str = "http") -> Check | None:
+    """The automatic HTTP check of a website (one per site, made once, owned by the site's
+    owner; changing or deleting it is the owner's choice)."""
+    source = f"website:{site.uuid.hex}"
+    found = Check.objects.filter(source=source).first()
+    if found is not None:
+        return found
+    with transaction.atomic():
+        check = Check(
+            owner=site.owner,
+            name=site.domain[:100],
+            kind=Check.Kind.HTTP,
+            target=f"{scheme}://{site.domain}/",
+            source=source,
+        )
+        try:
+            _validate_check(check)
+        except ValidationError:
+            return None  # a name no check can ask for: the site is made all the same
+        check.save()
+        audit.record("monitoring.check.create", check, changes={"source": [None, source]})
+        events.changed(check)
+    return check
+
+
+STATUS_PAGE_FIELDS = ["title", "enabled"]
+
+
+@transaction.atomic
+def do_save_status_page(*, actor, data: dict) -> StatusPage:
+    """Turn on (or change) the actor's public status page; the slug is made once."""
+    accept_only(data, STATUS_PAGE_FIELDS)
+    refuse_nul_in(data, STATUS_PAGE_FIELDS)
+    page = StatusPage.objects.filter(owner=actor).first()
+    if page is None:
+        page = StatusPage(owner=actor, slug=secrets.token_urlsafe(32), title="Status")
+    changes = _set_fields(page, data, STATUS_PAGE_FIELDS)
+    page.full_clean(exclude=["owner"])
+    page.save()
+    audit.record("monitoring.status_page.save", page, actor=actor, changes=changes)
+    return page
+
+
+def check_failing_source(rule: AlertRule, now) -> list:
+    """Checks of the rule's owner that are down (alert kind ``check_failing``)."""
+    from monitoring.alerts import Finding
+
+    return [
+        Finding(
+            subject=f"check:{check.uuid.hex}",
+            label=check.name,
+            message=f"{check.name} is down: {check.last_error or 'no answer'}",
+            value=check.last_response_ms,
+        )
+        for check in restrict(Check, rule.owner).filter(enabled=True, status=Check.Status.DOWN)
+    ]

@@ -19,7 +19,16 @@ def roll_up() -> str:
 
 
 def prune() -> str:
-    return f"deleted: {storage.prune()}"
+    from monitoring import checks
+
+    return f"deleted: {storage.prune()}, check results: {checks.prune()}"
+
+
+def run_checks() -> str:
+    from monitoring import checks
+
+    result = checks.run_due()
+    return f"{result.ran} checks run; down: {result.went_down}; up again: {result.came_up}"
 
 
 def evaluate() -> str:

@@ -6,6 +6,7 @@ layer and django-q2's ORM broker. DATABASE_URL and REDIS_URL switch to PostgreSQ
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from panel.env import env_bool, env_int, env_list, env_str, secret_from_file_or_
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PANEL_VAR_DIR", str(BASE_DIR / "var")))
+# Parallel test workers (pytest-xdist) each get their own files: audit witness, test database.
+if _test_worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    VAR_DIR = VAR_DIR / _test_worker
 
 DEBUG = env_bool("PANEL_DEBUG", False)
 # HTTPS-only cookies, redirect and HSTS. On by default outside debug mode.
@@ -300,6 +304,11 @@ PANEL_MONITORING_OFFLINE_AFTER = env_int("PANEL_MONITORING_OFFLINE_AFTER", 3)
 PANEL_ALERT_DELIVERY_ATTEMPTS = env_int("PANEL_ALERT_DELIVERY_ATTEMPTS", 5)
 PANEL_NOTIFY_TIMEOUT = env_int("PANEL_NOTIFY_TIMEOUT", 10)
 PANEL_TELEGRAM_API_URL = env_str("PANEL_TELEGRAM_API_URL", "https://api.telegram.org")
+# Uptime checks run at once, and a CA bundle for HTTPS checks (blank: the system's CAs).
+PANEL_CHECK_WORKERS = env_int("PANEL_CHECK_WORKERS", 16)
+PANEL_CHECKS_CA_FILE = env_str("PANEL_CHECKS_CA_FILE", "")
+# /metrics (Prometheus): the SHA-256 (hex) of the bearer token scrapers send; blank: off.
+PANEL_METRICS_TOKEN_SHA256 = env_str("PANEL_METRICS_TOKEN_SHA256", "")
 
 LOGIN_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW = env_int("PANEL_LOGIN_FAILURE_WINDOW", 300)

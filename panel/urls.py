@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from core import views
 from core.api import api_docs
+from monitoring import export as metrics_export
 from panel import dashboard
 
 
@@ -34,6 +35,7 @@ def app_urls() -> list:
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_export.metrics, name="metrics"),
     *app_urls(),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -265,6 +265,9 @@ def do_create_website(*, actor, data: dict) -> Website:
         plans.enforce_limit(owner, "websites", actor=actor)
         site.save()
         account = account_for(site)
+        from monitoring.services import ensure_site_check  # the site's uptime check
+
+        ensure_site_check(site)
         audit.record(
             "website.create",
             site,

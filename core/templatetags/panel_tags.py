@@ -28,6 +28,13 @@ STATE_TONES = {
     "online": "ok",
     "offline": "bad",
     "maintenance": "warn",
+    # monitoring: alerts, uptime checks, deliveries
+    "firing": "bad",
+    "resolved": "ok",
+    "up": "ok",
+    "down": "bad",
+    "sent": "ok",
+    "pending": "neutral",
 }
 
 

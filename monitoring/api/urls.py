@@ -1,4 +1,10 @@
 from monitoring.api import views
 
-routes = [("metrics", views.MetricsViewSet, "metrics")]
+routes = [
+    ("metrics", views.MetricsViewSet, "metrics"),
+    ("checks", views.CheckViewSet, "check"),
+    ("alerts", views.AlertViewSet, "alert"),
+    ("alert-rules", views.RuleViewSet, "alert-rule"),
+    ("channels", views.ChannelViewSet, "channel"),
+]
 urlpatterns: list = []

@@ -14,6 +14,7 @@ from django.core.cache import cache
 
 from core.models import AuditEntry
 from dns.models import Record, Zone
+from monitoring.models import Alert, AlertRule, Check, NotificationChannel
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -54,7 +55,19 @@ def _objects(admin_user):
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="fuzz", websites=3)
     account = SystemAccount.objects.create(server=server, user=admin_user, name="fuzz")
+    channel = NotificationChannel.objects.create(
+        owner=admin_user, name="fuzz", kind="email", target="fuzz@example.com"
+    )
+    alert_rule = AlertRule.objects.create(owner=admin_user, name="fuzz", kind="server_offline")
+    alert = Alert.objects.create(
+        rule=alert_rule, owner=admin_user, kind="x", subject="s", label="l"
+    )
+    check = Check.objects.create(owner=admin_user, name="fuzz", target="https://fuzz.example.com/")
     return {
+        "channels": channel,
+        "alert-rules": alert_rule,
+        "alerts": alert,
+        "checks": check,
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,

@@ -15,6 +15,7 @@ import pytest
 from accounts import services as account_services
 from core.operations import start_operation
 from dns.models import Record, Zone
+from monitoring.models import Alert, AlertRule, Check, Delivery, NotificationChannel
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -72,7 +73,19 @@ def world(admin_user, reseller, customer):
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
     Subscription.objects.create(user=customer, plan=plan)
     account = SystemAccount.objects.create(server=server, user=customer, name="acct")
+    channel = NotificationChannel.objects.create(
+        owner=customer, name="c", kind="email", target="c@example.com"
+    )
+    alert_rule = AlertRule.objects.create(owner=customer, name="r", kind="check_failing")
+    alert_rule.channels.add(channel)
+    alert = Alert.objects.create(rule=alert_rule, owner=customer, kind="x", subject="s", label="l")
+    Delivery.objects.create(channel=channel, alert=alert, event="firing")
+    check = Check.objects.create(owner=customer, name="c", target="https://s.example.com/")
     return {
+        "channel": channel,
+        "alert_rule": alert_rule,
+        "alert": alert,
+        "check": check,
         "account": account,
         "db_server": db_server,
         "database": database,
@@ -116,6 +129,14 @@ def _value_for(path: str, name: str, world) -> str:
         ("/api/v1/database-users/", "db_user"),
         ("/api/v1/database-grants/", "grant"),
         ("/api/v1/database-servers/", "db_server"),
+    ):
+        if path.startswith(prefix):
+            return str(world[key].uuid)
+    for prefix, key in (
+        ("/api/v1/channels/", "channel"),
+        ("/api/v1/alert-rules/", "alert_rule"),
+        ("/api/v1/alerts/", "alert"),
+        ("/api/v1/checks/", "check"),
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)

@@ -14,7 +14,9 @@ import re
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.apps import apps as django_apps
 from django.contrib.admin.sites import site as admin_site
+from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts import services as account_services
@@ -24,6 +26,15 @@ from core import audit
 from core.models import AuditEntry, Operation
 from core.operations import start_operation
 from dns.models import Nameserver, NameserverGroup, Record, Zone
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    CheckResult,
+    Delivery,
+    NotificationChannel,
+    StatusPage,
+)
 from servers.models import DriftItem, FirewallRule, Server, TerminalSession
 from tests.conftest import login, make_user
 from websites.certificates.models import Certificate
@@ -37,6 +48,8 @@ DB_USER_PASSWORD = "sweep-db-user-password-material"
 TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
 DNS_API_KEY = "sweep-powerdns-api-key-material"
 TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
+WEBHOOK_SECRET = "sweep-webhook-secret-material"
+STATUS_SLUG = "sweep-status-slug-material-0123456789abcdef"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 API_UNSAFE = ("post", "patch", "put", "delete")
@@ -141,6 +154,26 @@ def victims(db, admin_user):
     objects += [db_server, database, db_user, grant]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
     secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD, TLS_KEY]
+    channel = NotificationChannel.objects.create(
+        owner=customer,
+        name="victim hook",
+        kind="webhook",
+        target="https://hooks.example.com/",
+        secret=WEBHOOK_SECRET,
+    )
+    alert_rule = AlertRule.objects.create(owner=customer, name="victim rule", kind="check_failing")
+    alert_rule.channels.add(channel)
+    alert = Alert.objects.create(
+        rule=alert_rule, owner=customer, kind="check_failing", subject="check:x", label="victim"
+    )
+    delivery = Delivery.objects.create(channel=channel, alert=alert, event="firing")
+    check = Check.objects.create(
+        owner=customer, name="victim", target="https://victim.example.com/"
+    )
+    result = CheckResult.objects.create(uptime_check=check, ok=True)
+    page = StatusPage.objects.create(owner=customer, slug=STATUS_SLUG, title="victim")
+    objects += [channel, alert_rule, alert, delivery, check, result, page]
+    secrets += [WEBHOOK_SECRET, STATUS_SLUG]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 
@@ -153,8 +186,21 @@ def outsiders(db):
     }
 
 
-def substitutions(route: str, model, objects):
-    """kwargs to try for a route: the victim objects of its model, or all of them."""
+def view_app(pattern) -> str | None:
+    """The label of the app whose module defines a route's view (None when unknown)."""
+    callback = pattern.callback
+    source = getattr(callback, "view_class", None) or getattr(callback, "cls", None) or callback
+    config = django_apps.get_containing_app_config(getattr(source, "__module__", "") or "")
+    return config.label if config else None
+
+
+def substitutions(route: str, model, objects, app: str | None = None):
+    """kwargs to try for a route: the victim objects of its model, or all of them.
+
+    A route with several ids and no known model (a function view such as a zone's record
+    page) tries the objects of the view's own app in every position rather than every
+    object in every position: the pairs that can mean something, without a square blow-up.
+    The admin's shortcut redirect gets each object with its own content type."""
     params = []
     for m in CONVERTER.finditer(route):
         if m["group"]:  # a router regex: the name says what it holds
@@ -167,7 +213,17 @@ def substitutions(route: str, model, objects):
         return []  # no object id (e.g. allauth's signed keys): not an object route
     if any(name == "format" for _, name in params):
         return []  # format-suffix duplicates of routes swept anyway
+    names = [name for _, name in params]
+    if names == ["content_type_id", "object_id"]:
+        return [
+            {"content_type_id": ContentType.objects.get_for_model(o).pk, "object_id": o.pk}
+            for o in objects
+        ]
     candidates = [o for o in objects if model is None or isinstance(o, model)]
+    ids = [conv for conv, _ in params if conv in ("uuid", "int", "path")]
+    if model is None and len(ids) > 1 and app is not None:
+        own = [o for o in candidates if o._meta.app_label == app]
+        candidates = own or candidates
     values = []
     for conv, _ in params:
         if conv == "uuid":
@@ -176,7 +232,6 @@ def substitutions(route: str, model, objects):
             values.append([o.pk for o in candidates])
         else:
             values.append(["x"])  # a free string: no object behind it to reach
-    names = [name for _, name in params]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
@@ -187,7 +242,7 @@ def fill(route: str, kwargs: dict) -> str:
 
 def requests_for(objects):
     for route, pattern in walk(get_resolver().url_patterns):
-        for kwargs in substitutions(route, model_of(pattern), objects):
+        for kwargs in substitutions(route, model_of(pattern), objects, view_app(pattern)):
             yield fill(route, kwargs)
 
 
@@ -281,3 +336,12 @@ def test_sweep_covers_new_routes_without_editing(victims):
     database = next(o for o in victims["objects"] if isinstance(o, CustomerDatabase))
     assert f"/websites/databases/{database.uuid}/" in urls
     assert f"/api/v1/databases/{database.uuid}/" in urls
+
+
+def test_routes_with_two_ids_get_their_own_apps_pairs(victims):
+    """A zone's record page is swept with the victim zone and the victim record together."""
+    urls = set(requests_for(victims["objects"]))
+    record = next(o for o in victims["objects"] if isinstance(o, Record))
+    assert f"/dns/{record.zone.uuid}/records/{record.uuid}/delete/" in urls
+    rule = next(o for o in victims["objects"] if isinstance(o, FirewallRule))
+    assert f"/servers/{rule.server.uuid}/firewall/{rule.uuid}/delete/" in urls

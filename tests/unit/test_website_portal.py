@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from core.models import Operation
+from monitoring.models import Check
 from servers.models import Server
 from tests.conftest import login, make_user
 from websites import plans
@@ -63,6 +64,8 @@ def test_create_goes_to_the_live_operation_and_plan_usage_shows(server, admin_us
     assert resp["Location"] == op.get_absolute_url()
     site = Website.objects.get(domain="new.maker.test")
     assert SystemAccount.objects.filter(user=owner, server=server, name=owner.account_name)
+    # Monitoring's automatic HTTP check of the new site (monitoring.services.ensure_site_check).
+    assert Check.objects.get(source=f"website:{site.uuid.hex}").owner == owner
     page = c.get("/websites/").content.decode()
     assert "1 of 2" in page
     detail = c.get(f"/websites/{site.uuid}/").content.decode()

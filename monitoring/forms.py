@@ -1,0 +1,80 @@
+"""Portal forms. They only carry input: the services validate (per field) and write."""
+
+from django import forms
+
+from core.forms import secret_field
+from core.policy import CHANGE, restrict
+from monitoring import services
+from monitoring.models import AlertRule, Check, NotificationChannel, StatusPage
+from servers.models import Server
+
+
+class RuleForm(forms.ModelForm):
+    kind = forms.ChoiceField(choices=[])
+    metric = forms.ChoiceField(
+        choices=[("", "—")] + [(m, m) for m in services.METRIC_NAMES], required=False
+    )
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "name",
+            "kind",
+            "metric",
+            "comparison",
+            "threshold",
+            "duration",
+            "scope",
+            "server",
+            "location",
+            "days",
+            "channels",
+            "enabled",
+        ]
+        widgets = {"channels": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from monitoring.alerts import kind_choices
+
+        self.fields["kind"].choices = kind_choices()
+        owner = self.instance.owner if self.instance.pk else user
+        self.fields["server"].queryset = restrict(Server, owner).order_by("name")
+        self.fields["channels"].queryset = restrict(NotificationChannel, owner, CHANGE).filter(
+            owner=owner
+        )
+
+
+class ChannelForm(forms.ModelForm):
+    secret = secret_field(
+        help_text="Webhook: the signing secret. Telegram: the bot token. "
+        "Blank keeps the stored one."
+    )
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "kind", "target", "enabled"]
+
+    def clean_secret(self):
+        return self.cleaned_data.get("secret") or ""
+
+
+class CheckForm(forms.ModelForm):
+    dns_type = forms.ChoiceField(choices=[(t, t) for t in services.DNS_TYPES], initial="A")
+
+    class Meta:
+        model = Check
+        fields = services.CHECK_FIELDS
+
+
+class SilenceForm(forms.Form):
+    hours = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(1, "1 hour"), (4, "4 hours"), (24, "1 day"), (168, "1 week"), (0, "Lift")],
+    )
+
+
+class StatusPageForm(forms.ModelForm):
+    class Meta:
+        model = StatusPage
+        fields = services.STATUS_PAGE_FIELDS
