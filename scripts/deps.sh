@@ -24,6 +24,8 @@ NEEDS=(
   "/usr/bin/openssl:openssl"
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
   "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
+  "/usr/bin/fail2ban-server:fail2ban"
+  "/usr/bin/supervisord:supervisor"
 )
 
 missing=()

@@ -96,6 +96,9 @@ class Server(models.Model):
     # What "Prepare server" installed or found installed (servers/prepare.py): os, packages
     # with versions, nginx, php versions, prepared_at. Empty: never prepared.
     components = models.JSONField(default=dict, blank=True)
+    # fail2ban's bans as last read by an Operation (servers/fail2ban.py): {"jails": {jail:
+    # [address, ...]}, "read_at": iso}.
+    bans = models.JSONField(default=dict, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # The panel's address and the SSH port as the server itself sees them ($SSH_CONNECTION):
     # the firewall guard judges rules by these, which stay right behind NAT or port-forwards.

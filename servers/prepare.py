@@ -19,6 +19,8 @@ from django.utils import timezone
 from core.operations import OperationContext, OperationError
 from servers import facts as server_facts
 from servers.engine import fill, profile_for
+from servers.engine.state import mark_dirty
+from servers.fail2ban import UNIT as FAIL2BAN_UNIT
 from servers.models import Server
 from servers.transport import Transport, TransportError
 
@@ -51,7 +53,7 @@ def clean_php_versions(values) -> list[str]:
 
 def packages_for(php_versions: list[str]) -> dict[str, str]:
     """component -> Debian package."""
-    wanted = {"nginx": "nginx"}
+    wanted = {"nginx": "nginx", "fail2ban": "fail2ban"}
     wanted.update({f"php{v}": f"php{v}-fpm" for v in php_versions})
     for package in wanted.values():
         if not PACKAGE.fullmatch(package):  # built from validated parts; belt and braces
@@ -180,5 +182,9 @@ def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str
     Server.objects.filter(pk=server.pk).update(
         components=components, facts=found, facts_at=timezone.now()
     )
+    # fail2ban's jails are the apply engine's (servers/fail2ban.py): the next apply of the
+    # server writes and loads them, now that the server counts as prepared.
+    mark_dirty(server, {FAIL2BAN_UNIT})
+    ctx.log("fail2ban's jails go on with the next apply of the server")
     done = ", ".join(f"{p} {v}" for p, v in sorted(have.items()))
     return f"Prepared: {done}" + ("" if missing else " (nothing installed)")

@@ -283,6 +283,33 @@ def do_prepare_server(server: Server, *, actor, data: dict):
         )
 
 
+def start_refresh_bans(server: Server, *, actor):
+    return _start("server.bans", "servers.fail2ban.refresh_bans", server, actor)
+
+
+def do_unban(server: Server, *, actor, data: dict):
+    """Lift one fail2ban ban (jail and address validated) as an audited Operation."""
+    from servers.fail2ban import clean_unban
+
+    accept_only(data, ["jail", "address"])
+    jail, address = clean_unban(data)
+    with transaction.atomic():
+        audit.record(
+            "server.unban",
+            server,
+            actor=actor,
+            owner_id=server.owner_id,
+            changes={"jail": jail, "address": address},
+        )
+        return _start(
+            "server.unban",
+            "servers.fail2ban.unban",
+            server,
+            actor,
+            {"jail": jail, "address": address},
+        )
+
+
 def start_drift_check(server, *, actor):
     return _start("server.drift_check", "servers.tasks.detect_drift", server, actor)
 

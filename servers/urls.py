@@ -13,6 +13,8 @@ urlpatterns = [
     path("<uuid:uuid>/facts/", views.GatherFacts.as_view(), name="server-facts"),
     path("<uuid:uuid>/apply/", views.Apply.as_view(), name="server-apply"),
     path("<uuid:uuid>/prepare/", views.PrepareServer.as_view(), name="server-prepare"),
+    path("<uuid:uuid>/bans/", views.RefreshBans.as_view(), name="server-bans"),
+    path("<uuid:uuid>/unban/", views.Unban.as_view(), name="server-unban"),
     path("<uuid:uuid>/drift/", views.CheckDrift.as_view(), name="server-drift"),
     path("<uuid:uuid>/firewall/", views.rule_add, name="server-rule-add"),
     path(

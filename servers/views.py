@@ -166,6 +166,24 @@ class PrepareServer(ServerAction):
         return redirect_htmx_aware(request, op.get_absolute_url())
 
 
+class RefreshBans(ServerAction):
+    service = services.start_refresh_bans
+
+
+class Unban(ServerAction):
+    """POST jail and address: lift one fail2ban ban (an audited Operation)."""
+
+    def post(self, request, uuid):
+        server = get_for_user(Server, request.user, APPLY, uuid=uuid)
+        data = {k: request.POST.get(k, "") for k in ("jail", "address")}
+        try:
+            op = services.do_unban(server, actor=request.user, data=data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, server.get_absolute_url())
+        return redirect_htmx_aware(request, op.get_absolute_url())
+
+
 class Apply(ServerAction):
     service = services.start_apply
 

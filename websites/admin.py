@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from websites import plans, services
-from websites.models import Plan, Subscription, SystemAccount, Website
+from websites.models import Plan, SiteTraffic, Subscription, SystemAccount, Website
 
 
 @admin.register(Website)
@@ -78,3 +78,12 @@ class SystemAccountAdmin(PolicyAdmin):
     list_filter = ["status"]
     search_fields = ["name", "user__email", "server__name"]
     list_select_related = ["server", "user"]
+
+
+@admin.register(SiteTraffic)
+class SiteTrafficAdmin(PolicyAdmin):
+    """Read-only: written by the hourly bandwidth count (websites/bandwidth.py)."""
+
+    list_display = ["website", "month", "bytes"]
+    list_select_related = ["website"]
+    search_fields = ["website__domain"]

@@ -10,6 +10,7 @@ class WebsitesConfig(AppConfig):
         from servers.engine import registry
         from websites import plans
         from websites.apply import WebsiteFiles
+        from websites.bandwidth import month_gb
         from websites.default_server import DefaultServerFiles
         from websites.models import SystemAccount, Website
         from websites.nginx import NginxService
@@ -35,6 +36,8 @@ class WebsitesConfig(AppConfig):
             ),
         )
         every(60, "websites.tasks.measure_disk", name="websites.measure_disk")
+        every(60, "websites.bandwidth.measure_bandwidth", name="websites.measure_bandwidth")
+        plans.register_counter("bandwidth_gb", month_gb)
         add_section(
             "servers.server_detail", "websites/partials/server_websites.html", server_websites
         )

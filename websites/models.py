@@ -115,6 +115,9 @@ class Website(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Where the bandwidth count stopped in the access log (websites/bandwidth.py).
+    access_log_inode = models.BigIntegerField(null=True, blank=True, editable=False)
+    access_log_offset = models.BigIntegerField(default=0, editable=False)
 
     objects = OwnedQuerySet.as_manager()
     # Customers and resellers create their own sites (within their plans, websites.plans).
@@ -298,3 +301,24 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.plan}"
+
+
+class SiteTraffic(models.Model):
+    """Bytes a site sent in one month, counted from its access log (websites/bandwidth.py)."""
+
+    website = models.ForeignKey(Website, on_delete=models.CASCADE, related_name="traffic")
+    month = models.DateField(help_text="The first day of the month.")
+    bytes = models.BigIntegerField(default=0)
+
+    objects = OwnedQuerySet.as_manager()
+    # Read with the site; written only by the bandwidth count.
+    policy = Rules(owner="website__owner", owner_may=frozenset({VIEW}), admin_may=None)
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["website", "month"], name="site_traffic_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.website_id} {self.month:%Y-%m}: {self.bytes} bytes"

@@ -8,6 +8,7 @@ from websites import views
 urlpatterns = [
     path("", views.WebsiteList.as_view(), name="websites"),
     path("add/", views.WebsiteCreate.as_view(), name="website-add"),
+    path("plans/", views.PlanList.as_view(), name="plans"),
     path("<uuid:uuid>/", views.WebsiteDetail.as_view(), name="website"),
     path("<uuid:uuid>/php/", views.SwitchPhp.as_view(), name="website-php"),
     path("<uuid:uuid>/aliases/", views.EditAliases.as_view(), name="website-aliases"),

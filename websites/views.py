@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -18,8 +19,10 @@ from core.generic import (
 )
 from core.models import Operation
 from core.policy import ADD, CHANGE, DELETE, may, restrict
+from core.sections import sections_for
 from core.tables import Column, Table
 from websites import plans, services
+from websites.bandwidth import this_month
 from websites.filters import WebsiteFilter
 from websites.forms import (
     AliasesForm,
@@ -28,7 +31,7 @@ from websites.forms import (
     SshKeyForm,
     WebsiteCreateForm,
 )
-from websites.models import SystemAccount, Website
+from websites.models import Plan, SystemAccount, Website
 
 WEBSITE_TABLE = Table(
     columns=(
@@ -71,6 +74,43 @@ class WebsiteList(PortalListView):
             ctx["plan"] = plan
             ctx["usage"] = plans.usage_report(self.request.user, plan)
         return ctx
+
+
+PLAN_TABLE = Table(
+    columns=(
+        Column("Plan"),
+        Column("Websites"),
+        Column("Disk", "hidden sm:table-cell"),
+        Column("Bandwidth", "hidden sm:table-cell"),
+        Column("Databases", "hidden md:table-cell"),
+        Column("PHP", "hidden md:table-cell"),
+        Column("SFTP", "hidden lg:table-cell"),
+        Column("Price", "hidden lg:table-cell"),
+        Column("Subscribers"),
+    ),
+    row_template="websites/partials/plan_row.html",
+    empty_icon="list-checks",
+    empty_text="No plans yet: administrators and resellers add them in the API or the admin.",
+    testid="plans-table",
+)
+
+
+class PlanList(PortalListView):
+    """The plans a user may read: staff and resellers theirs, a customer the one they are on
+    (websites.plans.visible_plans), with their subscriber count in the same query."""
+
+    model = Plan
+    table = PLAN_TABLE
+    template_name = "websites/plan_list.html"
+    partial_template_name = "components/table.html"
+
+    def get_queryset(self):
+        return (
+            plans.visible_plans(self.request.user)
+            .select_related("owner")
+            .annotate(subscriber_count=Count("subscriptions", distinct=True))
+            .order_by("name", "pk")
+        )
 
 
 class WebsiteCreate(View):
@@ -122,6 +162,9 @@ class WebsiteDetail(PortalDetailView):
             sftp_allowed=plan is None or plan.sftp_allowed,
             php_form=PhpVersionForm(site=site),
             aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
+            sections=sections_for("websites.website_detail", site, user),
+            traffic=site.traffic.filter(month=this_month()).values_list("bytes", flat=True).first()
+            or 0,
             password_form=SftpPasswordForm(),
             key_form=SshKeyForm(initial={"ssh_key": account.ssh_key if account else ""}),
             may_suspend=_may_suspend(user, site),

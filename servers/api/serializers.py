@@ -14,6 +14,7 @@ SERVER_READ_ONLY = [
     "facts",
     "facts_at",
     "components",
+    "bans",
     "last_seen_at",
     "last_error",
     "applied_at",
@@ -83,6 +84,11 @@ class PrepareSerializer(serializers.Serializer):
     php_versions = serializers.ListField(
         child=serializers.CharField(max_length=8), max_length=8, required=False
     )
+
+
+class UnbanSerializer(serializers.Serializer):
+    jail = serializers.CharField(max_length=64)
+    address = serializers.CharField(max_length=64)
 
 
 class FirewallRuleSerializer(ServiceSerializer):

@@ -12,6 +12,7 @@ from servers.api.serializers import (
     PrepareSerializer,
     ServerDetailSerializer,
     ServerSerializer,
+    UnbanSerializer,
 )
 from servers.filters import FirewallRuleFilter, ServerFilter
 from servers.models import FirewallRule, Server
@@ -66,12 +67,29 @@ class ServerViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], policy_action=APPLY)
     def prepare(self, request, uuid=None):
         """Install nginx and the PHP versions asked for (servers/prepare.py)."""
+        self.get_object()  # out of reach: 404 before the body is looked at
         body = PrepareSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = {"php_versions": body.validated_data.get("php_versions", [])}
         return self._operation(
             lambda s, actor: services.do_prepare_server(s, actor=actor, data=data)
         )
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="read-bans", policy_action=APPLY)
+    def read_bans(self, request, uuid=None):
+        """Read fail2ban's current bans into the server's ``bans``."""
+        return self._operation(services.start_refresh_bans)
+
+    @extend_schema(request=UnbanSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def unban(self, request, uuid=None):
+        """Lift one fail2ban ban."""
+        self.get_object()  # out of reach: 404 before the body is looked at
+        body = UnbanSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        return self._operation(lambda s, actor: services.do_unban(s, actor=actor, data=data))
 
     @extend_schema(request=None, responses=ServerSerializer)
     @action(

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 
 from core.models import AuditEntry, Operation
 from servers import services
-from servers.models import Server
+from servers.models import DirtyUnit, Server
 from tests.conftest import login
 from tests.integration.conftest import need, world_readable_tmp
 from websites import services as website_services
@@ -77,7 +77,8 @@ def test_prepare_installed_packages_is_a_no_op_that_records_components(
     assert (nginx_tree / "panel.d").is_dir() and (nginx_tree / "tls").is_dir()
     server.refresh_from_db()
     assert server.components["nginx"] and server.components["php"] == ["8.2"]
-    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm"}
+    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm", "fail2ban"}
+    assert DirtyUnit.objects.filter(server=server, unit="fail2ban:jails").exists()
     assert "8.2" in server.facts["php_versions"] and server.facts["services"]["nginx"]
     assert AuditEntry.objects.filter(action="server.prepare").count() == 1
 

@@ -275,6 +275,12 @@ def test_site_lifecycle_php_sftp_proxy_suspend_delete(
     finally:
         client.close()
     assert nginx.get("php.life.test", "/up.txt") == (200, "uploaded")
+    # Bandwidth: nginx's own per-site access log, in its combined format, is counted.
+    from servers import connection
+    from websites.bandwidth import measure_server
+
+    assert measure_server(connection.open_transport(server), server) >= len("uploaded")
+    assert site.traffic.get().bytes >= len("uploaded")
 
     # A reverse proxy (staff may point it at loopback), and one whose host never resolves:
     # nginx keeps serving every other site.

@@ -14,7 +14,7 @@ class DatabasesConfig(AppConfig):
         from core import schedules
         from core.sections import add_section
         from websites.databases import plan
-        from websites.databases.sections import server_database_servers
+        from websites.databases.sections import server_database_servers, website_databases
 
         schedules.every(60, "websites.databases.tasks.refresh_sizes")
         plan.register()
@@ -22,4 +22,9 @@ class DatabasesConfig(AppConfig):
             "servers.server_detail",
             "databases/partials/server_database_servers.html",
             server_database_servers,
+        )
+        add_section(
+            "websites.website_detail",
+            "databases/partials/website_databases.html",
+            website_databases,
         )
