@@ -26,6 +26,15 @@ NEEDS=(
   "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
   "/usr/bin/fail2ban-server:fail2ban"
   "/usr/bin/supervisord:supervisor"
+  # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).
+  "/usr/include/libvirt/libvirt.h:libvirt-dev"
+  "/usr/bin/pkg-config:pkg-config"
+  "/usr/bin/gcc:gcc"
+  "/usr/sbin/libvirtd:libvirt-daemon"
+  "/usr/bin/virt-qemu-run:libvirt-daemon-driver-qemu"
+  "/usr/bin/qemu-system-x86_64:qemu-system-x86"
+  "/usr/bin/qemu-img:qemu-utils"
+  "/usr/bin/xorriso:xorriso"
 )
 
 missing=()

@@ -55,6 +55,11 @@ def _objects(admin_user):
     record = Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.1")
     plan = Plan.objects.create(name="fuzz", websites=3)
     account = SystemAccount.objects.create(server=server, user=admin_user, name="fuzz")
+    from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
+
+    hv = Hypervisor.objects.create(server=server, uri="test:///default")
+    vps_plan = VpsPlan.objects.create(name="fuzz")
+    vps = Vps.objects.create(hostname="fuzz", owner=admin_user, plan=vps_plan, hypervisor=hv)
     channel = NotificationChannel.objects.create(
         owner=admin_user, name="fuzz", kind="email", target="fuzz@example.com"
     )
@@ -64,6 +69,20 @@ def _objects(admin_user):
     )
     check = Check.objects.create(owner=admin_user, name="fuzz", target="https://fuzz.example.com/")
     return {
+        "hypervisors": hv,
+        "vps-plans": vps_plan,
+        "images": Image.objects.create(name="fuzz", path="/x", format="raw", sha256="0" * 64),
+        "vps": vps,
+        "vps-snapshots": Snapshot.objects.create(vps=vps, name="fuzz"),
+        "ssh-keys": SshKey.objects.create(owner=admin_user, name="fuzz", public_key="x"),
+        "ip-pools": IpPool.objects.create(
+            name="fuzz",
+            hypervisor=hv,
+            network="10.9.0.0/24",
+            gateway="10.9.0.1",
+            first="10.9.0.2",
+            last="10.9.0.9",
+        ),
         "channels": channel,
         "alert-rules": alert_rule,
         "alerts": alert,

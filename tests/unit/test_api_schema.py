@@ -73,6 +73,28 @@ def world(admin_user, reseller, customer):
     plan = Plan.objects.create(name="p", websites=3, php_versions="8.2", kinds="php static")
     Subscription.objects.create(user=customer, plan=plan)
     account = SystemAccount.objects.create(server=server, user=customer, name="acct")
+    from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
+
+    hv = Hypervisor.objects.create(server=server, uri="test:///default")
+    vps_plan = VpsPlan.objects.create(name="vp")
+    image = Image.objects.create(name="img", path="/x", format="qcow2", sha256="0" * 64)
+    vps = Vps.objects.create(hostname="v1", owner=customer, plan=vps_plan, hypervisor=hv)
+    vps_objects = {
+        "hypervisors": hv,
+        "vps-plans": vps_plan,
+        "images": image,
+        "vps": vps,
+        "vps-snapshots": Snapshot.objects.create(vps=vps, name="s1"),
+        "ssh-keys": SshKey.objects.create(owner=customer, name="k", public_key="x"),
+        "ip-pools": IpPool.objects.create(
+            name="p",
+            hypervisor=hv,
+            network="10.9.0.0/24",
+            gateway="10.9.0.1",
+            first="10.9.0.2",
+            last="10.9.0.9",
+        ),
+    }
     channel = NotificationChannel.objects.create(
         owner=customer, name="c", kind="email", target="c@example.com"
     )
@@ -82,6 +104,7 @@ def world(admin_user, reseller, customer):
     Delivery.objects.create(channel=channel, alert=alert, event="firing")
     check = Check.objects.create(owner=customer, name="c", target="https://s.example.com/")
     return {
+        "vps_objects": vps_objects,
         "channel": channel,
         "alert_rule": alert_rule,
         "alert": alert,
@@ -132,6 +155,9 @@ def _value_for(path: str, name: str, world) -> str:
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)
+    for prefix, obj in world["vps_objects"].items():
+        if path.startswith(f"/api/v1/{prefix}/"):
+            return str(obj.uuid)
     for prefix, key in (
         ("/api/v1/channels/", "channel"),
         ("/api/v1/alert-rules/", "alert_rule"),

@@ -48,6 +48,7 @@ DB_USER_PASSWORD = "sweep-db-user-password-material"
 TSIG_SECRET = "c3dlZXAtdHNpZy1zZWNyZXQtbWF0ZXJpYWw="
 DNS_API_KEY = "sweep-powerdns-api-key-material"
 TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
+VNC_PASSWORD = "sweep-vnc-password-material"
 WEBHOOK_SECRET = "sweep-webhook-secret-material"
 STATUS_SLUG = "sweep-status-slug-material-0123456789abcdef"
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
@@ -152,8 +153,28 @@ def victims(db, admin_user):
     account = SystemAccount.objects.create(server=server, user=customer, name="victim")
     objects += [group, nameserver, zone, record, plan, subscription, certificate, account]
     objects += [db_server, database, db_user, grant]
+    from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
+
+    hv = Hypervisor.objects.create(server=server, uri="test:///default")
+    vps_plan = VpsPlan.objects.create(name="victim vps plan", owner=reseller)
+    image = Image.objects.create(name="victim-img", path="/x", format="qcow2", sha256="0" * 64)
+    vps = Vps.objects.create(
+        hostname="victim", owner=customer, plan=vps_plan, hypervisor=hv, vnc_password=VNC_PASSWORD
+    )
+    objects += [hv, vps_plan, image, vps, Snapshot.objects.create(vps=vps, name="s1")]
+    objects += [SshKey.objects.create(owner=customer, name="k", public_key="ssh-ed25519 AAAA")]
+    objects += [
+        IpPool.objects.create(
+            name="victim-pool",
+            hypervisor=hv,
+            network="10.9.0.0/24",
+            gateway="10.9.0.1",
+            first="10.9.0.2",
+            last="10.9.0.9",
+        )
+    ]
     secrets = [PRIVATE_KEY, SSH_PASSWORD, raw_token, device.key, *codes, TSIG_SECRET, DNS_API_KEY]
-    secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD, TLS_KEY]
+    secrets += [DB_ADMIN_PASSWORD, DB_USER_PASSWORD, TLS_KEY, VNC_PASSWORD]
     channel = NotificationChannel.objects.create(
         owner=customer,
         name="victim hook",

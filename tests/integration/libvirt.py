@@ -1,0 +1,142 @@
+"""libvirt fixtures: the test driver (in-process, shared state per process under
+``test:///default``), a tiny qcow2 image, and a hypervisor row pointing at it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from servers.models import Server
+from tests.conftest import require_real
+
+
+def need_libvirt():
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        require_real("libvirt-python is not installed (pip install '.[vps]')")
+    for program in ("qemu-img", "xorriso"):
+        if not shutil.which(program):
+            require_real(f"{program} is not installed")
+
+
+def make_image_file(path: Path, fmt: str = "qcow2", size: str = "64M", backing: Path | None = None):
+    argv = ["qemu-img", "create", "-q", "-f", fmt]
+    if backing is not None:
+        argv += ["-b", str(backing), "-F", "qcow2"]
+    subprocess.run([*argv, str(path), size], check=True)
+    return path
+
+
+def make_test_hypervisor(owner, **extra):
+    """A hypervisor row on libvirt's shared test driver, marked online with its capacity
+    (16 CPUs, 3 GiB of memory, a 100 GiB pool) as an inventory would."""
+    from vps.models import Hypervisor
+
+    server = Server.objects.create(
+        name=f"hv-{uuid.uuid4().hex[:8]}",
+        address="198.51.100.10",
+        transport=Server.Transport.LOCAL,
+        owner=owner,
+    )
+    values = dict(
+        server=server,
+        uri="test:///default",
+        storage_pool="default-pool",
+        network="default",
+        status=Hypervisor.Status.ONLINE,
+        cpus=16,
+        memory_mib=3072,
+        storage_gib=100,
+        memory_ratio=4.0,
+    )
+    values.update(extra)
+    return Hypervisor.objects.create(**values)
+
+
+@pytest.fixture
+def image(tmp_path, admin_user, settings):
+    from vps import services
+
+    need_libvirt()
+    settings.VAR_DIR = tmp_path
+    src = make_image_file(tmp_path / "tiny.qcow2")
+    with src.open("rb") as f:
+        return services.do_create_image(actor=admin_user, data={"name": "Tiny"}, upload=f)
+
+
+QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\nremember_owner = 0\n'
+
+
+@pytest.fixture(scope="module")
+def libvirtd(tmp_path_factory):
+    """A private libvirtd (qemu driver, guests under TCG) on its own socket, with a dir
+    storage pool of its own; stopped by its pid. qemu runs as root (qemu.conf), the
+    ``libvirt-qemu`` user and group only have to exist."""
+    import os
+    import signal
+    import time
+
+    need_libvirt()
+    for program in ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64"):
+        if not Path(program).exists():
+            require_real(f"{program} is not installed")
+    if os.geteuid() != 0:
+        require_real("a real libvirtd needs root here")
+    if subprocess.run(["getent", "group", "libvirt-qemu"], capture_output=True).returncode:
+        subprocess.run(["groupadd", "-r", "libvirt-qemu"], check=True)
+    if subprocess.run(["getent", "passwd", "libvirt-qemu"], capture_output=True).returncode:
+        subprocess.run(
+            ["useradd", "-r", "-g", "libvirt-qemu", "-s", "/usr/sbin/nologin", "libvirt-qemu"],
+            check=True,
+        )
+    conf = Path("/etc/libvirt/qemu.conf")
+    if not conf.exists() or 'user = "root"' not in conf.read_text():
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(QEMU_CONF)
+    base = tmp_path_factory.mktemp("libvirtd")
+    (base / "run").mkdir()
+    (base / "pool").mkdir()
+    (base / "libvirtd.conf").write_text(
+        f'unix_sock_dir = "{base}/run"\nunix_sock_rw_perms = "0700"\n'
+        'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+        f'log_outputs = "3:file:{base}/libvirtd.log"\n'
+    )
+    pid_file = base / "libvirtd.pid"
+    subprocess.run(
+        ["/usr/sbin/libvirtd", "-d", "-f", str(base / "libvirtd.conf"), "-p", str(pid_file)],
+        check=True,
+    )
+    uri = f"qemu:///system?socket={base}/run/libvirt-sock"
+    import libvirt
+
+    end = time.monotonic() + 20
+    conn = None
+    while conn is None:
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+    pool_name = f"panel-{uuid.uuid4().hex[:8]}"
+    pool = conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>{pool_name}</name><target><path>{base}/pool</path></target></pool>"
+    )
+    pool.create()
+    try:
+        yield {"uri": uri, "pool": pool_name, "conn": conn, "dir": base}
+    finally:
+        for dom in conn.listAllDomains():
+            if dom.name().startswith("vps-"):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        pool.destroy()
+        pool.undefine()
+        conn.close()
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)

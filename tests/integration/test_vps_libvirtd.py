@@ -1,0 +1,92 @@
+"""A real libvirtd with qemu under TCG: a VPS is created from a tiny image, runs and yields
+real CPU counters, is snapshotted and reverted, shut down (forced after a short timeout,
+since the blank disk boots nothing that answers ACPI) and deleted."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.models import Operation
+from servers.models import Server
+from tests.integration.libvirt import libvirtd, make_image_file, need_libvirt  # noqa: F401
+from vps import libvirt_adapter as lv
+from vps import services
+from vps.models import Hypervisor, Snapshot, Vps, VpsPlan
+
+
+@pytest.fixture
+def run(q_sync, django_capture_on_commit_callbacks):
+    def call(func, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return func(*args, **kwargs)
+
+    return call
+
+
+def _last_op(vps) -> Operation:
+    return Operation.objects.filter(target_id=str(vps.uuid)).latest("created_at")
+
+
+def test_vps_on_a_real_libvirtd(libvirtd, run, tmp_path, settings, admin_user):  # noqa: F811
+    settings.VAR_DIR = tmp_path
+    settings.PANEL_VPS_SHUTDOWN_TIMEOUT = 1
+    server = Server.objects.create(
+        name="kvm1", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    hv = run(
+        services.do_save_hypervisor,
+        actor=admin_user,
+        data={
+            "server": server,
+            "uri": libvirtd["uri"],
+            "storage_pool": libvirtd["pool"],
+            "network": "",
+        },
+    )
+    hv.refresh_from_db()
+    assert hv.status == Hypervisor.Status.ONLINE and hv.cpus >= 1 and hv.storage_gib > 0
+    src = make_image_file(tmp_path / "tiny.qcow2", size="64M")
+    with src.open("rb") as f:
+        image = services.do_create_image(actor=admin_user, data={"name": "Tiny"}, upload=f)
+    plan = VpsPlan.objects.create(
+        name="Nano", vcpus=1, memory_mib=128, disk_gib=1, ip_count=0, ipv6=False, snapshot_limit=2
+    )
+    vps = run(
+        services.do_create_vps,
+        actor=admin_user,
+        data={"hostname": "tcg1", "plan": plan, "image": image},
+    )
+    op = _last_op(vps)
+    assert op.state == "succeeded", op.error_detail or op.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING and vps.vnc_port and len(vps.vnc_password) == 8
+    conn = libvirtd["conn"]
+    dom = conn.lookupByName(vps.domain_name)
+    assert dom.isActive()
+    disk = conn.storagePoolLookupByName(libvirtd["pool"]).storageVolLookupByName(vps.disk_volume)
+    assert disk.info()[1] == 1 << 30  # grown from the image's 64 MiB to the plan's disk
+
+    with lv.connect(hv) as session:
+        stats = dict(session.domain_stats())[vps.domain_name]
+    assert stats["cpu.time"] > 0 and stats["balloon.maximum"] == 128 * 1024
+
+    snap = run(services.do_create_snapshot, vps, actor=admin_user, data={"name": "base"})
+    snap.refresh_from_db()
+    assert snap.state == Snapshot.State.READY
+    assert dom.snapshotListNames() == ["base"]
+    run(services.do_revert_snapshot, snap, actor=admin_user)
+    assert _last_op(vps).state == "succeeded"
+
+    run(services.do_power, vps, actor=admin_user, action="shutdown")
+    op = _last_op(vps)
+    assert op.state == "succeeded", op.error_detail
+    assert op.lines.filter(message__contains="forced off").exists()
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.STOPPED and not dom.isActive()
+
+    run(services.do_delete_vps, vps, actor=admin_user)
+    assert _last_op(vps).state == "succeeded"
+    assert vps.domain_name not in [d.name() for d in conn.listAllDomains()]
+    pool = conn.storagePoolLookupByName(libvirtd["pool"])
+    pool.refresh(0)
+    assert not {vps.disk_volume, vps.seed_volume} & set(pool.listVolumes())

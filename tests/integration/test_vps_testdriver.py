@@ -1,0 +1,202 @@
+"""The VPS lifecycle on libvirt's test driver (real libvirt, in-process): create, power
+actions, rename, snapshots with the plan's limit, inventory and drift, delete, and bad
+input that must leave nothing defined on the hypervisor."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from core.models import Operation
+from tests.integration.libvirt import (
+    image,  # noqa: F401 - fixture
+    make_image_file,
+    make_test_hypervisor,
+    need_libvirt,
+)
+from vps import services
+from vps.models import Hypervisor, IpAddress, Snapshot, Vps, VpsPlan
+
+ED25519 = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF0iz7pqOcIJyClBIytvxGYN1bGMzr6BQCmLIk9U5/nP me@laptop"
+)
+
+
+_held: list = []
+
+
+def _conn():
+    """The shared test driver lives while one connection to it is open: keep one."""
+    import libvirt
+
+    if not _held:
+        _held.append(libvirt.open("test:///default"))
+    return _held[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_held():
+    yield
+    while _held:
+        _held.pop().close()
+
+
+def _defined(name: str) -> bool:
+    return name in [d.name() for d in _conn().listAllDomains()]
+
+
+@pytest.fixture
+def hv(admin_user):
+    need_libvirt()
+    _conn()
+    hv = make_test_hypervisor(admin_user)
+    services.do_save_pool(
+        actor=admin_user,
+        data={
+            "name": "v4",
+            "hypervisor": hv,
+            "network": "203.0.113.0/29",
+            "gateway": "203.0.113.1",
+            "first": "203.0.113.2",
+            "last": "203.0.113.3",
+        },
+    )
+    return hv
+
+
+@pytest.fixture
+def plan(reseller):
+    # The customer's reseller sells it.
+    return VpsPlan.objects.create(
+        owner=reseller,
+        name="Small",
+        vcpus=1,
+        memory_mib=512,
+        disk_gib=5,
+        ip_count=1,
+        ipv6=False,
+        snapshot_limit=1,
+    )
+
+
+@pytest.fixture
+def run(q_sync, django_capture_on_commit_callbacks):
+    """Call a service; its Operations run inline when the transaction commits."""
+
+    def call(func, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return func(*args, **kwargs)
+
+    return call
+
+
+def _last_op(vps) -> Operation:
+    return Operation.objects.filter(target_id=str(vps.uuid)).latest("created_at")
+
+
+def test_whole_lifecycle(run, settings, admin_user, customer, hv, plan, image):  # noqa: F811
+    settings.PANEL_VPS_SHUTDOWN_TIMEOUT = 0.5
+    key = services.do_save_ssh_key(actor=customer, data={"name": "k", "public_key": ED25519})
+    vps = run(
+        services.do_create_vps,
+        actor=customer,
+        data={"hostname": "web1", "plan": plan, "image": image, "ssh_keys": [key]},
+    )
+    op = _last_op(vps)
+    assert op.state == "succeeded", op.error_detail or op.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING and vps.hypervisor == hv
+    assert list(vps.addresses.values_list("address", flat=True)) == ["203.0.113.2"]
+    dom = _conn().lookupByName(vps.domain_name)
+    assert dom.isActive() and dom.info()[3] == 1
+    pool = _conn().storagePoolLookupByName("default-pool")
+    assert {vps.disk_volume, vps.seed_volume} <= set(pool.listVolumes())
+    assert pool.storageVolLookupByName(vps.disk_volume).info()[1] == 5 << 30
+
+    for action, state in [
+        ("suspend", "paused"),
+        ("resume", "running"),
+        ("shutdown", "stopped"),
+        ("start", "running"),
+        ("reboot", "running"),
+        ("force_off", "stopped"),
+    ]:
+        run(services.do_power, vps, actor=customer, action=action)
+        assert _last_op(vps).state == "succeeded", action
+        vps.refresh_from_db()
+        assert vps.state == state, action
+
+    snap = run(services.do_create_snapshot, vps, actor=customer, data={"name": "before"})
+    snap.refresh_from_db()
+    assert snap.state == Snapshot.State.READY
+    assert _conn().lookupByName(vps.domain_name).snapshotListNames() == ["before"]
+    with pytest.raises(ValidationError, match="at most 1"):
+        run(services.do_create_snapshot, vps, actor=customer, data={"name": "second"})
+    run(services.do_revert_snapshot, snap, actor=customer)
+    assert _last_op(vps).state == "succeeded"
+    run(services.do_delete_snapshot, snap, actor=customer)
+    assert not Snapshot.objects.exists()
+    assert _conn().lookupByName(vps.domain_name).snapshotListNames() == []
+
+    run(services.do_update_vps, vps, actor=customer, data={"hostname": "web2"})
+    assert _last_op(vps).state == "succeeded"
+
+    # Changed outside the panel: shown as drift by the next inventory.
+    dom = _conn().lookupByName(vps.domain_name)
+    dom.setMaxMemory(256 * 1024)
+    run(services.start_refresh, hv, actor=admin_user)
+    hv.refresh_from_db()
+    vps.refresh_from_db()
+    assert hv.status == Hypervisor.Status.ONLINE and hv.cpus > 0 and hv.storage_gib == 100
+    assert "memory 256 MiB" in vps.drift
+
+    run(services.do_delete_vps, vps, actor=customer)
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.DELETED
+    assert not _defined(vps.domain_name)
+    assert vps.disk_volume not in _conn().storagePoolLookupByName("default-pool").listVolumes()
+    assert not IpAddress.objects.exists()
+
+
+def test_bad_input_leaves_nothing_defined(run, tmp_path, admin_user, customer, hv, plan, image):  # noqa: F811
+    before = {d.name() for d in _conn().listAllDomains()}
+    # An image with a backing file, an unknown format.
+    base = make_image_file(tmp_path / "base.qcow2")
+    child = make_image_file(tmp_path / "child.qcow2", backing=base)
+    with child.open("rb") as f, pytest.raises(ValidationError, match="backing file"):
+        services.do_create_image(actor=admin_user, data={"name": "Child"}, upload=f)
+    vmdk = make_image_file(tmp_path / "x.vmdk", fmt="vmdk")
+    with vmdk.open("rb") as f, pytest.raises(ValidationError, match="qcow2 or raw"):
+        services.do_create_image(actor=admin_user, data={"name": "Vmdk"}, upload=f)
+    # A plan over every hypervisor's capacity.
+    huge = VpsPlan.objects.create(name="Huge", vcpus=200, memory_mib=512, disk_gib=5)
+    with pytest.raises(ValidationError, match="No room"):
+        run(
+            services.do_create_vps,
+            actor=admin_user,
+            data={"hostname": "big", "plan": huge, "image": image},
+        )
+    # A malformed SSH key.
+    with pytest.raises(ValidationError):
+        services.do_save_ssh_key(
+            actor=customer, data={"name": "k", "public_key": "ssh-ed25519 AAAA"}
+        )
+    # An exhausted pool: two addresses, the third VPS is refused.
+    for n in range(2):
+        run(
+            services.do_create_vps,
+            actor=customer,
+            data={"hostname": f"v{n}", "plan": plan, "image": image},
+        )
+    with pytest.raises(ValidationError, match="No free IPv4"):
+        run(
+            services.do_create_vps,
+            actor=customer,
+            data={"hostname": "v3", "plan": plan, "image": image},
+        )
+    assert Vps.objects.count() == 2
+    made = {d.name() for d in _conn().listAllDomains()} - before
+    assert made == {v.domain_name for v in Vps.objects.all()}
+    for vps in Vps.objects.all():
+        run(services.do_delete_vps, vps, actor=customer)
+    assert {d.name() for d in _conn().listAllDomains()} == before

@@ -1,0 +1,151 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from core.api.parsers import StrictJSONParser
+from core.api.serializers import OperationSerializer
+from core.api.viewsets import PolicyViewSetMixin
+from core.policy import APPLY
+from vps import services
+from vps.api import serializers as s
+from vps.filters import VpsFilter
+from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
+
+METHODS = ["get", "post", "patch", "delete", "head", "options"]
+
+
+def _operation(view, op, code=status.HTTP_202_ACCEPTED) -> Response:
+    return Response(
+        OperationSerializer(op, context=view.get_serializer_context()).data, status=code
+    )
+
+
+class HypervisorViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    """Hypervisors (administrators). Capacity and domains come from the last inventory."""
+
+    queryset = Hypervisor.objects.all()
+    serializer_class = s.HypervisorSerializer
+    http_method_names = METHODS
+    ordering_fields = ["created_at"]
+
+    def optimise(self, qs):
+        return qs.select_related("server")
+
+    def perform_destroy(self, hv):
+        services.do_delete_hypervisor(hv, actor=self.request.user)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def refresh(self, request, uuid=None):
+        """Read capacity and domains now (an Operation)."""
+        return _operation(self, services.start_refresh(self.get_object(), actor=request.user))
+
+
+class VpsPlanViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    queryset = VpsPlan.objects.all()
+    serializer_class = s.VpsPlanSerializer
+    http_method_names = METHODS
+    ordering_fields = ["price", "name"]
+
+    def optimise(self, qs):
+        return qs.select_related("owner", "allowance_for")
+
+    def perform_destroy(self, plan):
+        services.do_delete_plan(plan, actor=self.request.user)
+
+
+class ImageViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    queryset = Image.objects.all()
+    serializer_class = s.ImageSerializer
+    parser_classes = [StrictJSONParser, MultiPartParser]
+    http_method_names = METHODS
+    ordering_fields = ["name", "created_at"]
+
+    def perform_destroy(self, image):
+        services.do_delete_image(image, actor=self.request.user)
+
+
+class SshKeyViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    queryset = SshKey.objects.all()
+    serializer_class = s.SshKeySerializer
+    http_method_names = METHODS
+    ordering_fields = ["name", "created_at"]
+
+    def perform_destroy(self, key):
+        services.do_delete_ssh_key(key, actor=self.request.user)
+
+
+class IpPoolViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    queryset = IpPool.objects.all()
+    serializer_class = s.IpPoolSerializer
+    http_method_names = METHODS
+    ordering_fields = ["name", "created_at"]
+
+    def optimise(self, qs):
+        return qs.select_related("hypervisor")
+
+    def perform_destroy(self, pool):
+        services.do_delete_pool(pool, actor=self.request.user)
+
+
+class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    """VPSes you may see (from the database; libvirt is never asked in a request).
+    Creating, power actions and deleting start Operations."""
+
+    queryset = Vps.objects.exclude(state=Vps.State.DELETED)
+    serializer_class = s.VpsSerializer
+    filterset_class = VpsFilter
+    search_fields = ["hostname"]
+    ordering_fields = ["hostname", "created_at", "state"]
+    http_method_names = METHODS
+
+    def optimise(self, qs):
+        return qs.select_related("owner", "plan", "image", "hypervisor").prefetch_related(
+            "ssh_keys", "addresses"
+        )
+
+    @extend_schema(responses={202: OperationSerializer})
+    def destroy(self, request, *args, **kwargs):
+        return _operation(self, services.do_delete_vps(self.get_object(), actor=request.user))
+
+    @extend_schema(request=s.PowerSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def power(self, request, uuid=None):
+        """start, shutdown (ACPI, forced after a timeout), reboot, force_off, suspend, resume."""
+        vps = self.get_object()  # out of reach is 404 before the body is even read
+        body = s.PowerSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        op = services.do_power(vps, actor=request.user, action=body.validated_data["action"])
+        return _operation(self, op)
+
+
+class SnapshotViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Snapshots (internal qcow2) of the VPSes you may see, within the plan's limit."""
+
+    queryset = Snapshot.objects.all()
+    serializer_class = s.SnapshotSerializer
+    http_method_names = METHODS
+
+    def optimise(self, qs):
+        return qs.select_related("vps")
+
+    def perform_create(self, serializer):
+        serializer.save()  # the VPS's own rule decides (APPLY on it)
+
+    @extend_schema(responses={202: OperationSerializer})
+    def destroy(self, request, *args, **kwargs):
+        return _operation(self, services.do_delete_snapshot(self.get_object(), actor=request.user))
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def revert(self, request, uuid=None):
+        return _operation(self, services.do_revert_snapshot(self.get_object(), actor=request.user))

@@ -1,0 +1,44 @@
+"""Portal forms. They only carry input: the services validate (per field) and write."""
+
+from django import forms
+
+from vps.models import Image, SshKey, Vps, VpsPlan
+
+
+class VpsForm(forms.ModelForm):
+    plan = forms.ModelChoiceField(queryset=VpsPlan.objects.none())
+    image = forms.ModelChoiceField(queryset=Image.objects.none())
+    ssh_keys = forms.ModelMultipleChoiceField(
+        queryset=SshKey.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="SSH keys",
+    )
+
+    class Meta:
+        model = Vps
+        fields = ["hostname", "plan", "image", "ssh_keys"]
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from vps.services import visible_plans
+
+        self.fields["plan"].queryset = visible_plans(user)
+        self.fields["image"].queryset = Image.objects.filter(active=True)
+        self.fields["ssh_keys"].queryset = SshKey.objects.filter(owner=user)
+
+
+class SshKeyForm(forms.ModelForm):
+    public_key = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "class": "font-mono text-xs"}),
+        max_length=16384,
+        help_text="One line, as in ~/.ssh/id_ed25519.pub.",
+    )
+
+    class Meta:
+        model = SshKey
+        fields = ["name", "public_key"]
+
+
+class SnapshotForm(forms.Form):
+    name = forms.CharField(max_length=50)

@@ -1,0 +1,571 @@
+"""State changes of the VPS area. Each validates, writes and audits in one transaction and
+starts its Operation on commit; nothing here talks to libvirt (vps/tasks.py does, in the
+worker). The field lists are the only place that says what a caller may write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+
+from core import audit
+from core.models import Operation
+from core.operations import start_operation
+from core.policy import ADMIN, APPLY, RESELLER, restrict, role_of
+from core.services import accept_only, refuse_nul_in
+from vps.models import (
+    Hypervisor,
+    Image,
+    IpAddress,
+    IpPool,
+    Snapshot,
+    SshKey,
+    Vps,
+    VpsPlan,
+    check_pool_range,
+)
+from vps.validation import inspect_image, parse_public_key
+
+HYPERVISOR_FIELDS = [
+    "server",
+    "uri",
+    "enabled",
+    "storage_pool",
+    "network",
+    "cpu_ratio",
+    "memory_ratio",
+    "disk_ratio",
+]
+PLAN_FIELDS = [
+    "name",
+    "vcpus",
+    "memory_mib",
+    "disk_gib",
+    "bandwidth_gib",
+    "ip_count",
+    "ipv6",
+    "snapshot_limit",
+    "price",
+]
+PLAN_ADMIN_FIELDS = ["owner", "allowance_for"]
+PLAN_LIMITS = ["vcpus", "memory_mib", "disk_gib", "bandwidth_gib", "ip_count", "snapshot_limit"]
+IMAGE_FIELDS = ["name", "os_family", "os_version", "default_user", "active"]
+SSH_KEY_FIELDS = ["name", "public_key"]
+POOL_FIELDS = ["name", "hypervisor", "network", "gateway", "first", "last"]
+VPS_CREATE_FIELDS = ["hostname", "plan", "image", "ssh_keys", "expires_at"]
+VPS_ADMIN_FIELDS = ["owner", "hypervisor"]
+VPS_UPDATE_FIELDS = ["hostname"]
+SNAPSHOT_FIELDS = ["name"]
+# Power actions a caller may ask for, and the task argument each becomes.
+POWER_ACTIONS = ("start", "shutdown", "reboot", "force_off", "suspend", "resume")
+
+
+def _save(obj, fields: list[str], data: dict, *, actor, action: str, changes_of=None):
+    before = audit.snapshot(obj, fields) if obj.pk else {}
+    for name, value in data.items():
+        setattr(obj, name, value)
+    obj.full_clean()
+    with transaction.atomic():
+        obj.save()
+        audit.record(
+            action, obj, actor=actor, changes=audit.diff(before, audit.snapshot(obj, fields))
+        )
+    return obj
+
+
+# -- hypervisors --------------------------------------------------------------------------
+def _check_hypervisor(hv: Hypervisor) -> None:
+    server = hv.server
+    if hv.uri == "qemu:///system" and server.transport != server.Transport.LOCAL:
+        raise ValidationError(
+            {"uri": "qemu:///system is the panel's own host: use it with a local server."}
+        )
+    if hv.uri.startswith("qemu+"):
+        if server.transport != server.Transport.SSH:
+            raise ValidationError({"uri": "An SSH URI needs a server reached over SSH."})
+        if server.auth_method != server.Auth.KEY:
+            raise ValidationError({"uri": "libvirt over SSH uses the server's key: set one."})
+
+
+def do_save_hypervisor(*, actor, data: dict, hypervisor: Hypervisor | None = None) -> Hypervisor:
+    accept_only(data, HYPERVISOR_FIELDS)
+    refuse_nul_in(data, [f for f in HYPERVISOR_FIELDS if f != "server"])
+    if hypervisor is not None and "server" in data and data["server"] != hypervisor.server:
+        raise ValidationError({"server": "A hypervisor stays on its server."})
+    hv = hypervisor or Hypervisor()
+    before = audit.snapshot(hv, HYPERVISOR_FIELDS) if hv.pk else {}
+    for name, value in data.items():
+        setattr(hv, name, value)
+    if not hv.server_id:
+        raise ValidationError({"server": "Choose the server libvirt runs on."})
+    hv.full_clean()
+    _check_hypervisor(hv)
+    with transaction.atomic():
+        hv.save()
+        audit.record(
+            "hypervisor.save",
+            hv,
+            actor=actor,
+            changes=audit.diff(before, audit.snapshot(hv, HYPERVISOR_FIELDS)),
+        )
+        start_refresh(hv, actor=actor)
+    return hv
+
+
+def do_delete_hypervisor(hypervisor: Hypervisor, *, actor) -> None:
+    if hypervisor.vpses.exclude(state=Vps.State.DELETED).exists():
+        raise ValidationError("Move or delete this hypervisor's VPSes first.")
+    with transaction.atomic():
+        audit.record("hypervisor.delete", hypervisor, actor=actor)
+        hypervisor.ip_pools.all().delete()
+        hypervisor.vpses.all().delete()
+        hypervisor.delete()
+
+
+def start_refresh(hypervisor: Hypervisor, *, actor=None) -> Operation:
+    """Read the hypervisor's capacity and domains into the database (an Operation)."""
+    return start_operation(
+        kind="vps.refresh",
+        task="vps.tasks.refresh_hypervisor",
+        owner=hypervisor.server.owner,
+        requested_by=actor,
+        target=hypervisor,
+        target_action=APPLY,
+        lock_key=hypervisor.lock_key,
+        args={"hypervisor": hypervisor.pk},
+    )
+
+
+# -- plans --------------------------------------------------------------------------------
+def visible_plans(user) -> QuerySet:
+    """Plans a user may choose for a new VPS: staff every plan, a reseller its own, a
+    customer its reseller's (or the provider's when it has no reseller)."""
+    role = role_of(user)
+    if role is None:
+        return VpsPlan.objects.none()
+    if role == ADMIN:
+        return VpsPlan.objects.all()
+    if role == RESELLER:
+        return VpsPlan.objects.filter(owner=user)
+    reseller = getattr(user, "reseller_id", None)
+    return (
+        VpsPlan.objects.filter(owner_id=reseller)
+        if reseller
+        else VpsPlan.objects.filter(owner=None, allowance_for=None)
+    )
+
+
+def _check_plan(plan: VpsPlan) -> None:
+    if plan.owner_id is None:
+        return
+    if plan.allowance_for_id is not None:
+        raise ValidationError({"allowance_for": "Only the provider's plans are allowances."})
+    allowance = VpsPlan.objects.filter(allowance_for_id=plan.owner_id).first()
+    if allowance is None:
+        raise ValidationError("You have no VPS allowance yet: ask your provider for one.")
+    errors = {}
+    for name in PLAN_LIMITS:
+        cap, value = getattr(allowance, name), getattr(plan, name)
+        if cap is not None and (value is None or value > cap):
+            errors[name] = f"Your allowance gives at most {cap}."
+    if plan.ipv6 and not allowance.ipv6:
+        errors["ipv6"] = "Your allowance has no IPv6 address."
+    if errors:
+        raise ValidationError(errors)
+
+
+def do_save_plan(*, actor, data: dict, plan: VpsPlan | None = None) -> VpsPlan:
+    admin = role_of(actor) == ADMIN
+    fields = PLAN_FIELDS + (PLAN_ADMIN_FIELDS if admin else [])
+    accept_only(data, fields)
+    refuse_nul_in(data, ["name"])
+    plan = plan or VpsPlan(owner=None if admin else actor)
+    if admin and data.get("owner") is not None and data.get("owner").role != RESELLER:
+        raise ValidationError({"owner": "Plans belong to the provider or a reseller."})
+    before = audit.snapshot(plan, fields) if plan.pk else {}
+    for name, value in data.items():
+        setattr(plan, name, value)
+    plan.full_clean()
+    _check_plan(plan)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                plan.save()
+        except IntegrityError as exc:
+            raise ValidationError({"name": "A plan with this name exists already."}) from exc
+        audit.record(
+            "vps_plan.save",
+            plan,
+            actor=actor,
+            changes=audit.diff(before, audit.snapshot(plan, fields)),
+        )
+    return plan
+
+
+def do_delete_plan(plan: VpsPlan, *, actor) -> None:
+    if plan.vpses.exists():
+        raise ValidationError("VPSes use this plan: move them to another plan first.")
+    with transaction.atomic():
+        audit.record("vps_plan.delete", plan, actor=actor, changes={"name": [plan.name, None]})
+        plan.delete()
+
+
+# -- images -------------------------------------------------------------------------------
+def image_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "vps-images"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def do_create_image(*, actor, data: dict, upload) -> Image:
+    """``upload``: a file object (Django's UploadedFile, or an open file). The image is kept
+    only when ``qemu-img`` finds a qcow2 or raw image without a backing file."""
+    accept_only(data, IMAGE_FIELDS)
+    refuse_nul_in(data, IMAGE_FIELDS)
+    image = Image(**data)
+    image.path, image.format, image.sha256 = "-", "raw", "0" * 64
+    image.full_clean(exclude=["path", "format", "sha256"])
+    staging = image_dir() / f".upload-{image.uuid.hex}"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with staging.open("wb") as out:
+            chunks = (
+                upload.chunks()
+                if hasattr(upload, "chunks")
+                else iter(lambda: upload.read(1 << 20), b"")
+            )
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        try:
+            info = inspect_image(staging)
+        except ValidationError as exc:
+            raise ValidationError({"file": exc.messages}) from exc
+        final = image_dir() / f"{image.uuid.hex}.{info['format']}"
+        staging.rename(final)
+    finally:
+        staging.unlink(missing_ok=True)
+    image.path, image.format = str(final), info["format"]
+    image.virtual_size, image.file_size, image.sha256 = (
+        info["virtual_size"],
+        size,
+        digest.hexdigest(),
+    )
+    try:
+        with transaction.atomic():
+            image.save()
+            audit.record("image.create", image, actor=actor, changes={"name": [None, image.name]})
+    except Exception:
+        final.unlink(missing_ok=True)
+        raise
+    return image
+
+
+def do_update_image(image: Image, *, actor, data: dict) -> Image:
+    accept_only(data, IMAGE_FIELDS)
+    refuse_nul_in(data, IMAGE_FIELDS)
+    return _save(image, IMAGE_FIELDS, data, actor=actor, action="image.update")
+
+
+def do_delete_image(image: Image, *, actor) -> None:
+    path = Path(image.path)
+    with transaction.atomic():
+        audit.record("image.delete", image, actor=actor, changes={"name": [image.name, None]})
+        image.delete()
+        transaction.on_commit(lambda: path.unlink(missing_ok=True))
+
+
+# -- SSH keys -----------------------------------------------------------------------------
+def do_save_ssh_key(*, actor, data: dict, key: SshKey | None = None) -> SshKey:
+    accept_only(data, SSH_KEY_FIELDS)
+    refuse_nul_in(data, SSH_KEY_FIELDS)
+    key = key or SshKey(owner=actor)
+    if "public_key" in data:
+        try:
+            data = {**data}
+            data["public_key"], key.fingerprint = parse_public_key(data["public_key"])
+        except ValidationError as exc:
+            raise ValidationError({"public_key": exc.messages}) from exc
+    for name, value in data.items():
+        setattr(key, name, value)
+    key.full_clean(exclude=["fingerprint"])
+    if (
+        SshKey.objects.filter(owner=key.owner, fingerprint=key.fingerprint)
+        .exclude(pk=key.pk)
+        .exists()
+    ):
+        raise ValidationError({"public_key": "You have added this key already."})
+    with transaction.atomic():
+        key.save()
+        audit.record(
+            "ssh_key.save", key, actor=actor, changes={"fingerprint": [None, key.fingerprint]}
+        )
+    return key
+
+
+def do_delete_ssh_key(key: SshKey, *, actor) -> None:
+    with transaction.atomic():
+        audit.record("ssh_key.delete", key, actor=actor, changes={"name": [key.name, None]})
+        key.delete()
+
+
+# -- IP pools -----------------------------------------------------------------------------
+def do_save_pool(*, actor, data: dict, pool: IpPool | None = None) -> IpPool:
+    accept_only(data, POOL_FIELDS)
+    refuse_nul_in(data, [f for f in POOL_FIELDS if f != "hypervisor"])
+    pool = pool or IpPool()
+    before = audit.snapshot(pool, POOL_FIELDS) if pool.pk else {}
+    for name, value in data.items():
+        setattr(pool, name, value)
+    check_pool_range(pool)
+    pool.full_clean()
+    if pool.pk:
+        outside = [
+            a.address
+            for a in pool.addresses.all()
+            if not int(ipaddress.ip_address(pool.first))
+            <= int(ipaddress.ip_address(a.address))
+            <= int(ipaddress.ip_address(pool.last))
+        ]
+        if outside:
+            raise ValidationError({"last": f"Addresses in use fall outside: {outside[0]}."})
+    with transaction.atomic():
+        pool.save()
+        audit.record(
+            "ip_pool.save",
+            pool,
+            actor=actor,
+            changes=audit.diff(before, audit.snapshot(pool, POOL_FIELDS)),
+        )
+    return pool
+
+
+def do_delete_pool(pool: IpPool, *, actor) -> None:
+    if pool.addresses.exists():
+        raise ValidationError("VPSes hold addresses of this pool.")
+    with transaction.atomic():
+        audit.record("ip_pool.delete", pool, actor=actor, changes={"name": [pool.name, None]})
+        pool.delete()
+
+
+def _allocate(vps: Vps, version: int, count: int) -> list[IpAddress]:
+    """The lowest free addresses of the hypervisor's pools of one family; pools locked so
+    two creates never take the same address."""
+    if count == 0:
+        return []
+    pools = [
+        p
+        for p in IpPool.objects.select_for_update().filter(hypervisor=vps.hypervisor).order_by("pk")
+        if p.version == version
+    ]
+    taken = set(IpAddress.objects.filter(pool__in=pools).values_list("address", flat=True))
+    got: list[IpAddress] = []
+    for pool in pools:
+        first, last = int(ipaddress.ip_address(pool.first)), int(ipaddress.ip_address(pool.last))
+        skip = {pool.gateway}
+        n = first
+        while n <= last and len(got) < count:
+            addr = str(ipaddress.ip_address(n))
+            if addr not in taken and addr not in skip:
+                got.append(IpAddress(pool=pool, address=addr, vps=vps))
+            n += 1
+        if len(got) == count:
+            break
+    if len(got) < count:
+        raise ValidationError(
+            {"plan": f"No free IPv{version} address is left on {vps.hypervisor}: ask support."}
+        )
+    return IpAddress.objects.bulk_create(got)
+
+
+# -- VPSes --------------------------------------------------------------------------------
+def _owner_for(actor, data: dict):
+    owner = data.get("owner") or actor
+    role = role_of(actor)
+    if owner != actor and not (
+        role == ADMIN or (role == RESELLER and getattr(owner, "reseller_id", None) == actor.pk)
+    ):
+        raise ValidationError({"owner": "You may not create VPSes for this user."})
+    return owner
+
+
+def choose_hypervisor(plan: VpsPlan, asked: Hypervisor | None = None) -> Hypervisor:
+    """The enabled hypervisor with the most memory left that fits the plan (after
+    overcommit), or the one asked for if it fits."""
+    candidates = (
+        [asked]
+        if asked
+        else list(
+            Hypervisor.objects.filter(enabled=True, status=Hypervisor.Status.ONLINE).select_related(
+                "server"
+            )
+        )
+    )
+    best, best_mem = None, -1.0
+    for hv in candidates:
+        cpus, mem, disk = hv.room()
+        fits = cpus >= plan.vcpus and mem >= plan.memory_mib and disk >= plan.disk_gib
+        if fits and mem > best_mem:
+            best, best_mem = hv, mem
+    if best is None:
+        where = f"{asked}" if asked else "any hypervisor"
+        raise ValidationError(
+            {
+                "plan": f"No room for this plan on {where} ({plan.vcpus} vCPUs, "
+                f"{plan.memory_mib} MiB, {plan.disk_gib} GiB): choose a smaller plan or ask "
+                "support."
+            }
+        )
+    return best
+
+
+def do_create_vps(*, actor, data: dict) -> Vps:
+    admin = role_of(actor) == ADMIN
+    fields = VPS_CREATE_FIELDS + (VPS_ADMIN_FIELDS if admin else ["owner"])
+    accept_only(data, fields)
+    refuse_nul_in(data, ["hostname"])
+    owner = _owner_for(actor, data)
+    plan = data.get("plan")
+    if plan is None or not visible_plans(actor).filter(pk=plan.pk).exists():
+        raise ValidationError({"plan": "Choose one of your plans."})
+    image = data.get("image")
+    if image is None or not image.active:
+        raise ValidationError({"image": "Choose an offered image."})
+    keys = list(data.get("ssh_keys") or [])
+    mine = set(restrict(SshKey, actor).filter(owner=owner).values_list("pk", flat=True))
+    if any(k.pk not in mine for k in keys):
+        raise ValidationError({"ssh_keys": "Choose keys of the VPS's owner."})
+    vps = Vps(
+        hostname=data.get("hostname", ""),
+        owner=owner,
+        plan=plan,
+        image=image,
+        vcpus=plan.vcpus,
+        memory_mib=plan.memory_mib,
+        disk_gib=max(plan.disk_gib, -(-image.virtual_size // (1 << 30))),
+        expires_at=data.get("expires_at"),
+    )
+    vps.full_clean(exclude=["hypervisor"])
+    with transaction.atomic():
+        # Placement and addresses under the hypervisors' row locks: two creates never both
+        # take the last room or the same address.
+        list(Hypervisor.objects.select_for_update().filter(enabled=True).values_list("pk"))
+        vps.hypervisor = choose_hypervisor(plan, data.get("hypervisor"))
+        vps.save()
+        vps.ssh_keys.set(keys)
+        _allocate(vps, 4, plan.ip_count)
+        _allocate(vps, 6, 1 if plan.ipv6 else 0)
+        audit.record(
+            "vps.create",
+            vps,
+            actor=actor,
+            changes={"hostname": [None, vps.hostname], "plan": [None, plan.name]},
+        )
+        _start(vps, "vps.create", "vps.tasks.create_vps", actor=actor)
+    return vps
+
+
+def _start(vps: Vps, kind: str, task: str, *, actor, **args) -> Operation:
+    return start_operation(
+        kind=kind,
+        task=task,
+        owner=vps.owner,
+        requested_by=actor,
+        target=vps,
+        target_action=APPLY,
+        lock_key=vps.lock_key,
+        args={"vps": vps.pk, **args},
+    )
+
+
+def do_power(vps: Vps, *, actor, action: str) -> Operation:
+    if action not in POWER_ACTIONS:
+        raise ValidationError({"action": f"One of: {', '.join(POWER_ACTIONS)}."})
+    if vps.state in (Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED):
+        raise ValidationError(f"The VPS is {vps.get_state_display().lower()}.")
+    with transaction.atomic():
+        audit.record(f"vps.{action}", vps, actor=actor)
+        return _start(vps, f"vps.{action}", "vps.tasks.power", actor=actor, action=action)
+
+
+def do_update_vps(vps: Vps, *, actor, data: dict) -> Vps:
+    """Rename: the hostname (the domain's libvirt name is fixed, its title follows)."""
+    accept_only(data, VPS_UPDATE_FIELDS)
+    refuse_nul_in(data, VPS_UPDATE_FIELDS)
+    before = audit.snapshot(vps, VPS_UPDATE_FIELDS)
+    for name, value in data.items():
+        setattr(vps, name, value)
+    vps.full_clean()
+    changes = audit.diff(before, audit.snapshot(vps, VPS_UPDATE_FIELDS))
+    if not changes:
+        return vps
+    with transaction.atomic():
+        vps.save(update_fields=VPS_UPDATE_FIELDS)
+        audit.record("vps.rename", vps, actor=actor, changes=changes)
+        if vps.state not in (Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED):
+            _start(vps, "vps.rename", "vps.tasks.rename", actor=actor)
+    return vps
+
+
+def do_delete_vps(vps: Vps, *, actor) -> Operation:
+    with transaction.atomic():
+        Vps.objects.filter(pk=vps.pk).update(state=Vps.State.DELETING)
+        vps.state = Vps.State.DELETING
+        audit.record("vps.delete", vps, actor=actor, changes={"hostname": [vps.hostname, None]})
+        return _start(vps, "vps.delete", "vps.tasks.delete_vps", actor=actor)
+
+
+# -- snapshots ----------------------------------------------------------------------------
+def do_create_snapshot(vps: Vps, *, actor, data: dict) -> Snapshot:
+    accept_only(data, SNAPSHOT_FIELDS)
+    refuse_nul_in(data, SNAPSHOT_FIELDS)
+    snap = Snapshot(vps=vps, name=data.get("name", ""))
+    snap.full_clean(exclude=["vps"])
+    with transaction.atomic():
+        locked = Vps.objects.select_for_update().select_related("plan").get(pk=vps.pk)
+        if locked.state not in (Vps.State.RUNNING, Vps.State.STOPPED, Vps.State.PAUSED):
+            raise ValidationError(f"The VPS is {locked.get_state_display().lower()}.")
+        limit = locked.plan.snapshot_limit
+        if locked.snapshots.count() >= limit:
+            raise ValidationError({"name": f"Your plan keeps at most {limit} snapshots."})
+        if locked.snapshots.filter(name=snap.name).exists():
+            raise ValidationError({"name": "A snapshot with this name exists already."})
+        snap.save()
+        audit.record("snapshot.create", snap, actor=actor, changes={"name": [None, snap.name]})
+        _start(vps, "vps.snapshot", "vps.tasks.create_snapshot", actor=actor, snapshot=snap.pk)
+    return snap
+
+
+def do_revert_snapshot(snap: Snapshot, *, actor) -> Operation:
+    if snap.state != Snapshot.State.READY:
+        raise ValidationError("Only a ready snapshot can be reverted to.")
+    with transaction.atomic():
+        audit.record("snapshot.revert", snap, actor=actor)
+        return _start(
+            snap.vps, "vps.revert", "vps.tasks.revert_snapshot", actor=actor, snapshot=snap.pk
+        )
+
+
+def do_delete_snapshot(snap: Snapshot, *, actor) -> Operation:
+    with transaction.atomic():
+        audit.record("snapshot.delete", snap, actor=actor, changes={"name": [snap.name, None]})
+        return _start(
+            snap.vps,
+            "vps.snapshot_delete",
+            "vps.tasks.delete_snapshot",
+            actor=actor,
+            snapshot=snap.pk,
+        )
+
+
+def release_addresses(vps: Vps) -> int:
+    deleted, _ = IpAddress.objects.filter(vps=vps).delete()
+    return deleted

@@ -1,0 +1,340 @@
+"""Operation tasks of the VPS area: the only code that acts on hypervisors (through
+vps/libvirt_adapter.py), run by the worker. Each writes back what it found, so pages never
+ask libvirt anything."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.operations import OperationError
+from vps import libvirt_adapter as lv
+from vps.models import Hypervisor, Snapshot, Vps
+from vps.services import release_addresses
+
+STATE_OF = {
+    "running": Vps.State.RUNNING,
+    "stopped": Vps.State.STOPPED,
+    "paused": Vps.State.PAUSED,
+    "missing": Vps.State.MISSING,
+}
+
+
+def _shutdown_timeout() -> float:
+    return float(getattr(settings, "PANEL_VPS_SHUTDOWN_TIMEOUT", 60))
+
+
+def _vps(pk: int) -> Vps:
+    return Vps.objects.select_related("hypervisor__server", "plan", "image", "owner").get(pk=pk)
+
+
+def _set_state(vps: Vps, state: str, message: str = "") -> None:
+    vps.state, vps.state_message = state, message
+    Vps.objects.filter(pk=vps.pk).update(state=state, state_message=message)
+
+
+# -- inventory ----------------------------------------------------------------------------
+def refresh_hypervisor(ctx, hypervisor: int) -> str:
+    hv = Hypervisor.objects.select_related("server").get(pk=hypervisor)
+    try:
+        with lv.connect(hv) as session:
+            cap = session.capacity()
+            domains = session.domains()
+    except lv.HypervisorError as exc:
+        Hypervisor.objects.filter(pk=hv.pk).update(
+            status=Hypervisor.Status.OFFLINE, last_error=str(exc)
+        )
+        raise
+    return store_inventory(hv, cap, domains)
+
+
+def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
+    """Write one hypervisor's capacity and its domains' states: the hypervisor's VPSes are
+    read once, and only those whose state or drift changed are written, one UPDATE per
+    distinct (state, drift) (usually a handful, however many domains there are)."""
+    pool = next((p for p in cap["pools"] if p["name"] == hv.storage_pool), None)
+    now = timezone.now()
+    by_name = {d.name: d for d in domains}
+    settled = Vps.objects.filter(hypervisor=hv).exclude(
+        state__in=[Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED]
+    )
+    known = set()
+    groups: dict[tuple[str, str], list[int]] = {}
+    rows = settled.values_list("pk", "uuid", "state", "drift", "vcpus", "memory_mib")
+    for pk, uuid, state_now, drift_now, vcpus, memory_mib in rows:
+        name = f"vps-{uuid.hex}"
+        known.add(name)
+        dom = by_name.get(name)
+        state = STATE_OF.get(dom.state, Vps.State.ERROR) if dom else Vps.State.MISSING
+        drift = _drift(dom, vcpus, memory_mib)
+        if (state, drift) != (state_now, drift_now):
+            groups.setdefault((state, drift), []).append(pk)
+    with transaction.atomic():
+        for (state, drift), pks in groups.items():
+            Vps.objects.filter(pk__in=pks).update(state=state, drift=drift)
+        settled.update(inventory_at=now)
+        Hypervisor.objects.filter(pk=hv.pk).update(
+            status=Hypervisor.Status.ONLINE,
+            cpus=cap["cpus"],
+            memory_mib=cap["memory_mib"],
+            storage_gib=(pool["capacity"] >> 30) if pool else 0,
+            storage_free_gib=(pool["available"] >> 30) if pool else 0,
+            pools=cap["pools"],
+            networks=cap["networks"],
+            foreign_domains=sorted(n for n in by_name if n not in known)[:1000],
+            inventory_at=now,
+            last_error="",
+        )
+    changed = sum(len(p) for p in groups.values())
+    return f"{len(domains)} domains, {changed} VPSes changed"
+
+
+def _drift(dom, vcpus: int, memory_mib: int) -> str:
+    if dom is None:
+        return "The domain is not on the hypervisor."
+    diffs = []
+    if dom.vcpus and dom.vcpus != vcpus:
+        diffs.append(f"vCPUs {dom.vcpus} (the panel set {vcpus})")
+    if dom.memory_kib and dom.memory_kib // 1024 != memory_mib:
+        diffs.append(f"memory {dom.memory_kib // 1024} MiB (the panel set {memory_mib})")
+    return "; ".join(diffs)
+
+
+def refresh_all() -> int:
+    """Scheduled: one refresh Operation per enabled hypervisor."""
+    from vps.services import start_refresh
+
+    count = 0
+    for hv in Hypervisor.objects.filter(enabled=True).select_related("server"):
+        start_refresh(hv)
+        count += 1
+    return count
+
+
+# -- create -------------------------------------------------------------------------------
+def network_config(vps: Vps) -> str:
+    """cloud-init network config v2 (JSON, which is YAML) with the VPS's addresses."""
+    import ipaddress
+    import json
+
+    addresses, routes = [], []
+    for addr in vps.addresses.select_related("pool"):
+        net = ipaddress.ip_network(addr.pool.network)
+        addresses.append(f"{addr.address}/{net.prefixlen}")
+        routes.append({"to": "default" if net.version == 4 else "::/0", "via": addr.pool.gateway})
+    eth = {"match": {"name": "e*"}, "addresses": addresses, "routes": routes}
+    if not addresses:
+        eth = {"match": {"name": "e*"}, "dhcp4": True}
+    return json.dumps({"version": 2, "ethernets": {"eth0": eth}}) + "\n"
+
+
+def create_vps(ctx, vps: int) -> str:
+    record = _vps(vps)
+    hv = record.hypervisor
+    if record.state != Vps.State.PENDING:
+        raise OperationError(f"The VPS is {record.get_state_display().lower()}, not being created.")
+    scratch = lv.scratch_dir()
+    try:
+        with lv.connect(hv) as session:
+            try:
+                return _create(ctx, session, record, scratch)
+            except Exception as exc:
+                ctx.log(f"Create failed, removing what was made: {exc}")
+                session.undefine(record.domain_name)
+                for name in (record.disk_volume, record.seed_volume):
+                    session.delete_volume(name)
+                _set_state(record, Vps.State.ERROR, str(exc)[:500])
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _create(ctx, session, record: Vps, scratch: Path) -> str:
+    hv = record.hypervisor
+    ctx.progress(10, f"Image {record.image} on {hv}")
+    session.ensure_image(record.image)
+    ctx.progress(30, f"Disk of {record.disk_gib} GiB")
+    disk = session.clone_disk(record.image, record.disk_volume, record.disk_gib)
+    ctx.progress(50, "cloud-init seed")
+    seed = scratch / "seed.iso"
+    lv.build_seed_iso(
+        seed,
+        hostname=record.hostname,
+        user=record.image.default_user,
+        keys=[k.public_key for k in record.ssh_keys.all()],
+        network=network_config(record),
+    )
+    seed_path = session.put_file(record.seed_volume, seed)
+    password = secrets.token_urlsafe(6)[:8]  # VNC passwords are 8 characters at most
+    spec = lv.DomainSpec(
+        name=record.domain_name,
+        title=record.hostname,
+        vcpus=record.vcpus,
+        memory_mib=record.memory_mib,
+        disk_path=disk,
+        disk_format="qcow2",
+        seed_path=seed_path,
+        network=hv.network,
+        vnc_password=password,
+        mac=lv.new_mac(),
+        test_driver=hv.is_test_driver,
+    )
+    ctx.progress(70, "Defining the domain")
+    session.define(lv.domain_xml(spec))
+    ctx.progress(80, "Starting")
+    session.call(record.domain_name, "create")
+    if not session.wait_state(record.domain_name, "running", 30):
+        raise lv.HypervisorError("The domain did not start running.")
+    Vps.objects.filter(pk=record.pk).update(
+        state=Vps.State.RUNNING,
+        state_message="",
+        vnc_port=session.vnc_port(record.domain_name),
+        vnc_password=password,
+        inventory_at=timezone.now(),
+    )
+    addresses = ", ".join(record.addresses.values_list("address", flat=True)) or "none"
+    return f"{record.hostname} is running on {hv} (addresses: {addresses})"
+
+
+# -- power --------------------------------------------------------------------------------
+def power(ctx, vps: int, action: str) -> str:
+    record = _vps(vps)
+    name = record.domain_name
+    with lv.connect(record.hypervisor) as session:
+        state = session.state(name)
+        if state == "missing":
+            _set_state(record, Vps.State.MISSING)
+            raise OperationError("The domain is not on the hypervisor (see drift).")
+        if action == "start":
+            if state == "stopped":
+                session.call(name, "create")
+        elif action == "resume":
+            if state == "paused":
+                session.call(name, "resume")
+        elif action == "suspend":
+            if state == "running":
+                session.call(name, "suspend")
+        elif action == "force_off":
+            if state != "stopped":
+                session.call(name, "destroy")
+        elif action == "reboot":
+            if state != "running":
+                raise OperationError("Only a running VPS can be rebooted.")
+            _reboot(ctx, session, name)
+        elif action == "shutdown":
+            if state == "paused":
+                session.call(name, "resume")
+            if state != "stopped":
+                _shutdown(ctx, session, name)
+        final = session.state(name)
+    _set_state(record, STATE_OF.get(final, Vps.State.ERROR))
+    return f"{record.hostname} is {record.get_state_display().lower()}"
+
+
+def _shutdown(ctx, session, name: str) -> None:
+    """ACPI first; forced off when the guest has not stopped within the timeout."""
+    timeout = _shutdown_timeout()
+    ctx.progress(20, f"ACPI shutdown (forced after {timeout:g} s)")
+    session.call(name, "shutdown")
+    if not session.wait_state(name, "stopped", timeout):
+        ctx.log("The guest did not stop in time: forced off.")
+        session.call(name, "destroy")
+
+
+def _reboot(ctx, session, name: str) -> None:
+    try:
+        session.call(name, "reboot", 0)
+    except lv.HypervisorError as exc:
+        # Drivers without an ACPI reboot (libvirt's test driver among them): a cold restart.
+        ctx.log(f"Reboot request refused ({exc}); restarting instead.")
+        _shutdown(ctx, session, name)
+        session.call(name, "create")
+
+
+def rename(ctx, vps: int) -> str:
+    record = _vps(vps)
+    with lv.connect(record.hypervisor) as session:
+        import libvirt
+
+        session.call(
+            record.domain_name,
+            "setMetadata",
+            libvirt.VIR_DOMAIN_METADATA_TITLE,
+            record.hostname,
+            None,
+            None,
+            libvirt.VIR_DOMAIN_AFFECT_CONFIG,
+        )
+    return f"Title set to {record.hostname}"
+
+
+def delete_vps(ctx, vps: int) -> str:
+    record = _vps(vps)
+    if record.hypervisor is not None:
+        with lv.connect(record.hypervisor) as session:
+            ctx.progress(20, "Removing the domain")
+            session.undefine(record.domain_name)
+            ctx.progress(60, "Removing its volumes")
+            for name in (record.disk_volume, record.seed_volume):
+                session.delete_volume(name)
+    with transaction.atomic():
+        released = release_addresses(record)
+        record.snapshots.all().delete()
+        Vps.objects.filter(pk=record.pk).update(state=Vps.State.DELETED, vnc_password="")
+    return f"{record.hostname} deleted ({released} addresses released)"
+
+
+# -- snapshots ----------------------------------------------------------------------------
+def create_snapshot(ctx, vps: int, snapshot: int) -> str:
+    record = _vps(vps)
+    snap = Snapshot.objects.get(pk=snapshot)
+    try:
+        with lv.connect(record.hypervisor) as session:
+            session.call(
+                record.domain_name,
+                "snapshotCreateXML",
+                f"<domainsnapshot><name>{snap.name}</name></domainsnapshot>",
+                0,
+            )
+    except Exception:
+        Snapshot.objects.filter(pk=snap.pk).update(state=Snapshot.State.ERROR)
+        raise
+    Snapshot.objects.filter(pk=snap.pk).update(state=Snapshot.State.READY)
+    return f"Snapshot {snap.name} taken"
+
+
+def revert_snapshot(ctx, vps: int, snapshot: int) -> str:
+    record = _vps(vps)
+    snap = Snapshot.objects.get(pk=snapshot, vps=record)
+    with lv.connect(record.hypervisor) as session:
+        dom = session.lookup(record.domain_name)
+        if dom is None:
+            raise OperationError("The domain is not on the hypervisor.")
+        sn = session.call(record.domain_name, "snapshotLookupByName", snap.name, 0)
+        session.call(record.domain_name, "revertToSnapshot", sn, 0)
+        final = session.state(record.domain_name)
+    _set_state(record, STATE_OF.get(final, Vps.State.ERROR))
+    return f"Reverted to {snap.name}"
+
+
+def delete_snapshot(ctx, vps: int, snapshot: int) -> str:
+    record = _vps(vps)
+    snap = Snapshot.objects.get(pk=snapshot, vps=record)
+    with lv.connect(record.hypervisor) as session:
+        if session.lookup(record.domain_name) is not None:
+            try:
+                sn = session.call(record.domain_name, "snapshotLookupByName", snap.name, 0)
+            except lv.HypervisorError:
+                sn = None  # already gone on the hypervisor
+            if sn is not None:
+                try:
+                    sn.delete(0)
+                except Exception as exc:
+                    raise lv.HypervisorError(str(exc)) from exc
+    snap.delete()
+    return f"Snapshot {snap.name} deleted"
