@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from dns import services
-from dns.models import Nameserver, NameserverGroup, PublishedRRSet, Record, Zone
+from dns.models import Nameserver, NameserverGroup, PublishedRRSet, Record, Zone, ZoneTemplate
 
 
 def _save_group(group=None, *, actor, data):
@@ -11,6 +11,18 @@ def _save_group(group=None, *, actor, data):
 
 def _save_nameserver(nameserver=None, *, actor, data):
     return services.do_save_nameserver(actor=actor, data=data, nameserver=nameserver)
+
+
+def _save_template(template=None, *, actor, data):
+    return services.do_save_template(actor=actor, data=data, template=template)
+
+
+@admin.register(ZoneTemplate)
+class ZoneTemplateAdmin(PolicyAdmin):
+    list_display = ["name", "created_at"]
+    fields = services.TEMPLATE_FIELDS
+    create_service = staticmethod(_save_template)
+    update_service = staticmethod(_save_template)
 
 
 @admin.register(NameserverGroup)

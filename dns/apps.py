@@ -12,3 +12,12 @@ class DnsConfig(AppConfig):
         from servers.engine import registry
 
         registry.register_publisher(ZonePublisher())
+        from django.conf import settings
+
+        from core.schedules import every
+
+        every(
+            getattr(settings, "PANEL_DNS_NS_CHECK_MINUTES", 360),
+            "dns.nscheck.check_all",
+            name="verify zone delegations",
+        )

@@ -2,13 +2,33 @@
 
 from django import forms
 
-from dns.models import Zone
+from dns.models import Zone, ZoneTemplate
 from dns.validation import RECORD_TYPES
 
 
 class ZoneForm(forms.ModelForm):
     name = forms.CharField(
-        max_length=300, help_text="The domain, such as example.com (IDN allowed)."
+        max_length=300,
+        required=False,
+        help_text="The domain, such as example.com (IDN allowed); empty for a reverse zone.",
+    )
+    network = forms.CharField(
+        max_length=60,
+        required=False,
+        label="Reverse zone of an IP range",
+        help_text="Such as 10.1.2.0/24 or 2001:db8:5::/48: the zone's name follows from it.",
+    )
+    template = forms.ModelChoiceField(
+        queryset=ZoneTemplate.objects.all(),
+        required=False,
+        to_field_name="uuid",
+        help_text="Records the zone starts with.",
+    )
+    server_ip = forms.CharField(
+        max_length=45, required=False, label="Server IPv4 ({server_ip} in the template)"
+    )
+    server_ipv6 = forms.CharField(
+        max_length=45, required=False, label="Server IPv6 ({server_ipv6} in the template)"
     )
 
     class Meta:

@@ -39,6 +39,40 @@ class NameserverGroup(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="New zones go to this group unless an administrator says."
     )
+    vanity_nameservers = models.TextField(
+        blank=True,
+        help_text="One hostname per line (ns1.brand.example): the NS names the group's zones "
+        "show instead of the nameservers' own hostnames. Each must resolve to the group's "
+        "servers; the panel does not serve them.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner=None)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def vanity(self) -> list[str]:
+        return [h for h in self.vanity_nameservers.split() if h]
+
+
+class ZoneTemplate(models.Model):
+    """Records a new zone starts with, written with variables: ``{zone}`` (the zone's
+    name), ``{server_ip}`` and ``{server_ipv6}`` (given at creation). Administrators keep
+    them; anyone creating a zone may choose one."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_plain_text])
+    records = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='A list of {"name": "www", "type": "A", "content": "{server_ip}", "ttl": null}.',
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
@@ -102,7 +136,16 @@ class Nameserver(models.Model):
         return self.uuid.hex
 
 
+class NsStatus(models.TextChoices):
+    UNCHECKED = "unchecked", "Not checked yet"
+    OK = "ok", "Delegated to our nameservers"
+    MISMATCH = "mismatch", "NS mismatch"
+    ERROR = "error", "Check failed"
+
+
 class Zone(models.Model):
+    NsStatus = NsStatus
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         PUBLISHED = "published", "Published"
@@ -140,6 +183,17 @@ class Zone(models.Model):
     status_message = models.TextField(blank=True)
     published_serial = models.PositiveBigIntegerField(default=0, editable=False)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # NS verification (dns/nscheck.py): delegation at the parent, NS and serial at each
+    # nameserver of the group.
+    ns_status = models.CharField(
+        "NS verification",
+        max_length=10,
+        choices=NsStatus.choices,
+        default=NsStatus.UNCHECKED,
+        editable=False,
+    )
+    ns_message = models.TextField(blank=True, editable=False)
+    ns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()

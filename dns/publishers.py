@@ -40,6 +40,8 @@ from servers.engine import ApplyError, UnitFailed
 from servers.engine.publisher import Desired, Publisher, Refused, bisect
 
 PUBLISHER = "dns"
+# More record sets than this in one change: mark the whole zone (one row, not thousands).
+MANY_UNITS = 500
 
 
 class Target:
@@ -59,7 +61,7 @@ def parse_unit(unit: str) -> tuple[str, tuple[str, str] | None]:
     """``zone:example.com`` -> (example.com, None); ``rrset:example.com:www/A`` ->
     (example.com, ("www", "A"))."""
     kind, _, rest = unit.partition(":")
-    if kind == "zone" and rest:
+    if kind in ("zone", "records") and rest:
         return rest, None
     zone, _, key = rest.partition(":")
     name, _, rdtype = key.rpartition("/")
@@ -72,8 +74,29 @@ def zone_unit(zone: str) -> str:
     return f"zone:{zone}"
 
 
+def records_unit(zone: str) -> str:
+    """Every record set of the zone: what a big change (an import) marks instead of tens of
+    thousands of rrset units; the plan compares the zone's whole published state."""
+    return f"records:{zone}"
+
+
+def _whole_zones(units: Iterable[str] | None) -> set[str]:
+    return {u.partition(":")[2] for u in units or () if u.startswith("records:")}
+
+
 def rrset_unit(zone: str, key: tuple[str, str]) -> str:
     return f"rrset:{zone}:{key[0]}/{key[1]}"
+
+
+def group_ns_names(group_id) -> list[str]:
+    """The NS names a group's zones show: its vanity names when it has them, else the
+    nameservers' own hostnames."""
+    from dns.models import Nameserver, NameserverGroup
+
+    group = NameserverGroup.objects.filter(pk=group_id).first()
+    if group is not None and group.vanity:
+        return group.vanity
+    return list(Nameserver.objects.filter(group_id=group_id).values_list("hostname", flat=True))
 
 
 def zone_state(zone, nameservers: Iterable[str]) -> ZoneState:
@@ -113,7 +136,7 @@ class ZonePublisher(Publisher):
         return target.lock_key
 
     def desired(self, target: Target, units: set[str] | None) -> Iterable[Desired | UnitFailed]:
-        from dns.models import Nameserver, Record, Zone
+        from dns.models import Record, Zone
 
         ns = target.ns
         zones = Zone.objects.filter(group_id=ns.group_id)
@@ -121,18 +144,20 @@ class ZonePublisher(Publisher):
         if units is None:
             wanted = {name: None for name in zones.values_list("name", flat=True)}
         else:
+            whole = _whole_zones(units)
             for unit in units:
                 try:
                     zone, key = parse_unit(unit)
                 except ValueError as exc:
                     yield UnitFailed(unit, str(exc))
                     continue
+                if zone in whole:
+                    wanted[zone] = None
+                    continue
                 keys = wanted.setdefault(zone, set())
                 if key is not None and keys is not None:
                     keys.add(key)
-        hostnames = list(
-            Nameserver.objects.filter(group_id=ns.group_id).values_list("hostname", flat=True)
-        )
+        hostnames = group_ns_names(ns.group_id)
         found = {z.name: z for z in zones.filter(name__in=list(wanted))}
         out: list[Desired] = []
         for name, keys in wanted.items():
@@ -168,16 +193,18 @@ class ZonePublisher(Publisher):
         from servers.engine.publisher import Change as UnitChange
         from servers.engine.publisher import Plan
 
-        scope = set(desired) | set(units or ())
-        zones = {parse_unit(u)[0] for u in scope}
+        whole = _whole_zones(units)
+        scope = {u for u in set(desired) | set(units or ()) if not u.startswith("records:")}
+        zones = {parse_unit(u)[0] for u in scope} | whole
         if units is None:
             zones |= self._published_zones(target)
         before: dict[str, Any] = {}
         for zone in sorted(zones):
-            known = self._published(target, zone, None if units is None else scope)
+            everything = units is None or zone in whole
+            known = self._published(target, zone, None if everything else scope)
             if zone_unit(zone) in known:
                 before.update(known)
-                if units is None:
+                if everything:
                     scope |= set(known)
                 continue
             # Nothing recorded for this zone here: ask the server what it serves.
@@ -470,7 +497,9 @@ def start_zone_publish(zone, *, actor, units: set[str] | None = None) -> list:
     nameservers = list(Nameserver.objects.filter(group_id=zone.group_id))
     if not nameservers:
         return []
-    units = set(units) if units is not None else all_units(zone)
+    if units is None or len(units) > MANY_UNITS:
+        units = {records_unit(zone.name)}
+    units = set(units)
     units.add(zone.unit)  # the serial changes with every change: the SOA goes along
     return [
         start_publish(PUBLISHER, ns.key, actor=actor, owner=zone.owner, units=units, shown_on=zone)
@@ -489,10 +518,3 @@ def start_zone_removal(zone, *, actor) -> list:
         start_publish(PUBLISHER, ns.key, actor=actor, owner=zone.owner, units={zone.unit})
         for ns in Nameserver.objects.filter(group_id=zone.group_id)
     ]
-
-
-def all_units(zone) -> set[str]:
-    from dns.models import Record
-
-    pairs = Record.objects.filter(zone=zone).values_list("name", "type").distinct()
-    return {zone.unit} | {rrset_unit(zone.name, (n, t)) for n, t in pairs}

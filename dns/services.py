@@ -18,12 +18,16 @@ from core import audit
 from core.policy import ADMIN, RESELLER, role_of
 from core.services import accept_only, refuse_nul_in
 from core.validators import validate_plain_text
-from dns.models import Nameserver, NameserverGroup, Record, Zone
+from dns.models import Nameserver, NameserverGroup, Record, Zone, ZoneTemplate
 from dns.validation import (
     MAX_TTL,
+    check_reverse_record,
+    is_reverse,
     normalise_content,
     normalise_record_name,
     normalise_zone_name,
+    reverse_record_name,
+    reverse_zone_for,
     validate_ttl,
 )
 
@@ -38,8 +42,12 @@ ZONE_SETTINGS = [
 ZONE_CREATE_FIELDS = ["name", *ZONE_SETTINGS]
 ZONE_ADMIN_FIELDS = ["owner", "group"]
 ZONE_FIELDS = [*ZONE_CREATE_FIELDS, *ZONE_ADMIN_FIELDS]
+# At creation only: a template and its variables; or an IP range (a reverse zone).
+ZONE_START_FIELDS = ["template", "variables", "network"]
+TEMPLATE_FIELDS = ["name", "records"]
+TEMPLATE_VARIABLES = {"zone": "example.com", "server_ip": "10.0.0.1", "server_ipv6": "fd00::1"}
 RECORD_FIELDS = ["name", "type", "ttl", "content"]
-GROUP_FIELDS = ["name", "is_default"]
+GROUP_FIELDS = ["name", "is_default", "vanity_nameservers"]
 NAMESERVER_FIELDS = [
     "group",
     "hostname",
@@ -89,10 +97,24 @@ def _owner_for(actor, data: dict):
 
 
 def do_create_zone(*, actor, data: dict) -> Zone:
-    accept_only(data, ZONE_FIELDS)
+    """A zone; with ``template`` (a ZoneTemplate) and ``variables`` it starts with the
+    template's records; with ``network`` (an IP range) it is that range's reverse zone."""
+    accept_only(data, [*ZONE_FIELDS, *ZONE_START_FIELDS])
     refuse_nul_in(data, ZONE_FIELDS)
+    data = dict(data)
+    template = data.pop("template", None)
+    variables = data.pop("variables", None) or {}
+    network = data.pop("network", None)
     if "group" in data and data["group"] is not None and role_of(actor) != ADMIN:
         raise ValidationError({"group": "Only administrators choose the nameserver group."})
+    if network:
+        try:
+            reverse = reverse_zone_for(network)
+        except ValidationError as exc:
+            raise ValidationError({"network": exc.messages}) from exc
+        if data.get("name") and normalise_zone_name(data["name"]) != reverse:
+            raise ValidationError({"name": f"The reverse zone of {network} is {reverse}."})
+        data["name"] = reverse
     try:
         name = normalise_zone_name(data.get("name", ""))
     except ValidationError as exc:
@@ -107,12 +129,106 @@ def do_create_zone(*, actor, data: dict) -> Zone:
         if field in data and data[field] is not None:
             setattr(zone, field, data[field])
     _check_zone_settings(zone)
+    rows = render_template(template, zone, variables) if template is not None else []
     zone.serial = zone.next_serial()
     with transaction.atomic():
         zone.save()
-        audit.record("zone.create", zone, actor=actor, changes={"name": [None, name]})
-        publish_zone(zone, actor=actor, units={zone.unit})
+        Record.objects.bulk_create(Record(zone=zone, **row) for row in rows)
+        changes = {"name": [None, name]}
+        if template is not None:
+            changes["template"] = [None, template.name]
+        audit.record("zone.create", zone, actor=actor, changes=changes)
+        units = {zone.unit} | {rrset_unit(zone, r["name"], r["type"]) for r in rows}
+        publish_zone(zone, actor=actor, units=units)
     return zone
+
+
+# -- templates ----------------------------------------------------------------------------
+_VARIABLE = re.compile(r"\{([a-z_]+)\}")
+
+
+def _substitute(text, values: dict[str, str]) -> str:
+    if text is None:
+        return text
+    if not isinstance(text, str):
+        raise ValidationError("Template values are text.")
+
+    def one(m: re.Match) -> str:
+        if m[1] in TEMPLATE_VARIABLES and m[1] not in values:
+            raise ValidationError(f"Give a value for {{{m[1]}}} to use this template.")
+        if m[1] not in values:
+            known = ", ".join(f"{{{k}}}" for k in sorted(TEMPLATE_VARIABLES))
+            raise ValidationError(f"Unknown variable {{{m[1]}}} (known: {known}).")
+        return values[m[1]]
+
+    return _VARIABLE.sub(one, text)
+
+
+def render_template(template: ZoneTemplate, zone: Zone, variables: dict) -> list[dict]:
+    """The template's records for ``zone``, variables replaced, each checked as a typed
+    record is (and against the others); errors name the template's record."""
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+    ):
+        raise ValidationError({"variables": "Variables are names and text values."})
+    unknown = set(variables) - set(TEMPLATE_VARIABLES)
+    if unknown:
+        raise ValidationError({"variables": f"Unknown variables: {', '.join(sorted(unknown))}."})
+    values = {**variables, "zone": zone.name}
+    rows: list[dict] = []
+    at_name: dict[str, list[tuple[str, str]]] = {}
+    for i, spec in enumerate(template.records, 1):
+        try:
+            if not isinstance(spec, dict):
+                raise ValidationError("Each record is an object with name, type and content.")
+            data = {
+                "name": _substitute(spec.get("name", "@"), values),
+                "type": spec.get("type"),
+                "ttl": spec.get("ttl"),
+                "content": _substitute(spec.get("content", ""), values),
+            }
+            clean = clean_record(zone, data)
+            errors = conflicts(
+                clean["name"], clean["type"], clean["content"], at_name.get(clean["name"], [])
+            )
+            if errors:
+                raise ValidationError(errors)
+        except ValidationError as exc:
+            words = "; ".join(exc.messages)
+            raise ValidationError({"template": f"Record {i} of {template.name}: {words}"}) from exc
+        at_name.setdefault(clean["name"], []).append((clean["type"], clean["content"]))
+        rows.append(clean)
+    return rows
+
+
+def do_save_template(*, actor, data: dict, template: ZoneTemplate | None = None) -> ZoneTemplate:
+    """Administrators keep templates; every record is checked with sample variable values
+    so a template that cannot make a valid zone is refused when saved."""
+    accept_only(data, TEMPLATE_FIELDS)
+    refuse_nul_in(data, ["name"])
+    if role_of(actor) != ADMIN:
+        raise ValidationError("Only administrators keep zone templates.")
+    template = template or ZoneTemplate()
+    before = audit.snapshot(template, TEMPLATE_FIELDS) if template.pk else {}
+    for name, value in data.items():
+        setattr(template, name, value)
+    if not isinstance(template.records, list) or len(template.records) > 200:
+        raise ValidationError({"records": "A list of at most 200 records."})
+    sample = Zone(name=TEMPLATE_VARIABLES["zone"])
+    try:
+        render_template(template, sample, {k: v for k, v in TEMPLATE_VARIABLES.items()})
+    except ValidationError as exc:
+        raise ValidationError({"records": exc.messages}) from exc
+    template.full_clean()
+    with transaction.atomic():
+        template.save()
+        audit.record(
+            "zone_template.save",
+            template,
+            actor=actor,
+            changes=audit.diff(before, audit.snapshot(template, TEMPLATE_FIELDS)),
+        )
+    return template
 
 
 def _parents(name: str) -> list[str]:
@@ -161,7 +277,10 @@ def clean_record(zone: Zone, data: dict) -> dict:
     else:
         out["type"] = rdtype.upper()
     try:
-        out["name"] = normalise_record_name(data.get("name", ""), zone.name)
+        name = data.get("name", "")
+        if is_reverse(zone.name):
+            name = reverse_record_name(name, zone.name)
+        out["name"] = normalise_record_name(name, zone.name)
     except ValidationError as exc:
         errors["name"] = exc.messages
     ttl = data.get("ttl")
@@ -182,6 +301,8 @@ def clean_record(zone: Zone, data: dict) -> dict:
             errors["type"] = ["The zone itself cannot be a CNAME (it has SOA and NS records)."]
         elif out["type"] == "DS" and out["name"] == "@":
             errors["type"] = ["DS records of the zone itself belong in the parent zone."]
+        elif is_reverse(zone.name):
+            errors.update(check_reverse_record(zone.name, out["name"], out["type"], out["content"]))
     if errors:
         raise ValidationError(errors)
     return out
@@ -316,6 +437,25 @@ def publish_zone(zone: Zone, *, actor, units: set[str] | None = None) -> list:
     return start_zone_publish(zone, actor=actor, units=units)
 
 
+def do_check_ns(zone: Zone, *, actor):
+    """Start an Operation verifying the zone's delegation now (dns/nscheck.py); the
+    schedule does the same for every zone."""
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    if zone.group_id is None:
+        raise ValidationError("The zone has no nameservers to verify.")
+    return start_operation(
+        kind="dns.check",
+        task="dns.tasks.check_ns",
+        owner=zone.owner,
+        requested_by=actor,
+        target=zone,
+        target_action=APPLY,
+        args={"zone_id": zone.pk},
+    )
+
+
 def unpublish_zone(zone: Zone, *, actor) -> None:
     from dns.publishers import start_zone_removal
 
@@ -331,6 +471,13 @@ def do_save_group(*, actor, data: dict, group: NameserverGroup | None = None) ->
     for name, value in data.items():
         setattr(group, name, value)
     validate_plain_text(group.name)
+    vanity = []
+    for host in str(group.vanity_nameservers or "").split():
+        try:
+            vanity.append(normalise_zone_name(host))
+        except ValidationError as exc:
+            raise ValidationError({"vanity_nameservers": exc.messages}) from exc
+    group.vanity_nameservers = "\n".join(dict.fromkeys(vanity))
     group.full_clean()
     with transaction.atomic():
         if group.is_default:

@@ -33,3 +33,19 @@ def import_axfr(ctx: OperationContext, zone_id: int, host: str, port: int, repla
     for item in result.skipped[:20]:
         ctx.log(f"Left out (the zone's own or a signer's): {item}")
     return f"{result.added} records imported, {result.removed} replaced"
+
+
+def check_ns(ctx: OperationContext, zone_id: int) -> str:
+    """Verify one zone's delegation and its nameservers' serials (dns/nscheck.py)."""
+    from dns.nscheck import check_zone
+
+    zone = Zone.objects.filter(pk=zone_id).first()
+    if zone is None:
+        raise OperationError("The zone was deleted.")
+    ctx.progress(10, f"Asking the parent zone and the nameservers of {zone.name}")
+    result = check_zone(zone)
+    for problem in result.problems:
+        ctx.log(problem, "warning")
+    if result.status != Zone.NsStatus.OK:
+        raise OperationError(f"{zone.get_ns_status_display()}: {result.message}")
+    return "Delegated to our nameservers; every nameserver serves the same serial."

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<uuid:uuid>/", views.ZoneDetail.as_view(), name="zone"),
     path("<uuid:uuid>/delete/", views.ZoneDelete.as_view(), name="zone_delete"),
     path("<uuid:uuid>/publish/", views.ZonePublish.as_view(), name="zone_publish"),
+    path("<uuid:uuid>/check-ns/", views.ZoneCheckNs.as_view(), name="zone_check_ns"),
     path("<uuid:uuid>/import/", views.ZoneImport.as_view(), name="zone_import"),
     path("<uuid:uuid>/export/", views.ZoneExport.as_view(), name="zone_export"),
     path("<uuid:uuid>/records/", views.RecordAdd.as_view(), name="record_add"),

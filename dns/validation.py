@@ -9,6 +9,7 @@ dnspython's canonical text with names made absolute.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.reversename
 
 # The record types the panel manages. SOA and the apex NS are the zone's own; DNSSEC types
 # are the signer's.
@@ -80,7 +82,9 @@ def normalise_zone_name(value: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=256)
 def origin_of(zone_name: str) -> dns.name.Name:
+    """Cached: names are immutable, and an import asks for its zone's once per record."""
     return dns.name.from_text(zone_name + ".")
 
 
@@ -184,3 +188,75 @@ def validate_ttl(value) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TTL:
         raise ValidationError(f"A TTL is a whole number of seconds from 0 to {MAX_TTL}.")
+
+
+# -- reverse zones ------------------------------------------------------------------------
+REVERSE_SUFFIXES = ("in-addr.arpa", "ip6.arpa")
+REVERSE_TYPES = {"PTR", "NS", "CNAME", "TXT"}
+
+
+def is_reverse(zone_name: str) -> bool:
+    return zone_name.endswith(REVERSE_SUFFIXES)
+
+
+def reverse_zone_for(network: str) -> str:
+    """The reverse zone of an IP range: ``10.1.2.0/24`` -> ``2.1.10.in-addr.arpa``,
+    ``2001:db8:5::/48`` -> ``5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa``. A zone holds whole labels,
+    so the prefix is a multiple of 8 (IPv4) or 4 (IPv6)."""
+    import ipaddress
+
+    try:
+        net = ipaddress.ip_network(str(network).strip(), strict=True)
+    except ValueError as exc:
+        raise ValidationError(f"{network!r} is not an IP range such as 10.1.2.0/24: {exc}") from exc
+    step = 8 if net.version == 4 else 4
+    if net.prefixlen % step or not 0 < net.prefixlen < net.max_prefixlen:
+        raise ValidationError(
+            f"A reverse zone covers a prefix that is a multiple of {step} "
+            f"(such as /{24 if net.version == 4 else 48}), shorter than a single address."
+        )
+    full = dns.reversename.from_address(str(net.network_address)).to_text(omit_final_dot=True)
+    labels = full.split(".")
+    keep = net.prefixlen // step
+    suffix = 2  # in-addr.arpa / ip6.arpa
+    return ".".join(labels[len(labels) - suffix - keep :])
+
+
+def reverse_record_name(value: str, zone_name: str) -> str:
+    """In a reverse zone a record may be named by its address (``10.1.2.7``): the name
+    relative to the zone (``7``). Other names pass through unchanged."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        return value
+    name = dns.reversename.from_address(str(address))
+    origin = origin_of(zone_name)
+    if not name.is_subdomain(origin):
+        raise ValidationError(f"{address} is not inside the reverse zone {zone_name}.")
+    return name.relativize(origin).to_text()
+
+
+def check_reverse_record(zone_name: str, name: str, rdtype: str, content: str) -> dict:
+    """Errors per field for a record of a reverse zone: PTR (and NS for delegations, CNAME
+    for RFC 2317 classless delegation, TXT); PTR names are addresses inside the zone and
+    point at a full hostname."""
+    errors: dict[str, list[str]] = {}
+    if rdtype not in REVERSE_TYPES:
+        return {"type": [f"A reverse zone holds {', '.join(sorted(REVERSE_TYPES))} records."]}
+    if rdtype != "PTR":
+        return errors
+    labels = [] if name == "@" else name.split(".")
+    depth = len(origin_of(zone_name).labels) - 1 - 2 + len(labels)  # address labels in all
+    if zone_name.endswith("in-addr.arpa"):
+        ok = all(lab.isdigit() and int(lab) <= 255 and str(int(lab)) == lab for lab in labels)
+        if not ok or depth != 4:
+            errors["name"] = ["A PTR name here is an IPv4 address inside the zone (10.1.2.7)."]
+    else:
+        ok = all(len(lab) == 1 and lab in "0123456789abcdef" for lab in labels)
+        if not ok or depth != 32:
+            errors["name"] = ["A PTR name here is an IPv6 address inside the zone."]
+    if content.rstrip(".").endswith(zone_name):
+        errors["content"] = ["A PTR points at a hostname: write it in full with a final dot."]
+    return errors

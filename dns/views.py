@@ -73,11 +73,26 @@ class ZoneCreate(PortalEditView):
     create_service = staticmethod(services.do_create_zone)
     created_message = "Zone {object} added."
 
+    def service_data(self, form) -> dict:
+        data = dict(form.cleaned_data)
+        variables = {k: data.pop(k) for k in ("server_ip", "server_ipv6") if k in data}
+        data["variables"] = {k: v for k, v in variables.items() if v}
+        for name in ("network", "template"):
+            if not data.get(name):
+                data.pop(name, None)
+        return data
+
 
 class ZoneDelete(PortalDeleteView):
     model = Zone
     delete_service = staticmethod(services.do_delete_zone)
     success_url = "/dns/"
+
+
+class ZoneCheckNs(PortalActionView):
+    model = Zone
+    action = APPLY
+    service = staticmethod(services.do_check_ns)
 
 
 class ZonePublish(PortalActionView):

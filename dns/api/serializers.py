@@ -4,7 +4,7 @@ from accounts.models import User
 from core.api.serializers import ServiceSerializer
 from core.policy import ADMIN, CHANGE, restrict, role_of
 from dns import services
-from dns.models import NameserverGroup, Record, Zone
+from dns.models import NameserverGroup, Record, Zone, ZoneTemplate
 
 ZONE_READ_ONLY = [
     "uuid",
@@ -13,6 +13,9 @@ ZONE_READ_ONLY = [
     "status_message",
     "published_serial",
     "published_at",
+    "ns_status",
+    "ns_message",
+    "ns_checked_at",
     "created_at",
 ]
 
@@ -31,13 +34,32 @@ class ZoneSerializer(ServiceSerializer):
         allow_null=True,
         help_text="The nameserver group's uuid (administrators).",
     )
-    name = serializers.CharField(max_length=300)
+    name = serializers.CharField(max_length=300, required=False)
+    network = serializers.CharField(
+        max_length=60,
+        required=False,
+        write_only=True,
+        help_text="On creation: an IP range (10.1.2.0/24); the zone is its reverse zone.",
+    )
+    template = serializers.SlugRelatedField(
+        slug_field="uuid",
+        queryset=ZoneTemplate.objects.all(),
+        required=False,
+        write_only=True,
+        help_text="On creation: a zone template's uuid; its records are added.",
+    )
+    variables = serializers.DictField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        write_only=True,
+        help_text='On creation: the template\'s variables, such as {"server_ip": "10.0.0.5"}.',
+    )
     create_service = staticmethod(services.do_create_zone)
     update_service = staticmethod(services.do_update_zone)
 
     class Meta:
         model = Zone
-        fields = [*services.ZONE_FIELDS, *ZONE_READ_ONLY]
+        fields = [*services.ZONE_FIELDS, *services.ZONE_START_FIELDS, *ZONE_READ_ONLY]
         read_only_fields = ZONE_READ_ONLY
 
     def __init__(self, *args, **kwargs):
@@ -49,6 +71,8 @@ class ZoneSerializer(ServiceSerializer):
                 self.fields["group"].queryset = NameserverGroup.objects.all()
         if self.instance is not None and not isinstance(self.instance, list | tuple):
             self.fields["name"].read_only = True  # a zone is never renamed
+            for name in services.ZONE_START_FIELDS:
+                self.fields[name].read_only = True
         if request is None or role_of(request.user) != ADMIN:
             if self.instance is not None:
                 self.fields["owner"].read_only = True

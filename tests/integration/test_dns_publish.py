@@ -321,3 +321,126 @@ def _customer():
     from tests.conftest import make_user
 
     return make_user("axfr-customer@example.com", "customer")
+
+
+def test_reverse_zone_from_a_template_with_vanity_nameservers(
+    server, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """A reverse zone made from an IP range, its PTR records from a template with
+    variables, served by the group under its vanity NS names."""
+    from dns.models import ZoneTemplate
+
+    ns, daemon, _tsig = server
+    capture = django_capture_on_commit_callbacks
+    group = ns.group
+    services.do_save_group(
+        actor=admin_user,
+        group=group,
+        data={"vanity_nameservers": "NS1.Brand.example\nns2.brand.example"},
+    )
+    template = services.do_save_template(
+        actor=admin_user,
+        data={
+            "name": f"ptr-{ns.kind}",
+            "records": [
+                {"name": "{server_ip}", "type": "PTR", "content": "server.brand.example."},
+                {"name": "9", "type": "PTR", "content": "mail.brand.example."},
+                {"name": "@", "type": "TXT", "content": "reverse of {zone}"},
+            ],
+        },
+    )
+    third = next(_count) % 250
+    zone, ops = run(
+        capture,
+        services.do_create_zone,
+        actor=admin_user,
+        data={
+            "network": f"10.77.{third}.0/24",
+            "template": template,
+            "variables": {"server_ip": f"10.77.{third}.5"},
+        },
+    )
+    assert zone.name == f"{third}.77.10.in-addr.arpa"
+    assert ops and all(op.state == "succeeded" for op in ops), [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    ptr = ask(daemon.host, daemon.port, f"5.{zone.name}.", "PTR")
+    assert {r.to_text() for r in ptr} == {"server.brand.example."}
+    txt = ask(daemon.host, daemon.port, f"{zone.name}.", "TXT")
+    assert {r.to_text() for r in txt} == {f'"reverse of {zone.name}"'}
+    assert {r.to_text() for r in ask(daemon.host, daemon.port, f"9.{zone.name}.", "PTR")} == {
+        "mail.brand.example."
+    }
+    apex_ns = ask(daemon.host, daemon.port, f"{zone.name}.", "NS")
+    assert {r.to_text() for r in apex_ns} == {"ns1.brand.example.", "ns2.brand.example."}
+    assert ZoneTemplate.objects.filter(pk=template.pk).exists()
+
+
+@pytest.fixture(scope="module")
+def parent():
+    """A BIND serving the parent zone (example.test) where delegations are written."""
+    from tests.integration.bind import remove, start_bind
+
+    daemon = start_bind(Path(tempfile.mkdtemp(prefix="uhp-dns-parent-")))
+    yield daemon
+    remove(daemon)
+
+
+def _update(daemon, zone: str, *changes) -> None:
+    msg = dns.update.UpdateMessage(
+        zone, keyring=daemon.keyring(), keyname=daemon.key_name, keyalgorithm=dns.tsig.HMAC_SHA256
+    )
+    for how, *args in changes:
+        getattr(msg, how)(*args)
+    response = dns.query.tcp(msg, daemon.host, port=daemon.port, timeout=5)
+    assert response.rcode() == 0, response
+
+
+def test_ns_verification_against_parent_and_secondary(
+    bind, pdns, parent, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """Delegation at a real parent BIND and serials at the group's BIND (primary) and
+    PowerDNS (secondary): matching, a parent delegating elsewhere, serials that differ."""
+    from dns.nscheck import check_zone, mismatched_zones
+
+    group = NameserverGroup.objects.create(name="checked")
+    bind_nameserver(bind, group)
+    secondary = pdns_nameserver(pdns, group)
+    Nameserver.objects.filter(pk=secondary.pk).update(primary=False)
+    name = f"c{next(_count)}.example.test"
+    zone, ops = run(
+        django_capture_on_commit_callbacks,
+        services.do_create_zone,
+        actor=admin_user,
+        data={"name": name, "group": group},
+    )
+    assert len(ops) == 2 and all(op.state == "succeeded" for op in ops), [o.error for o in ops]
+    zone.refresh_from_db()
+    here = [(parent.host, parent.port)]
+    label = name.split(".")[0]
+    _update(parent, "example.test.", ("add", label, 300, "NS", "ns1.example.net."))
+    _update(parent, "example.test.", ("add", label, 300, "NS", "ns2.example.net."))
+
+    result = check_zone(zone, parent=here)
+    assert result.status == Zone.NsStatus.OK, result.problems
+    assert result.parent_ns == {"ns1.example.net.", "ns2.example.net."}
+    assert len(set(result.serials.values())) == 1
+    zone.refresh_from_db()
+    assert zone.ns_status == "ok" and zone.ns_checked_at and not mismatched_zones().exists()
+
+    _update(parent, "example.test.", ("delete", label, "NS"))
+    _update(parent, "example.test.", ("add", label, 300, "NS", "ns9.elsewhere.example."))
+    result = check_zone(zone, parent=here)
+    assert result.status == Zone.NsStatus.MISMATCH
+    assert "delegates to ns9.elsewhere.example." in result.message
+    assert list(mismatched_zones()) == [zone]
+
+    _update(parent, "example.test.", ("delete", label, "NS"))
+    _update(parent, "example.test.", ("add", label, 300, "NS", "ns1.example.net."))
+    _update(parent, "example.test.", ("add", label, 300, "NS", "ns2.example.net."))
+    assert check_zone(zone, parent=here).status == Zone.NsStatus.OK
+    # A change made on the primary alone: the secondary's serial no longer matches.
+    _update(bind, f"{name}.", ("add", "stray", 300, "A", "10.0.0.9"))
+    result = check_zone(zone, parent=here)
+    assert result.status == Zone.NsStatus.MISMATCH
+    assert "different serials" in result.message, result.message

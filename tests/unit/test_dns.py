@@ -189,3 +189,118 @@ class TestApi:
         assert len(page["results"]) == 200 and page["next"]
         nxt = client.get(page["next"]).json()
         assert len(nxt["results"]) == 100 and nxt["results"][0]["name"] == "h0200"
+
+
+class TestTemplatesReverseVanity:
+    def test_reverse_zone_names_and_ptr_checks(self, admin_user):
+        from dns.validation import reverse_zone_for
+
+        assert reverse_zone_for("10.1.2.0/24") == "2.1.10.in-addr.arpa"
+        assert reverse_zone_for("10.0.0.0/8") == "10.in-addr.arpa"
+        assert reverse_zone_for("2001:db8:5::/48") == "5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        for bad in ["10.1.2.0/25", "10.1.2.1/24", "10.1.2.7/32", "nonsense", "2001:db8::/47"]:
+            with pytest.raises(ValidationError):
+                reverse_zone_for(bad)
+        zone = services.do_create_zone(actor=admin_user, data={"network": "10.1.2.0/24"})
+        assert zone.name == "2.1.10.in-addr.arpa"
+        rec = add(zone, admin_user, name="10.1.2.7", type="PTR", content="host.example.com.")
+        assert rec.name == "7"
+        for data, field in [
+            ({"name": "10.1.3.7", "type": "PTR", "content": "h.example.com."}, "name"),
+            ({"name": "300", "type": "PTR", "content": "h.example.com."}, "name"),
+            ({"name": "1.2", "type": "PTR", "content": "h.example.com."}, "name"),
+            ({"name": "8", "type": "PTR", "content": "host"}, "content"),
+            ({"name": "8", "type": "A", "content": "10.0.0.1"}, "type"),
+        ]:
+            with pytest.raises(ValidationError) as err:
+                add(zone, admin_user, **data)
+            assert field in err.value.message_dict, (data, err.value.message_dict)
+        v6 = services.do_create_zone(actor=admin_user, data={"network": "2001:db8:5::/48"})
+        assert add(v6, admin_user, name="2001:db8:5::1", type="PTR", content="h.example.com.")
+
+    def test_templates_with_variables(self, admin_user, customer):
+        template = services.do_save_template(
+            actor=admin_user,
+            data={
+                "name": "web",
+                "records": [
+                    {"name": "@", "type": "A", "content": "{server_ip}"},
+                    {"name": "www", "type": "CNAME", "content": "{zone}."},
+                    {"name": "@", "type": "MX", "content": "10 mail.{zone}."},
+                ],
+            },
+        )
+        zone = services.do_create_zone(
+            actor=customer,
+            data={
+                "name": "shop.example",
+                "template": template,
+                "variables": {"server_ip": "10.4.4.4"},
+            },
+        )
+        got = set(Record.objects.filter(zone=zone).values_list("name", "type", "content"))
+        assert got == {
+            ("@", "A", "10.4.4.4"),
+            ("www", "CNAME", "shop.example."),
+            ("@", "MX", "10 mail.shop.example."),
+        }
+        entry = AuditEntry.objects.filter(action="zone.create").latest("pk")
+        assert entry.changes["template"] == [None, "web"]
+        with pytest.raises(ValidationError) as err:  # the variable it needs is missing
+            services.do_create_zone(
+                actor=customer, data={"name": "b.example", "template": template}
+            )
+        assert "server_ip" in str(err.value) and not Zone.objects.filter(name="b.example").exists()
+        with pytest.raises(ValidationError):  # a bad value is a bad record
+            services.do_create_zone(
+                actor=customer,
+                data={"name": "c.example", "template": template, "variables": {"server_ip": "x"}},
+            )
+        for records in (
+            [{"name": "@", "type": "A", "content": "{nope}"}],
+            [{"name": "@", "type": "A", "content": "300.0.0.1"}],
+            [
+                {"name": "a", "type": "CNAME", "content": "b."},
+                {"name": "a", "type": "A", "content": "{server_ip}"},
+            ],
+            "not a list",
+        ):
+            with pytest.raises(ValidationError):
+                services.do_save_template(
+                    actor=admin_user, data={"name": "bad", "records": records}
+                )
+        with pytest.raises(ValidationError):
+            services.do_save_template(actor=customer, data={"name": "mine", "records": []})
+
+    def test_vanity_nameservers_in_export(self, admin_user):
+        from dns.models import NameserverGroup
+        from dns.zonefiles import export_zone_file
+
+        group = services.do_save_group(
+            actor=admin_user, data={"name": "g", "vanity_nameservers": "NS1.Brand.Example\n"}
+        )
+        assert group.vanity == ["ns1.brand.example"]
+        with pytest.raises(ValidationError):
+            services.do_save_group(
+                actor=admin_user, group=group, data={"vanity_nameservers": "bad_name.example"}
+            )
+        zone = services.do_create_zone(
+            actor=admin_user, data={"name": "v.example", "group": NameserverGroup.objects.get()}
+        )
+        assert "@ IN NS ns1.brand.example." in export_zone_file(zone)
+
+
+def test_api_creates_a_reverse_zone_from_a_template(customer, admin_user):
+    template = services.do_save_template(
+        actor=admin_user,
+        data={"name": "t", "records": [{"name": "{server_ip}", "type": "PTR", "content": "h.x."}]},
+    )
+    client = login(customer)
+    body = {"network": "10.3.3.0/24", "template": str(template.uuid), "variables": {}}
+    resp = client.post("/api/v1/zones/", body, "application/json")
+    assert resp.status_code == 400 and "server_ip" in resp.content.decode()
+    body["variables"] = {"server_ip": "10.3.3.4"}
+    resp = client.post("/api/v1/zones/", body, "application/json")
+    assert resp.status_code == 201, resp.content.decode()
+    assert resp.json()["name"] == "3.3.10.in-addr.arpa" and "template" not in resp.json()
+    assert Record.objects.get(zone__uuid=resp.json()["uuid"]).name == "4"

@@ -35,6 +35,25 @@ def test_zone_list_and_create(customer):
     assert resp.status_code == 400 and "spaces" in resp.content.decode()
 
 
+def test_create_a_reverse_zone_from_a_template(customer, admin_user):
+    template = services.do_save_template(
+        actor=admin_user,
+        data={
+            "name": "ptr",
+            "records": [{"name": "{server_ip}", "type": "PTR", "content": "h.x."}],
+        },
+    )
+    client = login(customer)
+    assert "Reverse zone of an IP range" in client.get("/dns/new/").content.decode()
+    data = {"network": "10.9.8.0/24", "template": template.uuid, "default_ttl": 300}
+    resp = client.post("/dns/new/", data)  # the template needs {server_ip}
+    assert resp.status_code == 400 and "server_ip" in resp.content.decode()
+    resp = client.post("/dns/new/", {**data, "server_ip": "10.9.8.1"})
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    zone = Zone.objects.get(name="8.9.10.in-addr.arpa")
+    assert list(zone.records.values_list("name", "type", "content")) == [("1", "PTR", "h.x.")]
+
+
 def test_editor_stays_flat_on_a_big_zone(zone, customer):
     client = login(customer)
     url = zone.get_absolute_url()
@@ -109,3 +128,15 @@ def test_outsiders_get_404(zone, customer, mallory):
         assert client.get(url).status_code == 404, url
     assert client.post(f"/dns/{zone.uuid}/records/{rec.uuid}/delete/").status_code == 404
     assert Record.objects.count() == 1
+
+
+def test_ns_verification_shown_and_started(zone, customer):
+    client = login(customer)
+    body = client.get(zone.get_absolute_url()).content.decode()
+    assert "NS verification" in body and "Not checked yet" in body
+    resp = client.post(f"/dns/{zone.uuid}/check-ns/")  # no nameservers: said, nothing started
+    assert resp.status_code == 302
+    assert "no nameservers" in client.get(zone.get_absolute_url()).content.decode()
+    Zone.objects.filter(pk=zone.pk).update(ns_status="mismatch", ns_message="delegates to x.")
+    body = client.get(zone.get_absolute_url()).content.decode()
+    assert "NS mismatch" in body and "delegates to x." in body
