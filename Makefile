@@ -28,7 +28,7 @@ install: $(STAMP)
 VPS_STAMP := $(VENV)/.installed-vps-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 $(VPS_STAMP): $(STAMP)
 	if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
-	  UV_PYTHON_DOWNLOADS=never $(BIN)/python -m uv pip install -q --python $(BIN)/python -e ".[dev,vps]"; \
+	  UV_PYTHON_DOWNLOADS=never $(BIN)/python -m uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[dev,vps]"; \
 	else $(BIN)/python -m pip install -q -e ".[dev,vps]"; fi
 	touch $(VPS_STAMP)
 
