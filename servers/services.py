@@ -148,7 +148,9 @@ def dependants(server: Server) -> dict[str, list[str]]:
     for rel in server._meta.related_objects:
         if rel.on_delete is not models.PROTECT:
             continue
-        items = [str(o) for o in getattr(server, rel.get_accessor_name()).all()[:20]]
+        # A one-to-one (a hypervisor on the server) is one row, not a manager.
+        rows = rel.related_model._default_manager.filter(**{rel.field.name: server})
+        items = [str(o) for o in rows[:20]]
         if items:
             found[str(rel.related_model._meta.verbose_name_plural)] = items
     return found

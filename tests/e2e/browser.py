@@ -9,6 +9,8 @@ from pathlib import Path
 from asgiref.sync import SyncToAsync
 from channels.layers import channel_layers
 from channels.testing import ChannelsLiveServerTestCase
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.db import connections
 from django_otp.oath import totp
 
@@ -30,10 +32,24 @@ ARGS = [
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
 
 
+def _fresh_content_types(application):
+    """The forked server outlives each test's flush, after which content types come back
+    with new ids: it forgets the ids it cached before every request (else an operation's
+    target type points at a row that is gone)."""
+    handler = ASGIStaticFilesHandler(application)
+
+    async def app(scope, receive, send):
+        ContentType.objects.clear_cache()
+        return await handler(scope, receive, send)
+
+    return app
+
+
 class LiveBrowser(ChannelsLiveServerTestCase):
     """A forked Daphne serving the test database, and Debian's Chromium to drive it."""
 
     host = "127.0.0.1"
+    static_wrapper = staticmethod(_fresh_content_types)
 
     @classmethod
     def setUpClass(cls):

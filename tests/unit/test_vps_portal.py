@@ -33,7 +33,7 @@ def fleet(admin_user, customer, reseller):
     def add(n: int) -> None:
         for _ in range(n):
             vps = Vps.objects.create(
-                hostname=f"h{Vps.objects.count()}",
+                hostname=f"fleet-host-{Vps.objects.count()}",
                 owner=customer,
                 plan=plan,
                 hypervisor=hv,
@@ -55,7 +55,7 @@ def test_list_queries_stay_flat(fleet, customer, django_assert_max_num_queries):
     fleet(20)
     with django_assert_max_num_queries(len(few)):
         answer = client.get("/vps/")
-    assert b"203.0.113." in answer.content and b"h21" in answer.content
+    assert b"203.0.113." in answer.content and b"fleet-host-21" in answer.content
 
 
 def test_detail_actions_confirm_and_outsiders_get_404(fleet, customer, mallory):
@@ -70,7 +70,7 @@ def test_detail_actions_confirm_and_outsiders_get_404(fleet, customer, mallory):
     outsider = login(mallory)
     assert outsider.get(f"/vps/{vps.uuid}/").status_code == 404
     assert outsider.post(f"/vps/{vps.uuid}/power/force_off/").status_code == 404
-    assert b"h0" not in outsider.get("/vps/").content
+    assert b"fleet-host-0" not in outsider.get("/vps/").content
 
 
 def test_ssh_keys_page(customer):
