@@ -185,6 +185,9 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# Parallel test workers share one Redis: each gets its own key prefix and task queue.
+_worker_suffix = f"-{_test_worker}" if _test_worker else ""
+REDIS_PREFIX = env_str("PANEL_REDIS_PREFIX", "uhp") + _worker_suffix
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -193,7 +196,7 @@ if REDIS_URL:
                 # redis-py's 5 s default read timeout equals channels_redis's 5 s blocking
                 # pop, so an idle socket's consumer died with "Timeout reading": read longer.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-                "prefix": env_str("PANEL_REDIS_PREFIX", "uhp"),
+                "prefix": REDIS_PREFIX,
                 "capacity": 1000,
             },
         }
@@ -202,7 +205,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("PANEL_REDIS_PREFIX", "uhp"),
+            "KEY_PREFIX": REDIS_PREFIX,
         }
     }
 else:
@@ -212,7 +215,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 Q_CLUSTER = {
-    "name": env_str("PANEL_Q_NAME", "panel"),
+    "name": env_str("PANEL_Q_NAME", "panel") + _worker_suffix,
     "workers": env_int("PANEL_WORKERS", 2),
     "timeout": env_int("PANEL_TASK_TIMEOUT", 1800),
     "retry": env_int("PANEL_TASK_TIMEOUT", 1800) + 60,

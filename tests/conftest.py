@@ -43,10 +43,18 @@ def _no_automatic_certificates(settings):
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    """Rate-limit counters (allauth, DRF) live in the cache: no test inherits another's."""
+    """Rate-limit counters (allauth, DRF) live in the cache: no test inherits another's.
+    Redis: only this worker's keys (clear() would flush the database other workers'
+    channel layers use)."""
     from django.core.cache import cache
 
-    cache.clear()
+    if hasattr(cache, "_cache") and hasattr(cache._cache, "get_client"):
+        client = cache._cache.get_client(None, write=True)
+        keys = list(client.scan_iter(f"{cache.key_prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
 
 
 @pytest.fixture(autouse=True)
