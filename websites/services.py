@@ -95,6 +95,10 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         site.save(update_fields=[*WEBSITE_FIELDS, "status"])
         audit.record("website.update", site, actor=actor, changes=changes)
         start_apply(site.server, actor=actor, units={site.unit, DEFAULT_UNIT})
+        if "aliases" in changes:
+            from websites.certificates.services import reissue_for_new_names
+
+            reissue_for_new_names(site, actor=actor)
     return site
 
 
