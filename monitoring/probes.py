@@ -126,8 +126,12 @@ def probe_ping(host: str, *, timeout: float) -> ProbeResult:
     except subprocess.TimeoutExpired:
         return ProbeResult(False, _ms(started), error="no answer")
     if done.returncode != 0:
-        last = done.stderr.strip() or done.stdout.strip().splitlines()[-1:] or ["no answer"]
-        return ProbeResult(False, _ms(started), error=str(last)[:200])
+        # ping's own words: an error on stderr ("Network is unreachable"), else its summary
+        # ("1 packets transmitted, 0 received, 100% packet loss").
+        said = done.stderr.strip().splitlines() or [
+            line for line in done.stdout.splitlines() if "transmitted" in line
+        ]
+        return ProbeResult(False, _ms(started), error=(said[-1] if said else "no answer")[:200])
     return ProbeResult(True, _ms(started))
 
 
