@@ -254,6 +254,9 @@ def measure_disk() -> int:
                 disk_used_mb=used, disk_measured_at=timezone.now()
             )
             measured += 1
+    from websites.quota import enforce_quotas
+
+    enforce_quotas()  # over the disk quota: suspend where the plan says so (or lift it)
     return measured
 
 
