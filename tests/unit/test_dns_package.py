@@ -28,8 +28,8 @@ def test_no_app_module_takes_a_dnspython_name():
 
 
 def test_a_plain_dns_module_earlier_on_the_path_does_not_hide_dnspython():
-    """Benchmarks run with the checkout, then bench/, first on sys.path; there bench/dns.py is a module named
-    dns: dnspython must still be found behind it."""
+    """Benchmarks run with the checkout, then bench/, first on sys.path, and bench/dns.py
+    is a module named dns: dnspython must still be found behind it."""
     import subprocess
     import sys
 
