@@ -374,3 +374,34 @@ class TestDns01:
         )
         assert resp.status_code == 400
         assert b"DNS-01 needs every name in a zone the panel serves" in resp.content
+
+    def test_a_nameserver_not_serving_ends_the_wait_with_its_words_and_no_txt_left(
+        self, site, customer
+    ):
+        """The bounded wait: a nameserver that does not answer (a closed port; the
+        publish is still queued) fails the order before the ACME server is asked."""
+        from dns.models import Nameserver, Record
+        from tests.acme_support import free_port
+        from websites.certificates.acme_client import Challenge
+        from websites.certificates.dns01 import ChallengeNotServed, DnsResponder
+
+        zone = self.zone("example.com", customer)
+        Nameserver.objects.filter(group=zone.group).update(port=free_port())
+        lines: list[str] = []
+        responder = DnsResponder(customer, actor=customer, wait=0, log=lines.append)
+        challenge = Challenge(
+            name="shop.example.com",
+            label="*.shop.example.com",
+            token="t",
+            validation="x" * 43,
+            dns_name="_acme-challenge.shop.example.com",
+        )
+        with pytest.raises(ChallengeNotServed) as got:
+            responder.publish([challenge])
+        assert str(got.value).startswith("after 0 s, not every nameserver serves the challenge")
+        assert "ns1.example.net (127.0.0.1:" in str(got.value)
+        (record,) = Record.objects.filter(zone=zone)
+        assert (record.name, record.type, record.ttl) == ("_acme-challenge.shop", "TXT", 60)
+        assert record.content == '"' + "x" * 43 + '"'
+        responder.unpublish([challenge])
+        assert not Record.objects.filter(zone=zone).exists()
