@@ -232,6 +232,9 @@ def test_full_disk_while_writing_the_vhost(
     assert second.status == "failed" and "No space left on device" in second.status_message
     assert (tiny_sites_dir / "first.fault.test.conf").read_bytes() == live
     assert not (tiny_sites_dir / "second.fault.test.conf").exists()
+    # The partial staging is gone and the server's lock free at once (not a minute later).
+    assert not [p.name for p in tiny_sites_dir.iterdir() if p.name.startswith(".panel")]
+    assert not (stack.base / "state" / "lock").exists()
     assert serves_ready(stack, "first.fault.test")
     assert not serves_ready(stack, "second.fault.test")
     first.refresh_from_db()
