@@ -58,10 +58,13 @@ def run_in_doomed_worker(op: Operation, arm: Callable[[], None]) -> None:
     op.refresh_from_db()
 
 
-def drop_after(monkeypatch, match: Callable[[list[str]], bool]) -> list[str]:
+def drop_after(
+    monkeypatch, match: Callable[[list[str]], bool], *, run_it: bool = True
+) -> list[str]:
     """Every transport opened from now on runs commands for real, but the first command
-    ``match(argv)`` accepts loses its connection after it ran on the server: its answer
-    never comes back (the connection is closed for real). Returns the dropped commands."""
+    ``match(argv)`` accepts loses its connection after it ran on the server (or, without
+    ``run_it``, instead of running it): its answer never comes back (the connection is
+    closed for real). Returns the dropped commands."""
     from servers import connection
 
     real_open = connection.open_transport
@@ -74,8 +77,9 @@ def drop_after(monkeypatch, match: Callable[[list[str]], bool]) -> list[str]:
         real_run = t.run
 
         def run(argv, **kw):
-            res = real_run(argv, **kw)
-            if not dropped and match(list(argv)):
+            hit = not dropped and match(list(argv))
+            res = real_run(argv, **kw) if run_it or not hit else None
+            if hit:
                 dropped.append(" ".join(argv))
                 t.drop()
                 raise ConnectionLost("the connection broke (test)")
