@@ -15,6 +15,7 @@ from core.operations import WORKER_LOST, OperationContext, OperationError, on_wo
 from servers import connection
 from servers.engine import ApplyError, profile_for, registry
 from servers.engine.engine import Engine
+from servers.engine.state import dirty
 from servers.transport import TransportError
 from websites.certificates.acme_client import (
     DNS01,
@@ -97,6 +98,9 @@ def _install(ctx: OperationContext, cert: Certificate, t) -> None:
     Certificate.objects.filter(pk=cert.pk).update(
         status=Certificate.Status.ACTIVE, last_error="", updated_at=timezone.now()
     )
+    from websites.certificates.services import follow_tls_in_uptime_check
+
+    follow_tls_in_uptime_check(site)
 
 
 def _load(certificate_id: int) -> Certificate:
@@ -130,6 +134,15 @@ def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
         t = connection.open_transport(server)
     except TransportError as exc:
         raise _fail(cert, str(exc), live=live) from exc
+    # A change of the site still waiting for its apply (new aliases) goes live first: every
+    # name must answer the HTTP-01 challenge, whichever of the queued operations runs first.
+    pending, _upto = dirty(server)
+    if not dns01 and (pending is None or site.unit in pending):
+        ctx.progress(20, "Applying the site's pending changes so every name is served")
+        try:
+            _apply(ctx, server, t, site.unit)
+        except OperationError as exc:
+            raise _fail(cert, str(exc), live=live) from exc
     try:
         ctx.progress(25, f"Ordering from {settings.PANEL_ACME_DIRECTORY}")
         client = acme_client()
