@@ -42,6 +42,7 @@ PLAN_FIELDS = [
     "php_versions",
     "kinds",
     "sftp_allowed",
+    "suspend_over_quota",
     "price",
 ]
 _counters: dict[str, Callable[[QuerySet], int]] = {}
