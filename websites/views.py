@@ -53,6 +53,10 @@ WEBSITE_TABLE = Table(
     empty_text="No websites yet.",
     testid="websites-table",
 )
+SERVER_UNSHOWN = [
+    f"server__{name}"
+    for name in ("private_key", "password", "profile", "facts", "components", "bans")
+]
 SORTS = [
     ("", "Domain, A to Z"),
     ("-domain", "Domain, Z to A"),
@@ -69,7 +73,9 @@ class WebsiteList(PortalListView):
     partial_template_name = "components/table.html"
 
     def optimise(self, qs):
-        return qs.select_related("server", "owner")
+        # A row shows its server's name: the server's secrets are not decrypted, nor its
+        # facts parsed, once per row.
+        return qs.select_related("server", "owner").defer(*SERVER_UNSHOWN)
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
