@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -261,6 +262,31 @@ class Plan(models.Model):
         help_text=f"Kinds separated by spaces ({', '.join(SITE_KINDS)}); empty allows all.",
     )
     sftp_allowed = models.BooleanField("SSH/SFTP allowed", default=True)
+    # PHP-FPM limits of each site's pool (websites/apply.py renders them; numbers only).
+    php_max_children = models.PositiveSmallIntegerField(
+        "PHP processes per site",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="pm.max_children of each PHP site's pool (1 to 100).",
+    )
+    php_memory_limit_mb = models.PositiveSmallIntegerField(
+        "PHP memory limit (MB)",
+        default=128,
+        validators=[MinValueValidator(16), MaxValueValidator(4096)],
+        help_text="memory_limit of each PHP request (16 to 4096 MB).",
+    )
+    php_max_execution_time = models.PositiveSmallIntegerField(
+        "PHP time limit (seconds)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="max_execution_time of each PHP request (1 to 3600 s).",
+    )
+    php_upload_max_mb = models.PositiveSmallIntegerField(
+        "PHP upload size (MB)",
+        default=32,
+        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        help_text="upload_max_filesize and post_max_size (1 to 2048 MB).",
+    )
     suspend_over_quota = models.BooleanField(
         "suspend when over quota",
         default=False,

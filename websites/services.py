@@ -95,7 +95,27 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         site.save(update_fields=[*WEBSITE_FIELDS, "status"])
         audit.record("website.update", site, actor=actor, changes=changes)
         start_apply(site.server, actor=actor, units={site.unit, DEFAULT_UNIT})
+        if "aliases" in changes:
+            from websites.certificates.services import reissue_for_new_names
+
+            reissue_for_new_names(site, actor=actor)
     return site
+
+
+def reapply_php_pools(user_ids, *, actor) -> int:
+    """The owners' plan limits for PHP changed: apply their PHP sites' units again (one
+    apply per server). Returns how many applies were started."""
+    sites = (
+        Website.objects.filter(owner_id__in=list(user_ids), kind=Website.Kind.PHP)
+        .exclude(status=Website.Status.DELETING)
+        .select_related("server")
+    )
+    by_server: dict[int, tuple[Server, set[str]]] = {}
+    for site in sites:
+        by_server.setdefault(site.server_id, (site.server, set()))[1].add(site.unit)
+    for server, units in by_server.values():
+        start_apply(server, actor=actor, units=units)
+    return len(by_server)
 
 
 # --- the lifecycle: create, suspend, unsuspend, delete ------------------------------------
@@ -456,4 +476,22 @@ def start_read_logs(site: Website, *, actor):
         target_action=CHANGE,
         lock_key="",
         args={"site_id": site.pk},
+    )
+
+
+def start_follow_logs(site: Website, *, actor, seconds: int | None = None):
+    """An Operation that streams the site's log lines (the last ones, then new ones) while
+    the site's page is open: the page cancels it when it closes; it ends by itself after
+    ``websites.tasks.FOLLOW_SECONDS``."""
+    from websites.tasks import FOLLOW_SECONDS
+
+    return start_operation(
+        kind="website.logs.follow",
+        task="websites.tasks.follow_logs",
+        owner=site.owner,
+        requested_by=actor,
+        target=site,
+        target_action=CHANGE,
+        lock_key="",
+        args={"site_id": site.pk, "seconds": min(seconds or FOLLOW_SECONDS, FOLLOW_SECONDS)},
     )

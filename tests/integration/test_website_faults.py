@@ -9,22 +9,22 @@ half-applied serves, and a retry finishes the job.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connections
-from django.utils import timezone
 
 from core.models import Operation
 from core.operations import retry_operation
-from core.tasks import reap_stale_operations
-from servers.transport import ConnectionLost
-from tests.conftest import make_user
-from tests.integration.test_apply_faults import fill, mount_tmpfs, umount
+from tests.conftest import make_user, wait_until
+from tests.integration.faults import (
+    die,
+    drop_after,
+    fill,
+    mount_tmpfs,
+    run_in_doomed_worker,
+    umount,
+)
 from tests.integration.web_stack import WebStack, drop_user
 from websites import services
 from websites.models import SystemAccount, Website
@@ -107,46 +107,22 @@ def test_worker_killed_after_the_vhost_is_swapped_in(
         m.setattr("core.operations._enqueue", queued.append)
         site = create(admin_user, customer, server, "killed.fault.test")
     (op,) = queued
-    marker = stack.base / "child-error"
-    connections.close_all()
-    pid = os.fork()
-    if pid == 0:  # the doomed worker
-        try:
-            from core.operations import execute_operation
-            from servers import connection
-            from servers import tasks as server_tasks
-            from servers.engine.engine import Engine
 
-            def die(phase: str) -> None:
-                if phase == "reload":
-                    os.kill(os.getpid(), signal.SIGKILL)
+    def arm() -> None:  # in the worker: die once the vhost is swapped in, before the reload
+        from servers import tasks as server_tasks
+        from servers.engine.engine import Engine
 
-            class Doomed(Engine):
-                def __init__(self, *args, **kwargs):
-                    super().__init__(*args, **{**kwargs, "hook": die, "batch": False})
+        class Doomed(Engine):
+            def __init__(self, *args, **kwargs):
+                hook = lambda phase: die() if phase == "reload" else None  # noqa: E731
+                super().__init__(*args, **{**kwargs, "hook": hook, "batch": False})
 
-            server_tasks.Engine = Doomed
-            connection._pool.clear()  # the parent's connections are not this process's
-            execute_operation(op.pk)
-        except BaseException:
-            import traceback
+        server_tasks.Engine = Doomed
 
-            marker.write_text(traceback.format_exc())
-        finally:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status), marker.read_text() if marker.exists() else status
+    run_in_doomed_worker(op, arm)
     vhost = stack.nginx.sites / "killed.fault.test.conf"
     assert vhost.exists()  # swapped in ...
     assert not serves_ready(stack, "killed.fault.test")  # ... and not live
-    op.refresh_from_db()
-    site.refresh_from_db()
-    assert op.state == "running" and site.status == "pending"
-
-    # The reaper notices the silent worker.
-    Operation.objects.filter(pk=op.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert reap_stale_operations() == 1
-    op.refresh_from_db()
     site.refresh_from_db()
     assert op.state == "failed" and "stopped" in op.error
     assert site.status == "failed" and "stopped" in site.status_message, site.status_message
@@ -164,39 +140,54 @@ def test_worker_killed_after_the_vhost_is_swapped_in(
     assert not (stack.base / "state" / "pending").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_while_the_server_runs_the_batch(
+    stack, server, admin_user, customer, monkeypatch, q_sync
+):
+    """The worker dies while the server swaps, reloads and verifies in one batch: the
+    server finishes it (the site serves), but nobody saw the end, so the site says failed
+    rather than active; a retry checks every file, finds them applied and says active."""
+    queued: list[Operation] = []
+    with monkeypatch.context() as m:
+        m.setattr("core.operations._enqueue", queued.append)
+        site = create(admin_user, customer, server, "batch.fault.test")
+    (op,) = queued
+
+    def arm() -> None:  # in the worker: the server kills it just before committing
+        import os
+
+        from servers import tasks as server_tasks
+        from servers.engine import Step
+        from servers.engine.engine import Engine
+
+        killer = Step(["sh", "-c", f"kill -9 {os.getpid()}; sleep 0.5"])
+
+        class Doomed(Engine):
+            def __init__(self, *args, **kwargs):
+                hook = lambda at: [killer] if at == "before-commit" else []  # noqa: E731
+                super().__init__(*args, **{**kwargs, "step_hook": hook})
+
+        server_tasks.Engine = Doomed
+
+    run_in_doomed_worker(op, arm)
+    lock = stack.base / "state" / "lock"
+    wait_until(lambda: not lock.exists())  # the server finishes the batch
+    assert serves_ready(stack, "batch.fault.test")
+    site.refresh_from_db()
+    assert op.state == "failed" and site.status == "failed", site.status
+    server.refresh_from_db()
+    assert server.apply_run  # the panel knows a run may have changed files
+
+    retry = retry_operation(op, actor=admin_user)
+    retry.refresh_from_db()
+    site.refresh_from_db()
+    server.refresh_from_db()
+    assert retry.state == "succeeded", retry.error
+    assert site.status == "active" and server.apply_run == ""
+    assert serves_ready(stack, "batch.fault.test")
+
+
 # --- 3. SSH dropped while the system account is made ---------------------------------------------
-
-
-def drop_after(monkeypatch, match) -> list[str]:
-    """Every transport opened from now on runs commands for real, but the first command
-    ``match(argv)`` accepts loses its connection after it ran on the server: its answer
-    never comes back (the connection is closed for real)."""
-    from servers import connection
-
-    real_open = connection.open_transport
-    dropped: list[str] = []
-
-    def open_transport(*args, **kwargs):
-        t = real_open(*args, **kwargs)
-        if getattr(t, "_fault_wrapped", False):
-            return t
-        real_run = t.run
-
-        def run(argv, **kw):
-            res = real_run(argv, **kw)
-            if not dropped and match(list(argv)):
-                dropped.append(" ".join(argv[3:6]))
-                t.drop()
-                raise ConnectionLost("the connection broke (test)")
-            return res
-
-        t.run = run
-        t._fault_wrapped = True
-        return t
-
-    monkeypatch.setattr(connection, "open_transport", open_transport)
-    connection._pool.clear()
-    return dropped
 
 
 def user_exists(name: str) -> bool:
@@ -211,7 +202,7 @@ def test_ssh_dropped_while_the_account_is_created(
     dropped = drop_after(monkeypatch, lambda argv: argv[3:5] == ["panel-account", "ensure"])
     with run_ops():
         site = create(admin_user, customer, server, "dropped.fault.test")
-    assert dropped == [f"panel-account ensure {NAME}"]
+    assert dropped and f"panel-account ensure {NAME}" in dropped[0]
     op = operation_of(site)
     site.refresh_from_db()
     account = SystemAccount.objects.get(server=server, user=customer)
@@ -288,6 +279,9 @@ def test_full_disk_while_writing_the_vhost(
     assert second.status == "failed" and "No space left on device" in second.status_message
     assert (tiny_sites_dir / "first.fault.test.conf").read_bytes() == live
     assert not (tiny_sites_dir / "second.fault.test.conf").exists()
+    # The partial staging is gone and the server's lock free at once (not a minute later).
+    assert not [p.name for p in tiny_sites_dir.iterdir() if p.name.startswith(".panel")]
+    assert not (stack.base / "state" / "lock").exists()
     assert serves_ready(stack, "first.fault.test")
     assert not serves_ready(stack, "second.fault.test")
     first.refresh_from_db()
@@ -302,6 +296,38 @@ def test_full_disk_while_writing_the_vhost(
     assert second.status == "active", second.status_message
     assert serves_ready(stack, "second.fault.test") and serves_ready(stack, "first.fault.test")
     assert not [p.name for p in tiny_sites_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_full_disk_while_rewriting_a_live_vhost(
+    stack, server, admin_user, customer, run_ops, tiny_sites_dir
+):
+    """A change to a live site (a new alias) that cannot be written: the live vhost stays
+    byte for byte, nginx serves the old configuration (the alias reaches no site), the
+    site says failed with the disk's words; with space again a retry serves the alias."""
+    with run_ops():
+        site = create(admin_user, customer, server, "live.fault.test")
+    vhost = tiny_sites_dir / "live.fault.test.conf"
+    before = vhost.read_bytes()
+    fill(tiny_sites_dir)
+    with run_ops():
+        services.do_update_website(site, actor=admin_user, data={"aliases": "www.live.fault.test"})
+    site.refresh_from_db()
+    op = Operation.objects.latest("created_at")  # the server's apply
+    assert op.kind == "server.apply" and op.state == "failed"
+    assert "No space left on device" in op.error, op.error
+    assert site.status == "failed" and "No space left on device" in site.status_message
+    assert vhost.read_bytes() == before
+    assert serves_ready(stack, "live.fault.test")
+    assert not serves_ready(stack, "www.live.fault.test")
+
+    for name in (".filler", ".filler2"):
+        with contextlib.suppress(FileNotFoundError):
+            (tiny_sites_dir / name).unlink()
+    with run_ops():
+        retry_operation(op, actor=admin_user)
+    site.refresh_from_db()
+    assert site.status == "active", site.status_message
+    assert serves_ready(stack, "www.live.fault.test") and serves_ready(stack, "live.fault.test")
 
 
 # --- 5. sshd does not reload after a valid SFTP block ------------------------------------------
