@@ -42,6 +42,7 @@ PLAN_FIELDS = [
     "php_versions",
     "kinds",
     "sftp_allowed",
+    "app_memory_mb",
     "price",
 ]
 _counters: dict[str, Callable[[QuerySet], int]] = {}
@@ -192,6 +193,8 @@ def check_within_parent(plan: Plan) -> None:
         value = set(getattr(plan, name).split())
         if cap and (not value or not value <= cap):
             errors[name] = f"Your own plan allows only: {' '.join(sorted(cap))}."
+    if plan.app_memory_mb > parent.app_memory_mb:
+        errors["app_memory_mb"] = f"Your own plan allows at most {parent.app_memory_mb} MB."
     if plan.sftp_allowed and not parent.sftp_allowed:
         errors["sftp_allowed"] = "Your own plan does not include SSH/SFTP."
     if errors:
