@@ -23,6 +23,13 @@ class WebsiteCreateForm(forms.Form):
         max_length=300,
         help_text="For reverse proxies: http://PUBLIC-IP:PORT.",
     )
+    start_command = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="For Node.js and Python apps: the command that starts the app in its "
+        "directory, e.g. node server.js or gunicorn app:app (no shell). The app listens on "
+        "$HOST:$PORT.",
+    )
 
     def __init__(self, *args, user=None, instance=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,6 +58,45 @@ class PhpVersionForm(forms.Form):
         self.fields["php_version"].choices = [(v, f"PHP {v}") for v in versions]
         if site:
             self.fields["php_version"].initial = site.php_version
+
+
+class StartCommandForm(forms.Form):
+    start_command = forms.CharField(
+        max_length=500,
+        help_text="Run in the app's directory as your system account; no shell.",
+    )
+
+
+class AppEnvForm(forms.Form):
+    """Environment variables as NAME=value lines. Stored values are shown as ********: a line
+    left that way keeps its value, a removed line removes the variable."""
+
+    env = forms.CharField(
+        label="Environment variables",
+        required=False,
+        max_length=50 * 4200,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="One NAME=value per line. Values are kept encrypted and never shown again: "
+        "leave ******** to keep one. PORT and HOST are set by the panel.",
+    )
+
+    @staticmethod
+    def initial_for(site) -> dict:
+        from websites.appsites import masked_env
+
+        return {"env": "\n".join(f"{k}={v}" for k, v in masked_env(site).items())}
+
+    def changes(self, stored: dict[str, str]) -> dict:
+        """The edit as the service takes it: NAME: value, NAME: None to remove."""
+        wanted: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["env"].splitlines(), 1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"Line {number}: write NAME=value.")
+            wanted[name.strip()] = value
+        return {**dict.fromkeys(set(stored) - set(wanted)), **wanted}
 
 
 class SftpPasswordForm(forms.Form):

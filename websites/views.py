@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
@@ -26,9 +27,11 @@ from websites.bandwidth import this_month
 from websites.filters import WebsiteFilter
 from websites.forms import (
     AliasesForm,
+    AppEnvForm,
     PhpVersionForm,
     SftpPasswordForm,
     SshKeyForm,
+    StartCommandForm,
     WebsiteCreateForm,
 )
 from websites.models import Plan, SystemAccount, Website
@@ -161,6 +164,10 @@ class WebsiteDetail(PortalDetailView):
             plan=plan,
             sftp_allowed=plan is None or plan.sftp_allowed,
             php_form=PhpVersionForm(site=site),
+            env_form=AppEnvForm(initial=AppEnvForm.initial_for(site)) if site.is_app else None,
+            command_form=StartCommandForm(initial={"start_command": site.start_command})
+            if site.is_app
+            else None,
             aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
             sections=sections_for("websites.website_detail", site, user),
             traffic=site.traffic.filter(month=this_month()).values_list("bytes", flat=True).first()
@@ -232,6 +239,52 @@ class SwitchPhp(_SiteForm):
         return services.do_update_website(
             site, actor=request.user, data={"php_version": data["php_version"]}
         )
+
+
+class EditStartCommand(_SiteForm):
+    form_class = StartCommandForm
+    done = "Start command changed; the app is being restarted with it."
+
+    def run(self, request, site, data):
+        return services.do_update_website(
+            site, actor=request.user, data={"start_command": data["start_command"]}
+        )
+
+
+class EditAppEnv(_SiteForm):
+    form_class = AppEnvForm
+    done = "Environment saved; the app is being restarted with it."
+
+    def run(self, request, site, data):
+        form = AppEnvForm(request.POST)
+        form.is_valid()
+        try:
+            changes = form.changes(site.env_vars())
+        except forms.ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
+        return services.do_update_website(site, actor=request.user, data={"app_env": changes})
+
+
+def _app_action(action: str):
+    return staticmethod(
+        lambda site, *, actor: services.do_app_action(site, actor=actor, action=action)
+    )
+
+
+class StartApp(PortalActionView):
+    model, service = Website, _app_action("start")
+
+
+class StopApp(PortalActionView):
+    model, service = Website, _app_action("stop")
+
+
+class RestartApp(PortalActionView):
+    model, service = Website, _app_action("restart")
+
+
+class AppStatus(PortalActionView):
+    model, service = Website, _app_action("status")
 
 
 def _account(request, site) -> SystemAccount:
