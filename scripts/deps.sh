@@ -26,6 +26,7 @@ NEEDS=(
   "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
   "/usr/bin/fail2ban-server:fail2ban"
   "/usr/bin/supervisord:supervisor"
+  "/usr/bin/node:nodejs"
   # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).
   "/usr/include/libvirt/libvirt.h:libvirt-dev"
   "/usr/bin/pkg-config:pkg-config"

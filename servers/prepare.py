@@ -51,9 +51,12 @@ def clean_php_versions(values) -> list[str]:
     return out
 
 
-def packages_for(php_versions: list[str]) -> dict[str, str]:
-    """component -> Debian package."""
+def packages_for(php_versions: list[str], *, supervisor: bool = False) -> dict[str, str]:
+    """component -> Debian package. ``supervisor``: the server has no systemd, so app sites
+    (Node.js, Python) run under supervisord."""
     wanted = {"nginx": "nginx", "fail2ban": "fail2ban"}
+    if supervisor:
+        wanted["supervisor"] = "supervisor"
     wanted.update({f"php{v}": f"php{v}-fpm" for v in php_versions})
     for package in wanted.values():
         if not PACKAGE.fullmatch(package):  # built from validated parts; belt and braces
@@ -150,7 +153,7 @@ def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str
                 f"{found.get('pretty_name') or distro} is not supported: Prepare server knows "
                 "Debian and Ubuntu (apt and dpkg)."
             )
-        wanted = packages_for(php_versions)
+        wanted = packages_for(php_versions, supervisor=not found.get("systemd_running"))
         ctx.progress(25, f"Checking {', '.join(wanted.values())} with dpkg")
         have = installed_versions(t, list(wanted.values()))
         missing = [p for p in wanted.values() if p not in have]

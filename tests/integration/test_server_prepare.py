@@ -77,7 +77,8 @@ def test_prepare_installed_packages_is_a_no_op_that_records_components(
     assert (nginx_tree / "panel.d").is_dir() and (nginx_tree / "tls").is_dir()
     server.refresh_from_db()
     assert server.components["nginx"] and server.components["php"] == ["8.2"]
-    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm", "fail2ban"}
+    # No systemd here: app sites run under supervisord, so Prepare installs it too.
+    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm", "fail2ban", "supervisor"}
     assert DirtyUnit.objects.filter(server=server, unit="fail2ban:jails").exists()
     assert "8.2" in server.facts["php_versions"] and server.facts["services"]["nginx"]
     assert AuditEntry.objects.filter(action="server.prepare").count() == 1
