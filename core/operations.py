@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
@@ -271,19 +272,39 @@ class Heartbeat:
         return False
 
 
+WORKER_LOST = "The worker running this operation stopped; it may be retried."
+
+
+def on_worker_lost(task: Callable, handler: Callable[..., None]) -> None:
+    """Say what ``task``'s objects become when its worker dies mid-way: ``handler(op,
+    **op.args)`` runs when the dead operation is failed. A task that leaves a row "pending"
+    while it works must turn it failed there, or the row claims progress nobody makes."""
+    task.on_worker_lost = handler
+
+
 def fail_dead(op: Operation) -> None:
-    """Fail an operation whose worker stopped heartbeating, and free its lock."""
+    """Fail an operation whose worker stopped heartbeating, free its lock, and let its task
+    fail what it was working on (``on_worker_lost``)."""
     OperationLogLine.objects.create(
         operation=op,
         level=OperationLogLine.Level.ERROR,
         message="The worker running this stopped responding.",
     )
     op.state, op.finished_at = Operation.State.FAILED, timezone.now()
-    op.error = "The worker running this operation stopped; it may be retried."
+    op.error = WORKER_LOST
     op.save()
     rollups.count_finished(op)
     OperationLock.objects.filter(operation=op).delete()
+    try:
+        handler = getattr(import_string(op.task), "on_worker_lost", None)
+        if handler is not None:
+            handler(op, **op.args)
+    except Exception:  # noqa: BLE001 - the operation is failed whatever its target does
+        log.exception("operation %s (%s): marking its target failed failed", op.uuid, op.kind)
     events.operation_changed(op)
+    target = op.target()
+    if target is not None:
+        events.changed(target)
 
 
 class LockHolder:

@@ -21,3 +21,10 @@ class DnsConfig(AppConfig):
             "dns.nscheck.check_all",
             name="verify zone delegations",
         )
+        from django.apps import apps
+
+        if apps.is_installed("monitoring"):
+            from dns.nscheck import ns_mismatch_source
+            from monitoring.alerts import register_source
+
+            register_source("ns_mismatch", ns_mismatch_source, label="Zone nameservers mismatch")

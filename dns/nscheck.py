@@ -183,3 +183,18 @@ def check_all() -> int:
 def mismatched_zones():
     """Zones whose last check found a mismatch or failed: the seam for monitoring's alerts."""
     return Zone.objects.filter(ns_status__in=[Zone.NsStatus.MISMATCH, Zone.NsStatus.ERROR])
+
+
+def ns_mismatch_source(rule, now):
+    """Monitoring's "NS mismatch" alert source: the zones of the rule's owner whose last
+    check did not find the delegation and every nameserver in agreement."""
+    from core.policy import restrict
+    from monitoring.alerts import Finding
+
+    visible = restrict(Zone, rule.owner).filter(pk__in=mismatched_zones().values("pk"))
+    for zone in visible.only("uuid", "name", "ns_message"):
+        yield Finding(
+            subject=f"zone:{zone.uuid.hex}",
+            label=zone.name,
+            message=zone.ns_message or f"The nameservers of {zone.name} do not agree.",
+        )

@@ -420,12 +420,13 @@ def do_delete_records(zone: Zone, records: Iterable[Record], *, actor) -> int:
     return len(records)
 
 
-def _changed(zone: Zone, actor, units: set[str]) -> None:
-    """The zone's data changed: a new serial, pending until its nameservers serve it."""
+def _changed(zone: Zone, actor, units: set[str]) -> list:
+    """The zone's data changed: a new serial, pending until its nameservers serve it.
+    Returns the publish Operations."""
     zone.serial = zone.next_serial()
     zone.status = Zone.Status.PENDING
     Zone.objects.filter(pk=zone.pk).update(serial=zone.serial, status=zone.status)
-    publish_zone(zone, actor=actor, units=units)
+    return publish_zone(zone, actor=actor, units=units)
 
 
 # -- publishing ---------------------------------------------------------------------------
@@ -526,3 +527,79 @@ def do_save_nameserver(*, actor, data: dict, nameserver: Nameserver | None = Non
             changes=audit.diff(before, audit.snapshot(ns, NAMESERVER_FIELDS)),
         )
     return ns
+
+
+# -- ACME DNS-01 (websites/certificates/dns01.py) ---------------------------------------------
+ACME_CHALLENGE_TTL = 60
+
+
+def zone_serving(name: str, *, user) -> Zone | None:
+    """The zone the panel serves that holds ``name`` (its closest enclosing zone), when
+    ``user`` may change it and it has nameservers; None otherwise."""
+    from core.policy import CHANGE, restrict
+
+    labels = name.rstrip(".").lower().split(".")
+    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    zones = {
+        z.name: z
+        for z in restrict(Zone, user, CHANGE)
+        .filter(name__in=candidates, group__nameservers__isnull=False)
+        .distinct()
+    }
+    return next((zones[c] for c in candidates if c in zones), None)
+
+
+def do_add_challenge_records(
+    zone: Zone, *, actor, items: list[tuple[str, str]]
+) -> tuple[list[Record], list]:
+    """TXT records answering ACME DNS-01 challenges: ``items`` are (absolute name such as
+    ``_acme-challenge.www.example.com``, validation text). One audit entry per record, one
+    serial and one publish for all of them; returns the records and the publish Operations
+    (the caller waits until every nameserver serves them, ``txt_not_served``)."""
+    rows = []
+    for name, value in items:
+        clean = clean_record(
+            zone,
+            {"name": name + ".", "type": "TXT", "ttl": ACME_CHALLENGE_TTL, "content": f'"{value}"'},
+        )
+        rows.append(clean)
+    with transaction.atomic():
+        zone = Zone.objects.select_for_update().get(pk=zone.pk)
+        created = []
+        for clean in rows:
+            _check_at_name(zone, clean)
+            record = Record.objects.create(zone=zone, **clean)
+            _rrset_ttl(zone, record)
+            audit.record(
+                "record.create",
+                record,
+                actor=actor,
+                owner_id=zone.owner_id,
+                changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
+            )
+            created.append(record)
+        ops = _changed(zone, actor, {rrset_unit(zone, r.name, r.type) for r in created})
+    return created, ops
+
+
+def txt_not_served(zone: Zone, items: list[tuple[str, str]]) -> list[str]:
+    """Asks every nameserver of the zone's group directly (non-recursive) for each TXT of
+    ``items`` (absolute name, text); what one does not serve yet, in words."""
+    import dns.name
+    from dns.providers import DnsError, adapter_for
+
+    missing = []
+    origin = dns.name.from_text(zone.name + ".")
+    for ns in Nameserver.objects.filter(group_id=zone.group_id):
+        adapter = adapter_for(ns)
+        for name, value in items:
+            relative = dns.name.from_text(name + ".").relativize(origin).to_text()
+            try:
+                rrset = adapter.query(zone.name, relative, "TXT")
+            except DnsError as exc:
+                missing.append(str(exc))
+                continue
+            texts = {b"".join(r.strings).decode() for r in rrset or ()}
+            if value not in texts:
+                missing.append(f"{adapter} does not serve the TXT record {name} yet")
+    return missing

@@ -35,9 +35,17 @@ class RuleForm(forms.ModelForm):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from monitoring.alerts import kind_choices
+        from monitoring.alerts import kind_choices, sources
 
         self.fields["kind"].choices = kind_choices()
+        # Each field is shown for the kinds that use it (static/js/panel.js hides the rest;
+        # the service validates whatever is sent).
+        with_servers = " ".join(k for k, s in sources().items() if s.uses_servers)
+        for name in ("metric", "comparison", "threshold", "duration"):
+            self.fields[name].shown_when = ("kind", "metric")
+        for name in ("scope", "server", "location"):
+            self.fields[name].shown_when = ("kind", with_servers)
+        self.fields["days"].shown_when = ("kind", "certificate_expiring")
         owner = self.instance.owner if self.instance.pk else user
         self.fields["server"].queryset = restrict(Server, owner).order_by("name")
         self.fields["channels"].queryset = restrict(NotificationChannel, owner, CHANGE).filter(

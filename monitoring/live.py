@@ -8,7 +8,10 @@ from django.template.loader import render_to_string
 
 from core.live import Fragment, LiveView, RowList
 from core.policy import restrict
+from monitoring.checks import uptime
 from monitoring.collector import SAMPLE_TOPIC
+from monitoring.filters import AlertFilter, CheckFilter
+from monitoring.models import Alert, Check
 from servers.models import Server
 
 CARD = "monitoring/partials/server_card.html"
@@ -56,3 +59,42 @@ class ServerMetricsLive(LiveView):
             return [], [card_id(self.key)]
         html = render_to_string(CARD, {"s": server, "user": self.user})
         return [Fragment(card_id(self.key), html)], []
+
+
+class AlertListLive(RowList):
+    """The alert list: an alert firing, resolving or being acknowledged re-renders its row;
+    a new one makes the page re-fetch (firing ones are listed first, not newest first)."""
+
+    model = Alert
+    row_template = "monitoring/partials/alert_row.html"
+    row_name = "row"
+    refetch_new = True
+
+    def row_id(self, key: str) -> str:
+        return f"alert-{key}-row"
+
+    def queryset(self):
+        return super().queryset().select_related("rule")
+
+    def filtered(self, qs):
+        return AlertFilter(self.page, queryset=qs).qs
+
+
+class CheckListLive(RowList):
+    """The uptime check list: each run of a check re-renders its row (status, response time,
+    uptime shares)."""
+
+    model = Check
+    row_template = "monitoring/partials/check_row.html"
+    row_name = "row"
+    refetch_new = True  # sorted by name
+
+    def row_id(self, key: str) -> str:
+        return f"check-{key}-row"
+
+    def filtered(self, qs):
+        return CheckFilter(self.page, queryset=qs).qs
+
+    def context(self, obj) -> dict:
+        obj.uptime = uptime([obj]).get(obj.pk, {"24h": None, "30d": None})
+        return super().context(obj)

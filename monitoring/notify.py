@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import re
 import smtplib
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -81,24 +83,73 @@ def _is_ip(value: str) -> bool:
 # --- where a user may send requests ----------------------------------------------------
 
 
-def check_destination(url: str, owner) -> None:
-    """Non-administrators may only reach public addresses (else a webhook or check is a
-    probe into the panel's own network). Checked on every send, after resolving."""
+def check_destination(url: str, owner) -> list[str]:
+    """Resolve the URL's host once and return its addresses, which the caller must connect to
+    (``connection``), so that a name answering differently a moment later (DNS rebinding)
+    cannot move the request elsewhere. Non-administrators may only reach public addresses
+    (else a webhook or check is a probe into the panel's own network); checked on every send."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NotifyError("Only http:// and https:// URLs are allowed.", retryable=False)
-    if role_of(owner) == ADMIN:
-        return
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise NotifyError(f"{parts.hostname} does not resolve: {exc}", retryable=True) from exc
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if role_of(owner) == ADMIN:
+        return addresses
+    for text in addresses:
+        addr = ipaddress.ip_address(text)
         if getattr(addr, "ipv4_mapped", None):
             addr = addr.ipv4_mapped
         if not addr.is_global:
             raise NotifyError(f"{parts.hostname} is not a public address.", retryable=False)
+    return addresses
+
+
+def open_socket(addresses: list[str], port: int, timeout: float | None, *args) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that accepts one."""
+    error: OSError = OSError("no address to connect to")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout, *args)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+def connection(
+    url: str,
+    *,
+    timeout: float,
+    addresses: list[str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> http.client.HTTPConnection:
+    """An HTTP(S) connection for ``url`` whose socket goes to ``addresses`` when given (what
+    ``check_destination`` resolved and approved) while the Host header, SNI and certificate
+    check keep the URL's name."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        context = context or ssl.create_default_context()
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, parts.port or 443, timeout=timeout, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
+    if addresses is not None:
+        pinned = list(addresses)
+
+        def create(where, timeout=None, *args):
+            return open_socket(pinned, where[1], timeout, *args)
+
+        conn._create_connection = create  # http.client's own hook for opening the socket
+    return conn
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 # --- the three channels ------------------------------------------------------------------
@@ -114,7 +165,7 @@ def send_email(address: str, notice: Notice) -> int | None:
 
 
 def send_webhook(url: str, secret: str, notice: Notice, owner) -> int:
-    check_destination(url, owner)
+    addresses = check_destination(url, owner)
     body = json.dumps(notice.data, separators=(",", ":"), sort_keys=True).encode()
     timestamp = str(int(time.time()))
     headers = {
@@ -125,7 +176,16 @@ def send_webhook(url: str, secret: str, notice: Notice, owner) -> int:
     }
     if secret:
         headers["X-Panel-Signature"] = sign(secret, timestamp, body)
-    return _post(url, body, headers)
+    conn = connection(url, timeout=settings.PANEL_NOTIFY_TIMEOUT, addresses=addresses)
+    try:
+        conn.request("POST", path_of(url), body=body, headers=headers)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        what = exc.__class__.__name__
+        raise NotifyError(f"cannot reach the receiver ({what}: {exc})", retryable=True) from None
+    finally:
+        conn.close()
+    return _answered(status)
 
 
 def send_telegram(chat_id: str, token: str, notice: Notice) -> int:
@@ -149,11 +209,11 @@ def _post(url: str, body: bytes, headers: dict) -> int:
         # The URL may carry a bot token: say what failed without it.
         what = exc.__class__.__name__
         raise NotifyError(f"cannot reach the receiver ({what})", retryable=True) from None
-    if 200 <= response.status_code < 300:
-        return response.status_code
-    retryable = response.status_code >= 500 or response.status_code in (408, 429)
-    raise NotifyError(
-        f"the receiver answered {response.status_code}",
-        retryable=retryable,
-        status=response.status_code,
-    )
+    return _answered(response.status_code)
+
+
+def _answered(status: int) -> int:
+    if 200 <= status < 300:
+        return status
+    retryable = status >= 500 or status in (408, 429)
+    raise NotifyError(f"the receiver answered {status}", retryable=retryable, status=status)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -22,7 +21,7 @@ import dns.exception
 import dns.resolver
 from django.conf import settings
 
-from monitoring.notify import NotifyError, check_destination
+from monitoring.notify import NotifyError, check_destination, connection, open_socket, path_of
 
 BODY_LIMIT = 1024 * 1024  # keywords are looked for in the first megabyte
 
@@ -41,19 +40,23 @@ def _ms(started: float) -> float:
 
 
 def probe_http(
-    url: str, *, timeout: float, keyword: str = "", expect_status: int | None = None
+    url: str,
+    *,
+    timeout: float,
+    keyword: str = "",
+    expect_status: int | None = None,
+    addresses: list[str] | None = None,
 ) -> ProbeResult:
-    parts = urlsplit(url)
-    host, https = parts.hostname or "", parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    """``addresses``: connect there (what ``check_destination`` approved), not wherever
+    the name resolves at connect time."""
+    https = urlsplit(url).scheme == "https"
+    path = path_of(url)
     started = time.monotonic()
     days_left = None
+    context = None
     if https:
         context = ssl.create_default_context(cafile=settings.PANEL_CHECKS_CA_FILE or None)
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = connection(url, timeout=timeout, addresses=addresses, context=context)
     try:
         conn.request("GET", path, headers={"User-Agent": "unified-hosting-panel-check"})
         if https:
@@ -80,10 +83,10 @@ def probe_http(
     return result
 
 
-def probe_tcp(host: str, port: int, *, timeout: float) -> ProbeResult:
+def probe_tcp(addresses: list[str], port: int, *, timeout: float) -> ProbeResult:
     started = time.monotonic()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with open_socket(addresses, port, timeout):
             return ProbeResult(True, _ms(started))
     except OSError as exc:
         return ProbeResult(False, _ms(started), error=str(exc) or exc.__class__.__name__)
@@ -126,32 +129,42 @@ def probe_ping(host: str, *, timeout: float) -> ProbeResult:
     except subprocess.TimeoutExpired:
         return ProbeResult(False, _ms(started), error="no answer")
     if done.returncode != 0:
-        last = done.stderr.strip() or done.stdout.strip().splitlines()[-1:] or ["no answer"]
-        return ProbeResult(False, _ms(started), error=str(last)[:200])
+        # ping's own words: an error on stderr ("Network is unreachable"), else its summary
+        # ("1 packets transmitted, 0 received, 100% packet loss").
+        said = done.stderr.strip().splitlines() or [
+            line for line in done.stdout.splitlines() if "transmitted" in line
+        ]
+        return ProbeResult(False, _ms(started), error=(said[-1] if said else "no answer")[:200])
     return ProbeResult(True, _ms(started))
+
+
+def _url(host: str, port: int | None) -> str:
+    """A URL naming ``host`` (IPv6 literals in brackets), for ``check_destination``."""
+    name = f"[{host}]" if ":" in host else host
+    return f"http://{name}:{port}/" if port else f"http://{name}/"
 
 
 def run_probe(check, *, owner) -> ProbeResult:
     """The probe of one ``Check`` row (destination rules of its owner applied first)."""
     timeout = float(check.timeout)
     try:
+        # Every probe goes to the address that was checked, not to a second resolution.
         if check.kind == "http":
-            check_destination(check.target, owner)
             return probe_http(
                 check.target,
                 timeout=timeout,
                 keyword=check.keyword,
                 expect_status=check.expect_status,
+                addresses=check_destination(check.target, owner),
             )
         host, port = check.host_port()
-        if check.kind != "dns":
-            check_destination(f"http://{host}:{port or 80}/", owner)
         if check.kind == "tcp":
-            return probe_tcp(host, port, timeout=timeout)
+            addresses = check_destination(_url(host, port), owner)
+            return probe_tcp(addresses, port, timeout=timeout)
         if check.kind == "dns":
             if check.dns_server:
                 server, server_port = check.dns_server_port()
-                check_destination(f"http://{server}:{server_port}/", owner)
+                server = check_destination(_url(server, server_port), owner)[0]
             else:
                 server, server_port = "", 53
             return probe_dns(
@@ -162,6 +175,6 @@ def run_probe(check, *, owner) -> ProbeResult:
                 port=server_port,
                 timeout=timeout,
             )
-        return probe_ping(host, timeout=timeout)
+        return probe_ping(check_destination(_url(host, None), owner)[0], timeout=timeout)
     except NotifyError as exc:
         return ProbeResult(False, error=str(exc))

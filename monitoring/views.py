@@ -24,6 +24,7 @@ from core.generic import (
     get_for_user,
     redirect_htmx_aware,
 )
+from core.live import LivePageMixin
 from core.policy import CHANGE
 from core.tables import Column, Table
 from monitoring import checks, services
@@ -54,6 +55,8 @@ ALERT_TABLE = Table(
     empty_icon="triangle-alert",
     empty_text="No alerts. Rules you add fire here.",
     testid="alerts-table",
+    live="/ws/live/alerts/",
+    rows_id="alert-rows",
 )
 RULE_TABLE = Table(
     columns=(Column("Rule"), Column("Condition"), Column("Enabled", "hidden sm:table-cell")),
@@ -80,10 +83,12 @@ CHECK_TABLE = Table(
     empty_icon="activity",
     empty_text="No uptime checks yet.",
     testid="checks-table",
+    live="/ws/live/checks/",
+    rows_id="check-rows",
 )
 
 
-class AlertList(PortalListView):
+class AlertList(LivePageMixin, PortalListView):
     """The alert history: firing ones first, then the resolved ones, newest first."""
 
     model = Alert
@@ -204,7 +209,7 @@ class ChannelTest(PortalActionView):
     message = "Test notice sent; its delivery is listed below."
 
 
-class CheckList(PortalListView):
+class CheckList(LivePageMixin, PortalListView):
     model = Check
     filterset_class = CheckFilter
     table = CHECK_TABLE

@@ -5,7 +5,12 @@ from django.urls import path, re_path
 from core.asgi import UnknownPathConsumer
 from core.consumers import LiveConsumer
 from core.live_views import DashboardLive, OperationDetailLive, OperationListLive
-from monitoring.live import ServerCardsLive, ServerMetricsLive
+from monitoring.live import (
+    AlertListLive,
+    CheckListLive,
+    ServerCardsLive,
+    ServerMetricsLive,
+)
 from servers.consumers import TerminalConsumer
 from servers.live import ServerListLive
 from websites.databases.live import DatabaseListLive, DatabaseUserListLive
@@ -17,6 +22,8 @@ websocket_urlpatterns = [
     path("ws/live/servers/", LiveConsumer.as_asgi(view=ServerListLive)),
     path("ws/live/monitoring/", LiveConsumer.as_asgi(view=ServerCardsLive)),
     path("ws/live/monitoring/<uuid:key>/", LiveConsumer.as_asgi(view=ServerMetricsLive)),
+    path("ws/live/alerts/", LiveConsumer.as_asgi(view=AlertListLive)),
+    path("ws/live/checks/", LiveConsumer.as_asgi(view=CheckListLive)),
     path("ws/live/databases/", LiveConsumer.as_asgi(view=DatabaseListLive)),
     path("ws/live/database-users/", LiveConsumer.as_asgi(view=DatabaseUserListLive)),
     # The API's event streams (?format=json), documented in docs/api.md.

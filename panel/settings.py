@@ -286,6 +286,8 @@ PANEL_ACME_CA_BUNDLE = env_str("PANEL_ACME_CA_BUNDLE", "") or True
 PANEL_ACME_RENEW_DAYS = env_int("PANEL_ACME_RENEW_DAYS", 30)
 PANEL_ACME_RENEW_EVERY_MINUTES = env_int("PANEL_ACME_RENEW_EVERY_MINUTES", 24 * 60)
 PANEL_ACME_TIMEOUT = env_int("PANEL_ACME_TIMEOUT", 90)
+# DNS-01: seconds to wait for every nameserver of the zone to serve the challenge TXT records.
+PANEL_ACME_DNS_WAIT = env_int("PANEL_ACME_DNS_WAIT", 120)
 # Nameservers (ip or ip:port) for the check that a site's names point at its server; empty:
 # the system's resolvers.
 PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")

@@ -25,6 +25,7 @@ NEEDS=(
   "/usr/share/fonts/truetype/dejavu:fonts-dejavu-core"
   "/usr/bin/prometheus-node-exporter:prometheus-node-exporter"
   "/usr/bin/fail2ban-server:fail2ban"
+  "/usr/bin/ping:iputils-ping"
   "/usr/bin/supervisord:supervisor"
   "/usr/bin/node:nodejs"
   # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).

@@ -7,6 +7,7 @@ class WebsitesConfig(AppConfig):
     def ready(self):
         from core.schedules import every
         from core.sections import add_section
+        from monitoring.alerts import register_source
         from servers.engine import registry
         from websites import plans
         from websites.apply import WebsiteFiles
@@ -43,6 +44,9 @@ class WebsitesConfig(AppConfig):
         every(60, "websites.tasks.measure_disk", name="websites.measure_disk")
         every(60, "websites.bandwidth.measure_bandwidth", name="websites.measure_bandwidth")
         plans.register_counter("bandwidth_gb", month_gb)
+        from websites.quota import over_quota_source
+
+        register_source("disk_over_quota", over_quota_source, label="Over disk/bandwidth quota")
         add_section(
             "servers.server_detail", "websites/partials/server_websites.html", server_websites
         )

@@ -85,6 +85,9 @@ def measure_bandwidth() -> int:
             total += measure_server(t, server)
         except TransportError:
             continue  # the next run reads from the same offsets
+    from websites.quota import enforce_quotas
+
+    enforce_quotas()  # over the month's bandwidth: suspend where the plan says so
     return total
 
 

@@ -119,6 +119,9 @@ class Website(models.Model):
         default=False, help_text="Suspended sites answer 503 with a suspension page."
     )
     suspension_reason = models.CharField(max_length=200, blank=True)
+    # Suspended by the hourly quota check (websites/quota.py), which alone lifts it again:
+    # a suspension staff chose stays when usage falls back under the plan.
+    suspended_for_quota = models.BooleanField(default=False, editable=False)
     options = models.JSONField(
         default=dict,
         blank=True,
@@ -317,6 +320,12 @@ class Plan(models.Model):
         default=256,
         validators=[MinValueValidator(32), MaxValueValidator(65536)],
         help_text="Memory limit of each Node.js or Python app site's process.",
+    )
+    suspend_over_quota = models.BooleanField(
+        "suspend when over quota",
+        default=False,
+        help_text="Suspend the subscriber's sites while measured disk or this month's "
+        "bandwidth is over the plan (lifted when back under).",
     )
     price = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     created_at = models.DateTimeField(default=timezone.now)

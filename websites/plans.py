@@ -43,6 +43,7 @@ PLAN_FIELDS = [
     "kinds",
     "sftp_allowed",
     "app_memory_mb",
+    "suspend_over_quota",
     "price",
 ]
 _counters: dict[str, Callable[[QuerySet], int]] = {}

@@ -373,35 +373,67 @@ def _may_suspend(actor, site: Website) -> None:
     raise ValidationError("Only your provider can suspend or unsuspend a site.")
 
 
-def do_suspend_website(site: Website, *, actor, reason: str = "") -> Website:
+def do_suspend_website(site: Website, *, actor, reason: str = "", quota: bool = False) -> Website:
     """The site answers 503 with the suspension page; its PHP pool stops; when every site of
-    the owner on that server is suspended, the system account is locked too."""
+    the owner on that server is suspended, the system account is locked too. ``quota``: the
+    hourly quota check suspends (websites/quota.py), and only it lifts such a suspension."""
     _may_suspend(actor, site)
     refuse_nul_in({"reason": reason}, ["reason"])
     if site.suspended:
+        if not quota and site.suspended_for_quota:
+            # Staff suspend a site the quota had suspended: theirs now, kept when back under.
+            with transaction.atomic():
+                Website.objects.filter(pk=site.pk).update(
+                    suspended_for_quota=False, suspension_reason=reason[:200]
+                )
+                site.refresh_from_db()
+                audit.record(
+                    "website.suspend",
+                    site,
+                    actor=actor,
+                    changes={"suspended_for_quota": [True, False], "reason": reason[:200]},
+                )
         return site
     with transaction.atomic():
         Website.objects.filter(pk=site.pk).update(
-            suspended=True, suspension_reason=reason[:200], status=Website.Status.PENDING
+            suspended=True,
+            suspension_reason=reason[:200],
+            suspended_for_quota=quota,
+            status=Website.Status.PENDING,
         )
         site.refresh_from_db()
-        audit.record("website.suspend", site, actor=actor, changes={"suspended": [False, True]})
+        changes = {"suspended": [False, True], "reason": reason[:200]}
+        if quota:
+            changes["suspended_for_quota"] = [False, True]
+        audit.record("website.suspend", site, actor=actor, changes=changes)
         site.operation = _start(
             site, "website.suspend", "websites.tasks.converge_site", actor=actor, units={site.unit}
         )
     return site
 
 
-def do_unsuspend_website(site: Website, *, actor) -> Website:
+def do_unsuspend_website(site: Website, *, actor, quota: bool = False) -> Website:
+    """Lift a suspension. ``quota``: the quota check lifting its own (refused, as a no-op,
+    for a suspension staff chose)."""
     _may_suspend(actor, site)
-    if not site.suspended:
+    if not site.suspended or (quota and not site.suspended_for_quota):
         return site
     with transaction.atomic():
-        Website.objects.filter(pk=site.pk).update(
-            suspended=False, suspension_reason="", status=Website.Status.PENDING
-        )
+        updated = Website.objects.filter(pk=site.pk, suspended=True)
+        if quota:
+            updated = updated.filter(suspended_for_quota=True)
+        if not updated.update(
+            suspended=False,
+            suspension_reason="",
+            suspended_for_quota=False,
+            status=Website.Status.PENDING,
+        ):
+            return site
         site.refresh_from_db()
-        audit.record("website.unsuspend", site, actor=actor, changes={"suspended": [True, False]})
+        changes = {"suspended": [True, False]}
+        if quota:
+            changes["suspended_for_quota"] = [True, False]
+        audit.record("website.unsuspend", site, actor=actor, changes=changes)
         site.operation = _start(
             site,
             "website.unsuspend",

@@ -8,7 +8,7 @@ import re
 from django.db import transaction
 from django.utils import timezone
 
-from core.operations import OperationContext, OperationError
+from core.operations import WORKER_LOST, OperationContext, OperationError, on_worker_lost
 from servers import connection
 from servers.engine import profile_for
 from servers.engine.state import mark_dirty
@@ -47,6 +47,17 @@ def converge_site(ctx: OperationContext, site_id: int) -> str:
         if site.status == Website.Status.PENDING:
             _fail_site(site, str(exc) or exc.__class__.__name__)
         raise
+
+
+def _site_worker_lost(op, site_id: int, **_args) -> None:
+    """The worker died mid-way (the vhost may be swapped in, not reloaded): the site is not
+    live, so it says failed; a retry's apply finishes or undoes what the dead one began."""
+    site = Website.objects.filter(pk=site_id, status=Website.Status.PENDING).first()
+    if site is not None:
+        _fail_site(site, WORKER_LOST)
+
+
+on_worker_lost(converge_site, _site_worker_lost)
 
 
 def _converge(ctx: OperationContext, site: Website) -> str:
@@ -340,6 +351,9 @@ def measure_disk() -> int:
                 disk_used_mb=used, disk_measured_at=timezone.now()
             )
             measured += 1
+    from websites.quota import enforce_quotas
+
+    enforce_quotas()  # over the disk quota: suspend where the plan says so (or lift it)
     return measured
 
 

@@ -45,6 +45,22 @@
     var confirmEl = ev.target.closest("[data-confirm]");
     if (confirmEl && !window.confirm(confirmEl.dataset.confirm)) ev.preventDefault();
   });
-  document.addEventListener("DOMContentLoaded", function () { armToasts(document); });
-  document.addEventListener("htmx:afterSettle", function () { armToasts(document); });
+  // Fields that only matter for some values of another field (an alert rule's kind): the
+  // wrapper names the field and the values; a field with an error always stays visible.
+  function applySwitches(root) {
+    root.querySelectorAll("[data-switch]").forEach(function (wrap) {
+      var form = wrap.closest("form");
+      var input = form && form.elements[wrap.dataset.switch];
+      if (!input) return;
+      var shown = wrap.dataset.showFor.split(" ").indexOf(input.value) !== -1;
+      wrap.hidden = !shown && !wrap.classList.contains("field-error");
+    });
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.form && ev.target.form.querySelector("[data-switch='" + ev.target.name + "']")) {
+      applySwitches(ev.target.form);
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () { armToasts(document); applySwitches(document); });
+  document.addEventListener("htmx:afterSettle", function () { armToasts(document); applySwitches(document); });
 })();

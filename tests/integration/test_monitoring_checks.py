@@ -207,3 +207,17 @@ def test_websites_get_an_http_check_once(admin_user):
         admin_user,
     )
     assert Check.objects.count() == 1
+
+
+def test_ping_checks_answer_and_say_why_not(admin_user):
+    need("ping")
+    up = _check(admin_user, "loopback", kind="ping", target="127.0.0.1", retries=1)
+    # TEST-NET-2 (RFC 5737): no route from a machine with only loopback, or no answer.
+    down = _check(admin_user, "nowhere", kind="ping", target="198.51.100.7", retries=1, timeout=2)
+    assert checks.run_checks([up, down]).went_down == ["nowhere"]
+    up.refresh_from_db()
+    down.refresh_from_db()
+    assert up.status == "up" and up.last_response_ms is not None
+    assert down.status == "down"
+    assert "unreachable" in down.last_error.lower() or "100% packet loss" in down.last_error
+    assert not down.last_error.startswith("[")  # ping's own words, not a Python list

@@ -206,3 +206,58 @@ def test_send_test_goes_through_the_channel(
     delivery.refresh_from_db()
     assert delivery.state == "sent"
     assert json.loads(receiver.requests[0][2])["event"] == "test"
+
+
+def test_webhooks_go_to_the_address_that_was_checked(receiver, admin_user, monkeypatch, fire):
+    """DNS rebinding: the name is resolved once, and the request goes to that address even if
+    the name answers differently when the connection opens."""
+    import socket
+
+    port = int(receiver.url.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1"])  # first answer: the receiver; any later one: nobody listens
+
+    def rebinding(host, *args, **kwargs):
+        if host == "hooks.rebind.test":
+            address = next(answers, "127.0.0.2")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    receiver.requests.clear()
+    receiver.status = 200
+    channel = services.do_create_channel(
+        actor=admin_user,
+        data={"name": "hook", "kind": "webhook", "target": f"http://hooks.rebind.test:{port}/in"},
+    )
+    fire(admin_user, [channel], "rebinding")
+    assert [p for p, _h, _b in receiver.requests] == ["/in"]
+    assert receiver.requests[0][1]["Host"] == f"hooks.rebind.test:{port}"
+    assert set(Delivery.objects.values_list("state", flat=True)) == {"sent"}
+
+
+def test_customer_destinations_are_pinned_to_the_public_address_checked(customer, monkeypatch):
+    """A customer's name that first resolves to a public address and then to loopback is
+    still sent to the public one (which cannot be reached here), never to loopback."""
+    from monitoring import notify
+
+    answers = iter(["93.184.215.14"])
+    real = socket.getaddrinfo
+
+    def rebinding(host, *args, **kwargs):
+        if host == "hooks.rebind.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers, "127.0.0.1"), 80))]
+        return real(host, *args, **kwargs)
+
+    tried = []
+
+    def no_network(where, *args, **kwargs):
+        tried.append(where[0])
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    notice = notify.Notice(title="t", text="t", event="test", data={})
+    with pytest.raises(notify.NotifyError, match="cannot reach"):
+        notify.send_webhook("http://hooks.rebind.test/in", "", notice, customer)
+    assert tried == ["93.184.215.14"]

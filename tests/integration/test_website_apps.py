@@ -33,7 +33,7 @@ from websites import plans
 from websites.models import Website
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
-HOST = "127.0.0.5"
+HOST = "127.0.0.6"
 EMAIL = "uhpapps@example.com"  # account name "uhpapps": a real Linux user while the tests run
 NAME = "uhpapps"
 

@@ -212,3 +212,86 @@ def test_options_keep_the_challenge_path_and_take_tls_settings():
     options = parse_options({"https_redirect": True, "hsts_max_age": 600})
     assert options.https_redirect and options.hsts_max_age == 600
     assert options.to_json() == {"https_redirect": True, "hsts_max_age": 600}
+
+
+class TestDns01:
+    """Which orders may use DNS-01 (tests/integration/test_certificates_dns01.py issues)."""
+
+    @staticmethod
+    def zone(name, owner, *, served=True):
+        from dns.models import Nameserver, NameserverGroup, Zone
+
+        group = None
+        if served:
+            group = NameserverGroup.objects.create(name=f"g-{name}-{owner.pk}")
+            Nameserver.objects.create(
+                group=group, hostname="ns1.example.net", host="127.0.0.1", kind="powerdns"
+            )
+        return Zone.objects.create(name=name, owner=owner, group=group)
+
+    def test_order_names_put_the_wildcard_after_the_domain(self, site):
+        from websites.certificates.dns01 import order_names
+
+        assert order_names(site, False) == ["shop.example.com", "www.shop.example.com"]
+        assert order_names(site, True) == ["shop.example.com", "*.shop.example.com"]
+        site.aliases = "www.shop.example.com a.b.shop.example.com other.example.net"
+        assert order_names(site, True) == [
+            "shop.example.com",
+            "*.shop.example.com",
+            "a.b.shop.example.com",
+            "other.example.net",
+        ]
+
+    def test_only_served_zones_of_the_sites_owner_count(self, site, customer, mallory):
+        from dns.services import zone_serving
+
+        mine = self.zone("example.com", customer)
+        assert zone_serving("www.shop.example.com", user=customer) == mine
+        assert zone_serving("www.shop.example.com", user=mallory) is None
+        assert zone_serving("example.org", user=customer) is None
+        self.zone("example.org", customer, served=False)  # no nameservers: not served
+        assert zone_serving("x.example.org", user=customer) is None
+
+    def test_wildcard_is_refused_without_our_zone_and_ordered_with_it(
+        self, site, customer, mallory
+    ):
+        client = login(customer)
+        self.zone("example.com", mallory)  # someone else's zone does not do
+        body = {"website": str(site.uuid), "wildcard": True}
+        resp = client.post("/api/v1/certificates/", body, content_type="application/json")
+        assert resp.status_code == 400
+        assert "*.shop.example.com" in resp.json()["wildcard"][0]
+        assert "validated by DNS-01 only" in resp.json()["wildcard"][0]
+        assert not Certificate.objects.filter(website=site).exists()
+
+        from dns.models import Zone
+
+        Zone.objects.all().delete()
+        self.zone("example.com", customer)
+        resp = client.post("/api/v1/certificates/", body, content_type="application/json")
+        assert resp.status_code == 202 and resp.json()["kind"] == "certificate.issue"
+        cert = Certificate.objects.get(website=site)
+        assert (cert.challenge, cert.wildcard) == ("dns-01", True)
+        assert cert.domains == "shop.example.com *.shop.example.com"
+        # A renewal keeps the choice; turning the wildcard off keeps DNS-01 as chosen.
+        services.request_certificate(site, actor=None)
+        cert.refresh_from_db()
+        assert (cert.challenge, cert.wildcard) == ("dns-01", True)
+        resp = client.post(
+            f"/api/v1/certificates/{cert.uuid}/renew/",
+            {"wildcard": False},
+            content_type="application/json",
+        )
+        assert resp.status_code == 202
+        cert.refresh_from_db()
+        assert (cert.challenge, cert.wildcard) == ("dns-01", False)
+        assert cert.domains == "shop.example.com www.shop.example.com"
+        assert client.get(f"/api/v1/certificates/{cert.uuid}/").json()["challenge"] == "dns-01"
+
+    def test_portal_shows_why_dns01_is_refused(self, site, customer):
+        resp = login(customer).post(
+            f"/websites/certificates/site/{site.uuid}/issue/",
+            {"key_type": "ecdsa", "challenge": "dns-01"},
+        )
+        assert resp.status_code == 400
+        assert b"DNS-01 needs every name in a zone the panel serves" in resp.content

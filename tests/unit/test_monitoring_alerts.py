@@ -156,3 +156,21 @@ def test_rule_and_channel_input_is_checked(reseller, mallory):
     )
     assert NotificationChannel.objects.get(pk=channel.pk).secret == "1:" + "a" * 30
     assert AlertRule.objects.count() == 0
+
+
+def test_zones_whose_nameservers_disagree_fire_for_their_owner_only(customer, mallory):
+    from dns import services as dns_services
+    from dns.models import Zone
+
+    zone = dns_services.do_create_zone(actor=customer, data={"name": "shop.example"})
+    Zone.objects.filter(pk=zone.pk).update(
+        ns_status=Zone.NsStatus.MISMATCH, ns_message="ns2.example.net answers serial 1, not 2."
+    )
+    services.do_create_rule(actor=customer, data={"name": "NS", "kind": "ns_mismatch"})
+    services.do_create_rule(actor=mallory, data={"name": "NS", "kind": "ns_mismatch"})
+    fired = evaluate_alerts().fired
+    assert [(a.rule.owner, a.label, a.message) for a in fired] == [
+        (customer, "shop.example", "ns2.example.net answers serial 1, not 2.")
+    ]
+    Zone.objects.filter(pk=zone.pk).update(ns_status=Zone.NsStatus.OK, ns_message="")
+    assert [a.label for a in evaluate_alerts().resolved] == ["shop.example"]

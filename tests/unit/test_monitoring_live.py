@@ -60,3 +60,60 @@ def test_pages_show_cards_and_charts(local_server, reseller, mallory):
     assert "data-metrics-chart" in detail and "vendor/uplot/uPlot.iife.min.js" in detail
     assert f"/api/v1/metrics/{local_server.uuid}/" in detail
     assert "server-cards" not in login(mallory).get("/").content.decode()
+
+
+async def test_alert_and_check_lists_follow_their_rows(reseller, admin_user, mallory):
+    """A firing alert makes its owner's open alert list re-fetch, an acknowledgement re-renders
+    the row; a check's run re-renders its row; nobody else hears of either."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring import checks, services
+    from monitoring.alerts import evaluate_alerts
+    from monitoring.models import Sample
+
+    db = sync_to_async
+    server = await db(Server.objects.create)(
+        name="web9", address="10.9.0.9", owner=reseller, status="online"
+    )
+    client, outsider = await db(login)(reseller), await db(login)(mallory)
+    alerts, _ = await open_ready("/ws/live/alerts/?since=0", client)
+    theirs, _ = await open_ready("/ws/live/alerts/?since=0", outsider)
+    await db(services.do_create_rule)(
+        actor=reseller,
+        data={"name": "CPU", "kind": "metric", "metric": "cpu", "comparison": ">", "threshold": 50},
+    )
+    now = timezone.now()
+    await db(Sample.objects.create)(
+        server=server, at=now - timedelta(seconds=1), values={"cpu": 90}
+    )
+    alert = (await db(evaluate_alerts)(now)).fired[0]
+    row_id = f"alert-{alert.uuid.hex}-row"
+    got = await receive_until(alerts, lambda m: row_id in rows(m))
+    assert rows(got)[row_id]["refetch"] is True and "web9" in rows(got)[row_id]["html"]
+    await db(services.do_acknowledge_alert)(alert, actor=reseller)
+    got = await receive_until(alerts, lambda m: "acknowledged" in rows(m)[row_id]["html"])
+    assert await theirs.receive_nothing(timeout=0.5)
+
+    staff = await db(login)(admin_user)
+    check_list, _ = await open_ready("/ws/live/checks/?since=0", staff)
+    check = await db(services.do_create_check)(
+        actor=admin_user,
+        data={"name": "closed", "kind": "tcp", "target": "127.0.0.1:9", "retries": 1},
+    )
+    await db(checks.run_checks)([check])
+    check_id = f"check-{check.uuid.hex}-row"
+    got = await receive_until(
+        check_list, lambda m: "Down" in rows(m).get(check_id, {}).get("html", "")
+    )
+    assert "0.0 %" in rows(got)[check_id]["html"]  # its uptime share, recomputed
+    assert await theirs.receive_nothing(timeout=0.5)
+    for comm in (alerts, theirs, check_list):
+        await comm.disconnect()
+
+
+def test_alert_and_check_pages_open_their_sockets(reseller):
+    client = login(reseller)
+    assert 'data-live="/ws/live/alerts/"' in client.get("/monitoring/").content.decode()
+    assert 'data-live="/ws/live/checks/"' in client.get("/monitoring/checks/").content.decode()

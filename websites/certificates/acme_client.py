@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import josepy as jose
 import requests
@@ -13,6 +14,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 USER_AGENT = "unified-hosting-panel"
+HTTP01, DNS01 = "http-01", "dns-01"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One name's challenge: ``name`` as the ACME server identifies it (``example.com``
+    also for ``*.example.com``, whose ``label`` keeps the star), the HTTP-01 ``token``, the
+    ``validation`` to serve (HTTP-01 file content, DNS-01 TXT text) and the TXT's name."""
+
+    name: str
+    label: str
+    token: str
+    validation: str
+    dns_name: str
 
 
 class AcmeError(Exception):
@@ -83,35 +98,56 @@ class AcmeClient:
         domains: list[str],
         key_pem: str,
         *,
-        publish: Callable[[str, str], None],
-        unpublish: Callable[[str], None],
+        publish: Callable[[list[Challenge]], None],
+        unpublish: Callable[[list[Challenge]], None],
+        kind: str = HTTP01,
         log: Callable[[str], None] = lambda m: None,
         timeout: float = 90,
     ) -> str:
-        """Order a certificate for ``domains`` with the given key, answering HTTP-01: publish
-        (token, content) puts the file where /.well-known/acme-challenge/TOKEN is served.
-        Returns the full chain (PEM)."""
+        """Order a certificate for ``domains`` with the given key, answering the challenges
+        of ``kind`` (``http-01``: a file at /.well-known/acme-challenge/TOKEN; ``dns-01``: a
+        TXT record at _acme-challenge.NAME). ``publish`` gets every challenge of the order
+        at once and returns when they are in place; ``unpublish`` gets them back afterwards,
+        on failure too. Returns the full chain (PEM)."""
+        wanted = challenges.DNS01 if kind == DNS01 else challenges.HTTP01
         csr = crypto_util.make_csr(key_pem.encode(), domains)
-        published: list[str] = []
+        pending: list[tuple[Challenge, messages.ChallengeBody]] = []
+        published = False
         try:
             order = self.acme.new_order(csr)
             for authz in order.authorizations:
                 name = authz.body.identifier.value
+                label = f"*.{name}" if authz.body.wildcard else name
                 if authz.body.status == messages.STATUS_VALID:
-                    log(f"{name}: already validated")
+                    log(f"{label}: already validated")
                     continue
                 chall = next(
-                    (c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)),
-                    None,
+                    (c for c in authz.body.challenges if isinstance(c.chall, wanted)), None
                 )
                 if chall is None:
-                    raise AcmeError(f"{name}: the ACME server offers no HTTP-01 challenge")
-                response, validation = chall.response_and_validation(self.jwk)
-                token = chall.chall.encode("token")
-                publish(token, validation)
-                published.append(token)
-                self.acme.answer_challenge(chall, response)
-                log(f"{name}: HTTP-01 challenge answered")
+                    raise AcmeError(f"{label}: the ACME server offers no {kind} challenge")
+                if kind == DNS01:
+                    validation = chall.chall.validation(self.jwk)
+                else:
+                    _response, validation = chall.response_and_validation(self.jwk)
+                pending.append(
+                    (
+                        Challenge(
+                            name=name,
+                            label=label,
+                            token=chall.chall.encode("token"),
+                            validation=validation,
+                            dns_name=f"_acme-challenge.{name}",
+                        ),
+                        chall,
+                    )
+                )
+            if pending:
+                published = True
+                publish([c for c, _body in pending])
+            for item, chall in pending:
+                self.acme.answer_challenge(chall, chall.response(self.jwk))
+                log(f"{item.label}: {kind} challenge answered")
             deadline = dt.datetime.now() + dt.timedelta(seconds=timeout)
             order = self.acme.poll_and_finalize(order, deadline)
         except AcmeError:
@@ -123,9 +159,9 @@ class AcmeClient:
         except (messages.Error, errors.Error) as exc:
             raise AcmeError(_describe(exc)) from exc
         finally:
-            for token in published:
+            if published:
                 try:
-                    unpublish(token)
-                except Exception:  # noqa: BLE001 - a leftover token file is harmless
-                    log(f"Could not remove the challenge file {token}")
+                    unpublish([c for c, _body in pending])
+                except Exception as exc:  # noqa: BLE001 - the order's outcome matters more
+                    log(f"Could not remove every challenge response: {exc}")
         return order.fullchain_pem

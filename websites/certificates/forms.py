@@ -7,6 +7,18 @@ class IssueForm(forms.Form):
     key_type = forms.ChoiceField(
         choices=Certificate.KeyType.choices, initial=Certificate.KeyType.ECDSA, label="Key type"
     )
+    challenge = forms.ChoiceField(
+        choices=Certificate.Challenge.choices,
+        initial=Certificate.Challenge.HTTP01,
+        required=False,
+        label="Validation",
+        help_text="DNS-01 needs every name in a zone the panel serves for you.",
+    )
+    wildcard = forms.BooleanField(
+        required=False,
+        label="Also cover every subdomain (*.domain)",
+        help_text="Wildcards are validated with DNS-01.",
+    )
 
 
 class UploadForm(forms.Form):

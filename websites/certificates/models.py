@@ -46,6 +46,10 @@ class Certificate(models.Model):
         ECDSA = "ecdsa", "ECDSA P-256"
         RSA = "rsa", "RSA 2048"
 
+    class Challenge(models.TextChoices):
+        HTTP01 = "http-01", "HTTP-01 (a file served by the site)"
+        DNS01 = "dns-01", "DNS-01 (a TXT record in a zone the panel serves)"
+
     # The site's owner (and its reseller) sees and renews it; administrators everything.
     policy = Rules(owner="website__owner", add=frozenset({ADMIN}))
 
@@ -57,6 +61,9 @@ class Certificate(models.Model):
     source = models.CharField(max_length=6, choices=Source.choices, default=Source.ACME)
     key_type = models.CharField(max_length=5, choices=KeyType.choices, default=KeyType.ECDSA)
     status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    challenge = models.CharField(max_length=7, choices=Challenge.choices, default=Challenge.HTTP01)
+    # Adds *.DOMAIN to the order (only through DNS-01: ACME validates wildcards by DNS).
+    wildcard = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     private_key = EncryptedTextField(blank=True)
     fullchain = models.TextField(blank=True, help_text="The certificate, then its chain (PEM).")

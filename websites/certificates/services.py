@@ -12,6 +12,7 @@ from core import audit
 from core.operations import start_operation
 from core.policy import CHANGE
 from servers.engine import profile_for
+from websites.certificates.dns01 import order_names, zones_for
 from websites.certificates.models import Certificate
 from websites.certificates.pem import check_upload
 from websites.certificates.resolve import names_not_pointing
@@ -34,32 +35,65 @@ def _start(cert: Certificate, kind: str, task: str, actor):
     )
 
 
-def request_certificate(site, *, actor, key_type: str = ""):
+def request_certificate(
+    site, *, actor, key_type: str = "", challenge: str = "", wildcard: bool | None = None
+):
     """Order (or renew) a certificate from the ACME directory for every name of ``site``:
     queues the Operation and returns it. The caller has checked ``actor`` may change the
-    site. Call it after a site's first apply, once its vhost serves the challenge path."""
+    site. Call it after a site's first apply, once its vhost serves the challenge path.
+
+    ``challenge`` (http-01 | dns-01) and ``wildcard`` (add ``*.DOMAIN``) are kept on the
+    certificate for renewals; empty/None keep the stored choice. A wildcard is DNS-01 only,
+    and DNS-01 needs every name in a zone the panel serves for the site's owner."""
     if key_type and key_type not in Certificate.KeyType.values:
         raise ValidationError({"key_type": f"Key types: {', '.join(Certificate.KeyType.values)}."})
+    if challenge and challenge not in Certificate.Challenge.values:
+        raise ValidationError(
+            {"challenge": f"Challenges: {', '.join(Certificate.Challenge.values)}."}
+        )
+    current = Certificate.objects.filter(website=site).first()
+    wildcard = bool(current and current.wildcard) if wildcard is None else bool(wildcard)
+    challenge = challenge or (current.challenge if current else Certificate.Challenge.HTTP01)
+    if wildcard:
+        challenge = Certificate.Challenge.DNS01  # ACME validates wildcards by DNS only
+    if challenge == Certificate.Challenge.DNS01:
+        try:
+            zones_for(order_names(site, wildcard), site.owner)
+        except ValidationError as exc:
+            words = " ".join(exc.messages)
+            if wildcard:
+                words = f"A wildcard certificate is validated by DNS-01 only. {words}"
+            raise ValidationError({"wildcard" if wildcard else "challenge": words}) from exc
     with transaction.atomic():
-        cert = _record_request(site, actor=actor, key_type=key_type)
+        cert = _record_request(
+            site, actor=actor, key_type=key_type, challenge=challenge, wildcard=wildcard
+        )
         return _start(cert, "certificate.issue", ISSUE_TASK, actor)
 
 
-def _record_request(site, *, actor, key_type: str = "") -> Certificate:
+FIELDS_AUDITED = ["source", "key_type", "domains", "challenge", "wildcard"]
+
+
+def _record_request(
+    site, *, actor, key_type: str = "", challenge: str = "", wildcard: bool = False
+) -> Certificate:
     """The certificate row asked for and its audit entry (the caller holds a transaction)."""
+    names = " ".join(order_names(site, wildcard))
     cert, created = Certificate.objects.select_for_update().get_or_create(
-        website=site, defaults={"domains": " ".join(site.names)}
+        website=site, defaults={"domains": names}
     )
-    before = audit.snapshot(cert, ["source", "key_type", "domains"])
+    before = audit.snapshot(cert, FIELDS_AUDITED)
     cert.source = Certificate.Source.ACME
     cert.key_type = key_type or cert.key_type
-    cert.domains = " ".join(site.names)
+    cert.challenge = challenge or cert.challenge
+    cert.wildcard = wildcard
+    cert.domains = names
     cert.last_error = ""
     if not cert.fullchain:
         cert.status = Certificate.Status.PENDING
     cert.updated_at = timezone.now()
     cert.save()
-    changes = audit.diff(before, audit.snapshot(cert, ["source", "key_type", "domains"]))
+    changes = audit.diff(before, audit.snapshot(cert, FIELDS_AUDITED))
     audit.record(
         "certificate.request" if created or not cert.fullchain else "certificate.renew",
         cert,

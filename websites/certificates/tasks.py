@@ -1,11 +1,13 @@
 """Operation tasks for certificates: order from the ACME directory (HTTP-01 through the
-site's challenge location), install through the apply engine, renew on a schedule."""
+site's challenge location, or DNS-01 through the panel's zones), install through the apply
+engine, renew on a schedule."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,7 +16,15 @@ from servers import connection
 from servers.engine import ApplyError, profile_for, registry
 from servers.engine.engine import Engine
 from servers.transport import TransportError
-from websites.certificates.acme_client import AcmeClient, AcmeError, new_account_key
+from websites.certificates.acme_client import (
+    DNS01,
+    HTTP01,
+    AcmeClient,
+    AcmeError,
+    Challenge,
+    new_account_key,
+)
+from websites.certificates.dns01 import ChallengeNotServed, DnsResponder, order_names, zones_for
 from websites.certificates.models import AcmeAccount, Certificate
 from websites.certificates.pem import load_chain, new_key
 from websites.certificates.resolve import names_not_pointing
@@ -86,34 +96,52 @@ def _load(certificate_id: int) -> Certificate:
 def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
     cert = _load(certificate_id)
     site, server = cert.website, cert.website.server
-    names = site.names
-    profile = profile_for(server)
-    addresses = set(profile.public_addresses.split()) or {server.address}
-    ctx.progress(5, f"Checking that {', '.join(names)} point at {', '.join(sorted(addresses))}")
-    problems = names_not_pointing(names, addresses)
-    if problems:
-        raise _fail(cert, "Not ordered: " + "; ".join(problems) + ".")
+    dns01 = cert.challenge == Certificate.Challenge.DNS01 or cert.wildcard
+    names = order_names(site, cert.wildcard)
+    if dns01:
+        ctx.progress(5, f"Finding the zones of {', '.join(names)}")
+        try:
+            zones_for(names, site.owner)
+        except ValidationError as exc:
+            raise _fail(cert, "Not ordered: " + " ".join(exc.messages)) from exc
+    else:
+        profile = profile_for(server)
+        addresses = set(profile.public_addresses.split()) or {server.address}
+        ctx.progress(5, f"Checking that {', '.join(names)} point at {', '.join(sorted(addresses))}")
+        problems = names_not_pointing(names, addresses)
+        if problems:
+            raise _fail(cert, "Not ordered: " + "; ".join(problems) + ".")
     ctx.progress(15, f"Connecting to {server.address}")
     try:
         t = connection.open_transport(server)
     except TransportError as exc:
         raise _fail(cert, str(exc)) from exc
-    challenge_dir = profile.acme_challenge_dir.rstrip("/")
     try:
-        t.makedirs(challenge_dir)
         ctx.progress(25, f"Ordering from {settings.PANEL_ACME_DIRECTORY}")
         client = acme_client()
         key = new_key(cert.key_type)
+        if dns01:
+            responder = DnsResponder(
+                site.owner,
+                actor=ctx.op.requested_by,
+                wait=settings.PANEL_ACME_DNS_WAIT,
+                log=ctx.log,
+            )
+            publish, unpublish, kind = responder.publish, responder.unpublish, DNS01
+        else:
+            publish, unpublish = _http_responder(ctx, t, profile.acme_challenge_dir.rstrip("/"))
+            kind = HTTP01
         fullchain = client.issue(
             names,
             key,
-            publish=lambda token, body: t.write_file(
-                f"{challenge_dir}/{token}", body.encode(), mode=0o644
-            ),
-            unpublish=lambda token: t.remove(f"{challenge_dir}/{token}"),
+            kind=kind,
+            publish=publish,
+            unpublish=unpublish,
             log=ctx.log,
             timeout=settings.PANEL_ACME_TIMEOUT,
         )
+    except ChallengeNotServed as exc:
+        raise _fail(cert, f"Not validated: {exc}") from exc
     except AcmeError as exc:
         raise _fail(cert, f"The ACME server refused: {exc}") from exc
     except TransportError as exc:
@@ -135,6 +163,25 @@ def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
     except OperationError as exc:
         raise _fail(cert, str(exc)) from exc
     return f"Certificate for {', '.join(names)} valid until {chain.not_after:%Y-%m-%d}"
+
+
+def _http_responder(ctx: OperationContext, t, challenge_dir: str):
+    """HTTP-01: token files in the directory every vhost serves at
+    /.well-known/acme-challenge/, written over the server's transport."""
+
+    def publish(items: list[Challenge]) -> None:
+        t.makedirs(challenge_dir)
+        for c in items:
+            t.write_file(f"{challenge_dir}/{c.token}", c.validation.encode(), mode=0o644)
+
+    def unpublish(items: list[Challenge]) -> None:
+        for c in items:
+            try:
+                t.remove(f"{challenge_dir}/{c.token}")
+            except TransportError:  # a leftover token file is harmless
+                ctx.log(f"Could not remove the challenge file {c.token}")
+
+    return publish, unpublish
 
 
 def install_certificate(ctx: OperationContext, certificate_id: int) -> str:

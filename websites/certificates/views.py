@@ -52,7 +52,14 @@ def _page(request, site, issue_form=None, upload_form=None, status=200):
             "site": site,
             "cert": cert,
             "may_change": may(request.user, CHANGE, site),
-            "issue_form": issue_form or IssueForm(initial={"key_type": cert and cert.key_type}),
+            "issue_form": issue_form
+            or IssueForm(
+                initial={
+                    "key_type": cert and cert.key_type,
+                    "challenge": cert and cert.challenge,
+                    "wildcard": cert and cert.wildcard,
+                }
+            ),
             "upload_form": upload_form or UploadForm(),
         },
         status=status,
@@ -71,9 +78,7 @@ def issue(request, uuid):
     form = IssueForm(request.POST)
     if form.is_valid():
         try:
-            op = services.request_certificate(
-                site, actor=request.user, key_type=form.cleaned_data["key_type"]
-            )
+            op = services.request_certificate(site, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             form_errors_from(form, exc)
         else:

@@ -9,6 +9,8 @@ READ_FIELDS = [
     "domains",
     "source",
     "key_type",
+    "challenge",
+    "wildcard",
     "status",
     "last_error",
     "not_before",
@@ -37,6 +39,8 @@ class RequestSerializer(serializers.Serializer):
 
     website = serializers.UUIDField()
     key_type = serializers.ChoiceField(choices=Certificate.KeyType.choices, required=False)
+    challenge = serializers.ChoiceField(choices=Certificate.Challenge.choices, required=False)
+    wildcard = serializers.BooleanField(required=False)
     certificate = serializers.CharField(required=False, max_length=64 * 1024, trim_whitespace=False)
     private_key = serializers.CharField(
         required=False, max_length=16 * 1024, write_only=True, trim_whitespace=False
@@ -45,10 +49,13 @@ class RequestSerializer(serializers.Serializer):
     def validate(self, attrs):
         if ("certificate" in attrs) != ("private_key" in attrs):
             raise serializers.ValidationError("An upload needs both certificate and private_key.")
-        if "certificate" in attrs and "key_type" in attrs:
-            raise serializers.ValidationError("key_type is for ACME orders, not uploads.")
+        for field in ("key_type", "challenge", "wildcard"):
+            if "certificate" in attrs and field in attrs:
+                raise serializers.ValidationError(f"{field} is for ACME orders, not uploads.")
         return attrs
 
 
 class RenewSerializer(serializers.Serializer):
     key_type = serializers.ChoiceField(choices=Certificate.KeyType.choices, required=False)
+    challenge = serializers.ChoiceField(choices=Certificate.Challenge.choices, required=False)
+    wildcard = serializers.BooleanField(required=False)

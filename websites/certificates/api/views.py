@@ -63,7 +63,11 @@ class CertificateViewSet(
             )
         else:
             op = services.request_certificate(
-                site, actor=request.user, key_type=data.get("key_type", "")
+                site,
+                actor=request.user,
+                key_type=data.get("key_type", ""),
+                challenge=data.get("challenge", ""),
+                wildcard=data.get("wildcard"),
             )
         return self._accepted(op)
 
@@ -73,7 +77,12 @@ class CertificateViewSet(
         cert = self.get_object()
         form = RenewSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        data = form.validated_data
         op = services.request_certificate(
-            cert.website, actor=request.user, key_type=form.validated_data.get("key_type", "")
+            cert.website,
+            actor=request.user,
+            key_type=data.get("key_type", ""),
+            challenge=data.get("challenge", ""),
+            wildcard=data.get("wildcard"),
         )
         return self._accepted(op)
