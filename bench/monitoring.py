@@ -4,8 +4,8 @@ bytes per server-year, serve a 30-day chart, and poll servers over real SSH at o
 Readings are this machine's real /proc (read once through the agentless script) stored for
 every server, round after round, exactly as the collector stores them (one bulk insert per
 round). The last line is one JSON object:
-{"servers": N, "samples_per_s": ..., "rollup_s": ..., "poll_200_s": ...,
- "bytes_per_server_year": ..., "chart_30d_ms": ...}
+{"servers": N, "samples_per_s": ..., "samples_per_s_vs_orm": ..., "rollup_s": ...,
+ "poll_200_s": ..., "bytes_per_server_year": ..., "chart_30d_ms": ...}
 
     .venv/bin/python bench/monitoring.py                      # SQLite under var/bench-monitoring/
     DATABASE_URL=postgres://... .venv/bin/python bench/monitoring.py
@@ -113,6 +113,49 @@ def ingest(servers, rounds: int, start) -> float:
     return len(servers) * rounds / elapsed
 
 
+def ingest_orm_baseline(servers, rounds: int, start) -> float:
+    """The same rounds written the way the collector did before core.bulk (model instances,
+    bulk_create, an upsert of the monitors, LiveEvent bulk_create): the baseline measured
+    in the same run, so the ratio holds whatever else the machine is doing."""
+    from core.models import LiveEvent
+    from monitoring import agentless, collector
+    from monitoring.models import Sample, ServerMonitor
+
+    reading = agentless.collect(LocalTransportFor(), 30)
+    collector._ensure_monitors(servers)
+    elapsed = 0.0
+    for r in range(rounds):
+        at = start + timedelta(seconds=30 * r)
+        began = time.perf_counter()
+        samples, events = [], []
+        for s in servers:
+            counters = {k: v + r * 1000 for k, v in reading.counters.items()}
+            one = agentless.Reading(dict(reading.gauges), counters, reading.detail)
+            values, state = collector.derive(one, s.monitor.counters or {}, at)
+            samples.append(Sample(server=s, at=at, values=values, detail=one.detail))
+            s.monitor.counters, s.monitor.latest, s.monitor.last_sample_at = state, values, at
+            events.append(
+                LiveEvent(topic="monitoring.sample", key=s.uuid.hex, owner_id=s.owner_id, data={})
+            )
+        Sample.objects.bulk_create(samples)
+        ServerMonitor.objects.bulk_create(
+            [s.monitor for s in servers],
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["server"],
+            update_fields=["failures", "counters", "latest", "last_sample_at", "last_error"],
+        )
+        LiveEvent.objects.bulk_create(events)
+        elapsed += time.perf_counter() - began
+    return len(servers) * rounds / elapsed
+
+
+def LocalTransportFor():  # noqa: N802 - a constructor
+    from servers.transport import LocalTransport
+
+    return LocalTransport()
+
+
 def poll(count: int, owner) -> float | None:
     """One collection round over real SSH to ``count`` servers (one private sshd)."""
     from monitoring.collector import collect_round
@@ -166,8 +209,14 @@ def main() -> None:
     reset()
     servers = make_servers(args.servers, owner)
     start = storage.floor(timezone.now() - timedelta(hours=2), 3600)
+    baseline = ingest_orm_baseline(servers, max(2, args.rounds // 4), start - timedelta(hours=1))
+    reset()
+    servers = make_servers(args.servers, owner)
     samples_per_s = ingest(servers, args.rounds, start)
-    print(f"ingest: {args.servers} servers x {args.rounds} rounds, {samples_per_s:,.0f} samples/s")
+    print(
+        f"ingest: {args.servers} servers x {args.rounds} rounds, {samples_per_s:,.0f} samples/s "
+        f"({samples_per_s / baseline:.1f}x the ORM baseline's {baseline:,.0f} in this run)"
+    )
 
     sample_bytes = table_bytes("monitoring_sample") / Sample.objects.count()
     began = time.perf_counter()
@@ -219,6 +268,7 @@ def main() -> None:
             {
                 "servers": args.servers,
                 "samples_per_s": round(samples_per_s),
+                "samples_per_s_vs_orm": round(samples_per_s / baseline, 2),
                 "rollup_s": round(rollup_s, 3),
                 "poll_200_s": round(poll_s, 2) if poll_s is not None else None,
                 "bytes_per_server_year": round(per_year),

@@ -20,6 +20,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Model
 
+from core import bulk
 from core.models import LiveEvent, Operation, OperationLogLine
 
 
@@ -191,7 +192,12 @@ def changed_many(topic: str, items: list[tuple[str, object, dict]]) -> None:
 
 
 def _emit_many(rows: list[LiveEvent]) -> None:
-    created = LiveEvent.objects.bulk_create(rows)
+    fields = ("created_at", "topic", "key", "owner_id", "reseller_id", "data")
+    values = [tuple(getattr(e, f) for f in fields) for e in rows]
+    with transaction.atomic():
+        ids = bulk.insert_rows(LiveEvent, fields, values, returning=True)
+    for event, pk in zip(rows, ids, strict=True):
+        event.pk = pk
     if layer_is_shared():
-        for event in created:
+        for event in rows:
             send(event_groups(event), event_message(event))

@@ -18,10 +18,15 @@ def _dnspython_locations() -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
     elsewhere = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
-    spec = importlib.machinery.PathFinder.find_spec("dns", elsewhere)
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    return [p for p in spec.submodule_search_locations if os.path.abspath(p) != here]
+    # Entry by entry: a plain module named dns on the path (bench/dns.py, when a benchmark
+    # runs with bench/ first on sys.path) must not hide dnspython's package further on.
+    for entry in elsewhere:
+        spec = importlib.machinery.PathFinder.find_spec("dns", [entry])
+        if spec is not None and spec.submodule_search_locations:
+            found = [p for p in spec.submodule_search_locations if os.path.abspath(p) != here]
+            if found:
+                return found
+    return []
 
 
 __path__.extend(_dnspython_locations())  # noqa: F821 - a package's own __path__

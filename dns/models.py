@@ -194,6 +194,11 @@ class Zone(models.Model):
     )
     ns_message = models.TextField(blank=True, editable=False)
     ns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # DNSSEC (dns/signing.py): signed by its nameservers (BIND dnssec-policy with inline
+    # signing, PowerDNS cryptokeys); the DS records for the registrar, one per line, as the
+    # last sign operation computed them from the served DNSKEYs.
+    dnssec = models.BooleanField("signed (DNSSEC)", default=False, editable=False)
+    ds_records = models.TextField("DS records", blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
@@ -216,6 +221,10 @@ class Zone(models.Model):
     @property
     def unit(self) -> str:
         return f"zone:{self.name}"
+
+    @property
+    def ds_list(self) -> list[str]:
+        return [line for line in self.ds_records.splitlines() if line]
 
     def next_serial(self, today=None) -> int:
         """Date-based (YYYYMMDDnn) and always increasing, whatever the date says."""

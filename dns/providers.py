@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -191,6 +192,21 @@ class Adapter:
             return None
         return zone_state_of(soa, self.query(zone, "@", "NS"))
 
+    def signed(self, zone: str) -> bool:
+        """Does the server answer the zone's SOA with a signature (asked with DO)?"""
+        origin = dns.name.from_text(zone + ".")
+        q = dns.message.make_query(origin, "SOA", want_dnssec=True)
+        q.flags &= ~dns.flags.RD
+        try:
+            answer = dns.query.tcp(q, self.ns.host, port=self.ns.port, timeout=3)
+        except (OSError, EOFError, dns.exception.DNSException) as exc:
+            raise DnsError(f"asking {self} for {zone} SOA: {words(exc)}", retryable=True) from exc
+        return any(r.rdtype == dns.rdatatype.RRSIG for r in answer.answer)
+
+    def set_signing(self, zone: str, signed: bool) -> None:
+        """Sign the zone (``signed``) or serve it unsigned again."""
+        raise NotImplementedError
+
     def served(self, zone: str, keys: Iterable[Key]) -> dict[Key, RRState]:
         out = {}
         for name, rdtype in keys:
@@ -286,20 +302,45 @@ class Bind(Adapter):
         zone takes dynamic updates with the nameserver's TSIG key from then on."""
         if not self.ns.zone_dir:
             raise NothingApplied(f"{self} has no zone file directory for new zones")
-        path = Path(self.ns.zone_dir) / f"{zone}.db"
+        path = self._zone_file(zone)
         lines = [f"$TTL {state.ttl}", f"{zone}. {state.ttl} IN SOA {state.soa_text()}"]
         lines += [f"{zone}. {state.ttl} IN NS {ns}" for ns in state.nameservers]
         try:
             path.write_text("\n".join(lines) + "\n")
         except OSError as exc:
             raise NothingApplied(f"writing {path}: {words(exc)}", retryable=True) from exc
-        key = self.ns.tsig_key_name
-        config = (
-            f'{{ type primary; file "{path}"; update-policy {{ grant {key} zonesub ANY; }}; '
-            f"allow-transfer {{ key {key}; }}; }};"
-        )
         self.sent.append("addzone")
-        self.rndc("addzone", zone, config)
+        self.rndc("addzone", zone, self._zone_config(zone, signed=False))
+
+    def _zone_file(self, zone: str) -> Path:
+        return Path(self.ns.zone_dir) / f"{zone}.db"
+
+    def _zone_config(self, zone: str, *, signed: bool) -> str:
+        key = self.ns.tsig_key_name
+        # Inline signing keeps the updated zone unsigned and serves a signed copy, so
+        # unsigning is serving the unsigned zone again.
+        dnssec = " dnssec-policy default; inline-signing yes;" if signed else ""
+        return (
+            f'{{ type primary; file "{self._zone_file(zone)}"; '
+            f"update-policy {{ grant {key} zonesub ANY; }}; "
+            f"allow-transfer {{ key {key}; }};{dnssec} }};"
+        )
+
+    def set_signing(self, zone: str, signed: bool) -> None:
+        """BIND 9.18 does not change a live zone's signing with ``rndc modzone``: the
+        zone's updates are written into its file (``rndc sync``), it is removed and added
+        again with or without ``dnssec-policy``; keys stay in BIND's key directory. Should
+        the new configuration be refused, the previous one is put back."""
+        if not self.ns.zone_dir:
+            raise NothingApplied(f"{self} has no zone file directory")
+        self.rndc("sync", zone)
+        self.sent.append("delzone")
+        self.rndc("delzone", zone)
+        try:
+            self.rndc("addzone", zone, self._zone_config(zone, signed=signed))
+        except DnsError:
+            self.rndc("addzone", zone, self._zone_config(zone, signed=not signed))
+            raise
 
     def delete_zone(self, zone: str) -> None:
         self.sent.append("delzone")
@@ -444,6 +485,22 @@ class PowerDns(Adapter):
                 tuple(sorted(r.target.to_text() for r in ns or [])),
             )
         return state, out
+
+    def set_signing(self, zone: str, signed: bool) -> None:
+        """One active CSK (ECDSA P-256) to sign, none to unsign; then ``rectify`` (the
+        ordering and auth data PowerDNS signs with) and a flush of the zone's cached
+        answers. The backend must have DNSSEC enabled (``gsqlite3-dnssec=yes`` ...)."""
+        path = self._id(zone) + "/cryptokeys"
+        keys = self._call("GET", path) or []
+        if signed and not any(k.get("active") for k in keys):
+            body = {"keytype": "csk", "active": True, "algorithm": "ECDSAP256SHA256"}
+            self._call("POST", path, body)
+        if not signed:
+            for key in keys:
+                self._call("DELETE", f"{path}/{key['id']}")
+        self._call("PUT", self._id(zone) + "/rectify")
+        # Its packet cache would keep answering as before for a while.
+        self._call("PUT", f"/cache/flush?domain={zone}.")
 
     def create_zone(self, zone: str, state: ZoneState) -> None:
         body = {

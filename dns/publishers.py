@@ -326,6 +326,8 @@ class ZonePublisher(Publisher):
                 adapter.create_zone(zone, zc.after)
             except NothingApplied as exc:
                 raise Refused(str(exc), retryable=exc.retryable) from exc
+            if _signed(zone):  # a signed zone new on this nameserver is signed here too
+                adapter.set_signing(zone, True)
         soa = zc.after if zc is not None else None
         rr_units = sorted(u for u in changes if not u.startswith("zone:"))
 
@@ -474,6 +476,12 @@ class ZonePublisher(Publisher):
             zone.save(
                 update_fields=["status", "status_message", "published_serial", "published_at"]
             )
+
+
+def _signed(zone: str) -> bool:
+    from dns.models import Zone
+
+    return Zone.objects.filter(name=zone, dnssec=True).exists()
 
 
 def _uuid(key: str):

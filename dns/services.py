@@ -603,3 +603,44 @@ def txt_not_served(zone: Zone, items: list[tuple[str, str]]) -> list[str]:
             if value not in texts:
                 missing.append(f"{adapter} does not serve the TXT record {name} yet")
     return missing
+
+
+# -- DNSSEC (dns/signing.py) ------------------------------------------------------------------
+DNSSEC_FIELDS = ["sign"]
+
+
+def do_set_dnssec(zone: Zone, *, actor, data: dict) -> list:
+    """Sign the zone (``{"sign": True}``) or serve it unsigned again: one Operation per
+    nameserver of its group, under that nameserver's lock (no publish runs meanwhile).
+    Asking again for the same state runs it again (and refreshes the DS records)."""
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    accept_only(data, DNSSEC_FIELDS)
+    sign = data.get("sign")
+    if not isinstance(sign, bool):
+        raise ValidationError({"sign": "true to sign the zone, false to unsign it."})
+    nameservers = list(Nameserver.objects.filter(group_id=zone.group_id))
+    if not nameservers:
+        raise ValidationError({"sign": "The zone has no nameservers to sign it."})
+    with transaction.atomic():
+        stored = Zone.objects.select_for_update().get(pk=zone.pk)
+        changes = {"dnssec": [stored.dnssec, sign]} if stored.dnssec != sign else {}
+        stored.dnssec = sign
+        if not sign:
+            stored.ds_records = ""
+        stored.save(update_fields=["dnssec", "ds_records"])
+        audit.record("zone.dnssec", stored, actor=actor, changes=changes)
+        return [
+            start_operation(
+                kind="dns.sign" if sign else "dns.unsign",
+                task="dns.signing.sign_zone",
+                owner=stored.owner,
+                requested_by=actor,
+                target=stored,
+                target_action=APPLY,
+                lock_key=ns.lock_key,
+                args={"zone_id": stored.pk, "nameserver_id": ns.pk},
+            )
+            for ns in nameservers
+        ]

@@ -11,6 +11,7 @@ urlpatterns = [
     path("<uuid:uuid>/delete/", views.ZoneDelete.as_view(), name="zone_delete"),
     path("<uuid:uuid>/publish/", views.ZonePublish.as_view(), name="zone_publish"),
     path("<uuid:uuid>/check-ns/", views.ZoneCheckNs.as_view(), name="zone_check_ns"),
+    path("<uuid:uuid>/dnssec/", views.ZoneDnssec.as_view(), name="zone_dnssec"),
     path("<uuid:uuid>/import/", views.ZoneImport.as_view(), name="zone_import"),
     path("<uuid:uuid>/export/", views.ZoneExport.as_view(), name="zone_export"),
     path("<uuid:uuid>/records/", views.RecordAdd.as_view(), name="record_add"),

@@ -142,6 +142,26 @@ class ZoneDetail(View):
         return render(request, "dns/zone_detail.html", ctx)
 
 
+class ZoneDnssec(View):
+    """Sign or unsign the zone (the DNSSEC card of its page)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        zone = _zone(request, uuid, CHANGE)
+        try:
+            ops = services.do_set_dnssec(
+                zone, actor=request.user, data={"sign": request.POST.get("sign") == "1"}
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, zone.get_absolute_url())
+        if len(ops) == 1:
+            return redirect_htmx_aware(request, ops[0].get_absolute_url())
+        messages.success(request, f"Working on {len(ops)} nameservers; the DS records follow.")
+        return redirect_htmx_aware(request, zone.get_absolute_url())
+
+
 def _record_data(form) -> dict:
     return {k: form.cleaned_data[k] for k in ("name", "type", "ttl", "content")}
 

@@ -356,39 +356,23 @@ def records_of(zone: Zone, parsed) -> tuple[list[Row], list[str]]:
 
 
 def _insert(zone: Zone, rows: list[Row]) -> None:
-    """Many records in few statements: executemany without a model instance per row
-    (bulk_create spends most of a 50,000-record import building and compiling them)."""
+    """Many records in few statements, without a model instance per row (bulk_create
+    spends most of a 50,000-record import building and compiling them)."""
     import uuid
 
-    from django.db import connection
     from django.utils import timezone
 
-    meta = Record._meta
-    fields = [meta.get_field(f) for f in ("uuid", "zone", "name", "type", "ttl", "content")]
-    created = meta.get_field("created_at")
-    now = created.get_db_prep_value(timezone.now(), connection)
-    uuid_field = fields[0]
-    table = connection.ops.quote_name(meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in [*fields, created])
-    # Names from the model and quoted by the backend; the values go as parameters.
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 7)})"  # noqa: S608
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), 5000):
-            cursor.executemany(
-                sql,
-                [
-                    (
-                        uuid_field.get_db_prep_value(uuid.uuid4(), connection),
-                        zone.pk,
-                        name,
-                        rdtype,
-                        ttl,
-                        content,
-                        now,
-                    )
-                    for name, rdtype, ttl, content in rows[start : start + 5000]
-                ],
-            )
+    from core import bulk
+
+    now = timezone.now()
+    bulk.insert_rows(
+        Record,
+        ("uuid", "zone", "name", "type", "ttl", "content", "created_at"),
+        [
+            (uuid.uuid4(), zone.pk, name, rdtype, ttl, content, now)
+            for name, rdtype, ttl, content in rows
+        ],
+    )
 
 
 def import_records(zone: Zone, parsed, *, actor, replace: bool, how: str):

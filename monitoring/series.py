@@ -63,6 +63,9 @@ def series(
     now = now or timezone.now()
     start = floor(now - span, step)
     buckets: dict[datetime, dict[str, list[float]]] = defaultdict(dict)  # t -> m -> [lo,sum,hi,n]
+    # Rollup rows already at the step asked for (30 days of hourly rollups, the common
+    # chart) are points as they are: no re-bucketing, each metric's lists built at once.
+    direct: list[tuple[datetime, dict]] = []
     raw_from = start
     if source_step:
         rows = Rollup.objects.filter(
@@ -71,20 +74,29 @@ def series(
         last = None
         for at, count, values in rows.values_list("start", "count", "values"):
             last = at
-            _add(buckets, floor(at, step), values, metrics, count)
+            if step == source_step:
+                direct.append((at, values))
+            else:
+                _add(buckets, floor(at, step), values, metrics, count)
         if last is not None:
             raw_from = last + timedelta(seconds=source_step)
     samples = Sample.objects.filter(server=server, at__gte=raw_from, at__lte=now).order_by("at")
     for at, values in samples.values_list("at", "values"):
         _add(buckets, floor(at, step), {k: [v, v, v] for k, v in values.items()}, metrics, 1)
     times = sorted(buckets)
-    out = {m: {"min": [], "avg": [], "max": []} for m in metrics}
-    for t in times:
-        for m in metrics:
+    out = {}
+    for m in metrics:
+        got = [_triple(values.get(m)) for _at, values in direct]
+        lows = [g[0] if g else None for g in got]
+        avgs = [round(g[1], 4) if g else None for g in got]
+        highs = [g[2] if g else None for g in got]
+        for t in times:
             agg = buckets[t].get(m)
-            out[m]["min"].append(agg[0] if agg else None)
-            out[m]["avg"].append(round(agg[1] / agg[3], 4) if agg else None)
-            out[m]["max"].append(agg[2] if agg else None)
+            lows.append(agg[0] if agg else None)
+            avgs.append(round(agg[1] / agg[3], 4) if agg else None)
+            highs.append(agg[2] if agg else None)
+        out[m] = {"min": lows, "avg": avgs, "max": highs}
+    times = [at for at, _values in direct] + times
     return Series(
         range=range_name,
         step=step,
@@ -94,6 +106,12 @@ def series(
         t=[int(t.timestamp()) for t in times],
         metrics=out,
     )
+
+
+def _triple(v) -> tuple | None:
+    if v is None or isinstance(v, bool):
+        return None
+    return tuple(v) if isinstance(v, list) else (v, v, v)
 
 
 def _add(buckets, t, values: dict, metrics: list[str], count: int) -> None:

@@ -530,6 +530,27 @@ def ensure_site_check(site, *, scheme: str = "http") -> Check | None:
     return check
 
 
+def set_site_check_scheme(site, scheme: str) -> Check | None:
+    """Point the site's automatic check at ``scheme``://DOMAIN/ (https once its certificate
+    is live, http again without one). A check the owner pointed elsewhere, or deleted, is
+    theirs: left alone."""
+    if scheme not in ("http", "https"):
+        raise ValueError(f"bad scheme {scheme!r}")
+    automatic = {f"http://{site.domain}/", f"https://{site.domain}/"}
+    target = f"{scheme}://{site.domain}/"
+    with transaction.atomic():
+        check = Check.objects.select_for_update().filter(source=f"website:{site.uuid.hex}").first()
+        if check is None or check.target not in automatic or check.target == target:
+            return check
+        changes = {"target": [check.target, target]}
+        check.target = target
+        check.next_check_at = None  # ask the new URL at the next round
+        check.save(update_fields=["target", "next_check_at"])
+        audit.record("monitoring.check.update", check, changes=changes)
+        events.changed(check)
+    return check
+
+
 STATUS_PAGE_FIELDS = ["title", "enabled"]
 
 

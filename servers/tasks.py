@@ -61,7 +61,7 @@ def gather_facts(ctx: OperationContext, server_id: int) -> str:
     return "Facts updated"
 
 
-def _run_is_alive(run_id: str) -> bool:
+def run_is_alive(run_id: str) -> bool:
     """Does the operation that holds a server-side lock still run (its worker heartbeats)?"""
     try:
         op = Operation.objects.filter(uuid=uuid.UUID(hex=run_id)).first()
@@ -90,7 +90,7 @@ def run_apply(ctx: OperationContext, server: Server, check_server: bool = False)
         ctx.log,
         run_id=ctx.op.uuid.hex,
         reconnect=lambda: connection.open_transport(server, reuse=False),
-        run_is_alive=_run_is_alive,
+        run_is_alive=run_is_alive,
     )
     try:
         result = run.apply(units, check_server=check_server)

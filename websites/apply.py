@@ -6,13 +6,14 @@ for PHP sites, its own PHP-FPM pool (ondemand, running as the owner's system acc
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, fields
 
 from django.core.exceptions import ValidationError
 
 from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
 from websites import appsites
 from websites.checks import own_addresses
-from websites.models import SystemAccount, Website
+from websites.models import Subscription, SystemAccount, Website
 from websites.vhost import SiteEnv, render_vhost
 
 CHUNK = 500
@@ -24,7 +25,54 @@ def home_dir(profile, account: str) -> str:
     return f"{profile.webroot_base.rstrip('/')}/{account}"
 
 
-def render_pool(site: Website, profile, account: str) -> str:
+@dataclass(frozen=True)
+class PhpLimits:
+    """A PHP site's pool limits, from its owner's plan (the plan's defaults without one).
+    Whole numbers in their ranges only: checked again here, since they reach the file."""
+
+    max_children: int = 5
+    memory_limit_mb: int = 128
+    max_execution_time: int = 30
+    upload_max_mb: int = 32
+
+    RANGES = {
+        "max_children": (1, 100),
+        "memory_limit_mb": (16, 4096),
+        "max_execution_time": (1, 3600),
+        "upload_max_mb": (1, 2048),
+    }
+
+    @classmethod
+    def of_plan(cls, plan) -> PhpLimits:
+        if plan is None:
+            return cls()
+        return cls(
+            max_children=plan.php_max_children,
+            memory_limit_mb=plan.php_memory_limit_mb,
+            max_execution_time=plan.php_max_execution_time,
+            upload_max_mb=plan.php_upload_max_mb,
+        )
+
+    def checked(self) -> PhpLimits:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low, high = self.RANGES[f.name]
+            if type(value) is not int or not low <= value <= high:
+                raise ValidationError(
+                    f"PHP {f.name} {value!r} is not a number from {low} to {high}."
+                )
+        return self
+
+
+def php_limits_of(owner_ids) -> dict[int, PhpLimits]:
+    """Each owner's PHP limits from their plan, in one query (owners without a plan are
+    absent: they get the defaults)."""
+    subs = Subscription.objects.filter(user_id__in=set(owner_ids)).select_related("plan")
+    return {sub.user_id: PhpLimits.of_plan(sub.plan) for sub in subs}
+
+
+def render_pool(site: Website, profile, account: str, limits: PhpLimits | None = None) -> str:
+    limits = (limits or PhpLimits()).checked()
     home = home_dir(profile, account)
     scratch = f"{home}/tmp"  # noqa: S108 - the account's own, not the shared /tmp
     owner = profile.php_listen_owner
@@ -39,7 +87,7 @@ def render_pool(site: Website, profile, account: str) -> str:
         f"listen.owner = {owner}\n"
         "listen.mode = 0600\n"
         "pm = ondemand\n"
-        "pm.max_children = 5\n"
+        f"pm.max_children = {limits.max_children}\n"
         "pm.process_idle_timeout = 10s\n"
         "pm.max_requests = 500\n"
         "chdir = /\n"
@@ -48,6 +96,11 @@ def render_pool(site: Website, profile, account: str) -> str:
         f"php_admin_value[upload_tmp_dir] = {scratch}\n"
         f"php_admin_value[session.save_path] = {scratch}\n"
         f"php_admin_value[sys_temp_dir] = {scratch}\n"
+        # The plan's limits: admin values, so a script's ini_set cannot raise them.
+        f"php_admin_value[memory_limit] = {limits.memory_limit_mb}M\n"
+        f"php_admin_value[max_execution_time] = {limits.max_execution_time}\n"
+        f"php_admin_value[upload_max_filesize] = {limits.upload_max_mb}M\n"
+        f"php_admin_value[post_max_size] = {limits.upload_max_mb}M\n"
     )
 
 
@@ -117,11 +170,17 @@ class WebsiteFiles:
                 status__in=[SystemAccount.Status.ACTIVE, SystemAccount.Status.LOCKED],
             ).values_list("user_id", flat=True)
         )
-        for site in sites.order_by("domain"):
+        sites = list(sites.order_by("domain"))
+        limits = php_limits_of(s.owner_id for s in sites if s.kind == Website.Kind.PHP)
+        for site in sites:
             account = site.owner.account_name
             logs = site.owner_id in prepared
             try:
-                files = list(self._site_files(site, profile, account, sites_dir, own, logs))
+                files = list(
+                    self._site_files(
+                        site, profile, account, sites_dir, own, logs, limits.get(site.owner_id)
+                    )
+                )
                 if site.is_app and not site.suspended:
                     if not logs:  # its files belong to the account's user: it must exist
                         raise ValidationError(f"The system account {account} is not ready.")
@@ -131,7 +190,9 @@ class WebsiteFiles:
                 continue
             yield from files
 
-    def _site_files(self, site, profile, account, sites_dir, own, logs: bool):
+    def _site_files(
+        self, site, profile, account, sites_dir, own, logs: bool, limits: PhpLimits | None
+    ):
         home = home_dir(profile, account)
         php = site.kind == Website.Kind.PHP and not site.suspended
         resolver = profile.nginx_resolver
@@ -150,7 +211,7 @@ class WebsiteFiles:
             yield ManagedFile(
                 path=f"{profile.php_pool_dir.replace('{php}', version).rstrip('/')}/"
                 f"{site.pool_name}.conf",
-                content=render_pool(site, profile, account).encode(),
+                content=render_pool(site, profile, account, limits).encode(),
                 service=f"php-fpm{version}",
                 unit=site.unit,
             )

@@ -321,6 +321,31 @@ class Plan(models.Model):
         validators=[MinValueValidator(32), MaxValueValidator(65536)],
         help_text="Memory limit of each Node.js or Python app site's process.",
     )
+    # PHP-FPM limits of each site's pool (websites/apply.py renders them; numbers only).
+    php_max_children = models.PositiveSmallIntegerField(
+        "PHP processes per site",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="pm.max_children of each PHP site's pool (1 to 100).",
+    )
+    php_memory_limit_mb = models.PositiveSmallIntegerField(
+        "PHP memory limit (MB)",
+        default=128,
+        validators=[MinValueValidator(16), MaxValueValidator(4096)],
+        help_text="memory_limit of each PHP request (16 to 4096 MB).",
+    )
+    php_max_execution_time = models.PositiveSmallIntegerField(
+        "PHP time limit (seconds)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="max_execution_time of each PHP request (1 to 3600 s).",
+    )
+    php_upload_max_mb = models.PositiveSmallIntegerField(
+        "PHP upload size (MB)",
+        default=32,
+        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        help_text="upload_max_filesize and post_max_size (1 to 2048 MB).",
+    )
     suspend_over_quota = models.BooleanField(
         "suspend when over quota",
         default=False,

@@ -36,6 +36,13 @@ from websites.models import Plan, Subscription
 
 LIMITS = ("disk_mb", "bandwidth_gb", "websites", "databases", "mailboxes")
 UNITS = {"disk_mb": "MB of disk", "bandwidth_gb": "GB of bandwidth a month"}
+# The PHP pool's limits (websites/apply.py): a reseller's plan stays at or below its own.
+PHP_LIMITS = (
+    "php_max_children",
+    "php_memory_limit_mb",
+    "php_max_execution_time",
+    "php_upload_max_mb",
+)
 PLAN_FIELDS = [
     "name",
     *LIMITS,
@@ -43,6 +50,7 @@ PLAN_FIELDS = [
     "kinds",
     "sftp_allowed",
     "app_memory_mb",
+    *PHP_LIMITS,
     "suspend_over_quota",
     "price",
 ]
@@ -196,6 +204,10 @@ def check_within_parent(plan: Plan) -> None:
             errors[name] = f"Your own plan allows only: {' '.join(sorted(cap))}."
     if plan.app_memory_mb > parent.app_memory_mb:
         errors["app_memory_mb"] = f"Your own plan allows at most {parent.app_memory_mb} MB."
+    for name in PHP_LIMITS:
+        cap, value = getattr(parent, name), getattr(plan, name)
+        if value > cap:
+            errors[name] = f"Your own plan allows at most {cap}."
     if plan.sftp_allowed and not parent.sftp_allowed:
         errors["sftp_allowed"] = "Your own plan does not include SSH/SFTP."
     if errors:
@@ -210,11 +222,14 @@ def _save_plan(plan: Plan, actor, data: dict, action: str, before: dict) -> Plan
     plan.kinds = " ".join(plan.kinds.split())
     plan.full_clean()
     check_within_parent(plan)
+    changes = audit.diff(before, audit.snapshot(plan, PLAN_FIELDS))
     with transaction.atomic():
         plan.save()
-        audit.record(
-            action, plan, actor=actor, changes=audit.diff(before, audit.snapshot(plan, PLAN_FIELDS))
-        )
+        audit.record(action, plan, actor=actor, changes=changes)
+        if plan.pk and {*PHP_LIMITS, "app_memory_mb"} & set(changes) and before:
+            from websites.services import reapply_php_pools
+
+            reapply_php_pools(plan.subscriptions.values_list("user_id", flat=True), actor=actor)
     return plan
 
 
@@ -267,8 +282,14 @@ def do_subscribe(user, plan: Plan | None, *, actor) -> Subscription | None:
             return None
         before = {"plan": current.plan_id if current else None}
         sub = current or Subscription(user=user, plan=plan)
+        limits = [*PHP_LIMITS, "app_memory_mb"]
+        old_limits = [getattr(sub.plan, n) for n in limits] if current else None
         sub.plan = plan
         sub.save()
+        if old_limits != [getattr(plan, n) for n in limits]:
+            from websites.services import reapply_php_pools
+
+            reapply_php_pools([user.pk], actor=actor)  # the pools take the new plan's limits
         audit.record(
             "plan.subscribe", sub, actor=actor, changes=audit.diff(before, {"plan": plan.pk})
         )

@@ -110,7 +110,28 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         site.save(update_fields=[*WEBSITE_FIELDS, "status"])
         audit.record("website.update", site, actor=actor, changes=changes)
         start_apply(site.server, actor=actor, units=_units_of(site))
+        if "aliases" in changes:
+            from websites.certificates.services import reissue_for_new_names
+
+            reissue_for_new_names(site, actor=actor)
     return site
+
+
+def reapply_php_pools(user_ids, *, actor) -> int:
+    """The owners' plan limits for PHP (or apps' memory) changed: apply their PHP and app
+    sites' units again (one apply per server; an app restarts with its new limit). Returns
+    how many applies were started."""
+    sites = (
+        Website.objects.filter(owner_id__in=list(user_ids), kind__in=[Website.Kind.PHP, *APP_KINDS])
+        .exclude(status=Website.Status.DELETING)
+        .select_related("server")
+    )
+    by_server: dict[int, tuple[Server, set[str]]] = {}
+    for site in sites:
+        by_server.setdefault(site.server_id, (site.server, set()))[1].add(site.unit)
+    for server, units in by_server.values():
+        start_apply(server, actor=actor, units=units)
+    return len(by_server)
 
 
 def _field(name: str, check, *args):

@@ -99,6 +99,9 @@ def _converge(ctx: OperationContext, site: Website) -> str:
         raise OperationError(f"{site.domain}: {result.failed_units[site.unit]}")
     if site.status == Website.Status.FAILED:
         raise OperationError(f"{site.domain}: {site.status_message}")
+    from websites.certificates.services import follow_tls_in_uptime_check
+
+    follow_tls_in_uptime_check(site)  # back to http:// when its certificate is gone
     ctx.progress(85, "Checking that the site answers")
     code = health_check(t, server, site)
     ctx.log(f"http://{site.domain}/ answers {code} on the server")

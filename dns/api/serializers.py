@@ -16,6 +16,8 @@ ZONE_READ_ONLY = [
     "ns_status",
     "ns_message",
     "ns_checked_at",
+    "dnssec",
+    "ds",
     "created_at",
 ]
 
@@ -54,6 +56,12 @@ class ZoneSerializer(ServiceSerializer):
         write_only=True,
         help_text='On creation: the template\'s variables, such as {"server_ip": "10.0.0.5"}.',
     )
+    ds = serializers.ListField(
+        source="ds_list",
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="DS records for the registrar while the zone is signed.",
+    )
     create_service = staticmethod(services.do_create_zone)
     update_service = staticmethod(services.do_update_zone)
 
@@ -77,6 +85,10 @@ class ZoneSerializer(ServiceSerializer):
             if self.instance is not None:
                 self.fields["owner"].read_only = True
             self.fields["group"].read_only = True
+
+
+class DnssecSerializer(serializers.Serializer):
+    sign = serializers.BooleanField(help_text="true: sign the zone; false: serve it unsigned.")
 
 
 class RecordSerializer(ServiceSerializer):

@@ -6,9 +6,9 @@ from rest_framework.response import Response
 from core.api.serializers import OperationSerializer
 from core.api.viewsets import PolicyViewSetMixin
 from core.pagination import KeysetPagination
-from core.policy import APPLY
+from core.policy import APPLY, CHANGE
 from dns import services
-from dns.api.serializers import RecordSerializer, ZoneSerializer
+from dns.api.serializers import DnssecSerializer, RecordSerializer, ZoneSerializer
 from dns.filters import RecordFilter, ZoneFilter
 from dns.models import Record, Zone
 
@@ -34,6 +34,18 @@ class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     def publish(self, request, uuid=None):
         """Publish the whole zone again (each nameserver gets what differs)."""
         ops = services.publish_zone(self.get_object(), actor=request.user)
+        data = OperationSerializer(ops, many=True, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=DnssecSerializer, responses={202: OperationSerializer(many=True)})
+    @action(detail=True, methods=["post"], policy_action=CHANGE)
+    def dnssec(self, request, uuid=None):
+        """Sign the zone or unsign it: one Operation per nameserver; the DS records appear
+        on the zone once they finish."""
+        zone = self.get_object()
+        form = DnssecSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        ops = services.do_set_dnssec(zone, actor=request.user, data=dict(form.validated_data))
         data = OperationSerializer(ops, many=True, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
 

@@ -30,7 +30,14 @@ from django.utils import timezone
 from servers.engine import registry
 from servers.engine.contracts import ApplyError, ManagedFile, UnitFailed
 from servers.engine.profile import Profile, profile_for
-from servers.engine.remote import Batch, BatchResult, FileState, LockedError, RemoteRun
+from servers.engine.remote import (
+    Batch,
+    BatchResult,
+    FileState,
+    LockedError,
+    RemoteRun,
+    StagingFailed,
+)
 from servers.engine.run import ServiceRun
 from servers.models import AppliedFile, Server
 from servers.transport import ConnectionLost, Transport, TransportError
@@ -241,9 +248,13 @@ class Engine:
             results, res = {}, self.remote.batch_outcome()
             if res is None:
                 self._emergency_rollback(exc, [], instances, runs, set(writes) | set(removes))
-        except ApplyError:
+        except ApplyError as exc:
             if plan is not None:
                 self._mark_in_flight(False)
+            if isinstance(exc, StagingFailed):
+                # Nothing was swapped: drop the partial staging and free the server's lock
+                # now, rather than leave both to the next run (a minute's wait for it).
+                self._abort()
             raise
         self.batch_result = res
         if res is not None:  # validated, swapped and run in the same round trip

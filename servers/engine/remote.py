@@ -28,6 +28,11 @@ STEP_MARK = re.compile(r"^@@panel-step (\d+) (\d+)$", re.M)
 LOCKED = 75
 
 
+class StagingFailed(ApplyError):
+    """Staging stopped before anything was swapped (a full disk, a bad directory): the
+    run's half-written staging and its lock are left for ``abort``."""
+
+
 class LockedError(ApplyError):
     """Another run holds the server-side lock."""
 
@@ -144,7 +149,7 @@ class RemoteRun:
             m = re.search(r"locked by (\S+)", res.stderr)
             raise LockedError(m.group(1) if m else "?", res.stderr.strip())
         if not went and not res.ok:
-            raise ApplyError(f"staging the new files failed on the server: {_clip(res.stderr)}")
+            raise StagingFailed(f"staging the new files failed on the server: {_clip(res.stderr)}")
         results, start = {}, 0
         body = head.split("\n", 1)[1] if "\n" in head else ""
         for m in JOB_MARK.finditer(body):

@@ -79,6 +79,7 @@ class PowerDns:
                 [
                     "launch=gsqlite3",
                     f"gsqlite3-database={self.db}",
+                    "gsqlite3-dnssec=yes",  # the panel signs zones through cryptokeys
                     f"local-address={self.host}",
                     f"local-port={self.port}",
                     "api=yes",

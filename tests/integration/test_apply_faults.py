@@ -14,7 +14,6 @@ file system are real (ENOSPC, EROFS) and touch nothing else on the machine.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import socket
@@ -30,6 +29,7 @@ from servers.engine.remote import RemoteRun
 from servers.models import AppliedFile, Server
 from servers.transport import TransportError
 from tests.integration.conftest import start_nginx, wait_port, world_readable_tmp
+from tests.integration.faults import fill, mount_tmpfs, umount
 from websites.models import Website
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -38,23 +38,6 @@ FAULTS = ("kill", "drop", "disk_full", "read_only", "reload_fails")
 
 class WorkerKilled(BaseException):
     """Stands for the worker process dying: no `except Exception` handler sees it."""
-
-
-def mount_tmpfs(path, mode: str) -> None:
-    path.mkdir(exist_ok=True)
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size=1m,mode={mode}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if res.returncode != 0:
-        from tests.conftest import require_real
-
-        require_real(f"cannot mount a tmpfs for fault tests: {res.stderr.strip()}")
-
-
-def umount(path) -> None:
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 class Site:
@@ -136,18 +119,6 @@ def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
         return True
     return False
-
-
-def fill(directory) -> None:
-    with open(directory / ".filler", "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    with contextlib.suppress(OSError):
-        (directory / ".filler2").write_bytes(b"\0" * 4096)
 
 
 class Injector:

@@ -215,6 +215,68 @@ class TestAcme:
         _auto_tls(OperationContext(op), site)
         assert Certificate.objects.get(website=site).fingerprint == cert.fingerprint
 
+    def test_new_aliases_are_reissued_and_the_uptime_check_follows_https(
+        self,
+        acme,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        """Adding an alias orders a certificate for every name (the issue Operation after
+        the site's apply); an alias that cannot be validated keeps the old certificate live.
+        The site's automatic uptime check asks https:// once a certificate is live."""
+        from monitoring.services import ensure_site_check
+        from websites import services as site_services
+
+        site = make_site(tls_server, tls_nginx, admin_user, "grow.example.com", dns_standin)
+        check = ensure_site_check(site)
+        assert check.target == "http://grow.example.com/"
+        op = issue(site, admin_user, django_capture_on_commit_callbacks)
+        assert op.state == "succeeded", op.error
+        first = Certificate.objects.get(website=site)
+        check.refresh_from_db()
+        assert check.target == "https://grow.example.com/"
+        root = acme.root_pem()
+
+        dns_standin.records["shop.grow.example.com"] = "127.0.0.1"
+        with django_capture_on_commit_callbacks(execute=True):
+            site_services.do_update_website(
+                site, actor=admin_user, data={"aliases": "shop.grow.example.com"}
+            )
+        second = Certificate.objects.get(website=site)
+        assert second.fingerprint != first.fingerprint, second.last_error
+        assert second.names == ["grow.example.com", "shop.grow.example.com"]
+        assert services.uncovered_names(site, second) == []
+        der, body = wait_serving(tls_nginx, "shop.grow.example.com", root, second.fingerprint)
+        assert fingerprint(der) == second.fingerprint
+        assert body == "hello from grow.example.com"
+
+        # A name Pebble cannot validate (it resolves elsewhere): the order fails, the
+        # certificate in place stays live and the page says what is not covered.
+        dns_standin.records["lost.grow.example.com"] = "203.0.113.9"
+        with django_capture_on_commit_callbacks(execute=True):
+            site_services.do_update_website(
+                site,
+                actor=admin_user,
+                data={"aliases": "shop.grow.example.com lost.grow.example.com"},
+            )
+        third = Certificate.objects.get(website=site)
+        assert third.fingerprint == second.fingerprint and third.status == "active"
+        assert "lost.grow.example.com resolves to 203.0.113.9" in third.last_error
+        site.refresh_from_db()
+        assert services.uncovered_names(site, third) == ["lost.grow.example.com"]
+        der, _body = https_peer(tls_nginx.tls_port, "shop.grow.example.com", root)
+        assert fingerprint(der) == second.fingerprint
+
+        # Without a live certificate the check goes back to http://.
+        Certificate.objects.filter(pk=third.pk).delete()
+        services.follow_tls_in_uptime_check(site)
+        check.refresh_from_db()
+        assert check.target == "http://grow.example.com/"
+
     def test_https_redirect_and_hsts_and_rsa(
         self,
         acme,

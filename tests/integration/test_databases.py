@@ -234,6 +234,55 @@ class TestPostgresAdapter:
         a.drop_database(mine)
         assert not a.database_exists(mine)
 
+    def test_read_grants_cover_tables_the_writers_create_later(self, postgres, clean_pg):
+        """A reader gets SELECT on tables a writer ("all") creates after the grant, in
+        either order of the grants, and never INSERT; after a revoke, nothing new."""
+        import psycopg
+
+        a = adapter_for(postgres)
+        p = unique_prefix()
+        db = clean_pg.db(f"{p}_app")
+        writer, reader, late = (clean_pg.user(f"{p}_{n}") for n in ("w", "r", "late"))
+        a.create_database(db)
+        for name in (writer, reader, late):
+            a.create_user(name, "pw")
+        a.grant(db, writer, "all")
+        a.grant(db, reader, "read")  # after the writer
+        with pg_login(writer, db) as conn:
+            conn.execute("CREATE TABLE later (id int)")
+            conn.execute("INSERT INTO later VALUES (7)")
+        with pg_login(reader, db) as conn:
+            assert conn.execute("SELECT id FROM later").fetchall() == [(7,)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("INSERT INTO later VALUES (8)")
+        with pg_login(reader, db) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM later")
+
+        a.grant(db, late, "all")  # a writer granted after the reader
+        with pg_login(late, db) as conn:
+            conn.execute("CREATE TABLE from_late (id int)")
+        with pg_login(reader, db) as conn:
+            assert conn.execute("SELECT count(*) FROM from_late").fetchone() == (0,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("UPDATE from_late SET id = 1")
+
+        a.grant(db, reader, "read")  # again: the same defaults, no error
+        a.revoke(db, reader)
+        a.grant(db, reader, "all")
+        a.revoke(db, reader)  # the reader is gone: no default privilege names it
+        rows = a._run(
+            [
+                (
+                    "SELECT count(*) FROM pg_default_acl d, LATERAL aclexplode(d.defaclacl) x "
+                    "WHERE x.grantee = %s::regrole OR d.defaclrole = %s::regrole",
+                    (reader, reader),
+                )
+            ],
+            dbname=db,
+            fetch=True,
+        )
+        assert rows == [(0,)]
+
 
 def _db_server(engine: str, ep: Endpoint, name: str) -> DatabaseServer:
     return DatabaseServer.objects.create(

@@ -170,6 +170,56 @@ class TestPortalAndApi:
         listing = client.get("/websites/certificates/")
         assert listing.status_code == 200 and b"shop.example.com" in listing.content
 
+    def test_site_page_warns_when_an_upload_no_longer_covers_the_aliases(
+        self, site, customer, django_capture_on_commit_callbacks
+    ):
+        from websites import services as site_services
+
+        key, chain = make_pair(["shop.example.com", "www.shop.example.com"])
+        services.do_upload_certificate(site, actor=customer, private_key=key, certificate=chain)
+        client = login(customer)
+        assert b"tls-uncovered" not in client.get(f"/websites/{site.uuid}/").content
+        with django_capture_on_commit_callbacks(execute=False):
+            site_services.do_update_website(
+                site, actor=customer, data={"aliases": "www.shop.example.com new.example.com"}
+            )
+        page = client.get(f"/websites/{site.uuid}/").content.decode()
+        assert 'data-testid="tls-uncovered"' in page
+        assert "does not cover new.example.com" in page and "Upload one that covers" in page
+        tls = client.get(f"/websites/certificates/site/{site.uuid}/").content.decode()
+        assert "does not cover new.example.com" in tls
+        # An upload is the owner's to replace: nothing is ordered for it.
+        assert not Operation.objects.filter(kind="certificate.issue").exists()
+
+    def test_acme_certificates_are_ordered_again_for_new_aliases(
+        self, site, customer, django_capture_on_commit_callbacks
+    ):
+        from websites import services as site_services
+
+        key, chain = make_pair(["shop.example.com", "www.shop.example.com"])
+        Certificate.objects.create(
+            website=site,
+            domains=" ".join(site.names),
+            source="acme",
+            private_key=key,
+            fullchain=chain,
+            status="active",
+            installed=True,
+        )
+        with django_capture_on_commit_callbacks(execute=False):
+            site_services.do_update_website(site, actor=customer, data={"aliases": ""})
+        assert not Operation.objects.filter(kind="certificate.issue").exists()  # still covered
+        with django_capture_on_commit_callbacks(execute=False):
+            site_services.do_update_website(
+                site, actor=customer, data={"aliases": "www.shop.example.com new.example.com"}
+            )
+        op = Operation.objects.get(kind="certificate.issue")
+        assert op.lock_key == site.server.lock_key
+        cert = Certificate.objects.get(website=site)
+        # Until the new one is live the old one is what the site serves and what it covers.
+        assert cert.fullchain == chain and cert.status == "active"
+        assert cert.domains == "shop.example.com www.shop.example.com"
+
     def test_api_visibility_and_requests(self, site, customer, mallory):
         resp = login(mallory).post(
             "/api/v1/certificates/", {"website": str(site.uuid)}, content_type="application/json"
@@ -212,6 +262,35 @@ def test_options_keep_the_challenge_path_and_take_tls_settings():
     options = parse_options({"https_redirect": True, "hsts_max_age": 600})
     assert options.https_redirect and options.hsts_max_age == 600
     assert options.to_json() == {"https_redirect": True, "hsts_max_age": 600}
+
+
+def test_the_sites_uptime_check_follows_its_live_certificate(site, customer):
+    from monitoring.services import do_update_check, ensure_site_check
+
+    check = ensure_site_check(site)
+    key, chain = make_pair(site.names)
+    cert = Certificate.objects.create(
+        website=site, domains=" ".join(site.names), private_key=key, fullchain=chain
+    )
+    services.follow_tls_in_uptime_check(site)
+    check.refresh_from_db()
+    assert check.target == "http://shop.example.com/"  # files not on the server yet
+    Certificate.objects.filter(pk=cert.pk).update(installed=True)
+    services.follow_tls_in_uptime_check(site)
+    check.refresh_from_db()
+    assert check.target == "https://shop.example.com/"
+    cert.delete()
+    services.follow_tls_in_uptime_check(site)
+    check.refresh_from_db()
+    assert check.target == "http://shop.example.com/"
+    # A target the owner chose is theirs.
+    do_update_check(check, actor=customer, data={"target": "http://shop.example.com/health"})
+    Certificate.objects.create(
+        website=site, domains=" ".join(site.names), private_key=key, fullchain=chain, installed=True
+    )
+    services.follow_tls_in_uptime_check(site)
+    check.refresh_from_db()
+    assert check.target == "http://shop.example.com/health"
 
 
 class TestDns01:
@@ -295,3 +374,34 @@ class TestDns01:
         )
         assert resp.status_code == 400
         assert b"DNS-01 needs every name in a zone the panel serves" in resp.content
+
+    def test_a_nameserver_not_serving_ends_the_wait_with_its_words_and_no_txt_left(
+        self, site, customer
+    ):
+        """The bounded wait: a nameserver that does not answer (a closed port; the
+        publish is still queued) fails the order before the ACME server is asked."""
+        from dns.models import Nameserver, Record
+        from tests.acme_support import free_port
+        from websites.certificates.acme_client import Challenge
+        from websites.certificates.dns01 import ChallengeNotServed, DnsResponder
+
+        zone = self.zone("example.com", customer)
+        Nameserver.objects.filter(group=zone.group).update(port=free_port())
+        lines: list[str] = []
+        responder = DnsResponder(customer, actor=customer, wait=0, log=lines.append)
+        challenge = Challenge(
+            name="shop.example.com",
+            label="*.shop.example.com",
+            token="t",
+            validation="x" * 43,
+            dns_name="_acme-challenge.shop.example.com",
+        )
+        with pytest.raises(ChallengeNotServed) as got:
+            responder.publish([challenge])
+        assert str(got.value).startswith("after 0 s, not every nameserver serves the challenge")
+        assert "ns1.example.net (127.0.0.1:" in str(got.value)
+        (record,) = Record.objects.filter(zone=zone)
+        assert (record.name, record.type, record.ttl) == ("_acme-challenge.shop", "TXT", 60)
+        assert record.content == '"' + "x" * 43 + '"'
+        responder.unpublish([challenge])
+        assert not Record.objects.filter(zone=zone).exists()

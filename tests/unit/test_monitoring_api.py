@@ -106,3 +106,35 @@ def test_administrators_choose_the_collector_through_the_service(server, admin_u
     monitor.refresh_from_db()
     assert monitor.method == "node_exporter" and monitor.counters == {}
     assert AuditEntry.objects.filter(action="monitoring.update").count() == 1
+
+
+def test_thirty_days_take_hourly_rollups_as_they_are_then_the_raw_tail(server):
+    now = storage.floor(timezone.now(), 3600) + timedelta(minutes=20)
+    hours = [storage.floor(now, 3600) - timedelta(hours=h) for h in (3, 2, 1)]
+    Rollup.objects.bulk_create(
+        [
+            Rollup(server=server, step=3600, start=at, count=120, values={"cpu": [i, i + 0.5, 9]})
+            for i, at in enumerate(hours)
+        ]
+    )
+    Sample.objects.bulk_create(
+        [
+            Sample(server=server, at=now - timedelta(minutes=m), values={"cpu": v})
+            for m, v in ((15, 4.0), (5, 8.0))
+        ]
+    )
+    month = series(server, "30d", ["cpu", "mem_pct"], now=now)
+    assert month.source == "3600s" and month.step == 3600
+    this_hour = int(storage.floor(now, 3600).timestamp())
+    assert month.t == [int(h.timestamp()) for h in hours] + [this_hour]
+    assert month.metrics["cpu"] == {
+        "min": [0, 1, 2, 4.0],
+        "avg": [0.5, 1.5, 2.5, 6.0],
+        "max": [9, 9, 9, 8.0],
+    }
+    assert month.metrics["mem_pct"]["avg"] == [None] * 4
+    # Re-bucketed to two hours (the general path), the same data agrees.
+    pairs = series(server, "30d", ["cpu"], step=7200, now=now)
+    merged = dict(zip(pairs.t, pairs.metrics["cpu"]["max"], strict=True))
+    assert max(v for v in merged.values() if v is not None) == 9
+    assert sum(v is not None for v in merged.values()) in (2, 3)

@@ -14,7 +14,7 @@ from core.policy import CHANGE
 from servers.engine import profile_for
 from websites.certificates.dns01 import order_names, zones_for
 from websites.certificates.models import Certificate
-from websites.certificates.pem import check_upload
+from websites.certificates.pem import check_upload, covers, load_chain
 from websites.certificates.resolve import names_not_pointing
 
 ISSUE_TASK = "websites.certificates.tasks.issue_certificate"
@@ -87,9 +87,9 @@ def _record_request(
     cert.key_type = key_type or cert.key_type
     cert.challenge = challenge or cert.challenge
     cert.wildcard = wildcard
-    cert.domains = names
     cert.last_error = ""
-    if not cert.fullchain:
+    if not cert.fullchain:  # a live one keeps saying what it covers until replaced
+        cert.domains = names
         cert.status = Certificate.Status.PENDING
     cert.updated_at = timezone.now()
     cert.save()
@@ -122,6 +122,42 @@ def prepare_auto_certificate(site, *, actor) -> tuple[Certificate | None, str]:
         )
     with transaction.atomic():
         return _record_request(site, actor=actor), ""
+
+
+def uncovered_names(site, cert: Certificate | None) -> list[str]:
+    """The site's names its certificate (the live chain's leaf) does not cover."""
+    if cert is None or not cert.fullchain:
+        return []
+    try:
+        leaf_names = load_chain(cert.fullchain).names
+    except ValidationError:
+        return []
+    return [name for name in site.names if not covers(leaf_names, name)]
+
+
+def reissue_for_new_names(site, *, actor):
+    """After the site's aliases changed: an ACME certificate that does not cover every name
+    is ordered again for all of them (the issue Operation, queued under the server's lock;
+    it applies the site's vhost first so every new name serves the challenge). The old
+    certificate stays live until the new one is installed. Uploaded certificates are the
+    owner's to replace (the site page warns). Returns the Operation or None."""
+    cert = Certificate.objects.filter(website=site, source=Certificate.Source.ACME).first()
+    if cert is None or not uncovered_names(site, cert):
+        return None
+    return request_certificate(site, actor=actor)
+
+
+def has_live_certificate(site) -> bool:
+    """Its certificate's files are on the server, so the vhost serves HTTPS."""
+    return Certificate.objects.filter(website=site, installed=True).exclude(fullchain="").exists()
+
+
+def follow_tls_in_uptime_check(site) -> None:
+    """The site's automatic uptime check asks https://DOMAIN/ while a certificate is live,
+    http://DOMAIN/ otherwise (called after every apply of the site and every install)."""
+    from monitoring.services import set_site_check_scheme
+
+    set_site_check_scheme(site, "https" if has_live_certificate(site) else "http")
 
 
 def do_upload_certificate(site, *, actor, private_key: str, certificate: str):

@@ -11,10 +11,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from core.operations import OperationContext, OperationError
+from core.operations import WORKER_LOST, OperationContext, OperationError, on_worker_lost
 from servers import connection
 from servers.engine import ApplyError, profile_for, registry
 from servers.engine.engine import Engine
+from servers.engine.state import dirty
 from servers.transport import TransportError
 from websites.certificates.acme_client import (
     DNS01,
@@ -30,11 +31,20 @@ from websites.certificates.pem import load_chain, new_key
 from websites.certificates.resolve import names_not_pointing
 from websites.default_server import UNIT as DEFAULT_UNIT
 
+CHAIN_FIELDS = ("private_key", "fullchain", "fingerprint", "not_before", "not_after", "domains")
 
-def _fail(cert: Certificate, message: str) -> OperationError:
+
+def _was_live(cert: Certificate) -> bool:
+    """Does the server serve a chain of this certificate (from before this operation)?"""
+    return cert.installed and bool(cert.fullchain)
+
+
+def _fail(cert: Certificate, message: str, *, live: bool) -> OperationError:
+    """Record why; the certificate stays active only while a chain of it still serves
+    (``live``): one stored but never installed is not "active"."""
     Certificate.objects.filter(pk=cert.pk).update(
         last_error=message[:4000],
-        status=Certificate.Status.ACTIVE if cert.fullchain else Certificate.Status.FAILED,
+        status=Certificate.Status.ACTIVE if live else Certificate.Status.FAILED,
         updated_at=timezone.now(),
     )
     return OperationError(message)
@@ -58,12 +68,15 @@ def acme_client() -> AcmeClient:
 
 
 def _apply(ctx: OperationContext, server, t, unit: str, also: tuple[str, ...] = ()) -> None:
+    from servers.tasks import run_is_alive
+
     engine = Engine(
         server,
         t,
         ctx.log,
         run_id=ctx.op.uuid.hex,
         reconnect=lambda: connection.open_transport(server, reuse=False),
+        run_is_alive=run_is_alive,  # a lock left by a dead or failed run is taken over
     )
     try:
         result = engine.apply({unit, *also})
@@ -85,6 +98,9 @@ def _install(ctx: OperationContext, cert: Certificate, t) -> None:
     Certificate.objects.filter(pk=cert.pk).update(
         status=Certificate.Status.ACTIVE, last_error="", updated_at=timezone.now()
     )
+    from websites.certificates.services import follow_tls_in_uptime_check
+
+    follow_tls_in_uptime_check(site)
 
 
 def _load(certificate_id: int) -> Certificate:
@@ -95,6 +111,8 @@ def _load(certificate_id: int) -> Certificate:
 
 def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
     cert = _load(certificate_id)
+    live = _was_live(cert)
+    previous = {name: getattr(cert, name) for name in CHAIN_FIELDS}
     site, server = cert.website, cert.website.server
     dns01 = cert.challenge == Certificate.Challenge.DNS01 or cert.wildcard
     names = order_names(site, cert.wildcard)
@@ -103,19 +121,28 @@ def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
         try:
             zones_for(names, site.owner)
         except ValidationError as exc:
-            raise _fail(cert, "Not ordered: " + " ".join(exc.messages)) from exc
+            raise _fail(cert, "Not ordered: " + " ".join(exc.messages), live=live) from exc
     else:
         profile = profile_for(server)
         addresses = set(profile.public_addresses.split()) or {server.address}
         ctx.progress(5, f"Checking that {', '.join(names)} point at {', '.join(sorted(addresses))}")
         problems = names_not_pointing(names, addresses)
         if problems:
-            raise _fail(cert, "Not ordered: " + "; ".join(problems) + ".")
+            raise _fail(cert, "Not ordered: " + "; ".join(problems) + ".", live=live)
     ctx.progress(15, f"Connecting to {server.address}")
     try:
         t = connection.open_transport(server)
     except TransportError as exc:
-        raise _fail(cert, str(exc)) from exc
+        raise _fail(cert, str(exc), live=live) from exc
+    # A change of the site still waiting for its apply (new aliases) goes live first: every
+    # name must answer the HTTP-01 challenge, whichever of the queued operations runs first.
+    pending, _upto = dirty(server)
+    if not dns01 and (pending is None or site.unit in pending):
+        ctx.progress(20, "Applying the site's pending changes so every name is served")
+        try:
+            _apply(ctx, server, t, site.unit)
+        except OperationError as exc:
+            raise _fail(cert, str(exc), live=live) from exc
     try:
         ctx.progress(25, f"Ordering from {settings.PANEL_ACME_DIRECTORY}")
         client = acme_client()
@@ -141,11 +168,11 @@ def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
             timeout=settings.PANEL_ACME_TIMEOUT,
         )
     except ChallengeNotServed as exc:
-        raise _fail(cert, f"Not validated: {exc}") from exc
+        raise _fail(cert, f"Not validated: {exc}", live=live) from exc
     except AcmeError as exc:
-        raise _fail(cert, f"The ACME server refused: {exc}") from exc
+        raise _fail(cert, f"The ACME server refused: {exc}", live=live) from exc
     except TransportError as exc:
-        raise _fail(cert, f"Publishing the challenge failed: {exc}") from exc
+        raise _fail(cert, f"Publishing the challenge failed: {exc}", live=live) from exc
     chain = load_chain(fullchain)
     ctx.log(f"Issued: valid until {chain.not_after:%Y-%m-%d %H:%M} UTC")
     Certificate.objects.filter(pk=cert.pk).update(
@@ -161,7 +188,12 @@ def issue_certificate(ctx: OperationContext, certificate_id: int) -> str:
     try:
         _install(ctx, cert, t)
     except OperationError as exc:
-        raise _fail(cert, str(exc)) from exc
+        if live:
+            # The previous chain still serves (the engine kept or put back its files): the
+            # row describes it again, so its expiry stays true and the renewal stays due.
+            Certificate.objects.filter(pk=cert.pk).update(**previous)
+            ctx.log("The previous certificate keeps serving.", "warning")
+        raise _fail(cert, str(exc), live=live) from exc
     return f"Certificate for {', '.join(names)} valid until {chain.not_after:%Y-%m-%d}"
 
 
@@ -187,14 +219,24 @@ def _http_responder(ctx: OperationContext, t, challenge_dir: str):
 def install_certificate(ctx: OperationContext, certificate_id: int) -> str:
     """An uploaded certificate: its files, then the site."""
     cert = _load(certificate_id)
+    live = cert.installed  # an earlier chain's files serve until these replace them
     try:
         t = connection.open_transport(cert.website.server)
         _install(ctx, cert, t)
-    except TransportError as exc:
-        raise _fail(cert, str(exc)) from exc
-    except OperationError as exc:
-        raise _fail(cert, str(exc)) from exc
+    except (TransportError, OperationError) as exc:
+        raise _fail(cert, str(exc), live=live) from exc
     return f"Installed the certificate for {cert.domains}"
+
+
+def _certificate_worker_lost(op, certificate_id: int, **_args) -> None:
+    """The worker died mid-order or mid-install: what serves is what was live before."""
+    cert = Certificate.objects.filter(pk=certificate_id).first()
+    if cert is not None:
+        _fail(cert, WORKER_LOST, live=_was_live(cert))
+
+
+on_worker_lost(issue_certificate, _certificate_worker_lost)
+on_worker_lost(install_certificate, _certificate_worker_lost)
 
 
 def due_for_renewal():

@@ -51,6 +51,7 @@ def _page(request, site, issue_form=None, upload_form=None, status=200):
         {
             "site": site,
             "cert": cert,
+            "uncovered": services.uncovered_names(site, cert),
             "may_change": may(request.user, CHANGE, site),
             "issue_form": issue_form
             or IssueForm(
@@ -110,4 +111,5 @@ def _url(site) -> str:
 
 def site_section(site, user) -> dict:
     """The TLS card on a site's page (core/sections.py)."""
-    return {"site": site, "cert": Certificate.objects.filter(website=site).first()}
+    cert = Certificate.objects.filter(website=site).first()
+    return {"site": site, "cert": cert, "uncovered": services.uncovered_names(site, cert)}

@@ -364,6 +364,62 @@ class PostgresAdapter:
                 ),
             ]
         self._run(statements, dbname=database)
+        self._follow_future_tables(database, user, privileges)
+
+    def _default_acl(self, database: str) -> list[tuple[str, str, str]]:
+        """(creator role, grantee, privilege) of the default privileges on tables in the
+        database's public schema."""
+        rows = self._run(
+            [
+                (
+                    "SELECT pg_get_userbyid(d.defaclrole), pg_get_userbyid(a.grantee), "
+                    "a.privilege_type FROM pg_default_acl d "
+                    "JOIN pg_namespace n ON n.oid = d.defaclnamespace, "
+                    "LATERAL aclexplode(d.defaclacl) a "
+                    "WHERE n.nspname = 'public' AND d.defaclobjtype = 'r' AND a.grantee <> 0",
+                    (),
+                )
+            ],
+            dbname=database,
+            fetch=True,
+        )
+        return [tuple(r) for r in rows or []]
+
+    def _writers_and_readers(self, database: str) -> tuple[set[str], set[str]]:
+        """Who holds "all" and who "read" here, from the default privileges the
+        administrative login set for them at their grants (readers: SELECT alone)."""
+        me = self._run([("SELECT current_user", ())], fetch=True)[0][0]
+        held: dict[str, set[str]] = {}
+        for creator, grantee, privilege in self._default_acl(database):
+            if creator == me and grantee != me:
+                held.setdefault(grantee, set()).add(privilege)
+        readers = {g for g, p in held.items() if p == {"SELECT"}}
+        return set(held) - readers, readers
+
+    def _follow_future_tables(self, database: str, user: str, privileges: str) -> None:
+        """The default privileges above cover tables the administrative login creates; the
+        customer's tables are created by its "all" users. So a reader also gets SELECT on
+        every table each writer creates later, and a new writer's future tables are
+        readable by the readers already there (never more than SELECT)."""
+        from psycopg import sql
+
+        writers, readers = self._writers_and_readers(database)
+        if privileges == "all":
+            pairs = [(user, reader) for reader in sorted(readers)]
+        else:
+            pairs = [(writer, user) for writer in sorted(writers)]
+        statements = [
+            (
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                    "GRANT SELECT ON TABLES TO {}"
+                ).format(sql.Identifier(_checked(w)), sql.Identifier(_checked(r))),
+                (),
+            )
+            for w, r in pairs
+        ]
+        if statements:
+            self._run(statements, dbname=database)
 
     def revoke(self, database: str, user: str) -> None:
         from psycopg import sql
@@ -386,6 +442,26 @@ class PostgresAdapter:
             ],
             dbname=database,
         )
+        # Default privileges between the customer's roles: none given to it by a writer,
+        # none it gives as a writer (a revoked writer's future tables stay private).
+        pairs = set()
+        for creator, grantee, _privilege in self._default_acl(database):
+            if grantee == user and creator != user:
+                pairs.add((creator, user))
+            elif creator == user and grantee != user:
+                pairs.add((user, grantee))
+        statements = [
+            (
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public "
+                    "REVOKE ALL ON TABLES FROM {}"
+                ).format(sql.Identifier(who), sql.Identifier(to)),
+                (),
+            )
+            for who, to in sorted(pairs)
+        ]
+        if statements:
+            self._run(statements, dbname=database)
 
     def sizes(self, names: list[str]) -> dict[str, int]:
         if not names:

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import events
-from core.operations import OperationError
+from core.operations import WORKER_LOST, OperationError, on_worker_lost
 from core.policy import is_staff
 from websites.databases.adapters import DatabaseAdapterError, adapter_for
 from websites.databases.models import (
@@ -90,6 +90,23 @@ def provision(ctx, database_id=None, user_id=None, grant_id=None) -> str:
     if database is not None:
         _refresh(db_server, [database])
     return "Done"
+
+
+def _provision_worker_lost(op, database_id=None, user_id=None, grant_id=None) -> None:
+    """The worker died part way: whatever it made on the server belongs to these rows (a
+    retry adopts it, each step being idempotent); none of them may stay "pending"."""
+    for model, pk in ((CustomerDatabase, database_id), (DatabaseUser, user_id)):
+        if pk:
+            model.objects.filter(pk=pk, status=Status.PENDING).update(
+                status=Status.FAILED, status_message=WORKER_LOST
+            )
+    if grant_id:
+        DatabaseGrant.objects.filter(pk=grant_id, status=Status.PENDING).update(
+            status=Status.FAILED, status_message=WORKER_LOST
+        )
+
+
+on_worker_lost(provision, _provision_worker_lost)
 
 
 def drop_database(ctx, database_id) -> str:
