@@ -91,24 +91,19 @@ def is_staff(user) -> bool:
 
 
 def _owner_q(rules: Rules, user) -> Q:
+    """The user's own rows (a reseller's: also its customers'), as a condition on the owner
+    column alone: a reseller's customers come from a subquery on users rather than an OR
+    across a join, which no index answers."""
     path = rules.owner
+    reaches = user.role == RESELLER and rules.reseller_reaches_customers
     if path == "":
-        q = Q(pk=user.pk)
-        if user.role == RESELLER and rules.reseller_reaches_customers:
-            q |= Q(reseller=user)
-        return q
-    if rules.owner_is_id:
-        q = Q(**{path: user.pk})
-        if user.role == RESELLER and rules.reseller_reaches_customers:
-            from django.contrib.auth import get_user_model
+        return Q(pk=user.pk) | Q(reseller=user) if reaches else Q(pk=user.pk)
+    if not reaches:
+        return Q(**{path: user.pk if rules.owner_is_id else user})
+    from django.contrib.auth import get_user_model
 
-            customers = get_user_model().objects.filter(reseller=user).values("pk")
-            q |= Q(**{f"{path}__in": customers})
-        return q
-    q = Q(**{path: user})
-    if user.role == RESELLER and rules.reseller_reaches_customers:
-        q |= Q(**{f"{path}__reseller": user})
-    return q
+    users = get_user_model().objects.filter(Q(pk=user.pk) | Q(reseller=user)).values("pk")
+    return Q(**{f"{path}__in": users})
 
 
 def scope(model, user, action: str = VIEW) -> Q | bool:
@@ -121,14 +116,22 @@ def scope(model, user, action: str = VIEW) -> Q | bool:
         return True
     if role == SUPPORT and action in rules.support_may:
         return True
-    q: Q | None = None
+    own = None
     if rules.owner is not None and action in rules.owner_may:
-        q = _owner_q(rules, user)
+        own = _owner_q(rules, user)
     if action in _GRANTABLE and rules.owner is not None:  # unowned rows are never granted
-        granted = _granted_pks(user, model, action)
-        if granted is not None:
-            q = Q(pk__in=granted) if q is None else q | Q(pk__in=granted)
-    if q is None:
+        # One ``pk IN (own rows UNION granted pks)``: each branch is answered by its own
+        # index (the owner column; guardian's (user, permission)), where ``owner = me OR
+        # pk IN (grants)`` made PostgreSQL scan the table and guardian's own filter scanned
+        # it again to compare every pk as text.
+        branches = _granted_pks(user, model, action)
+        if own is not None:
+            mine = model._base_manager.filter(own).order_by().values("pk")
+            branches = [mine, *branches]
+        q = Q(pk__in=branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0])
+    elif own is not None:
+        q = own
+    else:
         return False
     if rules.guard is not None and action != VIEW and role != ADMIN:
         q &= rules.guard
@@ -212,15 +215,44 @@ def row_groups(owner, prefix: str) -> list[str]:
     return groups
 
 
-def _granted_pks(user, model, action: str):
-    """Primary keys granted to ``user`` object by object through django-guardian."""
-    from guardian.shortcuts import get_objects_for_user
+def _granted_pks(user, model, action: str) -> list[models.QuerySet]:
+    """Querysets of the primary keys django-guardian grants ``user`` object by object, one
+    for the user's own grants and one for its groups'. They read only guardian's tables,
+    through their (user or group, permission) indexes; ``object_pk`` (text) is cast to the
+    model's integer key only on the rows of this one permission, which hold such keys."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import BigIntegerField, F, Subquery
+    from django.db.models.functions import Cast
+    from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
-    perm = f"{model._meta.app_label}.{action}_{model._meta.model_name}"
-    granted = get_objects_for_user(
-        user, perm, klass=model, accept_global_perms=False, with_superuser=False
+    by_user, by_group = get_user_obj_perms_model(model), get_group_obj_perms_model(model)
+    pk_field = model._meta.pk
+    if isinstance(pk_field, models.IntegerField):
+        granted_pk = Cast("object_pk", BigIntegerField())
+    elif isinstance(pk_field, models.CharField):
+        granted_pk = F("object_pk")
+    else:
+        granted_pk = None
+    if granted_pk is None or not (by_user.objects.is_generic() and by_group.objects.is_generic()):
+        # Keys guardian stores differently: its own (slower) filter, still one subquery.
+        from guardian.shortcuts import get_objects_for_user
+
+        perm = f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+        granted = get_objects_for_user(
+            user, perm, klass=model, accept_global_perms=False, with_superuser=False
+        )
+        return [granted.order_by().values("pk")]
+    permission = Permission.objects.filter(
+        content_type=ContentType.objects.get_for_model(model),
+        codename=f"{action}_{model._meta.model_name}",
+    ).values("pk")[:1]
+    own = by_user.objects.filter(user=user, permission=Subquery(permission))
+    groups = by_group.objects.filter(
+        group__in=user.groups.through.objects.filter(user=user).values("group_id"),
+        permission=Subquery(permission),
     )
-    return granted.values("pk")
+    return [qs.order_by().values(granted_pk=granted_pk) for qs in (own, groups)]
 
 
 class PolicyQuerySet(models.QuerySet):

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
 
-from websites import services
-from websites.models import Website
+from websites import plans, services
+from websites.models import APP_KINDS, Website
+
+WWW_REDIRECTS = [
+    ("", "Serve every name as it is"),
+    ("to_apex", "Send www.NAME to NAME"),
+    ("to_www", "Send NAME to www.NAME"),
+]
+
+
+def _allowed(user, **what) -> bool:
+    try:
+        plans.check_allowed(user, **what)
+    except ValidationError:
+        return False
+    return True
 
 
 class WebsiteCreateForm(forms.Form):
+    """Every field of a new site, in the wizard's steps (``STEPS``). Without JavaScript the
+    page is this one form; with it, the same form is shown a step at a time."""
+
+    STEPS = (
+        ("names", "Names", ("domain", "aliases")),
+        (
+            "where",
+            "Server and kind",
+            ("server", "kind", "php_version", "upstream", "start_command"),
+        ),
+        ("options", "Options", ("tls", "www_redirect", "https_redirect")),
+        ("review", "Review", ()),
+    )
+
     domain = forms.CharField(
         max_length=253, help_text="e.g. example.com; internationalised names as you write them."
     )
@@ -16,7 +46,7 @@ class WebsiteCreateForm(forms.Form):
         required=False, max_length=2000, help_text="More names, separated by spaces."
     )
     server = forms.ModelChoiceField(queryset=None, empty_label=None)
-    kind = forms.ChoiceField(choices=Website.Kind.choices, initial=Website.Kind.PHP)
+    kind = forms.ChoiceField(choices=())
     php_version = forms.ChoiceField(label="PHP version", required=False, help_text="For PHP sites.")
     upstream = forms.CharField(
         required=False,
@@ -30,15 +60,83 @@ class WebsiteCreateForm(forms.Form):
         "directory, e.g. node server.js or gunicorn app:app (no shell). The app listens on "
         "$HOST:$PORT.",
     )
+    tls = forms.BooleanField(
+        label="Request an HTTPS certificate",
+        required=False,
+        initial=True,
+        help_text="From the ACME directory, once the site answers; its names must point at "
+        "the server.",
+    )
+    www_redirect = forms.ChoiceField(
+        label="www and the bare name", choices=WWW_REDIRECTS, required=False
+    )
+    https_redirect = forms.BooleanField(
+        label="Send HTTP visitors to HTTPS",
+        required=False,
+        help_text="Takes effect once the certificate is live.",
+    )
 
     def __init__(self, *args, user=None, instance=None, **kwargs):
         super().__init__(*args, **kwargs)
         servers = services.hosting_servers(user).order_by("name")
         self.fields["server"].queryset = servers
-        versions = sorted({v for s in servers for v in services.installed_php(s)})
+        # Kinds come from the model, so a new kind appears here by itself; the plan narrows.
+        kinds = [(k, label) for k, label in Website.Kind.choices if _allowed(user, kind=k)]
+        self.fields["kind"].choices = kinds
+        if Website.Kind.PHP in dict(kinds):
+            self.fields["kind"].initial = Website.Kind.PHP
+        chosen = self._chosen_server(servers)
+        on = [chosen] if chosen is not None else list(servers)
+        versions = sorted(
+            {v for s in on for v in services.installed_php(s) if _allowed(user, php_version=v)},
+            key=lambda v: tuple(int(p) for p in v.split(".")),
+        )
         self.fields["php_version"].choices = [("", "—")] + [(v, f"PHP {v}") for v in versions]
         if versions:
             self.fields["php_version"].initial = versions[-1]
+        self.fields["php_version"].shown_when = ("kind", Website.Kind.PHP)
+        self.fields["upstream"].shown_when = ("kind", Website.Kind.PROXY)
+        self.fields["start_command"].shown_when = ("kind", " ".join(APP_KINDS))
+        if settings.PANEL_ACME_AUTO:  # the panel orders certificates by itself
+            del self.fields["tls"]
+
+    def _chosen_server(self, servers):
+        value = (self.data if self.is_bound else self.initial).get("server")
+        if not value or not str(value).isdigit():
+            return None
+        return servers.filter(pk=value).first()
+
+    def step_fields(self, upto: int) -> list[str]:
+        """The fields of the steps before ``upto`` (their errors stop the wizard there)."""
+        return [f for _key, _label, fields in self.STEPS[:upto] for f in fields if f in self.fields]
+
+    def step_of(self, field: str) -> int:
+        for i, (_key, _label, fields) in enumerate(self.STEPS):
+            if field in fields:
+                return i
+        return 0
+
+    def options(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "www_redirect": data.get("www_redirect") or "",
+            "https_redirect": bool(data.get("https_redirect")),
+        }
+
+    def service_data(self) -> dict:
+        """What ``do_create_website`` takes."""
+        data = self.cleaned_data
+        return {
+            "domain": data["domain"],
+            "aliases": data.get("aliases", ""),
+            "server": data["server"],
+            "kind": data["kind"],
+            # The other kinds' fields stay in the page (hidden): only the chosen kind's count.
+            "php_version": data.get("php_version", "") if data["kind"] == Website.Kind.PHP else "",
+            "upstream": data.get("upstream", "") if data["kind"] == Website.Kind.PROXY else "",
+            "start_command": data.get("start_command", "") if data["kind"] in APP_KINDS else "",
+            "options": self.options(),
+        }
 
 
 class AliasesForm(forms.Form):

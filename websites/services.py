@@ -84,7 +84,7 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         env = _field("app_env", appsites.merge_env, env_before, data["app_env"])
         data["app_env"] = _env_json(env)
     if "start_command" in data:
-        data["start_command"] = _start_command(data["start_command"], stored.kind)
+        data["start_command"] = start_command_of(data["start_command"], stored.kind)
     before = audit.snapshot(stored, [*AUDITED_FIELDS, *ADMIN_FIELDS])
     site = stored
     for name, value in data.items():
@@ -155,7 +155,8 @@ def _env_json(env: dict[str, str]) -> str:
     return json.dumps(env, sort_keys=True, ensure_ascii=False) if env else ""
 
 
-def _start_command(value, kind: str) -> str:
+def start_command_of(value, kind: str) -> str:
+    """The start command as stored (normalised), or a field error."""
     if kind not in APP_KINDS:
         return value if isinstance(value, str) else ""
     return _field("start_command", appsites.validate_start_command, value)
@@ -230,7 +231,7 @@ def check_kind(site: Website, actor) -> None:
         ):
             errors["kind"] = (
                 f"{site.server.name} has neither supervisord nor systemd to run apps: "
-                "prepare the server first."
+                "install supervisor there first."
             )
         elif site.options and any(
             p.get("path") == "/" for p in (site.options or {}).get("proxies", [])
@@ -348,7 +349,7 @@ def do_create_website(*, actor, data: dict) -> Website:
         options=data.get("options") or {},
     )
     if site.is_app:
-        site.start_command = _start_command(data.get("start_command"), site.kind)
+        site.start_command = start_command_of(data.get("start_command"), site.kind)
         refuse_nul_in(data, ["app_env"])
         env = _field("app_env", appsites.merge_env, {}, data.get("app_env") or {})
         site.app_env = _env_json(env)
@@ -595,4 +596,22 @@ def start_read_logs(site: Website, *, actor):
         target_action=CHANGE,
         lock_key="",
         args={"site_id": site.pk},
+    )
+
+
+def start_follow_logs(site: Website, *, actor, seconds: int | None = None):
+    """An Operation that streams the site's log lines (the last ones, then new ones) while
+    the site's page is open: the page cancels it when it closes; it ends by itself after
+    ``websites.tasks.FOLLOW_SECONDS``."""
+    from websites.tasks import FOLLOW_SECONDS
+
+    return start_operation(
+        kind="website.logs.follow",
+        task="websites.tasks.follow_logs",
+        owner=site.owner,
+        requested_by=actor,
+        target=site,
+        target_action=CHANGE,
+        lock_key="",
+        args={"site_id": site.pk, "seconds": min(seconds or FOLLOW_SECONDS, FOLLOW_SECONDS)},
     )

@@ -24,6 +24,7 @@ urlpatterns = [
     path("<uuid:uuid>/app/status/", views.AppStatus.as_view(), name="website-app-status"),
     path("<uuid:uuid>/app/env/", views.EditAppEnv.as_view(), name="website-app-env"),
     path("<uuid:uuid>/app/command/", views.EditStartCommand.as_view(), name="website-app-command"),
+    path("<uuid:uuid>/logs/follow/", views.FollowLogs.as_view(), name="website-logs-follow"),
     path("<uuid:uuid>/delete/", views.WebsiteDelete.as_view(), name="website-delete"),
     path("databases/", include("websites.databases.urls")),
     path("certificates/", include("websites.certificates.urls")),

@@ -13,6 +13,8 @@
     document.documentElement.dataset.theme = theme;
   }
   apply(preferred());
+  // Scripts run: pages may show their scripted form (the creation wizard's steps).
+  document.documentElement.classList.add("js");
   function toggle() {
     var next = document.documentElement.classList.contains("dark") ? "light" : "dark";
     try { localStorage.setItem(KEY, next); } catch (e) {}

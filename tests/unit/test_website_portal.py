@@ -87,3 +87,23 @@ def test_customer_cannot_suspend_and_outsider_sees_nothing(server, admin_user):
     assert login(admin_user).post(f"/websites/{site.uuid}/suspend/").status_code == 302
     site.refresh_from_db()
     assert site.suspended
+
+
+def test_list_at_a_thousand_sites_costs_what_it_costs_at_three(server):
+    """The page reads one page of rows (with server and owner), a count and the plan usage:
+    nothing per row, whatever the owner holds."""
+    owner = make_user("thousand@example.com", "customer")
+    _sites(owner, server, 3)
+    c = login(owner)
+    c.get("/websites/")
+    with CaptureQueriesContext(connection) as few:
+        assert c.get("/websites/").status_code == 200
+    Website.objects.bulk_create(
+        Website(domain=f"bulk{i}.thousand.test", server=server, owner=owner) for i in range(997)
+    )
+    with CaptureQueriesContext(connection) as many:
+        page = c.get("/websites/").context["page_obj"]
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+    assert page.paginator.count == 1000 and len(page.object_list) == 25
+    rows = [q["sql"] for q in many.captured_queries if 'FROM "websites_website"' in q["sql"]]
+    assert not [sql for sql in rows if "private_key" in sql], "server secrets decrypted per row"
