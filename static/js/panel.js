@@ -57,6 +57,13 @@
     });
   }
   document.addEventListener("change", function (ev) {
+    var all = ev.target.dataset && ev.target.dataset.checkAll;
+    if (all) {
+      document.querySelectorAll("input[type=checkbox][name='" + all + "']").forEach(function (box) {
+        box.checked = ev.target.checked;
+      });
+      return;
+    }
     if (ev.target.form && ev.target.form.querySelector("[data-switch='" + ev.target.name + "']")) {
       applySwitches(ev.target.form);
     }

@@ -6,13 +6,18 @@ also ends by itself at its time limit."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import re
 import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
 from core.models import Operation, OperationLogLine
@@ -50,6 +55,42 @@ def _lines(op: Operation) -> list[str]:
     return list(OperationLogLine.objects.filter(operation=op).values_list("message", flat=True))
 
 
+async def _page_receives(path: str, client, act, marker: str) -> dict:
+    """Open the page's live socket, ``act``, and return the appended fragment that holds
+    ``marker`` (nothing is polled: the line comes over the socket)."""
+    from panel.asgi import application
+
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    comm = WebsocketCommunicator(
+        application,
+        path,
+        headers=[
+            (b"cookie", cookie.encode()),
+            (b"origin", b"http://testserver"),
+            (b"host", b"testserver"),
+        ],
+    )
+    connected, code = await comm.connect(timeout=5)
+    assert connected, code
+    try:
+        loop = asyncio.get_running_loop()
+        acted, end = False, loop.time() + 20
+        while loop.time() < end:
+            try:
+                msg = json.loads(await comm.receive_from(timeout=max(0.1, end - loop.time())))
+            except TimeoutError:
+                break
+            if msg.get("ready") and not acted:
+                await sync_to_async(act)()
+                acted = True
+            for item in msg.get("append", []):
+                if marker in item["html"]:
+                    return item
+        raise AssertionError("the appended line never reached the page's socket")
+    finally:
+        await comm.disconnect()
+
+
 def _tails_running(path: str) -> bool:
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -85,6 +126,7 @@ def test_follow_streams_appended_lines_escaped_and_stops_with_the_page(
     assert page.status_code == 200
     (op,) = queued
     html = page.content.decode()
+    since = int(re.search(r'data-live-since="(\d+)"', html).group(1))
     assert f'data-live="/ws/live/operations/{op.uuid}/"' in html
     stop_url = reverse("operation-cancel", args=[op.uuid])
     assert f'data-follow-stop="{stop_url}"' in html and 'id="op-log"' in html
@@ -92,7 +134,16 @@ def test_follow_streams_appended_lines_escaped_and_stops_with_the_page(
 
     wait_until(lambda: any("before-follow" in m for m in _lines(op)))  # the last lines
     marker = f"live-{secrets.token_hex(4)}"
-    _get(stack, f"/{marker}", agent="<b>bold</b><script>x()</script>")
+    # The page's socket: the line nginx appends arrives as an escaped fragment for #op-log.
+    appended = async_to_sync(_page_receives)(
+        f"/ws/live/operations/{op.uuid}/?since={since}&line=0",
+        login(customer),
+        lambda: _get(stack, f"/{marker}", agent="<b>bold</b><script>x()</script>"),
+        marker,
+    )
+    assert appended["target"] == "op-log"
+    assert "&lt;script&gt;x()&lt;/script&gt;" in appended["html"]
+    assert "<script>" not in appended["html"]
     wait_until(lambda: any(marker in m for m in _lines(op)))
     line = OperationLogLine.objects.get(operation=op, message__contains=marker)
     assert "<script>x()</script>" in line.message  # stored as nginx wrote it
@@ -127,3 +178,31 @@ def test_follow_ends_by_itself_at_its_time_limit(stack, admin_user, q_sync, monk
     op.refresh_from_db()
     assert op.state == "succeeded", (op.state, op.error)
     assert op.message.startswith("Followed the logs of limit.logs.test")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dropped_connection_fails_the_follow_and_ends_tail(
+    stack, admin_user, q_sync, monkeypatch
+):
+    """The SSH connection breaks while following: the operation fails and says so (the page
+    stops getting lines rather than showing a follow that is not live), and the remote tail
+    does not outlive the session."""
+    from servers import connection
+    from websites.models import SystemAccount
+
+    customer = make_user("uhpfolw3@example.com", "customer")
+    server = stack.server(admin_user, name="web-follow-3")
+    site = Website.objects.create(domain="drop.logs.test", server=server, owner=customer)
+    SystemAccount.objects.create(server=server, user=customer, name=NAME)
+    access_log = str(stack.homes / NAME / "logs" / "drop.logs.test.access.log")
+    queued: list[Operation] = []
+    monkeypatch.setattr("core.operations._enqueue", queued.append)
+    op = services.start_follow_logs(site, actor=customer)
+    worker = in_thread(execute_operation, op.pk)
+    wait_until(lambda: _tails_running(access_log))
+    connection.open_transport(server).drop()  # the worker's pooled connection
+    worker.join(20)
+    assert not worker.is_alive()
+    op.refresh_from_db()
+    assert op.state == "failed" and "connection" in op.error, (op.state, op.error)
+    wait_until(lambda: not _tails_running(access_log))
