@@ -12,7 +12,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views import View
 
-from core import sharing
+from core import events, sharing
 from core.generic import (
     PortalActionView,
     PortalDeleteView,
@@ -119,6 +119,7 @@ class ZoneDetail(View):
     """The zone editor. htmx asks for the records table alone (search, filter, pages)."""
 
     def get(self, request, uuid):
+        live_since = events.current_seq()  # before the data, as every live page does
         zone = _zone(request, uuid)
         records = RecordFilter(request.GET, queryset=Record.objects.filter(zone=zone))
         qs = (
@@ -138,6 +139,7 @@ class ZoneDetail(View):
             "form": RecordForm(),
             "filter_types": [t for t, _l in RecordForm.base_fields["type"].choices],
             "sharing": sharing.section(zone, request.user),
+            "live_since": live_since,
         }
         if getattr(request, "htmx", None) and request.htmx.target == "records":
             return render(request, "dns/partials/records.html", ctx)
