@@ -16,7 +16,7 @@ import pytest
 
 from core.models import Operation
 from core.operations import retry_operation
-from tests.conftest import make_user
+from tests.conftest import make_user, wait_until
 from tests.integration.faults import (
     die,
     drop_after,
@@ -140,6 +140,53 @@ def test_worker_killed_after_the_vhost_is_swapped_in(
     assert not (stack.base / "state" / "pending").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_while_the_server_runs_the_batch(
+    stack, server, admin_user, customer, monkeypatch, q_sync
+):
+    """The worker dies while the server swaps, reloads and verifies in one batch: the
+    server finishes it (the site serves), but nobody saw the end, so the site says failed
+    rather than active; a retry checks every file, finds them applied and says active."""
+    queued: list[Operation] = []
+    with monkeypatch.context() as m:
+        m.setattr("core.operations._enqueue", queued.append)
+        site = create(admin_user, customer, server, "batch.fault.test")
+    (op,) = queued
+
+    def arm() -> None:  # in the worker: the server kills it just before committing
+        import os
+
+        from servers import tasks as server_tasks
+        from servers.engine import Step
+        from servers.engine.engine import Engine
+
+        killer = Step(["sh", "-c", f"kill -9 {os.getpid()}; sleep 0.5"])
+
+        class Doomed(Engine):
+            def __init__(self, *args, **kwargs):
+                hook = lambda at: [killer] if at == "before-commit" else []  # noqa: E731
+                super().__init__(*args, **{**kwargs, "step_hook": hook})
+
+        server_tasks.Engine = Doomed
+
+    run_in_doomed_worker(op, arm)
+    lock = stack.base / "state" / "lock"
+    wait_until(lambda: not lock.exists())  # the server finishes the batch
+    assert serves_ready(stack, "batch.fault.test")
+    site.refresh_from_db()
+    assert op.state == "failed" and site.status == "failed", site.status
+    server.refresh_from_db()
+    assert server.apply_run  # the panel knows a run may have changed files
+
+    retry = retry_operation(op, actor=admin_user)
+    retry.refresh_from_db()
+    site.refresh_from_db()
+    server.refresh_from_db()
+    assert retry.state == "succeeded", retry.error
+    assert site.status == "active" and server.apply_run == ""
+    assert serves_ready(stack, "batch.fault.test")
+
+
 # --- 3. SSH dropped while the system account is made ---------------------------------------------
 
 
@@ -249,6 +296,38 @@ def test_full_disk_while_writing_the_vhost(
     assert second.status == "active", second.status_message
     assert serves_ready(stack, "second.fault.test") and serves_ready(stack, "first.fault.test")
     assert not [p.name for p in tiny_sites_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_full_disk_while_rewriting_a_live_vhost(
+    stack, server, admin_user, customer, run_ops, tiny_sites_dir
+):
+    """A change to a live site (a new alias) that cannot be written: the live vhost stays
+    byte for byte, nginx serves the old configuration (the alias reaches no site), the
+    site says failed with the disk's words; with space again a retry serves the alias."""
+    with run_ops():
+        site = create(admin_user, customer, server, "live.fault.test")
+    vhost = tiny_sites_dir / "live.fault.test.conf"
+    before = vhost.read_bytes()
+    fill(tiny_sites_dir)
+    with run_ops():
+        services.do_update_website(site, actor=admin_user, data={"aliases": "www.live.fault.test"})
+    site.refresh_from_db()
+    op = Operation.objects.latest("created_at")  # the server's apply
+    assert op.kind == "server.apply" and op.state == "failed"
+    assert "No space left on device" in op.error, op.error
+    assert site.status == "failed" and "No space left on device" in site.status_message
+    assert vhost.read_bytes() == before
+    assert serves_ready(stack, "live.fault.test")
+    assert not serves_ready(stack, "www.live.fault.test")
+
+    for name in (".filler", ".filler2"):
+        with contextlib.suppress(FileNotFoundError):
+            (tiny_sites_dir / name).unlink()
+    with run_ops():
+        retry_operation(op, actor=admin_user)
+    site.refresh_from_db()
+    assert site.status == "active", site.status_message
+    assert serves_ready(stack, "www.live.fault.test") and serves_ready(stack, "live.fault.test")
 
 
 # --- 5. sshd does not reload after a valid SFTP block ------------------------------------------

@@ -7,7 +7,13 @@ import pytest
 from django.utils import timezone
 
 from core.models import Operation, OperationLock
-from core.operations import Heartbeat, LockHolder, OperationContext, start_operation
+from core.operations import (
+    Heartbeat,
+    LockHolder,
+    OperationContext,
+    on_worker_lost,
+    start_operation,
+)
 from core.tasks import reap_stale_operations
 from tests.conftest import wait_until
 
@@ -75,3 +81,45 @@ def test_heartbeat_thread_stamps_the_operation(customer, settings):
     with Heartbeat(op):
         wait_until(stamped, timeout=5)
     assert not op.heartbeat_stale
+
+
+lost: list[tuple[str, dict]] = []
+
+
+def task_with_rows(ctx, row_id: int) -> str:
+    return "done"
+
+
+def _rows_lost(op, row_id: int) -> None:
+    lost.append((op.uuid.hex, {"row_id": row_id}))
+
+
+on_worker_lost(task_with_rows, _rows_lost)
+
+
+@pytest.mark.parametrize("noticed_by", ["reaper", "lock"])
+def test_a_dead_workers_task_fails_what_it_was_working_on(customer, settings, noticed_by):
+    """Whoever notices the dead worker (the reaper, or the next operation wanting its lock)
+    runs the task's on_worker_lost with the operation's arguments, once."""
+    settings.PANEL_OPERATION_STALE_SECONDS = 60
+    lost.clear()
+    dead = start_operation(
+        kind="t",
+        task="tests.unit.test_operation_heartbeat.task_with_rows",
+        owner=customer,
+        lock_key="server:9",
+        args={"row_id": 7},
+    )
+    at = timezone.now() - timedelta(seconds=90)
+    Operation.objects.filter(pk=dead.pk).update(state="running", started_at=at, heartbeat_at=at)
+    OperationLock.objects.create(key="server:9", operation=dead)
+    if noticed_by == "reaper":
+        assert reap_stale_operations() == 1
+    else:
+        new = start_operation(
+            kind="t", task="tests.support.steps", owner=customer, lock_key="server:9"
+        )
+        with LockHolder(new, OperationContext(new)):
+            pass
+    assert lost == [(dead.uuid.hex, {"row_id": 7})]
+    assert reap_stale_operations() == 0 and len(lost) == 1
