@@ -515,14 +515,16 @@ def start_zone_publish(zone, *, actor, units: set[str] | None = None) -> list:
     ]
 
 
-def start_zone_removal(zone, *, actor) -> list:
-    """Remove the zone from the nameservers of its group (the row is about to go)."""
+def start_zone_removal(zone, *, actor, group_id=None) -> list:
+    """Remove the zone from the nameservers of its group (the row is about to go), or of
+    ``group_id``, the group it was moved away from."""
     from dns.models import Nameserver
     from servers.services import start_publish
 
-    if zone.group_id is None:
+    group_id = group_id if group_id is not None else zone.group_id
+    if group_id is None:
         return []
     return [
         start_publish(PUBLISHER, ns.key, actor=actor, owner=zone.owner, units={zone.unit})
-        for ns in Nameserver.objects.filter(group_id=zone.group_id)
+        for ns in Nameserver.objects.filter(group_id=group_id)
     ]

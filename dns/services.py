@@ -242,18 +242,28 @@ def do_update_zone(zone: Zone, *, actor, data: dict) -> Zone:
     refuse_nul_in(data, allowed)
     stored = Zone.objects.get(pk=zone.pk)
     before = audit.snapshot(stored, allowed)
+    old_group_id = stored.group_id
     for name, value in data.items():
         setattr(stored, name, value)
     _check_zone_settings(stored)
     changes = audit.diff(before, audit.snapshot(stored, allowed))
     if not changes:
         return stored
+    moved = "group" in changes
     with transaction.atomic():
         stored.serial = stored.next_serial()
         stored.status = Zone.Status.PENDING
         stored.save(update_fields=[*allowed, "serial", "status"])
         audit.record("zone.update", stored, actor=actor, changes=changes)
-        publish_zone(stored, actor=actor, units={stored.unit})
+        if moved:
+            # Moved to other nameservers: they get the whole zone, and the old group's
+            # servers drop it (their desired state no longer holds it).
+            publish_zone(stored, actor=actor)
+            from dns.publishers import start_zone_removal
+
+            start_zone_removal(stored, actor=actor, group_id=old_group_id)
+        else:
+            publish_zone(stored, actor=actor, units={stored.unit})
     return stored
 
 

@@ -15,6 +15,9 @@ urlpatterns = [
     path("<uuid:uuid>/import/", views.ZoneImport.as_view(), name="zone_import"),
     path("<uuid:uuid>/export/", views.ZoneExport.as_view(), name="zone_export"),
     path("<uuid:uuid>/records/", views.RecordAdd.as_view(), name="record_add"),
+    path(
+        "<uuid:uuid>/records/delete/", views.RecordBulkDelete.as_view(), name="record_bulk_delete"
+    ),
     path("<uuid:uuid>/records/<uuid:record>/", views.RecordEdit.as_view(), name="record_edit"),
     path(
         "<uuid:uuid>/records/<uuid:record>/delete/",

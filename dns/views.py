@@ -241,6 +241,30 @@ class RecordDelete(View):
         return redirect_htmx_aware(request, zone.get_absolute_url())
 
 
+MAX_BULK = 500  # records deleted in one request (a page of the editor is 50)
+
+
+class RecordBulkDelete(View):
+    """POST ``records`` (uuids of this zone's records): delete them in one change (one new
+    serial, one publish), then the records table again (htmx) or the zone page."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        zone = get_for_user(Zone, request.user, CHANGE, uuid=uuid)
+        wanted = request.POST.getlist("records")
+        if not wanted or len(wanted) > MAX_BULK:
+            messages.error(request, f"Choose between 1 and {MAX_BULK} records to delete.")
+            return redirect_htmx_aware(request, zone.get_absolute_url())
+        try:
+            found = list(Record.objects.filter(zone=zone, uuid__in=wanted))
+        except ValidationError:  # not uuids
+            found = []
+        count = services.do_delete_records(zone, found, actor=request.user)
+        messages.success(request, f"{count} record{'s' if count != 1 else ''} deleted.")
+        return redirect_htmx_aware(request, zone.get_absolute_url())
+
+
 class ZoneImport(View):
     def get(self, request, uuid):
         zone = get_for_user(Zone, request.user, CHANGE, uuid=uuid)

@@ -104,6 +104,12 @@ class Fail2banService(Service):
             "text",
             "The action.d name bans use (e.g. nftables-multiport, iptables-multiport).",
         ),
+        ProfileKey(
+            "fail2ban_start",
+            ["fail2ban-client", "-x", "-c", "{conf}", "-s", "{socket}", "start"],
+            "command",
+            "Starts fail2ban where there is no systemd (Prepare server, when it is not running).",
+        ),
         ProfileKey("fail2ban_sshd_log", "/var/log/auth.log", "path", "sshd's log."),
         ProfileKey("fail2ban_maxretry", 5, "seconds", "Failures before a ban."),
         ProfileKey("fail2ban_bantime", 3600, "seconds", "How long a ban lasts."),

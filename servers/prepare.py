@@ -6,7 +6,9 @@ apt (argv only, names validated, one ``apt-get update`` when a package is unknow
 the one include line the apply engine needs (``include <panel.d>/*.conf;`` through nginx's
 ``conf.d``, unless ``nginx.conf`` has it already), moves Debian's stock default site out of
 the way (the panel writes its own catch-all ``default_server``), checks the result with
-``nginx -t`` and records what is installed on the server (``Server.components``).
+``nginx -t``, records what is installed on the server (``Server.components``), starts
+nginx, PHP-FPM and fail2ban where they do not run (systemd, or their own commands without
+it) and applies fail2ban's jails through the apply engine.
 """
 
 from __future__ import annotations
@@ -135,6 +137,82 @@ def write_includes(ctx: OperationContext, t: Transport, profile) -> None:
             t.makedirs(path, 0o755 if key != "tls_dir" else 0o700)
 
 
+# Is the daemon whose pid file is $1 alive? A zombie (PID 1 may not reap on such hosts)
+# is not: its state letter in /proc/PID/stat is Z. Constant text; the path is an argument.
+RUNNING_SCRIPT = """
+pid=$(cat -- "$1" 2>/dev/null) || exit 1
+case "$pid" in ''|*[!0-9]*) exit 1;; esac
+state=$(sed -n 's/^[0-9]* (.*) \\([A-Z]\\) .*/\\1/p' "/proc/$pid/stat" 2>/dev/null)
+[ -n "$state" ] && [ "$state" != Z ]
+"""
+START_WAIT_SECONDS = 15
+
+
+def _daemons(profile, php_versions: list[str]) -> list[tuple[str, list[str], list[str], str]]:
+    """(name, argv that succeeds while it runs, argv that starts it, directory it needs)."""
+    daemons = [
+        (
+            "nginx",
+            ["sh", "-c", RUNNING_SCRIPT, "running", profile.nginx_pid_file],
+            fill(profile.nginx_start, conf=profile.nginx_conf),
+            profile.nginx_pid_file.rsplit("/", 1)[0],
+        )
+    ]
+    for v in php_versions:
+        pid_file = profile.php_pid_file.replace("{php}", v)
+        conf = profile.php_conf.replace("{php}", v)
+        daemons.append(
+            (
+                f"php-fpm{v}",
+                ["sh", "-c", RUNNING_SCRIPT, "running", pid_file],
+                fill(profile.php_start, php=v, conf=conf),
+                pid_file.rsplit("/", 1)[0],
+            )
+        )
+    socket = profile.fail2ban_socket
+    daemons.append(
+        (
+            "fail2ban",
+            ["fail2ban-client", "-s", socket, "ping"],
+            fill(profile.fail2ban_start, conf=profile.fail2ban_conf_dir.rstrip("/"), socket=socket),
+            socket.rsplit("/", 1)[0],
+        )
+    )
+    return daemons
+
+
+def start_daemons(ctx: OperationContext, t: Transport, profile, php_versions: list[str]) -> None:
+    """nginx, the PHP-FPM versions and fail2ban running: with systemd through it (starting a
+    running unit does nothing); without, each by its own command when it is not running
+    already. A daemon that does not come up fails the operation with its own words."""
+    import time
+
+    if t.run(["test", "-d", "/run/systemd/system"]).ok:
+        units = ["nginx", *(f"php{v}-fpm" for v in php_versions), "fail2ban"]
+        res = t.run(["systemctl", "start", *units], timeout=300)
+        if not res.ok:
+            raise OperationError(f"systemctl start failed: {_tail(res.stderr or res.stdout)}")
+        ctx.log(f"systemd runs {', '.join(units)}")
+        return
+    for name, running, start, run_dir in _daemons(profile, php_versions):
+        if t.run(running, timeout=30).ok:
+            ctx.log(f"{name} runs already")
+            continue
+        if run_dir:
+            t.makedirs(run_dir)
+        res = t.run(start, timeout=120)
+        if not res.ok:
+            raise OperationError(f"{name} does not start: {_tail(res.stderr or res.stdout)}")
+        end = time.monotonic() + START_WAIT_SECONDS  # daemons write their pid file late
+        while not t.run(running, timeout=30).ok:
+            if time.monotonic() > end:
+                raise OperationError(
+                    f"{name} was started but does not run: {_tail(res.stderr or res.stdout)}"
+                )
+            time.sleep(0.2)
+        ctx.log(f"Started {name} (no systemd here)")
+
+
 def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str]) -> str:
     server = Server.objects.get(pk=server_id)
     from servers.tasks import _connect
@@ -182,9 +260,20 @@ def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str
     Server.objects.filter(pk=server.pk).update(
         components=components, facts=found, facts_at=timezone.now()
     )
-    # fail2ban's jails are the apply engine's (servers/fail2ban.py): the next apply of the
-    # server writes and loads them, now that the server counts as prepared.
+    try:
+        ctx.progress(88, "Starting nginx, PHP-FPM and fail2ban where they do not run")
+        start_daemons(ctx, t, profile, components["php"])
+    except TransportError as exc:
+        raise OperationError(str(exc)) from exc
+    # fail2ban's jails are the apply engine's (servers/fail2ban.py): written, validated
+    # (fail2ban-client -t), loaded and checked now that the server counts as prepared.
+    ctx.progress(94, "Applying fail2ban's jails")
     mark_dirty(server, {FAIL2BAN_UNIT})
-    ctx.log("fail2ban's jails go on with the next apply of the server")
+    from servers.tasks import run_apply
+
+    server.refresh_from_db()
+    _summary, result = run_apply(ctx, server)
+    if result is not None and FAIL2BAN_UNIT in result.failed_units:
+        raise OperationError(f"fail2ban's jails: {result.failed_units[FAIL2BAN_UNIT]}")
     done = ", ".join(f"{p} {v}" for p, v in sorted(have.items()))
     return f"Prepared: {done}" + ("" if missing else " (nothing installed)")

@@ -123,6 +123,21 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027 - optional for implementations
         pass
 
+    def stream_lines(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        on_line: Callable[[str], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Run ``argv`` and hand each line of its output to ``on_line`` as it comes, until
+        it ends, ``timeout`` passes or ``should_stop()`` says so (asked about every second);
+        then its stdin is closed (a command can watch it to end itself). This fallback
+        only hands over the lines once the command has ended."""
+        for line in self.run(argv, timeout=timeout).stdout.splitlines():
+            on_line(line)
+
     def read_file(self, path: str) -> bytes | None:
         """The file's bytes, or None if it does not exist."""
         res = self.run(["cat", "--", path], timeout=120)
@@ -303,6 +318,42 @@ class SSHTransport(Transport):
                 )
             code = chan.recv_exit_status()
         return CommandResult(argv, code, bytes(out), bytes(err))
+
+    def stream_lines(self, argv, *, timeout, on_line, should_stop=lambda: False):
+        argv = [str(a) for a in argv]
+        self.round_trips += 1
+        try:
+            chan = self._t.open_session(timeout=self.timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(
+                f"SSH session to {self.host} failed: {exc}", retryable=True
+            ) from exc
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        with chan:
+            try:
+                chan.exec_command(shlex.join(argv))
+                chan.set_combine_stderr(True)
+                while time.monotonic() < deadline and not should_stop():
+                    select.select([chan], [], [], 1.0)
+                    while chan.recv_ready():
+                        buffer += chan.recv(1 << 16)
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        on_line(line.decode(errors="replace"))
+                    if chan.exit_status_ready() and not chan.recv_ready():
+                        break
+                    if not chan.get_transport() or not chan.get_transport().is_active():
+                        raise EOFError("transport closed")
+                while chan.recv_ready():
+                    buffer += chan.recv(1 << 16)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise ConnectionLost(
+                    f"the connection to {self.host} broke during {_short(argv)}: {exc}"
+                ) from exc
+        for line in buffer.split(b"\n"):
+            if line:
+                on_line(line.decode(errors="replace"))
 
     def open_shell(self, cols: int = 80, rows: int = 24) -> paramiko.Channel:
         """An interactive login shell on a pty (for the web terminal)."""

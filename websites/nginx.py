@@ -92,6 +92,12 @@ class NginxService(IncludeDirService):
         ),
         ProfileKey("nginx_pid_file", "/run/nginx.pid", "path", "The master's pid file."),
         ProfileKey(
+            "nginx_start",
+            ["nginx", "-c", "{conf}"],
+            "command",
+            "Starts nginx where there is no systemd (Prepare server, when it is not running).",
+        ),
+        ProfileKey(
             "nginx_error_log",
             "/var/log/nginx/error.log",
             "path",

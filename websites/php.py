@@ -25,6 +25,12 @@ class PhpFpmService(IncludeDirService):
             "php_test", ["php-fpm{php}", "-t", "-y", "{conf}"], "command", "Validates {conf}."
         ),
         ProfileKey("php_pid_file", "/run/php/php{php}-fpm.pid", "path", "The master's pid."),
+        ProfileKey(
+            "php_start",
+            ["php-fpm{php}", "-y", "{conf}"],
+            "command",
+            "Starts PHP-FPM where there is no systemd (Prepare server, when it is not running).",
+        ),
         ProfileKey("php_reload_timeout", 20, "seconds", "How long a reload may take."),
     )
 

@@ -477,3 +477,21 @@ def start_read_logs(site: Website, *, actor):
         lock_key="",
         args={"site_id": site.pk},
     )
+
+
+def start_follow_logs(site: Website, *, actor, seconds: int | None = None):
+    """An Operation that streams the site's log lines (the last ones, then new ones) while
+    the site's page is open: the page cancels it when it closes; it ends by itself after
+    ``websites.tasks.FOLLOW_SECONDS``."""
+    from websites.tasks import FOLLOW_SECONDS
+
+    return start_operation(
+        kind="website.logs.follow",
+        task="websites.tasks.follow_logs",
+        owner=site.owner,
+        requested_by=actor,
+        target=site,
+        target_action=CHANGE,
+        lock_key="",
+        args={"site_id": site.pk, "seconds": min(seconds or FOLLOW_SECONDS, FOLLOW_SECONDS)},
+    )

@@ -278,3 +278,62 @@ def read_logs(ctx: OperationContext, site_id: int, lines: int = 50) -> str:
         for line in logs[kind]:
             ctx.log(line[:2000], "warning" if kind == "error" else "info")
     return f"{len(logs['access'])} access and {len(logs['error'])} error lines"
+
+
+# "Follow": the logs' new lines while the site's page is open, for at most this long.
+FOLLOW_SECONDS = 600
+FOLLOW_MAX_LINES = 5000
+# tail -F both logs, bounded by ``timeout`` on the server too; a watcher on stdin (kept as
+# fd 3: a background job's stdin would be /dev/null) stops tail as soon as the panel closes
+# the session (the page left, the operation cancelled). Constant text; paths as arguments.
+FOLLOW_SCRIPT = """
+exec 3<&0
+timeout "$1" tail -n 50 -F -- "$2" "$3" 2>&1 &
+pid=$!
+{ cat <&3 >/dev/null; kill "$pid"; } >/dev/null 2>&1 &
+wait "$pid"
+"""
+
+
+def follow_logs(ctx: OperationContext, site_id: int, seconds: int = FOLLOW_SECONDS) -> str:
+    """The last 50 lines of the site's access and error logs, then every new line as it is
+    written, each an operation log line (pushed to open pages over the live-event path),
+    until the page cancels the operation or ``seconds`` pass."""
+    import time
+
+    from websites.sysaccounts import home_of
+
+    site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    account = SystemAccount.objects.filter(server=site.server, user=site.owner).first()
+    if account is None:
+        raise OperationError("The site has no system account on its server yet.")
+    seconds = max(1, min(int(seconds), FOLLOW_SECONDS))
+    logs = f"{home_of(site.server, account.name)}/logs/{site.domain}"
+    paths = {f"{logs}.access.log": "info", f"{logs}.error.log": "warning"}
+    t = _connect(ctx, site.server)
+    state = {"level": "info", "lines": 0, "asked": 0.0}
+
+    def on_line(line: str) -> None:
+        header = re.fullmatch(r"==> (.*) <==", line)
+        if header:
+            state["level"] = paths.get(header.group(1), "info")
+            return
+        if line and state["lines"] < FOLLOW_MAX_LINES:
+            state["lines"] += 1
+            ctx.log(line[:2000], state["level"])
+
+    def should_stop() -> bool:
+        if state["lines"] >= FOLLOW_MAX_LINES:
+            return True
+        if time.monotonic() - state["asked"] >= 1:
+            state["asked"] = time.monotonic()
+            ctx.check_cancelled()  # the page closed: ends the operation as cancelled
+        return False
+
+    ctx.progress(10, f"Following the logs of {site.domain} for up to {seconds // 60 or 1} min")
+    argv = ["sh", "-c", FOLLOW_SCRIPT, "panel-follow", str(seconds), *paths]
+    try:
+        t.stream_lines(argv, timeout=seconds + 5, on_line=on_line, should_stop=should_stop)
+    except TransportError as exc:
+        raise OperationError(str(exc)) from exc
+    return f"Followed the logs of {site.domain}: {state['lines']} lines"

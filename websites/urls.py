@@ -18,6 +18,7 @@ urlpatterns = [
     path("<uuid:uuid>/unsuspend/", views.UnsuspendWebsite.as_view(), name="website-unsuspend"),
     path("<uuid:uuid>/retry/", views.RetryWebsite.as_view(), name="website-retry"),
     path("<uuid:uuid>/logs/", views.WebsiteLogs.as_view(), name="website-logs"),
+    path("<uuid:uuid>/logs/follow/", views.FollowLogs.as_view(), name="website-logs-follow"),
     path("<uuid:uuid>/delete/", views.WebsiteDelete.as_view(), name="website-delete"),
     path("databases/", include("websites.databases.urls")),
     path("certificates/", include("websites.certificates.urls")),

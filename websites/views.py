@@ -459,6 +459,29 @@ class WebsiteLogs(PortalActionView):
     service = staticmethod(services.start_read_logs)
 
 
+class FollowLogs(View):
+    """Follow the site's logs on its page: an Operation streams the lines (views never open
+    SSH); the page listens to the operation's log over its live socket (nothing is polled)
+    and cancels it when it closes. Without htmx: the operation's own page, live as well."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        from core.events import current_seq
+        from core.generic import is_htmx
+
+        site = get_for_user(Website, request.user, CHANGE, uuid=uuid)
+        since = current_seq()
+        try:
+            op = services.start_follow_logs(site, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, site.get_absolute_url())
+        if not is_htmx(request):
+            return redirect_htmx_aware(request, op.get_absolute_url())
+        return render(request, "websites/partials/log_follow.html", {"op": op, "live_since": since})
+
+
 class WebsiteDelete(PortalDeleteView):
     model = Website
     delete_service = staticmethod(services.do_delete_website)

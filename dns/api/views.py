@@ -1,12 +1,13 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
 from core.api.serializers import OperationSerializer
 from core.api.viewsets import PolicyViewSetMixin
 from core.pagination import KeysetPagination
-from core.policy import APPLY, CHANGE
+from core.policy import APPLY, CHANGE, VIEW, restrict
 from dns import services
 from dns.api.serializers import DnssecSerializer, RecordSerializer, ZoneSerializer
 from dns.filters import RecordFilter, ZoneFilter
@@ -79,3 +80,56 @@ class RecordViewSet(
 
     def perform_destroy(self, record):
         services.do_delete_record(record, actor=self.request.user)
+
+
+class BulkDeleteResult(serializers.Serializer):
+    deleted = serializers.IntegerField()
+
+
+class BulkDeleteSerializer(serializers.Serializer):
+    records = serializers.ListField(
+        child=serializers.UUIDField(), min_length=1, max_length=500, help_text="Record uuids."
+    )
+
+
+class ZoneRecordViewSet(RecordViewSet):
+    """The records of one zone (``/zones/{uuid}/records/``): the same filters and cursor
+    pages as ``/records/``; a record created here belongs to this zone. ``bulk-delete``
+    removes many in one change (one new serial, one publish)."""
+
+    def zone(self, action: str = VIEW) -> Zone:
+        visible = restrict(Zone, self.request.user, VIEW).filter(uuid=self.kwargs["zone_uuid"])
+        zone = visible.first()
+        if zone is None:
+            raise NotFound()
+        if action != VIEW and not restrict(Zone, self.request.user, action).filter(pk=zone.pk):
+            raise PermissionDenied("You may not change this zone.")
+        return zone
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # The zone first: out of reach is 404 before any body is read or validated.
+        safe = request.method in permissions.SAFE_METHODS
+        self.the_zone = self.zone(VIEW if safe else CHANGE)
+
+    def get_queryset(self):
+        return super().get_queryset().filter(zone__uuid=self.kwargs["zone_uuid"])
+
+    def get_serializer(self, *args, **kwargs):
+        serializer = super().get_serializer(*args, **kwargs)
+        if "zone" in getattr(serializer, "fields", {}):
+            serializer.fields["zone"].read_only = True  # the zone is the one in the path
+        return serializer
+
+    def perform_create(self, serializer):
+        serializer.save(zone=self.the_zone)
+
+    @extend_schema(request=BulkDeleteSerializer, responses={200: BulkDeleteResult})
+    @action(detail=False, methods=["post"], url_path="bulk-delete")
+    def bulk_delete(self, request, zone_uuid=None):
+        zone = self.the_zone
+        body = BulkDeleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        found = list(Record.objects.filter(zone=zone, uuid__in=body.validated_data["records"]))
+        deleted = services.do_delete_records(zone, found, actor=request.user)
+        return Response({"deleted": deleted})

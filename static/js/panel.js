@@ -57,10 +57,30 @@
     });
   }
   document.addEventListener("change", function (ev) {
+    var all = ev.target.dataset && ev.target.dataset.checkAll;
+    if (all) {
+      document.querySelectorAll("input[type=checkbox][name='" + all + "']").forEach(function (box) {
+        box.checked = ev.target.checked;
+      });
+      return;
+    }
     if (ev.target.form && ev.target.form.querySelector("[data-switch='" + ev.target.name + "']")) {
       applySwitches(ev.target.form);
     }
   });
   document.addEventListener("DOMContentLoaded", function () { armToasts(document); applySwitches(document); });
   document.addEventListener("htmx:afterSettle", function () { armToasts(document); applySwitches(document); });
+  // Work that streams only while its page is open (a site's followed logs): leaving the
+  // page cancels its operation. keepalive lets the request outlive the page.
+  window.addEventListener("pagehide", function () {
+    var headers = {};
+    try {
+      headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+    } catch (e) { /* no token: the operation ends at its time limit */ }
+    document.querySelectorAll("[data-follow-stop]").forEach(function (el) {
+      fetch(el.dataset.followStop, {
+        method: "POST", keepalive: true, credentials: "same-origin", headers: headers,
+      });
+    });
+  });
 })();

@@ -74,3 +74,44 @@ def test_worker_killed_mid_create(request, engine, step, monkeypatch, q_sync):
         maria_login(db.name, password, db.name).close()
     else:
         pg_login(db.name, db.name).close()
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_worker_killed_mid_drop(request, engine, monkeypatch, q_sync):
+    """The worker dies after revoking, before the database is dropped: the row says failed
+    (not "deleting" forever); a retry drops it and the row goes."""
+    from websites.databases.models import CustomerDatabase
+
+    ep = request.getfixturevalue("mariadb" if engine == "mariadb" else "postgres")
+    cleanup: Cleanup = request.getfixturevalue("clean_maria" if engine == "mariadb" else "clean_pg")
+    db_server = _db_server(engine, ep, f"{engine}-faults-drop")
+    owner = customer()
+    db, _password = services.do_create_database(
+        actor=owner, data={"db_server": db_server, "name": "old"}, with_user=True
+    )
+    cleanup.db(db.name)
+    cleanup.user(db.name)
+    db.refresh_from_db()
+    assert db.status == "active", db.status_message
+    queued = []
+    with monkeypatch.context() as m:
+        m.setattr("core.operations._enqueue", queued.append)
+        services.do_delete_database(db, actor=owner)
+    (op,) = queued
+
+    def arm() -> None:
+        from websites.databases import adapters
+
+        cls = adapters.MariaDBAdapter if engine == "mariadb" else adapters.PostgresAdapter
+        cls.drop_database = lambda self, *args: die()
+
+    run_in_doomed_worker(op, arm)
+    db.refresh_from_db()
+    assert db.status == "failed" and "stopped" in db.status_message, db.status
+    assert adapter_for(db_server).database_exists(db.name)
+
+    retry = retry_operation(op, actor=owner)
+    retry.refresh_from_db()
+    assert retry.state == "succeeded", retry.error
+    assert not CustomerDatabase.objects.filter(pk=db.pk).exists()
+    assert not adapter_for(db_server).database_exists(db.name)

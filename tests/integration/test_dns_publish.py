@@ -444,3 +444,39 @@ def test_ns_verification_against_parent_and_secondary(
     result = check_zone(zone, parent=here)
     assert result.status == Zone.NsStatus.MISMATCH
     assert "different serials" in result.message, result.message
+
+
+def test_moving_a_zone_to_other_nameservers(
+    bind, pdns, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """From a BIND group to a PowerDNS group: PowerDNS serves every record, with its own
+    group's NS, and BIND no longer serves the zone."""
+    capture = django_capture_on_commit_callbacks
+    old = NameserverGroup.objects.create(name="old", is_default=True)
+    new = NameserverGroup.objects.create(name="new")
+    bind_nameserver(bind, old)
+    pdns_nameserver(pdns, new)
+    name = new_zone_name("move")
+    zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": name})
+    assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+    for rname, content in (("www", "10.0.0.1"), ("mail", "10.0.0.2")):
+        run(
+            capture,
+            services.do_create_record,
+            zone,
+            actor=admin_user,
+            data={"name": rname, "type": "A", "content": content},
+        )
+    assert ask(bind.host, bind.port, f"www.{name}.", "A")[0].address == "10.0.0.1"
+
+    zone, ops = run(capture, services.do_update_zone, zone, actor=admin_user, data={"group": new})
+    assert sorted(op.state for op in ops) == ["succeeded", "succeeded"], [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    assert served(pdns.host, pdns.port, name, {}) == panel_view(zone)
+    assert ask(pdns.host, pdns.port, f"mail.{name}.", "A")[0].address == "10.0.0.2"
+    assert {r.target.to_text() for r in ask(pdns.host, pdns.port, f"{name}.", "NS")} == {
+        "ns2.example.net."
+    }
+    assert ask(bind.host, bind.port, f"{name}.", "SOA") is None
+    assert not PublishedRRSet.objects.filter(zone_name=name, nameserver__group=old).exists()

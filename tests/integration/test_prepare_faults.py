@@ -2,7 +2,7 @@
 """Prepare server losing its SSH connection while apt-get runs (over the loopback sshd,
 against this machine's dpkg, with a private nginx tree): the Operation fails and says why,
 nothing is recorded as prepared (no components, fail2ban's jails not queued), and a re-run
-finishes the job."""
+finishes the job (daemons started, jails applied)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from servers import prepare as prepare_module
 from servers.models import DirtyUnit
 from tests.integration.faults import drop_after
 from tests.integration.test_server_prepare import (  # noqa: F401 - fixtures
+    daemons,
     nginx_tree,
     prepare,
     server,
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def test_ssh_dropped_during_apt_get_then_a_rerun_finishes(
-    server, nginx_tree, admin_user, q_sync, django_capture_on_commit_callbacks, monkeypatch
+    server, nginx_tree, daemons, admin_user, q_sync, django_capture_on_commit_callbacks, monkeypatch
 ):
     # The first time dpkg is asked, nginx is not installed yet: apt-get must install it.
     real = prepare_module.installed_versions
@@ -51,7 +52,9 @@ def test_ssh_dropped_during_apt_get_then_a_rerun_finishes(
     assert op.state == "succeeded", (op.error, log)
     server.refresh_from_db()
     assert server.components["nginx"] and server.components["php"] == ["8.2"]
-    assert DirtyUnit.objects.filter(server=server, unit="fail2ban:jails").exists()
+    # The re-run also started the daemons and applied the jails (nothing left queued).
+    assert not DirtyUnit.objects.filter(server=server, unit="fail2ban:jails").exists()
+    assert (daemons["f2b"] / "conf" / "jail.d" / "hosting-panel.local").exists()
     assert (
         f"include {nginx_tree}/panel.d/*.conf;"
         in (nginx_tree / "conf.d" / "hosting-panel.conf").read_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -16,7 +17,7 @@ from core.models import AuditEntry, Operation
 from servers import services
 from servers.models import DirtyUnit, Server
 from tests.conftest import login
-from tests.integration.conftest import need, world_readable_tmp
+from tests.integration.conftest import need, stop_pidfile, world_readable_tmp
 from websites import services as website_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -42,8 +43,46 @@ def nginx_tree():
 
 
 @pytest.fixture
-def server(ssh_server, nginx_tree):
+def daemons(nginx_tree):
+    """Private configurations for what Prepare server starts (nginx, PHP-FPM 8.2, fail2ban
+    with a dummy ban action), none running yet; stopped afterwards whoever started them."""
+    need("php-fpm8.2")
+    need("fail2ban-client")
     base = nginx_tree
+    php = base / "php"
+    (php / "pool.d").mkdir(parents=True)
+    (php / "pool.d" / "base.conf").write_text(
+        f"[base]\nuser = nobody\ngroup = nogroup\nlisten = {php}/base.sock\n"
+        "pm = static\npm.max_children = 1\n"
+    )
+    (php / "php-fpm.conf").write_text(
+        f"[global]\npid = {php}/run/php-fpm.pid\nerror_log = {php}/error.log\n"
+        f"daemonize = yes\ninclude={php}/pool.d/*.conf\n"
+    )
+    f2b = base / "f2b"
+    shutil.copytree("/etc/fail2ban", f2b / "conf")
+    (f2b / "conf" / "jail.d" / "defaults-debian.conf").unlink(missing_ok=True)
+    (f2b / "conf" / "fail2ban.local").write_text(
+        f"[Definition]\ndbfile = {f2b}/db.sqlite3\npidfile = {f2b}/run/f2b.pid\n"
+        f"logtarget = {f2b}/f2b.log\n"
+    )
+    (f2b / "conf" / "action.d" / "dummy.local").write_text(f"[Init]\ntarget = {f2b}/dummy\n")
+    (f2b / "auth.log").touch()
+    (base / "logs" / "error.log").touch()
+    (base / "www").mkdir()
+    yield {"php": php, "f2b": f2b}
+    subprocess.run(
+        ["fail2ban-client", "-s", str(f2b / "run" / "f2b.sock"), "stop"],
+        capture_output=True,
+        check=False,
+    )
+    stop_pidfile(php / "run" / "php-fpm.pid")
+    stop_pidfile(base / "nginx.pid")
+
+
+@pytest.fixture
+def server(ssh_server, nginx_tree, daemons):
+    base, php, f2b = nginx_tree, daemons["php"], daemons["f2b"]
     ssh_server.profile = {
         "state_dir": str(base / "state"),
         "nginx_conf": str(base / "conf" / "nginx.conf"),
@@ -51,6 +90,17 @@ def server(ssh_server, nginx_tree):
         "nginx_sites_dir": str(base / "panel.d"),
         "nginx_stock_site": str(base / "sites-enabled" / "default"),
         "nginx_test": ["nginx", "-t", "-q", "-p", f"{base}/", "-c", "{conf}"],
+        "nginx_start": ["nginx", "-p", f"{base}/", "-c", "{conf}"],
+        "nginx_pid_file": str(base / "nginx.pid"),
+        "nginx_error_log": str(base / "logs" / "error.log"),
+        "webroot_base": str(base / "www"),
+        "php_conf": str(php / "php-fpm.conf"),
+        "php_pool_dir": str(php / "pool.d"),
+        "php_pid_file": str(php / "run" / "php-fpm.pid"),
+        "fail2ban_conf_dir": str(f2b / "conf"),
+        "fail2ban_socket": str(f2b / "run" / "f2b.sock"),
+        "fail2ban_banaction": "dummy",
+        "fail2ban_sshd_log": str(f2b / "auth.log"),
         "tls_dir": str(base / "tls"),
         "acme_challenge_dir": str(base / "acme"),
     }
@@ -66,7 +116,7 @@ def prepare(server, admin, capture, versions):
 
 
 def test_prepare_installed_packages_is_a_no_op_that_records_components(
-    server, nginx_tree, admin_user, q_sync, django_capture_on_commit_callbacks
+    server, nginx_tree, daemons, admin_user, q_sync, django_capture_on_commit_callbacks
 ):
     op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "8.2")
     assert op.state == "succeeded", (op.error, log)
@@ -78,7 +128,20 @@ def test_prepare_installed_packages_is_a_no_op_that_records_components(
     server.refresh_from_db()
     assert server.components["nginx"] and server.components["php"] == ["8.2"]
     assert set(server.components["packages"]) == {"nginx", "php8.2-fpm", "fail2ban"}
-    assert DirtyUnit.objects.filter(server=server, unit="fail2ban:jails").exists()
+    # No systemd here: each daemon was started by its own command, and the jails are live.
+    for name in ("nginx", "php-fpm8.2", "fail2ban"):
+        assert f"Started {name} (no systemd here)" in log, log
+    f2b = daemons["f2b"]
+    status = subprocess.run(
+        ["fail2ban-client", "-s", str(f2b / "run" / "f2b.sock"), "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "nginx-http-auth, sshd" in status
+    assert "banaction = dummy" in (f2b / "conf" / "jail.d" / "hosting-panel.local").read_text()
+    assert not DirtyUnit.objects.filter(server=server, unit="fail2ban:jails").exists()
+    nginx_pid = (nginx_tree / "nginx.pid").read_text()
     assert "8.2" in server.facts["php_versions"] and server.facts["services"]["nginx"]
     assert AuditEntry.objects.filter(action="server.prepare").count() == 1
 
@@ -86,6 +149,21 @@ def test_prepare_installed_packages_is_a_no_op_that_records_components(
     op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, ["8.2"])
     assert op.state == "succeeded" and "Wrote" not in log
     assert include.stat().st_mtime_ns == mtime
+    for name in ("nginx", "php-fpm8.2", "fail2ban"):  # idempotent: nothing started twice
+        assert f"{name} runs already" in log and f"Started {name}" not in log, log
+    assert (nginx_tree / "nginx.pid").read_text() == nginx_pid
+
+
+def test_a_daemon_that_does_not_start_fails_the_operation(
+    server, nginx_tree, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    profile = dict(server.profile)
+    profile["php_start"] = ["php-fpm{php}", "-y", str(nginx_tree / "missing.conf")]
+    Server.objects.filter(pk=server.pk).update(profile=profile)
+    server.refresh_from_db()
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "8.2")
+    assert op.state == "failed", log
+    assert "php-fpm8.2 does not start" in op.error, op.error
 
 
 def test_unknown_php_version_fails_cleanly(

@@ -138,7 +138,8 @@ def _value_for(path: str, name: str, world) -> str:
     if path.startswith("/api/v1/tokens/"):
         return str(world["token"].uuid)
     if path.startswith("/api/v1/zones/"):
-        return str(world["zone"].uuid)
+        nested_record = "/records/" in path and name == "uuid"
+        return str(world["record" if nested_record else "zone"].uuid)
     if path.startswith("/api/v1/records/"):
         return str(world["record"].uuid)
     if path.startswith("/api/v1/websites/"):

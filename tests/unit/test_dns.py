@@ -304,3 +304,69 @@ def test_api_creates_a_reverse_zone_from_a_template(customer, admin_user):
     assert resp.status_code == 201, resp.content.decode()
     assert resp.json()["name"] == "3.3.10.in-addr.arpa" and "template" not in resp.json()
     assert Record.objects.get(zone__uuid=resp.json()["uuid"]).name == "4"
+
+
+class TestNestedRecordsAndBulkDelete:
+    def test_records_under_their_zone(
+        self, zone, customer, mallory, django_capture_on_commit_callbacks
+    ):
+        other = services.do_create_zone(actor=customer, data={"name": "other.example"})
+        add(other, customer, name="www", type="A", content="10.0.0.7")
+        client = login(customer)
+        url = f"/api/v1/zones/{zone.uuid}/records/"
+        resp = client.post(
+            url, {"name": "www", "type": "A", "content": "10.0.0.1"}, "application/json"
+        )
+        assert resp.status_code == 201, resp.content
+        assert Record.objects.get(uuid=resp.json()["uuid"]).zone == zone
+        bad = client.post(url, {"name": "www", "type": "A", "content": "x"}, "application/json")
+        assert bad.status_code == 400 and "content" in bad.json()
+        listed = client.get(url).json()["results"]
+        assert [(r["name"], r["content"]) for r in listed] == [("www", "10.0.0.1")]  # not other's
+        one = listed[0]["uuid"]
+        assert client.get(f"{url}{one}/").status_code == 200
+        assert client.get(f"/api/v1/zones/{other.uuid}/records/{one}/").status_code == 404
+        # Someone else: the zone is out of reach, whatever the method.
+        outsider = login(mallory)
+        assert outsider.get(url).status_code == 404
+        assert (
+            outsider.post(
+                url, {"name": "x", "type": "A", "content": "10.0.0.2"}, "application/json"
+            ).status_code
+            == 404
+        )
+        assert (
+            outsider.post(f"{url}bulk-delete/", {"records": [one]}, "application/json").status_code
+            == 404
+        )
+        assert Record.objects.filter(zone=zone).count() == 1
+
+    def test_bulk_delete_is_one_change(self, zone, customer, django_capture_on_commit_callbacks):
+        made = [add(zone, customer, name=f"h{i}", type="A", content="10.0.0.1") for i in range(5)]
+        zone.refresh_from_db()
+        serial = zone.serial
+        client = login(customer)
+        url = f"/api/v1/zones/{zone.uuid}/records/bulk-delete/"
+        resp = client.post(url, {"records": [str(r.uuid) for r in made[:3]]}, "application/json")
+        assert resp.status_code == 200 and resp.json() == {"deleted": 3}
+        zone.refresh_from_db()
+        assert zone.serial > serial
+        assert sorted(Record.objects.filter(zone=zone).values_list("name", flat=True)) == [
+            "h3",
+            "h4",
+        ]
+        assert client.post(url, {"records": ["nope"]}, "application/json").status_code == 400
+        assert client.post(url, {"records": []}, "application/json").status_code == 400
+
+        # The portal: ticked records of this zone only (a uuid of another zone is ignored).
+        other = services.do_create_zone(actor=customer, data={"name": "other.example"})
+        theirs = add(other, customer, name="keep", type="A", content="10.0.0.9")
+        page = client.get(zone.get_absolute_url()).content.decode()
+        assert 'form="bulk-delete"' in page and f'value="{made[3].uuid}"' in page
+        resp = client.post(
+            f"/dns/{zone.uuid}/records/delete/", {"records": [str(made[3].uuid), str(theirs.uuid)]}
+        )
+        assert resp.status_code == 302
+        assert list(Record.objects.filter(zone=zone).values_list("name", flat=True)) == ["h4"]
+        assert Record.objects.filter(pk=theirs.pk).exists()
+        assert login(customer).post(f"/dns/{zone.uuid}/records/delete/", {}).status_code == 302

@@ -75,3 +75,21 @@ def test_plans_page_shows_what_each_may_read(admin_user, reseller, customer, mal
     with CaptureQueriesContext(connection) as many:
         admin.get("/websites/plans/")
     assert len(many) == len(few)
+
+
+def test_follow_logs_is_an_operation_the_page_listens_to(reseller, customer, mallory):
+    from core.models import Operation
+
+    server = Server.objects.create(name="web", address="93.184.216.34", owner=reseller)
+    site = Website.objects.create(domain="follow.example.com", server=server, owner=customer)
+    client = login(customer)
+    page = client.get(f"/websites/{site.uuid}/").content.decode()
+    assert 'data-testid="follow-logs"' in page and 'id="site-logs"' in page
+    url = f"/websites/{site.uuid}/logs/follow/"
+    assert login(mallory).post(url).status_code == 404
+    resp = client.post(url)  # without htmx: the operation's own (live) page
+    op = Operation.objects.get(kind="website.logs.follow")
+    assert resp.status_code == 302 and resp["Location"] == op.get_absolute_url()
+    assert op.args == {"site_id": site.pk, "seconds": 600} and op.lock_key == ""
+    partial = client.post(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "data-follow-stop=" in partial and 'id="op-log"' in partial

@@ -109,6 +109,19 @@ def _provision_worker_lost(op, database_id=None, user_id=None, grant_id=None) ->
 on_worker_lost(provision, _provision_worker_lost)
 
 
+def _drop_worker_lost(model):
+    """A drop whose worker died: the row is failed, as a drop that failed would be (whether
+    the server still has the thing is for the retry to find out; dropping is idempotent)."""
+
+    def lost(op, **args) -> None:
+        pk = next(iter(args.values()))
+        model.objects.filter(pk=pk, status=Status.DELETING).update(
+            status=Status.FAILED, status_message=WORKER_LOST
+        )
+
+    return lost
+
+
 def drop_database(ctx, database_id) -> str:
     database = CustomerDatabase.objects.select_related("db_server").filter(pk=database_id).first()
     if database is None:
@@ -129,6 +142,9 @@ def drop_database(ctx, database_id) -> str:
         events.changed(database)
         database.delete()
     return f"Dropped {database.name}"
+
+
+on_worker_lost(drop_database, _drop_worker_lost(CustomerDatabase))
 
 
 def drop_user(ctx, user_id) -> str:
@@ -153,6 +169,9 @@ def drop_user(ctx, user_id) -> str:
     return f"Dropped {user.name}"
 
 
+on_worker_lost(drop_user, _drop_worker_lost(DatabaseUser))
+
+
 def revoke(ctx, grant_id) -> str:
     grant = DatabaseGrant.objects.select_related("database", "user").filter(pk=grant_id).first()
     if grant is None:
@@ -167,6 +186,9 @@ def revoke(ctx, grant_id) -> str:
         events.changed(grant.database)
         grant.delete()
     return f"Revoked {grant.user.name} on {grant.database.name}"
+
+
+on_worker_lost(revoke, _drop_worker_lost(DatabaseGrant))
 
 
 def check_server(ctx, db_server_id) -> str:
