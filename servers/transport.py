@@ -341,10 +341,11 @@ class SSHTransport(Transport):
                     *lines, buffer = buffer.split(b"\n")
                     for line in lines:
                         on_line(line.decode(errors="replace"))
-                    if chan.exit_status_ready() and not chan.recv_ready():
-                        break
+                    # First: a closed channel also says its exit status is "ready".
                     if not chan.get_transport() or not chan.get_transport().is_active():
                         raise EOFError("transport closed")
+                    if chan.exit_status_ready() and not chan.recv_ready():
+                        break
                 while chan.recv_ready():
                     buffer += chan.recv(1 << 16)
             except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -178,3 +178,31 @@ def test_follow_ends_by_itself_at_its_time_limit(stack, admin_user, q_sync, monk
     op.refresh_from_db()
     assert op.state == "succeeded", (op.state, op.error)
     assert op.message.startswith("Followed the logs of limit.logs.test")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dropped_connection_fails_the_follow_and_ends_tail(
+    stack, admin_user, q_sync, monkeypatch
+):
+    """The SSH connection breaks while following: the operation fails and says so (the page
+    stops getting lines rather than showing a follow that is not live), and the remote tail
+    does not outlive the session."""
+    from servers import connection
+    from websites.models import SystemAccount
+
+    customer = make_user("uhpfolw3@example.com", "customer")
+    server = stack.server(admin_user, name="web-follow-3")
+    site = Website.objects.create(domain="drop.logs.test", server=server, owner=customer)
+    SystemAccount.objects.create(server=server, user=customer, name=NAME)
+    access_log = str(stack.homes / NAME / "logs" / "drop.logs.test.access.log")
+    queued: list[Operation] = []
+    monkeypatch.setattr("core.operations._enqueue", queued.append)
+    op = services.start_follow_logs(site, actor=customer)
+    worker = in_thread(execute_operation, op.pk)
+    wait_until(lambda: _tails_running(access_log))
+    connection.open_transport(server).drop()  # the worker's pooled connection
+    worker.join(20)
+    assert not worker.is_alive()
+    op.refresh_from_db()
+    assert op.state == "failed" and "connection" in op.error, (op.state, op.error)
+    wait_until(lambda: not _tails_running(access_log))
