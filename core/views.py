@@ -2,19 +2,20 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from core import health
+from core import health, sharing
 from core.filters import OperationFilter
-from core.generic import PortalDetailView, PortalListView, get_for_user
+from core.generic import PortalDetailView, PortalListView, get_for_user, redirect_htmx_aware
 from core.live import LivePageMixin
 from core.models import Operation
 from core.operations import OperationError, cancel_operation, retry_operation, start_operation
 from core.pagination import KeysetListMixin
-from core.policy import CANCEL, RETRY, is_staff
+from core.policy import CANCEL, RETRY, VIEW, is_staff
 
 
 def area(request, area: str):
@@ -100,3 +101,42 @@ def healthz(request):
     if is_staff(request.user):
         body["details"] = found
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+# --- sharing one object with a colleague (core/sharing.py) ----------------------------------
+
+
+def _shared_object(request, label: str, uuid):
+    """The object to share: its model must be shareable, the user must see it and may
+    share it; anything else is 404 (as out of reach always is)."""
+    model = sharing.model_for(label)
+    if model is None:
+        raise Http404
+    obj = get_for_user(model, request.user, VIEW, uuid=uuid)
+    if not sharing.may_share(request.user, obj):
+        raise Http404
+    return obj
+
+
+@require_POST
+def share_add(request, label: str, uuid):
+    obj = _shared_object(request, label, uuid)
+    data = {"email": request.POST.get("email", ""), "level": request.POST.get("level", "view")}
+    try:
+        user = sharing.do_share(obj, actor=request.user, data=data)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Shared with {user.email}.")
+    return redirect_htmx_aware(request, obj.get_absolute_url())
+
+
+@require_POST
+def share_remove(request, label: str, uuid, user_id: int):
+    obj = _shared_object(request, label, uuid)
+    user = next((u for u, _level in sharing.shares_of(obj) if u.pk == user_id), None)
+    if user is None:
+        raise Http404
+    sharing.do_unshare(obj, actor=request.user, data={"user": user})
+    messages.success(request, f"{user.email} no longer has access.")
+    return redirect_htmx_aware(request, obj.get_absolute_url())

@@ -12,6 +12,10 @@ class DnsConfig(AppConfig):
         from servers.engine import registry
 
         registry.register_publisher(ZonePublisher())
+        from core import sharing
+        from dns.models import Zone
+
+        sharing.register(Zone)  # a customer may give a colleague one zone
         from django.conf import settings
 
         from core.schedules import every

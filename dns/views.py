@@ -12,6 +12,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views import View
 
+from core import sharing
 from core.generic import (
     PortalActionView,
     PortalDeleteView,
@@ -136,6 +137,7 @@ class ZoneDetail(View):
             "query": query,
             "form": RecordForm(),
             "filter_types": [t for t, _l in RecordForm.base_fields["type"].choices],
+            "sharing": sharing.section(zone, request.user),
         }
         if getattr(request, "htmx", None) and request.htmx.target == "records":
             return render(request, "dns/partials/records.html", ctx)

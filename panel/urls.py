@@ -36,6 +36,12 @@ urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_export.metrics, name="metrics"),
+    path("sharing/<str:label>/<uuid:uuid>/", views.share_add, name="share_add"),
+    path(
+        "sharing/<str:label>/<uuid:uuid>/<int:user_id>/remove/",
+        views.share_remove,
+        name="share_remove",
+    ),
     *app_urls(),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -27,6 +27,7 @@ NEEDS=(
   "/usr/bin/fail2ban-server:fail2ban"
   "/usr/bin/ping:iputils-ping"
   "/usr/bin/supervisord:supervisor"
+  "/usr/bin/node:nodejs"
   # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).
   "/usr/include/libvirt/libvirt.h:libvirt-dev"
   "/usr/bin/pkg-config:pkg-config"

@@ -39,6 +39,9 @@ def gather(transport: Transport) -> dict:
     facts["memory_bytes"] = int(total.group(1)) * 1024 if total else None
     facts["disks"] = _disks(transport)
     facts["services"] = _services(transport)
+    # systemctl may be installed where systemd does not run (containers): apps then go to
+    # supervisord (websites/appsites.py).
+    facts["systemd_running"] = transport.run(["test", "-d", "/run/systemd/system"]).code == 0
     facts["php_versions"] = _php_versions(transport)
     return facts
 

@@ -1,5 +1,5 @@
 # System accounts of the hosting panel: one Linux user per customer per server.
-# Constant text, run as: sh -c SCRIPT panel-account CMD NAME HOME [DOMAIN]. Every value is an
+# Constant text, run as: sh -c SCRIPT panel-account CMD NAME HOME [DOMAIN [app]]. Every value is an
 # argument (validated by the panel: NAME an account name, HOME an absolute path, DOMAIN a
 # domain name) or stdin; nothing is evaluated. Exit 0 done, 3 refused (the words say why).
 set -eu
@@ -47,6 +47,11 @@ site)
   mkdir -p -- "$dir/public"
   chown "$name:$name" -- "$dir" "$dir/public"
   chmod 755 -- "$dir" "$dir/public"
+  if [ "${5:-}" = app ]; then  # an app site's code lives (and runs) here
+    mkdir -p -- "$dir/app"
+    chown "$name:$name" -- "$dir/app"
+    chmod 755 -- "$dir/app"
+  fi
   if [ "$new" = 1 ]; then
     cat > "$dir/public/index.html"
     chown "$name:$name" -- "$dir/public/index.html"
@@ -55,7 +60,7 @@ site)
   ;;
 rmsite)
   rm -rf -- "$home/sites/$4"
-  rm -f -- "$home/logs/$4.access.log" "$home/logs/$4.error.log"
+  rm -f -- "$home/logs/$4.access.log" "$home/logs/$4.error.log" "$home/logs/$4.app.log"*
   ;;
 lock)
   ours || exit 0

@@ -1,6 +1,7 @@
 """What websites contribute to a server's managed files: per site (one unit) its vhost and,
 for PHP sites, its own PHP-FPM pool (ondemand, running as the owner's system account,
-``open_basedir`` to its home). Deleted sites are not rendered, so their files are removed."""
+``open_basedir`` to its home), for app sites their program and environment
+(websites/appsites.py). Deleted sites are not rendered, so their files are removed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, fields
 from django.core.exceptions import ValidationError
 
 from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
+from websites import appsites
 from websites.checks import own_addresses
 from websites.models import Subscription, SystemAccount, Website
 from websites.vhost import SiteEnv, render_vhost
@@ -140,6 +142,10 @@ class WebsiteFiles:
                 "kind",
                 "php_version",
                 "upstream",
+                "start_command",
+                "app_env",
+                "app_port",
+                "app_running",
                 "suspended",
                 "options",
                 "custom_directives",
@@ -175,6 +181,10 @@ class WebsiteFiles:
                         site, profile, account, sites_dir, own, logs, limits.get(site.owner_id)
                     )
                 )
+                if site.is_app and not site.suspended:
+                    if not logs:  # its files belong to the account's user: it must exist
+                        raise ValidationError(f"The system account {account} is not ready.")
+                    files += list(appsites.site_files(site, server, profile, account))
             except ValidationError as exc:  # stored around the services: keep what is live
                 yield UnitFailed(site.unit, "Not rendered: " + " ".join(exc.messages))
                 continue
@@ -192,6 +202,7 @@ class WebsiteFiles:
             root=f"{home}/sites/{site.domain}/public",
             log_dir=f"{home}/logs" if logs else "",
             php_socket=pool_socket(site, profile) if php else "",
+            app_port=site.app_port or 0,
             resolver=resolver,
         )
         text, revision = render_vhost(site, profile.nginx_listen, profile.webroot_base, own, env)

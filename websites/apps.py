@@ -11,6 +11,8 @@ class WebsitesConfig(AppConfig):
         from servers.engine import registry
         from websites import plans
         from websites.apply import WebsiteFiles
+        from websites.appservices import SupervisorService, SystemdService
+        from websites.appsites import AppFiles
         from websites.bandwidth import month_gb
         from websites.default_server import DefaultServerFiles
         from websites.models import SystemAccount, Website
@@ -21,9 +23,12 @@ class WebsitesConfig(AppConfig):
 
         registry.register_service(NginxService)
         registry.register_service(SshdService)
+        registry.register_service(SupervisorService)
+        registry.register_service(SystemdService)
         registry.register_service_family("php-fpm", r"\d+\.\d+", PhpFpmService, PhpFpmService)
         registry.register_provider(WebsiteFiles())
         registry.register_provider(SftpFiles())
+        registry.register_provider(AppFiles())
         registry.register_provider(DefaultServerFiles())
         plans.register_counter(
             "websites", lambda owners: Website.objects.filter(owner__in=owners).count()

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from websites import plans, services
-from websites.models import Website
+from websites.models import APP_KINDS, Website
 
 WWW_REDIRECTS = [
     ("", "Serve every name as it is"),
@@ -30,7 +30,11 @@ class WebsiteCreateForm(forms.Form):
 
     STEPS = (
         ("names", "Names", ("domain", "aliases")),
-        ("where", "Server and kind", ("server", "kind", "php_version", "upstream")),
+        (
+            "where",
+            "Server and kind",
+            ("server", "kind", "php_version", "upstream", "start_command"),
+        ),
         ("options", "Options", ("tls", "www_redirect", "https_redirect")),
         ("review", "Review", ()),
     )
@@ -48,6 +52,13 @@ class WebsiteCreateForm(forms.Form):
         required=False,
         max_length=300,
         help_text="For reverse proxies: http://PUBLIC-IP:PORT.",
+    )
+    start_command = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="For Node.js and Python apps: the command that starts the app in its "
+        "directory, e.g. node server.js or gunicorn app:app (no shell). The app listens on "
+        "$HOST:$PORT.",
     )
     tls = forms.BooleanField(
         label="Request an HTTPS certificate",
@@ -85,6 +96,7 @@ class WebsiteCreateForm(forms.Form):
             self.fields["php_version"].initial = versions[-1]
         self.fields["php_version"].shown_when = ("kind", Website.Kind.PHP)
         self.fields["upstream"].shown_when = ("kind", Website.Kind.PROXY)
+        self.fields["start_command"].shown_when = ("kind", " ".join(APP_KINDS))
         if settings.PANEL_ACME_AUTO:  # the panel orders certificates by itself
             del self.fields["tls"]
 
@@ -122,6 +134,7 @@ class WebsiteCreateForm(forms.Form):
             # The other kinds' fields stay in the page (hidden): only the chosen kind's count.
             "php_version": data.get("php_version", "") if data["kind"] == Website.Kind.PHP else "",
             "upstream": data.get("upstream", "") if data["kind"] == Website.Kind.PROXY else "",
+            "start_command": data.get("start_command", "") if data["kind"] in APP_KINDS else "",
             "options": self.options(),
         }
 
@@ -143,6 +156,45 @@ class PhpVersionForm(forms.Form):
         self.fields["php_version"].choices = [(v, f"PHP {v}") for v in versions]
         if site:
             self.fields["php_version"].initial = site.php_version
+
+
+class StartCommandForm(forms.Form):
+    start_command = forms.CharField(
+        max_length=500,
+        help_text="Run in the app's directory as your system account; no shell.",
+    )
+
+
+class AppEnvForm(forms.Form):
+    """Environment variables as NAME=value lines. Stored values are shown as ********: a line
+    left that way keeps its value, a removed line removes the variable."""
+
+    env = forms.CharField(
+        label="Environment variables",
+        required=False,
+        max_length=50 * 4200,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="One NAME=value per line. Values are kept encrypted and never shown again: "
+        "leave ******** to keep one. PORT and HOST are set by the panel.",
+    )
+
+    @staticmethod
+    def initial_for(site) -> dict:
+        from websites.appsites import masked_env
+
+        return {"env": "\n".join(f"{k}={v}" for k, v in masked_env(site).items())}
+
+    def changes(self, stored: dict[str, str]) -> dict:
+        """The edit as the service takes it: NAME: value, NAME: None to remove."""
+        wanted: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["env"].splitlines(), 1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"Line {number}: write NAME=value.")
+            wanted[name.strip()] = value
+        return {**dict.fromkeys(set(stored) - set(wanted)), **wanted}
 
 
 class SftpPasswordForm(forms.Form):

@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from core.fields import EncryptedTextField
 from core.policy import ADMIN, CHANGE, CUSTOMER, DELETE, RESELLER, VIEW, OwnedQuerySet, Rules
 from websites.validators import (
     validate_domain,
@@ -19,8 +20,9 @@ from websites.validators import (
     validate_site_options,
 )
 
-# The kinds of site a plan may allow (Website.Kind grows with the websites issue).
-SITE_KINDS = ("static", "php", "proxy")
+# The kinds of site a plan may allow.
+SITE_KINDS = ("static", "php", "proxy", "node", "python")
+APP_KINDS = ("node", "python")
 
 
 def validate_php_version(value: str) -> None:
@@ -56,6 +58,8 @@ class Website(models.Model):
         STATIC = "static", "Static files"
         PHP = "php", "PHP"
         PROXY = "proxy", "Reverse proxy"
+        NODE = "node", "Node.js app"
+        PYTHON = "python", "Python app (WSGI/ASGI)"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     domain = models.CharField(max_length=253, unique=True, validators=[validate_domain])
@@ -81,6 +85,36 @@ class Website(models.Model):
         blank=True,
         help_text="For reverse proxies: http(s)://ADDRESS[:PORT] the site passes requests to.",
     )
+    # App sites (node, python): a process the server's process manager runs as the
+    # owner's system account, listening on 127.0.0.1:app_port (websites/appsites.py).
+    start_command = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="For app sites: the command that starts the app in its directory, e.g. "
+        "node server.js (no shell: words separated by spaces).",
+    )
+    app_env = EncryptedTextField(
+        "app environment",
+        blank=True,
+        default="",
+        help_text="For app sites: a JSON object of environment variables (encrypted).",
+    )
+    app_port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The port the app listens on (127.0.0.1), allocated per server.",
+    )
+    app_running = models.BooleanField(
+        default=True, help_text="For app sites: whether the app should run (start/stop)."
+    )
+    app_state = models.CharField(
+        max_length=32,
+        blank=True,
+        editable=False,
+        help_text="The process state the process manager last reported.",
+    )
+    app_state_at = models.DateTimeField(null=True, blank=True, editable=False)
     suspended = models.BooleanField(
         default=False, help_text="Suspended sites answer 503 with a suspension page."
     )
@@ -130,6 +164,10 @@ class Website(models.Model):
     class Meta:
         ordering = ["domain"]
         indexes = [models.Index(fields=["owner", "status"], name="websites_owner_status")]
+        constraints = [
+            # A port is never handed to two sites of one server (freed with the row).
+            models.UniqueConstraint(fields=["server", "app_port"], name="websites_app_port"),
+        ]
 
     def __str__(self) -> str:
         return self.domain
@@ -142,6 +180,21 @@ class Website(models.Model):
     @property
     def unit(self) -> str:
         return f"website:{self.uuid.hex}"
+
+    @property
+    def is_app(self) -> bool:
+        return self.kind in APP_KINDS
+
+    @property
+    def program_name(self) -> str:
+        """The app's name in the process manager (supervisord program, systemd unit)."""
+        return f"panel-app-{self.uuid.hex[:16]}"
+
+    def env_vars(self) -> dict[str, str]:
+        """The app's environment variables (decrypted), names sorted."""
+        from websites.appsites import parse_env
+
+        return parse_env(self.app_env)
 
     @property
     def names(self) -> list[str]:
@@ -262,6 +315,12 @@ class Plan(models.Model):
         help_text=f"Kinds separated by spaces ({', '.join(SITE_KINDS)}); empty allows all.",
     )
     sftp_allowed = models.BooleanField("SSH/SFTP allowed", default=True)
+    app_memory_mb = models.PositiveIntegerField(
+        "app memory (MB)",
+        default=256,
+        validators=[MinValueValidator(32), MaxValueValidator(65536)],
+        help_text="Memory limit of each Node.js or Python app site's process.",
+    )
     # PHP-FPM limits of each site's pool (websites/apply.py renders them; numbers only).
     php_max_children = models.PositiveSmallIntegerField(
         "PHP processes per site",

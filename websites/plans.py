@@ -49,6 +49,7 @@ PLAN_FIELDS = [
     "php_versions",
     "kinds",
     "sftp_allowed",
+    "app_memory_mb",
     *PHP_LIMITS,
     "suspend_over_quota",
     "price",
@@ -201,6 +202,8 @@ def check_within_parent(plan: Plan) -> None:
         value = set(getattr(plan, name).split())
         if cap and (not value or not value <= cap):
             errors[name] = f"Your own plan allows only: {' '.join(sorted(cap))}."
+    if plan.app_memory_mb > parent.app_memory_mb:
+        errors["app_memory_mb"] = f"Your own plan allows at most {parent.app_memory_mb} MB."
     for name in PHP_LIMITS:
         cap, value = getattr(parent, name), getattr(plan, name)
         if value > cap:
@@ -223,7 +226,7 @@ def _save_plan(plan: Plan, actor, data: dict, action: str, before: dict) -> Plan
     with transaction.atomic():
         plan.save()
         audit.record(action, plan, actor=actor, changes=changes)
-        if plan.pk and set(PHP_LIMITS) & set(changes) and before:
+        if plan.pk and {*PHP_LIMITS, "app_memory_mb"} & set(changes) and before:
             from websites.services import reapply_php_pools
 
             reapply_php_pools(plan.subscriptions.values_list("user_id", flat=True), actor=actor)
@@ -279,10 +282,11 @@ def do_subscribe(user, plan: Plan | None, *, actor) -> Subscription | None:
             return None
         before = {"plan": current.plan_id if current else None}
         sub = current or Subscription(user=user, plan=plan)
-        old_limits = [getattr(sub.plan, n) for n in PHP_LIMITS] if current else None
+        limits = [*PHP_LIMITS, "app_memory_mb"]
+        old_limits = [getattr(sub.plan, n) for n in limits] if current else None
         sub.plan = plan
         sub.save()
-        if old_limits != [getattr(plan, n) for n in PHP_LIMITS]:
+        if old_limits != [getattr(plan, n) for n in limits]:
             from websites.services import reapply_php_pools
 
             reapply_php_pools([user.pk], actor=actor)  # the pools take the new plan's limits

@@ -19,14 +19,14 @@ from core.services import accept_only, refuse_nul_in
 from servers.engine.state import mark_dirty
 from servers.models import Server
 from servers.services import start_apply
-from websites import names, plans
+from websites import appsites, names, plans
 from websites.checks import own_addresses
 from websites.default_server import UNIT as DEFAULT_UNIT
-from websites.models import SystemAccount, Website
+from websites.models import APP_KINDS, SystemAccount, Website
 from websites.options import parse_options
 from websites.validators import parse_upstream_url, upstream_host_problem
 
-OWNER_FIELDS = ["aliases", "options", "php_version", "upstream"]
+OWNER_FIELDS = ["aliases", "options", "php_version", "upstream", "start_command", "app_env"]
 CREATE_FIELDS = [
     "domain",
     "aliases",
@@ -35,10 +35,15 @@ CREATE_FIELDS = [
     "kind",
     "php_version",
     "upstream",
+    "start_command",
+    "app_env",
     "options",
 ]
+# Audited by the names of the variables only: the values are secrets.
+AUDITED_FIELDS = [f for f in OWNER_FIELDS if f != "app_env"]
 ADMIN_FIELDS = ["custom_directives", "admin_proxy"]
 WEBSITE_FIELDS = [*OWNER_FIELDS, *ADMIN_FIELDS]
+APP_ACTIONS = ("start", "stop", "restart", "status")
 ADMIN_ONLY = {
     "custom_directives": "Only administrators may set raw nginx directives; use the options.",
     "admin_proxy": "Only administrators may mark a site as their proxy.",
@@ -73,28 +78,38 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         data["aliases"] = _aliases(stored.domain, data["aliases"])
     if isinstance(data.get("custom_directives"), str):
         data["custom_directives"] = data["custom_directives"].replace("\r\n", "\n")
-    before = audit.snapshot(stored, WEBSITE_FIELDS)
+    env_before = _env_of(stored)
+    if "app_env" in data:
+        refuse_nul_in(data, ["app_env"])
+        env = _field("app_env", appsites.merge_env, env_before, data["app_env"])
+        data["app_env"] = _env_json(env)
+    if "start_command" in data:
+        data["start_command"] = start_command_of(data["start_command"], stored.kind)
+    before = audit.snapshot(stored, [*AUDITED_FIELDS, *ADMIN_FIELDS])
     site = stored
     for name, value in data.items():
         setattr(site, name, value)
-    refuse_nul_in(site, WEBSITE_FIELDS)
+    refuse_nul_in(site, [f for f in WEBSITE_FIELDS if f != "app_env"])
     site.full_clean()
     # Stored in one spelling: only the options that differ from their defaults.
     site.options = parse_options(
         site.options, names=tuple(site.names), own_addresses=own_addresses(site.server)
     ).to_json()
-    after = audit.snapshot(site, WEBSITE_FIELDS)
+    after = audit.snapshot(site, [*AUDITED_FIELDS, *ADMIN_FIELDS])
     changes = audit.diff(before, after)
+    env_after = _env_of(site)
+    if env_after != env_before:
+        changes["app_env"] = [sorted(env_before), sorted(env_after)]  # names, never values
     if not changes:
         return site
-    if "php_version" in changes or "upstream" in changes:
+    if {"php_version", "upstream", "start_command", "app_env"} & set(changes):
         check_kind(site, actor)
         plans.check_allowed(site.owner, php_version=site.php_version or None)
     site.status = Website.Status.PENDING  # until the apply reports on it
     with transaction.atomic():
         site.save(update_fields=[*WEBSITE_FIELDS, "status"])
         audit.record("website.update", site, actor=actor, changes=changes)
-        start_apply(site.server, actor=actor, units={site.unit, DEFAULT_UNIT})
+        start_apply(site.server, actor=actor, units=_units_of(site))
         if "aliases" in changes:
             from websites.certificates.services import reissue_for_new_names
 
@@ -103,10 +118,11 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
 
 
 def reapply_php_pools(user_ids, *, actor) -> int:
-    """The owners' plan limits for PHP changed: apply their PHP sites' units again (one
-    apply per server). Returns how many applies were started."""
+    """The owners' plan limits for PHP (or apps' memory) changed: apply their PHP and app
+    sites' units again (one apply per server; an app restarts with its new limit). Returns
+    how many applies were started."""
     sites = (
-        Website.objects.filter(owner_id__in=list(user_ids), kind=Website.Kind.PHP)
+        Website.objects.filter(owner_id__in=list(user_ids), kind__in=[Website.Kind.PHP, *APP_KINDS])
         .exclude(status=Website.Status.DELETING)
         .select_related("server")
     )
@@ -116,6 +132,43 @@ def reapply_php_pools(user_ids, *, actor) -> int:
     for server, units in by_server.values():
         start_apply(server, actor=actor, units=units)
     return len(by_server)
+
+
+def _field(name: str, check, *args):
+    """A check's ValidationError as an error of field ``name``."""
+    try:
+        return check(*args)
+    except ValidationError as exc:
+        raise ValidationError({name: exc.messages}) from exc
+
+
+def _env_of(site: Website) -> dict[str, str]:
+    try:
+        return site.env_vars()
+    except ValidationError:
+        return {}
+
+
+def _env_json(env: dict[str, str]) -> str:
+    import json
+
+    return json.dumps(env, sort_keys=True, ensure_ascii=False) if env else ""
+
+
+def start_command_of(value, kind: str) -> str:
+    """The start command as stored (normalised), or a field error."""
+    if kind not in APP_KINDS:
+        return value if isinstance(value, str) else ""
+    return _field("start_command", appsites.validate_start_command, value)
+
+
+def _units_of(site: Website) -> set[str]:
+    """The units a change of ``site`` applies: its own, the catch-all, and for app sites the
+    runner their programs start through."""
+    units = {site.unit, DEFAULT_UNIT}
+    if site.is_app:
+        units.add(appsites.RUNNER_UNIT)
+    return units
 
 
 # --- the lifecycle: create, suspend, unsuspend, delete ------------------------------------
@@ -169,6 +222,26 @@ def check_kind(site: Website, actor) -> None:
             errors["options"] = "A reverse proxy site passes / to its upstream already."
     elif site.upstream:
         errors["upstream"] = "Only reverse proxy sites have an upstream."
+    if site.is_app:
+        if not site.start_command:
+            errors["start_command"] = "Give the command that starts the app, e.g. node server.js."
+        services_found = (site.server.facts or {}).get("services") or {}
+        if services_found.get("supervisord") is False and not (site.server.facts or {}).get(
+            "systemd_running"
+        ):
+            errors["kind"] = (
+                f"{site.server.name} has neither supervisord nor systemd to run apps: "
+                "install supervisor there first."
+            )
+        elif site.options and any(
+            p.get("path") == "/" for p in (site.options or {}).get("proxies", [])
+        ):
+            errors["options"] = "An app site passes / to its app already."
+    else:
+        if site.start_command:
+            errors["start_command"] = "Only Node.js and Python app sites have a start command."
+        if site.app_env:
+            errors["app_env"] = "Only Node.js and Python app sites have environment variables."
     if errors:
         raise ValidationError(errors)
 
@@ -275,6 +348,14 @@ def do_create_website(*, actor, data: dict) -> Website:
         upstream=(data.get("upstream") or "").strip(),
         options=data.get("options") or {},
     )
+    if site.is_app:
+        site.start_command = start_command_of(data.get("start_command"), site.kind)
+        refuse_nul_in(data, ["app_env"])
+        env = _field("app_env", appsites.merge_env, {}, data.get("app_env") or {})
+        site.app_env = _env_json(env)
+    else:
+        site.start_command = data.get("start_command") or ""
+        site.app_env = "" if not data.get("app_env") else "{}"
     site.full_clean()
     check_kind(site, actor)
     plans.check_allowed(owner, kind=site.kind, php_version=site.php_version or None)
@@ -283,6 +364,9 @@ def do_create_website(*, actor, data: dict) -> Website:
     ).to_json()
     with transaction.atomic():
         plans.enforce_limit(owner, "websites", actor=actor)
+        if site.is_app:  # the server row's lock: two creations never take one port
+            Server.objects.select_for_update().filter(pk=server.pk).first()
+            site.app_port = _field("server", appsites.allocate_port, server)
         site.save()
         account = account_for(site)
         from monitoring.services import ensure_site_check  # the site's uptime check
@@ -299,7 +383,7 @@ def do_create_website(*, actor, data: dict) -> Website:
             "website.create",
             "websites.tasks.converge_site",
             actor=actor,
-            units={site.unit, account.unit},
+            units={*_units_of(site), account.unit},
         )
     return site
 
@@ -409,6 +493,42 @@ def do_retry_website(site: Website, *, actor) -> Website:
             units={site.unit, account.unit},
         )
     return site
+
+
+# --- app sites: start, stop, restart, status ---------------------------------------------
+
+
+def do_app_action(site: Website, *, actor, action: str):
+    """An Operation on an app site's process: ``start``/``stop`` also change whether the app
+    should run (its program is written again: a stopped app stays stopped through later
+    applies), ``restart`` restarts it, ``status`` reads what the process manager says."""
+    if action not in APP_ACTIONS:
+        raise ValidationError({"action": f"Choose one of {', '.join(APP_ACTIONS)}."})
+    if not site.is_app:
+        raise ValidationError("Only Node.js and Python app sites have a process.")
+    if site.status == Website.Status.DELETING:
+        raise ValidationError("The site is being deleted.")
+    if site.suspended and action != "status":
+        raise ValidationError("The site is suspended: its app does not run.")
+    with transaction.atomic():
+        if action in ("start", "stop") and site.app_running != (action == "start"):
+            site.app_running = action == "start"
+            Website.objects.filter(pk=site.pk).update(app_running=site.app_running)
+        if action in ("start", "stop"):
+            # Applied again: a program taken back after a crash comes back with a start.
+            mark_dirty(site.server, {site.unit, appsites.RUNNER_UNIT})
+        if action != "status":
+            audit.record(f"website.app_{action}", site, actor=actor)
+        return start_operation(
+            kind=f"website.app_{action}",
+            task="websites.tasks.app_action",
+            owner=site.owner,
+            requested_by=actor,
+            target=site,
+            target_action=CHANGE,
+            lock_key=site.server.lock_key,
+            args={"site_id": site.pk, "action": action},
+        )
 
 
 # --- system accounts: SFTP password and key -------------------------------------------

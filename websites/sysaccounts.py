@@ -110,8 +110,10 @@ def ensure(t, server, name: str) -> None:
     run(t, server, "ensure", name)
 
 
-def ensure_site(t, server, name: str, domain: str) -> None:
-    run(t, server, "site", name, domain, stdin=DEFAULT_PAGE.encode())
+def ensure_site(t, server, name: str, domain: str, *, app: bool = False) -> None:
+    """The site's directory and web root (and, for app sites, ``app/``, where it runs)."""
+    extra = ("app",) if app else ()
+    run(t, server, "site", name, domain, *extra, stdin=DEFAULT_PAGE.encode())
 
 
 def remove_site(t, server, name: str, domain: str) -> None:

@@ -15,7 +15,7 @@ from servers.engine.state import mark_dirty
 from servers.models import Server
 from servers.tasks import _connect, run_apply
 from servers.transport import TransportError
-from websites import sysaccounts
+from websites import appsites, sysaccounts
 from websites.certificates.models import Certificate
 from websites.default_server import UNIT as DEFAULT_UNIT
 from websites.models import SystemAccount, Website
@@ -67,7 +67,7 @@ def _converge(ctx: OperationContext, site: Website) -> str:
     try:
         ctx.progress(20, f"Preparing the system account {account.name}")
         sysaccounts.ensure(t, server, account.name)
-        sysaccounts.ensure_site(t, server, account.name, site.domain)
+        sysaccounts.ensure_site(t, server, account.name, site.domain, app=site.is_app)
         others_live = (
             Website.objects.filter(server=server, owner=site.owner, suspended=False)
             .exclude(status=Website.Status.DELETING)
@@ -87,9 +87,14 @@ def _converge(ctx: OperationContext, site: Website) -> str:
         )
         raise OperationError(str(exc)) from exc
     ctx.progress(45, "Applying the site's configuration")
-    mark_dirty(server, {site.unit, DEFAULT_UNIT})  # a retry applies the site again
+    units = {site.unit, DEFAULT_UNIT}  # a retry applies the site again
+    if site.is_app:
+        units.add(appsites.RUNNER_UNIT)
+    mark_dirty(server, units)
     summary, result = run_apply(ctx, server)
     site.refresh_from_db()
+    if site.is_app:
+        store_app_state(t, server, site)
     if result is not None and site.unit in result.failed_units:
         raise OperationError(f"{site.domain}: {result.failed_units[site.unit]}")
     if site.status == Website.Status.FAILED:
@@ -167,9 +172,12 @@ def health_check(t, server: Server, site: Website) -> int:
 
 
 def delete_units(site: Website) -> set[str]:
-    """What a deletion's apply takes away: the site's vhost and pool, its certificate's key
-    and chain (not rendered for a site being deleted), and the catch-all follows."""
+    """What a deletion's apply takes away: the site's vhost and pool (or app program), its
+    certificate's key and chain (not rendered for a site being deleted), and the catch-all
+    follows (and the apps' runner, with the server's last app)."""
     units = {site.unit, DEFAULT_UNIT}
+    if site.is_app:
+        units.add(appsites.RUNNER_UNIT)
     cert = Certificate.objects.filter(website=site).only("uuid").first()
     if cert is not None:
         units.add(cert.unit)
@@ -207,6 +215,95 @@ def delete_site(ctx: OperationContext, site_id: int) -> str:
     with transaction.atomic():
         Website.objects.filter(pk=site.pk).delete()
     return f"{site.domain} deleted"
+
+
+def _manager_argv(server: Server, action: str, name: str) -> list[str]:
+    from websites.appservices import supervisorctl
+
+    profile = profile_for(server)
+    if appsites.manager_of(server, profile) == "systemd":
+        return ["systemctl", action, f"{name}.service"]
+    return [*supervisorctl(profile), action, name]
+
+
+def read_app_states(t, server: Server, sites: list[Website]) -> dict[int, str]:
+    """What the process manager says of each app: running, starting, crashed, stopped ...
+    ("not installed" when it does not know the program)."""
+    from websites.appservices import supervisorctl
+
+    profile = profile_for(server)
+    names = {site.program_name: site.pk for site in sites}
+    states: dict[int, str] = dict.fromkeys(names.values(), "not installed")
+    if not names:
+        return states
+    if appsites.manager_of(server, profile) == "systemd":
+        for name, pk in names.items():
+            argv = ["systemctl", "show", "-p", "LoadState", "-p", "ActiveState", "-p", "SubState"]
+            out = t.run([*argv, f"{name}.service"], timeout=30).stdout
+            found = dict(re.findall(r"^(\w+)=(\S*)$", out, re.M))
+            if found.get("LoadState") == "loaded":
+                sub = found.get("SubState", "")
+                raw = sub if sub == "auto-restart" else found.get("ActiveState", "")
+                states[pk] = appsites.process_state(raw)
+        return states
+    res = t.run([*supervisorctl(profile), "status", *sorted(names)], timeout=30)
+    text = res.stdout + res.stderr
+    if "no such file" in text or "refused connection" in text:
+        raise OperationError(f"supervisord does not answer: {text.strip()[:500]}")
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in names and "no such process" not in line:
+            states[names[parts[0]]] = appsites.process_state(parts[1])
+    return states
+
+
+def store_app_state(t, server: Server, site: Website) -> str:
+    try:
+        state = read_app_states(t, server, [site])[site.pk]
+    except (OperationError, TransportError):
+        state = "unknown"
+    Website.objects.filter(pk=site.pk).update(app_state=state, app_state_at=timezone.now())
+    return state
+
+
+def app_action(ctx: OperationContext, site_id: int, action: str) -> str:
+    """start/stop: the program is written again if that changed (autostart), then told;
+    restart: restarted and waited for, like an apply; status: read."""
+    from websites.appservices import VERIFY_SCRIPT, supervisorctl
+
+    site = Website.objects.select_related("server", "owner").get(pk=site_id)
+    server = site.server
+    if action in ("start", "stop"):
+        ctx.progress(20, "Writing the app's program")
+        _summary, result = run_apply(ctx, server)
+        if result is not None and site.unit in result.failed_units:
+            t = _connect(ctx, server)
+            store_app_state(t, server, site)
+            raise OperationError(f"{site.domain}: {result.failed_units[site.unit]}")
+    t = _connect(ctx, server)
+    if action != "status":
+        ctx.progress(50, f"{action.capitalize()}ing the app")
+        res = t.run(_manager_argv(server, action, site.program_name), timeout=120)
+        words = (res.stdout + res.stderr).strip()
+        ctx.log(words[:2000] or f"{action}: done")
+        if action != "stop":
+            profile = profile_for(server)
+            account = site.owner.account_name
+            log = appsites.app_paths(site, profile, account)["log"]
+            manager = appsites.manager_of(server, profile)
+            argv = ["sh", "-c", VERIFY_SCRIPT, "app-verify", manager]
+            argv.append(str(profile.app_start_timeout))
+            if manager == "supervisord":
+                argv += supervisorctl(profile)
+            line = f"{site.program_name} {site.app_port} run {log}\n"
+            check = t.run(argv, timeout=profile.app_start_timeout + 60, stdin=line.encode())
+            if not check.ok:
+                state = store_app_state(t, server, site)
+                raise OperationError(
+                    f"{site.domain}: the app is {state}: " + (check.stdout + check.stderr)[:2000]
+                )
+    state = store_app_state(t, server, site)
+    return f"{site.domain}: the app is {state}"
 
 
 def _account_task(account_id: int):

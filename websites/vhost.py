@@ -78,6 +78,7 @@ class SiteEnv:
     log_dir: str = ""
     php_socket: str = ""
     resolver: str = ""
+    app_port: int = 0
 
 
 def render_vhost(
@@ -153,6 +154,12 @@ def _main_block(site, options: SiteOptions, served, listen, env: SiteEnv, raw) -
             raise ValidationError("The server has no resolver for upstreams set.")
         lines += [f"resolver {env.resolver} valid=60s;", "resolver_timeout 3s;"]
         lines += _location("/", _variable_proxy(site.upstream))
+    elif site.kind in (Website.Kind.NODE, Website.Kind.PYTHON):
+        if root is not None:
+            raise ValidationError("An app site passes / to its app already.")
+        if not env.app_port:
+            raise ValidationError("The app has no port.")
+        lines += _location("/", _app_proxy(env.app_port))
     else:
         lines += _location("/", [*_proxy(root)] if root else ["try_files $uri $uri/ =404;"])
     if site.kind == Website.Kind.PHP:
@@ -203,10 +210,29 @@ def _variable_proxy(upstream: str) -> list[str]:
     return [
         f'set $panel_upstream "{upstream.rstrip("/")}";',
         "proxy_pass $panel_upstream;",
+        "proxy_http_version 1.1;",
         "proxy_set_header Host $host;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $http_connection;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "proxy_set_header X-Forwarded-Proto $scheme;",
         "proxy_set_header X-Real-IP $remote_addr;",
+    ]
+
+
+def _app_proxy(port: int) -> list[str]:
+    """The site's own app on the server: a literal address, so nginx never resolves anything
+    and an app that is down answers 502 for this site alone. Websockets pass through."""
+    return [
+        f"proxy_pass http://127.0.0.1:{int(port)};",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Host $host;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $http_connection;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_read_timeout 300s;",
     ]
 
 

@@ -32,9 +32,11 @@ from websites.filters import WebsiteFilter
 from websites.forms import (
     WWW_REDIRECTS,
     AliasesForm,
+    AppEnvForm,
     PhpVersionForm,
     SftpPasswordForm,
     SshKeyForm,
+    StartCommandForm,
     WebsiteCreateForm,
 )
 from websites.models import Plan, SystemAccount, Website
@@ -237,8 +239,11 @@ def _check_steps(form: WebsiteCreateForm, user, upto: int) -> bool:
         kind=data["kind"],
         php_version=service_data["php_version"],
         upstream=(service_data["upstream"] or "").strip(),
+        start_command=service_data["start_command"],
     )
     try:
+        if site.is_app:
+            site.start_command = services.start_command_of(site.start_command, site.kind)
         services.check_kind(site, user)
         plans.check_allowed(user, kind=site.kind, php_version=site.php_version or None)
     except ValidationError as exc:
@@ -287,6 +292,7 @@ def _review(form: WebsiteCreateForm, user) -> dict:
         "kind": dict(Website.Kind.choices).get(data["kind"], data["kind"]),
         "php_version": service_data["php_version"],
         "upstream": service_data["upstream"],
+        "start_command": service_data["start_command"],
         "www_redirect": dict(WWW_REDIRECTS).get(data.get("www_redirect") or ""),
         "https_redirect": bool(data.get("https_redirect")),
         "tls": data.get("tls", True),
@@ -327,6 +333,10 @@ class WebsiteDetail(PortalDetailView):
             plan=plan,
             sftp_allowed=plan is None or plan.sftp_allowed,
             php_form=PhpVersionForm(site=site),
+            env_form=AppEnvForm(initial=AppEnvForm.initial_for(site)) if site.is_app else None,
+            command_form=StartCommandForm(initial={"start_command": site.start_command})
+            if site.is_app
+            else None,
             aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
             sections=sections_for("websites.website_detail", site, user),
             traffic=site.traffic.filter(month=this_month()).values_list("bytes", flat=True).first()
@@ -398,6 +408,52 @@ class SwitchPhp(_SiteForm):
         return services.do_update_website(
             site, actor=request.user, data={"php_version": data["php_version"]}
         )
+
+
+class EditStartCommand(_SiteForm):
+    form_class = StartCommandForm
+    done = "Start command changed; the app is being restarted with it."
+
+    def run(self, request, site, data):
+        return services.do_update_website(
+            site, actor=request.user, data={"start_command": data["start_command"]}
+        )
+
+
+class EditAppEnv(_SiteForm):
+    form_class = AppEnvForm
+    done = "Environment saved; the app is being restarted with it."
+
+    def run(self, request, site, data):
+        form = AppEnvForm(request.POST)
+        form.is_valid()
+        try:
+            changes = form.changes(site.env_vars())
+        except forms.ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
+        return services.do_update_website(site, actor=request.user, data={"app_env": changes})
+
+
+def _app_action(action: str):
+    return staticmethod(
+        lambda site, *, actor: services.do_app_action(site, actor=actor, action=action)
+    )
+
+
+class StartApp(PortalActionView):
+    model, service = Website, _app_action("start")
+
+
+class StopApp(PortalActionView):
+    model, service = Website, _app_action("stop")
+
+
+class RestartApp(PortalActionView):
+    model, service = Website, _app_action("restart")
+
+
+class AppStatus(PortalActionView):
+    model, service = Website, _app_action("status")
 
 
 def _account(request, site) -> SystemAccount:

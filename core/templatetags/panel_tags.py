@@ -35,6 +35,10 @@ STATE_TONES = {
     "down": "bad",
     "sent": "ok",
     "pending": "neutral",
+    # app sites' processes
+    "crashed": "bad",
+    "stopped": "warn",
+    "starting": "neutral",
 }
 
 

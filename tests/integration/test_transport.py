@@ -91,6 +91,7 @@ def test_facts(ssh):
     assert any(d["mount"] == "/" for d in found["disks"])
     assert found["services"]["nginx"] is True
     assert "8.2" in found["php_versions"]
+    assert found["systemd_running"] is False  # this machine has systemctl, no systemd
 
 
 def test_operations_test_connection_and_facts(

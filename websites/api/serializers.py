@@ -5,6 +5,7 @@ from rest_framework import serializers
 from core.api.serializers import ServiceSerializer
 from servers.models import Server
 from websites import plans, services
+from websites.appsites import masked_env
 from websites.models import Plan, SystemAccount, Website
 
 WEBSITE_READ_ONLY = [
@@ -13,6 +14,10 @@ WEBSITE_READ_ONLY = [
     "status_message",
     "suspended",
     "suspension_reason",
+    "app_port",
+    "app_running",
+    "app_state",
+    "app_state_at",
     "created_at",
 ]
 
@@ -40,6 +45,18 @@ class WebsiteSerializer(ServiceSerializer):
         required=False,
         help_text="Typed vhost options; see docs/websites.md. Stored with defaults left out.",
     )
+    start_command = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        help_text="App sites: the command that starts the app in its directory (no shell).",
+    )
+    app_env = serializers.JSONField(
+        required=False,
+        help_text="App sites: environment variables {NAME: value}. Values are secrets: they "
+        "read back as ********; on PATCH a name with null is removed, one with ******** "
+        "keeps its value, others are set.",
+    )
     create_service = staticmethod(services.do_create_website)
     update_service = staticmethod(services.do_update_website)
 
@@ -57,6 +74,11 @@ class WebsiteSerializer(ServiceSerializer):
         read_only_fields = WEBSITE_READ_ONLY
         # Uniqueness is the service's to check (with a clear message), not DRF's.
         validators = []
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["app_env"] = masked_env(instance)  # never the values
+        return data
 
     def get_fields(self):
         fields = super().get_fields()

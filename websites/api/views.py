@@ -81,6 +81,36 @@ class WebsiteViewSet(
     def retry(self, request, uuid=None):
         return self._operation(services.do_retry_website(self.get_object(), actor=request.user))
 
+    def _app(self, request, action: str):
+        site = self.get_object()  # out of reach is 404 before anything else
+        op = services.do_app_action(site, actor=request.user, action=action)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=CHANGE)
+    def start(self, request, uuid=None):
+        """App sites: start the app (and keep it started through later applies)."""
+        return self._app(request, "start")
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=CHANGE)
+    def stop(self, request, uuid=None):
+        """App sites: stop the app (it stays stopped until started)."""
+        return self._app(request, "stop")
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=CHANGE)
+    def restart(self, request, uuid=None):
+        """App sites: restart the app and wait until it answers."""
+        return self._app(request, "restart")
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=CHANGE, url_path="app-status")
+    def app_status(self, request, uuid=None):
+        """App sites: read the process state from the server's process manager."""
+        return self._app(request, "status")
+
 
 class SystemAccountViewSet(
     PolicyViewSetMixin,
