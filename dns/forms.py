@@ -4,6 +4,7 @@ from django import forms
 
 from dns.models import Zone, ZoneTemplate
 from dns.validation import RECORD_TYPES
+from dns.zonefiles import TSIG_ALGORITHMS
 
 
 class ZoneForm(forms.ModelForm):
@@ -51,6 +52,30 @@ class ImportForm(forms.Form):
         required=False,
     )
     file = forms.FileField(required=False, help_text="Or upload the file (up to 20 MB).")
+    replace = forms.BooleanField(
+        required=False, initial=True, label="Replace the zone's records (else add to them)"
+    )
+
+
+class AxfrForm(forms.Form):
+    """Transfer the zone in from a server that serves it (optionally with a TSIG key)."""
+
+    host = forms.CharField(label="Server address", max_length=45, help_text="Its IP address.")
+    port = forms.IntegerField(min_value=1, max_value=65535, initial=53)
+    tsig_name = forms.CharField(label="TSIG key name", max_length=63, required=False)
+    tsig_secret = forms.CharField(
+        label="TSIG secret",
+        max_length=200,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Base64, as in BIND's key clause; used for this transfer only, never stored.",
+    )
+    tsig_algorithm = forms.ChoiceField(
+        label="TSIG algorithm",
+        choices=[(a, a) for a in TSIG_ALGORITHMS],
+        initial="hmac-sha256",
+        required=False,
+    )
     replace = forms.BooleanField(
         required=False, initial=True, label="Replace the zone's records (else add to them)"
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from core import events as core_events
 from dns.providers import (
     QUERY_LIMIT,
     STALE,
@@ -476,6 +477,7 @@ class ZonePublisher(Publisher):
             zone.save(
                 update_fields=["status", "status_message", "published_serial", "published_at"]
             )
+            core_events.changed(zone)  # the zone's open page shows the new status
 
 
 def _signed(zone: str) -> bool:

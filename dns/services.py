@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from core import audit
+from core import audit, events
 from core.policy import ADMIN, RESELLER, role_of
 from core.services import accept_only, refuse_nul_in
 from core.validators import validate_plain_text
@@ -255,6 +255,7 @@ def do_update_zone(zone: Zone, *, actor, data: dict) -> Zone:
         stored.status = Zone.Status.PENDING
         stored.save(update_fields=[*allowed, "serial", "status"])
         audit.record("zone.update", stored, actor=actor, changes=changes)
+        events.changed(stored)
         if moved:
             # Moved to other nameservers: they get the whole zone, and the old group's
             # servers drop it (their desired state no longer holds it).
@@ -436,6 +437,7 @@ def _changed(zone: Zone, actor, units: set[str]) -> list:
     zone.serial = zone.next_serial()
     zone.status = Zone.Status.PENDING
     Zone.objects.filter(pk=zone.pk).update(serial=zone.serial, status=zone.status)
+    events.changed(zone)
     return publish_zone(zone, actor=actor, units=units)
 
 

@@ -9,16 +9,21 @@ from dns.models import Zone
 from dns.providers import DnsError
 
 
-def import_axfr(ctx: OperationContext, zone_id: int, host: str, port: int, replace: bool) -> str:
+def import_axfr(
+    ctx: OperationContext, zone_id: int, host: str, port: int, replace: bool, tsig=None
+) -> str:
     """Transfer a zone from another server and store its records (all or none)."""
+    from core import crypto
     from dns.zonefiles import import_records, transfer
 
     zone = Zone.objects.filter(pk=zone_id).first()
     if zone is None:
         raise OperationError("The zone was deleted.")
-    ctx.progress(10, f"Transferring {zone.name} from {host}:{port}")
+    signed = f" (TSIG key {tsig['name']})" if tsig else ""
+    ctx.progress(10, f"Transferring {zone.name} from {host}:{port}{signed}")
     try:
-        parsed = transfer(zone, host, port)
+        key = {**tsig, "secret": crypto.decrypt(tsig["secret"])} if tsig else None
+        parsed = transfer(zone, host, port, tsig=key)
     except DnsError as exc:
         raise OperationError(str(exc)) from exc
     ctx.progress(60, "Checking and storing the records")

@@ -12,7 +12,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views import View
 
-from core import sharing
+from core import events, sharing
 from core.generic import (
     PortalActionView,
     PortalDeleteView,
@@ -35,9 +35,9 @@ from core.policy import (
 from core.tables import Column, Table
 from dns import services
 from dns.filters import RecordFilter, ZoneFilter
-from dns.forms import ImportForm, RecordForm, ZoneForm
+from dns.forms import AxfrForm, ImportForm, RecordForm, ZoneForm
 from dns.models import Record, Zone
-from dns.zonefiles import do_import_zone_file, export_zone_file
+from dns.zonefiles import do_import_axfr, do_import_zone_file, export_zone_file
 
 PAGE_SIZE = 50
 ZONE_TABLE = Table(
@@ -119,6 +119,7 @@ class ZoneDetail(View):
     """The zone editor. htmx asks for the records table alone (search, filter, pages)."""
 
     def get(self, request, uuid):
+        live_since = events.current_seq()  # before the data, as every live page does
         zone = _zone(request, uuid)
         records = RecordFilter(request.GET, queryset=Record.objects.filter(zone=zone))
         qs = (
@@ -138,6 +139,7 @@ class ZoneDetail(View):
             "form": RecordForm(),
             "filter_types": [t for t, _l in RecordForm.base_fields["type"].choices],
             "sharing": sharing.section(zone, request.user),
+            "live_since": live_since,
         }
         if getattr(request, "htmx", None) and request.htmx.target == "records":
             return render(request, "dns/partials/records.html", ctx)
@@ -268,12 +270,21 @@ class RecordBulkDelete(View):
 
 
 class ZoneImport(View):
+    """A zone file (pasted or uploaded), or a transfer from another server (AXFR, started
+    as an Operation whose page shows its progress)."""
+
     def get(self, request, uuid):
         zone = get_for_user(Zone, request.user, CHANGE, uuid=uuid)
-        return render(request, "dns/zone_import.html", {"zone": zone, "form": ImportForm()})
+        return self._page(request, zone, ImportForm(), AxfrForm())
+
+    def _page(self, request, zone, form, axfr, status=200):
+        ctx = {"zone": zone, "form": form, "axfr": axfr}
+        return render(request, "dns/zone_import.html", ctx, status=status)
 
     def post(self, request, uuid):
         zone = get_for_user(Zone, request.user, CHANGE, uuid=uuid)
+        if request.POST.get("source") == "axfr":
+            return self._axfr(request, zone)
         form = ImportForm(request.POST, request.FILES or None)
         if form.is_valid():
             text = form.cleaned_data["text"] or ""
@@ -289,7 +300,32 @@ class ZoneImport(View):
             else:
                 messages.success(request, f"{result.added} records imported.")
                 return redirect_htmx_aware(request, zone.get_absolute_url())
-        return render(request, "dns/zone_import.html", {"zone": zone, "form": form}, status=400)
+        return self._page(request, zone, form, AxfrForm(), status=400)
+
+    def _axfr(self, request, zone):
+        axfr = AxfrForm(request.POST)
+        if axfr.is_valid():
+            data = axfr.cleaned_data
+            tsig = {
+                "name": data["tsig_name"],
+                "secret": data["tsig_secret"],
+                "algorithm": data["tsig_algorithm"] or "hmac-sha256",
+            }
+            try:
+                op = do_import_axfr(
+                    zone,
+                    data["host"],
+                    data["port"],
+                    actor=request.user,
+                    replace=data["replace"],
+                    tsig=tsig,
+                )
+            except ValidationError as exc:
+                form_errors_from(axfr, exc)
+            else:
+                messages.success(request, "Transfer started.")
+                return redirect_htmx_aware(request, op.get_absolute_url())
+        return self._page(request, zone, ImportForm(), axfr, status=400)
 
 
 class ZoneExport(View):

@@ -457,11 +457,28 @@ def do_import_zone_file(zone: Zone, text: str, *, actor, replace: bool = True) -
     )
 
 
-def do_import_axfr(zone: Zone, host: str, port: int = 53, *, actor, replace: bool = True):
+TSIG_ALGORITHMS = (
+    "hmac-sha256",
+    "hmac-sha512",
+    "hmac-sha384",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+)
+
+
+def do_import_axfr(
+    zone: Zone, host: str, port: int = 53, *, actor, replace: bool = True, tsig: dict | None = None
+):
     """Start an Operation that transfers the zone from ``host`` and imports it. Only
-    administrators may name loopback or private addresses (the panel's own network)."""
+    administrators may name loopback or private addresses (the panel's own network).
+    ``tsig``: ``{"name", "secret" (base64), "algorithm"}`` when the server signs transfers;
+    the secret goes to the worker encrypted and is never stored in clear."""
+    import base64
+    import binascii
     import ipaddress
 
+    from core import crypto
     from core.operations import start_operation
     from core.policy import ADMIN, APPLY, role_of
 
@@ -475,6 +492,21 @@ def do_import_axfr(zone: Zone, host: str, port: int = 53, *, actor, replace: boo
         errors["host"] = ["Only public addresses can be transferred from."]
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         errors["port"] = ["A port from 1 to 65535."]
+    key = None
+    if tsig and (tsig.get("name") or tsig.get("secret")):
+        name, secret = str(tsig.get("name") or ""), str(tsig.get("secret") or "")
+        algorithm = str(tsig.get("algorithm") or "hmac-sha256").lower()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+            errors["tsig_name"] = ["A key name: letters, digits, dots, dashes (up to 63)."]
+        try:
+            raw = base64.b64decode(secret, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not 16 <= len(raw) <= 128:
+            errors["tsig_secret"] = ["The key's secret in base64 (as in BIND's key clause)."]
+        if algorithm not in TSIG_ALGORITHMS:
+            errors["tsig_algorithm"] = [f"One of: {', '.join(TSIG_ALGORITHMS)}."]
+        key = {"name": name, "secret": crypto.encrypt(secret), "algorithm": algorithm}
     if errors:
         raise ValidationError(errors)
     return start_operation(
@@ -484,15 +516,28 @@ def do_import_axfr(zone: Zone, host: str, port: int = 53, *, actor, replace: boo
         requested_by=actor,
         target=zone,
         target_action=APPLY,
-        args={"zone_id": zone.pk, "host": str(address), "port": port, "replace": bool(replace)},
+        args={
+            "zone_id": zone.pk,
+            "host": str(address),
+            "port": port,
+            "replace": bool(replace),
+            **({"tsig": key} if key else {}),
+        },
     )
 
 
-def transfer(zone: Zone, host: str, port: int = 53, *, keyring=None, keyname=None):
-    """The zone as ``host`` serves it, by AXFR (``dns.query.xfr``)."""
+def transfer(zone: Zone, host: str, port: int = 53, *, tsig: dict | None = None):
+    """The zone as ``host`` serves it, by AXFR (``dns.query.xfr``), signed with ``tsig``
+    (name, clear secret, algorithm) when given."""
+    import dns.tsigkeyring
     from dns.providers import DnsError, words
 
     origin = origin_of(zone.name)
+    keyring = keyname = None
+    algorithm = "hmac-sha256"
+    if tsig:
+        keyring = dns.tsigkeyring.from_text({tsig["name"]: tsig["secret"]})
+        keyname, algorithm = tsig["name"], tsig["algorithm"]
     try:
         return dns.zone.from_xfr(
             dns.query.xfr(
@@ -501,6 +546,7 @@ def transfer(zone: Zone, host: str, port: int = 53, *, keyring=None, keyname=Non
                 port=port,
                 keyring=keyring,
                 keyname=keyname,
+                keyalgorithm=algorithm,
                 relativize=False,
                 lifetime=30,
             ),

@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from core.asgi import UnknownPathConsumer
 from core.consumers import LiveConsumer
 from core.live_views import DashboardLive, OperationDetailLive, OperationListLive
+from dns.live import ZoneDetailLive
 from monitoring.live import (
     AlertListLive,
     CheckListLive,
@@ -24,6 +25,7 @@ websocket_urlpatterns = [
     path("ws/live/monitoring/<uuid:key>/", LiveConsumer.as_asgi(view=ServerMetricsLive)),
     path("ws/live/alerts/", LiveConsumer.as_asgi(view=AlertListLive)),
     path("ws/live/checks/", LiveConsumer.as_asgi(view=CheckListLive)),
+    path("ws/live/zones/<uuid:key>/", LiveConsumer.as_asgi(view=ZoneDetailLive)),
     path("ws/live/databases/", LiveConsumer.as_asgi(view=DatabaseListLive)),
     path("ws/live/database-users/", LiveConsumer.as_asgi(view=DatabaseUserListLive)),
     # The API's event streams (?format=json), documented in docs/api.md.

@@ -134,7 +134,9 @@ class WebsiteCreateForm(forms.Form):
             # The other kinds' fields stay in the page (hidden): only the chosen kind's count.
             "php_version": data.get("php_version", "") if data["kind"] == Website.Kind.PHP else "",
             "upstream": data.get("upstream", "") if data["kind"] == Website.Kind.PROXY else "",
-            "start_command": data.get("start_command", "") if data["kind"] in APP_KINDS else "",
+            "start_command": " ".join(data.get("start_command", "").split())
+            if data["kind"] in APP_KINDS
+            else "",
             "options": self.options(),
         }
 

@@ -118,3 +118,24 @@ class RecordSerializer(ServiceSerializer):
 
     def update(self, record, validated):
         return services.do_update_record(record, actor=self.actor, data=validated)
+
+
+class AxfrSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=45, help_text="The server's IP address.")
+    port = serializers.IntegerField(min_value=1, max_value=65535, default=53)
+    replace = serializers.BooleanField(default=True)
+    tsig_name = serializers.CharField(max_length=63, required=False, allow_blank=True)
+    tsig_secret = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, write_only=True
+    )
+    tsig_algorithm = serializers.CharField(max_length=20, required=False, allow_blank=True)
+
+
+class BulkDeleteResult(serializers.Serializer):
+    deleted = serializers.IntegerField()
+
+
+class BulkDeleteSerializer(serializers.Serializer):
+    records = serializers.ListField(
+        child=serializers.UUIDField(), min_length=1, max_length=500, help_text="Record uuids."
+    )

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -9,9 +10,17 @@ from core.api.viewsets import PolicyViewSetMixin
 from core.pagination import KeysetPagination
 from core.policy import APPLY, CHANGE, VIEW, restrict
 from dns import services
-from dns.api.serializers import DnssecSerializer, RecordSerializer, ZoneSerializer
+from dns.api.serializers import (
+    AxfrSerializer,
+    BulkDeleteResult,
+    BulkDeleteSerializer,
+    DnssecSerializer,
+    RecordSerializer,
+    ZoneSerializer,
+)
 from dns.filters import RecordFilter, ZoneFilter
 from dns.models import Record, Zone
+from dns.zonefiles import do_import_axfr
 
 
 class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
@@ -29,6 +38,34 @@ class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
 
     def perform_destroy(self, zone):
         services.do_delete_zone(zone, actor=self.request.user)
+
+    @extend_schema(request=AxfrSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="import-axfr", policy_action=CHANGE)
+    def import_axfr(self, request, uuid=None):
+        """Transfer the zone in from a server that serves it (AXFR, optionally TSIG-signed)
+        and import its records, as an Operation."""
+        zone = self.get_object()
+        body = AxfrSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        tsig = {
+            "name": data.get("tsig_name", ""),
+            "secret": data.get("tsig_secret", ""),
+            "algorithm": data.get("tsig_algorithm") or "hmac-sha256",
+        }
+        try:
+            op = do_import_axfr(
+                zone,
+                data["host"],
+                data["port"],
+                actor=request.user,
+                replace=data["replace"],
+                tsig=tsig,
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        body = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: OperationSerializer(many=True)})
     @action(detail=True, methods=["post"], policy_action=APPLY)
@@ -80,16 +117,6 @@ class RecordViewSet(
 
     def perform_destroy(self, record):
         services.do_delete_record(record, actor=self.request.user)
-
-
-class BulkDeleteResult(serializers.Serializer):
-    deleted = serializers.IntegerField()
-
-
-class BulkDeleteSerializer(serializers.Serializer):
-    records = serializers.ListField(
-        child=serializers.UUIDField(), min_length=1, max_length=500, help_text="Record uuids."
-    )
 
 
 class ZoneRecordViewSet(RecordViewSet):

@@ -480,3 +480,50 @@ def test_moving_a_zone_to_other_nameservers(
     }
     assert ask(bind.host, bind.port, f"{name}.", "SOA") is None
     assert not PublishedRRSet.objects.filter(zone_name=name, nameserver__group=old).exists()
+
+
+def test_axfr_with_tsig(parent, admin_user, customer, q_sync, django_capture_on_commit_callbacks):
+    """A server that transfers only to a TSIG key: refused without it (the Operation says the
+    server's words), imported with it through the import page; the secret is never stored
+    in clear."""
+    from core.models import Operation
+    from tests.conftest import login
+
+    _update(parent, "example.test.", ("replace", "tsig-www.example.test.", 300, "A", "10.7.7.7"))
+    zone = services.do_create_zone(actor=admin_user, data={"name": "example.test"})
+    client = login(admin_user)
+    page = f"/dns/{zone.uuid}/import/"
+    assert 'data-testid="axfr-form"' in client.get(page).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            page, {"source": "axfr", "host": parent.host, "port": parent.port, "replace": "on"}
+        )
+    unsigned = Operation.objects.filter(kind="dns.import").latest("id")
+    assert unsigned.state == "failed" and "example.test" in unsigned.error, unsigned.error
+    assert not Record.objects.filter(zone=zone).exists()
+
+    form = {
+        "source": "axfr",
+        "host": parent.host,
+        "port": parent.port,
+        "tsig_name": parent.key_name,
+        "tsig_secret": parent.secret,
+        "tsig_algorithm": "hmac-sha256",
+        "replace": "on",
+    }
+    assert client.post(page, {**form, "tsig_secret": "not base64!"}).status_code == 400
+    with django_capture_on_commit_callbacks(execute=True):
+        resp = client.post(page, form)
+    signed = Operation.objects.filter(kind="dns.import").latest("id")
+    assert resp.status_code == 302 and resp["Location"] == signed.get_absolute_url()
+    assert signed.state == "succeeded", signed.error
+    assert Record.objects.get(zone=zone, name="tsig-www").content == "10.7.7.7"
+    assert parent.secret not in repr(signed.args)  # only encrypted in the Operation
+    # The API does the same; a customer may not point the panel at its own network.
+    customer_zone = services.do_create_zone(actor=customer, data={"name": "cust-axfr.test"})
+    resp = login(customer).post(
+        f"/api/v1/zones/{customer_zone.uuid}/import-axfr/",
+        {"host": "127.0.0.1", "port": 53},
+        "application/json",
+    )
+    assert resp.status_code == 400 and "host" in resp.json()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import AuditEntry
+from core.models import AuditEntry, Operation
 from servers.models import Server
 from servers.transport import generate_keypair
 from tests.conftest import login, make_user
@@ -382,16 +382,32 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     assert node.status == "active", node.status_message
     assert nginx.get("node.apps.test")[0] == 200
 
+    # An app that crashes after it ran: the restart fails and says so, the state read from
+    # supervisord is "crashed", and the other site keeps answering.
+    app_py = _app_dir(stack, "py.apps.test") / "app.py"
+    app_py.write_text("raise SystemExit('broken on purpose')\n")
+    with run_ops():
+        assert api.post(f"/api/v1/websites/{py.uuid}/restart/").status_code == 202
+    op = Operation.objects.filter(kind="website.app_restart", target_id=str(py.uuid)).latest(
+        "created_at"
+    )
+    words = op.error + op.error_detail
+    assert op.state == "failed" and "broken on purpose" in words, words
+    py.refresh_from_db()
+    assert py.app_state == "crashed"
+    assert any(s in _ctl(stack, "status", py.program_name) for s in ("BACKOFF", "FATAL"))
+    assert nginx.get("node.apps.test")[0] == 200
+
     # Deletion: the program file, the process and the port go.
-    pid = int(nginx.get("py.apps.test")[1].split()[1])
     program = Path(stack["profile"]["supervisor_dir"]) / f"{py.program_name}.conf"
     assert program.exists()
+
     with run_ops():
         assert api.delete(f"/api/v1/websites/{py.uuid}/").status_code == 202
     assert not Website.objects.filter(pk=py.pk).exists()
     assert not program.exists()
     assert "no such process" in _ctl(stack, "status", py.program_name)
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert subprocess.run(["pgrep", "-u", NAME, "-f", "app.py"]).returncode == 1  # none left
     assert nginx.get("node.apps.test")[0] == 200
     with run_ops():
         api.delete(f"/api/v1/websites/{node.uuid}/")

@@ -140,3 +140,47 @@ def test_ns_verification_shown_and_started(zone, customer):
     Zone.objects.filter(pk=zone.pk).update(ns_status="mismatch", ns_message="delegates to x.")
     body = client.get(zone.get_absolute_url()).content.decode()
     assert "NS mismatch" in body and "delegates to x." in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_zone_page_follows_its_status(customer, mallory):
+    """A change makes the zone pending, then a publish's outcome is recorded (as the publisher
+    does: status, the server's words, an event): the open page's status block is re-rendered
+    each time; someone else cannot open the zone's socket."""
+    from asgiref.sync import async_to_sync, sync_to_async
+
+    from dns.models import NameserverGroup
+    from tests.unit.test_live import connect, open_ready, receive_until, rows
+
+    zone = services.do_create_zone(actor=customer, data={"name": "live.example"})
+    page = login(customer).get(zone.get_absolute_url()).content.decode()
+    assert f'data-live="/ws/live/zones/{zone.uuid}/"' in page
+    block = f"zone-{zone.uuid.hex}-status"
+    assert f'id="{block}"' in page
+
+    async def scenario():
+        client = await sync_to_async(login)(customer)
+        comm, _ = await open_ready(f"/ws/live/zones/{zone.uuid}/?since=0", client)
+        await sync_to_async(services.do_create_record)(
+            zone,
+            actor=customer,
+            data={"name": "www", "type": "A", "content": "10.0.0.1", "ttl": None},
+        )
+        got = await receive_until(comm, lambda m: block in rows(m))
+        assert "Pending" in rows(got)[block]["html"]
+        await sync_to_async(Zone.objects.filter(pk=zone.pk).update)(
+            status="error", status_message="ns1: REFUSED"
+        )
+        from core import events
+
+        await sync_to_async(events.changed)(await sync_to_async(Zone.objects.get)(pk=zone.pk))
+        got = await receive_until(
+            comm, lambda m: "REFUSED" in rows(m).get(block, {}).get("html", "")
+        )
+        await comm.disconnect()
+        outsider = await sync_to_async(login)(mallory)
+        _comm, ok, code = await connect(f"/ws/live/zones/{zone.uuid}/", outsider)
+        assert not ok and code == 4404
+
+    assert NameserverGroup.objects.count() == 0  # nothing to publish to: status stays pending
+    async_to_sync(scenario)()

@@ -290,3 +290,32 @@ def test_portal_app_section_env_form_and_actions(server, customer, mallory):
         data={"domain": "plain.example.com", "server": server, "owner": customer},
     )
     assert api.post(f"/api/v1/websites/{static.uuid}/start/").status_code == 400
+
+
+@pytest.mark.django_db
+def test_wizard_creates_an_app_site_with_its_start_command(server, customer, admin_user):
+    plan = plans.do_create_plan(actor=admin_user, data={"name": "Apps", "websites": 2})
+    plans.do_subscribe(customer, plan, actor=admin_user)
+    server.owner = customer.reseller
+    server.save()
+    client = login(customer)
+    data = {
+        "domain": "wiz.example.com",
+        "aliases": "",
+        "server": str(server.pk),
+        "kind": "node",
+        "php_version": "",
+        "upstream": "",
+        "start_command": "node  app.js; id",
+        "www_redirect": "",
+        "step": "1",
+        "go": "2",
+    }
+    page = client.post("/websites/add/", data, HTTP_HX_REQUEST="true").content.decode()
+    assert "no shell" in page and not Website.objects.exists()  # refused at its step
+    data.update(start_command="node  app.js", step="2", go="3")
+    page = client.post("/websites/add/", data, HTTP_HX_REQUEST="true").content.decode()
+    assert "<code>node app.js</code>" in page  # the review shows it as it will be stored
+    client.post("/websites/add/", {**data, "step": "3", "go": "create"}, HTTP_HX_REQUEST="true")
+    site = Website.objects.get(domain="wiz.example.com")
+    assert site.kind == "node" and site.start_command == "node app.js" and site.app_port
