@@ -143,8 +143,16 @@ class NsStatus(models.TextChoices):
     ERROR = "error", "Check failed"
 
 
+class DsStatus(models.TextChoices):
+    NONE = "", "No DS at the parent"
+    WAITING = "waiting", "Waiting for the DS at the parent"
+    OK = "ok", "Chain of trust complete"
+    MISMATCH = "mismatch", "DS at the parent does not match"
+
+
 class Zone(models.Model):
     NsStatus = NsStatus
+    DsStatus = DsStatus
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -194,6 +202,10 @@ class Zone(models.Model):
     )
     ns_message = models.TextField(blank=True, editable=False)
     ns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the last NS check found at the parent for DNSSEC (dns/nscheck.py).
+    ds_status = models.CharField(
+        "DNSSEC chain", max_length=10, choices=DsStatus.choices, blank=True, editable=False
+    )
     # DNSSEC (dns/signing.py): signed by its nameservers (BIND dnssec-policy with inline
     # signing, PowerDNS cryptokeys); the DS records for the registrar, one per line, as the
     # last sign operation computed them from the served DNSKEYs.

@@ -38,6 +38,7 @@ class NsCheck:
     problems: list[str] = field(default_factory=list)
     parent_ns: set[str] = field(default_factory=set)
     serials: dict[str, int | None] = field(default_factory=dict)
+    ds_status: str = ""
 
     @property
     def message(self) -> str:
@@ -125,6 +126,12 @@ def check_zone(zone: Zone, *, parent: list[tuple[str, int]] | None = None, save:
                 f"{', '.join(sorted(expected))}."
             )
             status = Zone.NsStatus.MISMATCH
+    # DNSSEC: the parent's DS must match a key the zone is signed with (and there must be
+    # none for an unsigned zone, or validating resolvers reject every answer).
+    ds_problem = _check_ds(zone, servers, result)
+    if ds_problem:
+        problems.append(ds_problem)
+        status = Zone.NsStatus.MISMATCH if status == Zone.NsStatus.OK else status
     # Each nameserver of the group: authoritative, our NS, one serial.
     for ns in Nameserver.objects.filter(group_id=zone.group_id):
         try:
@@ -162,11 +169,61 @@ def check_zone(zone: Zone, *, parent: list[tuple[str, int]] | None = None, save:
     return _store(zone, result, save)
 
 
+def _ds_key(rdata) -> tuple:
+    return (rdata.key_tag, rdata.algorithm, rdata.digest_type, rdata.digest)
+
+
+def _check_ds(zone: Zone, servers: list[tuple[str, int]], result: NsCheck) -> str:
+    """Compare the DS records the parent's servers hold for the zone with the zone's own
+    (computed from the keys its nameservers sign with); sets ``result.ds_status`` and
+    returns a problem to report, or ""."""
+    import dns.rdata
+    import dns.rdataclass
+
+    ours = set()
+    for line in zone.ds_list if zone.dnssec else []:
+        try:
+            ours.add(_ds_key(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DS, line)))
+        except dns.exception.DNSException:
+            continue
+    qname = dns.name.from_text(f"{zone.name}.")
+    at_parent: set[tuple] = set()
+    for host, port in servers:
+        try:
+            response = _ask(host, port, qname.to_text(), "DS")
+        except (OSError, dns.exception.DNSException):
+            continue  # said already by the delegation check
+        for rrset in response.answer:
+            if rrset.name == qname and rrset.rdtype == dns.rdatatype.DS:
+                at_parent |= {_ds_key(r) for r in rrset}
+    if not at_parent:
+        result.ds_status = Zone.DsStatus.WAITING if ours else Zone.DsStatus.NONE
+        return ""
+    if not zone.dnssec:
+        result.ds_status = Zone.DsStatus.MISMATCH
+        return (
+            "The parent holds DS records but the zone is not signed: validating resolvers "
+            "reject its answers. Remove the DS at the registrar, or sign the zone."
+        )
+    if at_parent & ours:
+        result.ds_status = Zone.DsStatus.OK
+        return ""
+    result.ds_status = Zone.DsStatus.MISMATCH
+    return (
+        "The parent's DS records match none of the zone's keys: validating resolvers reject "
+        "its answers. Give the registrar the DS records shown on the zone's page."
+    )
+
+
 def _store(zone: Zone, result: NsCheck, save: bool) -> NsCheck:
     if save:
         Zone.objects.filter(pk=zone.pk).update(
-            ns_status=result.status, ns_message=result.message[:2000], ns_checked_at=timezone.now()
+            ns_status=result.status,
+            ns_message=result.message[:2000],
+            ns_checked_at=timezone.now(),
+            ds_status=result.ds_status,
         )
+        zone.ds_status = result.ds_status
         zone.ns_status, zone.ns_message = result.status, result.message[:2000]
     return result
 

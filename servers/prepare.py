@@ -53,9 +53,12 @@ def clean_php_versions(values) -> list[str]:
     return out
 
 
-def packages_for(php_versions: list[str]) -> dict[str, str]:
-    """component -> Debian package."""
+def packages_for(php_versions: list[str], *, supervisor: bool = False) -> dict[str, str]:
+    """component -> Debian package. ``supervisor``: the server has no systemd, so its app
+    sites (Node.js, Python) run under supervisord."""
     wanted = {"nginx": "nginx", "fail2ban": "fail2ban"}
+    if supervisor:
+        wanted["supervisor"] = "supervisor"
     wanted.update({f"php{v}": f"php{v}-fpm" for v in php_versions})
     for package in wanted.values():
         if not PACKAGE.fullmatch(package):  # built from validated parts; belt and braces
@@ -148,7 +151,9 @@ state=$(sed -n 's/^[0-9]* (.*) \\([A-Z]\\) .*/\\1/p' "/proc/$pid/stat" 2>/dev/nu
 START_WAIT_SECONDS = 15
 
 
-def _daemons(profile, php_versions: list[str]) -> list[tuple[str, list[str], list[str], str]]:
+def _daemons(
+    profile, php_versions: list[str], supervisor: bool = False
+) -> list[tuple[str, list[str], list[str], str]]:
     """(name, argv that succeeds while it runs, argv that starts it, directory it needs)."""
     daemons = [
         (
@@ -178,10 +183,26 @@ def _daemons(profile, php_versions: list[str]) -> list[tuple[str, list[str], lis
             socket.rsplit("/", 1)[0],
         )
     )
+    if supervisor:  # the app sites' process manager (websites/appservices.py)
+        daemons.append(
+            (
+                "supervisord",
+                [*fill(profile.supervisorctl, conf=profile.supervisor_conf), "pid"],
+                fill(profile.supervisor_start, conf=profile.supervisor_conf),
+                "",
+            )
+        )
     return daemons
 
 
-def start_daemons(ctx: OperationContext, t: Transport, profile, php_versions: list[str]) -> None:
+def start_daemons(
+    ctx: OperationContext,
+    t: Transport,
+    profile,
+    php_versions: list[str],
+    *,
+    supervisor: bool = False,
+) -> None:
     """nginx, the PHP-FPM versions and fail2ban running: with systemd through it (starting a
     running unit does nothing); without, each by its own command when it is not running
     already. A daemon that does not come up fails the operation with its own words."""
@@ -194,7 +215,7 @@ def start_daemons(ctx: OperationContext, t: Transport, profile, php_versions: li
             raise OperationError(f"systemctl start failed: {_tail(res.stderr or res.stdout)}")
         ctx.log(f"systemd runs {', '.join(units)}")
         return
-    for name, running, start, run_dir in _daemons(profile, php_versions):
+    for name, running, start, run_dir in _daemons(profile, php_versions, supervisor):
         if t.run(running, timeout=30).ok:
             ctx.log(f"{name} runs already")
             continue
@@ -228,7 +249,9 @@ def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str
                 f"{found.get('pretty_name') or distro} is not supported: Prepare server knows "
                 "Debian and Ubuntu (apt and dpkg)."
             )
-        wanted = packages_for(php_versions)
+        # Without systemd, app sites run under supervisord: it is installed and started too.
+        supervisor = not found.get("systemd_running")
+        wanted = packages_for(php_versions, supervisor=supervisor)
         ctx.progress(25, f"Checking {', '.join(wanted.values())} with dpkg")
         have = installed_versions(t, list(wanted.values()))
         missing = [p for p in wanted.values() if p not in have]
@@ -262,7 +285,7 @@ def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str
     )
     try:
         ctx.progress(88, "Starting nginx, PHP-FPM and fail2ban where they do not run")
-        start_daemons(ctx, t, profile, components["php"])
+        start_daemons(ctx, t, profile, components["php"], supervisor=supervisor)
     except TransportError as exc:
         raise OperationError(str(exc)) from exc
     # fail2ban's jails are the apply engine's (servers/fail2ban.py): written, validated

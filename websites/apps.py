@@ -43,6 +43,7 @@ class WebsitesConfig(AppConfig):
         )
         every(60, "websites.tasks.measure_disk", name="websites.measure_disk")
         every(60, "websites.bandwidth.measure_bandwidth", name="websites.measure_bandwidth")
+        every(5, "websites.tasks.refresh_app_states", name="websites.refresh_app_states")
         plans.register_counter("bandwidth_gb", month_gb)
         from websites.quota import over_quota_source
 

@@ -144,6 +144,13 @@ class SupervisorService(_AppService):
             "supervisorctl for the configuration {conf}.",
         ),
         ProfileKey(
+            "supervisor_start",
+            ["supervisord", "-c", "{conf}"],
+            "command",
+            "Starts supervisord where there is no systemd (Prepare server, when it is not "
+            "running).",
+        ),
+        ProfileKey(
             "app_start_timeout",
             30,
             "seconds",

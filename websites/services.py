@@ -231,7 +231,7 @@ def check_kind(site: Website, actor) -> None:
         ):
             errors["kind"] = (
                 f"{site.server.name} has neither supervisord nor systemd to run apps: "
-                "install supervisor there first."
+                "prepare the server first (it installs supervisor)."
             )
         elif site.options and any(
             p.get("path") == "/" for p in (site.options or {}).get("proxies", [])

@@ -257,6 +257,34 @@ def read_app_states(t, server: Server, sites: list[Website]) -> dict[int, str]:
     return states
 
 
+def refresh_app_states() -> int:
+    """Scheduled (django-q2, every 5 minutes): what each server's process manager says of its
+    app sites, stored on the sites, so a page shows an app that crashed since the last
+    operation as crashed. A server that does not answer is skipped (its sites keep the state
+    read last, with its time). Returns how many sites were read."""
+    read = 0
+    apps = (
+        Website.objects.filter(kind__in=appsites.APP_KINDS, suspended=False)
+        .exclude(status=Website.Status.DELETING)
+        .select_related("server")
+        .order_by("server_id")
+    )
+    by_server: dict[int, list[Website]] = {}
+    for site in apps:
+        by_server.setdefault(site.server_id, []).append(site)
+    now = timezone.now()
+    for sites in by_server.values():
+        server = sites[0].server
+        try:
+            states = read_app_states(connection.open_transport(server), server, sites)
+        except (OperationError, TransportError):
+            continue
+        for site in sites:
+            Website.objects.filter(pk=site.pk).update(app_state=states[site.pk], app_state_at=now)
+            read += 1
+    return read
+
+
 def store_app_state(t, server: Server, site: Website) -> str:
     try:
         state = read_app_states(t, server, [site])[site.pk]

@@ -35,6 +35,13 @@ STATE_TONES = {
     "down": "bad",
     "sent": "ok",
     "pending": "neutral",
+    # DNS: zone publishing, NS verification, the DNSSEC chain
+    "published": "ok",
+    "error": "bad",
+    "ok": "ok",
+    "mismatch": "bad",
+    "waiting": "warn",
+    "unchecked": "neutral",
     # app sites' processes
     "crashed": "bad",
     "stopped": "warn",

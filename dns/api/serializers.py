@@ -18,6 +18,7 @@ ZONE_READ_ONLY = [
     "ns_checked_at",
     "dnssec",
     "ds",
+    "ds_status",
     "created_at",
 ]
 

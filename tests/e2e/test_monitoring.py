@@ -1,6 +1,7 @@
 """Monitoring in Chromium: the rule form shows the fields of the chosen kind, and a firing
 alert appears on an open alert list without a reload."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -60,3 +61,36 @@ class MonitoringJourney(LiveBrowser):
         call_in_thread(busy_now)
         expect(page.locator("[data-testid=alerts-table]")).to_contain_text("busy-1", timeout=10000)
         page.screenshot(path=str(SHOTS / "alerts-live.png"), full_page=True)
+
+    def test_dashboard_card_and_server_chart_follow_new_samples(self):
+        from monitoring.collector import collect_round
+
+        admin = make_user("charts@example.com", "admin")
+        device = add_totp(admin)
+        server = Server.objects.create(
+            name="here", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin
+        )
+        collect_round()  # a first sample, so rates and the card have values
+        card = f"#mon-{server.uuid.hex}-card"
+        self.start_browser()
+        page = self.open_signed_in(admin, device, "/")
+        page.wait_for_function(
+            "() => document.querySelector('[data-live]').dataset.liveState == 'ready'"
+        )
+        # Mark the card: a live update replaces the element, so the mark goes.
+        page.eval_on_selector(card, "el => el.dataset.seen = 'before'")
+        call_in_thread(collect_round)
+        expect(page.locator(f"{card}[data-seen]")).to_have_count(0, timeout=10000)
+        expect(page.locator(card)).to_contain_text("Online")
+
+        page.goto(f"{self.live_server_url}{server.get_absolute_url()}")
+        chart = page.locator("[data-testid=metrics-chart]")
+        expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]"), timeout=10000)
+        # A new round's sample reaches the chart over the socket (added to its point).
+        call_in_thread(collect_round)
+        newest = call_in_thread(lambda: Sample.objects.filter(server=server).latest("at").at)
+        expect(chart).to_have_attribute(
+            "data-last-at", re.compile(rf"^{int(newest.timestamp())}"), timeout=10000
+        )
+        assert int(chart.get_attribute("data-points")) >= 1
+        page.screenshot(path=str(SHOTS / "server-chart-live.png"), full_page=True)

@@ -527,3 +527,67 @@ def test_axfr_with_tsig(parent, admin_user, customer, q_sync, django_capture_on_
         "application/json",
     )
     assert resp.status_code == 400 and "host" in resp.json()
+
+
+def test_dnssec_chain_at_the_parent(
+    bind, parent, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """The NS check asks the real parent for the zone's DS: none yet (waiting), one matching
+    the zone's key (chain complete), one matching nothing, or a DS left for an unsigned zone
+    (both reported, the zone a mismatch so its alert fires)."""
+    import dns.dnssec
+    import dns.rdata
+    import dns.rdataclass
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from dns.nscheck import check_zone
+
+    group = NameserverGroup.objects.create(name="chain")
+    bind_nameserver(bind, group)
+    name = f"s{next(_count)}.example.test"
+    zone, _ops = run(
+        django_capture_on_commit_callbacks,
+        services.do_create_zone,
+        actor=admin_user,
+        data={"name": name, "group": group},
+    )
+    label = name.split(".")[0]
+    _update(parent, "example.test.", ("add", label, 300, "NS", "ns1.example.net."))
+
+    def ds_for() -> str:
+        private = ec.generate_private_key(ec.SECP256R1())
+        dnskey = dns.dnssec.make_dnskey(
+            private.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257
+        )
+        return dns.dnssec.make_ds(f"{name}.", dnskey, "SHA256").to_text()
+
+    ours, other = ds_for(), ds_for()  # two keys: the zone's, and someone else's
+    Zone.objects.filter(pk=zone.pk).update(dnssec=True, ds_records=ours)
+    zone.refresh_from_db()
+    here = [(parent.host, parent.port)]
+    result = check_zone(zone, parent=here)
+    assert result.ds_status == "waiting" and result.status == Zone.NsStatus.OK, result.problems
+
+    _update(parent, "example.test.", ("add", label, 300, "DS", ours))
+    result = check_zone(zone, parent=here)
+    assert result.ds_status == "ok" and result.status == Zone.NsStatus.OK, result.problems
+    zone.refresh_from_db()
+    assert zone.ds_status == "ok"
+    page = login_page(admin_user, zone)
+    assert "Chain of trust complete" in page
+
+    _update(parent, "example.test.", ("delete", label, "DS"), ("add", label, 300, "DS", other))
+    result = check_zone(zone, parent=here)
+    assert result.ds_status == "mismatch" and result.status == Zone.NsStatus.MISMATCH
+    assert "match none of the zone's keys" in result.message
+
+    Zone.objects.filter(pk=zone.pk).update(dnssec=False, ds_records="")
+    zone.refresh_from_db()
+    result = check_zone(zone, parent=here)
+    assert result.ds_status == "mismatch" and "not signed" in result.message
+
+
+def login_page(user, zone) -> str:
+    from tests.conftest import login
+
+    return login(user).get(zone.get_absolute_url()).content.decode()

@@ -70,7 +70,23 @@ def daemons(nginx_tree):
     (f2b / "auth.log").touch()
     (base / "logs" / "error.log").touch()
     (base / "www").mkdir()
-    yield {"php": php, "f2b": f2b}
+    need("supervisord")
+    sv = base / "sv"
+    sv.mkdir()
+    (sv / "supervisord.conf").write_text(
+        f"[unix_http_server]\nfile={sv}/supervisor.sock\nchmod=0700\n"
+        f"[supervisord]\nlogfile={sv}/supervisord.log\npidfile={sv}/supervisord.pid\n"
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+        f"[supervisorctl]\nserverurl=unix://{sv}/supervisor.sock\n"
+        f"[include]\nfiles = {sv}/conf.d/*.conf\n"
+    )
+    yield {"php": php, "f2b": f2b, "sv": sv}
+    subprocess.run(
+        ["supervisorctl", "-c", str(sv / "supervisord.conf"), "shutdown"],
+        capture_output=True,
+        check=False,
+    )
     subprocess.run(
         ["fail2ban-client", "-s", str(f2b / "run" / "f2b.sock"), "stop"],
         capture_output=True,
@@ -82,7 +98,7 @@ def daemons(nginx_tree):
 
 @pytest.fixture
 def server(ssh_server, nginx_tree, daemons):
-    base, php, f2b = nginx_tree, daemons["php"], daemons["f2b"]
+    base, php, f2b, sv = nginx_tree, daemons["php"], daemons["f2b"], daemons["sv"]
     ssh_server.profile = {
         "state_dir": str(base / "state"),
         "nginx_conf": str(base / "conf" / "nginx.conf"),
@@ -103,6 +119,7 @@ def server(ssh_server, nginx_tree, daemons):
         "fail2ban_sshd_log": str(f2b / "auth.log"),
         "tls_dir": str(base / "tls"),
         "acme_challenge_dir": str(base / "acme"),
+        "supervisor_conf": str(sv / "supervisord.conf"),
     }
     ssh_server.save()
     return ssh_server
@@ -127,9 +144,10 @@ def test_prepare_installed_packages_is_a_no_op_that_records_components(
     assert (nginx_tree / "panel.d").is_dir() and (nginx_tree / "tls").is_dir()
     server.refresh_from_db()
     assert server.components["nginx"] and server.components["php"] == ["8.2"]
-    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm", "fail2ban"}
-    # No systemd here: each daemon was started by its own command, and the jails are live.
-    for name in ("nginx", "php-fpm8.2", "fail2ban"):
+    # No systemd here: app sites run under supervisord, which Prepare installs and starts too.
+    assert set(server.components["packages"]) == {"nginx", "php8.2-fpm", "fail2ban", "supervisor"}
+    # Each daemon was started by its own command, and the jails are live.
+    for name in ("nginx", "php-fpm8.2", "fail2ban", "supervisord"):
         assert f"Started {name} (no systemd here)" in log, log
     f2b = daemons["f2b"]
     status = subprocess.run(
@@ -149,7 +167,7 @@ def test_prepare_installed_packages_is_a_no_op_that_records_components(
     op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, ["8.2"])
     assert op.state == "succeeded" and "Wrote" not in log
     assert include.stat().st_mtime_ns == mtime
-    for name in ("nginx", "php-fpm8.2", "fail2ban"):  # idempotent: nothing started twice
+    for name in ("nginx", "php-fpm8.2", "fail2ban", "supervisord"):  # nothing started twice
         assert f"{name} runs already" in log and f"Started {name}" not in log, log
     assert (nginx_tree / "nginx.pid").read_text() == nginx_pid
 

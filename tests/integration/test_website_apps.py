@@ -31,6 +31,7 @@ from tests.integration.conftest import (
 )
 from websites import plans, services
 from websites.models import Website
+from websites.tasks import refresh_app_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 HOST = "127.0.0.6"
@@ -355,6 +356,15 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     node.refresh_from_db()
     assert node.app_state == "running" and node.app_running
     assert nginx.get("node.apps.test")[0] == 200
+    # Stopped behind the panel's back: the scheduled read tells, then start repairs it.
+    _ctl(stack, "stop", node.program_name)
+    assert refresh_app_states() == 2
+    node.refresh_from_db()
+    assert node.app_state == "stopped" and node.app_running
+    with run_ops():
+        api.post(f"/api/v1/websites/{node.uuid}/start/")
+    node.refresh_from_db()
+    assert node.app_state == "running"
 
     # Past its memory (the plan's 96 MB) the app is killed and supervisord restarts it.
     before = nginx.get("py.apps.test")[1].split()[1]
