@@ -31,3 +31,10 @@ class MonitoringConfig(AppConfig):
         from monitoring.services import check_failing_source
 
         register_source("check_failing", check_failing_source, label="Uptime check failing")
+
+        from core import sharing
+        from monitoring.models import NotificationChannel
+
+        # A team's channel: shared with colleagues, their rules can notify it (the secret
+        # stays write-only, so a colleague who may only view it never reads it).
+        sharing.register(NotificationChannel)

@@ -3,7 +3,7 @@
 from django import forms
 
 from core.forms import secret_field
-from core.policy import CHANGE, restrict
+from core.policy import restrict
 from monitoring import services
 from monitoring.models import AlertRule, Check, NotificationChannel, StatusPage
 from servers.models import Server
@@ -48,8 +48,9 @@ class RuleForm(forms.ModelForm):
         self.fields["days"].shown_when = ("kind", "certificate_expiring")
         owner = self.instance.owner if self.instance.pk else user
         self.fields["server"].queryset = restrict(Server, owner).order_by("name")
-        self.fields["channels"].queryset = restrict(NotificationChannel, owner, CHANGE).filter(
-            owner=owner
+        # The owner's channels and those colleagues shared with them (core/sharing.py).
+        self.fields["channels"].queryset = restrict(NotificationChannel, owner).select_related(
+            "owner"
         )
 
 

@@ -43,6 +43,7 @@ class Notice:
     title: str
     text: str
     data: dict  # the webhook's JSON body
+    key: str = ""  # the delivery's id: the same on every attempt (X-Panel-Delivery)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -174,6 +175,8 @@ def send_webhook(url: str, secret: str, notice: Notice, owner) -> int:
         "X-Panel-Event": notice.event,
         "X-Panel-Timestamp": timestamp,
     }
+    if notice.key:
+        headers["X-Panel-Delivery"] = notice.key
     if secret:
         headers["X-Panel-Signature"] = sign(secret, timestamp, body)
     conn = connection(url, timeout=settings.PANEL_NOTIFY_TIMEOUT, addresses=addresses)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core import audit, events
@@ -347,7 +348,9 @@ def notice_for(delivery: Delivery) -> notify.Notice:
     alert = delivery.alert
     if alert is None:
         text = f"Test notification from the panel to {delivery.channel.name}."
-        return notify.Notice("test", "Test notification", text, {"event": "test", "text": text})
+        return notify.Notice(
+            "test", "Test notification", text, {"event": "test", "text": text}, delivery.uuid.hex
+        )
     what = "FIRING" if delivery.event == "firing" else "RESOLVED"
     title = f"[{what}] {alert.rule.name}: {alert.label}"
     data = {
@@ -362,18 +365,30 @@ def notice_for(delivery: Delivery) -> notify.Notice:
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
         "text": f"{title}\n{alert.message}",
     }
-    return notify.Notice(delivery.event, title, data["text"], data)
+    return notify.Notice(delivery.event, title, data["text"], data, delivery.uuid.hex)
 
 
 def deliver(delivery: Delivery, *, now=None) -> Delivery:
     """One attempt. A retryable failure is tried again after 30 s, 2, 8, 32 minutes ...
-    until PANEL_ALERT_DELIVERY_ATTEMPTS; then, or for a permanent failure, ``failed``."""
+    until PANEL_ALERT_DELIVERY_ATTEMPTS; then, or for a permanent failure, ``failed``.
+
+    The attempt is claimed first (one UPDATE: counted, and due again only after a lease),
+    so two workers never send the same delivery at once, and a worker killed mid-send
+    leaves it to ``retry_deliveries`` once the lease has passed: delivered at least once,
+    never lost. A receiver that saw it already knows by ``X-Panel-Delivery``."""
     now = now or timezone.now()
     if delivery.state != Delivery.State.PENDING:
         return delivery
+    lease = now + timedelta(seconds=2 * settings.PANEL_NOTIFY_TIMEOUT + 60)
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    claimed = Delivery.objects.filter(due, pk=delivery.pk, state=Delivery.State.PENDING).update(
+        attempts=F("attempts") + 1, next_attempt_at=lease
+    )
+    delivery.refresh_from_db(fields=["state", "attempts", "next_attempt_at"])
+    if not claimed:
+        return delivery  # another worker has it, or it is not due
     channel = delivery.channel
     notice = notice_for(delivery)
-    delivery.attempts += 1
     try:
         if channel.kind == NotificationChannel.Kind.EMAIL:
             status = notify.send_email(channel.target, notice)

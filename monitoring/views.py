@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views import View
 
-from core import events
+from core import events, sharing
 from core.generic import (
     PortalActionView,
     PortalDeleteView,
@@ -174,6 +174,9 @@ class ChannelList(PortalListView):
     template_name = "monitoring/channel_list.html"
     partial_template_name = "components/table.html"
 
+    def optimise(self, qs):
+        return qs.select_related("owner")  # "shared by" on colleagues' channels
+
 
 class ChannelEdit(PortalEditView):
     """Create, or (``uuid``) the channel's page: its settings and its last deliveries."""
@@ -194,6 +197,7 @@ class ChannelEdit(PortalEditView):
         form = self.form_class(instance=obj)
         deliveries = obj.deliveries.select_related("alert")[:20] if obj else []
         ctx = {"form": form, "object": obj, "deliveries": deliveries}
+        ctx["sharing"] = sharing.section(obj, request.user) if obj else None
         return render(request, self.template_name, ctx)
 
 

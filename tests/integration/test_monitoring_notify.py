@@ -261,3 +261,78 @@ def test_customer_destinations_are_pinned_to_the_public_address_checked(customer
     with pytest.raises(notify.NotifyError, match="cannot reach"):
         notify.send_webhook("http://hooks.rebind.test/in", "", notice, customer)
     assert tried == ["93.184.215.14"]
+
+
+def _deliver_in_doomed_worker(delivery_id: int, where: str) -> None:
+    """Run the delivery task in a forked worker that the kernel kills (SIGKILL) ``before``
+    the request leaves, or ``after`` the receiver got it but before the answer is read."""
+    import http.client
+    import os
+
+    from django.db import connections
+
+    from monitoring import notify, tasks
+    from tests.integration.faults import die
+
+    connections.close_all()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if where == "before":
+                notify.check_destination = lambda *a, **k: die()
+            else:
+                http.client.HTTPConnection.getresponse = lambda self, *a, **k: die()
+            tasks.deliver(delivery_id)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), status
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_delivery_whose_worker_is_killed_is_sent_again_not_lost(receiver, admin_user, where):
+    """Killed before sending: nothing arrived, and one retry after the lease sends it once.
+    Killed after the receiver got it: the retry sends it again with the same
+    X-Panel-Delivery, so the receiver can tell (at least once, never lost)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring import tasks
+    from monitoring.models import Alert, AlertRule
+
+    receiver.requests.clear()
+    receiver.status = 200
+    channel = services.do_create_channel(
+        actor=admin_user, data={"name": "hook", "kind": "webhook", "target": receiver.url}
+    )
+    rule = AlertRule.objects.create(owner=admin_user, name="r", kind="server_offline")
+    alert = Alert.objects.create(
+        rule=rule,
+        owner=admin_user,
+        subject="s:1",
+        label="web1",
+        message="down",
+        kind="server_offline",
+    )
+    delivery = Delivery.objects.create(
+        channel=channel, alert=alert, event="firing", created_at=timezone.now()
+    )
+
+    _deliver_in_doomed_worker(delivery.pk, where)
+    delivery.refresh_from_db()
+    assert delivery.state == "pending" and delivery.attempts == 1
+    assert len(receiver.requests) == (0 if where == "before" else 1)
+    # Not due again while the killed attempt's lease runs (no second worker sends it now).
+    assert tasks.retry_deliveries().startswith("0 retried")
+    later = delivery.next_attempt_at + timedelta(seconds=1)
+    from unittest import mock
+
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        assert tasks.retry_deliveries() == "1 retried, 1 sent"
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("sent", 2)
+    keys = {h["X-Panel-Delivery"] for _p, h, _b in receiver.requests}
+    assert keys == {delivery.uuid.hex}
+    assert len(receiver.requests) == (1 if where == "before" else 2)

@@ -108,3 +108,44 @@ def test_a_colleague_works_in_the_portal_and_api(zone, customer, colleague, mall
     assert client.get(zone.get_absolute_url()).status_code == 404
     assert client.get(f"/api/v1/zones/{zone.uuid}/records/").status_code == 404
     assert Record.objects.filter(zone=zone).count() == 1
+
+
+def test_a_shared_channel_is_the_teams(customer, colleague, mallory, monkeypatch):
+    """A channel shared with a colleague: the colleague's rules may notify it (its secret
+    stays unseen); nobody else's may."""
+    from monitoring import services as mon
+    from monitoring.alerts import Finding, evaluate_alerts, register_source, sources
+    from monitoring.models import Delivery
+
+    channel = mon.do_create_channel(
+        actor=customer,
+        data={
+            "name": "team hook",
+            "kind": "webhook",
+            "target": "https://hooks.example.com/x",
+            "secret": "s3cret-value-123",
+        },
+    )
+    with pytest.raises(ValidationError, match="channels"):
+        mon.do_create_rule(
+            actor=colleague, data={"name": "c", "kind": "check_failing", "channels": [channel]}
+        )
+    sharing.do_share(channel, actor=customer, data={"email": colleague.email})
+    monkeypatch.setattr("monitoring.alerts._sources", dict(sources()))
+    register_source("team_test", lambda r, now: [Finding("x:1", "thing", "broken")], label="t")
+    rule = mon.do_create_rule(
+        actor=colleague, data={"name": "ours", "kind": "team_test", "channels": [channel]}
+    )
+    fired = evaluate_alerts().fired
+    assert [a.rule for a in fired] == [rule]
+    assert Delivery.objects.filter(channel=channel, alert=fired[0]).count() == 1
+    with pytest.raises(ValidationError, match="channels"):
+        mon.do_create_rule(
+            actor=mallory, data={"name": "m", "kind": "check_failing", "channels": [channel]}
+        )
+    # The colleague's form offers it; its page shows the sharing only to the owner side.
+    page = login(colleague).get("/monitoring/channels/").content.decode()
+    assert "team hook" in page and "shared by customer@example.com" in page
+    owner_page = login(customer).get(channel.get_absolute_url()).content.decode()
+    assert 'data-testid="sharing"' in owner_page and "colleague@example.com" in owner_page
+    assert "s3cret-value-123" not in owner_page
