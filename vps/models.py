@@ -100,6 +100,11 @@ class Hypervisor(models.Model):
     def __str__(self) -> str:
         return self.server.name if self.server_id else self.uri
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("vps_hypervisor", args=[self.uuid])
+
     @property
     def lock_key(self) -> str:
         return f"hypervisor:{self.uuid.hex}"
@@ -182,6 +187,11 @@ class VpsPlan(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("vps_plans")
+
 
 class Image(models.Model):
     """An OS image the panel holds (qcow2 or raw, no backing file), checked with
@@ -219,6 +229,11 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("vps_image", args=[self.uuid])
 
     @property
     def volume_name(self) -> str:
@@ -273,6 +288,11 @@ class IpPool(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.network})"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("vps_pool", args=[self.uuid])
 
     @property
     def version(self) -> int:

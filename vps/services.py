@@ -276,6 +276,9 @@ def do_update_image(image: Image, *, actor, data: dict) -> Image:
 
 
 def do_delete_image(image: Image, *, actor) -> None:
+    # A VPS's reinstall and the image's volumes on hypervisors still need it.
+    if image.vpses.exclude(state=Vps.State.DELETED).exists():
+        raise ValidationError("VPSes use this image: hide it (not offered) instead.")
     path = Path(image.path)
     with transaction.atomic():
         audit.record("image.delete", image, actor=actor, changes={"name": [image.name, None]})

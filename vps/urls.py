@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from vps import staff_views as staff
 from vps import views
 
 urlpatterns = [
@@ -18,4 +19,37 @@ urlpatterns = [
         views.SnapshotAction.as_view(),
         name="vps_snapshot_action",
     ),
+    # Staff: hypervisors, images, plans, IP pools (vps/staff_views.py).
+    path("hypervisors/", staff.HypervisorList.as_view(), name="vps_hypervisors"),
+    path("hypervisors/new/", staff.HypervisorEdit.as_view(), name="vps_hypervisor_add"),
+    path("hypervisors/<uuid:uuid>/", staff.HypervisorDetail.as_view(), name="vps_hypervisor"),
+    path(
+        "hypervisors/<uuid:uuid>/edit/",
+        staff.HypervisorEdit.as_view(),
+        name="vps_hypervisor_edit",
+    ),
+    path(
+        "hypervisors/<uuid:uuid>/refresh/",
+        staff.HypervisorRefresh.as_view(),
+        name="vps_hypervisor_refresh",
+    ),
+    path(
+        "hypervisors/<uuid:uuid>/delete/",
+        staff.HypervisorDelete.as_view(),
+        name="vps_hypervisor_delete",
+    ),
+    path("plans/", staff.PlanList.as_view(), name="vps_plans"),
+    path("plans/new/", staff.PlanEdit.as_view(), name="vps_plan_add"),
+    path("plans/<uuid:uuid>/edit/", staff.PlanEdit.as_view(), name="vps_plan_edit"),
+    path("plans/<uuid:uuid>/delete/", staff.PlanDelete.as_view(), name="vps_plan_delete"),
+    path("images/", staff.ImageList.as_view(), name="vps_images"),
+    path("images/new/", staff.ImageEdit.as_view(), name="vps_image_add"),
+    path("images/<uuid:uuid>/", staff.ImageDetail.as_view(), name="vps_image"),
+    path("images/<uuid:uuid>/edit/", staff.ImageEdit.as_view(), name="vps_image_edit"),
+    path("images/<uuid:uuid>/delete/", staff.ImageDelete.as_view(), name="vps_image_delete"),
+    path("pools/", staff.PoolList.as_view(), name="vps_pools"),
+    path("pools/new/", staff.PoolEdit.as_view(), name="vps_pool_add"),
+    path("pools/<uuid:uuid>/", staff.PoolDetail.as_view(), name="vps_pool"),
+    path("pools/<uuid:uuid>/edit/", staff.PoolEdit.as_view(), name="vps_pool_edit"),
+    path("pools/<uuid:uuid>/delete/", staff.PoolDelete.as_view(), name="vps_pool_delete"),
 ]
