@@ -11,7 +11,7 @@ class WebsiteAdmin(PolicyAdmin):
     is read-only until websites have their own create/update services."""
 
     list_display = ["domain", "server", "owner", "status", "created_at"]
-    list_filter = ["status"]
+    list_filter = ["status", "kind"]
     search_fields = ["domain", "aliases", "owner__email", "server__name"]
     list_select_related = ["server", "owner"]
     update_service = staticmethod(services.do_update_website)
@@ -22,6 +22,12 @@ class WebsiteAdmin(PolicyAdmin):
         "owner",
         "status",
         "status_message",
+        "kind",
+        "start_command",
+        "app_port",
+        "app_running",
+        "app_state",
+        "app_state_at",
         "options",
         "custom_directives",
         "admin_proxy",

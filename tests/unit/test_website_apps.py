@@ -319,3 +319,11 @@ def test_wizard_creates_an_app_site_with_its_start_command(server, customer, adm
     client.post("/websites/add/", {**data, "step": "3", "go": "create"}, HTTP_HX_REQUEST="true")
     site = Website.objects.get(domain="wiz.example.com")
     assert site.kind == "node" and site.start_command == "node app.js" and site.app_port
+
+
+@pytest.mark.django_db
+def test_admin_shows_the_app_but_never_its_environment(server, customer, admin_user):
+    site = _app(server, customer, "adm.example.com", app_env={"TOKEN": "admin-never-sees"})
+    page = login(admin_user).get(f"/admin/websites/website/{site.pk}/change/").content.decode()
+    assert "node server.js" in page and "20000" in page
+    assert "admin-never-sees" not in page
