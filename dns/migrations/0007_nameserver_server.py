@@ -5,21 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dns', '0006_zone_ds_status'),
-        ('servers', '0005_bans'),
+        ("dns", "0006_zone_ds_status"),
+        ("servers", "0005_bans"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='nameserver',
-            name='server',
-            field=models.ForeignKey(blank=True, help_text="BIND on a server the panel manages: rndc runs there and zone files are written there, through the server's SSH transport (its control channel then only listens on the server itself).", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='servers.server'),
+            model_name="nameserver",
+            name="server",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="BIND on a server the panel manages: rndc runs there and zone files are written there, through the server's SSH transport (its control channel then only listens on the server itself).",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="servers.server",
+            ),
         ),
         migrations.AlterField(
-            model_name='nameserver',
-            name='zone_dir',
-            field=models.CharField(blank=True, help_text="BIND: the directory (on the panel's host, or on its server when one is set) where a new zone's first file is written before rndc addzone (dynamic updates keep it afterwards).", max_length=300, verbose_name='zone file directory'),
+            model_name="nameserver",
+            name="zone_dir",
+            field=models.CharField(
+                blank=True,
+                help_text="BIND: the directory (on the panel's host, or on its server when one is set) where a new zone's first file is written before rndc addzone (dynamic updates keep it afterwards).",
+                max_length=300,
+                verbose_name="zone file directory",
+            ),
         ),
     ]
