@@ -137,7 +137,7 @@ class ZonePublisher(Publisher):
         return target.lock_key
 
     def desired(self, target: Target, units: set[str] | None) -> Iterable[Desired | UnitFailed]:
-        from dns.models import Record, Zone
+        from dns.models import PublishedRRSet, Record, Zone
 
         ns = target.ns
         zones = Zone.objects.filter(group_id=ns.group_id)
@@ -158,6 +158,18 @@ class ZonePublisher(Publisher):
                 keys = wanted.setdefault(zone, set())
                 if key is not None and keys is not None:
                     keys.add(key)
+        if units is not None and wanted:
+            # A zone this nameserver has no recorded SOA for (new here, found stale, or a
+            # run that died mid-way): the plan reads what the server serves, so the whole
+            # zone is wanted, or record sets outside this change would look unwanted.
+            known = set(
+                PublishedRRSet.objects.filter(
+                    nameserver=ns, zone_name__in=list(wanted), name="@", type="SOA"
+                ).values_list("zone_name", flat=True)
+            )
+            for name in wanted:
+                if name not in known:
+                    wanted[name] = None
         hostnames = group_ns_names(ns.group_id)
         found = {z.name: z for z in zones.filter(name__in=list(wanted))}
         out: list[Desired] = []
@@ -294,10 +306,20 @@ class ZonePublisher(Publisher):
         return out
 
     def apply(self, target: Target, changes: dict) -> dict[str, str]:
+        from dns.models import PublishedRRSet
+
         refused: dict[str, str] = {}
         by_zone: dict[str, dict[str, Any]] = defaultdict(dict)
         for unit, change in changes.items():
             by_zone[parse_unit(unit)[0]][unit] = change
+        # In flight: until this run reports, what these zones serve here is not known. The
+        # zone's SOA row goes first (committed before anything is sent) and comes back in
+        # the report, so a run that dies between two update batches (a killed worker) leaves
+        # the next one to read what the server serves instead of trusting stale rows.
+        in_flight = [z for z, zc in by_zone.items() if zone_unit(z) in zc]
+        PublishedRRSet.objects.filter(
+            nameserver=target.ns, zone_name__in=in_flight, name="@", type="SOA"
+        ).delete()
         applied_any = False
         for zone, zchanges in sorted(by_zone.items()):
             try:

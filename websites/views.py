@@ -170,7 +170,8 @@ class WebsiteCreate(View):
             current = min(max(int(request.POST.get("step", "0")), 0), self.REVIEW)
         except ValueError:
             step, current = 0, 0
-        if step <= current and request.POST.get("check") != "dns":  # back: nothing to check
+        checking = request.POST.get("check") == "dns"  # "Check DNS" on the names step
+        if step <= current and not checking:  # back: nothing to check
             initial = request.POST.dict()
             for name, field in WebsiteCreateForm.base_fields.items():
                 if isinstance(field, forms.BooleanField):  # an unticked box is not posted
@@ -178,7 +179,7 @@ class WebsiteCreate(View):
             form = WebsiteCreateForm(initial=initial, user=request.user)
             return self._render(request, form, step)
         form = WebsiteCreateForm(request.POST, user=request.user)
-        if not _check_steps(form, request.user, step):
+        if not _check_steps(form, request.user, max(step, 1) if checking else step):
             return self._render(request, form, _first_error_step(form), status=400)
         for field in list(form.errors):  # later steps' errors wait until they are shown
             if form.step_of(field) >= step:

@@ -591,3 +591,27 @@ def login_page(user, zone) -> str:
     from tests.conftest import login
 
     return login(user).get(zone.get_absolute_url()).content.decode()
+
+
+def test_ns_check_with_an_unreachable_parent_is_an_error_not_ok(
+    bind, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """A parent server that does not answer: the zone is `error` with the reason (and so
+    listed for the NS alert), never `ok` on the strength of its own nameservers alone."""
+    from dns.nscheck import check_zone, mismatched_zones
+    from tests.integration.conftest import free_port
+
+    group = NameserverGroup.objects.create(name="lonely")
+    bind_nameserver(bind, group)
+    zone, _ops = run(
+        django_capture_on_commit_callbacks,
+        services.do_create_zone,
+        actor=admin_user,
+        data={"name": f"u{next(_count)}.example.test", "group": group},
+    )
+    silent = free_port()  # nothing listens there
+    result = check_zone(zone, parent=[("127.0.0.1", silent)])
+    assert result.status == Zone.NsStatus.ERROR
+    assert "Parent server 127.0.0.1 did not answer" in result.message
+    zone.refresh_from_db()
+    assert zone.ns_status == "error" and list(mismatched_zones()) == [zone]

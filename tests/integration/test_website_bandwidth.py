@@ -64,3 +64,31 @@ def test_counts_new_bytes_rotation_and_plan(ssh_server, home, customer, admin_us
     plan = plans.do_create_plan(actor=admin_user, data={"name": "Small", "bandwidth_gb": 3})
     rows = {r["name"]: r for r in plans.usage_report(customer, plan)}
     assert rows["Gb of bandwidth"]["used"] == 4 and rows["Gb of bandwidth"]["over"]
+
+
+def test_a_count_whose_connection_drops_moves_nothing(ssh_server, home, customer, monkeypatch):
+    """The server read the log, but the answer never came back: no bytes are added and the
+    offset stays, so the next count adds them exactly once."""
+    from servers.transport import ConnectionLost
+    from tests.integration.faults import drop_after
+
+    ssh_server.profile = {"webroot_base": str(home)}
+    ssh_server.save()
+    name = customer.account_name
+    SystemAccount.objects.create(server=ssh_server, user=customer, name=name)
+    site = Website.objects.create(domain="drop.example.com", server=ssh_server, owner=customer)
+    logs = home / name / "logs"
+    logs.mkdir(parents=True)
+    (logs / "drop.example.com.access.log").write_text(line(200, 1000) + line(200, 234))
+
+    dropped = drop_after(monkeypatch, lambda argv: "panel-bandwidth" in argv)
+    with pytest.raises(ConnectionLost):
+        measure_server(connection.open_transport(ssh_server), ssh_server)
+    assert dropped and "panel-bandwidth" in dropped[0]
+    site.refresh_from_db()
+    assert site.access_log_offset in (0, None)
+    assert not SiteTraffic.objects.filter(website=site).exists()
+
+    assert measure_server(connection.open_transport(ssh_server), ssh_server) == 1234
+    assert measure_server(connection.open_transport(ssh_server), ssh_server) == 0
+    assert SiteTraffic.objects.get(website=site, month=this_month()).bytes == 1234

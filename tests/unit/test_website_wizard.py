@@ -84,6 +84,16 @@ def test_next_shows_where_the_names_point(server, owner, dns):
     assert "www.shop.wizard.test</span>: points at 198.51.100.7, none of your servers" in check
 
 
+def test_check_dns_stays_on_the_names_step(server, owner, dns):
+    dns.records["shop.wizard.test"] = "93.184.216.34"
+    c = login(owner)
+    data = {**fields(server, aliases=""), "step": "0", "go": "0", "check": "dns"}
+    html = c.post("/websites/add/", data, **HX).content.decode()
+    assert step_of(html) == 0 and "shop.wizard.test</span>: points at web1" in html
+    bad = c.post("/websites/add/", {**data, "domain": "a;b"}, **HX).content.decode()
+    assert step_of(bad) == 0 and 'role="alert"' in bad and "dns-check" not in bad
+
+
 def test_a_php_version_the_server_lacks_stops_at_its_step(server, owner):
     c = login(owner)
     data = {**fields(server, php_version="7.4"), "step": "1", "go": "2"}
