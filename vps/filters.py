@@ -2,7 +2,7 @@
 
 import django_filters
 
-from vps.models import Vps
+from vps.models import Hypervisor, IpPool, Vps
 
 
 class VpsFilter(django_filters.FilterSet):
@@ -12,3 +12,21 @@ class VpsFilter(django_filters.FilterSet):
     class Meta:
         model = Vps
         fields = ["state", "hostname"]
+
+
+class HypervisorFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Hypervisor.Status.choices)
+    enabled = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Hypervisor
+        fields = ["status", "enabled"]
+
+
+class IpPoolFilter(django_filters.FilterSet):
+    # The hypervisor's public id, as its page and the API name it.
+    hypervisor = django_filters.UUIDFilter(field_name="hypervisor__uuid")
+
+    class Meta:
+        model = IpPool
+        fields = ["hypervisor"]

@@ -31,6 +31,7 @@ from core.policy import (
 )
 from core.tables import Column, Table
 from vps import services
+from vps.filters import HypervisorFilter, IpPoolFilter
 from vps.models import Hypervisor, Image, IpAddress, IpPool, Vps, VpsPlan
 from vps.staff_forms import HypervisorForm, ImageForm, ImageUploadForm, PlanForm, PoolForm
 
@@ -114,6 +115,7 @@ HYPERVISOR_TABLE = Table(
 
 class HypervisorList(StaffOnly, PortalListView):
     model = Hypervisor
+    filterset_class = HypervisorFilter
     table = HYPERVISOR_TABLE
     template_name = "vps/staff/hypervisor_list.html"
     partial_template_name = "components/table.html"
@@ -343,6 +345,7 @@ POOL_TABLE = Table(
 
 class PoolList(StaffOnly, PortalListView):
     model = IpPool
+    filterset_class = IpPoolFilter
     table = POOL_TABLE
     template_name = "vps/staff/pool_list.html"
     partial_template_name = "components/table.html"
@@ -354,6 +357,7 @@ class PoolList(StaffOnly, PortalListView):
         ctx = super().get_context_data(**kwargs)
         for pool in ctx["object_list"]:
             with_free(pool)
+        ctx["hypervisors"] = restrict(Hypervisor, self.request.user).select_related("server")
         return ctx
 
 

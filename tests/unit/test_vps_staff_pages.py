@@ -430,3 +430,30 @@ def test_create_and_edit_a_pool(admin_user):
     assert AuditEntry.objects.filter(action="ip_pool.save").count() == 2
     page = client.get("/vps/pools/").content.decode()
     assert 'data-testid="pool-free">240<' in page  # ::10..::ff, gateway outside the range
+
+
+def test_lists_filter_by_status_and_hypervisor(admin_user):
+    up = make_hypervisor(admin_user, "hv-up")
+    down = make_hypervisor(admin_user, "hv-down", status="offline")
+    make_pool(up, "pool-up")
+    make_pool(down, "pool-down", net="10.2.0")
+    client = login(admin_user)
+    listing = client.get("/vps/hypervisors/?status=offline").content.decode()
+    assert "hv-down" in listing and "hv-up" not in listing
+    assert (
+        f"/vps/pools/?hypervisor={down.uuid}"
+        in client.get(down.get_absolute_url()).content.decode()
+    )
+    pools = client.get(f"/vps/pools/?hypervisor={down.uuid}").content.decode()
+    assert "pool-down" in pools and ">pool-up<" not in pools
+    api = client.get(f"/api/v1/ip-pools/?hypervisor={down.uuid}").json()
+    assert [p["name"] for p in api["results"]] == ["pool-down"]
+    assert client.get("/api/v1/hypervisors/?status=offline").json()["count"] == 1
+
+
+def test_the_api_refuses_to_delete_an_image_in_use(admin_user, customer, provider_plan):
+    image = Image.objects.create(name="img", path="/nonexistent", format="qcow2", sha256="0" * 64)
+    vps = add_vps(make_hypervisor(admin_user, "hv-a"), customer, provider_plan, "web-1")
+    Vps.objects.filter(pk=vps.pk).update(image=image)
+    answer = login(admin_user).delete(f"/api/v1/images/{image.uuid}/")
+    assert answer.status_code == 400 and Image.objects.filter(pk=image.pk).exists()

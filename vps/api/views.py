@@ -10,7 +10,7 @@ from core.api.viewsets import PolicyViewSetMixin
 from core.policy import APPLY
 from vps import services
 from vps.api import serializers as s
-from vps.filters import VpsFilter
+from vps.filters import HypervisorFilter, IpPoolFilter, VpsFilter
 from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
 
 METHODS = ["get", "post", "patch", "delete", "head", "options"]
@@ -27,6 +27,7 @@ class HypervisorViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
 
     queryset = Hypervisor.objects.all()
     serializer_class = s.HypervisorSerializer
+    filterset_class = HypervisorFilter
     http_method_names = METHODS
     ordering_fields = ["created_at"]
 
@@ -80,6 +81,7 @@ class SshKeyViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
 class IpPoolViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     queryset = IpPool.objects.all()
     serializer_class = s.IpPoolSerializer
+    filterset_class = IpPoolFilter
     http_method_names = METHODS
     ordering_fields = ["name", "created_at"]
 
