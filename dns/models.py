@@ -109,8 +109,19 @@ class Nameserver(models.Model):
         "zone file directory",
         max_length=300,
         blank=True,
-        help_text="BIND: the directory, on the panel's host, where a new zone's first file is "
-        "written before rndc addzone (dynamic updates keep it afterwards).",
+        help_text="BIND: the directory (on the panel's host, or on its server when one is set) "
+        "where a new zone's first file is written before rndc addzone (dynamic updates keep "
+        "it afterwards).",
+    )
+    server = models.ForeignKey(
+        "servers.Server",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="BIND on a server the panel manages: rndc runs there and zone files are "
+        "written there, through the server's SSH transport (its control channel then only "
+        "listens on the server itself).",
     )
     # PowerDNS: the API base URL (http://127.0.0.1:8081) and its key.
     api_url = models.CharField(max_length=300, blank=True)

@@ -276,10 +276,29 @@ class Bind(Adapter):
         soa = z.get_rdataset(origin, "SOA")
         return zone_state_of(soa, z.get_rdataset(origin, "NS")), out
 
+    def _remote(self, argv: list[str], stdin: bytes, what: str) -> str:
+        """Run ``argv`` on the nameserver's server through its transport (SSH)."""
+        from servers.connection import open_transport
+        from servers.transport import TransportError
+
+        try:
+            res = open_transport(self.ns.server).run(argv, stdin=stdin, timeout=60)
+        except TransportError as exc:
+            raise DnsError(f"{what} on {self}: {words(exc)}", retryable=True) from exc
+        if not res.ok:
+            said = (res.stderr or res.stdout).strip().replace("rndc: ", "")
+            raise NothingApplied(f"{what} on {self}: {said[:500]}")
+        return res.stdout
+
     def rndc(self, *args: str) -> str:
         """rndc over the nameserver's control channel, with a key file that lives only for
-        the call (the secret never reaches a command line)."""
+        the call (the secret never reaches a command line). With a server, rndc runs there
+        (over SSH) against its local control channel, reading the key from its stdin."""
         secret = self.ns.rndc_secret
+        if self.ns.server_id is not None:
+            clause = f'key "rndc-key" {{ algorithm hmac-sha256; secret "{secret}"; }};\n'
+            argv = ["rndc", "-k", "/dev/stdin", "-s", "127.0.0.1", "-p", str(self.ns.rndc_port)]
+            return self._remote([*argv, *args], clause.encode(), f"rndc {args[0]}")
         with tempfile.TemporaryDirectory() as tmp:
             keyfile = Path(tmp) / "rndc.key"
             fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -305,10 +324,21 @@ class Bind(Adapter):
         path = self._zone_file(zone)
         lines = [f"$TTL {state.ttl}", f"{zone}. {state.ttl} IN SOA {state.soa_text()}"]
         lines += [f"{zone}. {state.ttl} IN NS {ns}" for ns in state.nameservers]
-        try:
-            path.write_text("\n".join(lines) + "\n")
-        except OSError as exc:
-            raise NothingApplied(f"writing {path}: {words(exc)}", retryable=True) from exc
+        text = "\n".join(lines) + "\n"
+        if self.ns.server_id is not None:
+            # A constant script; the path (validated directory + validated zone name) is an
+            # argument and the content comes on stdin.
+            script = 'umask 022 && cat > "$1.new" && mv "$1.new" "$1"'
+            self._remote(
+                ["sh", "-c", script, "panel-zonefile", str(path)],
+                text.encode(),
+                "writing the zone file",
+            )
+        else:
+            try:
+                path.write_text(text)
+            except OSError as exc:
+                raise NothingApplied(f"writing {path}: {words(exc)}", retryable=True) from exc
         self.sent.append("addzone")
         self.rndc("addzone", zone, self._zone_config(zone, signed=False))
 

@@ -58,6 +58,7 @@ NAMESERVER_FIELDS = [
     "tsig_key_name",
     "rndc_port",
     "zone_dir",
+    "server",
     "api_url",
 ]
 NAMESERVER_SECRETS = ["tsig_secret", "rndc_secret", "api_key"]
@@ -519,6 +520,10 @@ def do_save_nameserver(*, actor, data: dict, nameserver: Nameserver | None = Non
         ns.hostname = normalise_zone_name(ns.hostname)
     except ValidationError as exc:
         errors["hostname"] = exc.messages
+    if ns.zone_dir and not re.fullmatch(r"/[A-Za-z0-9._/-]{0,299}", ns.zone_dir):
+        errors["zone_dir"] = ["An absolute directory path (letters, digits, . _ - /)."]
+    if ns.server_id is not None and ns.kind != Nameserver.Kind.BIND:
+        errors["server"] = ["Only BIND is driven through a server's transport."]
     if ns.kind == Nameserver.Kind.BIND and not (ns.tsig_key_name and ns.tsig_secret):
         errors["tsig_key_name"] = ["BIND is updated with a TSIG key: give its name and secret."]
     if ns.api_url and not re.fullmatch(

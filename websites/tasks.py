@@ -326,10 +326,15 @@ def app_action(ctx: OperationContext, site_id: int, action: str) -> str:
             line = f"{site.program_name} {site.app_port} run {log}\n"
             check = t.run(argv, timeout=profile.app_start_timeout + 60, stdin=line.encode())
             if not check.ok:
-                state = store_app_state(t, server, site)
-                raise OperationError(
-                    f"{site.domain}: the app is {state}: " + (check.stdout + check.stderr)[:2000]
-                )
+                words = (check.stdout + check.stderr)[:2000]
+                if "crashed (" in words:  # supervisord may be between two retries (STARTING)
+                    state = "crashed"
+                    Website.objects.filter(pk=site.pk).update(
+                        app_state=state, app_state_at=timezone.now()
+                    )
+                else:
+                    state = store_app_state(t, server, site)
+                raise OperationError(f"{site.domain}: the app is {state}: {words}")
     state = store_app_state(t, server, site)
     return f"{site.domain}: the app is {state}"
 

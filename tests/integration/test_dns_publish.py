@@ -615,3 +615,50 @@ def test_ns_check_with_an_unreachable_parent_is_an_error_not_ok(
     assert "Parent server 127.0.0.1 did not answer" in result.message
     zone.refresh_from_db()
     assert zone.ns_status == "error" and list(mismatched_zones()) == [zone]
+
+
+def test_bind_on_a_managed_server_is_driven_through_its_transport(
+    bind, ssh_server, admin_user, monkeypatch, q_sync, django_capture_on_commit_callbacks
+):
+    """With a server set, rndc addzone/delzone run on that server over SSH (the key on
+    rndc's stdin) and the first zone file is written there; nothing runs on the panel."""
+    import subprocess as real_subprocess
+
+    def no_local(argv, *args, **kwargs):
+        raise AssertionError(f"ran on the panel's host: {argv}")
+
+    monkeypatch.setattr(
+        "dns.providers.subprocess",
+        type(
+            "S",
+            (),
+            {"run": staticmethod(no_local), "TimeoutExpired": real_subprocess.TimeoutExpired},
+        ),
+    )
+    group = NameserverGroup.objects.create(name="managed", is_default=True)
+    ns = bind_nameserver(bind, group)
+    services.do_save_nameserver(actor=admin_user, data={"server": ssh_server}, nameserver=ns)
+    capture = django_capture_on_commit_callbacks
+    name = new_zone_name("remote")
+    zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": name})
+    assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+    run(
+        capture,
+        services.do_create_record,
+        zone,
+        actor=admin_user,
+        data={"name": "www", "type": "A", "content": "10.0.0.3"},
+    )
+    assert ask(bind.host, bind.port, f"www.{name}.", "A")[0].address == "10.0.0.3"
+    assert (bind.zone_dir / f"{name}.db").exists()
+    _r, ops = run(capture, services.do_delete_zone, zone, actor=admin_user)
+    assert ops[0].state == "succeeded", ops[0].error
+    assert ask(bind.host, bind.port, f"{name}.", "SOA") is None
+
+    # A wrong control key: BIND's own words come back through the transport.
+    Nameserver.objects.filter(pk=ns.pk).update(
+        rndc_secret="d3Jvbmcgd3Jvbmcgd3Jvbmcgd3Jvbmcgd3Jvbmc="
+    )
+    other = new_zone_name("remote")
+    zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": other})
+    assert ops[0].state == "failed" and "rndc addzone" in ops[0].error, ops[0].error
