@@ -56,6 +56,20 @@ class Accessibility(LiveBrowser):
             requested_by=admin,
         )
         Operation.objects.filter(pk=running.pk).update(state="running", progress=40)
+        from vps.models import Hypervisor, IpPool, VpsPlan
+
+        hv = Hypervisor.objects.create(
+            server=server, uri="test:///default", cpus=8, memory_mib=8192
+        )
+        pool = IpPool.objects.create(
+            name="v4",
+            hypervisor=hv,
+            network="203.0.113.0/24",
+            gateway="203.0.113.1",
+            first="203.0.113.2",
+            last="203.0.113.9",
+        )
+        VpsPlan.objects.create(name="Small")
         return [
             "/",
             "/operations/",
@@ -69,6 +83,13 @@ class Accessibility(LiveBrowser):
             "/websites/",
             "/dns/",
             "/vps/",
+            "/vps/hypervisors/",
+            f"/vps/hypervisors/{hv.uuid}/",
+            "/vps/plans/",
+            "/vps/plans/new/",
+            "/vps/images/",
+            "/vps/pools/",
+            f"/vps/pools/{pool.uuid}/",
             "/monitoring/",
             "/account/",
             "/account/security/",
