@@ -566,6 +566,71 @@ def zone_serving(name: str, *, user) -> Zone | None:
     return next((zones[c] for c in candidates if c in zones), None)
 
 
+ADDRESS_TYPES = ("A", "AAAA", "CNAME")  # a name holding any of these already has an address
+
+
+def do_add_site_records(*, actor, owner, names: list[str], addresses: list[str]) -> list[Record]:
+    """A new website's A/AAAA records in its owner's zones: for each of ``names`` in a zone
+    the panel serves and ``owner`` may change, one record per address of ``addresses``,
+    unless the name already has an address (A, AAAA or CNAME: nothing is overwritten).
+    One serial and one publish per zone; names in no such zone are left alone."""
+    import ipaddress
+
+    parsed = []
+    for text in addresses:
+        try:
+            parsed.append(ipaddress.ip_address(text))
+        except ValueError:
+            continue  # a host name: no record can say it
+    if not parsed:
+        return []
+    by_zone: dict[int, tuple[Zone, list[str]]] = {}
+    for name in names:
+        zone = zone_serving(name, user=owner)
+        if zone is not None:
+            by_zone.setdefault(zone.pk, (zone, []))[1].append(name)
+    created: list[Record] = []
+    for zone, zone_names in by_zone.values():
+        rows = []
+        for name in zone_names:
+            label = "@" if name == zone.name else name[: -len(zone.name) - 1]
+            if Record.objects.filter(zone=zone, name=label, type__in=ADDRESS_TYPES).exists():
+                continue
+            for addr in parsed:
+                rdtype = "A" if addr.version == 4 else "AAAA"
+                try:
+                    rows.append(
+                        clean_record(
+                            zone, {"name": label, "type": rdtype, "ttl": None, "content": str(addr)}
+                        )
+                    )
+                except ValidationError:
+                    continue
+        if not rows:
+            continue
+        with transaction.atomic():
+            zone = Zone.objects.select_for_update().get(pk=zone.pk)
+            made = []
+            for clean in rows:
+                try:
+                    _check_at_name(zone, clean)
+                except ValidationError:
+                    continue
+                record = Record.objects.create(zone=zone, **clean)
+                audit.record(
+                    "record.create",
+                    record,
+                    actor=actor,
+                    owner_id=zone.owner_id,
+                    changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
+                )
+                made.append(record)
+            if made:
+                _changed(zone, actor, {rrset_unit(zone, r.name, r.type) for r in made})
+            created += made
+    return created
+
+
 def do_add_challenge_records(
     zone: Zone, *, actor, items: list[tuple[str, str]]
 ) -> tuple[list[Record], list]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 from django.urls import reverse
 
@@ -56,7 +56,7 @@ class StaffOnly:
 
 
 # -- capacity -----------------------------------------------------------------------------
-def with_usage(qs):
+def with_usage(qs: QuerySet) -> QuerySet:
     """Hypervisors with what their VPSes (not deleted) take, in the same query."""
     live = Q(vpses__state__in=LIVE_STATES)
     return qs.select_related("server").annotate(
@@ -289,7 +289,8 @@ class ImageDetail(PortalDetailView):
         return qs.annotate(vps_count=Count("vpses", filter=live))
 
 
-def _create_image(*, actor, data):
+def _create_image(*, actor, data: dict) -> Image:
+    # The service takes the uploaded file apart from the image's fields.
     upload = data.pop("file")
     return services.do_create_image(actor=actor, data=data, upload=upload)
 
@@ -316,7 +317,8 @@ class ImageDelete(PortalDeleteView):
 
 
 # -- IP pools -----------------------------------------------------------------------------
-def with_used(qs):
+def with_used(qs: QuerySet) -> QuerySet:
+    """Pools with how many of their addresses are held, in the same query."""
     return qs.select_related("hypervisor__server").annotate(used=Count("addresses"))
 
 

@@ -372,6 +372,16 @@ def do_create_website(*, actor, data: dict) -> Website:
         from monitoring.services import ensure_site_check  # the site's uptime check
 
         ensure_site_check(site)
+        # Its A/AAAA records where the owner's zone is the panel's (never overwriting).
+        from dns.services import do_add_site_records
+        from websites.dnscheck import server_addresses
+
+        do_add_site_records(
+            actor=actor,
+            owner=owner,
+            names=list(site.names),
+            addresses=sorted(server_addresses(server)),
+        )
         audit.record(
             "website.create",
             site,

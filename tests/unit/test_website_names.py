@@ -117,3 +117,44 @@ def test_api_and_portal_edit_aliases(site, customer, mallory):
     assert (
         login(mallory).post(f"/websites/{site.uuid}/aliases/", {"aliases": ""}).status_code == 404
     )
+
+
+def test_a_new_site_gets_its_address_records_in_its_owners_zone(
+    server, customer, reseller, mallory
+):
+    """The customer's zone (served by the panel) gets A records for the new site's names
+    that have no address yet; a name with a CNAME keeps it; another customer's zone and
+    names in no zone of ours are left alone."""
+    from dns import services as dns_services
+    from dns.models import Nameserver, NameserverGroup, Record
+
+    group = NameserverGroup.objects.create(name="ns", is_default=True)
+    Nameserver.objects.create(
+        group=group, hostname="ns1.example.net", host="127.0.0.1", kind="powerdns"
+    )
+    mine = dns_services.do_create_zone(actor=customer, data={"name": "shop.example"})
+    dns_services.do_create_record(
+        mine,
+        actor=customer,
+        data={"name": "blog", "type": "CNAME", "content": "elsewhere.example.", "ttl": None},
+    )
+    theirs = dns_services.do_create_zone(actor=mallory, data={"name": "theirs.example"})
+    site = services.do_create_website(
+        actor=reseller,
+        data={
+            "domain": "shop.example",
+            "aliases": "www.shop.example blog.shop.example www.theirs.example other.example",
+            "server": server,
+            "owner": customer,
+        },
+    )
+    assert site.pk
+    got = set(Record.objects.filter(zone=mine).values_list("name", "type", "content"))
+    assert got == {
+        ("@", "A", "93.184.216.34"),
+        ("www", "A", "93.184.216.34"),
+        ("blog", "CNAME", "elsewhere.example."),
+    }
+    assert not Record.objects.filter(zone=theirs).exists()
+    mine.refresh_from_db()
+    assert mine.status == "pending"  # to be published to the group's nameserver
