@@ -11,7 +11,8 @@ from servers.models import Server
 from tests.integration.libvirt import libvirtd, make_image_file, need_libvirt  # noqa: F401
 from vps import libvirt_adapter as lv
 from vps import services
-from vps.models import Hypervisor, Snapshot, Vps, VpsPlan
+from vps.models import Hypervisor, Snapshot, Vps, VpsPlan, VpsSample
+from vps.stats import collect_round
 
 
 @pytest.fixture
@@ -69,6 +70,13 @@ def test_vps_on_a_real_libvirtd(libvirtd, run, tmp_path, settings, admin_user): 
     with lv.connect(hv) as session:
         stats = dict(session.domain_stats())[vps.domain_name]
     assert stats["cpu.time"] > 0 and stats["balloon.maximum"] == 128 * 1024
+    # Statistics rounds read the same bulk call (no fallback): real CPU %, memory and rates.
+    assert collect_round([hv]).samples == 1
+    assert collect_round([hv]).samples == 1
+    first, second = VpsSample.objects.filter(vps=vps).order_by("at")
+    assert "cpu" not in first.values and 0 <= second.values["cpu"] <= 100
+    assert second.values["mem_total"] == 128 << 20 and second.values["mem_used"] > 0
+    assert {"disk_read", "disk_write"} <= second.values.keys()  # user-mode net: no counters
 
     snap = run(services.do_create_snapshot, vps, actor=admin_user, data={"name": "base"})
     snap.refresh_from_db()
