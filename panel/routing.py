@@ -14,6 +14,7 @@ from monitoring.live import (
 )
 from servers.consumers import TerminalConsumer
 from servers.live import ServerListLive
+from vps.live import VpsMetricsLive
 from websites.databases.live import DatabaseListLive, DatabaseUserListLive
 
 websocket_urlpatterns = [
@@ -28,6 +29,7 @@ websocket_urlpatterns = [
     path("ws/live/zones/<uuid:key>/", LiveConsumer.as_asgi(view=ZoneDetailLive)),
     path("ws/live/databases/", LiveConsumer.as_asgi(view=DatabaseListLive)),
     path("ws/live/database-users/", LiveConsumer.as_asgi(view=DatabaseUserListLive)),
+    path("ws/live/vps/<uuid:key>/metrics/", LiveConsumer.as_asgi(view=VpsMetricsLive)),
     # The API's event streams (?format=json), documented in docs/api.md.
     path("ws/operations/", LiveConsumer.as_asgi(view=OperationListLive)),
     path("ws/operations/<uuid:key>/", LiveConsumer.as_asgi(view=OperationDetailLive)),

@@ -4,7 +4,19 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin, PolicyInline
 from vps import services
-from vps.models import Hypervisor, Image, IpAddress, IpPool, Snapshot, SshKey, Vps, VpsPlan
+from vps.models import (
+    Hypervisor,
+    HypervisorStats,
+    Image,
+    IpAddress,
+    IpPool,
+    Snapshot,
+    SshKey,
+    Vps,
+    VpsPlan,
+    VpsRollup,
+    VpsSample,
+)
 
 
 def _save_hypervisor(hypervisor=None, *, actor, data):
@@ -105,3 +117,29 @@ class IpAddressAdmin(PolicyAdmin):
     list_display = ["address", "pool", "vps", "allocated_at"]
     list_select_related = ["pool", "vps"]
     search_fields = ["address"]
+
+
+@admin.register(HypervisorStats)
+class HypervisorStatsAdmin(PolicyAdmin):
+    """Read-only: written by each statistics round (vps/stats.py)."""
+
+    list_display = ["hypervisor", "last_round_at", "failures", "last_error"]
+    list_select_related = ["hypervisor__server"]
+
+
+@admin.register(VpsSample)
+class VpsSampleAdmin(PolicyAdmin):
+    """Read-only: raw samples are written by the statistics rounds, pruned after 48 hours."""
+
+    list_display = ["vps", "at"]
+    list_select_related = ["vps"]
+    show_full_result_count = False
+
+
+@admin.register(VpsRollup)
+class VpsRollupAdmin(PolicyAdmin):
+    """Read-only: 5-minute rollups are written and pruned by the statistics schedules."""
+
+    list_display = ["vps", "start", "count"]
+    list_select_related = ["vps"]
+    show_full_result_count = False

@@ -11,3 +11,8 @@ class VpsConfig(AppConfig):
         from core.schedules import every
 
         every(5, "vps.tasks.refresh_all")
+        # Statistics: a round every minute (one getAllDomainStats per hypervisor), 5-minute
+        # rollups, hourly pruning (vps/stats.py).
+        every(1, "vps.stats.collect", name="vps_stats")
+        every(5, "vps.stats.roll_up_job", name="vps_stats_rollup")
+        every(60, "vps.stats.prune_job", name="vps_stats_prune")

@@ -450,3 +450,66 @@ def check_pool_range(pool: IpPool) -> None:
     if errors:
         raise ValidationError(errors)
     pool.network = str(net)
+
+
+# --- Statistics (vps/stats.py; docs/vps.md, "Statistics") --------------------------------
+
+# Whoever may see the VPS may see its figures; nobody edits them.
+_READ_WITH_VPS = Rules(owner="vps__owner", owner_may=frozenset({VIEW}), admin_may=None)
+
+
+class HypervisorStats(models.Model):
+    """A hypervisor's statistics state between rounds: every domain's counters of the last
+    round (for CPU % and rates), and whether the last rounds reached it."""
+
+    hypervisor = models.OneToOneField(Hypervisor, on_delete=models.CASCADE, related_name="stats")
+    counters = models.JSONField(default=dict, blank=True)  # domain name -> counters
+    last_round_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0, help_text="Failed rounds in a row.")
+    last_error = models.TextField(blank=True)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner=None)
+
+    def __str__(self) -> str:
+        return f"statistics of {self.hypervisor_id}"
+
+
+class VpsSample(models.Model):
+    """One round's figures of one VPS (raw, kept 48 hours): ``values`` is
+    ``{"cpu": 12.5, "mem_used": ..., "net_rx": ...}``."""
+
+    vps = models.ForeignKey(Vps, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    values = models.JSONField(default=dict)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = _READ_WITH_VPS
+
+    class Meta:
+        indexes = [models.Index(fields=["vps", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self) -> str:
+        return f"{self.vps_id} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class VpsRollup(models.Model):
+    """min/avg/max per metric over the 5 minutes from ``start`` (kept 30 days): ``values`` is
+    ``{"cpu": [min, avg, max], ...}``; ``count`` how many samples it covers."""
+
+    STEP = 300
+
+    vps = models.ForeignKey(Vps, on_delete=models.CASCADE, related_name="+")
+    start = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    values = models.JSONField(default=dict)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = _READ_WITH_VPS
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["vps", "start"], name="vps_rollup_once")]
+        indexes = [models.Index(fields=["start"])]
+
+    def __str__(self) -> str:
+        return f"{self.vps_id} at {self.start:%Y-%m-%d %H:%M}"

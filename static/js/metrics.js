@@ -1,14 +1,18 @@
-// A server's live charts (monitoring): the series of the chosen range comes once from
-// /api/v1/metrics/<uuid>/, then every new sample arrives over the live-event websocket
-// (?format=json, replayed from the page's sequence) and is added to the last bucket or as a
-// new point. Nothing is polled. Drawn with the vendored uPlot (static/vendor/uplot/).
+// A server's live charts (monitoring; a VPS's page too, with data-usage, data-net and
+// data-topic): the series of the chosen range comes once from the element's data-api, then
+// every new sample arrives over the live-event websocket (?format=json, replayed from the
+// page's sequence) and is added to the last bucket or as a new point. Nothing is polled. Drawn with the vendored uPlot (static/vendor/uplot/).
 (function () {
   "use strict";
-  var USAGE = [["cpu", "CPU %", "#0ea5e9"], ["mem_pct", "Memory %", "#8b5cf6"], ["disk_pct", "Disk %", "#f59e0b"]];
-  var NET = [["net_rx", "Received B/s", "#10b981"], ["net_tx", "Sent B/s", "#ef4444"]];
+  var USAGE_DEFAULT = [["cpu", "CPU %", "#0ea5e9"], ["mem_pct", "Memory %", "#8b5cf6"], ["disk_pct", "Disk %", "#f59e0b"]];
+  var NET_DEFAULT = [["net_rx", "Received B/s", "#10b981"], ["net_tx", "Sent B/s", "#ef4444"]];
   var SPANS = { "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000, "1y": 31536000 };
 
   function setup(box) {
+    // Other charts (a VPS's) name their own series and event topic on the element.
+    var USAGE = box.dataset.usage ? JSON.parse(box.dataset.usage) : USAGE_DEFAULT;
+    var NET = box.dataset.net ? JSON.parse(box.dataset.net) : NET_DEFAULT;
+    var TOPIC = box.dataset.topic || "monitoring.sample";
     var state = { range: "1h", step: 30, t: [], avg: {}, n: [], charts: {}, seq: Number(box.dataset.since || 0) };
     var status = box.querySelector("[data-chart-status]");
     var buttons = document.querySelectorAll("[data-metrics-ranges] [data-range]");
@@ -87,7 +91,7 @@
       var ws = new WebSocket(proto + location.host + box.dataset.ws + "?format=json&since=" + state.seq);
       ws.onmessage = function (msg) {
         var ev = JSON.parse(msg.data);
-        if (ev.type === "changed" && ev.model === "monitoring.sample" && ev.data && ev.data.values) {
+        if (ev.type === "changed" && ev.model === TOPIC && ev.data && ev.data.values) {
           state.seq = Math.max(state.seq, ev.seq);
           add(ev.data.at, ev.data.values);
         } else if (ev.type === "reload") {

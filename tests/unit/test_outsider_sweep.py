@@ -341,10 +341,11 @@ async def test_websockets_refuse_outsiders(victims, outsiders):
                     "/ws/operations/",
                     "/ws/live/operations/",
                     "/ws/live/monitoring/",
+                    "/ws/live/vps/",
                     "/ws/live/zones/",
                 )
                 if who == "support" and url.startswith(readable):
-                    continue  # support reads every operation, server's metrics, zone, live too
+                    continue  # support reads every operation, server, VPS and zone, live too
                 comm, ok, code = await _connect(url, client)
                 assert not ok and code in (4401, 4403, 4404), (who, url, code)
 

@@ -4,7 +4,7 @@ from accounts.models import User
 from core.api.serializers import ServiceSerializer
 from core.policy import ADMIN, CHANGE, restrict, role_of
 from servers.models import Server
-from vps import services
+from vps import services, stats
 from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
 
 
@@ -228,3 +228,26 @@ class SnapshotSerializer(ServiceSerializer):
     def create(self, validated):
         vps = validated.pop("vps")
         return services.do_create_snapshot(vps, actor=self.actor, data=validated)
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    range = serializers.ChoiceField(choices=list(stats.RANGES), default="1h")
+
+
+class MetricPointsSerializer(serializers.Serializer):
+    min = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    avg = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    max = serializers.ListField(child=serializers.FloatField(allow_null=True))
+
+
+class VpsSeriesSerializer(serializers.Serializer):
+    vps = serializers.UUIDField()
+    range = serializers.CharField()
+    step = serializers.IntegerField(help_text="Seconds per point.")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    t = serializers.ListField(child=serializers.IntegerField(), help_text="Unix times.")
+    metrics = serializers.DictField(
+        child=MetricPointsSerializer(),
+        help_text=f"Per metric ({', '.join(stats.ROLLED)}): min/avg/max per point.",
+    )

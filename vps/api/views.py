@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -7,8 +7,8 @@ from rest_framework.response import Response
 from core.api.parsers import StrictJSONParser
 from core.api.serializers import OperationSerializer
 from core.api.viewsets import PolicyViewSetMixin
-from core.policy import APPLY
-from vps import services
+from core.policy import APPLY, VIEW
+from vps import services, stats
 from vps.api import serializers as s
 from vps.filters import HypervisorFilter, IpPoolFilter, VpsFilter
 from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
@@ -121,6 +121,22 @@ class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
         body.is_valid(raise_exception=True)
         op = services.do_power(vps, actor=request.user, action=body.validated_data["action"])
         return _operation(self, op)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("range", str, enum=list(stats.RANGES))],
+        responses=s.VpsSeriesSerializer,
+    )
+    @action(
+        detail=True, methods=["get"], policy_action=VIEW, pagination_class=None, filter_backends=[]
+    )
+    def metrics(self, request, uuid=None):
+        """The VPS's CPU %, memory and disk/network bytes/s: ``1h`` from the raw samples (a
+        point a minute), ``24h`` from the 5-minute rollups."""
+        vps = self.get_object()
+        query = s.MetricsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = stats.series(vps, query.validated_data["range"])
+        return Response(s.VpsSeriesSerializer({"vps": vps.uuid, **found}).data)
 
 
 class SnapshotViewSet(
