@@ -48,6 +48,12 @@ class WebsitesConfig(AppConfig):
         from websites.quota import over_quota_source
 
         register_source("disk_over_quota", over_quota_source, label="Over disk/bandwidth quota")
+        from websites.alerts import certificate_failing_source, site_failing_source
+
+        register_source("site_failing", site_failing_source, label="Website failing")
+        register_source(
+            "certificate_failing", certificate_failing_source, label="Certificate not issued"
+        )
         add_section(
             "servers.server_detail", "websites/partials/server_websites.html", server_websites
         )
