@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from tests.conftest import add_totp, call_in_thread, make_user
 from tests.e2e.browser import SHOTS, LiveBrowser
 from tests.integration.libvirt import make_test_hypervisor, need_libvirt
-from tests.integration.test_vps_stats import _conn, _remove, _running_vps
+from tests.integration.test_vps_stats import _conn, _held, _remove, _running_vps
 from vps.models import VpsSample
 from vps.stats import collect_round
 
@@ -37,3 +37,5 @@ class VpsStatsJourney(LiveBrowser):
             page.screenshot(path=str(SHOTS / "vps-chart-live.png"), full_page=True)
         finally:
             _remove(vps)
+            while _held:  # the test driver's state goes with its last connection
+                _held.pop().close()
