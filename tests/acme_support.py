@@ -37,12 +37,22 @@ class DnsStandIn:
 
     def __init__(self) -> None:
         self.records: dict[str, str] = {}
-        self.port = free_port(kind=socket.SOCK_DGRAM)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", self.port))
-        self.tcp = socket.socket()
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
+        # One port free for both UDP and TCP: a UDP port that is free may be taken for TCP
+        # by another test running in parallel, so try again until both bind.
+        for _attempt in range(50):
+            self.port = free_port(kind=socket.SOCK_DGRAM)
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", self.port))
+            self.tcp = socket.socket()
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
         self.tcp.listen(8)
         self.stopped = False
         for target in (self._serve_udp, self._serve_tcp):

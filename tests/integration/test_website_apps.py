@@ -99,6 +99,24 @@ def _supervisord(base: Path) -> Path:
     return conf
 
 
+def _app_port_block(size: int = 21) -> int:
+    """The first of ``size`` ports the apps may take: below the kernel's ephemeral range
+    (32768 and up, where other tests' connections take ports at any moment) and free now."""
+    import random
+    import socket
+
+    for _attempt in range(100):
+        first = random.randrange(20000, 32000 - size)
+        try:
+            for port in range(first, first + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no free block of app ports")
+
+
 @pytest.fixture(scope="module")
 def stack():
     sshd_bin = need("sshd")
@@ -134,7 +152,7 @@ def stack():
     supervisor_conf = _supervisord(base)
     (base / "nginx").mkdir()
     nginx = start_nginx(base / "nginx")
-    first_port = free_port()
+    first_port = _app_port_block()
     profile = {
         **nginx.profile(),
         "state_dir": str(base / "state"),

@@ -132,14 +132,15 @@ class TestServices:
         with pytest.raises(PermissionDenied):
             services.do_create_database_server(actor=reseller, data={**data, "admin_user": "x"})
         made = services.do_create_database_server(
-            actor=admin_user, data={**data, "admin_user": "postgres", "admin_password": "s3"}
+            actor=admin_user,
+            data={**data, "admin_user": "postgres", "admin_password": "s3cret-Admin-pw"},
         )
-        assert made.admin_password == "s3"
+        assert made.admin_password == "s3cret-Admin-pw"
         with connection.cursor() as cur:
             table = DatabaseServer._meta.db_table
             cur.execute(f"SELECT admin_password FROM {table} WHERE id = %s", [made.pk])  # noqa: S608
             stored = cur.fetchone()[0]
-        assert stored and "s3" not in stored  # encrypted at rest
+        assert stored and "s3cret-Admin-pw" not in stored  # encrypted at rest
 
     def test_databases_are_limited_by_the_plan(self, customer, db_server):
         subscribe(customer, databases=1)
