@@ -364,16 +364,23 @@ def do_create_record(zone: Zone, *, actor, data: dict) -> Record:
         if Record.objects.filter(zone=zone).count() >= MAX_RECORDS_PER_ZONE:
             raise ValidationError(f"A zone holds at most {MAX_RECORDS_PER_ZONE} records.")
         _check_at_name(zone, clean)
-        record = Record.objects.create(zone=zone, **clean)
-        _rrset_ttl(zone, record)
-        audit.record(
-            "record.create",
-            record,
-            actor=actor,
-            owner_id=zone.owner_id,
-            changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
-        )
+        record = _insert_record(zone, clean, actor)
         _changed(zone, actor, {rrset_unit(zone, record.name, record.type)})
+    return record
+
+
+def _insert_record(zone: Zone, clean: dict, actor) -> Record:
+    """Store one cleaned record (checked at its name already), its record set's one TTL,
+    and the audit entry; the caller publishes."""
+    record = Record.objects.create(zone=zone, **clean)
+    _rrset_ttl(zone, record)
+    audit.record(
+        "record.create",
+        record,
+        actor=actor,
+        owner_id=zone.owner_id,
+        changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
+    )
     return record
 
 
@@ -616,15 +623,7 @@ def do_add_site_records(*, actor, owner, names: list[str], addresses: list[str])
                     _check_at_name(zone, clean)
                 except ValidationError:
                     continue
-                record = Record.objects.create(zone=zone, **clean)
-                audit.record(
-                    "record.create",
-                    record,
-                    actor=actor,
-                    owner_id=zone.owner_id,
-                    changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
-                )
-                made.append(record)
+                made.append(_insert_record(zone, clean, actor))
             if made:
                 _changed(zone, actor, {rrset_unit(zone, r.name, r.type) for r in made})
             created += made
@@ -650,16 +649,7 @@ def do_add_challenge_records(
         created = []
         for clean in rows:
             _check_at_name(zone, clean)
-            record = Record.objects.create(zone=zone, **clean)
-            _rrset_ttl(zone, record)
-            audit.record(
-                "record.create",
-                record,
-                actor=actor,
-                owner_id=zone.owner_id,
-                changes={k: [None, audit.jsonable(v)] for k, v in clean.items()},
-            )
-            created.append(record)
+            created.append(_insert_record(zone, clean, actor))
         ops = _changed(zone, actor, {rrset_unit(zone, r.name, r.type) for r in created})
     return created, ops
 

@@ -37,7 +37,7 @@ from dns import services
 from dns.filters import RecordFilter, ZoneFilter
 from dns.forms import AxfrForm, ImportForm, RecordForm, ZoneForm
 from dns.models import Record, Zone
-from dns.zonefiles import do_import_axfr, do_import_zone_file, export_zone_file
+from dns.zonefiles import do_import_axfr, do_import_zone_file, export_zone_file, tsig_of
 
 PAGE_SIZE = 50
 ZONE_TABLE = Table(
@@ -306,11 +306,6 @@ class ZoneImport(View):
         axfr = AxfrForm(request.POST)
         if axfr.is_valid():
             data = axfr.cleaned_data
-            tsig = {
-                "name": data["tsig_name"],
-                "secret": data["tsig_secret"],
-                "algorithm": data["tsig_algorithm"] or "hmac-sha256",
-            }
             try:
                 op = do_import_axfr(
                     zone,
@@ -318,7 +313,7 @@ class ZoneImport(View):
                     data["port"],
                     actor=request.user,
                     replace=data["replace"],
-                    tsig=tsig,
+                    tsig=tsig_of(data),
                 )
             except ValidationError as exc:
                 form_errors_from(axfr, exc)

@@ -467,6 +467,16 @@ TSIG_ALGORITHMS = (
 )
 
 
+def tsig_of(data: dict) -> dict:
+    """The ``tsig`` argument of ``do_import_axfr`` from a form's or serializer's fields
+    (``tsig_name``, ``tsig_secret``, ``tsig_algorithm``)."""
+    return {
+        "name": data.get("tsig_name") or "",
+        "secret": data.get("tsig_secret") or "",
+        "algorithm": data.get("tsig_algorithm") or "hmac-sha256",
+    }
+
+
 def do_import_axfr(
     zone: Zone, host: str, port: int = 53, *, actor, replace: bool = True, tsig: dict | None = None
 ):

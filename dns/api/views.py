@@ -20,7 +20,7 @@ from dns.api.serializers import (
 )
 from dns.filters import RecordFilter, ZoneFilter
 from dns.models import Record, Zone
-from dns.zonefiles import do_import_axfr
+from dns.zonefiles import do_import_axfr, tsig_of
 
 
 class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
@@ -48,11 +48,6 @@ class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
         body = AxfrSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        tsig = {
-            "name": data.get("tsig_name", ""),
-            "secret": data.get("tsig_secret", ""),
-            "algorithm": data.get("tsig_algorithm") or "hmac-sha256",
-        }
         try:
             op = do_import_axfr(
                 zone,
@@ -60,7 +55,7 @@ class ZoneViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
                 data["port"],
                 actor=request.user,
                 replace=data["replace"],
-                tsig=tsig,
+                tsig=tsig_of(data),
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
