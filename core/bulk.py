@@ -2,9 +2,10 @@
 
 ``bulk_create``/``bulk_update`` spend most of their time building instances and compiling
 one placeholder per value; writers of thousands of rows at a time (a monitoring round, a
-zone import) use these instead. Each value is still prepared by its own field
-(``get_db_prep_save``: JSON, dates, UUIDs as the backend wants them), and table and column
-names come from the model, quoted by the backend; values always go as parameters.
+zone import) use these instead. Each value is still prepared for its column as the backend
+wants it (JSON and dates through the backend's own adapters, anything else through the
+field's ``get_db_prep_save``), and table and column names come from the model, quoted by the
+backend; values always go as parameters.
 
 PostgreSQL: Django's cursors bind parameters on the client (each statement's text is
 built in Python, ~130 µs of CPU per row here), so these use a psycopg cursor with
