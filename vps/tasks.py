@@ -71,6 +71,8 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
         known.add(name)
         dom = by_name.get(name)
         state = STATE_OF.get(dom.state, Vps.State.ERROR) if dom else Vps.State.MISSING
+        if state_now == Vps.State.SUSPENDED and dom is not None:
+            state = Vps.State.SUSPENDED  # expired: only a renewal ends it
         drift = _drift(dom, vcpus, memory_mib)
         if (state, drift) != (state_now, drift_now):
             groups.setdefault((state, drift), []).append(pk)
@@ -326,6 +328,18 @@ def power(ctx, vps: int, action: str) -> str:
         final = session.state(name)
     _set_state(record, STATE_OF.get(final, Vps.State.ERROR))
     return f"{record.hostname} is {record.get_state_display().lower()}"
+
+
+def suspend_expired(ctx, vps: int) -> str:
+    """Stop an expired VPS's domain (forced: it has expired, the grace period keeps the
+    disk). The VPS stays suspended whatever the domain's state was."""
+    record = _vps(vps)
+    if record.state != Vps.State.SUSPENDED:
+        return f"{record.hostname} was renewed meanwhile: left as it is"
+    with lv.connect(record.hypervisor) as session:
+        if session.state(record.domain_name) not in ("stopped", "missing"):
+            session.call(record.domain_name, "destroy")
+    return f"{record.hostname} expired: stopped and suspended"
 
 
 def _shutdown(ctx, session, name: str) -> None:
