@@ -265,10 +265,42 @@ def do_create_image(*, actor, data: dict, upload) -> Image:
         with transaction.atomic():
             image.save()
             audit.record("image.create", image, actor=actor, changes={"name": [None, image.name]})
+            start_image_uploads(image, actor=actor)
     except Exception:
         final.unlink(missing_ok=True)
         raise
     return image
+
+
+def image_lock_key(image: Image, hypervisor: Hypervisor) -> str:
+    return f"vps-image:{image.pk}:{hypervisor.pk}"
+
+
+def start_image_uploads(image: Image, *, actor=None) -> list[Operation]:
+    """One Operation per enabled hypervisor copying the image into its pool (with progress);
+    a hypervisor that has it already finishes at once."""
+    ops = []
+    for hv in Hypervisor.objects.filter(enabled=True).select_related("server"):
+        ops.append(
+            start_operation(
+                kind="vps.image_upload",
+                task="vps.tasks.upload_image",
+                owner=hv.server.owner,
+                requested_by=actor,
+                target=image,
+                target_action=APPLY,
+                lock_key=image_lock_key(image, hv),
+                args={"image": image.pk, "hypervisor": hv.pk},
+            )
+        )
+    return ops
+
+
+def do_copy_image(image: Image, *, actor) -> list[Operation]:
+    """Copy the image to every enabled hypervisor now (each an Operation)."""
+    with transaction.atomic():
+        audit.record("image.copy", image, actor=actor)
+        return start_image_uploads(image, actor=actor)
 
 
 def do_update_image(image: Image, *, actor, data: dict) -> Image:
