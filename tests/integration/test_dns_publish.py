@@ -7,6 +7,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import dns.flags
+import dns.message
 import dns.name
 import dns.query
 import dns.tsig
@@ -662,3 +664,48 @@ def test_bind_on_a_managed_server_is_driven_through_its_transport(
     other = new_zone_name("remote")
     zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": other})
     assert ops[0].state == "failed" and "rndc addzone" in ops[0].error, ops[0].error
+
+
+def _pdns_zone(pdns: PowerDns, name: str) -> dict:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{pdns.api_url}/api/v1/servers/localhost/zones/{name}.?rrsets=false"
+    )
+    req.add_header("X-API-Key", pdns.api_key)
+    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback http
+        return json.loads(resp.read())
+
+
+def test_powerdns_unsigned_zone_is_not_rectified_per_change(
+    pdns, customer, q_sync, django_capture_on_commit_callbacks
+):
+    """One change in a big unsigned zone must not make PowerDNS rectify the whole zone
+    (api_rectify off), and names at and below a delegation still answer as referrals."""
+    capture = django_capture_on_commit_callbacks
+    pdns_nameserver(pdns, NameserverGroup.objects.create(name="ns", is_default=True))
+    name = new_zone_name("rectify")
+    zone, _ops = run(capture, services.do_create_zone, actor=customer, data={"name": name})
+    assert _pdns_zone(pdns, name)["api_rectify"] is False
+    for rname, rdtype, content in [
+        ("www", "A", "10.0.0.1"),
+        ("sub", "NS", "ns.sub"),
+        ("ns.sub", "A", "10.0.0.53"),
+    ]:
+        _r, ops = run(
+            capture,
+            services.do_create_record,
+            zone,
+            actor=customer,
+            data={"name": rname, "type": rdtype, "content": content},
+        )
+        assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+
+    q = dns.message.make_query(f"www.sub.{name}.", "A")
+    answer = dns.query.tcp(q, pdns.host, port=pdns.port, timeout=3)
+    assert not answer.answer and not answer.flags & dns.flags.AA  # a referral
+    assert [rr.to_text() for rrs in answer.authority for rr in rrs] == [f"ns.sub.{name}."]
+    glue = dns.query.tcp(dns.message.make_query(f"ns.sub.{name}.", "A"), pdns.host, port=pdns.port)
+    assert not glue.answer and not glue.flags & dns.flags.AA  # glue is not zone data
+    assert ask(pdns.host, pdns.port, f"www.{name}.", "A")[0].address == "10.0.0.1"
