@@ -709,3 +709,67 @@ def test_powerdns_unsigned_zone_is_not_rectified_per_change(
     glue = dns.query.tcp(dns.message.make_query(f"ns.sub.{name}.", "A"), pdns.host, port=pdns.port)
     assert not glue.answer and not glue.flags & dns.flags.AA  # glue is not zone data
     assert ask(pdns.host, pdns.port, f"www.{name}.", "A")[0].address == "10.0.0.1"
+
+
+@pytest.mark.parametrize("ran", [True, False], ids=["dropped-after-addzone", "dropped-before"])
+def test_bind_over_ssh_dropped_during_addzone_fails_then_the_next_publish_serves_it(
+    bind, ssh_server, admin_user, monkeypatch, ran, q_sync, django_capture_on_commit_callbacks
+):
+    """The SSH connection to the nameserver's server breaks while `rndc addzone` runs (its
+    answer lost, whether or not it ran): the operation fails saying so, nothing of the zone
+    is left on BIND (an added zone is removed again), the zone is not called published, and
+    the next change publishes the whole zone."""
+    from tests.integration.faults import drop_after
+
+    group = NameserverGroup.objects.create(name="managed", is_default=True)
+    ns = bind_nameserver(bind, group)
+    services.do_save_nameserver(actor=admin_user, data={"server": ssh_server}, nameserver=ns)
+    dropped = drop_after(monkeypatch, lambda argv: "addzone" in argv, run_it=ran)
+    capture = django_capture_on_commit_callbacks
+    name = new_zone_name("dropped")
+    zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": name})
+    assert dropped and [op.state for op in ops] == ["failed"], [op.error for op in ops]
+    assert "connection" in ops[0].error.lower(), ops[0].error
+    zone.refresh_from_db()
+    assert zone.status != Zone.Status.PUBLISHED
+    assert ask(bind.host, bind.port, f"{name}.", "SOA") is None
+
+    _r, ops = run(
+        capture,
+        services.do_create_record,
+        zone,
+        actor=admin_user,
+        data={"name": "www", "type": "A", "content": "10.0.0.4"},
+    )
+    assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    assert ask(bind.host, bind.port, f"www.{name}.", "A")[0].address == "10.0.0.4"
+    assert ask(bind.host, bind.port, f"{name}.", "SOA")[0].serial == zone.serial
+
+
+def test_a_new_zone_bind_refuses_whole_is_created_bare_and_its_records_sent_apart(
+    bind, customer, q_sync, django_capture_on_commit_callbacks
+):
+    """A new zone goes to BIND as one zone file with its records (the serial served is the
+    zone's). A name with a CNAME and other data makes BIND refuse to load that file: the
+    zone is then created bare and its record sets sent as updates, so the
+    refused record set fails alone and the rest is served."""
+    from dns.models import PublishedRRSet
+
+    capture = django_capture_on_commit_callbacks
+    ns = bind_nameserver(bind, NameserverGroup.objects.create(name="ns", is_default=True))
+    name = new_zone_name("whole")
+    zone = Zone.objects.create(name=name, owner=customer, group=ns.group)
+    Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.7")
+    # The panel's validation refuses this pair; planted here to make BIND refuse the file.
+    Record.objects.create(zone=zone, name="alias", type="CNAME", content=f"www.{name}.")
+    Record.objects.create(zone=zone, name="alias", type="TXT", content='"x"')
+    _r, ops = run(capture, services.publish_zone, zone, actor=customer)
+    assert ops[0].message.endswith(f"1 failed: rrset:{name}:alias/TXT"), ops[0].message
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.ERROR and "alias TXT" in zone.status_message
+    assert ask(bind.host, bind.port, f"www.{name}.", "A")[0].address == "10.0.0.7"
+    assert ask(bind.host, bind.port, f"alias.{name}.", "CNAME") is not None
+    published = PublishedRRSet.objects.filter(zone_name=name, nameserver=ns)
+    assert {(p.name, p.type) for p in published} == {("@", "SOA"), ("www", "A"), ("alias", "CNAME")}
