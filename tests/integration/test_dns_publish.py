@@ -19,7 +19,7 @@ import pytest
 from core.models import Operation
 from dns import services
 from dns.models import Nameserver, NameserverGroup, PublishedRRSet, Record, Zone
-from dns.zonefiles import do_import_zone_file, export_zone_file
+from dns.zonefiles import do_import_axfr, do_import_zone_file, export_zone_file
 from tests.integration.dns_servers import (
     PanelBind,
     PowerDns,
@@ -773,3 +773,65 @@ def test_a_new_zone_bind_refuses_whole_is_created_bare_and_its_records_sent_apar
     assert ask(bind.host, bind.port, f"alias.{name}.", "CNAME") is not None
     published = PublishedRRSet.objects.filter(zone_name=name, nameserver=ns)
     assert {(p.name, p.type) for p in published} == {("@", "SOA"), ("www", "A"), ("alias", "CNAME")}
+
+
+def _cutting_proxy(target_host: str, target_port: int, cut_after: int) -> tuple[int, list[int]]:
+    """A TCP relay to a real server that passes the server's first ``cut_after`` bytes of
+    its answer and then drops both connections: a transfer broken mid-way, for real."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = [0]
+
+    def relay() -> None:
+        client, _ = listener.accept()
+        upstream = socket.create_connection((target_host, target_port), timeout=5)
+
+        def upward() -> None:
+            try:
+                while data := client.recv(65536):
+                    upstream.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=upward, daemon=True).start()
+        try:
+            while sent[0] < cut_after and (data := upstream.recv(4096)):
+                part = data[: cut_after - sent[0]]
+                client.sendall(part)
+                sent[0] += len(part)
+        finally:
+            for sock in (client, upstream, listener):
+                sock.close()
+
+    threading.Thread(target=relay, daemon=True).start()
+    return listener.getsockname()[1], sent
+
+
+def test_axfr_dropped_mid_transfer_imports_nothing(
+    parent, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """The connection to the server breaks after part of a 1,500-record transfer: the
+    operation fails saying so and the zone's records are exactly what they were."""
+    names = [f"bulk{i}.example.test." for i in range(1500)]
+    for start in range(0, len(names), 500):
+        _update(
+            parent,
+            "example.test.",
+            *[
+                ("replace", n, 300, "A", f"10.8.{i // 256}.{i % 256}")
+                for i, n in enumerate(names[start : start + 500], start)
+            ],
+        )
+    zone = services.do_create_zone(actor=admin_user, data={"name": "example.test"})
+    Record.objects.create(zone=zone, name="keep", type="A", content="10.1.1.1")
+    before = set(Record.objects.filter(zone=zone).values_list("name", "type", "content"))
+    port, sent = _cutting_proxy(parent.host, parent.port, cut_after=20_000)
+    tsig = {"name": parent.key_name, "secret": parent.secret, "algorithm": "hmac-sha256"}
+    with django_capture_on_commit_callbacks(execute=True):
+        op = do_import_axfr(zone, "127.0.0.1", port, actor=admin_user, replace=True, tsig=tsig)
+    op.refresh_from_db()
+    assert sent[0] == 20_000  # part of the transfer came through before the drop
+    assert op.state == "failed" and "transferring example.test" in op.error, op.error
+    assert set(Record.objects.filter(zone=zone).values_list("name", "type", "content")) == before
