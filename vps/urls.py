@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from vps import console_views as console
 from vps import staff_views as staff
 from vps import views
 
@@ -20,6 +21,11 @@ urlpatterns = [
         views.SnapshotAction.as_view(),
         name="vps_snapshot_action",
     ),
+    # Serial console and VNC (vps/console_views.py).
+    path("<uuid:uuid>/console/", console.serial_page, name="vps_console"),
+    path("<uuid:uuid>/console/ticket/", console.serial_ticket, name="vps_console_ticket"),
+    path("<uuid:uuid>/vnc/", console.vnc_page, name="vps_vnc"),
+    path("<uuid:uuid>/vnc/ticket/", console.vnc_ticket, name="vps_vnc_ticket"),
     # Staff: hypervisors, images, plans, IP pools (vps/staff_views.py).
     path("hypervisors/", staff.HypervisorList.as_view(), name="vps_hypervisors"),
     path("hypervisors/new/", staff.HypervisorEdit.as_view(), name="vps_hypervisor_add"),
