@@ -37,6 +37,8 @@ NEEDS=(
   "/usr/bin/qemu-system-x86_64:qemu-system-x86"
   "/usr/bin/qemu-img:qemu-utils"
   "/usr/bin/xorriso:xorriso"
+  # Backups: restic runs on the servers (and here, in the tests).
+  "/usr/bin/restic:restic"
 )
 
 missing=()
