@@ -344,15 +344,15 @@ class ZonePublisher(Publisher):
             except NothingApplied as exc:
                 raise Refused(str(exc), retryable=exc.retryable) from exc
             return {}
+        rr_units = sorted(u for u in changes if not u.startswith("zone:"))
         if zc is not None and zc.before is None:
-            try:
-                adapter.create_zone(zone, zc.after)
-            except NothingApplied as exc:
-                raise Refused(str(exc), retryable=exc.retryable) from exc
+            if self._create_whole(adapter, zone, zc.after, changes, rr_units):
+                rr_units = []  # they arrived with the zone
             if _signed(zone):  # a signed zone new on this nameserver is signed here too
                 adapter.set_signing(zone, True)
+            if not rr_units:
+                return {}
         soa = zc.after if zc is not None else None
-        rr_units = sorted(u for u in changes if not u.startswith("zone:"))
 
         def send(group: list[str]) -> str | None:
             items = [Change(parse_unit(u)[1], changes[u].before, changes[u].after) for u in group]
@@ -374,6 +374,26 @@ class ZonePublisher(Publisher):
                     raise
                 raise ApplyError(str(exc), retryable=exc.retryable) from exc
         return failed
+
+    @staticmethod
+    def _create_whole(adapter, zone: str, state, changes: dict, rr_units: list[str]) -> bool:
+        """Create a zone new on the nameserver with its record sets in the same step (one
+        zone file or one API call instead of an UPDATE per 200 record sets, and the serial
+        served is exactly the zone's). Should the nameserver refuse that, one record set may
+        be to blame: the bare zone is created and the caller sends the record sets in
+        updates, where a refused one fails alone. Returns whether the records went along."""
+        records = {parse_unit(u)[1]: changes[u].after for u in rr_units}
+        try:
+            adapter.create_zone(zone, state, records)
+            return True
+        except NothingApplied as exc:
+            if not records:
+                raise Refused(str(exc), retryable=exc.retryable) from exc
+        try:
+            adapter.create_zone(zone, state)
+        except NothingApplied as exc:
+            raise Refused(str(exc), retryable=exc.retryable) from exc
+        return False
 
     def revert(self, target: Target, changes: dict) -> None:
         by_zone: dict[str, dict[str, Any]] = defaultdict(dict)

@@ -14,6 +14,7 @@ from monitoring.live import (
 )
 from servers.consumers import TerminalConsumer
 from servers.live import ServerListLive
+from vps.consumers import ConsoleConsumer
 from vps.live import VpsMetricsLive
 from websites.databases.live import DatabaseListLive, DatabaseUserListLive
 
@@ -34,5 +35,7 @@ websocket_urlpatterns = [
     path("ws/operations/", LiveConsumer.as_asgi(view=OperationListLive)),
     path("ws/operations/<uuid:key>/", LiveConsumer.as_asgi(view=OperationDetailLive)),
     path("ws/servers/<uuid:uuid>/terminal/", TerminalConsumer.as_asgi()),
+    path("ws/vps/<uuid:uuid>/console/serial/", ConsoleConsumer.as_asgi(kind="serial")),
+    path("ws/vps/<uuid:uuid>/console/vnc/", ConsoleConsumer.as_asgi(kind="vnc")),
     re_path(r"", UnknownPathConsumer.as_asgi()),  # last: everything else answers 4404
 ]

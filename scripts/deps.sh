@@ -37,9 +37,34 @@ NEEDS=(
   "/usr/bin/qemu-system-x86_64:qemu-system-x86"
   "/usr/bin/qemu-img:qemu-utils"
   "/usr/bin/xorriso:xorriso"
+  # The console tests' tiny guest: an initramfs holding busybox, booting the kernel below.
+  "/bin/busybox:busybox-static"
   # Backups: restic runs on the servers (and here, in the tests).
   "/usr/bin/restic:restic"
 )
+
+# The tiny guest boots Debian's cloud kernel. Only the file is taken from the package
+# (nothing is installed into /boot); without it the VPS console tests skip.
+GUEST_KERNEL=/var/cache/panel-tests/vmlinuz
+guest_kernel() {
+  [ -e "$GUEST_KERNEL" ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "deps: $GUEST_KERNEL is missing (as root, scripts/deps.sh downloads it)" >&2
+    return 0
+  fi
+  local tmp pkg
+  tmp=$(mktemp -d)
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  if [ -n "$pkg" ] && (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1); then
+    dpkg-deb -x "$tmp"/*.deb "$tmp/x"
+    mkdir -p "$(dirname "$GUEST_KERNEL")"
+    cp "$tmp"/x/boot/vmlinuz-* "$GUEST_KERNEL"
+    echo "deps: guest kernel from $pkg in $GUEST_KERNEL"
+  else
+    echo "deps: could not download the guest kernel (linux-image-cloud-amd64)" >&2
+  fi
+  rm -rf "$tmp"
+}
 
 missing=()
 for need in "${NEEDS[@]}"; do
@@ -49,6 +74,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: every program the tests drive is installed."
+  guest_kernel
   exit 0
 fi
 
@@ -58,6 +84,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   echo "deps: done."
+  guest_kernel
 else
   cat >&2 <<MSG
 deps: these Debian packages are missing: ${missing[*]}

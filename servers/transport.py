@@ -368,6 +368,18 @@ class SSHTransport(Transport):
             ) from exc
         return chan
 
+    def open_tunnel(self, host: str, port: int) -> paramiko.Channel:
+        """A direct-tcpip channel to ``host:port`` as seen from the server (a VPS's VNC
+        screen, bound to the hypervisor's loopback)."""
+        try:
+            return self._t.open_channel(
+                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.timeout
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(
+                f"cannot reach {host}:{port} through {self.host}: {exc}", retryable=True
+            ) from exc
+
 
 def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytearray, bytearray]:
     """Read stdout and stderr until the server closes the channel.

@@ -42,3 +42,20 @@ class SshKeyForm(forms.ModelForm):
 
 class SnapshotForm(forms.Form):
     name = forms.CharField(max_length=50)
+
+
+class ReinstallForm(forms.Form):
+    image = forms.ModelChoiceField(queryset=Image.objects.filter(active=True))
+    confirm = forms.BooleanField(
+        label="I understand that everything on the disk and every snapshot is deleted."
+    )
+
+
+class ResizeForm(forms.Form):
+    plan = forms.ModelChoiceField(queryset=VpsPlan.objects.none())
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from vps.services import visible_plans
+
+        self.fields["plan"].queryset = visible_plans(user)

@@ -487,6 +487,58 @@ class LibvirtSession:
             raise _wrap(exc) from exc
         return True
 
+    def delete_snapshots(self, name: str) -> int:
+        """Every snapshot of the domain (before its disk is replaced)."""
+        dom = self.lookup(name)
+        if dom is None:
+            return 0
+        try:
+            snaps = dom.listAllSnapshots(0)
+            for snap in snaps:
+                snap.delete(0)
+        except self.libvirt.libvirtError as exc:
+            raise _wrap(exc) from exc
+        return len(snaps)
+
+    def set_resources(self, name: str, *, vcpus: int, memory_mib: int) -> None:
+        """vCPUs and memory in the (stopped) domain's persistent definition."""
+        import xml.etree.ElementTree as ET  # libvirt's own XML of a domain we defined
+
+        dom = self.lookup(name)
+        if dom is None:
+            raise HypervisorError(f"The domain {name} is not on the hypervisor.")
+        lv = self.libvirt
+        try:
+            root = ET.fromstring(dom.XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE))  # noqa: S314
+            for tag in ("memory", "currentMemory"):
+                node = root.find(tag)
+                if node is None:
+                    node = ET.SubElement(root, tag)
+                node.set("unit", "KiB")
+                node.text = str(memory_mib * 1024)
+            vcpu = root.find("vcpu")
+            vcpu.text = str(vcpus)
+            vcpu.attrib.pop("current", None)
+            self.conn.defineXML(ET.tostring(root, encoding="unicode"))
+        except lv.libvirtError as exc:
+            raise _wrap(exc) from exc
+
+    def grow_volume(self, name: str, size_gib: int) -> bool:
+        """Grow a volume to ``size_gib`` (never shrinks); False where the driver cannot
+        resize volumes (libvirt's test driver)."""
+        lv = self.libvirt
+        vol = self._volume(self._pool(), name)
+        if vol is None:
+            raise HypervisorError(f"The volume {name} is missing.")
+        try:
+            if vol.info()[1] < size_gib << 30:
+                vol.resize(size_gib << 30, 0)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NO_SUPPORT and self.record.is_test_driver:
+                return False
+            raise _wrap(exc) from exc
+        return True
+
     def vnc_port(self, name: str) -> int | None:
         import xml.etree.ElementTree as ET  # libvirt's own XML of a domain we defined
 

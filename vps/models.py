@@ -513,3 +513,28 @@ class VpsRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vps_id} at {self.start:%Y-%m-%d %H:%M}"
+
+
+# --- Console (vps/console.py; docs/vps.md, "Console") ------------------------------------
+
+
+class ConsoleTicket(models.Model):
+    """Single-use, 60-second permission to open one VPS's serial console or VNC screen,
+    bound to the browser session that asked for it. Only the consumer claiming it reads it."""
+
+    class Kind(models.TextChoices):
+        SERIAL = "serial", "Serial console"
+        VNC = "vnc", "VNC"
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    vps = models.ForeignKey(Vps, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    session_key = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    policy = Rules(owner=None, support_may=frozenset(), admin_may=frozenset())
+
+    def __str__(self) -> str:
+        return f"{self.kind} ticket for {self.user} on {self.vps}"

@@ -61,6 +61,8 @@ POOL_FIELDS = ["name", "hypervisor", "network", "gateway", "first", "last"]
 VPS_CREATE_FIELDS = ["hostname", "plan", "image", "ssh_keys", "expires_at"]
 VPS_ADMIN_FIELDS = ["owner", "hypervisor"]
 VPS_UPDATE_FIELDS = ["hostname"]
+VPS_REINSTALL_FIELDS = ["image"]
+VPS_RESIZE_FIELDS = ["plan"]
 SNAPSHOT_FIELDS = ["name"]
 # Power actions a caller may ask for, and the task argument each becomes.
 POWER_ACTIONS = ("start", "shutdown", "reboot", "force_off", "suspend", "resume")
@@ -524,6 +526,94 @@ def do_delete_vps(vps: Vps, *, actor) -> Operation:
         vps.state = Vps.State.DELETING
         audit.record("vps.delete", vps, actor=actor, changes={"hostname": [vps.hostname, None]})
         return _start(vps, "vps.delete", "vps.tasks.delete_vps", actor=actor)
+
+
+# States from which a VPS can be reinstalled or resized (its domain is defined).
+_SETTLED = (Vps.State.RUNNING, Vps.State.STOPPED, Vps.State.PAUSED, Vps.State.ERROR)
+
+
+def do_reinstall_vps(vps: Vps, *, actor, data: dict) -> Operation:
+    """Wipe the disk: the root volume becomes a fresh clone of ``image`` (the VPS's own when
+    none is given), with a new cloud-init seed. Its snapshots are deleted first (they live
+    in the old disk). The disk keeps its size (never smaller than the image)."""
+    accept_only(data, VPS_REINSTALL_FIELDS)
+    image = data.get("image") or vps.image
+    if image is None or (not image.active and image.pk != vps.image_id):
+        raise ValidationError({"image": "Choose an offered image."})
+    with transaction.atomic():
+        locked = Vps.objects.select_for_update().get(pk=vps.pk)
+        if locked.state not in _SETTLED or locked.hypervisor_id is None:
+            raise ValidationError(f"The VPS is {locked.get_state_display().lower()}.")
+        before = locked.image.name if locked.image_id else None
+        disk_gib = max(locked.disk_gib, -(-image.virtual_size // (1 << 30)))
+        Vps.objects.filter(pk=vps.pk).update(image=image, disk_gib=disk_gib)
+        vps.image, vps.disk_gib = image, disk_gib
+        audit.record("vps.reinstall", vps, actor=actor, changes={"image": [before, image.name]})
+        return _start(vps, "vps.reinstall", "vps.tasks.reinstall_vps", actor=actor)
+
+
+def do_resize_vps(vps: Vps, *, actor, data: dict) -> Operation:
+    """Move the VPS to another plan (offline: it is shut down, given the plan's vCPUs and
+    memory, its disk grown, and started again if it was running). A disk never shrinks; the
+    plan must be one the actor may choose and fit on the VPS's hypervisor."""
+    accept_only(data, VPS_RESIZE_FIELDS)
+    plan = data.get("plan")
+    if plan is None or not visible_plans(actor).filter(pk=plan.pk).exists():
+        raise ValidationError({"plan": "Choose one of your plans."})
+    with transaction.atomic():
+        hv = Hypervisor.objects.select_for_update().filter(pk=vps.hypervisor_id).first()
+        locked = Vps.objects.select_for_update().select_related("plan").get(pk=vps.pk)
+        if locked.state not in _SETTLED or hv is None:
+            raise ValidationError(f"The VPS is {locked.get_state_display().lower()}.")
+        if plan.pk == locked.plan_id:
+            raise ValidationError({"plan": "The VPS is on this plan already."})
+        if plan.disk_gib < locked.disk_gib:
+            raise ValidationError(
+                {
+                    "plan": f"{plan.name} has a {plan.disk_gib} GiB disk and this VPS's is "
+                    f"{locked.disk_gib} GiB: a disk is never shrunk, choose a plan with at "
+                    "least as much disk."
+                }
+            )
+        if plan.disk_gib > locked.disk_gib and locked.snapshots.exists():
+            # qemu cannot grow a qcow2 disk that holds internal snapshots.
+            raise ValidationError(
+                {"plan": "Delete this VPS's snapshots first: a disk with snapshots cannot grow."}
+            )
+        # The room left counts this VPS's current share: only the growth must fit.
+        cpus, mem, disk = hv.room()
+        grow = (
+            plan.vcpus - locked.vcpus,
+            plan.memory_mib - locked.memory_mib,
+            plan.disk_gib - locked.disk_gib,
+        )
+        if grow[0] > cpus or grow[1] > mem or grow[2] > disk:
+            raise ValidationError(
+                {
+                    "plan": f"No room for {plan.name} on {hv} ({plan.vcpus} vCPUs, "
+                    f"{plan.memory_mib} MiB, {plan.disk_gib} GiB): choose a smaller plan or "
+                    "ask support."
+                }
+            )
+        changes = {
+            "plan": [locked.plan.name, plan.name],
+            "vcpus": [locked.vcpus, plan.vcpus],
+            "memory_mib": [locked.memory_mib, plan.memory_mib],
+            "disk_gib": [locked.disk_gib, plan.disk_gib],
+        }
+        # Written now, so capacity counts the new size from the start (two resizes never
+        # both take the last room); the Operation makes the domain match.
+        Vps.objects.filter(pk=vps.pk).update(
+            plan=plan, vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
+        )
+        vps.plan, vps.vcpus, vps.memory_mib, vps.disk_gib = (
+            plan,
+            plan.vcpus,
+            plan.memory_mib,
+            plan.disk_gib,
+        )
+        audit.record("vps.resize", vps, actor=actor, changes=changes)
+        return _start(vps, "vps.resize", "vps.tasks.resize_vps", actor=actor)
 
 
 # -- snapshots ----------------------------------------------------------------------------

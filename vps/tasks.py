@@ -161,15 +161,7 @@ def _create(ctx, session, record: Vps, scratch: Path) -> str:
     ctx.progress(30, f"Disk of {record.disk_gib} GiB")
     disk = session.clone_disk(record.image, record.disk_volume, record.disk_gib)
     ctx.progress(50, "cloud-init seed")
-    seed = scratch / "seed.iso"
-    lv.build_seed_iso(
-        seed,
-        hostname=record.hostname,
-        user=record.image.default_user,
-        keys=[k.public_key for k in record.ssh_keys.all()],
-        network=network_config(record),
-    )
-    seed_path = session.put_file(record.seed_volume, seed)
+    seed_path = _put_seed(session, record, scratch)
     password = secrets.token_urlsafe(6)[:8]  # VNC passwords are 8 characters at most
     spec = lv.DomainSpec(
         name=record.domain_name,
@@ -199,6 +191,106 @@ def _create(ctx, session, record: Vps, scratch: Path) -> str:
     )
     addresses = ", ".join(record.addresses.values_list("address", flat=True)) or "none"
     return f"{record.hostname} is running on {hv} (addresses: {addresses})"
+
+
+def _put_seed(session, record: Vps, scratch: Path) -> str:
+    """Build the NoCloud seed ISO (hostname, the image's user with the VPS's keys, its
+    addresses) and put it into the pool as the VPS's seed volume."""
+    seed = scratch / "seed.iso"
+    lv.build_seed_iso(
+        seed,
+        hostname=record.hostname,
+        user=record.image.default_user,
+        keys=[k.public_key for k in record.ssh_keys.all()],
+        network=network_config(record),
+    )
+    return session.put_file(record.seed_volume, seed)
+
+
+# -- reinstall and resize -----------------------------------------------------------------
+def _defined_or_missing(session, record: Vps) -> None:
+    if session.lookup(record.domain_name) is None:
+        _set_state(record, Vps.State.MISSING)
+        raise OperationError("The domain is not on the hypervisor (see drift).")
+
+
+def reinstall_vps(ctx, vps: int) -> str:
+    """Stop, delete the snapshots, replace the disk with a fresh clone of the image (grown
+    to the VPS's disk), write a new seed and start. A failure leaves the VPS in error with
+    the reason (it can be reinstalled again)."""
+    record = _vps(vps)
+    name = record.domain_name
+    scratch = lv.scratch_dir()
+    try:
+        with lv.connect(record.hypervisor) as session:
+            _defined_or_missing(session, record)
+            try:
+                ctx.progress(10, "Deleting the snapshots of the old disk")
+                gone = session.delete_snapshots(name)
+                record.snapshots.all().delete()
+                ctx.log(f"{gone} snapshots deleted.")
+                if session.state(name) != "stopped":
+                    ctx.progress(20, "Stopping")
+                    session.call(name, "destroy")
+                ctx.progress(30, f"Image {record.image} on {record.hypervisor}")
+                session.ensure_image(record.image)
+                ctx.progress(50, f"A fresh disk of {record.disk_gib} GiB")
+                session.clone_disk(record.image, record.disk_volume, record.disk_gib)
+                ctx.progress(70, "cloud-init seed")
+                _put_seed(session, record, scratch)
+                ctx.progress(85, "Starting")
+                session.call(name, "create")
+                if not session.wait_state(name, "running", 30):
+                    raise lv.HypervisorError("The domain did not start running.")
+            except Exception as exc:
+                _set_state(record, Vps.State.ERROR, f"Reinstall failed: {exc}"[:500])
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    Vps.objects.filter(pk=record.pk).update(
+        state=Vps.State.RUNNING, state_message="", drift="", inventory_at=timezone.now()
+    )
+    return f"{record.hostname} reinstalled from {record.image} and running"
+
+
+def resize_vps(ctx, vps: int) -> str:
+    """Offline: shut down (ACPI, forced after the timeout), set the plan's vCPUs and memory
+    in the domain's definition, grow the disk, and start again if it was running."""
+    record = _vps(vps)
+    try:
+        final = _resize(ctx, record)
+    except Exception as exc:
+        Vps.objects.filter(pk=record.pk).update(state_message=f"Resize failed: {exc}"[:500])
+        raise
+    Vps.objects.filter(pk=record.pk).update(
+        state=STATE_OF.get(final, Vps.State.ERROR), state_message="", drift=""
+    )
+    return f"{record.hostname} now has {record.vcpus} vCPUs, {record.memory_mib} MiB, " + (
+        f"{record.disk_gib} GiB"
+    )
+
+
+def _resize(ctx, record: Vps) -> str:
+    name = record.domain_name
+    with lv.connect(record.hypervisor) as session:
+        _defined_or_missing(session, record)
+        state = session.state(name)
+        was_on = state in ("running", "paused")
+        if state == "paused":
+            session.call(name, "resume")
+        if state != "stopped":
+            _shutdown(ctx, session, name)
+        ctx.progress(40, f"{record.vcpus} vCPUs, {record.memory_mib} MiB")
+        session.set_resources(name, vcpus=record.vcpus, memory_mib=record.memory_mib)
+        ctx.progress(60, f"Disk to {record.disk_gib} GiB")
+        if not session.grow_volume(record.disk_volume, record.disk_gib):
+            ctx.log("This driver cannot grow volumes (libvirt's test driver): disk unchanged.")
+        if was_on:
+            ctx.progress(80, "Starting")
+            session.call(name, "create")
+            if not session.wait_state(name, "running", 30):
+                raise lv.HypervisorError("The domain did not start running.")
+        return session.state(name)
 
 
 # -- power --------------------------------------------------------------------------------

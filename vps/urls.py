@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from vps import console_views as console
 from vps import staff_views as staff
 from vps import views
 
@@ -13,12 +14,18 @@ urlpatterns = [
     path("<uuid:uuid>/", views.VpsDetail.as_view(), name="vps_detail"),
     path("<uuid:uuid>/delete/", views.VpsDelete.as_view(), name="vps_delete"),
     path("<uuid:uuid>/power/<str:action>/", views.VpsPower.as_view(), name="vps_power"),
+    path("<uuid:uuid>/change/<str:action>/", views.VpsChange.as_view(), name="vps_change"),
     path("<uuid:uuid>/snapshots/", views.SnapshotCreate.as_view(), name="vps_snapshot_add"),
     path(
         "<uuid:uuid>/snapshots/<uuid:snapshot>/<str:action>/",
         views.SnapshotAction.as_view(),
         name="vps_snapshot_action",
     ),
+    # Serial console and VNC (vps/console_views.py).
+    path("<uuid:uuid>/console/", console.serial_page, name="vps_console"),
+    path("<uuid:uuid>/console/ticket/", console.serial_ticket, name="vps_console_ticket"),
+    path("<uuid:uuid>/vnc/", console.vnc_page, name="vps_vnc"),
+    path("<uuid:uuid>/vnc/ticket/", console.vnc_ticket, name="vps_vnc_ticket"),
     # Staff: hypervisors, images, plans, IP pools (vps/staff_views.py).
     path("hypervisors/", staff.HypervisorList.as_view(), name="vps_hypervisors"),
     path("hypervisors/new/", staff.HypervisorEdit.as_view(), name="vps_hypervisor_add"),

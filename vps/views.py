@@ -22,7 +22,7 @@ from core.policy import APPLY, CHANGE, DELETE, restrict
 from core.tables import Column, Table
 from vps import libvirt_adapter, services
 from vps.filters import VpsFilter
-from vps.forms import SnapshotForm, SshKeyForm, VpsForm
+from vps.forms import ReinstallForm, ResizeForm, SnapshotForm, SshKeyForm, VpsForm
 from vps.models import Snapshot, SshKey, Vps
 
 VPS_TABLE = Table(
@@ -136,6 +136,66 @@ class VpsPower(View):
             messages.error(request, " ".join(exc.messages))
             return redirect_htmx_aware(request, vps.get_absolute_url())
         return redirect_htmx_aware(request, op.get_absolute_url())
+
+
+class VpsChange(View):
+    """Reinstall or resize: GET a form saying what happens, POST starts the Operation."""
+
+    # action -> (title, what it does, form, service)
+    CHANGES = {
+        "reinstall": (
+            "Reinstall",
+            "The VPS is stopped, its disk replaced by a fresh copy of the image (same size) "
+            "with your SSH keys and addresses, and started. Everything on the disk and every "
+            "snapshot is deleted.",
+            ReinstallForm,
+            services.do_reinstall_vps,
+        ),
+        "resize": (
+            "Change plan of",
+            "The VPS is shut down, given the plan's vCPUs, memory and disk, and started again "
+            "if it was running. A disk only grows: a plan with a smaller disk is refused.",
+            ResizeForm,
+            services.do_resize_vps,
+        ),
+    }
+
+    def _form(self, request, action, data=None):
+        form_class = self.CHANGES[action][2]
+        kwargs = {"user": request.user} if form_class is ResizeForm else {}
+        return form_class(data, **kwargs)
+
+    def _render(self, request, vps, action, form, status=200):
+        title, text, *_ = self.CHANGES[action]
+        ctx = {"object": vps, "title": title, "text": text, "form": form, "action": action}
+        return render(request, "vps/vps_change.html", ctx, status=status)
+
+    def _target(self, request, uuid, action):
+        if action not in self.CHANGES:
+            raise Http404
+        return get_for_user(Vps, request.user, APPLY, uuid=uuid)
+
+    def get(self, request, uuid, action):
+        vps = self._target(request, uuid, action)
+        form = self._form(request, action)
+        if action == "reinstall" and vps.image_id:
+            form.initial["image"] = vps.image_id
+        return self._render(request, vps, action, form)
+
+    def post(self, request, uuid, action):
+        from core.generic import form_errors_from
+
+        vps = self._target(request, uuid, action)
+        form = self._form(request, action, request.POST)
+        if form.is_valid():
+            data = {k: v for k, v in form.cleaned_data.items() if k != "confirm"}
+            try:
+                op = self.CHANGES[action][3](vps, actor=request.user, data=data)
+            except ValidationError as exc:
+                form_errors_from(form, exc)
+            else:
+                return redirect_htmx_aware(request, op.get_absolute_url())
+        return self._render(request, vps, action, form, status=400)
 
 
 class VpsDelete(PortalDeleteView):

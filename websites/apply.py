@@ -14,9 +14,11 @@ from servers.engine import ManagedFile, Probe, ProfileKey, UnitFailed
 from websites import appsites
 from websites.checks import own_addresses
 from websites.models import Subscription, SystemAccount, Website
-from websites.vhost import SiteEnv, render_vhost
+from websites.options import parse_options
+from websites.vhost import SiteEnv, auth_file_name, render_htpasswd, render_vhost
 
 CHUNK = 500
+AUTH_DIR = "htpasswd"  # below the account's home
 RESOLVER = re.compile(r"[0-9A-Fa-f.:\[\]]+( [0-9A-Fa-f.:\[\]]+)*")
 UNIX_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -128,6 +130,12 @@ class WebsiteFiles:
             "text",
             "DNS servers nginx asks for reverse proxies' upstream host names.",
         ),
+        ProfileKey(
+            "nginx_group",
+            "www-data",
+            "text",
+            "The group nginx's workers run as: it reads the password files of protected paths.",
+        ),
     )
 
     def files(self, server, profile, units):
@@ -204,8 +212,13 @@ class WebsiteFiles:
             php_socket=pool_socket(site, profile) if php else "",
             app_port=site.app_port or 0,
             resolver=resolver,
+            # In the root-owned home (the account cannot replace the files), beside the
+            # site's directory and outside every web root.
+            auth_dir=f"{home}/{AUTH_DIR}" if logs else "",
         )
         text, revision = render_vhost(site, profile.nginx_listen, profile.webroot_base, own, env)
+        if not site.suspended:
+            yield from self._auth_files(site, profile, env)
         if php:
             version = site.php_version
             yield ManagedFile(
@@ -222,6 +235,24 @@ class WebsiteFiles:
             unit=site.unit,
             probe=Probe(hosts=tuple(site.names), revision=revision),
         )
+
+    def _auth_files(self, site, profile, env: SiteEnv):
+        """One password file per protected path: root's, readable by nginx's group only."""
+        options = parse_options(site.options)  # checked whole by render_vhost already
+        if not options.auth_paths:
+            return
+        group = profile.nginx_group
+        if not UNIX_NAME.fullmatch(group):
+            raise ValidationError(f"nginx_group {group!r} is not a group name.")
+        for guard in options.auth_paths:
+            yield ManagedFile(
+                path=f"{env.auth_dir}/{auth_file_name(site.domain, guard.path)}",
+                content=render_htpasswd(guard.users).encode(),
+                service="nginx",
+                unit=site.unit,
+                mode=0o640,
+                group=group,
+            )
 
     def report(self, server, ok: set[str], failed: dict[str, str]) -> None:
         """Statuses change in bulk and only where they differ."""

@@ -215,3 +215,20 @@ class SshKeyForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One line: ssh-ed25519 AAAA... comment. Empty removes the key.",
     )
+
+
+class AuthPathForm(forms.Form):
+    """Protect a path (with its first user) or add a user / set a user's password."""
+
+    path = forms.CharField(max_length=200, help_text="Starts with /, e.g. /admin.")
+    name = forms.CharField(label="User", max_length=32)
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=72,
+        help_text="8 to 72 characters. Kept only as a bcrypt hash.",
+    )
+
+
+class AuthRemoveForm(forms.Form):
+    path = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=32, required=False)

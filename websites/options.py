@@ -24,6 +24,8 @@ from websites.tls import CHALLENGE_PATH
 from websites.validators import (
     parse_upstream_url,
     upstream_host_problem,
+    validate_auth_user,
+    validate_bcrypt_hash,
     validate_header_name,
     validate_header_value,
     validate_url_path,
@@ -36,6 +38,12 @@ MAX_PROXIES = 10
 MAX_BODY_MB = 2048
 MAX_CACHE_DAYS = 365
 MAX_HSTS_SECONDS = 2 * 365 * 86400
+MAX_AUTH_PATHS = 10
+MAX_AUTH_USERS = 50
+# nginx checks a basic-auth password with crypt(3) in its worker on every request, so the
+# cost is paid per request (8: ~15 ms here; Apache's htpasswd -B uses 5).
+BCRYPT_ROUNDS = 8
+PASSWORD_BYTES = (8, 72)  # bcrypt reads at most 72 bytes
 PANEL_PREFIX = PROBE_PATH.rsplit("/", 1)[0]
 
 
@@ -60,6 +68,21 @@ class Proxy:
 
 
 @dataclass(frozen=True)
+class AuthUser:
+    name: str
+    hash: str  # bcrypt ($2b$/$2y$): the password itself is never stored
+
+
+@dataclass(frozen=True)
+class AuthPath:
+    """Requests below ``path`` need one of ``users`` (HTTP basic auth); the content is what
+    the site serves there anyway (files, PHP, its app or a proxied location)."""
+
+    path: str
+    users: tuple[AuthUser, ...]
+
+
+@dataclass(frozen=True)
 class SiteOptions:
     www_redirect: str = ""  # "to_apex": www.X -> X; "to_www": X -> www.X (both site names)
     https_redirect: bool = False  # rendered once the site's certificate is live (websites/tls.py)
@@ -70,6 +93,7 @@ class SiteOptions:
     max_body_mb: int = 0  # 0: the server's default (nginx: 1 MB)
     error_pages: tuple[ErrorPage, ...] = ()
     proxies: tuple[Proxy, ...] = ()
+    auth_paths: tuple[AuthPath, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """What is stored: the options that differ from their defaults."""
@@ -77,10 +101,17 @@ class SiteOptions:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value != f.default:
-                out[f.name] = (
-                    [dataclasses.asdict(v) for v in value] if isinstance(value, tuple) else value
-                )
+                out[f.name] = _plain(value)
         return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON's own types (lists, not tuples), so stored and fresh values compare equal."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
 
 
 DEFAULTS = SiteOptions()
@@ -217,10 +248,127 @@ def parse_options(
         max_body_mb=_int(data, "max_body_mb", MAX_BODY_MB, errors),
         error_pages=tuple(pages),
         proxies=tuple(proxies),
+        auth_paths=tuple(_auth_paths(data, errors)),
     )
     if errors.messages:
         raise ValidationError(errors.messages)
     return options
+
+
+def _auth_paths(data: dict, errors: _Errors) -> list[AuthPath]:
+    found, paths = [], set()
+    for i, item in _entries(data, "auth_paths", ("path", "users"), MAX_AUTH_PATHS, errors):
+        where = f"auth_paths[{i}]"
+        path = item["path"]
+        if not _path(f"{where}.path", path, errors):
+            continue
+        if path == "/":
+            errors.add(f"{where}.path", "protect a path below / (the probe and ACME need /)")
+            continue
+        if path in paths:
+            errors.add(f"{where}.path", f"{path} is given twice")
+            continue
+        users, names = [], set()
+        entries = _entries(item, "users", ("name", "hash"), MAX_AUTH_USERS, errors)
+        for j, user in entries:
+            at = f"{where}.users[{j}]"
+            ok = _check(f"{at}.name", validate_auth_user, user["name"], errors)
+            ok = _check(f"{at}.hash", validate_bcrypt_hash, user["hash"], errors) and ok
+            if ok and user["name"] in names:
+                errors.add(f"{at}.name", f"{user['name']} is given twice")
+            elif ok:
+                names.add(user["name"])
+                users.append(AuthUser(user["name"], user["hash"]))
+        if isinstance(item["users"], list) and not item["users"]:
+            errors.add(f"{where}.users", "at least one user (or remove the protected path)")
+            continue
+        paths.add(path)
+        found.append(AuthPath(path, tuple(users)))
+    return found
+
+
+def hash_password(password: str) -> str:
+    """A bcrypt hash nginx's crypt(3) (libxcrypt) accepts."""
+    import bcrypt
+
+    check_password(password)
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode()
+
+
+def check_password(password) -> None:
+    low, high = PASSWORD_BYTES
+    if not isinstance(password, str) or not low <= len(password.encode()) <= high:
+        raise ValidationError(f"A password has {low} to {high} bytes.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in password):
+        raise ValidationError("A password cannot hold control characters.")
+
+
+def with_password_hashes(submitted: Any, stored: Any) -> Any:
+    """Submitted options with each basic-auth user's ``password`` turned into its hash.
+
+    A user given without a password keeps the hash stored for the same path and name, so
+    options read back (hashes left out) can be sent again unchanged. A hash is accepted only
+    when it is the stored one: passwords come in as passwords. Anything malformed is left as
+    it is for ``parse_options`` to refuse."""
+    if not isinstance(submitted, dict) or not isinstance(submitted.get("auth_paths"), list):
+        return submitted
+    known = {}
+    for entry in (stored or {}).get("auth_paths", []) if isinstance(stored, dict) else []:
+        for user in entry.get("users", []):
+            known[(entry.get("path"), user.get("name"))] = user.get("hash")
+    out, problems = [], []
+    for i, entry in enumerate(submitted["auth_paths"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("users"), list):
+            out.append(entry)
+            continue
+        users = []
+        for j, user in enumerate(entry["users"]):
+            at = f"auth_paths[{i}].users[{j}]"
+            if not isinstance(user, dict) or not set(user) <= {"name", "password", "hash"}:
+                users.append(user)
+                continue
+            old = known.get((entry.get("path"), user.get("name")))
+            if "password" in user:
+                try:
+                    users.append(
+                        {"name": user.get("name"), "hash": hash_password(user["password"])}
+                    )
+                except ValidationError as exc:
+                    problems.append(f"{at}.password: {' '.join(exc.messages)}")
+                continue
+            if "hash" in user and user["hash"] != old:
+                problems.append(f"{at}.hash: give the password, not a hash")
+            elif old is None:
+                problems.append(f"{at}.password: a new user needs a password")
+            else:
+                users.append({"name": user.get("name"), "hash": old})
+        out.append({**entry, "users": users})
+    if problems:
+        raise ValidationError(problems)
+    return {**submitted, "auth_paths": out}
+
+
+def without_hashes(options: Any, mark: bool = False) -> Any:
+    """Options as shown (API, audit): basic-auth users by name only. With ``mark``, a short
+    digest of the hash stands in, so the audit shows that a password changed."""
+    import hashlib
+
+    if not isinstance(options, dict) or not isinstance(options.get("auth_paths"), list):
+        return options
+    shown = []
+    for entry in options["auth_paths"]:
+        if not isinstance(entry, dict):
+            continue
+        users = []
+        for user in entry.get("users", []) if isinstance(entry.get("users"), list) else []:
+            if not isinstance(user, dict):
+                continue
+            item = {"name": user.get("name")}
+            if mark and isinstance(user.get("hash"), str):
+                item["password"] = hashlib.sha256(user["hash"].encode()).hexdigest()[:8]
+            users.append(item)
+        shown.append({"path": entry.get("path"), "users": users})
+    return {**options, "auth_paths": shown}
 
 
 def _upstream(where: str, value, own: frozenset[str], errors: _Errors) -> str:

@@ -23,7 +23,7 @@ from websites import appsites, names, plans
 from websites.checks import own_addresses
 from websites.default_server import UNIT as DEFAULT_UNIT
 from websites.models import APP_KINDS, SystemAccount, Website
-from websites.options import parse_options
+from websites.options import parse_options, with_password_hashes, without_hashes
 from websites.validators import parse_upstream_url, upstream_host_problem
 
 OWNER_FIELDS = ["aliases", "options", "php_version", "upstream", "start_command", "app_env"]
@@ -85,7 +85,9 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
         data["app_env"] = _env_json(env)
     if "start_command" in data:
         data["start_command"] = start_command_of(data["start_command"], stored.kind)
-    before = audit.snapshot(stored, [*AUDITED_FIELDS, *ADMIN_FIELDS])
+    if "options" in data:
+        data["options"] = _field("options", with_password_hashes, data["options"], stored.options)
+    before = _audited(stored)
     site = stored
     for name, value in data.items():
         setattr(site, name, value)
@@ -95,7 +97,7 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
     site.options = parse_options(
         site.options, names=tuple(site.names), own_addresses=own_addresses(site.server)
     ).to_json()
-    after = audit.snapshot(site, [*AUDITED_FIELDS, *ADMIN_FIELDS])
+    after = _audited(site)
     changes = audit.diff(before, after)
     env_after = _env_of(site)
     if env_after != env_before:
@@ -115,6 +117,13 @@ def do_update_website(site: Website, *, actor, data: dict) -> Website:
 
             reissue_for_new_names(site, actor=actor)
     return site
+
+
+def _audited(site: Website) -> dict:
+    """The audited fields; basic-auth users' password hashes only as short digests."""
+    values = audit.snapshot(site, [*AUDITED_FIELDS, *ADMIN_FIELDS])
+    values["options"] = audit.jsonable(without_hashes(site.options, mark=True))
+    return values
 
 
 def reapply_php_pools(user_ids, *, actor) -> int:
@@ -346,7 +355,7 @@ def do_create_website(*, actor, data: dict) -> Website:
         kind=data.get("kind") or Website.Kind.STATIC,
         php_version=data.get("php_version") or "",
         upstream=(data.get("upstream") or "").strip(),
-        options=data.get("options") or {},
+        options=_field("options", with_password_hashes, data.get("options") or {}, {}),
     )
     if site.is_app:
         site.start_command = start_command_of(data.get("start_command"), site.kind)
@@ -625,3 +634,74 @@ def start_follow_logs(site: Website, *, actor, seconds: int | None = None):
         lock_key="",
         args={"site_id": site.pk, "seconds": min(seconds or FOLLOW_SECONDS, FOLLOW_SECONDS)},
     )
+
+
+# --- basic auth on paths (typed option ``auth_paths``) ------------------------------------
+
+
+def _auth_entries(site: Website) -> list[dict]:
+    """The stored protected paths, users by name (their hashes are kept by
+    ``with_password_hashes``), ready to change and send through ``do_update_website``."""
+    stored = Website.objects.get(pk=site.pk).options or {}
+    return [
+        {"path": e["path"], "users": [{"name": u["name"]} for u in e["users"]]}
+        for e in stored.get("auth_paths", [])
+    ]
+
+
+def _with_auth(site: Website, entries: list[dict], *, actor) -> Website:
+    stored = Website.objects.get(pk=site.pk).options or {}
+    options = {k: v for k, v in stored.items() if k != "auth_paths"}
+    if entries:
+        options["auth_paths"] = entries
+    return do_update_website(site, actor=actor, data={"options": options})
+
+
+def _auth_entry(entries: list[dict], path) -> dict:
+    for entry in entries:
+        if entry["path"] == path:
+            return entry
+    raise ValidationError({"path": f"{path} is not a protected path of this site."})
+
+
+def do_protect_path(site: Website, *, actor, data: dict) -> Website:
+    """Protect ``path`` with basic auth; its first user is ``name`` with ``password``."""
+    accept_only(data, ["path", "name", "password"])
+    refuse_nul_in(data, ["path", "name", "password"])
+    entries = _auth_entries(site)
+    if any(e["path"] == data.get("path") for e in entries):
+        raise ValidationError({"path": f"{data.get('path')} is protected already."})
+    user = {"name": data.get("name"), "password": data.get("password")}
+    return _with_auth(site, [*entries, {"path": data.get("path"), "users": [user]}], actor=actor)
+
+
+def do_unprotect_path(site: Website, *, actor, data: dict) -> Website:
+    accept_only(data, ["path"])
+    entries = _auth_entries(site)
+    entry = _auth_entry(entries, data.get("path"))
+    return _with_auth(site, [e for e in entries if e is not entry], actor=actor)
+
+
+def do_set_auth_user(site: Website, *, actor, data: dict) -> Website:
+    """Add user ``name`` to a protected path, or give it a new password."""
+    accept_only(data, ["path", "name", "password"])
+    refuse_nul_in(data, ["path", "name", "password"])
+    entries = _auth_entries(site)
+    entry = _auth_entry(entries, data.get("path"))
+    user = {"name": data.get("name"), "password": data.get("password")}
+    others = [u for u in entry["users"] if u["name"] != data.get("name")]
+    entry["users"] = [*others, user]
+    return _with_auth(site, entries, actor=actor)
+
+
+def do_remove_auth_user(site: Website, *, actor, data: dict) -> Website:
+    accept_only(data, ["path", "name"])
+    entries = _auth_entries(site)
+    entry = _auth_entry(entries, data.get("path"))
+    users = [u for u in entry["users"] if u["name"] != data.get("name")]
+    if len(users) == len(entry["users"]):
+        raise ValidationError({"name": f"{data.get('name')} is not a user of {entry['path']}."})
+    if not users:
+        raise ValidationError({"name": "The last user: remove the protected path instead."})
+    entry["users"] = users
+    return _with_auth(site, entries, actor=actor)

@@ -12,6 +12,16 @@ urlpatterns = [
     path("<uuid:uuid>/", views.WebsiteDetail.as_view(), name="website"),
     path("<uuid:uuid>/php/", views.SwitchPhp.as_view(), name="website-php"),
     path("<uuid:uuid>/aliases/", views.EditAliases.as_view(), name="website-aliases"),
+    path("<uuid:uuid>/auth/protect/", views.ProtectPath.as_view(), name="website-auth-protect"),
+    path(
+        "<uuid:uuid>/auth/unprotect/", views.UnprotectPath.as_view(), name="website-auth-unprotect"
+    ),
+    path("<uuid:uuid>/auth/user/", views.SetAuthUser.as_view(), name="website-auth-user"),
+    path(
+        "<uuid:uuid>/auth/user/remove/",
+        views.RemoveAuthUser.as_view(),
+        name="website-auth-user-remove",
+    ),
     path("<uuid:uuid>/sftp-password/", views.SftpPassword.as_view(), name="website-sftp-password"),
     path("<uuid:uuid>/ssh-key/", views.SshKey.as_view(), name="website-ssh-key"),
     path("<uuid:uuid>/suspend/", views.SuspendWebsite.as_view(), name="website-suspend"),

@@ -41,6 +41,10 @@ RESERVED_HEADERS = {
 URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
 UPSTREAM_PATH = re.compile(r"(/[A-Za-z0-9._~/-]{0,200})?")
 IPV4_TRANSLATED = ipaddress.ip_network("64:ff9b::/96")
+# Basic-auth user names: no ':' (the password file's separator), nothing nginx or a shell reads.
+AUTH_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+# bcrypt as libxcrypt's crypt(3) reads it (nginx checks passwords with the system crypt).
+BCRYPT_HASH = re.compile(r"\$2[by]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 def validate_domain(value: str) -> None:
@@ -72,6 +76,18 @@ def validate_header_value(value: str) -> None:
         raise ValidationError('A header value cannot contain ", \\ or $.')
     if value != value.strip():
         raise ValidationError("A header value cannot start or end with a space.")
+
+
+def validate_auth_user(value: str) -> None:
+    if not isinstance(value, str) or not AUTH_USER.fullmatch(value):
+        raise ValidationError(
+            f"{value!r} is not a user name: letters, digits and . _ - (not first), at most 32."
+        )
+
+
+def validate_bcrypt_hash(value: str) -> None:
+    if not isinstance(value, str) or not BCRYPT_HASH.fullmatch(value):
+        raise ValidationError("The password hash is not a bcrypt hash.")
 
 
 def validate_url_path(value: str) -> None:

@@ -8,6 +8,7 @@ each of the site's names answers the probe, including names that only redirect.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ GZIP_TYPES = (
     "text/css text/plain text/xml application/javascript application/json application/xml "
     "image/svg+xml"
 )
+AUTH_REALM = "Protected area"
 HEADER = "# Managed by the hosting panel: changes here are reported as drift and undone.\n"
 SUSPENDED_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>Site suspended</title></head>"
@@ -65,6 +67,7 @@ def rendered_locations(options: SiteOptions) -> frozenset[tuple[str, str]]:
     directives may not repeat them)."""
     taken = {("=", PROBE_PATH), ("prefix", "/"), ("prefix", CHALLENGE_PATH)}
     taken.update(("prefix", p.path) for p in options.proxies)
+    taken.update(("prefix", a.path) for a in options.auth_paths)
     if options.static_cache_days:
         taken.add(("~*", STATIC_FILES))
     return frozenset(taken)
@@ -79,6 +82,17 @@ class SiteEnv:
     php_socket: str = ""
     resolver: str = ""
     app_port: int = 0
+    auth_dir: str = ""  # where the password files of protected paths are (not the web root)
+
+
+def auth_file_name(domain: str, path: str) -> str:
+    """The password file of one protected path (a digest: paths hold '/')."""
+    return f"{domain}.{hashlib.sha256(path.encode()).hexdigest()[:16]}.htpasswd"
+
+
+def render_htpasswd(users) -> str:
+    """name:bcrypt-hash lines; both were checked whole (no ':' or newline in either)."""
+    return "".join(f"{u.name}:{u.hash}\n" for u in users)
 
 
 def render_vhost(
@@ -153,30 +167,80 @@ def _main_block(site, options: SiteOptions, served, listen, env: SiteEnv, raw) -
         if not env.resolver:
             raise ValidationError("The server has no resolver for upstreams set.")
         lines += [f"resolver {env.resolver} valid=60s;", "resolver_timeout 3s;"]
-        lines += _location("/", _variable_proxy(site.upstream))
     elif site.kind in (Website.Kind.NODE, Website.Kind.PYTHON):
         if root is not None:
             raise ValidationError("An app site passes / to its app already.")
         if not env.app_port:
             raise ValidationError("The app has no port.")
-        lines += _location("/", _app_proxy(env.app_port))
-    else:
-        lines += _location("/", [*_proxy(root)] if root else ["try_files $uri $uri/ =404;"])
+    if site.kind == Website.Kind.PHP and not env.php_socket:
+        raise ValidationError("PHP sites need a PHP version.")
+    if options.auth_paths and not env.auth_dir:  # never serve a protected path without it
+        raise ValidationError("Protected paths need the site's system account: not ready.")
+    lines += _location("/", _root_content(site, options, env, root))
     if site.kind == Website.Kind.PHP:
-        if not env.php_socket:
-            raise ValidationError("PHP sites need a PHP version.")
         lines += _location(r"~ \.php$", _php(env.php_socket))
     if options.static_cache_days:
-        lines += [
-            f'location ~* "{STATIC_FILES}" {{',
-            f"    expires {options.static_cache_days}d;",
-            "    try_files $uri =404;",
-            "}",
-        ]
+        lines += _static_cache(options)
+    auth = {a.path: a for a in options.auth_paths}
     for path, proxy in sorted(proxies.items()):
-        lines += _location(f"^~ {path}", _proxy(proxy))
+        guard = _auth_over(path, auth)
+        lines += _location(f"^~ {path}", [*_auth_lines(site, guard, env), *_proxy(proxy)])
+    for path, guard in sorted(auth.items()):
+        if path in proxies:  # that location has its auth lines already
+            continue
+        # ^~: no regex location (PHP, static files) may answer below the path without auth;
+        # the content is what would answer there otherwise, nested.
+        under = [p for p in proxies if path.startswith(p)]
+        content = (
+            _proxy(proxies[max(under, key=len)])
+            if under
+            else _root_content(site, options, env, root, nested=True)
+        )
+        lines += _location(f"^~ {path}", [*_auth_lines(site, guard, env), *content])
     text = "".join(f"    {line}\n" for line in lines)
     return f"server {{\n{text}{render_directives(raw)}}}\n"
+
+
+def _root_content(site, options: SiteOptions, env: SiteEnv, root, nested: bool = False):
+    """What answers at / (and, ``nested``, below a protected path, with the regex locations
+    of PHP and static files inside, since ^~ keeps the server's own from matching)."""
+    if site.kind == Website.Kind.PROXY:
+        return _variable_proxy(site.upstream)
+    if site.kind in (Website.Kind.NODE, Website.Kind.PYTHON):
+        return _app_proxy(env.app_port)
+    if root is not None:
+        return _proxy(root)
+    lines = ["try_files $uri $uri/ =404;"]
+    if nested and site.kind == Website.Kind.PHP:
+        lines += _location(r"~ \.php$", _php(env.php_socket))
+    if nested and options.static_cache_days:
+        lines += _static_cache(options)
+    return lines
+
+
+def _static_cache(options: SiteOptions) -> list[str]:
+    return [
+        f'location ~* "{STATIC_FILES}" {{',
+        f"    expires {options.static_cache_days}d;",
+        "    try_files $uri =404;",
+        "}",
+    ]
+
+
+def _auth_over(path: str, auth: dict) -> object | None:
+    """The protected path a location at ``path`` falls under (nginx matches prefixes as
+    strings: the longest wins), or None."""
+    over = [a for a in auth if path.startswith(a)]
+    return auth[max(over, key=len)] if over else None
+
+
+def _auth_lines(site, guard, env: SiteEnv) -> list[str]:
+    if guard is None:
+        return []
+    return [
+        f'auth_basic "{AUTH_REALM}";',
+        f"auth_basic_user_file {env.auth_dir}/{auth_file_name(site.domain, guard.path)};",
+    ]
 
 
 def _suspended_block(site, listen: str) -> str:

@@ -33,6 +33,8 @@ from websites.forms import (
     WWW_REDIRECTS,
     AliasesForm,
     AppEnvForm,
+    AuthPathForm,
+    AuthRemoveForm,
     PhpVersionForm,
     SftpPasswordForm,
     SshKeyForm,
@@ -40,7 +42,7 @@ from websites.forms import (
     WebsiteCreateForm,
 )
 from websites.models import Plan, SystemAccount, Website
-from websites.options import parse_options
+from websites.options import parse_options, without_hashes
 
 WEBSITE_TABLE = Table(
     columns=(
@@ -338,6 +340,8 @@ class WebsiteDetail(PortalDetailView):
             if site.is_app
             else None,
             aliases_form=AliasesForm(initial={"aliases": site.aliases_display}),
+            auth_paths=without_hashes(site.options or {}).get("auth_paths", []),
+            auth_form=AuthPathForm(),
             sections=sections_for("websites.website_detail", site, user),
             traffic=site.traffic.filter(month=this_month()).values_list("bytes", flat=True).first()
             or 0,
@@ -396,6 +400,38 @@ class EditAliases(_SiteForm):
         return services.do_update_website(
             site, actor=request.user, data={"aliases": data["aliases"]}
         )
+
+
+class ProtectPath(_SiteForm):
+    form_class = AuthPathForm
+    done = "Path protected; the site is being applied."
+
+    def run(self, request, site, data):
+        return services.do_protect_path(site, actor=request.user, data=data)
+
+
+class SetAuthUser(_SiteForm):
+    form_class = AuthPathForm
+    done = "User saved; the site is being applied."
+
+    def run(self, request, site, data):
+        return services.do_set_auth_user(site, actor=request.user, data=data)
+
+
+class UnprotectPath(_SiteForm):
+    form_class = AuthRemoveForm
+    done = "Protection removed; the site is being applied."
+
+    def run(self, request, site, data):
+        return services.do_unprotect_path(site, actor=request.user, data={"path": data["path"]})
+
+
+class RemoveAuthUser(_SiteForm):
+    form_class = AuthRemoveForm
+    done = "User removed; the site is being applied."
+
+    def run(self, request, site, data):
+        return services.do_remove_auth_user(site, actor=request.user, data=data)
 
 
 class SwitchPhp(_SiteForm):

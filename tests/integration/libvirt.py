@@ -140,3 +140,71 @@ def libvirtd(tmp_path_factory):
         pool.undefine()
         conn.close()
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+# A tiny guest that answers on its serial console: Debian's cloud kernel (scripts/deps.sh
+# puts it here) and an initramfs holding busybox-static, whose init runs a shell on ttyS0.
+GUEST_KERNEL = Path("/var/cache/panel-tests/vmlinuz")
+GUEST_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+echo panel-guest-ready
+while true; do setsid cttyhack sh; done
+"""
+
+
+def build_guest_initrd(out: Path) -> Path:
+    """A gzipped newc initramfs with busybox and the init above."""
+    import gzip
+    import os
+
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not Path(busybox).exists():
+        require_real("busybox is not installed (busybox-static)")
+    root = out.parent / "initrd-root"
+    for sub in ("bin", "sbin", "proc", "sys", "dev", "usr/bin", "usr/sbin"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    (root / "init").write_text(GUEST_INIT)
+    os.chmod(root / "init", 0o755)
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    archive = subprocess.run(
+        [str(root / "bin" / "busybox"), "cpio", "-o", "-H", "newc"],
+        input=("\n".join(names) + "\n").encode(),
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout
+    out.write_bytes(gzip.compress(archive))
+    return out
+
+
+def tiny_guest_xml(name: str, *, kernel: Path, initrd: Path, log: Path, vnc_password: str) -> str:
+    """A domain like the panel's (serial on a pty, VNC on 127.0.0.1 with a password) that
+    boots the tiny guest directly, its serial output also logged to ``log``."""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>192</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel><initrd>{initrd}</initrd>
+    <cmdline>console=ttyS0 quiet panic=-1</cmdline></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <serial type='pty'><log file='{log}' append='off'/><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1' passwd='{vnc_password}'>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
+  </devices>
+</domain>"""
+
+
+@pytest.fixture(scope="module")
+def tiny_guest_files(tmp_path_factory):
+    if not GUEST_KERNEL.exists():
+        require_real(f"{GUEST_KERNEL} is missing (scripts/deps.sh downloads it)")
+    base = tmp_path_factory.mktemp("guest")
+    return {"kernel": GUEST_KERNEL, "initrd": build_guest_initrd(base / "initrd.gz"), "dir": base}

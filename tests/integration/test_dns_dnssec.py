@@ -115,6 +115,11 @@ def test_sign_show_ds_change_and_unsign(bind, pdns, customer, admin_user, q_sync
             "10.0.0.2"
         ]
         assert signatures(daemon, "new.signed.test.", "A"), daemon
+        # The denial chain knows the new name (PowerDNS rectifies a signed zone per change):
+        # a name sorting just after it is denied by the NSEC record starting at it.
+        denial = answer(daemon, "newer.signed.test.", "A")
+        nsec = [r for r in denial.authority if r.rdtype == dns.rdatatype.NSEC]
+        assert "new.signed.test." in [r.name.to_text() for r in nsec], (daemon, denial)
 
     ops = services.do_set_dnssec(zone, actor=customer, data={"sign": False})
     for op in ops:

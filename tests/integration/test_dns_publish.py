@@ -7,6 +7,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import dns.flags
+import dns.message
 import dns.name
 import dns.query
 import dns.tsig
@@ -17,7 +19,7 @@ import pytest
 from core.models import Operation
 from dns import services
 from dns.models import Nameserver, NameserverGroup, PublishedRRSet, Record, Zone
-from dns.zonefiles import do_import_zone_file, export_zone_file
+from dns.zonefiles import do_import_axfr, do_import_zone_file, export_zone_file
 from tests.integration.dns_servers import (
     PanelBind,
     PowerDns,
@@ -662,3 +664,174 @@ def test_bind_on_a_managed_server_is_driven_through_its_transport(
     other = new_zone_name("remote")
     zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": other})
     assert ops[0].state == "failed" and "rndc addzone" in ops[0].error, ops[0].error
+
+
+def _pdns_zone(pdns: PowerDns, name: str) -> dict:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{pdns.api_url}/api/v1/servers/localhost/zones/{name}.?rrsets=false"
+    )
+    req.add_header("X-API-Key", pdns.api_key)
+    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback http
+        return json.loads(resp.read())
+
+
+def test_powerdns_unsigned_zone_is_not_rectified_per_change(
+    pdns, customer, q_sync, django_capture_on_commit_callbacks
+):
+    """One change in a big unsigned zone must not make PowerDNS rectify the whole zone
+    (api_rectify off), and names at and below a delegation still answer as referrals."""
+    capture = django_capture_on_commit_callbacks
+    pdns_nameserver(pdns, NameserverGroup.objects.create(name="ns", is_default=True))
+    name = new_zone_name("rectify")
+    zone, _ops = run(capture, services.do_create_zone, actor=customer, data={"name": name})
+    assert _pdns_zone(pdns, name)["api_rectify"] is False
+    for rname, rdtype, content in [
+        ("www", "A", "10.0.0.1"),
+        ("sub", "NS", "ns.sub"),
+        ("ns.sub", "A", "10.0.0.53"),
+    ]:
+        _r, ops = run(
+            capture,
+            services.do_create_record,
+            zone,
+            actor=customer,
+            data={"name": rname, "type": rdtype, "content": content},
+        )
+        assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+
+    q = dns.message.make_query(f"www.sub.{name}.", "A")
+    answer = dns.query.tcp(q, pdns.host, port=pdns.port, timeout=3)
+    assert not answer.answer and not answer.flags & dns.flags.AA  # a referral
+    assert [rr.to_text() for rrs in answer.authority for rr in rrs] == [f"ns.sub.{name}."]
+    glue = dns.query.tcp(dns.message.make_query(f"ns.sub.{name}.", "A"), pdns.host, port=pdns.port)
+    assert not glue.answer and not glue.flags & dns.flags.AA  # glue is not zone data
+    assert ask(pdns.host, pdns.port, f"www.{name}.", "A")[0].address == "10.0.0.1"
+
+
+@pytest.mark.parametrize("ran", [True, False], ids=["dropped-after-addzone", "dropped-before"])
+def test_bind_over_ssh_dropped_during_addzone_fails_then_the_next_publish_serves_it(
+    bind, ssh_server, admin_user, monkeypatch, ran, q_sync, django_capture_on_commit_callbacks
+):
+    """The SSH connection to the nameserver's server breaks while `rndc addzone` runs (its
+    answer lost, whether or not it ran): the operation fails saying so, nothing of the zone
+    is left on BIND (an added zone is removed again), the zone is not called published, and
+    the next change publishes the whole zone."""
+    from tests.integration.faults import drop_after
+
+    group = NameserverGroup.objects.create(name="managed", is_default=True)
+    ns = bind_nameserver(bind, group)
+    services.do_save_nameserver(actor=admin_user, data={"server": ssh_server}, nameserver=ns)
+    dropped = drop_after(monkeypatch, lambda argv: "addzone" in argv, run_it=ran)
+    capture = django_capture_on_commit_callbacks
+    name = new_zone_name("dropped")
+    zone, ops = run(capture, services.do_create_zone, actor=admin_user, data={"name": name})
+    assert dropped and [op.state for op in ops] == ["failed"], [op.error for op in ops]
+    assert "connection" in ops[0].error.lower(), ops[0].error
+    zone.refresh_from_db()
+    assert zone.status != Zone.Status.PUBLISHED
+    assert ask(bind.host, bind.port, f"{name}.", "SOA") is None
+
+    _r, ops = run(
+        capture,
+        services.do_create_record,
+        zone,
+        actor=admin_user,
+        data={"name": "www", "type": "A", "content": "10.0.0.4"},
+    )
+    assert [op.state for op in ops] == ["succeeded"], [op.error for op in ops]
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.PUBLISHED, zone.status_message
+    assert ask(bind.host, bind.port, f"www.{name}.", "A")[0].address == "10.0.0.4"
+    assert ask(bind.host, bind.port, f"{name}.", "SOA")[0].serial == zone.serial
+
+
+def test_a_new_zone_bind_refuses_whole_is_created_bare_and_its_records_sent_apart(
+    bind, customer, q_sync, django_capture_on_commit_callbacks
+):
+    """A new zone goes to BIND as one zone file with its records (the serial served is the
+    zone's). A name with a CNAME and other data makes BIND refuse to load that file: the
+    zone is then created bare and its record sets sent as updates, so the
+    refused record set fails alone and the rest is served."""
+    from dns.models import PublishedRRSet
+
+    capture = django_capture_on_commit_callbacks
+    ns = bind_nameserver(bind, NameserverGroup.objects.create(name="ns", is_default=True))
+    name = new_zone_name("whole")
+    zone = Zone.objects.create(name=name, owner=customer, group=ns.group)
+    Record.objects.create(zone=zone, name="www", type="A", content="10.0.0.7")
+    # The panel's validation refuses this pair; planted here to make BIND refuse the file.
+    Record.objects.create(zone=zone, name="alias", type="CNAME", content=f"www.{name}.")
+    Record.objects.create(zone=zone, name="alias", type="TXT", content='"x"')
+    _r, ops = run(capture, services.publish_zone, zone, actor=customer)
+    assert ops[0].message.endswith(f"1 failed: rrset:{name}:alias/TXT"), ops[0].message
+    zone.refresh_from_db()
+    assert zone.status == Zone.Status.ERROR and "alias TXT" in zone.status_message
+    assert ask(bind.host, bind.port, f"www.{name}.", "A")[0].address == "10.0.0.7"
+    assert ask(bind.host, bind.port, f"alias.{name}.", "CNAME") is not None
+    published = PublishedRRSet.objects.filter(zone_name=name, nameserver=ns)
+    assert {(p.name, p.type) for p in published} == {("@", "SOA"), ("www", "A"), ("alias", "CNAME")}
+
+
+def _cutting_proxy(target_host: str, target_port: int, cut_after: int) -> tuple[int, list[int]]:
+    """A TCP relay to a real server that passes the server's first ``cut_after`` bytes of
+    its answer and then drops both connections: a transfer broken mid-way, for real."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = [0]
+
+    def relay() -> None:
+        client, _ = listener.accept()
+        upstream = socket.create_connection((target_host, target_port), timeout=5)
+
+        def upward() -> None:
+            try:
+                while data := client.recv(65536):
+                    upstream.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=upward, daemon=True).start()
+        try:
+            while sent[0] < cut_after and (data := upstream.recv(4096)):
+                part = data[: cut_after - sent[0]]
+                client.sendall(part)
+                sent[0] += len(part)
+        finally:
+            for sock in (client, upstream, listener):
+                sock.close()
+
+    threading.Thread(target=relay, daemon=True).start()
+    return listener.getsockname()[1], sent
+
+
+def test_axfr_dropped_mid_transfer_imports_nothing(
+    parent, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """The connection to the server breaks after part of a 1,500-record transfer: the
+    operation fails saying so and the zone's records are exactly what they were."""
+    names = [f"bulk{i}.example.test." for i in range(1500)]
+    for start in range(0, len(names), 500):
+        _update(
+            parent,
+            "example.test.",
+            *[
+                ("replace", n, 300, "A", f"10.8.{i // 256}.{i % 256}")
+                for i, n in enumerate(names[start : start + 500], start)
+            ],
+        )
+    zone = services.do_create_zone(actor=admin_user, data={"name": "example.test"})
+    Record.objects.create(zone=zone, name="keep", type="A", content="10.1.1.1")
+    before = set(Record.objects.filter(zone=zone).values_list("name", "type", "content"))
+    port, sent = _cutting_proxy(parent.host, parent.port, cut_after=20_000)
+    tsig = {"name": parent.key_name, "secret": parent.secret, "algorithm": "hmac-sha256"}
+    with django_capture_on_commit_callbacks(execute=True):
+        op = do_import_axfr(zone, "127.0.0.1", port, actor=admin_user, replace=True, tsig=tsig)
+    op.refresh_from_db()
+    assert sent[0] == 20_000  # part of the transfer came through before the drop
+    assert op.state == "failed" and "transferring example.test" in op.error, op.error
+    assert set(Record.objects.filter(zone=zone).values_list("name", "type", "content")) == before

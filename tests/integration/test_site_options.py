@@ -26,7 +26,7 @@ from websites.directives import SiteContext, check_directives, parse_directives
 from websites.models import Website
 from websites.nginx import PROBE_PATH, RELOAD_SCRIPT, REVISION_HEADER
 from websites.options import ERROR_CODES, parse_options
-from websites.vhost import STATIC_FILES, render_vhost, rendered_locations
+from websites.vhost import STATIC_FILES, SiteEnv, render_vhost, rendered_locations
 
 pytestmark = [pytest.mark.integration]
 props = settings(
@@ -34,6 +34,7 @@ props = settings(
 )
 OTHER = "other-customer.example"
 SERVER_ADDRESS = "198.51.100.7"
+BCRYPT = "$2b$08$" + "a" * 53  # the form crypt(3) reads; what it hashes does not matter here
 
 
 class NginxUnderTest:
@@ -80,7 +81,8 @@ class NginxUnderTest:
     def render(self, site: Website) -> tuple[str, str]:
         """The site's vhost for this nginx, its server at SERVER_ADDRESS."""
         www = str(self.prefix / "www")
-        return render_vhost(site, self.listen, www, frozenset({SERVER_ADDRESS}))
+        env = SiteEnv(root=f"{www}/{site.domain}/public", auth_dir=f"{www}/auth")
+        return render_vhost(site, self.listen, www, frozenset({SERVER_ADDRESS}), env)
 
 
 def http_get(port: int, host: str, path: str = "/") -> tuple[int, dict, bytes]:
@@ -222,6 +224,25 @@ OPTIONS = st.fixed_dictionaries(
             st.fixed_dictionaries({"path": maybe_nasty(PATHS), "upstream": upstreams()}),
             max_size=3,
         ),
+        "auth_paths": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "path": maybe_nasty(PATHS),
+                    "users": st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "name": maybe_nasty(
+                                    st.from_regex(r"[a-z][a-z0-9._-]{0,8}", fullmatch=True)
+                                ),
+                                "hash": maybe_nasty(st.just(BCRYPT), weight=6),
+                            }
+                        ),
+                        max_size=3,
+                    ),
+                }
+            ),
+            max_size=3,
+        ),
     },
 )
 
@@ -262,8 +283,16 @@ class TestOptionsRender:
         for proxy in options.proxies:
             args = ("/",) if proxy.path == "/" else ("^~", proxy.path)
             assert locations[args][0]["args"] == [proxy.upstream]
-        # "/", the probe and the ACME challenge (websites/tls.py), and the proxies.
-        expected = 3 + len([p for p in options.proxies if p.path != "/"])
+        # Every location at or below a protected path asks for its password file.
+        guarded = {a.path for a in options.auth_paths}
+        for args, block in locations.items():
+            if args[0] == "^~" and any(args[1].startswith(g) for g in guarded):
+                files = [s["args"] for s in block if s["directive"] == "auth_basic_user_file"]
+                assert len(files) == 1 and files[0][0].endswith(".htpasswd"), (args, text)
+        # "/", the probe and the ACME challenge (websites/tls.py), the proxies, and the
+        # protected paths that are not a proxy's.
+        proxied = {p.path for p in options.proxies if p.path != "/"}
+        expected = 3 + len(proxied) + len(guarded - proxied)
         assert len(locations) == expected + bool(options.static_cache_days)
 
     @settings(max_examples=12, deadline=None)

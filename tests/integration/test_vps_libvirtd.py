@@ -4,6 +4,9 @@ since the blank disk boots nothing that answers ACPI) and deleted."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 
 from core.models import Operation
@@ -84,6 +87,39 @@ def test_vps_on_a_real_libvirtd(libvirtd, run, tmp_path, settings, admin_user): 
     assert dom.snapshotListNames() == ["base"]
     run(services.do_revert_snapshot, snap, actor=admin_user)
     assert _last_op(vps).state == "succeeded"
+
+    # Reinstall: the snapshot goes first, the disk is a fresh clone (no internal snapshot
+    # left in the qcow2), the same domain runs again.
+    disk_path = disk.path()
+    op = run(services.do_reinstall_vps, vps, actor=admin_user, data={})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error_detail or op.error
+    assert dom.snapshotListNames() == [] and not vps.snapshots.exists()
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", disk_path],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    )
+    assert "snapshots" not in info and info["virtual-size"] == 1 << 30
+    assert dom.isActive()
+
+    # Resize offline to a bigger plan: vCPUs and memory in the definition, the disk grown.
+    bigger = VpsPlan.objects.create(
+        name="Micro", vcpus=2, memory_mib=192, disk_gib=2, ip_count=0, ipv6=False
+    )
+    op = run(services.do_resize_vps, vps, actor=admin_user, data={"plan": bigger})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error_detail or op.error
+    dom = conn.lookupByName(vps.domain_name)
+    assert dom.isActive() and dom.info()[3] == 2 and dom.maxMemory() == 192 * 1024
+    pool = conn.storagePoolLookupByName(libvirtd["pool"])
+    pool.refresh(0)
+    assert pool.storageVolLookupByName(vps.disk_volume).info()[1] == 2 << 30
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING and vps.disk_gib == 2
 
     run(services.do_power, vps, actor=admin_user, action="shutdown")
     op = _last_op(vps)

@@ -200,3 +200,101 @@ def test_bad_input_leaves_nothing_defined(run, tmp_path, admin_user, customer, h
     for vps in Vps.objects.all():
         run(services.do_delete_vps, vps, actor=customer)
     assert {d.name() for d in _conn().listAllDomains()} == before
+
+
+def _make_running(run, customer, plan, image, hostname="web1"):  # noqa: F811
+    vps = run(
+        services.do_create_vps,
+        actor=customer,
+        data={"hostname": hostname, "plan": plan, "image": image},
+    )
+    assert _last_op(vps).state == "succeeded", _last_op(vps).error
+    vps.refresh_from_db()
+    return vps
+
+
+def test_reinstall_replaces_disk_and_deletes_snapshots(run, customer, hv, plan, image):  # noqa: F811
+    from core.models import AuditEntry
+
+    vps = _make_running(run, customer, plan, image)
+    run(services.do_create_snapshot, vps, actor=customer, data={"name": "old"})
+    pool = _conn().storagePoolLookupByName("default-pool")
+    dom_uuid = _conn().lookupByName(vps.domain_name).UUIDString()
+
+    op = run(services.do_reinstall_vps, vps, actor=customer, data={})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error_detail or op.error
+    assert op.progress == 100
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING and vps.image == image
+    dom = _conn().lookupByName(vps.domain_name)
+    assert dom.UUIDString() == dom_uuid and dom.isActive()  # same domain, fresh disk
+    assert dom.snapshotListNames() == [] and not vps.snapshots.exists()
+    pool.refresh(0)
+    disk = pool.storageVolLookupByName(vps.disk_volume)
+    assert disk.info()[1] == 5 << 30
+    assert vps.seed_volume in pool.listVolumes()
+    assert op.lines.filter(message__contains="A fresh disk").exists()
+    assert AuditEntry.objects.filter(action="vps.reinstall", actor_id=customer.pk).exists()
+
+
+def test_reinstall_refuses_hidden_image_and_busy_vps(run, customer, hv, plan, image):  # noqa: F811
+    vps = _make_running(run, customer, plan, image)
+    image.active = False
+    image.save()
+    other = type(image).objects.create(
+        name="Hidden", path=image.path, format="qcow2", sha256="1" * 64, active=False
+    )
+    with pytest.raises(ValidationError, match="offered image"):
+        services.do_reinstall_vps(vps, actor=customer, data={"image": other})
+    # Its own image stays allowed even when no longer offered.
+    assert run(services.do_reinstall_vps, vps, actor=customer, data={}).pk
+    Vps.objects.filter(pk=vps.pk).update(state=Vps.State.DELETING)
+    vps.refresh_from_db()
+    with pytest.raises(ValidationError, match="being deleted"):
+        services.do_reinstall_vps(vps, actor=customer, data={})
+
+
+def test_resize_sets_vcpus_memory_and_restarts(run, settings, reseller, customer, hv, plan, image):  # noqa: F811
+    from core.models import AuditEntry
+
+    settings.PANEL_VPS_SHUTDOWN_TIMEOUT = 0.5
+    vps = _make_running(run, customer, plan, image)
+    bigger = VpsPlan.objects.create(
+        owner=reseller, name="Medium", vcpus=2, memory_mib=1024, disk_gib=8, ipv6=False
+    )
+    op = run(services.do_resize_vps, vps, actor=customer, data={"plan": bigger})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error_detail or op.error
+    vps.refresh_from_db()
+    assert (vps.plan, vps.vcpus, vps.memory_mib, vps.disk_gib) == (bigger, 2, 1024, 8)
+    assert vps.state == Vps.State.RUNNING and not vps.drift
+    dom = _conn().lookupByName(vps.domain_name)
+    assert dom.isActive() and dom.info()[3] == 2 and dom.maxMemory() == 1024 * 1024
+    entry = AuditEntry.objects.get(action="vps.resize")
+    assert entry.changes["vcpus"] == [1, 2]
+    # The next inventory sees no drift.
+    run(services.start_refresh, hv)
+    vps.refresh_from_db()
+    assert vps.drift == ""
+
+
+def test_resize_never_shrinks_the_disk_nor_overfills(run, reseller, customer, hv, plan, image):  # noqa: F811
+    vps = _make_running(run, customer, plan, image)
+    smaller = VpsPlan.objects.create(
+        owner=reseller, name="Tiny disk", vcpus=1, memory_mib=256, disk_gib=2, ipv6=False
+    )
+    with pytest.raises(ValidationError, match="never shrunk") as err:
+        services.do_resize_vps(vps, actor=customer, data={"plan": smaller})
+    assert "plan" in err.value.message_dict
+    huge = VpsPlan.objects.create(
+        owner=reseller, name="Huge", vcpus=200, memory_mib=512, disk_gib=5, ipv6=False
+    )
+    with pytest.raises(ValidationError, match="No room"):
+        services.do_resize_vps(vps, actor=customer, data={"plan": huge})
+    foreign = VpsPlan.objects.create(name="Provider's", vcpus=1, memory_mib=512, disk_gib=9)
+    with pytest.raises(ValidationError, match="your plans"):
+        services.do_resize_vps(vps, actor=customer, data={"plan": foreign})
+    vps.refresh_from_db()
+    assert vps.plan == plan and vps.disk_gib == 5
+    assert Operation.objects.filter(kind="vps.resize").count() == 0

@@ -107,3 +107,56 @@ def test_without_libvirt_the_portal_says_so(customer, monkeypatch):
     assert page.status_code == 200
     assert b"libvirt support is not installed" in page.content
     assert b"/vps/new/" not in page.content
+
+
+def test_reinstall_and_resize_pages(fleet, customer, mallory, reseller):
+    from core.models import Operation
+    from vps.models import Image
+
+    fleet(1)
+    vps = Vps.objects.get()
+    Vps.objects.filter(pk=vps.pk).update(disk_gib=20)
+    image = Image.objects.create(name="img", path="/x", format="qcow2", sha256="0" * 64)
+    client = login(customer)
+    page = client.get(f"/vps/{vps.uuid}/change/reinstall/")
+    assert page.status_code == 200 and b"every snapshot is deleted" in page.content
+    # Not confirmed: nothing starts.
+    answer = client.post(f"/vps/{vps.uuid}/change/reinstall/", {"image": image.pk})
+    assert answer.status_code == 400 and not Operation.objects.exists()
+    small = VpsPlan.objects.create(name="Less disk", owner=reseller, disk_gib=10)
+    answer = client.post(f"/vps/{vps.uuid}/change/resize/", {"plan": small.pk})
+    assert answer.status_code == 400 and b"never shrunk" in answer.content
+    assert client.get(f"/vps/{vps.uuid}/change/explode/").status_code == 404
+    outsider = login(mallory)
+    assert outsider.get(f"/vps/{vps.uuid}/change/resize/").status_code == 404
+    assert (
+        outsider.post(f"/vps/{vps.uuid}/change/reinstall/", {"image": image.pk}).status_code == 404
+    )
+    answer = client.post(f"/vps/{vps.uuid}/change/reinstall/", {"image": image.pk, "confirm": "on"})
+    op = Operation.objects.get(kind="vps.reinstall")
+    assert answer.status_code == 302 and answer["Location"] == op.get_absolute_url()
+
+
+JSON = {"content_type": "application/json"}
+
+
+def test_reinstall_and_resize_api(fleet, customer, mallory, reseller):
+    from core.models import Operation
+
+    fleet(1)
+    vps = Vps.objects.get()
+    Vps.objects.filter(pk=vps.pk).update(disk_gib=20)
+    small = VpsPlan.objects.create(name="Less disk", owner=reseller, disk_gib=10)
+    api = login(customer)
+    answer = api.post(f"/api/v1/vps/{vps.uuid}/resize/", {"plan": str(small.uuid)}, **JSON)
+    assert answer.status_code == 400 and "never shrunk" in str(answer.json())
+    outsider = login(mallory).post(f"/api/v1/vps/{vps.uuid}/reinstall/", {}, **JSON)
+    assert outsider.status_code == 404
+    # No image given and the VPS has none: a field error.
+    answer = api.post(f"/api/v1/vps/{vps.uuid}/reinstall/", {}, **JSON)
+    assert answer.status_code == 400 and "image" in answer.json()
+    bigger = VpsPlan.objects.create(name="More", owner=reseller, disk_gib=30)
+    Hypervisor.objects.update(cpus=8, memory_mib=8192, storage_gib=100)
+    answer = api.post(f"/api/v1/vps/{vps.uuid}/resize/", {"plan": str(bigger.uuid)}, **JSON)
+    assert answer.status_code == 202, answer.json()
+    assert Operation.objects.filter(kind="vps.resize").count() == 1

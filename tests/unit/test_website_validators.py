@@ -18,6 +18,8 @@ from websites.options import parse_options
 from websites.validators import (
     parse_upstream_url,
     upstream_host_problem,
+    validate_auth_user,
+    validate_bcrypt_hash,
     validate_domain,
     validate_domain_list,
     validate_header_name,
@@ -26,7 +28,13 @@ from websites.validators import (
 )
 
 fast = settings(max_examples=200, deadline=None)
-ONE_VALUE = [validate_domain, validate_header_name, validate_header_value, validate_url_path]
+ONE_VALUE = [
+    validate_domain,
+    validate_header_name,
+    validate_header_value,
+    validate_url_path,
+    validate_auth_user,
+]
 NGINX_SYNTAX = set(";{}\"'\\$#\n\r\t\x00")
 
 
@@ -168,3 +176,15 @@ def test_quote_gives_one_token(arg):
     if _token_problem(arg):
         return
     assert [t for t, _q in tokens(f"x {quote(arg)};")][1:] == [arg, ";"]
+
+
+@fast
+@given(name=st.text(max_size=40), hashed=st.text(max_size=70))
+@example(name="bob", hashed="$2b$08$" + "a" * 53 + "\n")
+@example(name="bob:x", hashed="$2y$10$" + "a" * 53)
+def test_a_password_file_line_is_one_name_and_one_hash(name, hashed):
+    """nginx splits each line at the first ':': neither part may hold one, nor a newline."""
+    if accepts(validate_auth_user, name) and accepts(validate_bcrypt_hash, hashed):
+        line = f"{name}:{hashed}\n"
+        assert line.count(":") == 1 and line.count("\n") == 1
+        assert hashed.startswith(("$2b$", "$2y$")) and len(hashed) == 60

@@ -211,6 +211,25 @@ class PowerSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=services.POWER_ACTIONS)
 
 
+class ReinstallSerializer(serializers.Serializer):
+    image = serializers.SlugRelatedField(
+        slug_field="uuid",
+        queryset=Image.objects.filter(active=True),
+        required=False,
+        help_text="An offered image; the VPS's own when left out.",
+    )
+
+
+class ResizeSerializer(serializers.Serializer):
+    plan = serializers.SlugRelatedField(slug_field="uuid", queryset=VpsPlan.objects.none())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["plan"].queryset = services.visible_plans(request.user)
+
+
 class SnapshotSerializer(ServiceSerializer):
     vps = serializers.SlugRelatedField(slug_field="uuid", queryset=Vps.objects.none())
 

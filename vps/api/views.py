@@ -122,6 +122,28 @@ class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
         op = services.do_power(vps, actor=request.user, action=body.validated_data["action"])
         return _operation(self, op)
 
+    @extend_schema(request=s.ReinstallSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def reinstall(self, request, uuid=None):
+        """Replace the disk with a fresh copy of an image (snapshots deleted first)."""
+        vps = self.get_object()
+        body = s.ReinstallSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _operation(
+            self, services.do_reinstall_vps(vps, actor=request.user, data=body.validated_data)
+        )
+
+    @extend_schema(request=s.ResizeSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def resize(self, request, uuid=None):
+        """Move to another plan (offline; the disk only grows)."""
+        vps = self.get_object()
+        body = s.ResizeSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        return _operation(
+            self, services.do_resize_vps(vps, actor=request.user, data=body.validated_data)
+        )
+
     @extend_schema(
         parameters=[OpenApiParameter("range", str, enum=list(stats.RANGES))],
         responses=s.VpsSeriesSerializer,

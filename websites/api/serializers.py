@@ -7,6 +7,7 @@ from servers.models import Server
 from websites import plans, services
 from websites.appsites import masked_env
 from websites.models import Plan, SystemAccount, Website
+from websites.options import without_hashes
 
 WEBSITE_READ_ONLY = [
     "uuid",
@@ -43,7 +44,10 @@ class WebsiteSerializer(ServiceSerializer):
     )
     options = serializers.JSONField(
         required=False,
-        help_text="Typed vhost options; see docs/websites.md. Stored with defaults left out.",
+        help_text="Typed vhost options; see docs/websites.md. Stored with defaults left out. "
+        'auth_paths: [{"path": "/admin", "users": [{"name": "bob", "password": "..."}]}]; '
+        "passwords are kept as bcrypt hashes and read back left out; a user sent without "
+        "a password keeps the one it has.",
     )
     start_command = serializers.CharField(
         max_length=500,
@@ -78,6 +82,7 @@ class WebsiteSerializer(ServiceSerializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         data["app_env"] = masked_env(instance)  # never the values
+        data["options"] = without_hashes(data["options"])  # basic-auth users by name
         return data
 
     def get_fields(self):
