@@ -181,7 +181,8 @@ class Feed:
         self._lock = threading.Lock()
 
     def push(self, data: bytes) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
+        with suppress(RuntimeError):  # the socket's loop is gone: nobody reads any more
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
 
     def end(self) -> None:
         with self._lock:
