@@ -64,6 +64,8 @@ def issue_ticket(vps: Vps, user, session_key: str, kind: str) -> str:
     if kind not in ConsoleTicket.Kind.values:
         raise ValueError(kind)
     raw = secrets.token_urlsafe(32)
+    # The user's used and lapsed tickets go now (by the user index), so the table stays small.
+    ConsoleTicket.objects.filter(user=user, expires_at__lt=timezone.now()).delete()
     ConsoleTicket.objects.create(
         digest=hashlib.sha256(raw.encode()).hexdigest(),
         user=user,
@@ -179,7 +181,8 @@ class Feed:
         self._lock = threading.Lock()
 
     def push(self, data: bytes) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
+        with suppress(RuntimeError):  # the socket's loop is gone: nobody reads any more
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
 
     def end(self) -> None:
         with self._lock:

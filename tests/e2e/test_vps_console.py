@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from servers.models import Server
 from tests.conftest import add_totp, make_user
-from tests.e2e.browser import SHOTS, LiveBrowser
+from tests.e2e.browser import SHOTS, LiveBrowser, axe_violations
+from tests.e2e.test_accessibility import CSP_WATCH
 from tests.integration.libvirt import libvirtd, tiny_guest_files  # noqa: F401 - fixtures
 from tests.integration.test_vps_console import _vps, guest  # noqa: F401 - fixture
 from vps.models import Hypervisor
@@ -35,6 +36,7 @@ class VpsConsoleJourney(LiveBrowser):
         self.start_browser()
         errors = []
         page = self.open_signed_in(owner, device, vps.get_absolute_url())
+        page.add_init_script(CSP_WATCH)
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
 
         page.click("[data-testid=vps-console]")
@@ -45,6 +47,8 @@ class VpsConsoleJourney(LiveBrowser):
         page.keyboard.type("echo browser-$((20+22))\n")
         expect(page.locator("#terminal")).to_contain_text("browser-42", timeout=15000)
         page.screenshot(path=str(SHOTS / "vps-serial-console.png"))
+        assert page.evaluate("() => window.__cspBlocked") == []
+        assert axe_violations(page) == []
 
         page.goto(f"{self.live_server_url}/vps/{vps.uuid}/vnc/")
         # "connected" comes after noVNC answered the VNC authentication with the password.
@@ -55,4 +59,6 @@ class VpsConsoleJourney(LiveBrowser):
             "document.querySelector('[data-testid=vnc-screen] canvas').width >= 640"
         )
         page.screenshot(path=str(SHOTS / "vps-vnc.png"))
+        assert page.evaluate("() => window.__cspBlocked") == []  # noVNC's modules too
+        assert axe_violations(page) == []
         assert not [e for e in errors if "Content Security Policy" in e], errors

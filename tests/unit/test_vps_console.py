@@ -127,7 +127,10 @@ async def test_tickets_for_another_vps_session_kind_or_past_their_time_are_refus
     )
     assert (await connect(f"{serial}?ticket={ticket}", client))[1:] == (False, 4403)
 
+    lapsed = await sync_to_async(ConsoleTicket.objects.count)()
     ticket = await _ticket(client, vps)  # the VPS expires between ticket and socket
+    # Issuing a ticket removed the user's lapsed ones.
+    assert await sync_to_async(ConsoleTicket.objects.count)() == 1 < lapsed
     await sync_to_async(Vps.objects.filter(pk=vps.pk).update)(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
