@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("vps", "0002_stats"),
+        ("vps", "0003_console_ticket"),
     ]
 
     operations = [
