@@ -10,6 +10,7 @@ NAV = [
     ("dns", "DNS", "network"),
     ("vps", "VPS", "cpu"),
     ("monitoring", "Monitoring", "activity"),
+    ("backups", "Backups", "history"),
     ("operations", "Operations", "list-checks"),
     ("account", "Account", "user-cog"),
 ]

@@ -66,7 +66,17 @@ def _objects(admin_user):
         rule=alert_rule, owner=admin_user, kind="x", subject="s", label="l"
     )
     check = Check.objects.create(owner=admin_user, name="fuzz", target="https://fuzz.example.com/")
+    from backups.models import BackupJob, BackupRun, BackupTarget
+
+    backup_target = BackupTarget.objects.create(
+        name="fuzz", server=server, path="/srv/b", password="x" * 20
+    )
+    backup_job = BackupJob.objects.create(account=account, target=backup_target)
+    backup_run = BackupRun.objects.create(job=backup_job, state="succeeded", snapshot_id="abcd1234")
     return {
+        "backup-targets": backup_target,
+        "backup-jobs": backup_job,
+        "backup-runs": backup_run,
         "hypervisors": hv,
         "vps-plans": vps_plan,
         "images": Image.objects.create(name="fuzz", path="/x", format="raw", sha256="0" * 64),
