@@ -61,6 +61,44 @@ def check_target(ctx: OperationContext, target_id: int) -> str:
     return f"Repository {done}{space}"
 
 
+def verify_target(ctx: OperationContext, target_id: int) -> str:
+    """``restic check``: the repository's structure is sound. A failure marks the target
+    unreachable, which alerts for every job that backs up into it."""
+    target = BackupTarget.objects.select_related("server").filter(pk=target_id).first()
+    if target is None:
+        raise OperationError("The target was deleted.")
+    ctx.progress(10, f"Checking {target.repository}")
+    t = _transport(target.server)
+    try:
+        with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+            repo.run("check", timeout=6 * 3600)
+    except Exception as exc:
+        BackupTarget.objects.filter(pk=target.pk).update(
+            status=BackupTarget.Status.FAILED,
+            status_message=f"restic check: {exc}"[:2000],
+            checked_at=timezone.now(),
+        )
+        raise OperationError(str(exc)) from exc
+    BackupTarget.objects.filter(pk=target.pk).update(
+        status=BackupTarget.Status.READY, status_message="", checked_at=timezone.now()
+    )
+    return "The repository is sound (restic check)."
+
+
+def verify_all() -> int:
+    """Weekly: ``restic check`` every target in use."""
+    from backups import services
+
+    started = 0
+    for target in BackupTarget.objects.filter(jobs__isnull=False).distinct():
+        try:
+            services.start_verify_target(target, actor=None)
+            started += 1
+        except Exception:  # one target must not stop the others
+            log.exception("could not start the check of target %s", target.pk)
+    return started
+
+
 # ------------------------------------------------------------------ backups
 
 
@@ -291,19 +329,20 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
         )
         ctx.progress(88, f"Retention: keep {job.keep_daily} daily, {job.keep_weekly} weekly")
         try:
-            repo.forget(job.tag, job.keep_daily, job.keep_weekly)
-            live = [str(s.get("id") or "") for s in repo.snapshots(job.tag)]
+            removed = repo.forget(job.tag, job.keep_daily, job.keep_weekly)
         except ResticError as exc:  # the backup itself is safe; say so and go on
             ctx.log(f"Retention failed: {exc}", "warning")
         else:
-            # restic's summary gives the short id, its listing the full one.
+            # restic's summary gives the short id, forget the full one.
             kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
             gone = [
                 pk
                 for pk, short in kept.values_list("pk", "snapshot_id")
-                if not any(full.startswith(short) for full in live)
+                if any(full.startswith(short) for full in removed)
             ]
             BackupRun.objects.filter(pk__in=gone).update(forgotten=True)
+            if removed:
+                ctx.log(f"Retention removed {len(removed)} snapshot(s).")
     return summary
 
 
@@ -333,13 +372,15 @@ def backup_alert_source(rule, now):
     from core.policy import restrict
     from monitoring.alerts import Finding
 
-    jobs = restrict(BackupJob, rule.owner).filter(enabled=True).select_related("account")
-    for job in jobs:
+    jobs = restrict(BackupJob, rule.owner).filter(enabled=True)
+    for job in jobs.select_related("account", "target"):
         period = job.every_minutes * 60
         since = job.last_success_at or job.created_at
         subject, label = f"backup:{job.uuid.hex}", job.account.name
         if job.last_status == BackupJob.Status.FAILED:
             message = f"The last backup of {label} failed: {job.last_error}"
+        elif job.target.status == BackupTarget.Status.FAILED:
+            message = f"The repository {label} is backed up into failed its check."
         elif (now - since).total_seconds() > period:
             when = f"since {job.last_success_at:%Y-%m-%d %H:%M}" if job.last_success_at else "yet"
             message = f"No backup of {label} {when}."
