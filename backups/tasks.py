@@ -398,8 +398,15 @@ def backup_alert_source(rule, now):
 # aside first and removed only once the new one is in place. Constant text, paths as args.
 SWAP = r"""
 set -eu
-src=$1 dest=$2 aside="$2.panel-old-$3"
-mkdir -p -- "$(dirname -- "$dest")"
+src=$1 dest=$2 aside="$2.panel-old-$3" home=$(realpath -m -- "$4")
+# As root, never through a link the customer made to somewhere outside the home.
+parent=$(realpath -m -- "$(dirname -- "$dest")")
+case "$parent/" in
+  "$home"/*) ;;
+  *) echo "$dest is not inside $home" >&2; exit 1 ;;
+esac
+mkdir -p -- "$parent"
+dest="$parent/$(basename -- "$dest")" aside="$parent/$(basename -- "$aside")"
 if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$aside"; fi
 if ! mv -- "$src" "$dest"; then
   if [ -e "$aside" ]; then mv -- "$aside" "$dest"; fi
@@ -475,7 +482,8 @@ def _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run
         ctx.progress(20, f"Restoring {site} from {run.snapshot_id[:8]}")
         repo.restore(run.snapshot_id, stage, source)
         ctx.progress(80, f"Putting the files in place at {dest}")
-        res = repo.t.run(["sh", "-c", SWAP, "swap", f"{stage}{source}", dest, secrets.token_hex(4)])
+        restored = f"{stage}{source}"
+        res = repo.t.run(["sh", "-c", SWAP, "swap", restored, dest, secrets.token_hex(4), home])
         if res.code != 0:
             raise OperationError(f"Could not put the files in place: {res.stderr.strip()}")
     finally:

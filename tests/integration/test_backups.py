@@ -216,6 +216,16 @@ def test_backup_records_the_run_and_restores_a_site_exactly(world, repo_dir):
     assert tree(world.site.parent.parent / "restored" / "site") == before
     again = restore(world, job, {**data, "destination": "new", "new_path": "restored/site"})
     assert again.state == "failed" and "exists already" in again.error
+    # A link the customer made to outside the home is not followed (restores run as root).
+    outside = Path(tempfile.mkdtemp(prefix="uhp-outside-"))
+    try:
+        (world.public / "escape").symlink_to(outside)
+        new_path = f"sites/{DOMAIN}/public/escape/site"
+        op = restore(world, job, {**data, "destination": "new", "new_path": new_path})
+        assert op.state == "failed" and "not inside" in op.error
+        assert list(outside.iterdir()) == []
+    finally:
+        shutil.rmtree(outside)
 
 
 def test_retention_forgets_old_snapshots(world, repo_dir):
