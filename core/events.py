@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from core import bulk
 from core.models import LiveEvent, Operation, OperationLogLine
@@ -176,28 +177,25 @@ def send(groups: list[str], message: dict) -> None:
 def changed_many(topic: str, items: list[tuple[str, object, dict]]) -> None:
     """Many ``changed`` events of one topic in one insert: ``items`` are (key, owner, data).
     For writers that change many rows at once (a monitoring round announces every server's
-    new sample)."""
+    new sample). Rows are plain tuples: a model instance per event was a tenth of a round."""
+    now = timezone.now()
     rows = [
-        LiveEvent(
-            topic=topic,
-            key=key,
-            owner_id=getattr(owner, "pk", None),
-            reseller_id=getattr(owner, "reseller_id", None),
-            data=data,
-        )
+        (now, topic, key, getattr(owner, "pk", None), getattr(owner, "reseller_id", None), data)
         for key, owner, data in items
     ]
     if rows:
         transaction.on_commit(lambda: _emit_many(rows))
 
 
-def _emit_many(rows: list[LiveEvent]) -> None:
-    fields = ("created_at", "topic", "key", "owner_id", "reseller_id", "data")
-    values = [tuple(getattr(e, f) for f in fields) for e in rows]
+_MANY_FIELDS = ("created_at", "topic", "key", "owner_id", "reseller_id", "data")
+
+
+def _emit_many(rows: list[tuple]) -> None:
+    shared = layer_is_shared()
     with transaction.atomic():
-        ids = bulk.insert_rows(LiveEvent, fields, values, returning=True)
-    for event, pk in zip(rows, ids, strict=True):
-        event.pk = pk
-    if layer_is_shared():
-        for event in rows:
+        # The sequence numbers are needed only to publish (the relay reads the table).
+        ids = bulk.insert_rows(LiveEvent, _MANY_FIELDS, rows, returning=shared)
+    if shared:
+        for pk, row in zip(ids, rows, strict=True):
+            event = LiveEvent(pk=pk, **dict(zip(_MANY_FIELDS, row, strict=True)))
             send(event_groups(event), event_message(event))

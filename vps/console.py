@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -63,6 +64,8 @@ def issue_ticket(vps: Vps, user, session_key: str, kind: str) -> str:
     if kind not in ConsoleTicket.Kind.values:
         raise ValueError(kind)
     raw = secrets.token_urlsafe(32)
+    # The user's used and lapsed tickets go now (by the user index), so the table stays small.
+    ConsoleTicket.objects.filter(user=user, expires_at__lt=timezone.now()).delete()
     ConsoleTicket.objects.create(
         digest=hashlib.sha256(raw.encode()).hexdigest(),
         user=user,
@@ -138,18 +141,23 @@ def still_allowed(user, vps_id: int) -> bool:
 # --- libvirt's event loop ------------------------------------------------------------------
 
 _events_lock = threading.Lock()
-_events_running = False
+_events_registered = False
+_events_pid: int | None = None
 
 
 def ensure_event_loop() -> None:
     """Register libvirt's default event implementation and run it in a daemon thread, once
-    per process. It must be in place before the connection whose streams use it is opened."""
-    global _events_running
+    per process. It must be in place before the connection whose streams use it is opened.
+    A forked child (a test's live server) inherits the registration but not the thread, so
+    the thread is counted per process id."""
+    global _events_registered, _events_pid
     libvirt = lv._libvirt()
     with _events_lock:
-        if _events_running:
+        if _events_pid == os.getpid():
             return
-        libvirt.virEventRegisterDefaultImpl()
+        if not _events_registered:
+            libvirt.virEventRegisterDefaultImpl()
+            _events_registered = True
 
         def run() -> None:
             while True:
@@ -160,7 +168,7 @@ def ensure_event_loop() -> None:
                     time.sleep(0.1)
 
         threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        _events_running = True
+        _events_pid = os.getpid()
 
 
 class Feed:
@@ -173,7 +181,8 @@ class Feed:
         self._lock = threading.Lock()
 
     def push(self, data: bytes) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
+        with suppress(RuntimeError):  # the socket's loop is gone: nobody reads any more
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
 
     def end(self) -> None:
         with self._lock:

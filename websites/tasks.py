@@ -339,6 +339,30 @@ def app_action(ctx: OperationContext, site_id: int, action: str) -> str:
     return f"{site.domain}: the app is {state}"
 
 
+def _app_worker_lost(op, site_id: int, action: str = "", **_args) -> None:
+    """The worker died during an app action: whether the program was rewritten or the
+    process manager got the command is unknown. The app's state reads "unknown"; for a
+    start, stop or restart the site says failed and why (never pending, never silently
+    active) and its units are marked for the next apply: the next start or stop applies
+    them (the site is active again once they apply) and tells the process manager."""
+    now = timezone.now()
+    Website.objects.filter(pk=site_id).update(app_state="unknown", app_state_at=now)
+    if action == "status":
+        return
+    site = Website.objects.filter(pk=site_id).select_related("server").first()
+    if site is None or site.status == Website.Status.DELETING:
+        return
+    _fail_site(
+        site,
+        f"The app's {action} was interrupted ({WORKER_LOST}) Its state is unknown: "
+        "start (or stop) it again, which applies the site and tells the process manager.",
+    )
+    mark_dirty(site.server, {site.unit, appsites.RUNNER_UNIT})
+
+
+on_worker_lost(app_action, _app_worker_lost)
+
+
 def _account_task(account_id: int):
     account = SystemAccount.objects.select_related("server", "user").get(pk=account_id)
     return account, account.server

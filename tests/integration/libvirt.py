@@ -150,6 +150,7 @@ GUEST_INIT = """#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+echo "panel tiny guest: its shell is on the serial console" > /dev/tty0
 echo panel-guest-ready
 while true; do setsid cttyhack sh; done
 """

@@ -394,6 +394,84 @@ class TestUpload:
         key_file = tls_nginx.prefix / "tls" / "upload.example.com.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
+    def test_a_bad_reupload_leaves_the_live_certificate_serving(
+        self,
+        tls_server,
+        tls_nginx,
+        dns_standin,
+        admin_user,
+        q_sync,
+        django_capture_on_commit_callbacks,
+    ):
+        """A certificate already serves; a new upload is refused at validation (a key of
+        another certificate) or by the server's nginx (a 1024-bit RSA key, which OpenSSL's
+        security level refuses): the old key and chain stay on disk and serve, the row
+        describes them again, the site is active, and the error says what happened."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from django.core.exceptions import ValidationError
+
+        site = make_site(tls_server, tls_nginx, admin_user, "reup.example.com", dns_standin)
+        crt, key = self_signed(tls_nginx.prefix / "reup", [site.domain])
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.do_upload_certificate(
+                site, actor=admin_user, private_key=key.read_text(), certificate=crt.read_text()
+            )
+        op.refresh_from_db()
+        assert op.state == "succeeded", op.error
+        live = Certificate.objects.get(website=site)
+        wait_serving(tls_nginx, site.domain, crt.read_text(), live.fingerprint)
+        key_file = tls_nginx.prefix / "tls" / "reup.example.com.key"
+        crt_file = tls_nginx.prefix / "tls" / "reup.example.com.crt"
+        files = (key_file.read_bytes(), crt_file.read_bytes())
+
+        def unchanged(status="active"):
+            cert = Certificate.objects.get(website=site)
+            assert (cert.fingerprint, cert.fullchain, cert.private_key) == (
+                live.fingerprint,
+                live.fullchain,
+                live.private_key,
+            )
+            assert (cert.not_after, cert.domains, cert.status) == (
+                live.not_after,
+                live.domains,
+                status,
+            )
+            assert (key_file.read_bytes(), crt_file.read_bytes()) == files
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            der, body = https_peer(tls_nginx.tls_port, site.domain, crt.read_text())
+            assert fingerprint(der) == live.fingerprint and body == "hello from reup.example.com"
+            site.refresh_from_db()
+            assert site.status == "active", site.status_message
+            return cert
+
+        other_crt, other_key = self_signed(tls_nginx.prefix / "other", [site.domain])
+        with pytest.raises(ValidationError, match="does not belong"):
+            services.do_upload_certificate(
+                site,
+                actor=admin_user,
+                private_key=other_key.read_text(),
+                certificate=crt.read_text(),
+            )
+        unchanged()
+
+        weak_crt, weak_key = self_signed(
+            tls_nginx.prefix / "weak",
+            [site.domain],
+            key=rsa.generate_private_key(public_exponent=65537, key_size=1024),
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.do_upload_certificate(
+                site,
+                actor=admin_user,
+                private_key=weak_key.read_text(),
+                certificate=weak_crt.read_text(),
+            )
+        op.refresh_from_db()
+        assert op.state == "failed" and "key too small" in op.error, op.error
+        cert = unchanged()
+        assert "not installed" in cert.last_error and "key too small" in cert.last_error
+        assert "previous certificate keeps serving" in cert.last_error
+
 
 class TestCatchAll:
     def test_unknown_names_reach_no_site_and_delete_removes_the_files(

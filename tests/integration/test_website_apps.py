@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     wait_port,
     world_readable_tmp,
 )
+from tests.integration.faults import die, run_in_doomed_worker
 from websites import plans, services
 from websites.models import Website
 from websites.tasks import refresh_app_states
@@ -546,3 +547,86 @@ def _supervisord_again(stack) -> None:
         lambda: "RUNNING" in _ctl(stack, "pid") or _ctl(stack, "pid").strip().isdigit(),
         what="supervisord",
     )
+
+
+def _arm_after_the_command() -> None:
+    """In the worker: die once the process manager ran the restart, before its check."""
+    from websites import tasks
+
+    tasks.profile_for = lambda server: die()
+
+
+def _arm_mid_apply() -> None:
+    """In the worker: die once the program file is swapped in, before the reload."""
+    from servers import tasks as server_tasks
+    from servers.engine.engine import Engine
+
+    class Doomed(Engine):
+        def __init__(self, *args, **kwargs):
+            hook = lambda phase: die() if phase == "reload" else None  # noqa: E731
+            super().__init__(*args, **{**kwargs, "hook": hook, "batch": False})
+
+    server_tasks.Engine = Doomed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("action", "arm"),
+    [("restart", _arm_after_the_command), ("start", _arm_mid_apply)],
+    ids=["restart-after-the-command", "start-mid-apply"],
+)
+def test_worker_killed_during_an_app_action(
+    stack, server, admin_user, q_sync, monkeypatch, django_capture_on_commit_callbacks, action, arm
+):
+    """A real SIGKILL of the worker running an app action: once the dead operation is
+    noticed, the operation is failed, the site says failed and why (never pending), the
+    app's state reads unknown; starting it again converges and the app answers."""
+    nginx = stack["nginx"]
+    customer = make_user(f"{OTHER}@example.com", "customer")
+    domain = f"{action}.killed.apps.test"
+    run = lambda: django_capture_on_commit_callbacks(execute=True)  # noqa: E731
+    with run():
+        site = services.do_create_website(
+            actor=admin_user,
+            data={
+                "domain": domain,
+                "server": server,
+                "owner": customer,
+                "kind": "python",
+                "start_command": "/usr/bin/python3 app.py",
+            },
+        )
+    (stack["homes"] / OTHER / "sites" / domain / "app" / "app.py").write_text(PYTHON_APP)
+    with run():  # created before its code: the retry starts it
+        services.do_retry_website(site, actor=admin_user)
+    site.refresh_from_db()
+    assert site.status == "active", site.status_message
+    if action == "start":
+        with run():
+            services.do_app_action(site, actor=admin_user, action="stop")
+        _wait_for(lambda: nginx.get(domain)[0] == 502, what="the app to stop")
+
+    queued: list[Operation] = []
+    with monkeypatch.context() as m:  # queued, not run: the doomed child runs it
+        m.setattr("core.operations._enqueue", queued.append)
+        with run():
+            services.do_app_action(site, actor=admin_user, action=action)
+    (op,) = queued
+    run_in_doomed_worker(op, arm)
+    assert op.state == Operation.State.FAILED, op.state
+    site.refresh_from_db()
+    assert site.status == "failed", site.status
+    assert f"The app's {action} was interrupted" in site.status_message
+    assert site.app_state == "unknown"
+
+    # Started again (as the message says): the site applies, the app runs and answers.
+    with run():
+        op = services.do_app_action(site, actor=admin_user, action="start")
+    op.refresh_from_db()
+    assert op.state == Operation.State.SUCCEEDED, op.error
+    site.refresh_from_db()
+    assert site.status == "active", site.status_message
+    assert site.app_state == "running" and site.app_running
+    _wait_for(lambda: nginx.get(domain)[0] == 200, what="the app to answer")
+    with run():
+        services.do_delete_website(site, actor=admin_user)

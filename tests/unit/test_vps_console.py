@@ -127,7 +127,10 @@ async def test_tickets_for_another_vps_session_kind_or_past_their_time_are_refus
     )
     assert (await connect(f"{serial}?ticket={ticket}", client))[1:] == (False, 4403)
 
+    lapsed = await sync_to_async(ConsoleTicket.objects.count)()
     ticket = await _ticket(client, vps)  # the VPS expires between ticket and socket
+    # Issuing a ticket removed the user's lapsed ones.
+    assert await sync_to_async(ConsoleTicket.objects.count)() == 1 < lapsed
     await sync_to_async(Vps.objects.filter(pk=vps.pk).update)(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -145,3 +148,59 @@ async def test_someone_elses_ticket_is_refused(vps, customer, mallory):
     thief = await sync_to_async(login)(mallory)
     path = f"/ws/vps/{vps.uuid}/console/serial/?ticket={ticket}"
     assert (await connect(path, thief))[1:] == (False, 4403)
+
+
+def test_the_watchdog_ends_a_console_when_its_session_or_vps_goes(vps, customer):
+    from vps.consumers import _session_alive
+
+    client = login(customer)
+    key = client.session.session_key
+    assert _session_alive(customer, key, "127.0.0.1", vps.pk)
+    Vps.objects.filter(pk=vps.pk).update(state=Vps.State.PAUSED)  # suspended
+    assert not _session_alive(customer, key, "127.0.0.1", vps.pk)
+    Vps.objects.filter(pk=vps.pk).update(
+        state=Vps.State.RUNNING, expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert not _session_alive(customer, key, "127.0.0.1", vps.pk)
+    Vps.objects.filter(pk=vps.pk).update(expires_at=None)
+    assert _session_alive(customer, key, "127.0.0.1", vps.pk)
+    client.session.flush()  # the browser session expired or was ended elsewhere
+    assert not _session_alive(customer, key, "127.0.0.1", vps.pk)
+
+
+async def _refused_with_reason(client, vps, page: str) -> int | None:
+    resp = await sync_to_async(client.post)(f"/vps/{vps.uuid}/{page}/ticket/")
+    data = resp.json()
+    comm, ok, _ = await connect(f"{data['url']}?ticket={data['ticket']}", client)
+    assert ok  # the ticket was good: the socket opens, then says what failed
+    msg = await comm.receive_output(timeout=15)
+    await comm.disconnect()  # as the browser does once the close handshake ends
+    return msg.get("code")
+
+
+async def test_vnc_that_cannot_be_reached_closes_the_socket(vps, customer, monkeypatch):
+    """Faults on the way to the screen: nothing listens on the VNC port of a local
+    hypervisor; the SSH server of a remote one does not answer. Each closes with 4500 and
+    the session is audited as closed."""
+    import socket
+
+    from vps import console
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(console, "_vnc_port", lambda vps: port)
+    client = await sync_to_async(login)(customer)
+    assert await _refused_with_reason(client, vps, "vnc") == 4500
+
+    hv = vps.hypervisor
+    hv.uri = "qemu+libssh:///system"
+    await sync_to_async(hv.save)()
+    await sync_to_async(Server.objects.filter(pk=hv.server_id).update)(
+        transport=Server.Transport.SSH, address="127.0.0.1", ssh_port=port
+    )
+    assert await _refused_with_reason(client, vps, "vnc") == 4500
+    actions = await sync_to_async(
+        lambda: list(AuditEntry.objects.values_list("action", flat=True))
+    )()
+    assert actions.count("vps.console.open") == actions.count("vps.console.close") == 2

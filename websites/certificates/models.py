@@ -6,6 +6,8 @@ encrypted and written to the server only by the apply engine, as a file of mode 
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import uuid
 
 from django.db import models
@@ -73,8 +75,22 @@ class Certificate(models.Model):
     # True once the key and chain files are live on the server: only then does the vhost
     # name them (nginx refuses a configuration whose certificate file is missing).
     installed = models.BooleanField(default=False)
+    # While an upload replaces a live certificate: the live one (JSON of STASHED, the key
+    # with it, hence encrypted), put back if the server refuses the upload.
+    replaced = EncryptedTextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    STASHED = (
+        "private_key",
+        "fullchain",
+        "fingerprint",
+        "not_before",
+        "not_after",
+        "domains",
+        "source",
+        "key_type",
+    )
 
     class Meta:
         ordering = ["website__domain"]
@@ -85,6 +101,23 @@ class Certificate(models.Model):
     @property
     def unit(self) -> str:
         return f"certificate:{self.uuid.hex}"
+
+    def stash_live(self) -> None:
+        """Keep the live certificate's values before an upload overwrites them (once: while
+        an upload is pending, the live one is still the one stashed first)."""
+        if not self.installed or not self.fullchain or self.replaced:
+            return
+        values = {name: getattr(self, name) for name in self.STASHED}
+        for name in ("not_before", "not_after"):
+            values[name] = values[name].isoformat() if values[name] else None
+        self.replaced = json.dumps(values)
+
+    def stashed(self) -> dict:
+        """The values ``stash_live`` kept, ready for ``update(**...)``."""
+        values = json.loads(self.replaced)
+        for name in ("not_before", "not_after"):
+            values[name] = dt.datetime.fromisoformat(values[name]) if values[name] else None
+        return values
 
     @property
     def names(self) -> list[str]:

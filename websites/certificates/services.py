@@ -170,6 +170,7 @@ def do_upload_certificate(site, *, actor, private_key: str, certificate: str):
         cert, _created = Certificate.objects.select_for_update().get_or_create(
             website=site, defaults={"domains": ""}
         )
+        cert.stash_live()  # put back if the server refuses the upload
         cert.source = Certificate.Source.UPLOAD
         cert.domains = " ".join(chain.names)
         cert.key_type = (

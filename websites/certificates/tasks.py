@@ -15,7 +15,7 @@ from core.operations import WORKER_LOST, OperationContext, OperationError, on_wo
 from servers import connection
 from servers.engine import ApplyError, profile_for, registry
 from servers.engine.engine import Engine
-from servers.engine.state import dirty
+from servers.engine.state import dirty, mark_dirty
 from servers.transport import TransportError
 from websites.certificates.acme_client import (
     DNS01,
@@ -217,22 +217,53 @@ def _http_responder(ctx: OperationContext, t, challenge_dir: str):
 
 
 def install_certificate(ctx: OperationContext, certificate_id: int) -> str:
-    """An uploaded certificate: its files, then the site."""
+    """An uploaded certificate: its files, then the site. When the server refuses it
+    (nginx's OpenSSL may refuse what the panel's checks let through, e.g. a small RSA key)
+    and another certificate was live, that one's files are written back and its values
+    restored: the server never keeps files nginx refuses, which would fail every later
+    apply there, and the row says what serves."""
     cert = _load(certificate_id)
     live = cert.installed  # an earlier chain's files serve until these replace them
+    t = None
     try:
         t = connection.open_transport(cert.website.server)
         _install(ctx, cert, t)
     except (TransportError, OperationError) as exc:
-        raise _fail(cert, str(exc), live=live) from exc
+        message = str(exc)
+        if cert.replaced:
+            message = _put_back(ctx, cert, t, message)
+        raise _fail(cert, message, live=live) from exc
+    Certificate.objects.filter(pk=cert.pk).update(replaced="")
     return f"Installed the certificate for {cert.domains}"
 
 
+def _put_back(ctx: OperationContext, cert: Certificate, t, why: str) -> str:
+    """Restore the certificate an upload replaced (row, then files); the error to show."""
+    Certificate.objects.filter(pk=cert.pk).update(**cert.stashed(), replaced="")
+    message = f"The uploaded certificate was not installed: {why}"
+    if t is None:  # nothing was written: the server never saw the upload
+        return f"{message} The previous certificate keeps serving."
+    site = cert.website
+    try:
+        ctx.progress(95, "Putting the previous certificate back")
+        _apply(ctx, site.server, t, cert.unit, also=(site.unit,))
+    except (TransportError, OperationError) as again:
+        mark_dirty(site.server, {cert.unit, site.unit})  # the next apply puts it back
+        return f"{message} Putting the previous certificate back failed too: {again}"
+    ctx.log("The previous certificate is back on the server and keeps serving.", "warning")
+    return f"{message} The previous certificate keeps serving."
+
+
 def _certificate_worker_lost(op, certificate_id: int, **_args) -> None:
-    """The worker died mid-order or mid-install: what serves is what was live before."""
-    cert = Certificate.objects.filter(pk=certificate_id).first()
-    if cert is not None:
-        _fail(cert, WORKER_LOST, live=_was_live(cert))
+    """The worker died mid-order or mid-install: what serves is what was live before (an
+    upload's predecessor is restored and its files marked for the next apply)."""
+    cert = Certificate.objects.filter(pk=certificate_id).select_related("website").first()
+    if cert is None:
+        return
+    if cert.replaced:
+        Certificate.objects.filter(pk=cert.pk).update(**cert.stashed(), replaced="")
+        mark_dirty(cert.website.server, {cert.unit, cert.website.unit})
+    _fail(cert, WORKER_LOST, live=_was_live(cert))
 
 
 on_worker_lost(issue_certificate, _certificate_worker_lost)
