@@ -66,7 +66,19 @@ def _objects(admin_user):
         rule=alert_rule, owner=admin_user, kind="x", subject="s", label="l"
     )
     check = Check.objects.create(owner=admin_user, name="fuzz", target="https://fuzz.example.com/")
+    from mail.models import MailAlias, Mailbox, MailDomain
+
+    mail_domain = MailDomain.objects.create(
+        domain="fuzz-mail.example.com", server=server, owner=admin_user
+    )
     return {
+        "mail-domains": mail_domain,
+        "mailboxes": Mailbox.objects.create(
+            domain=mail_domain, local_part="info", password_hash="{SHA512-CRYPT}$6$s$" + "x" * 86
+        ),
+        "mail-aliases": MailAlias.objects.create(
+            domain=mail_domain, local_part="sales", destinations="info@fuzz-mail.example.com"
+        ),
         "hypervisors": hv,
         "vps-plans": vps_plan,
         "images": Image.objects.create(name="fuzz", path="/x", format="raw", sha256="0" * 64),
