@@ -11,6 +11,7 @@ NAV = [
     ("mail", "Mail", "mail"),
     ("vps", "VPS", "cpu"),
     ("monitoring", "Monitoring", "activity"),
+    ("backups", "Backups", "history"),
     ("operations", "Operations", "list-checks"),
     ("account", "Account", "user-cog"),
 ]

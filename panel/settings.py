@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "vps",
     "monitoring",
     "mail",
+    "backups",
 ]
 
 MIDDLEWARE = [

@@ -47,6 +47,8 @@ NEEDS=(
   "/usr/bin/xorriso:xorriso"
   # The console tests' tiny guest: an initramfs holding busybox, booting the kernel below.
   "/bin/busybox:busybox-static"
+  # Backups: restic runs on the servers (and here, in the tests).
+  "/usr/bin/restic:restic"
 )
 
 # The tiny guest boots Debian's cloud kernel. Only the file is taken from the package

@@ -66,7 +66,17 @@ class Fail2banFiles:
     """One file per prepared server (unit ``fail2ban:jails``)."""
 
     unit_prefix = "fail2ban:"
-    profile_keys = ()  # the service's
+    # The service has fail2ban's own. Prepare server's dpkg (it installs fail2ban) is here:
+    # a setting needs a registered provider or service, and prepare has neither.
+    profile_keys = (
+        ProfileKey(
+            "dpkg",
+            ["dpkg"],
+            "command",
+            "dpkg as Prepare server runs it (--audit; --configure -a after an interrupted "
+            "install).",
+        ),
+    )
 
     def files(self, server, profile, units):
         if units is not None and UNIT not in units:

@@ -104,6 +104,29 @@ def install(ctx: OperationContext, t: Transport, missing: list[str]) -> None:
         raise OperationError(f"apt-get install failed: {_tail(res.stderr or res.stdout)}")
 
 
+def finish_interrupted_dpkg(ctx: OperationContext, t: Transport, profile) -> None:
+    """``dpkg --audit`` lists what an interrupted install left half done (unpacked, not
+    configured); apt refuses to install anything until ``dpkg --configure -a`` ran, so it
+    runs first, through the transport, and the log says so."""
+    dpkg = [str(word) for word in profile.dpkg]
+    audit = t.run([*dpkg, "--audit"], timeout=120)
+    report = (audit.stdout + audit.stderr).strip()
+    if not report:
+        if not audit.ok:
+            raise OperationError(f"dpkg --audit failed with exit code {audit.code}")
+        return
+    ctx.log(f"dpkg reports an interrupted install: {_tail(report)}", "warning")
+    ctx.log("Running dpkg --configure -a before anything else")
+    res = t.run([*APT_ENV, *dpkg, "--configure", "-a"], timeout=1800)
+    if not res.ok:
+        raise OperationError(f"dpkg --configure -a failed: {_tail(res.stderr or res.stdout)}")
+    ctx.log(f"dpkg --configure -a finished: {_tail(res.stdout) or 'nothing to say'}")
+    again = t.run([*dpkg, "--audit"], timeout=120)
+    left = (again.stdout + again.stderr).strip()
+    if left:
+        raise OperationError(f"dpkg still reports after dpkg --configure -a: {_tail(left)}")
+
+
 def _tail(text: str, lines: int = 6) -> str:
     return " / ".join(text.strip().splitlines()[-lines:])[:1500]
 
@@ -249,6 +272,8 @@ def prepare_server(ctx: OperationContext, server_id: int, php_versions: list[str
                 f"{found.get('pretty_name') or distro} is not supported: Prepare server knows "
                 "Debian and Ubuntu (apt and dpkg)."
             )
+        ctx.progress(20, "Asking dpkg whether an earlier install was interrupted")
+        finish_interrupted_dpkg(ctx, t, profile)
         # Without systemd, app sites run under supervisord: it is installed and started too.
         supervisor = not found.get("systemd_running")
         wanted = packages_for(php_versions, supervisor=supervisor)

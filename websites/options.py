@@ -314,8 +314,9 @@ def with_password_hashes(submitted: Any, stored: Any) -> Any:
         return submitted
     known = {}
     for entry in (stored or {}).get("auth_paths", []) if isinstance(stored, dict) else []:
-        for user in entry.get("users", []):
-            known[(entry.get("path"), user.get("name"))] = user.get("hash")
+        for user in entry.get("users", []) if isinstance(entry, dict) else []:
+            if isinstance(user, dict):
+                known[(str(entry.get("path")), str(user.get("name")))] = user.get("hash")
     out, problems = [], []
     for i, entry in enumerate(submitted["auth_paths"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("users"), list):
@@ -327,7 +328,8 @@ def with_password_hashes(submitted: Any, stored: Any) -> Any:
             if not isinstance(user, dict) or not set(user) <= {"name", "password", "hash"}:
                 users.append(user)
                 continue
-            old = known.get((entry.get("path"), user.get("name")))
+            key = (entry.get("path"), user.get("name"))
+            old = known.get(key) if all(isinstance(k, str) for k in key) else None
             if "password" in user:
                 try:
                     users.append(

@@ -8,8 +8,8 @@ The public API other apps use:
   .count()``). Register in ``AppConfig.ready``. Resources are the plan's limit fields:
   ``websites``, ``databases``, ``mailboxes``, ``disk_mb``, ``bandwidth_gb``.
 - ``enforce_limit(owner, resource, *, actor)``: raises ``ValidationError`` ("Your plan allows 3
-  websites; you have 3.") when one more would not fit. A reseller's customers also count
-  against the reseller's own plan ("Your reseller's plan allows ...").
+  websites; you have 3.") when one more would not fit. A reseller and its customers together
+  count against the reseller's own plan ("Your reseller's plan (Gold) allows ...").
 - ``check_allowed(owner, kind=..., php_version=..., sftp=...)``: raises ``ValidationError``
   when the plan does not allow that kind of site, PHP version or SFTP.
 
@@ -97,35 +97,51 @@ def _acting_for(owner, actor) -> bool:
 
 
 def enforce_limit(owner, resource: str, *, actor, adding: int = 1) -> None:
-    """Refuse (ValidationError) when ``owner`` may not have ``adding`` more of ``resource``."""
+    """Refuse (ValidationError) when ``owner`` may not have ``adding`` more of ``resource``
+    (``adding=0``: refuse only when already over, for measured figures such as disk).
+
+    Two checks: the owner's own plan, then the pool of a reseller (the reseller and all its
+    customers together) against the reseller's own plan, which holds even for a customer
+    without a plan of its own whom the reseller acts for, and for the reseller's own sites."""
     if resource not in LIMITS:
         raise ValueError(f"{resource!r} is not a plan limit")
     if owner.role in (ADMIN, SUPPORT):
         return
     plan = plan_of(owner)
-    if plan is None:
-        if _acting_for(owner, actor):
-            return
+    users = get_user_model().objects
+    if plan is not None:
+        _check(
+            plan, users.filter(pk=owner.pk), resource, adding, "Your plan allows {}; you have {}."
+        )
+    elif not _acting_for(owner, actor):
         raise ValidationError(
             "You have no hosting plan, so you cannot add this yourself; ask your provider."
         )
-    _check(plan, get_user_model().objects.filter(pk=owner.pk), resource, adding, "Your plan")
-    if owner.reseller_id:  # the reseller's customers share the reseller's own plan
-        parent = plan_of(owner.reseller)
-        if parent is not None:
-            pool = get_user_model().objects.filter(
-                Q(pk=owner.reseller_id) | Q(reseller_id=owner.reseller_id)
-            )
-            _check(parent, pool, resource, adding, "Your reseller's plan")
+    reseller = owner if owner.role == RESELLER else owner.reseller
+    if reseller is None:
+        return
+    own = reseller.pk == owner.pk
+    pool_plan = plan if own else plan_of(reseller)
+    if pool_plan is None:
+        return
+    pool = users.filter(Q(pk=reseller.pk) | Q(reseller_id=reseller.pk))
+    if own:
+        text = "Your plan allows {} for you and your customers together; you have {} together."
+    else:
+        text = (
+            f"Your reseller's plan ({pool_plan.name}) allows {{}} for all its customers "
+            "together; they have {} together."
+        )
+    _check(pool_plan, pool, resource, adding, text)
 
 
-def _check(plan: Plan, owners: QuerySet, resource: str, adding: int, whose: str) -> None:
+def _check(plan: Plan, owners: QuerySet, resource: str, adding: int, text: str) -> None:
     limit = getattr(plan, resource)
     if limit is None:
         return
     have = usage(owners, resource)
     if have + adding > limit:
-        raise ValidationError(f"{whose} allows {limit} {_label(resource, limit)}; you have {have}.")
+        raise ValidationError(text.format(f"{limit} {_label(resource, limit)}", have))
 
 
 def usage_report(user, plan: Plan) -> list[dict]:

@@ -373,6 +373,7 @@ def do_create_website(*, actor, data: dict) -> Website:
     ).to_json()
     with transaction.atomic():
         plans.enforce_limit(owner, "websites", actor=actor)
+        plans.enforce_limit(owner, "disk_mb", actor=actor, adding=0)  # measured: not over
         if site.is_app:  # the server row's lock: two creations never take one port
             Server.objects.select_for_update().filter(pk=server.pk).first()
             site.app_port = _field("server", appsites.allocate_port, server)

@@ -67,8 +67,13 @@ class MetricsViewSet(
             )
         except SeriesError as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from exc
-        data = {"server": server.uuid, **found.__dict__}
-        return Response(SeriesSerializer(data).data)
+        # The serializer formats the scalars; the point lists (thousands of numbers, already
+        # ints, floats and nulls) go out as they are: per-value field calls were a third of
+        # a 30-day chart's time.
+        body = SeriesSerializer({"server": server.uuid, **found.__dict__, "t": [], "metrics": {}})
+        data = body.data
+        data["t"], data["metrics"] = found.t, found.metrics
+        return Response(data)
 
 
 class ChannelViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):

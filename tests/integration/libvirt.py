@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import uuid
@@ -69,7 +70,16 @@ def image(tmp_path, admin_user, settings):
         return services.do_create_image(actor=admin_user, data={"name": "Tiny"}, upload=f)
 
 
+LOCK = "/tmp/panel-tests-libvirtd.lock"
 QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\nremember_owner = 0\n'
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a daemon nobody reaps stays a zombie: that has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +97,10 @@ def libvirtd(tmp_path_factory):
             require_real(f"{program} is not installed")
     if os.geteuid() != 0:
         require_real("a real libvirtd needs root here")
+    # The daemon uses the system's qemu state directories: one at a time on this machine
+    # (parallel test workers, other checkouts), held until it has stopped.
+    lock = open(LOCK, "w")  # noqa: SIM115 - held for the fixture's lifetime
+    fcntl.flock(lock, fcntl.LOCK_EX)
     if subprocess.run(["getent", "group", "libvirt-qemu"], capture_output=True).returncode:
         subprocess.run(["groupadd", "-r", "libvirt-qemu"], check=True)
     if subprocess.run(["getent", "passwd", "libvirt-qemu"], capture_output=True).returncode:
@@ -139,7 +153,12 @@ def libvirtd(tmp_path_factory):
         pool.destroy()
         pool.undefine()
         conn.close()
-        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and _running(pid):
+            time.sleep(0.1)
+        lock.close()
 
 
 # A tiny guest that answers on its serial console: Debian's cloud kernel (scripts/deps.sh

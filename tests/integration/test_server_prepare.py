@@ -184,6 +184,79 @@ def test_a_daemon_that_does_not_start_fails_the_operation(
     assert "php-fpm8.2 does not start" in op.error, op.error
 
 
+def _half_installed(root, postinst: str | None = None) -> None:
+    """A dpkg database under ``root`` with the package uhp-fake unpacked and not configured,
+    as an install interrupted between the two leaves it (real dpkg, its own --root)."""
+    need("dpkg-deb")
+    pkg = root.parent / "uhp-fake-pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "usr" / "share" / "uhp-fake").mkdir(parents=True)
+    (pkg / "usr" / "share" / "uhp-fake" / "README").write_text("a fake package\n")
+    (pkg / "DEBIAN" / "control").write_text(
+        "Package: uhp-fake\nVersion: 1.0\nArchitecture: all\n"
+        "Maintainer: Tests <tests@example.com>\nDescription: a half-installed package\n"
+    )
+    if postinst is not None:
+        (pkg / "DEBIAN" / "postinst").write_text(postinst)
+        (pkg / "DEBIAN" / "postinst").chmod(0o755)
+    admin = root / "var" / "lib" / "dpkg"
+    for sub in ("info", "updates", "triggers"):
+        (admin / sub).mkdir(parents=True)
+    for name in ("status", "available"):
+        (admin / name).touch()
+    deb = root.parent / "uhp-fake.deb"
+    subprocess.run(
+        ["dpkg-deb", "-b", "-Zgzip", str(pkg), str(deb)], check=True, capture_output=True
+    )
+    subprocess.run(
+        ["dpkg", f"--root={root}", "--unpack", str(deb)], check=True, capture_output=True
+    )
+    assert _dpkg_status(root) == "install ok unpacked"
+
+
+def _dpkg_status(root) -> str:
+    argv = ["dpkg-query", f"--root={root}", "-W", "-f=${Status}", "uhp-fake"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def _with_dpkg_root(server, root) -> None:
+    profile = {**server.profile, "dpkg": ["dpkg", f"--root={root}"]}
+    Server.objects.filter(pk=server.pk).update(profile=profile)
+    server.refresh_from_db()
+
+
+def test_an_interrupted_install_is_configured_first(
+    server, nginx_tree, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    """dpkg --audit reports the half-installed package: prepare runs dpkg --configure -a
+    over SSH before anything else, says so in its log, and goes on."""
+    root = nginx_tree / "dpkg-root"
+    _half_installed(root)
+    _with_dpkg_root(server, root)
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "8.2")
+    assert op.state == "succeeded", (op.error, log)
+    assert "dpkg reports an interrupted install" in log and "uhp-fake" in log, log
+    assert "Running dpkg --configure -a before anything else" in log
+    assert _dpkg_status(root) == "install ok installed"
+    # Nothing left to finish: the next run does not configure again.
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "8.2")
+    assert op.state == "succeeded" and "dpkg --configure -a" not in log, log
+
+
+def test_a_configure_that_fails_stops_prepare_with_dpkgs_words(
+    server, nginx_tree, admin_user, q_sync, django_capture_on_commit_callbacks
+):
+    root = nginx_tree / "dpkg-root"
+    _half_installed(root, postinst="#!/bin/sh\nexit 1\n")
+    _with_dpkg_root(server, root)
+    op, log = prepare(server, admin_user, django_capture_on_commit_callbacks, "8.2")
+    assert op.state == "failed", log
+    assert "dpkg --configure -a failed" in op.error and "uhp-fake" in op.error, op.error
+    server.refresh_from_db()
+    assert server.components == {}  # nothing recorded as prepared
+    assert _dpkg_status(root) != "install ok installed"
+
+
 def test_unknown_php_version_fails_cleanly(
     server, admin_user, q_sync, django_capture_on_commit_callbacks
 ):

@@ -71,6 +71,13 @@ def _objects(admin_user):
     mail_domain = MailDomain.objects.create(
         domain="fuzz-mail.example.com", server=server, owner=admin_user
     )
+    from backups.models import BackupJob, BackupRun, BackupTarget
+
+    backup_target = BackupTarget.objects.create(
+        name="fuzz", server=server, path="/srv/b", password="x" * 20
+    )
+    backup_job = BackupJob.objects.create(account=account, target=backup_target)
+    backup_run = BackupRun.objects.create(job=backup_job, state="succeeded", snapshot_id="abcd1234")
     return {
         "mail-domains": mail_domain,
         "mailboxes": Mailbox.objects.create(
@@ -79,6 +86,9 @@ def _objects(admin_user):
         "mail-aliases": MailAlias.objects.create(
             domain=mail_domain, local_part="sales", destinations="info@fuzz-mail.example.com"
         ),
+        "backup-targets": backup_target,
+        "backup-jobs": backup_job,
+        "backup-runs": backup_run,
         "hypervisors": hv,
         "vps-plans": vps_plan,
         "images": Image.objects.create(name="fuzz", path="/x", format="raw", sha256="0" * 64),

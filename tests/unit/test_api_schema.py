@@ -95,6 +95,17 @@ def world(admin_user, reseller, customer):
             last="10.9.0.9",
         ),
     }
+    from backups.models import BackupJob, BackupRun, BackupTarget
+
+    backup_target = BackupTarget.objects.create(
+        name="bt", server=server, path="/srv/b", password="x" * 20
+    )
+    backup_job = BackupJob.objects.create(account=account, target=backup_target)
+    vps_objects["backup-targets"] = backup_target
+    vps_objects["backup-jobs"] = backup_job
+    vps_objects["backup-runs"] = BackupRun.objects.create(
+        job=backup_job, state="succeeded", snapshot_id="abcd1234"
+    )
     channel = NotificationChannel.objects.create(
         owner=customer, name="c", kind="email", target="c@example.com"
     )

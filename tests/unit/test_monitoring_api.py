@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from monitoring import storage
@@ -138,3 +140,43 @@ def test_thirty_days_take_hourly_rollups_as_they_are_then_the_raw_tail(server):
     merged = dict(zip(pairs.t, pairs.metrics["cpu"]["max"], strict=True))
     assert max(v for v in merged.values() if v is not None) == 9
     assert sum(v is not None for v in merged.values()) in (2, 3)
+
+
+def test_a_thirty_day_chart_is_two_queries_whatever_its_length(
+    server, reseller, django_assert_num_queries
+):
+    """The page's 30-day request: a month of hourly points read in one query (rollups) and
+    the hour not rolled up yet in another (raw samples), however many points; the body is
+    the series as it is."""
+    now = timezone.now()
+    hour = storage.floor(now, 3600)
+    Sample.objects.create(server=server, at=hour, values={"cpu": 7.0, "procs": 99})
+    client = login(reseller)
+    url = f"/api/v1/metrics/{server.uuid}/?range=30d&metrics=cpu,procs,mem_pct"
+    client.get(url)  # the session's first use
+    with CaptureQueriesContext(connection) as empty:
+        assert len(client.get(url).json()["t"]) == 1
+
+    Rollup.objects.bulk_create(
+        [
+            Rollup(
+                server=server,
+                step=3600,
+                start=hour - timedelta(hours=h),
+                count=120,
+                values={"cpu": [h, h + 0.25, h + 1], "procs": [100, 101.5, 103]},
+            )
+            for h in range(1, 24 * 30 + 1)
+        ]
+    )
+    with django_assert_num_queries(2):
+        month = series(server, "30d", ["cpu", "procs", "mem_pct"], now=now)
+    assert len(month.t) == 24 * 30 + 1 and month.t[-1] == int(hour.timestamp())
+    assert month.metrics["cpu"]["max"][:2] == [721, 720] and month.metrics["cpu"]["avg"][-1] == 7.0
+    with django_assert_num_queries(len(empty.captured_queries)):
+        body = client.get(url).json()
+    assert body["t"] == month.t and body["metrics"]["cpu"] == month.metrics["cpu"]
+    assert (
+        body["metrics"]["procs"]["min"][0] == 100 and body["metrics"]["mem_pct"]["avg"][0] is None
+    )
+    assert body["source"] == "3600s" and body["step"] == 3600 and body["server"] == str(server.uuid)

@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 
 from servers.models import Server
 from tests.conftest import login, make_user
-from websites import plans
-from websites.models import Plan, Website
+from websites import plans, services
+from websites.models import Plan, SystemAccount, Website
 
 
 @pytest.fixture
@@ -63,8 +63,75 @@ def test_reseller_customers_share_the_resellers_plan(admin_user, reseller, custo
     plans.do_subscribe(customer, child, actor=reseller)
     _sites(reseller, server, 1)
     _sites(customer, server, 1)
-    with pytest.raises(ValidationError, match="Your reseller's plan allows 2 websites; you have 2"):
+    with pytest.raises(
+        ValidationError,
+        match=r"Your reseller's plan \(Reseller\) allows 2 websites for all its customers "
+        "together; they have 2 together",
+    ):
         plans.enforce_limit(customer, "websites", actor=customer)
+
+
+def _pooled(admin_user, reseller, **limits):
+    parent = plans.do_create_plan(actor=admin_user, data={"name": "Pool", **limits})
+    plans.do_subscribe(reseller, parent, actor=admin_user)
+    return parent
+
+
+def test_the_reseller_acting_for_a_customer_without_a_plan_stays_in_its_pool(
+    admin_user, reseller, customer, server
+):
+    """A customer without a plan is not limited by a plan of its own when its reseller acts,
+    but the reseller's own plan still holds for all of them together."""
+    _pooled(admin_user, reseller, websites=2)
+    _sites(reseller, server, 1)
+    other = make_user("second@example.com", "customer", reseller=reseller)
+    _sites(other, server, 1, prefix="o")
+    with pytest.raises(ValidationError, match=r"Your reseller's plan \(Pool\) allows 2 websites"):
+        plans.enforce_limit(customer, "websites", actor=reseller)
+    # Through the service too: nothing is created.
+    with pytest.raises(ValidationError, match="allows 2 websites for all its customers"):
+        services.do_create_website(
+            actor=reseller,
+            data={"domain": "third.example.com", "server": server, "owner": customer},
+        )
+    assert not Website.objects.filter(domain="third.example.com").exists()
+
+
+def test_the_resellers_own_sites_count_with_its_customers(admin_user, reseller, customer, server):
+    _pooled(admin_user, reseller, websites=3)
+    _sites(customer, server, 3)
+    with pytest.raises(
+        ValidationError,
+        match="Your plan allows 3 websites for you and your customers together; you have 3",
+    ):
+        plans.enforce_limit(reseller, "websites", actor=reseller)
+
+
+def test_databases_and_disk_are_pooled_too(admin_user, reseller, customer, server, monkeypatch):
+    _pooled(admin_user, reseller, databases=1, disk_mb=100)
+    child = plans.do_create_plan(
+        actor=reseller, data={"name": "Child", "databases": 1, "disk_mb": 100}
+    )
+    plans.do_subscribe(customer, child, actor=reseller)
+    # One database held by the reseller fills the pool (the counter counts a row per user).
+    monkeypatch.setitem(
+        plans._counters, "databases", lambda owners: owners.filter(pk=reseller.pk).count()
+    )
+    with pytest.raises(ValidationError, match=r"\(Pool\) allows 1 database for all"):
+        plans.enforce_limit(customer, "databases", actor=customer)
+    # Disk is measured: creating is refused once the pool is over, not at the limit.
+    _sites(customer, server, 1)
+    acct = SystemAccount.objects.create(server=server, user=customer, name=customer.account_name)
+    SystemAccount.objects.filter(pk=acct.pk).update(disk_used_mb=100)
+    plans.enforce_limit(customer, "disk_mb", actor=customer, adding=0)
+    other = SystemAccount.objects.create(server=server, user=reseller, name=reseller.account_name)
+    SystemAccount.objects.filter(pk=other.pk).update(disk_used_mb=1)
+    theirs = Server.objects.create(name="r1", address="93.184.216.35", owner=reseller)
+    with pytest.raises(ValidationError, match="allows 100 MB of disk for all its customers"):
+        services.do_create_website(
+            actor=customer,
+            data={"domain": "more.example.com", "server": theirs, "owner": customer},
+        )
 
 
 def test_reseller_plans_stay_within_its_own(admin_user, reseller):

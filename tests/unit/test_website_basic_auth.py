@@ -152,3 +152,22 @@ def test_the_api_takes_passwords_and_shows_names(reseller, customer):
     bad = {"options": {"auth_paths": [{"path": "/a b", "users": users}]}}
     resp = login(customer).patch(url, bad, content_type="application/json")
     assert resp.status_code == 400 and "auth_paths[0].path" in resp.content.decode()
+
+
+@pytest.mark.parametrize(
+    "auth_paths",
+    [
+        [{"path": [], "users": [{"name": "bob"}]}],
+        [{"path": "/a", "users": [{"name": {}, "password": 5}]}],
+        [None, "x", 1],
+        {"path": "/a"},
+    ],
+)
+def test_malformed_auth_paths_are_a_400(reseller, customer, auth_paths):
+    server = Server.objects.create(name="web", address="93.184.216.34", owner=reseller)
+    site = Website.objects.create(domain="guard.example.com", server=server, owner=customer)
+    body = {"options": {"auth_paths": auth_paths}}
+    resp = login(customer).patch(
+        f"/api/v1/websites/{site.uuid}/", body, content_type="application/json"
+    )
+    assert resp.status_code == 400, resp.content

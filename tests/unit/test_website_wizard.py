@@ -156,6 +156,30 @@ def test_tls_box_requests_a_certificate_after_the_site(server, owner, settings):
     assert kinds == ["website.create", "certificate.issue"]  # in this order, one server lock
 
 
+@pytest.mark.parametrize("auto", [True, False])
+def test_the_tls_promise_follows_automatic_issuing(server, owner, settings, auto):
+    """With PANEL_ACME_AUTO the wizard says the panel orders the certificate; without it,
+    it says automatic certificates are off and, unless one is requested, promises no HTTPS
+    (nor an HTTPS redirect that would never happen)."""
+    settings.PANEL_ACME_AUTO = auto
+    c = login(owner)
+    data = {**fields(server, https_redirect="on"), "step": "2", "go": "3"}
+    html = c.post("/websites/add/", data, **HX).content.decode()
+    review = html[html.index('data-testid="review-https"') :].split("</dd>")[0]
+    if auto:
+        assert 'data-testid="tls-auto"' in html and 'data-testid="tls-manual"' not in html
+        assert 'name="tls"' not in html  # nothing to tick: the panel orders it
+        assert "Certificate ordered once the names point at web1" in review
+    else:
+        assert 'data-testid="tls-manual"' in html and "Automatic certificates are off" in html
+        assert "ordered" not in review
+        assert "No certificate: HTTP only" in review
+        assert "only once a certificate is live" in review
+        html = c.post("/websites/add/", {**data, "tls": "on"}, **HX).content.decode()
+        review = html[html.index('data-testid="review-https"') :].split("</dd>")[0]
+        assert "Certificate requested after creation" in review
+
+
 def test_without_javascript_the_page_is_one_form(server, owner):
     c = login(owner)
     resp = c.post("/websites/add/", fields(server, domain="x.com{"))

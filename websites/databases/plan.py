@@ -18,3 +18,4 @@ def register() -> None:
 def check_plan(owner, *, actor) -> None:
     """Raise ValidationError when ``owner``'s plan has no room for another database."""
     plans.enforce_limit(owner, "databases", actor=actor)
+    plans.enforce_limit(owner, "disk_mb", actor=actor, adding=0)  # measured: not over

@@ -1,0 +1,132 @@
+from rest_framework import serializers
+
+from backups import services
+from backups.models import BackupJob, BackupRun, BackupTarget
+from core.api.serializers import ServiceSerializer
+from core.policy import CHANGE, restrict
+from servers.models import Server
+
+
+class BackupTargetSerializer(ServiceSerializer):
+    server = serializers.SlugRelatedField(slug_field="uuid", queryset=Server.objects.none())
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    sftp_private_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    sftp_public_key = serializers.CharField(read_only=True)
+    repository = serializers.CharField(read_only=True)
+    create_service = staticmethod(services.do_create_target)
+    update_service = staticmethod(services.do_update_target)
+
+    class Meta:
+        model = BackupTarget
+        fields = [
+            "uuid",
+            *services.TARGET_FIELDS,
+            *services.TARGET_SECRETS,
+            "repository",
+            "sftp_public_key",
+            "status",
+            "status_message",
+            "free_bytes",
+            "checked_at",
+            "created_at",
+        ]
+        read_only_fields = [
+            "uuid",
+            "status",
+            "status_message",
+            "free_bytes",
+            "checked_at",
+            "created_at",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["server"].queryset = restrict(Server, request.user, CHANGE)
+
+    def update(self, instance, validated_data):
+        for name in services.TARGET_SECRETS:
+            if not validated_data.get(name):
+                validated_data.pop(name, None)
+        return super().update(instance, validated_data)
+
+
+class BackupJobSerializer(ServiceSerializer):
+    account = serializers.SlugRelatedField(slug_field="uuid", queryset=BackupJob.objects.none())
+    target = serializers.SlugRelatedField(slug_field="uuid", queryset=BackupTarget.objects.none())
+    account_name = serializers.CharField(source="account.name", read_only=True)
+    create_service = staticmethod(services.do_create_job)
+    update_service = staticmethod(services.do_update_job)
+
+    class Meta:
+        model = BackupJob
+        fields = [
+            "uuid",
+            *services.JOB_FIELDS,
+            "account_name",
+            "last_status",
+            "last_error",
+            "last_run_at",
+            "last_success_at",
+            "last_size_bytes",
+            "created_at",
+        ]
+        read_only_fields = [
+            "uuid",
+            "last_status",
+            "last_error",
+            "last_run_at",
+            "last_success_at",
+            "last_size_bytes",
+            "created_at",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from websites.models import SystemAccount
+
+        request = self.context.get("request")
+        self.fields["account"].queryset = (
+            restrict(SystemAccount, request.user, CHANGE)
+            if request
+            else SystemAccount.objects.none()
+        )
+        if request is not None:
+            self.fields["target"].queryset = restrict(BackupTarget, request.user, CHANGE)
+
+
+class BackupRunSerializer(serializers.ModelSerializer):
+    job = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    restorable = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = BackupRun
+        fields = [
+            "uuid",
+            "job",
+            "state",
+            "error",
+            "started_at",
+            "finished_at",
+            "snapshot_id",
+            "files",
+            "size_bytes",
+            "bytes_added",
+            "duration_s",
+            "forgotten",
+            "restorable",
+            "manifest",
+        ]
+        read_only_fields = fields
+
+
+class RestoreSerializer(serializers.Serializer):
+    run = serializers.UUIDField(help_text="The run whose snapshot to restore from.")
+    kind = serializers.ChoiceField(choices=["files", "database"])
+    site = serializers.CharField(required=False, help_text="files: the site's domain.")
+    database = serializers.UUIDField(required=False, help_text="database: the database.")
+    destination = serializers.ChoiceField(choices=["original", "new"], default="original")
+    new_path = serializers.CharField(required=False, help_text="files to a new place.")
+    new_database = serializers.CharField(required=False, help_text="The new database's suffix.")
+    dry_run = serializers.BooleanField(default=True, help_text="Only say what would be restored.")

@@ -1,0 +1,21 @@
+from django.apps import AppConfig
+
+
+class BackupsConfig(AppConfig):
+    """Backups and restores with restic (docs/backups.md)."""
+
+    name = "backups"
+    label = "backups"
+    verbose_name = "Backups"
+
+    def ready(self):
+        from django.apps import apps
+
+        from core.schedules import every
+
+        every(15, "backups.tasks.run_due", name="start due backups")
+        if apps.is_installed("monitoring"):
+            from backups.tasks import backup_alert_source
+            from monitoring.alerts import register_source
+
+            register_source("backup_missing", backup_alert_source, label="Backup missing or failed")

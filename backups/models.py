@@ -1,0 +1,259 @@
+"""Backups with restic: targets (repositories), one job per system account, and the runs
+that record what each backup took. Restic does the work on the account's server; the rows
+are what the panel knows (backups/restic.py builds the commands, tasks.py runs them)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from core.fields import EncryptedTextField
+from core.policy import CHANGE, VIEW, PolicyQuerySet, Rules
+from core.validators import validate_plain_text
+from servers.validators import validate_address
+
+# Absolute paths of plain characters only: they end up in restic's argv and its ssh
+# command line (no spaces, quotes or shell characters, no "..").
+REPO_PATH = re.compile(r"/(?:[A-Za-z0-9._-]+/?)*")
+SFTP_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+HOST_KEY = re.compile(
+    r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]{20,2000}"
+)
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
+
+
+def validate_repo_path(value: str) -> None:
+    if not REPO_PATH.fullmatch(value or "") or "/../" in f"{value}/" or "/./" in f"{value}/":
+        raise ValidationError("An absolute path of letters, digits and . _ - only.")
+
+
+def validate_sftp_user(value: str) -> None:
+    if value and not SFTP_USER.fullmatch(value):
+        raise ValidationError("A user name of lower-case letters, digits and _ . - only.")
+
+
+def validate_host_key(value: str) -> None:
+    if value and not HOST_KEY.fullmatch(value.strip()):
+        raise ValidationError("The server's host key as 'TYPE BASE64' (e.g. ssh-ed25519 AAAA...).")
+
+
+STAFF = Rules(owner=None)
+
+
+class BackupTarget(models.Model):
+    """A restic repository: a directory on a server, or a directory on another host over
+    SFTP. The repository password is encrypted at rest. Staff only."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Directory on a server"
+        SFTP = "sftp", "SFTP to another host"
+        S3 = "s3", "S3-compatible storage (not yet)"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Unreachable"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=63, unique=True, validators=[validate_plain_text])
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.LOCAL)
+    server = models.ForeignKey(
+        "servers.Server",
+        on_delete=models.PROTECT,
+        related_name="backup_targets",
+        help_text="Local: the server the directory is on (only its accounts use it). SFTP: "
+        "the server that initialises and checks the repository.",
+    )
+    path = models.CharField(
+        max_length=255,
+        validators=[validate_repo_path],
+        help_text="The repository's directory (on the server, or on the SFTP host).",
+    )
+    sftp_host = models.CharField(
+        "SFTP host", max_length=253, blank=True, validators=[validate_address]
+    )
+    sftp_port = models.PositiveIntegerField(
+        "SFTP port", default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    sftp_user = models.CharField(
+        "SFTP user", max_length=32, blank=True, validators=[validate_sftp_user]
+    )
+    sftp_host_key = models.CharField(
+        "SFTP host key",
+        max_length=2100,
+        blank=True,
+        validators=[validate_host_key],
+        help_text="The SFTP host's public host key (TYPE BASE64): connections to any other "
+        "key are refused.",
+    )
+    sftp_private_key = EncryptedTextField("SFTP private key", blank=True)
+    password = EncryptedTextField("repository password", blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    status_message = models.TextField(blank=True)
+    free_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = STAFF
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("backup-target", kwargs={"uuid": self.uuid})
+
+    @property
+    def lock_key(self) -> str:
+        """Backups, forgets and restores of one repository run one at a time (prune
+        needs the repository to itself)."""
+        return f"backup-target:{self.uuid.hex}"
+
+    @property
+    def sftp_public_key(self) -> str:
+        """The public half of the SFTP key, to allow on the SFTP host."""
+        from servers.transport import TransportError, public_key_of
+
+        if not self.sftp_private_key:
+            return ""
+        try:
+            return public_key_of(self.sftp_private_key)
+        except TransportError:
+            return ""
+
+    @property
+    def repository(self) -> str:
+        if self.kind == self.Kind.SFTP:
+            return f"sftp:{self.sftp_user}@{self.sftp_host}:{self.path}"
+        return self.path
+
+    def clean(self) -> None:
+        super().clean()
+        if self.kind == self.Kind.S3:
+            raise ValidationError({"kind": "S3 targets are not supported yet."})
+        if self.kind == self.Kind.SFTP:
+            missing = {
+                name: "Required for an SFTP target."
+                for name in ("sftp_host", "sftp_user", "sftp_host_key")
+                if not getattr(self, name)
+            }
+            if missing:
+                raise ValidationError(missing)
+
+
+class BackupJob(models.Model):
+    """Backups of one system account (its files, a dump of each of its databases, its
+    sites' configuration and a manifest) into one target, on a schedule."""
+
+    class Status(models.TextChoices):
+        NEVER = "never", "Never run"
+        OK = "ok", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(
+        "websites.SystemAccount", on_delete=models.CASCADE, related_name="backup_jobs"
+    )
+    target = models.ForeignKey(BackupTarget, on_delete=models.PROTECT, related_name="jobs")
+    enabled = models.BooleanField(default=True)
+    every_minutes = models.PositiveIntegerField(
+        "every (minutes)",
+        default=1440,
+        validators=[MinValueValidator(60), MaxValueValidator(7 * 1440)],
+        help_text="How often it runs (1440: daily). A backup older than this alerts.",
+    )
+    keep_daily = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(366)]
+    )
+    keep_weekly = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(0), MaxValueValidator(520)]
+    )
+    last_status = models.CharField(
+        max_length=8, choices=Status.choices, default=Status.NEVER, editable=False
+    )
+    last_error = models.TextField(blank=True, editable=False)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_size_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    # The account's owner reads its backups and restores them (CHANGE); staff set them up.
+    policy = Rules(owner="account__user", owner_may=frozenset({VIEW, CHANGE}))
+
+    class Meta:
+        ordering = ["account__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "target"], name="backup_job_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account.name} → {self.target.name}"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("backup-job", kwargs={"uuid": self.uuid})
+
+    @property
+    def owner(self):
+        return self.account.user
+
+    @property
+    def tag(self) -> str:
+        """The restic tag of this job's snapshots (its retention and listing use it)."""
+        return f"job-{self.uuid.hex}"
+
+
+class BackupRun(models.Model):
+    """One backup of a job: what restic reported, and whether its snapshot still exists."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(BackupJob, on_delete=models.CASCADE, related_name="runs")
+    operation = models.ForeignKey(
+        "core.Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    snapshot_id = models.CharField(max_length=64, blank=True)
+    files = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    bytes_added = models.BigIntegerField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    # Retention removed the snapshot (restic forget): it can no longer be restored.
+    forgotten = models.BooleanField(default=False)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner="job__account__user", owner_may=frozenset({VIEW}), add=frozenset())
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["job", "-started_at"], name="backup_run_job_started")]
+
+    def __str__(self) -> str:
+        return f"{self.job.account.name} {self.started_at:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self) -> str:
+        return self.job.get_absolute_url()
+
+    @property
+    def restorable(self) -> bool:
+        return self.state == self.State.SUCCEEDED and bool(self.snapshot_id) and not self.forgotten

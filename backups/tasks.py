@@ -1,0 +1,516 @@
+"""Operation tasks of backups (django-q2 runs them through core.operations), and the
+schedule that starts due backups."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from django.utils import timezone
+
+from backups.models import BackupJob, BackupRun, BackupTarget
+from backups.restic import Repository, ResticError
+from core.operations import OperationContext, OperationError
+
+log = logging.getLogger(__name__)
+
+
+def _transport(server):
+    from servers.connection import open_transport
+    from servers.transport import TransportError
+
+    try:
+        return open_transport(server)
+    except TransportError as exc:
+        raise OperationError(f"Cannot reach {server.name}: {exc}") from exc
+
+
+# ------------------------------------------------------------------ targets
+
+
+def check_target(ctx: OperationContext, target_id: int) -> str:
+    """``restic init`` a new repository (or open an existing one with the password), then
+    measure the free space where it lives."""
+    target = BackupTarget.objects.select_related("server").filter(pk=target_id).first()
+    if target is None:
+        raise OperationError("The target was deleted.")
+    ctx.progress(10, f"Opening {target.repository} from {target.server.name}")
+    t = _transport(target.server)
+    try:
+        if target.kind == BackupTarget.Kind.LOCAL:
+            t.run(["mkdir", "-p", "-m", "700", "--", target.path]).check()
+        with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+            done = repo.init_or_verify()
+            ctx.progress(70, f"Repository {done}; measuring free space")
+            free = repo.free_bytes()
+    except Exception as exc:
+        BackupTarget.objects.filter(pk=target.pk).update(
+            status=BackupTarget.Status.FAILED,
+            status_message=str(exc)[:2000],
+            checked_at=timezone.now(),
+        )
+        raise OperationError(str(exc)) from exc
+    BackupTarget.objects.filter(pk=target.pk).update(
+        status=BackupTarget.Status.READY,
+        status_message="",
+        free_bytes=free,
+        checked_at=timezone.now(),
+    )
+    space = f"; {free / 2**30:.1f} GiB free" if free is not None else ""
+    return f"Repository {done}{space}"
+
+
+# ------------------------------------------------------------------ backups
+
+
+def _my_cnf(db_server) -> str:
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return (
+        "[client]\n"
+        f"user={quoted(db_server.admin_user)}\n"
+        f"password={quoted(db_server.admin_password or '')}\n"
+        f"host={quoted(db_server.address)}\n"
+        f"port={int(db_server.port)}\n"
+    )
+
+
+def _pgpass(db_server) -> str:
+    def esc(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+
+    return (
+        f"{esc(db_server.address)}:{int(db_server.port)}:*:{esc(db_server.admin_user)}:"
+        f"{esc(db_server.admin_password or '')}\n"
+    )
+
+
+def _credential_file(repo: Repository, db_server) -> str:
+    name = f"db-{db_server.uuid.hex}"
+    if db_server.engine == "mariadb":
+        return repo.secret_file(f"{name}.cnf", _my_cnf(db_server))
+    return repo.secret_file(f"{name}.pgpass", _pgpass(db_server))
+
+
+def dump_argv(db_server, name: str, out: str, credential: str) -> list[str]:
+    """A consistent dump of one database as argv (names checked by the databases app)."""
+    from websites.databases.naming import validate_full_name
+
+    validate_full_name(name)
+    if db_server.engine == "mariadb":
+        return [
+            "mysqldump",
+            f"--defaults-extra-file={credential}",
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            f"--result-file={out}",
+            name,
+        ]
+    return [
+        "env",
+        f"PGPASSFILE={credential}",
+        "pg_dump",
+        "-w",
+        "-Fc",
+        "-h",
+        db_server.address,
+        "-p",
+        str(int(db_server.port)),
+        "-U",
+        db_server.admin_user,
+        "-f",
+        out,
+        "--",
+        name,
+    ]
+
+
+def _account_databases(account):
+    from websites.databases.models import CustomerDatabase, Status
+
+    return list(
+        CustomerDatabase.objects.filter(owner=account.user, status=Status.ACTIVE)
+        .select_related("db_server", "db_server__server")
+        .order_by("name")
+    )
+
+
+def _config_paths(account) -> list[str]:
+    """The vhost, pool and unit files of the account's sites on its server, as the
+    websites app renders them (their paths; the files are read from the server)."""
+    from servers.engine import profile_for
+    from websites.apply import WebsiteFiles
+    from websites.models import Website
+
+    sites = Website.objects.filter(server=account.server, owner=account.user)
+    units = {s.unit for s in sites}
+    if not units:
+        return []
+    provider = WebsiteFiles()
+    paths = []
+    for item in provider.files(account.server, profile_for(account.server), units):
+        path = getattr(item, "path", None)
+        if path:
+            paths.append(path)
+    return sorted(set(paths))
+
+
+def _home(account) -> str:
+    from websites.sysaccounts import home_of
+
+    return home_of(account.server, account.name)
+
+
+def run_backup(ctx: OperationContext, job_id: int) -> str:
+    """Dump the account's databases, write the manifest, ``restic backup`` the home, the
+    dumps and the configuration, then apply retention; the run records what restic said."""
+    job = (
+        BackupJob.objects.select_related("account__server", "account__user", "target")
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None:
+        raise OperationError("The backup job was deleted.")
+    run = BackupRun.objects.create(job=job, operation=ctx.op)
+    try:
+        summary = _backup(ctx, job, run)
+    except Exception as exc:
+        message = str(exc) or exc.__class__.__name__
+        now = timezone.now()
+        BackupRun.objects.filter(pk=run.pk).update(
+            state=BackupRun.State.FAILED, error=message[:4000], finished_at=now
+        )
+        BackupJob.objects.filter(pk=job.pk).update(
+            last_status=BackupJob.Status.FAILED, last_error=message[:4000], last_run_at=now
+        )
+        if isinstance(exc, ResticError):
+            raise OperationError(message) from exc
+        raise
+    return (
+        f"Snapshot {summary.snapshot_id[:8]}: {summary.files} files, "
+        f"{summary.size_bytes / 2**20:.1f} MiB, {summary.bytes_added / 2**20:.1f} MiB added"
+    )
+
+
+def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
+    account, target = job.account, job.target
+    server = account.server
+    t = _transport(server)
+    started = time.monotonic()
+    home = _home(account)
+    with Repository(target, t, server, f"job-{job.uuid.hex}") as repo:
+        dumps = f"{repo.dir}/dumps"
+        t.run(["rm", "-rf", "--", dumps]).check()
+        t.run(["mkdir", "-m", "700", "--", dumps]).check()
+        databases = _account_databases(account)
+        manifest_dbs = []
+        for i, db in enumerate(databases):
+            ctx.progress(2 + 10 * i // max(1, len(databases)), f"Dumping {db.name}")
+            ext = "sql" if db.db_server.engine == "mariadb" else "dump"
+            out = f"{dumps}/{db.name}-{db.uuid.hex[:8]}.{ext}"
+            credential = _credential_file(repo, db.db_server)
+            res = t.run(dump_argv(db.db_server, db.name, out, credential), timeout=6 * 3600)
+            if res.code != 0:
+                raise OperationError(f"The dump of {db.name} failed: {res.stderr.strip()[-500:]}")
+            manifest_dbs.append(
+                {
+                    "uuid": db.uuid.hex,
+                    "name": db.name,
+                    "engine": db.db_server.engine,
+                    "db_server": db.db_server.name,
+                    "dump": out,
+                    "format": "sql" if ext == "sql" else "pg_dump custom",
+                }
+            )
+        from websites.models import Website
+
+        sites = [
+            {"domain": s.domain, "kind": s.kind, "dir": f"{home}/sites/{s.domain}"}
+            for s in Website.objects.filter(server=server, owner=account.user).order_by("domain")
+        ]
+        configs = repo.existing(_config_paths(account))
+        manifest = {
+            "format": 1,
+            "account": account.name,
+            "server": server.name,
+            "home": home,
+            "sites": sites,
+            "databases": manifest_dbs,
+            "configs": configs,
+            "created_at": timezone.now().isoformat(),
+        }
+        t.write_file(f"{dumps}/manifest.json", json.dumps(manifest, indent=1).encode(), mode=0o600)
+        ctx.progress(15, "Backing up files, dumps and configuration")
+        last = {"at": 0.0, "pct": -1}
+
+        def status(msg: dict) -> None:
+            pct = int(15 + 70 * float(msg.get("percent_done") or 0))
+            now = time.monotonic()
+            if pct != last["pct"] and now - last["at"] >= 1:
+                last.update(at=now, pct=pct)
+                done, total = msg.get("files_done") or 0, msg.get("total_files") or 0
+                ctx.progress(pct, f"Backing up: {done} of {total} files")
+
+        parent = (
+            BackupRun.objects.filter(job=job, state=BackupRun.State.SUCCEEDED, forgotten=False)
+            .exclude(snapshot_id="")
+            .values_list("snapshot_id", flat=True)
+            .first()
+        )
+        summary = repo.backup(
+            [p for p in [home, dumps, *configs] if p],
+            host=f"panel-{server.uuid.hex[:12]}",
+            tags=["panel", job.tag],
+            parent=parent or "",
+            on_status=status,
+        )
+        for warning in summary.warnings[:20]:
+            ctx.log(f"Not read: {warning}", "warning")
+        t.run(["rm", "-rf", "--", dumps])
+        now = timezone.now()
+        BackupRun.objects.filter(pk=run.pk).update(
+            state=BackupRun.State.SUCCEEDED,
+            finished_at=now,
+            snapshot_id=summary.snapshot_id,
+            files=summary.files,
+            size_bytes=summary.size_bytes,
+            bytes_added=summary.bytes_added,
+            duration_s=round(time.monotonic() - started, 3),
+            manifest=manifest,
+        )
+        BackupJob.objects.filter(pk=job.pk).update(
+            last_status=BackupJob.Status.OK,
+            last_error="",
+            last_success_at=now,
+            last_size_bytes=summary.size_bytes,
+        )
+        ctx.progress(88, f"Retention: keep {job.keep_daily} daily, {job.keep_weekly} weekly")
+        try:
+            repo.forget(job.tag, job.keep_daily, job.keep_weekly)
+            live = [str(s.get("id") or "") for s in repo.snapshots(job.tag)]
+        except ResticError as exc:  # the backup itself is safe; say so and go on
+            ctx.log(f"Retention failed: {exc}", "warning")
+        else:
+            # restic's summary gives the short id, its listing the full one.
+            kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
+            gone = [
+                pk
+                for pk, short in kept.values_list("pk", "snapshot_id")
+                if not any(full.startswith(short) for full in live)
+            ]
+            BackupRun.objects.filter(pk__in=gone).update(forgotten=True)
+    return summary
+
+
+def run_due() -> int:
+    """Every few minutes: start the backups whose period has passed."""
+    from backups import services
+
+    now = timezone.now()
+    started = 0
+    for job in BackupJob.objects.filter(enabled=True).select_related("account__user", "target"):
+        due = job.last_run_at is None or (now - job.last_run_at).total_seconds() >= (
+            job.every_minutes * 60
+        )
+        if not due or services.busy(job):
+            continue
+        try:
+            services.start_backup(job, actor=None)
+            started += 1
+        except Exception:  # one job must not stop the others
+            log.exception("could not start the backup of job %s", job.pk)
+    return started
+
+
+def backup_alert_source(rule, now):
+    """``backup_missing``: enabled jobs the rule's owner may see whose last run failed, or
+    with no success within one period (since the job was made, for new ones)."""
+    from core.policy import restrict
+    from monitoring.alerts import Finding
+
+    jobs = restrict(BackupJob, rule.owner).filter(enabled=True).select_related("account")
+    for job in jobs:
+        period = job.every_minutes * 60
+        since = job.last_success_at or job.created_at
+        subject, label = f"backup:{job.uuid.hex}", job.account.name
+        if job.last_status == BackupJob.Status.FAILED:
+            message = f"The last backup of {label} failed: {job.last_error}"
+        elif (now - since).total_seconds() > period:
+            when = f"since {job.last_success_at:%Y-%m-%d %H:%M}" if job.last_success_at else "yet"
+            message = f"No backup of {label} {when}."
+        else:
+            continue
+        yield Finding(
+            subject=subject, label=label, message=message[:500], server_id=job.account.server_id
+        )
+
+
+# ------------------------------------------------------------------ restores
+
+
+# Puts a restored directory in place of (or at) the destination: the old one is moved
+# aside first and removed only once the new one is in place. Constant text, paths as args.
+SWAP = r"""
+set -eu
+src=$1 dest=$2 aside="$2.panel-old-$3"
+mkdir -p -- "$(dirname -- "$dest")"
+if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$aside"; fi
+if ! mv -- "$src" "$dest"; then
+  if [ -e "$aside" ]; then mv -- "$aside" "$dest"; fi
+  exit 1
+fi
+rm -rf -- "$aside"
+"""
+LOAD_MARIADB = 'mysql --defaults-extra-file="$1" "$2" < "$3"'
+
+
+def restore(
+    ctx: OperationContext,
+    job_id: int,
+    run_id: int,
+    kind: str,
+    destination: str = "original",
+    dry_run: bool = True,
+    site: str = "",
+    new_path: str = "",
+    database_uuid: str = "",
+    new_database_id: int | None = None,
+) -> str:
+    """Restore one site's files or one database from a run's snapshot (see
+    services.do_restore); a dry run only says what would be restored."""
+    job = (
+        BackupJob.objects.select_related("account__server", "account__user", "target")
+        .filter(pk=job_id)
+        .first()
+    )
+    run = BackupRun.objects.filter(pk=run_id, job_id=job_id).first()
+    if job is None or run is None or not run.restorable:
+        raise OperationError("That snapshot no longer exists.")
+    account, server = job.account, job.account.server
+    t = _transport(server)
+    snapshot = run.snapshot_id
+    try:
+        with Repository(job.target, t, server, f"job-{job.uuid.hex}") as repo:
+            if kind == "files":
+                return _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run)
+            return _restore_database(
+                ctx, repo, run, database_uuid, destination, new_database_id, dry_run
+            )
+    except ResticError as exc:
+        raise OperationError(f"Restore from {snapshot[:8]} failed: {exc}") from exc
+
+
+def _stage(repo: Repository) -> str:
+    import secrets
+
+    stage = f"{repo.dir}/restore-{secrets.token_hex(4)}"
+    repo.t.run(["mkdir", "-m", "700", "--", stage]).check()
+    return stage
+
+
+def _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run) -> str:
+    import secrets
+
+    home = _home(account)
+    entry = next((s for s in run.manifest.get("sites", []) if s.get("domain") == site), None)
+    if entry is None or entry.get("dir") != f"{home}/sites/{site}":
+        raise OperationError(f"{site} is not in this snapshot at its current place.")
+    source = entry["dir"]
+    dest = source if destination == "original" else f"{home}/{new_path}"
+    files, size = repo.ls(run.snapshot_id, source)
+    what = f"{files} files ({size / 2**20:.1f} MiB) of {site} to {dest}"
+    if dry_run:
+        ctx.log(f"Would restore {what}, replacing what is there now.")
+        return f"Dry run: would restore {what}"
+    if destination == "new" and repo.t.run(["test", "!", "-e", dest]).code != 0:
+        raise OperationError(f"{dest} exists already: choose a new path.")
+    stage = _stage(repo)
+    try:
+        ctx.progress(20, f"Restoring {site} from {run.snapshot_id[:8]}")
+        repo.restore(run.snapshot_id, stage, source)
+        ctx.progress(80, f"Putting the files in place at {dest}")
+        res = repo.t.run(["sh", "-c", SWAP, "swap", f"{stage}{source}", dest, secrets.token_hex(4)])
+        if res.code != 0:
+            raise OperationError(f"Could not put the files in place: {res.stderr.strip()}")
+    finally:
+        repo.t.run(["rm", "-rf", "--", stage])
+    return f"Restored {what}"
+
+
+def _restore_database(ctx, repo, run, database_uuid, destination, new_database_id, dry_run):
+    from websites.databases.adapters import DatabaseAdapterError, adapter_for
+    from websites.databases.models import CustomerDatabase, DatabaseGrant
+
+    entry = next(
+        (d for d in run.manifest.get("databases", []) if d.get("uuid") == database_uuid), None
+    )
+    source = CustomerDatabase.objects.filter(uuid=database_uuid).select_related("db_server")
+    source = source.first()
+    if entry is None or source is None:
+        raise OperationError("That database is not in this snapshot, or was deleted.")
+    if destination == "original":
+        target = source
+    else:
+        target = CustomerDatabase.objects.select_related("db_server").filter(pk=new_database_id)
+        target = target.first()
+        if target is None:
+            raise OperationError("The new database was deleted.")
+    if target.db_server.engine != entry["engine"]:
+        raise OperationError("The dump is of another engine.")
+    files, size = repo.ls(run.snapshot_id, entry["dump"].rsplit("/", 1)[0])
+    how = "replacing its content" if target.pk == source.pk else "as a new database"
+    what = f"{entry['name']} ({size / 2**20:.1f} MiB dump) into {target.name}, {how}"
+    if dry_run:
+        ctx.log(f"Would restore {what}.")
+        return f"Dry run: would restore {what}"
+    stage = _stage(repo)
+    try:
+        ctx.progress(15, f"Fetching the dump of {entry['name']}")
+        repo.restore(run.snapshot_id, stage, entry["dump"])
+        dump = f"{stage}{entry['dump']}"
+        adapter = adapter_for(target.db_server)
+        try:
+            if target.pk == source.pk:
+                # Exactly as at the snapshot: nothing made since may survive, so the
+                # database is made again, with its grants, before the dump is loaded.
+                ctx.progress(40, f"Emptying {target.name}")
+                adapter.drop_database(target.name)
+            adapter.create_database(target.name)
+            grants = DatabaseGrant.objects.filter(database=target, status="active")
+            for grant in grants.select_related("user"):
+                adapter.grant(target.name, grant.user.name, grant.privileges)
+        except DatabaseAdapterError as exc:
+            raise OperationError(str(exc)) from exc
+        ctx.progress(60, f"Loading the dump into {target.name}")
+        credential = _credential_file(repo, target.db_server)
+        db_server = target.db_server
+        if db_server.engine == "mariadb":
+            argv = ["sh", "-c", LOAD_MARIADB, "load", credential, target.name, dump]
+        else:
+            argv = [
+                "env",
+                f"PGPASSFILE={credential}",
+                "pg_restore",
+                "-w",
+                "--exit-on-error",
+                "-h",
+                db_server.address,
+                "-p",
+                str(int(db_server.port)),
+                "-U",
+                db_server.admin_user,
+                "-d",
+                target.name,
+                dump,
+            ]
+        res = repo.t.run(argv, timeout=6 * 3600)
+        if res.code != 0:
+            raise OperationError(f"Loading the dump failed: {res.stderr.strip()[-1000:]}")
+    finally:
+        repo.t.run(["rm", "-rf", "--", stage])
+    return f"Restored {what}"

@@ -1,0 +1,447 @@
+"""Backups with real restic: a customer's files (owned by a real Linux user), MariaDB and
+PostgreSQL dumps and restores, a directory target and an SFTP target through a loopback
+sshd, failures that alert, retention, and restores of files and databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from backups import services
+from backups.models import BackupJob, BackupRun, BackupTarget
+from core.models import Operation
+from servers.connection import open_transport
+from tests.conftest import make_user, require_real
+from tests.integration.conftest import need
+from tests.integration.test_databases import _listening
+from tests.integration.web_stack import WebStack
+from websites import sysaccounts
+from websites.databases.adapters import Endpoint, adapter_for
+from websites.databases.models import CustomerDatabase, DatabaseServer
+from websites.models import SystemAccount, Website
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+HOST = "127.0.0.41"
+NAME = "uhpbak"
+DOMAIN = "bak.example.com"
+ENDPOINTS = {
+    "mariadb": Endpoint("mariadb", "127.0.0.1", 3306, admin_user="root", admin_password=""),
+    "postgresql": Endpoint(
+        "postgresql", "127.0.0.1", 5432, admin_user="postgres", admin_password=""
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    need("restic")
+    web = WebStack(HOST, NAME)
+    yield web
+    web.stop()
+
+
+@pytest.fixture
+def repo_dir():
+    path = Path(tempfile.mkdtemp(prefix="uhp-restic-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def world(stack, admin_user, q_sync, django_capture_on_commit_callbacks):
+    """A server, the customer's system account (a real Linux user) with one site whose
+    files have owners and modes of their own."""
+    server = stack.server(admin_user)
+    customer = make_user(f"{NAME}@example.com", "customer")
+    assert customer.account_name == NAME
+    account = SystemAccount.objects.create(
+        server=server, user=customer, name=NAME, status=SystemAccount.Status.ACTIVE
+    )
+    t = open_transport(server)
+    sysaccounts.ensure(t, server, NAME)
+    sysaccounts.ensure_site(t, server, NAME, DOMAIN)
+    Website.objects.create(domain=DOMAIN, server=server, owner=customer, status="active")
+    site = stack.homes / NAME / "sites" / DOMAIN
+    public = site / "public"
+    for child in public.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    (public / "index.html").write_text("<h1>hello</h1>\n")
+    (public / "secret.php").write_text("<?php // private\n")
+    os.chmod(public / "secret.php", 0o640)
+    (public / "uploads").mkdir()
+    (public / "uploads" / "a.bin").write_bytes(os.urandom(50_000))
+    os.chmod(public / "uploads", 0o750)
+    for path in (
+        public / "index.html",
+        public / "secret.php",
+        public / "uploads",
+        public / "uploads" / "a.bin",
+    ):
+        shutil.chown(path, NAME, NAME)
+
+    class World:
+        pass
+
+    w = World()
+    w.server, w.customer, w.account, w.site, w.public = server, customer, account, site, public
+    w.admin = admin_user
+    w.run = django_capture_on_commit_callbacks
+    return w
+
+
+def tree(root: Path) -> dict:
+    """Every path below root with its content digest, owner, group and mode."""
+    import hashlib
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            out[str(p.relative_to(root))] = (digest, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    return out
+
+
+def local_target(w, repo_dir, **extra) -> BackupTarget:
+    with w.run(execute=True):
+        target = services.do_create_target(
+            actor=w.admin,
+            data={
+                "name": "local",
+                "kind": "local",
+                "server": w.server,
+                "path": str(repo_dir),
+                **extra,
+            },
+        )
+    target.refresh_from_db()
+    return target
+
+
+def make_job(w, target, **extra) -> BackupJob:
+    return services.do_create_job(
+        actor=w.admin, data={"account": w.account, "target": target, **extra}
+    )
+
+
+def back_up(w, job) -> Operation:
+    with w.run(execute=True):
+        op = services.start_backup(job, actor=w.admin)
+    op.refresh_from_db()
+    return op
+
+
+def restore(w, job, data, dry_run=False) -> Operation:
+    with w.run(execute=True):
+        op = services.do_restore(job, actor=w.admin, data=data, dry_run=dry_run)
+    op.refresh_from_db()
+    return op
+
+
+def test_a_local_target_is_initialised_with_free_space_shown(world, repo_dir):
+    target = local_target(world, repo_dir)
+    assert target.status == "ready", target.status_message
+    assert target.free_bytes and target.free_bytes > 0
+    assert (repo_dir / "config").exists()  # restic init ran
+    # Checking again opens the existing repository with its password.
+    with world.run(execute=True):
+        op = services.start_check_target(target, actor=world.admin)
+    op.refresh_from_db()
+    assert op.state == "succeeded" and "opened" in op.message, op.error
+
+
+def test_s3_is_refused_clearly(world):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="not supported yet"):
+        services.do_create_target(
+            actor=world.admin,
+            data={"name": "s3", "kind": "s3", "server": world.server, "path": "/bucket"},
+        )
+
+
+def test_backup_records_the_run_and_restores_a_site_exactly(world, repo_dir):
+    target = local_target(world, repo_dir)
+    job = make_job(world, target)
+    before = tree(world.site)
+    from backups.tasks import _config_paths
+
+    # The site's vhost where the websites app puts it (no apply ran in this test).
+    [vhost] = [p for p in _config_paths(world.account) if p.endswith(f"{DOMAIN}.conf")]
+    Path(vhost).write_text("server { }\n")
+    op = back_up(world, job)
+    assert op.state == "succeeded", op.error
+    run = BackupRun.objects.get(job=job)
+    assert run.state == "succeeded" and len(run.snapshot_id) >= 8
+    assert run.files >= 4 and run.size_bytes >= 50_000 and run.bytes_added > 0
+    assert run.duration_s > 0
+    assert run.manifest["sites"][0]["domain"] == DOMAIN
+    assert run.manifest["configs"] == [vhost]
+    job.refresh_from_db()
+    assert job.last_status == "ok" and job.last_success_at and job.last_size_bytes
+    # Live progress came from restic's --json status lines.
+    from core.models import OperationLogLine
+
+    lines = OperationLogLine.objects.filter(operation=op).values_list("message", flat=True)
+    assert [m for m in lines if m.startswith("Backing up: ")], list(lines)
+
+    # Damage: a file deleted, one changed, a mode changed, a stray file added.
+    (world.public / "index.html").unlink()
+    (world.public / "secret.php").write_text("defaced")
+    os.chmod(world.public / "uploads", 0o777)
+    (world.public / "stray.txt").write_text("not in the backup")
+    data = {"run": run, "kind": "files", "site": DOMAIN, "destination": "original"}
+    check = restore(world, job, data, dry_run=True)
+    assert check.state == "succeeded" and check.message.startswith("Dry run"), check.error
+    assert not (world.public / "index.html").exists()  # a dry run changes nothing
+    op = restore(world, job, data)
+    assert op.state == "succeeded", op.error
+    assert tree(world.site) == before  # content, owners and modes; the stray file is gone
+
+    # Elsewhere below the home, with the same owners and modes.
+    op = restore(world, job, {**data, "destination": "new", "new_path": "restored/site"})
+    assert op.state == "succeeded", op.error
+    assert tree(world.site.parent.parent / "restored" / "site") == before
+    again = restore(world, job, {**data, "destination": "new", "new_path": "restored/site"})
+    assert again.state == "failed" and "exists already" in again.error
+
+
+def test_retention_forgets_old_snapshots(world, repo_dir):
+    target = local_target(world, repo_dir)
+    job = make_job(world, target, keep_daily=1, keep_weekly=0)
+    assert back_up(world, job).state == "succeeded"
+    (world.public / "index.html").write_text("changed")
+    assert back_up(world, job).state == "succeeded"
+    first, second = BackupRun.objects.filter(job=job).order_by("started_at")
+    assert first.forgotten and not second.forgotten  # one daily kept
+    assert second.bytes_added < second.size_bytes  # incremental
+
+
+def _database(w, engine: str, suffix: str) -> CustomerDatabase:
+    ep = ENDPOINTS[engine]
+    if not _listening(ep.host, ep.port):
+        require_real(f"{engine} does not listen on {ep.host}:{ep.port}")
+    db_server = DatabaseServer.objects.create(
+        name=f"{engine}-bak", engine=engine, host=ep.host, port=ep.port, admin_user=ep.admin_user
+    )
+    name = f"{NAME}_{suffix}"
+    adapter_for(ep).drop_database(name)
+    adapter_for(ep).create_database(name)
+    return CustomerDatabase.objects.create(
+        db_server=db_server, owner=w.customer, name=name, status="active"
+    )
+
+
+def _sql(engine: str, database: str, statements: list[str]) -> list:
+    if engine == "mariadb":
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", user="root", database=database, autocommit=True)
+    else:
+        import psycopg
+
+        conn = psycopg.connect(host="127.0.0.1", user="postgres", dbname=database, autocommit=True)
+    try:
+        rows = []
+        with conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+                rows = cur.fetchall() if cur.description else rows
+        return [tuple(r) for r in rows]
+    finally:
+        conn.close()
+
+
+def _state(engine: str, database: str) -> tuple:
+    if engine == "mariadb":
+        tables = _sql(engine, database, ["SHOW TABLES"])
+    else:
+        tables = _sql(
+            engine,
+            database,
+            ["SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"],
+        )
+    content = {t[0]: _sql(engine, database, [f"SELECT * FROM {t[0]} ORDER BY 1"]) for t in tables}
+    return sorted(t[0] for t in tables), content
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_a_database_restored_in_place_is_exactly_as_at_the_snapshot(world, repo_dir, engine):
+    db = _database(world, engine, "shop")
+    try:
+        _sql(
+            engine,
+            db.name,
+            [
+                "CREATE TABLE orders (id INTEGER PRIMARY KEY, item VARCHAR(40))",
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+                "INSERT INTO orders VALUES (1, 'apple'), (2, 'pear')",
+                "INSERT INTO notes VALUES (1, 'keep')",
+            ],
+        )
+        at_snapshot = _state(engine, db.name)
+        target = local_target(world, repo_dir)
+        job = make_job(world, target)
+        op = back_up(world, job)
+        assert op.state == "succeeded", op.error
+        run = BackupRun.objects.get(job=job)
+        [dumped] = run.manifest["databases"]
+        assert dumped["name"] == db.name and dumped["engine"] == engine
+        # Changes after the snapshot: a row changed and added, a table dropped and one made.
+        _sql(
+            engine,
+            db.name,
+            [
+                "UPDATE orders SET item = 'plum' WHERE id = 1",
+                "INSERT INTO orders VALUES (3, 'fig')",
+                "DROP TABLE notes",
+                "CREATE TABLE later (id INTEGER PRIMARY KEY)",
+            ],
+        )
+        assert _state(engine, db.name) != at_snapshot
+        data = {"run": run, "kind": "database", "database": db, "destination": "original"}
+        op = restore(world, job, data)
+        assert op.state == "succeeded", op.error
+        assert _state(engine, db.name) == at_snapshot
+    finally:
+        adapter_for(ENDPOINTS[engine]).drop_database(db.name)
+
+
+def test_a_database_restores_into_a_new_one(world, repo_dir):
+    from websites.models import Plan, Subscription
+
+    Subscription.objects.create(user=world.customer, plan=Plan.objects.create(name="bak"))
+    engine = "mariadb"
+    db = _database(world, engine, "blog")
+    try:
+        _sql(
+            engine,
+            db.name,
+            ["CREATE TABLE posts (id INTEGER PRIMARY KEY)", "INSERT INTO posts VALUES (7)"],
+        )
+        job = make_job(world, local_target(world, repo_dir))
+        assert back_up(world, job).state == "succeeded"
+        run = BackupRun.objects.get(job=job)
+        data = {
+            "run": run,
+            "kind": "database",
+            "database": db,
+            "destination": "new",
+            "new_database": "blogcopy",
+        }
+        op = restore(world, job, data)
+        assert op.state == "succeeded", op.error
+        new = CustomerDatabase.objects.get(name=f"{NAME}_blogcopy")
+        assert _state(engine, new.name) == _state(engine, db.name)
+    finally:
+        adapter_for(ENDPOINTS[engine]).drop_database(db.name)
+        adapter_for(ENDPOINTS[engine]).drop_database(f"{NAME}_blogcopy")
+
+
+def test_sftp_target_through_a_loopback_sshd(world, sshd, repo_dir):
+    os.chmod(repo_dir, 0o755)
+    with world.run(execute=True):
+        target = services.do_create_target(
+            actor=world.admin,
+            data={
+                "name": "offsite",
+                "kind": "sftp",
+                "server": world.server,
+                "path": str(repo_dir / "repo"),
+                "sftp_host": sshd.host,
+                "sftp_port": sshd.port,
+                "sftp_user": "root",
+                "sftp_host_key": sshd.host_key_line(),
+                "sftp_private_key": sshd.private_key,
+            },
+        )
+    target.refresh_from_db()
+    assert target.status == "ready", target.status_message
+    assert target.free_bytes and target.free_bytes > 0
+    assert (repo_dir / "repo" / "config").exists()
+    job = make_job(world, target)
+    op = back_up(world, job)
+    assert op.state == "succeeded", op.error
+    # No secret on any argv, and none left on the server.
+    assert not list((Path(world.server.profile["state_dir"]) / "backups").glob("*/secrets-*"))
+
+
+def _fire(world, now=None):
+    from monitoring.alerts import evaluate_alerts
+    from monitoring.models import Alert, AlertRule
+
+    AlertRule.objects.get_or_create(owner=world.customer, name="backups", kind="backup_missing")
+    evaluate_alerts(now)
+    return list(Alert.objects.filter(state="firing", rule__kind="backup_missing"))
+
+
+def test_a_wrong_password_fails_the_run_and_alerts(world, repo_dir):
+    target = local_target(world, repo_dir)
+    BackupTarget.objects.filter(pk=target.pk).update(password="not-the-password")
+    job = make_job(world, BackupTarget.objects.get(pk=target.pk))
+    op = back_up(world, job)
+    assert op.state == "failed" and "password is wrong" in op.error
+    job.refresh_from_db()
+    assert job.last_status == "failed"
+    assert BackupRun.objects.get(job=job).state == "failed"
+    [alert] = _fire(world)
+    assert alert.subject == f"backup:{job.uuid.hex}" and "failed" in alert.message
+
+
+def test_an_unreachable_repository_fails_the_run_and_alerts(world, repo_dir):
+    from tests.integration.conftest import free_port
+
+    target = BackupTarget.objects.create(
+        name="gone",
+        kind="sftp",
+        server=world.server,
+        path="/srv/repo",
+        sftp_host="127.0.0.1",
+        sftp_port=free_port(),
+        sftp_user="root",
+        sftp_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0d",
+        sftp_private_key=world.server.private_key,
+        password="x" * 20,
+        status="ready",
+    )
+    job = make_job(world, target)
+    op = back_up(world, job)
+    assert op.state == "failed", op.error
+    assert [a.subject for a in _fire(world)] == [f"backup:{job.uuid.hex}"]
+
+
+def test_a_missing_backup_alerts_after_one_period(world, repo_dir):
+    job = make_job(world, local_target(world, repo_dir))
+    assert _fire(world) == []  # new: not due yet
+    later = timezone.now() + timedelta(minutes=job.every_minutes + 1)
+    [alert] = _fire(world, later)
+    assert "No backup" in alert.message
+    BackupJob.objects.filter(pk=job.pk).update(last_status="ok", last_success_at=later)
+    assert _fire(world, later + timedelta(minutes=5)) == []  # resolved
+
+
+def test_due_jobs_are_started_by_the_schedule(world, repo_dir):
+    from backups.tasks import run_due
+
+    job = make_job(world, local_target(world, repo_dir))
+    with world.run(execute=True):
+        assert run_due() == 1
+    assert BackupRun.objects.get(job=job).state == "succeeded"
+    with world.run(execute=True):
+        assert run_due() == 0  # not due again within its period
+
+
+def test_restic_is_installed():
+    assert subprocess.run(["restic", "version"], capture_output=True).returncode == 0

@@ -1,0 +1,288 @@
+"""Backups without restic: who sees and changes what (portal, API, admin), the services'
+checks, the command builder (no secret on any argv), flat query counts, and the outsider
+sweep over the backup routes. Real restic, MariaDB, PostgreSQL and sshd runs are in
+tests/integration/test_backups.py."""
+
+from __future__ import annotations
+
+import shlex
+from types import SimpleNamespace
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backups import services
+from backups.models import BackupJob, BackupRun, BackupTarget, validate_repo_path
+from backups.restic import Repository, error_of
+from core.models import AuditEntry, Operation
+from servers.models import Server
+from tests.conftest import login, make_user
+from websites.models import SystemAccount
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "backup-repo-password-material"
+SFTP_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----backup-sftp-key-material"
+
+
+def server_of(owner, name="web1"):
+    return Server.objects.create(name=name, address="10.0.0.5", owner=owner)
+
+
+def target_of(server, name="local", **extra):
+    return BackupTarget.objects.create(
+        name=name, kind="local", server=server, path="/srv/backups", password=PASSWORD, **extra
+    )
+
+
+def job_of(user, server, target, name=None):
+    account = SystemAccount.objects.create(
+        server=server, user=user, name=name or user.account_name, status="active"
+    )
+    return BackupJob.objects.create(account=account, target=target)
+
+
+@pytest.fixture
+def setup(admin_user, customer):
+    server = server_of(admin_user)
+    target = target_of(server)
+    job = job_of(customer, server, target)
+    run = BackupRun.objects.create(
+        job=job,
+        state="succeeded",
+        snapshot_id="0123abcd",
+        files=10,
+        size_bytes=1000,
+        bytes_added=100,
+        manifest={"sites": [{"domain": "a.example.com", "dir": "/home/x/sites/a.example.com"}]},
+    )
+    return SimpleNamespace(server=server, target=target, job=job, run=run)
+
+
+class TestTargets:
+    def test_created_by_administrators_with_a_generated_password_and_an_init(
+        self, admin_user, django_capture_on_commit_callbacks
+    ):
+        server = server_of(admin_user)
+        with django_capture_on_commit_callbacks(execute=False):
+            target = services.do_create_target(
+                actor=admin_user,
+                data={"name": "t1", "kind": "local", "server": server, "path": "/srv/b"},
+            )
+        assert len(target.password) >= 32
+        op = Operation.objects.get(kind="backup_target.check")
+        assert op.target_id == str(target.uuid)
+        assert AuditEntry.objects.filter(action="backup_target.create").exists()
+        assert PASSWORD not in str(AuditEntry.objects.values_list("changes", flat=True))
+
+    def test_customers_and_resellers_may_not(self, customer, reseller, admin_user):
+        server = server_of(admin_user)
+        for who in (customer, reseller):
+            with pytest.raises(PermissionDenied):
+                services.do_create_target(
+                    actor=who, data={"name": "t", "kind": "local", "server": server, "path": "/b"}
+                )
+
+    def test_sftp_needs_host_user_and_pinned_key_and_gets_a_key_pair(self, admin_user):
+        server = server_of(admin_user)
+        data = {"name": "off", "kind": "sftp", "server": server, "path": "/b"}
+        with pytest.raises(ValidationError) as err:
+            services.do_create_target(actor=admin_user, data=data)
+        assert {"sftp_host", "sftp_user", "sftp_host_key"} <= set(err.value.message_dict)
+        target = services.do_create_target(
+            actor=admin_user,
+            data={
+                **data,
+                "sftp_host": "10.0.0.9",
+                "sftp_user": "backup",
+                "sftp_host_key": "ssh-ed25519 " + "A" * 68,
+            },
+        )
+        assert target.sftp_public_key.startswith("ssh-ed25519 ")
+        assert target.repository == "sftp:backup@10.0.0.9:/b"
+
+    def test_the_password_of_a_ready_repository_cannot_change(self, setup, admin_user):
+        BackupTarget.objects.filter(pk=setup.target.pk).update(status="ready")
+        with pytest.raises(ValidationError):
+            services.do_update_target(
+                BackupTarget.objects.get(pk=setup.target.pk),
+                actor=admin_user,
+                data={"password": "another-password-123"},
+            )
+
+    def test_in_use_targets_are_kept(self, setup, admin_user):
+        with pytest.raises(ValidationError):
+            services.do_delete_target(setup.target, actor=admin_user)
+
+
+@given(st.text(max_size=60))
+def test_repository_paths_never_carry_shell_or_option_text(value):
+    try:
+        validate_repo_path(value)
+    except ValidationError:
+        return
+    assert value.startswith("/") and ".." not in value.split("/")
+    assert shlex.split(shlex.quote(value)) == [value]
+    assert not set(value) & set(" \t\n'\"$`;&|<>*?\\")
+
+
+class TestCommands:
+    def test_no_secret_reaches_an_argv(self, setup, admin_user):
+        target = setup.target
+        target.kind, target.sftp_host, target.sftp_user = "sftp", "10.0.0.9", "backup"
+        target.sftp_host_key = "ssh-ed25519 " + "A" * 68
+        target.sftp_private_key = SFTP_KEY
+        repo = Repository(target, transport=None, server=setup.server, key="k")
+        argv = repo.argv("backup", "--json", "/home/x")
+        text = " ".join(argv)
+        assert PASSWORD not in text and SFTP_KEY not in text
+        assert argv[argv.index("--password-file") + 1].startswith(repo.secrets)
+        command = next(a for a in argv if a.startswith("sftp.command="))
+        ssh = shlex.split(command.removeprefix("sftp.command="))
+        assert ssh[0] == "ssh" and "StrictHostKeyChecking=yes" in ssh and ssh[-2:] == ["-s", "sftp"]
+
+    def test_errors_name_a_wrong_password(self):
+        exc = error_of(1, ["Fatal: wrong password or no key found"])
+        assert "password is wrong" in str(exc) and not exc.retryable
+        assert error_of(1, ["ssh: connect to host x port 22: Connection refused"]).retryable
+
+
+class TestJobs:
+    def test_a_directory_target_takes_only_its_servers_accounts(self, admin_user, customer):
+        target = target_of(server_of(admin_user, "a"))
+        other = server_of(admin_user, "b")
+        account = SystemAccount.objects.create(server=other, user=customer, name="cust")
+        with pytest.raises(ValidationError):
+            services.do_create_job(actor=admin_user, data={"account": account, "target": target})
+
+    def test_owners_back_up_now_but_do_not_edit(self, setup, customer):
+        with pytest.raises(PermissionDenied):
+            services.do_update_job(setup.job, actor=customer, data={"keep_daily": 1})
+        op = services.start_backup(setup.job, actor=customer)
+        assert op.owner == customer and op.lock_key == setup.target.lock_key
+        with pytest.raises(ValidationError):  # one at a time
+            services.start_backup(setup.job, actor=customer)
+
+    def test_restore_checks_its_input(self, setup, customer):
+        good = {"run": setup.run, "kind": "files", "site": "a.example.com"}
+        services.do_restore(setup.job, actor=customer, data=good)
+        for bad in (
+            {**good, "site": "other.example.com"},
+            {**good, "destination": "new", "new_path": "../../etc"},
+            {**good, "destination": "new", "new_path": "/etc"},
+            {**good, "kind": "everything"},
+        ):
+            with pytest.raises(ValidationError):
+                services.do_restore(setup.job, actor=customer, data=bad)
+        BackupRun.objects.filter(pk=setup.run.pk).update(forgotten=True)
+        setup.run.refresh_from_db()
+        with pytest.raises(ValidationError):
+            services.do_restore(setup.job, actor=customer, data=good)
+
+
+class TestPortal:
+    def test_owner_sees_its_backups_and_snapshots(self, setup, customer):
+        client = login(customer)
+        page = client.get("/backups/").content.decode()
+        assert setup.job.account.name in page
+        detail = client.get(f"/backups/{setup.job.uuid}/").content.decode()
+        assert "0123abcd" in detail and "Restore" in detail
+        assert client.get("/backups/targets/").status_code == 404
+        assert client.get(f"/backups/{setup.job.uuid}/edit/").status_code == 404
+
+    def test_restore_form_starts_a_dry_run(self, setup, customer):
+        client = login(customer)
+        resp = client.post(
+            f"/backups/{setup.job.uuid}/restore/",
+            {"run": setup.run.pk, "kind": "files", "site": "", "destination": "original"},
+        )
+        assert resp.status_code == 400  # no site chosen
+        from websites.models import Website
+
+        Website.objects.create(domain="a.example.com", server=setup.server, owner=customer)
+        resp = client.post(
+            f"/backups/{setup.job.uuid}/restore/",
+            {
+                "run": setup.run.pk,
+                "kind": "files",
+                "site": "a.example.com",
+                "destination": "original",
+            },
+        )
+        assert resp.status_code == 302
+        assert Operation.objects.get(kind="backup.restore_check").args["dry_run"] is True
+
+    def test_staff_see_the_targets_without_secrets(self, setup, admin_user):
+        client = login(admin_user)
+        for url in (
+            "/backups/targets/",
+            f"/backups/targets/{setup.target.uuid}/",
+            f"/backups/targets/{setup.target.uuid}/edit/",
+        ):
+            resp = client.get(url)
+            assert resp.status_code == 200 and PASSWORD not in resp.content.decode()
+
+    @pytest.mark.parametrize(
+        "url",
+        ["/backups/", "/api/v1/backup-jobs/", "/api/v1/backup-runs/", "/api/v1/backup-targets/"],
+    )
+    def test_lists_are_flat(self, admin_user, url):
+        client = login(admin_user)
+        counts = []
+        for n in (2, 12):
+            server = server_of(admin_user, f"s{n}")
+            target = target_of(server, f"t{n}")
+            for i in range(n):
+                user = make_user(f"c{n}x{i}@example.com", "customer")
+                job = job_of(user, server, target, name=f"c{n}x{i}")
+                BackupRun.objects.create(job=job, state="succeeded", snapshot_id="abcdef01")
+            with CaptureQueriesContext(connection) as ctx:
+                assert client.get(url).status_code == 200
+            counts.append(len(ctx))
+        assert counts[0] == counts[1], counts
+
+
+class TestApi:
+    def test_owner_reads_runs_snapshots_and_restores(self, setup, customer):
+        client = login(customer)
+        jobs = client.get("/api/v1/backup-jobs/").json()
+        assert [j["uuid"] for j in jobs["results"]] == [str(setup.job.uuid)]
+        snaps = client.get(f"/api/v1/backup-jobs/{setup.job.uuid}/snapshots/").json()
+        assert [s["snapshot_id"] for s in snaps] == ["0123abcd"]
+        resp = client.post(
+            f"/api/v1/backup-jobs/{setup.job.uuid}/restore/",
+            {"run": str(setup.run.uuid), "kind": "files", "site": "a.example.com"},
+            content_type="application/json",
+        )
+        assert resp.status_code == 202, resp.content
+        assert client.get("/api/v1/backup-targets/").json()["results"] == []
+
+    def test_targets_never_return_secrets(self, setup, admin_user):
+        body = login(admin_user).get(f"/api/v1/backup-targets/{setup.target.uuid}/").content
+        assert PASSWORD.encode() not in body
+
+
+def test_outsiders_reach_no_backup(setup, customer):
+    """The outsider sweep's walk, over the backup objects (its own victims lack them)."""
+    from tests.unit.test_outsider_sweep import _request, methods, requests_for
+
+    objects = [setup.target, setup.job, setup.run]
+    urls = [u for u in requests_for(objects) if "backup" in u]
+    assert len(urls) > 10
+    for who in ("customer", "reseller"):
+        client = login(make_user(f"outsider-{who}@example.com", who))
+        for url in urls:
+            for method in methods(url):
+                resp = _request(client, method, url)
+                if url.startswith("/admin/"):
+                    assert resp.status_code == 302, (method, url)
+                    continue
+                assert resp.status_code in (404, 405), (who, method, url, resp.status_code)
+    support = login(make_user("support-b@example.com", "support"))
+    for url in urls:
+        resp = support.get(url)
+        assert resp.status_code < 500 and PASSWORD.encode() not in resp.content, url
+    assert not Operation.objects.exists()
