@@ -43,6 +43,7 @@ class PostfixService(Service):
         ProfileKey("postfix_config_dir", "/etc/postfix", "path", "Postfix's config_directory."),
         ProfileKey("mail_map_dir", "/etc/postfix/panel", "path", "The panel's Postfix maps."),
         ProfileKey("postfix_reload_timeout", 20, "seconds", "How long a reload may take."),
+        ProfileKey("mail_hostname", "", "text", "The server's public mail host name (MX records)."),
     )
 
     def validation_jobs(self, run: ServiceRun) -> list[Job]:

@@ -106,6 +106,9 @@ def do_create_mail_domain(*, actor, data: dict) -> MailDomain:
             changes=audit.diff({}, audit.snapshot(domain, DOMAIN_FIELDS)),
         )
         apply_mail(domain, actor=actor)
+        from mail.dnsrecords import do_publish_records
+
+        do_publish_records(domain, actor=actor)
     return domain
 
 

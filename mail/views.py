@@ -30,7 +30,7 @@ from core.policy import (
     restrict,
 )
 from core.tables import Column, Table
-from mail import services
+from mail import dnsrecords, services
 from mail.filters import MailDomainFilter
 from mail.forms import MailAliasForm, MailboxEditForm, MailboxForm, MailDomainForm
 from mail.models import MailAlias, Mailbox, MailDomain
@@ -119,6 +119,7 @@ class MailDomainDetail(View):
             "object": domain,
             "mailboxes": list(domain.mailboxes.all()),
             "aliases": list(domain.aliases.all()),
+            "dns_records": dnsrecords.status(domain),
             "mailbox_form": MailboxForm(),
             "alias_form": MailAliasForm(),
             **extra,

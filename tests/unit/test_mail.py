@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from core.models import AuditEntry, Operation
 from dns.models import Zone
-from mail import passwords, services
+from mail import dnsrecords, passwords, services
 from mail.apply import render_maps, render_users
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain
 from mail.validators import clean_destinations, clean_local_part
@@ -315,3 +315,55 @@ class TestPortal:
         r = c.post("/mail/new/", {"domain": "portal.example.com", "server": server.pk})
         assert r.status_code == 302, r.content
         assert MailDomain.objects.filter(domain="portal.example.com", owner=customer).exists()
+
+
+class TestDnsRecords:
+    @staticmethod
+    def served_zone(name, owner):
+        from dns.models import Nameserver, NameserverGroup
+
+        group = NameserverGroup.objects.create(name=f"g-{name}")
+        Nameserver.objects.create(
+            group=group, hostname="ns1.example.net", host="127.0.0.1", kind="powerdns"
+        )
+        return Zone.objects.create(name=name, owner=owner, group=group)
+
+    def test_records_published_in_the_owners_zone(self, customer, server):
+        from dns.models import Record
+
+        subscribe(customer)
+        server.profile = {"mail_hostname": "mx.provider.example"}
+        server.save()
+        zone = self.served_zone("example.com", customer)
+        Record.objects.create(zone=zone, name="@", type="TXT", content='"google-site-x"')
+        d = services.do_create_mail_domain(
+            actor=customer, data={"domain": "example.com", "server": server}
+        )
+        got = set(Record.objects.filter(zone=zone).values_list("name", "type", "content"))
+        assert ("@", "MX", "10 mx.provider.example.") in got
+        assert ("@", "TXT", '"v=spf1 mx -all"') in got
+        assert any(n == "_dmarc" and c.startswith('"v=DMARC1') for n, _t, c in got)
+        assert all(row["in_zone"] for row in dnsrecords.status(d))
+
+    def test_an_existing_spf_is_not_overwritten_and_subdomains_get_labels(self, customer, server):
+        from dns.models import Record
+
+        subscribe(customer)
+        zone = self.served_zone("example.com", customer)
+        Record.objects.create(zone=zone, name="shop", type="TXT", content='"v=spf1 a -all"')
+        services.do_create_mail_domain(
+            actor=customer, data={"domain": "shop.example.com", "server": server}
+        )
+        spf = Record.objects.filter(zone=zone, name="shop", content__startswith='"v=spf1')
+        assert list(spf.values_list("content", flat=True)) == ['"v=spf1 a -all"']
+        assert Record.objects.filter(zone=zone, name="_dmarc.shop", type="TXT").exists()
+        # no mail host name known (the server's address is an IP): no MX invented
+        assert not Record.objects.filter(zone=zone, type="MX").exists()
+
+    def test_zone_not_ours_shows_what_to_publish(self, domain, customer):
+        from dns.models import Record
+
+        page = login(customer).get(f"/mail/{domain.uuid}/")
+        assert b"_dmarc.shop.example.com" in page.content
+        assert b"Publish it at your DNS provider" in page.content
+        assert not Record.objects.exists()
