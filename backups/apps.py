@@ -14,6 +14,7 @@ class BackupsConfig(AppConfig):
         from core.schedules import every
 
         every(15, "backups.tasks.run_due", name="start due backups")
+        every(7 * 1440, "backups.tasks.verify_all", name="check backup repositories")
         if apps.is_installed("monitoring"):
             from backups.tasks import backup_alert_source
             from monitoring.alerts import register_source

@@ -224,11 +224,23 @@ class Repository:
             raise error_of(code, [x for x in lines if not x.startswith("{")] or lines)
         return summary
 
-    def forget(self, tag: str, keep_daily: int, keep_weekly: int) -> None:
-        args = ["forget", "--tag", tag, "--group-by", "tags", "--keep-daily", str(keep_daily)]
+    def forget(self, tag: str, keep_daily: int, keep_weekly: int) -> list[str]:
+        """Apply retention to the snapshots tagged ``tag``, prune, and return the ids of
+        the snapshots removed (restic prints its decision as JSON on the first line, and
+        nothing at all when it keeps everything)."""
+        args = ["forget", "--json", "--tag", tag, "--group-by", "tags"]
+        args += ["--keep-daily", str(keep_daily)]
         if keep_weekly:
             args += ["--keep-weekly", str(keep_weekly)]
-        self.run(*args, "--prune", timeout=TIMEOUT)
+        out = self.run(*args, "--prune", timeout=TIMEOUT)
+        first = out.split("\n", 1)[0]
+        if not first.startswith("["):
+            return []
+        try:
+            groups = json.loads(first)
+        except ValueError as exc:
+            raise ResticError(f"restic forget said: {first[:300]}") from exc
+        return [str(s.get("id") or "") for g in groups or [] for s in g.get("remove") or []]
 
     def ls(self, snapshot: str, path: str) -> tuple[int, int]:
         """(files, bytes) below ``path`` in a snapshot: the dry-run summary of a restore."""

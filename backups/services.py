@@ -131,6 +131,21 @@ def start_check_target(target: BackupTarget, *, actor) -> Operation:
     return _start_check(target, actor)
 
 
+def start_verify_target(target: BackupTarget, *, actor) -> Operation:
+    """``restic check`` of the repository (weekly by the schedule, or on request)."""
+    _staff_only(actor)
+    return start_operation(
+        kind="backup_target.verify",
+        task=f"{TASKS}.verify_target",
+        owner=actor or target.server.owner,
+        requested_by=actor,
+        target=target,
+        target_action=CHANGE,
+        lock_key=target.lock_key,
+        args={"target_id": target.pk},
+    )
+
+
 # ------------------------------------------------------------------ jobs
 
 

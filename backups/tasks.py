@@ -61,6 +61,44 @@ def check_target(ctx: OperationContext, target_id: int) -> str:
     return f"Repository {done}{space}"
 
 
+def verify_target(ctx: OperationContext, target_id: int) -> str:
+    """``restic check``: the repository's structure is sound. A failure marks the target
+    unreachable, which alerts for every job that backs up into it."""
+    target = BackupTarget.objects.select_related("server").filter(pk=target_id).first()
+    if target is None:
+        raise OperationError("The target was deleted.")
+    ctx.progress(10, f"Checking {target.repository}")
+    t = _transport(target.server)
+    try:
+        with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+            repo.run("check", timeout=6 * 3600)
+    except Exception as exc:
+        BackupTarget.objects.filter(pk=target.pk).update(
+            status=BackupTarget.Status.FAILED,
+            status_message=f"restic check: {exc}"[:2000],
+            checked_at=timezone.now(),
+        )
+        raise OperationError(str(exc)) from exc
+    BackupTarget.objects.filter(pk=target.pk).update(
+        status=BackupTarget.Status.READY, status_message="", checked_at=timezone.now()
+    )
+    return "The repository is sound (restic check)."
+
+
+def verify_all() -> int:
+    """Weekly: ``restic check`` every target in use."""
+    from backups import services
+
+    started = 0
+    for target in BackupTarget.objects.filter(jobs__isnull=False).distinct():
+        try:
+            services.start_verify_target(target, actor=None)
+            started += 1
+        except Exception:  # one target must not stop the others
+            log.exception("could not start the check of target %s", target.pk)
+    return started
+
+
 # ------------------------------------------------------------------ backups
 
 
@@ -291,19 +329,20 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
         )
         ctx.progress(88, f"Retention: keep {job.keep_daily} daily, {job.keep_weekly} weekly")
         try:
-            repo.forget(job.tag, job.keep_daily, job.keep_weekly)
-            live = [str(s.get("id") or "") for s in repo.snapshots(job.tag)]
+            removed = repo.forget(job.tag, job.keep_daily, job.keep_weekly)
         except ResticError as exc:  # the backup itself is safe; say so and go on
             ctx.log(f"Retention failed: {exc}", "warning")
         else:
-            # restic's summary gives the short id, its listing the full one.
+            # restic's summary gives the short id, forget the full one.
             kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
             gone = [
                 pk
                 for pk, short in kept.values_list("pk", "snapshot_id")
-                if not any(full.startswith(short) for full in live)
+                if any(full.startswith(short) for full in removed)
             ]
             BackupRun.objects.filter(pk__in=gone).update(forgotten=True)
+            if removed:
+                ctx.log(f"Retention removed {len(removed)} snapshot(s).")
     return summary
 
 
@@ -333,13 +372,15 @@ def backup_alert_source(rule, now):
     from core.policy import restrict
     from monitoring.alerts import Finding
 
-    jobs = restrict(BackupJob, rule.owner).filter(enabled=True).select_related("account")
-    for job in jobs:
+    jobs = restrict(BackupJob, rule.owner).filter(enabled=True)
+    for job in jobs.select_related("account", "target"):
         period = job.every_minutes * 60
         since = job.last_success_at or job.created_at
         subject, label = f"backup:{job.uuid.hex}", job.account.name
         if job.last_status == BackupJob.Status.FAILED:
             message = f"The last backup of {label} failed: {job.last_error}"
+        elif job.target.status == BackupTarget.Status.FAILED:
+            message = f"The repository {label} is backed up into failed its check."
         elif (now - since).total_seconds() > period:
             when = f"since {job.last_success_at:%Y-%m-%d %H:%M}" if job.last_success_at else "yet"
             message = f"No backup of {label} {when}."
@@ -357,8 +398,15 @@ def backup_alert_source(rule, now):
 # aside first and removed only once the new one is in place. Constant text, paths as args.
 SWAP = r"""
 set -eu
-src=$1 dest=$2 aside="$2.panel-old-$3"
-mkdir -p -- "$(dirname -- "$dest")"
+src=$1 dest=$2 aside="$2.panel-old-$3" home=$(realpath -m -- "$4")
+# As root, never through a link the customer made to somewhere outside the home.
+parent=$(realpath -m -- "$(dirname -- "$dest")")
+case "$parent/" in
+  "$home"/*) ;;
+  *) echo "$dest is not inside $home" >&2; exit 1 ;;
+esac
+mkdir -p -- "$parent"
+dest="$parent/$(basename -- "$dest")" aside="$parent/$(basename -- "$aside")"
 if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$aside"; fi
 if ! mv -- "$src" "$dest"; then
   if [ -e "$aside" ]; then mv -- "$aside" "$dest"; fi
@@ -434,7 +482,8 @@ def _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run
         ctx.progress(20, f"Restoring {site} from {run.snapshot_id[:8]}")
         repo.restore(run.snapshot_id, stage, source)
         ctx.progress(80, f"Putting the files in place at {dest}")
-        res = repo.t.run(["sh", "-c", SWAP, "swap", f"{stage}{source}", dest, secrets.token_hex(4)])
+        restored = f"{stage}{source}"
+        res = repo.t.run(["sh", "-c", SWAP, "swap", restored, dest, secrets.token_hex(4), home])
         if res.code != 0:
             raise OperationError(f"Could not put the files in place: {res.stderr.strip()}")
     finally:

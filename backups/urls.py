@@ -24,4 +24,9 @@ urlpatterns = [
     path(
         "targets/<uuid:uuid>/check/", views.BackupTargetCheck.as_view(), name="backup-target-check"
     ),
+    path(
+        "targets/<uuid:uuid>/verify/",
+        views.BackupTargetVerify.as_view(),
+        name="backup-target-verify",
+    ),
 ]

@@ -223,3 +223,9 @@ class BackupTargetCheck(PortalActionView):
     model = BackupTarget
     action = CHANGE
     service = services.start_check_target
+
+
+class BackupTargetVerify(PortalActionView):
+    model = BackupTarget
+    action = CHANGE
+    service = services.start_verify_target

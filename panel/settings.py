@@ -305,6 +305,8 @@ PANEL_SERVER_NETWORKS = env_list("PANEL_SERVER_NETWORKS")
 PANEL_MONITORING_INTERVAL = env_int("PANEL_MONITORING_INTERVAL", 30)
 PANEL_MONITORING_WORKERS = env_int("PANEL_MONITORING_WORKERS", 32)
 PANEL_MONITORING_TIMEOUT = env_int("PANEL_MONITORING_TIMEOUT", 10)
+# Days an expired (suspended) VPS is kept before it is deleted (vps/expiry.py).
+PANEL_VPS_EXPIRY_GRACE_DAYS = env_int("PANEL_VPS_EXPIRY_GRACE_DAYS", 7)
 PANEL_MONITORING_OFFLINE_AFTER = env_int("PANEL_MONITORING_OFFLINE_AFTER", 3)
 # Alert notifications: attempts per delivery (retried with backoff), seconds per attempt,
 # and the Telegram Bot API's base URL (a stand-in in tests, or a local Bot API server).

@@ -16,3 +16,9 @@ class VpsConfig(AppConfig):
         every(1, "vps.stats.collect", name="vps_stats")
         every(5, "vps.stats.roll_up_job", name="vps_stats_rollup")
         every(60, "vps.stats.prune_job", name="vps_stats_prune")
+        # Expiry: suspend at expiry, delete after the grace period; notices are alerts.
+        every(15, "vps.expiry.expire_vpses", name="vps_expiry")
+        from monitoring.alerts import register_source
+        from vps.expiry import vps_expiring_source
+
+        register_source("vps_expiring", vps_expiring_source, label="VPS expiring")

@@ -22,6 +22,9 @@ from xml.sax.saxutils import escape
 
 from vps.validation import LIBVIRT_URI
 
+# Bytes sent per libvirt stream call in an upload (progress is reported after each).
+UPLOAD_CHUNK = 4 << 20
+
 
 class HypervisorError(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
@@ -347,11 +350,14 @@ class LibvirtSession:
         except self.libvirt.libvirtError:
             return None
 
-    def _upload(self, vol, path: Path) -> bool:
-        """Send a local file into a volume; False where the driver cannot (the test
-        driver has no uploads: its volumes hold no data)."""
+    def _upload(self, vol, path: Path, length: int | None = None, progress=None) -> bool:
+        """Send a local file into a volume through a libvirt stream, in chunks of
+        ``UPLOAD_CHUNK`` bytes, calling ``progress(sent, total)`` after each. ``length``:
+        the bytes expected (a file that ends sooner is an error, not a short volume). False
+        where the driver cannot (the test driver has no uploads: its volumes hold no data).
+        On any failure the stream is aborted and the error raised."""
         lv = self.libvirt
-        size = path.stat().st_size
+        size = path.stat().st_size if length is None else length
         try:
             stream = self.conn.newStream(0)
             vol.upload(stream, 0, size, 0)
@@ -359,30 +365,58 @@ class LibvirtSession:
             if exc.get_error_code() == lv.VIR_ERR_NO_SUPPORT and self.record.is_test_driver:
                 return False
             raise _wrap(exc) from exc
+        sent = 0
         try:
             with path.open("rb") as src:
-                stream.sendAll(lambda _s, n, f: f.read(n), src)
+                while sent < size:
+                    chunk = src.read(min(UPLOAD_CHUNK, size - sent))
+                    if not chunk:
+                        raise HypervisorError(
+                            f"{path.name} ended after {sent} of {size} bytes: not copied."
+                        )
+                    while chunk:
+                        n = stream.send(chunk)
+                        if n < 0:
+                            raise HypervisorError("The libvirt stream refused the data.")
+                        chunk = chunk[n:]
+                        sent += n
+                    if progress is not None:
+                        progress(sent, size)
             stream.finish()
-        except lv.libvirtError as exc:
-            stream.abort()
-            raise _wrap(exc) from exc
+        except BaseException as exc:
+            with suppress(Exception):
+                stream.abort()
+            if isinstance(exc, lv.libvirtError):
+                raise _wrap(exc) from exc
+            raise
         return True
 
-    def ensure_image(self, image) -> str:
-        """The image as a volume of the hypervisor's pool (uploaded once per hypervisor)."""
+    def copy_image(self, image, progress=None) -> str:
+        """The image as a volume of the hypervisor's pool (copied once per hypervisor):
+        ``present`` when it was there, ``copied``, or ``created`` (a driver that holds no
+        data). A failed copy deletes the volume, so no half image is ever used."""
         pool = self._pool()
-        vol = self._volume(pool, image.volume_name)
-        if vol is None:
-            xml = _volume_xml(image.volume_name, image.virtual_size, image.format)
-            try:
-                vol = pool.createXML(xml, 0)
-            except self.libvirt.libvirtError as exc:
-                raise _wrap(exc) from exc
-            try:
-                self._upload(vol, Path(image.path))
-            except HypervisorError:
+        if self._volume(pool, image.volume_name) is not None:
+            return "present"
+        xml = _volume_xml(image.volume_name, image.virtual_size, image.format)
+        try:
+            vol = pool.createXML(xml, 0)
+        except self.libvirt.libvirtError as exc:
+            raise _wrap(exc) from exc
+        try:
+            copied = self._upload(vol, Path(image.path), image.file_size, progress)
+        except BaseException:
+            with suppress(Exception):
                 vol.delete(0)
-                raise
+            raise
+        return "copied" if copied else "created"
+
+    def ensure_image(self, image) -> str:
+        """The image's volume path, copied first if the pool lacks it."""
+        self.copy_image(image)
+        vol = self._volume(self._pool(), image.volume_name)
+        if vol is None:
+            raise HypervisorError(f"The image volume {image.volume_name} is missing.")
         return vol.path()
 
     def clone_disk(self, image, name: str, size_gib: int) -> str:

@@ -310,6 +310,7 @@ class Vps(models.Model):
         STOPPED = "stopped", "Stopped"
         PAUSED = "paused", "Suspended"
         ERROR = "error", "Error"
+        SUSPENDED = "suspended", "Suspended (expired)"
         MISSING = "missing", "Missing on the hypervisor"
         DELETING = "deleting", "Being deleted"
         DELETED = "deleted", "Deleted"
@@ -381,6 +382,16 @@ class Vps(models.Model):
     @property
     def lock_key(self) -> str:
         return f"vps:{self.uuid.hex}"
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def console_allowed(self) -> bool:
+        """Whether a console may be opened now: a running (or paused) VPS that has not
+        expired; a suspended (expired) one is refused."""
+        return self.state in (self.State.RUNNING, self.State.PAUSED) and not self.expired
 
 
 class IpAddress(models.Model):

@@ -265,10 +265,42 @@ def do_create_image(*, actor, data: dict, upload) -> Image:
         with transaction.atomic():
             image.save()
             audit.record("image.create", image, actor=actor, changes={"name": [None, image.name]})
+            start_image_uploads(image, actor=actor)
     except Exception:
         final.unlink(missing_ok=True)
         raise
     return image
+
+
+def image_lock_key(image: Image, hypervisor: Hypervisor) -> str:
+    return f"vps-image:{image.pk}:{hypervisor.pk}"
+
+
+def start_image_uploads(image: Image, *, actor=None) -> list[Operation]:
+    """One Operation per enabled hypervisor copying the image into its pool (with progress);
+    a hypervisor that has it already finishes at once."""
+    ops = []
+    for hv in Hypervisor.objects.filter(enabled=True).select_related("server"):
+        ops.append(
+            start_operation(
+                kind="vps.image_upload",
+                task="vps.tasks.upload_image",
+                owner=hv.server.owner,
+                requested_by=actor,
+                target=image,
+                target_action=APPLY,
+                lock_key=image_lock_key(image, hv),
+                args={"image": image.pk, "hypervisor": hv.pk},
+            )
+        )
+    return ops
+
+
+def do_copy_image(image: Image, *, actor) -> list[Operation]:
+    """Copy the image to every enabled hypervisor now (each an Operation)."""
+    with transaction.atomic():
+        audit.record("image.copy", image, actor=actor)
+        return start_image_uploads(image, actor=actor)
 
 
 def do_update_image(image: Image, *, actor, data: dict) -> Image:
@@ -494,11 +526,54 @@ def _start(vps: Vps, kind: str, task: str, *, actor, **args) -> Operation:
 def do_power(vps: Vps, *, actor, action: str) -> Operation:
     if action not in POWER_ACTIONS:
         raise ValidationError({"action": f"One of: {', '.join(POWER_ACTIONS)}."})
+    if vps.state == Vps.State.SUSPENDED:
+        raise ValidationError("The VPS has expired and is suspended: ask to have it renewed.")
     if vps.state in (Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED):
         raise ValidationError(f"The VPS is {vps.get_state_display().lower()}.")
     with transaction.atomic():
         audit.record(f"vps.{action}", vps, actor=actor)
         return _start(vps, f"vps.{action}", "vps.tasks.power", actor=actor, action=action)
+
+
+def start_suspend_expired(vps: Vps) -> Operation:
+    """The expiry schedule's step (no actor): the VPS is suspended at once (power actions,
+    snapshots and the console refused), and an Operation stops its domain."""
+    with transaction.atomic():
+        Vps.objects.filter(pk=vps.pk).update(
+            state=Vps.State.SUSPENDED, state_message="Expired: suspended until renewed."
+        )
+        before, vps.state = vps.state, Vps.State.SUSPENDED
+        audit.record("vps.expire", vps, changes={"state": [before, Vps.State.SUSPENDED]})
+        return _start(vps, "vps.expire", "vps.tasks.suspend_expired", actor=None)
+
+
+def do_renew_vps(vps: Vps, *, actor, data: dict) -> Vps:
+    """Administrators: a new expiry (or none). A suspended VPS whose new expiry is in the
+    future becomes stopped again; its owner can start it."""
+    from django.utils import timezone
+
+    accept_only(data, ["expires_at"])
+    if role_of(actor) != ADMIN:
+        raise ValidationError("Only administrators change a VPS's expiry.")
+    until = data.get("expires_at")
+    if until is not None and until <= timezone.now():
+        raise ValidationError({"expires_at": "Give a time in the future (or none)."})
+    with transaction.atomic():
+        locked = Vps.objects.select_for_update().get(pk=vps.pk)
+        if locked.state in (Vps.State.DELETING, Vps.State.DELETED):
+            raise ValidationError(f"The VPS is {locked.get_state_display().lower()}.")
+        update = {"expires_at": until}
+        if locked.state == Vps.State.SUSPENDED:
+            update.update(state=Vps.State.STOPPED, state_message="")
+        Vps.objects.filter(pk=vps.pk).update(**update)
+        audit.record(
+            "vps.renew",
+            vps,
+            actor=actor,
+            changes={"expires_at": [audit.jsonable(locked.expires_at), audit.jsonable(until)]},
+        )
+    vps.refresh_from_db()
+    return vps
 
 
 def do_update_vps(vps: Vps, *, actor, data: dict) -> Vps:

@@ -288,6 +288,25 @@ class ImageDetail(PortalDetailView):
         live = Q(vpses__state__in=LIVE_STATES)
         return qs.annotate(vps_count=Count("vpses", filter=live))
 
+    def get_context_data(self, **kwargs):
+        from core.models import Operation
+
+        ctx = super().get_context_data(**kwargs)
+        ctx["copies"] = list(
+            Operation.objects.filter(
+                kind="vps.image_upload", target_id=str(self.object.uuid)
+            ).order_by("-created_at")[:10]
+        )
+        return ctx
+
+
+class ImageCopy(PortalActionView):
+    """Copy the image into every enabled hypervisor's pool (an Operation each)."""
+
+    model, action = Image, APPLY
+    service = staticmethod(services.do_copy_image)
+    message = "Copying the image to the hypervisors: follow each copy below."
+
 
 def _create_image(*, actor, data: dict) -> Image:
     # The service takes the uploaded file apart from the image's fields.

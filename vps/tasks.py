@@ -4,6 +4,7 @@ ask libvirt anything."""
 
 from __future__ import annotations
 
+import copy
 import secrets
 import shutil
 from pathlib import Path
@@ -12,10 +13,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.operations import OperationError
+from core.operations import LockHolder, OperationError
 from vps import libvirt_adapter as lv
-from vps.models import Hypervisor, Snapshot, Vps
-from vps.services import release_addresses
+from vps.models import Hypervisor, Image, Snapshot, Vps
+from vps.services import image_lock_key, release_addresses
 
 STATE_OF = {
     "running": Vps.State.RUNNING,
@@ -71,6 +72,8 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
         known.add(name)
         dom = by_name.get(name)
         state = STATE_OF.get(dom.state, Vps.State.ERROR) if dom else Vps.State.MISSING
+        if state_now == Vps.State.SUSPENDED and dom is not None:
+            state = Vps.State.SUSPENDED  # expired: only a renewal ends it
         drift = _drift(dom, vcpus, memory_mib)
         if (state, drift) != (state_now, drift_now):
             groups.setdefault((state, drift), []).append(pk)
@@ -116,6 +119,42 @@ def refresh_all() -> int:
     return count
 
 
+# -- images -------------------------------------------------------------------------------
+def upload_image(ctx, image: int, hypervisor: int) -> str:
+    """Copy an image into one hypervisor's pool through a libvirt stream, reporting the
+    bytes sent as the Operation's progress (a line at every tenth)."""
+    img = Image.objects.get(pk=image)
+    hv = Hypervisor.objects.select_related("server").get(pk=hypervisor)
+    told = [-1]
+
+    def report(sent: int, total: int) -> None:
+        percent = 5 + int(90 * sent / max(total, 1))
+        tenth = percent // 10
+        message = None
+        if tenth != told[0]:
+            told[0] = tenth
+            message = f"{sent >> 20} of {total >> 20} MiB sent"
+        ctx.progress(percent, message)
+
+    ctx.progress(2, f"Copying {img} ({img.file_size >> 20} MiB) into {hv.storage_pool} on {hv}")
+    with lv.connect(hv) as session:
+        outcome = session.copy_image(img, progress=report)
+    ctx.progress(100)
+    return {
+        "present": f"{img} was already on {hv}",
+        "copied": f"{img} copied to {hv}",
+        "created": f"{img}'s volume created on {hv} (this driver holds no data)",
+    }[outcome]
+
+
+def _image_lock(ctx, record: Vps) -> LockHolder:
+    """The lock an image copy to this hypervisor holds: a create copying the image itself
+    (or waiting for a copy under way) never takes a half-copied volume for the image."""
+    keyed = copy.copy(ctx.op)
+    keyed.lock_key = image_lock_key(record.image, record.hypervisor)
+    return LockHolder(keyed, ctx)
+
+
 # -- create -------------------------------------------------------------------------------
 def network_config(vps: Vps) -> str:
     """cloud-init network config v2 (JSON, which is YAML) with the VPS's addresses."""
@@ -157,7 +196,8 @@ def create_vps(ctx, vps: int) -> str:
 def _create(ctx, session, record: Vps, scratch: Path) -> str:
     hv = record.hypervisor
     ctx.progress(10, f"Image {record.image} on {hv}")
-    session.ensure_image(record.image)
+    with _image_lock(ctx, record):
+        session.ensure_image(record.image)
     ctx.progress(30, f"Disk of {record.disk_gib} GiB")
     disk = session.clone_disk(record.image, record.disk_volume, record.disk_gib)
     ctx.progress(50, "cloud-init seed")
@@ -233,7 +273,8 @@ def reinstall_vps(ctx, vps: int) -> str:
                     ctx.progress(20, "Stopping")
                     session.call(name, "destroy")
                 ctx.progress(30, f"Image {record.image} on {record.hypervisor}")
-                session.ensure_image(record.image)
+                with _image_lock(ctx, record):
+                    session.ensure_image(record.image)
                 ctx.progress(50, f"A fresh disk of {record.disk_gib} GiB")
                 session.clone_disk(record.image, record.disk_volume, record.disk_gib)
                 ctx.progress(70, "cloud-init seed")
@@ -326,6 +367,18 @@ def power(ctx, vps: int, action: str) -> str:
         final = session.state(name)
     _set_state(record, STATE_OF.get(final, Vps.State.ERROR))
     return f"{record.hostname} is {record.get_state_display().lower()}"
+
+
+def suspend_expired(ctx, vps: int) -> str:
+    """Stop an expired VPS's domain (forced: it has expired, the grace period keeps the
+    disk). The VPS stays suspended whatever the domain's state was."""
+    record = _vps(vps)
+    if record.state != Vps.State.SUSPENDED:
+        return f"{record.hostname} was renewed meanwhile: left as it is"
+    with lv.connect(record.hypervisor) as session:
+        if session.state(record.domain_name) not in ("stopped", "missing"):
+            session.call(record.domain_name, "destroy")
+    return f"{record.hostname} expired: stopped and suspended"
 
 
 def _shutdown(ctx, session, name: str) -> None:

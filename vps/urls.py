@@ -53,6 +53,7 @@ urlpatterns = [
     path("images/new/", staff.ImageEdit.as_view(), name="vps_image_add"),
     path("images/<uuid:uuid>/", staff.ImageDetail.as_view(), name="vps_image"),
     path("images/<uuid:uuid>/edit/", staff.ImageEdit.as_view(), name="vps_image_edit"),
+    path("images/<uuid:uuid>/copy/", staff.ImageCopy.as_view(), name="vps_image_copy"),
     path("images/<uuid:uuid>/delete/", staff.ImageDelete.as_view(), name="vps_image_delete"),
     path("pools/", staff.PoolList.as_view(), name="vps_pools"),
     path("pools/new/", staff.PoolEdit.as_view(), name="vps_pool_add"),

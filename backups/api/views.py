@@ -42,6 +42,14 @@ class BackupTargetViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
         data = OperationSerializer(op, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="verify", policy_action=CHANGE)
+    def verify(self, request, uuid=None):
+        """``restic check`` of the repository."""
+        op = services.start_verify_target(self.get_object(), actor=request.user)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
 
 class BackupJobViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     """Backups of system accounts. Owners read theirs, back up now and restore;

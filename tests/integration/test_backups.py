@@ -216,6 +216,16 @@ def test_backup_records_the_run_and_restores_a_site_exactly(world, repo_dir):
     assert tree(world.site.parent.parent / "restored" / "site") == before
     again = restore(world, job, {**data, "destination": "new", "new_path": "restored/site"})
     assert again.state == "failed" and "exists already" in again.error
+    # A link the customer made to outside the home is not followed (restores run as root).
+    outside = Path(tempfile.mkdtemp(prefix="uhp-outside-"))
+    try:
+        (world.public / "escape").symlink_to(outside)
+        new_path = f"sites/{DOMAIN}/public/escape/site"
+        op = restore(world, job, {**data, "destination": "new", "new_path": new_path})
+        assert op.state == "failed" and "not inside" in op.error
+        assert list(outside.iterdir()) == []
+    finally:
+        shutil.rmtree(outside)
 
 
 def test_retention_forgets_old_snapshots(world, repo_dir):
@@ -445,3 +455,24 @@ def test_due_jobs_are_started_by_the_schedule(world, repo_dir):
 
 def test_restic_is_installed():
     assert subprocess.run(["restic", "version"], capture_output=True).returncode == 0
+
+
+def test_restic_check_finds_a_damaged_repository_and_alerts(world, repo_dir):
+    target = local_target(world, repo_dir)
+    job = make_job(world, target)
+    assert back_up(world, job).state == "succeeded"
+    with world.run(execute=True):
+        op = services.start_verify_target(target, actor=world.admin)
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    assert _fire(world) == []
+    packs = sorted(p for p in (repo_dir / "data").rglob("*") if p.is_file())
+    packs[0].unlink()  # a lost pack file
+    with world.run(execute=True):
+        op = services.start_verify_target(target, actor=world.admin)
+    op.refresh_from_db()
+    assert op.state == "failed"
+    target.refresh_from_db()
+    assert target.status == "failed" and "restic check" in target.status_message
+    [alert] = _fire(world)
+    assert alert.subject == f"backup:{job.uuid.hex}" and "failed its check" in alert.message

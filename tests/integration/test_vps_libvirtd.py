@@ -134,3 +134,55 @@ def test_vps_on_a_real_libvirtd(libvirtd, run, tmp_path, settings, admin_user): 
     pool = conn.storagePoolLookupByName(libvirtd["pool"])
     pool.refresh(0)
     assert not {vps.disk_volume, vps.seed_volume} & set(pool.listVolumes())
+
+
+def test_image_copy_reports_progress_and_a_failed_copy_leaves_no_volume(
+    libvirtd,  # noqa: F811
+    run,
+    tmp_path,
+    settings,
+    admin_user,
+    monkeypatch,
+):
+    import hashlib
+    import os
+
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setattr(lv, "UPLOAD_CHUNK", 1 << 20)
+    server = Server.objects.create(
+        name="kvm2", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    Hypervisor.objects.create(
+        server=server,
+        uri=libvirtd["uri"],
+        storage_pool=libvirtd["pool"],
+        status=Hypervisor.Status.ONLINE,
+    )
+    data = os.urandom(6 << 20)
+    src = tmp_path / "data.raw"
+    src.write_bytes(data)
+    with src.open("rb") as f:
+        image = run(services.do_create_image, actor=admin_user, data={"name": "Data"}, upload=f)
+    op = Operation.objects.get(kind="vps.image_upload", target_id=str(image.uuid))
+    assert op.state == "succeeded", op.error_detail or op.error
+    assert op.progress == 100 and "copied" in op.message
+    sent = [line.message for line in op.lines.filter(message__contains="MiB sent")]
+    assert "6 of 6 MiB sent" in sent and len(sent) >= 3  # chunk by chunk
+    pool = libvirtd["conn"].storagePoolLookupByName(libvirtd["pool"])
+    pool.refresh(0)
+    vol = pool.storageVolLookupByName(image.volume_name)
+    assert vol.info()[1] == 6 << 20
+    with open(vol.path(), "rb") as copied:
+        assert hashlib.sha256(copied.read()).hexdigest() == image.sha256
+
+    # The image file is cut short after it was checked: the copy fails part-way and
+    # leaves no half volume in the pool.
+    vol.delete(0)
+    with open(image.path, "r+b") as f:
+        f.truncate(5 << 19)
+    run(services.do_copy_image, image, actor=admin_user)
+    op = Operation.objects.filter(kind="vps.image_upload").latest("created_at")
+    assert op.state == "failed" and "ended after" in (op.error or "")
+    assert op.lines.filter(message__contains="MiB sent").exists()  # it had started
+    pool.refresh(0)
+    assert image.volume_name not in pool.listVolumes()

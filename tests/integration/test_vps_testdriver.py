@@ -298,3 +298,20 @@ def test_resize_never_shrinks_the_disk_nor_overfills(run, reseller, customer, hv
     vps.refresh_from_db()
     assert vps.plan == plan and vps.disk_gib == 5
     assert Operation.objects.filter(kind="vps.resize").count() == 0
+
+
+def test_image_copy_operation_on_the_test_driver(run, tmp_path, settings, admin_user, hv):
+    settings.VAR_DIR = tmp_path
+    src = make_image_file(tmp_path / "img.qcow2", size="2G")
+    with src.open("rb") as f:
+        image = run(services.do_create_image, actor=admin_user, data={"name": "Big"}, upload=f)
+    op = Operation.objects.get(kind="vps.image_upload")
+    assert op.state == "succeeded" and op.progress == 100, op.error
+    assert "holds no data" in op.message
+    pool = _conn().storagePoolLookupByName("default-pool")
+    assert pool.storageVolLookupByName(image.volume_name).info()[1] == 2 << 30
+    # Copying again finds it there.
+    run(services.do_copy_image, image, actor=admin_user)
+    again = Operation.objects.filter(kind="vps.image_upload").latest("created_at")
+    assert again.state == "succeeded" and "already" in again.message
+    pool.storageVolLookupByName(image.volume_name).delete(0)

@@ -428,7 +428,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     py.refresh_from_db()
     assert py.app_state == "crashed"
     # supervisord gives up after its retries: the program ends FATAL.
-    _wait_for(lambda: "FATAL" in _ctl(stack, "status", py.program_name), what="FATAL")
+    _wait_for(lambda: "FATAL" in _ctl(stack, "status", py.program_name), timeout=60, what="FATAL")
     assert nginx.get("node.apps.test")[0] == 200
 
     # Deletion: the program file, the process and the port go.

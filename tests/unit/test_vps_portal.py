@@ -160,3 +160,22 @@ def test_reinstall_and_resize_api(fleet, customer, mallory, reseller):
     answer = api.post(f"/api/v1/vps/{vps.uuid}/resize/", {"plan": str(bigger.uuid)}, **JSON)
     assert answer.status_code == 202, answer.json()
     assert Operation.objects.filter(kind="vps.resize").count() == 1
+
+
+def test_image_copy_page_and_api(fleet, admin_user, customer):
+    from core.models import Operation
+    from vps.models import Image
+
+    fleet(0)
+    image = Image.objects.create(name="img", path="/x", format="qcow2", sha256="0" * 64)
+    assert login(customer).post(f"/vps/images/{image.uuid}/copy/").status_code == 404
+    assert login(customer).post(f"/api/v1/images/{image.uuid}/copy/").status_code in (403, 404)
+    client = login(admin_user)
+    answer = client.post(f"/vps/images/{image.uuid}/copy/")
+    assert answer.status_code == 302
+    op = Operation.objects.get(kind="vps.image_upload")
+    assert op.args["image"] == image.pk and op.lock_key.startswith("vps-image:")
+    page = client.get(f"/vps/images/{image.uuid}/")
+    assert op.get_absolute_url().encode() in page.content
+    answer = client.post(f"/api/v1/images/{image.uuid}/copy/", **JSON)
+    assert answer.status_code == 202 and len(answer.json()) == 1

@@ -67,6 +67,16 @@ class ImageViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     def perform_destroy(self, image):
         services.do_delete_image(image, actor=self.request.user)
 
+    @extend_schema(request=None, responses={202: OperationSerializer(many=True)})
+    # No paginator: the answer is a plain list (and the schema gets no second
+    # "PaginatedOperationList" beside the operations API's keyset one).
+    @action(detail=True, methods=["post"], policy_action=APPLY, pagination_class=None)
+    def copy(self, request, uuid=None):
+        """Copy the image into every enabled hypervisor's pool (an Operation each)."""
+        ops = services.do_copy_image(self.get_object(), actor=request.user)
+        data = OperationSerializer(ops, many=True, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
 
 class SshKeyViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     queryset = SshKey.objects.all()
