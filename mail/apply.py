@@ -4,6 +4,9 @@
   ``virtual_mailbox_domains``, ``virtual_mailbox_maps`` and ``virtual_alias_maps``. They list
   every domain of the server, so they are one unit (``mail:maps``). Validated by compiling
   each with ``postmap`` and ``postfix check``; reloaded by ``postmap`` + ``postfix reload``.
+- OpenDKIM: each domain's private key in ``opendkim_key_dir`` (the domain's unit) and the
+  KeyTable/SigningTable in ``opendkim_dir`` (with the maps); keys checked with ``openssl
+  pkey`` and the configuration with ``opendkim -n``; reloaded by SIGUSR1.
 - Dovecot: one passwd-file per domain in ``dovecot_users_dir`` (unit ``maildomain:<uuid>``),
   read through ``passwd-file .../%d`` as passdb and userdb, so a bad domain fails alone.
   Validated line by line and with ``doveconf -n``; reloaded with ``doveadm reload`` and
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from django.db.models import Q
 
+from mail import dkim
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
 from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT
 from servers.engine import Job, ManagedFile, ProfileKey, Service, ServiceRun, Step, UnitFailed
@@ -29,6 +33,8 @@ POSTFIX_CHECK = (HERE / "postfix_check.sh").read_text()
 POSTFIX_RELOAD = (HERE / "postfix_reload.sh").read_text()
 DOVECOT_CHECK = (HERE / "dovecot_check.sh").read_text()
 DOVECOT_RELOAD = (HERE / "dovecot_reload.sh").read_text()
+DKIM_CHECK = (HERE / "dkim_check.sh").read_text()
+DKIM_RELOAD = (HERE / "dkim_reload.sh").read_text()
 MAPS = ("domains", "mailboxes", "aliases")
 HEADER = "# Managed by the hosting panel: changes here are reported as drift and undone.\n"
 CHUNK = 500
@@ -114,6 +120,43 @@ class DovecotService(Service):
         return Step(argv, timeout + 30, stdin="".join(f"{u}\n" for u in sorted(users)).encode())
 
 
+class OpenDkimService(Service):
+    name = "opendkim"
+    reload_order = 35  # before Postfix, whose mail it signs
+    validated_by_jobs = True
+    profile_keys = (
+        ProfileKey("opendkim_conf", "/etc/opendkim.conf", "path", "OpenDKIM's configuration."),
+        ProfileKey("opendkim_dir", "/etc/opendkim", "path", "KeyTable and SigningTable."),
+        ProfileKey("opendkim_key_dir", "/etc/opendkim/keys", "path", "Private keys."),
+        ProfileKey("opendkim_user", "opendkim", "text", "The user OpenDKIM runs as."),
+        ProfileKey("opendkim_pid_file", "/run/opendkim/opendkim.pid", "path", "Its pid."),
+    )
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        if not run.files and not run.removed:
+            return []
+        p = run.profile
+        argv = ["sh", "-c", DKIM_CHECK, "dkim-check", p.opendkim_conf,
+                p.opendkim_key_dir.rstrip("/"), run.run_id]  # fmt: skip
+        return [Job(self.name, argv)]
+
+    def validate(self, run: ServiceRun) -> dict[str, str]:
+        result = run.jobs.get(self.name)
+        if result is None or result.ok:
+            return {}
+        output = result.output.strip()
+        blamed = {
+            f.unit
+            for path, f in run.files.items()
+            if output.startswith(path.rsplit("/", 1)[-1] + ":")
+        }
+        return {unit: output[:2000] for unit in (blamed or run.units())}
+
+    def reload_step(self, run: ServiceRun) -> Step:
+        argv = ["sh", "-c", DKIM_RELOAD, "dkim-reload", run.profile.opendkim_pid_file, "10"]
+        return Step(argv, 40)
+
+
 def _checked_path(value: str, key: str) -> str:
     if not SAFE_PATH.fullmatch(value):
         raise ValueError(f"{key} {value!r} is not a plain absolute path.")
@@ -189,12 +232,29 @@ class MailFiles:
         by_domain: dict[int, list[Mailbox]] = {}
         for box in boxes:
             by_domain.setdefault(box.domain_id, []).append(box)
+        key_dir = _checked_path(profile.opendkim_key_dir, "opendkim_key_dir")
+        dkim_user = profile.opendkim_user
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", dkim_user):
+            dkim_user = "root"
         for d in needed:
             try:
                 text = render_users(d, by_domain.get(d.pk, []), vmail)
+                key = d.dkim_private_key
+                if key and not dkim.PEM.fullmatch(key):
+                    raise ValueError("its DKIM key is not a private key")
             except ValueError as exc:
                 yield UnitFailed(d.unit, f"Not rendered: {exc}")
                 continue
+            if key:
+                yield ManagedFile(
+                    path=f"{key_dir}/{d.domain}.private",
+                    content=key.encode(),
+                    service="opendkim",
+                    unit=d.unit,
+                    mode=0o600,
+                    owner=dkim_user,
+                    group=dkim_user,
+                )
             yield ManagedFile(
                 path=f"{users_dir}/{d.domain}",
                 content=text.encode(),
@@ -213,6 +273,19 @@ class MailFiles:
                     path=f"{map_dir}/{name}",
                     content=text.encode(),
                     service="postfix",
+                    unit=MAPS_UNIT,
+                )
+            signing = [
+                (d.domain, d.dkim_selector)
+                for d in domains
+                if d.dkim_private_key and not d.suspended and DOMAIN.fullmatch(d.domain)
+            ]
+            dkim_dir = _checked_path(profile.opendkim_dir, "opendkim_dir")
+            for name, text in dkim.render_tables(signing, key_dir).items():
+                yield ManagedFile(
+                    path=f"{dkim_dir}/{name}",
+                    content=text.encode(),
+                    service="opendkim",
                     unit=MAPS_UNIT,
                 )
 

@@ -1,7 +1,8 @@
 """The DNS records a mail domain needs: MX (the mail server's public host name, the
-server profile's ``mail_hostname``), SPF (only that MX sends) and DMARC. Published in the
-owner's zone when the panel serves it (``dns.services``); otherwise the domain's page shows
-them to publish elsewhere. An existing record of the same kind is never overwritten."""
+server profile's ``mail_hostname``), SPF (only that MX sends), DMARC and its DKIM key.
+Published in the owner's zone when the panel serves it (``dns.services``); otherwise the
+domain's page shows them to publish elsewhere. An existing record of the same kind is
+never overwritten."""
 
 from __future__ import annotations
 
@@ -49,10 +50,16 @@ def mail_host(domain: MailDomain) -> str:
 def wanted(domain: MailDomain) -> list[WantedRecord]:
     host = mail_host(domain)
     records = [WantedRecord("", "MX", f"10 {host}.")] if host else []
-    return records + [
+    records += [
         WantedRecord("", "TXT", SPF, marker='"v=spf1'),
         WantedRecord("_dmarc", "TXT", DMARC, marker='"v=DMARC1'),
     ]
+    if domain.dkim_public_key:
+        from mail import dkim
+
+        name = f"{domain.dkim_selector}._domainkey"
+        records.append(WantedRecord(name, "TXT", dkim.txt_content(domain.dkim_public_key)))
+    return records
 
 
 def _label(record: WantedRecord, domain: str, zone_name: str) -> str:

@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from core.fields import EncryptedTextField
 from core.policy import ADMIN, CHANGE, CUSTOMER, DELETE, RESELLER, VIEW, PolicyQuerySet, Rules
 from mail.validators import validate_password_hash
 
@@ -43,6 +44,10 @@ class MailDomain(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
+    # DKIM (mail/dkim.py): the private key encrypted at rest, the public one for its record.
+    dkim_selector = models.CharField(max_length=31, default="panel", editable=False)
+    dkim_private_key = EncryptedTextField(blank=True, editable=False)
+    dkim_public_key = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()

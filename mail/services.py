@@ -95,7 +95,12 @@ def do_create_mail_domain(*, actor, data: dict) -> MailDomain:
     problem = _claimed_elsewhere(name, owner)
     if problem:
         raise ValidationError({"domain": problem})
-    domain = MailDomain(owner=owner, server=server, domain=name)
+    from mail import dkim
+
+    private, public = dkim.generate(name)
+    domain = MailDomain(
+        owner=owner, server=server, domain=name, dkim_private_key=private, dkim_public_key=public
+    )
     domain.full_clean()
     with transaction.atomic():
         domain.save()

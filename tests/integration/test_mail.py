@@ -28,7 +28,13 @@ from servers import connection
 from servers.engine import registry
 from servers.engine.engine import Engine
 from tests.conftest import wait_until
-from tests.integration.conftest import free_port, need, wait_port, world_readable_tmp
+from tests.integration.conftest import (
+    free_port,
+    need,
+    stop_pidfile,
+    wait_port,
+    world_readable_tmp,
+)
 from websites.models import Plan, Subscription
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -86,8 +92,28 @@ def mail_stack(catcher):
     uid, gid = ensure_vmail()
     base = world_readable_tmp("uhp-mail-")
     conf, users, vmail = base / "postfix", base / "users", base / "vmail"
+    dkim_dir = base / "opendkim"
     for d in (conf, conf / "panel", users, base / "queue", base / "data", base / "run"):
         d.mkdir(parents=True)
+    (dkim_dir / "keys").mkdir(parents=True)
+    for name in ("KeyTable", "SigningTable"):
+        (dkim_dir / name).write_text("")
+    milter_port = free_port()
+    # RequireSafeKeys: OpenDKIM refuses keys below a world-writable directory, and this
+    # private instance lives below /tmp (a server keeps them in /etc/opendkim/keys).
+    (base / "opendkim.conf").write_text(
+        f"""Syslog no
+Mode sv
+Canonicalization relaxed/simple
+Socket inet:{milter_port}@127.0.0.1
+PidFile {base}/opendkim.pid
+UserID opendkim
+KeyTable {dkim_dir}/KeyTable
+SigningTable refile:{dkim_dir}/SigningTable
+InternalHosts 127.0.0.1
+RequireSafeKeys false
+"""
+    )
     vmail.mkdir()
     os.chown(vmail, uid, gid)
     shutil.chown(base / "data", "postfix")
@@ -117,6 +143,8 @@ virtual_mailbox_maps = hash:{conf}/panel/mailboxes
 virtual_alias_maps = hash:{conf}/panel/aliases
 virtual_transport = lmtp:unix:{lmtp}
 transport_maps = hash:{conf}/transport
+smtpd_milters = inet:127.0.0.1:{milter_port}
+non_smtpd_milters = $smtpd_milters
 """
     )
     master = Path("/etc/postfix/master.cf").read_text()
@@ -174,6 +202,11 @@ service lmtp {{
     )
     sh("postfix", "-c", str(conf), "check")
     try:
+        subprocess.run(
+            [need("opendkim"), "-x", str(base / "opendkim.conf")], check=True, timeout=60,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_port("127.0.0.1", milter_port)
         sh("postfix", "-c", str(conf), "start")
         # dovecot daemonizes: its children must not hold our pipes open.
         subprocess.run(
@@ -184,6 +217,7 @@ service lmtp {{
         wait_port("127.0.0.1", imap_port)
         yield _stack(base, conf, dconf, users, vmail, smtp_port, imap_port)
     finally:
+        stop_pidfile(base / "opendkim.pid")
         for argv in (["postfix", "-c", str(conf), "stop"], ["doveadm", "-c", str(dconf), "stop"]):
             with contextlib.suppress(Exception):
                 subprocess.run(
@@ -208,6 +242,10 @@ def _stack(base, conf, dconf, users, vmail, smtp_port, imap_port) -> dict:
             "dovecot_conf": str(dconf),
             "dovecot_users_dir": str(users),
             "vmail_base": str(vmail),
+            "opendkim_conf": str(base / "opendkim.conf"),
+            "opendkim_dir": str(base / "opendkim"),
+            "opendkim_key_dir": str(base / "opendkim" / "keys"),
+            "opendkim_pid_file": str(base / "opendkim.pid"),
         },
     }
 
@@ -272,7 +310,7 @@ def wait_for_subject(stack, user, password, subject, timeout=20.0):
 
 def test_a_message_to_a_new_mailbox_is_read_over_imap(mail_stack, mail_server, domain):
     result = apply(mail_server)
-    assert set(result.reloaded) == {"postfix", "dovecot"}, result
+    assert set(result.reloaded) == {"postfix", "dovecot", "opendkim"}, result
     domain.refresh_from_db()
     assert domain.status == "active", domain.status_message
     assert Mailbox.objects.get().status == "active"
@@ -388,3 +426,40 @@ def test_postfix_check_failure_holds_the_maps(mail_stack, mail_server, domain, o
     apply(mail_server, {MAPS_UNIT})
     assert "second.example.test OK" in domains_map.read_text()
     assert set(MailDomain.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_outgoing_mail_is_dkim_signed_with_the_published_key(
+    mail_stack, mail_server, domain, owner, catcher
+):
+    """Mail from the domain leaves signed by OpenDKIM with the domain's key; dkimpy verifies
+    it against the TXT record the panel publishes for it."""
+    import dkim as dkimpy
+
+    from mail import dnsrecords
+
+    _controller, handler = catcher
+    services.do_create_alias(
+        actor=owner,
+        data={"domain": domain, "local_part": "fwd", "destinations": [f"boss@{FOREIGN}"]},
+    )
+    result = apply(mail_server)
+    assert "opendkim" in result.reloaded, result
+    key_file = Path(mail_server.profile["opendkim_key_dir"]) / "shop.example.test.private"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert key_file.stat().st_uid == pwd.getpwnam("opendkim").pw_uid
+    send(mail_stack, "fwd@shop.example.test", "signed", sender="info@shop.example.test")
+    wait_until(lambda: any(b"signed" in m.content for m in handler.messages), 20)
+    message = next(m.content for m in handler.messages if b"signed" in m.content)
+    assert b"DKIM-Signature:" in message and b"d=shop.example.test" in message
+    domain.refresh_from_db()
+    published = {r.fqdn(domain.domain): r.content for r in dnsrecords.wanted(domain)}
+    txt = published["panel._domainkey.shop.example.test"]
+    record = "".join(part for part in txt.split('"') if part.strip())
+
+    def dns(name, timeout=5):
+        assert name == b"panel._domainkey.shop.example.test."
+        return record.encode()
+
+    assert dkimpy.verify(message, dnsfunc=dns)
+    tampered = message.replace(b"Body of signed", b"Body of forged")
+    assert not dkimpy.verify(tampered, dnsfunc=dns)

@@ -127,6 +127,15 @@ class TestValidation:
 
 
 class TestPasswords:
+    def test_dkim_key_made_per_domain_and_kept_encrypted(self, domain):
+        from django.db import connection as db
+
+        assert domain.dkim_private_key.startswith("-----BEGIN")
+        with db.cursor() as cur:
+            cur.execute("SELECT dkim_private_key FROM mail_maildomain WHERE id = %s", [domain.pk])
+            stored = cur.fetchone()[0]
+        assert "PRIVATE KEY" not in stored and domain.dkim_private_key not in stored
+
     def test_only_a_sha512_crypt_hash_is_stored(self, domain, customer):
         box = add_box(domain, customer)
         assert box.password_hash.startswith("{SHA512-CRYPT}$6$")
@@ -343,6 +352,8 @@ class TestDnsRecords:
         assert ("@", "MX", "10 mx.provider.example.") in got
         assert ("@", "TXT", '"v=spf1 mx -all"') in got
         assert any(n == "_dmarc" and c.startswith('"v=DMARC1') for n, _t, c in got)
+        dkim_txt = [c for n, t, c in got if n == "panel._domainkey" and t == "TXT"]
+        assert dkim_txt and d.dkim_public_key in "".join(dkim_txt[0].split('" "'))
         assert all(row["in_zone"] for row in dnsrecords.status(d))
 
     def test_an_existing_spf_is_not_overwritten_and_subdomains_get_labels(self, customer, server):
