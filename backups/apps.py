@@ -11,7 +11,13 @@ class BackupsConfig(AppConfig):
     def ready(self):
         from django.apps import apps
 
+        from backups.sections import website_backups
         from core.schedules import every
+        from core.sections import add_section
+
+        add_section(
+            "websites.website_detail", "backups/partials/website_backups.html", website_backups
+        )
 
         every(15, "backups.tasks.run_due", name="start due backups")
         every(7 * 1440, "backups.tasks.verify_all", name="check backup repositories")

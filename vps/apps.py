@@ -22,3 +22,6 @@ class VpsConfig(AppConfig):
         from vps.expiry import vps_expiring_source
 
         register_source("vps_expiring", vps_expiring_source, label="VPS expiring")
+        from vps.alerts import vps_metric_source
+
+        register_source("vps_metric", vps_metric_source, label="VPS metric threshold")

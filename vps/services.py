@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 from pathlib import Path
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -500,6 +501,7 @@ def do_create_vps(*, actor, data: dict) -> Vps:
         vps.ssh_keys.set(keys)
         _allocate(vps, 4, plan.ip_count)
         _allocate(vps, 6, 1 if plan.ipv6 else 0)
+        add_ptrs(vps, actor=actor)
         audit.record(
             "vps.create",
             vps,
@@ -734,6 +736,75 @@ def do_delete_snapshot(snap: Snapshot, *, actor) -> Operation:
         )
 
 
-def release_addresses(vps: Vps) -> int:
+def release_addresses(vps: Vps, *, actor=None) -> int:
+    """Give the VPS's addresses back to their pools (and remove their PTR records)."""
+    remove_ptrs(vps, actor=actor)
     deleted, _ = IpAddress.objects.filter(vps=vps).delete()
     return deleted
+
+
+# -- reverse DNS --------------------------------------------------------------------------
+def _ptr_zone(address: str, hypervisor: Hypervisor):
+    """The reverse zone the panel serves for ``address`` that the hypervisor's owner (who
+    holds the address ranges) may change, and the record's name in it; None otherwise."""
+    if not apps.is_installed("dns"):
+        return None
+    import dns.reversename
+
+    from dns.services import zone_serving
+
+    name = dns.reversename.from_address(address).to_text(omit_final_dot=True)
+    zone = zone_serving(name, user=hypervisor.server.owner)
+    return zone
+
+
+def add_ptrs(vps: Vps, *, actor=None) -> int:
+    """A PTR ``<address> -> <hostname>.`` for each of the VPS's addresses inside a reverse
+    zone the panel serves (one record per address; a name holding a PTR already is left).
+    Host names without a dot make no PTR. Returns how many were added."""
+    from dns import services as dns_services
+    from dns.models import Record
+
+    if "." not in vps.hostname or vps.hypervisor_id is None:
+        return 0
+    added = 0
+    for address in vps.addresses.values_list("address", flat=True):
+        zone = _ptr_zone(address, vps.hypervisor)
+        if zone is None:
+            continue
+        data = {"name": address, "type": "PTR", "ttl": None, "content": f"{vps.hostname}."}
+        try:
+            clean = dns_services.clean_record(zone, data)
+            if Record.objects.filter(zone=zone, name=clean["name"], type="PTR").exists():
+                continue
+            with transaction.atomic():
+                dns_services.do_create_record(zone, actor=actor, data=data)
+            added += 1
+        except ValidationError:
+            continue  # reverse DNS is a courtesy: it never stops the VPS
+    return added
+
+
+def remove_ptrs(vps: Vps, *, actor=None) -> int:
+    """Remove the PTR records ``add_ptrs`` made (those pointing at the VPS's host name)."""
+    from dns import services as dns_services
+    from dns.models import Record
+
+    if vps.hypervisor_id is None:
+        return 0
+    removed = 0
+    for address in vps.addresses.values_list("address", flat=True):
+        zone = _ptr_zone(address, vps.hypervisor)
+        if zone is None:
+            continue
+        try:
+            name = dns_services.clean_record(
+                zone, {"name": address, "type": "PTR", "ttl": None, "content": "x.invalid."}
+            )["name"]
+        except ValidationError:
+            continue
+        records = list(
+            Record.objects.filter(zone=zone, name=name, type="PTR", content=f"{vps.hostname}.")
+        )
+        removed += dns_services.do_delete_records(zone, records, actor=actor)
+    return removed

@@ -193,6 +193,13 @@ class TestPortal:
         assert client.get("/backups/targets/").status_code == 404
         assert client.get(f"/backups/{setup.job.uuid}/edit/").status_code == 404
 
+    def test_the_site_page_shows_its_accounts_backups(self, setup, customer, mallory):
+        from websites.models import Website
+
+        site = Website.objects.create(domain="a.example.com", server=setup.server, owner=customer)
+        page = login(customer).get(f"/websites/{site.uuid}/").content.decode()
+        assert 'data-testid="site-backups"' in page and f"/backups/{setup.job.uuid}/" in page
+
     def test_restore_form_starts_a_dry_run(self, setup, customer):
         client = login(customer)
         resp = client.post(

@@ -52,6 +52,8 @@ class Command(BaseCommand):
         procs = [
             subprocess.Popen([python, "manage.py", "qcluster"], env=env),
             subprocess.Popen([python, "manage.py", "collect_metrics"], env=env),
+            # libvirt lifecycle events of the hypervisors (exits at once without libvirt).
+            subprocess.Popen([python, "manage.py", "vps_events"], env=env),
             subprocess.Popen([*daphne, "panel.asgi:application"], env=env),
         ]
         stopping = False
