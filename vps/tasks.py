@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.operations import LockHolder, OperationError
+from core.operations import LockHolder, OperationError, on_worker_lost
 from vps import libvirt_adapter as lv
 from vps.models import Hypervisor, Image, Snapshot, Vps
 from vps.services import image_lock_key, release_addresses
@@ -184,13 +184,39 @@ def create_vps(ctx, vps: int) -> str:
                 return _create(ctx, session, record, scratch)
             except Exception as exc:
                 ctx.log(f"Create failed, removing what was made: {exc}")
-                session.undefine(record.domain_name)
-                for name in (record.disk_volume, record.seed_volume):
-                    session.delete_volume(name)
+                _remove_made(session, record)
                 _set_state(record, Vps.State.ERROR, str(exc)[:500])
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_made(session, record: Vps) -> None:
+    """What a create makes on the hypervisor: the domain and both volumes."""
+    session.undefine(record.domain_name)
+    for name in (record.disk_volume, record.seed_volume):
+        session.delete_volume(name)
+
+
+def _create_worker_lost(op, vps: int | None = None) -> None:
+    """The worker creating the VPS died mid-way (the reaper calls this): remove what it had
+    made on the hypervisor and show the VPS failed with the reason."""
+    record = _vps(vps)
+    if record.state != Vps.State.PENDING:
+        return
+    try:
+        with lv.connect(record.hypervisor) as session:
+            _remove_made(session, record)
+        message = "The worker creating this VPS stopped; what it had made was removed."
+    except Exception as exc:  # noqa: BLE001 - the VPS is failed whatever the cleanup does
+        message = (
+            f"The worker creating this VPS stopped, and removing what it made failed ({exc}): "
+            "the hypervisor's inventory lists what is left."
+        )
+    _set_state(record, Vps.State.ERROR, message[:500])
+
+
+on_worker_lost(create_vps, _create_worker_lost)
 
 
 def _create(ctx, session, record: Vps, scratch: Path) -> str:

@@ -186,3 +186,55 @@ def test_image_copy_reports_progress_and_a_failed_copy_leaves_no_volume(
     assert op.lines.filter(message__contains="MiB sent").exists()  # it had started
     pool.refresh(0)
     assert image.volume_name not in pool.listVolumes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_killed_mid_way_is_cleaned_up(libvirtd, tmp_path, settings, admin_user):  # noqa: F811
+    """The worker is killed (SIGKILL) right after the domain was defined: the reaper fails
+    the Operation, the VPS shows failed with the reason, and neither the domain nor its
+    volumes are left in libvirtd."""
+    from tests.integration.faults import die, run_in_doomed_worker
+
+    settings.VAR_DIR = tmp_path
+    server = Server.objects.create(
+        name="kvm3", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    hv = Hypervisor.objects.create(
+        server=server,
+        uri=libvirtd["uri"],
+        storage_pool=libvirtd["pool"],
+        status=Hypervisor.Status.ONLINE,
+        cpus=4,
+        memory_mib=4096,
+        storage_gib=50,
+    )
+    src = make_image_file(tmp_path / "tiny.qcow2", size="64M")
+    with src.open("rb") as f:
+        image = services.do_create_image(actor=admin_user, data={"name": "Tiny3"}, upload=f)
+    plan = VpsPlan.objects.create(
+        name="Nano3", vcpus=1, memory_mib=128, disk_gib=1, ip_count=0, ipv6=False
+    )
+    vps = services.do_create_vps(
+        actor=admin_user,
+        data={"hostname": "doomed", "plan": plan, "image": image, "hypervisor": hv},
+    )
+    op = _last_op(vps)
+
+    def arm():
+        real = lv.LibvirtSession.define
+
+        def define_then_die(self, xml):
+            real(self, xml)
+            die()
+
+        lv.LibvirtSession.define = define_then_die
+
+    run_in_doomed_worker(op, arm)
+    assert op.state == "failed"
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.ERROR and "worker creating this VPS stopped" in vps.state_message
+    conn = libvirtd["conn"]
+    assert vps.domain_name not in [d.name() for d in conn.listAllDomains()]
+    pool = conn.storagePoolLookupByName(libvirtd["pool"])
+    pool.refresh(0)
+    assert not {vps.disk_volume, vps.seed_volume} & set(pool.listVolumes())
