@@ -8,6 +8,7 @@ NAV = [
     ("certificates", "Certificates", "shield-check"),
     ("databases", "Databases", "database"),
     ("dns", "DNS", "network"),
+    ("mail", "Mail", "mail"),
     ("vps", "VPS", "cpu"),
     ("monitoring", "Monitoring", "activity"),
     ("backups", "Backups", "history"),

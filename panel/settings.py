@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "dns",
     "vps",
     "monitoring",
+    "mail",
     "backups",
 ]
 

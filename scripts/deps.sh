@@ -27,6 +27,14 @@ NEEDS=(
   "/usr/bin/fail2ban-server:fail2ban"
   "/usr/bin/ping:iputils-ping"
   "/usr/bin/supervisord:supervisor"
+  # Mail: Postfix, Dovecot (IMAP, LMTP, POP3) and OpenDKIM (mail/).
+  "/usr/sbin/postfix:postfix"
+  "/usr/sbin/dovecot:dovecot-core"
+  "/usr/lib/dovecot/imap:dovecot-imapd"
+  "/usr/lib/dovecot/lmtp:dovecot-lmtpd"
+  "/usr/lib/dovecot/pop3:dovecot-pop3d"
+  "/usr/sbin/opendkim:opendkim"
+  "/usr/sbin/opendkim-genkey:opendkim-tools"
   "/usr/bin/node:nodejs"
   # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).
   "/usr/include/libvirt/libvirt.h:libvirt-dev"

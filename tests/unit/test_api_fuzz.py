@@ -66,6 +66,11 @@ def _objects(admin_user):
         rule=alert_rule, owner=admin_user, kind="x", subject="s", label="l"
     )
     check = Check.objects.create(owner=admin_user, name="fuzz", target="https://fuzz.example.com/")
+    from mail.models import MailAlias, Mailbox, MailDomain
+
+    mail_domain = MailDomain.objects.create(
+        domain="fuzz-mail.example.com", server=server, owner=admin_user
+    )
     from backups.models import BackupJob, BackupRun, BackupTarget
 
     backup_target = BackupTarget.objects.create(
@@ -74,6 +79,13 @@ def _objects(admin_user):
     backup_job = BackupJob.objects.create(account=account, target=backup_target)
     backup_run = BackupRun.objects.create(job=backup_job, state="succeeded", snapshot_id="abcd1234")
     return {
+        "mail-domains": mail_domain,
+        "mailboxes": Mailbox.objects.create(
+            domain=mail_domain, local_part="info", password_hash="{SHA512-CRYPT}$6$s$" + "x" * 86
+        ),
+        "mail-aliases": MailAlias.objects.create(
+            domain=mail_domain, local_part="sales", destinations="info@fuzz-mail.example.com"
+        ),
         "backup-targets": backup_target,
         "backup-jobs": backup_job,
         "backup-runs": backup_run,

@@ -114,7 +114,22 @@ def world(admin_user, reseller, customer):
     alert = Alert.objects.create(rule=alert_rule, owner=customer, kind="x", subject="s", label="l")
     Delivery.objects.create(channel=channel, alert=alert, event="firing")
     check = Check.objects.create(owner=customer, name="c", target="https://s.example.com/")
+    from mail.models import MailAlias, Mailbox, MailDomain
+
+    mail_domain = MailDomain.objects.create(
+        domain="mail.example.com", server=server, owner=customer
+    )
+    mail_objects = {
+        "mail-domains": mail_domain,
+        "mailboxes": Mailbox.objects.create(
+            domain=mail_domain, local_part="info", password_hash="{SHA512-CRYPT}$6$s$" + "x" * 86
+        ),
+        "mail-aliases": MailAlias.objects.create(
+            domain=mail_domain, local_part="sales", destinations="info@mail.example.com"
+        ),
+    }
     return {
+        "mail_objects": mail_objects,
         "vps_objects": vps_objects,
         "channel": channel,
         "alert_rule": alert_rule,
@@ -178,6 +193,9 @@ def _value_for(path: str, name: str, world) -> str:
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)
+    for prefix, obj in world["mail_objects"].items():
+        if path.startswith(f"/api/v1/{prefix}/"):
+            return str(obj.uuid)
     if path.startswith("/api/v1/plans/"):
         return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):

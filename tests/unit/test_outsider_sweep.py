@@ -51,6 +51,7 @@ TLS_KEY = "-----BEGIN PRIVATE KEY-----sweep-tls-key-material"
 VNC_PASSWORD = "sweep-vnc-password-material"
 WEBHOOK_SECRET = "sweep-webhook-secret-material"
 STATUS_SLUG = "sweep-status-slug-material-0123456789abcdef"
+MAILBOX_HASH = "{SHA512-CRYPT}$6$sweepsalt$" + "s" * 86
 # path() converters (<uuid:uuid>) and the router's regex groups ((?P<uuid>[^/.]+)).
 CONVERTER = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 API_UNSAFE = ("post", "patch", "put", "delete")
@@ -153,6 +154,18 @@ def victims(db, admin_user):
     account = SystemAccount.objects.create(server=server, user=customer, name="victim")
     objects += [group, nameserver, zone, record, plan, subscription, certificate, account]
     objects += [db_server, database, db_user, grant]
+    from mail.models import MailAlias, Mailbox, MailDomain
+
+    mail_domain = MailDomain.objects.create(
+        domain="victim.example.com", server=server, owner=customer
+    )
+    mailbox = Mailbox.objects.create(
+        domain=mail_domain, local_part="info", password_hash=MAILBOX_HASH
+    )
+    mail_alias = MailAlias.objects.create(
+        domain=mail_domain, local_part="sales", destinations="info@victim.example.com"
+    )
+    objects += [mail_domain, mailbox, mail_alias]
     from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
 
     hv = Hypervisor.objects.create(server=server, uri="test:///default")
@@ -194,7 +207,7 @@ def victims(db, admin_user):
     result = CheckResult.objects.create(uptime_check=check, ok=True)
     page = StatusPage.objects.create(owner=customer, slug=STATUS_SLUG, title="victim")
     objects += [channel, alert_rule, alert, delivery, check, result, page]
-    secrets += [WEBHOOK_SECRET, STATUS_SLUG]
+    secrets += [WEBHOOK_SECRET, STATUS_SLUG, MAILBOX_HASH]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
 

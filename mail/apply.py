@@ -1,0 +1,328 @@
+"""What mail contributes to a server's managed files, and the two programs that read them.
+
+- Postfix: three maps in ``mail_map_dir`` (``domains``, ``mailboxes``, ``aliases``) for
+  ``virtual_mailbox_domains``, ``virtual_mailbox_maps`` and ``virtual_alias_maps``. They list
+  every domain of the server, so they are one unit (``mail:maps``). Validated by compiling
+  each with ``postmap`` and ``postfix check``; reloaded by ``postmap`` + ``postfix reload``.
+- OpenDKIM: each domain's private key in ``opendkim_key_dir`` (the domain's unit) and the
+  KeyTable/SigningTable in ``opendkim_dir`` (with the maps); keys checked with ``openssl
+  pkey`` and the configuration with ``opendkim -n``; reloaded by SIGUSR1.
+- Dovecot: one passwd-file per domain in ``dovecot_users_dir`` (unit ``maildomain:<uuid>``),
+  read through ``passwd-file .../%d`` as passdb and userdb, so a bad domain fails alone.
+  Validated line by line and with ``doveconf -n``; reloaded with ``doveadm reload`` and
+  verified by ``doveadm user`` finding the new users.
+
+Every value reaching a file went through mail/validators.py and is checked again here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.db.models import Q
+
+from mail import dkim
+from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
+from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT
+from servers.engine import Job, ManagedFile, ProfileKey, Service, ServiceRun, Step, UnitFailed
+from websites.validators import DOMAIN
+
+HERE = Path(__file__).parent
+POSTFIX_CHECK = (HERE / "postfix_check.sh").read_text()
+POSTFIX_RELOAD = (HERE / "postfix_reload.sh").read_text()
+DOVECOT_CHECK = (HERE / "dovecot_check.sh").read_text()
+DOVECOT_RELOAD = (HERE / "dovecot_reload.sh").read_text()
+DKIM_CHECK = (HERE / "dkim_check.sh").read_text()
+DKIM_RELOAD = (HERE / "dkim_reload.sh").read_text()
+MAPS = ("domains", "mailboxes", "aliases")
+HEADER = "# Managed by the hosting panel: changes here are reported as drift and undone.\n"
+CHUNK = 500
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
+
+
+class PostfixService(Service):
+    name = "postfix"
+    reload_order = 40
+    validated_by_jobs = True
+    profile_keys = (
+        ProfileKey("postfix_config_dir", "/etc/postfix", "path", "Postfix's config_directory."),
+        ProfileKey("mail_map_dir", "/etc/postfix/panel", "path", "The panel's Postfix maps."),
+        ProfileKey("postfix_reload_timeout", 20, "seconds", "How long a reload may take."),
+        ProfileKey("mail_hostname", "", "text", "The server's public mail host name (MX records)."),
+    )
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        if not run.files and not run.removed:
+            return []
+        p = run.profile
+        argv = ["sh", "-c", POSTFIX_CHECK, "postfix-check", p.postfix_config_dir,
+                p.mail_map_dir.rstrip("/"), run.run_id, *MAPS]  # fmt: skip
+        return [Job(self.name, argv)]
+
+    def validate(self, run: ServiceRun) -> dict[str, str]:
+        result = run.jobs.get(self.name)
+        if result is None or result.ok:
+            return {}
+        return {unit: result.output.strip()[:2000] for unit in run.units()}
+
+    def reload_step(self, run: ServiceRun) -> Step:
+        p = run.profile
+        timeout = p.postfix_reload_timeout
+        argv = ["sh", "-c", POSTFIX_RELOAD, "postfix-reload", p.postfix_config_dir,
+                p.mail_map_dir.rstrip("/"), str(timeout), *MAPS]  # fmt: skip
+        return Step(argv, timeout + 30)
+
+
+class DovecotService(Service):
+    name = "dovecot"
+    reload_order = 30
+    validated_by_jobs = True
+    profile_keys = (
+        ProfileKey("dovecot_conf", "/etc/dovecot/dovecot.conf", "path", "Dovecot's main file."),
+        ProfileKey(
+            "dovecot_users_dir", "/etc/dovecot/panel-users", "path", "Users, a file per domain."
+        ),
+        ProfileKey("dovecot_group", "dovecot", "text", "Dovecot's group (reads users files)."),
+        ProfileKey("vmail_base", "/var/vmail", "path", "Maildirs: <base>/<domain>/<local>."),
+        ProfileKey("dovecot_reload_timeout", 20, "seconds", "How long a reload may take."),
+    )
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        if not run.files and not run.removed:
+            return []
+        p = run.profile
+        argv = ["sh", "-c", DOVECOT_CHECK, "dovecot-check", p.dovecot_conf,
+                p.dovecot_users_dir.rstrip("/"), run.run_id]  # fmt: skip
+        return [Job(self.name, argv)]
+
+    def validate(self, run: ServiceRun) -> dict[str, str]:
+        result = run.jobs.get(self.name)
+        if result is None or result.ok:
+            return {}
+        output = result.output.strip()
+        blamed = {
+            f.unit
+            for path, f in run.files.items()
+            if output.startswith(path.rsplit("/", 1)[-1] + ":")
+        }
+        return {unit: output[:2000] for unit in (blamed or run.units())}
+
+    def reload_step(self, run: ServiceRun) -> Step:
+        users = []
+        for f in run.live_files().values():
+            first = f.content.split(b"\n", 2)[1:2]  # the line after the header
+            if first and b":" in first[0]:
+                users.append(first[0].split(b":", 1)[0].decode())
+        timeout = run.profile.dovecot_reload_timeout
+        argv = ["sh", "-c", DOVECOT_RELOAD, "dovecot-reload", run.profile.dovecot_conf,
+                str(timeout)]  # fmt: skip
+        return Step(argv, timeout + 30, stdin="".join(f"{u}\n" for u in sorted(users)).encode())
+
+
+class OpenDkimService(Service):
+    name = "opendkim"
+    reload_order = 35  # before Postfix, whose mail it signs
+    validated_by_jobs = True
+    profile_keys = (
+        ProfileKey("opendkim_conf", "/etc/opendkim.conf", "path", "OpenDKIM's configuration."),
+        ProfileKey("opendkim_dir", "/etc/opendkim", "path", "KeyTable and SigningTable."),
+        ProfileKey("opendkim_key_dir", "/etc/opendkim/keys", "path", "Private keys."),
+        ProfileKey("opendkim_user", "opendkim", "text", "The user OpenDKIM runs as."),
+        ProfileKey("opendkim_pid_file", "/run/opendkim/opendkim.pid", "path", "Its pid."),
+    )
+
+    def validation_jobs(self, run: ServiceRun) -> list[Job]:
+        if not run.files and not run.removed:
+            return []
+        p = run.profile
+        argv = ["sh", "-c", DKIM_CHECK, "dkim-check", p.opendkim_conf,
+                p.opendkim_key_dir.rstrip("/"), run.run_id]  # fmt: skip
+        return [Job(self.name, argv)]
+
+    def validate(self, run: ServiceRun) -> dict[str, str]:
+        result = run.jobs.get(self.name)
+        if result is None or result.ok:
+            return {}
+        output = result.output.strip()
+        blamed = {
+            f.unit
+            for path, f in run.files.items()
+            if output.startswith(path.rsplit("/", 1)[-1] + ":")
+        }
+        return {unit: output[:2000] for unit in (blamed or run.units())}
+
+    def reload_step(self, run: ServiceRun) -> Step:
+        argv = ["sh", "-c", DKIM_RELOAD, "dkim-reload", run.profile.opendkim_pid_file, "10"]
+        return Step(argv, 40)
+
+
+def _checked_path(value: str, key: str) -> str:
+    if not SAFE_PATH.fullmatch(value):
+        raise ValueError(f"{key} {value!r} is not a plain absolute path.")
+    return value.rstrip("/")
+
+
+def render_users(domain: MailDomain, boxes: list[Mailbox], vmail_base: str) -> str:
+    """A domain's Dovecot passwd-file: ``user:{SHA512-CRYPT}hash::::home::extra``. A
+    suspended mailbox (or domain) keeps its userdb entry but may not log in."""
+    if not DOMAIN.fullmatch(domain.domain):
+        raise ValueError(f"{domain.domain!r} is not a domain name.")
+    lines = [HEADER.rstrip("\n")]
+    for box in boxes:
+        if not LOCAL_PART.fullmatch(box.local_part) or not SHA512_CRYPT.fullmatch(
+            box.password_hash
+        ):
+            raise ValueError(f"Mailbox {box.local_part!r} holds a value the file cannot take.")
+        extra = f"userdb_quota_rule=*:storage={int(box.quota_mb)}M"
+        if box.suspended or domain.suspended:
+            extra += " nologin reason=suspended"
+        home = f"{vmail_base}/{domain.domain}/{box.local_part}"
+        lines.append(f"{box.local_part}@{domain.domain}:{box.password_hash}::::{home}::{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def _address_ok(address: str) -> bool:
+    local, _, name = address.rpartition("@")
+    return bool(FOREIGN_LOCAL.fullmatch(local)) and bool(DOMAIN.fullmatch(name))
+
+
+def render_maps(
+    domains: list[MailDomain], boxes: list[Mailbox], aliases: list[MailAlias]
+) -> dict[str, str]:
+    """The three Postfix maps of a server. Suspended domains and mailboxes are left out, so
+    Postfix refuses their mail at RCPT time."""
+    live = {d.pk: d for d in domains if not d.suspended and DOMAIN.fullmatch(d.domain)}
+    out = {name: [HEADER.rstrip("\n")] for name in MAPS}
+    for d in sorted(live.values(), key=lambda d: d.domain):
+        out["domains"].append(f"{d.domain} OK")
+    for box in boxes:
+        d = live.get(box.domain_id)
+        if d is None or box.suspended or not LOCAL_PART.fullmatch(box.local_part):
+            continue
+        out["mailboxes"].append(f"{box.local_part}@{d.domain} {d.domain}/{box.local_part}/")
+    for alias in aliases:
+        d = live.get(alias.domain_id)
+        targets = [t for t in alias.destination_list if _address_ok(t)]
+        if d is None or not targets or not LOCAL_PART.fullmatch(alias.local_part):
+            continue
+        out["aliases"].append(f"{alias.local_part}@{d.domain} {','.join(targets)}")
+    return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
+
+
+class MailFiles:
+    unit_prefix = "mail"  # maildomain:<uuid> and mail:maps
+    profile_keys = ()
+
+    def files(self, server, profile, units):
+        domains = list(MailDomain.objects.filter(server=server).order_by("domain"))
+        wanted = None
+        if units is not None:
+            wanted = {u for u in units if u.startswith("maildomain:")}
+        users_dir = _checked_path(profile.dovecot_users_dir, "dovecot_users_dir")
+        vmail = _checked_path(profile.vmail_base, "vmail_base")
+        group = profile.dovecot_group
+        needed = [d for d in domains if wanted is None or d.unit in wanted]
+        maps = units is None or MAPS_UNIT in units
+        boxes = list(
+            Mailbox.objects.filter(domain__in=domains if maps else needed)
+            .only("domain_id", "local_part", "password_hash", "quota_mb", "suspended")
+            .order_by("domain_id", "local_part")
+        )
+        by_domain: dict[int, list[Mailbox]] = {}
+        for box in boxes:
+            by_domain.setdefault(box.domain_id, []).append(box)
+        key_dir = _checked_path(profile.opendkim_key_dir, "opendkim_key_dir")
+        dkim_user = profile.opendkim_user
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", dkim_user):
+            dkim_user = "root"
+        for d in needed:
+            try:
+                text = render_users(d, by_domain.get(d.pk, []), vmail)
+                key = d.dkim_private_key
+                if key and not dkim.PEM.fullmatch(key):
+                    raise ValueError("its DKIM key is not a private key")
+            except ValueError as exc:
+                yield UnitFailed(d.unit, f"Not rendered: {exc}")
+                continue
+            if key:
+                yield ManagedFile(
+                    path=f"{key_dir}/{d.domain}.private",
+                    content=key.encode(),
+                    service="opendkim",
+                    unit=d.unit,
+                    mode=0o600,
+                    owner=dkim_user,
+                    group=dkim_user,
+                )
+            yield ManagedFile(
+                path=f"{users_dir}/{d.domain}",
+                content=text.encode(),
+                service="dovecot",
+                unit=d.unit,
+                mode=0o640,
+                group=group if re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", group) else "root",
+            )
+        if maps:
+            map_dir = _checked_path(profile.mail_map_dir, "mail_map_dir")
+            aliases = list(
+                MailAlias.objects.filter(domain__in=domains).order_by("domain_id", "local_part")
+            )
+            for name, text in render_maps(domains, boxes, aliases).items():
+                yield ManagedFile(
+                    path=f"{map_dir}/{name}",
+                    content=text.encode(),
+                    service="postfix",
+                    unit=MAPS_UNIT,
+                )
+            signing = [
+                (d.domain, d.dkim_selector)
+                for d in domains
+                if d.dkim_private_key and not d.suspended and DOMAIN.fullmatch(d.domain)
+            ]
+            dkim_dir = _checked_path(profile.opendkim_dir, "opendkim_dir")
+            for name, text in dkim.render_tables(signing, key_dir).items():
+                yield ManagedFile(
+                    path=f"{dkim_dir}/{name}",
+                    content=text.encode(),
+                    service="opendkim",
+                    unit=MAPS_UNIT,
+                )
+
+    def report(self, server, ok: set[str], failed: dict[str, str]) -> None:
+        """Statuses in bulk: a domain (and its mailboxes) is active when its users file and
+        the maps it is in are live; a failure of the maps fails every domain."""
+        domains = MailDomain.objects.filter(server=server)
+        maps_error = failed.get(MAPS_UNIT)
+        if maps_error:
+            domains.update(status=Status.FAILED, status_message=maps_error[:4000])
+            Mailbox.objects.filter(domain__server=server).update(
+                status=Status.FAILED, status_message=maps_error[:4000]
+            )
+            return
+        ids = sorted(u.removeprefix("maildomain:") for u in ok if u.startswith("maildomain:"))
+        if MAPS_UNIT in ok:  # every domain's map lines are live
+            ids = sorted(set(ids) | {str(u) for u in domains.values_list("uuid", flat=True)})
+        for unit, message in failed.items():
+            if unit.startswith("maildomain:"):
+                uuid = unit.removeprefix("maildomain:")
+                ids = [i for i in ids if i != uuid]
+                domains.filter(uuid=uuid).update(
+                    status=Status.FAILED, status_message=message[:4000]
+                )
+                Mailbox.objects.filter(domain__uuid=uuid).update(
+                    status=Status.FAILED, status_message=message[:4000]
+                )
+        for i in range(0, len(ids), CHUNK):
+            chunk = domains.filter(uuid__in=ids[i : i + CHUNK])
+            for suspended, status in ((False, Status.ACTIVE), (True, Status.SUSPENDED)):
+                chunk.filter(suspended=suspended).exclude(status=status, status_message="").update(
+                    status=status, status_message=""
+                )
+            boxes = Mailbox.objects.filter(domain__in=chunk)
+            boxes.filter(suspended=False, domain__suspended=False).exclude(
+                status=Status.ACTIVE, status_message=""
+            ).update(status=Status.ACTIVE, status_message="")
+            boxes.filter(Q(suspended=True) | Q(domain__suspended=True)).exclude(
+                status=Status.SUSPENDED
+            ).update(status=Status.SUSPENDED, status_message="")

@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+
+
+class MailConfig(AppConfig):
+    name = "mail"
+    verbose_name = "Mail"
+
+    def ready(self):
+        from mail.apply import DovecotService, MailFiles, OpenDkimService, PostfixService
+        from mail.models import Mailbox
+        from servers.engine import registry
+        from websites import plans
+
+        registry.register_service(PostfixService)
+        registry.register_service(DovecotService)
+        registry.register_service(OpenDkimService)
+        registry.register_provider(MailFiles())
+        plans.register_counter(
+            "mailboxes", lambda owners: Mailbox.objects.filter(domain__owner__in=owners).count()
+        )

@@ -1,0 +1,15 @@
+# Validate a run's Dovecot users files (the staged ones): every line a comment or a passwd-file
+# entry of the shape the panel writes, then `doveconf -n` on the main configuration.
+# Args: CONF USERS_DIR RUN_ID
+set -u
+conf=$1 dir=$2 run=$3
+staged="$dir/.panel-new-$run"
+if [ -d "$staged" ]; then
+  for f in "$staged"/*; do
+    [ -f "$f" ] || continue
+    bad=$(grep -Evn -e '^# ' -e '^[a-z0-9._-]+@[a-z0-9.-]+:\{SHA512-CRYPT\}\$6\$[./A-Za-z0-9$=]+::::/[A-Za-z0-9._/-]+::[A-Za-z0-9_=*:. ]*$' "$f" | head -3)
+    [ -z "$bad" ] || { echo "${f##*/}: not a users file line: $bad"; exit 1; }
+  done
+fi
+out=$(doveconf -n -c "$conf" 2>&1 >/dev/null) || { echo "doveconf: $out"; exit 1; }
+exit 0

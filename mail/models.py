@@ -1,0 +1,176 @@
+"""Mail: domains a customer receives mail for on one of the provider's servers, their
+mailboxes (Dovecot, passwords kept as SHA512-CRYPT hashes only) and aliases/forwarders
+(Postfix virtual aliases). Rows are the desired state; the apply engine (mail/apply.py)
+makes the server's Postfix maps and Dovecot users match, and ``status`` says how that went.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from core.fields import EncryptedTextField
+from core.policy import ADMIN, CHANGE, CUSTOMER, DELETE, RESELLER, VIEW, PolicyQuerySet, Rules
+from mail.validators import validate_password_hash
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    FAILED = "failed", "Failed"
+
+
+MAPS_UNIT = "mail:maps"  # a server's Postfix maps: one unit, the files list every domain
+
+
+class MailDomain(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="mail_domains"
+    )
+    server = models.ForeignKey(
+        "servers.Server", on_delete=models.PROTECT, related_name="mail_domains"
+    )
+    domain = models.CharField(
+        max_length=253, unique=True, help_text="Such as example.com (IDN allowed)."
+    )
+    suspended = models.BooleanField(
+        default=False, help_text="Suspended: no mail is accepted and nobody logs in."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_message = models.TextField(blank=True)
+    # DKIM (mail/dkim.py): the private key encrypted at rest, the public one for its record.
+    dkim_selector = models.CharField(max_length=31, default="panel", editable=False)
+    dkim_private_key = EncryptedTextField(blank=True, editable=False)
+    dkim_public_key = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner_may=frozenset({VIEW, CHANGE, DELETE}),
+        add=frozenset({ADMIN, RESELLER, CUSTOMER}),
+    )
+
+    class Meta:
+        ordering = ["domain"]
+        verbose_name = "mail domain"
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("mail-domain", kwargs={"uuid": self.uuid})
+
+    @property
+    def unit(self) -> str:
+        return f"maildomain:{self.uuid}"
+
+    @property
+    def display_name(self) -> str:
+        from websites.names import to_unicode
+
+        return to_unicode(self.domain)
+
+
+CHILD = Rules(
+    owner="domain__owner",
+    owner_may=frozenset({VIEW, CHANGE, DELETE}),
+    add=frozenset({ADMIN, RESELLER, CUSTOMER}),
+)
+
+
+class Mailbox(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="mailboxes")
+    local_part = models.CharField(max_length=64)
+    # Only the salted hash, as Dovecot's passwd-file reads it; the password is never kept.
+    password_hash = models.CharField(max_length=200, validators=[validate_password_hash])
+    quota_mb = models.PositiveIntegerField(
+        "quota (MB)",
+        default=1024,
+        validators=[MinValueValidator(1), MaxValueValidator(1024 * 1024)],
+    )
+    suspended = models.BooleanField(
+        default=False, help_text="Suspended: it refuses logins and receives no mail."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_message = models.TextField(blank=True)
+    password_changed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = CHILD
+
+    class Meta:
+        ordering = ["domain", "local_part"]
+        verbose_name_plural = "mailboxes"
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "local_part"], name="mailbox_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def get_absolute_url(self) -> str:
+        return self.domain.get_absolute_url()
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain.domain}"
+
+    @property
+    def owner(self):
+        return self.domain.owner
+
+
+class MailAlias(models.Model):
+    """An address that delivers to others: mailboxes of the panel (an alias) or addresses
+    elsewhere (a forwarder), one per line."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="aliases")
+    local_part = models.CharField(max_length=64)
+    destinations = models.TextField(help_text="Addresses, one per line.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = CHILD
+
+    class Meta:
+        ordering = ["domain", "local_part"]
+        verbose_name = "mail alias"
+        verbose_name_plural = "mail aliases"
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "local_part"], name="mail_alias_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def get_absolute_url(self) -> str:
+        return self.domain.get_absolute_url()
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain.domain}"
+
+    @property
+    def owner(self):
+        return self.domain.owner
+
+    @property
+    def destination_list(self) -> list[str]:
+        return [d for d in self.destinations.splitlines() if d]
+
+    @property
+    def is_forwarder(self) -> bool:
+        """True when some destination is outside the panel's mail domains on that server."""
+        own = f"@{self.domain.domain}"
+        return any(not d.endswith(own) for d in self.destination_list)

@@ -1,0 +1,304 @@
+"""State changes of mail. Each validates, writes its rows and its audit entry in one
+transaction, and starts the apply of the server's mail units (Postfix maps, the domain's
+Dovecot users) as an Operation, so the server follows."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core import audit
+from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, may, role_of
+from core.services import accept_only, refuse_nul_in
+from mail import passwords
+from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
+from mail.validators import clean_destinations, clean_local_part, clean_mail_domain
+
+DOMAIN_FIELDS = ["domain", "server", "owner"]
+DOMAIN_UPDATE_FIELDS = ["suspended"]
+MAILBOX_FIELDS = ["domain", "local_part", "quota_mb"]
+MAILBOX_UPDATE_FIELDS = ["quota_mb", "suspended"]
+MAILBOX_SECRETS = ["password"]
+ALIAS_FIELDS = ["domain", "local_part", "destinations"]
+ALIAS_UPDATE_FIELDS = ["destinations"]
+
+
+def owners_for(actor):
+    """Who ``actor`` may make mail domains for: itself, a reseller's customers, anyone."""
+    User = get_user_model()
+    role = role_of(actor)
+    if role == ADMIN:
+        return User.objects.filter(is_active=True, role__in=[ADMIN, RESELLER, CUSTOMER])
+    if role == RESELLER:
+        return User.objects.filter(Q(pk=actor.pk) | Q(reseller=actor), is_active=True)
+    return User.objects.filter(pk=actor.pk)
+
+
+def mail_servers(owner):
+    """Servers ``owner``'s mail may live on: the same as its websites'."""
+    from websites.services import hosting_servers
+
+    return hosting_servers(owner)
+
+
+def apply_mail(domain: MailDomain, *, actor, units: set[str] | None = None):
+    """Start the apply of ``domain``'s units (its Dovecot users and the server's maps)."""
+    from servers.services import start_apply
+
+    return start_apply(domain.server, actor=actor, units=units or {domain.unit, MAPS_UNIT})
+
+
+def _claimed_elsewhere(domain: str, owner) -> str:
+    """Why ``owner`` may not receive mail for ``domain`` ("" when it may): a zone or a
+    website of that name belongs to someone else."""
+    from dns.models import Zone
+    from websites.models import Website
+
+    labels = domain.split(".")
+    enclosing = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    zone = (
+        Zone.objects.filter(name__in=enclosing)
+        .only("name", "owner_id")
+        .order_by("-name")  # any enclosing zone of another owner refuses
+        .exclude(owner=owner)
+        .first()
+    )
+    if zone is not None:
+        return "This domain is in a DNS zone of another account."
+    if Website.objects.filter(domain=domain).exclude(owner=owner).exists():
+        return "This domain is a website of another account."
+    return ""
+
+
+# ---------------------------------------------------------------------------- domains
+
+
+def do_create_mail_domain(*, actor, data: dict) -> MailDomain:
+    accept_only(data, DOMAIN_FIELDS)
+    data = dict(data)
+    refuse_nul_in(data, ["domain"])
+    owner = data.pop("owner", None) or actor
+    if actor is not None and not owners_for(actor).filter(pk=owner.pk).exists():
+        raise ValidationError({"owner": "You cannot make mail domains for this user."})
+    try:
+        name = clean_mail_domain(data.get("domain"))
+    except ValidationError as exc:
+        raise ValidationError({"domain": exc.messages}) from exc
+    server = data.get("server")
+    if server is None or not mail_servers(owner).filter(pk=server.pk).exists():
+        raise ValidationError({"server": "Choose one of your provider's servers."})
+    if MailDomain.objects.filter(domain=name).exists():
+        raise ValidationError({"domain": "This domain receives mail here already."})
+    problem = _claimed_elsewhere(name, owner)
+    if problem:
+        raise ValidationError({"domain": problem})
+    from mail import dkim
+
+    private, public = dkim.generate(name)
+    domain = MailDomain(
+        owner=owner, server=server, domain=name, dkim_private_key=private, dkim_public_key=public
+    )
+    domain.full_clean()
+    with transaction.atomic():
+        domain.save()
+        audit.record(
+            "mail_domain.create",
+            domain,
+            actor=actor,
+            changes=audit.diff({}, audit.snapshot(domain, DOMAIN_FIELDS)),
+        )
+        apply_mail(domain, actor=actor)
+        from mail.dnsrecords import do_publish_records
+
+        do_publish_records(domain, actor=actor)
+    return domain
+
+
+def do_update_mail_domain(domain: MailDomain, *, actor, data: dict) -> MailDomain:
+    accept_only(data, DOMAIN_UPDATE_FIELDS)
+    before = audit.snapshot(domain, DOMAIN_UPDATE_FIELDS)
+    if "suspended" in data:
+        if not isinstance(data["suspended"], bool):
+            raise ValidationError({"suspended": "true or false."})
+        domain.suspended = data["suspended"]
+    changes = audit.diff(before, audit.snapshot(domain, DOMAIN_UPDATE_FIELDS))
+    if not changes:
+        return domain
+    with transaction.atomic():
+        domain.status = Status.PENDING
+        domain.save(update_fields=["suspended", "status"])
+        audit.record("mail_domain.update", domain, actor=actor, changes=changes)
+        apply_mail(domain, actor=actor)
+    return domain
+
+
+def do_delete_mail_domain(domain: MailDomain, *, actor) -> None:
+    """Removes the rows; the apply removes the domain's users file and map lines (the
+    maildirs stay on the server, for the provider to archive)."""
+    server = domain.server
+    units = {domain.unit, MAPS_UNIT}
+    with transaction.atomic():
+        audit.record("mail_domain.delete", domain, actor=actor)
+        domain.delete()
+        from servers.services import start_apply
+
+        start_apply(server, actor=actor, units=units)
+
+
+# --------------------------------------------------------------------------- mailboxes
+
+
+def _domain_for(actor, value) -> MailDomain:
+    if not isinstance(value, MailDomain):
+        raise ValidationError({"domain": "Choose one of your mail domains."})
+    if actor is not None and not may(actor, CHANGE, value):
+        raise ValidationError({"domain": "Choose one of your mail domains."})
+    return value
+
+
+def _local_part(domain: MailDomain, value) -> str:
+    try:
+        local = clean_local_part(value)
+    except ValidationError as exc:
+        raise ValidationError({"local_part": exc.messages}) from exc
+    for other in (Mailbox, MailAlias):
+        if other.objects.filter(domain=domain, local_part=local).exists():
+            what = "a mailbox" if other is Mailbox else "an alias"
+            raise ValidationError({"local_part": f"{local}@{domain.domain} is {what} already."})
+    return local
+
+
+def do_create_mailbox(*, actor, data: dict) -> Mailbox:
+    accept_only(data, MAILBOX_FIELDS + MAILBOX_SECRETS)
+    data = dict(data)
+    refuse_nul_in(data, ["local_part"])
+    domain = _domain_for(actor, data.get("domain"))
+    local = _local_part(domain, data.get("local_part"))
+    try:
+        hashed = passwords.hash_password(data.get("password"))
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
+    from websites.plans import enforce_limit
+
+    enforce_limit(domain.owner, "mailboxes", actor=actor)
+    box = Mailbox(domain=domain, local_part=local, password_hash=hashed)
+    if data.get("quota_mb") is not None:
+        box.quota_mb = data["quota_mb"]
+    box.full_clean()
+    with transaction.atomic():
+        box.save()
+        audit.record(
+            "mailbox.create",
+            box,
+            actor=actor,
+            owner_id=domain.owner_id,
+            changes=audit.diff({}, audit.snapshot(box, ["local_part", "quota_mb"])),
+        )
+        apply_mail(domain, actor=actor)
+    return box
+
+
+def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
+    accept_only(data, MAILBOX_UPDATE_FIELDS + MAILBOX_SECRETS)
+    before = audit.snapshot(box, MAILBOX_UPDATE_FIELDS)
+    if "quota_mb" in data:
+        box.quota_mb = data["quota_mb"]
+    if "suspended" in data:
+        if not isinstance(data["suspended"], bool):
+            raise ValidationError({"suspended": "true or false."})
+        box.suspended = data["suspended"]
+    password = data.get("password")
+    if password:
+        try:
+            box.password_hash = passwords.hash_password(password)
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from exc
+        box.password_changed_at = timezone.now()
+    box.full_clean()
+    changes = audit.diff(before, audit.snapshot(box, MAILBOX_UPDATE_FIELDS))
+    if password:
+        changes["password"] = ["(hidden)", "(changed)"]
+    if not changes:
+        return box
+    with transaction.atomic():
+        box.status = Status.PENDING
+        box.save()
+        audit.record(
+            "mailbox.update", box, actor=actor, owner_id=box.domain.owner_id, changes=changes
+        )
+        apply_mail(box.domain, actor=actor)
+    return box
+
+
+def do_delete_mailbox(box: Mailbox, *, actor) -> None:
+    domain = box.domain
+    with transaction.atomic():
+        audit.record("mailbox.delete", box, actor=actor, owner_id=domain.owner_id)
+        box.delete()
+        apply_mail(domain, actor=actor)
+
+
+# ----------------------------------------------------------------- aliases, forwarders
+
+
+def _destinations(value) -> str:
+    try:
+        return clean_destinations(value)
+    except ValidationError as exc:
+        raise ValidationError({"destinations": exc.messages}) from exc
+
+
+def do_create_alias(*, actor, data: dict) -> MailAlias:
+    accept_only(data, ALIAS_FIELDS)
+    data = dict(data)
+    refuse_nul_in(data, ["local_part", "destinations"])
+    domain = _domain_for(actor, data.get("domain"))
+    local = _local_part(domain, data.get("local_part"))
+    alias = MailAlias(
+        domain=domain, local_part=local, destinations=_destinations(data.get("destinations"))
+    )
+    alias.full_clean()
+    with transaction.atomic():
+        alias.save()
+        audit.record(
+            "mail_alias.create",
+            alias,
+            actor=actor,
+            owner_id=domain.owner_id,
+            changes=audit.diff({}, audit.snapshot(alias, ALIAS_FIELDS[1:])),
+        )
+        apply_mail(domain, actor=actor, units={MAPS_UNIT})
+    return alias
+
+
+def do_update_alias(alias: MailAlias, *, actor, data: dict) -> MailAlias:
+    accept_only(data, ALIAS_UPDATE_FIELDS)
+    refuse_nul_in(data, ALIAS_UPDATE_FIELDS)
+    before = audit.snapshot(alias, ALIAS_UPDATE_FIELDS)
+    if "destinations" in data:
+        alias.destinations = _destinations(data["destinations"])
+    changes = audit.diff(before, audit.snapshot(alias, ALIAS_UPDATE_FIELDS))
+    if not changes:
+        return alias
+    with transaction.atomic():
+        alias.save(update_fields=["destinations"])
+        audit.record(
+            "mail_alias.update",
+            alias,
+            actor=actor,
+            owner_id=alias.domain.owner_id,
+            changes=changes,
+        )
+        apply_mail(alias.domain, actor=actor, units={MAPS_UNIT})
+    return alias
+
+
+def do_delete_alias(alias: MailAlias, *, actor) -> None:
+    domain = alias.domain
+    with transaction.atomic():
+        audit.record("mail_alias.delete", alias, actor=actor, owner_id=domain.owner_id)
+        alias.delete()
+        apply_mail(domain, actor=actor, units={MAPS_UNIT})

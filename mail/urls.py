@@ -1,0 +1,18 @@
+"""The mail area of the portal, mounted at /mail/."""
+
+from django.urls import path
+
+from mail import views
+
+urlpatterns = [
+    path("", views.MailDomainList.as_view(), name="mail"),
+    path("new/", views.MailDomainCreate.as_view(), name="mail-domain-add"),
+    path("<uuid:uuid>/", views.MailDomainDetail.as_view(), name="mail-domain"),
+    path("<uuid:uuid>/delete/", views.MailDomainDelete.as_view(), name="mail-domain-delete"),
+    path("<uuid:uuid>/suspend/", views.MailDomainSuspend.as_view(), name="mail-domain-suspend"),
+    path("<uuid:uuid>/mailboxes/", views.MailboxAdd.as_view(), name="mailbox-add"),
+    path("<uuid:uuid>/aliases/", views.MailAliasAdd.as_view(), name="mail-alias-add"),
+    path("mailboxes/<uuid:uuid>/", views.MailboxEdit.as_view(), name="mailbox"),
+    path("mailboxes/<uuid:uuid>/delete/", views.MailboxDelete.as_view(), name="mailbox-delete"),
+    path("aliases/<uuid:uuid>/delete/", views.MailAliasDelete.as_view(), name="mail-alias-delete"),
+]

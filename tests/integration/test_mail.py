@@ -1,0 +1,496 @@
+"""Mail through the apply engine against a private Postfix (``postfix -c DIR``: its own
+configuration, queue and data directories, SMTP on a free loopback port) and a private
+Dovecot (``dovecot -c conf``: IMAP on a free port, LMTP on a socket Postfix delivers to),
+both started and stopped by pid/command here; the panel reaches them over the test sshd.
+
+A forwarder's foreign domain is routed to a local SMTP catcher (aiosmtpd): the only stand-in,
+for the public internet."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import os
+import pwd
+import shutil
+import smtplib
+import subprocess
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from mail import services
+from mail.apply import MailFiles
+from mail.models import MAPS_UNIT, Mailbox, MailDomain
+from servers import connection
+from servers.engine import registry
+from servers.engine.engine import Engine
+from tests.conftest import wait_until
+from tests.integration.conftest import (
+    free_port,
+    need,
+    stop_pidfile,
+    wait_port,
+    world_readable_tmp,
+)
+from websites.models import Plan, Subscription
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+PASSWORD = "mailbox password 1"
+FOREIGN = "elsewhere.test"
+
+
+def ensure_vmail() -> tuple[int, int]:
+    """The system user that owns the maildirs (as a mail server has it)."""
+    try:
+        entry = pwd.getpwnam("vmail")
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell",
+             "/usr/sbin/nologin", "vmail"],
+            check=True,
+        )  # fmt: skip
+        entry = pwd.getpwnam("vmail")
+    return entry.pw_uid, entry.pw_gid
+
+
+def sh(*argv: str) -> str:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if res.returncode:
+        raise RuntimeError(f"{argv}: {res.stdout}{res.stderr}")
+    return res.stdout
+
+
+class Catcher:
+    """The foreign mail server a forwarder sends to."""
+
+    def __init__(self):
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def catcher():
+    handler = Catcher()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+@pytest.fixture
+def mail_stack(catcher):
+    """Postfix + Dovecot as a server prepared for mail has them, pointing at the panel's
+    maps and users directories (empty until the first apply)."""
+    for program in ("postfix", "postmap", "dovecot", "doveadm", "doveconf"):
+        need(program)
+    uid, gid = ensure_vmail()
+    base = world_readable_tmp("uhp-mail-")
+    conf, users, vmail = base / "postfix", base / "users", base / "vmail"
+    dkim_dir = base / "opendkim"
+    for d in (conf, conf / "panel", users, base / "queue", base / "data", base / "run"):
+        d.mkdir(parents=True)
+    (dkim_dir / "keys").mkdir(parents=True)
+    for name in ("KeyTable", "SigningTable"):
+        (dkim_dir / name).write_text("")
+    milter_port = free_port()
+    # RequireSafeKeys: OpenDKIM refuses keys below a world-writable directory, and this
+    # private instance lives below /tmp (a server keeps them in /etc/opendkim/keys).
+    (base / "opendkim.conf").write_text(
+        f"""Syslog no
+Mode sv
+Canonicalization relaxed/simple
+Socket inet:{milter_port}@127.0.0.1
+PidFile {base}/opendkim.pid
+UserID opendkim
+KeyTable {dkim_dir}/KeyTable
+SigningTable refile:{dkim_dir}/SigningTable
+InternalHosts 127.0.0.1
+RequireSafeKeys false
+"""
+    )
+    vmail.mkdir()
+    os.chown(vmail, uid, gid)
+    shutil.chown(base / "data", "postfix")
+    smtp_port, imap_port = free_port(), free_port()
+    lmtp = base / "lmtp"
+    controller, _handler = catcher
+    (conf / "transport").write_text(f"{FOREIGN} smtp:[127.0.0.1]:{controller.port}\n")
+    sh("postmap", f"hash:{conf}/transport")
+    for name in ("domains", "mailboxes", "aliases"):  # what "prepare" leaves before an apply
+        (conf / "panel" / name).write_text("")
+        sh("postmap", f"hash:{conf}/panel/{name}")
+    (conf / "main.cf").write_text(
+        f"""compatibility_level = 3.6
+queue_directory = {base}/queue
+data_directory = {base}/data
+maillog_file = {base}/postfix.log
+maillog_file_prefixes = {base}
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.panel.test
+mydestination =
+mynetworks = 192.0.2.1/32
+smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated reject_unauth_destination
+smtp_dns_support_level = disabled
+virtual_mailbox_domains = hash:{conf}/panel/domains
+virtual_mailbox_maps = hash:{conf}/panel/mailboxes
+virtual_alias_maps = hash:{conf}/panel/aliases
+virtual_transport = lmtp:unix:{lmtp}
+transport_maps = hash:{conf}/transport
+smtpd_milters = inet:127.0.0.1:{milter_port}
+non_smtpd_milters = $smtpd_milters
+"""
+    )
+    master = Path("/etc/postfix/master.cf").read_text()
+    lines = []
+    for line in master.splitlines():
+        fields = line.split()
+        if fields[:2] == ["smtp", "inet"]:
+            line = line.replace("smtp      inet", f"127.0.0.1:{smtp_port} inet", 1)
+            fields = line.split()
+        if len(fields) >= 8 and not line.startswith((" ", "#")) and fields[4] == "y":
+            fields[4] = "n"  # no chroot: the private instance's paths are not in one
+            line = " ".join(fields)
+        lines.append(line)
+    (conf / "master.cf").write_text("\n".join(lines) + "\n")
+    dconf = base / "dovecot.conf"
+    dconf.write_text(
+        f"""base_dir = {base}/run
+state_dir = {base}/run
+log_path = {base}/dovecot.log
+listen = 127.0.0.1
+protocols = imap lmtp
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = {uid}
+mail_uid = vmail
+mail_gid = vmail
+mail_location = maildir:~/Maildir
+auth_username_chars = abcdefghijklmnopqrstuvwxyz01234567890.-_@
+passdb {{
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT username_format=%Lu {users}/%Ld
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%Lu {users}/%Ld
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener {lmtp} {{
+    user = postfix
+    group = postfix
+    mode = 0600
+  }}
+}}
+"""
+    )
+    sh("postfix", "-c", str(conf), "check")
+    try:
+        subprocess.run(
+            [need("opendkim"), "-x", str(base / "opendkim.conf")], check=True, timeout=60,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_port("127.0.0.1", milter_port)
+        sh("postfix", "-c", str(conf), "start")
+        # dovecot daemonizes: its children must not hold our pipes open.
+        subprocess.run(
+            ["dovecot", "-c", str(dconf)], check=True, timeout=60,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_port("127.0.0.1", smtp_port)
+        wait_port("127.0.0.1", imap_port)
+        yield _stack(base, conf, dconf, users, vmail, smtp_port, imap_port)
+    finally:
+        stop_pidfile(base / "opendkim.pid")
+        for argv in (["postfix", "-c", str(conf), "stop"], ["doveadm", "-c", str(dconf), "stop"]):
+            with contextlib.suppress(Exception):
+                subprocess.run(
+                    argv, timeout=30, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _stack(base, conf, dconf, users, vmail, smtp_port, imap_port) -> dict:
+    return {
+        "base": base,
+        "conf": conf,
+        "dovecot_conf": dconf,
+        "users": users,
+        "vmail": vmail,
+        "smtp_port": smtp_port,
+        "imap_port": imap_port,
+        "profile": {
+            "state_dir": str(base / "state"),
+            "postfix_config_dir": str(conf),
+            "mail_map_dir": str(conf / "panel"),
+            "dovecot_conf": str(dconf),
+            "dovecot_users_dir": str(users),
+            "vmail_base": str(vmail),
+            "opendkim_conf": str(base / "opendkim.conf"),
+            "opendkim_dir": str(base / "opendkim"),
+            "opendkim_key_dir": str(base / "opendkim" / "keys"),
+            "opendkim_pid_file": str(base / "opendkim.pid"),
+        },
+    }
+
+
+@pytest.fixture
+def mail_server(ssh_server, mail_stack):
+    ssh_server.profile = mail_stack["profile"]
+    ssh_server.save()
+    with registry.only_providers(MailFiles()):
+        yield ssh_server
+
+
+@pytest.fixture
+def owner(mallory):
+    plan = Plan.objects.create(name="mail plan", mailboxes=10)
+    Subscription.objects.create(user=mallory, plan=plan)
+    return mallory
+
+
+def apply(server, units=None):
+    """As the apply Operation does (servers.tasks.run_apply): the engine, then the report."""
+    server.refresh_from_db()
+    result = Engine(server, connection.open_transport(server)).apply(units)
+    registry.report(server, result.ok_units, result.failed_units)
+    return result
+
+
+@pytest.fixture
+def domain(mail_server, owner):
+    d = services.do_create_mail_domain(
+        actor=owner, data={"domain": "shop.example.test", "server": mail_server}
+    )
+    services.do_create_mailbox(
+        actor=owner, data={"domain": d, "local_part": "info", "password": PASSWORD}
+    )
+    return d
+
+
+def send(stack, to: str, subject: str, sender: str = "someone@sender.example") -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg.set_content(f"Body of {subject}.")
+    with smtplib.SMTP("127.0.0.1", stack["smtp_port"], timeout=30) as smtp:
+        smtp.send_message(msg)
+
+
+def imap_subjects(stack, user: str, password: str) -> list[str]:
+    with imaplib.IMAP4("127.0.0.1", stack["imap_port"], timeout=30) as imap:
+        imap.login(user, password)
+        imap.select("INBOX")
+        _typ, data = imap.search(None, "ALL")
+        subjects = []
+        for num in data[0].split():
+            _typ, parts = imap.fetch(num, "(BODY[HEADER.FIELDS (SUBJECT)])")
+            subjects.append(parts[0][1].decode().split(":", 1)[1].strip())
+        return subjects
+
+
+def wait_for_subject(stack, user, password, subject, timeout=20.0):
+    wait_until(lambda: subject in imap_subjects(stack, user, password), timeout)
+
+
+def test_a_message_to_a_new_mailbox_is_read_over_imap(mail_stack, mail_server, domain):
+    result = apply(mail_server)
+    assert set(result.reloaded) == {"postfix", "dovecot", "opendkim"}, result
+    domain.refresh_from_db()
+    assert domain.status == "active", domain.status_message
+    assert Mailbox.objects.get().status == "active"
+    users_file = mail_stack["users"] / "shop.example.test"
+    assert "{SHA512-CRYPT}$6$" in users_file.read_text()
+    assert PASSWORD not in users_file.read_text()
+    assert oct(users_file.stat().st_mode & 0o777) == "0o640"
+    send(mail_stack, "info@shop.example.test", "hello over smtp")
+    wait_for_subject(mail_stack, "info@shop.example.test", PASSWORD, "hello over smtp")
+    maildir = mail_stack["vmail"] / "shop.example.test" / "info" / "Maildir"
+    assert maildir.stat().st_uid == pwd.getpwnam("vmail").pw_uid
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(mail_stack, "info@shop.example.test", "not the password")
+
+
+def test_alias_and_forwarder_deliver(mail_stack, mail_server, domain, owner, catcher):
+    _controller, handler = catcher
+    services.do_create_alias(
+        actor=owner,
+        data={"domain": domain, "local_part": "sales", "destinations": "info@shop.example.test"},
+    )
+    services.do_create_alias(
+        actor=owner,
+        data={"domain": domain, "local_part": "fwd", "destinations": [f"boss@{FOREIGN}"]},
+    )
+    apply(mail_server)
+    send(mail_stack, "sales@shop.example.test", "to the alias")
+    wait_for_subject(mail_stack, "info@shop.example.test", PASSWORD, "to the alias")
+    send(mail_stack, "fwd@shop.example.test", "to the forwarder")
+    wait_until(lambda: any(f"boss@{FOREIGN}" in m.rcpt_tos for m in handler.messages), 20)
+    assert b"to the forwarder" in handler.messages[-1].content
+
+
+def test_suspended_mailbox_refuses_login_and_mail(mail_stack, mail_server, domain, owner):
+    apply(mail_server)
+    box = Mailbox.objects.get()
+    services.do_update_mailbox(box, actor=owner, data={"suspended": True})
+    apply(mail_server, {domain.unit, MAPS_UNIT})
+    box.refresh_from_db()
+    assert box.status == "suspended"
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(mail_stack, "info@shop.example.test", PASSWORD)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(mail_stack, "info@shop.example.test", "while suspended")
+    services.do_update_mailbox(box, actor=owner, data={"suspended": False})
+    apply(mail_server, {domain.unit, MAPS_UNIT})
+    assert imap_subjects(mail_stack, "info@shop.example.test", PASSWORD) == []
+
+
+def test_no_open_relay(mail_stack, mail_server, domain):
+    apply(mail_server)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+        send(mail_stack, "victim@far-away.example", "relay me")
+    code, text = next(iter(exc.value.recipients.values()))
+    assert code == 554 and b"Relay access denied" in text
+
+
+def test_deleted_domain_is_removed_from_both_programs(mail_stack, mail_server, domain, owner):
+    apply(mail_server)
+    services.do_delete_mail_domain(MailDomain.objects.get(), actor=owner)
+    apply(mail_server, {domain.unit, MAPS_UNIT})
+    assert not (mail_stack["users"] / "shop.example.test").exists()
+    assert "shop.example.test" not in (mail_stack["conf"] / "panel" / "domains").read_text()
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(mail_stack, "info@shop.example.test", "after delete")
+
+
+def test_broken_dovecot_config_keeps_live_users_and_says_why(
+    mail_stack, mail_server, domain, owner
+):
+    """doveconf refuses the configuration: the staged users file is not swapped in, the
+    domain is failed with Dovecot's words; once fixed, the next apply converges."""
+    apply(mail_server)
+    users_file = mail_stack["users"] / "shop.example.test"
+    before = users_file.read_text()
+    services.do_create_mailbox(
+        actor=owner, data={"domain": domain, "local_part": "new", "password": PASSWORD}
+    )
+    conf = mail_stack["dovecot_conf"]
+    good = conf.read_text()
+    conf.write_text(good + "this_is_not_a_setting = 1\n")
+    result = apply(mail_server, {domain.unit, MAPS_UNIT})
+    assert domain.unit in result.failed_units
+    assert "this_is_not_a_setting" in result.failed_units[domain.unit]
+    assert users_file.read_text() == before
+    domain.refresh_from_db()
+    assert domain.status == "failed" and "this_is_not_a_setting" in domain.status_message
+    conf.write_text(good)
+    apply(mail_server, {domain.unit, MAPS_UNIT})
+    domain.refresh_from_db()
+    assert domain.status == "active" and "new@shop.example.test" in users_file.read_text()
+    send(mail_stack, "new@shop.example.test", "after the fix")
+    wait_for_subject(mail_stack, "new@shop.example.test", PASSWORD, "after the fix")
+
+
+def test_postfix_check_failure_holds_the_maps(mail_stack, mail_server, domain, owner):
+    """postfix check refuses (a main.cf Postfix cannot read): the maps stay as they were and
+    every domain of the server says why."""
+    apply(mail_server)
+    domains_map = mail_stack["conf"] / "panel" / "domains"
+    before = domains_map.read_text()
+    services.do_create_mail_domain(
+        actor=owner, data={"domain": "second.example.test", "server": mail_server}
+    )
+    main_cf = mail_stack["conf"] / "main.cf"
+    good = main_cf.read_text()
+    main_cf.write_text(good + "this line has no equals sign\n")
+    result = apply(mail_server)
+    assert MAPS_UNIT in result.failed_units
+    assert domains_map.read_text() == before
+    assert set(MailDomain.objects.values_list("status", flat=True)) == {"failed"}
+    main_cf.write_text(good)
+    apply(mail_server, {MAPS_UNIT})
+    assert "second.example.test OK" in domains_map.read_text()
+    assert set(MailDomain.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_outgoing_mail_is_dkim_signed_with_the_published_key(
+    mail_stack, mail_server, domain, owner, catcher
+):
+    """Mail from the domain leaves signed by OpenDKIM with the domain's key; dkimpy verifies
+    it against the TXT record the panel publishes for it."""
+    import dkim as dkimpy
+
+    from mail import dnsrecords
+
+    _controller, handler = catcher
+    services.do_create_alias(
+        actor=owner,
+        data={"domain": domain, "local_part": "fwd", "destinations": [f"boss@{FOREIGN}"]},
+    )
+    result = apply(mail_server)
+    assert "opendkim" in result.reloaded, result
+    key_file = Path(mail_server.profile["opendkim_key_dir"]) / "shop.example.test.private"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert key_file.stat().st_uid == pwd.getpwnam("opendkim").pw_uid
+    send(mail_stack, "fwd@shop.example.test", "signed", sender="info@shop.example.test")
+    wait_until(lambda: any(b"signed" in m.content for m in handler.messages), 20)
+    message = next(m.content for m in handler.messages if b"signed" in m.content)
+    assert b"DKIM-Signature:" in message and b"d=shop.example.test" in message
+    domain.refresh_from_db()
+    published = {r.fqdn(domain.domain): r.content for r in dnsrecords.wanted(domain)}
+    txt = published["panel._domainkey.shop.example.test"]
+    record = "".join(part for part in txt.split('"') if part.strip())
+
+    def dns(name, timeout=5):
+        assert name == b"panel._domainkey.shop.example.test."
+        return record.encode()
+
+    assert dkimpy.verify(message, dnsfunc=dns)
+    tampered = message.replace(b"Body of signed", b"Body of forged")
+    assert not dkimpy.verify(tampered, dnsfunc=dns)
+
+
+def test_api_create_runs_the_apply_operation(
+    mail_stack, mail_server, owner, q_sync, django_capture_on_commit_callbacks
+):
+    """Through the API, as a customer: the mailbox's Operation applies it and reports it;
+    the new mailbox then logs in over IMAP and receives mail."""
+    from core.models import Operation
+    from tests.conftest import login
+
+    client = login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            "/api/v1/mail-domains/",
+            {"domain": "api.example.test", "server": str(mail_server.uuid)},
+            content_type="application/json",
+        )
+    assert r.status_code == 201, r.content
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            "/api/v1/mailboxes/",
+            {"domain": r.json()["uuid"], "local_part": "desk", "password": PASSWORD},
+            content_type="application/json",
+        )
+    assert r.status_code == 201, r.content
+    ops = Operation.objects.filter(kind="server.apply")
+    assert ops.exists() and set(ops.values_list("state", flat=True)) == {"succeeded"}
+    assert Mailbox.objects.get(local_part="desk").status == "active"
+    assert MailDomain.objects.get(domain="api.example.test").status == "active"
+    send(mail_stack, "desk@api.example.test", "via the api")
+    wait_for_subject(mail_stack, "desk@api.example.test", PASSWORD, "via the api")

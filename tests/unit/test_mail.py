@@ -1,0 +1,380 @@
+"""Mail without the mail programs: validation of every value that reaches a map or a users
+file, passwords kept only as hashes, ownership of domains, the plan's mailbox limit, the
+API's visibility and the portal's flat query counts. The real Postfix/Dovecot work is in
+tests/integration/test_mail.py."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.models import AuditEntry, Operation
+from dns.models import Zone
+from mail import dnsrecords, passwords, services
+from mail.apply import render_maps, render_users
+from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain
+from mail.validators import clean_destinations, clean_local_part
+from servers.models import Server
+from tests.conftest import login
+from websites.models import Plan, Subscription, Website
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "correct horse battery"
+
+
+def subscribe(user, **limits):
+    plan = Plan.objects.create(name=f"plan-{user.pk}", **limits)
+    Subscription.objects.create(user=user, plan=plan)
+
+
+@pytest.fixture
+def server(reseller):
+    return Server.objects.create(name="mx", address="192.0.2.10", owner=reseller)
+
+
+@pytest.fixture
+def domain(customer, server):
+    subscribe(customer)
+    return services.do_create_mail_domain(
+        actor=customer, data={"domain": "shop.example.com", "server": server}
+    )
+
+
+def add_box(domain, actor, local="info", **extra):
+    data = {"domain": domain, "local_part": local, "password": PASSWORD, **extra}
+    return services.do_create_mailbox(actor=actor, data=data)
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        "bad", ["with space", '"quoted"', "new\nline", "a:b", "a,b", "", ".dot", "a..b", "x" * 65]
+    )
+    def test_bad_local_parts_refused(self, domain, customer, bad):
+        with pytest.raises(ValidationError) as exc:
+            add_box(domain, customer, bad)
+        assert "local_part" in exc.value.message_dict
+        assert not Mailbox.objects.exists()
+
+    @given(st.text(max_size=70))
+    def test_accepted_local_parts_are_plain(self, text):
+        try:
+            value = clean_local_part(text)
+        except ValidationError:
+            return
+        assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+    @given(st.lists(st.text(max_size=30), max_size=4))
+    def test_accepted_destinations_cannot_add_a_line_or_field(self, items):
+        try:
+            value = clean_destinations(items)
+        except ValidationError:
+            return
+        for line in value.splitlines():
+            assert not set(line) & set(" \t\r,:\"'\\\x00") and line.count("@") == 1
+
+    def test_bad_destinations_refused(self, domain, customer):
+        for bad in (["nobody"], ["a b@example.com"], ["x@bad_domain"], []):
+            with pytest.raises(ValidationError) as exc:
+                services.do_create_alias(
+                    actor=customer,
+                    data={"domain": domain, "local_part": "sales", "destinations": bad},
+                )
+            assert "destinations" in exc.value.message_dict
+
+    def test_idn_domain_stored_in_ascii(self, customer, server):
+        subscribe(customer)
+        d = services.do_create_mail_domain(
+            actor=customer, data={"domain": "Bücher.example", "server": server}
+        )
+        assert d.domain == "xn--bcher-kva.example" and d.display_name == "bücher.example"
+
+    def test_domain_of_another_accounts_zone_refused(self, customer, mallory, server):
+        subscribe(customer)
+        Zone.objects.create(name="example.org", owner=mallory)
+        with pytest.raises(ValidationError) as exc:
+            services.do_create_mail_domain(
+                actor=customer, data={"domain": "shop.example.org", "server": server}
+            )
+        assert "another account" in exc.value.message_dict["domain"][0]
+
+    def test_domain_of_another_accounts_website_refused(self, customer, mallory, server):
+        subscribe(customer)
+        Website.objects.create(domain="their.example.net", server=server, owner=mallory)
+        with pytest.raises(ValidationError):
+            services.do_create_mail_domain(
+                actor=customer, data={"domain": "their.example.net", "server": server}
+            )
+
+    def test_server_outside_the_customers_provider_refused(self, mallory, server):
+        subscribe(mallory)
+        with pytest.raises(ValidationError) as exc:
+            services.do_create_mail_domain(
+                actor=mallory, data={"domain": "m.example.com", "server": server}
+            )
+        assert "server" in exc.value.message_dict
+
+    def test_alias_cannot_shadow_a_mailbox(self, domain, customer):
+        add_box(domain, customer, "info")
+        with pytest.raises(ValidationError):
+            services.do_create_alias(
+                actor=customer,
+                data={"domain": domain, "local_part": "info", "destinations": ["a@b.example"]},
+            )
+
+
+class TestPasswords:
+    def test_dkim_key_made_per_domain_and_kept_encrypted(self, domain):
+        from django.db import connection as db
+
+        assert domain.dkim_private_key.startswith("-----BEGIN")
+        with db.cursor() as cur:
+            cur.execute("SELECT dkim_private_key FROM mail_maildomain WHERE id = %s", [domain.pk])
+            stored = cur.fetchone()[0]
+        assert "PRIVATE KEY" not in stored and domain.dkim_private_key not in stored
+
+    def test_only_a_sha512_crypt_hash_is_stored(self, domain, customer):
+        box = add_box(domain, customer)
+        assert box.password_hash.startswith("{SHA512-CRYPT}$6$")
+        assert passwords.verify_password(PASSWORD, box.password_hash)
+        assert not passwords.verify_password("wrong password", box.password_hash)
+        stored = Mailbox.objects.filter(pk=box.pk).values_list("password_hash", flat=True)[0]
+        assert PASSWORD not in stored
+        assert all(PASSWORD not in str(e.changes) for e in AuditEntry.objects.all())
+
+    def test_short_password_refused(self, domain, customer):
+        with pytest.raises(ValidationError) as exc:
+            services.do_create_mailbox(
+                actor=customer, data={"domain": domain, "local_part": "a", "password": "short"}
+            )
+        assert "password" in exc.value.message_dict
+
+    def test_password_change_audited_without_the_password(self, domain, customer):
+        box = add_box(domain, customer)
+        services.do_update_mailbox(box, actor=customer, data={"password": "another secret 1"})
+        entry = AuditEntry.objects.filter(action="mailbox.update").get()
+        assert entry.changes["password"] == ["(hidden)", "(changed)"]
+        assert "another secret 1" not in str(entry.changes)
+
+
+class TestPlanAndApply:
+    def test_mailboxes_counted_against_the_plan(self, customer, server):
+        subscribe(customer, mailboxes=1)
+        d = services.do_create_mail_domain(
+            actor=customer, data={"domain": "limited.example.com", "server": server}
+        )
+        add_box(d, customer, "one")
+        with pytest.raises(ValidationError, match="allows 1 mailbox"):
+            add_box(d, customer, "two")
+
+    def test_changes_start_an_apply_of_the_domains_units(self, domain, customer):
+        from servers.models import DirtyUnit
+
+        add_box(domain, customer)
+        units = set(DirtyUnit.objects.filter(server=domain.server).values_list("unit", flat=True))
+        assert {domain.unit, MAPS_UNIT} <= units
+        assert Operation.objects.filter(kind="server.apply").exists()
+
+    def test_every_change_audited(self, domain, customer):
+        box = add_box(domain, customer)
+        alias = services.do_create_alias(
+            actor=customer,
+            data={"domain": domain, "local_part": "sales", "destinations": "info@shop.example.com"},
+        )
+        services.do_update_mailbox(box, actor=customer, data={"suspended": True})
+        services.do_delete_alias(alias, actor=customer)
+        actions = set(AuditEntry.objects.values_list("action", flat=True))
+        assert {
+            "mail_domain.create",
+            "mailbox.create",
+            "mailbox.update",
+            "mail_alias.create",
+            "mail_alias.delete",
+        } <= actions
+
+
+class TestRender:
+    def test_maps_leave_out_suspended_rows(self, domain, customer):
+        add_box(domain, customer, "info")
+        off = add_box(domain, customer, "off")
+        services.do_update_mailbox(off, actor=customer, data={"suspended": True})
+        services.do_create_alias(
+            actor=customer,
+            data={"domain": domain, "local_part": "fw", "destinations": "x@elsewhere.example"},
+        )
+        maps = render_maps([domain], list(Mailbox.objects.all()), list(MailAlias.objects.all()))
+        assert "shop.example.com OK" in maps["domains"]
+        assert "info@shop.example.com shop.example.com/info/" in maps["mailboxes"]
+        assert "off@" not in maps["mailboxes"]
+        assert "fw@shop.example.com x@elsewhere.example" in maps["aliases"]
+        users = render_users(domain, list(Mailbox.objects.order_by("local_part")), "/var/vmail")
+        line = [x for x in users.splitlines() if x.startswith("off@")][0]
+        assert line.endswith("nologin reason=suspended")
+
+    def test_a_tampered_row_is_not_rendered(self, domain, customer):
+        box = add_box(domain, customer)
+        Mailbox.objects.filter(pk=box.pk).update(local_part="evil\nx@y:z")
+        with pytest.raises(ValueError):
+            render_users(domain, list(Mailbox.objects.all()), "/var/vmail")
+        maps = render_maps([domain], list(Mailbox.objects.all()), [])
+        assert "evil" not in maps["mailboxes"]
+
+
+class TestApi:
+    def test_customer_creates_domain_mailbox_alias(self, customer, server):
+        subscribe(customer)
+        c = login(customer)
+        r = c.post(
+            "/api/v1/mail-domains/",
+            {"domain": "api.example.com", "server": str(server.uuid)},
+            content_type="application/json",
+        )
+        assert r.status_code == 201, r.content
+        d = r.json()["uuid"]
+        r = c.post(
+            "/api/v1/mailboxes/",
+            {"domain": d, "local_part": "boss", "password": PASSWORD, "quota_mb": 50},
+            content_type="application/json",
+        )
+        assert r.status_code == 201, r.content
+        assert "password" not in r.json() and r.json()["address"] == "boss@api.example.com"
+        r = c.post(
+            "/api/v1/mail-aliases/",
+            {"domain": d, "local_part": "all", "destinations": ["boss@api.example.com"]},
+            content_type="application/json",
+        )
+        assert r.status_code == 201, r.content
+        assert r.json()["destinations"] == ["boss@api.example.com"]
+        r = c.post(
+            "/api/v1/mailboxes/",
+            {"domain": d, "local_part": "a b", "password": PASSWORD},
+            content_type="application/json",
+        )
+        assert r.status_code == 400 and "local_part" in r.content.decode()
+
+    def test_outsider_sees_nothing(self, domain, customer, mallory):
+        box = add_box(domain, customer)
+        c = login(mallory)
+        for url in ("/api/v1/mail-domains/", "/api/v1/mailboxes/", "/api/v1/mail-aliases/"):
+            assert c.get(url).json()["count"] == 0
+        assert c.get(f"/api/v1/mailboxes/{box.uuid}/").status_code == 404
+        assert c.get(f"/mail/{domain.uuid}/").status_code == 404
+        r = c.post(
+            "/api/v1/mailboxes/",
+            {"domain": str(domain.uuid), "local_part": "x", "password": PASSWORD},
+            content_type="application/json",
+        )
+        assert r.status_code == 400 and not Mailbox.objects.filter(local_part="x").exists()
+
+    def test_list_query_count_flat(self, customer, server):
+        subscribe(customer)
+        c = login(customer)
+
+        def count(url):
+            with CaptureQueriesContext(connection) as ctx:
+                assert c.get(url).status_code == 200
+            return len(ctx)
+
+        d = services.do_create_mail_domain(
+            actor=customer, data={"domain": "q0.example.com", "server": server}
+        )
+        add_box(d, customer, "a")
+        urls = ["/mail/", f"/mail/{d.uuid}/", "/api/v1/mail-domains/", "/api/v1/mailboxes/"]
+        before = [count(u) for u in urls]
+        for i in range(1, 6):
+            more = services.do_create_mail_domain(
+                actor=customer, data={"domain": f"q{i}.example.com", "server": server}
+            )
+            add_box(more, customer, "a")
+            add_box(d, customer, f"b{i}")
+            services.do_create_alias(
+                actor=customer,
+                data={"domain": d, "local_part": f"al{i}", "destinations": "a@q0.example.com"},
+            )
+        assert [count(u) for u in urls] == before
+
+
+class TestPortal:
+    def test_customer_adds_a_mailbox_on_the_domain_page(self, domain, customer):
+        c = login(customer)
+        page = c.get(f"/mail/{domain.uuid}/")
+        assert page.status_code == 200 and b"New mailbox" in page.content
+        r = c.post(
+            f"/mail/{domain.uuid}/mailboxes/",
+            {"local_part": "hello", "password": PASSWORD, "quota_mb": 10},
+        )
+        assert r.status_code == 302
+        assert Mailbox.objects.get(local_part="hello").quota_mb == 10
+        r = c.post(
+            f"/mail/{domain.uuid}/mailboxes/",
+            {"local_part": "bad one", "password": PASSWORD, "quota_mb": 10},
+        )
+        assert r.status_code == 400 and Mailbox.objects.count() == 1
+
+    def test_nav_shows_mail(self, customer):
+        assert b'href="/mail/"' in login(customer).get("/").content
+
+    def test_create_domain_page(self, customer, server):
+        subscribe(customer)
+        c = login(customer)
+        assert c.get("/mail/new/").status_code == 200
+        r = c.post("/mail/new/", {"domain": "portal.example.com", "server": server.pk})
+        assert r.status_code == 302, r.content
+        assert MailDomain.objects.filter(domain="portal.example.com", owner=customer).exists()
+
+
+class TestDnsRecords:
+    @staticmethod
+    def served_zone(name, owner):
+        from dns.models import Nameserver, NameserverGroup
+
+        group = NameserverGroup.objects.create(name=f"g-{name}")
+        Nameserver.objects.create(
+            group=group, hostname="ns1.example.net", host="127.0.0.1", kind="powerdns"
+        )
+        return Zone.objects.create(name=name, owner=owner, group=group)
+
+    def test_records_published_in_the_owners_zone(self, customer, server):
+        from dns.models import Record
+
+        subscribe(customer)
+        server.profile = {"mail_hostname": "mx.provider.example"}
+        server.save()
+        zone = self.served_zone("example.com", customer)
+        Record.objects.create(zone=zone, name="@", type="TXT", content='"google-site-x"')
+        d = services.do_create_mail_domain(
+            actor=customer, data={"domain": "example.com", "server": server}
+        )
+        got = set(Record.objects.filter(zone=zone).values_list("name", "type", "content"))
+        assert ("@", "MX", "10 mx.provider.example.") in got
+        assert ("@", "TXT", '"v=spf1 mx -all"') in got
+        assert any(n == "_dmarc" and c.startswith('"v=DMARC1') for n, _t, c in got)
+        dkim_txt = [c for n, t, c in got if n == "panel._domainkey" and t == "TXT"]
+        assert dkim_txt and d.dkim_public_key in "".join(dkim_txt[0].split('" "'))
+        assert all(row["in_zone"] for row in dnsrecords.status(d))
+
+    def test_an_existing_spf_is_not_overwritten_and_subdomains_get_labels(self, customer, server):
+        from dns.models import Record
+
+        subscribe(customer)
+        zone = self.served_zone("example.com", customer)
+        Record.objects.create(zone=zone, name="shop", type="TXT", content='"v=spf1 a -all"')
+        services.do_create_mail_domain(
+            actor=customer, data={"domain": "shop.example.com", "server": server}
+        )
+        spf = Record.objects.filter(zone=zone, name="shop", content__startswith='"v=spf1')
+        assert list(spf.values_list("content", flat=True)) == ['"v=spf1 a -all"']
+        assert Record.objects.filter(zone=zone, name="_dmarc.shop", type="TXT").exists()
+        # no mail host name known (the server's address is an IP): no MX invented
+        assert not Record.objects.filter(zone=zone, type="MX").exists()
+
+    def test_zone_not_ours_shows_what_to_publish(self, domain, customer):
+        from dns.models import Record
+
+        page = login(customer).get(f"/mail/{domain.uuid}/")
+        assert b"_dmarc.shop.example.com" in page.content
+        assert b"Publish it at your DNS provider" in page.content
+        assert not Record.objects.exists()
