@@ -5,7 +5,7 @@ Dovecot users) as an Operation, so the server follows."""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -159,7 +159,7 @@ def _domain_for(actor, value) -> MailDomain:
     return value
 
 
-def _local_part(domain: MailDomain, value, *, model) -> str:
+def _local_part(domain: MailDomain, value) -> str:
     try:
         local = clean_local_part(value)
     except ValidationError as exc:
@@ -176,7 +176,7 @@ def do_create_mailbox(*, actor, data: dict) -> Mailbox:
     data = dict(data)
     refuse_nul_in(data, ["local_part"])
     domain = _domain_for(actor, data.get("domain"))
-    local = _local_part(domain, data.get("local_part"), model=Mailbox)
+    local = _local_part(domain, data.get("local_part"))
     try:
         hashed = passwords.hash_password(data.get("password"))
     except ValidationError as exc:
@@ -256,7 +256,7 @@ def do_create_alias(*, actor, data: dict) -> MailAlias:
     data = dict(data)
     refuse_nul_in(data, ["local_part", "destinations"])
     domain = _domain_for(actor, data.get("domain"))
-    local = _local_part(domain, data.get("local_part"), model=MailAlias)
+    local = _local_part(domain, data.get("local_part"))
     alias = MailAlias(
         domain=domain, local_part=local, destinations=_destinations(data.get("destinations"))
     )
@@ -302,8 +302,3 @@ def do_delete_alias(alias: MailAlias, *, actor) -> None:
         audit.record("mail_alias.delete", alias, actor=actor, owner_id=domain.owner_id)
         alias.delete()
         apply_mail(domain, actor=actor, units={MAPS_UNIT})
-
-
-def check_permission(actor, obj, action: str) -> None:
-    if actor is not None and not may(actor, action, obj):
-        raise PermissionDenied

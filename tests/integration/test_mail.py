@@ -463,3 +463,34 @@ def test_outgoing_mail_is_dkim_signed_with_the_published_key(
     assert dkimpy.verify(message, dnsfunc=dns)
     tampered = message.replace(b"Body of signed", b"Body of forged")
     assert not dkimpy.verify(tampered, dnsfunc=dns)
+
+
+def test_api_create_runs_the_apply_operation(
+    mail_stack, mail_server, owner, q_sync, django_capture_on_commit_callbacks
+):
+    """Through the API, as a customer: the mailbox's Operation applies it and reports it;
+    the new mailbox then logs in over IMAP and receives mail."""
+    from core.models import Operation
+    from tests.conftest import login
+
+    client = login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            "/api/v1/mail-domains/",
+            {"domain": "api.example.test", "server": str(mail_server.uuid)},
+            content_type="application/json",
+        )
+    assert r.status_code == 201, r.content
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            "/api/v1/mailboxes/",
+            {"domain": r.json()["uuid"], "local_part": "desk", "password": PASSWORD},
+            content_type="application/json",
+        )
+    assert r.status_code == 201, r.content
+    ops = Operation.objects.filter(kind="server.apply")
+    assert ops.exists() and set(ops.values_list("state", flat=True)) == {"succeeded"}
+    assert Mailbox.objects.get(local_part="desk").status == "active"
+    assert MailDomain.objects.get(domain="api.example.test").status == "active"
+    send(mail_stack, "desk@api.example.test", "via the api")
+    wait_for_subject(mail_stack, "desk@api.example.test", PASSWORD, "via the api")
