@@ -1,0 +1,163 @@
+"""The panel's own backup: its database (SQLite through Python's online backup API, the
+same as ``sqlite3 .backup``; PostgreSQL with ``pg_dump -Fc``) and its key files, in a
+restic repository on the panel's host (``manage.py backup_panel`` / ``restore_panel``).
+Everything runs locally; passwords reach restic and pg_* through files and environment
+variables, never an argv."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+TAG = "panel-self"
+# The key files settings.py makes in PANEL_VAR_DIR when they are not given by the
+# environment: without the encryption key the restored secrets are unreadable.
+KEY_FILES = ("secret_key", "encryption_key", "audit_key", "audit-head.log")
+
+
+class PanelBackupError(Exception):
+    pass
+
+
+def _db() -> dict:
+    return settings.DATABASES["default"]
+
+
+def _engine() -> str:
+    engine = _db()["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return "sqlite"
+    if "postgresql" in engine:
+        return "postgresql"
+    raise PanelBackupError(f"Unsupported database engine {engine}.")
+
+
+def _pg_env() -> dict:
+    db = _db()
+    env = {**os.environ, "PGHOST": str(db.get("HOST") or "127.0.0.1")}
+    env["PGPORT"] = str(db.get("PORT") or 5432)
+    env["PGUSER"] = str(db.get("USER") or "postgres")
+    if db.get("PASSWORD"):
+        env["PGPASSWORD"] = str(db["PASSWORD"])
+    return env
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    res = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip()[-1500:]
+        raise PanelBackupError(f"{argv[0]} failed (exit {res.returncode}): {tail}")
+    return res
+
+
+def _restic(repo: str, password_file: str, *args: str) -> str:
+    return _run(["restic", "-r", repo, "--password-file", password_file, *args]).stdout
+
+
+def backup(repo: str, password_file: str, *, include: list[str] = ()) -> dict:
+    """Back the panel up into ``repo`` (initialised when new); returns restic's summary."""
+    if not Path(repo, "config").exists():
+        Path(repo).mkdir(parents=True, exist_ok=True, mode=0o700)
+        _restic(repo, password_file, "init")
+    # A fixed staging path: restic finds the parent snapshot and stores stable paths.
+    stage = Path(settings.VAR_DIR) / "panel-backup"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(mode=0o700, parents=True)
+    try:
+        engine = _engine()
+        if engine == "sqlite":
+            src = sqlite3.connect(str(_db()["NAME"]))
+            dst = sqlite3.connect(str(stage / "panel.sqlite3"))
+            try:
+                src.backup(dst)  # a consistent copy while the panel runs
+            finally:
+                dst.close()
+                src.close()
+        else:
+            _run(
+                ["pg_dump", "-w", "-Fc", "-f", str(stage / "panel.dump"), "--", _db()["NAME"]],
+                env=_pg_env(),
+            )
+        files = []
+        (stage / "files").mkdir(mode=0o700)
+        for path in [Path(settings.VAR_DIR) / n for n in KEY_FILES] + [Path(p) for p in include]:
+            if path.is_file():
+                shutil.copy2(path, stage / "files" / path.name)
+                files.append({"name": path.name, "path": str(path.resolve())})
+        manifest = {
+            "format": 1,
+            "engine": engine,
+            "database": str(_db()["NAME"]),
+            "files": files,
+            "created_at": timezone.now().isoformat(),
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        out = _restic(repo, password_file, "backup", "--json", "--tag", TAG, str(stage))
+        summary = {}
+        for line in out.splitlines():
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and msg.get("message_type") == "summary":
+                summary = msg
+        return {"snapshot_id": summary.get("snapshot_id", ""), "manifest": manifest}
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def restore(
+    repo: str, password_file: str, *, snapshot: str = "latest", files_to: str = "", force=False
+) -> dict:
+    """Restore a panel backup into the configured database (which must be empty or new
+    unless ``force``), and its key files into ``files_to`` (default: where they were)."""
+    with tempfile.TemporaryDirectory(prefix="panel-restore-") as tmp:
+        args = ["restore", snapshot, "--target", tmp]
+        if snapshot == "latest":
+            args[2:2] = ["--tag", TAG]
+        _restic(repo, password_file, *args)
+        [manifest_path] = list(Path(tmp).rglob("manifest.json")) or [None]
+        if manifest_path is None:
+            raise PanelBackupError("That snapshot is not a panel backup.")
+        stage = manifest_path.parent
+        manifest = json.loads(manifest_path.read_text())
+        engine = _engine()
+        if manifest["engine"] != engine:
+            raise PanelBackupError(
+                f"The backup is of {manifest['engine']}, the panel uses {engine}."
+            )
+        if engine == "sqlite":
+            target = Path(str(_db()["NAME"]))
+            if target.exists() and target.stat().st_size and not force:
+                raise PanelBackupError(f"{target} exists: restore with --force to replace it.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = sqlite3.connect(str(stage / "panel.sqlite3"))
+            dst = sqlite3.connect(str(target))
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+        else:
+            argv = ["pg_restore", "-w", "--exit-on-error", "--no-owner", "-d", _db()["NAME"]]
+            if force:
+                argv[1:1] = ["--clean", "--if-exists"]
+            _run([*argv, str(stage / "panel.dump")], env=_pg_env())
+        restored = []
+        for entry in manifest.get("files", []):
+            dest = Path(files_to, entry["name"]) if files_to else Path(entry["path"])
+            if dest.exists() and not force:
+                raise PanelBackupError(f"{dest} exists: restore with --force to replace it.")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(stage / "files" / entry["name"], dest)
+            os.chmod(dest, 0o600)
+            restored.append(str(dest))
+        return {"manifest": manifest, "files": restored}
