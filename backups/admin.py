@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from backups import services
-from backups.models import BackupJob, BackupRun, BackupTarget
+from backups.models import BackupJob, BackupRun, BackupTarget, TestRestore
 from core.admin_base import PolicyAdmin, each_allowed
 from core.forms import secret_field
 from core.policy import CHANGE
@@ -61,4 +61,11 @@ class BackupJobAdmin(PolicyAdmin):
 class BackupRunAdmin(PolicyAdmin):
     list_display = ["job", "state", "started_at", "files", "size_bytes", "bytes_added", "forgotten"]
     list_filter = ["state", "forgotten"]
+    list_select_related = ["job", "job__account", "job__target"]
+
+
+@admin.register(TestRestore)
+class TestRestoreAdmin(PolicyAdmin):
+    list_display = ["job", "state", "started_at", "files_checked", "databases_loaded"]
+    list_filter = ["state"]
     list_select_related = ["job", "job__account", "job__target"]

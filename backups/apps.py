@@ -21,6 +21,7 @@ class BackupsConfig(AppConfig):
 
         every(15, "backups.tasks.run_due", name="start due backups")
         every(7 * 1440, "backups.tasks.verify_all", name="check backup repositories")
+        every(7 * 1440, "backups.tasks.test_restores", name="test restores of backups")
         if apps.is_installed("monitoring"):
             from backups.tasks import backup_alert_source
             from monitoring.alerts import register_source

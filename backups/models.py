@@ -185,6 +185,9 @@ class BackupJob(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_size_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The latest automatic test restore (TestRestore): "" never, else its state.
+    last_test_status = models.CharField(max_length=8, blank=True, editable=False)
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
@@ -257,3 +260,46 @@ class BackupRun(models.Model):
     @property
     def restorable(self) -> bool:
         return self.state == self.State.SUCCEEDED and bool(self.snapshot_id) and not self.forgotten
+
+
+class TestRestore(models.Model):
+    """One automatic test restore of a job's latest snapshot: the whole snapshot restored
+    into a scratch directory on the account's server (restic verifies every file's content
+    against the snapshot's hashes, and the restored files are compared with the snapshot's
+    listing), and each dump loaded into a scratch database. Both are removed afterwards."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(BackupJob, on_delete=models.CASCADE, related_name="test_restores")
+    run = models.ForeignKey(
+        BackupRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    operation = models.ForeignKey(
+        "core.Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    error = models.TextField(blank=True)
+    files_checked = models.PositiveIntegerField(null=True, blank=True)
+    bytes_checked = models.BigIntegerField(null=True, blank=True)
+    databases_loaded = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner="job__account__user", owner_may=frozenset({VIEW}), add=frozenset())
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["job", "-started_at"], name="backup_test_job_started")]
+
+    def __str__(self) -> str:
+        return f"test restore of {self.job_id} {self.started_at:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self) -> str:
+        return self.job.get_absolute_url()

@@ -228,6 +228,23 @@ def start_backup(job: BackupJob, *, actor) -> Operation:
         )
 
 
+def start_test_restore(job: BackupJob, *, actor) -> Operation:
+    """Test-restore the job's latest snapshot now (the weekly schedule calls it with no
+    actor): nothing of the customer's is changed, scratch copies are removed after."""
+    if actor is not None and role_of(actor) != ADMIN:
+        raise PermissionDenied("Only administrators start test restores.")
+    return start_operation(
+        kind="backup.test_restore",
+        task=f"{TASKS}.test_restore",
+        owner=job.account.user,
+        requested_by=actor,
+        target=job,
+        target_action=CHANGE,
+        lock_key=job.target.lock_key,
+        args={"job_id": job.pk},
+    )
+
+
 # ------------------------------------------------------------------ restores
 
 

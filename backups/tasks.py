@@ -367,8 +367,9 @@ def run_due() -> int:
 
 
 def backup_alert_source(rule, now):
-    """``backup_missing``: enabled jobs the rule's owner may see whose last run failed, or
-    with no success within one period (since the job was made, for new ones)."""
+    """``backup_missing``: enabled jobs the rule's owner may see whose last run failed,
+    whose repository failed its check, whose latest test restore failed, or with no
+    success within one period (since the job was made, for new ones)."""
     from core.policy import restrict
     from monitoring.alerts import Finding
 
@@ -381,6 +382,8 @@ def backup_alert_source(rule, now):
             message = f"The last backup of {label} failed: {job.last_error}"
         elif job.target.status == BackupTarget.Status.FAILED:
             message = f"The repository {label} is backed up into failed its check."
+        elif job.last_test_status == "failed":
+            message = f"The latest test restore of {label} failed (see its backups page)."
         elif (now - since).total_seconds() > period:
             when = f"since {job.last_success_at:%Y-%m-%d %H:%M}" if job.last_success_at else "yet"
             message = f"No backup of {label} {when}."
@@ -563,3 +566,197 @@ def _restore_database(ctx, repo, run, database_uuid, destination, new_database_i
     finally:
         repo.t.run(["rm", "-rf", "--", stage])
     return f"Restored {what}"
+
+
+# ------------------------------------------------------------------ test restores
+
+# Scratch databases: a fixed prefix no customer's account name can take in practice, and
+# a random suffix; checked against the databases app's name rule before any SQL.
+SCRATCH_DB = "uhpscratch_{}"
+# Every regular file below the scratch directory: size and path relative to it.
+LIST_FILES = 'cd -- "$1" && find . -type f -printf "%s\\t%P\\n"'
+TEST_SAMPLE = 5
+
+
+def test_restore(ctx: OperationContext, job_id: int) -> str:
+    """Restore the job's latest snapshot into a scratch directory and check it: restic
+    ``restore --verify`` reads every restored file back and compares it with the
+    snapshot's content hashes, the restored files must match ``restic ls`` (paths and
+    sizes), and each dump must load into a scratch database. The scratch directory and
+    databases are removed whatever happens; the result is a TestRestore row."""
+    from backups.models import TestRestore
+
+    job = (
+        BackupJob.objects.select_related("account__server", "account__user", "target")
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None:
+        raise OperationError("The backup job was deleted.")
+    run = (
+        BackupRun.objects.filter(job=job, state=BackupRun.State.SUCCEEDED, forgotten=False)
+        .exclude(snapshot_id="")
+        .first()
+    )
+    test = TestRestore.objects.create(job=job, run=run, operation=ctx.op)
+    try:
+        if run is None:
+            raise OperationError("There is no snapshot to test.")
+        files, size, loaded = _test_restore(ctx, job, run)
+    except Exception as exc:
+        message = str(exc) or exc.__class__.__name__
+        now = timezone.now()
+        TestRestore.objects.filter(pk=test.pk).update(
+            state=TestRestore.State.FAILED, error=message[:4000], finished_at=now
+        )
+        BackupJob.objects.filter(pk=job.pk).update(
+            last_test_status=TestRestore.State.FAILED, last_test_at=now
+        )
+        if isinstance(exc, ResticError):
+            raise OperationError(message) from exc
+        raise
+    now = timezone.now()
+    TestRestore.objects.filter(pk=test.pk).update(
+        state=TestRestore.State.PASSED,
+        finished_at=now,
+        files_checked=files,
+        bytes_checked=size,
+        databases_loaded=loaded,
+    )
+    BackupJob.objects.filter(pk=job.pk).update(
+        last_test_status=TestRestore.State.PASSED, last_test_at=now
+    )
+    return (
+        f"Snapshot {run.snapshot_id[:8]} restores: {files} files ({size / 2**20:.1f} MiB) "
+        f"verified, {loaded} dump(s) loaded"
+    )
+
+
+def _snapshot_files(repo: Repository, snapshot: str) -> dict[str, int]:
+    """Every regular file of a snapshot: absolute path → size (``restic ls --json``)."""
+    out = repo.run("ls", "--json", snapshot, timeout=3600)
+    files = {}
+    for text in out.splitlines():
+        try:
+            node = json.loads(text)
+        except ValueError:
+            continue
+        if node.get("struct_type") == "node" and node.get("type") == "file":
+            files[str(node.get("path"))] = int(node.get("size") or 0)
+    return files
+
+
+def _test_restore(ctx: OperationContext, job: BackupJob, run: BackupRun) -> tuple[int, int, int]:
+    import secrets
+
+    server = job.account.server
+    t = _transport(server)
+    with Repository(job.target, t, server, f"job-{job.uuid.hex}") as repo:
+        scratch = f"{repo.dir}/testrestore-{secrets.token_hex(6)}"
+        t.run(["mkdir", "-m", "700", "--", scratch]).check()
+        try:
+            ctx.progress(5, f"Listing snapshot {run.snapshot_id[:8]}")
+            expected = _snapshot_files(repo, run.snapshot_id)
+            ctx.progress(15, f"Restoring {len(expected)} files into a scratch directory")
+            repo.run("restore", run.snapshot_id, "--target", scratch, "--verify", timeout=6 * 3600)
+            res = t.run(["sh", "-c", LIST_FILES, "list", scratch], timeout=3600).check()
+            restored = {}
+            for line in res.stdout.splitlines():
+                size, _, path = line.partition("\t")
+                restored["/" + path] = int(size)
+            missing = sorted(set(expected) - set(restored))
+            differ = sorted(p for p in expected if p in restored and restored[p] != expected[p])
+            if missing or differ:
+                raise OperationError(
+                    f"The restored files differ from the snapshot: {len(missing)} missing, "
+                    f"{len(differ)} of another size (e.g. {(missing + differ)[0]})"
+                )
+            ctx.progress(60, "Files verified; loading the dumps")
+            loaded = 0
+            for entry in run.manifest.get("databases", []):
+                _load_scratch(ctx, repo, entry, f"{scratch}{entry['dump']}")
+                loaded += 1
+        finally:
+            t.run(["rm", "-rf", "--", scratch])
+    return len(expected), sum(expected.values()), loaded
+
+
+def _load_scratch(ctx: OperationContext, repo: Repository, entry: dict, dump: str) -> None:
+    """Load one dump into a new scratch database on its database server, then drop it."""
+    import secrets
+
+    from websites.databases.adapters import DatabaseAdapterError, adapter_for
+    from websites.databases.models import DatabaseServer
+    from websites.databases.naming import validate_full_name
+
+    db_server = DatabaseServer.objects.filter(name=entry.get("db_server")).first()
+    if db_server is None or db_server.engine != entry.get("engine"):
+        raise OperationError(f"The database server of {entry.get('name')} is gone.")
+    name = SCRATCH_DB.format(secrets.token_hex(8))
+    validate_full_name(name)
+    adapter = adapter_for(db_server)
+    ctx.log(f"Loading the dump of {entry.get('name')} into the scratch database {name}")
+    try:
+        if adapter.database_exists(name):  # never load into (then drop) someone's database
+            raise OperationError(f"The scratch database {name} exists already.")
+        adapter.create_database(name)
+        credential = _credential_file(repo, db_server)
+        if db_server.engine == "mariadb":
+            argv = ["sh", "-c", LOAD_MARIADB, "load", credential, name, dump]
+        else:
+            argv = [
+                "env",
+                f"PGPASSFILE={credential}",
+                "pg_restore",
+                "-w",
+                "--exit-on-error",
+                # Owners and grants belong to the real database, not the scratch one.
+                "--no-owner",
+                "--no-privileges",
+                "-h",
+                db_server.address,
+                "-p",
+                str(int(db_server.port)),
+                "-U",
+                db_server.admin_user,
+                "-d",
+                name,
+                dump,
+            ]
+        res = repo.t.run(argv, timeout=6 * 3600)
+        if res.code != 0:
+            raise OperationError(
+                f"The dump of {entry.get('name')} does not load: {res.stderr.strip()[-1000:]}"
+            )
+    except DatabaseAdapterError as exc:
+        raise OperationError(f"Scratch database on {db_server.name}: {exc}") from exc
+    finally:
+        try:
+            adapter.drop_database(name)
+        except DatabaseAdapterError:
+            log.exception("could not drop the scratch database %s", name)
+
+
+def test_restores(sample: int = TEST_SAMPLE) -> int:
+    """Weekly: a test restore of a random sample of the enabled jobs whose latest
+    snapshot is recent (within two of their periods)."""
+    import random
+
+    from backups import services
+
+    now = timezone.now()
+    jobs = [
+        job
+        for job in BackupJob.objects.filter(enabled=True, last_success_at__isnull=False)
+        .select_related("account__user", "target")
+        .order_by("pk")
+        if (now - job.last_success_at).total_seconds() <= 2 * job.every_minutes * 60
+    ]
+    started = 0
+    for job in random.sample(jobs, min(sample, len(jobs))):
+        try:
+            services.start_test_restore(job, actor=None)
+            started += 1
+        except Exception:  # one job must not stop the others
+            log.exception("could not start the test restore of job %s", job.pk)
+    return started

@@ -92,6 +92,7 @@ class BackupJobDetail(PortalDetailView):
         job = self.object
         ctx.update(
             runs=job.runs.all()[:50],
+            test_restores=job.test_restores.select_related("run")[:10],
             operations=_operations(self.request.user, job),
             restore_form=RestoreForm(job=job) if job.may.get(CHANGE) else None,
             may_edit=may(self.request.user, DELETE, job),
@@ -153,6 +154,7 @@ class BackupRestore(View):
         ctx = {
             "object": job,
             "runs": job.runs.all()[:50],
+            "test_restores": job.test_restores.select_related("run")[:10],
             "operations": _operations(request.user, job),
             "restore_form": form,
         }

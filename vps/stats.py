@@ -254,9 +254,16 @@ def _triples(bucket: dict) -> dict:
 
 
 # -- series (the API and the chart) --------------------------------------------------------
-# range -> (span, default step); 1h from the raw samples, 24h from the rollups plus the raw
-# samples the rollup job has not reached yet, so a chart always ends at the last round.
-RANGES = {"1h": (timedelta(hours=1), ROUND_SECONDS), "24h": (timedelta(hours=24), STEP)}
+# range -> (span, default step); 1h from the raw samples, the others from the rollups plus
+# the raw samples the rollup job has not reached yet, so a chart always ends at the last
+# round. 7d and 30d join the 5-minute rollups into hourly points (at most 720 a chart).
+HOUR = 3600
+RANGES = {
+    "1h": (timedelta(hours=1), ROUND_SECONDS),
+    "24h": (timedelta(hours=24), STEP),
+    "7d": (timedelta(days=7), HOUR),
+    "30d": (ROLLUP_KEEP, HOUR),
+}
 
 
 class SeriesError(ValueError):
@@ -273,10 +280,10 @@ def series(vps: Vps, range_name: str = "1h", now: datetime | None = None) -> dic
     start = floor(now - span, step)
     buckets: dict[datetime, dict] = defaultdict(dict)
     raw_from = start
-    if step == STEP:
+    if step >= STEP:
         rollups = VpsRollup.objects.filter(vps=vps, start__gte=start, start__lte=now)
         for at, count, values in rollups.order_by("start").values_list("start", "count", "values"):
-            _add(buckets[at], values, count)
+            _add(buckets[floor(at, step)], values, count)
             raw_from = at + timedelta(seconds=STEP)
     samples = VpsSample.objects.filter(vps=vps, at__gte=raw_from, at__lte=now).order_by("at")
     for at, values in samples.values_list("at", "values"):

@@ -70,6 +70,8 @@ class BackupJobSerializer(ServiceSerializer):
             "last_run_at",
             "last_success_at",
             "last_size_bytes",
+            "last_test_status",
+            "last_test_at",
             "created_at",
         ]
         read_only_fields = [
@@ -79,6 +81,8 @@ class BackupJobSerializer(ServiceSerializer):
             "last_run_at",
             "last_success_at",
             "last_size_bytes",
+            "last_test_status",
+            "last_test_at",
             "created_at",
         ]
 

@@ -476,3 +476,137 @@ def test_restic_check_finds_a_damaged_repository_and_alerts(world, repo_dir):
     assert target.status == "failed" and "restic check" in target.status_message
     [alert] = _fire(world)
     assert alert.subject == f"backup:{job.uuid.hex}" and "failed its check" in alert.message
+
+
+# ------------------------------------------------------------------ test restores
+
+
+def _test_restore(world, job):
+    from backups.models import TestRestore
+
+    with world.run(execute=True):
+        op = services.start_test_restore(job, actor=world.admin)
+    op.refresh_from_db()
+    return op, TestRestore.objects.filter(job=job).first()
+
+
+def _scratch_left(world) -> list:
+    state = Path(world.server.profile["state_dir"]) / "backups"
+    return list(state.glob("*/testrestore-*"))
+
+
+def _scratch_databases(engine: str) -> list:
+    if engine == "mariadb":
+        rows = _sql(engine, "mysql", ["SHOW DATABASES LIKE 'uhpscratch%'"])
+    else:
+        rows = _sql(
+            engine,
+            "postgres",
+            ["SELECT datname FROM pg_database WHERE datname LIKE 'uhpscratch%'"],
+        )
+    return [r[0] for r in rows]
+
+
+def test_a_good_snapshot_passes_its_test_restore(world, repo_dir):
+    dbs = [_database(world, "mariadb", "tr"), _database(world, "postgresql", "tr")]
+    try:
+        for db in dbs:
+            engine = db.db_server.engine
+            _sql(
+                engine,
+                db.name,
+                ["CREATE TABLE t (id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)"],
+            )
+        job = make_job(world, local_target(world, repo_dir))
+        assert back_up(world, job).state == "succeeded"
+        run = BackupRun.objects.get(job=job)
+        op, result = _test_restore(world, job)
+        assert op.state == "succeeded", op.error
+        assert result.state == "passed" and result.run == run and result.operation == op
+        assert result.files_checked >= 4 and result.bytes_checked >= 50_000
+        assert result.databases_loaded == 2
+        job.refresh_from_db()
+        assert job.last_test_status == "passed" and job.last_test_at
+        assert _fire(world) == []
+        # Nothing left behind: no scratch directory, no scratch database.
+        assert _scratch_left(world) == []
+        assert _scratch_databases("mariadb") == [] and _scratch_databases("postgresql") == []
+        # The result shows on the job's page and on the status board.
+        from tests.conftest import login
+
+        client = login(world.admin)
+        page = client.get(job.get_absolute_url()).content.decode()
+        assert 'data-testid="test-restores"' in page and "Passed" in page
+        board = client.get("/backups/").content.decode()
+        assert "Test restore passed" in board
+        assert login(world.customer).get(job.get_absolute_url()).status_code == 200
+    finally:
+        for db in dbs:
+            adapter_for(ENDPOINTS[db.db_server.engine]).drop_database(db.name)
+
+
+def test_a_damaged_repository_fails_the_test_restore_and_alerts(world, repo_dir):
+    job = make_job(world, local_target(world, repo_dir))
+    assert back_up(world, job).state == "succeeded"
+    # Damage every data pack in its middle: the content no longer matches its hashes.
+    for pack in (p for p in (repo_dir / "data").rglob("*") if p.is_file()):
+        raw = bytearray(pack.read_bytes())
+        middle = len(raw) // 2
+        raw[middle : middle + 64] = bytes(b ^ 0xFF for b in raw[middle : middle + 64])
+        pack.write_bytes(bytes(raw))
+    op, result = _test_restore(world, job)
+    assert op.state == "failed"
+    assert result.state == "failed" and result.error
+    job.refresh_from_db()
+    assert job.last_test_status == "failed"
+    [alert] = _fire(world)
+    assert alert.subject == f"backup:{job.uuid.hex}" and "test restore" in alert.message
+    assert _scratch_left(world) == []
+
+
+def test_a_dump_that_does_not_load_fails_the_test_restore(world, repo_dir, monkeypatch):
+    from backups import tasks
+
+    db = _database(world, "mariadb", "broken")
+    try:
+        # A dump tool that writes something that is not SQL (a truncated or garbled dump).
+        broken = 'printf "CREATE TABLE t (id INT;\\n" > "$1"'
+        job = make_job(world, local_target(world, repo_dir))
+        with monkeypatch.context() as m:
+            m.setattr(
+                tasks,
+                "dump_argv",
+                lambda db_server, name, out, credential: ["sh", "-c", broken, "dump", out],
+            )
+            assert back_up(world, job).state == "succeeded"
+        op, result = _test_restore(world, job)
+        assert op.state == "failed" and "does not load" in op.error, op.error
+        assert result.state == "failed" and "does not load" in result.error
+        [alert] = _fire(world)
+        assert "test restore" in alert.message
+        assert _scratch_left(world) == []
+        assert _scratch_databases("mariadb") == []
+        # A later good test restore resolves the alert.
+        assert back_up(world, job).state == "succeeded"
+        op, result = _test_restore(world, job)
+        assert op.state == "succeeded", op.error
+        assert _fire(world) == []
+    finally:
+        adapter_for(ENDPOINTS["mariadb"]).drop_database(db.name)
+
+
+def test_the_weekly_schedule_test_restores_recent_snapshots_only(world, repo_dir):
+    from backups.models import TestRestore
+    from backups.tasks import test_restores
+
+    job = make_job(world, local_target(world, repo_dir))
+    with world.run(execute=True):
+        assert test_restores() == 0  # no snapshot yet
+    assert back_up(world, job).state == "succeeded"
+    with world.run(execute=True):
+        assert test_restores() == 1
+    assert TestRestore.objects.get(job=job).state == "passed"
+    stale = timezone.now() - timedelta(minutes=3 * job.every_minutes)
+    BackupJob.objects.filter(pk=job.pk).update(last_success_at=stale)
+    with world.run(execute=True):
+        assert test_restores() == 0

@@ -166,6 +166,12 @@ class TestJobs:
         with pytest.raises(ValidationError):  # one at a time
             services.start_backup(setup.job, actor=customer)
 
+    def test_only_administrators_start_test_restores(self, setup, customer, admin_user):
+        with pytest.raises(PermissionDenied):
+            services.start_test_restore(setup.job, actor=customer)
+        op = services.start_test_restore(setup.job, actor=admin_user)
+        assert op.kind == "backup.test_restore" and op.lock_key == setup.target.lock_key
+
     def test_restore_checks_its_input(self, setup, customer):
         good = {"run": setup.run, "kind": "files", "site": "a.example.com"}
         services.do_restore(setup.job, actor=customer, data=good)

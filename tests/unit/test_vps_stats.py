@@ -121,6 +121,31 @@ def test_24h_series_joins_rollups_and_the_newest_raw_samples(vps):
 
 
 @pytest.mark.django_db
+def test_7d_series_joins_rollups_into_hours(vps):
+    # Two hours of rollups (12 a hour): cpu 10..30 in the first, 40..60 in the second.
+    for i in range(24):
+        low = 10 if i < 12 else 40
+        VpsRollup.objects.create(
+            vps=vps,
+            start=T0 + timedelta(minutes=5 * i),
+            count=5,
+            values={"cpu": [low, low + 10, low + 20]},
+        )
+    now = T0 + timedelta(hours=2, minutes=1)
+    _samples(vps, T0 + timedelta(hours=2), [90])  # not rolled up yet: ends the chart
+    for name in ("7d", "30d"):
+        found = stats.series(vps, name, now=now)
+        assert found["step"] == 3600
+        hours = [int((T0 + timedelta(hours=h)).timestamp()) for h in range(3)]
+        assert found["t"] == hours
+        assert found["metrics"]["cpu"] == {
+            "min": [10, 40, 90],
+            "avg": [20.0, 50.0, 90.0],
+            "max": [30, 60, 90],
+        }
+
+
+@pytest.mark.django_db
 def test_api_series_has_the_vps_visibility(vps, customer, reseller, mallory, admin_user):
     from django.utils import timezone
 
