@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import smtplib
 import sys
 import tempfile
@@ -152,6 +153,7 @@ def main() -> None:
             figures["stored"] = stored
     finally:
         stop_pidfile(sshd_dir / "sshd.pid")
+        shutil.rmtree(sshd_dir, ignore_errors=True)
     for k, v in figures.items():
         print(f"{k}: {v}")
     print(json.dumps(figures))
