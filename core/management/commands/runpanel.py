@@ -13,6 +13,8 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from vps import libvirt_adapter
+
 READY_SECONDS = 60
 
 
@@ -52,10 +54,13 @@ class Command(BaseCommand):
         procs = [
             subprocess.Popen([python, "manage.py", "qcluster"], env=env),
             subprocess.Popen([python, "manage.py", "collect_metrics"], env=env),
-            # libvirt lifecycle events of the hypervisors (exits at once without libvirt).
-            subprocess.Popen([python, "manage.py", "vps_events"], env=env),
             subprocess.Popen([*daphne, "panel.asgi:application"], env=env),
         ]
+        if libvirt_adapter.available():
+            # libvirt lifecycle events of the hypervisors. Without libvirt-python (`make run`
+            # does not build it) there is nothing to listen to, and a child that ended would
+            # stop the panel: it is not started.
+            procs.append(subprocess.Popen([python, "manage.py", "vps_events"], env=env))
         stopping = False
 
         def stop(*_):
