@@ -64,7 +64,9 @@ def _restic(repo: str, password_file: str, *args: str) -> str:
 
 def backup(repo: str, password_file: str, *, include: list[str] = ()) -> dict:
     """Back the panel up into ``repo`` (initialised when new); returns restic's summary."""
-    if not Path(repo, "config").exists():
+    # A directory is initialised when new; any other repository (sftp:, s3:, rest:) must
+    # have been initialised by hand (restic's own error says so otherwise).
+    if repo.startswith("/") and not Path(repo, "config").exists():
         Path(repo).mkdir(parents=True, exist_ok=True, mode=0o700)
         _restic(repo, password_file, "init")
     # A fixed staging path: restic finds the parent snapshot and stores stable paths.
