@@ -56,16 +56,28 @@ class Source:
     label: str
     evaluate: Evaluate
     uses_servers: bool = False  # the rule's scope (all, server, location) applies
+    # The figures a rule of this kind may name (its metric, threshold, comparison and
+    # duration then apply); empty for kinds without them. The built-in "metric" kind's are
+    # monitoring.services.METRIC_NAMES.
+    metrics: tuple[str, ...] = ()
 
 
 _sources: dict[str, Source] = {}
 
 
-def register_source(kind: str, evaluate: Evaluate, *, label: str, uses_servers: bool = False):
-    """Add (or replace, as ready() may run twice) the source of alert rules of ``kind``."""
+def register_source(
+    kind: str,
+    evaluate: Evaluate,
+    *,
+    label: str,
+    uses_servers: bool = False,
+    metrics: Iterable[str] = (),
+):
+    """Add (or replace, as ready() may run twice) the source of alert rules of ``kind``.
+    ``metrics``: the figures its rules may watch (validated on save, offered on the form)."""
     if not kind.replace("_", "").isalnum() or len(kind) > 32:
         raise ValueError(f"bad alert kind {kind!r}")
-    _sources[kind] = Source(kind, label, evaluate, uses_servers)
+    _sources[kind] = Source(kind, label, evaluate, uses_servers, tuple(metrics))
 
 
 def sources() -> dict[str, Source]:

@@ -41,8 +41,31 @@ class RuleForm(forms.ModelForm):
         # Each field is shown for the kinds that use it (static/js/panel.js hides the rest;
         # the service validates whatever is sent).
         with_servers = " ".join(k for k, s in sources().items() if s.uses_servers)
-        for name in ("metric", "comparison", "threshold", "duration"):
-            self.fields[name].shown_when = ("kind", "metric")
+        # Kinds that watch a figure: "metric" (servers) and those registered with
+        # ``metrics=`` (e.g. vps_metric). Each such kind gets its own metric list, a field
+        # ``metric_<kind>`` that clean() maps back to ``metric``; the service validates.
+        self.metric_kinds = {
+            k: f"metric_{k}" for k, s in sorted(sources().items()) if s.metrics and k != "metric"
+        }
+        current = self.instance.kind if self.instance.pk else None
+        fields = dict(self.fields)
+        for kind, name in self.metric_kinds.items():
+            fields[name] = forms.ChoiceField(
+                label="Metric",
+                choices=[("", "—")] + [(m, m) for m in sources()[kind].metrics],
+                required=False,
+                initial=self.instance.metric if current == kind else "",
+            )
+            fields[name].shown_when = ("kind", kind)
+        # New fields just after "metric", in the order the page shows them.
+        order = [n for n in self.fields if n != "metric"]
+        at = list(self.fields).index("metric")
+        order[at:at] = ["metric", *self.metric_kinds.values()]
+        self.fields = {n: fields[n] for n in order}
+        self.fields["metric"].shown_when = ("kind", "metric")
+        figure_kinds = " ".join(["metric", *self.metric_kinds])
+        for name in ("comparison", "threshold", "duration"):
+            self.fields[name].shown_when = ("kind", figure_kinds)
         for name in ("scope", "server", "location"):
             self.fields[name].shown_when = ("kind", with_servers)
         self.fields["days"].shown_when = ("kind", "certificate_expiring")
@@ -52,6 +75,28 @@ class RuleForm(forms.ModelForm):
         self.fields["channels"].queryset = restrict(NotificationChannel, owner).select_related(
             "owner"
         )
+
+    def _metric_field(self) -> str:
+        """The form field holding the metric for the kind chosen."""
+        kind = (self.data.get("kind") if self.is_bound else None) or self.instance.kind
+        return self.metric_kinds.get(kind, "metric")
+
+    def clean(self):
+        data = super().clean()
+        chosen = self._metric_field()
+        for name in self.metric_kinds.values():
+            value = data.pop(name, "")
+            if name == chosen:
+                data["metric"] = value
+        return data
+
+    def add_error(self, field, error):
+        # The service names "metric": show its message on the field the user filled in.
+        if field == "metric":
+            field = self._metric_field()
+        elif field is None and isinstance(error, dict) and "metric" in error:
+            error = {self._metric_field() if k == "metric" else k: v for k, v in error.items()}
+        super().add_error(field, error)
 
 
 class ChannelForm(forms.ModelForm):

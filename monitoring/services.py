@@ -108,9 +108,10 @@ def _validate_rule(rule: AlertRule, actor, channels) -> None:
     if source is None:
         raise ValidationError({"kind": f"Unknown kind {rule.kind!r}."})
     errors = {}
-    if rule.kind == "metric":
-        if rule.metric not in METRIC_NAMES:
-            errors["metric"] = f"Choose one of: {', '.join(METRIC_NAMES)}."
+    metrics = METRIC_NAMES if rule.kind == "metric" else source.metrics
+    if metrics:
+        if rule.metric not in metrics:
+            errors["metric"] = f"Choose one of: {', '.join(metrics)}."
         if rule.threshold is None:
             errors["threshold"] = "Give the threshold."
     if rule.duration > 86400:

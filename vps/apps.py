@@ -22,6 +22,8 @@ class VpsConfig(AppConfig):
         from vps.expiry import vps_expiring_source
 
         register_source("vps_expiring", vps_expiring_source, label="VPS expiring")
-        from vps.alerts import vps_metric_source
+        from vps.alerts import METRICS, vps_metric_source
 
-        register_source("vps_metric", vps_metric_source, label="VPS metric threshold")
+        register_source(
+            "vps_metric", vps_metric_source, label="VPS metric threshold", metrics=METRICS
+        )
