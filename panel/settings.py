@@ -443,6 +443,9 @@ SPECTACULAR_SETTINGS = {
         "SystemAccountStatusEnum": "websites.models.SystemAccount.Status",
         "DatabaseStatusEnum": "websites.databases.models.Status",
         "ZoneStatusEnum": "dns.models.Zone.Status",
+        "BackupTargetStatusEnum": "backups.models.BackupTarget.Status",
+        "MailStatusEnum": "mail.models.Status",
+        "HypervisorStatusEnum": "vps.models.Hypervisor.Status",
     },
 }
 
