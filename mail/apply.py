@@ -26,6 +26,7 @@ from mail import dkim
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
 from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT
 from servers.engine import Job, ManagedFile, ProfileKey, Service, ServiceRun, Step, UnitFailed
+from servers.models import AppliedFile
 from websites.validators import DOMAIN
 
 HERE = Path(__file__).parent
@@ -223,7 +224,11 @@ class MailFiles:
         vmail = _checked_path(profile.vmail_base, "vmail_base")
         group = profile.dovecot_group
         needed = [d for d in domains if wanted is None or d.unit in wanted]
-        maps = units is None or MAPS_UNIT in units
+        # The maps (and OpenDKIM's tables) belong on a mail server only: one that has mail
+        # domains, or had them (its maps stay, emptied, so Postfix keeps reading them).
+        maps = (units is None or MAPS_UNIT in units) and (
+            bool(domains) or AppliedFile.objects.filter(server=server, unit=MAPS_UNIT).exists()
+        )
         boxes = list(
             Mailbox.objects.filter(domain__in=domains if maps else needed)
             .only("domain_id", "local_part", "password_hash", "quota_mb", "suspended")

@@ -18,9 +18,13 @@ from tests.integration.test_vps_testdriver import (  # noqa: F401 - fixtures
     plan,
     run,
 )
+from vps import console, services
 from vps import listener as lst
-from vps import services
 from vps.models import Hypervisor, Vps
+
+# Committed rows: libvirt's default event loop may already be run by another thread of this
+# process (the VPS console's), which then handles the events with its own connection.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _until(listener, vps, state, seconds=10.0) -> bool:
@@ -48,6 +52,9 @@ def running(run, customer, hv, plan, image):  # noqa: F811
 
 @pytest.fixture
 def listening(hv):  # noqa: F811
+    # As in any process where a VPS console was opened (and in a whole test run on one
+    # worker): a thread already runs libvirt's loop, so events may arrive on it.
+    console.ensure_event_loop()
     lst.ensure_event_loop()
     listener = lst.HypervisorListener(hv, backoff=0.05)
     assert listener.ensure_connected()

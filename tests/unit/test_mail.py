@@ -223,6 +223,40 @@ class TestRender:
         assert "evil" not in maps["mailboxes"]
 
 
+def test_only_mail_servers_get_mail_files(domain, server):
+    """A full apply of a server that never had mail domains writes no Postfix maps and no
+    OpenDKIM tables (their reloads would fail where no mail server runs); one that had
+    domains keeps its maps, emptied, when the last one goes."""
+    from mail.apply import MailFiles
+    from servers.engine.profile import profile_for
+    from servers.models import AppliedFile
+
+    other = Server.objects.create(name="web-only", address="127.0.0.9", owner=server.owner)
+    assert list(MailFiles().files(other, profile_for(other), None)) == []
+    mail_files = list(MailFiles().files(server, profile_for(server), None))
+    assert {f.service for f in mail_files} >= {"postfix", "opendkim"}
+
+    maps = [f for f in mail_files if f.unit == MAPS_UNIT]
+    AppliedFile.objects.bulk_create(
+        AppliedFile(
+            server=server,
+            path=f.path,
+            sha256="0" * 64,
+            mode=0o644,
+            owner="root",
+            group="root",
+            service=f.service,
+            unit=f.unit,
+            shard="00",
+        )  # fmt: skip
+        for f in maps
+    )
+    MailDomain.objects.filter(pk=domain.pk).delete()
+    left = list(MailFiles().files(server, profile_for(server), None))
+    assert left and {f.unit for f in left} == {MAPS_UNIT}
+    assert all(b"shop.example.com" not in f.content for f in left)
+
+
 class TestApi:
     def test_customer_creates_domain_mailbox_alias(self, customer, server):
         subscribe(customer)
