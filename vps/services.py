@@ -18,9 +18,10 @@ from django.db.models import QuerySet
 from core import audit
 from core.models import Operation
 from core.operations import start_operation
-from core.policy import ADMIN, APPLY, RESELLER, restrict, role_of
+from core.policy import ADMIN, APPLY, RESELLER, may, restrict, role_of
 from core.services import accept_only, refuse_nul_in
 from vps.models import (
+    RENEW,
     Hypervisor,
     Image,
     IpAddress,
@@ -64,6 +65,7 @@ VPS_ADMIN_FIELDS = ["owner", "hypervisor"]
 VPS_UPDATE_FIELDS = ["hostname"]
 VPS_REINSTALL_FIELDS = ["image"]
 VPS_RESIZE_FIELDS = ["plan"]
+VPS_RENEW_FIELDS = ["expires_at"]
 SNAPSHOT_FIELDS = ["name"]
 # Power actions a caller may ask for, and the task argument each becomes.
 POWER_ACTIONS = ("start", "shutdown", "reboot", "force_off", "suspend", "resume")
@@ -554,8 +556,8 @@ def do_renew_vps(vps: Vps, *, actor, data: dict) -> Vps:
     future becomes stopped again; its owner can start it."""
     from django.utils import timezone
 
-    accept_only(data, ["expires_at"])
-    if role_of(actor) != ADMIN:
+    accept_only(data, VPS_RENEW_FIELDS)
+    if not may(actor, RENEW, vps):
         raise ValidationError("Only administrators change a VPS's expiry.")
     until = data.get("expires_at")
     if until is not None and until <= timezone.now():
