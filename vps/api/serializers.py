@@ -220,7 +220,7 @@ class ReinstallSerializer(serializers.Serializer):
     )
 
 
-class RenewSerializer(serializers.Serializer):
+class VpsRenewSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(
         allow_null=True, help_text="The new expiry, in the future; null for none."
     )

@@ -154,13 +154,13 @@ class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
             self, services.do_resize_vps(vps, actor=request.user, data=body.validated_data)
         )
 
-    @extend_schema(request=s.RenewSerializer, responses={200: s.VpsSerializer})
+    @extend_schema(request=s.VpsRenewSerializer, responses={200: s.VpsSerializer})
     @action(detail=True, methods=["post"], policy_action=RENEW)
     def renew(self, request, uuid=None):
         """Administrators: a new expiry (``null``: none). A VPS suspended because it expired
         becomes stopped, so its owner can start it again."""
         vps = self.get_object()  # out of reach (everyone but administrators) is 404
-        body = s.RenewSerializer(data=request.data)
+        body = s.VpsRenewSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         vps = services.do_renew_vps(vps, actor=request.user, data=body.validated_data)
         return Response(s.VpsSerializer(vps, context=self.get_serializer_context()).data)
