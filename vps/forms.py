@@ -51,6 +51,15 @@ class ReinstallForm(forms.Form):
     )
 
 
+class RenewForm(forms.Form):
+    expires_at = forms.DateTimeField(
+        label="New expiry",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="In the panel's time zone. Leave empty for no expiry.",
+    )
+
+
 class ResizeForm(forms.Form):
     plan = forms.ModelChoiceField(queryset=VpsPlan.objects.none())
 

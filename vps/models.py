@@ -38,6 +38,9 @@ from vps.validation import (
 )
 
 RATIO = [MinValueValidator(0.1), MaxValueValidator(64)]
+# Change a VPS's expiry (lift an expiry suspension): in no role's ``*_may``, so only
+# administrators (whose ``admin_may`` is everything) may; everyone else gets 404.
+RENEW = "renew"
 
 
 class Hypervisor(models.Model):

@@ -18,9 +18,10 @@ from django.db.models import QuerySet
 from core import audit
 from core.models import Operation
 from core.operations import start_operation
-from core.policy import ADMIN, APPLY, RESELLER, restrict, role_of
+from core.policy import ADMIN, APPLY, RESELLER, may, restrict, role_of
 from core.services import accept_only, refuse_nul_in
 from vps.models import (
+    RENEW,
     Hypervisor,
     Image,
     IpAddress,
@@ -64,6 +65,7 @@ VPS_ADMIN_FIELDS = ["owner", "hypervisor"]
 VPS_UPDATE_FIELDS = ["hostname"]
 VPS_REINSTALL_FIELDS = ["image"]
 VPS_RESIZE_FIELDS = ["plan"]
+VPS_RENEW_FIELDS = ["expires_at"]
 SNAPSHOT_FIELDS = ["name"]
 # Power actions a caller may ask for, and the task argument each becomes.
 POWER_ACTIONS = ("start", "shutdown", "reboot", "force_off", "suspend", "resume")
@@ -554,8 +556,8 @@ def do_renew_vps(vps: Vps, *, actor, data: dict) -> Vps:
     future becomes stopped again; its owner can start it."""
     from django.utils import timezone
 
-    accept_only(data, ["expires_at"])
-    if role_of(actor) != ADMIN:
+    accept_only(data, VPS_RENEW_FIELDS)
+    if not may(actor, RENEW, vps):
         raise ValidationError("Only administrators change a VPS's expiry.")
     until = data.get("expires_at")
     if until is not None and until <= timezone.now():
@@ -579,9 +581,11 @@ def do_renew_vps(vps: Vps, *, actor, data: dict) -> Vps:
 
 
 def do_update_vps(vps: Vps, *, actor, data: dict) -> Vps:
-    """Rename: the hostname (the domain's libvirt name is fixed, its title follows)."""
+    """Rename: the hostname (the domain's libvirt name is fixed, its title follows, and so
+    do the PTR records the panel set for its addresses)."""
     accept_only(data, VPS_UPDATE_FIELDS)
     refuse_nul_in(data, VPS_UPDATE_FIELDS)
+    old_hostname = vps.hostname
     before = audit.snapshot(vps, VPS_UPDATE_FIELDS)
     for name, value in data.items():
         setattr(vps, name, value)
@@ -592,6 +596,7 @@ def do_update_vps(vps: Vps, *, actor, data: dict) -> Vps:
     with transaction.atomic():
         vps.save(update_fields=VPS_UPDATE_FIELDS)
         audit.record("vps.rename", vps, actor=actor, changes=changes)
+        rename_ptrs(vps, old_hostname, actor=actor)
         if vps.state not in (Vps.State.PENDING, Vps.State.DELETING, Vps.State.DELETED):
             _start(vps, "vps.rename", "vps.tasks.rename", actor=actor)
     return vps
@@ -785,14 +790,14 @@ def add_ptrs(vps: Vps, *, actor=None) -> int:
     return added
 
 
-def remove_ptrs(vps: Vps, *, actor=None) -> int:
-    """Remove the PTR records ``add_ptrs`` made (those pointing at the VPS's host name)."""
+def _panel_ptrs(vps: Vps, hostname: str):
+    """(zone, PTR records) per address of the VPS: the records the panel set, i.e. those in
+    a served reverse zone pointing at ``hostname``."""
     from dns import services as dns_services
     from dns.models import Record
 
     if vps.hypervisor_id is None:
-        return 0
-    removed = 0
+        return
     for address in vps.addresses.values_list("address", flat=True):
         zone = _ptr_zone(address, vps.hypervisor)
         if zone is None:
@@ -803,8 +808,42 @@ def remove_ptrs(vps: Vps, *, actor=None) -> int:
             )["name"]
         except ValidationError:
             continue
-        records = list(
-            Record.objects.filter(zone=zone, name=name, type="PTR", content=f"{vps.hostname}.")
+        yield (
+            zone,
+            list(Record.objects.filter(zone=zone, name=name, type="PTR", content=f"{hostname}.")),
         )
+
+
+def remove_ptrs(vps: Vps, *, actor=None) -> int:
+    """Remove the PTR records ``add_ptrs`` made (those pointing at the VPS's host name)."""
+    from dns import services as dns_services
+
+    removed = 0
+    for zone, records in _panel_ptrs(vps, vps.hostname):
         removed += dns_services.do_delete_records(zone, records, actor=actor)
     return removed
+
+
+def rename_ptrs(vps: Vps, old_hostname: str, *, actor=None) -> int:
+    """After a rename, the PTRs the panel set (pointing at ``old_hostname``) point at the new
+    host name; a host name without a dot removes them; an address without a PTR (the old
+    name had no dot) gets one. PTRs someone else set are left. Returns how many changed.
+    Like every reverse DNS step, a refusal from the DNS app never stops the rename."""
+    from dns import services as dns_services
+
+    changed = 0
+    if "." in old_hostname:
+        for zone, records in _panel_ptrs(vps, old_hostname):
+            for record in records:
+                try:
+                    with transaction.atomic():
+                        if "." in vps.hostname:
+                            dns_services.do_update_record(
+                                record, actor=actor, data={"content": f"{vps.hostname}."}
+                            )
+                        else:
+                            dns_services.do_delete_records(zone, [record], actor=actor)
+                    changed += 1
+                except ValidationError:
+                    continue
+    return changed + add_ptrs(vps, actor=actor)

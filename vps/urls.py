@@ -13,6 +13,7 @@ urlpatterns = [
     path("keys/<uuid:uuid>/delete/", views.SshKeyDelete.as_view(), name="ssh_key_delete"),
     path("<uuid:uuid>/", views.VpsDetail.as_view(), name="vps_detail"),
     path("<uuid:uuid>/delete/", views.VpsDelete.as_view(), name="vps_delete"),
+    path("<uuid:uuid>/renew/", views.VpsRenew.as_view(), name="vps_renew"),
     path("<uuid:uuid>/power/<str:action>/", views.VpsPower.as_view(), name="vps_power"),
     path("<uuid:uuid>/change/<str:action>/", views.VpsChange.as_view(), name="vps_change"),
     path("<uuid:uuid>/snapshots/", views.SnapshotCreate.as_view(), name="vps_snapshot_add"),

@@ -22,8 +22,8 @@ from core.policy import APPLY, CHANGE, DELETE, restrict
 from core.tables import Column, Table
 from vps import libvirt_adapter, services
 from vps.filters import VpsFilter
-from vps.forms import ReinstallForm, ResizeForm, SnapshotForm, SshKeyForm, VpsForm
-from vps.models import Snapshot, SshKey, Vps
+from vps.forms import ReinstallForm, RenewForm, ResizeForm, SnapshotForm, SshKeyForm, VpsForm
+from vps.models import RENEW, Snapshot, SshKey, Vps
 
 VPS_TABLE = Table(
     columns=(
@@ -91,7 +91,7 @@ class VpsCreate(PortalEditView):
 class VpsDetail(PortalDetailView):
     model = Vps
     template_name = "vps/vps_detail.html"
-    actions = (CHANGE, DELETE, APPLY)
+    actions = (CHANGE, DELETE, APPLY, RENEW)
 
     def optimise(self, qs):
         return qs.exclude(state=Vps.State.DELETED).select_related("plan", "image", "owner")
@@ -196,6 +196,55 @@ class VpsChange(View):
             else:
                 return redirect_htmx_aware(request, op.get_absolute_url())
         return self._render(request, vps, action, form, status=400)
+
+
+class VpsRenew(View):
+    """Administrators: a new expiry (or none). GET says what happens, POST writes it; a
+    suspended (expired) VPS becomes stopped, so its owner can start it again."""
+
+    TEXT = (
+        "The VPS gets the new expiry (none when left empty). If it is suspended because it "
+        "expired, it becomes stopped and its owner can start it again."
+    )
+
+    def _target(self, request, uuid):
+        qs = restrict(Vps.objects.exclude(state=Vps.State.DELETED), request.user, RENEW)
+        return get_object_or_404(qs.select_related("plan", "image"), uuid=uuid)
+
+    def _render(self, request, vps, form, status=200):
+        ctx = {"object": vps, "title": "Renew", "text": self.TEXT, "form": form}
+        ctx["action"] = "renew"
+        return render(request, "vps/vps_change.html", ctx, status=status)
+
+    def get(self, request, uuid):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        vps = self._target(request, uuid)
+        # Suggest 30 days past the current expiry (or from now, when it has passed).
+        start = max(vps.expires_at or timezone.now(), timezone.now())
+        form = RenewForm(initial={"expires_at": start + timedelta(days=30)})
+        return self._render(request, vps, form)
+
+    def post(self, request, uuid):
+        from core.generic import form_errors_from
+
+        vps = self._target(request, uuid)
+        form = RenewForm(request.POST)
+        if form.is_valid():
+            try:
+                services.do_renew_vps(vps, actor=request.user, data=form.cleaned_data)
+            except ValidationError as exc:
+                form_errors_from(form, exc)
+            else:
+                until = vps.expires_at
+                messages.success(
+                    request,
+                    f"{vps} renewed until {until:%Y-%m-%d %H:%M}." if until else f"{vps} renewed.",
+                )
+                return redirect_htmx_aware(request, vps.get_absolute_url())
+        return self._render(request, vps, form, status=400)
 
 
 class VpsDelete(PortalDeleteView):

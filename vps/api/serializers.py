@@ -220,6 +220,12 @@ class ReinstallSerializer(serializers.Serializer):
     )
 
 
+class VpsRenewSerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="The new expiry, in the future; null for none."
+    )
+
+
 class ResizeSerializer(serializers.Serializer):
     plan = serializers.SlugRelatedField(slug_field="uuid", queryset=VpsPlan.objects.none())
 

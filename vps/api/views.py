@@ -11,7 +11,7 @@ from core.policy import APPLY, VIEW
 from vps import services, stats
 from vps.api import serializers as s
 from vps.filters import HypervisorFilter, IpPoolFilter, VpsFilter
-from vps.models import Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
+from vps.models import RENEW, Hypervisor, Image, IpPool, Snapshot, SshKey, Vps, VpsPlan
 
 METHODS = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -153,6 +153,17 @@ class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
         return _operation(
             self, services.do_resize_vps(vps, actor=request.user, data=body.validated_data)
         )
+
+    @extend_schema(request=s.VpsRenewSerializer, responses={200: s.VpsSerializer})
+    @action(detail=True, methods=["post"], policy_action=RENEW)
+    def renew(self, request, uuid=None):
+        """Administrators: a new expiry (``null``: none). A VPS suspended because it expired
+        becomes stopped, so its owner can start it again."""
+        vps = self.get_object()  # out of reach (everyone but administrators) is 404
+        body = s.VpsRenewSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        vps = services.do_renew_vps(vps, actor=request.user, data=body.validated_data)
+        return Response(s.VpsSerializer(vps, context=self.get_serializer_context()).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("range", str, enum=list(stats.RANGES))],
