@@ -82,7 +82,7 @@ def claim_ticket(user, session_key: str, vps_uuid, kind: str, raw: str, ip: str 
     digest = hashlib.sha256(raw.encode()).hexdigest()
     with transaction.atomic():
         ticket = (
-            ConsoleTicket.objects.select_for_update()
+            ConsoleTicket.objects.select_for_update(of=("self",))  # PG: no outer-join locks
             .select_related("vps__hypervisor__server")
             .filter(digest=digest)
             .first()
