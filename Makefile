@@ -45,8 +45,9 @@ deps:
 	./scripts/deps.sh
 
 # Tests run in parallel, one worker per CPU, a test file per worker at a time (its real-program
-# fixtures start once). PYTEST_ARGS="-n0 tests/unit/test_x.py" runs one file serially.
-PYTEST_ARGS ?= -n auto --dist loadfile
+# fixtures start once); the 25 slowest are listed at the end (CI time stays well under 30 min).
+# PYTEST_ARGS="-n0 tests/unit/test_x.py" runs one file serially.
+PYTEST_ARGS ?= -n auto --dist loadfile --durations=25
 test: deps install install-vps
 	$(BIN)/python -m compileall -q -j 0 -x "/(\.venv|node_modules|var|\.git)/" . >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
