@@ -18,12 +18,15 @@ from tests.integration.test_vps_testdriver import (  # noqa: F401 - fixtures
     plan,
     run,
 )
-from vps import console, services
 from vps import listener as lst
+from vps import services
 from vps.models import Hypervisor, Vps
 
 # Committed rows: libvirt's default event loop may already be run by another thread of this
-# process (the VPS console's), which then handles the events with its own connection.
+# process (the VPS console's, when a console test ran before on this worker), which then
+# handles the events with its own connection. (Starting that thread here would leave it
+# running when a later browser test forks its live server: a fork taken while the thread
+# holds libvirt's loop lock gives a server whose consoles never receive a byte.)
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -52,9 +55,6 @@ def running(run, customer, hv, plan, image):  # noqa: F811
 
 @pytest.fixture
 def listening(hv):  # noqa: F811
-    # As in any process where a VPS console was opened (and in a whole test run on one
-    # worker): a thread already runs libvirt's loop, so events may arrive on it.
-    console.ensure_event_loop()
     lst.ensure_event_loop()
     listener = lst.HypervisorListener(hv, backoff=0.05)
     assert listener.ensure_connected()
