@@ -148,7 +148,9 @@ def main() -> None:
                 if stored >= n or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            figures["deliver_1000_s"] = round(time.perf_counter() - start, 3)
+            # Not every message arrived within the wait: no delivery time to claim.
+            done = stored >= n
+            figures["deliver_1000_s"] = round(time.perf_counter() - start, 3) if done else None
             figures["smtp_accept_s"] = round(sent, 3)
             figures["stored"] = stored
     finally:
