@@ -33,6 +33,8 @@ OPEN_PREFIXES = (
     "/static/",
     "/healthz",
 )
+# Seconds between two recordings of a session's last activity (see _idle_expired).
+ACTIVITY_GRANULARITY = 60
 
 
 class SecurityPolicyMiddleware:
@@ -65,11 +67,17 @@ class SecurityPolicyMiddleware:
     def _idle_expired(self, request, user) -> bool:
         timeout = (user.session_timeout_minutes or 0) * 60 or settings.SESSION_COOKIE_AGE
         now = int(time.time())
-        last = request.session.get("last_seen", now)
+        session = request.session
+        last = session.get("last_seen", now)
         if now - last > timeout:
             return True
-        request.session["last_seen"] = now
-        request.session.set_expiry(timeout)
+        # Activity is recorded at most once a minute: writing the session row on every
+        # request costs a database write per API call. The idle clock then runs from up to
+        # a minute before the last request, so a session ends early by that much, never late.
+        if "last_seen" not in session or now - last >= ACTIVITY_GRANULARITY:
+            session["last_seen"] = now
+        if session.get("_session_expiry") != timeout:
+            session.set_expiry(timeout)
         return False
 
     def _second_factor(self, request, user):

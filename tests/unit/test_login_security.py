@@ -185,6 +185,31 @@ class TestSessionTimeout:
         resp = client.get("/account/")
         assert resp.status_code == 302 and resp["Location"].startswith("/accounts/login/")
 
+    def test_activity_is_written_at_most_once_a_minute(self, customer, monkeypatch):
+        """A request that changes nothing else writes no session row (a write per API call
+        otherwise); a minute later the activity is recorded and the idle clock moves on."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        customer.session_timeout_minutes = 5
+        customer.save()
+        client = login(customer)
+        assert client.get("/account/").status_code == 200
+        import time as real_time
+
+        now = real_time.time()
+
+        def session_writes(at: float) -> int:
+            monkeypatch.setattr("accounts.middleware.time.time", lambda: at)
+            with CaptureQueriesContext(connection) as ctx:
+                assert client.get("/account/").status_code == 200
+            return sum("django_session" in q["sql"] and "UPDATE" in q["sql"] for q in ctx)
+
+        assert session_writes(now + 10) == 0
+        assert session_writes(now + 4 * 60) == 1
+        # Idle for four minutes since the recorded activity: still inside the five.
+        assert session_writes(now + 8 * 60) == 1
+
 
 class TestRoles:
     def test_support_reads_admin_but_cannot_change_users(self, support, customer):
