@@ -11,6 +11,8 @@ class BackupTargetForm(forms.ModelForm):
     sftp_private_key = secret_field(
         textarea=True, help_text="Stored encrypted. Blank: a new key pair (new), kept (edit)."
     )
+    s3_access_key = secret_field(help_text="S3: stored encrypted. Blank keeps it (edit).")
+    s3_secret_key = secret_field(help_text="S3: stored encrypted. Blank keeps it (edit).")
 
     class Meta:
         model = BackupTarget
@@ -81,3 +83,7 @@ class RestoreForm(forms.Form):
             k: v for k, v in self.cleaned_data.items() if k != "confirm" and v not in ("", None)
         }
         return data
+
+
+class TargetPasswordForm(forms.Form):
+    password = secret_field(help_text="The new repository password. Blank: generated.")

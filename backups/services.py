@@ -27,8 +27,10 @@ TARGET_FIELDS = [
     "sftp_port",
     "sftp_user",
     "sftp_host_key",
+    "s3_endpoint",
+    "s3_bucket",
 ]
-TARGET_SECRETS = ["password", "sftp_private_key"]
+TARGET_SECRETS = ["password", "sftp_private_key", "s3_access_key", "s3_secret_key"]
 JOB_FIELDS = ["account", "target", "enabled", "every_minutes", "keep_daily", "keep_weekly"]
 RESTORE_FIELDS = ["run", "kind", "site", "database", "destination", "new_path", "new_database"]
 TASKS = "backups.tasks"
@@ -82,7 +84,7 @@ def do_update_target(target: BackupTarget, *, actor, data: dict) -> BackupTarget
             if value:
                 if name == "password" and stored.status == BackupTarget.Status.READY:
                     raise ValidationError(
-                        {"password": "The repository exists: its password cannot change here."}
+                        {"password": "The repository exists: use Change password."}
                     )
                 setattr(target, name, value)
                 changed_secrets.append(name)
@@ -129,6 +131,40 @@ def start_check_target(target: BackupTarget, *, actor) -> Operation:
     """Initialise the repository if it is new, else open it; measure free space."""
     _staff_only(actor)
     return _start_check(target, actor)
+
+
+def do_change_password(target: BackupTarget, *, actor, data: dict) -> Operation:
+    """A new repository password (blank: generated), kept encrypted as the target's
+    pending password until the ``backup_target.password`` Operation has added it to the
+    repository and opened it with it; only then does it replace the password."""
+    _staff_only(actor)
+    accept_only(data, ["password"])
+    new = data.get("password") or secrets.token_urlsafe(32)
+    if not isinstance(new, str) or not 8 <= len(new) <= 1024 or "\x00" in new:
+        raise ValidationError({"password": "8 to 1024 characters."})
+    if new.strip() != new or "\n" in new:
+        # restic reads the password file's first line, trimmed.
+        raise ValidationError({"password": "One line, without leading or trailing spaces."})
+    if target.status != BackupTarget.Status.READY:
+        raise ValidationError({"password": "The repository is not ready: check it first."})
+    with transaction.atomic():
+        BackupTarget.objects.filter(pk=target.pk).update(pending_password=new)
+        audit.record(
+            "backup_target.password",
+            target,
+            actor=actor,
+            changes={"password": ["(hidden)", "(changing)"]},
+        )
+        return start_operation(
+            kind="backup_target.password",
+            task=f"{TASKS}.change_password",
+            owner=actor or target.server.owner,
+            requested_by=actor,
+            target=target,
+            target_action=CHANGE,
+            lock_key=target.lock_key,
+            args={"target_id": target.pk},
+        )
 
 
 def start_verify_target(target: BackupTarget, *, actor) -> Operation:

@@ -85,6 +85,62 @@ def verify_target(ctx: OperationContext, target_id: int) -> str:
     return "The repository is sound (restic check)."
 
 
+def _take_pending(target_pk: int, new: str, *, store: bool) -> bool:
+    """Clear the pending password if it is still ``new`` (compared in Python: the field is
+    encrypted), storing it as the password when ``store``."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        row = BackupTarget.objects.select_for_update().filter(pk=target_pk).first()
+        if row is None or row.pending_password != new:
+            return False
+        if store:
+            row.password = new
+        row.pending_password = ""
+        row.save(update_fields=["password", "pending_password"])
+    return True
+
+
+def change_password(ctx: OperationContext, target_id: int) -> str:
+    """Give the repository the target's ``pending_password``: ``restic key add`` with it,
+    open the repository with it, store it as the password (only now: until then the old
+    one is recorded and still works), then ``restic key remove`` the old key. Interrupted
+    anywhere, the password recorded opens the repository."""
+    target = BackupTarget.objects.select_related("server").filter(pk=target_id).first()
+    if target is None:
+        raise OperationError("The target was deleted.")
+    new = target.pending_password
+    if not new:
+        raise OperationError("No new password is waiting.")
+    t = _transport(target.server)
+    with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+        try:
+            ctx.progress(10, "Finding the current key")
+            old_keys = [str(k.get("id")) for k in repo.key_list() if k.get("current")]
+            ctx.progress(30, "Adding a key for the new password (restic key add)")
+            new_key = repo.add_key(new)
+            repo.use_password(new)
+            ctx.progress(50, "Opening the repository with the new password")
+            repo.run("cat", "config", timeout=300)
+        except ResticError as exc:
+            _take_pending(target.pk, new, store=False)
+            raise OperationError(f"The password was not changed: {exc}") from exc
+        if not _take_pending(target.pk, new, store=True):
+            raise OperationError("Another password change started meanwhile.")
+        ctx.log(f"New password stored (key {new_key}); removing the old key.")
+        ctx.progress(75, "Removing the old key (restic key remove)")
+        left = []
+        for key in old_keys:
+            try:
+                repo.run("key", "remove", key, timeout=300)
+            except ResticError as exc:
+                left.append(key)
+                ctx.log(f"The old key {key} is still there: {exc}", "warning")
+    if left:
+        return f"Password changed; the old key {', '.join(left)} still opens the repository."
+    return "Password changed; the old key was removed."
+
+
 def verify_all() -> int:
     """Weekly: ``restic check`` every target in use."""
     from backups import services
