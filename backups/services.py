@@ -284,8 +284,19 @@ def start_test_restore(job: BackupJob, *, actor) -> Operation:
 # ------------------------------------------------------------------ restores
 
 
+def _new_path(data: dict) -> str:
+    new_path = data.get("new_path") or ""
+    if not RELATIVE_PATH.fullmatch(new_path) or "/../" in f"/{new_path}/":
+        raise ValidationError(
+            {"new_path": "A path below the account's home: letters, digits, . _ - and /."}
+        )
+    return new_path
+
+
 def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Operation:
-    """Restore from one snapshot of ``job``: one site's files (``kind`` "files") to their
+    """Restore from one snapshot of ``job``: the whole account (``kind`` "account": every
+    site's files, every database, the sites' configuration) in place or as files below
+    ``new_path``; one site's files (``kind`` "files") to their
     place or to ``new_path`` below the account's home, or one database (``kind``
     "database") into itself (left exactly as at the snapshot) or into a new database
     ``new_database`` (made through the databases app, within the owner's plan).
@@ -310,12 +321,11 @@ def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Op
             raise ValidationError({"site": "That site is not in this snapshot."})
         args.update(kind="files", site=domain)
         if destination == "new":
-            new_path = data.get("new_path") or ""
-            if not RELATIVE_PATH.fullmatch(new_path) or "/../" in f"/{new_path}/":
-                raise ValidationError(
-                    {"new_path": "A path below the account's home: letters, digits, . _ - and /."}
-                )
-            args["new_path"] = new_path
+            args["new_path"] = _new_path(data)
+    elif kind == "account":
+        args["kind"] = "account"
+        if destination == "new":
+            args["new_path"] = _new_path(data)
     elif kind == "database":
         database = data.get("database")
         dumps = {d["uuid"]: d for d in manifest.get("databases", [])}
@@ -344,7 +354,7 @@ def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Op
                 )
                 args["new_database_id"] = new.pk
     else:
-        raise ValidationError({"kind": "Restore a site's files or a database."})
+        raise ValidationError({"kind": "Restore the account, a site's files or a database."})
     args["destination"] = destination
     with transaction.atomic():
         if not dry_run:

@@ -133,11 +133,13 @@ class BackupRunSerializer(serializers.ModelSerializer):
 
 class RestoreSerializer(serializers.Serializer):
     run = serializers.UUIDField(help_text="The run whose snapshot to restore from.")
-    kind = serializers.ChoiceField(choices=["files", "database"])
+    kind = serializers.ChoiceField(choices=["account", "files", "database"])
     site = serializers.CharField(required=False, help_text="files: the site's domain.")
     database = serializers.UUIDField(required=False, help_text="database: the database.")
     destination = serializers.ChoiceField(choices=["original", "new"], default="original")
-    new_path = serializers.CharField(required=False, help_text="files to a new place.")
+    new_path = serializers.CharField(
+        required=False, help_text="files or account to a new place: a path below the home."
+    )
     new_database = serializers.CharField(required=False, help_text="The new database's suffix.")
     dry_run = serializers.BooleanField(default=True, help_text="Only say what would be restored.")
 

@@ -645,3 +645,50 @@ def test_ssh_dropped_mid_backup_fails_the_run_and_alerts(world, repo_dir, monkey
     assert back_up(world, job).state == "succeeded"
     assert not list((Path(world.server.profile["state_dir"]) / "backups").glob("*/secrets-*"))
     assert _fire(world) == []
+
+
+def test_a_whole_account_restores_in_place_and_to_a_new_place(world, repo_dir):
+    """Every site's files and every database of the account, as one Operation with a
+    dry-run summary first; then everything as files below a new path."""
+    engine = "mariadb"
+    db = _database(world, engine, "whole")
+    try:
+        _sql(
+            engine, db.name, ["CREATE TABLE t (id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1)"]
+        )
+        at_snapshot, before = _state(engine, db.name), tree(world.site)
+        job = make_job(world, local_target(world, repo_dir))
+        assert back_up(world, job).state == "succeeded"
+        run = BackupRun.objects.get(job=job)
+        # Everything changes: files and the database.
+        (world.public / "index.html").write_text("defaced")
+        (world.public / "stray.txt").write_text("new")
+        _sql(engine, db.name, ["INSERT INTO t VALUES (2)", "CREATE TABLE later (id INTEGER)"])
+        data = {"run": run, "kind": "account", "destination": "original"}
+        check = restore(world, job, data, dry_run=True)
+        assert check.state == "succeeded", check.error
+        assert f"site {DOMAIN}: " in check.message and f"database {db.name}" in check.message
+        assert "replacing its content" in check.message
+        assert (world.public / "stray.txt").exists()  # the dry run changed nothing
+        op = restore(world, job, data)
+        assert op.state == "succeeded", op.error
+        assert tree(world.site) == before
+        assert _state(engine, db.name) == at_snapshot
+        from core.models import AuditEntry
+
+        assert AuditEntry.objects.filter(action="backup.restore").exists()
+
+        # To a new place: the home, the dumps and the configuration, side by side.
+        op = restore(world, job, {**data, "destination": "new", "new_path": "restored/all"})
+        assert op.state == "succeeded", op.error
+        out = world.site.parent.parent / "restored" / "all"
+        assert tree(out / "home" / "sites" / DOMAIN) == before
+        [dump] = list((out / "dumps").glob(f"{db.name}-*.sql"))
+        assert "CREATE TABLE" in dump.read_text()
+        import pwd
+
+        assert pwd.getpwuid(dump.stat().st_uid).pw_name == NAME  # the customer may read it
+        again = restore(world, job, {**data, "destination": "new", "new_path": "restored/all"})
+        assert again.state == "failed" and "exists already" in again.error
+    finally:
+        adapter_for(ENDPOINTS[engine]).drop_database(db.name)

@@ -261,11 +261,17 @@ class TestJobs:
     def test_restore_checks_its_input(self, setup, customer):
         good = {"run": setup.run, "kind": "files", "site": "a.example.com"}
         services.do_restore(setup.job, actor=customer, data=good)
+        whole = {"run": setup.run, "kind": "account", "destination": "new", "new_path": "r/all"}
+        op = services.do_restore(setup.job, actor=customer, data=whole)
+        assert op.args["kind"] == "account" and op.args["new_path"] == "r/all"
+        assert op.args["dry_run"] is True
         for bad in (
             {**good, "site": "other.example.com"},
             {**good, "destination": "new", "new_path": "../../etc"},
             {**good, "destination": "new", "new_path": "/etc"},
             {**good, "kind": "everything"},
+            {"run": setup.run, "kind": "account", "destination": "new"},
+            {"run": setup.run, "kind": "account", "destination": "new", "new_path": ".ssh"},
         ):
             with pytest.raises(ValidationError):
                 services.do_restore(setup.job, actor=customer, data=bad)
