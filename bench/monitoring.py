@@ -158,7 +158,7 @@ def ingest_orm_baseline(servers, rounds: int, start) -> float:
             batch_size=500,
             update_conflicts=True,
             unique_fields=["server"],
-            update_fields=["failures", "counters", "latest", "last_sample_at", "last_error"],
+            update_fields=["failures", "state", "last_sample_at", "last_error"],
         )
         LiveEvent.objects.bulk_create(events)
         elapsed += time.perf_counter() - began
