@@ -37,6 +37,11 @@ OPEN_PREFIXES = (
 ACTIVITY_GRANULARITY = 60
 
 
+def session_timeout(user) -> int:
+    """Seconds of inactivity after which ``user``'s session ends."""
+    return (user.session_timeout_minutes or 0) * 60 or settings.SESSION_COOKIE_AGE
+
+
 class SecurityPolicyMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -65,7 +70,7 @@ class SecurityPolicyMiddleware:
         return self._second_factor(request, user)
 
     def _idle_expired(self, request, user) -> bool:
-        timeout = (user.session_timeout_minutes or 0) * 60 or settings.SESSION_COOKIE_AGE
+        timeout = session_timeout(user)
         now = int(time.time())
         session = request.session
         last = session.get("last_seen", now)

@@ -6,30 +6,22 @@ deletion remove the program and its process, and bad input is refused."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from core.models import AuditEntry, Operation
-from servers.models import Server
-from servers.transport import generate_keypair
 from tests.conftest import login, make_user
 from tests.integration.conftest import (
-    free_port,
     need,
-    start_nginx,
     stop_pidfile,
-    wait_port,
-    world_readable_tmp,
 )
 from tests.integration.faults import die, run_in_doomed_worker
+from tests.integration.web_stack import WebStack, drop_user
 from websites import plans, services
 from websites.models import Website
 from websites.tasks import refresh_app_states
@@ -73,12 +65,6 @@ make_server(os.environ["HOST"], int(os.environ["PORT"]), app).serve_forever()
 """
 
 
-def _drop_user(name: str) -> None:
-    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True, check=False)
-    subprocess.run(["userdel", "-f", name], capture_output=True, check=False)
-    subprocess.run(["groupdel", name], capture_output=True, check=False)
-
-
 def _supervisord(base: Path) -> Path:
     """A private supervisord: its own config, socket, log and pid file."""
     conf = base / "supervisord.conf"
@@ -120,88 +106,37 @@ def _app_port_block(size: int = 21) -> int:
 
 @pytest.fixture(scope="module")
 def stack():
-    sshd_bin = need("sshd")
-    need("useradd")
     need("node")
     need("supervisorctl")
-    _drop_user(NAME)
-    _drop_user(OTHER)
-    base = world_readable_tmp("uhp-apps-")
-    homes = Path(tempfile.mkdtemp(prefix="uhp-app-homes-", dir="/var/lib"))
-    homes.chmod(0o755)
-    private, public = generate_keypair("panel-tests")
-    (base / "root-home").mkdir()
-    (base / "authorized_keys").write_text(f'environment="HOME={base}/root-home" {public}\n')
-    (base / "sshd.d").mkdir()
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True
-    )
-    ssh_port = free_port(HOST)
-    (base / "sshd_config").write_text(
-        f"Include {base}/sshd.d/*.conf\n"
-        f"Port {ssh_port}\nListenAddress {HOST}\nHostKey {base}/host_key\n"
-        f"PidFile {base}/sshd.pid\nAuthorizedKeysFile {base}/authorized_keys\n"
-        "StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n"
-        "PermitUserEnvironment yes\n"
-    )
-    os.makedirs("/run/sshd", exist_ok=True)
-    subprocess.run(
-        [sshd_bin, "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")], check=True
-    )
-    wait_port(HOST, ssh_port)
+    drop_user(OTHER)
+    web = WebStack(HOST, NAME)
+    base = web.base
     supervisor_conf = _supervisord(base)
-    (base / "nginx").mkdir()
-    nginx = start_nginx(base / "nginx")
     first_port = _app_port_block()
-    profile = {
-        **nginx.profile(),
-        "state_dir": str(base / "state"),
-        "webroot_base": str(homes),
-        "nginx_default_server": "panel",
-        "sshd_conf": str(base / "sshd_config"),
-        "sshd_dir": str(base / "sshd.d"),
-        "sshd_test": [sshd_bin, "-t", "-f", "{conf}"],
-        "sshd_pid_file": str(base / "sshd.pid"),
-        "supervisor_conf": str(supervisor_conf),
-        "supervisor_dir": str(base / "supervisor.d"),
-        "app_env_dir": str(base / "app-env"),
-        "app_runner": str(base / "lib" / "app-run"),
-        "app_ports": f"{first_port}-{first_port + 20}",
-        "app_start_timeout": 15,
-    }
-    yield {
-        "base": base,
-        "homes": homes,
-        "nginx": nginx,
-        "port": ssh_port,
-        "keys": (private, public),
-        "profile": profile,
-    }
+    web.profile.update(
+        {
+            "supervisor_conf": str(supervisor_conf),
+            "supervisor_dir": str(base / "supervisor.d"),
+            "app_env_dir": str(base / "app-env"),
+            "app_runner": str(base / "lib" / "app-run"),
+            "app_ports": f"{first_port}-{first_port + 20}",
+            "app_start_timeout": 15,
+        }
+    )
+    yield web
     subprocess.run(
         ["supervisorctl", "-c", str(supervisor_conf), "shutdown"], capture_output=True, check=False
     )
     stop_pidfile(base / "supervisord.pid")
-    stop_pidfile(nginx.prefix / "nginx.pid")
-    stop_pidfile(base / "sshd.pid")
-    _drop_user(NAME)
-    _drop_user(OTHER)
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(homes, ignore_errors=True)
+    drop_user(OTHER)
+    web.stop()
 
 
 @pytest.fixture
 def server(stack, admin_user):
-    private, public = stack["keys"]
-    return Server.objects.create(
-        name="web-apps",
-        address=HOST,
-        ssh_port=stack["port"],
-        ssh_user="root",
-        owner=admin_user,
-        private_key=private,
-        public_key=public,
-        profile=stack["profile"],
+    return stack.server(
+        admin_user,
+        "web-apps",
         facts={"php_versions": [], "services": {"nginx": True, "supervisord": True}},
     )
 
@@ -212,7 +147,7 @@ def run_ops(q_sync, django_capture_on_commit_callbacks):
 
 
 def _ctl(stack, *args: str) -> str:
-    conf = stack["profile"]["supervisor_conf"]
+    conf = stack.profile["supervisor_conf"]
     res = subprocess.run(["supervisorctl", "-c", conf, *args], capture_output=True, text=True)
     return res.stdout + res.stderr
 
@@ -247,11 +182,11 @@ def _upgrade(port: int, host: str) -> bytes:
 
 
 def _app_dir(stack, domain: str) -> Path:
-    return stack["homes"] / NAME / "sites" / domain / "app"
+    return stack.homes / NAME / "sites" / domain / "app"
 
 
 def test_node_and_python_apps(stack, server, admin_user, run_ops):
-    nginx = stack["nginx"]
+    nginx = stack.nginx
     customer = make_user(EMAIL, "customer")
     assert customer.account_name == NAME
     plan = plans.do_create_plan(
@@ -264,7 +199,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     node_dir = _app_dir(stack, "node.apps.test")
     node_dir.mkdir(parents=True)
     (node_dir / "server.js").write_text(NODE_APP)
-    for p in (stack["homes"] / NAME, stack["homes"] / NAME / "sites", node_dir.parent, node_dir):
+    for p in (stack.homes / NAME, stack.homes / NAME / "sites", node_dir.parent, node_dir):
         p.chmod(0o755)
 
     with run_ops():
@@ -283,7 +218,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     node = Website.objects.get(domain="node.apps.test")
     assert node.status == "active", node.status_message
     assert node.app_state == "running"
-    low, high = map(int, stack["profile"]["app_ports"].split("-"))
+    low, high = map(int, stack.profile["app_ports"].split("-"))
     assert low <= node.app_port <= high
     status, body = nginx.get("node.apps.test")
     assert (
@@ -296,7 +231,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     data = api.get(f"/api/v1/websites/{node.uuid}/").json()
     assert data["app_env"] == {"GREETING": "********"} and data["app_port"] == node.app_port
     assert "hello" not in str(list(AuditEntry.objects.values_list("changes", flat=True)))
-    env_file = Path(stack["profile"]["app_env_dir"]) / f"{node.program_name}.json"
+    env_file = Path(stack.profile["app_env_dir"]) / f"{node.program_name}.json"
     assert oct(env_file.stat().st_mode & 0o777) == "0o400"
     assert env_file.stat().st_uid == int(subprocess.check_output(["id", "-u", NAME]))
     # Websockets pass through nginx.
@@ -396,7 +331,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
         return status == 200 and body.split()[1] != before
 
     _wait_for(restarted, what="the app to come back after its memory kill")
-    log = stack["homes"] / NAME / "logs" / "py.apps.test.app.log"
+    log = stack.homes / NAME / "logs" / "py.apps.test.app.log"
     assert "more than its limit of 96 MB" in log.read_text()
 
     # Suspension stops the program; unsuspending runs it again.
@@ -423,7 +358,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     words = op.error + op.error_detail
     assert op.state == "failed" and "crashed" in words, words
     # Its own words are in its log (supervisord writes them there as they come).
-    app_log = stack["homes"] / NAME / "logs" / "py.apps.test.app.log"
+    app_log = stack.homes / NAME / "logs" / "py.apps.test.app.log"
     _wait_for(lambda: "broken on purpose" in app_log.read_text(), what="the app's words")
     py.refresh_from_db()
     assert py.app_state == "crashed"
@@ -432,7 +367,7 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     assert nginx.get("node.apps.test")[0] == 200
 
     # Deletion: the program file, the process and the port go.
-    program = Path(stack["profile"]["supervisor_dir"]) / f"{py.program_name}.conf"
+    program = Path(stack.profile["supervisor_dir"]) / f"{py.program_name}.conf"
     assert program.exists()
 
     with run_ops():
@@ -444,8 +379,8 @@ def test_node_and_python_apps(stack, server, admin_user, run_ops):
     assert nginx.get("node.apps.test")[0] == 200
     with run_ops():
         api.delete(f"/api/v1/websites/{node.uuid}/")
-    assert not list(Path(stack["profile"]["supervisor_dir"]).glob("*.conf"))
-    assert not Path(stack["profile"]["app_runner"]).exists()
+    assert not list(Path(stack.profile["supervisor_dir"]).glob("*.conf"))
+    assert not Path(stack.profile["app_runner"]).exists()
 
 
 @pytest.mark.parametrize(
@@ -502,11 +437,11 @@ def test_supervisord_down_fails_the_app_alone_and_a_retry_converges(
     """Fault: the process manager does not answer. The app's site fails with its words (its
     files taken back), the catch-all and nginx go on; once supervisord is back, a retry
     brings the app up."""
-    nginx = stack["nginx"]
+    nginx = stack.nginx
     customer = make_user(f"{OTHER}@example.com", "customer")
-    conf = stack["profile"]["supervisor_conf"]
+    conf = stack.profile["supervisor_conf"]
     subprocess.run(["supervisorctl", "-c", conf, "shutdown"], capture_output=True, check=False)
-    pid_file = stack["base"] / "supervisord.pid"
+    pid_file = stack.base / "supervisord.pid"
     _wait_for(lambda: not pid_file.exists(), what="supervisord to stop")
     try:
         with run_ops():
@@ -522,12 +457,12 @@ def test_supervisord_down_fails_the_app_alone_and_a_retry_converges(
             )
         site.refresh_from_db()
         assert site.status == "failed" and "supervisor" in site.status_message, site.status_message
-        program = Path(stack["profile"]["supervisor_dir"]) / f"{site.program_name}.conf"
+        program = Path(stack.profile["supervisor_dir"]) / f"{site.program_name}.conf"
         assert not program.exists()  # taken back: nothing half-applied
         assert nginx.get("down.apps.test")[0] == 404  # the catch-all, nginx still serves
     finally:
         _supervisord_again(stack)
-    app_dir = stack["homes"] / OTHER / "sites" / "down.apps.test" / "app"
+    app_dir = stack.homes / OTHER / "sites" / "down.apps.test" / "app"
     (app_dir / "app.py").write_text(PYTHON_APP)
     with run_ops():
         services.do_retry_website(site, actor=admin_user)
@@ -541,7 +476,7 @@ def test_supervisord_down_fails_the_app_alone_and_a_retry_converges(
 
 
 def _supervisord_again(stack) -> None:
-    conf = stack["profile"]["supervisor_conf"]
+    conf = stack.profile["supervisor_conf"]
     subprocess.run([need("supervisord"), "-c", conf], check=True)
     _wait_for(
         lambda: "RUNNING" in _ctl(stack, "pid") or _ctl(stack, "pid").strip().isdigit(),
@@ -581,7 +516,7 @@ def test_worker_killed_during_an_app_action(
     """A real SIGKILL of the worker running an app action: once the dead operation is
     noticed, the operation is failed, the site says failed and why (never pending), the
     app's state reads unknown; starting it again converges and the app answers."""
-    nginx = stack["nginx"]
+    nginx = stack.nginx
     customer = make_user(f"{OTHER}@example.com", "customer")
     domain = f"{action}.killed.apps.test"
     run = lambda: django_capture_on_commit_callbacks(execute=True)  # noqa: E731
@@ -596,7 +531,7 @@ def test_worker_killed_during_an_app_action(
                 "start_command": "/usr/bin/python3 app.py",
             },
         )
-    (stack["homes"] / OTHER / "sites" / domain / "app" / "app.py").write_text(PYTHON_APP)
+    (stack.homes / OTHER / "sites" / domain / "app" / "app.py").write_text(PYTHON_APP)
     with run():  # created before its code: the retry starts it
         services.do_retry_website(site, actor=admin_user)
     site.refresh_from_db()

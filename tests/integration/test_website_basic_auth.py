@@ -12,7 +12,6 @@ import http.client
 import shutil
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -39,37 +38,10 @@ CLIENT = "127.0.0.77"  # the "attacker": a loopback address fail2ban does not co
 
 @pytest.fixture(scope="module")
 def stack():
-    php_bin = need("php-fpm8.2")
-    web = WebStack(HOST, NAME)
-    php = web.base / "php"
-    (php / "pool.d").mkdir(parents=True)
-    (php / "run").mkdir()
-    (php / "pool.d" / "base.conf").write_text(  # the master runs while no site has a pool
-        f"[base]\nuser = nobody\ngroup = nogroup\nlisten = {php}/run/base.sock\n"
-        "pm = static\npm.max_children = 1\n"
-    )
-    (php / "php-fpm.conf").write_text(
-        f"[global]\npid = {php}/php-fpm.pid\nerror_log = {php}/error.log\n"
-        f"daemonize = yes\ninclude={php}/pool.d/*.conf\n"
-    )
-    for p in (php, php / "run", php / "pool.d"):
-        p.chmod(0o755)
-    subprocess.run([php_bin, "-y", str(php / "php-fpm.conf")], check=True)
-    web.php = php
-    web.profile.update(
-        {
-            "php_conf": str(php / "php-fpm.conf"),
-            "php_pool_dir": str(php / "pool.d"),
-            "php_pid_file": str(php / "php-fpm.pid"),
-            "php_socket_dir": str(php / "run"),
-            "php_listen_owner": "nobody",
-            # The private nginx has no user directive: its workers run as nobody:nogroup.
-            "nginx_group": "nogroup",
-        }
-    )
+    web = WebStack(HOST, NAME, php=True)
+    # The private nginx has no user directive: its workers run as nobody:nogroup.
+    web.profile["nginx_group"] = "nogroup"
     yield web
-    stop_pidfile(php / "php-fpm.pid")
-    time.sleep(0.1)
     web.stop()
 
 

@@ -5,29 +5,19 @@ proxy sites, suspension, SFTP chroots, deletion, and bad input refused."""
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
 import subprocess
-import tempfile
 import threading
-import time
 from pathlib import Path
 
 import paramiko
 import pytest
 
 from core.models import OperationLogLine
-from servers.models import Server
-from servers.transport import generate_keypair
 from tests.conftest import login, make_user
 from tests.integration.conftest import (
-    free_port,
-    need,
-    start_nginx,
-    stop_pidfile,
     wait_port,
-    world_readable_tmp,
 )
+from tests.integration.web_stack import WebStack
 from websites import plans, services
 from websites.certificates.models import Certificate
 from websites.models import SystemAccount, Website
@@ -38,110 +28,17 @@ EMAIL = "uhpsite@example.com"  # account name "uhpsite": a real Linux user while
 NAME = "uhpsite"
 
 
-def _drop_user(name: str) -> None:
-    subprocess.run(["userdel", "-f", name], capture_output=True, check=False)
-    subprocess.run(["groupdel", name], capture_output=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def stack():
     """sshd (including a managed Match directory), nginx and php-fpm 8.2, all private."""
-    sshd_bin = need("sshd")
-    php_bin = need("php-fpm8.2")
-    need("useradd")
-    _drop_user(NAME)
-    base = world_readable_tmp("uhp-life-")
-    # Homes are SFTP chroots: every component must be root-owned and not writable by
-    # others, which /tmp is not.
-    homes = Path(tempfile.mkdtemp(prefix="uhp-homes-", dir="/var/lib"))
-    homes.chmod(0o755)
-    # sshd
-    private, public = generate_keypair("panel-tests")
-    (base / "root-home").mkdir()
-    (base / "authorized_keys").write_text(f'environment="HOME={base}/root-home" {public}\n')
-    (base / "sshd.d").mkdir()
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")], check=True
-    )
-    ssh_port = free_port(HOST)
-    (base / "sshd_config").write_text(
-        f"Include {base}/sshd.d/*.conf\n"
-        f"Port {ssh_port}\nListenAddress {HOST}\nHostKey {base}/host_key\n"
-        f"PidFile {base}/sshd.pid\nAuthorizedKeysFile {base}/authorized_keys\n"
-        "StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n"
-        "PermitUserEnvironment yes\n"
-    )
-    os.makedirs("/run/sshd", exist_ok=True)
-    subprocess.run(
-        [sshd_bin, "-f", str(base / "sshd_config"), "-E", str(base / "sshd.log")], check=True
-    )
-    wait_port(HOST, ssh_port)
-    # php-fpm, with a pool of its own so it runs while no site has one
-    php = base / "php"
-    (php / "pool.d").mkdir(parents=True)
-    (php / "run").mkdir()
-    (php / "pool.d" / "base.conf").write_text(
-        f"[base]\nuser = nobody\ngroup = nogroup\nlisten = {php}/run/base.sock\n"
-        "pm = static\npm.max_children = 1\n"
-    )
-    (php / "php-fpm.conf").write_text(
-        f"[global]\npid = {php}/php-fpm.pid\nerror_log = {php}/error.log\n"
-        f"daemonize = yes\ninclude={php}/pool.d/*.conf\n"
-    )
-    for p in (php, php / "run", php / "pool.d"):
-        p.chmod(0o755)
-    subprocess.run([php_bin, "-y", str(php / "php-fpm.conf")], check=True)
-    (base / "nginx").mkdir()
-    nginx = start_nginx(base / "nginx")
-    profile = {
-        **nginx.profile(),
-        "state_dir": str(base / "state"),
-        "webroot_base": str(homes),
-        "php_conf": str(php / "php-fpm.conf"),
-        "php_pool_dir": str(php / "pool.d"),
-        "php_pid_file": str(php / "php-fpm.pid"),
-        "php_socket_dir": str(php / "run"),
-        "php_listen_owner": "nobody",
-        "nginx_resolver": "127.0.0.1",
-        "nginx_default_server": "panel",
-        "sshd_conf": str(base / "sshd_config"),
-        "sshd_dir": str(base / "sshd.d"),
-        "sshd_test": [sshd_bin, "-t", "-f", "{conf}"],
-        "sshd_pid_file": str(base / "sshd.pid"),
-    }
-    yield {
-        "base": base,
-        "homes": homes,
-        "nginx": nginx,
-        "php": php,
-        "ssh_port": ssh_port,
-        "private": private,
-        "public": public,
-        "profile": profile,
-    }
-    stop_pidfile(nginx.prefix / "nginx.pid")
-    stop_pidfile(php / "php-fpm.pid")
-    stop_pidfile(base / "sshd.pid")
-    _drop_user(NAME)
-    time.sleep(0.1)
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(homes, ignore_errors=True)
+    web = WebStack(HOST, NAME, php=True)
+    yield web
+    web.stop()
 
 
 @pytest.fixture
 def server(stack, admin_user):
-    return Server.objects.create(
-        name="web-life",
-        address=HOST,
-        ssh_port=stack["ssh_port"],
-        ssh_user="root",
-        owner=admin_user,
-        private_key=stack["private"],
-        public_key=stack["public"],
-        profile=stack["profile"],
-        facts={"php_versions": ["8.2"]},
-    )
+    return stack.server(admin_user, "web-life", facts={"php_versions": ["8.2"]})
 
 
 @pytest.fixture
@@ -202,11 +99,11 @@ def test_site_lifecycle_php_sftp_proxy_suspend_delete(
 ):
     from tests.acme_support import DnsStandIn
 
-    nginx = stack["nginx"]
+    nginx = stack.nginx
     nowhere = DnsStandIn()  # knows no names: automatic HTTPS must say why it waits
     settings.PANEL_ACME_AUTO = True
     settings.PANEL_ACME_RESOLVERS = [nowhere.address]
-    homes: Path = stack["homes"]
+    homes: Path = stack.homes
     customer = make_user(EMAIL, "customer")
     assert customer.account_name == NAME
     plan = plans.do_create_plan(
@@ -251,16 +148,16 @@ def test_site_lifecycle_php_sftp_proxy_suspend_delete(
     )
     status, body = nginx.get("php.life.test", "/i.php")
     assert status == 200 and body.startswith("php says 3") and body.endswith("confined"), body
-    pool = stack["php"] / "pool.d" / f"{site.pool_name}.conf"
+    pool = stack.php / "pool.d" / f"{site.pool_name}.conf"
     assert f"user = {NAME}" in pool.read_text() and "pm = ondemand" in pool.read_text()
 
     # SFTP: a password, a chroot to the home, no writing outside the web roots.
     with run_ops():
         services.do_set_sftp_password(account, actor=customer, password="correct horse 42")
-    sshd_block = stack["base"] / "sshd.d" / f"panel-{NAME}.conf"
+    sshd_block = stack.base / "sshd.d" / f"panel-{NAME}.conf"
     assert "ChrootDirectory" in sshd_block.read_text()
-    wait_port(HOST, stack["ssh_port"])
-    client, sftp = _sftp(stack["ssh_port"], "correct horse 42")
+    wait_port(HOST, stack.ssh_port)
+    client, sftp = _sftp(stack.ssh_port, "correct horse 42")
     try:
         assert {"sites", "logs"} <= set(sftp.listdir("/"))
         assert "etc" not in sftp.listdir("/")

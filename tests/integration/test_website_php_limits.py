@@ -4,7 +4,6 @@ change reaches the pool. Over SSH to a private sshd, nginx and php-fpm on loopba
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
@@ -12,7 +11,6 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from tests.conftest import make_user
-from tests.integration.conftest import need, stop_pidfile
 from tests.integration.web_stack import WebStack, drop_user
 from websites import plans, services
 from websites.apply import PhpLimits, render_pool
@@ -31,38 +29,9 @@ PROBE = (
 
 @pytest.fixture(scope="module")
 def stack():
-    php_bin = need("php-fpm8.2")
-    web = WebStack(HOST, NAME)
-    php = web.base / "php"
-    (php / "pool.d").mkdir(parents=True)
-    (php / "run").mkdir()
-    # A pool of its own, so the master runs while no site has one.
-    (php / "pool.d" / "base.conf").write_text(
-        f"[base]\nuser = nobody\ngroup = nogroup\nlisten = {php}/run/base.sock\n"
-        "pm = static\npm.max_children = 1\n"
-    )
-    (php / "php-fpm.conf").write_text(
-        f"[global]\npid = {php}/php-fpm.pid\nerror_log = {php}/error.log\n"
-        f"daemonize = yes\ninclude={php}/pool.d/*.conf\n"
-    )
-    for p in (php, php / "run", php / "pool.d"):
-        p.chmod(0o755)
-    subprocess.run([php_bin, "-y", str(php / "php-fpm.conf")], check=True)
-    web.php = php
-    web.profile.update(
-        {
-            "php_conf": str(php / "php-fpm.conf"),
-            "php_pool_dir": str(php / "pool.d"),
-            "php_pid_file": str(php / "php-fpm.pid"),
-            "php_socket_dir": str(php / "run"),
-            "php_listen_owner": "nobody",
-        }
-    )
+    web = WebStack(HOST, NAME, php=True)
     yield web
-    stop_pidfile(php / "php-fpm.pid")
-    time.sleep(0.1)
     web.stop()
-    shutil.rmtree(php, ignore_errors=True)
 
 
 @pytest.fixture

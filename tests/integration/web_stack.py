@@ -30,8 +30,9 @@ def drop_user(name: str) -> None:
 
 
 class WebStack:
-    def __init__(self, host: str, account: str) -> None:
+    def __init__(self, host: str, account: str, *, php: bool = False) -> None:
         self.host, self.account = host, account
+        self.php: Path | None = None
         sshd_bin = need("sshd")
         need("useradd")
         drop_user(account)
@@ -79,6 +80,36 @@ class WebStack:
             "sshd_test": [sshd_bin, "-t", "-f", "{conf}"],
             "sshd_pid_file": str(base / "sshd.pid"),
         }
+        if php:
+            self._start_php()
+
+    def _start_php(self) -> None:
+        """A private php-fpm 8.2 master with a pool of its own, so that it runs while no
+        site has one; the engine writes the sites' pools into its pool directory."""
+        php_bin = need("php-fpm8.2")
+        self.php = php = self.base / "php"
+        (php / "pool.d").mkdir(parents=True)
+        (php / "run").mkdir()
+        (php / "pool.d" / "base.conf").write_text(
+            f"[base]\nuser = nobody\ngroup = nogroup\nlisten = {php}/run/base.sock\n"
+            "pm = static\npm.max_children = 1\n"
+        )
+        (php / "php-fpm.conf").write_text(
+            f"[global]\npid = {php}/php-fpm.pid\nerror_log = {php}/error.log\n"
+            f"daemonize = yes\ninclude={php}/pool.d/*.conf\n"
+        )
+        for p in (php, php / "run", php / "pool.d"):
+            p.chmod(0o755)
+        subprocess.run([php_bin, "-y", str(php / "php-fpm.conf")], check=True)
+        self.profile.update(
+            {
+                "php_conf": str(php / "php-fpm.conf"),
+                "php_pool_dir": str(php / "pool.d"),
+                "php_pid_file": str(php / "php-fpm.pid"),
+                "php_socket_dir": str(php / "run"),
+                "php_listen_owner": "nobody",
+            }
+        )
 
     def server(self, owner, name: str = "web-stack", **extra) -> Server:
         return Server.objects.create(
@@ -94,6 +125,8 @@ class WebStack:
         )
 
     def stop(self) -> None:
+        if self.php is not None:
+            stop_pidfile(self.php / "php-fpm.pid")
         stop_pidfile(self.nginx.prefix / "nginx.pid")
         stop_pidfile(self.base / "sshd.pid")
         drop_user(self.account)
