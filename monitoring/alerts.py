@@ -201,6 +201,12 @@ def evaluate_alerts(now: datetime | None = None) -> EvaluationResult:
     firing: dict[int, dict[str, Alert]] = defaultdict(dict)
     for alert in Alert.objects.filter(state=Alert.State.FIRING, rule__enabled=True):
         firing[alert.rule_id][alert.subject] = alert
+    # Servers in maintenance (a window or a person): nothing about them fires, and what
+    # was firing before stays as it is until the maintenance ends (then it is evaluated
+    # again and notifies if the condition still holds).
+    resting = set(
+        Server.objects.filter(status=Server.Status.MAINTENANCE).values_list("pk", flat=True)
+    )
     for rule in rules:
         source = _sources.get(rule.kind)
         if source is None:
@@ -213,11 +219,13 @@ def evaluate_alerts(now: datetime | None = None) -> EvaluationResult:
             continue
         open_alerts = firing.get(rule.pk, {})
         for subject, finding in findings.items():
+            if finding.server_id in resting:
+                continue
             if subject not in open_alerts:
                 alert = services.fire_alert(rule, finding, now=now)
                 if alert is not None:
                     result.fired.append(alert)
         for subject, alert in open_alerts.items():
-            if subject not in findings:
+            if subject not in findings and alert.server_id not in resting:
                 result.resolved.append(services.resolve_alert(alert, now=now))
     return result

@@ -12,7 +12,7 @@ from django.core.cache import cache
 
 from core.models import AuditEntry
 from dns.models import Record, Zone
-from monitoring.models import Alert, AlertRule, Check, NotificationChannel
+from monitoring.models import Alert, AlertRule, Check, MaintenanceWindow, NotificationChannel
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -107,6 +107,13 @@ def _objects(admin_user):
         "alert-rules": alert_rule,
         "alerts": alert,
         "checks": check,
+        "maintenance-windows": MaintenanceWindow.objects.create(
+            owner=admin_user,
+            name="fuzz",
+            server=server,
+            starts_at=server.created_at,
+            ends_at=server.created_at,
+        ),
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,

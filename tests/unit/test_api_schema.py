@@ -15,7 +15,14 @@ import pytest
 from accounts import services as account_services
 from core.operations import start_operation
 from dns.models import Record, Zone
-from monitoring.models import Alert, AlertRule, Check, Delivery, NotificationChannel
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    Delivery,
+    MaintenanceWindow,
+    NotificationChannel,
+)
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -114,6 +121,9 @@ def world(admin_user, reseller, customer):
     alert = Alert.objects.create(rule=alert_rule, owner=customer, kind="x", subject="s", label="l")
     Delivery.objects.create(channel=channel, alert=alert, event="firing")
     check = Check.objects.create(owner=customer, name="c", target="https://s.example.com/")
+    window = MaintenanceWindow.objects.create(
+        owner=customer, name="w", server=server, starts_at=op.created_at, ends_at=op.created_at
+    )
     from mail.models import MailAlias, Mailbox, MailDomain
 
     mail_domain = MailDomain.objects.create(
@@ -135,6 +145,7 @@ def world(admin_user, reseller, customer):
         "alert_rule": alert_rule,
         "alert": alert,
         "check": check,
+        "window": window,
         "account": account,
         "db_server": db_server,
         "database": database,
@@ -190,6 +201,7 @@ def _value_for(path: str, name: str, world) -> str:
         ("/api/v1/alert-rules/", "alert_rule"),
         ("/api/v1/alerts/", "alert"),
         ("/api/v1/checks/", "check"),
+        ("/api/v1/maintenance-windows/", "window"),
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)
