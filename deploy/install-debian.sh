@@ -115,8 +115,11 @@ write_tls_pair() {
 
 render_nginx() {
   local upstream="" server
+  # max_fails=0: a web process that is restarting is never marked down for a while (with
+  # two processes restarted one after the other, both could be "down" at once and nginx would
+  # answer 502); a refused connection costs nothing and the next process is tried at once.
   for server in $PANEL_WEB_UPSTREAMS; do
-    upstream+="    server ${server} max_fails=1 fail_timeout=5s;"$'\n'
+    upstream+="    server ${server} max_fails=0;"$'\n'
   done
   mkdir -p "$(dirname "$NGINX_SITE")"
   log "nginx site $NGINX_SITE"
