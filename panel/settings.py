@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "monitoring",
     "mail",
     "backups",
+    "hooks",
 ]
 
 MIDDLEWARE = [
@@ -312,6 +313,8 @@ PANEL_MONITORING_OFFLINE_AFTER = env_int("PANEL_MONITORING_OFFLINE_AFTER", 3)
 # and the Telegram Bot API's base URL (a stand-in in tests, or a local Bot API server).
 PANEL_ALERT_DELIVERY_ATTEMPTS = env_int("PANEL_ALERT_DELIVERY_ATTEMPTS", 5)
 PANEL_NOTIFY_TIMEOUT = env_int("PANEL_NOTIFY_TIMEOUT", 10)
+PANEL_WEBHOOK_ATTEMPTS = env_int("PANEL_WEBHOOK_ATTEMPTS", 8)
+PANEL_WEBHOOK_KEEP_DAYS = env_int("PANEL_WEBHOOK_KEEP_DAYS", 30)
 PANEL_TELEGRAM_API_URL = env_str("PANEL_TELEGRAM_API_URL", "https://api.telegram.org")
 # Uptime checks run at once, and a CA bundle for HTTPS checks (blank: the system's CAs).
 PANEL_CHECK_WORKERS = env_int("PANEL_CHECK_WORKERS", 16)
@@ -446,6 +449,7 @@ SPECTACULAR_SETTINGS = {
         "BackupTargetStatusEnum": "backups.models.BackupTarget.Status",
         "MailStatusEnum": "mail.models.Status",
         "HypervisorStatusEnum": "vps.models.Hypervisor.Status",
+        "DeliveryStateEnum": "hooks.models.Delivery.State",
     },
 }
 
