@@ -13,6 +13,8 @@ class BackupTargetAdminForm(forms.ModelForm):
     sftp_private_key = secret_field(
         textarea=True, help_text="Stored encrypted. Blank: a new key pair (new), kept (edit)."
     )
+    s3_access_key = secret_field(help_text="S3: stored encrypted. Blank keeps it (edit).")
+    s3_secret_key = secret_field(help_text="S3: stored encrypted. Blank keeps it (edit).")
 
     class Meta:
         model = BackupTarget

@@ -11,6 +11,8 @@ class BackupTargetForm(forms.ModelForm):
     sftp_private_key = secret_field(
         textarea=True, help_text="Stored encrypted. Blank: a new key pair (new), kept (edit)."
     )
+    s3_access_key = secret_field(help_text="S3: stored encrypted. Blank keeps it (edit).")
+    s3_secret_key = secret_field(help_text="S3: stored encrypted. Blank keeps it (edit).")
 
     class Meta:
         model = BackupTarget
@@ -42,14 +44,22 @@ class RestoreForm(forms.Form):
     run = forms.ModelChoiceField(
         queryset=BackupRun.objects.none(), label="Snapshot", empty_label=None
     )
-    kind = forms.ChoiceField(choices=[("files", "A site's files"), ("database", "A database")])
+    kind = forms.ChoiceField(
+        choices=[
+            ("account", "The whole account (sites, databases, configuration)"),
+            ("files", "A site's files"),
+            ("database", "A database"),
+        ]
+    )
     site = forms.ChoiceField(required=False, choices=[])
     database = forms.ModelChoiceField(queryset=None, required=False)
     destination = forms.ChoiceField(
         choices=[("original", "To the original place"), ("new", "To a new place")]
     )
     new_path = forms.CharField(
-        required=False, max_length=300, help_text="Files: a path below the account's home."
+        required=False,
+        max_length=300,
+        help_text="Files or the whole account: a path below the account's home.",
     )
     new_database = forms.CharField(
         required=False, max_length=31, help_text="Database: the new database's name (suffix)."
@@ -81,3 +91,7 @@ class RestoreForm(forms.Form):
             k: v for k, v in self.cleaned_data.items() if k != "confirm" and v not in ("", None)
         }
         return data
+
+
+class TargetPasswordForm(forms.Form):
+    password = secret_field(help_text="The new repository password. Blank: generated.")

@@ -25,6 +25,12 @@ HOST_KEY = re.compile(
     r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]{20,2000}"
 )
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
+# S3: an http(s) endpoint of a host (checked by validate_address) and an optional port, a
+# bucket by S3's naming rules, and keys that fit on one line of a credentials file.
+S3_ENDPOINT = re.compile(r"(https?)://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]{2,39}\])(?::(\d{1,5}))?")
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+S3_ACCESS_KEY = re.compile(r"[A-Za-z0-9_+/=-]{3,128}")
+S3_SECRET_KEY = re.compile(r"[\x21-\x7e]{8,256}")
 
 
 def validate_repo_path(value: str) -> None:
@@ -42,6 +48,21 @@ def validate_host_key(value: str) -> None:
         raise ValidationError("The server's host key as 'TYPE BASE64' (e.g. ssh-ed25519 AAAA...).")
 
 
+def validate_s3_endpoint(value: str) -> None:
+    match = S3_ENDPOINT.fullmatch(value or "")
+    if match is None:
+        raise ValidationError("An endpoint as http(s)://HOST[:PORT], nothing else.")
+    host = match.group(2).strip("[]")
+    validate_address(host)
+    if match.group(3) and not 1 <= int(match.group(3)) <= 65535:
+        raise ValidationError("The port is 1 to 65535.")
+
+
+def validate_s3_bucket(value: str) -> None:
+    if value and (not S3_BUCKET.fullmatch(value) or ".." in value):
+        raise ValidationError("A bucket name: 3-63 lower-case letters, digits, . and -.")
+
+
 STAFF = Rules(owner=None)
 
 
@@ -52,7 +73,7 @@ class BackupTarget(models.Model):
     class Kind(models.TextChoices):
         LOCAL = "local", "Directory on a server"
         SFTP = "sftp", "SFTP to another host"
-        S3 = "s3", "S3-compatible storage (not yet)"
+        S3 = "s3", "S3-compatible storage"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -72,7 +93,8 @@ class BackupTarget(models.Model):
     path = models.CharField(
         max_length=255,
         validators=[validate_repo_path],
-        help_text="The repository's directory (on the server, or on the SFTP host).",
+        help_text="The repository's directory (on the server, or on the SFTP host; for S3 "
+        "the prefix in the bucket, / for the whole bucket).",
     )
     sftp_host = models.CharField(
         "SFTP host", max_length=253, blank=True, validators=[validate_address]
@@ -92,7 +114,22 @@ class BackupTarget(models.Model):
         "key are refused.",
     )
     sftp_private_key = EncryptedTextField("SFTP private key", blank=True)
+    s3_endpoint = models.CharField(
+        "S3 endpoint",
+        max_length=300,
+        blank=True,
+        validators=[validate_s3_endpoint],
+        help_text="http(s)://HOST[:PORT] of the S3-compatible service.",
+    )
+    s3_bucket = models.CharField(
+        "S3 bucket", max_length=63, blank=True, validators=[validate_s3_bucket]
+    )
+    s3_access_key = EncryptedTextField("S3 access key id", blank=True)
+    s3_secret_key = EncryptedTextField("S3 secret access key", blank=True)
     password = EncryptedTextField("repository password", blank=True)
+    # A new repository password while it is being added to the repository (restic key
+    # add): it becomes ``password`` only once it opens the repository.
+    pending_password = EncryptedTextField(blank=True, editable=False)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
     free_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
@@ -135,12 +172,33 @@ class BackupTarget(models.Model):
     def repository(self) -> str:
         if self.kind == self.Kind.SFTP:
             return f"sftp:{self.sftp_user}@{self.sftp_host}:{self.path}"
+        if self.kind == self.Kind.S3:
+            return f"s3:{self.s3_endpoint}/{self.s3_bucket}{self.path.rstrip('/')}"
         return self.path
+
+    @property
+    def measures_free_space(self) -> bool:
+        """S3 storage has no free-space figure to ask for (the provider's quota, if any,
+        is not part of the protocol)."""
+        return self.kind != self.Kind.S3
 
     def clean(self) -> None:
         super().clean()
         if self.kind == self.Kind.S3:
-            raise ValidationError({"kind": "S3 targets are not supported yet."})
+            missing = {
+                name: "Required for an S3 target."
+                for name in ("s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret_key")
+                if not getattr(self, name)
+            }
+            if missing:
+                raise ValidationError(missing)
+            errors = {}
+            if not S3_ACCESS_KEY.fullmatch(self.s3_access_key):
+                errors["s3_access_key"] = "Letters, digits and _ + / = - only."
+            if not S3_SECRET_KEY.fullmatch(self.s3_secret_key):
+                errors["s3_secret_key"] = "8 to 256 printable characters, no spaces."
+            if errors:
+                raise ValidationError(errors)
         if self.kind == self.Kind.SFTP:
             missing = {
                 name: "Required for an SFTP target."

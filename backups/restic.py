@@ -12,18 +12,22 @@ Errors are ``ResticError`` (with ``retryable``), in restic's own words.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from servers.engine import profile_for
-from servers.transport import Transport
+from servers.transport import Transport, TransportError
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = 6 * 3600
 # Runs restic with stderr folded into stdout and its exit status as the last line, so a
 # streamed run (which hands over output lines only) still learns how restic ended.
 WRAP = 'restic "$@" 2>&1; echo "panel-restic-exit $?"'
+STALE_SECRETS = 'rm -rf -- "$1"/secrets-*'
 EXISTING = 'for p; do if [ -e "$p" ]; then printf "%s\\n" "$p"; fi; done'
 
 
@@ -71,6 +75,9 @@ class Repository:
 
     def open(self) -> Repository:
         self.t.run(["mkdir", "-p", "-m", "700", "--", self.dir]).check()
+        # Secrets an interrupted Operation could not remove (its connection broke): one
+        # Operation at a time uses this directory (the target's lock), so none is in use.
+        self.t.run(["sh", "-c", STALE_SECRETS, "clean", self.dir]).check()
         self.t.run(["mkdir", "-m", "700", "--", self.secrets]).check()
         if not self.target.password:
             raise ResticError("The target has no repository password.")
@@ -82,10 +89,22 @@ class Repository:
                 self.target.sftp_host, self.target.sftp_port, self.target.sftp_host_key
             )
             self.t.write_file(f"{self.secrets}/known_hosts", line.encode(), mode=0o600)
+        if self.target.kind == "s3":
+            # restic's S3 backend reads the keys from a credentials file named by the
+            # environment (never an argv); validated single-line values, see the model.
+            creds = (
+                "[default]\n"
+                f"aws_access_key_id = {self.target.s3_access_key}\n"
+                f"aws_secret_access_key = {self.target.s3_secret_key}\n"
+            )
+            self.t.write_file(f"{self.secrets}/s3_credentials", creds.encode(), mode=0o600)
         return self
 
     def close(self) -> None:
-        self.t.run(["rm", "-rf", "--", self.secrets])
+        try:
+            self.t.run(["rm", "-rf", "--", self.secrets])
+        except TransportError:  # the connection broke: the next open removes them
+            log.warning("could not remove %s; the next Operation will", self.secrets)
 
     def __enter__(self) -> Repository:
         return self.open()
@@ -138,8 +157,29 @@ class Repository:
             base += ["-o", "sftp.command=" + shlex.join([*self.ssh_argv(), "-s", "sftp"])]
         return [*base, *args]
 
+    def env(self) -> list[str]:
+        """``env`` arguments for restic: for S3, the credentials file, with any keys of
+        the server's own environment unset (they would win over the file)."""
+        if self.target.kind != "s3":
+            return []
+        return [
+            "env",
+            "-u",
+            "AWS_ACCESS_KEY_ID",
+            "-u",
+            "AWS_SECRET_ACCESS_KEY",
+            "-u",
+            "AWS_SESSION_TOKEN",
+            "-u",
+            "AWS_PROFILE",
+            f"AWS_SHARED_CREDENTIALS_FILE={self.secrets}/s3_credentials",
+        ]
+
+    def command(self, *args: str) -> list[str]:
+        return [*self.env(), "restic", *self.argv(*args)]
+
     def run(self, *args: str, timeout: float = 600) -> str:
-        res = self.t.run(["restic", *self.argv(*args)], timeout=timeout)
+        res = self.t.run(self.command(*args), timeout=timeout)
         if res.code != 0:
             raise error_of(res.code, (res.stderr or res.stdout).splitlines())
         return res.stdout
@@ -157,7 +197,9 @@ class Repository:
             on_line(text)
 
         self.t.stream_lines(
-            ["sh", "-c", WRAP, "restic", *self.argv(*args)], timeout=timeout, on_line=line
+            [*self.env(), "sh", "-c", WRAP, "restic", *self.argv(*args)],
+            timeout=timeout,
+            on_line=line,
         )
         if code[0] is None:
             raise ResticError("restic did not finish: " + _tail(seen), retryable=True)
@@ -167,7 +209,7 @@ class Repository:
 
     def init_or_verify(self) -> str:
         """``restic init``; a repository that exists already must open with the password."""
-        res = self.t.run(["restic", *self.argv("init")], timeout=300)
+        res = self.t.run(self.command("init"), timeout=300)
         if res.code == 0:
             return "initialised"
         text = (res.stderr or res.stdout).lower()
@@ -261,7 +303,9 @@ class Repository:
 
     def free_bytes(self) -> int | None:
         """Free space where the repository lives (df on the server; the SFTP host's
-        statvfs through sftp's df)."""
+        statvfs through sftp's df). None for S3, which has no such figure."""
+        if self.target.kind == "s3":
+            return None
         if self.target.kind == "sftp":
             port = str(int(self.target.sftp_port))
             who = f"{self.target.sftp_user}@{self.target.sftp_host}"
@@ -275,6 +319,25 @@ class Repository:
         res = self.t.run(["df", "-B1", "--output=avail", "--", self.target.path], timeout=60)
         lines = res.stdout.split()
         return int(lines[-1]) if res.code == 0 and lines[-1:] and lines[-1].isdigit() else None
+
+    def key_list(self) -> list[dict]:
+        """``restic key list --json``: id, current (the key the password opened)."""
+        return json.loads(self.run("key", "list", "--json", timeout=300) or "[]") or []
+
+    def add_key(self, new_password: str) -> str:
+        """Add a key for ``new_password`` (a 0600 file, removed with the secrets); returns
+        the new key's id."""
+        path = self.secret_file("new_password", new_password)
+        before = {k.get("id") for k in self.key_list()}
+        self.run("key", "add", "--new-password-file", path, timeout=300)
+        added = [k.get("id") for k in self.key_list() if k.get("id") not in before]
+        if len(added) != 1:
+            raise ResticError("restic key add did not add exactly one key.")
+        return str(added[0])
+
+    def use_password(self, password: str) -> None:
+        """From now on open the repository with ``password``."""
+        self.t.write_file(f"{self.secrets}/password", password.encode(), mode=0o600)
 
     def existing(self, paths: list[str]) -> list[str]:
         if not paths:

@@ -27,8 +27,10 @@ TARGET_FIELDS = [
     "sftp_port",
     "sftp_user",
     "sftp_host_key",
+    "s3_endpoint",
+    "s3_bucket",
 ]
-TARGET_SECRETS = ["password", "sftp_private_key"]
+TARGET_SECRETS = ["password", "sftp_private_key", "s3_access_key", "s3_secret_key"]
 JOB_FIELDS = ["account", "target", "enabled", "every_minutes", "keep_daily", "keep_weekly"]
 RESTORE_FIELDS = ["run", "kind", "site", "database", "destination", "new_path", "new_database"]
 TASKS = "backups.tasks"
@@ -82,7 +84,7 @@ def do_update_target(target: BackupTarget, *, actor, data: dict) -> BackupTarget
             if value:
                 if name == "password" and stored.status == BackupTarget.Status.READY:
                     raise ValidationError(
-                        {"password": "The repository exists: its password cannot change here."}
+                        {"password": "The repository exists: use Change password."}
                     )
                 setattr(target, name, value)
                 changed_secrets.append(name)
@@ -129,6 +131,40 @@ def start_check_target(target: BackupTarget, *, actor) -> Operation:
     """Initialise the repository if it is new, else open it; measure free space."""
     _staff_only(actor)
     return _start_check(target, actor)
+
+
+def do_change_password(target: BackupTarget, *, actor, data: dict) -> Operation:
+    """A new repository password (blank: generated), kept encrypted as the target's
+    pending password until the ``backup_target.password`` Operation has added it to the
+    repository and opened it with it; only then does it replace the password."""
+    _staff_only(actor)
+    accept_only(data, ["password"])
+    new = data.get("password") or secrets.token_urlsafe(32)
+    if not isinstance(new, str) or not 8 <= len(new) <= 1024 or "\x00" in new:
+        raise ValidationError({"password": "8 to 1024 characters."})
+    if new.strip() != new or "\n" in new:
+        # restic reads the password file's first line, trimmed.
+        raise ValidationError({"password": "One line, without leading or trailing spaces."})
+    if target.status != BackupTarget.Status.READY:
+        raise ValidationError({"password": "The repository is not ready: check it first."})
+    with transaction.atomic():
+        BackupTarget.objects.filter(pk=target.pk).update(pending_password=new)
+        audit.record(
+            "backup_target.password",
+            target,
+            actor=actor,
+            changes={"password": ["(hidden)", "(changing)"]},
+        )
+        return start_operation(
+            kind="backup_target.password",
+            task=f"{TASKS}.change_password",
+            owner=actor or target.server.owner,
+            requested_by=actor,
+            target=target,
+            target_action=CHANGE,
+            lock_key=target.lock_key,
+            args={"target_id": target.pk},
+        )
 
 
 def start_verify_target(target: BackupTarget, *, actor) -> Operation:
@@ -248,8 +284,19 @@ def start_test_restore(job: BackupJob, *, actor) -> Operation:
 # ------------------------------------------------------------------ restores
 
 
+def _new_path(data: dict) -> str:
+    new_path = data.get("new_path") or ""
+    if not RELATIVE_PATH.fullmatch(new_path) or "/../" in f"/{new_path}/":
+        raise ValidationError(
+            {"new_path": "A path below the account's home: letters, digits, . _ - and /."}
+        )
+    return new_path
+
+
 def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Operation:
-    """Restore from one snapshot of ``job``: one site's files (``kind`` "files") to their
+    """Restore from one snapshot of ``job``: the whole account (``kind`` "account": every
+    site's files, every database, the sites' configuration) in place or as files below
+    ``new_path``; one site's files (``kind`` "files") to their
     place or to ``new_path`` below the account's home, or one database (``kind``
     "database") into itself (left exactly as at the snapshot) or into a new database
     ``new_database`` (made through the databases app, within the owner's plan).
@@ -274,12 +321,11 @@ def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Op
             raise ValidationError({"site": "That site is not in this snapshot."})
         args.update(kind="files", site=domain)
         if destination == "new":
-            new_path = data.get("new_path") or ""
-            if not RELATIVE_PATH.fullmatch(new_path) or "/../" in f"/{new_path}/":
-                raise ValidationError(
-                    {"new_path": "A path below the account's home: letters, digits, . _ - and /."}
-                )
-            args["new_path"] = new_path
+            args["new_path"] = _new_path(data)
+    elif kind == "account":
+        args["kind"] = "account"
+        if destination == "new":
+            args["new_path"] = _new_path(data)
     elif kind == "database":
         database = data.get("database")
         dumps = {d["uuid"]: d for d in manifest.get("databases", [])}
@@ -308,7 +354,7 @@ def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Op
                 )
                 args["new_database_id"] = new.pk
     else:
-        raise ValidationError({"kind": "Restore a site's files or a database."})
+        raise ValidationError({"kind": "Restore the account, a site's files or a database."})
     args["destination"] = destination
     with transaction.atomic():
         if not dry_run:

@@ -85,6 +85,62 @@ def verify_target(ctx: OperationContext, target_id: int) -> str:
     return "The repository is sound (restic check)."
 
 
+def _take_pending(target_pk: int, new: str, *, store: bool) -> bool:
+    """Clear the pending password if it is still ``new`` (compared in Python: the field is
+    encrypted), storing it as the password when ``store``."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        row = BackupTarget.objects.select_for_update().filter(pk=target_pk).first()
+        if row is None or row.pending_password != new:
+            return False
+        if store:
+            row.password = new
+        row.pending_password = ""
+        row.save(update_fields=["password", "pending_password"])
+    return True
+
+
+def change_password(ctx: OperationContext, target_id: int) -> str:
+    """Give the repository the target's ``pending_password``: ``restic key add`` with it,
+    open the repository with it, store it as the password (only now: until then the old
+    one is recorded and still works), then ``restic key remove`` the old key. Interrupted
+    anywhere, the password recorded opens the repository."""
+    target = BackupTarget.objects.select_related("server").filter(pk=target_id).first()
+    if target is None:
+        raise OperationError("The target was deleted.")
+    new = target.pending_password
+    if not new:
+        raise OperationError("No new password is waiting.")
+    t = _transport(target.server)
+    with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+        try:
+            ctx.progress(10, "Finding the current key")
+            old_keys = [str(k.get("id")) for k in repo.key_list() if k.get("current")]
+            ctx.progress(30, "Adding a key for the new password (restic key add)")
+            new_key = repo.add_key(new)
+            repo.use_password(new)
+            ctx.progress(50, "Opening the repository with the new password")
+            repo.run("cat", "config", timeout=300)
+        except ResticError as exc:
+            _take_pending(target.pk, new, store=False)
+            raise OperationError(f"The password was not changed: {exc}") from exc
+        if not _take_pending(target.pk, new, store=True):
+            raise OperationError("Another password change started meanwhile.")
+        ctx.log(f"New password stored (key {new_key}); removing the old key.")
+        ctx.progress(75, "Removing the old key (restic key remove)")
+        left = []
+        for key in old_keys:
+            try:
+                repo.run("key", "remove", key, timeout=300)
+            except ResticError as exc:
+                left.append(key)
+                ctx.log(f"The old key {key} is still there: {exc}", "warning")
+    if left:
+        return f"Password changed; the old key {', '.join(left)} still opens the repository."
+    return "Password changed; the old key was removed."
+
+
 def verify_all() -> int:
     """Weekly: ``restic check`` every target in use."""
     from backups import services
@@ -449,6 +505,8 @@ def restore(
         with Repository(job.target, t, server, f"job-{job.uuid.hex}") as repo:
             if kind == "files":
                 return _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run)
+            if kind == "account":
+                return _restore_account(ctx, repo, job, run, destination, new_path, dry_run)
             return _restore_database(
                 ctx, repo, run, database_uuid, destination, new_database_id, dry_run
             )
@@ -494,9 +552,190 @@ def _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run
     return f"Restored {what}"
 
 
-def _restore_database(ctx, repo, run, database_uuid, destination, new_database_id, dry_run):
+# The whole account restored to a new place: the snapshot's home, dumps and configuration
+# files side by side below the destination, the dumps and configuration readable by the
+# account's user (the home keeps the owners and modes it had). Constant text, args only.
+ARRANGE = r"""
+set -eu
+stage=$1 out=$2 home=$3 dumps=$4 user=$5
+mkdir -m 700 -- "$out"
+mv -- "$stage$home" "$out/home"
+if [ -e "$stage$dumps" ]; then mv -- "$stage$dumps" "$out/dumps"; else mkdir -- "$out/dumps"; fi
+mkdir -- "$out/configs"
+for p in "$stage"/*; do
+  case "$p" in "$out") ;; *) mv -- "$p" "$out/configs/" ;; esac
+done
+find "$out/configs" -mindepth 1 -depth -type d -empty -delete
+chown -R -- "$user:$user" "$out/dumps" "$out/configs"
+chown -- "$user:$user" "$out"
+chmod 750 -- "$out"
+"""
+
+
+def _under(files: dict[str, int], prefix: str) -> tuple[int, int]:
+    inside = [
+        size for path, size in files.items() if path == prefix or path.startswith(prefix + "/")
+    ]
+    return len(inside), sum(inside)
+
+
+def _restore_account(ctx, repo, job, run, destination, new_path, dry_run) -> str:
+    """Everything of the account in one snapshot: each site's files, each database and the
+    sites' configuration. In place: every site directory swapped for the snapshot's,
+    every database that still exists made exactly as at the snapshot, and the sites'
+    configuration rendered and applied again by the websites app. To a new place below
+    the home: the home, the dumps and the configuration files as files."""
+    from websites.databases.models import CustomerDatabase
+
+    account = job.account
+    home = _home(account)
+    manifest = run.manifest or {}
+    if manifest.get("home") != home:
+        raise OperationError("The account's home moved since this snapshot.")
+    sites = [
+        s for s in manifest.get("sites", []) if s.get("dir") == f"{home}/sites/{s.get('domain')}"
+    ]
+    entries = manifest.get("databases", [])
+    configs = manifest.get("configs", [])
+    dumps = entries[0]["dump"].rsplit("/", 1)[0] if entries else ""
+    files = _snapshot_files(repo, run.snapshot_id)  # one listing for the whole summary
+    existing = {
+        db.uuid.hex: db
+        for db in CustomerDatabase.objects.filter(
+            uuid__in=[e["uuid"] for e in entries], owner=account.user
+        ).select_related("db_server")
+    }
+    dest = home if destination == "original" else f"{home}/{new_path}"
+    lines = []
+    n, size = _under(files, home)
+    lines.append(f"home: {n} files ({size / 2**20:.1f} MiB)")
+    for s in sites:
+        n, size = _under(files, s["dir"])
+        lines.append(f"site {s['domain']}: {n} files ({size / 2**20:.1f} MiB)")
+    for e in entries:
+        n, size = _under(files, e["dump"])
+        if destination == "new":
+            how = "as a dump file"
+        elif e["uuid"] in existing:
+            how = f"into {e['name']}, replacing its content"
+        else:
+            how = "skipped: the database was deleted since (restore it into a new one)"
+        lines.append(f"database {e['name']} ({size / 2**20:.1f} MiB dump) {how}")
+    if destination == "new":
+        lines.append(f"configuration: {len(configs)} file(s)")
+    else:
+        lines.append("configuration: rendered from the panel's records and applied again")
+    what = f"the account {account.name} from {run.snapshot_id[:8]} to {dest}"
+    for line in lines:
+        ctx.log(("Would restore " if dry_run else "Restoring ") + line)
+    if dry_run:
+        return f"Dry run: would restore {what}: " + "; ".join(lines)
+    if destination == "new" and repo.t.run(["test", "!", "-e", dest]).code != 0:
+        raise OperationError(f"{dest} exists already: choose a new path.")
+    stage = _stage(repo)
+    try:
+        ctx.progress(10, f"Restoring {what}")
+        includes = [home] if destination == "new" else [s["dir"] for s in sites]
+        includes += [e["dump"] for e in entries]
+        if destination == "new":
+            includes += configs
+        args = ["restore", run.snapshot_id, "--target", f"{stage}/tree"]
+        for path in includes:
+            args += ["--include", path]
+        repo.run(*args, timeout=6 * 3600)
+        tree = f"{stage}/tree"
+        if destination == "new":
+            ctx.progress(70, f"Putting everything at {dest}")
+            out = f"{stage}/out"
+            res = repo.t.run(["sh", "-c", ARRANGE, "arrange", tree, out, home, dumps, account.name])
+            if res.code != 0:
+                raise OperationError(f"Could not arrange the files: {res.stderr.strip()}")
+            _swap(repo, out, dest, home)
+            return f"Restored {what}: " + "; ".join(lines)
+        for i, s in enumerate(sites):
+            ctx.progress(30 + 30 * i // max(1, len(sites)), f"Putting {s['domain']} in place")
+            _swap(repo, f"{tree}{s['dir']}", s["dir"], home)
+        for i, e in enumerate(entries):
+            target = existing.get(e["uuid"])
+            if target is None:
+                ctx.log(f"Not restored: {e['name']} was deleted since the snapshot.", "warning")
+                continue
+            if target.db_server.engine != e["engine"]:
+                raise OperationError(f"The dump of {e['name']} is of another engine.")
+            ctx.progress(60 + 25 * i // max(1, len(entries)), f"Loading {e['name']}")
+            _load_dump(ctx, repo, f"{tree}{e['dump']}", target, in_place=True)
+    finally:
+        repo.t.run(["rm", "-rf", "--", stage])
+    from servers.services import start_apply
+    from websites.models import Website
+
+    units = {w.unit for w in Website.objects.filter(server=account.server, owner=account.user)}
+    if units:
+        try:
+            apply = start_apply(account.server, actor=None, units=units)
+        except Exception as exc:  # the files and databases are back; say what is not
+            ctx.log(f"Could not start applying the sites' configuration: {exc}", "warning")
+        else:
+            ctx.log(f"Applying the sites' configuration again: operation {apply.uuid}.")
+    return f"Restored {what}: " + "; ".join(lines)
+
+
+def _swap(repo: Repository, restored: str, dest: str, home: str) -> None:
+    import secrets
+
+    res = repo.t.run(["sh", "-c", SWAP, "swap", restored, dest, secrets.token_hex(4), home])
+    if res.code != 0:
+        raise OperationError(f"Could not put the files in place at {dest}: {res.stderr.strip()}")
+
+
+def _load_dump(ctx, repo: Repository, dump: str, target, *, in_place: bool) -> None:
+    """Load a restored dump into ``target`` (a CustomerDatabase). In place, the database is
+    made again first (with its grants), so nothing made after the snapshot survives."""
     from websites.databases.adapters import DatabaseAdapterError, adapter_for
-    from websites.databases.models import CustomerDatabase, DatabaseGrant
+    from websites.databases.models import DatabaseGrant
+
+    adapter = adapter_for(target.db_server)
+    try:
+        if in_place:
+            ctx.log(f"Emptying {target.name}")
+            adapter.drop_database(target.name)
+        adapter.create_database(target.name)
+        grants = DatabaseGrant.objects.filter(database=target, status="active")
+        for grant in grants.select_related("user"):
+            adapter.grant(target.name, grant.user.name, grant.privileges)
+    except DatabaseAdapterError as exc:
+        raise OperationError(str(exc)) from exc
+    ctx.log(f"Loading the dump into {target.name}")
+    credential = _credential_file(repo, target.db_server)
+    db_server = target.db_server
+    if db_server.engine == "mariadb":
+        argv = ["sh", "-c", LOAD_MARIADB, "load", credential, target.name, dump]
+    else:
+        argv = [
+            "env",
+            f"PGPASSFILE={credential}",
+            "pg_restore",
+            "-w",
+            "--exit-on-error",
+            "-h",
+            db_server.address,
+            "-p",
+            str(int(db_server.port)),
+            "-U",
+            db_server.admin_user,
+            "-d",
+            target.name,
+            dump,
+        ]
+    res = repo.t.run(argv, timeout=6 * 3600)
+    if res.code != 0:
+        raise OperationError(
+            f"Loading the dump into {target.name} failed: {res.stderr.strip()[-1000:]}"
+        )
+
+
+def _restore_database(ctx, repo, run, database_uuid, destination, new_database_id, dry_run):
+    from websites.databases.models import CustomerDatabase
 
     entry = next(
         (d for d in run.manifest.get("databases", []) if d.get("uuid") == database_uuid), None
@@ -524,45 +763,7 @@ def _restore_database(ctx, repo, run, database_uuid, destination, new_database_i
     try:
         ctx.progress(15, f"Fetching the dump of {entry['name']}")
         repo.restore(run.snapshot_id, stage, entry["dump"])
-        dump = f"{stage}{entry['dump']}"
-        adapter = adapter_for(target.db_server)
-        try:
-            if target.pk == source.pk:
-                # Exactly as at the snapshot: nothing made since may survive, so the
-                # database is made again, with its grants, before the dump is loaded.
-                ctx.progress(40, f"Emptying {target.name}")
-                adapter.drop_database(target.name)
-            adapter.create_database(target.name)
-            grants = DatabaseGrant.objects.filter(database=target, status="active")
-            for grant in grants.select_related("user"):
-                adapter.grant(target.name, grant.user.name, grant.privileges)
-        except DatabaseAdapterError as exc:
-            raise OperationError(str(exc)) from exc
-        ctx.progress(60, f"Loading the dump into {target.name}")
-        credential = _credential_file(repo, target.db_server)
-        db_server = target.db_server
-        if db_server.engine == "mariadb":
-            argv = ["sh", "-c", LOAD_MARIADB, "load", credential, target.name, dump]
-        else:
-            argv = [
-                "env",
-                f"PGPASSFILE={credential}",
-                "pg_restore",
-                "-w",
-                "--exit-on-error",
-                "-h",
-                db_server.address,
-                "-p",
-                str(int(db_server.port)),
-                "-U",
-                db_server.admin_user,
-                "-d",
-                target.name,
-                dump,
-            ]
-        res = repo.t.run(argv, timeout=6 * 3600)
-        if res.code != 0:
-            raise OperationError(f"Loading the dump failed: {res.stderr.strip()[-1000:]}")
+        _load_dump(ctx, repo, f"{stage}{entry['dump']}", target, in_place=target.pk == source.pk)
     finally:
         repo.t.run(["rm", "-rf", "--", stage])
     return f"Restored {what}"

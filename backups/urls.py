@@ -25,6 +25,11 @@ urlpatterns = [
         "targets/<uuid:uuid>/check/", views.BackupTargetCheck.as_view(), name="backup-target-check"
     ),
     path(
+        "targets/<uuid:uuid>/password/",
+        views.BackupTargetPassword.as_view(),
+        name="backup-target-password",
+    ),
+    path(
         "targets/<uuid:uuid>/verify/",
         views.BackupTargetVerify.as_view(),
         name="backup-target-verify",

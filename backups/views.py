@@ -11,7 +11,7 @@ from django.views import View
 
 from backups import services
 from backups.filters import BackupJobFilter, BackupTargetFilter
-from backups.forms import BackupJobForm, BackupTargetForm, RestoreForm
+from backups.forms import BackupJobForm, BackupTargetForm, RestoreForm, TargetPasswordForm
 from backups.models import BackupJob, BackupTarget
 from core.generic import (
     PortalActionView,
@@ -193,6 +193,7 @@ class BackupTargetDetail(PortalDetailView):
         ctx.update(
             job_count=self.object.jobs.count(),
             operations=_operations(self.request.user, self.object),
+            password_form=TargetPasswordForm(),
         )
         return ctx
 
@@ -231,3 +232,25 @@ class BackupTargetVerify(PortalActionView):
     model = BackupTarget
     action = CHANGE
     service = services.start_verify_target
+
+
+class BackupTargetPassword(View):
+    """POST: a new repository password (restic key add, then the old key removed), as an
+    Operation."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        target = get_for_user(BackupTarget, request.user, CHANGE, uuid=uuid)
+        form = TargetPasswordForm(request.POST)
+        form.is_valid()
+        try:
+            op = services.do_change_password(
+                target, actor=request.user, data={"password": form.cleaned_data.get("password")}
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, target.get_absolute_url())
+        except PermissionDenied as exc:
+            raise Http404 from exc
+        return redirect_htmx_aware(request, op.get_absolute_url())

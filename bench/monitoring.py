@@ -5,8 +5,8 @@ Readings are this machine's real /proc (read once through the agentless script) 
 every server, round after round, exactly as the collector stores them (one bulk insert per
 round). The last line is one JSON object:
 {"servers": N, "samples_per_s": ..., "samples_per_s_vs_orm": ..., "samples_per_cpu_s": ...,
- "rollup_s": ..., "poll_200_s": ..., "bytes_per_server_year": ..., "chart_30d_ms": ...,
- "chart_30d_series_ms": ...}
+ "samples_per_cpu_s_with_db": ..., "rollup_s": ..., "poll_200_s": ...,
+ "bytes_per_server_year": ..., "chart_30d_ms": ..., "chart_30d_series_ms": ...}
 chart_30d_ms is the API request the server page makes for a 30-day chart, served whole.
 
     .venv/bin/python bench/monitoring.py                      # SQLite under var/bench-monitoring/
@@ -102,16 +102,33 @@ def make_servers(count: int, owner, **fields):
     return list(Server.objects.filter(name__startswith="bench-").select_related("owner"))
 
 
-def ingest(servers, rounds: int, start) -> tuple[float, float]:
+def backend_cpu() -> float | None:
+    """CPU seconds used so far by this connection's PostgreSQL backend, when the server
+    runs on this machine (its /proc entry readable); None otherwise."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def ingest(servers, rounds: int, start) -> tuple[float, float, float | None]:
     """Store ``rounds`` rounds for every server as the collector does: samples per second of
-    wall time, and per second of this process's CPU (what a busy machine does not change;
-    on PostgreSQL the server's own work is not in it)."""
+    wall time, per second of this process's CPU (what a busy machine does not change), and
+    on a local PostgreSQL per second of this process's and its backend's CPU together (the
+    round trips are sequential, so on an idle machine that is about the wall-clock rate)."""
     from monitoring import agentless, collector
     from servers.transport import LocalTransport
 
     reading = agentless.collect(LocalTransport(), 30)  # this machine's real figures
     collector._ensure_monitors(servers)
     elapsed = cpu = 0.0
+    db_cpu = backend_cpu()
     for r in range(rounds):
         at = start + timedelta(seconds=30 * r)
         readings = {}
@@ -125,7 +142,11 @@ def ingest(servers, rounds: int, start) -> tuple[float, float]:
         collector._store(servers, readings, {}, collector.RoundResult())
         elapsed += time.perf_counter() - began
         cpu += time.process_time() - began_cpu
-    return len(servers) * rounds / elapsed, len(servers) * rounds / cpu
+    samples = len(servers) * rounds
+    if db_cpu is not None:
+        db_cpu = backend_cpu() - db_cpu  # the readings built between rounds cost it nothing
+        return samples / elapsed, samples / cpu, samples / (cpu + db_cpu)
+    return samples / elapsed, samples / cpu, None
 
 
 def ingest_orm_baseline(servers, rounds: int, start) -> float:
@@ -158,7 +179,7 @@ def ingest_orm_baseline(servers, rounds: int, start) -> float:
             batch_size=500,
             update_conflicts=True,
             unique_fields=["server"],
-            update_fields=["failures", "counters", "latest", "last_sample_at", "last_error"],
+            update_fields=["failures", "state", "last_sample_at", "last_error"],
         )
         LiveEvent.objects.bulk_create(events)
         elapsed += time.perf_counter() - began
@@ -285,11 +306,16 @@ def main() -> None:
     baseline = ingest_orm_baseline(servers, max(2, args.rounds // 4), start - timedelta(hours=1))
     reset()
     servers = make_servers(args.servers, owner)
-    samples_per_s, per_cpu_s = ingest(servers, args.rounds, start)
+    samples_per_s, per_cpu_s, per_both_cpu_s = ingest(servers, args.rounds, start)
     print(
         f"ingest: {args.servers} servers x {args.rounds} rounds, {samples_per_s:,.0f} samples/s "
         f"({samples_per_s / baseline:.1f}x the ORM baseline's {baseline:,.0f} in this run); "
         f"{per_cpu_s:,.0f} per second of this process's CPU"
+        + (
+            f", {per_both_cpu_s:,.0f} per second of its and PostgreSQL's CPU"
+            if per_both_cpu_s
+            else ""
+        )
     )
 
     sample_bytes = table_bytes("monitoring_sample") / Sample.objects.count()
@@ -326,6 +352,7 @@ def main() -> None:
                 "samples_per_s": round(samples_per_s),
                 "samples_per_s_vs_orm": round(samples_per_s / baseline, 2),
                 "samples_per_cpu_s": round(per_cpu_s),
+                "samples_per_cpu_s_with_db": round(per_both_cpu_s) if per_both_cpu_s else None,
                 "rollup_s": round(rollup_s, 3),
                 "poll_200_s": round(poll_s, 2) if poll_s is not None else None,
                 "bytes_per_server_year": round(per_year),

@@ -74,7 +74,8 @@ def _servers():
         labels=["server"],
     )
     monitors = {
-        m.server_id: m for m in ServerMonitor.objects.only("server_id", "latest", "last_sample_at")
+        m.server_id: m
+        for m in ServerMonitor.objects.only("server_id", "state", "old_latest", "last_sample_at")
     }
     for server in Server.objects.only("pk", "name", "status").order_by("name"):
         status.add_metric([server.name, server.status], 1.0)

@@ -28,6 +28,7 @@ from core.policy import (
     Rules,
 )
 from core.validators import validate_plain_text
+from monitoring.fields import JSONTextField
 from servers.models import Server
 
 # Whoever may see the server may see its metrics; nobody edits them.
@@ -52,8 +53,14 @@ class ServerMonitor(models.Model):
     )
     enabled = models.BooleanField(default=True)
     failures = models.PositiveIntegerField(default=0, help_text="Failed rounds in a row.")
-    counters = models.JSONField(default=dict, blank=True)
-    latest = models.JSONField(default=dict, blank=True)
+    # What every round rewrites, as one ``json`` value (see monitoring/fields.py):
+    # {"counters": {...}, "latest": {...}}, the counters for the next round's rates and
+    # the newest sample's values. ``counters`` and ``latest`` below read it.
+    state = JSONTextField(null=True, blank=True, editable=False)
+    # The two jsonb columns the state replaced (migration 0005 copied them into it): kept
+    # for the code before it during an upgrade, read only where ``state`` is empty.
+    old_counters = models.JSONField(default=dict, blank=True, db_column="counters")
+    old_latest = models.JSONField(default=dict, blank=True, db_column="latest")
     last_sample_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
@@ -62,6 +69,22 @@ class ServerMonitor(models.Model):
 
     def __str__(self) -> str:
         return f"monitoring of {self.server_id}"
+
+    @property
+    def counters(self) -> dict:
+        return self.old_counters if self.state is None else self.state.get("counters", {})
+
+    @counters.setter
+    def counters(self, value: dict) -> None:
+        self.state = {"counters": value, "latest": self.latest}
+
+    @property
+    def latest(self) -> dict:
+        return self.old_latest if self.state is None else self.state.get("latest", {})
+
+    @latest.setter
+    def latest(self, value: dict) -> None:
+        self.state = {"counters": self.counters, "latest": value}
 
 
 class Sample(models.Model):

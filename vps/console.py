@@ -7,15 +7,18 @@ it runs and has not expired. Every session is audited when it opens and when it 
 (with its duration and bytes each way).
 
 - Serial: a libvirt stream on the domain's console (``virDomainOpenConsole``), the same
-  way for local and remote (``qemu+libssh://``) hypervisors. The stream is non-blocking and
-  its events are dispatched by libvirt's default event loop, run in one daemon thread per
-  process, so no websocket waits on libvirt.
+  way for local and remote (``qemu+libssh://``) hypervisors, relayed by a process of its
+  own per console (vps/serial_relay.py, which runs libvirt's event loop), so the web
+  process never holds libvirt's loop (a process that forks must not) and no websocket
+  waits on libvirt.
 - VNC: a TCP connection to the port libvirt gave the domain (read from its live XML; the
   domain binds it to the hypervisor's loopback), opened directly for the panel's own host
   and through the server's SSH connection (a direct-tcpip channel) for remote ones.
 
-Either way, what arrives is pushed into an asyncio queue (``None`` at the end); sends are
-run in a thread, as a remote libvirt call or a full SSH window may block.
+Either way, what arrives is pushed into an asyncio queue (``None`` at the end) of bounded
+size: while the browser is behind, the reading thread waits, and the source with it (the
+relay stops reading libvirt's stream, the VNC server's socket fills). Sends are run in a
+thread, as a full pipe or SSH window may block.
 """
 
 from __future__ import annotations
@@ -25,11 +28,17 @@ import hashlib
 import logging
 import os
 import secrets
+import select
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from contextlib import ExitStack, suppress
+from contextlib import suppress
 from datetime import timedelta
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -138,143 +147,154 @@ def still_allowed(user, vps_id: int) -> bool:
     return vps is not None and may(user, CHANGE, vps) and console_refusal(vps) is None
 
 
-# --- libvirt's event loop ------------------------------------------------------------------
+# --- the bridges ---------------------------------------------------------------------------
 
-_events_lock = threading.Lock()
-_events_registered = False
-_events_pid: int | None = None
-
-
-def ensure_event_loop() -> None:
-    """Register libvirt's default event implementation and run it in a daemon thread, once
-    per process. It must be in place before the connection whose streams use it is opened.
-    A forked child (a test's live server) inherits the registration but not the thread, so
-    the thread is counted per process id."""
-    global _events_registered, _events_pid
-    libvirt = lv._libvirt()
-    with _events_lock:
-        if _events_pid == os.getpid():
-            return
-        if not _events_registered:
-            libvirt.virEventRegisterDefaultImpl()
-            _events_registered = True
-
-        def run() -> None:
-            while True:
-                try:
-                    libvirt.virEventRunDefaultImpl()
-                except libvirt.libvirtError:  # one failed dispatch must not end the loop
-                    log.exception("libvirt event loop")
-                    time.sleep(0.1)
-
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        _events_pid = os.getpid()
+# Bytes a console may have read but the websocket not sent yet; its reader waits past this.
+FEED_LIMIT = 1 << 20
+RELAY = Path(__file__).with_name("serial_relay.py")
+OPEN_SECONDS = 30
 
 
 class Feed:
-    """Bytes from any thread into an asyncio queue; ``None`` once, at the end."""
+    """Bytes from any thread into an asyncio queue; ``None`` once, at the end. ``push``
+    waits (in the reading thread) while ``limit`` bytes are queued and not yet ``taken``, so
+    a browser that reads slowly holds the source back instead of growing this queue."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = FEED_LIMIT) -> None:
         self.loop = loop
+        self.limit = limit
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.buffered = 0
         self._ended = False
-        self._lock = threading.Lock()
+        self._room = threading.Condition()
 
     def push(self, data: bytes) -> None:
+        with self._room:
+            while self.buffered >= self.limit and not self._ended:
+                self._room.wait()
+            if self._ended:
+                return
+            self.buffered += len(data)
         with suppress(RuntimeError):  # the socket's loop is gone: nobody reads any more
             self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
 
+    def taken(self, count: int) -> None:
+        """``count`` bytes have left for the browser (called by the websocket's pump)."""
+        with self._room:
+            self.buffered -= count
+            self._room.notify_all()
+
     def end(self) -> None:
-        with self._lock:
+        with self._room:
             if self._ended:
                 return
             self._ended = True
+            self._room.notify_all()
         with suppress(RuntimeError):  # the loop is already closed
             self.loop.call_soon_threadsafe(self.queue.put_nowait, None)
 
 
 class SerialBridge:
-    """The domain's serial console as a non-blocking libvirt stream."""
+    """The domain's serial console, relayed by a process of its own (vps/serial_relay.py:
+    libvirt's stream needs libvirt's event loop, which a process that may fork must not
+    hold). Its stdout is read by a thread into the feed; input is written to its stdin."""
 
     def __init__(self, vps: Vps, feed: Feed) -> None:
         self.feed = feed
-        self._stack = ExitStack()
         self._closed = False
         self._lock = threading.Lock()
-        libvirt = lv._libvirt()
-        self.libvirt = libvirt
-        ensure_event_loop()
+        lv._libvirt()  # "libvirt support is not installed" before anything starts
+        workdir = Path(tempfile.mkdtemp(prefix="panel-console-"))
         try:
-            session = self._stack.enter_context(lv.connect(vps.hypervisor))
-            dom = session.lookup(vps.domain_name)
-            if dom is None:
-                raise ConsoleError("The VPS's domain is not on the hypervisor.")
-            self.stream = session.conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
-            # FORCE: a console left open elsewhere (another tab) gives way to this one.
-            dom.openConsole(None, self.stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-            self.stream.eventAddCallback(
-                libvirt.VIR_STREAM_EVENT_READABLE
-                | libvirt.VIR_STREAM_EVENT_ERROR
-                | libvirt.VIR_STREAM_EVENT_HANGUP,
-                self._on_event,
-                None,
+            uri = lv.connection_uri(vps.hypervisor, workdir)
+            self.proc = subprocess.Popen(  # noqa: S603 - argv of a validated URI and name
+                [sys.executable, "-I", str(RELAY), uri, vps.domain_name],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
             )
+            try:
+                rest = self._status()
+            except BaseException:
+                self._stop()
+                raise
         except lv.HypervisorError as exc:
-            self._stack.close()
             raise ConsoleError(str(exc)) from exc
-        except libvirt.libvirtError as exc:
-            self._stack.close()
-            raise ConsoleError(f"The console did not open: {exc.get_error_message()}") from exc
-        except BaseException:
-            self._stack.close()
-            raise
+        finally:
+            # Once connected (or refused) the relay needs the key and known_hosts no more.
+            shutil.rmtree(workdir, ignore_errors=True)
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        if rest:
+            feed.push(rest)
+        threading.Thread(target=self._read, name="vps-serial", daemon=True).start()
 
-    def _on_event(self, stream, events: int, _opaque) -> None:
-        # Runs in the libvirt event thread: read what is there, never wait.
-        lv_ = self.libvirt
-        if events & lv_.VIR_STREAM_EVENT_READABLE:
+    def _status(self) -> bytes:
+        """The relay's first line: ``ok`` (returns what came after it) or ``error ...``."""
+        fd = self.proc.stdout.fileno()
+        got = b""
+        deadline = time.monotonic() + OPEN_SECONDS
+        while b"\n" not in got:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise ConsoleError("The hypervisor did not open the console in time.")
+            data = os.read(fd, READ_SIZE)
+            if not data:
+                raise ConsoleError("The console did not open (its relay ended).")
+            got += data
+        line, rest = got.split(b"\n", 1)
+        text = line.decode(errors="replace")
+        if text != "ok":
+            raise ConsoleError(text.removeprefix("error ").strip() or "The console did not open.")
+        return rest
+
+    def _read(self) -> None:
+        fd = self.proc.stdout.fileno()
+        try:
             while True:
-                try:
-                    data = stream.recv(READ_SIZE)
-                except lv_.libvirtError:
-                    self.feed.end()
-                    return
-                if data == -2:  # nothing more for now
+                data = os.read(fd, READ_SIZE)
+                if not data:
                     break
-                if not data:  # the guest's side closed
-                    self.feed.end()
-                    return
-                self.feed.push(bytes(data))
-        if events & (lv_.VIR_STREAM_EVENT_ERROR | lv_.VIR_STREAM_EVENT_HANGUP):
+                self.feed.push(data)  # waits while the browser is behind
+        except OSError:
+            pass
+        finally:
             self.feed.end()
 
     def send(self, data: bytes) -> None:
-        """Blocking (call it in a thread): waits while libvirt's buffer is full, up to 10 s."""
+        """Blocking (call it in a thread): waits while the console does not take input,
+        up to 10 s."""
+        fd = self.proc.stdin.fileno()
         deadline = time.monotonic() + 10
         while data and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise ConsoleError("The console does not take input.")
             try:
-                sent = self.stream.send(data)
-            except self.libvirt.libvirtError:
+                data = data[os.write(fd, data) :]
+            except BlockingIOError:
+                continue
+            except OSError:  # the relay ended
                 self.feed.end()
                 return
-            if sent == -2:
-                if time.monotonic() > deadline:
-                    raise ConsoleError("The console does not take input.")
-                time.sleep(0.01)
-                continue
-            data = data[sent:]
+
+    def _stop(self) -> None:
+        with suppress(OSError):
+            self.proc.stdin.close()  # the relay ends on EOF
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with suppress(OSError):
+            self.proc.stdout.close()
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        with suppress(self.libvirt.libvirtError):
-            self.stream.eventRemoveCallback()
-        with suppress(self.libvirt.libvirtError):
-            self.stream.abort()
-        self._stack.close()
-        self.feed.end()
+        self.feed.end()  # first: a reader waiting for room lets go
+        self._stop()
 
 
 class SocketBridge:

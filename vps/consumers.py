@@ -112,6 +112,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 break
             self.bytes_out += len(data)
             await self.send(bytes_data=data)
+            feed.taken(len(data))
         await self.close(code=1000)
 
     async def receive(self, text_data=None, bytes_data=None):

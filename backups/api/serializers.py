@@ -11,6 +11,11 @@ class BackupTargetSerializer(ServiceSerializer):
     server = serializers.SlugRelatedField(slug_field="uuid", queryset=Server.objects.none())
     password = serializers.CharField(write_only=True, required=False, allow_blank=True)
     sftp_private_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    s3_access_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    s3_secret_key = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    measures_free_space = serializers.BooleanField(
+        read_only=True, help_text="False for S3, which has no free-space figure."
+    )
     sftp_public_key = serializers.CharField(read_only=True)
     repository = serializers.CharField(read_only=True)
     create_service = staticmethod(services.do_create_target)
@@ -24,6 +29,7 @@ class BackupTargetSerializer(ServiceSerializer):
             *services.TARGET_SECRETS,
             "repository",
             "sftp_public_key",
+            "measures_free_space",
             "status",
             "status_message",
             "free_bytes",
@@ -127,10 +133,18 @@ class BackupRunSerializer(serializers.ModelSerializer):
 
 class RestoreSerializer(serializers.Serializer):
     run = serializers.UUIDField(help_text="The run whose snapshot to restore from.")
-    kind = serializers.ChoiceField(choices=["files", "database"])
+    kind = serializers.ChoiceField(choices=["account", "files", "database"])
     site = serializers.CharField(required=False, help_text="files: the site's domain.")
     database = serializers.UUIDField(required=False, help_text="database: the database.")
     destination = serializers.ChoiceField(choices=["original", "new"], default="original")
-    new_path = serializers.CharField(required=False, help_text="files to a new place.")
+    new_path = serializers.CharField(
+        required=False, help_text="files or account to a new place: a path below the home."
+    )
     new_database = serializers.CharField(required=False, help_text="The new database's suffix.")
     dry_run = serializers.BooleanField(default=True, help_text="Only say what would be restored.")
+
+
+class TargetPasswordSerializer(serializers.Serializer):
+    password = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, help_text="Blank: generated."
+    )

@@ -9,6 +9,7 @@ from backups.api.serializers import (
     BackupRunSerializer,
     BackupTargetSerializer,
     RestoreSerializer,
+    TargetPasswordSerializer,
 )
 from backups.filters import BackupJobFilter, BackupRunFilter, BackupTargetFilter
 from backups.models import BackupJob, BackupRun, BackupTarget
@@ -39,6 +40,20 @@ class BackupTargetViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="check", policy_action=CHANGE)
     def check(self, request, uuid=None):
         op = services.start_check_target(self.get_object(), actor=request.user)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=TargetPasswordSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="password", policy_action=CHANGE)
+    def password(self, request, uuid=None):
+        """A new repository password (blank: generated): restic key add, then the old key
+        removed; stored only once the repository opens with it."""
+        target = self.get_object()
+        body = TargetPasswordSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        op = services.do_change_password(
+            target, actor=request.user, data={"password": body.validated_data.get("password")}
+        )
         data = OperationSerializer(op, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
 

@@ -162,16 +162,6 @@ def test_a_local_target_is_initialised_with_free_space_shown(world, repo_dir):
     assert op.state == "succeeded" and "opened" in op.message, op.error
 
 
-def test_s3_is_refused_clearly(world):
-    from django.core.exceptions import ValidationError
-
-    with pytest.raises(ValidationError, match="not supported yet"):
-        services.do_create_target(
-            actor=world.admin,
-            data={"name": "s3", "kind": "s3", "server": world.server, "path": "/bucket"},
-        )
-
-
 def test_backup_records_the_run_and_restores_a_site_exactly(world, repo_dir):
     target = local_target(world, repo_dir)
     job = make_job(world, target)
@@ -610,3 +600,95 @@ def test_the_weekly_schedule_test_restores_recent_snapshots_only(world, repo_dir
     BackupJob.objects.filter(pk=job.pk).update(last_success_at=stale)
     with world.run(execute=True):
         assert test_restores() == 0
+
+
+def test_ssh_dropped_mid_backup_fails_the_run_and_alerts(world, repo_dir, monkeypatch):
+    """The connection to the account's server breaks while restic streams its progress:
+    the run, the job and the Operation say failed (nothing claims a snapshot), the alert
+    fires; the secrets left behind are removed by the next run, which succeeds."""
+    from servers import connection
+
+    job = make_job(world, local_target(world, repo_dir))
+    real_open = connection.open_transport
+    dropped: list[str] = []
+
+    def open_transport(*args, **kwargs):
+        t = real_open(*args, **kwargs)
+        real_stream = t.stream_lines
+
+        def stream_lines(argv, *, on_line, **kw):
+            def line(text: str) -> None:
+                if not dropped:
+                    dropped.append(text)
+                    t.drop()  # a network fault: the connection closes for real
+                on_line(text)
+
+            return real_stream(argv, on_line=line, **kw)
+
+        t.stream_lines = stream_lines
+        return t
+
+    with monkeypatch.context() as m:
+        m.setattr(connection, "open_transport", open_transport)
+        connection._pool.clear()
+        op = back_up(world, job)
+    connection._pool.clear()
+    assert dropped
+    assert op.state == "failed" and "connection" in op.error, (op.state, op.error)
+    [run] = BackupRun.objects.filter(job=job)
+    assert run.state == "failed" and not run.snapshot_id and run.error
+    job.refresh_from_db()
+    assert job.last_status == "failed" and job.last_success_at is None
+    [alert] = _fire(world)
+    assert alert.subject == f"backup:{job.uuid.hex}" and "failed" in alert.message
+    # The next run works, and no secret is left on the server.
+    assert back_up(world, job).state == "succeeded"
+    assert not list((Path(world.server.profile["state_dir"]) / "backups").glob("*/secrets-*"))
+    assert _fire(world) == []
+
+
+def test_a_whole_account_restores_in_place_and_to_a_new_place(world, repo_dir):
+    """Every site's files and every database of the account, as one Operation with a
+    dry-run summary first; then everything as files below a new path."""
+    engine = "mariadb"
+    db = _database(world, engine, "whole")
+    try:
+        _sql(
+            engine, db.name, ["CREATE TABLE t (id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1)"]
+        )
+        at_snapshot, before = _state(engine, db.name), tree(world.site)
+        job = make_job(world, local_target(world, repo_dir))
+        assert back_up(world, job).state == "succeeded"
+        run = BackupRun.objects.get(job=job)
+        # Everything changes: files and the database.
+        (world.public / "index.html").write_text("defaced")
+        (world.public / "stray.txt").write_text("new")
+        _sql(engine, db.name, ["INSERT INTO t VALUES (2)", "CREATE TABLE later (id INTEGER)"])
+        data = {"run": run, "kind": "account", "destination": "original"}
+        check = restore(world, job, data, dry_run=True)
+        assert check.state == "succeeded", check.error
+        assert f"site {DOMAIN}: " in check.message and f"database {db.name}" in check.message
+        assert "replacing its content" in check.message
+        assert (world.public / "stray.txt").exists()  # the dry run changed nothing
+        op = restore(world, job, data)
+        assert op.state == "succeeded", op.error
+        assert tree(world.site) == before
+        assert _state(engine, db.name) == at_snapshot
+        from core.models import AuditEntry
+
+        assert AuditEntry.objects.filter(action="backup.restore").exists()
+
+        # To a new place: the home, the dumps and the configuration, side by side.
+        op = restore(world, job, {**data, "destination": "new", "new_path": "restored/all"})
+        assert op.state == "succeeded", op.error
+        out = world.site.parent.parent / "restored" / "all"
+        assert tree(out / "home" / "sites" / DOMAIN) == before
+        [dump] = list((out / "dumps").glob(f"{db.name}-*.sql"))
+        assert "CREATE TABLE" in dump.read_text()
+        import pwd
+
+        assert pwd.getpwuid(dump.stat().st_uid).pw_name == NAME  # the customer may read it
+        again = restore(world, job, {**data, "destination": "new", "new_path": "restored/all"})
+        assert again.state == "failed" and "exists already" in again.error
+    finally:
+        adapter_for(ENDPOINTS[engine]).drop_database(db.name)

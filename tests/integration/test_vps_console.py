@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
@@ -16,6 +17,14 @@ from channels.testing import WebsocketCommunicator
 from core.models import AuditEntry
 from servers.models import Server
 from tests.conftest import login, wait_until
+from tests.integration.conftest import (
+    SSH_HOST,
+    free_port,
+    start_sshd,
+    stop_pidfile,
+    wait_port,
+    world_readable_tmp,
+)
 from tests.integration.libvirt import (  # noqa: F401 - fixtures
     libvirtd,
     make_test_hypervisor,
@@ -209,28 +218,123 @@ async def test_vnc_of_a_remote_hypervisor_goes_through_ssh(
     await comm.disconnect()
 
 
-async def test_a_console_the_hypervisor_cannot_open_closes_with_the_reason(customer, admin_user):
-    """libvirt's test driver has no consoles: the socket says why and closes (4500)."""
-    need_libvirt()
-    hv = await sync_to_async(make_test_hypervisor)(admin_user)
-    vps = await sync_to_async(_vps)(customer, hv, uuid=uuidlib.uuid4())
-    import libvirt
+# The remote end of libvirt's SSH transport runs virt-ssh-helper (or nc) against the
+# system daemon's socket; this machine's daemon is the test's private one, on its own
+# socket. The test sshd's key is held to a forced command (authorized_keys) that joins the
+# channel to that socket instead, as the helper would.
+BRIDGE = """import os, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    os.write(1, data)
+"""
 
-    conn = libvirt.open("test:///default")  # the test driver's state lives while it is open
-    dom = conn.createXML(
-        f"<domain type='test'><name>{vps.domain_name}</name><memory>65536</memory>"
-        "<os><type>hvm</type></os></domain>"
+
+@pytest.fixture(scope="module")
+def libvirt_sshd(libvirtd):  # noqa: F811
+    """A loopback sshd whose key reaches the private libvirtd as the system one."""
+    base = world_readable_tmp("uhp-libvirt-sshd-")
+    port = free_port(SSH_HOST)
+    daemon = start_sshd(base, SSH_HOST, port)
+    socket_path = libvirtd["uri"].split("socket=", 1)[1]
+    (base / "bridge.py").write_text(BRIDGE)
+    python = shutil.which("python3") or "/usr/bin/python3"
+    (base / "authorized_keys").write_text(
+        f'command="{python} {base}/bridge.py {socket_path}",environment="HOME={base}/home" '
+        f"{daemon.public_key}\n"
     )
-    try:
-        client = await sync_to_async(login)(customer)
-        data = await _ticket(client, vps, "serial")
-        comm, ok, _ = await _open(client, f"{data['url']}?ticket={data['ticket']}")
-        assert ok
-        out, code = await _until_closed(comm)
-        assert "The console did not open" in out and code == 4500
-        await comm.disconnect()
-    finally:
-        dom.destroy()
-        conn.close()
+    wait_port(SSH_HOST, port)
+    yield daemon
+    stop_pidfile(base / "sshd.pid")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_serial_console_of_a_remote_hypervisor_goes_over_libvirt_ssh(
+    guest, libvirt_sshd, customer, admin_user
+):
+    """A qemu+libssh hypervisor end to end: the console's relay opens libvirt over libssh
+    (the server's key, its pinned host key), through a real sshd, to the daemon running
+    the guest; a command typed in the socket runs there and its output comes back."""
+    server = await sync_to_async(Server.objects.create)(
+        name="kvm-remote",
+        address=SSH_HOST,
+        ssh_port=libvirt_sshd.port,
+        ssh_user="root",
+        owner=admin_user,
+        private_key=libvirt_sshd.private_key,
+        public_key=libvirt_sshd.public_key,
+        host_key=libvirt_sshd.host_key_line(),
+    )
+    hv = await sync_to_async(Hypervisor.objects.create)(
+        server=server, uri="qemu+libssh:///system", storage_pool=guest["pool"], network=""
+    )
+    vps = await sync_to_async(_vps)(customer, hv)
+    client = await sync_to_async(login)(customer)
+    data = await _ticket(client, vps, "serial")
+    comm, ok, _ = await _open(client, f"{data['url']}?ticket={data['ticket']}")
+    assert ok
+    await comm.send_to(text_data=json.dumps({"t": "i", "d": "echo remote-$((30+12))\n"}))
+    assert "remote-42" in await read_until(comm, "remote-42", timeout=30)
+    await comm.disconnect()
+    actions = [a for a, _ in await _actions()]
+    assert actions.count("vps.console.open") == actions.count("vps.console.close") == 1
+
+
+async def test_a_remote_hypervisor_with_another_host_key_opens_no_console(
+    guest, libvirt_sshd, customer, admin_user
+):
+    """libvirt's libssh transport is held to the pinned host key: another key refuses."""
+    from servers.transport import generate_keypair
+
+    other = generate_keypair("not-the-host")[1]
+    server = await sync_to_async(Server.objects.create)(
+        name="kvm-spoofed",
+        address=SSH_HOST,
+        ssh_port=libvirt_sshd.port,
+        ssh_user="root",
+        owner=admin_user,
+        private_key=libvirt_sshd.private_key,
+        public_key=libvirt_sshd.public_key,
+        host_key=" ".join(other.split()[:2]),
+    )
+    hv = await sync_to_async(Hypervisor.objects.create)(
+        server=server, uri="qemu+libssh:///system", storage_pool=guest["pool"], network=""
+    )
+    vps = await sync_to_async(_vps)(customer, hv)
+    client = await sync_to_async(login)(customer)
+    data = await _ticket(client, vps, "serial")
+    comm, ok, _ = await _open(client, f"{data['url']}?ticket={data['ticket']}")
+    assert ok
+    out, code = await _until_closed(comm)
+    assert "Could not reach libvirt" in out and code == 4500
+    await comm.disconnect()
+
+
+async def test_a_console_the_hypervisor_cannot_open_closes_with_the_reason(
+    customer, admin_user, tmp_path
+):
+    """libvirt's test driver has no consoles: the socket says why and closes (4500). The
+    console's relay is a process of its own, so the domain is in a node file it opens."""
+    need_libvirt()
+    name = f"vps-{uuidlib.uuid4().hex}"
+    node = tmp_path / "node.xml"
+    node.write_text(
+        f"<node><domain type='test'><name>{name}</name><memory>65536</memory>"
+        "<os><type>hvm</type></os></domain></node>"
+    )
+    hv = await sync_to_async(make_test_hypervisor)(admin_user, uri=f"test://{node}")
+    vps = await sync_to_async(_vps)(customer, hv, uuid=uuidlib.UUID(hex=name[4:]))
+    client = await sync_to_async(login)(customer)
+    data = await _ticket(client, vps, "serial")
+    comm, ok, _ = await _open(client, f"{data['url']}?ticket={data['ticket']}")
+    assert ok
+    out, code = await _until_closed(comm)
+    assert "The console did not open" in out and code == 4500
+    await comm.disconnect()
     actions = [a for a, _ in await _actions()]
     assert actions.count("vps.console.open") == actions.count("vps.console.close") == 1

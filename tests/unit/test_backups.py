@@ -16,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backups import services
-from backups.models import BackupJob, BackupRun, BackupTarget, validate_repo_path
+from backups.models import (
+    BackupJob,
+    BackupRun,
+    BackupTarget,
+    validate_repo_path,
+    validate_s3_endpoint,
+)
 from backups.restic import Repository, error_of
 from core.models import AuditEntry, Operation
 from servers.models import Server
@@ -113,6 +119,63 @@ class TestTargets:
                 data={"password": "another-password-123"},
             )
 
+    def test_s3_needs_endpoint_bucket_and_keys(self, admin_user):
+        server = server_of(admin_user)
+        base = {"name": "s3", "kind": "s3", "server": server, "path": "/"}
+        with pytest.raises(ValidationError) as exc:
+            services.do_create_target(actor=admin_user, data=base)
+        assert {"s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret_key"} <= set(
+            exc.value.message_dict
+        )
+        good = {
+            **base,
+            "s3_endpoint": "https://s3.example.com:9000",
+            "s3_bucket": "panel-b",
+            "s3_access_key": "AKIA1234",
+            "s3_secret_key": "secret-key-value",
+        }
+        for name, bad in [
+            ("s3_endpoint", "https://s3.example.com/path?x"),
+            ("s3_endpoint", "ftp://s3.example.com"),
+            ("s3_bucket", "Upper_Case"),
+            ("s3_secret_key", "has a space in it"),
+            ("s3_access_key", "new\nline"),
+        ]:
+            with pytest.raises(ValidationError) as exc:
+                services.do_create_target(actor=admin_user, data={**good, name: bad})
+            assert name in exc.value.message_dict, name
+        target = services.do_create_target(actor=admin_user, data=good)
+        assert target.repository == "s3:https://s3.example.com:9000/panel-b"
+        assert not target.measures_free_space
+
+    def test_password_changes_go_through_an_operation_with_the_new_one_pending(
+        self, setup, admin_user, customer, django_capture_on_commit_callbacks
+    ):
+        target = setup.target
+        with pytest.raises(ValidationError, match="not ready"):
+            services.do_change_password(target, actor=admin_user, data={})
+        BackupTarget.objects.filter(pk=target.pk).update(status="ready")
+        target.refresh_from_db()
+        with pytest.raises(PermissionDenied):
+            services.do_change_password(target, actor=customer, data={})
+        with pytest.raises(ValidationError):
+            services.do_change_password(target, actor=admin_user, data={"password": " padded "})
+        with django_capture_on_commit_callbacks(execute=False):
+            op = services.do_change_password(
+                target, actor=admin_user, data={"password": "new-password-123"}
+            )
+        target.refresh_from_db()
+        # Stored only once restic has the key: pending (encrypted) until then.
+        assert target.password == PASSWORD and target.pending_password == "new-password-123"
+        assert op.kind == "backup_target.password" and "new-password" not in str(op.args)
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pending_password FROM backups_backuptarget WHERE id = %s", [target.pk]
+            )
+            assert "new-password-123" not in cur.fetchone()[0]
+        assert AuditEntry.objects.filter(action="backup_target.password").exists()
+        assert "new-password-123" not in str(AuditEntry.objects.values_list("changes", flat=True))
+
     def test_in_use_targets_are_kept(self, setup, admin_user):
         with pytest.raises(ValidationError):
             services.do_delete_target(setup.target, actor=admin_user)
@@ -129,7 +192,30 @@ def test_repository_paths_never_carry_shell_or_option_text(value):
     assert not set(value) & set(" \t\n'\"$`;&|<>*?\\")
 
 
+@given(st.text(max_size=80))
+def test_s3_endpoints_are_a_scheme_a_host_and_a_port_only(value):
+    try:
+        validate_s3_endpoint(value)
+    except ValidationError:
+        return
+    assert value.startswith(("http://", "https://"))
+    assert not set(value) & set(" \t\n'\"$`;&|<>*?\\/@#%") - {"/"}
+    assert value.count("/") == 2
+
+
 class TestCommands:
+    def test_s3_keys_reach_a_credentials_file_not_an_argv(self, setup):
+        target = setup.target
+        target.kind, target.s3_endpoint, target.s3_bucket = "s3", "http://127.0.0.1:9", "bkt"
+        target.s3_access_key, target.s3_secret_key = "AKIA5555", "s3-secret-material"
+        repo = Repository(target, transport=None, server=setup.server, key="k")
+        argv = repo.command("snapshots", "--json")
+        text = " ".join(argv)
+        assert "s3-secret-material" not in text and "AKIA5555" not in text
+        assert f"AWS_SHARED_CREDENTIALS_FILE={repo.secrets}/s3_credentials" in argv
+        assert argv[argv.index("-r") + 1] == "s3:http://127.0.0.1:9/bkt/srv/backups"
+        assert repo.free_bytes() is None  # S3 has no free-space figure (no command runs)
+
     def test_no_secret_reaches_an_argv(self, setup, admin_user):
         target = setup.target
         target.kind, target.sftp_host, target.sftp_user = "sftp", "10.0.0.9", "backup"
@@ -175,11 +261,17 @@ class TestJobs:
     def test_restore_checks_its_input(self, setup, customer):
         good = {"run": setup.run, "kind": "files", "site": "a.example.com"}
         services.do_restore(setup.job, actor=customer, data=good)
+        whole = {"run": setup.run, "kind": "account", "destination": "new", "new_path": "r/all"}
+        op = services.do_restore(setup.job, actor=customer, data=whole)
+        assert op.args["kind"] == "account" and op.args["new_path"] == "r/all"
+        assert op.args["dry_run"] is True
         for bad in (
             {**good, "site": "other.example.com"},
             {**good, "destination": "new", "new_path": "../../etc"},
             {**good, "destination": "new", "new_path": "/etc"},
             {**good, "kind": "everything"},
+            {"run": setup.run, "kind": "account", "destination": "new"},
+            {"run": setup.run, "kind": "account", "destination": "new", "new_path": ".ssh"},
         ):
             with pytest.raises(ValidationError):
                 services.do_restore(setup.job, actor=customer, data=bad)

@@ -55,23 +55,24 @@ def test_inserted_rows_read_back_as_the_orm_would_store_them(servers):
 def test_updated_rows_change_only_the_rows_named(servers):
     a, b, c = servers
     for s in servers:
-        ServerMonitor.objects.create(server=s, counters={"old": 1}, failures=7)
+        ServerMonitor.objects.create(server=s, old_counters={"old": 1}, failures=7)
     at = T0 + timedelta(hours=1)
+    # A jsonb column (old_counters) and a json one (state, monitoring/fields.py).
     bulk.update_rows(
         ServerMonitor,
         "server",
-        ("failures", "counters", "latest", "last_sample_at", "last_error"),
+        ("failures", "old_counters", "state", "last_sample_at", "last_error"),
         [
             [0, {"at": at.timestamp(), "cpu_total": 10**12}, {"cpu": 1.5}, at, "", a.pk],
             [3, {}, {"s": 'it\'s "x"'}, None, "timed out: 'x'", b.pk],
         ],
     )
     got = {m.server_id: m for m in ServerMonitor.objects.all()}
-    assert (got[a.pk].failures, got[a.pk].latest, got[a.pk].last_sample_at) == (0, {"cpu": 1.5}, at)
-    assert got[a.pk].counters == {"at": at.timestamp(), "cpu_total": 10**12}
-    assert (got[b.pk].failures, got[b.pk].counters, got[b.pk].last_sample_at) == (3, {}, None)
-    assert got[b.pk].latest == {"s": 'it\'s "x"'} and got[b.pk].last_error == "timed out: 'x'"
-    assert (got[c.pk].failures, got[c.pk].counters) == (7, {"old": 1})  # not named: unchanged
+    assert (got[a.pk].failures, got[a.pk].state, got[a.pk].last_sample_at) == (0, {"cpu": 1.5}, at)
+    assert got[a.pk].old_counters == {"at": at.timestamp(), "cpu_total": 10**12}
+    assert (got[b.pk].failures, got[b.pk].old_counters, got[b.pk].last_sample_at) == (3, {}, None)
+    assert got[b.pk].state == {"s": 'it\'s "x"'} and got[b.pk].last_error == "timed out: 'x'"
+    assert (got[c.pk].failures, got[c.pk].old_counters, got[c.pk].state) == (7, {"old": 1}, None)
 
     # A column that is NULL in every row (a round where no server answered).
     bulk.update_rows(ServerMonitor, "server", ("last_sample_at", "failures"), [[None, 1, a.pk]])
