@@ -430,7 +430,15 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Unified Hosting Panel API",
     "DESCRIPTION": "Servers, websites, DNS, VPS and monitoring. Authenticate with "
-    "`Authorization: Bearer <token>` (tokens from Account → API tokens).",
+    "`Authorization: Bearer <token>` (tokens from Account → API tokens).\n\n"
+    "**Webhooks.** Register a URL at `/api/v1/webhooks/` with the `events` to receive "
+    "(operation.succeeded, operation.failed, website.created, website.suspended, "
+    "certificate.issued, certificate.failing, vps.state_changed, alert.fired, alert.resolved) "
+    "and a `secret`. Each event is POSTed as JSON `{id, type, timestamp, data}` with headers "
+    "`X-Panel-Event`, `X-Panel-Delivery`, `X-Panel-Timestamp` and `X-Panel-Signature: "
+    "sha256=<hex>`, the HMAC-SHA256 of `<timestamp>.<body>` with the secret. Answer 2xx; no "
+    "answer, 5xx, 408 and 429 are retried with exponential backoff. Deliveries, with the "
+    "receiver's response codes, are at `/api/v1/webhook-deliveries/`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
