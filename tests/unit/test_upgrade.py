@@ -1,7 +1,7 @@
 """An upgrade from the previous release's schema, with data in it, through `manage.py upgrade`.
 
 The previous release is commit ea994e7 (2026-11-24, before the console tickets, VPS expiry,
-certificate re-uploads, the monitoring index change, backups and mail): its latest migration
+certificate re-uploads, the monitoring index change, backups, mail and hooks): its latest migration
 of each app is below. The database is taken back to that state, filled through that state's
 models, and upgraded; the rows must come through whole, encrypted fields still readable.
 """
@@ -31,6 +31,7 @@ PREVIOUS_SCHEMA = {
     "websites": "0008_apps",
     "backups": None,
     "mail": None,
+    "hooks": None,
 }
 
 
