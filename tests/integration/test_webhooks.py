@@ -275,3 +275,25 @@ def test_vps_state_changes_from_libvirt_events(
     ]
     assert states == [(None, "stopped"), ("stopped", "running")]
     assert all(r["valid"] for r in fresh.requests)
+
+
+def test_a_delivery_whose_worker_died_or_whose_task_was_lost_is_sent_later(fresh, admin_user):
+    """Without q_sync the delivery task only sits in the queue: as if the worker never ran
+    it. A worker killed after claiming an attempt leaves a lease; both are picked up by the
+    minutely retry once due, and sent once."""
+    from django.utils import timezone
+
+    hook = hook_for(admin_user, admin_user, fresh.url, ["operation.succeeded"])
+    lost = services.do_send_test(hook, actor=admin_user)
+    died = services.do_send_test(hook, actor=admin_user)
+    now = timezone.now()
+    lease = now + timedelta(minutes=2)
+    Delivery.objects.filter(pk=died.pk).update(attempts=1, next_attempt_at=lease)  # claimed
+    assert services.retry_due(now=now) == []  # the lost one is not a minute old yet
+    services.retry_due(now=lease)
+    states = dict(Delivery.objects.values_list("pk", "state"))
+    assert states == {lost.pk: "sent", died.pk: "sent"}
+    assert sorted(r["headers"]["X-Panel-Delivery"] for r in fresh.requests) == sorted(
+        [lost.uuid.hex, died.uuid.hex]
+    )
+    assert services.retry_due(now=lease + timedelta(hours=1)) == []  # nothing twice

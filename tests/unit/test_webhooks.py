@@ -256,3 +256,33 @@ def test_a_revoked_token_stops_its_webhooks(customer, django_capture_on_commit_c
     dispatch.dispatch()
     assert Event.objects.filter(type="operation.succeeded").exists()
     assert hook.deliveries.count() == 0
+
+
+@pytest.mark.parametrize(
+    "task, kind",
+    [("tests.support.steps", "certificate.issued"), ("tests.support.boom", "certificate.failing")],
+)
+def test_certificate_operations_become_certificate_events(
+    task, kind, admin_user, customer, django_capture_on_commit_callbacks
+):
+    from core.operations import execute_operation
+    from servers.models import Server
+    from websites.certificates.models import Certificate
+    from websites.models import Website
+
+    services.do_create_webhook(
+        actor=customer, data={**DATA, "events": ["certificate.issued", "certificate.failing"]}
+    )
+    dispatch.dispatch()
+    server = Server.objects.create(name="s", address="93.184.216.34", owner=admin_user)
+    site = Website.objects.create(domain="tls.example.com", server=server, owner=customer)
+    cert = Certificate.objects.create(website=site, domains=site.domain)
+    with django_capture_on_commit_callbacks(execute=True):
+        op = start_operation(kind="certificate.issue", task=task, owner=customer, target=cert)
+        execute_operation(op.pk)
+    dispatch.dispatch()
+    event = Event.objects.get(type__startswith="certificate.")
+    assert event.type == kind and event.object_id == str(cert.uuid)
+    assert event.data["certificate"]["domains"] == ["tls.example.com"]
+    assert event.data["operation"] == str(op.uuid)
+    assert Delivery.objects.filter(event=event, webhook__owner=customer).count() == 1
