@@ -376,7 +376,7 @@ SECURE_SSL_REDIRECT = SECURE
 SECURE_HSTS_SECONDS = env_int("PANEL_HSTS_SECONDS", 31536000) if SECURE else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 SECURE_HSTS_PRELOAD = SECURE
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/live|/ready)?$", r"^metrics$"]
 
 # Strict CSP: nothing inline, nothing from elsewhere. The API docs view relaxes styles only.
 CONTENT_SECURITY_POLICY = {
@@ -461,11 +461,18 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# plain: one readable line per message; json: one JSON object per line (core/jsonlog.py).
+PANEL_LOG_FORMAT = env_str("PANEL_LOG_FORMAT", "plain")
+if PANEL_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"PANEL_LOG_FORMAT must be plain or json, got {PANEL_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.jsonlog.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": PANEL_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("PANEL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django_q": {"level": "WARNING"},
