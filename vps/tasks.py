@@ -184,9 +184,21 @@ def create_vps(ctx, vps: int) -> str:
                 return _create(ctx, session, record, scratch)
             except Exception as exc:
                 ctx.log(f"Create failed, removing what was made: {exc}")
-                _remove_made(session, record)
-                _set_state(record, Vps.State.ERROR, str(exc)[:500])
+                message = str(exc)
+                try:
+                    _remove_made(session, record)
+                except Exception as cleanup:  # noqa: BLE001 - e.g. libvirtd died mid-way
+                    message = (
+                        f"{exc} (removing what was made failed too: {cleanup}; the "
+                        "hypervisor's inventory lists what is left)"
+                    )
+                _set_state(record, Vps.State.ERROR, message[:500])
                 raise
+    except lv.HypervisorError as exc:
+        # libvirt not reachable at all (the daemon down): never leave the VPS "creating".
+        if _vps(vps).state == Vps.State.PENDING:
+            _set_state(record, Vps.State.ERROR, str(exc)[:500])
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -158,6 +158,29 @@ def test_whole_lifecycle(run, settings, admin_user, customer, hv, plan, image): 
     assert not IpAddress.objects.exists()
 
 
+def test_a_create_whose_libvirt_daemon_is_down_fails_and_leaves_no_vps_creating(
+    run,  # noqa: F811
+    tmp_path,
+    customer,
+    hv,  # noqa: F811
+    plan,  # noqa: F811
+    image,  # noqa: F811
+):
+    """The hypervisor's daemon is not there (its socket answers nothing): the Operation
+    fails with libvirt's reason and the VPS shows the error, never stays "creating"."""
+    hv.uri = f"qemu:///system?socket={tmp_path}/libvirt-sock"
+    hv.save(update_fields=["uri"])
+    vps = run(
+        services.do_create_vps,
+        actor=customer,
+        data={"hostname": "web1", "plan": plan, "image": image},
+    )
+    op = _last_op(vps)
+    assert op.state == "failed" and "Could not reach libvirt" in op.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.ERROR and "Could not reach libvirt" in vps.state_message
+
+
 def test_bad_input_leaves_nothing_defined(run, tmp_path, admin_user, customer, hv, plan, image):  # noqa: F811
     before = {d.name() for d in _conn().listAllDomains()}
     # An image with a backing file, an unknown format.

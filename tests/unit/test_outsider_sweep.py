@@ -217,6 +217,19 @@ def victims(db, admin_user):
         ends_at=timezone.now() + timedelta(hours=1),
     )
     objects += [channel, alert_rule, alert, delivery, check, result, page, window]
+    from hooks.models import Delivery as HookDelivery
+    from hooks.models import Event, Webhook
+
+    webhook = Webhook.objects.create(
+        owner=customer,
+        token=token,
+        name="victim integration",
+        url="https://hooks.example.com/in",
+        events=["operation.succeeded"],
+        secret=WEBHOOK_SECRET,
+    )
+    event = Event.objects.create(type="webhook.test", source="test:victim", owner_id=customer.pk)
+    objects += [webhook, event, HookDelivery.objects.create(webhook=webhook, event=event)]
     secrets += [WEBHOOK_SECRET, STATUS_SLUG, MAILBOX_HASH]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
