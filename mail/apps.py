@@ -6,10 +6,14 @@ class MailConfig(AppConfig):
     verbose_name = "Mail"
 
     def ready(self):
+        from core.sections import add_section
         from mail.apply import DovecotService, MailFiles, OpenDkimService, PostfixService
         from mail.models import Mailbox
+        from mail.views import server_mail
         from servers.engine import registry
         from websites import plans
+
+        add_section("servers.server_detail", "mail/partials/server_mail.html", server_mail)
 
         registry.register_service(PostfixService)
         registry.register_service(DovecotService)

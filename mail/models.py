@@ -25,7 +25,8 @@ class Status(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-MAPS_UNIT = "mail:maps"  # a server's Postfix maps: one unit, the files list every domain
+MAPS_UNIT = "mail:maps"
+CONFIG_UNIT = "mail:config"  # main.cf, master.cf, dovecot.conf, opendkim.conf (mail/config.py)
 
 
 class MailDomain(models.Model):
@@ -41,6 +42,15 @@ class MailDomain(models.Model):
     )
     suspended = models.BooleanField(
         default=False, help_text="Suspended: no mail is accepted and nobody logs in."
+    )
+    # The last DNS check of the records it needs (mail/dnscheck.py): rows with a state each.
+    dns_check = models.JSONField(default=list, blank=True, editable=False)
+    dns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    catch_all = models.CharField(
+        max_length=320,
+        blank=True,
+        help_text="Mail to any address of the domain without a mailbox or alias goes here "
+        "(empty: such mail is refused).",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)

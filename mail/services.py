@@ -11,14 +11,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import audit
-from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, may, role_of
+from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, VIEW, may, role_of
 from core.services import accept_only, refuse_nul_in
 from mail import passwords
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
 from mail.validators import clean_destinations, clean_local_part, clean_mail_domain
 
 DOMAIN_FIELDS = ["domain", "server", "owner"]
-DOMAIN_UPDATE_FIELDS = ["suspended"]
+DOMAIN_UPDATE_FIELDS = ["suspended", "catch_all"]
 MAILBOX_FIELDS = ["domain", "local_part", "quota_mb"]
 MAILBOX_UPDATE_FIELDS = ["quota_mb", "suspended"]
 MAILBOX_SECRETS = ["password"]
@@ -117,6 +117,20 @@ def do_create_mail_domain(*, actor, data: dict) -> MailDomain:
     return domain
 
 
+def _catch_all(value) -> str:
+    """One address (here or elsewhere), or "" for none."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError({"catch_all": "One e-mail address, or empty."})
+    refuse_nul_in({"catch_all": value}, ["catch_all"])
+    try:
+        address = clean_destinations([value])
+    except ValidationError as exc:
+        raise ValidationError({"catch_all": exc.messages}) from exc
+    return address
+
+
 def do_update_mail_domain(domain: MailDomain, *, actor, data: dict) -> MailDomain:
     accept_only(data, DOMAIN_UPDATE_FIELDS)
     before = audit.snapshot(domain, DOMAIN_UPDATE_FIELDS)
@@ -124,12 +138,14 @@ def do_update_mail_domain(domain: MailDomain, *, actor, data: dict) -> MailDomai
         if not isinstance(data["suspended"], bool):
             raise ValidationError({"suspended": "true or false."})
         domain.suspended = data["suspended"]
+    if "catch_all" in data:
+        domain.catch_all = _catch_all(data["catch_all"])
     changes = audit.diff(before, audit.snapshot(domain, DOMAIN_UPDATE_FIELDS))
     if not changes:
         return domain
     with transaction.atomic():
         domain.status = Status.PENDING
-        domain.save(update_fields=["suspended", "status"])
+        domain.save(update_fields=["suspended", "catch_all", "status"])
         audit.record("mail_domain.update", domain, actor=actor, changes=changes)
         apply_mail(domain, actor=actor)
     return domain
@@ -302,3 +318,51 @@ def do_delete_alias(alias: MailAlias, *, actor) -> None:
         audit.record("mail_alias.delete", alias, actor=actor, owner_id=domain.owner_id)
         alias.delete()
         apply_mail(domain, actor=actor, units={MAPS_UNIT})
+
+
+# ------------------------------------------------------------------------ mail servers
+
+
+def do_prepare_mail(server, *, actor, data: dict | None = None):
+    """Install and configure Postfix, Dovecot and OpenDKIM on ``server`` (mail/prepare.py)
+    as an audited Operation. Those who may apply to the server may prepare it; the panel's
+    own host (local transport) is for administrators only."""
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    accept_only(data or {}, [])
+    if actor is not None and not may(actor, APPLY, server):
+        raise ValidationError({"server": "You cannot prepare this server."})
+    if server.transport == "local" and actor is not None and role_of(actor) != ADMIN:
+        raise ValidationError(
+            {"transport": "Only administrators may manage the panel's own host (local transport)."}
+        )
+    with transaction.atomic():
+        audit.record("server.prepare_mail", server, actor=actor, owner_id=server.owner_id)
+        return start_operation(
+            kind="mail.prepare",
+            task="mail.prepare.prepare_mail",
+            owner=server.owner,
+            requested_by=actor,
+            target=server,
+            target_action=APPLY,
+            lock_key=server.lock_key,
+            args={"server_id": server.pk},
+        )
+
+
+def start_dns_check(domain: MailDomain, *, actor):
+    """Ask the DNS for the records ``domain`` needs (mail/dnscheck.py), as an Operation."""
+    from core.operations import start_operation
+
+    if actor is not None and not may(actor, CHANGE, domain):
+        raise ValidationError({"domain": "Choose one of your mail domains."})
+    return start_operation(
+        kind="mail.dns_check",
+        task="mail.dnscheck.check_records",
+        owner=domain.owner,
+        requested_by=actor,
+        target=domain,
+        target_action=VIEW,
+        args={"domain_id": domain.pk},
+    )

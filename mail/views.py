@@ -13,6 +13,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from core.generic import (
+    PortalActionView,
     PortalDeleteView,
     PortalListView,
     form_errors_from,
@@ -21,6 +22,7 @@ from core.generic import (
 )
 from core.policy import (
     ADD,
+    APPLY,
     CHANGE,
     DELETE,
     VIEW,
@@ -34,6 +36,7 @@ from mail import dnsrecords, services
 from mail.filters import MailDomainFilter
 from mail.forms import MailAliasForm, MailboxEditForm, MailboxForm, MailDomainForm
 from mail.models import MailAlias, Mailbox, MailDomain
+from servers.models import Server
 
 DOMAIN_TABLE = Table(
     columns=(
@@ -145,6 +148,32 @@ class MailDomainSuspend(View):
         return redirect_htmx_aware(request, domain.get_absolute_url())
 
 
+class MailDomainDnsCheck(PortalActionView):
+    """POST: ask the DNS for the domain's records (an Operation)."""
+
+    model = MailDomain
+    action = CHANGE
+    service = staticmethod(services.start_dns_check)
+
+
+class MailDomainCatchAll(View):
+    """POST catch_all: the address receiving mail for addresses without a mailbox or alias
+    (empty: none)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        domain = get_for_user(MailDomain, request.user, CHANGE, uuid=uuid)
+        value = request.POST.get("catch_all", "").strip()
+        try:
+            services.do_update_mail_domain(domain, actor=request.user, data={"catch_all": value})
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Catch-all of {domain}: {value or 'none'}.")
+        return redirect_htmx_aware(request, domain.get_absolute_url())
+
+
 class _AddToDomain(View):
     """POST a form to add a row to a domain; errors re-render the domain's page."""
 
@@ -225,3 +254,17 @@ class MailAliasDelete(PortalDeleteView):
     model = MailAlias
     delete_service = staticmethod(services.do_delete_alias)
     success_url = "/mail/"
+
+
+class PrepareMail(PortalActionView):
+    """POST: the "Prepare for mail" Operation on a server (mail/prepare.py)."""
+
+    model = Server
+    action = APPLY
+    service = staticmethod(services.do_prepare_mail)
+
+
+def server_mail(server, user) -> dict:
+    """The mail card of a server's page: prepared or not, and the button."""
+    info = (server.components or {}).get("mail") or {}
+    return {"server": server, "mail": info, "may_prepare": may(user, APPLY, server)}

@@ -42,8 +42,9 @@ class MailDomainSerializer(ServiceSerializer):
 
     class Meta:
         model = MailDomain
-        fields = [*STATE, "domain", "server", "owner", "suspended"]
-        read_only_fields = STATE
+        fields = [*STATE, "domain", "server", "owner", "suspended", "catch_all", "dns_check",
+                  "dns_checked_at"]  # fmt: skip
+        read_only_fields = [*STATE, "dns_check", "dns_checked_at"]
 
     def get_fields(self):
         fields = super().get_fields()
@@ -54,6 +55,7 @@ class MailDomainSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
+        validated_data.pop("catch_all", None)
         return super().create(validated_data)
 
 
@@ -84,6 +86,7 @@ class MailboxSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
+        validated_data.pop("catch_all", None)
         return super().create(validated_data)
 
 

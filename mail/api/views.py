@@ -1,10 +1,16 @@
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
+from core.api.serializers import OperationSerializer
 from core.api.viewsets import PolicyViewSetMixin
+from core.policy import APPLY, CHANGE
 from mail import services
 from mail.api.serializers import MailAliasSerializer, MailboxSerializer, MailDomainSerializer
 from mail.filters import MailAliasFilter, MailboxFilter, MailDomainFilter
 from mail.models import MailAlias, Mailbox, MailDomain
+from servers.models import Server
 
 
 class _Base(
@@ -36,6 +42,14 @@ class MailDomainViewSet(_Base):
     def optimise(self, qs):
         return qs.select_related("server", "owner")
 
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="check-dns", policy_action=CHANGE)
+    def check_dns(self, request, uuid=None):
+        """Ask the DNS for the records the domain needs; the result is in ``dns_check``."""
+        op = services.start_dns_check(self.get_object(), actor=request.user)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
 
 class MailboxViewSet(_Base):
     """Mailboxes. The password is write-only; only its SHA512-CRYPT hash is kept."""
@@ -61,3 +75,19 @@ class MailAliasViewSet(_Base):
 
     def optimise(self, qs):
         return qs.select_related("domain")
+
+
+class MailServerViewSet(PolicyViewSetMixin, viewsets.GenericViewSet):
+    """Servers as mail servers: ``prepare`` installs and configures Postfix, Dovecot and
+    OpenDKIM (an Operation, answered with 202)."""
+
+    queryset = Server.objects.all()
+    serializer_class = OperationSerializer
+    http_method_names = ["post", "options"]
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def prepare(self, request, uuid=None):
+        op = services.do_prepare_mail(self.get_object(), actor=request.user, data={})
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,111 @@
+"""The mail programs' configuration without the programs: what the templates say (no open
+relay, AUTH only on submission after STARTTLS, the panel's certificate), profile values that
+would change the files' meaning refused, only prepared servers get the unit, and "Prepare
+for mail" reachable (API and portal) only by those who may apply to the server. The real
+programs are in tests/integration/test_mail_prepare.py."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from core.models import AuditEntry, Operation
+from mail import config, services
+from mail.apply import MailFiles
+from mail.models import CONFIG_UNIT
+from servers.engine import profile_for
+from servers.engine.contracts import ManagedFile, UnitFailed
+from servers.models import Server
+from tests.conftest import login
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def server(reseller):
+    return Server.objects.create(
+        name="mx",
+        address="192.0.2.10",
+        owner=reseller,
+        components={"mail": {"vmail_uid": 998, "prepared_at": "2026-01-01T00:00:00"}},
+        profile={"mail_hostname": "mx.example.com"},
+    )
+
+
+def rendered(server) -> dict[str, str]:
+    files = list(MailFiles().files(server, profile_for(server), {CONFIG_UNIT}))
+    assert not [f for f in files if isinstance(f, UnitFailed)], files
+    return {f.path.rsplit("/", 1)[-1]: f.content.decode() for f in files if f.unit == CONFIG_UNIT}
+
+
+def test_templates_say_no_open_relay_and_auth_only_after_tls(server):
+    files = rendered(server)
+    main, master, dovecot = files["main.cf"], files["master.cf"], files["dovecot.conf"]
+    assert "reject_unauth_destination" in main and "mynetworks = 127.0.0.0/8" in main
+    assert "smtpd_sasl_auth_enable = no" in main  # port 25: no AUTH at all
+    assert "smtpd_tls_auth_only = yes" in main
+    assert "587 inet n - n - - smtpd\n  -o syslog_name=postfix/submission" in master
+    assert "-o smtpd_tls_security_level=encrypt" in master
+    assert "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject" in master
+    assert "myhostname = mx.example.com" in main
+    assert "ssl = required" in dovecot and "disable_plaintext_auth = yes" in dovecot
+    assert "first_valid_uid = 998" in dovecot and "quota_full_tempfail = yes" in dovecot
+    # No certificate of the panel for mx.example.com here: Debian's self-signed one.
+    assert f"smtpd_tls_cert_file = {config.SNAKEOIL[0]}" in main
+    assert f"ssl_cert = <{config.SNAKEOIL[0]}" in dovecot
+
+
+def test_the_panels_certificate_of_the_mail_host_is_used_once_installed(server, reseller):
+    from websites.certificates.models import Certificate
+    from websites.models import Website
+
+    site = Website.objects.create(
+        owner=reseller, server=server, domain="mx.example.com", status="active"
+    )
+    Certificate.objects.create(website=site, domains="mx.example.com", installed=True)
+    main = rendered(server)["main.cf"]
+    assert "smtpd_tls_cert_file = /etc/nginx/panel-tls/mx.example.com.crt" in main
+    assert "smtpd_tls_key_file = /etc/nginx/panel-tls/mx.example.com.key" in main
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("mail_mynetworks", "0.0.0.0/0\nrelay_domains = *"),
+        ("mail_mynetworks", "everyone"),
+        ("mail_listen_addresses", "127.0.0.1 evil"),
+        ("opendkim_socket", "inet:8891@127.0.0.1\nMode s"),
+        ("vmail_user", "root\nmail_uid = 0"),
+    ],
+)
+def test_profile_values_that_change_the_meaning_fail_the_unit(server, key, value):
+    server.profile = {**server.profile, key: value}
+    files = list(MailFiles().files(server, profile_for(server), {CONFIG_UNIT}))
+    assert [f.unit for f in files if isinstance(f, UnitFailed)] == [CONFIG_UNIT]
+    assert not any(isinstance(f, ManagedFile) and f.unit == CONFIG_UNIT for f in files)
+
+
+def test_an_unprepared_server_gets_no_configuration(server):
+    server.components = {}
+    files = list(MailFiles().files(server, profile_for(server), None))
+    assert files == []
+
+
+def test_prepare_is_for_those_who_may_apply(server, reseller, customer, mallory):
+    with pytest.raises(ValidationError):
+        services.do_prepare_mail(server, actor=customer, data={})
+    op = services.do_prepare_mail(server, actor=reseller, data={})
+    assert op.kind == "mail.prepare" and op.target_id == str(server.uuid)
+    assert AuditEntry.objects.filter(action="server.prepare_mail").count() == 1
+    for user in (customer, mallory):
+        client = login(user)
+        assert client.post(f"/api/v1/mail-servers/{server.uuid}/prepare/").status_code == 404
+        assert client.post(f"/mail/servers/{server.uuid}/prepare/").status_code == 404
+    assert Operation.objects.filter(kind="mail.prepare").count() == 1
+    r = login(reseller).post(f"/api/v1/mail-servers/{server.uuid}/prepare/")
+    assert r.status_code == 202 and r.json()["kind"] == "mail.prepare"
+
+
+def test_server_page_shows_the_mail_card(server, reseller):
+    page = login(reseller).get(server.get_absolute_url()).content.decode()
+    assert 'data-testid="server-mail"' in page and "Prepare for mail again" in page
