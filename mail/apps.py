@@ -14,6 +14,11 @@ class MailConfig(AppConfig):
         from websites import plans
 
         add_section("servers.server_detail", "mail/partials/server_mail.html", server_mail)
+        from django.conf import settings
+
+        from core.schedules import every
+
+        every(settings.PANEL_MAIL_USAGE_EVERY_MINUTES, "mail.queue.read_all_usage")
 
         registry.register_service(PostfixService)
         registry.register_service(DovecotService)

@@ -114,6 +114,9 @@ class Mailbox(models.Model):
     status_message = models.TextField(blank=True)
     password_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
+    # Storage in KiB as Dovecot's quota plugin last counted it (mail/queue.py read_usage).
+    used_kb = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = PolicyQuerySet.as_manager()
     policy = CHILD
@@ -138,6 +141,12 @@ class Mailbox(models.Model):
     @property
     def owner(self):
         return self.domain.owner
+
+    @property
+    def used_percent(self) -> int | None:
+        if self.used_kb is None or not self.quota_mb:
+            return None
+        return min(999, round(self.used_kb * 100 / (self.quota_mb * 1024)))
 
 
 class MailAlias(models.Model):
@@ -184,3 +193,18 @@ class MailAlias(models.Model):
         """True when some destination is outside the panel's mail domains on that server."""
         own = f"@{self.domain.domain}"
         return any(not d.endswith(own) for d in self.destination_list)
+
+
+class MailServerState(models.Model):
+    """What was last read from a mail server: its queue (``postqueue -j``, at most 500
+    messages kept; ``queue_total`` counts all). Shown to those who may apply to it."""
+
+    server = models.OneToOneField(
+        "servers.Server", on_delete=models.CASCADE, related_name="mail_state"
+    )
+    queue = models.JSONField(default=list, blank=True)
+    queue_total = models.PositiveIntegerField(default=0)
+    queue_read_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"mail state of {self.server_id}"

@@ -366,3 +366,59 @@ def start_dns_check(domain: MailDomain, *, actor):
         target_action=VIEW,
         args={"domain_id": domain.pk},
     )
+
+
+def _server_operation(server, actor, kind: str, task: str, args: dict | None = None):
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    if actor is not None and not may(actor, APPLY, server):
+        raise ValidationError({"server": "You cannot manage this server's mail."})
+    return start_operation(
+        kind=kind,
+        task=task,
+        owner=server.owner,
+        requested_by=actor,
+        target=server,
+        target_action=APPLY,
+        lock_key=f"{server.lock_key}:mail-queue",
+        args={"server_id": server.pk, **(args or {})},
+    )
+
+
+def start_read_queue(server, *, actor):
+    """Read the server's mail queue (postqueue -j) into its MailServerState."""
+    return _server_operation(server, actor, "mail.queue_read", "mail.queue.read_queue")
+
+
+def start_read_usage(server, *, actor):
+    """Read every mailbox's storage (doveadm quota get -A) into Mailbox.used_kb."""
+    return _server_operation(server, actor, "mail.usage_read", "mail.queue.read_usage")
+
+
+def do_retry_queued(server, *, actor, data: dict):
+    """Try chosen queued messages again now (postqueue -i), audited."""
+    from mail.queue import clean_queue_ids
+
+    accept_only(data, ["queue_ids"])
+    ids = clean_queue_ids(data.get("queue_ids"))
+    with transaction.atomic():
+        audit.record("mail.queue_retry", server, actor=actor, owner_id=server.owner_id,
+                     changes={"queue_ids": ids})  # fmt: skip
+        return _server_operation(
+            server, actor, "mail.queue_retry", "mail.queue.retry_queued", {"queue_ids": ids}
+        )
+
+
+def do_delete_queued(server, *, actor, data: dict):
+    """Delete chosen queued messages (postsuper -d), audited."""
+    from mail.queue import clean_queue_ids
+
+    accept_only(data, ["queue_ids"])
+    ids = clean_queue_ids(data.get("queue_ids"))
+    with transaction.atomic():
+        audit.record("mail.queue_delete", server, actor=actor, owner_id=server.owner_id,
+                     changes={"queue_ids": ids})  # fmt: skip
+        return _server_operation(
+            server, actor, "mail.queue_delete", "mail.queue.delete_queued", {"queue_ids": ids}
+        )

@@ -18,6 +18,7 @@ urlpatterns = [
     path("<uuid:uuid>/aliases/", views.MailAliasAdd.as_view(), name="mail-alias-add"),
     path("mailboxes/<uuid:uuid>/", views.MailboxEdit.as_view(), name="mailbox"),
     path("mailboxes/<uuid:uuid>/delete/", views.MailboxDelete.as_view(), name="mailbox-delete"),
+    path("servers/<uuid:uuid>/queue/", views.MailQueue.as_view(), name="mail-queue"),
     path("servers/<uuid:uuid>/prepare/", views.PrepareMail.as_view(), name="mail-prepare"),
     path("aliases/<uuid:uuid>/delete/", views.MailAliasDelete.as_view(), name="mail-alias-delete"),
 ]

@@ -35,7 +35,7 @@ from core.tables import Column, Table
 from mail import dnsrecords, services
 from mail.filters import MailDomainFilter
 from mail.forms import MailAliasForm, MailboxEditForm, MailboxForm, MailDomainForm
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
 from servers.models import Server
 
 DOMAIN_TABLE = Table(
@@ -268,3 +268,34 @@ def server_mail(server, user) -> dict:
     """The mail card of a server's page: prepared or not, and the button."""
     info = (server.components or {}).get("mail") or {}
     return {"server": server, "mail": info, "may_prepare": may(user, APPLY, server)}
+
+
+@method_decorator(never_cache, name="dispatch")
+class MailQueue(View):
+    """A mail server's queue as last read, for those who may apply to the server: read it
+    again, retry or delete chosen messages (each an Operation)."""
+
+    def get(self, request, uuid):
+        server = get_for_user(Server, request.user, APPLY, uuid=uuid)
+        state = MailServerState.objects.filter(server=server).first()
+        return render(
+            request,
+            "mail/queue.html",
+            {"server": server, "object": server, "state": state},
+        )
+
+    def post(self, request, uuid):
+        server = get_for_user(Server, request.user, APPLY, uuid=uuid)
+        what = request.POST.get("action", "")
+        ids = request.POST.getlist("queue_ids")
+        try:
+            if what == "retry":
+                op = services.do_retry_queued(server, actor=request.user, data={"queue_ids": ids})
+            elif what == "delete":
+                op = services.do_delete_queued(server, actor=request.user, data={"queue_ids": ids})
+            else:
+                op = services.start_read_queue(server, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, request.path)
+        return redirect_htmx_aware(request, op.get_absolute_url())

@@ -4,7 +4,7 @@ from accounts.models import User
 from core.api.serializers import ServiceSerializer
 from core.policy import CHANGE, restrict
 from mail import services
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
 from servers.models import Server
 
 STATE = ["uuid", "status", "status_message", "created_at"]
@@ -74,8 +74,9 @@ class MailboxSerializer(ServiceSerializer):
 
     class Meta:
         model = Mailbox
-        fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb", "suspended"]
-        read_only_fields = [*STATE, "address"]
+        fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb",
+                  "suspended", "used_kb", "used_at"]  # fmt: skip
+        read_only_fields = [*STATE, "address", "used_kb", "used_at"]
 
     def get_fields(self):
         fields = super().get_fields()
@@ -119,3 +120,16 @@ class MailAliasSerializer(ServiceSerializer):
         if "destination_list" in validated_data:
             validated_data["destinations"] = validated_data.pop("destination_list")
         return super().update(instance, validated_data)
+
+
+class MailQueueSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MailServerState
+        fields = ["queue", "queue_total", "queue_read_at"]
+        read_only_fields = fields
+
+
+class QueueIdsSerializer(serializers.Serializer):
+    queue_ids = serializers.ListField(
+        child=serializers.CharField(max_length=20), min_length=1, max_length=200
+    )

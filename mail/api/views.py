@@ -7,9 +7,15 @@ from core.api.serializers import OperationSerializer
 from core.api.viewsets import PolicyViewSetMixin
 from core.policy import APPLY, CHANGE
 from mail import services
-from mail.api.serializers import MailAliasSerializer, MailboxSerializer, MailDomainSerializer
+from mail.api.serializers import (
+    MailAliasSerializer,
+    MailboxSerializer,
+    MailDomainSerializer,
+    MailQueueSerializer,
+    QueueIdsSerializer,
+)
 from mail.filters import MailAliasFilter, MailboxFilter, MailDomainFilter
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
 from servers.models import Server
 
 
@@ -83,11 +89,50 @@ class MailServerViewSet(PolicyViewSetMixin, viewsets.GenericViewSet):
 
     queryset = Server.objects.all()
     serializer_class = OperationSerializer
-    http_method_names = ["post", "options"]
+    http_method_names = ["get", "post", "head", "options"]
+
+    def _operation(self, op):
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], policy_action=APPLY)
     def prepare(self, request, uuid=None):
-        op = services.do_prepare_mail(self.get_object(), actor=request.user, data={})
-        data = OperationSerializer(op, context=self.get_serializer_context()).data
-        return Response(data, status=status.HTTP_202_ACCEPTED)
+        return self._operation(
+            services.do_prepare_mail(self.get_object(), actor=request.user, data={})
+        )
+
+    @extend_schema(request=None, responses={200: MailQueueSerializer})
+    @action(detail=True, methods=["get"], policy_action=APPLY)
+    def queue(self, request, uuid=None):
+        """The queue as last read (``read-queue`` reads it again)."""
+        state = MailServerState.objects.filter(server=self.get_object()).first()
+        return Response(MailQueueSerializer(state or MailServerState()).data)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="read-queue", policy_action=APPLY)
+    def read_queue(self, request, uuid=None):
+        return self._operation(services.start_read_queue(self.get_object(), actor=request.user))
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="read-usage", policy_action=APPLY)
+    def read_usage(self, request, uuid=None):
+        return self._operation(services.start_read_usage(self.get_object(), actor=request.user))
+
+    @extend_schema(request=QueueIdsSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="retry-queued", policy_action=APPLY)
+    def retry_queued(self, request, uuid=None):
+        server = self.get_object()
+        body = QueueIdsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = {"queue_ids": body.validated_data["queue_ids"]}
+        return self._operation(services.do_retry_queued(server, actor=request.user, data=data))
+
+    @extend_schema(request=QueueIdsSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="delete-queued", policy_action=APPLY)
+    def delete_queued(self, request, uuid=None):
+        server = self.get_object()
+        body = QueueIdsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = {"queue_ids": body.validated_data["queue_ids"]}
+        return self._operation(services.do_delete_queued(server, actor=request.user, data=data))

@@ -213,8 +213,8 @@ def test_logins_need_tls_and_only_port_25_takes_mail_unauthenticated(paths, prep
     assert code == 554 and b"Relay access denied" in text
 
 
-def test_delivery_over_the_quota_is_deferred(
-    paths, prepared, owner, django_capture_on_commit_callbacks
+def test_delivery_over_the_quota_is_deferred_and_the_queue_is_managed(
+    paths, prepared, owner, admin_user, django_capture_on_commit_callbacks
 ):
     box = Mailbox.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
@@ -235,6 +235,32 @@ def test_delivery_over_the_quota_is_deferred(
     reasons = " ".join(r.get("delay_reason", "") for m in deferred() for r in m["recipients"])
     assert "quota" in reasons.lower() or "full" in reasons.lower(), reasons
     assert "too big" not in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD)
+
+    # The queue as staff see it, then retried (still deferred) and deleted, as Operations;
+    # the mailbox's usage read from Dovecot's quota plugin.
+    from mail.models import MailServerState
+
+    server = prepared.server
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_read_queue(server, actor=admin_user)
+    state = MailServerState.objects.get(server=server)
+    assert state.queue_total == 1 and state.queue[0]["queue_name"] == "deferred"
+    assert "full" in state.queue[0]["recipients"][0]["reason"].lower()
+    qid = state.queue[0]["queue_id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        op = services.do_retry_queued(server, actor=admin_user, data={"queue_ids": [qid]})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    with django_capture_on_commit_callbacks(execute=True):
+        op = services.do_delete_queued(server, actor=admin_user, data={"queue_ids": [qid]})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    assert deferred() == [] and MailServerState.objects.get(server=server).queue_total == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_read_usage(server, actor=admin_user)
+    box.refresh_from_db()
+    assert box.used_kb is not None and 550 < box.used_kb < 1024, box.used_kb
+    assert box.used_percent is not None and box.used_percent > 50
 
 
 def test_a_configuration_dovecot_refuses_keeps_the_live_files(

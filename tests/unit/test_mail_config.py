@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.models import AuditEntry, Operation
 from mail import config, services
@@ -109,3 +111,68 @@ def test_prepare_is_for_those_who_may_apply(server, reseller, customer, mallory)
 def test_server_page_shows_the_mail_card(server, reseller):
     page = login(reseller).get(server.get_absolute_url()).content.decode()
     assert 'data-testid="server-mail"' in page and "Prepare for mail again" in page
+
+
+@pytest.mark.parametrize("bad", [["ALL"], ["abc"], ["ABCDEF12; rm"], ["-d"], [], ["A" * 21], 5])
+def test_queue_ids_are_validated_whole(server, reseller, bad):
+    with pytest.raises(ValidationError) as exc:
+        services.do_delete_queued(server, actor=reseller, data={"queue_ids": bad})
+    assert "queue_ids" in exc.value.message_dict
+    assert not Operation.objects.exists()
+
+
+@given(st.text(max_size=30))
+def test_accepted_queue_ids_are_plain(text):
+    from mail.queue import clean_queue_ids
+
+    try:
+        ids = clean_queue_ids([text])
+    except ValidationError:
+        return
+    assert ids[0].isalnum() and len(ids[0]) >= 6 and ids[0].upper() != "ALL"
+
+
+def test_the_queue_is_for_those_who_may_apply(server, reseller, customer, mallory):
+    from mail.models import MailServerState
+
+    MailServerState.objects.create(
+        server=server,
+        queue_total=1,
+        queue=[{"queue_id": "ABCDEF123", "queue_name": "deferred", "sender": "a@b.example",
+                "recipients": [{"address": "c@d.example", "reason": "4.2.2 Mailbox full"}],
+                "size": 10, "arrival_time": 0}],
+    )  # fmt: skip
+    for user in (customer, mallory):
+        client = login(user)
+        assert client.get(f"/mail/servers/{server.uuid}/queue/").status_code == 404
+        assert client.get(f"/api/v1/mail-servers/{server.uuid}/queue/").status_code == 404
+        r = client.post(
+            f"/api/v1/mail-servers/{server.uuid}/delete-queued/",
+            {"queue_ids": ["ABCDEF123"]},
+            content_type="application/json",
+        )
+        assert r.status_code == 404
+    client = login(reseller)
+    page = client.get(f"/mail/servers/{server.uuid}/queue/").content.decode()
+    assert "ABCDEF123" in page and "4.2.2 Mailbox full" in page
+    assert client.get(f"/api/v1/mail-servers/{server.uuid}/queue/").json()["queue_total"] == 1
+    r = client.post(
+        f"/api/v1/mail-servers/{server.uuid}/retry-queued/",
+        {"queue_ids": ["ABCDEF123"]},
+        content_type="application/json",
+    )
+    assert r.status_code == 202 and r.json()["kind"] == "mail.queue_retry"
+    assert AuditEntry.objects.filter(action="mail.queue_retry").exists()
+    r = client.post(
+        f"/mail/servers/{server.uuid}/queue/", {"action": "delete", "queue_ids": ["ALL"]}
+    )
+    assert r.status_code == 302 and not Operation.objects.filter(kind="mail.queue_delete").exists()
+
+
+def test_scheduled_usage_reads_start_once_per_prepared_server(server, reseller):
+    from mail.queue import read_all_usage
+
+    Server.objects.create(name="web", address="192.0.2.11", owner=reseller)  # not for mail
+    assert read_all_usage() == 1
+    assert read_all_usage() == 0  # one is queued already
+    assert Operation.objects.filter(kind="mail.usage_read").count() == 1
