@@ -17,6 +17,7 @@ Every value reaching a file went through mail/validators.py and is checked again
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from django.db.models import Q
 
 from mail import config, dkim
 from mail.models import CONFIG_UNIT, MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
-from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT
+from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT, spam_list
 from servers.engine import Job, ManagedFile, ProfileKey, Service, ServiceRun, Step, UnitFailed
 from servers.models import AppliedFile
 from websites.validators import DOMAIN
@@ -102,6 +103,12 @@ class PostfixService(MailService):
         ),
         ProfileKey("mail_tls_cert", "", "path", "Certificate chain (empty: see docs/mail.md)."),
         ProfileKey("mail_tls_key", "", "path", "Its private key."),
+        ProfileKey(
+            "mail_policy_state_dir",
+            "/var/lib/hosting-panel/mail-policy",
+            "path",
+            "The policy service's counters (owned by nobody).",
+        ),
     )
 
     def check_args(self, run: ServiceRun) -> list[str]:
@@ -254,6 +261,22 @@ def render_maps(
     return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
 
 
+def render_policy(domains: list[MailDomain], boxes: list[Mailbox]) -> str:
+    """The policy service's rules (mail/conf/panel-policy.py): each live domain's sender
+    allow/deny lists and each live mailbox's hourly sending limit."""
+    live = {d.pk: d for d in domains if not d.suspended and DOMAIN.fullmatch(d.domain)}
+    rules: dict = {"domains": {}, "limits": {}}
+    for d in sorted(live.values(), key=lambda d: d.domain):
+        allow, deny = spam_list(d.spam_allow), spam_list(d.spam_deny)
+        if allow or deny:
+            rules["domains"][d.domain] = {"allow": allow, "deny": deny}
+    for box in boxes:
+        d = live.get(box.domain_id)
+        if d is not None and box.send_limit_per_hour and LOCAL_PART.fullmatch(box.local_part):
+            rules["limits"][f"{box.local_part}@{d.domain}"] = int(box.send_limit_per_hour)
+    return json.dumps(rules, sort_keys=True, indent=1) + "\n"
+
+
 class MailFiles:
     unit_prefix = "mail"  # maildomain:<uuid> and mail:maps
     profile_keys = ()
@@ -287,7 +310,14 @@ class MailFiles:
                     )
         boxes = list(
             Mailbox.objects.filter(domain__in=domains if maps else needed)
-            .only("domain_id", "local_part", "password_hash", "quota_mb", "suspended")
+            .only(
+                "domain_id",
+                "local_part",
+                "password_hash",
+                "quota_mb",
+                "suspended",
+                "send_limit_per_hour",
+            )
             .order_by("domain_id", "local_part")
         )
         by_domain: dict[int, list[Mailbox]] = {}
@@ -336,6 +366,12 @@ class MailFiles:
                     service="postfix",
                     unit=MAPS_UNIT,
                 )
+            yield ManagedFile(
+                path=f"{map_dir}/policy.json",
+                content=render_policy(domains, boxes).encode(),
+                service="postfix",
+                unit=MAPS_UNIT,
+            )
             signing = [
                 (d.domain, d.dkim_selector)
                 for d in domains

@@ -19,6 +19,12 @@ class MailConfig(AppConfig):
         from core.schedules import every
 
         every(settings.PANEL_MAIL_USAGE_EVERY_MINUTES, "mail.queue.read_all_usage")
+        from mail.queue import held_source
+        from monitoring.alerts import register_source
+
+        register_source(
+            "mail_held", held_source, label="Mail held (sending limit)", uses_servers=True
+        )
 
         registry.register_service(PostfixService)
         registry.register_service(DovecotService)

@@ -25,6 +25,7 @@ from websites.validators import DOMAIN
 HERE = Path(__file__).parent / "conf"
 FILES = ("main.cf", "master.cf", "dovecot.conf", "opendkim.conf")
 TEMPLATES = {name: (HERE / name).read_text() for name in FILES}
+POLICY_SCRIPT = (HERE / "panel-policy.py").read_text()
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -179,6 +180,9 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         TEMPLATES["master.cf"],
         smtp_listen=f"{smtp_addr}:{smtp_port}" if smtp_addr else str(smtp_port),
         submission_listen=f"{sub_addr}:{sub_port}" if sub_addr else str(sub_port),
+        policy_script=f"{postfix_conf}/panel-policy.py",
+        policy_rules=f"{_path(profile, 'mail_map_dir')}/policy.json",
+        policy_state=_path(profile, "mail_policy_state_dir"),
     )
     dovecot_log = str(profile.dovecot_log_path)
     vmail_user = _user(profile, "vmail_user")
@@ -213,6 +217,7 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         safe_keys="false" if str(profile.opendkim_safe_keys) == "no" else "true",
     )
     return {
+        f"{postfix_conf}/panel-policy.py": ("postfix", POLICY_SCRIPT),
         f"{postfix_conf}/main.cf": ("postfix", main),
         f"{postfix_conf}/master.cf": ("postfix", master),
         _path(profile, "dovecot_conf"): ("dovecot", dovecot),

@@ -43,6 +43,10 @@ class MailDomain(models.Model):
     suspended = models.BooleanField(
         default=False, help_text="Suspended: no mail is accepted and nobody logs in."
     )
+    # Sender rules for mail to the domain (mail/conf/panel-policy.py): addresses or domains,
+    # one per line; the allow list wins over the deny list.
+    spam_allow = models.TextField(blank=True, help_text="Senders always accepted.")
+    spam_deny = models.TextField(blank=True, help_text="Senders refused (addresses or domains).")
     # The last DNS check of the records it needs (mail/dnscheck.py): rows with a state each.
     dns_check = models.JSONField(default=list, blank=True, editable=False)
     dns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -114,6 +118,12 @@ class Mailbox(models.Model):
     status_message = models.TextField(blank=True)
     password_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
+    send_limit_per_hour = models.PositiveIntegerField(
+        "sending limit (recipients an hour)",
+        default=300,
+        validators=[MaxValueValidator(100000)],
+        help_text="Above it, its mail is held for staff and an alert raised (0: no limit).",
+    )
     # Storage in KiB as Dovecot's quota plugin last counted it (mail/queue.py read_usage).
     used_kb = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     used_at = models.DateTimeField(null=True, blank=True, editable=False)

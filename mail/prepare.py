@@ -30,6 +30,7 @@ PACKAGES = (
     "dovecot-managesieved",
     "opendkim",
     "opendkim-tools",
+    "python3",  # the panel's policy service (mail/conf/panel-policy.py)
 )
 SYSTEMD_UNITS = ("dovecot", "opendkim", "postfix")
 
@@ -69,6 +70,9 @@ def make_directories(t: Transport, profile) -> None:
     # (its own, mode 0600) through the group.
     keys = _checked_path(profile.opendkim_key_dir, "opendkim_key_dir")
     t.run(["chgrp", "--", profile.opendkim_user, keys]).check()
+    state = _checked_path(profile.mail_policy_state_dir, "mail_policy_state_dir")
+    t.makedirs(state, 0o700)
+    t.run(["chown", "nobody:nogroup", "--", state]).check()  # the policy service's user
     users = _checked_path(profile.dovecot_users_dir, "dovecot_users_dir")
     t.run(["chgrp", "--", profile.dovecot_group, users]).check()
     for name in ("KeyTable", "SigningTable"):  # opendkim -n wants them before the first apply

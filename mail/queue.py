@@ -2,7 +2,7 @@
 
 - The queue: ``postqueue -j`` (one JSON object a message) kept on the server's
   ``MailServerState`` (at most ``KEEP`` messages, the count of all); retry of chosen messages
-  (``postqueue -i ID``, or every deferred one with ``postqueue -f``), delete (``postsuper -d
+  (held ones released with ``postsuper -H``, then ``postqueue -i ID``), delete (``postsuper -d
   -``, ids on stdin). Queue ids are validated whole (``QUEUE_ID``) before they reach a command.
 - Usage: ``doveadm quota get -A`` (every user's storage in KiB against its limit) into
   ``Mailbox.used_kb``; ``read_all_usage`` starts that for every prepared mail server on a
@@ -113,6 +113,12 @@ def retry_queued(ctx: OperationContext, server_id: int, queue_ids: list[str]) ->
     queue_ids = clean_queue_ids(queue_ids)
     profile = profile_for(server)
     t = _connect(ctx, server)
+    # Held ones (a sending limit) are released first; for the others -H does nothing.
+    stdin = "".join(f"{q}\n" for q in queue_ids).encode()
+    res = t.run(["postsuper", "-c", profile.postfix_config_dir, "-H", "-"], timeout=120,
+                stdin=stdin)  # fmt: skip
+    if not res.ok:
+        raise OperationError(f"postsuper -H failed: {(res.stderr or res.stdout).strip()[:500]}")
     for qid in queue_ids:
         res = t.run(["postqueue", "-c", profile.postfix_config_dir, "-i", qid], timeout=60)
         if not res.ok:
@@ -172,7 +178,30 @@ def read_usage(ctx: OperationContext, server_id: int) -> str:
             changed.append(box)
     with transaction.atomic():
         Mailbox.objects.bulk_update(changed, ["used_kb", "used_at"], batch_size=500)
-    return f"Usage of {len(changed)} mailbox(es) read"
+    # The queue too: held messages (a mailbox over its sending limit) raise an alert.
+    messages, total = read(t, profile)
+    _store(server, messages, total)
+    return f"Usage of {len(changed)} mailbox(es) read; {total} message(s) in the queue"
+
+
+def held_source(rule, now):
+    """``mail_held``: messages on HOLD (a mailbox went over its sending limit) in the queues
+    of the servers the rule's owner may see, as last read."""
+    from monitoring.alerts import Finding, servers_in_scope
+
+    states = MailServerState.objects.filter(server__in=servers_in_scope(rule)).select_related(
+        "server"
+    )
+    for state in states:
+        for m in state.queue:
+            if m.get("queue_name") == "hold":
+                yield Finding(
+                    subject=f"mailqueue:{state.server.uuid.hex}:{m.get('queue_id', '')}",
+                    label=m.get("sender") or state.server.name,
+                    message=f"Mail from {m.get('sender') or '(unknown)'} is held on "
+                    f"{state.server.name}: its sending limit was reached"[:500],
+                    server_id=state.server_id,
+                )
 
 
 def read_all_usage() -> int:

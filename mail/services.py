@@ -15,12 +15,17 @@ from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, VIEW, may, role_of
 from core.services import accept_only, refuse_nul_in
 from mail import passwords
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
-from mail.validators import clean_destinations, clean_local_part, clean_mail_domain
+from mail.validators import (
+    clean_destinations,
+    clean_local_part,
+    clean_mail_domain,
+    clean_spam_list,
+)
 
 DOMAIN_FIELDS = ["domain", "server", "owner"]
-DOMAIN_UPDATE_FIELDS = ["suspended", "catch_all"]
+DOMAIN_UPDATE_FIELDS = ["suspended", "catch_all", "spam_allow", "spam_deny"]
 MAILBOX_FIELDS = ["domain", "local_part", "quota_mb"]
-MAILBOX_UPDATE_FIELDS = ["quota_mb", "suspended"]
+MAILBOX_UPDATE_FIELDS = ["quota_mb", "suspended", "send_limit_per_hour"]
 MAILBOX_SECRETS = ["password"]
 ALIAS_FIELDS = ["domain", "local_part", "destinations"]
 ALIAS_UPDATE_FIELDS = ["destinations"]
@@ -140,12 +145,19 @@ def do_update_mail_domain(domain: MailDomain, *, actor, data: dict) -> MailDomai
         domain.suspended = data["suspended"]
     if "catch_all" in data:
         domain.catch_all = _catch_all(data["catch_all"])
+    for name in ("spam_allow", "spam_deny"):
+        if name in data:
+            refuse_nul_in(data, [name])
+            try:
+                setattr(domain, name, clean_spam_list(data[name]))
+            except ValidationError as exc:
+                raise ValidationError({name: exc.messages}) from exc
     changes = audit.diff(before, audit.snapshot(domain, DOMAIN_UPDATE_FIELDS))
     if not changes:
         return domain
     with transaction.atomic():
         domain.status = Status.PENDING
-        domain.save(update_fields=["suspended", "catch_all", "status"])
+        domain.save(update_fields=["suspended", "catch_all", "spam_allow", "spam_deny", "status"])
         audit.record("mail_domain.update", domain, actor=actor, changes=changes)
         apply_mail(domain, actor=actor)
     return domain
@@ -226,6 +238,11 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
         if not isinstance(data["suspended"], bool):
             raise ValidationError({"suspended": "true or false."})
         box.suspended = data["suspended"]
+    if "send_limit_per_hour" in data:
+        limit = data["send_limit_per_hour"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValidationError({"send_limit_per_hour": "A whole number, 0 for no limit."})
+        box.send_limit_per_hour = limit
     password = data.get("password")
     if password:
         try:

@@ -14,6 +14,7 @@ urlpatterns = [
         "<uuid:uuid>/catch-all/", views.MailDomainCatchAll.as_view(), name="mail-domain-catch-all"
     ),
     path("<uuid:uuid>/dns-check/", views.MailDomainDnsCheck.as_view(), name="mail-domain-dns"),
+    path("<uuid:uuid>/spam-rules/", views.MailDomainSpamRules.as_view(), name="mail-domain-spam"),
     path("<uuid:uuid>/mailboxes/", views.MailboxAdd.as_view(), name="mailbox-add"),
     path("<uuid:uuid>/aliases/", views.MailAliasAdd.as_view(), name="mail-alias-add"),
     path("mailboxes/<uuid:uuid>/", views.MailboxEdit.as_view(), name="mailbox"),

@@ -156,6 +156,24 @@ class MailDomainDnsCheck(PortalActionView):
     service = staticmethod(services.start_dns_check)
 
 
+class MailDomainSpamRules(View):
+    """POST spam_allow and spam_deny: the senders (addresses or domains, one per line)
+    always accepted and refused for mail to the domain."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        domain = get_for_user(MailDomain, request.user, CHANGE, uuid=uuid)
+        data = {k: request.POST.get(k, "") for k in ("spam_allow", "spam_deny")}
+        try:
+            services.do_update_mail_domain(domain, actor=request.user, data=data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Sender rules of {domain} saved.")
+        return redirect_htmx_aware(request, domain.get_absolute_url())
+
+
 class MailDomainCatchAll(View):
     """POST catch_all: the address receiving mail for addresses without a mailbox or alias
     (empty: none)."""
@@ -224,7 +242,13 @@ class MailboxEdit(View):
 
     def get(self, request, uuid):
         box = self._box(request, uuid)
-        form = MailboxEditForm(initial={"quota_mb": box.quota_mb, "suspended": box.suspended})
+        form = MailboxEditForm(
+            initial={
+                "quota_mb": box.quota_mb,
+                "suspended": box.suspended,
+                "send_limit_per_hour": box.send_limit_per_hour,
+            }
+        )
         return render(request, self.template_name, {"form": form, "object": box})
 
     def post(self, request, uuid):

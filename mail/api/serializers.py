@@ -42,8 +42,8 @@ class MailDomainSerializer(ServiceSerializer):
 
     class Meta:
         model = MailDomain
-        fields = [*STATE, "domain", "server", "owner", "suspended", "catch_all", "dns_check",
-                  "dns_checked_at"]  # fmt: skip
+        fields = [*STATE, "domain", "server", "owner", "suspended", "catch_all", "spam_allow",
+                  "spam_deny", "dns_check", "dns_checked_at"]  # fmt: skip
         read_only_fields = [*STATE, "dns_check", "dns_checked_at"]
 
     def get_fields(self):
@@ -55,7 +55,8 @@ class MailDomainSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
-        validated_data.pop("catch_all", None)
+        for name in ("catch_all", "spam_allow", "spam_deny"):
+            validated_data.pop(name, None)
         return super().create(validated_data)
 
 
@@ -75,7 +76,7 @@ class MailboxSerializer(ServiceSerializer):
     class Meta:
         model = Mailbox
         fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb",
-                  "suspended", "used_kb", "used_at"]  # fmt: skip
+                  "suspended", "send_limit_per_hour", "used_kb", "used_at"]  # fmt: skip
         read_only_fields = [*STATE, "address", "used_kb", "used_at"]
 
     def get_fields(self):
@@ -87,7 +88,7 @@ class MailboxSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
-        validated_data.pop("catch_all", None)
+        validated_data.pop("send_limit_per_hour", None)  # changed by PATCH
         return super().create(validated_data)
 
 

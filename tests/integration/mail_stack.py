@@ -275,6 +275,7 @@ def prepared_paths(foreign_port: int) -> Iterator[dict]:
         yield {"base": base, "conf": conf, "ports": ports, "profile": profile, "cert": crt}
     finally:
         stop_pidfile(base / "opendkim.pid")
+        stop_pidfile(base / "run" / "master.pid")  # Dovecot, even if its file is gone
         for argv in (
             ["postfix", "-c", str(conf), "stop"],
             ["doveadm", "-c", profile["dovecot_conf"], "stop"],

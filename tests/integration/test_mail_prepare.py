@@ -285,3 +285,54 @@ def test_a_configuration_dovecot_refuses_keeps_the_live_files(
         "succeeded"
     )
     assert imap_subjects(paths, f"info@{DOMAIN}", PASSWORD) is not None
+
+
+def test_sender_rules_and_the_sending_limit(
+    paths, prepared, owner, admin_user, catcher, django_capture_on_commit_callbacks
+):
+    """Postfix asks the panel's policy service: a denied sender domain is refused at RCPT
+    unless the address is allowed; a mailbox over its hourly limit gets its mail held, and
+    once the queue is read an alert source reports it."""
+    _controller, handler = catcher
+    box = Mailbox.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.do_update_mail_domain(
+            prepared,
+            actor=owner,
+            data={"spam_deny": "spammer.example", "spam_allow": "friend@spammer.example"},
+        )
+        services.do_update_mailbox(box, actor=owner, data={"send_limit_per_hour": 1})
+    with smtplib.SMTP("127.0.0.1", paths["ports"]["smtp"], timeout=30) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+            smtp.send_message(message(f"info@{DOMAIN}", "spam", "bulk@spammer.example"))
+        code, text = next(iter(exc.value.recipients.values()))
+        assert code == 554 and b"refused by prep.example.test's rules" in text
+        smtp.send_message(message(f"info@{DOMAIN}", "from a friend", "friend@spammer.example"))
+    wait_until(lambda: "from a friend" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD), 20)
+
+    with smtplib.SMTP("127.0.0.1", paths["ports"]["submission"], timeout=30) as smtp:
+        smtp.starttls(context=tls())
+        smtp.login(f"info@{DOMAIN}", PASSWORD)
+        smtp.send_message(message(f"boss@{FOREIGN}", "first within the limit", f"info@{DOMAIN}"))
+        smtp.send_message(message(f"boss@{FOREIGN}", "second over the limit", f"info@{DOMAIN}"))
+    wait_until(lambda: any(b"first within" in m.content for m in handler.messages), 20)
+
+    def held() -> list[dict]:
+        out = subprocess.run(
+            ["postqueue", "-c", str(paths["conf"]), "-j"], capture_output=True, text=True
+        ).stdout
+        return [m for m in map(json.loads, filter(None, out.splitlines()))
+                if m["queue_name"] == "hold"]  # fmt: skip
+
+    wait_until(lambda: len(held()) == 1, 20)
+    assert not any(b"second over" in m.content for m in handler.messages)
+
+    from mail.queue import held_source
+    from monitoring.models import AlertRule
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_read_usage(prepared.server, actor=admin_user)
+    rule = AlertRule(owner=admin_user, kind="mail_held", scope=AlertRule.Scope.ALL)
+    findings = list(held_source(rule, None))
+    assert len(findings) == 1 and f"info@{DOMAIN}" in findings[0].message
+    assert findings[0].server_id == prepared.server_id

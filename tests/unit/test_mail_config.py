@@ -176,3 +176,49 @@ def test_scheduled_usage_reads_start_once_per_prepared_server(server, reseller):
     assert read_all_usage() == 1
     assert read_all_usage() == 0  # one is queued already
     assert Operation.objects.filter(kind="mail.usage_read").count() == 1
+
+
+def test_policy_rules_render_the_lists_and_limits(server, customer):
+    import json
+
+    from mail.apply import render_policy
+    from mail.models import Mailbox, MailDomain
+    from websites.models import Plan, Subscription
+
+    Subscription.objects.create(user=customer, plan=Plan.objects.create(name="p", mailboxes=5))
+    d = services.do_create_mail_domain(
+        actor=customer, data={"domain": "shop.example.com", "server": server}
+    )
+    services.do_create_mailbox(
+        actor=customer, data={"domain": d, "local_part": "info", "password": "a password 123"}
+    )
+    services.do_update_mail_domain(
+        d, actor=customer, data={"spam_deny": "Spam.Example, x@bad.example", "spam_allow": ""}
+    )
+    assert AuditEntry.objects.filter(action="mail_domain.update").exists()
+    d.refresh_from_db()
+    rules = json.loads(render_policy([d], list(Mailbox.objects.all())))
+    assert rules["domains"]["shop.example.com"] == {
+        "allow": [],
+        "deny": ["spam.example", "x@bad.example"],
+    }
+    assert rules["limits"] == {"info@shop.example.com": 300}
+    MailDomain.objects.filter(pk=d.pk).update(spam_deny="ok.example\nbad\nline x")  # tampered
+    d.refresh_from_db()
+    rules = json.loads(render_policy([d], list(Mailbox.objects.all())))
+    assert rules["domains"]["shop.example.com"]["deny"] == ["ok.example"]
+
+
+@pytest.mark.parametrize("bad", ["not a domain!", "a@", "@b.example", "x" * 300, ["a.example", 5]])
+def test_bad_sender_rules_refused(server, customer, bad):
+    from mail.models import MailDomain
+    from websites.models import Plan, Subscription
+
+    Subscription.objects.create(user=customer, plan=Plan.objects.create(name="p", mailboxes=5))
+    d = services.do_create_mail_domain(
+        actor=customer, data={"domain": "shop.example.com", "server": server}
+    )
+    with pytest.raises(ValidationError) as exc:
+        services.do_update_mail_domain(d, actor=customer, data={"spam_deny": bad})
+    assert "spam_deny" in exc.value.message_dict
+    assert MailDomain.objects.get().spam_deny == ""
