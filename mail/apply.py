@@ -142,6 +142,15 @@ class DovecotService(MailService):
         ProfileKey("imap_listen", "143", "listen", "IMAP (STARTTLS before any login)."),
         ProfileKey("managesieve_listen", "4190", "listen", "ManageSieve."),
         ProfileKey(
+            "dovecot_sieve_dir", "/etc/dovecot/panel-sieve", "path", "Auto-responders' scripts."
+        ),
+        ProfileKey(
+            "dovecot_submission_host",
+            "",
+            "text",
+            "address:port auto-replies are sent to (empty: the sendmail binary).",
+        ),
+        ProfileKey(
             "dovecot_lmtp_socket",
             "/var/spool/postfix/private/dovecot-lmtp",
             "path",
@@ -161,9 +170,10 @@ class DovecotService(MailService):
 
     def reload_step(self, run: ServiceRun) -> Step:
         users = []
-        for f in run.live_files().values():
+        users_dir = run.profile.dovecot_users_dir.rstrip("/") + "/"
+        for path, f in run.live_files().items():
             first = f.content.split(b"\n", 2)[1:2]  # the line after the header
-            if f.unit != CONFIG_UNIT and first and b":" in first[0]:
+            if path.startswith(users_dir) and first and b":" in first[0]:
                 users.append(first[0].split(b":", 1)[0].decode())
         timeout = run.profile.dovecot_reload_timeout
         argv = ["sh", "-c", DOVECOT_RELOAD, "dovecot-reload", run.profile.dovecot_conf,
@@ -261,6 +271,27 @@ def render_maps(
     return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
 
 
+def _sieve_string(text: str) -> str:
+    """A Sieve quoted string (RFC 5228): backslash and double quote escaped, one line."""
+    text = "".join(c for c in text if c.isprintable())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_vacation(box: Mailbox) -> str:
+    """The mailbox's auto-responder (Pigeonhole's vacation): at most one reply a day to each
+    sender. The body is a multi-line string (``text:``, lines starting "." doubled)."""
+    body = []
+    for line in (box.autoreply_body or "").replace("\r\n", "\n").split("\n"):
+        line = "".join(c for c in line if c.isprintable() or c == "\t")
+        body.append("." + line if line.startswith(".") else line)
+    subject = _sieve_string(box.autoreply_subject or "Automatic reply")
+    return (
+        "# Managed by the hosting panel: the mailbox's auto-responder.\n"
+        'require ["vacation"];\n'
+        f"vacation :days 1 :subject {subject} text:\n" + "\n".join(body) + "\n.\n;\n"
+    )
+
+
 def render_policy(domains: list[MailDomain], boxes: list[Mailbox]) -> str:
     """The policy service's rules (mail/conf/panel-policy.py): each live domain's sender
     allow/deny lists and each live mailbox's hourly sending limit."""
@@ -287,6 +318,7 @@ class MailFiles:
         if units is not None:
             wanted = {u for u in units if u.startswith("maildomain:")}
         users_dir = _checked_path(profile.dovecot_users_dir, "dovecot_users_dir")
+        sieve_dir = _checked_path(profile.dovecot_sieve_dir, "dovecot_sieve_dir")
         vmail = _checked_path(profile.vmail_base, "vmail_base")
         group = profile.dovecot_group
         needed = [d for d in domains if wanted is None or d.unit in wanted]
@@ -317,6 +349,9 @@ class MailFiles:
                 "quota_mb",
                 "suspended",
                 "send_limit_per_hour",
+                "autoreply",
+                "autoreply_subject",
+                "autoreply_body",
             )
             .order_by("domain_id", "local_part")
         )
@@ -346,6 +381,14 @@ class MailFiles:
                     owner=dkim_user,
                     group=dkim_user,
                 )
+            for box in by_domain.get(d.pk, []):
+                if box.autoreply and not box.suspended and LOCAL_PART.fullmatch(box.local_part):
+                    yield ManagedFile(
+                        path=f"{sieve_dir}/{box.local_part}@{d.domain}.sieve",
+                        content=render_vacation(box).encode(),
+                        service="dovecot",
+                        unit=d.unit,
+                    )
             yield ManagedFile(
                 path=f"{users_dir}/{d.domain}",
                 content=text.encode(),

@@ -133,6 +133,17 @@ def tls_files(server, profile, hostname: str) -> tuple[str, str]:
     return SNAKEOIL
 
 
+def _submission_host(profile) -> str:
+    """Where Dovecot sends auto-replies: an SMTP host:port, else the sendmail binary."""
+    value = str(profile.dovecot_submission_host)
+    if not value:
+        return ""
+    address, port = _listen(profile, "dovecot_submission_host")
+    if not address:
+        raise ConfigError("dovecot_submission_host must be address:port")
+    return f"submission_host = {address}:{port}"
+
+
 def render_config(server, profile) -> dict[str, tuple[str, str]]:
     """path -> (service, content) of the unit ``mail:config``. Raises ConfigError."""
     hostname = hostname_of(server, profile)
@@ -203,6 +214,8 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         lmtp_socket=lmtp,
         auth_socket=auth,
         postfix_user="postfix",
+        sieve_dir=_path(profile, "dovecot_sieve_dir"),
+        submission_lines=_submission_host(profile),
     )
     dkim_dir = _path(profile, "opendkim_dir")
     opendkim = render(

@@ -43,6 +43,13 @@ class MailboxEditForm(forms.Form):
         max_value=100000,
         help_text="Above it, its mail is held for staff and an alert raised (0: no limit).",
     )
+    autoreply = forms.BooleanField(
+        label="Auto-responder", required=False, help_text="Answer mail once a day per sender."
+    )
+    autoreply_subject = forms.CharField(label="Reply subject", max_length=200, required=False)
+    autoreply_body = forms.CharField(
+        label="Reply", widget=forms.Textarea(attrs={"rows": 4}), max_length=5000, required=False
+    )
 
 
 class MailAliasForm(forms.Form):

@@ -124,6 +124,11 @@ class Mailbox(models.Model):
         validators=[MaxValueValidator(100000)],
         help_text="Above it, its mail is held for staff and an alert raised (0: no limit).",
     )
+    autoreply = models.BooleanField(
+        "auto-responder", default=False, help_text="Answer mail once a day per sender."
+    )
+    autoreply_subject = models.CharField(max_length=200, blank=True)
+    autoreply_body = models.TextField(max_length=5000, blank=True)
     # Storage in KiB as Dovecot's quota plugin last counted it (mail/queue.py read_usage).
     used_kb = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     used_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -55,6 +55,7 @@ def make_directories(t: Transport, profile) -> None:
 
     for key, mode in (
         ("mail_map_dir", 0o755),
+        ("dovecot_sieve_dir", 0o755),
         ("dovecot_users_dir", 0o750),
         ("opendkim_dir", 0o755),
         ("opendkim_key_dir", 0o750),

@@ -4,7 +4,7 @@
   ``MailServerState`` (at most ``KEEP`` messages, the count of all); retry of chosen messages
   (held ones released with ``postsuper -H``, then ``postqueue -i ID``), delete (``postsuper -d
   -``, ids on stdin). Queue ids are validated whole (``QUEUE_ID``) before they reach a command.
-- Usage: ``doveadm quota get -A`` (every user's storage in KiB against its limit) into
+- Usage: ``doveadm quota get -F`` (each mailbox's storage in KiB, users on stdin) into
   ``Mailbox.used_kb``; ``read_all_usage`` starts that for every prepared mail server on a
   schedule (``PANEL_MAIL_USAGE_EVERY_MINUTES``).
 """
@@ -155,9 +155,17 @@ def read_usage(ctx: OperationContext, server_id: int) -> str:
     server = Server.objects.get(pk=server_id)
     profile = profile_for(server)
     t = _connect(ctx, server)
-    ctx.progress(30, "Reading the mailboxes' usage (doveadm quota get -A)")
+    ctx.progress(30, "Reading the mailboxes' usage (doveadm quota get)")
+    boxes = list(Mailbox.objects.filter(domain__server=server).select_related("domain"))
+    if not boxes:
+        return "No mailboxes on this server"
+    # The users come on stdin (-F): the panel's passwd-files cannot be listed (-A) by
+    # Dovecot, their path holds the domain.
+    users = "".join(f"{box.address}\n" for box in boxes).encode()
     res = t.run(
-        ["doveadm", "-c", profile.dovecot_conf, "-f", "tab", "quota", "get", "-A"], timeout=300
+        ["doveadm", "-c", profile.dovecot_conf, "-f", "tab", "quota", "get", "-F", "/dev/stdin"],
+        timeout=300,
+        stdin=users,
     )
     if not res.ok:
         raise OperationError(f"doveadm quota get failed: {(res.stderr or res.stdout)[:500]}")
@@ -168,7 +176,6 @@ def read_usage(ctx: OperationContext, server_id: int) -> str:
         row = dict(zip(header, line.split("\t"), strict=False))
         if row.get("Type") == "STORAGE" and str(row.get("Value", "")).isdigit():
             used[row.get("Username", "")] = int(row["Value"])
-    boxes = Mailbox.objects.filter(domain__server=server).select_related("domain")
     now = timezone.now()
     changed = []
     for box in boxes:

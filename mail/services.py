@@ -13,6 +13,7 @@ from django.utils import timezone
 from core import audit
 from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, VIEW, may, role_of
 from core.services import accept_only, refuse_nul_in
+from core.validators import validate_plain_text
 from mail import passwords
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
 from mail.validators import (
@@ -25,7 +26,14 @@ from mail.validators import (
 DOMAIN_FIELDS = ["domain", "server", "owner"]
 DOMAIN_UPDATE_FIELDS = ["suspended", "catch_all", "spam_allow", "spam_deny"]
 MAILBOX_FIELDS = ["domain", "local_part", "quota_mb"]
-MAILBOX_UPDATE_FIELDS = ["quota_mb", "suspended", "send_limit_per_hour"]
+MAILBOX_UPDATE_FIELDS = [
+    "quota_mb",
+    "suspended",
+    "send_limit_per_hour",
+    "autoreply",
+    "autoreply_subject",
+    "autoreply_body",
+]
 MAILBOX_SECRETS = ["password"]
 ALIAS_FIELDS = ["domain", "local_part", "destinations"]
 ALIAS_UPDATE_FIELDS = ["destinations"]
@@ -243,6 +251,24 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValidationError({"send_limit_per_hour": "A whole number, 0 for no limit."})
         box.send_limit_per_hour = limit
+    if "autoreply" in data:
+        if not isinstance(data["autoreply"], bool):
+            raise ValidationError({"autoreply": "true or false."})
+        box.autoreply = data["autoreply"]
+    for name in ("autoreply_subject", "autoreply_body"):
+        if name in data:
+            refuse_nul_in(data, [name])
+            value = data[name]
+            if not isinstance(value, str):
+                raise ValidationError({name: "Text."})
+            if name == "autoreply_subject":
+                try:
+                    validate_plain_text(value)
+                except ValidationError as exc:
+                    raise ValidationError({name: exc.messages}) from exc
+            setattr(box, name, value.strip() if name == "autoreply_subject" else value)
+    if box.autoreply and not box.autoreply_body.strip():
+        raise ValidationError({"autoreply_body": "Write the reply."})
     password = data.get("password")
     if password:
         try:

@@ -247,6 +247,9 @@ class MailboxEdit(View):
                 "quota_mb": box.quota_mb,
                 "suspended": box.suspended,
                 "send_limit_per_hour": box.send_limit_per_hour,
+                "autoreply": box.autoreply,
+                "autoreply_subject": box.autoreply_subject,
+                "autoreply_body": box.autoreply_body,
             }
         )
         return render(request, self.template_name, {"form": form, "object": box})

@@ -76,7 +76,8 @@ class MailboxSerializer(ServiceSerializer):
     class Meta:
         model = Mailbox
         fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb",
-                  "suspended", "send_limit_per_hour", "used_kb", "used_at"]  # fmt: skip
+                  "suspended", "send_limit_per_hour", "autoreply", "autoreply_subject",
+                  "autoreply_body", "used_kb", "used_at"]  # fmt: skip
         read_only_fields = [*STATE, "address", "used_kb", "used_at"]
 
     def get_fields(self):
@@ -88,7 +89,8 @@ class MailboxSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
-        validated_data.pop("send_limit_per_hour", None)  # changed by PATCH
+        for name in ("send_limit_per_hour", "autoreply", "autoreply_subject", "autoreply_body"):
+            validated_data.pop(name, None)  # changed by PATCH
         return super().create(validated_data)
 
 

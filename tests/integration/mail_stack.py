@@ -247,7 +247,10 @@ def prepared_paths(foreign_port: int) -> Iterator[dict]:
         "postfix_log_file": str(base / "postfix.log"),
         "postfix_transport_map": str(conf / "transport"),
         "mail_listen_addresses": "127.0.0.1",
-        "mail_mynetworks": "192.0.2.1/32",
+        "mail_mynetworks": "127.0.0.1/32",  # Dovecot's auto-replies; clients use 127.0.0.3
+        "dovecot_submission_host": f"127.0.0.1:{ports['smtp']}",
+        "dovecot_sieve_dir": str(base / "sieve"),
+        "mail_policy_state_dir": str(base / "policy"),
         "smtp_listen": f"127.0.0.1:{ports['smtp']}",
         "submission_listen": f"127.0.0.1:{ports['submission']}",
         "imap_listen": str(ports["imap"]),

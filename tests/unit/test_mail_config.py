@@ -222,3 +222,43 @@ def test_bad_sender_rules_refused(server, customer, bad):
         services.do_update_mail_domain(d, actor=customer, data={"spam_deny": bad})
     assert "spam_deny" in exc.value.message_dict
     assert MailDomain.objects.get().spam_deny == ""
+
+
+@given(st.text(max_size=40), st.text(max_size=200))
+def test_autoreply_text_cannot_end_the_script_early(subject, body):
+    from mail.apply import render_vacation
+    from mail.models import Mailbox
+
+    script = render_vacation(Mailbox(autoreply_subject=subject, autoreply_body=body))
+    head, _, rest = script.partition(" text:\n")
+    assert head.count("\n") == 2 and head.endswith('"')  # the subject stayed one string
+    lines = rest.split("\n")
+    assert lines[-3:] == [".", ";", ""]  # the only line that is "." ends the body
+    assert "." not in lines[:-3]
+
+
+def test_an_autoreply_needs_a_body(server, customer):
+    from mail.models import Mailbox
+    from websites.models import Plan, Subscription
+
+    Subscription.objects.create(user=customer, plan=Plan.objects.create(name="p", mailboxes=5))
+    d = services.do_create_mail_domain(
+        actor=customer, data={"domain": "shop.example.com", "server": server}
+    )
+    box = services.do_create_mailbox(
+        actor=customer, data={"domain": d, "local_part": "info", "password": "a password 123"}
+    )
+    with pytest.raises(ValidationError) as exc:
+        services.do_update_mailbox(box, actor=customer, data={"autoreply": True})
+    assert "autoreply_body" in exc.value.message_dict
+    with pytest.raises(ValidationError):
+        services.do_update_mailbox(
+            box, actor=customer, data={"autoreply_subject": "a\nb", "autoreply_body": "x"}
+        )
+    services.do_update_mailbox(
+        box, actor=customer, data={"autoreply": True, "autoreply_body": "Away."}
+    )
+    files = list(MailFiles().files(server, profile_for(server), {d.unit}))
+    sieve = [f for f in files if isinstance(f, ManagedFile) and f.path.endswith(".sieve")]
+    assert [f.path for f in sieve] == ["/etc/dovecot/panel-sieve/info@shop.example.com.sieve"]
+    assert Mailbox.objects.get().autoreply
