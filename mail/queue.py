@@ -27,6 +27,12 @@ from servers.transport import TransportError
 # Short (hex) and long Postfix queue ids; never a word postsuper treats specially ("ALL").
 QUEUE_ID = re.compile(r"[0-9A-Za-z]{6,20}")
 KEEP = 500
+# doveadm -F reads a file it can seek in: the users from stdin go to a scratch file first.
+QUOTA_GET = """
+f=$(mktemp) || exit 3
+trap 'rm -f -- "$f"' EXIT
+cat > "$f" && doveadm -c "$1" -f tab quota get -F "$f"
+"""
 MAX_IDS = 200
 
 
@@ -162,11 +168,8 @@ def read_usage(ctx: OperationContext, server_id: int) -> str:
     # The users come on stdin (-F): the panel's passwd-files cannot be listed (-A) by
     # Dovecot, their path holds the domain.
     users = "".join(f"{box.address}\n" for box in boxes).encode()
-    res = t.run(
-        ["doveadm", "-c", profile.dovecot_conf, "-f", "tab", "quota", "get", "-F", "/dev/stdin"],
-        timeout=300,
-        stdin=users,
-    )
+    res = t.run(["sh", "-c", QUOTA_GET, "quota-get", profile.dovecot_conf], timeout=300,
+                stdin=users)  # fmt: skip
     if not res.ok:
         raise OperationError(f"doveadm quota get failed: {(res.stderr or res.stdout)[:500]}")
     used: dict[str, int] = {}
