@@ -1,7 +1,8 @@
 """The panel's own backup: its database (SQLite through Python's online backup API, the
 same as ``sqlite3 .backup``; PostgreSQL with ``pg_dump -Fc``) and its key files, in a
-restic repository on the panel's host (``manage.py backup_panel`` / ``restore_panel``).
-Everything runs locally; passwords reach restic and pg_* through files and environment
+restic repository reached from the panel's host: a repository and a password file, or a
+stored BackupTarget (``manage.py backup_panel`` / ``restore_panel``). Everything runs
+locally; passwords and keys reach restic and pg_* through files and environment
 variables, never an argv."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -58,17 +61,114 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return res
 
 
-def _restic(repo: str, password_file: str, *args: str) -> str:
-    return _run(["restic", "-r", repo, "--password-file", password_file, *args]).stdout
+# restic's arguments → the whole argv (a repository and a password file, or a target's).
+Restic = Callable[..., list[str]]
+# What a target file (``backup_panel --export-target``) holds: the target's repository
+# settings and secrets, to restore a panel onto a machine whose database is still empty.
+TARGET_FILE_FIELDS = (
+    "kind",
+    "path",
+    "sftp_host",
+    "sftp_port",
+    "sftp_user",
+    "sftp_host_key",
+    "sftp_private_key",
+    "s3_endpoint",
+    "s3_bucket",
+    "s3_access_key",
+    "s3_secret_key",
+    "password",
+)
 
 
-def backup(repo: str, password_file: str, *, include: list[str] = ()) -> dict:
-    """Back the panel up into ``repo`` (initialised when new); returns restic's summary."""
+def plain_repository(repo: str, password_file: str) -> Restic:
+    def argv(*args: str) -> list[str]:
+        return ["restic", "-r", repo, "--password-file", password_file, *args]
+
+    return argv
+
+
+def _restic(restic: Restic, *args: str) -> str:
+    return _run(restic(*args)).stdout
+
+
+def target_by_name(name: str):
+    """A stored target this host can reach: SFTP, S3, or a directory on the panel's own
+    host (a local-transport server)."""
+    from backups.models import BackupTarget
+    from servers.models import Server
+
+    target = BackupTarget.objects.select_related("server").filter(name=name).first()
+    if target is None:
+        raise PanelBackupError(f"No backup target is named {name!r}.")
+    if target.kind == BackupTarget.Kind.LOCAL and target.server.transport != Server.Transport.LOCAL:
+        raise PanelBackupError(
+            f"{name} is a directory on {target.server.name}, not on the panel's host: use an "
+            "SFTP or S3 target, or a directory target of a local server."
+        )
+    return target
+
+
+def target_from_file(path: str):
+    """An unsaved target from a file written by ``backup_panel --export-target``,
+    validated like a stored one."""
+    from django.core.exceptions import ValidationError
+
+    from backups.models import BackupTarget
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise PanelBackupError(f"Cannot read the target file {path}: {exc}") from exc
+    if not isinstance(data, dict) or set(data) - set(TARGET_FILE_FIELDS):
+        raise PanelBackupError(f"{path} is not a target file.")
+    target = BackupTarget(name="from-file", **data)
+    try:
+        target.clean_fields(exclude=["server", "name"])
+        target.clean()
+    except ValidationError as exc:
+        raise PanelBackupError(f"{path}: {exc}") from exc
+    return target
+
+
+def export_target(target, path: str) -> None:
+    """Write the target's settings and secrets to ``path`` (0600): keep it offline with
+    the encryption keys, to restore onto a fresh machine."""
+    data = {name: getattr(target, name) for name in TARGET_FILE_FIELDS}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.chmod(path, 0o600)
+
+
+@contextmanager
+def target_repository(target) -> Iterator[Restic]:
+    """restic argv for a target from the panel's host: its secret files (password, SFTP
+    key, S3 credentials) in a 0700 directory of PANEL_VAR_DIR, removed afterwards."""
+    from backups.restic import Repository
+    from servers.transport import LocalTransport
+
+    base = Path(settings.VAR_DIR) / "panel-backup-secrets"
+    base.mkdir(mode=0o700, exist_ok=True)
+    repo = Repository(target, LocalTransport(), None, "panel", directory=str(base / "repository"))
+    try:
+        repo.open()
+    except Exception as exc:
+        raise PanelBackupError(f"Cannot set up the target's secrets: {exc}") from exc
+    try:
+        yield repo.command
+    finally:
+        repo.close()
+
+
+def backup(restic: Restic, *, include: list[str] = (), init_dir: str = "") -> dict:
+    """Back the panel up (``init_dir``: a directory repository, initialised when new);
+    returns restic's summary."""
     # A directory is initialised when new; any other repository (sftp:, s3:, rest:) must
-    # have been initialised by hand (restic's own error says so otherwise).
-    if repo.startswith("/") and not Path(repo, "config").exists():
-        Path(repo).mkdir(parents=True, exist_ok=True, mode=0o700)
-        _restic(repo, password_file, "init")
+    # have been initialised before (a target is, when it is created).
+    if init_dir and not Path(init_dir, "config").exists():
+        Path(init_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        _restic(restic, "init")
     # A fixed staging path: restic finds the parent snapshot and stores stable paths.
     stage = Path(settings.VAR_DIR) / "panel-backup"
     shutil.rmtree(stage, ignore_errors=True)
@@ -102,7 +202,7 @@ def backup(repo: str, password_file: str, *, include: list[str] = ()) -> dict:
             "created_at": timezone.now().isoformat(),
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        out = _restic(repo, password_file, "backup", "--json", "--tag", TAG, str(stage))
+        out = _restic(restic, "backup", "--json", "--tag", TAG, str(stage))
         summary = {}
         for line in out.splitlines():
             try:
@@ -116,16 +216,14 @@ def backup(repo: str, password_file: str, *, include: list[str] = ()) -> dict:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def restore(
-    repo: str, password_file: str, *, snapshot: str = "latest", files_to: str = "", force=False
-) -> dict:
+def restore(restic: Restic, *, snapshot: str = "latest", files_to: str = "", force=False) -> dict:
     """Restore a panel backup into the configured database (which must be empty or new
     unless ``force``), and its key files into ``files_to`` (default: where they were)."""
     with tempfile.TemporaryDirectory(prefix="panel-restore-") as tmp:
         args = ["restore", snapshot, "--target", tmp]
         if snapshot == "latest":
             args[2:2] = ["--tag", TAG]
-        _restic(repo, password_file, *args)
+        _restic(restic, *args)
         [manifest_path] = list(Path(tmp).rglob("manifest.json")) or [None]
         if manifest_path is None:
             raise PanelBackupError("That snapshot is not a panel backup.")

@@ -65,9 +65,12 @@ class Repository:
     """One target's repository as seen from one server, with its secret files set up
     (``open``) and removed (``close``)."""
 
-    def __init__(self, target, transport: Transport, server, key: str) -> None:
+    def __init__(
+        self, target, transport: Transport, server, key: str, *, directory: str = ""
+    ) -> None:
         self.target, self.t = target, transport
-        self.dir = work_dir(server, key)
+        # ``directory``: the panel's own host (backup_panel), with no server profile.
+        self.dir = directory or work_dir(server, key)
         self.secrets = f"{self.dir}/secrets-{secrets.token_hex(4)}"
         self.cache = f"{self.dir}/cache"
 

@@ -18,22 +18,18 @@ from backups.restic import Repository, ResticError
 from core.models import Operation
 from servers.models import Server
 from tests.integration.conftest import need
+from tests.integration.s3_server import ACCESS_KEY, SECRET_KEY, start_s3
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 BUCKET = "panel-backups"
-ACCESS_KEY = "AKIAPANELTEST0001"
-SECRET_KEY = "s3-secret-for-the-panel-tests"
 
 
 @pytest.fixture(scope="module")
 def s3():
     """A local S3 server on 127.0.0.1 (restic init makes the bucket)."""
     need("restic")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    server, endpoint = start_s3()
+    yield endpoint
     server.stop()
 
 

@@ -166,3 +166,83 @@ def test_a_postgresql_panel_restores_into_a_fresh_database(tmp_path):
     finally:
         for name in names:
             _pg(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+TARGET = """
+from accounts.models import User
+from backups.models import BackupTarget
+from servers.models import Server
+here = Server.objects.create(name="here", address="127.0.0.1", transport="local",
+    owner=User.objects.get(email="kept@example.com"), profile={{"state_dir": "{state}"}})
+BackupTarget.objects.create(name="offsite", kind="s3", server=here, path="/panel",
+    s3_endpoint="{endpoint}", s3_bucket="panel-self", s3_access_key="{access}",
+    s3_secret_key="{secret}", password="target-password-123", status="ready")
+"""
+
+
+def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_path):
+    """backup_panel --target into an S3 target (a local S3 server), initialised as target
+    creation would; restore_panel --target-file onto a fresh machine, and --target from
+    the database the old panel still has."""
+    import subprocess as sp
+
+    from tests.integration.s3_server import ACCESS_KEY, SECRET_KEY, start_s3
+
+    need("restic")
+    server, endpoint = start_s3()
+    try:
+        old, new = tmp_path / "old", tmp_path / "new"
+        old.mkdir()
+        new.mkdir()
+        manage(old, "migrate", "-v0")
+        manage(old, "shell", "-c", WRITE)
+        script = TARGET.format(
+            state=tmp_path / "state", endpoint=endpoint, access=ACCESS_KEY, secret=SECRET_KEY
+        )
+        manage(old, "shell", "-c", script)
+        creds = tmp_path / "creds"
+        creds.write_text(
+            f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        )
+        (tmp_path / "pw").write_text("target-password-123")
+        sp.run(
+            ["restic", "-r", f"s3:{endpoint}/panel-self/panel", "-p", str(tmp_path / "pw"), "init"],
+            env={**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(creds)},
+            check=True,
+            capture_output=True,
+        )
+        access = tmp_path / "offsite.json"
+        out = manage(old, "backup_panel", "--target", "offsite", "--export-target", str(access))
+        assert "Snapshot" in out.stdout and "encryption_key" in out.stdout
+        assert oct(access.stat().st_mode & 0o777) == "0o600"
+        assert not list((old / "panel-backup-secrets").rglob("secrets-*"))  # removed
+        # The bucket holds the snapshot (restic, with the target's own credentials).
+        listed = sp.run(
+            ["restic", "-r", f"s3:{endpoint}/panel-self/panel", "-p", str(tmp_path / "pw")]
+            + ["snapshots", "--json", "--tag", "panel-self"],
+            env={**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(creds)},
+            capture_output=True,
+            text=True,
+        )
+        assert listed.returncode == 0 and '"panel-self"' in listed.stdout, listed.stderr
+
+        # A fresh machine: its database is empty, the target comes from the exported file.
+        manage(
+            new,
+            "restore_panel",
+            "--target-file",
+            str(access),
+            "--files-to",
+            str(new),
+            keys_from_env=True,
+        )
+        read = manage(new, "shell", "-c", READ).stdout.splitlines()[-1].split()
+        assert read == ["1", "s3cret-kept"]
+        # The old panel, its database still there: --target, which needs --force.
+        refused = manage(old, "restore_panel", "--target", "offsite", check=False)
+        assert refused.returncode != 0 and "--force" in refused.stderr
+        # A directory target on another server cannot be reached from the panel's host.
+        bad = manage(old, "backup_panel", "--target", "nosuch", check=False)
+        assert bad.returncode != 0 and "No backup target" in bad.stderr
+    finally:
+        server.stop()
