@@ -175,9 +175,12 @@ def deliver(delivery: Delivery, *, now: datetime | None = None) -> Delivery:
         return delivery
     hook, event = delivery.webhook, delivery.event
     token = hook.token
-    if not hook.enabled or (token is not None and not token.is_usable):
+    if not hook.enabled or not hook.owner.is_active or (token and not token.is_usable):
         delivery.state, delivery.next_attempt_at = Delivery.State.FAILED, None
-        delivery.last_error = "Not sent: the webhook is disabled or its API token is not usable."
+        delivery.last_error = (
+            "Not sent: the webhook is disabled, its owner deactivated or its API token "
+            "no longer usable."
+        )
         delivery.save()
         return delivery
     body = event.body()

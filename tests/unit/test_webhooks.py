@@ -286,3 +286,15 @@ def test_certificate_operations_become_certificate_events(
     assert event.data["certificate"]["domains"] == ["tls.example.com"]
     assert event.data["operation"] == str(op.uuid)
     assert Delivery.objects.filter(event=event, webhook__owner=customer).count() == 1
+
+
+def test_nothing_is_sent_for_a_deactivated_owner_or_a_disabled_webhook(customer):
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    pending = services.do_send_test(hook, actor=customer)
+    type(customer).objects.filter(pk=customer.pk).update(is_active=False)
+    done = services.deliver(Delivery.objects.select_related("webhook__owner").get(pk=pending.pk))
+    assert done.state == "failed" and "deactivated" in done.last_error and done.attempts == 1
+    type(customer).objects.filter(pk=customer.pk).update(is_active=True)
+    Webhook.objects.filter(pk=hook.pk).update(enabled=False)
+    again = services.do_send_test(hook, actor=customer)
+    assert services.deliver(Delivery.objects.get(pk=again.pk)).state == "failed"
