@@ -221,5 +221,9 @@ class MailServerState(models.Model):
     queue_total = models.PositiveIntegerField(default=0)
     queue_read_at = models.DateTimeField(null=True, blank=True)
 
+    objects = PolicyQuerySet.as_manager()
+    # Read-only rows: those who own the server (its provider) and administrators see them.
+    policy = Rules(owner="server__owner", owner_may=frozenset({VIEW}), admin_may=frozenset({VIEW}))
+
     def __str__(self) -> str:
         return f"mail state of {self.server_id}"
