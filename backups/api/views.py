@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -8,7 +8,9 @@ from backups.api.serializers import (
     BackupJobSerializer,
     BackupRunSerializer,
     BackupTargetSerializer,
+    BrowseSerializer,
     RestoreSerializer,
+    SnapshotListingSerializer,
     TargetPasswordSerializer,
 )
 from backups.filters import BackupJobFilter, BackupRunFilter, BackupTargetFilter
@@ -99,6 +101,53 @@ class BackupJobViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
             snapshot_id=""
         )
         return Response(BackupRunSerializer(runs.select_related("job"), many=True).data)
+
+    @extend_schema(request=BrowseSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="browse", policy_action=CHANGE)
+    def browse(self, request, uuid=None):
+        """List one folder of a snapshot (an Operation); read it from ``listing``."""
+        job = self.get_object()
+        body = BrowseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = job.runs.filter(uuid=body.validated_data["run"]).first()
+        path = body.validated_data.get("path") or ""
+        op = services.start_browse(job, actor=request.user, run=run, path=path)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("run", str, required=True),
+            OpenApiParameter("path", str, required=False),
+        ],
+        responses={200: SnapshotListingSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="listing",
+        pagination_class=None,
+        policy_action=CHANGE,
+    )
+    def listing(self, request, uuid=None):
+        """A folder of a snapshot as listed by ``browse`` (404 until it is)."""
+        from django.core.exceptions import ValidationError as DjangoValidationError
+        from django.http import Http404
+
+        from backups.models import SnapshotListing
+
+        job = self.get_object()
+        try:
+            run = job.runs.filter(uuid=request.query_params.get("run") or None).first()
+        except DjangoValidationError:
+            run = None
+        if run is None:
+            raise Http404
+        path = request.query_params.get("path") or (run.manifest or {}).get("home") or ""
+        found = SnapshotListing.objects.filter(run=run, path=path.rstrip("/") or path).first()
+        if found is None:
+            raise Http404
+        return Response(SnapshotListingSerializer(found).data)
 
     @extend_schema(request=RestoreSerializer, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], url_path="restore", policy_action=CHANGE)
