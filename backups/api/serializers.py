@@ -160,8 +160,20 @@ class BrowseSerializer(serializers.Serializer):
     )
 
 
+class SnapshotEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(help_text="file, dir, symlink, ...")
+    size = serializers.IntegerField(required=False)
+    permissions = serializers.CharField(required=False)
+    uid = serializers.IntegerField(required=False)
+    gid = serializers.IntegerField(required=False)
+    mtime = serializers.CharField(required=False)
+
+
 class SnapshotListingSerializer(serializers.Serializer):
-    path = serializers.CharField()
-    listed_at = serializers.DateTimeField()
+    run = serializers.UUIDField(allow_null=True, help_text="null: no snapshot to browse.")
+    path = serializers.CharField(allow_blank=True)
+    listed = serializers.BooleanField(help_text="False until browse has listed the folder.")
+    listed_at = serializers.DateTimeField(allow_null=True)
     truncated = serializers.BooleanField()
-    entries = serializers.ListField(child=serializers.DictField())
+    entries = SnapshotEntrySerializer(many=True)

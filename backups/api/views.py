@@ -117,8 +117,8 @@ class BackupJobViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("run", str, required=True),
-            OpenApiParameter("path", str, required=False),
+            OpenApiParameter("run", str, required=False, description="Default: the latest."),
+            OpenApiParameter("path", str, required=False, description="Default: the home."),
         ],
         responses={200: SnapshotListingSerializer},
     )
@@ -130,24 +130,33 @@ class BackupJobViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
         policy_action=CHANGE,
     )
     def listing(self, request, uuid=None):
-        """A folder of a snapshot as listed by ``browse`` (404 until it is)."""
+        """A folder of a snapshot as listed by ``browse``; ``listed`` is false (and
+        ``entries`` empty) until it is."""
         from django.core.exceptions import ValidationError as DjangoValidationError
-        from django.http import Http404
 
         from backups.models import SnapshotListing
 
         job = self.get_object()
+        runs = job.runs.filter(state=BackupRun.State.SUCCEEDED, forgotten=False).exclude(
+            snapshot_id=""
+        )
         try:
-            run = job.runs.filter(uuid=request.query_params.get("run") or None).first()
+            wanted = request.query_params.get("run")
+            run = runs.filter(uuid=wanted).first() if wanted else runs.first()
         except DjangoValidationError:
             run = None
-        if run is None:
-            raise Http404
-        path = request.query_params.get("path") or (run.manifest or {}).get("home") or ""
-        found = SnapshotListing.objects.filter(run=run, path=path.rstrip("/") or path).first()
-        if found is None:
-            raise Http404
-        return Response(SnapshotListingSerializer(found).data)
+        home = (run.manifest or {}).get("home", "") if run else ""
+        path = (request.query_params.get("path") or home).rstrip("/") or home
+        found = SnapshotListing.objects.filter(run=run, path=path).first() if run else None
+        data = {
+            "run": run.uuid if run else None,
+            "path": path,
+            "listed": found is not None,
+            "listed_at": found.listed_at if found else None,
+            "truncated": found.truncated if found else False,
+            "entries": found.entries if found else [],
+        }
+        return Response(SnapshotListingSerializer(data).data)
 
     @extend_schema(request=RestoreSerializer, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], url_path="restore", policy_action=CHANGE)
