@@ -384,13 +384,19 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
             last_size_bytes=summary.size_bytes,
         )
         ctx.progress(88, f"Retention: keep {job.keep_daily} daily, {job.keep_weekly} weekly")
+        kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
         try:
-            removed = repo.forget(job.tag, job.keep_daily, job.keep_weekly)
+            # The first snapshot of a job: retention keeps at least the latest, so restic
+            # forget (a repository lock and a read of every snapshot) has nothing to do.
+            removed = (
+                repo.forget(job.tag, job.keep_daily, job.keep_weekly)
+                if kept.filter(state=BackupRun.State.SUCCEEDED).count() > 1
+                else []
+            )
         except ResticError as exc:  # the backup itself is safe; say so and go on
             ctx.log(f"Retention failed: {exc}", "warning")
         else:
             # restic's summary gives the short id, forget the full one.
-            kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
             gone = [
                 pk
                 for pk, short in kept.values_list("pk", "snapshot_id")
