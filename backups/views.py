@@ -18,6 +18,7 @@ from core.generic import (
     PortalDeleteView,
     PortalDetailView,
     PortalEditView,
+    PortalFormActionView,
     PortalListView,
     form_errors_from,
     get_for_user,
@@ -234,26 +235,13 @@ class BackupTargetVerify(PortalActionView):
     service = services.start_verify_target
 
 
-class BackupTargetPassword(View):
+class BackupTargetPassword(PortalFormActionView):
     """POST: a new repository password (restic key add, then the old key removed), as an
     Operation."""
 
-    http_method_names = ["post"]
-
-    def post(self, request, uuid):
-        target = get_for_user(BackupTarget, request.user, CHANGE, uuid=uuid)
-        form = TargetPasswordForm(request.POST)
-        form.is_valid()
-        try:
-            op = services.do_change_password(
-                target, actor=request.user, data={"password": form.cleaned_data.get("password")}
-            )
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
-            return redirect_htmx_aware(request, target.get_absolute_url())
-        except PermissionDenied as exc:
-            raise Http404 from exc
-        return redirect_htmx_aware(request, op.get_absolute_url())
+    model = BackupTarget
+    form_class = TargetPasswordForm
+    service = services.do_change_password
 
 
 class BackupBrowse(View):

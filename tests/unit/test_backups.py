@@ -350,6 +350,22 @@ class TestPortal:
         assert counts[0] == counts[1], counts
 
 
+def test_the_password_form_starts_the_change_or_says_why_not(
+    setup, admin_user, django_capture_on_commit_callbacks
+):
+    client = login(admin_user)
+    url = f"/backups/targets/{setup.target.uuid}/password/"
+    resp = client.post(url, {"password": "new-password-123"})
+    assert resp.status_code == 302 and resp["Location"] == setup.target.get_absolute_url()
+    assert not Operation.objects.filter(kind="backup_target.password").exists()  # not ready
+    BackupTarget.objects.filter(pk=setup.target.pk).update(status="ready")
+    with django_capture_on_commit_callbacks(execute=False):
+        resp = client.post(url, {"password": "new-password-123"})
+    op = Operation.objects.get(kind="backup_target.password")
+    assert resp.status_code == 302 and resp["Location"] == op.get_absolute_url()
+    assert BackupTarget.objects.get(pk=setup.target.pk).pending_password == "new-password-123"
+
+
 class TestBrowser:
     HOME = "/home/x"
 
