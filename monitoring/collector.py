@@ -54,7 +54,9 @@ def read_server(server: Server, monitor: ServerMonitor, timeout: float):
 def derive(reading: agentless.Reading, previous: dict, at: datetime) -> tuple[dict, dict]:
     """Values of one sample (gauges, CPU % and rates from the counters' deltas since the
     previous round) and the counters to keep for the next round."""
-    values = {k: round(v, 3) for k, v in reading.gauges.items()}
+    # round() of a float costs ~0.5 µs (it is correctly rounded, through decimal digits):
+    # whole numbers (byte counts, totals, counts) are left as they are, the same result.
+    values = {k: v if v % 1 == 0 else round(v, 3) for k, v in reading.gauges.items()}
     state = {"at": at.timestamp(), **reading.counters}
     dt = state["at"] - previous.get("at", state["at"])
     if dt > 0:

@@ -49,6 +49,9 @@ NEEDS=(
   "/bin/busybox:busybox-static"
   # Backups: restic runs on the servers (and here, in the tests).
   "/usr/bin/restic:restic"
+  # deploy/: the install scripts are checked with shellcheck, the units with systemd-analyze.
+  "/usr/bin/shellcheck:shellcheck"
+  "/usr/bin/systemd-analyze:systemd"
 )
 
 # The tiny guest boots Debian's cloud kernel. Only the file is taken from the package

@@ -160,9 +160,9 @@ class Feed:
     waits (in the reading thread) while ``limit`` bytes are queued and not yet ``taken``, so
     a browser that reads slowly holds the source back instead of growing this queue."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = FEED_LIMIT) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int | None = None) -> None:
         self.loop = loop
-        self.limit = limit
+        self.limit = FEED_LIMIT if limit is None else limit
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.buffered = 0
         self._ended = False

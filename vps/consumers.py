@@ -6,11 +6,19 @@ no longer change the VPS, or the VPS stops running or expires.
 
 Serial frames are the terminal's JSON (``{"t": "i", "d": ...}``; resize frames are ignored,
 a serial line has no size); VNC frames are the RFB bytes, as noVNC sends them.
+
+Flow control: the web server takes every frame sent at once (Daphne buffers it for a slow
+browser without limit), so the serial socket sends at most ``ACK_WINDOW`` bytes the browser
+has not acknowledged (``{"t": "a", "n": bytes}``, sent by static/js/terminal.js once
+xterm.js has drawn them). Past that the pump waits, the console's feed fills and its source
+waits (docs/vps.md, "Console"). VNC needs none: RFB sends a screen update only when the
+browser asks for one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from importlib import import_module
@@ -26,6 +34,23 @@ from vps import console
 
 log = logging.getLogger(__name__)
 WATCHDOG_SECONDS = 30
+ACK_WINDOW = 256 * 1024  # serial bytes sent and not yet acknowledged by the browser
+
+
+def parse_ack(text: str | None) -> int | None:
+    """The byte count of an acknowledgement frame ``{"t": "a", "n": bytes}``, else None."""
+    if not text or '"a"' not in text:
+        return None
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or msg.get("t") != "a":
+        return None
+    n = msg.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1 << 30:
+        return n
+    return None
 
 
 def _session_alive(user, session_key: str, ip: str | None, vps_id: int) -> bool:
@@ -52,6 +77,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         self.bytes_in = self.bytes_out = 0
+        self.unacked = 0
+        self.acked = asyncio.Event()
         self.started = time.monotonic()
         user = self.scope.get("user")
         session = self.scope.get("session")
@@ -110,6 +137,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             data = await feed.queue.get()
             if data is None:
                 break
+            if self.kind == "serial":
+                while self.unacked >= ACK_WINDOW:  # the browser is behind: wait for its acks
+                    self.acked.clear()
+                    await self.acked.wait()
+                self.unacked += len(data)
             self.bytes_out += len(data)
             await self.send(bytes_data=data)
             feed.taken(len(data))
@@ -121,6 +153,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if self.kind == "vnc":
             data = bytes_data
         else:
+            acked = parse_ack(text_data)
+            if acked is not None:
+                self.unacked = max(0, self.unacked - acked)
+                self.acked.set()
+                return
             frame = parse_frame(text_data)
             data = frame[1].encode() if frame is not None and frame[0] == "i" else None
             if frame is not None and frame[0] == "r":

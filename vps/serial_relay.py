@@ -13,10 +13,13 @@ forks (a server with worker processes, a test's live server) after that loop ran
 leaves the child a loop it cannot run; here every console gets a process that started
 fresh (exec'd, never forked from one with the loop) and runs the loop in its main thread.
 
-Backpressure: at most ``OUT_LIMIT`` bytes wait for stdout. Past that the stream is no
-longer read, so libvirt stops taking the guest's output and the guest's serial port waits;
-a reader that is slow costs neither this process nor the panel unbounded memory. Input
-waits the same way: stdin is not read while the console has not taken the last chunk.
+Backpressure: at most ``OUT_LIMIT`` bytes wait for stdout. Past that the relay waits until
+the panel has read them (a blocking write): its event loop stops, so libvirt's client
+stops reading the connection (it would queue a stream's packets without limit), libvirtd
+stops reading the console's pty and the guest's serial port waits. A reader that is slow
+costs no process unbounded memory. (The connection has no keepalive to miss meanwhile: it
+is only started on request.) Input waits the same way: stdin is not read while the console
+has not taken the last chunk.
 
 Only the standard library and libvirt are imported (no Django): it starts in a few tens of
 milliseconds.
@@ -29,7 +32,7 @@ import os
 import sys
 
 READ_SIZE = 65536
-OUT_LIMIT = 256 * 1024
+OUT_LIMIT = 64 * 1024
 
 
 class Relay:
@@ -51,8 +54,7 @@ class Relay:
     def _wanted_stream_events(self) -> int:
         lv = self.lv
         events = 0
-        if len(self.out) < OUT_LIMIT:
-            events |= lv.VIR_STREAM_EVENT_READABLE
+        events |= lv.VIR_STREAM_EVENT_READABLE
         if self.pending_in:
             events |= lv.VIR_STREAM_EVENT_WRITABLE
         return events
@@ -74,7 +76,7 @@ class Relay:
         lv = self.lv
         try:
             if events & lv.VIR_STREAM_EVENT_READABLE:
-                while len(self.out) < OUT_LIMIT:
+                while True:
                     data = stream.recv(READ_SIZE)
                     if data == -2:  # nothing more for now
                         break
@@ -82,13 +84,15 @@ class Relay:
                         self.finish()
                         return
                     self.out += data
+                    if len(self.out) >= OUT_LIMIT:
+                        self._flush_out(wait=True)  # the panel is behind: hold libvirt back
                 self._flush_out()
             if events & lv.VIR_STREAM_EVENT_WRITABLE and self.pending_in:
                 self._send_in()
             if events & (lv.VIR_STREAM_EVENT_ERROR | lv.VIR_STREAM_EVENT_HANGUP):
                 self.finish()
                 return
-        except lv.libvirtError:
+        except (lv.libvirtError, OSError):  # the console, or the panel's end, is gone
             self.finish()
             return
         self._update()
@@ -119,13 +123,20 @@ class Relay:
             return
         self._update()
 
-    def _flush_out(self) -> None:
-        while self.out:
-            try:
-                written = os.write(1, self.out)
-            except BlockingIOError:
-                return
-            del self.out[:written]
+    def _flush_out(self, wait: bool = False) -> None:
+        """Write what stdout takes now; with ``wait``, all of it, however long that takes."""
+        if wait:
+            os.set_blocking(1, True)
+        try:
+            while self.out:
+                try:
+                    written = os.write(1, self.out)
+                except BlockingIOError:
+                    return
+                del self.out[:written]
+        finally:
+            if wait:
+                os.set_blocking(1, False)
 
     def _on_stdout(self, _watch, _fd: int, events: int, _opaque) -> None:
         if events & (self.lv.VIR_EVENT_HANDLE_HANGUP | self.lv.VIR_EVENT_HANDLE_ERROR):

@@ -17,7 +17,18 @@
       ws.binaryType = "arraybuffer";
       function resize() { fit.fit(); if (ws.readyState === 1) ws.send(JSON.stringify({ t: "r", c: term.cols, r: term.rows })); }
       ws.onopen = function () { setStatus("connected", "ok"); resize(); term.focus(); };
-      ws.onmessage = function (ev) { term.write(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data)); };
+      // data-flow="ack" (the VPS serial console): acknowledge what xterm.js has drawn, so
+      // the server sends no more than its window ahead of a slow browser.
+      var ack = box.dataset.flow === "ack", drawn = 0;
+      function acknowledge(n) {
+        drawn += n;
+        if (drawn >= 16384 && ws.readyState === 1) { ws.send(JSON.stringify({ t: "a", n: drawn })); drawn = 0; }
+      }
+      ws.onmessage = function (ev) {
+        var data = typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data);
+        if (!ack) { term.write(data); return; }
+        term.write(data, function () { acknowledge(data.length); });
+      };
       ws.onclose = function (ev) { setStatus(ev.code === 1000 ? "closed" : "disconnected (" + ev.code + ")", "warn"); };
       term.onData(function (d) { if (ws.readyState === 1) ws.send(JSON.stringify({ t: "i", d: d })); });
       window.addEventListener("resize", resize);

@@ -46,6 +46,10 @@ class VpsConsoleJourney(LiveBrowser):
         page.locator("#terminal").click()
         page.keyboard.type("echo browser-$((20+22))\n")
         expect(page.locator("#terminal")).to_contain_text("browser-42", timeout=15000)
+        # About 300 KB (with the tty's CR before each LF), past the socket's window of
+        # 256 KiB: it only all arrives when the page acknowledges what xterm.js has drawn.
+        page.keyboard.type("seq 1 45000; echo seq-$((50+5))-done\n")
+        expect(page.locator("#terminal")).to_contain_text("seq-55-done", timeout=60000)
         page.screenshot(path=str(SHOTS / "vps-serial-console.png"))
         assert page.evaluate("() => window.__cspBlocked") == []
         assert axe_violations(page) == []

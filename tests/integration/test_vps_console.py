@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
+import threading
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
@@ -161,6 +163,81 @@ async def test_serial_console_runs_a_command_in_the_guest_and_is_audited(local_v
 
     again, ok, code = await _open(client, path)  # single use
     assert not ok and code == 4403
+
+
+FLOW_LINES = 3000  # about 190 KB of output: far past the small window and feed below
+FLOW_COMMAND = (
+    f"i=0; while [ $i -lt {FLOW_LINES} ]; do i=$((i+1)); "
+    "echo flow-$i-.................................................; done; echo done-$((40+2))\n"
+)
+
+
+async def test_a_browser_that_does_not_acknowledge_holds_the_console_back(
+    local_vps, customer, monkeypatch
+):
+    """A browser that reads nothing gets at most the window; the panel's queue stays
+    within its limit while the guest keeps printing (the source is held back). Once it
+    acknowledges, everything arrives in order: nothing was dropped."""
+    from vps import console, consumers
+
+    window = limit = 4096
+    monkeypatch.setattr(consumers, "ACK_WINDOW", window)
+    feeds = []
+
+    class RecordingFeed(console.Feed):
+        def __init__(self, loop, limit=None):
+            super().__init__(loop, limit=limit_)
+            self.full = threading.Event()
+            self.sent = self.most = 0
+            feeds.append(self)
+
+        def push(self, data):
+            with self._room:
+                if self.buffered >= self.limit:
+                    self.full.set()  # the reader waits for room now
+            super().push(data)
+            self.most = max(self.most, self.buffered)
+
+        def taken(self, count):
+            self.sent += count
+            super().taken(count)
+
+    limit_ = limit
+    monkeypatch.setattr(console, "Feed", RecordingFeed)
+    client = await sync_to_async(login)(customer)
+    data = await _ticket(client, local_vps, "serial")
+    comm, ok, _ = await _open(client, f"{data['url']}?ticket={data['ticket']}")
+    assert ok
+    await comm.send_to(text_data=json.dumps({"t": "i", "d": FLOW_COMMAND}))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 30
+    while not (feeds and feeds[0].full.is_set()) and loop.time() < end:
+        await asyncio.sleep(0.05)  # the socket's pump runs on this loop: poll, never block
+    assert feeds and feeds[0].full.is_set(), "the console's reader never waited for room"
+    feed = feeds[0]
+    # The pump stopped at the window: what it sent is all the browser has, one chunk over
+    # at most, and the feed never held much more than its limit.
+    assert feed.sent <= window + console.READ_SIZE
+    assert feed.most <= limit + console.READ_SIZE
+    got = b""
+    while len(got) < feed.sent:
+        msg = await comm.receive_output(timeout=10)
+        got += msg.get("bytes") or b""
+    assert len(got) == feed.sent
+    assert "done-42" not in got.decode(errors="replace")
+
+    await comm.send_to(text_data=json.dumps({"t": "a", "n": len(got)}))
+    out = got
+    end = loop.time() + 60
+    while b"done-42" not in out and loop.time() < end:
+        msg = await comm.receive_output(timeout=max(0.1, end - loop.time()))
+        chunk = msg.get("bytes") or b""
+        out += chunk
+        await comm.send_to(text_data=json.dumps({"t": "a", "n": len(chunk)}))
+    numbers = [int(n) for n in re.findall(rb"flow-(\d+)-", out)]
+    assert numbers == list(range(1, FLOW_LINES + 1))
+    assert feed.most <= limit + console.READ_SIZE
+    await comm.disconnect()
 
 
 async def test_signing_out_closes_the_serial_console(local_vps, customer):

@@ -78,7 +78,13 @@ def _objects(admin_user):
     )
     backup_job = BackupJob.objects.create(account=account, target=backup_target)
     backup_run = BackupRun.objects.create(job=backup_job, state="succeeded", snapshot_id="abcd1234")
+    from hooks.models import Webhook
+
+    webhook = Webhook.objects.create(
+        owner=admin_user, name="fuzz", url="https://hooks.example.com/", events=["alert.fired"]
+    )
     return {
+        "webhooks": webhook,
         "mail-domains": mail_domain,
         "mailboxes": Mailbox.objects.create(
             domain=mail_domain, local_part="info", password_hash="{SHA512-CRYPT}$6$s$" + "x" * 86

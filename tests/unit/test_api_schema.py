@@ -128,6 +128,15 @@ def world(admin_user, reseller, customer):
             domain=mail_domain, local_part="sales", destinations="info@mail.example.com"
         ),
     }
+    from hooks.models import Delivery as HookDelivery
+    from hooks.models import Event, Webhook
+
+    webhook = Webhook.objects.create(
+        owner=customer, name="w", url="https://hooks.example.com/", events=["alert.fired"]
+    )
+    event = Event.objects.create(type="webhook.test", source="test:schema", owner_id=customer.pk)
+    mail_objects["webhooks"] = webhook
+    mail_objects["webhook-deliveries"] = HookDelivery.objects.create(webhook=webhook, event=event)
     return {
         "mail_objects": mail_objects,
         "vps_objects": vps_objects,

@@ -137,6 +137,8 @@ def test_agentless_parse_and_rates():
     t1 = datetime(2026, 1, 1, tzinfo=UTC)
     values, state = derive(r, {}, t1)
     assert "cpu" not in values
+    odd = agentless.Reading({"a": 6.213499, "b": 2.0, "c": 25276514304.0, "d": 7}, {}, {})
+    assert derive(odd, {}, t1)[0] == {"a": 6.213, "b": 2.0, "c": 25276514304.0, "d": 7}
     later = agentless.parse(
         PROC.replace("cpu  100 0 100 700 100", "cpu  150 0 150 750 150").replace(
             "eth0: 1000", "eth0: 4000"

@@ -207,6 +207,19 @@ def victims(db, admin_user):
     result = CheckResult.objects.create(uptime_check=check, ok=True)
     page = StatusPage.objects.create(owner=customer, slug=STATUS_SLUG, title="victim")
     objects += [channel, alert_rule, alert, delivery, check, result, page]
+    from hooks.models import Delivery as HookDelivery
+    from hooks.models import Event, Webhook
+
+    webhook = Webhook.objects.create(
+        owner=customer,
+        token=token,
+        name="victim integration",
+        url="https://hooks.example.com/in",
+        events=["operation.succeeded"],
+        secret=WEBHOOK_SECRET,
+    )
+    event = Event.objects.create(type="webhook.test", source="test:victim", owner_id=customer.pk)
+    objects += [webhook, event, HookDelivery.objects.create(webhook=webhook, event=event)]
     secrets += [WEBHOOK_SECRET, STATUS_SLUG, MAILBOX_HASH]
     return {"objects": objects, "secrets": secrets, "operation": op}
 
