@@ -16,7 +16,6 @@ SECRET_KEY=$(token)
 PANEL_ENCRYPTION_KEYS=$(head -c 32 /dev/urandom | base64 | tr '/+' '_-')
 PANEL_AUDIT_KEYS=$(token)
 DATABASE_URL=postgres://panel:${db_password}@postgres:5432/panel
-DATABASE_CONN_MAX_AGE=60
 ALLOWED_HOSTS=${domain}
 CSRF_TRUSTED_ORIGINS=https://${domain}
 DEFAULT_FROM_EMAIL=panel@${domain}

@@ -27,7 +27,7 @@ PANEL_DB=${PANEL_DB:-panel}
 PANEL_WEB_PORTS=${PANEL_WEB_PORTS:-"8001 8002"} # one web process per port
 # nginx's upstream servers, host:port; default: 127.0.0.1 and each of PANEL_WEB_PORTS.
 PANEL_WEB_UPSTREAMS=${PANEL_WEB_UPSTREAMS:-$(for p in $PANEL_WEB_PORTS; do printf '127.0.0.1:%s ' "$p"; done)}
-PANEL_WORKERS=${PANEL_WORKERS:-2}               # qcluster instances
+PANEL_WORKER_INSTANCES=${PANEL_WORKER_INSTANCES:-2} # qcluster instances (each runs PANEL_WORKERS task processes)
 PANEL_REDIS_URL=${PANEL_REDIS_URL:-redis://127.0.0.1:6379/0}
 HTTP_LISTEN=${HTTP_LISTEN:-80}
 HTTPS_LISTEN=${HTTPS_LISTEN:-443}
@@ -41,7 +41,7 @@ SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $PANEL_DOMAIN =~ ^([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|_)$ ]] || { echo "bad PANEL_DOMAIN" >&2; exit 2; }
 [[ $PANEL_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { echo "bad PANEL_USER" >&2; exit 2; }
 [[ $PANEL_DB =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || { echo "bad PANEL_DB" >&2; exit 2; }
-[[ $PANEL_WORKERS =~ ^[1-9][0-9]?$ ]] || { echo "bad PANEL_WORKERS" >&2; exit 2; }
+[[ $PANEL_WORKER_INSTANCES =~ ^[1-9][0-9]?$ ]] || { echo "bad PANEL_WORKER_INSTANCES" >&2; exit 2; }
 [[ $PANEL_ADMIN_EMAIL =~ ^[^[:space:]@]+@[^[:space:]@]+$ ]] || { echo "bad PANEL_ADMIN_EMAIL" >&2; exit 2; }
 for port in $PANEL_WEB_PORTS; do
   [[ $port =~ ^[1-9][0-9]{0,4}$ ]] || { echo "bad port in PANEL_WEB_PORTS: $port" >&2; exit 2; }
@@ -80,7 +80,6 @@ SECRET_KEY=$(random_token)
 PANEL_ENCRYPTION_KEYS=$(fernet_key)
 PANEL_AUDIT_KEYS=$(random_token)
 DATABASE_URL=postgres://${PANEL_DB}:${db_password}@127.0.0.1:5432/${PANEL_DB}
-DATABASE_CONN_MAX_AGE=60
 REDIS_URL=${PANEL_REDIS_URL}
 ALLOWED_HOSTS=${PANEL_DOMAIN}
 CSRF_TRUSTED_ORIGINS=https://${PANEL_DOMAIN}
@@ -216,7 +215,7 @@ manage bootstrap_admin --email "$PANEL_ADMIN_EMAIL"
 log "starting processes"
 units=(panel.target panel-metrics.service)
 for port in $PANEL_WEB_PORTS; do units+=("panel-web@$port.service"); done
-for n in $(seq 1 "$PANEL_WORKERS"); do units+=("panel-worker@$n.service"); done
+for n in $(seq 1 "$PANEL_WORKER_INSTANCES"); do units+=("panel-worker@$n.service"); done
 systemctl enable "${units[@]}"
 # A re-run (an upgrade) restarts what runs, one by one (systemctl needs root, the panel's
 # user only migrated above); then whatever is not running yet starts.

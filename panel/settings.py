@@ -185,6 +185,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # Explicit, so a forked test server (Channels' live server) does not prefix it twice.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
+    # A connection pool per process (psycopg_pool). Under ASGI every concurrent request runs
+    # in a thread of its own with a connection of its own: without a bound, a burst of
+    # requests opens as many connections as PostgreSQL allows and the rest fail. With the
+    # pool a request waits (PANEL_DB_POOL_TIMEOUT seconds) for one of this process's
+    # connections. Needs DATABASE_CONN_MAX_AGE=0 (the pool keeps them open).
+    if _pool_size := env_int("PANEL_DB_POOL_SIZE", 0):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_size,
+            "timeout": env_int("PANEL_DB_POOL_TIMEOUT", 20),
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

@@ -195,7 +195,6 @@ class Cluster:
         }
         env.update(
             DATABASE_URL=urllib.parse.urlunsplit(parts._replace(path=f"/{db_name}")),
-            DATABASE_CONN_MAX_AGE="60",
             REDIS_URL=self._redis_url(),
             PANEL_REDIS_PREFIX=f"uhp-cluster-{self.tag}",
             PANEL_Q_NAME=f"cluster-{self.tag}",
@@ -253,12 +252,12 @@ class Cluster:
         out = self.manage("shell", "-c", code)
         return json.loads(out.strip().splitlines()[-1])
 
-    def _popen(self, argv: list[str], log_name: str) -> subprocess.Popen:
+    def _popen(self, argv: list[str], log_name: str, **extra: str) -> subprocess.Popen:
         log = open(self.logs / log_name, "ab")  # noqa: SIM115 - the child keeps it
         return subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -267,7 +266,8 @@ class Cluster:
     def start_web(self, port: int) -> subprocess.Popen:
         pidfile = self.var / f"web-{port}.pid"
         argv = [PYTHON, "manage.py", "runweb", "--port", str(port), "--pidfile", str(pidfile)]
-        self.webs[port] = self._popen(argv, f"web-{port}.log")
+        # A bounded connection pool per web process, as the systemd unit sets it.
+        self.webs[port] = self._popen(argv, f"web-{port}.log", PANEL_DB_POOL_SIZE="8")
         return self.webs[port]
 
     def start_worker(self, n: int) -> subprocess.Popen:

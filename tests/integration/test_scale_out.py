@@ -302,25 +302,29 @@ def test_an_operation_holds_its_server_against_the_other_worker(cluster, api, ga
     gate.hold()
     try:
         first = start_op(cluster, api)
-        holder = holder_worker(cluster, gate, len(gate.peers))
+        holder_worker(cluster, gate, len(gate.peers))
         wait_state(cluster, api, first, "running")
-        second = start_op(cluster, api)
-        # The other worker (the holder's only task process is busy) takes it and waits for
-        # the server's lock: it stays queued, says so in its log, and never connects.
-        wait_until(
-            lambda: "Waiting for" in api.get(f"{cluster.url}/api/v1/operations/{second}/log/").text,
-            15,
-            "the second operation does not say it waits for the first",
-        )
         connections = len(gate.peers)
-        assert op(cluster, api, second)["state"] == "queued"
+        # Three more on the same server. The holder's cluster can take at most two of them
+        # off the queue (one in its task queue, one in its pusher's hand: its only task
+        # process is busy), so the other worker gets at least one: it waits for the server's
+        # lock, says so, stays queued and never connects.
+        others = [start_op(cluster, api) for _ in range(3)]
+
+        def waiting() -> bool:
+            return any(
+                "Waiting for" in api.get(f"{cluster.url}/api/v1/operations/{uuid}/log/").text
+                for uuid in others
+            )
+
+        wait_until(waiting, 20, "no operation waits for the server's lock", step=0.2)
         assert op(cluster, api, first)["state"] == "running"
+        assert all(op(cluster, api, uuid)["state"] == "queued" for uuid in others)
         assert len(gate.peers) == connections
     finally:
         gate.release()
-    wait_state(cluster, api, first, "succeeded")
-    wait_state(cluster, api, second, "succeeded")
-    assert holder in cluster.workers
+    for uuid in [first, *others]:
+        assert wait_state(cluster, api, uuid, "succeeded", "failed")["state"] == "succeeded"
 
 
 def test_a_killed_worker_mid_operation_is_failed_cleanly_by_the_other(cluster, api, gate):
