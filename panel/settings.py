@@ -305,6 +305,10 @@ PANEL_ACME_DNS_WAIT = env_int("PANEL_ACME_DNS_WAIT", 120)
 # Nameservers (ip or ip:port) for the check that a site's names point at its server; empty:
 # the system's resolvers.
 PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")
+# Nameservers (ip or ip:port) the mail DNS check asks (mail/dnscheck.py); empty: the system's.
+PANEL_MAIL_RESOLVERS = env_list("PANEL_MAIL_RESOLVERS")
+# How often every mail server's mailbox usage is read (doveadm quota get -A).
+PANEL_MAIL_USAGE_EVERY_MINUTES = env_int("PANEL_MAIL_USAGE_EVERY_MINUTES", 60)
 # Order a certificate by itself when a site without one is applied and its names point here.
 PANEL_ACME_AUTO = env_bool("PANEL_ACME_AUTO", True)
 # Networks of the panel's own host beyond those its interfaces show (servers/addresses.py),

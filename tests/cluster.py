@@ -170,7 +170,24 @@ class Cluster:
                 self._psql(f'ALTER DATABASE "{scratch}" RENAME TO "{self._template()}"')
             except psycopg.errors.DuplicateDatabase:
                 self._psql(f'DROP DATABASE "{scratch}"')
+            self._drop_old_templates()
         self._psql(f'CREATE DATABASE "{self.db_name}" TEMPLATE "{self._template()}"')
+
+    def _drop_old_templates(self) -> None:
+        """Templates of earlier migration sets are of no more use (one in use is kept)."""
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'uhp\\_cluster\\_tmpl\\_%'"
+                )
+            ]
+        for name in names:
+            if name != self._template():
+                with contextlib.suppress(psycopg.Error):
+                    self._psql(f'DROP DATABASE "{name}"')
 
     def _template(self) -> str:
         return f"uhp_cluster_tmpl_{migrations_digest()}"

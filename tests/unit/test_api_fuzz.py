@@ -92,6 +92,7 @@ def _objects(admin_user):
         "mail-aliases": MailAlias.objects.create(
             domain=mail_domain, local_part="sales", destinations="info@fuzz-mail.example.com"
         ),
+        "mail-servers": server,
         "backup-targets": backup_target,
         "backup-jobs": backup_job,
         "backup-runs": backup_run,

@@ -137,6 +137,7 @@ def world(admin_user, reseller, customer):
         "mail-aliases": MailAlias.objects.create(
             domain=mail_domain, local_part="sales", destinations="info@mail.example.com"
         ),
+        "mail-servers": server,
     }
     from hooks.models import Delivery as HookDelivery
     from hooks.models import Event, Webhook
