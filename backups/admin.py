@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from backups import services
-from backups.models import BackupJob, BackupRun, BackupTarget, TestRestore
+from backups.models import BackupJob, BackupRun, BackupTarget, SnapshotListing, TestRestore
 from core.admin_base import PolicyAdmin, each_allowed
 from core.forms import secret_field
 from core.policy import CHANGE
@@ -71,3 +71,18 @@ class TestRestoreAdmin(PolicyAdmin):
     list_display = ["job", "state", "started_at", "files_checked", "databases_loaded"]
     list_filter = ["state"]
     list_select_related = ["job", "job__account", "job__target"]
+
+
+@admin.register(SnapshotListing)
+class SnapshotListingAdmin(PolicyAdmin):
+    """Read-only: the snapshot browser's folder listings (made by Operations)."""
+
+    list_display = ["run", "path", "truncated", "listed_at"]
+    list_select_related = ["run", "run__job", "run__job__account"]
+    readonly_fields = ["run", "path", "entries", "truncated", "listed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -49,10 +49,14 @@ class RestoreForm(forms.Form):
             ("account", "The whole account (sites, databases, configuration)"),
             ("files", "A site's files"),
             ("database", "A database"),
+            ("path", "A file or folder (see Browse)"),
         ]
     )
     site = forms.ChoiceField(required=False, choices=[])
     database = forms.ModelChoiceField(queryset=None, required=False)
+    path = forms.CharField(
+        required=False, max_length=1024, help_text="A file or folder: its path in the snapshot."
+    )
     destination = forms.ChoiceField(
         choices=[("original", "To the original place"), ("new", "To a new place")]
     )

@@ -48,6 +48,21 @@ def validate_host_key(value: str) -> None:
         raise ValidationError("The server's host key as 'TYPE BASE64' (e.g. ssh-ed25519 AAAA...).")
 
 
+# A path in a snapshot (browsing, restoring one file or folder): absolute, no "." or ".."
+# segments, no control characters and none of restic's pattern characters (* ? [ ] \),
+# since restore --include takes a pattern. Anything else a customer names a file is fine
+# (it only ever travels as one argv item).
+SNAPSHOT_PATH = re.compile(r"/(?:[^\x00-\x1f\x7f*?\[\]\\/]+/?)*")
+
+
+def validate_snapshot_path(value: str) -> None:
+    parts = (value or "").split("/")
+    if not SNAPSHOT_PATH.fullmatch(value or "") or any(p in (".", "..") for p in parts):
+        raise ValidationError("An absolute path without . or .. parts or * ? [ ] \\.")
+    if len(value) > 1024:
+        raise ValidationError("At most 1024 characters.")
+
+
 def validate_s3_endpoint(value: str) -> None:
     match = S3_ENDPOINT.fullmatch(value or "")
     if match is None:
@@ -361,3 +376,31 @@ class TestRestore(models.Model):
 
     def get_absolute_url(self) -> str:
         return self.job.get_absolute_url()
+
+
+class SnapshotListing(models.Model):
+    """One folder of a snapshot as ``restic ls`` listed it (the snapshot browser lists a
+    folder at a time, on request, through an Operation; pages read these rows)."""
+
+    MAX_ENTRIES = 5000
+
+    run = models.ForeignKey(BackupRun, on_delete=models.CASCADE, related_name="listings")
+    path = models.CharField(max_length=1024)
+    # [{name, type, size, permissions, uid, gid, mtime}], folders first, then by name.
+    entries = models.JSONField(default=list)
+    truncated = models.BooleanField(default=False)
+    listed_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner="run__job__account__user", owner_may=frozenset({VIEW}), add=frozenset())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "path"], name="snapshot_listing_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.path}"
+
+    def get_absolute_url(self) -> str:
+        return self.run.job.get_absolute_url()

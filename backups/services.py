@@ -32,7 +32,16 @@ TARGET_FIELDS = [
 ]
 TARGET_SECRETS = ["password", "sftp_private_key", "s3_access_key", "s3_secret_key"]
 JOB_FIELDS = ["account", "target", "enabled", "every_minutes", "keep_daily", "keep_weekly"]
-RESTORE_FIELDS = ["run", "kind", "site", "database", "destination", "new_path", "new_database"]
+RESTORE_FIELDS = [
+    "run",
+    "kind",
+    "site",
+    "database",
+    "path",
+    "destination",
+    "new_path",
+    "new_database",
+]
 TASKS = "backups.tasks"
 # A path below the account's home for a restore elsewhere: plain segments, no "..".
 RELATIVE_PATH = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,100}(?:/(?!\.)[A-Za-z0-9._-]{1,100}){0,9}")
@@ -284,6 +293,42 @@ def start_test_restore(job: BackupJob, *, actor) -> Operation:
 # ------------------------------------------------------------------ restores
 
 
+def _home_path(job: BackupJob, run: BackupRun, path) -> str:
+    """A file or folder of the account's home in the snapshot (checked again, against the
+    snapshot's listing, by the Operation)."""
+    from backups.models import validate_snapshot_path
+
+    home = (run.manifest or {}).get("home") or ""
+    try:
+        validate_snapshot_path(path if isinstance(path, str) else "")
+    except ValidationError as exc:
+        raise ValidationError({"path": exc.messages}) from exc
+    if not home or not path.rstrip("/").startswith(home + "/"):
+        raise ValidationError({"path": "A file or folder below the account's home."})
+    return path.rstrip("/")
+
+
+def start_browse(job: BackupJob, *, actor, run: BackupRun, path: str = "") -> Operation:
+    """List one folder of a snapshot (the home when ``path`` is blank) into a
+    SnapshotListing, as an Operation: pages never open a connection."""
+    if not isinstance(run, BackupRun) or run.job_id != job.pk or not run.restorable:
+        raise ValidationError({"run": "Choose a snapshot of this account that still exists."})
+    home = (run.manifest or {}).get("home") or ""
+    path = _home_path(job, run, path) if path and path != home else home
+    if not path:
+        raise ValidationError({"run": "This snapshot has no manifest to browse."})
+    return start_operation(
+        kind="backup.browse",
+        task=f"{TASKS}.browse",
+        owner=job.account.user,
+        requested_by=actor,
+        target=job,
+        target_action=CHANGE,
+        lock_key=job.target.lock_key,
+        args={"job_id": job.pk, "run_id": run.pk, "path": path},
+    )
+
+
 def _new_path(data: dict) -> str:
     new_path = data.get("new_path") or ""
     if not RELATIVE_PATH.fullmatch(new_path) or "/../" in f"/{new_path}/":
@@ -324,6 +369,10 @@ def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Op
             args["new_path"] = _new_path(data)
     elif kind == "account":
         args["kind"] = "account"
+        if destination == "new":
+            args["new_path"] = _new_path(data)
+    elif kind == "path":
+        args.update(kind="path", path=_home_path(job, run, data.get("path")))
         if destination == "new":
             args["new_path"] = _new_path(data)
     elif kind == "database":

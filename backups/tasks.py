@@ -384,13 +384,19 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
             last_size_bytes=summary.size_bytes,
         )
         ctx.progress(88, f"Retention: keep {job.keep_daily} daily, {job.keep_weekly} weekly")
+        kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
         try:
-            removed = repo.forget(job.tag, job.keep_daily, job.keep_weekly)
+            # The first snapshot of a job: retention keeps at least the latest, so restic
+            # forget (a repository lock and a read of every snapshot) has nothing to do.
+            removed = (
+                repo.forget(job.tag, job.keep_daily, job.keep_weekly)
+                if kept.filter(state=BackupRun.State.SUCCEEDED).count() > 1
+                else []
+            )
         except ResticError as exc:  # the backup itself is safe; say so and go on
             ctx.log(f"Retention failed: {exc}", "warning")
         else:
             # restic's summary gives the short id, forget the full one.
-            kept = BackupRun.objects.filter(job=job, forgotten=False).exclude(snapshot_id="")
             gone = [
                 pk
                 for pk, short in kept.values_list("pk", "snapshot_id")
@@ -487,6 +493,7 @@ def restore(
     new_path: str = "",
     database_uuid: str = "",
     new_database_id: int | None = None,
+    path: str = "",
 ) -> str:
     """Restore one site's files or one database from a run's snapshot (see
     services.do_restore); a dry run only says what would be restored."""
@@ -507,6 +514,8 @@ def restore(
                 return _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run)
             if kind == "account":
                 return _restore_account(ctx, repo, job, run, destination, new_path, dry_run)
+            if kind == "path":
+                return _restore_path(ctx, repo, job, run, path, destination, new_path, dry_run)
             return _restore_database(
                 ctx, repo, run, database_uuid, destination, new_database_id, dry_run
             )
@@ -678,6 +687,114 @@ def _restore_account(ctx, repo, job, run, destination, new_path, dry_run) -> str
         else:
             ctx.log(f"Applying the sites' configuration again: operation {apply.uuid}.")
     return f"Restored {what}: " + "; ".join(lines)
+
+
+def _restore_path(ctx, repo, job, run, path, destination, new_path, dry_run) -> str:
+    """One file or folder of the account's home, from the snapshot browser: restored as
+    root (owners and modes as in the snapshot) into a staging directory, then swapped in
+    at its place or put at a new path below the home."""
+    from backups.models import validate_snapshot_path
+
+    home = _home(job.account)
+    validate_snapshot_path(path)
+    if not path.startswith(home + "/") or run.manifest.get("home") != home:
+        raise OperationError("Only files of the account's home are restored this way.")
+    files = _snapshot_files_below(repo, run.snapshot_id, path)
+    if files is None:
+        raise OperationError(f"{path} is not in snapshot {run.snapshot_id[:8]}.")
+    dest = path if destination == "original" else f"{home}/{new_path}"
+    what = f"{path} ({files[0]} files, {files[1] / 2**20:.1f} MiB) to {dest}"
+    if dry_run:
+        ctx.log(f"Would restore {what}, replacing what is there now.")
+        return f"Dry run: would restore {what}"
+    if destination == "new" and repo.t.run(["test", "!", "-e", dest]).code != 0:
+        raise OperationError(f"{dest} exists already: choose a new path.")
+    stage = _stage(repo)
+    try:
+        ctx.progress(20, f"Restoring {path} from {run.snapshot_id[:8]}")
+        repo.restore(run.snapshot_id, stage, path)
+        ctx.progress(80, f"Putting it in place at {dest}")
+        _swap(repo, f"{stage}{path}", dest, home)
+    finally:
+        repo.t.run(["rm", "-rf", "--", stage])
+    return f"Restored {what}"
+
+
+def _snapshot_files_below(repo: Repository, snapshot: str, path: str) -> tuple[int, int] | None:
+    """(files, bytes) of ``path`` in the snapshot, a file or a folder; None when absent."""
+    out = repo.run("ls", "--json", "--recursive", snapshot, path, timeout=3600)
+    found, files, size = False, 0, 0
+    for text in out.splitlines():
+        try:
+            node = json.loads(text)
+        except ValueError:
+            continue
+        if node.get("struct_type") != "node":
+            continue
+        node_path = str(node.get("path") or "")
+        if node_path == path or node_path.startswith(path + "/"):
+            found = True
+            if node.get("type") == "file":
+                files += 1
+                size += int(node.get("size") or 0)
+    return (files, size) if found else None
+
+
+# ------------------------------------------------------------------ snapshot browser
+
+
+def browse(ctx: OperationContext, job_id: int, run_id: int, path: str) -> str:
+    """List one folder of a snapshot (``restic ls --json``, not recursive: the folder's
+    own entries) into a SnapshotListing row the browser page reads."""
+    from backups.models import SnapshotListing, validate_snapshot_path
+
+    validate_snapshot_path(path)
+    job = BackupJob.objects.select_related("account__server", "target").filter(pk=job_id).first()
+    run = BackupRun.objects.filter(pk=run_id, job_id=job_id).first()
+    if job is None or run is None or not run.restorable:
+        raise OperationError("That snapshot no longer exists.")
+    server = job.account.server
+    t = _transport(server)
+    try:
+        with Repository(job.target, t, server, f"job-{job.uuid.hex}") as repo:
+            ctx.progress(20, f"Listing {path} in {run.snapshot_id[:8]}")
+            out = repo.run("ls", "--json", run.snapshot_id, path, timeout=3600)
+    except ResticError as exc:
+        raise OperationError(f"Listing {path} failed: {exc}") from exc
+    entries, truncated = [], False
+    prefix = path.rstrip("/") + "/"
+    for text in out.splitlines():
+        try:
+            node = json.loads(text)
+        except ValueError:
+            continue
+        node_path = str(node.get("path") or "")
+        if node.get("struct_type") != "node" or not node_path.startswith(prefix):
+            continue
+        if "/" in node_path[len(prefix) :]:
+            continue  # deeper than the folder's own entries
+        if len(entries) >= SnapshotListing.MAX_ENTRIES:
+            truncated = True
+            break
+        entries.append(
+            {
+                "name": str(node.get("name") or ""),
+                "type": str(node.get("type") or ""),
+                "size": int(node.get("size") or 0),
+                "permissions": str(node.get("permissions") or ""),
+                "uid": int(node.get("uid") or 0),
+                "gid": int(node.get("gid") or 0),
+                "mtime": str(node.get("mtime") or "")[:19],
+            }
+        )
+    entries.sort(key=lambda e: (e["type"] != "dir", e["name"]))
+    SnapshotListing.objects.update_or_create(
+        run=run,
+        path=path,
+        defaults={"entries": entries, "truncated": truncated, "listed_at": timezone.now()},
+    )
+    more = f" (the first {len(entries)})" if truncated else ""
+    return f"Listed {len(entries)} entries of {path}{more}"
 
 
 def _swap(repo: Repository, restored: str, dest: str, home: str) -> None:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<uuid:uuid>/delete/", views.BackupJobDelete.as_view(), name="backup-job-delete"),
     path("<uuid:uuid>/run/", views.BackupJobRun.as_view(), name="backup-job-run"),
     path("<uuid:uuid>/restore/", views.BackupRestore.as_view(), name="backup-job-restore"),
+    path("<uuid:uuid>/browse/", views.BackupBrowse.as_view(), name="backup-job-browse"),
     path("targets/", views.BackupTargetList.as_view(), name="backup-targets"),
     path("targets/add/", views.BackupTargetEdit.as_view(), name="backup-target-add"),
     path("targets/<uuid:uuid>/", views.BackupTargetDetail.as_view(), name="backup-target"),

@@ -18,6 +18,7 @@ from core.generic import (
     PortalDeleteView,
     PortalDetailView,
     PortalEditView,
+    PortalFormActionView,
     PortalListView,
     form_errors_from,
     get_for_user,
@@ -234,23 +235,79 @@ class BackupTargetVerify(PortalActionView):
     service = services.start_verify_target
 
 
-class BackupTargetPassword(View):
+class BackupTargetPassword(PortalFormActionView):
     """POST: a new repository password (restic key add, then the old key removed), as an
     Operation."""
 
-    http_method_names = ["post"]
+    model = BackupTarget
+    form_class = TargetPasswordForm
+    service = services.do_change_password
+
+
+class BackupBrowse(View):
+    """The snapshot browser: one folder of a snapshot at a time, from the listing an
+    Operation made (GET shows it, paged; POST lists the folder). Each entry can be
+    restored (a dry run first) to its place or elsewhere."""
+
+    http_method_names = ["get", "post"]
+    PAGE = 200
+
+    def _context(self, request, uuid, source):
+        from backups.models import BackupRun
+
+        job = get_for_user(BackupJob, request.user, CHANGE, uuid=uuid)
+        runs = job.runs.filter(state=BackupRun.State.SUCCEEDED, forgotten=False).exclude(
+            snapshot_id=""
+        )
+        try:
+            run = runs.filter(uuid=source.get("run")).first() if source.get("run") else None
+        except ValidationError:
+            run = None
+        run = run or runs.first()
+        if run is None:
+            raise Http404
+        home = (run.manifest or {}).get("home") or ""
+        path = (source.get("path") or home).rstrip("/") or home
+        return job, run, home, path
+
+    def get(self, request, uuid):
+        from django.core.paginator import Paginator
+
+        from backups.models import SnapshotListing
+
+        job, run, home, path = self._context(request, uuid, request.GET)
+        listing = SnapshotListing.objects.filter(run=run, path=path).first()
+        page = None
+        if listing is not None:
+            page = Paginator(listing.entries, self.PAGE).get_page(request.GET.get("page"))
+        parts, crumbs = path[len(home) :].strip("/").split("/"), []
+        for i, name in enumerate(p for p in parts if p):
+            crumbs.append((name, home + "/" + "/".join(parts[: i + 1])))
+        ctx = {
+            "object": job,
+            "run": run,
+            "runs": job.runs.filter(state="succeeded", forgotten=False).exclude(snapshot_id=""),
+            "home": home,
+            "path": path,
+            "parent": path.rsplit("/", 1)[0] if path != home else "",
+            "crumbs": crumbs,
+            "listing": listing,
+            "page": page,
+        }
+        return render(request, "backups/browse.html", ctx)
 
     def post(self, request, uuid):
-        target = get_for_user(BackupTarget, request.user, CHANGE, uuid=uuid)
-        form = TargetPasswordForm(request.POST)
-        form.is_valid()
+        from django.http import HttpResponseRedirect
+        from django.utils.http import urlencode
+
+        job, run, home, path = self._context(request, uuid, request.POST)
         try:
-            op = services.do_change_password(
-                target, actor=request.user, data={"password": form.cleaned_data.get("password")}
-            )
+            services.start_browse(job, actor=request.user, run=run, path=path)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
-            return redirect_htmx_aware(request, target.get_absolute_url())
         except PermissionDenied as exc:
             raise Http404 from exc
-        return redirect_htmx_aware(request, op.get_absolute_url())
+        else:
+            messages.success(request, f"Listing {path}: reload in a moment.")
+        query = urlencode({"run": str(run.uuid), "path": path})
+        return HttpResponseRedirect(f"{request.path}?{query}")

@@ -13,6 +13,7 @@ NAV = [
     ("monitoring", "Monitoring", "activity"),
     ("backups", "Backups", "history"),
     ("operations", "Operations", "list-checks"),
+    ("hooks", "Webhooks", "upload"),
     ("account", "Account", "user-cog"),
 ]
 _SECTION_ALIASES = {"": "dashboard", "2fa": "account"}

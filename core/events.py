@@ -13,6 +13,9 @@ sequence is the line's own id.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -23,6 +26,8 @@ from django.utils import timezone
 
 from core import bulk
 from core.models import LiveEvent, Operation, OperationLogLine
+
+log = logging.getLogger(__name__)
 
 
 def layer_is_shared() -> bool:
@@ -142,6 +147,22 @@ def _emit(fields: dict) -> None:
     event = LiveEvent.objects.create(**fields)
     if layer_is_shared():
         send(event_groups(event), event_message(event))
+    for listener in _listeners:
+        try:
+            listener(event)
+        except Exception:  # noqa: BLE001 - a listener never fails the change it hears about
+            log.exception("live event listener %r failed", listener)
+
+
+_listeners: list[Callable[[LiveEvent], None]] = []
+
+
+def on_event(listener: Callable[[LiveEvent], None]) -> None:
+    """Call ``listener(event)`` after each event written one at a time (not the bulk ones of
+    ``changed_many``: samples). For work that should start at once rather than at its next
+    scheduled run (webhooks' fan-out); it must be quick and must not rely on being called."""
+    if listener not in _listeners:
+        _listeners.append(listener)
 
 
 def operation_changed(op: Operation) -> None:

@@ -219,6 +219,43 @@ class PortalDeleteView(View):
         return redirect_htmx_aware(request, str(self.success_url))
 
 
+class PortalFormActionView(View):
+    """POST a small form about an object the user may ``action``: ``service(obj,
+    actor=..., data=form.cleaned_data)``. Started an Operation: the browser goes to it;
+    otherwise back to the object with ``message``. Form or service errors go back to the
+    object as messages; a PermissionDenied from the service is a 404."""
+
+    model = None
+    action = CHANGE
+    form_class = None
+    service = None
+    message = "Done."
+    http_method_names = ["post"]
+
+    def form_kwargs(self, obj) -> dict:
+        return {}
+
+    def post(self, request, uuid):
+        obj = get_for_user(self.model, request.user, self.action, uuid=uuid)
+        form = self.form_class(request.POST, **self.form_kwargs(obj))
+        if not form.is_valid():
+            messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+            return redirect_htmx_aware(request, obj.get_absolute_url())
+        try:
+            result = type(self).service(obj, actor=request.user, data=dict(form.cleaned_data))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, obj.get_absolute_url())
+        except PermissionDenied as exc:
+            raise Http404 from exc
+        from core.models import Operation
+
+        if isinstance(result, Operation):
+            return redirect_htmx_aware(request, result.get_absolute_url())
+        messages.success(request, self.message)
+        return redirect_htmx_aware(request, obj.get_absolute_url())
+
+
 class PortalActionView(View):
     """POST runs ``service(obj, actor=...)`` on an object the user may ``action``.
 

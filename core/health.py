@@ -1,5 +1,13 @@
 """The panel's own health: database, channel layer, worker. Read by /healthz and shown to
-staff on the dashboard."""
+staff on the dashboard.
+
+For load balancers a web process answers two narrower questions:
+- live (/healthz/live): the process runs and serves requests; nothing else is asked, so a
+  database outage does not get every web process restarted;
+- ready (/healthz/ready): it can serve a page now (database and channel layer answer) and is
+  not draining for a restart (core/management/commands/runweb.py). The worker is left out:
+  pages work without one, and /healthz reports it for the panel as a whole.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +34,21 @@ async def _probe_layer() -> None:
     await asyncio.wait_for(layer.send(channel, {"type": "healthz"}), PROBE_SECONDS)
 
 
-def checks() -> dict[str, dict]:
+_draining = False
+
+
+def start_draining() -> None:
+    """From now on this process reports not ready (it is stopping)."""
+    global _draining
+    _draining = True
+
+
+def draining() -> bool:
+    return _draining
+
+
+def checks(*, worker: bool = True) -> dict[str, dict]:
+    """Each component's state; ``worker=False`` leaves the worker heartbeat out (readiness)."""
     found: dict[str, dict] = {}
     try:
         with connection.cursor() as cursor:
@@ -39,6 +61,8 @@ def checks() -> dict[str, dict]:
         found["channel_layer"] = {"ok": True}
     except Exception as exc:  # noqa: BLE001
         found["channel_layer"] = {"ok": False, "error": str(exc) or exc.__class__.__name__}
+    if not worker:
+        return found
     beat = None
     if found["database"]["ok"]:
         beat = WorkerHeartbeat.objects.filter(name="default").first()

@@ -103,6 +103,32 @@ def healthz(request):
     return JsonResponse(body, status=200 if healthy else 503)
 
 
+@login_not_required
+@never_cache
+@require_GET
+def healthz_live(request):
+    """Liveness: this process answers. Asks nothing else (a database outage must not get
+    every web process restarted by its supervisor)."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz_ready(request):
+    """Readiness: this web process can serve pages now (database and channel layer answer)
+    and is not draining for a restart. 503 takes it out of a load balancer's rotation."""
+    if health.draining():
+        return JsonResponse({"status": "draining"}, status=503)
+    found = health.checks(worker=False)
+    checks = {name: "ok" if c["ok"] else "failing" for name, c in found.items()}
+    ready = all(v == "ok" for v in checks.values())
+    body: dict = {"status": "ok" if ready else "failing", "checks": checks}
+    if is_staff(request.user):
+        body["details"] = found
+    return JsonResponse(body, status=200 if ready else 503)
+
+
 # --- sharing one object with a colleague (core/sharing.py) ----------------------------------
 
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.admin_base import PolicyAdmin
 from mail import services
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
 
 
 class _ReadOnly(PolicyAdmin):
@@ -47,3 +47,14 @@ class MailAliasAdmin(_ReadOnly):
     search_fields = ["local_part", "domain__domain"]
     list_select_related = ["domain"]
     delete_service = staticmethod(services.do_delete_alias)
+
+
+@admin.register(MailServerState)
+class MailServerStateAdmin(PolicyAdmin):
+    """What was last read of a mail server's queue (the mail queue page acts on it)."""
+
+    list_display = ["server", "queue_total", "queue_read_at"]
+    list_select_related = ["server"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.concrete_fields]

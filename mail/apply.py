@@ -17,14 +17,15 @@ Every value reaching a file went through mail/validators.py and is checked again
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from django.db.models import Q
 
-from mail import dkim
-from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
-from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT
+from mail import config, dkim
+from mail.models import CONFIG_UNIT, MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
+from mail.validators import FOREIGN_LOCAL, LOCAL_PART, SHA512_CRYPT, spam_list
 from servers.engine import Job, ManagedFile, ProfileKey, Service, ServiceRun, Step, UnitFailed
 from servers.models import AppliedFile
 from websites.validators import DOMAIN
@@ -42,43 +43,90 @@ CHUNK = 500
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
 
 
-class PostfixService(Service):
-    name = "postfix"
-    reload_order = 40
+class MailService(Service):
+    """The shape the three programs share: after staging, one check script (``check``) run
+    with ``check_args``; its first words name the file it blames (``name: why``), else every
+    unit of the run fails with its output. The reload script starts the program when the run
+    writes its configuration (``mail:config``: a server being prepared) and it does not run."""
+
     validated_by_jobs = True
-    profile_keys = (
-        ProfileKey("postfix_config_dir", "/etc/postfix", "path", "Postfix's config_directory."),
-        ProfileKey("mail_map_dir", "/etc/postfix/panel", "path", "The panel's Postfix maps."),
-        ProfileKey("postfix_reload_timeout", 20, "seconds", "How long a reload may take."),
-        ProfileKey("mail_hostname", "", "text", "The server's public mail host name (MX records)."),
-    )
+    check: str = ""
+
+    def check_args(self, run: ServiceRun) -> list[str]:
+        raise NotImplementedError
 
     def validation_jobs(self, run: ServiceRun) -> list[Job]:
         if not run.files and not run.removed:
             return []
-        p = run.profile
-        argv = ["sh", "-c", POSTFIX_CHECK, "postfix-check", p.postfix_config_dir,
-                p.mail_map_dir.rstrip("/"), run.run_id, *MAPS]  # fmt: skip
-        return [Job(self.name, argv)]
+        return [Job(self.name, ["sh", "-c", self.check, f"{self.name}-check",
+                                *self.check_args(run)])]  # fmt: skip
 
     def validate(self, run: ServiceRun) -> dict[str, str]:
         result = run.jobs.get(self.name)
         if result is None or result.ok:
             return {}
-        return {unit: result.output.strip()[:2000] for unit in run.units()}
+        output = result.output.strip()
+        blamed = {
+            f.unit
+            for path, f in run.files.items()
+            if output.startswith(path.rsplit("/", 1)[-1] + ":")
+        }
+        return {unit: output[:2000] for unit in (blamed or run.units())}
+
+    @staticmethod
+    def start_word(run: ServiceRun) -> str:
+        return "start" if CONFIG_UNIT in run.units() else "no-start"
+
+
+class PostfixService(MailService):
+    name = "postfix"
+    reload_order = 40
+    check = POSTFIX_CHECK
+    profile_keys = (
+        ProfileKey("postfix_config_dir", "/etc/postfix", "path", "Postfix's config_directory."),
+        ProfileKey("mail_map_dir", "/etc/postfix/panel", "path", "The panel's Postfix maps."),
+        ProfileKey("postfix_reload_timeout", 20, "seconds", "How long a reload may take."),
+        ProfileKey("mail_hostname", "", "text", "The server's public mail host name (MX records)."),
+        ProfileKey("postfix_queue_dir", "/var/spool/postfix", "path", "queue_directory."),
+        ProfileKey("postfix_data_dir", "/var/lib/postfix", "path", "data_directory."),
+        ProfileKey("postfix_log_file", "", "path", "maillog_file (empty: syslog)."),
+        ProfileKey(
+            "postfix_transport_map", "", "path", "A transport map of your own (empty: none)."
+        ),
+        ProfileKey(
+            "mail_listen_addresses", "all", "text", "Addresses SMTP and IMAP listen on (all)."
+        ),
+        ProfileKey("smtp_listen", "25", "listen", "SMTP (port or address:port)."),
+        ProfileKey("submission_listen", "587", "listen", "Submission with SASL and TLS."),
+        ProfileKey(
+            "mail_mynetworks", "127.0.0.0/8", "text", "Networks that may relay unauthenticated."
+        ),
+        ProfileKey("mail_tls_cert", "", "path", "Certificate chain (empty: see docs/mail.md)."),
+        ProfileKey("mail_tls_key", "", "path", "Its private key."),
+        ProfileKey(
+            "mail_policy_state_dir",
+            "/var/lib/hosting-panel/mail-policy",
+            "path",
+            "The policy service's counters (owned by nobody).",
+        ),
+    )
+
+    def check_args(self, run: ServiceRun) -> list[str]:
+        p = run.profile
+        return [p.postfix_config_dir, p.mail_map_dir.rstrip("/"), run.run_id, *MAPS]
 
     def reload_step(self, run: ServiceRun) -> Step:
         p = run.profile
         timeout = p.postfix_reload_timeout
         argv = ["sh", "-c", POSTFIX_RELOAD, "postfix-reload", p.postfix_config_dir,
-                p.mail_map_dir.rstrip("/"), str(timeout), *MAPS]  # fmt: skip
+                p.mail_map_dir.rstrip("/"), str(timeout), self.start_word(run), *MAPS]  # fmt: skip
         return Step(argv, timeout + 30)
 
 
-class DovecotService(Service):
+class DovecotService(MailService):
     name = "dovecot"
     reload_order = 30
-    validated_by_jobs = True
+    check = DOVECOT_CHECK
     profile_keys = (
         ProfileKey("dovecot_conf", "/etc/dovecot/dovecot.conf", "path", "Dovecot's main file."),
         ProfileKey(
@@ -86,75 +134,77 @@ class DovecotService(Service):
         ),
         ProfileKey("dovecot_group", "dovecot", "text", "Dovecot's group (reads users files)."),
         ProfileKey("vmail_base", "/var/vmail", "path", "Maildirs: <base>/<domain>/<local>."),
+        ProfileKey("vmail_user", "vmail", "text", "The user owning the maildirs."),
         ProfileKey("dovecot_reload_timeout", 20, "seconds", "How long a reload may take."),
+        ProfileKey("dovecot_base_dir", "/run/dovecot", "path", "Dovecot's base_dir."),
+        ProfileKey("dovecot_state_dir", "/var/lib/dovecot", "path", "Dovecot's state_dir."),
+        ProfileKey("dovecot_log_path", "", "path", "log_path (empty: syslog)."),
+        ProfileKey("imap_listen", "143", "listen", "IMAP (STARTTLS before any login)."),
+        ProfileKey("managesieve_listen", "4190", "listen", "ManageSieve."),
+        ProfileKey(
+            "dovecot_sieve_dir", "/etc/dovecot/panel-sieve", "path", "Auto-responders' scripts."
+        ),
+        ProfileKey(
+            "dovecot_submission_host",
+            "",
+            "text",
+            "address:port auto-replies are sent to (empty: the sendmail binary).",
+        ),
+        ProfileKey(
+            "dovecot_lmtp_socket",
+            "/var/spool/postfix/private/dovecot-lmtp",
+            "path",
+            "LMTP socket Postfix delivers to.",
+        ),
+        ProfileKey(
+            "dovecot_auth_socket",
+            "/var/spool/postfix/private/auth",
+            "path",
+            "Auth socket Postfix's SASL asks.",
+        ),
     )
 
-    def validation_jobs(self, run: ServiceRun) -> list[Job]:
-        if not run.files and not run.removed:
-            return []
+    def check_args(self, run: ServiceRun) -> list[str]:
         p = run.profile
-        argv = ["sh", "-c", DOVECOT_CHECK, "dovecot-check", p.dovecot_conf,
-                p.dovecot_users_dir.rstrip("/"), run.run_id]  # fmt: skip
-        return [Job(self.name, argv)]
-
-    def validate(self, run: ServiceRun) -> dict[str, str]:
-        result = run.jobs.get(self.name)
-        if result is None or result.ok:
-            return {}
-        output = result.output.strip()
-        blamed = {
-            f.unit
-            for path, f in run.files.items()
-            if output.startswith(path.rsplit("/", 1)[-1] + ":")
-        }
-        return {unit: output[:2000] for unit in (blamed or run.units())}
+        return [p.dovecot_conf, p.dovecot_users_dir.rstrip("/"), run.run_id]
 
     def reload_step(self, run: ServiceRun) -> Step:
         users = []
-        for f in run.live_files().values():
+        users_dir = run.profile.dovecot_users_dir.rstrip("/") + "/"
+        for path, f in run.live_files().items():
             first = f.content.split(b"\n", 2)[1:2]  # the line after the header
-            if first and b":" in first[0]:
+            if path.startswith(users_dir) and first and b":" in first[0]:
                 users.append(first[0].split(b":", 1)[0].decode())
         timeout = run.profile.dovecot_reload_timeout
         argv = ["sh", "-c", DOVECOT_RELOAD, "dovecot-reload", run.profile.dovecot_conf,
-                str(timeout)]  # fmt: skip
+                str(timeout), self.start_word(run)]  # fmt: skip
         return Step(argv, timeout + 30, stdin="".join(f"{u}\n" for u in sorted(users)).encode())
 
 
-class OpenDkimService(Service):
+class OpenDkimService(MailService):
     name = "opendkim"
     reload_order = 35  # before Postfix, whose mail it signs
-    validated_by_jobs = True
+    check = DKIM_CHECK
     profile_keys = (
         ProfileKey("opendkim_conf", "/etc/opendkim.conf", "path", "OpenDKIM's configuration."),
         ProfileKey("opendkim_dir", "/etc/opendkim", "path", "KeyTable and SigningTable."),
         ProfileKey("opendkim_key_dir", "/etc/opendkim/keys", "path", "Private keys."),
         ProfileKey("opendkim_user", "opendkim", "text", "The user OpenDKIM runs as."),
         ProfileKey("opendkim_pid_file", "/run/opendkim/opendkim.pid", "path", "Its pid."),
+        ProfileKey("opendkim_socket", "inet:8891@127.0.0.1", "text", "The milter's socket."),
+        ProfileKey(
+            "opendkim_safe_keys", "yes", "text", "no: keys may sit below a writable directory."
+        ),
     )
 
-    def validation_jobs(self, run: ServiceRun) -> list[Job]:
-        if not run.files and not run.removed:
-            return []
+    def check_args(self, run: ServiceRun) -> list[str]:
         p = run.profile
-        argv = ["sh", "-c", DKIM_CHECK, "dkim-check", p.opendkim_conf,
-                p.opendkim_key_dir.rstrip("/"), run.run_id]  # fmt: skip
-        return [Job(self.name, argv)]
-
-    def validate(self, run: ServiceRun) -> dict[str, str]:
-        result = run.jobs.get(self.name)
-        if result is None or result.ok:
-            return {}
-        output = result.output.strip()
-        blamed = {
-            f.unit
-            for path, f in run.files.items()
-            if output.startswith(path.rsplit("/", 1)[-1] + ":")
-        }
-        return {unit: output[:2000] for unit in (blamed or run.units())}
+        return [p.opendkim_conf, p.opendkim_key_dir.rstrip("/"), run.run_id]
 
     def reload_step(self, run: ServiceRun) -> Step:
-        argv = ["sh", "-c", DKIM_RELOAD, "dkim-reload", run.profile.opendkim_pid_file, "10"]
+        p = run.profile
+        argv = ["sh", "-c", DKIM_RELOAD, "dkim-reload", p.opendkim_pid_file, "10",
+                self.start_word(run), p.opendkim_conf]  # fmt: skip
         return Step(argv, 40)
 
 
@@ -202,6 +252,16 @@ def render_maps(
         if d is None or box.suspended or not LOCAL_PART.fullmatch(box.local_part):
             continue
         out["mailboxes"].append(f"{box.local_part}@{d.domain} {d.domain}/{box.local_part}/")
+    # A catch-all (``@domain``) would also catch the domain's mailboxes (Postfix looks up
+    # virtual_alias_maps first): each mailbox, suspended ones too, maps to itself before it.
+    catch = {pk: d for pk, d in live.items() if d.catch_all and _address_ok(d.catch_all)}
+    if catch:
+        for box in boxes:
+            d = catch.get(box.domain_id)
+            if d is not None and LOCAL_PART.fullmatch(box.local_part):
+                out["aliases"].append(f"{box.local_part}@{d.domain} {box.local_part}@{d.domain}")
+        for d in sorted(catch.values(), key=lambda d: d.domain):
+            out["aliases"].append(f"@{d.domain} {d.catch_all}")
     for alias in aliases:
         d = live.get(alias.domain_id)
         targets = [t for t in alias.destination_list if _address_ok(t)]
@@ -209,6 +269,43 @@ def render_maps(
             continue
         out["aliases"].append(f"{alias.local_part}@{d.domain} {','.join(targets)}")
     return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
+
+
+def _sieve_string(text: str) -> str:
+    """A Sieve quoted string (RFC 5228): backslash and double quote escaped, one line."""
+    text = "".join(c for c in text if c.isprintable())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_vacation(box: Mailbox) -> str:
+    """The mailbox's auto-responder (Pigeonhole's vacation): at most one reply a day to each
+    sender. The body is a multi-line string (``text:``, lines starting "." doubled)."""
+    body = []
+    for line in (box.autoreply_body or "").replace("\r\n", "\n").split("\n"):
+        line = "".join(c for c in line if c.isprintable() or c == "\t")
+        body.append("." + line if line.startswith(".") else line)
+    subject = _sieve_string(box.autoreply_subject or "Automatic reply")
+    return (
+        "# Managed by the hosting panel: the mailbox's auto-responder.\n"
+        'require ["vacation"];\n'
+        f"vacation :days 1 :subject {subject} text:\n" + "\n".join(body) + "\n.\n;\n"
+    )
+
+
+def render_policy(domains: list[MailDomain], boxes: list[Mailbox]) -> str:
+    """The policy service's rules (mail/conf/panel-policy.py): each live domain's sender
+    allow/deny lists and each live mailbox's hourly sending limit."""
+    live = {d.pk: d for d in domains if not d.suspended and DOMAIN.fullmatch(d.domain)}
+    rules: dict = {"domains": {}, "limits": {}}
+    for d in sorted(live.values(), key=lambda d: d.domain):
+        allow, deny = spam_list(d.spam_allow), spam_list(d.spam_deny)
+        if allow or deny:
+            rules["domains"][d.domain] = {"allow": allow, "deny": deny}
+    for box in boxes:
+        d = live.get(box.domain_id)
+        if d is not None and box.send_limit_per_hour and LOCAL_PART.fullmatch(box.local_part):
+            rules["limits"][f"{box.local_part}@{d.domain}"] = int(box.send_limit_per_hour)
+    return json.dumps(rules, sort_keys=True, indent=1) + "\n"
 
 
 class MailFiles:
@@ -221,17 +318,41 @@ class MailFiles:
         if units is not None:
             wanted = {u for u in units if u.startswith("maildomain:")}
         users_dir = _checked_path(profile.dovecot_users_dir, "dovecot_users_dir")
+        sieve_dir = _checked_path(profile.dovecot_sieve_dir, "dovecot_sieve_dir")
         vmail = _checked_path(profile.vmail_base, "vmail_base")
         group = profile.dovecot_group
         needed = [d for d in domains if wanted is None or d.unit in wanted]
         # The maps (and OpenDKIM's tables) belong on a mail server only: one that has mail
         # domains, or had them (its maps stay, emptied, so Postfix keeps reading them).
+        is_prepared = config.prepared(server)
         maps = (units is None or MAPS_UNIT in units) and (
-            bool(domains) or AppliedFile.objects.filter(server=server, unit=MAPS_UNIT).exists()
+            bool(domains)
+            or is_prepared
+            or AppliedFile.objects.filter(server=server, unit=MAPS_UNIT).exists()
         )
+        if is_prepared and (units is None or CONFIG_UNIT in units):
+            try:
+                rendered = config.render_config(server, profile)
+            except (config.ConfigError, ValueError) as exc:
+                yield UnitFailed(CONFIG_UNIT, f"Not rendered: {exc}")
+            else:
+                for path, (service, text) in rendered.items():
+                    yield ManagedFile(
+                        path=path, content=text.encode(), service=service, unit=CONFIG_UNIT
+                    )
         boxes = list(
             Mailbox.objects.filter(domain__in=domains if maps else needed)
-            .only("domain_id", "local_part", "password_hash", "quota_mb", "suspended")
+            .only(
+                "domain_id",
+                "local_part",
+                "password_hash",
+                "quota_mb",
+                "suspended",
+                "send_limit_per_hour",
+                "autoreply",
+                "autoreply_subject",
+                "autoreply_body",
+            )
             .order_by("domain_id", "local_part")
         )
         by_domain: dict[int, list[Mailbox]] = {}
@@ -260,6 +381,14 @@ class MailFiles:
                     owner=dkim_user,
                     group=dkim_user,
                 )
+            for box in by_domain.get(d.pk, []):
+                if box.autoreply and not box.suspended and LOCAL_PART.fullmatch(box.local_part):
+                    yield ManagedFile(
+                        path=f"{sieve_dir}/{box.local_part}@{d.domain}.sieve",
+                        content=render_vacation(box).encode(),
+                        service="dovecot",
+                        unit=d.unit,
+                    )
             yield ManagedFile(
                 path=f"{users_dir}/{d.domain}",
                 content=text.encode(),
@@ -280,6 +409,12 @@ class MailFiles:
                     service="postfix",
                     unit=MAPS_UNIT,
                 )
+            yield ManagedFile(
+                path=f"{map_dir}/policy.json",
+                content=render_policy(domains, boxes).encode(),
+                service="postfix",
+                unit=MAPS_UNIT,
+            )
             signing = [
                 (d.domain, d.dkim_selector)
                 for d in domains

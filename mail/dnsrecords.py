@@ -59,7 +59,25 @@ def wanted(domain: MailDomain) -> list[WantedRecord]:
 
         name = f"{domain.dkim_selector}._domainkey"
         records.append(WantedRecord(name, "TXT", dkim.txt_content(domain.dkim_public_key)))
+    if host:  # RFC 6186: mail clients find the submission and IMAP services themselves
+        submission, imap = service_ports(domain)
+        records += [
+            WantedRecord("_submission._tcp", "SRV", f"0 1 {submission} {host}."),
+            WantedRecord("_imap._tcp", "SRV", f"0 1 {imap} {host}."),
+        ]
     return records
+
+
+def service_ports(domain: MailDomain) -> tuple[int, int]:
+    """The submission and IMAP ports the server's configuration listens on."""
+    from servers.engine import profile_for
+
+    profile = profile_for(domain.server)
+    ports = []
+    for key, default in (("submission_listen", 587), ("imap_listen", 143)):
+        tail = str(getattr(profile, key)).rsplit(":", 1)[-1]
+        ports.append(int(tail) if tail.isdigit() and 0 < int(tail) < 65536 else default)
+    return ports[0], ports[1]
 
 
 def _label(record: WantedRecord, domain: str, zone_name: str) -> str:
@@ -102,6 +120,7 @@ def status(domain: MailDomain) -> list[dict]:
     present: set[tuple[str, str, str]] = set()
     if zone is not None:
         present = set(Record.objects.filter(zone=zone).values_list("name", "type", "content"))
+    checked = {(r.get("name"), r.get("type")): r for r in domain.dns_check or []}
     rows = []
     for record in wanted(domain):
         label = _label(record, domain.domain, zone.name) if zone else ""
@@ -117,6 +136,12 @@ def status(domain: MailDomain) -> list[dict]:
                 "type": record.type,
                 "content": record.content,
                 "in_zone": found,
+                "dns_state": checked.get((record.fqdn(domain.domain), record.type), {}).get(
+                    "state", ""
+                ),
+                "dns_found": checked.get((record.fqdn(domain.domain), record.type), {}).get(
+                    "found", []
+                ),
             }
         )
     return rows

@@ -1,6 +1,6 @@
-# Validate a run's Dovecot users files (the staged ones): every line a comment or a passwd-file
-# entry of the shape the panel writes, then `doveconf -n` on the main configuration.
-# Args: CONF USERS_DIR RUN_ID
+# Validate a run's Dovecot files (the staged ones): every users file line a comment or a
+# passwd-file entry of the shape the panel writes, then `doveconf -n` on the main
+# configuration as it will be (staged, else live). Args: CONF USERS_DIR RUN_ID
 set -u
 conf=$1 dir=$2 run=$3
 staged="$dir/.panel-new-$run"
@@ -11,5 +11,8 @@ if [ -d "$staged" ]; then
     [ -z "$bad" ] || { echo "${f##*/}: not a users file line: $bad"; exit 1; }
   done
 fi
-out=$(doveconf -n -c "$conf" 2>&1 >/dev/null) || { echo "doveconf: $out"; exit 1; }
+new="${conf%/*}/.panel-new-$run/${conf##*/}"
+[ -f "$new" ] && conf=$new
+# -x reads the files the configuration names (certificate, key): a missing one fails here.
+out=$(doveconf -n -x -c "$conf" 2>&1 >/dev/null) || { echo "doveconf: $out"; exit 1; }
 exit 0

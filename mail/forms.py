@@ -37,6 +37,19 @@ class MailboxEditForm(forms.Form):
     password = secret_field(help_text="Blank keeps the current one. Only a hash of it is kept.")
     quota_mb = forms.IntegerField(label="Quota (MB)", min_value=1)
     suspended = forms.BooleanField(required=False, help_text="Refuses logins and mail.")
+    send_limit_per_hour = forms.IntegerField(
+        label="Sending limit (recipients an hour)",
+        min_value=0,
+        max_value=100000,
+        help_text="Above it, its mail is held for staff and an alert raised (0: no limit).",
+    )
+    autoreply = forms.BooleanField(
+        label="Auto-responder", required=False, help_text="Answer mail once a day per sender."
+    )
+    autoreply_subject = forms.CharField(label="Reply subject", max_length=200, required=False)
+    autoreply_body = forms.CharField(
+        label="Reply", widget=forms.Textarea(attrs={"rows": 4}), max_length=5000, required=False
+    )
 
 
 class MailAliasForm(forms.Form):

@@ -25,7 +25,8 @@ class Status(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-MAPS_UNIT = "mail:maps"  # a server's Postfix maps: one unit, the files list every domain
+MAPS_UNIT = "mail:maps"
+CONFIG_UNIT = "mail:config"  # main.cf, master.cf, dovecot.conf, opendkim.conf (mail/config.py)
 
 
 class MailDomain(models.Model):
@@ -41,6 +42,19 @@ class MailDomain(models.Model):
     )
     suspended = models.BooleanField(
         default=False, help_text="Suspended: no mail is accepted and nobody logs in."
+    )
+    # Sender rules for mail to the domain (mail/conf/panel-policy.py): addresses or domains,
+    # one per line; the allow list wins over the deny list.
+    spam_allow = models.TextField(blank=True, help_text="Senders always accepted.")
+    spam_deny = models.TextField(blank=True, help_text="Senders refused (addresses or domains).")
+    # The last DNS check of the records it needs (mail/dnscheck.py): rows with a state each.
+    dns_check = models.JSONField(default=list, blank=True, editable=False)
+    dns_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    catch_all = models.CharField(
+        max_length=320,
+        blank=True,
+        help_text="Mail to any address of the domain without a mailbox or alias goes here "
+        "(empty: such mail is refused).",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
@@ -104,6 +118,20 @@ class Mailbox(models.Model):
     status_message = models.TextField(blank=True)
     password_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
+    send_limit_per_hour = models.PositiveIntegerField(
+        "sending limit (recipients an hour)",
+        default=300,
+        validators=[MaxValueValidator(100000)],
+        help_text="Above it, its mail is held for staff and an alert raised (0: no limit).",
+    )
+    autoreply = models.BooleanField(
+        "auto-responder", default=False, help_text="Answer mail once a day per sender."
+    )
+    autoreply_subject = models.CharField(max_length=200, blank=True)
+    autoreply_body = models.TextField(max_length=5000, blank=True)
+    # Storage in KiB as Dovecot's quota plugin last counted it (mail/queue.py read_usage).
+    used_kb = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = PolicyQuerySet.as_manager()
     policy = CHILD
@@ -128,6 +156,12 @@ class Mailbox(models.Model):
     @property
     def owner(self):
         return self.domain.owner
+
+    @property
+    def used_percent(self) -> int | None:
+        if self.used_kb is None or not self.quota_mb:
+            return None
+        return min(999, round(self.used_kb * 100 / (self.quota_mb * 1024)))
 
 
 class MailAlias(models.Model):
@@ -174,3 +208,22 @@ class MailAlias(models.Model):
         """True when some destination is outside the panel's mail domains on that server."""
         own = f"@{self.domain.domain}"
         return any(not d.endswith(own) for d in self.destination_list)
+
+
+class MailServerState(models.Model):
+    """What was last read from a mail server: its queue (``postqueue -j``, at most 500
+    messages kept; ``queue_total`` counts all). Shown to those who may apply to it."""
+
+    server = models.OneToOneField(
+        "servers.Server", on_delete=models.CASCADE, related_name="mail_state"
+    )
+    queue = models.JSONField(default=list, blank=True)
+    queue_total = models.PositiveIntegerField(default=0)
+    queue_read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PolicyQuerySet.as_manager()
+    # Read-only rows: those who own the server (its provider) and administrators see them.
+    policy = Rules(owner="server__owner", owner_may=frozenset({VIEW}), admin_may=frozenset({VIEW}))
+
+    def __str__(self) -> str:
+        return f"mail state of {self.server_id}"

@@ -11,16 +11,29 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import audit
-from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, may, role_of
+from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, VIEW, may, role_of
 from core.services import accept_only, refuse_nul_in
+from core.validators import validate_plain_text
 from mail import passwords
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
-from mail.validators import clean_destinations, clean_local_part, clean_mail_domain
+from mail.validators import (
+    clean_destinations,
+    clean_local_part,
+    clean_mail_domain,
+    clean_spam_list,
+)
 
 DOMAIN_FIELDS = ["domain", "server", "owner"]
-DOMAIN_UPDATE_FIELDS = ["suspended"]
+DOMAIN_UPDATE_FIELDS = ["suspended", "catch_all", "spam_allow", "spam_deny"]
 MAILBOX_FIELDS = ["domain", "local_part", "quota_mb"]
-MAILBOX_UPDATE_FIELDS = ["quota_mb", "suspended"]
+MAILBOX_UPDATE_FIELDS = [
+    "quota_mb",
+    "suspended",
+    "send_limit_per_hour",
+    "autoreply",
+    "autoreply_subject",
+    "autoreply_body",
+]
 MAILBOX_SECRETS = ["password"]
 ALIAS_FIELDS = ["domain", "local_part", "destinations"]
 ALIAS_UPDATE_FIELDS = ["destinations"]
@@ -117,6 +130,20 @@ def do_create_mail_domain(*, actor, data: dict) -> MailDomain:
     return domain
 
 
+def _catch_all(value) -> str:
+    """One address (here or elsewhere), or "" for none."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError({"catch_all": "One e-mail address, or empty."})
+    refuse_nul_in({"catch_all": value}, ["catch_all"])
+    try:
+        address = clean_destinations([value])
+    except ValidationError as exc:
+        raise ValidationError({"catch_all": exc.messages}) from exc
+    return address
+
+
 def do_update_mail_domain(domain: MailDomain, *, actor, data: dict) -> MailDomain:
     accept_only(data, DOMAIN_UPDATE_FIELDS)
     before = audit.snapshot(domain, DOMAIN_UPDATE_FIELDS)
@@ -124,12 +151,21 @@ def do_update_mail_domain(domain: MailDomain, *, actor, data: dict) -> MailDomai
         if not isinstance(data["suspended"], bool):
             raise ValidationError({"suspended": "true or false."})
         domain.suspended = data["suspended"]
+    if "catch_all" in data:
+        domain.catch_all = _catch_all(data["catch_all"])
+    for name in ("spam_allow", "spam_deny"):
+        if name in data:
+            refuse_nul_in(data, [name])
+            try:
+                setattr(domain, name, clean_spam_list(data[name]))
+            except ValidationError as exc:
+                raise ValidationError({name: exc.messages}) from exc
     changes = audit.diff(before, audit.snapshot(domain, DOMAIN_UPDATE_FIELDS))
     if not changes:
         return domain
     with transaction.atomic():
         domain.status = Status.PENDING
-        domain.save(update_fields=["suspended", "status"])
+        domain.save(update_fields=["suspended", "catch_all", "spam_allow", "spam_deny", "status"])
         audit.record("mail_domain.update", domain, actor=actor, changes=changes)
         apply_mail(domain, actor=actor)
     return domain
@@ -210,6 +246,29 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
         if not isinstance(data["suspended"], bool):
             raise ValidationError({"suspended": "true or false."})
         box.suspended = data["suspended"]
+    if "send_limit_per_hour" in data:
+        limit = data["send_limit_per_hour"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValidationError({"send_limit_per_hour": "A whole number, 0 for no limit."})
+        box.send_limit_per_hour = limit
+    if "autoreply" in data:
+        if not isinstance(data["autoreply"], bool):
+            raise ValidationError({"autoreply": "true or false."})
+        box.autoreply = data["autoreply"]
+    for name in ("autoreply_subject", "autoreply_body"):
+        if name in data:
+            refuse_nul_in(data, [name])
+            value = data[name]
+            if not isinstance(value, str):
+                raise ValidationError({name: "Text."})
+            if name == "autoreply_subject":
+                try:
+                    validate_plain_text(value)
+                except ValidationError as exc:
+                    raise ValidationError({name: exc.messages}) from exc
+            setattr(box, name, value.strip() if name == "autoreply_subject" else value)
+    if box.autoreply and not box.autoreply_body.strip():
+        raise ValidationError({"autoreply_body": "Write the reply."})
     password = data.get("password")
     if password:
         try:
@@ -302,3 +361,107 @@ def do_delete_alias(alias: MailAlias, *, actor) -> None:
         audit.record("mail_alias.delete", alias, actor=actor, owner_id=domain.owner_id)
         alias.delete()
         apply_mail(domain, actor=actor, units={MAPS_UNIT})
+
+
+# ------------------------------------------------------------------------ mail servers
+
+
+def do_prepare_mail(server, *, actor, data: dict | None = None):
+    """Install and configure Postfix, Dovecot and OpenDKIM on ``server`` (mail/prepare.py)
+    as an audited Operation. Those who may apply to the server may prepare it; the panel's
+    own host (local transport) is for administrators only."""
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    accept_only(data or {}, [])
+    if actor is not None and not may(actor, APPLY, server):
+        raise ValidationError({"server": "You cannot prepare this server."})
+    if server.transport == "local" and actor is not None and role_of(actor) != ADMIN:
+        raise ValidationError(
+            {"transport": "Only administrators may manage the panel's own host (local transport)."}
+        )
+    with transaction.atomic():
+        audit.record("server.prepare_mail", server, actor=actor, owner_id=server.owner_id)
+        return start_operation(
+            kind="mail.prepare",
+            task="mail.prepare.prepare_mail",
+            owner=server.owner,
+            requested_by=actor,
+            target=server,
+            target_action=APPLY,
+            lock_key=server.lock_key,
+            args={"server_id": server.pk},
+        )
+
+
+def start_dns_check(domain: MailDomain, *, actor):
+    """Ask the DNS for the records ``domain`` needs (mail/dnscheck.py), as an Operation."""
+    from core.operations import start_operation
+
+    if actor is not None and not may(actor, CHANGE, domain):
+        raise ValidationError({"domain": "Choose one of your mail domains."})
+    return start_operation(
+        kind="mail.dns_check",
+        task="mail.dnscheck.check_records",
+        owner=domain.owner,
+        requested_by=actor,
+        target=domain,
+        target_action=VIEW,
+        args={"domain_id": domain.pk},
+    )
+
+
+def _server_operation(server, actor, kind: str, task: str, args: dict | None = None):
+    from core.operations import start_operation
+    from core.policy import APPLY
+
+    if actor is not None and not may(actor, APPLY, server):
+        raise ValidationError({"server": "You cannot manage this server's mail."})
+    return start_operation(
+        kind=kind,
+        task=task,
+        owner=server.owner,
+        requested_by=actor,
+        target=server,
+        target_action=APPLY,
+        lock_key=f"{server.lock_key}:mail-queue",
+        args={"server_id": server.pk, **(args or {})},
+    )
+
+
+def start_read_queue(server, *, actor):
+    """Read the server's mail queue (postqueue -j) into its MailServerState."""
+    return _server_operation(server, actor, "mail.queue_read", "mail.queue.read_queue")
+
+
+def start_read_usage(server, *, actor):
+    """Read every mailbox's storage (doveadm quota get -A) into Mailbox.used_kb."""
+    return _server_operation(server, actor, "mail.usage_read", "mail.queue.read_usage")
+
+
+def do_retry_queued(server, *, actor, data: dict):
+    """Try chosen queued messages again now (postqueue -i), audited."""
+    from mail.queue import clean_queue_ids
+
+    accept_only(data, ["queue_ids"])
+    ids = clean_queue_ids(data.get("queue_ids"))
+    with transaction.atomic():
+        audit.record("mail.queue_retry", server, actor=actor, owner_id=server.owner_id,
+                     changes={"queue_ids": ids})  # fmt: skip
+        return _server_operation(
+            server, actor, "mail.queue_retry", "mail.queue.retry_queued", {"queue_ids": ids}
+        )
+
+
+def do_delete_queued(server, *, actor, data: dict):
+    """Delete chosen queued messages (postsuper -d), audited."""
+    from mail.queue import clean_queue_ids
+
+    accept_only(data, ["queue_ids"])
+    ids = clean_queue_ids(data.get("queue_ids"))
+    with transaction.atomic():
+        audit.record("mail.queue_delete", server, actor=actor, owner_id=server.owner_id,
+                     changes={"queue_ids": ids})  # fmt: skip
+        return _server_operation(
+            server, actor, "mail.queue_delete", "mail.queue.delete_queued", {"queue_ids": ids}
+        )

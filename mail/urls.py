@@ -10,9 +10,16 @@ urlpatterns = [
     path("<uuid:uuid>/", views.MailDomainDetail.as_view(), name="mail-domain"),
     path("<uuid:uuid>/delete/", views.MailDomainDelete.as_view(), name="mail-domain-delete"),
     path("<uuid:uuid>/suspend/", views.MailDomainSuspend.as_view(), name="mail-domain-suspend"),
+    path(
+        "<uuid:uuid>/catch-all/", views.MailDomainCatchAll.as_view(), name="mail-domain-catch-all"
+    ),
+    path("<uuid:uuid>/dns-check/", views.MailDomainDnsCheck.as_view(), name="mail-domain-dns"),
+    path("<uuid:uuid>/spam-rules/", views.MailDomainSpamRules.as_view(), name="mail-domain-spam"),
     path("<uuid:uuid>/mailboxes/", views.MailboxAdd.as_view(), name="mailbox-add"),
     path("<uuid:uuid>/aliases/", views.MailAliasAdd.as_view(), name="mail-alias-add"),
     path("mailboxes/<uuid:uuid>/", views.MailboxEdit.as_view(), name="mailbox"),
     path("mailboxes/<uuid:uuid>/delete/", views.MailboxDelete.as_view(), name="mailbox-delete"),
+    path("servers/<uuid:uuid>/queue/", views.MailQueue.as_view(), name="mail-queue"),
+    path("servers/<uuid:uuid>/prepare/", views.PrepareMail.as_view(), name="mail-prepare"),
     path("aliases/<uuid:uuid>/delete/", views.MailAliasDelete.as_view(), name="mail-alias-delete"),
 ]

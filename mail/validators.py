@@ -10,6 +10,7 @@ import re
 from django.core.exceptions import ValidationError
 
 from websites.names import to_ascii
+from websites.validators import DOMAIN
 
 # Lower-case letters, digits, dot, underscore, hyphen; no dot first, last or twice.
 LOCAL_PART = re.compile(r"(?!.*\.\.)[a-z0-9_-](?:[a-z0-9._-]{0,62}[a-z0-9_-])?")
@@ -84,3 +85,38 @@ def clean_destinations(value) -> str:
 def validate_password_hash(value: str) -> None:
     if not isinstance(value, str) or not SHA512_CRYPT.fullmatch(value):
         raise ValidationError("Not a {SHA512-CRYPT} hash.")
+
+
+MAX_SPAM_ENTRIES = 500
+
+
+def clean_spam_list(value) -> str:
+    """A domain's sender allow or deny list as stored: addresses or domains, one per line,
+    lower case, domains in ASCII, without repeats ("" for none)."""
+    items = value if isinstance(value, list | tuple) else re.split(r"[\s,]+", str(value or ""))
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValidationError(f"{item!r} is not an address or a domain.")
+        text = item.strip().lower()
+        if not text:
+            continue
+        try:
+            entry = clean_address(text) if "@" in text else to_ascii(text)
+        except ValidationError as exc:
+            raise ValidationError(f"{text[:80]!r} is not an address or a domain.") from exc
+        if entry not in out:
+            out.append(entry)
+    if len(out) > MAX_SPAM_ENTRIES:
+        raise ValidationError(f"At most {MAX_SPAM_ENTRIES} entries.")
+    return "\n".join(out)
+
+
+def spam_list(stored: str) -> list[str]:
+    """The stored list's entries that are still well formed (rendering checks again)."""
+    out = []
+    for line in (stored or "").splitlines():
+        local, at, domain = line.rpartition("@")
+        if DOMAIN.fullmatch(domain) and (not at or FOREIGN_LOCAL.fullmatch(local)):
+            out.append(line)
+    return out

@@ -13,6 +13,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from core.generic import (
+    PortalActionView,
     PortalDeleteView,
     PortalListView,
     form_errors_from,
@@ -21,6 +22,7 @@ from core.generic import (
 )
 from core.policy import (
     ADD,
+    APPLY,
     CHANGE,
     DELETE,
     VIEW,
@@ -33,7 +35,8 @@ from core.tables import Column, Table
 from mail import dnsrecords, services
 from mail.filters import MailDomainFilter
 from mail.forms import MailAliasForm, MailboxEditForm, MailboxForm, MailDomainForm
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
+from servers.models import Server
 
 DOMAIN_TABLE = Table(
     columns=(
@@ -145,6 +148,50 @@ class MailDomainSuspend(View):
         return redirect_htmx_aware(request, domain.get_absolute_url())
 
 
+class MailDomainDnsCheck(PortalActionView):
+    """POST: ask the DNS for the domain's records (an Operation)."""
+
+    model = MailDomain
+    action = CHANGE
+    service = staticmethod(services.start_dns_check)
+
+
+class MailDomainSpamRules(View):
+    """POST spam_allow and spam_deny: the senders (addresses or domains, one per line)
+    always accepted and refused for mail to the domain."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        domain = get_for_user(MailDomain, request.user, CHANGE, uuid=uuid)
+        data = {k: request.POST.get(k, "") for k in ("spam_allow", "spam_deny")}
+        try:
+            services.do_update_mail_domain(domain, actor=request.user, data=data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Sender rules of {domain} saved.")
+        return redirect_htmx_aware(request, domain.get_absolute_url())
+
+
+class MailDomainCatchAll(View):
+    """POST catch_all: the address receiving mail for addresses without a mailbox or alias
+    (empty: none)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, uuid):
+        domain = get_for_user(MailDomain, request.user, CHANGE, uuid=uuid)
+        value = request.POST.get("catch_all", "").strip()
+        try:
+            services.do_update_mail_domain(domain, actor=request.user, data={"catch_all": value})
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"Catch-all of {domain}: {value or 'none'}.")
+        return redirect_htmx_aware(request, domain.get_absolute_url())
+
+
 class _AddToDomain(View):
     """POST a form to add a row to a domain; errors re-render the domain's page."""
 
@@ -195,7 +242,16 @@ class MailboxEdit(View):
 
     def get(self, request, uuid):
         box = self._box(request, uuid)
-        form = MailboxEditForm(initial={"quota_mb": box.quota_mb, "suspended": box.suspended})
+        form = MailboxEditForm(
+            initial={
+                "quota_mb": box.quota_mb,
+                "suspended": box.suspended,
+                "send_limit_per_hour": box.send_limit_per_hour,
+                "autoreply": box.autoreply,
+                "autoreply_subject": box.autoreply_subject,
+                "autoreply_body": box.autoreply_body,
+            }
+        )
         return render(request, self.template_name, {"form": form, "object": box})
 
     def post(self, request, uuid):
@@ -225,3 +281,48 @@ class MailAliasDelete(PortalDeleteView):
     model = MailAlias
     delete_service = staticmethod(services.do_delete_alias)
     success_url = "/mail/"
+
+
+class PrepareMail(PortalActionView):
+    """POST: the "Prepare for mail" Operation on a server (mail/prepare.py)."""
+
+    model = Server
+    action = APPLY
+    service = staticmethod(services.do_prepare_mail)
+
+
+def server_mail(server, user) -> dict:
+    """The mail card of a server's page: prepared or not, and the button."""
+    info = (server.components or {}).get("mail") or {}
+    return {"server": server, "mail": info, "may_prepare": may(user, APPLY, server)}
+
+
+@method_decorator(never_cache, name="dispatch")
+class MailQueue(View):
+    """A mail server's queue as last read, for those who may apply to the server: read it
+    again, retry or delete chosen messages (each an Operation)."""
+
+    def get(self, request, uuid):
+        server = get_for_user(Server, request.user, APPLY, uuid=uuid)
+        state = MailServerState.objects.filter(server=server).first()
+        return render(
+            request,
+            "mail/queue.html",
+            {"server": server, "object": server, "state": state},
+        )
+
+    def post(self, request, uuid):
+        server = get_for_user(Server, request.user, APPLY, uuid=uuid)
+        what = request.POST.get("action", "")
+        ids = request.POST.getlist("queue_ids")
+        try:
+            if what == "retry":
+                op = services.do_retry_queued(server, actor=request.user, data={"queue_ids": ids})
+            elif what == "delete":
+                op = services.do_delete_queued(server, actor=request.user, data={"queue_ids": ids})
+            else:
+                op = services.start_read_queue(server, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect_htmx_aware(request, request.path)
+        return redirect_htmx_aware(request, op.get_absolute_url())

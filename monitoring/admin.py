@@ -8,6 +8,7 @@ from monitoring.models import (
     Check,
     CheckResult,
     Delivery,
+    MaintenanceWindow,
     NotificationChannel,
     Rollup,
     Sample,
@@ -113,3 +114,20 @@ class StatusPageAdmin(PolicyAdmin):
     list_display = ["title", "owner", "enabled"]
     list_select_related = ["owner"]
     exclude = ["slug"]  # the slug is the page's only protection
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(PolicyAdmin):
+    """Through the services, so servers' statuses follow and every change is audited."""
+
+    create_service = staticmethod(services.do_create_window)
+    update_service = staticmethod(services.do_update_window)
+    delete_service = staticmethod(services.do_delete_window)
+    fields = services.WINDOW_FIELDS
+    list_display = ["name", "owner", "scope", "starts_at", "ends_at", "repeat", "time_zone"]
+    list_filter = ["scope", "repeat"]
+    search_fields = ["name", "owner__email"]
+    list_select_related = ["owner"]
+
+    def service_data(self, form) -> dict:
+        return {k: v for k, v in form.cleaned_data.items() if k in services.WINDOW_FIELDS}

@@ -201,6 +201,12 @@ def evaluate_alerts(now: datetime | None = None) -> EvaluationResult:
     firing: dict[int, dict[str, Alert]] = defaultdict(dict)
     for alert in Alert.objects.filter(state=Alert.State.FIRING, rule__enabled=True):
         firing[alert.rule_id][alert.subject] = alert
+    # Servers in maintenance (a window or a person): nothing about them fires, and what
+    # was firing before stays as it is until the maintenance ends (then it is evaluated
+    # again and notifies if the condition still holds).
+    resting = set(
+        Server.objects.filter(status=Server.Status.MAINTENANCE).values_list("pk", flat=True)
+    )
     for rule in rules:
         source = _sources.get(rule.kind)
         if source is None:
@@ -213,11 +219,38 @@ def evaluate_alerts(now: datetime | None = None) -> EvaluationResult:
             continue
         open_alerts = firing.get(rule.pk, {})
         for subject, finding in findings.items():
+            if finding.server_id in resting:
+                continue
             if subject not in open_alerts:
                 alert = services.fire_alert(rule, finding, now=now)
                 if alert is not None:
                     result.fired.append(alert)
         for subject, alert in open_alerts.items():
-            if subject not in findings:
+            if subject not in findings and alert.server_id not in resting:
                 result.resolved.append(services.resolve_alert(alert, now=now))
     return result
+
+
+def held_past_threshold(
+    rule: AlertRule, rows: Iterable[tuple], now: datetime, interval: float
+) -> Iterable[tuple]:
+    """The metric-over-window test of ``metric_source`` for any samples: ``rows`` are
+    ``(key, at, values)`` ordered by key and time, from ``now - (rule.duration + interval)``
+    on (``interval``: the samples' spacing). Yields ``(key, latest value)`` for every key
+    whose samples of the last ``duration`` seconds are all past the threshold (with no
+    duration: the newest one), the window covered by samples. The VPS statistics'
+    ``vps_metric`` rules use it (vps/alerts.py)."""
+    compare = COMPARE[rule.comparison]
+    by_key: dict = defaultdict(list)
+    for key, at, values in rows:
+        by_key[key].append((at, (values or {}).get(rule.metric)))
+    for key, points in by_key.items():
+        if rule.duration:
+            held_from = now - timedelta(seconds=rule.duration)
+            window = [p for p in points if p[0] >= held_from]
+            covered = points[0][0] <= held_from + timedelta(seconds=interval / 2)
+        else:
+            window, covered = points[-1:], True
+        values = [v for _at, v in window]
+        if covered and values and all(v is not None and compare(v, rule.threshold) for v in values):
+            yield key, values[-1]

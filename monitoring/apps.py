@@ -26,6 +26,8 @@ class MonitoringConfig(AppConfig):
         schedules.every(1, "monitoring.tasks.retry_deliveries", name="monitoring_deliveries")
         # Uptime checks that are due, in a bounded pool on a worker (never in a request).
         schedules.every(1, "monitoring.tasks.run_checks", name="monitoring_checks")
+        # Maintenance windows opening and closing (collection rounds apply them too).
+        schedules.every(1, "monitoring.tasks.apply_maintenance", name="monitoring_maintenance")
 
         from monitoring.alerts import register_source
         from monitoring.services import check_failing_source

@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from core import bulk, events
-from monitoring import agentless, exporter
+from monitoring import agentless, exporter, maintenance
 from monitoring.models import Sample, ServerMonitor
 from servers.connection import open_transport
 from servers.models import Server
@@ -77,8 +77,13 @@ def derive(reading: agentless.Reading, previous: dict, at: datetime) -> tuple[di
 def collect_round(servers: list[Server] | None = None) -> RoundResult:
     started = time.monotonic()
     timeout = settings.PANEL_MONITORING_TIMEOUT
+    # Windows that opened or closed since the last round decide this round's statuses.
+    changed = maintenance.apply_windows()
     if servers is None:
         servers = list(Server.objects.select_related("owner", "monitor"))
+    else:
+        for server in servers:
+            server.status = changed.get(server.pk, server.status)
     _ensure_monitors(servers)
     servers = [s for s in servers if s.monitor.enabled]
     result = RoundResult()

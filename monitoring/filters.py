@@ -2,7 +2,7 @@
 
 import django_filters
 
-from monitoring.models import Alert, AlertRule, Check, NotificationChannel
+from monitoring.models import Alert, AlertRule, Check, MaintenanceWindow, NotificationChannel
 
 
 class AlertFilter(django_filters.FilterSet):
@@ -38,3 +38,13 @@ class CheckFilter(django_filters.FilterSet):
     class Meta:
         model = Check
         fields = ["kind", "status", "enabled", "public"]
+
+
+class MaintenanceWindowFilter(django_filters.FilterSet):
+    scope = django_filters.ChoiceFilter(choices=MaintenanceWindow.Scope.choices)
+    repeat = django_filters.ChoiceFilter(choices=MaintenanceWindow.Repeat.choices)
+    server = django_filters.UUIDFilter(field_name="server__uuid")
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["scope", "repeat", "server"]

@@ -1,11 +1,14 @@
 """Portal forms. They only carry input: the services validate (per field) and write."""
 
+from zoneinfo import ZoneInfo
+
 from django import forms
+from django.utils import timezone
 
 from core.forms import secret_field
-from core.policy import restrict
+from core.policy import CHANGE, restrict
 from monitoring import services
-from monitoring.models import AlertRule, Check, NotificationChannel, StatusPage
+from monitoring.models import AlertRule, Check, MaintenanceWindow, NotificationChannel, StatusPage
 from servers.models import Server
 
 
@@ -132,3 +135,47 @@ class StatusPageForm(forms.ModelForm):
     class Meta:
         model = StatusPage
         fields = services.STATUS_PAGE_FIELDS
+
+
+class LocalDateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self):
+        super().__init__(format="%Y-%m-%dT%H:%M")
+
+
+class MaintenanceWindowForm(forms.ModelForm):
+    """Start and end are wall-clock times in the window's own time zone."""
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = services.WINDOW_FIELDS
+        widgets = {"starts_at": LocalDateTimeInput(), "ends_at": LocalDateTimeInput()}
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        owner = self.instance.owner if self.instance.pk else user
+        self.fields["server"].queryset = restrict(Server, owner, CHANGE).order_by("name")
+        self.fields["server"].shown_when = ("scope", "server")
+        self.fields["location"].shown_when = ("scope", "location")
+        if self.instance.pk and self.instance.time_zone in _zones():
+            tz = ZoneInfo(self.instance.time_zone)
+            for name in ("starts_at", "ends_at"):
+                moment = getattr(self.instance, name).astimezone(tz)
+                self.initial[name] = moment.replace(tzinfo=None)
+
+    def clean(self):
+        data = super().clean()
+        zone = data.get("time_zone")
+        if zone in _zones():
+            tz = ZoneInfo(zone)
+            for name in ("starts_at", "ends_at"):
+                if data.get(name):  # read as the panel's zone: the same wall clock in the window's
+                    data[name] = timezone.make_naive(data[name]).replace(tzinfo=tz)
+        return data
+
+
+def _zones():
+    from monitoring.maintenance import time_zones
+
+    return time_zones()

@@ -10,8 +10,8 @@ from core.live import Fragment, LiveView, RowList
 from core.policy import restrict
 from monitoring.checks import uptime
 from monitoring.collector import SAMPLE_TOPIC
-from monitoring.filters import AlertFilter, CheckFilter
-from monitoring.models import Alert, Check
+from monitoring.filters import AlertFilter, CheckFilter, MaintenanceWindowFilter
+from monitoring.models import Alert, Check, MaintenanceWindow
 from servers.models import Server
 
 CARD = "monitoring/partials/server_card.html"
@@ -98,3 +98,22 @@ class CheckListLive(RowList):
     def context(self, obj) -> dict:
         obj.uptime = uptime([obj]).get(obj.pk, {"24h": None, "30d": None})
         return super().context(obj)
+
+
+class WindowListLive(RowList):
+    """The maintenance window list: an edited window re-renders its row; a new or deleted
+    one makes the page re-fetch (sorted by start)."""
+
+    model = MaintenanceWindow
+    row_template = "monitoring/partials/window_row.html"
+    row_name = "row"
+    refetch_new = True
+
+    def row_id(self, key: str) -> str:
+        return f"window-{key}-row"
+
+    def queryset(self):
+        return super().queryset().select_related("server")
+
+    def filtered(self, qs):
+        return MaintenanceWindowFilter(self.page, queryset=qs).qs

@@ -63,6 +63,9 @@ class ServerMonitor(models.Model):
     old_latest = models.JSONField(default=dict, blank=True, db_column="latest")
     last_sample_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The server's "maintenance" status was set by a maintenance window (not by a person),
+    # so the window's end hands the status back to collection (monitoring/maintenance.py).
+    in_window = models.BooleanField(default=False, db_default=False, editable=False)
 
     objects = PolicyQuerySet.as_manager()
     policy = Rules(owner="server__owner", owner_may=frozenset({VIEW}))
@@ -320,6 +323,66 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.channel_id}"
+
+
+class MaintenanceWindow(models.Model):
+    """A scheduled stretch (once, or every week at the same wall-clock time in
+    ``time_zone``) during which the servers in scope show "maintenance", raise no alerts and
+    do not go offline. See monitoring/maintenance.py and docs/monitoring.md."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "Every server I may change"
+        SERVER = "server", "One server"
+        LOCATION = "location", "Servers at one location"
+
+    class Repeat(models.TextChoices):
+        ONCE = "once", "Once"
+        WEEKLY = "weekly", "Every week"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="maintenance_windows"
+    )
+    name = models.CharField(max_length=100, validators=[validate_plain_text])
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.SERVER)
+    server = models.ForeignKey(
+        Server, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    location = models.CharField(max_length=100, blank=True, validators=[validate_plain_text])
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    repeat = models.CharField(max_length=8, choices=Repeat.choices, default=Repeat.ONCE)
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="Weekly windows keep their wall-clock time in this zone (e.g. Europe/Berlin).",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = _OWN_ANYONE
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("maintenance_window", kwargs={"uuid": self.uuid})
+
+    @property
+    def current_state(self) -> str:
+        """ "open", "scheduled" or "ended" now (for lists; no query)."""
+        from monitoring.maintenance import state
+
+        return state(self, timezone.now())
+
+    @property
+    def next_start(self):
+        from monitoring.maintenance import next_start
+
+        return next_start(self, timezone.now())
 
 
 # --- Uptime checks -----------------------------------------------------------------------

@@ -84,11 +84,12 @@ def _is_ip(value: str) -> bool:
 # --- where a user may send requests ----------------------------------------------------
 
 
-def check_destination(url: str, owner) -> list[str]:
+def check_destination(url: str, owner, *, allow_private: bool = False) -> list[str]:
     """Resolve the URL's host once and return its addresses, which the caller must connect to
     (``connection``), so that a name answering differently a moment later (DNS rebinding)
     cannot move the request elsewhere. Non-administrators may only reach public addresses
-    (else a webhook or check is a probe into the panel's own network); checked on every send."""
+    (else a webhook or check is a probe into the panel's own network); checked on every send.
+    ``allow_private``: an administrator allowed this destination (integrators' webhooks)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NotifyError("Only http:// and https:// URLs are allowed.", retryable=False)
@@ -97,7 +98,7 @@ def check_destination(url: str, owner) -> list[str]:
     except OSError as exc:
         raise NotifyError(f"{parts.hostname} does not resolve: {exc}", retryable=True) from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if role_of(owner) == ADMIN:
+    if allow_private or role_of(owner) == ADMIN:
         return addresses
     for text in addresses:
         addr = ipaddress.ip_address(text)
@@ -165,8 +166,10 @@ def send_email(address: str, notice: Notice) -> int | None:
     return None
 
 
-def send_webhook(url: str, secret: str, notice: Notice, owner) -> int:
-    addresses = check_destination(url, owner)
+def send_webhook(
+    url: str, secret: str, notice: Notice, owner, *, allow_private: bool = False
+) -> int:
+    addresses = check_destination(url, owner, allow_private=allow_private)
     body = json.dumps(notice.data, separators=(",", ":"), sort_keys=True).encode()
     timestamp = str(int(time.time()))
     headers = {

@@ -145,3 +145,62 @@ def _add(buckets, t, values: dict, metrics: list[str], count: int) -> None:
             agg[0], agg[2] = min(agg[0], lo), max(agg[2], hi)
             agg[1] += avg * count
             agg[3] += count
+
+
+def build_series(
+    range_name: str,
+    ranges: dict[str, tuple[timedelta, int, int]],
+    metrics: list[str],
+    rollups,
+    samples,
+    *,
+    step: int | None = None,
+    now: datetime | None = None,
+    raw_step: int = 30,
+) -> Series:
+    """``series`` for any owner of samples and rollups (the VPS statistics use it).
+    ``ranges`` maps a range to (span, source step: 0 = raw samples, default step);
+    ``rollups(source_step, start, end)`` gives rows with ``start``, ``count`` and ``values``
+    ({metric: [min, avg, max]}), ``samples(start, end)`` rows with ``at`` and ``values``
+    ({metric: number}); ``raw_step`` is the raw samples' spacing. The rollups are bucketed
+    to the step, and the raw samples after the last rollup end the series."""
+    if range_name not in ranges:
+        raise SeriesError(f"range must be one of {', '.join(ranges)}")
+    span, source_step, default_step = ranges[range_name]
+    step = step or default_step
+    base = source_step or raw_step
+    if step < base or step % base:
+        raise SeriesError(f"step must be a multiple of {base} seconds for range {range_name}")
+    if span.total_seconds() / step > MAX_POINTS:
+        raise SeriesError(f"at most {MAX_POINTS} points: use a larger step")
+    now = now or timezone.now()
+    start = floor(now - span, step)
+    buckets: dict[datetime, dict[str, list[float]]] = defaultdict(dict)
+    raw_from = start
+    if source_step:
+        last = None
+        for at, count, values in _with_values(rollups(source_step, start, now), "start", "count"):
+            last = at
+            _add(buckets, floor(at, step), values, metrics, count)
+        if last is not None:
+            raw_from = last + timedelta(seconds=source_step)
+    for at, values in _with_values(samples(raw_from, now), "at"):
+        _add(buckets, floor(at, step), values, metrics, 1)
+    times = sorted(buckets)
+    out = {}
+    for m in metrics:
+        got = [buckets[t].get(m) for t in times]
+        out[m] = {
+            "min": [g[0] if g else None for g in got],
+            "avg": [round(g[1] / g[3], 4) if g else None for g in got],
+            "max": [g[2] if g else None for g in got],
+        }
+    return Series(
+        range=range_name,
+        step=step,
+        start=start,
+        end=now,
+        source="raw" if not source_step else f"{source_step}s",
+        t=[int(t.timestamp()) for t in times],
+        metrics=out,
+    )

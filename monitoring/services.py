@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core import audit, events
-from core.policy import restrict
+from core.policy import CHANGE, restrict
 from core.services import accept_only, refuse_nul_in
 from monitoring import notify
 from monitoring.models import (
@@ -23,6 +23,7 @@ from monitoring.models import (
     AlertRule,
     Check,
     Delivery,
+    MaintenanceWindow,
     NotificationChannel,
     ServerMonitor,
     StatusPage,
@@ -598,3 +599,92 @@ def check_failing_source(rule: AlertRule, now) -> list:
         )
         for check in restrict(Check, rule.owner).filter(enabled=True, status=Check.Status.DOWN)
     ]
+
+
+# --- maintenance windows (monitoring/maintenance.py) -------------------------------------
+
+WINDOW_FIELDS = [
+    "name",
+    "scope",
+    "server",
+    "location",
+    "starts_at",
+    "ends_at",
+    "repeat",
+    "time_zone",
+]
+
+
+def _validate_window(window: MaintenanceWindow) -> None:
+    from monitoring.maintenance import time_zones
+
+    errors = {}
+    if window.time_zone not in time_zones():
+        errors["time_zone"] = "Give a time zone such as UTC or Europe/Berlin."
+    if window.starts_at and window.ends_at:
+        length = window.ends_at - window.starts_at
+        if length <= timedelta(0):
+            errors["ends_at"] = "The end must come after the start."
+        elif window.repeat == MaintenanceWindow.Repeat.WEEKLY and length >= timedelta(days=7):
+            errors["ends_at"] = "A weekly window lasts less than a week."
+        elif length > timedelta(days=366):
+            errors["ends_at"] = "At most a year."
+    if window.scope == MaintenanceWindow.Scope.SERVER:
+        if window.server_id is None:
+            errors["server"] = "Choose the server."
+        elif not restrict(Server, window.owner, CHANGE).filter(pk=window.server_id).exists():
+            errors["server"] = "No such server."
+    else:
+        window.server = None
+    if window.scope == MaintenanceWindow.Scope.LOCATION and not window.location:
+        errors["location"] = "Give the location."
+    if errors:
+        raise ValidationError(errors)
+    window.full_clean(exclude=["owner"])
+
+
+def _apply_windows_after_commit() -> None:
+    # Statuses follow at once (not only at the next minute's run).
+    from monitoring.maintenance import apply_windows
+
+    transaction.on_commit(apply_windows)
+
+
+@transaction.atomic
+def do_create_window(*, actor, data: dict) -> MaintenanceWindow:
+    accept_only(data, WINDOW_FIELDS)
+    refuse_nul_in(data, ["name", "location", "time_zone"])
+    window = MaintenanceWindow(owner=actor)
+    _set_fields(window, data, WINDOW_FIELDS)
+    _validate_window(window)
+    window.save()
+    audit.record(
+        "monitoring.maintenance_window.create",
+        window,
+        actor=actor,
+        changes={k: [None, audit.jsonable(getattr(window, k))] for k in WINDOW_FIELDS},
+    )
+    events.changed(window)
+    _apply_windows_after_commit()
+    return window
+
+
+@transaction.atomic
+def do_update_window(window: MaintenanceWindow, *, actor, data: dict) -> MaintenanceWindow:
+    accept_only(data, WINDOW_FIELDS)
+    refuse_nul_in(data, ["name", "location", "time_zone"])
+    changes = _set_fields(window, data, WINDOW_FIELDS)
+    _validate_window(window)
+    window.save()
+    audit.record("monitoring.maintenance_window.update", window, actor=actor, changes=changes)
+    events.changed(window)
+    _apply_windows_after_commit()
+    return window
+
+
+@transaction.atomic
+def do_delete_window(window: MaintenanceWindow, *, actor) -> None:
+    audit.record("monitoring.maintenance_window.delete", window, actor=actor)
+    events.changed(window)  # open lists re-fetch and drop it
+    window.delete()
+    _apply_windows_after_commit()

@@ -63,3 +63,12 @@ def retry_deliveries() -> str:
     )
     states = [attempt(d).state for d in due[:500]]
     return f"{len(states)} retried, {states.count('sent')} sent"
+
+
+def apply_maintenance() -> str:
+    """Servers into and out of maintenance as windows open and close (also at the start of
+    every collection round)."""
+    from monitoring.maintenance import apply_windows
+
+    changed = apply_windows()
+    return f"{len(changed)} servers changed status"

@@ -28,9 +28,29 @@ from core.live import LivePageMixin
 from core.policy import CHANGE
 from core.tables import Column, Table
 from monitoring import checks, services
-from monitoring.filters import AlertFilter, ChannelFilter, CheckFilter, RuleFilter
-from monitoring.forms import ChannelForm, CheckForm, RuleForm, SilenceForm, StatusPageForm
-from monitoring.models import Alert, AlertRule, Check, NotificationChannel, StatusPage
+from monitoring.filters import (
+    AlertFilter,
+    ChannelFilter,
+    CheckFilter,
+    MaintenanceWindowFilter,
+    RuleFilter,
+)
+from monitoring.forms import (
+    ChannelForm,
+    CheckForm,
+    MaintenanceWindowForm,
+    RuleForm,
+    SilenceForm,
+    StatusPageForm,
+)
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    MaintenanceWindow,
+    NotificationChannel,
+    StatusPage,
+)
 from monitoring.series import RANGES
 from servers.models import Server
 
@@ -165,6 +185,60 @@ class RuleDelete(PortalDeleteView):
     model = AlertRule
     delete_service = staticmethod(services.do_delete_rule)
     success_url = reverse_lazy("alert_rules")
+
+
+WINDOW_TABLE = Table(
+    columns=(
+        Column("Window"),
+        Column("When"),
+        Column("Servers", "hidden sm:table-cell"),
+        Column("State", "hidden sm:table-cell"),
+    ),
+    row_template="monitoring/partials/window_row.html",
+    empty_icon="clock",
+    empty_text="No maintenance windows yet.",
+    testid="windows-table",
+    live="/ws/live/maintenance/",
+    rows_id="window-rows",
+)
+
+
+class WindowList(LivePageMixin, PortalListView):
+    """Maintenance windows, soonest first, each with its state now (open, scheduled, ended)."""
+
+    model = MaintenanceWindow
+    filterset_class = MaintenanceWindowFilter
+    table = WINDOW_TABLE
+    template_name = "monitoring/window_list.html"
+    partial_template_name = "components/table.html"
+
+    def optimise(self, qs):
+        return qs.select_related("server")
+
+
+class WindowEdit(PortalEditView):
+    model = MaintenanceWindow
+    form_class = MaintenanceWindowForm
+    template_name = "monitoring/window_form.html"
+    create_service = staticmethod(services.do_create_window)
+    update_service = staticmethod(services.do_update_window)
+    created_message = "Maintenance window {object} added."
+
+    def get_object(self, request, uuid):
+        self.user = request.user
+        return super().get_object(request, uuid)
+
+    def form_kwargs(self) -> dict:
+        return {"user": self.user}
+
+    def success_url(self, obj) -> str:
+        return reverse("maintenance_windows")
+
+
+class WindowDelete(PortalDeleteView):
+    model = MaintenanceWindow
+    delete_service = staticmethod(services.do_delete_window)
+    success_url = reverse_lazy("maintenance_windows")
 
 
 class ChannelList(PortalListView):

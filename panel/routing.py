@@ -11,6 +11,7 @@ from monitoring.live import (
     CheckListLive,
     ServerCardsLive,
     ServerMetricsLive,
+    WindowListLive,
 )
 from servers.consumers import TerminalConsumer
 from servers.live import ServerListLive
@@ -27,6 +28,7 @@ websocket_urlpatterns = [
     path("ws/live/monitoring/<uuid:key>/", LiveConsumer.as_asgi(view=ServerMetricsLive)),
     path("ws/live/alerts/", LiveConsumer.as_asgi(view=AlertListLive)),
     path("ws/live/checks/", LiveConsumer.as_asgi(view=CheckListLive)),
+    path("ws/live/maintenance/", LiveConsumer.as_asgi(view=WindowListLive)),
     path("ws/live/zones/<uuid:key>/", LiveConsumer.as_asgi(view=ZoneDetailLive)),
     path("ws/live/databases/", LiveConsumer.as_asgi(view=DatabaseListLive)),
     path("ws/live/database-users/", LiveConsumer.as_asgi(view=DatabaseUserListLive)),

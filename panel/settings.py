@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "monitoring",
     "mail",
     "backups",
+    "hooks",
 ]
 
 MIDDLEWARE = [
@@ -184,6 +185,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # Explicit, so a forked test server (Channels' live server) does not prefix it twice.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
+    # A connection pool per process (psycopg_pool). Under ASGI every concurrent request runs
+    # in a thread of its own with a connection of its own: without a bound, a burst of
+    # requests opens as many connections as PostgreSQL allows and the rest fail. With the
+    # pool a request waits (PANEL_DB_POOL_TIMEOUT seconds) for one of this process's
+    # connections. Needs DATABASE_CONN_MAX_AGE=0 (the pool keeps them open).
+    if _pool_size := env_int("PANEL_DB_POOL_SIZE", 0):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_size,
+            "timeout": env_int("PANEL_DB_POOL_TIMEOUT", 20),
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
@@ -293,6 +305,10 @@ PANEL_ACME_DNS_WAIT = env_int("PANEL_ACME_DNS_WAIT", 120)
 # Nameservers (ip or ip:port) for the check that a site's names point at its server; empty:
 # the system's resolvers.
 PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")
+# Nameservers (ip or ip:port) the mail DNS check asks (mail/dnscheck.py); empty: the system's.
+PANEL_MAIL_RESOLVERS = env_list("PANEL_MAIL_RESOLVERS")
+# How often every mail server's mailbox usage is read (doveadm quota get -A).
+PANEL_MAIL_USAGE_EVERY_MINUTES = env_int("PANEL_MAIL_USAGE_EVERY_MINUTES", 60)
 # Order a certificate by itself when a site without one is applied and its names point here.
 PANEL_ACME_AUTO = env_bool("PANEL_ACME_AUTO", True)
 # Networks of the panel's own host beyond those its interfaces show (servers/addresses.py),
@@ -312,6 +328,8 @@ PANEL_MONITORING_OFFLINE_AFTER = env_int("PANEL_MONITORING_OFFLINE_AFTER", 3)
 # and the Telegram Bot API's base URL (a stand-in in tests, or a local Bot API server).
 PANEL_ALERT_DELIVERY_ATTEMPTS = env_int("PANEL_ALERT_DELIVERY_ATTEMPTS", 5)
 PANEL_NOTIFY_TIMEOUT = env_int("PANEL_NOTIFY_TIMEOUT", 10)
+PANEL_WEBHOOK_ATTEMPTS = env_int("PANEL_WEBHOOK_ATTEMPTS", 8)
+PANEL_WEBHOOK_KEEP_DAYS = env_int("PANEL_WEBHOOK_KEEP_DAYS", 30)
 PANEL_TELEGRAM_API_URL = env_str("PANEL_TELEGRAM_API_URL", "https://api.telegram.org")
 # Uptime checks run at once, and a CA bundle for HTTPS checks (blank: the system's CAs).
 PANEL_CHECK_WORKERS = env_int("PANEL_CHECK_WORKERS", 16)
@@ -373,7 +391,7 @@ SECURE_SSL_REDIRECT = SECURE
 SECURE_HSTS_SECONDS = env_int("PANEL_HSTS_SECONDS", 31536000) if SECURE else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 SECURE_HSTS_PRELOAD = SECURE
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/live|/ready)?$", r"^metrics$"]
 
 # Strict CSP: nothing inline, nothing from elsewhere. The API docs view relaxes styles only.
 CONTENT_SECURITY_POLICY = {
@@ -427,7 +445,15 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Unified Hosting Panel API",
     "DESCRIPTION": "Servers, websites, DNS, VPS and monitoring. Authenticate with "
-    "`Authorization: Bearer <token>` (tokens from Account → API tokens).",
+    "`Authorization: Bearer <token>` (tokens from Account → API tokens).\n\n"
+    "**Webhooks.** Register a URL at `/api/v1/webhooks/` with the `events` to receive "
+    "(operation.succeeded, operation.failed, website.created, website.suspended, "
+    "certificate.issued, certificate.failing, vps.state_changed, alert.fired, alert.resolved) "
+    "and a `secret`. Each event is POSTed as JSON `{id, type, timestamp, data}` with headers "
+    "`X-Panel-Event`, `X-Panel-Delivery`, `X-Panel-Timestamp` and `X-Panel-Signature: "
+    "sha256=<hex>`, the HMAC-SHA256 of `<timestamp>.<body>` with the secret. Answer 2xx; no "
+    "answer, 5xx, 408 and 429 are retried with exponential backoff. Deliveries, with the "
+    "receiver's response codes, are at `/api/v1/webhook-deliveries/`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -446,14 +472,22 @@ SPECTACULAR_SETTINGS = {
         "BackupTargetStatusEnum": "backups.models.BackupTarget.Status",
         "MailStatusEnum": "mail.models.Status",
         "HypervisorStatusEnum": "vps.models.Hypervisor.Status",
+        "DeliveryStateEnum": "hooks.models.Delivery.State",
     },
 }
 
+# plain: one readable line per message; json: one JSON object per line (core/jsonlog.py).
+PANEL_LOG_FORMAT = env_str("PANEL_LOG_FORMAT", "plain")
+if PANEL_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"PANEL_LOG_FORMAT must be plain or json, got {PANEL_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.jsonlog.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": PANEL_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("PANEL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django_q": {"level": "WARNING"},

@@ -35,6 +35,8 @@ def app_urls() -> list:
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("healthz/live", views.healthz_live, name="healthz_live"),
+    path("healthz/ready", views.healthz_ready, name="healthz_ready"),
     path("metrics", metrics_export.metrics, name="metrics"),
     path("sharing/<str:label>/<uuid:uuid>/", views.share_add, name="share_add"),
     path(

@@ -35,6 +35,9 @@ NEEDS=(
   "/usr/lib/dovecot/pop3:dovecot-pop3d"
   "/usr/sbin/opendkim:opendkim"
   "/usr/sbin/opendkim-genkey:opendkim-tools"
+  # Sieve (auto-responders) and ManageSieve in the configuration "Prepare for mail" writes.
+  "/usr/lib/dovecot/modules/lib90_sieve_plugin.so:dovecot-sieve"
+  "/usr/lib/dovecot/managesieve:dovecot-managesieved"
   "/usr/bin/node:nodejs"
   # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).
   "/usr/include/libvirt/libvirt.h:libvirt-dev"
@@ -49,6 +52,9 @@ NEEDS=(
   "/bin/busybox:busybox-static"
   # Backups: restic runs on the servers (and here, in the tests).
   "/usr/bin/restic:restic"
+  # deploy/: the install scripts are checked with shellcheck, the units with systemd-analyze.
+  "/usr/bin/shellcheck:shellcheck"
+  "/usr/bin/systemd-analyze:systemd"
 )
 
 # The tiny guest boots Debian's cloud kernel. Only the file is taken from the package

@@ -5,7 +5,6 @@ like the ``metric`` kind does for servers."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -19,12 +18,12 @@ METRICS = (*ROLLED, "vcpus", "mem_total")
 
 def vps_metric_source(rule, now: datetime) -> Iterable:
     """Every sample of the last ``duration`` seconds past the threshold (with no duration:
-    the newest one); the window must be covered by samples, as for servers."""
-    from monitoring.alerts import COMPARE, Finding
+    the newest one); the window must be covered by samples: the servers' test
+    (``monitoring.alerts.held_past_threshold``) on the VPS samples."""
+    from monitoring.alerts import Finding, held_past_threshold
 
     if rule.metric not in METRICS or rule.threshold is None:
         return
-    compare = COMPARE[rule.comparison]
     vpses = {
         v.pk: v
         for v in restrict(Vps, rule.owner)
@@ -39,24 +38,8 @@ def vps_metric_source(rule, now: datetime) -> Iterable:
         .order_by("vps_id", "at")
         .values_list("vps_id", "at", "values")
     )
-    by_vps: dict[int, list] = defaultdict(list)
-    for vps_id, at, values in rows:
-        by_vps[vps_id].append((at, (values or {}).get(rule.metric)))
-    for vps_id, points in by_vps.items():
-        if rule.duration:
-            held_from = now - timedelta(seconds=rule.duration)
-            window = [p for p in points if p[0] >= held_from]
-            covered = points[0][0] <= held_from + timedelta(seconds=ROUND_SECONDS / 2)
-        else:
-            window, covered = points[-1:], True
-        values = [v for _at, v in window]
-        if (
-            not covered
-            or not values
-            or any(v is None or not compare(v, rule.threshold) for v in values)
-        ):
-            continue
-        vps, latest = vpses[vps_id], values[-1]
+    for vps_id, latest in held_past_threshold(rule, rows, now, ROUND_SECONDS):
+        vps = vpses[vps_id]
         yield Finding(
             subject=f"vps:{vps.uuid.hex}",
             label=vps.hostname,

@@ -508,12 +508,15 @@ class VpsSample(models.Model):
 
 
 class VpsRollup(models.Model):
-    """min/avg/max per metric over the 5 minutes from ``start`` (kept 30 days): ``values`` is
-    ``{"cpu": [min, avg, max], ...}``; ``count`` how many samples it covers."""
+    """min/avg/max per metric over ``step`` seconds from ``start`` (5 minutes kept 30 days,
+    an hour kept a year): ``values`` is ``{"cpu": [min, avg, max], ...}``; ``count`` how
+    many samples it covers."""
 
-    STEP = 300
+    STEP = FIVE_MINUTES = 300
+    HOUR = 3600
 
-    vps = models.ForeignKey(Vps, on_delete=models.CASCADE, related_name="+")
+    vps = models.ForeignKey(Vps, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = models.PositiveIntegerField(default=FIVE_MINUTES)
     start = models.DateTimeField()
     count = models.PositiveIntegerField()
     values = models.JSONField(default=dict)
@@ -522,11 +525,14 @@ class VpsRollup(models.Model):
     policy = _READ_WITH_VPS
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["vps", "start"], name="vps_rollup_once")]
-        indexes = [models.Index(fields=["start"])]
+        # Indexed by the unique (vps, step, start), as monitoring's Rollup by server.
+        constraints = [
+            models.UniqueConstraint(fields=["vps", "step", "start"], name="vps_rollup_once")
+        ]
+        indexes = [models.Index(fields=["step", "start"])]
 
     def __str__(self) -> str:
-        return f"{self.vps_id} at {self.start:%Y-%m-%d %H:%M}"
+        return f"{self.vps_id} {self.step}s at {self.start:%Y-%m-%d %H:%M}"
 
 
 # --- Console (vps/console.py; docs/vps.md, "Console") ------------------------------------

@@ -55,6 +55,32 @@ class StaffOnly:
         return super().dispatch(request, *args, **kwargs)
 
 
+class StaffList(StaffOnly, PortalListView):
+    """A staff list: its model, table, template and ``optimise`` are all it says."""
+
+    partial_template_name = "components/table.html"
+
+
+class StaffEdit(StaffOnly, PortalEditView):
+    """A staff form saved by one ``do_save_*`` service: called without the row to create
+    it, with the row as ``instance_arg`` to change it; the form is given the user."""
+
+    template_name = "vps/staff/form.html"
+    save_service = None
+    instance_arg = ""
+
+    def form_kwargs(self) -> dict:
+        return {"user": self.request.user}
+
+    @classmethod
+    def create_service(cls, *, actor, data):
+        return cls.save_service(actor=actor, data=data)
+
+    @classmethod
+    def update_service(cls, obj, *, actor, data):
+        return cls.save_service(actor=actor, data=data, **{cls.instance_arg: obj})
+
+
 # -- capacity -----------------------------------------------------------------------------
 def with_usage(qs: QuerySet) -> QuerySet:
     """Hypervisors with what their VPSes (not deleted) take, in the same query."""
@@ -113,12 +139,11 @@ HYPERVISOR_TABLE = Table(
 )
 
 
-class HypervisorList(StaffOnly, PortalListView):
+class HypervisorList(StaffList):
     model = Hypervisor
     filterset_class = HypervisorFilter
     table = HYPERVISOR_TABLE
     template_name = "vps/staff/hypervisor_list.html"
-    partial_template_name = "components/table.html"
 
     def optimise(self, qs):
         return with_usage(qs).order_by("server__name", "pk")
@@ -155,23 +180,11 @@ class HypervisorDetail(PortalDetailView):
         return ctx
 
 
-class HypervisorEdit(StaffOnly, PortalEditView):
-    model = Hypervisor
-    form_class = HypervisorForm
-    template_name = "vps/staff/form.html"
+class HypervisorEdit(StaffEdit):
+    model, form_class = Hypervisor, HypervisorForm
+    save_service, instance_arg = staticmethod(services.do_save_hypervisor), "hypervisor"
     created_message = "Hypervisor {object} added: its inventory is being read."
     saved_message = "{object} saved: its inventory is being read again."
-
-    def form_kwargs(self) -> dict:
-        return {"user": self.request.user}
-
-    @staticmethod
-    def create_service(*, actor, data):
-        return services.do_save_hypervisor(actor=actor, data=data)
-
-    @staticmethod
-    def update_service(hypervisor, *, actor, data):
-        return services.do_save_hypervisor(actor=actor, data=data, hypervisor=hypervisor)
 
 
 class HypervisorRefresh(PortalActionView):
@@ -204,13 +217,12 @@ PLAN_TABLE = Table(
 )
 
 
-class PlanList(StaffOnly, PortalListView):
+class PlanList(StaffList):
     """Staff see every plan; a reseller its own, with its allowance above the list."""
 
     model = VpsPlan
     table = PLAN_TABLE
     template_name = "vps/staff/plan_list.html"
-    partial_template_name = "components/table.html"
 
     def optimise(self, qs):
         qs = qs.select_related("owner", "allowance_for").annotate(vps_count=Count("vpses"))
@@ -226,24 +238,12 @@ class PlanList(StaffOnly, PortalListView):
         return ctx
 
 
-class PlanEdit(StaffOnly, PortalEditView):
-    model = VpsPlan
-    form_class = PlanForm
-    template_name = "vps/staff/form.html"
-
-    def form_kwargs(self) -> dict:
-        return {"user": self.request.user}
+class PlanEdit(StaffEdit):
+    model, form_class = VpsPlan, PlanForm
+    save_service, instance_arg = staticmethod(services.do_save_plan), "plan"
 
     def success_url(self, obj) -> str:
         return reverse("vps_plans")
-
-    @staticmethod
-    def create_service(*, actor, data):
-        return services.do_save_plan(actor=actor, data=data)
-
-    @staticmethod
-    def update_service(plan, *, actor, data):
-        return services.do_save_plan(actor=actor, data=data, plan=plan)
 
 
 class PlanDelete(PortalDeleteView):
@@ -269,11 +269,10 @@ IMAGE_TABLE = Table(
 )
 
 
-class ImageList(StaffOnly, PortalListView):
+class ImageList(StaffList):
     model = Image
     table = IMAGE_TABLE
     template_name = "vps/staff/image_list.html"
-    partial_template_name = "components/table.html"
 
     def optimise(self, qs):
         live = Q(vpses__state__in=LIVE_STATES)
@@ -364,12 +363,11 @@ POOL_TABLE = Table(
 )
 
 
-class PoolList(StaffOnly, PortalListView):
+class PoolList(StaffList):
     model = IpPool
     filterset_class = IpPoolFilter
     table = POOL_TABLE
     template_name = "vps/staff/pool_list.html"
-    partial_template_name = "components/table.html"
 
     def optimise(self, qs):
         return with_used(qs).order_by("hypervisor__server__name", "name", "pk")
@@ -402,21 +400,9 @@ class PoolDetail(PortalDetailView):
         return ctx
 
 
-class PoolEdit(StaffOnly, PortalEditView):
-    model = IpPool
-    form_class = PoolForm
-    template_name = "vps/staff/form.html"
-
-    def form_kwargs(self) -> dict:
-        return {"user": self.request.user}
-
-    @staticmethod
-    def create_service(*, actor, data):
-        return services.do_save_pool(actor=actor, data=data)
-
-    @staticmethod
-    def update_service(pool, *, actor, data):
-        return services.do_save_pool(actor=actor, data=data, pool=pool)
+class PoolEdit(StaffEdit):
+    model, form_class = IpPool, PoolForm
+    save_service, instance_arg = staticmethod(services.do_save_pool), "pool"
 
 
 class PoolDelete(PortalDeleteView):

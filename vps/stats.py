@@ -1,7 +1,8 @@
 """VPS statistics: one ``getAllDomainStats`` call per hypervisor per round, every hypervisor
 read concurrently (bounded pool, per-hypervisor timeout, so a slow or dead one delays no
 other), one bulk insert of the round's samples, every new sample announced live. Raw samples
-are kept 48 hours and rolled up into 5-minute buckets (min/avg/max) kept 30 days.
+are kept 48 hours and rolled up into 5-minute buckets (min/avg/max) kept 30 days, those
+into hourly ones kept a year.
 
 Scheduled in vps/apps.py (``collect`` every minute, ``roll_up`` every 5 minutes, ``prune``
 hourly); see docs/vps.md, "Statistics".
@@ -21,6 +22,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from core import bulk, events
+from monitoring import series as monitoring_series
 from vps import libvirt_adapter as lv
 from vps.models import Hypervisor, HypervisorStats, Vps, VpsRollup, VpsSample
 
@@ -190,31 +192,43 @@ def _store(hypervisors: list[Hypervisor], readings: dict[int, tuple], result) ->
 
 
 # -- rollups and retention ----------------------------------------------------------------
+FIVE_MINUTES, HOUR = VpsRollup.FIVE_MINUTES, VpsRollup.HOUR
+KEEP = {FIVE_MINUTES: ROLLUP_KEEP, HOUR: timedelta(days=365)}
+# How much is rolled up at a time: an hour of raw samples, a day of 5-minute rollups.
+WINDOWS = {FIVE_MINUTES: WINDOW, HOUR: timedelta(days=1)}
+
+
 def roll_up(now: datetime | None = None) -> int:
-    """Roll up every complete 5-minute bucket not rolled up yet (idempotent); returns the
-    rows written."""
+    """Roll up every complete 5-minute bucket, then every hour whose 5-minute buckets are
+    all rolled up, not rolled up yet (idempotent); returns the rows written."""
     now = now or timezone.now()
-    end = floor(now - GRACE, STEP)
-    last = VpsRollup.objects.aggregate(m=Max("start"))["m"]
+    end5 = floor(now - GRACE, STEP)
+    written = _roll(FIVE_MINUTES, end5, _raw_rows)
+    return written + _roll(HOUR, floor(end5, HOUR), _five_minute_rows)
+
+
+def _roll(step: int, end: datetime, source) -> int:
+    last = VpsRollup.objects.filter(step=step).aggregate(m=Max("start"))["m"]
     if last is not None:
-        start = last + timedelta(seconds=STEP)
+        start = last + timedelta(seconds=step)
     else:
-        first = VpsSample.objects.aggregate(m=Min("at"))["m"]
+        first = source.first_time()
         if first is None:
             return 0
-        start = floor(first, STEP)
+        start = floor(first, step)
     written = 0
     while start < end:
-        stop = min(start + WINDOW, end)
-        samples = VpsSample.objects.filter(at__gte=start, at__lt=stop).order_by()
+        stop = min(start + WINDOWS[step], end)
         acc: dict[tuple, dict] = defaultdict(dict)
         counts: dict[tuple, int] = defaultdict(int)
-        for vps_id, at, values in samples.values_list("vps_id", "at", "values").iterator(2000):
-            key = (vps_id, floor(at, STEP))
-            counts[key] += 1
-            _add(acc[key], values, 1)
+        for vps_id, at, count, values in source(start, stop):
+            key = (vps_id, floor(at, step))
+            counts[key] += count
+            _add(acc[key], values, count)
         rows = [
-            VpsRollup(vps_id=vps_id, start=at, count=counts[(vps_id, at)], values=_triples(m))
+            VpsRollup(
+                vps_id=vps_id, step=step, start=at, count=counts[(vps_id, at)], values=_triples(m)
+            )
             for (vps_id, at), m in acc.items()
         ]
         VpsRollup.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
@@ -223,13 +237,33 @@ def roll_up(now: datetime | None = None) -> int:
     return written
 
 
+def _raw_rows(start: datetime, stop: datetime):
+    samples = VpsSample.objects.filter(at__gte=start, at__lt=stop).order_by()
+    for vps_id, at, values in samples.values_list("vps_id", "at", "values").iterator(2000):
+        yield vps_id, at, 1, values
+
+
+_raw_rows.first_time = lambda: VpsSample.objects.aggregate(m=Min("at"))["m"]
+
+
+def _five_minute_rows(start: datetime, stop: datetime):
+    rows = VpsRollup.objects.filter(step=FIVE_MINUTES, start__gte=start, start__lt=stop)
+    yield from rows.order_by().values_list("vps_id", "start", "count", "values").iterator(2000)
+
+
+_five_minute_rows.first_time = lambda: VpsRollup.objects.filter(step=FIVE_MINUTES).aggregate(
+    m=Min("start")
+)["m"]
+
+
 def prune(now: datetime | None = None) -> dict[str, int]:
     """Delete raw samples and rollups past their retention (one DELETE each)."""
     now = now or timezone.now()
-    return {
-        "raw": VpsSample.objects.filter(at__lt=now - RAW_KEEP).delete()[0],
-        "5m": VpsRollup.objects.filter(start__lt=now - ROLLUP_KEEP).delete()[0],
-    }
+    deleted = {"raw": VpsSample.objects.filter(at__lt=now - RAW_KEEP).delete()[0]}
+    for step, name in ((FIVE_MINUTES, "5m"), (HOUR, "1h")):
+        old = VpsRollup.objects.filter(step=step, start__lt=now - KEEP[step])
+        deleted[name] = old.delete()[0]
+    return deleted
 
 
 def _add(bucket: dict, values: dict, count: int) -> None:
@@ -254,56 +288,43 @@ def _triples(bucket: dict) -> dict:
 
 
 # -- series (the API and the chart) --------------------------------------------------------
-# range -> (span, default step); 1h from the raw samples, the others from the rollups plus
-# the raw samples the rollup job has not reached yet, so a chart always ends at the last
-# round. 7d and 30d join the 5-minute rollups into hourly points (at most 720 a chart).
-HOUR = 3600
+# range -> (span, source step: 0 = raw samples, default step), as monitoring's servers:
+# 1h from the raw samples, 24h and 7d from the 5-minute rollups, 30d and 1y from the hourly
+# ones; each ends with the raw samples its rollups have not reached yet, so a chart always
+# ends at the last round (monitoring.series.build_series).
 RANGES = {
-    "1h": (timedelta(hours=1), ROUND_SECONDS),
-    "24h": (timedelta(hours=24), STEP),
-    "7d": (timedelta(days=7), HOUR),
-    "30d": (ROLLUP_KEEP, HOUR),
+    "1h": (timedelta(hours=1), 0, ROUND_SECONDS),
+    "24h": (timedelta(hours=24), FIVE_MINUTES, FIVE_MINUTES),
+    "7d": (timedelta(days=7), FIVE_MINUTES, HOUR),
+    "30d": (ROLLUP_KEEP, HOUR, HOUR),
+    "1y": (KEEP[HOUR], HOUR, 86400),
 }
-
-
-class SeriesError(ValueError):
-    pass
+SeriesError = monitoring_series.SeriesError
 
 
 def series(vps: Vps, range_name: str = "1h", now: datetime | None = None) -> dict:
     """``{"range", "step", "start", "end", "t": [unix s], "metrics": {m: {"min", "avg",
     "max"}}}``, ``None`` where a point lacks a metric."""
-    if range_name not in RANGES:
-        raise SeriesError(f"range must be one of {', '.join(RANGES)}")
-    span, step = RANGES[range_name]
-    now = now or timezone.now()
-    start = floor(now - span, step)
-    buckets: dict[datetime, dict] = defaultdict(dict)
-    raw_from = start
-    if step >= STEP:
-        rollups = VpsRollup.objects.filter(vps=vps, start__gte=start, start__lte=now)
-        for at, count, values in rollups.order_by("start").values_list("start", "count", "values"):
-            _add(buckets[floor(at, step)], values, count)
-            raw_from = at + timedelta(seconds=STEP)
-    samples = VpsSample.objects.filter(vps=vps, at__gte=raw_from, at__lte=now).order_by("at")
-    for at, values in samples.values_list("at", "values"):
-        _add(buckets[floor(at, step)], values, 1)
-    times = sorted(buckets)
-    metrics = {}
-    for name in ROLLED:
-        got = [buckets[t].get(name) for t in times]
-        metrics[name] = {
-            "min": [g[0] if g else None for g in got],
-            "avg": [round(g[1] / g[3], 4) if g else None for g in got],
-            "max": [g[2] if g else None for g in got],
-        }
+    found = monitoring_series.build_series(
+        range_name,
+        RANGES,
+        list(ROLLED),
+        rollups=lambda step, start, end: VpsRollup.objects.filter(
+            vps=vps, step=step, start__gte=start, start__lte=end
+        ).order_by("start"),
+        samples=lambda start, end: VpsSample.objects.filter(
+            vps=vps, at__gte=start, at__lte=end
+        ).order_by("at"),
+        now=now,
+        raw_step=ROUND_SECONDS,
+    )
     return {
-        "range": range_name,
-        "step": step,
-        "start": start,
-        "end": now,
-        "t": [int(t.timestamp()) for t in times],
-        "metrics": metrics,
+        "range": found.range,
+        "step": found.step,
+        "start": found.start,
+        "end": found.end,
+        "t": found.t,
+        "metrics": found.metrics,
     }
 
 

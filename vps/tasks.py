@@ -175,18 +175,38 @@ def network_config(vps: Vps) -> str:
 def create_vps(ctx, vps: int) -> str:
     record = _vps(vps)
     hv = record.hypervisor
-    if record.state != Vps.State.PENDING:
+    # A create that failed never ran the VPS (only a successful one gives it its VNC
+    # password): retrying the Operation starts it over, once what it left is removed.
+    again = record.state in (Vps.State.ERROR, Vps.State.MISSING) and not record.vnc_password
+    if again:
+        _set_state(record, Vps.State.PENDING)
+    elif record.state != Vps.State.PENDING:
         raise OperationError(f"The VPS is {record.get_state_display().lower()}, not being created.")
     scratch = lv.scratch_dir()
     try:
         with lv.connect(hv) as session:
             try:
+                if again:
+                    ctx.log("Removing what the failed create left on the hypervisor")
+                    _remove_made(session, record)
                 return _create(ctx, session, record, scratch)
             except Exception as exc:
                 ctx.log(f"Create failed, removing what was made: {exc}")
-                _remove_made(session, record)
-                _set_state(record, Vps.State.ERROR, str(exc)[:500])
+                message = str(exc)
+                try:
+                    _remove_made(session, record)
+                except Exception as cleanup:  # noqa: BLE001 - e.g. libvirtd died mid-way
+                    message = (
+                        f"{exc} (removing what was made failed too: {cleanup}; the "
+                        "hypervisor's inventory lists what is left)"
+                    )
+                _set_state(record, Vps.State.ERROR, message[:500])
                 raise
+    except lv.HypervisorError as exc:
+        # libvirt not reachable at all (the daemon down): never leave the VPS "creating".
+        if _vps(vps).state == Vps.State.PENDING:
+            _set_state(record, Vps.State.ERROR, str(exc)[:500])
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -133,9 +133,12 @@ class BackupRunSerializer(serializers.ModelSerializer):
 
 class RestoreSerializer(serializers.Serializer):
     run = serializers.UUIDField(help_text="The run whose snapshot to restore from.")
-    kind = serializers.ChoiceField(choices=["account", "files", "database"])
+    kind = serializers.ChoiceField(choices=["account", "files", "database", "path"])
     site = serializers.CharField(required=False, help_text="files: the site's domain.")
     database = serializers.UUIDField(required=False, help_text="database: the database.")
+    path = serializers.CharField(
+        required=False, max_length=1024, help_text="path: a file or folder of the home."
+    )
     destination = serializers.ChoiceField(choices=["original", "new"], default="original")
     new_path = serializers.CharField(
         required=False, help_text="files or account to a new place: a path below the home."
@@ -148,3 +151,29 @@ class TargetPasswordSerializer(serializers.Serializer):
     password = serializers.CharField(
         required=False, allow_blank=True, write_only=True, help_text="Blank: generated."
     )
+
+
+class BrowseSerializer(serializers.Serializer):
+    run = serializers.UUIDField(help_text="The run whose snapshot to list.")
+    path = serializers.CharField(
+        required=False, allow_blank=True, max_length=1024, help_text="Blank: the home."
+    )
+
+
+class SnapshotEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(help_text="file, dir, symlink, ...")
+    size = serializers.IntegerField(required=False)
+    permissions = serializers.CharField(required=False)
+    uid = serializers.IntegerField(required=False)
+    gid = serializers.IntegerField(required=False)
+    mtime = serializers.CharField(required=False)
+
+
+class SnapshotListingSerializer(serializers.Serializer):
+    run = serializers.UUIDField(allow_null=True, help_text="null: no snapshot to browse.")
+    path = serializers.CharField(allow_blank=True)
+    listed = serializers.BooleanField(help_text="False until browse has listed the folder.")
+    listed_at = serializers.DateTimeField(allow_null=True)
+    truncated = serializers.BooleanField()
+    entries = SnapshotEntrySerializer(many=True)

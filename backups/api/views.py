@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -8,7 +8,9 @@ from backups.api.serializers import (
     BackupJobSerializer,
     BackupRunSerializer,
     BackupTargetSerializer,
+    BrowseSerializer,
     RestoreSerializer,
+    SnapshotListingSerializer,
     TargetPasswordSerializer,
 )
 from backups.filters import BackupJobFilter, BackupRunFilter, BackupTargetFilter
@@ -99,6 +101,62 @@ class BackupJobViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
             snapshot_id=""
         )
         return Response(BackupRunSerializer(runs.select_related("job"), many=True).data)
+
+    @extend_schema(request=BrowseSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="browse", policy_action=CHANGE)
+    def browse(self, request, uuid=None):
+        """List one folder of a snapshot (an Operation); read it from ``listing``."""
+        job = self.get_object()
+        body = BrowseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = job.runs.filter(uuid=body.validated_data["run"]).first()
+        path = body.validated_data.get("path") or ""
+        op = services.start_browse(job, actor=request.user, run=run, path=path)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("run", str, required=False, description="Default: the latest."),
+            OpenApiParameter("path", str, required=False, description="Default: the home."),
+        ],
+        responses={200: SnapshotListingSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="listing",
+        pagination_class=None,
+        policy_action=CHANGE,
+    )
+    def listing(self, request, uuid=None):
+        """A folder of a snapshot as listed by ``browse``; ``listed`` is false (and
+        ``entries`` empty) until it is."""
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        from backups.models import SnapshotListing
+
+        job = self.get_object()
+        runs = job.runs.filter(state=BackupRun.State.SUCCEEDED, forgotten=False).exclude(
+            snapshot_id=""
+        )
+        try:
+            wanted = request.query_params.get("run")
+            run = runs.filter(uuid=wanted).first() if wanted else runs.first()
+        except DjangoValidationError:
+            run = None
+        home = (run.manifest or {}).get("home", "") if run else ""
+        path = (request.query_params.get("path") or home).rstrip("/") or home
+        found = SnapshotListing.objects.filter(run=run, path=path).first() if run else None
+        data = {
+            "run": run.uuid if run else None,
+            "path": path,
+            "listed": found is not None,
+            "listed_at": found.listed_at if found else None,
+            "truncated": found.truncated if found else False,
+            "entries": found.entries if found else [],
+        }
+        return Response(SnapshotListingSerializer(data).data)
 
     @extend_schema(request=RestoreSerializer, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"], url_path="restore", policy_action=CHANGE)

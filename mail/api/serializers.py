@@ -4,7 +4,7 @@ from accounts.models import User
 from core.api.serializers import ServiceSerializer
 from core.policy import CHANGE, restrict
 from mail import services
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
 from servers.models import Server
 
 STATE = ["uuid", "status", "status_message", "created_at"]
@@ -42,8 +42,9 @@ class MailDomainSerializer(ServiceSerializer):
 
     class Meta:
         model = MailDomain
-        fields = [*STATE, "domain", "server", "owner", "suspended"]
-        read_only_fields = STATE
+        fields = [*STATE, "domain", "server", "owner", "suspended", "catch_all", "spam_allow",
+                  "spam_deny", "dns_check", "dns_checked_at"]  # fmt: skip
+        read_only_fields = [*STATE, "dns_check", "dns_checked_at"]
 
     def get_fields(self):
         fields = super().get_fields()
@@ -54,6 +55,8 @@ class MailDomainSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
+        for name in ("catch_all", "spam_allow", "spam_deny"):
+            validated_data.pop(name, None)
         return super().create(validated_data)
 
 
@@ -72,8 +75,10 @@ class MailboxSerializer(ServiceSerializer):
 
     class Meta:
         model = Mailbox
-        fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb", "suspended"]
-        read_only_fields = [*STATE, "address"]
+        fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb",
+                  "suspended", "send_limit_per_hour", "autoreply", "autoreply_subject",
+                  "autoreply_body", "used_kb", "used_at"]  # fmt: skip
+        read_only_fields = [*STATE, "address", "used_kb", "used_at"]
 
     def get_fields(self):
         fields = super().get_fields()
@@ -84,6 +89,8 @@ class MailboxSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
+        for name in ("send_limit_per_hour", "autoreply", "autoreply_subject", "autoreply_body"):
+            validated_data.pop(name, None)  # changed by PATCH
         return super().create(validated_data)
 
 
@@ -116,3 +123,16 @@ class MailAliasSerializer(ServiceSerializer):
         if "destination_list" in validated_data:
             validated_data["destinations"] = validated_data.pop("destination_list")
         return super().update(instance, validated_data)
+
+
+class MailQueueSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MailServerState
+        fields = ["queue", "queue_total", "queue_read_at"]
+        read_only_fields = fields
+
+
+class QueueIdsSerializer(serializers.Serializer):
+    queue_ids = serializers.ListField(
+        child=serializers.CharField(max_length=20), min_length=1, max_length=200
+    )

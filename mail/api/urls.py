@@ -6,5 +6,6 @@ routes = [
     ("mail-domains", views.MailDomainViewSet, "maildomain"),
     ("mailboxes", views.MailboxViewSet, "mailbox"),
     ("mail-aliases", views.MailAliasViewSet, "mailalias"),
+    ("mail-servers", views.MailServerViewSet, "mailserver"),
 ]
 urlpatterns: list = []

@@ -1,10 +1,22 @@
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
+from core.api.serializers import OperationSerializer
 from core.api.viewsets import PolicyViewSetMixin
+from core.policy import APPLY, CHANGE
 from mail import services
-from mail.api.serializers import MailAliasSerializer, MailboxSerializer, MailDomainSerializer
+from mail.api.serializers import (
+    MailAliasSerializer,
+    MailboxSerializer,
+    MailDomainSerializer,
+    MailQueueSerializer,
+    QueueIdsSerializer,
+)
 from mail.filters import MailAliasFilter, MailboxFilter, MailDomainFilter
-from mail.models import MailAlias, Mailbox, MailDomain
+from mail.models import MailAlias, Mailbox, MailDomain, MailServerState
+from servers.models import Server
 
 
 class _Base(
@@ -36,6 +48,14 @@ class MailDomainViewSet(_Base):
     def optimise(self, qs):
         return qs.select_related("server", "owner")
 
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="check-dns", policy_action=CHANGE)
+    def check_dns(self, request, uuid=None):
+        """Ask the DNS for the records the domain needs; the result is in ``dns_check``."""
+        op = services.start_dns_check(self.get_object(), actor=request.user)
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
 
 class MailboxViewSet(_Base):
     """Mailboxes. The password is write-only; only its SHA512-CRYPT hash is kept."""
@@ -61,3 +81,58 @@ class MailAliasViewSet(_Base):
 
     def optimise(self, qs):
         return qs.select_related("domain")
+
+
+class MailServerViewSet(PolicyViewSetMixin, viewsets.GenericViewSet):
+    """Servers as mail servers: ``prepare`` installs and configures Postfix, Dovecot and
+    OpenDKIM (an Operation, answered with 202)."""
+
+    queryset = Server.objects.all()
+    serializer_class = OperationSerializer
+    http_method_names = ["get", "post", "head", "options"]
+
+    def _operation(self, op):
+        data = OperationSerializer(op, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], policy_action=APPLY)
+    def prepare(self, request, uuid=None):
+        return self._operation(
+            services.do_prepare_mail(self.get_object(), actor=request.user, data={})
+        )
+
+    @extend_schema(request=None, responses={200: MailQueueSerializer})
+    @action(detail=True, methods=["get"], policy_action=APPLY)
+    def queue(self, request, uuid=None):
+        """The queue as last read (``read-queue`` reads it again)."""
+        state = MailServerState.objects.filter(server=self.get_object()).first()
+        return Response(MailQueueSerializer(state or MailServerState()).data)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="read-queue", policy_action=APPLY)
+    def read_queue(self, request, uuid=None):
+        return self._operation(services.start_read_queue(self.get_object(), actor=request.user))
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="read-usage", policy_action=APPLY)
+    def read_usage(self, request, uuid=None):
+        return self._operation(services.start_read_usage(self.get_object(), actor=request.user))
+
+    @extend_schema(request=QueueIdsSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="retry-queued", policy_action=APPLY)
+    def retry_queued(self, request, uuid=None):
+        server = self.get_object()
+        body = QueueIdsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = {"queue_ids": body.validated_data["queue_ids"]}
+        return self._operation(services.do_retry_queued(server, actor=request.user, data=data))
+
+    @extend_schema(request=QueueIdsSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="delete-queued", policy_action=APPLY)
+    def delete_queued(self, request, uuid=None):
+        server = self.get_object()
+        body = QueueIdsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = {"queue_ids": body.validated_data["queue_ids"]}
+        return self._operation(services.do_delete_queued(server, actor=request.user, data=data))

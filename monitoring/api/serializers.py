@@ -3,7 +3,14 @@ from rest_framework import serializers
 from core.api.serializers import ServiceSerializer
 from core.policy import CHANGE, restrict
 from monitoring import services
-from monitoring.models import Alert, AlertRule, Check, Delivery, NotificationChannel
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    Delivery,
+    MaintenanceWindow,
+    NotificationChannel,
+)
 from monitoring.series import METRICS, RANGES
 from servers.models import Server
 
@@ -179,3 +186,24 @@ class CheckSerializer(ServiceSerializer):
 
             shares = uptime([check])
         return shares.get(check.pk, {"24h": None, "30d": None})
+
+
+class MaintenanceWindowSerializer(ServiceSerializer):
+    server = serializers.SlugRelatedField(
+        slug_field="uuid", queryset=Server.objects.none(), required=False, allow_null=True
+    )
+    state = serializers.CharField(source="current_state", read_only=True)
+    next_start = serializers.DateTimeField(read_only=True, allow_null=True)
+    create_service = staticmethod(services.do_create_window)
+    update_service = staticmethod(services.do_update_window)
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["uuid", *services.WINDOW_FIELDS, "state", "next_start", "created_at"]
+        read_only_fields = ["uuid", "created_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["server"].queryset = restrict(Server, request.user, CHANGE)

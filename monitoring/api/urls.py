@@ -6,5 +6,6 @@ routes = [
     ("alerts", views.AlertViewSet, "alert"),
     ("alert-rules", views.RuleViewSet, "alert-rule"),
     ("channels", views.ChannelViewSet, "channel"),
+    ("maintenance-windows", views.MaintenanceWindowViewSet, "maintenance-window"),
 ]
 urlpatterns: list = []

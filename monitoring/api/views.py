@@ -13,14 +13,21 @@ from monitoring.api.serializers import (
     CheckSerializer,
     DeliverySerializer,
     LatestSerializer,
+    MaintenanceWindowSerializer,
     RuleSerializer,
     SeriesQuerySerializer,
     SeriesSerializer,
     SilenceSerializer,
 )
 from monitoring.checks import uptime
-from monitoring.filters import AlertFilter, ChannelFilter, CheckFilter, RuleFilter
-from monitoring.models import Alert, AlertRule, Check, NotificationChannel
+from monitoring.filters import (
+    AlertFilter,
+    ChannelFilter,
+    CheckFilter,
+    MaintenanceWindowFilter,
+    RuleFilter,
+)
+from monitoring.models import Alert, AlertRule, Check, MaintenanceWindow, NotificationChannel
 from monitoring.series import SeriesError, series
 from servers.models import Server
 
@@ -153,6 +160,24 @@ class AlertViewSet(PolicyViewSetMixin, viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         alert = services.do_silence_alert(alert, actor=request.user, data=dict(body.validated_data))
         return Response(AlertSerializer(alert).data)
+
+
+class MaintenanceWindowViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    """Your maintenance windows: while one is open its servers are in maintenance (no
+    alerts, never offline). ``state`` is open, scheduled or ended now."""
+
+    queryset = MaintenanceWindow.objects.all()
+    serializer_class = MaintenanceWindowSerializer
+    filterset_class = MaintenanceWindowFilter
+    search_fields = ["name"]
+    ordering_fields = ["starts_at", "name", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def optimise(self, qs):
+        return qs.select_related("server")
+
+    def perform_destroy(self, window):
+        services.do_delete_window(window, actor=self.request.user)
 
 
 class CheckViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):

@@ -70,6 +70,13 @@ class Accessibility(LiveBrowser):
             last="203.0.113.9",
         )
         VpsPlan.objects.create(name="Small")
+        from hooks.models import Delivery, Event, Webhook
+
+        hook = Webhook.objects.create(
+            owner=admin, name="erp", url="https://hooks.example.com/", events=["alert.fired"]
+        )
+        event = Event.objects.create(type="webhook.test", source="test:a11y", owner_id=admin.pk)
+        Delivery.objects.create(webhook=hook, event=event, state="failed", response_status=500)
         return [
             "/",
             "/operations/",
@@ -91,6 +98,9 @@ class Accessibility(LiveBrowser):
             "/vps/pools/",
             f"/vps/pools/{pool.uuid}/",
             "/monitoring/",
+            "/hooks/",
+            "/hooks/new/",
+            f"/hooks/{hook.uuid}/",
             "/account/",
             "/account/security/",
             "/account/tokens/",

@@ -121,30 +121,22 @@ def libvirtd(tmp_path_factory):
         f'log_outputs = "3:file:{base}/libvirtd.log"\n'
     )
     pid_file = base / "libvirtd.pid"
-    subprocess.run(
-        ["/usr/sbin/libvirtd", "-d", "-f", str(base / "libvirtd.conf"), "-p", str(pid_file)],
-        check=True,
-    )
+    _start_daemon(base)
     uri = f"qemu:///system?socket={base}/run/libvirt-sock"
     import libvirt
 
-    end = time.monotonic() + 20
-    conn = None
-    while conn is None:
-        try:
-            conn = libvirt.open(uri)
-        except libvirt.libvirtError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.1)
+    conn = _open_when_up(uri)
     pool_name = f"panel-{uuid.uuid4().hex[:8]}"
     pool = conn.storagePoolDefineXML(
         f"<pool type='dir'><name>{pool_name}</name><target><path>{base}/pool</path></target></pool>"
     )
     pool.create()
+    info = {"uri": uri, "pool": pool_name, "conn": conn, "dir": base}
     try:
-        yield {"uri": uri, "pool": pool_name, "conn": conn, "dir": base}
+        yield info
     finally:
+        conn = info["conn"]  # restart_libvirtd opens a new one
+        pool = conn.storagePoolLookupByName(pool_name)
         for dom in conn.listAllDomains():
             if dom.name().startswith("vps-"):
                 if dom.isActive():
@@ -159,6 +151,61 @@ def libvirtd(tmp_path_factory):
         while time.monotonic() < end and _running(pid):
             time.sleep(0.1)
         lock.close()
+
+
+def _start_daemon(base: Path) -> None:
+    subprocess.run(
+        [
+            "/usr/sbin/libvirtd",
+            "-d",
+            "-f",
+            str(base / "libvirtd.conf"),
+            "-p",
+            str(base / "libvirtd.pid"),
+        ],
+        check=True,
+    )
+
+
+def _open_when_up(uri: str):
+    import time
+
+    import libvirt
+
+    end = time.monotonic() + 20
+    while True:
+        try:
+            return libvirt.open(uri)
+        except libvirt.libvirtError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
+def stop_libvirtd(info: dict) -> None:
+    """Stop the fixture's daemon (its guests keep running, as a real restart leaves them)."""
+    import os
+    import signal
+    import time
+
+    pid = int((info["dir"] / "libvirtd.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and _running(pid):
+        time.sleep(0.1)
+    assert not _running(pid), "libvirtd did not stop"
+
+
+def start_libvirtd(info: dict) -> None:
+    """Start the fixture's daemon again (same configuration, socket and pool)."""
+    import contextlib
+
+    import libvirt
+
+    with contextlib.suppress(libvirt.libvirtError):
+        info["conn"].close()
+    _start_daemon(info["dir"])
+    info["conn"] = _open_when_up(info["uri"])
 
 
 # A tiny guest that answers on its serial console: Debian's cloud kernel (scripts/deps.sh

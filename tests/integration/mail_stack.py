@@ -210,3 +210,81 @@ def _stack(base, conf, dconf, users, vmail, smtp_port, imap_port) -> dict:
             "opendkim_pid_file": str(base / "opendkim.pid"),
         },
     }
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate and key for ``name`` (openssl), standing in for the panel's."""
+    crt, key = directory / f"{name}.crt", directory / f"{name}.key"
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+       "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+       "-keyout", str(key), "-out", str(crt))  # fmt: skip
+    key.chmod(0o600)
+    return crt, key
+
+
+@contextlib.contextmanager
+def prepared_paths(foreign_port: int) -> Iterator[dict]:
+    """Directories and ports for a stack that "Prepare for mail" configures and starts
+    (nothing is written or started here but a TLS key and the foreign domain's route); the
+    programs are stopped by command and pid on exit, whoever started them."""
+    for program in ("postfix", "postmap", "dovecot", "doveadm", "doveconf", "opendkim"):
+        need(program)
+    base = world_readable_tmp("uhp-mailprep-")
+    conf = base / "postfix"
+    conf.mkdir()
+    (base / "tls").mkdir(mode=0o700)
+    crt, key = self_signed(base / "tls", "mx.panel.test")
+    (conf / "transport").write_text(f"{FOREIGN} smtp:[127.0.0.1]:{foreign_port}\n")
+    sh("postmap", f"hash:{conf}/transport")
+    ports = {k: free_port() for k in ("smtp", "submission", "imap", "sieve", "milter")}
+    profile = {
+        "state_dir": str(base / "state"),
+        "mail_hostname": "mx.panel.test",
+        "postfix_config_dir": str(conf),
+        "mail_map_dir": str(conf / "panel"),
+        "postfix_queue_dir": str(base / "queue"),
+        "postfix_data_dir": str(base / "data"),
+        "postfix_log_file": str(base / "postfix.log"),
+        "postfix_transport_map": str(conf / "transport"),
+        "mail_listen_addresses": "127.0.0.1",
+        "mail_mynetworks": "127.0.0.1/32",  # Dovecot's auto-replies; clients use 127.0.0.3
+        "dovecot_submission_host": f"127.0.0.1:{ports['smtp']}",
+        "dovecot_sieve_dir": str(base / "sieve"),
+        "mail_policy_state_dir": str(base / "policy"),
+        "smtp_listen": f"127.0.0.1:{ports['smtp']}",
+        "submission_listen": f"127.0.0.1:{ports['submission']}",
+        "imap_listen": str(ports["imap"]),
+        "managesieve_listen": str(ports["sieve"]),
+        "mail_tls_cert": str(crt),
+        "mail_tls_key": str(key),
+        "dovecot_conf": str(base / "dovecot" / "dovecot.conf"),
+        "dovecot_users_dir": str(base / "users"),
+        "dovecot_base_dir": str(base / "run"),
+        "dovecot_state_dir": str(base / "dstate"),
+        "dovecot_log_path": str(base / "dovecot.log"),
+        "dovecot_lmtp_socket": str(base / "lmtp"),
+        "dovecot_auth_socket": str(base / "auth"),
+        "vmail_base": str(base / "vmail"),
+        "opendkim_conf": str(base / "opendkim.conf"),
+        "opendkim_dir": str(base / "opendkim"),
+        "opendkim_key_dir": str(base / "opendkim" / "keys"),
+        "opendkim_pid_file": str(base / "opendkim.pid"),
+        "opendkim_socket": f"inet:{ports['milter']}@127.0.0.1",
+        "opendkim_safe_keys": "no",
+    }
+    (base / "dovecot").mkdir()
+    (base / "dstate").mkdir()
+    try:
+        yield {"base": base, "conf": conf, "ports": ports, "profile": profile, "cert": crt}
+    finally:
+        stop_pidfile(base / "opendkim.pid")
+        stop_pidfile(base / "run" / "master.pid")  # Dovecot, even if its file is gone
+        for argv in (
+            ["postfix", "-c", str(conf), "stop"],
+            ["doveadm", "-c", profile["dovecot_conf"], "stop"],
+        ):
+            with contextlib.suppress(Exception):
+                subprocess.run(
+                    argv, timeout=30, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+        shutil.rmtree(base, ignore_errors=True)

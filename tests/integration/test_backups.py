@@ -692,3 +692,57 @@ def test_a_whole_account_restores_in_place_and_to_a_new_place(world, repo_dir):
         assert again.state == "failed" and "exists already" in again.error
     finally:
         adapter_for(ENDPOINTS[engine]).drop_database(db.name)
+
+
+def test_the_snapshot_browser_lists_folders_and_restores_one_file_or_folder(world, repo_dir):
+    from backups.models import SnapshotListing
+    from tests.conftest import login
+
+    job = make_job(world, local_target(world, repo_dir))
+    before = tree(world.site)
+    assert back_up(world, job).state == "succeeded"
+    run = BackupRun.objects.get(job=job)
+    home = run.manifest["home"]
+    public = f"{home}/sites/{DOMAIN}/public"
+    # One folder at a time, through an Operation; the page reads the listing.
+    with world.run(execute=True):
+        op = services.start_browse(job, actor=world.customer, run=run, path=public)
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    listing = SnapshotListing.objects.get(run=run, path=public)
+    names = [(e["name"], e["type"]) for e in listing.entries]
+    assert names == [("uploads", "dir"), ("index.html", "file"), ("secret.php", "file")]
+    secret = next(e for e in listing.entries if e["name"] == "secret.php")
+    assert secret["permissions"] == "-rw-r-----" and secret["size"] > 0
+    client = login(world.customer)
+    page = client.get(f"/backups/{job.uuid}/browse/?run={run.uuid}&path={public}")
+    assert page.status_code == 200 and "secret.php" in page.content.decode()
+
+    # One file, in place: content, owner and mode come back; nothing else changes.
+    (world.public / "uploads" / "a.bin").unlink()
+    (world.public / "index.html").write_text("changed, not restored")
+    data = {"run": run, "kind": "path", "path": f"{public}/uploads", "destination": "original"}
+    check = restore(world, job, data, dry_run=True)
+    assert check.state == "succeeded" and "1 files" in check.message, check.error
+    assert not (world.public / "uploads" / "a.bin").exists()
+    op = restore(world, job, data)
+    assert op.state == "succeeded", op.error
+    after = tree(world.site)
+    assert after["public/uploads/a.bin"] == before["public/uploads/a.bin"]
+    assert after["public/uploads"] == before["public/uploads"]  # mode 0750, the owner's
+    assert (world.public / "index.html").read_text() == "changed, not restored"
+    # A file to a new place below the home.
+    new = {**data, "path": f"{public}/secret.php", "destination": "new", "new_path": "old.php"}
+    op = restore(world, job, new)
+    assert op.state == "succeeded", op.error
+    restored = world.site.parent.parent / "old.php"
+    st = restored.stat()
+    assert restored.read_text() == "<?php // private\n"
+    assert (st.st_mode & 0o777, st.st_uid) == (0o640, (world.public / "index.html").stat().st_uid)
+    # Outside the home, or not in the snapshot: refused.
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        services.do_restore(job, actor=world.customer, data={**data, "path": "/etc/passwd"})
+    missing = restore(world, job, {**data, "path": f"{public}/nothing-here"}, dry_run=True)
+    assert missing.state == "failed" and "not in snapshot" in missing.error

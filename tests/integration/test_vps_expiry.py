@@ -15,8 +15,9 @@ from django.utils import timezone
 from core.models import AuditEntry, Operation
 from monitoring import services as monitoring
 from monitoring.alerts import evaluate_alerts
-from monitoring.models import Alert
+from monitoring.models import Alert, Delivery
 from tests.integration.libvirt import image  # noqa: F401 - fixture
+from tests.integration.test_monitoring_notify import smtp  # noqa: F401 - fixture
 from tests.integration.test_vps_testdriver import (  # noqa: F401 - fixtures
     _close_held,
     _conn,
@@ -72,6 +73,32 @@ def test_owner_is_notified_7_days_and_1_day_before(run, customer, expiring):  # 
     assert "is suspended" in fired[0].message
     # Others' rules never see the VPS.
     assert not Alert.objects.exclude(owner=customer).exists()
+
+
+def test_expiry_notices_reach_the_owner_through_a_real_smtp_server(
+    run,  # noqa: F811
+    settings,
+    smtp,  # noqa: F811
+    customer,
+    expiring,
+):
+    """The notice goes the way every alert goes: the owner's rule, its channel, a Delivery
+    sent by the notifier, here to an SMTP server on loopback (aiosmtpd)."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
+    smtp.messages.clear()
+    vps, start = expiring
+    channel = monitoring.do_create_channel(
+        actor=customer, data={"name": "mail", "kind": "email", "target": "owner@example.com"}
+    )
+    monitoring.do_create_rule(
+        actor=customer, data={"name": "VPS expiry", "kind": "vps_expiring", "channels": [channel]}
+    )
+    run(evaluate_alerts, now=start + timedelta(days=4))
+    assert [m.rcpt_tos for m in smtp.messages] == [["owner@example.com"]]
+    content = smtp.messages[0].content.decode()
+    assert "[FIRING] VPS expiry" in content and "web1 expires on" in content
+    assert list(Delivery.objects.values_list("state", flat=True)) == ["sent"]
 
 
 def test_expiry_suspends_then_deletes_after_grace(run, settings, customer, hv, expiring):  # noqa: F811

@@ -238,3 +238,68 @@ def test_create_killed_mid_way_is_cleaned_up(libvirtd, tmp_path, settings, admin
     pool = conn.storagePoolLookupByName(libvirtd["pool"])
     pool.refresh(0)
     assert not {vps.disk_volume, vps.seed_volume} & set(pool.listVolumes())
+
+
+def test_libvirtd_dying_mid_create_fails_cleanly_and_a_retry_works(
+    libvirtd,  # noqa: F811
+    run,
+    tmp_path,
+    settings,
+    admin_user,
+    monkeypatch,
+):
+    """libvirtd stops right after the domain was defined: the start fails, so does the
+    cleanup (nobody answers), the Operation fails and the VPS shows the error with both
+    reasons, not "creating". With libvirtd back, retrying the Operation removes what was
+    left and the VPS runs."""
+    from core.operations import retry_operation
+    from tests.integration.libvirt import start_libvirtd, stop_libvirtd
+
+    settings.VAR_DIR = tmp_path
+    server = Server.objects.create(
+        name="kvm4", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    hv = Hypervisor.objects.create(
+        server=server,
+        uri=libvirtd["uri"],
+        storage_pool=libvirtd["pool"],
+        network="",  # user-mode networking: the daemon has no libvirt network
+        status=Hypervisor.Status.ONLINE,
+        cpus=4,
+        memory_mib=4096,
+        storage_gib=50,
+    )
+    src = make_image_file(tmp_path / "tiny.qcow2", size="64M")
+    with src.open("rb") as f:
+        image = services.do_create_image(actor=admin_user, data={"name": "Tiny4"}, upload=f)
+    plan = VpsPlan.objects.create(
+        name="Nano4", vcpus=1, memory_mib=128, disk_gib=1, ip_count=0, ipv6=False
+    )
+    real = lv.LibvirtSession.define
+
+    def define_then_daemon_dies(self, xml):
+        real(self, xml)
+        stop_libvirtd(libvirtd)
+
+    monkeypatch.setattr(lv.LibvirtSession, "define", define_then_daemon_dies)
+    vps = run(
+        services.do_create_vps,
+        actor=admin_user,
+        data={"hostname": "dies", "plan": plan, "image": image, "hypervisor": hv},
+    )
+    op = _last_op(vps)
+    assert op.state == "failed"
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.ERROR
+    assert "removing what was made failed too" in vps.state_message
+
+    monkeypatch.setattr(lv.LibvirtSession, "define", real)
+    start_libvirtd(libvirtd)
+    conn = libvirtd["conn"]
+    assert vps.domain_name in [d.name() for d in conn.listAllDomains()]  # left behind
+    retried = run(retry_operation, op, actor=admin_user)
+    retried.refresh_from_db()
+    assert retried.state == "succeeded", retried.error_detail or retried.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING
+    assert conn.lookupByName(vps.domain_name).isActive()

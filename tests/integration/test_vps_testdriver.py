@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from core.models import Operation
+from core.operations import retry_operation
 from tests.integration.libvirt import (
     image,  # noqa: F401 - fixture
     make_image_file,
@@ -156,6 +157,46 @@ def test_whole_lifecycle(run, settings, admin_user, customer, hv, plan, image): 
     assert not _defined(vps.domain_name)
     assert vps.disk_volume not in _conn().storagePoolLookupByName("default-pool").listVolumes()
     assert not IpAddress.objects.exists()
+
+
+def test_a_create_whose_libvirt_daemon_is_down_fails_and_leaves_no_vps_creating(
+    run,  # noqa: F811
+    tmp_path,
+    customer,
+    hv,  # noqa: F811
+    plan,  # noqa: F811
+    image,  # noqa: F811
+):
+    """The hypervisor's daemon is not there (its socket answers nothing): the Operation
+    fails with libvirt's reason and the VPS shows the error, never stays "creating". Once
+    libvirt answers again, retrying the Operation creates the VPS."""
+    hv.uri = f"qemu:///system?socket={tmp_path}/libvirt-sock"
+    hv.save(update_fields=["uri"])
+    vps = run(
+        services.do_create_vps,
+        actor=customer,
+        data={"hostname": "web1", "plan": plan, "image": image},
+    )
+    op = _last_op(vps)
+    assert op.state == "failed" and "Could not reach libvirt" in op.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.ERROR and "Could not reach libvirt" in vps.state_message
+
+    hv.uri = "test:///default"  # the daemon is back
+    hv.save(update_fields=["uri"])
+    retried = run(retry_operation, op, actor=customer)
+    retried.refresh_from_db()
+    assert retried.state == "succeeded", retried.error_detail or retried.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING and vps.vnc_password
+    assert _conn().lookupByName(vps.domain_name).isActive()
+    # A VPS that ran is never created over by retrying an old create.
+    vps.state = Vps.State.ERROR
+    vps.save(update_fields=["state"])
+    again = run(retry_operation, op, actor=customer)
+    again.refresh_from_db()
+    assert again.state == "failed" and "not being created" in again.error
+    assert _conn().lookupByName(vps.domain_name).isActive()
 
 
 def test_bad_input_leaves_nothing_defined(run, tmp_path, admin_user, customer, hv, plan, image):  # noqa: F811

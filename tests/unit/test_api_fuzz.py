@@ -12,7 +12,7 @@ from django.core.cache import cache
 
 from core.models import AuditEntry
 from dns.models import Record, Zone
-from monitoring.models import Alert, AlertRule, Check, NotificationChannel
+from monitoring.models import Alert, AlertRule, Check, MaintenanceWindow, NotificationChannel
 from servers.models import FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -78,7 +78,13 @@ def _objects(admin_user):
     )
     backup_job = BackupJob.objects.create(account=account, target=backup_target)
     backup_run = BackupRun.objects.create(job=backup_job, state="succeeded", snapshot_id="abcd1234")
+    from hooks.models import Webhook
+
+    webhook = Webhook.objects.create(
+        owner=admin_user, name="fuzz", url="https://hooks.example.com/", events=["alert.fired"]
+    )
     return {
+        "webhooks": webhook,
         "mail-domains": mail_domain,
         "mailboxes": Mailbox.objects.create(
             domain=mail_domain, local_part="info", password_hash="{SHA512-CRYPT}$6$s$" + "x" * 86
@@ -86,6 +92,7 @@ def _objects(admin_user):
         "mail-aliases": MailAlias.objects.create(
             domain=mail_domain, local_part="sales", destinations="info@fuzz-mail.example.com"
         ),
+        "mail-servers": server,
         "backup-targets": backup_target,
         "backup-jobs": backup_job,
         "backup-runs": backup_run,
@@ -107,6 +114,13 @@ def _objects(admin_user):
         "alert-rules": alert_rule,
         "alerts": alert,
         "checks": check,
+        "maintenance-windows": MaintenanceWindow.objects.create(
+            owner=admin_user,
+            name="fuzz",
+            server=server,
+            starts_at=server.created_at,
+            ends_at=server.created_at,
+        ),
         "servers": server,
         "firewall-rules": rule,
         "users": admin_user,

@@ -15,7 +15,14 @@ import pytest
 from accounts import services as account_services
 from core.operations import start_operation
 from dns.models import Record, Zone
-from monitoring.models import Alert, AlertRule, Check, Delivery, NotificationChannel
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    Check,
+    Delivery,
+    MaintenanceWindow,
+    NotificationChannel,
+)
 from servers.models import DriftItem, FirewallRule, Server
 from tests.conftest import login
 from websites.certificates.models import Certificate
@@ -114,6 +121,9 @@ def world(admin_user, reseller, customer):
     alert = Alert.objects.create(rule=alert_rule, owner=customer, kind="x", subject="s", label="l")
     Delivery.objects.create(channel=channel, alert=alert, event="firing")
     check = Check.objects.create(owner=customer, name="c", target="https://s.example.com/")
+    window = MaintenanceWindow.objects.create(
+        owner=customer, name="w", server=server, starts_at=op.created_at, ends_at=op.created_at
+    )
     from mail.models import MailAlias, Mailbox, MailDomain
 
     mail_domain = MailDomain.objects.create(
@@ -127,7 +137,17 @@ def world(admin_user, reseller, customer):
         "mail-aliases": MailAlias.objects.create(
             domain=mail_domain, local_part="sales", destinations="info@mail.example.com"
         ),
+        "mail-servers": server,
     }
+    from hooks.models import Delivery as HookDelivery
+    from hooks.models import Event, Webhook
+
+    webhook = Webhook.objects.create(
+        owner=customer, name="w", url="https://hooks.example.com/", events=["alert.fired"]
+    )
+    event = Event.objects.create(type="webhook.test", source="test:schema", owner_id=customer.pk)
+    mail_objects["webhooks"] = webhook
+    mail_objects["webhook-deliveries"] = HookDelivery.objects.create(webhook=webhook, event=event)
     return {
         "mail_objects": mail_objects,
         "vps_objects": vps_objects,
@@ -135,6 +155,7 @@ def world(admin_user, reseller, customer):
         "alert_rule": alert_rule,
         "alert": alert,
         "check": check,
+        "window": window,
         "account": account,
         "db_server": db_server,
         "database": database,
@@ -190,6 +211,7 @@ def _value_for(path: str, name: str, world) -> str:
         ("/api/v1/alert-rules/", "alert_rule"),
         ("/api/v1/alerts/", "alert"),
         ("/api/v1/checks/", "check"),
+        ("/api/v1/maintenance-windows/", "window"),
     ):
         if path.startswith(prefix):
             return str(world[key].uuid)

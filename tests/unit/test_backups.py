@@ -350,6 +350,76 @@ class TestPortal:
         assert counts[0] == counts[1], counts
 
 
+def test_the_password_form_starts_the_change_or_says_why_not(
+    setup, admin_user, django_capture_on_commit_callbacks
+):
+    client = login(admin_user)
+    url = f"/backups/targets/{setup.target.uuid}/password/"
+    resp = client.post(url, {"password": "new-password-123"})
+    assert resp.status_code == 302 and resp["Location"] == setup.target.get_absolute_url()
+    assert not Operation.objects.filter(kind="backup_target.password").exists()  # not ready
+    BackupTarget.objects.filter(pk=setup.target.pk).update(status="ready")
+    with django_capture_on_commit_callbacks(execute=False):
+        resp = client.post(url, {"password": "new-password-123"})
+    op = Operation.objects.get(kind="backup_target.password")
+    assert resp.status_code == 302 and resp["Location"] == op.get_absolute_url()
+    assert BackupTarget.objects.get(pk=setup.target.pk).pending_password == "new-password-123"
+
+
+class TestBrowser:
+    HOME = "/home/x"
+
+    def _listing(self, setup, n: int, path: str):
+        from backups.models import SnapshotListing
+
+        entries = [
+            {"name": f"f{i}", "type": "file", "size": i, "permissions": "-rw-r--r--"}
+            for i in range(n)
+        ]
+        SnapshotListing.objects.update_or_create(
+            run=setup.run, path=path, defaults={"entries": entries}
+        )
+
+    def test_the_page_reads_listings_paged_with_flat_queries(self, setup, customer):
+        BackupRun.objects.filter(pk=setup.run.pk).update(manifest={"home": self.HOME})
+        client = login(customer)
+        url = f"/backups/{setup.job.uuid}/browse/?run={setup.run.uuid}&path={self.HOME}/a"
+        assert "not been listed yet" in client.get(url).content.decode()
+        counts = []
+        for n in (3, 450):
+            self._listing(setup, n, f"{self.HOME}/a")
+            with CaptureQueriesContext(connection) as ctx:
+                body = client.get(url).content.decode()
+            counts.append(len(ctx))
+            assert "f2" in body
+        assert counts[0] == counts[1], counts
+        assert "Page 1 of 3" in body  # 200 a page
+
+    def test_listing_starts_an_operation_within_the_home_only(self, setup, customer):
+        BackupRun.objects.filter(pk=setup.run.pk).update(manifest={"home": self.HOME})
+        setup.run.refresh_from_db()
+        op = services.start_browse(setup.job, actor=customer, run=setup.run, path="")
+        assert op.kind == "backup.browse" and op.args["path"] == self.HOME
+        for bad in ("/etc", f"{self.HOME}/../etc", f"{self.HOME}/a*", "/home/xy"):
+            with pytest.raises(ValidationError):
+                services.start_browse(setup.job, actor=customer, run=setup.run, path=bad)
+        client = login(customer)
+        resp = client.post(
+            f"/api/v1/backup-jobs/{setup.job.uuid}/browse/",
+            {"run": str(setup.run.uuid), "path": f"{self.HOME}/sites"},
+            content_type="application/json",
+        )
+        assert resp.status_code == 202, resp.content
+        listing = f"/api/v1/backup-jobs/{setup.job.uuid}/listing/?run={setup.run.uuid}"
+        assert client.get(f"{listing}&path={self.HOME}/sites").json()["listed"] is False
+        self._listing(setup, 2, f"{self.HOME}/sites")
+        body = client.get(f"{listing}&path={self.HOME}/sites").json()
+        assert body["listed"] and [e["name"] for e in body["entries"]] == ["f0", "f1"]
+        other = login(make_user("other-b@example.com", "customer"))
+        assert other.get(f"{listing}&path={self.HOME}/sites").status_code == 404
+        assert other.get(f"/backups/{setup.job.uuid}/browse/").status_code == 404
+
+
 class TestApi:
     def test_owner_reads_runs_snapshots_and_restores(self, setup, customer):
         client = login(customer)

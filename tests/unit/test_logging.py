@@ -44,3 +44,42 @@ def test_failed_ssh_operation_logs_one_line(admin_user, not_ssh, caplog):
     assert len(noisy) == 1, [r.getMessage() for r in noisy]
     assert noisy[0].exc_info is None and "Test connection" not in noisy[0].getMessage()
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_json_log_lines(tmp_path):
+    """PANEL_LOG_FORMAT=json: every line one JSON object, tracebacks and extra fields kept."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import django, logging; django.setup(); log = logging.getLogger('panel.test');"
+        "log.warning('disk %s full', '/var', extra={'server': 'web1'})\n"
+        "try:\n 1/0\nexcept ZeroDivisionError:\n log.exception('boom')"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "panel.settings",
+        "PANEL_LOG_FORMAT": "json",
+        "PANEL_VAR_DIR": str(tmp_path),
+    }
+    env.pop("PYTEST_XDIST_WORKER", None)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert lines[0]["message"] == "disk /var full" and lines[0]["level"] == "WARNING"
+    assert lines[0]["server"] == "web1" and lines[0]["logger"] == "panel.test"
+    assert "ZeroDivisionError" in lines[1]["exception"]
+    bad = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=root,
+        env={**env, "PANEL_LOG_FORMAT": "xml"},
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "PANEL_LOG_FORMAT must be plain or json" in bad.stderr

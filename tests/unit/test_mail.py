@@ -214,6 +214,30 @@ class TestRender:
         line = [x for x in users.splitlines() if x.startswith("off@")][0]
         assert line.endswith("nologin reason=suspended")
 
+    def test_catch_all_catches_only_addresses_without_a_mailbox(self, domain, customer):
+        add_box(domain, customer, "info")
+        off = add_box(domain, customer, "off")
+        services.do_update_mailbox(off, actor=customer, data={"suspended": True})
+        services.do_update_mail_domain(
+            domain, actor=customer, data={"catch_all": "info@shop.example.com"}
+        )
+        assert AuditEntry.objects.filter(action="mail_domain.update").exists()
+        domain.refresh_from_db()
+        maps = render_maps([domain], list(Mailbox.objects.all()), [])
+        lines = maps["aliases"].splitlines()
+        assert "@shop.example.com info@shop.example.com" in lines
+        assert "info@shop.example.com info@shop.example.com" in lines
+        # A suspended mailbox keeps its own entry: its mail is refused, not caught.
+        assert "off@shop.example.com off@shop.example.com" in lines
+
+    @pytest.mark.parametrize("bad", ["two@a.example three@b.example", "no-at", "a@b\nc", 5])
+    def test_bad_catch_all_refused(self, domain, customer, bad):
+        with pytest.raises(ValidationError) as exc:
+            services.do_update_mail_domain(domain, actor=customer, data={"catch_all": bad})
+        assert "catch_all" in exc.value.message_dict
+        domain.refresh_from_db()
+        assert domain.catch_all == ""
+
     def test_a_tampered_row_is_not_rendered(self, domain, customer):
         box = add_box(domain, customer)
         Mailbox.objects.filter(pk=box.pk).update(local_part="evil\nx@y:z")
@@ -412,3 +436,20 @@ class TestDnsRecords:
         assert b"_dmarc.shop.example.com" in page.content
         assert b"Publish it at your DNS provider" in page.content
         assert not Record.objects.exists()
+
+
+def test_catch_all_from_the_domain_page(domain, customer, mallory):
+    url = f"/mail/{domain.uuid}/catch-all/"
+    assert login(mallory).post(url, {"catch_all": "x@shop.example.com"}).status_code == 404
+    client = login(customer)
+    assert 'data-testid="catch-all-form"' in client.get(domain.get_absolute_url()).content.decode()
+    client.post(url, {"catch_all": "info@shop.example.com"})
+    domain.refresh_from_db()
+    assert domain.catch_all == "info@shop.example.com"
+    client.post(url, {"catch_all": "not an address"})
+    domain.refresh_from_db()
+    assert domain.catch_all == "info@shop.example.com"
+    r = client.patch(
+        f"/api/v1/mail-domains/{domain.uuid}/", {"catch_all": ""}, content_type="application/json"
+    )
+    assert r.status_code == 200 and r.json()["catch_all"] == ""

@@ -111,11 +111,14 @@ def test_acknowledge_silence_and_maintenance_stop_notifications(server, reseller
     assert not Delivery.objects.filter(event="resolved").exists()  # silenced
     with pytest.raises(ValidationError):
         services.do_silence_alert(alert, actor=reseller, data={"until": T0})
-    # A server in maintenance: its alerts open but send nothing.
+    # A server in maintenance: nothing about it fires (so nothing is sent); when the
+    # maintenance ends a condition that still holds fires and notifies.
     Server.objects.filter(pk=server.pk).update(status="maintenance")
     _cpu(server, [90.0], start=T0 + timedelta(seconds=60))
-    second = evaluate_alerts(T0 + timedelta(seconds=61)).fired[0]
-    assert second.rule == rule and not second.deliveries.exists()
+    assert evaluate_alerts(T0 + timedelta(seconds=61)).fired == []
+    Server.objects.filter(pk=server.pk).update(status="online")
+    second = evaluate_alerts(T0 + timedelta(seconds=62)).fired[0]
+    assert second.rule == rule and second.deliveries.filter(event="firing").count() == 1
 
 
 def test_sources_from_other_apps_plug_in(reseller, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,6 +19,7 @@ from django.apps import apps as django_apps
 from django.contrib.admin.sites import site as admin_site
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.devices import AuthenticatorDevice
@@ -32,6 +34,7 @@ from monitoring.models import (
     Check,
     CheckResult,
     Delivery,
+    MaintenanceWindow,
     NotificationChannel,
     StatusPage,
 )
@@ -206,7 +209,27 @@ def victims(db, admin_user):
     )
     result = CheckResult.objects.create(uptime_check=check, ok=True)
     page = StatusPage.objects.create(owner=customer, slug=STATUS_SLUG, title="victim")
-    objects += [channel, alert_rule, alert, delivery, check, result, page]
+    window = MaintenanceWindow.objects.create(
+        owner=reseller,
+        name="victim window",
+        server=server,
+        starts_at=timezone.now(),
+        ends_at=timezone.now() + timedelta(hours=1),
+    )
+    objects += [channel, alert_rule, alert, delivery, check, result, page, window]
+    from hooks.models import Delivery as HookDelivery
+    from hooks.models import Event, Webhook
+
+    webhook = Webhook.objects.create(
+        owner=customer,
+        token=token,
+        name="victim integration",
+        url="https://hooks.example.com/in",
+        events=["operation.succeeded"],
+        secret=WEBHOOK_SECRET,
+    )
+    event = Event.objects.create(type="webhook.test", source="test:victim", owner_id=customer.pk)
+    objects += [webhook, event, HookDelivery.objects.create(webhook=webhook, event=event)]
     secrets += [WEBHOOK_SECRET, STATUS_SLUG, MAILBOX_HASH]
     return {"objects": objects, "secrets": secrets, "operation": op}
 

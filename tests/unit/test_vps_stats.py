@@ -96,15 +96,41 @@ def test_rollups_are_exact_and_idempotent(vps):
 
 
 @pytest.mark.django_db
-def test_prune_keeps_48_hours_raw_and_30_days_of_rollups(vps):
-    now = T0 + timedelta(days=40)
+def test_hourly_rollups_join_the_5_minute_ones_of_complete_hours(vps):
+    # Two hours and 10 minutes of samples, one a minute: cpu i % 60 in the first hour, 100
+    # in the second; the third hour is not over, so it gets no hourly row.
+    _samples(vps, T0, [i % 60 for i in range(60)] + [100] * 60 + [7] * 10)
+    stats.roll_up(now=T0 + timedelta(hours=2, minutes=11))
+    hourly = list(
+        VpsRollup.objects.filter(step=3600)
+        .order_by("start")
+        .values_list("start", "count", "values")
+    )
+    assert hourly == [
+        (T0, 60, {"cpu": [0, 29.5, 59]}),
+        (T0 + timedelta(hours=1), 60, {"cpu": [100, 100.0, 100]}),
+    ]
+    assert VpsRollup.objects.filter(step=300).count() == 26
+    assert stats.roll_up(now=T0 + timedelta(hours=2, minutes=12)) == 0  # idempotent
+    assert stats.roll_up(now=T0 + timedelta(hours=3, minutes=1)) == 1  # the third hour
+    assert VpsRollup.objects.get(step=3600, start=T0 + timedelta(hours=2)).count == 10
+
+
+@pytest.mark.django_db
+def test_prune_keeps_48_hours_raw_30_days_of_5_minutes_and_a_year_of_hours(vps):
+    now = T0 + timedelta(days=400)
     _samples(vps, now - timedelta(hours=48, seconds=1), [1])
     _samples(vps, now - timedelta(hours=47), [2])
-    VpsRollup.objects.create(vps=vps, start=now - timedelta(days=30, seconds=1), count=1)
-    VpsRollup.objects.create(vps=vps, start=now - timedelta(days=29), count=1)
-    assert stats.prune(now=now) == {"raw": 1, "5m": 1}
+    for step, age in ((300, timedelta(days=30, seconds=1)), (300, timedelta(days=29))):
+        VpsRollup.objects.create(vps=vps, step=step, start=now - age, count=1)
+    for age in (timedelta(days=365, seconds=1), timedelta(days=364)):
+        VpsRollup.objects.create(vps=vps, step=3600, start=now - age, count=1)
+    assert stats.prune(now=now) == {"raw": 1, "5m": 1, "1h": 1}
     assert list(VpsSample.objects.values_list("values__cpu", flat=True)) == [2]
-    assert VpsRollup.objects.get().start == now - timedelta(days=29)
+    assert sorted(VpsRollup.objects.values_list("step", "start")) == [
+        (300, now - timedelta(days=29)),
+        (3600, now - timedelta(days=364)),
+    ]
 
 
 @pytest.mark.django_db
@@ -121,7 +147,7 @@ def test_24h_series_joins_rollups_and_the_newest_raw_samples(vps):
 
 
 @pytest.mark.django_db
-def test_7d_series_joins_rollups_into_hours(vps):
+def test_7d_series_joins_5_minute_rollups_into_hours(vps):
     # Two hours of rollups (12 a hour): cpu 10..30 in the first, 40..60 in the second.
     for i in range(24):
         low = 10 if i < 12 else 40
@@ -133,16 +159,49 @@ def test_7d_series_joins_rollups_into_hours(vps):
         )
     now = T0 + timedelta(hours=2, minutes=1)
     _samples(vps, T0 + timedelta(hours=2), [90])  # not rolled up yet: ends the chart
-    for name in ("7d", "30d"):
-        found = stats.series(vps, name, now=now)
-        assert found["step"] == 3600
-        hours = [int((T0 + timedelta(hours=h)).timestamp()) for h in range(3)]
-        assert found["t"] == hours
-        assert found["metrics"]["cpu"] == {
-            "min": [10, 40, 90],
-            "avg": [20.0, 50.0, 90.0],
-            "max": [30, 60, 90],
-        }
+    found = stats.series(vps, "7d", now=now)
+    assert found["step"] == 3600
+    assert found["t"] == [int((T0 + timedelta(hours=h)).timestamp()) for h in range(3)]
+    assert found["metrics"]["cpu"] == {
+        "min": [10, 40, 90],
+        "avg": [20.0, 50.0, 90.0],
+        "max": [30, 60, 90],
+    }
+
+
+@pytest.mark.django_db
+def test_30d_and_1y_series_come_from_the_hourly_rollups(vps):
+    # 48 hourly rollups over two days (cpu 10 on the first, 30 on the second), then raw
+    # samples the hourly rollup has not reached: they end both charts.
+    day = T0.replace(hour=0)
+    for h in range(48):
+        cpu = 10 if h < 24 else 30
+        VpsRollup.objects.create(
+            vps=vps,
+            step=3600,
+            start=day + timedelta(hours=h),
+            count=60,
+            values={"cpu": [cpu - 5, cpu, cpu + 5]},
+        )
+    VpsRollup.objects.create(  # a 5-minute row inside those days: not counted twice
+        vps=vps, step=300, start=day + timedelta(hours=3), count=5, values={"cpu": [99, 99, 99]}
+    )
+    _samples(vps, day + timedelta(hours=48), [70, 80])
+    now = day + timedelta(hours=48, minutes=2)
+    month = stats.series(vps, "30d", now=now)
+    assert month["step"] == 3600 and len(month["t"]) == 49
+    assert (
+        month["metrics"]["cpu"]["max"][:2] == [15, 15]
+        and month["metrics"]["cpu"]["avg"][-1] == 75.0
+    )
+    year = stats.series(vps, "1y", now=now)
+    assert year["step"] == 86400
+    assert year["t"] == [int((day + timedelta(days=d)).timestamp()) for d in range(3)]
+    assert year["metrics"]["cpu"] == {
+        "min": [5, 25, 70],
+        "avg": [10.0, 30.0, 75.0],
+        "max": [15, 35, 80],
+    }
 
 
 @pytest.mark.django_db
@@ -156,4 +215,4 @@ def test_api_series_has_the_vps_visibility(vps, customer, reseller, mallory, adm
         assert body["vps"] == str(vps.uuid) and body["range"] == "1h"
         assert [v for v in body["metrics"]["cpu"]["avg"] if v is not None] == [5, 15]
     assert login(mallory).get(url).status_code == 404
-    assert login(customer).get(url.replace("1h", "1y")).status_code == 400
+    assert login(customer).get(url.replace("1h", "2y")).status_code == 400

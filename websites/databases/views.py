@@ -16,6 +16,7 @@ from core.generic import (
     PortalDeleteView,
     PortalDetailView,
     PortalEditView,
+    PortalFormActionView,
     PortalListView,
     form_errors_from,
     get_for_user,
@@ -206,23 +207,17 @@ class DatabaseAddUser(View):
         return redirect_htmx_aware(request, database.get_absolute_url())
 
 
-class DatabaseGrantAdd(View):
-    http_method_names = ["post"]
+class DatabaseGrantAdd(PortalFormActionView):
+    model = CustomerDatabase
+    form_class = GrantForm
+    message = "Privileges are being granted."
 
-    def post(self, request, uuid):
-        database = get_for_user(CustomerDatabase, request.user, CHANGE, uuid=uuid)
-        form = GrantForm(request.POST, database=database)
-        if form.is_valid():
-            try:
-                services.do_grant(
-                    actor=request.user, data={"database": database, **form.cleaned_data}
-                )
-                messages.success(request, "Privileges are being granted.")
-            except ValidationError as exc:
-                messages.error(request, " ".join(exc.messages))
-        else:
-            messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
-        return redirect_htmx_aware(request, database.get_absolute_url())
+    def form_kwargs(self, obj) -> dict:
+        return {"database": obj}
+
+    @staticmethod
+    def service(database, *, actor, data):
+        return services.do_grant(actor=actor, data={"database": database, **data})
 
 
 class DatabaseGrantRevoke(PortalActionView):

@@ -1,0 +1,7 @@
+from hooks.api import views
+
+routes = [
+    ("webhooks", views.WebhookViewSet, "webhook"),
+    ("webhook-deliveries", views.DeliveryViewSet, "webhook-delivery"),
+]
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""panelctl: the panel's command-line client, speaking the REST API with a token."""

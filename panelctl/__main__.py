@@ -1,0 +1,3 @@
+from panelctl.cli import main
+
+main()

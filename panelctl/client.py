@@ -1,0 +1,90 @@
+"""The REST API over HTTP: one session with the token, one error type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from panelctl.config import Profile
+
+TIMEOUT = 30
+
+
+class ApiError(Exception):
+    """The API refused (``status``, its JSON ``body``) or could not be reached (status 0)."""
+
+    def __init__(self, message: str, *, status: int = 0, body: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class Client:
+    def __init__(self, profile: Profile) -> None:
+        self.base = profile.url.rstrip("/") + "/api/v1/"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {profile.token}"
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "panelctl"
+
+    def request(self, method: str, path: str, *, params=None, json=None) -> Any:
+        url = self.base + path.lstrip("/")
+        try:
+            resp = self.session.request(
+                method, url, params=params, json=json, timeout=TIMEOUT, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            raise ApiError(f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+        if resp.status_code == 204:
+            return None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code >= 400:
+            raise ApiError(_describe(resp.status_code, body), status=resp.status_code, body=body)
+        return body
+
+    def get(self, path: str, **params) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, data: dict | None = None) -> Any:
+        return self.request("POST", path, json=data or {})
+
+    def patch(self, path: str, data: dict) -> Any:
+        return self.request("PATCH", path, json=data)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def pages(self, path: str, params: dict, limit: int | None) -> list[dict]:
+        """Every row of a list (following ``next``), or the first ``limit`` rows."""
+        rows: list[dict] = []
+        body = self.get(path, **params, limit=min(limit or 200, 200))
+        while True:
+            if isinstance(body, list):  # an unpaginated list
+                return body[:limit] if limit else body
+            rows += body.get("results", [])
+            following = body.get("next")
+            if not following or (limit and len(rows) >= limit):
+                return rows[:limit] if limit else rows
+            try:
+                resp = self.session.get(following, timeout=TIMEOUT, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise ApiError(f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+            if resp.status_code >= 400:
+                raise ApiError(_describe(resp.status_code, None), status=resp.status_code)
+            body = resp.json()
+
+
+def _describe(status: int, body: Any) -> str:
+    if isinstance(body, dict):
+        if "detail" in body and len(body) == 1:
+            return f"{status}: {body['detail']}"
+        parts = []
+        for field, errors in body.items():
+            text = "; ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
+            parts.append(text if field == "non_field_errors" else f"{field}: {text}")
+        return f"{status}: " + " | ".join(parts)
+    return f"the API answered {status}"

@@ -1,0 +1,367 @@
+"""Prepare for mail over the test sshd against this machine's dpkg (Postfix, Dovecot and
+OpenDKIM are installed, so nothing is installed): the Operation writes main.cf, master.cf,
+dovecot.conf and opendkim.conf from the panel's templates through the apply engine, each
+checked by the program before the swap, and starts the three programs (no systemd here) on
+private directories and loopback ports. Then, with smtplib and imaplib: IMAP refuses a login
+before STARTTLS; submission (587's stand-in) offers AUTH only after STARTTLS and relays only
+for an authenticated mailbox; port 25 is no open relay; an over-quota delivery is deferred.
+
+The programs run for the whole module; each test runs the Operation again (it converges:
+the programs are reloaded, not restarted). A forwarder's foreign domain goes to an aiosmtpd
+catcher: the only stand-in, for the public internet."""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import smtplib
+import socket
+import ssl
+import subprocess
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from core.models import Operation
+from mail import services
+from mail.models import CONFIG_UNIT, Mailbox
+from servers.models import Server
+from tests.conftest import wait_until
+from tests.integration.conftest import free_port
+from tests.integration.mail_stack import FOREIGN, prepared_paths
+from websites.models import Plan, Subscription
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+PASSWORD = "mailbox password 1"
+DOMAIN = "prep.example.test"
+
+
+class Catcher:
+    def __init__(self):
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def catcher():
+    handler = Catcher()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def paths(catcher):
+    controller, _handler = catcher
+    with prepared_paths(controller.port) as found:
+        yield found
+
+
+@pytest.fixture
+def mail_server(ssh_server, paths, q_sync):
+    ssh_server.profile = paths["profile"]
+    ssh_server.save()
+    yield ssh_server
+
+
+@pytest.fixture
+def owner(mallory):
+    plan = Plan.objects.create(name="mail plan", mailboxes=10)
+    Subscription.objects.create(user=mallory, plan=plan)
+    return mallory
+
+
+def prepare(server, actor, capture) -> Operation:
+    with capture(execute=True):
+        op = services.do_prepare_mail(server, actor=actor, data={})
+    op.refresh_from_db()
+    return op
+
+
+@pytest.fixture
+def prepared(mail_server, admin_user, owner, django_capture_on_commit_callbacks):
+    """The server prepared for mail, with a domain and a mailbox applied."""
+    op = prepare(mail_server, admin_user, django_capture_on_commit_callbacks)
+    assert op.state == "succeeded", "\n".join(line.message for line in op.lines.all())
+    with django_capture_on_commit_callbacks(execute=True):
+        domain = services.do_create_mail_domain(
+            actor=owner, data={"domain": DOMAIN, "server": mail_server}
+        )
+        services.do_create_mailbox(
+            actor=owner, data={"domain": domain, "local_part": "info", "password": PASSWORD}
+        )
+    assert Mailbox.objects.get().status == "active", Mailbox.objects.get().status_message
+    return domain
+
+
+class Imap(imaplib.IMAP4):
+    """From 127.0.0.3: Dovecot counts a client on its own address as secure and would allow
+    a login in clear."""
+
+    def _create_socket(self, timeout):
+        return socket.create_connection(
+            (self.host, self.port), timeout, source_address=("127.0.0.3", 0)
+        )
+
+
+def smtp_to(paths, port: str) -> smtplib.SMTP:
+    """From 127.0.0.3: outside mynetworks (127.0.0.1, where Dovecot's auto-replies come
+    from), like any client on the internet."""
+    return smtplib.SMTP(
+        "127.0.0.1", paths["ports"][port], timeout=30, source_address=("127.0.0.3", 0)
+    )
+
+
+def tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def imap_subjects(paths, user: str, password: str) -> list[str]:
+    with Imap("127.0.0.1", paths["ports"]["imap"], timeout=30) as imap:
+        imap.starttls(tls())
+        imap.login(user, password)
+        imap.select("INBOX")
+        _typ, data = imap.search(None, "ALL")
+        out = []
+        for num in data[0].split():
+            _typ, parts = imap.fetch(num, "(BODY[HEADER.FIELDS (SUBJECT)])")
+            out.append(parts[0][1].decode().split(":", 1)[1].strip())
+        return out
+
+
+def message(to: str, subject: str, sender: str = "someone@sender.example", size: int = 0):
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg.set_content(f"Body of {subject}.\n" + ("x" * 76 + "\n") * (size // 77))
+    return msg
+
+
+def test_prepare_writes_the_configuration_and_starts_the_programs(
+    paths, mail_server, prepared, admin_user, owner, catcher, django_capture_on_commit_callbacks
+):
+    server = Server.objects.get(pk=mail_server.pk)
+    assert server.components["mail"]["packages"]["postfix"]
+    main_cf = (paths["conf"] / "main.cf").read_text()
+    assert "Managed by the hosting panel" in main_cf
+    assert f"smtpd_tls_cert_file = {paths['cert']}" in main_cf
+    for path in (paths["profile"]["dovecot_conf"], paths["profile"]["opendkim_conf"]):
+        assert "Managed by the hosting panel" in Path(path).read_text()
+    assert subprocess.run(["postfix", "-c", str(paths["conf"]), "status"]).returncode == 0
+    with smtp_to(paths, "smtp") as smtp:
+        smtp.send_message(message(f"info@{DOMAIN}", "after prepare"))
+    wait_until(lambda: "after prepare" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD), 20)
+    # Catch-all: an address without a mailbox delivers to it; the mailboxes keep theirs.
+    with (
+        pytest.raises(smtplib.SMTPRecipientsRefused),
+        smtp_to(paths, "smtp") as smtp,
+    ):
+        smtp.send_message(message(f"nobody@{DOMAIN}", "before the catch-all"))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.do_update_mail_domain(prepared, actor=owner, data={"catch_all": f"info@{DOMAIN}"})
+    with smtp_to(paths, "smtp") as smtp:
+        smtp.send_message(message(f"nobody@{DOMAIN}", "caught by the catch-all"))
+    wait_until(
+        lambda: "caught by the catch-all" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD), 20
+    )
+    # An auto-responder: Dovecot's sieve answers the sender (once), through Postfix.
+    _controller, handler = catcher
+    with django_capture_on_commit_callbacks(execute=True):
+        services.do_update_mailbox(
+            Mailbox.objects.get(),
+            actor=owner,
+            data={
+                "autoreply": True,
+                "autoreply_subject": 'On "leave"',
+                "autoreply_body": "Back soon.\n.\nBye",
+            },
+        )
+    with smtp_to(paths, "smtp") as smtp:
+        smtp.send_message(message(f"info@{DOMAIN}", "are you there", f"asker@{FOREIGN}"))
+    wait_until(lambda: any(f"asker@{FOREIGN}" in m.rcpt_tos for m in handler.messages), 30)
+    reply = next(m for m in handler.messages if f"asker@{FOREIGN}" in m.rcpt_tos).content
+    assert b'Subject: On "leave"' in reply and b"Back soon." in reply
+    assert "are you there" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD)
+    # Again: nothing to install, the programs reloaded (not started twice), same files.
+    op = prepare(mail_server, admin_user, django_capture_on_commit_callbacks)
+    assert op.state == "succeeded"
+    assert (paths["conf"] / "main.cf").read_text() == main_cf
+
+
+def test_logins_need_tls_and_only_port_25_takes_mail_unauthenticated(paths, prepared, catcher):
+    """IMAP refuses a login before STARTTLS; submission offers AUTH only after STARTTLS and
+    relays for a mailbox that logged in (DKIM-signed); port 25 offers STARTTLS, no AUTH,
+    and relays nothing."""
+    with Imap("127.0.0.1", paths["ports"]["imap"], timeout=30) as imap:
+        assert "LOGINDISABLED" in imap.capabilities
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(f"info@{DOMAIN}", PASSWORD)
+    with Imap("127.0.0.1", paths["ports"]["imap"], timeout=30) as imap:
+        imap.starttls(tls())
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(f"info@{DOMAIN}", "not the password")
+    _controller, handler = catcher
+    with smtp_to(paths, "submission") as smtp:
+        smtp.ehlo("client.test")
+        assert not smtp.has_extn("auth")  # no AUTH in clear
+        with pytest.raises(smtplib.SMTPException):
+            smtp.sendmail(f"info@{DOMAIN}", [f"boss@{FOREIGN}"], b"Subject: x\r\n\r\nx\r\n")
+    with smtp_to(paths, "submission") as smtp:
+        smtp.starttls(context=tls())
+        smtp.ehlo("client.test")
+        assert smtp.has_extn("auth")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            smtp.login(f"info@{DOMAIN}", "not the password")
+    with smtp_to(paths, "submission") as smtp:
+        smtp.starttls(context=tls())
+        smtp.login(f"info@{DOMAIN}", PASSWORD)
+        smtp.send_message(message(f"boss@{FOREIGN}", "sent with auth", f"info@{DOMAIN}"))
+    wait_until(lambda: any(b"sent with auth" in m.content for m in handler.messages), 20)
+    sent = next(m.content for m in handler.messages if b"sent with auth" in m.content)
+    assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent
+    with smtp_to(paths, "smtp") as smtp:
+        smtp.ehlo("client.test")
+        assert smtp.has_extn("starttls") and not smtp.has_extn("auth")
+        smtp.starttls(context=tls())
+        smtp.ehlo("client.test")
+        assert not smtp.has_extn("auth")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+            smtp.send_message(message("victim@far-away.example", "relay me"))
+    code, text = next(iter(exc.value.recipients.values()))
+    assert code == 554 and b"Relay access denied" in text
+
+
+def test_delivery_over_the_quota_is_deferred_and_the_queue_is_managed(
+    paths, prepared, owner, admin_user, django_capture_on_commit_callbacks
+):
+    box = Mailbox.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.do_update_mailbox(box, actor=owner, data={"quota_mb": 1})
+    with smtp_to(paths, "smtp") as smtp:
+        smtp.send_message(message(f"info@{DOMAIN}", "fits", size=600_000))
+    wait_until(lambda: "fits" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD), 20)
+    with smtp_to(paths, "smtp") as smtp:
+        smtp.send_message(message(f"info@{DOMAIN}", "too big", size=600_000))
+
+    def deferred() -> list[dict]:
+        out = subprocess.run(
+            ["postqueue", "-c", str(paths["conf"]), "-j"], capture_output=True, text=True
+        ).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    wait_until(lambda: any(m["queue_name"] == "deferred" for m in deferred()), 20)
+    reasons = " ".join(r.get("delay_reason", "") for m in deferred() for r in m["recipients"])
+    assert "quota" in reasons.lower() or "full" in reasons.lower(), reasons
+    assert "too big" not in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD)
+
+    # The queue as staff see it, then retried (still deferred) and deleted, as Operations;
+    # the mailbox's usage read from Dovecot's quota plugin.
+    from mail.models import MailServerState
+
+    server = prepared.server
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_read_queue(server, actor=admin_user)
+    state = MailServerState.objects.get(server=server)
+    assert state.queue_total == 1 and state.queue[0]["queue_name"] == "deferred"
+    assert "full" in state.queue[0]["recipients"][0]["reason"].lower()
+    qid = state.queue[0]["queue_id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        op = services.do_retry_queued(server, actor=admin_user, data={"queue_ids": [qid]})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    with django_capture_on_commit_callbacks(execute=True):
+        op = services.do_delete_queued(server, actor=admin_user, data={"queue_ids": [qid]})
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    assert deferred() == [] and MailServerState.objects.get(server=server).queue_total == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_read_usage(server, actor=admin_user)
+    box.refresh_from_db()
+    assert box.used_kb is not None and 550 < box.used_kb < 1024, box.used_kb
+    assert box.used_percent is not None and box.used_percent > 50
+
+
+def test_a_configuration_dovecot_refuses_keeps_the_live_files(
+    paths, mail_server, prepared, admin_user, django_capture_on_commit_callbacks
+):
+    """A certificate path that does not exist: doveconf refuses the staged dovecot.conf, the
+    live files stay, the Operation fails with Dovecot's words; fixed, it converges."""
+    conf = Path(paths["profile"]["dovecot_conf"])
+    before = conf.read_text()
+    good = dict(mail_server.profile)
+    mail_server.profile = {**good, "mail_tls_cert": str(paths["base"] / "missing.crt")}
+    mail_server.save()
+    op = prepare(mail_server, admin_user, django_capture_on_commit_callbacks)
+    assert op.state == "failed"
+    why = op.error_detail or op.error
+    assert "missing.crt" in why and CONFIG_UNIT in why
+    assert conf.read_text() == before
+    assert "missing.crt" not in (paths["conf"] / "main.cf").read_text()
+    mail_server.profile = good
+    mail_server.save()
+    assert prepare(mail_server, admin_user, django_capture_on_commit_callbacks).state == (
+        "succeeded"
+    )
+    assert imap_subjects(paths, f"info@{DOMAIN}", PASSWORD) is not None
+
+
+def test_sender_rules_and_the_sending_limit(
+    paths, prepared, owner, admin_user, catcher, django_capture_on_commit_callbacks
+):
+    """Postfix asks the panel's policy service: a denied sender domain is refused at RCPT
+    unless the address is allowed; a mailbox over its hourly limit gets its mail held, and
+    once the queue is read an alert source reports it."""
+    _controller, handler = catcher
+    with django_capture_on_commit_callbacks(execute=True):
+        services.do_update_mail_domain(
+            prepared,
+            actor=owner,
+            data={"spam_deny": "spammer.example", "spam_allow": "friend@spammer.example"},
+        )
+        # A mailbox of its own: the policy's counters outlive a test's rows.
+        box = services.do_create_mailbox(
+            actor=owner, data={"domain": prepared, "local_part": "sender", "password": PASSWORD}
+        )
+        services.do_update_mailbox(box, actor=owner, data={"send_limit_per_hour": 1})
+    with smtp_to(paths, "smtp") as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+            smtp.send_message(message(f"info@{DOMAIN}", "spam", "bulk@spammer.example"))
+        code, text = next(iter(exc.value.recipients.values()))
+        assert code == 554 and b"refused by prep.example.test's rules" in text
+        smtp.send_message(message(f"info@{DOMAIN}", "from a friend", "friend@spammer.example"))
+    wait_until(lambda: "from a friend" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD), 20)
+
+    with smtp_to(paths, "submission") as smtp:
+        smtp.starttls(context=tls())
+        smtp.login(f"sender@{DOMAIN}", PASSWORD)
+        smtp.send_message(message(f"boss@{FOREIGN}", "first within the limit", f"sender@{DOMAIN}"))
+        smtp.send_message(message(f"boss@{FOREIGN}", "second over the limit", f"sender@{DOMAIN}"))
+    wait_until(lambda: any(b"first within" in m.content for m in handler.messages), 20)
+
+    def held() -> list[dict]:
+        out = subprocess.run(
+            ["postqueue", "-c", str(paths["conf"]), "-j"], capture_output=True, text=True
+        ).stdout
+        return [m for m in map(json.loads, filter(None, out.splitlines()))
+                if m["queue_name"] == "hold"]  # fmt: skip
+
+    wait_until(lambda: len(held()) == 1, 20)
+    assert not any(b"second over" in m.content for m in handler.messages)
+
+    from mail.queue import held_source
+    from monitoring.models import AlertRule
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_read_usage(prepared.server, actor=admin_user)
+    rule = AlertRule(owner=admin_user, kind="mail_held", scope=AlertRule.Scope.ALL)
+    findings = list(held_source(rule, None))
+    assert len(findings) == 1 and f"sender@{DOMAIN}" in findings[0].message
+    assert findings[0].server_id == prepared.server_id

@@ -1,0 +1,464 @@
+"""Scale-out, for real: two web processes (runweb) and two workers (qcluster, one task process
+each) on PostgreSQL and Redis, behind a private nginx serving the shipped site over TLS
+(tests/cluster.py). Started once for the module.
+
+The operations run are "test connection" against the private sshd, through a gate this test
+holds: while it is closed an operation stays running (on a worker found from /proc), so the
+lock, a killed worker and a stopping worker can be watched mid-operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from tests.cluster import PASSWORD, Cluster, Unavailable, wait_until
+from tests.conftest import require_real
+from tests.integration.conftest import (
+    SSH_HOST,
+    free_port,
+    start_sshd,
+    stop_pidfile,
+    wait_port,
+    world_readable_tmp,
+)
+from tests.wsclient import Closed, WebSocket
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+RESELLER = "reseller@example.com"
+
+
+class Gate:
+    """The sshd operations reach, made holdable: while the gate file exists every command
+    waits (a forced command in authorized_keys), so an operation stays running for as long
+    as the test wants (up to its 20 s command timeout). Connections pass through a relay
+    that notes each client port, so the worker behind one can be found in /proc."""
+
+    def __init__(self, sshd, base: Path) -> None:
+        self.file = base / "closed"
+        keys = Path(sshd.base) / "authorized_keys"
+        wait = f"while [ -e {self.file} ]; do sleep 0.05; done"
+        forced = f'command="{wait}; exec bash -c \\"$SSH_ORIGINAL_COMMAND\\"",'
+        keys.write_text(forced + keys.read_text())
+        self.upstream = (sshd.host, sshd.port)
+        self.peers: list[int] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        self.file.touch()
+
+    def release(self) -> None:
+        self.file.unlink(missing_ok=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, peer = self.listener.accept()
+            except OSError:
+                return
+            self.peers.append(peer[1])
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.release()
+        self.listener.close()
+
+
+def pid_with_local_port(port: int) -> int | None:
+    """The process owning the loopback TCP socket bound to ``port`` (from /proc)."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            inode = fields[9]
+            break
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == target:
+                        return int(proc.name)
+    return None
+
+
+def session_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+
+
+@pytest.fixture(scope="module")
+def gate():
+    """A private sshd of this module's own (its authorized_keys gets the forced command)."""
+    base = world_readable_tmp("uhp-gate-")
+    daemon = start_sshd(base, SSH_HOST, free_port(SSH_HOST))
+    wait_port(SSH_HOST, daemon.port)
+    g = Gate(daemon, base)
+    g.sshd = daemon
+    yield g
+    g.close()
+    stop_pidfile(base / "sshd.pid")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(gate):
+    base = Path(tempfile.mkdtemp(prefix="uhp-cluster-"))
+    base.chmod(0o755)
+    # One task process per worker: an operation that blocks one worker leaves the next
+    # task to the other worker, which is what the lock and fault tests watch.
+    c = Cluster(
+        base,
+        webs=2,
+        workers=2,
+        static_dir=Path(settings.VAR_DIR) / "cluster-static",
+        extra_env={"PANEL_WORKERS": "1"},
+    )
+    try:
+        c.start()
+    except Unavailable as exc:
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        require_real(str(exc))
+    try:
+        c.data = c.shell(
+            "import json\n"
+            "from allauth.account.models import EmailAddress\n"
+            "from accounts.models import Role, User\n"
+            "from accounts.services import do_create_token\n"
+            "from servers.models import Server\n"
+            f"u = User.objects.create_user({RESELLER!r}, {PASSWORD!r}, role=Role.RESELLER,"
+            " company='Resell')\n"
+            "EmailAddress.objects.create(user=u, email=u.email, verified=True, primary=True)\n"
+            "_, raw = do_create_token(u, actor=u, data={'name': 'ci', 'scope': 'write'})\n"
+            f"s = Server.objects.create(name='gated', address='127.0.0.1', ssh_port={gate.port},"
+            f" ssh_user='root', owner=u, private_key={gate.sshd.private_key!r},"
+            f" public_key={gate.sshd.public_key!r})\n"
+            "print(json.dumps({'token': raw, 'server': str(s.uuid)}))\n"
+        )
+        yield c
+    finally:
+        gate.release()
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(cluster) -> requests.Session:
+    s = cluster.session()
+    s.headers["Authorization"] = f"Bearer {cluster.data['token']}"
+    return s
+
+
+def signed_in(cluster) -> requests.Session:
+    """A browser-like session through nginx (the login form, CSRF and all)."""
+    s = cluster.session()
+    s.get(f"{cluster.url}/accounts/login/")
+    resp = s.post(
+        f"{cluster.url}/accounts/login/",
+        data={
+            "login": RESELLER,
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": s.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{cluster.url}/accounts/login/"},
+    )
+    assert resp.status_code == 200 and "sessionid" in s.cookies, resp.text[-500:]
+    return s
+
+
+def subscribe(cluster, session: requests.Session, port: int | None = None) -> WebSocket:
+    """The operations list's live socket (JSON events), straight to one web process or
+    through nginx."""
+    origin = cluster.url if port is None else f"http://127.0.0.1:{port}"
+    ws = WebSocket(
+        cluster.ws_url("/ws/live/operations/?format=json&since=0", port=port),
+        headers={"Origin": origin, "Cookie": f"sessionid={session.cookies['sessionid']}"},
+        tls=ssl.create_default_context(cafile=cluster.ca),
+    )
+    while ws.recv_json(10).get("type") != "ready":
+        pass
+    return ws
+
+
+def start_op(cluster, api) -> str:
+    resp = api.post(f"{cluster.url}/api/v1/servers/{cluster.data['server']}/test-connection/")
+    assert resp.status_code == 202, resp.text
+    return resp.json()["uuid"]
+
+
+def op(cluster, api, uuid: str) -> dict:
+    resp = api.get(f"{cluster.url}/api/v1/operations/{uuid}/")
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def wait_state(cluster, api, uuid: str, *states: str, seconds: float = 40) -> dict:
+    return wait_until(
+        lambda: (found := op(cluster, api, uuid))["state"] in states and found,
+        seconds,
+        f"operation {uuid} never reached {states}",
+        step=0.2,
+    )
+
+
+def holder_worker(cluster, gate, before: int) -> int:
+    """The worker (its number in the cluster) whose task process holds the gate's newest
+    connection."""
+    wait_until(lambda: len(gate.peers) > before, 30, "no connection reached the gate")
+    pid = wait_until(lambda: pid_with_local_port(gate.peers[-1]), 5, "no process for it")
+    sid = session_of(pid)
+    return next(n for n, proc in cluster.workers.items() if proc.pid == sid)
+
+
+def events_for(ws: WebSocket, key: str, until_state: str | None = None) -> list[dict]:
+    """Events about one operation, until the socket goes quiet or the state shows up."""
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            event = ws.recv_json(5)
+        except TimeoutError:
+            break
+        if event.get("key") == key.replace("-", ""):
+            seen.append(event)
+            if until_state and event.get("data", {}).get("state") == until_state:
+                break
+    return seen
+
+
+def test_both_web_processes_serve_the_api_and_the_portal(cluster, api):
+    plain = cluster.session()
+    for port in cluster.web_ports:
+        resp = plain.get(
+            f"http://127.0.0.1:{port}/api/v1/servers/",
+            headers={
+                "Authorization": f"Bearer {cluster.data['token']}",
+                "Host": "127.0.0.1",
+                "X-Forwarded-Proto": "https",
+            },
+        )
+        assert resp.status_code == 200 and resp.json()["count"] == 1
+    page = signed_in(cluster).get(f"{cluster.url}/operations/")
+    assert page.status_code == 200 and "data-live=" in page.text
+    static = plain.get(f"{cluster.url}/static/js/live.js")
+    assert static.status_code == 200 and "WebSocket" in static.text
+    assert plain.get(f"{cluster.url}/healthz/ready").json()["status"] == "ok"
+
+
+def test_sockets_on_both_web_processes_see_the_same_events(cluster, api):
+    session = signed_in(cluster)
+    sockets = [subscribe(cluster, session, port) for port in cluster.web_ports]
+    sockets.append(subscribe(cluster, session))  # and one through nginx
+    try:
+        uuid = start_op(cluster, api)
+        wait_state(cluster, api, uuid, "succeeded")
+        streams = [events_for(ws, uuid, "succeeded") for ws in sockets]
+    finally:
+        for ws in sockets:
+            ws.close()
+    seqs = [[e["seq"] for e in stream] for stream in streams]
+    assert seqs[0] and seqs[0] == seqs[1] == seqs[2], seqs
+    assert streams[0][-1]["data"]["state"] == "succeeded"
+
+
+def test_an_operation_holds_its_server_against_the_other_worker(cluster, api, gate):
+    gate.hold()
+    try:
+        first = start_op(cluster, api)
+        holder_worker(cluster, gate, len(gate.peers))
+        wait_state(cluster, api, first, "running")
+        connections = len(gate.peers)
+        # Three more on the same server. The holder's cluster can take at most two of them
+        # off the queue (one in its task queue, one in its pusher's hand: its only task
+        # process is busy), so the other worker gets at least one: it waits for the server's
+        # lock, says so, stays queued and never connects.
+        others = [start_op(cluster, api) for _ in range(3)]
+
+        def waiting() -> bool:
+            return any(
+                "Waiting for" in api.get(f"{cluster.url}/api/v1/operations/{uuid}/log/").text
+                for uuid in others
+            )
+
+        wait_until(waiting, 20, "no operation waits for the server's lock", step=0.2)
+        assert op(cluster, api, first)["state"] == "running"
+        assert all(op(cluster, api, uuid)["state"] == "queued" for uuid in others)
+        assert len(gate.peers) == connections
+    finally:
+        gate.release()
+    for uuid in [first, *others]:
+        assert wait_state(cluster, api, uuid, "succeeded", "failed")["state"] == "succeeded"
+
+
+def test_a_killed_worker_mid_operation_is_failed_cleanly_by_the_other(cluster, api, gate):
+    gate.hold()
+    try:
+        doomed = start_op(cluster, api)
+        holder = holder_worker(cluster, gate, len(gate.peers))
+        wait_state(cluster, api, doomed, "running")
+        os.killpg(cluster.workers[holder].pid, signal.SIGKILL)
+        cluster.workers[holder].wait(10)
+    finally:
+        gate.release()
+    # The next operation on the server meets the dead one's lock: once its heartbeat is
+    # stale the survivor fails it, frees the lock and goes on.
+    after = start_op(cluster, api)
+    assert wait_state(cluster, api, after, "succeeded", "failed")["state"] == "succeeded"
+    dead = op(cluster, api, doomed)
+    assert dead["state"] == "failed" and "worker" in dead["error"].lower()
+    cluster.start_worker(holder)
+
+
+def test_a_stopping_worker_finishes_its_operation_first(cluster, api, gate):
+    """SIGTERM to the cluster process alone (systemd's KillMode=mixed, compose's init):
+    it stops taking tasks but its task process finishes the operation it holds."""
+    gate.hold()
+    try:
+        running = start_op(cluster, api)
+        holder = holder_worker(cluster, gate, len(gate.peers))
+        wait_state(cluster, api, running, "running")
+        proc = cluster.workers[holder]
+        os.kill(proc.pid, signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1.5)  # still there: it waits for its task
+    finally:
+        gate.release()
+    assert wait_state(cluster, api, running, "succeeded", "failed")["state"] == "succeeded"
+    assert proc.wait(60) == 0
+    cluster.start_worker(holder)
+
+
+def test_a_draining_web_process_sends_its_sockets_elsewhere(cluster, api):
+    """SIGTERM to one web process: its websockets get 4503 (restarting) at once, it
+    stops, nginx sends the reconnect to the other one, which replays what was missed."""
+    session = signed_in(cluster)
+    port = cluster.web_ports[0]
+    direct = subscribe(cluster, session, port)
+    os.kill(cluster.webs[port].pid, signal.SIGTERM)
+    with pytest.raises(Closed) as closed:
+        while True:
+            direct.recv(10)
+    assert closed.value.code == 4503
+    assert cluster.webs[port].wait(30) == 0
+    uuid = start_op(cluster, api)  # while one web process is gone
+    wait_state(cluster, api, uuid, "succeeded")
+    again = subscribe(cluster, session)  # the page's reconnect, through nginx
+    again.close()
+    cluster.start_web(port)
+    wait_until(lambda: cluster.ready(port), 60, "web process did not come back")
+
+
+def test_browser_keeps_its_live_page_while_web_processes_die(cluster, api, gate):
+    if not Path(CHROMIUM).exists():
+        require_real(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browser import ARGS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            page.goto(f"{cluster.url}/accounts/login/")
+            page.fill("input[name=login]", RESELLER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{cluster.url}/")
+            page.goto(f"{cluster.url}/operations/")
+            page.wait_for_selector("[data-live-state=ready]")
+            page.evaluate(
+                "() => { window.liveStates = []; const el = document.querySelector("
+                "'[data-live]'); new MutationObserver(() => window.liveStates.push("
+                "el.dataset.liveState)).observe(el, {attributes: true}); }"
+            )
+            # Each web process in turn is killed outright while the page is open; an
+            # operation starts and ends while it is gone. Whichever held the page's socket,
+            # the page reconnects to the other and shows every change.
+            for port in list(cluster.web_ports):
+                os.killpg(cluster.webs[port].pid, signal.SIGKILL)
+                cluster.webs[port].wait(10)
+                uuid = start_op(cluster, api).replace("-", "")
+                page.wait_for_selector(f"#op-{uuid}-progress[data-state=succeeded]", timeout=40_000)
+                cluster.start_web(port)
+                wait_until(lambda port=port: cluster.ready(port), 60, "web did not come back")
+            states = page.evaluate("() => window.liveStates")
+            assert "closed" in states and states[-1] == "ready", states
+        finally:
+            browser.close()
+
+
+def test_rolling_upgrade_keeps_answering(cluster, api):
+    """manage.py upgrade --pid-dir restarts the web processes one by one (a process manager
+    brings each back: here a thread of this test) while a client keeps asking through nginx:
+    no request fails."""
+    restarted: list[int] = []
+    stop = threading.Event()
+
+    def manager():
+        while not stop.is_set():
+            for port, proc in list(cluster.webs.items()):
+                if proc.poll() is not None:
+                    cluster.start_web(port)
+                    restarted.append(port)
+            stop.wait(0.05)
+
+    answers: list[int] = []
+
+    def client():
+        while not stop.is_set():
+            try:
+                answers.append(api.get(f"{cluster.url}/api/v1/servers/", timeout=30).status_code)
+            except requests.RequestException:
+                answers.append(0)
+
+    threads = [threading.Thread(target=manager), threading.Thread(target=client)]
+    for t in threads:
+        t.start()
+    try:
+        before = {port: proc.pid for port, proc in cluster.webs.items()}
+        out = cluster.manage("upgrade", "--skip-migrate", "--pid-dir", str(cluster.var))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert "Restarted 2 web processes" in out
+    assert sorted(restarted) == sorted(cluster.web_ports)
+    assert all(cluster.webs[port].pid != pid for port, pid in before.items())
+    assert answers and set(answers) == {200}, answers

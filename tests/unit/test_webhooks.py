@@ -1,0 +1,300 @@
+"""Webhooks: the API and portal pages (policy, secrets, audit, flat queries), and the
+fan-out's routing: who hears which event, once, and nothing from before a first webhook."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts import services as account_services
+from core import audit
+from core.models import AuditEntry
+from core.operations import start_operation
+from hooks import dispatch, services
+from hooks.models import Delivery, Event, Webhook
+from tests.conftest import login, make_user
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "integrator-secret-0123456789"
+URL = "https://hooks.example.com/in"
+DATA = {"name": "erp", "url": URL, "events": ["operation.succeeded"], "secret": SECRET}
+
+
+@pytest.fixture(autouse=True)
+def _public_example(monkeypatch):
+    """hooks.example.com resolves to a public documentation address here, offline."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def fake(host, *args, **kwargs):
+        if host == "hooks.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 443))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+def bearer(user, scope="write"):
+    token, raw = account_services.do_create_token(
+        user, actor=user, data={"name": "ci", "scope": scope}
+    )
+    return token, {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+def test_api_create_binds_the_token_and_never_returns_the_secret(client, customer):
+    token, auth = bearer(customer)
+    resp = client.post("/api/v1/webhooks/", DATA, content_type="application/json", **auth)
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert SECRET not in resp.content.decode() and "secret" not in body
+    assert body["token"] == str(token.uuid) and body["events"] == ["operation.succeeded"]
+    hook = Webhook.objects.get(uuid=body["uuid"])
+    assert hook.owner == customer and hook.token == token and hook.secret == SECRET
+    assert AuditEntry.objects.filter(action="webhook.create", object_id=str(hook.uuid)).exists()
+    listed = client.get("/api/v1/webhooks/", **auth)
+    assert SECRET not in listed.content.decode()
+    # Deleting the token deletes its webhooks.
+    token.delete()
+    assert not Webhook.objects.filter(pk=hook.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"events": ["nope"]}, "events"),
+        ({"events": []}, "events"),
+        ({"url": "ftp://hooks.example.com/"}, "url"),
+        ({"url": "http://127.0.0.1:9/"}, "url"),
+        ({"secret": "short"}, "secret"),
+        ({"allow_private": True}, "allow_private"),
+    ],
+)
+def test_api_refuses_bad_input_with_field_errors(change, field, customer):
+    _token, auth = bearer(customer)
+    resp = login(customer).post(
+        "/api/v1/webhooks/", {**DATA, **change}, content_type="application/json", **auth
+    )
+    assert resp.status_code == 400 and field in resp.json(), resp.content
+
+
+def test_a_read_token_cannot_create(client, customer):
+    _token, auth = bearer(customer, scope="read")
+    resp = client.post("/api/v1/webhooks/", DATA, content_type="application/json", **auth)
+    assert resp.status_code == 403 and not Webhook.objects.exists()
+
+
+def test_others_webhooks_are_404_and_staff_read_only(customer, mallory, support, admin_user):
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    url = f"/api/v1/webhooks/{hook.uuid}/"
+    for outsider in (mallory,):
+        c = login(outsider)
+        assert c.get(url).status_code == 404
+        assert c.patch(url, {"name": "x"}, content_type="application/json").status_code == 404
+        assert c.post(url + "test/").status_code == 404
+        assert c.get(f"/hooks/{hook.uuid}/").status_code == 404
+        assert c.post(f"/hooks/{hook.uuid}/test/").status_code == 404
+    assert login(support).get(url).status_code == 200
+    assert login(support).delete(url).status_code == 404
+    assert Webhook.objects.filter(pk=hook.pk).exists()
+    assert login(admin_user).delete(url).status_code == 204
+    assert AuditEntry.objects.filter(action="webhook.delete").exists()
+
+
+def test_send_test_records_a_delivery_and_lists_it(customer):
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    c = login(customer)
+    resp = c.post(f"/api/v1/webhooks/{hook.uuid}/test/")
+    assert resp.status_code == 202
+    body = resp.json()
+    assert body["event"]["type"] == "webhook.test" and body["event"]["id"]
+    assert body["state"] == "pending"
+    listed = c.get(f"/api/v1/webhook-deliveries/?webhook={hook.uuid}").json()
+    assert [d["uuid"] for d in listed["results"]] == [body["uuid"]]
+    assert AuditEntry.objects.filter(action="webhook.test").exists()
+    assert (
+        login(make_user("x@example.com", "customer"))
+        .get(f"/api/v1/webhook-deliveries/{body['uuid']}/")
+        .status_code
+        == 404
+    )
+
+
+def test_lists_take_the_same_queries_for_many_rows(customer):
+    c = login(customer)
+
+    def counts():
+        with CaptureQueriesContext(connection) as hooks:
+            assert c.get("/api/v1/webhooks/").status_code == 200
+        with CaptureQueriesContext(connection) as deliveries:
+            assert c.get("/api/v1/webhook-deliveries/").status_code == 200
+        with CaptureQueriesContext(connection) as page:
+            assert c.get("/hooks/").status_code == 200
+        return len(hooks), len(deliveries), len(page)
+
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    services.do_send_test(hook, actor=customer)
+    few = counts()
+    for n in range(5):
+        more = services.do_create_webhook(actor=customer, data={**DATA, "name": f"h{n}"})
+        services.do_send_test(more, actor=customer)
+    assert counts() == few
+
+
+def test_portal_create_edit_test_and_delete(customer):
+    c = login(customer)
+    assert "allow_private" not in c.get("/hooks/new/").content.decode()
+    resp = c.post(
+        "/hooks/new/",
+        {
+            "name": "erp",
+            "url": URL,
+            "events": ["alert.fired", "vps.state_changed"],
+            "secret": SECRET,
+            "enabled": "on",
+        },
+    )
+    assert resp.status_code == 302, resp.content
+    hook = Webhook.objects.get()
+    assert hook.events == ["alert.fired", "vps.state_changed"] and hook.enabled
+    page = c.get(f"/hooks/{hook.uuid}/").content.decode()
+    assert SECRET not in page and "Send test" in page
+    assert c.post(f"/hooks/{hook.uuid}/test/").status_code == 302
+    assert "webhook.test" in c.get(f"/hooks/{hook.uuid}/").content.decode()
+    resp = c.post(
+        f"/hooks/{hook.uuid}/",
+        {"name": "erp2", "url": URL, "events": ["alert.fired"], "enabled": "on"},
+    )
+    assert resp.status_code == 302
+    hook.refresh_from_db()
+    assert hook.name == "erp2" and hook.secret == SECRET  # blank keeps the secret
+    assert c.post(f"/hooks/{hook.uuid}/delete/").status_code == 302
+    assert not Webhook.objects.exists()
+
+
+def test_administrators_are_offered_private_addresses(admin_user):
+    assert "allow_private" in login(admin_user).get("/hooks/new/").content.decode()
+
+
+def _finish(owner):
+    op = start_operation(kind="test.steps", task="tests.support.steps", owner=owner)
+    from core.operations import execute_operation
+
+    execute_operation(op.pk)
+    return op
+
+
+def test_events_reach_those_the_policy_routes_them_to(
+    admin_user, reseller, customer, mallory, django_capture_on_commit_callbacks
+):
+    hooks = {
+        who.email: services.do_create_webhook(actor=who, data=DATA)
+        for who in (admin_user, reseller, customer, mallory)
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.dispatch()
+    with django_capture_on_commit_callbacks(execute=True):
+        op = _finish(customer)
+    dispatch.dispatch()
+    event = Event.objects.get(type="operation.succeeded")
+    assert event.object_id == str(op.uuid) and event.reseller_id == reseller.pk
+    heard = set(
+        Delivery.objects.filter(event=event).values_list("webhook__owner__email", flat=True)
+    )
+    assert heard == {admin_user.email, reseller.email, customer.email}
+    assert hooks[mallory.email].deliveries.count() == 0
+
+
+def test_each_event_is_made_once_and_old_news_is_not_replayed(
+    customer, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _finish(customer)  # before any webhook exists
+    dispatch.dispatch()
+    services.do_create_webhook(actor=customer, data=DATA)
+    assert dispatch.dispatch() == 0 and not Event.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        _finish(customer)
+    assert dispatch.dispatch() == 1
+    assert dispatch.dispatch() == 0  # the rescan reads it again and makes nothing
+    assert Event.objects.count() == 1 and Delivery.objects.count() == 1
+
+
+def test_website_created_and_suspended_come_from_the_audit_chain(
+    admin_user, customer, django_capture_on_commit_callbacks
+):
+    from servers.models import Server
+    from websites.models import Website
+
+    services.do_create_webhook(
+        actor=customer, data={**DATA, "events": ["website.created", "website.suspended"]}
+    )
+    dispatch.dispatch()
+    server = Server.objects.create(name="s", address="93.184.216.34", owner=admin_user)
+    site = Website.objects.create(domain="shop.example.com", server=server, owner=customer)
+    audit.record("website.create", site, actor=customer)
+    from websites.services import do_suspend_website
+
+    do_suspend_website(site, actor=admin_user, reason="unpaid")
+    dispatch.dispatch()
+    events = list(Event.objects.order_by("id").values_list("type", flat=True))
+    assert events == ["website.created", "website.suspended"]
+    suspended = Event.objects.get(type="website.suspended").data["website"]
+    assert suspended["domain"] == "shop.example.com" and suspended["suspended"] is True
+    assert Delivery.objects.count() == 2
+
+
+def test_a_revoked_token_stops_its_webhooks(customer, django_capture_on_commit_callbacks):
+    token, _auth = bearer(customer)
+    hook = services.do_create_webhook(actor=customer, data=DATA, token=token)
+    dispatch.dispatch()
+    account_services.do_revoke_token(token, actor=customer)
+    with django_capture_on_commit_callbacks(execute=True):
+        _finish(customer)
+    dispatch.dispatch()
+    assert Event.objects.filter(type="operation.succeeded").exists()
+    assert hook.deliveries.count() == 0
+
+
+@pytest.mark.parametrize(
+    "task, kind",
+    [("tests.support.steps", "certificate.issued"), ("tests.support.boom", "certificate.failing")],
+)
+def test_certificate_operations_become_certificate_events(
+    task, kind, admin_user, customer, django_capture_on_commit_callbacks
+):
+    from core.operations import execute_operation
+    from servers.models import Server
+    from websites.certificates.models import Certificate
+    from websites.models import Website
+
+    services.do_create_webhook(
+        actor=customer, data={**DATA, "events": ["certificate.issued", "certificate.failing"]}
+    )
+    dispatch.dispatch()
+    server = Server.objects.create(name="s", address="93.184.216.34", owner=admin_user)
+    site = Website.objects.create(domain="tls.example.com", server=server, owner=customer)
+    cert = Certificate.objects.create(website=site, domains=site.domain)
+    with django_capture_on_commit_callbacks(execute=True):
+        op = start_operation(kind="certificate.issue", task=task, owner=customer, target=cert)
+        execute_operation(op.pk)
+    dispatch.dispatch()
+    event = Event.objects.get(type__startswith="certificate.")
+    assert event.type == kind and event.object_id == str(cert.uuid)
+    assert event.data["certificate"]["domains"] == ["tls.example.com"]
+    assert event.data["operation"] == str(op.uuid)
+    assert Delivery.objects.filter(event=event, webhook__owner=customer).count() == 1
+
+
+def test_nothing_is_sent_for_a_deactivated_owner_or_a_disabled_webhook(customer):
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    pending = services.do_send_test(hook, actor=customer)
+    type(customer).objects.filter(pk=customer.pk).update(is_active=False)
+    done = services.deliver(Delivery.objects.select_related("webhook__owner").get(pk=pending.pk))
+    assert done.state == "failed" and "deactivated" in done.last_error and done.attempts == 1
+    type(customer).objects.filter(pk=customer.pk).update(is_active=True)
+    Webhook.objects.filter(pk=hook.pk).update(enabled=False)
+    again = services.do_send_test(hook, actor=customer)
+    assert services.deliver(Delivery.objects.get(pk=again.pk)).state == "failed"
