@@ -98,6 +98,18 @@ def login(user: User, *, verified: bool = True, client: Client | None = None) ->
     return client
 
 
+def queries_for(client: Client, url: str) -> int:
+    """Queries one GET of ``url`` makes, after a first GET has filled the process's caches
+    (content types, for one): what a flat-count test compares should not depend on which
+    tests ran before it in the same process."""
+    from django.test.utils import CaptureQueriesContext
+
+    assert client.get(url).status_code == 200
+    with CaptureQueriesContext(connections["default"]) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx)
+
+
 @pytest.fixture
 def admin_user(db):
     return make_user("admin@example.com", Role.ADMIN)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +17,7 @@ from mail.apply import render_maps, render_users
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain
 from mail.validators import clean_destinations, clean_local_part
 from servers.models import Server
-from tests.conftest import login
+from tests.conftest import login, queries_for
 from websites.models import Plan, Subscription, Website
 
 pytestmark = pytest.mark.django_db
@@ -332,9 +330,7 @@ class TestApi:
         c = login(customer)
 
         def count(url):
-            with CaptureQueriesContext(connection) as ctx:
-                assert c.get(url).status_code == 200
-            return len(ctx)
+            return queries_for(c, url)
 
         d = services.do_create_mail_domain(
             actor=customer, data={"domain": "q0.example.com", "server": server}

@@ -8,15 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from core.models import AuditEntry, LiveEvent
 from monitoring import services
 from monitoring.maintenance import apply_windows, next_start, occurrence, state
 from monitoring.models import MaintenanceWindow, ServerMonitor
 from servers.models import Server
-from tests.conftest import login
+from tests.conftest import login, queries_for
 
 pytestmark = pytest.mark.django_db
 
@@ -240,9 +238,7 @@ def test_list_query_counts_stay_flat(servers, reseller):
             )
 
     def count(url):
-        with CaptureQueriesContext(connection) as ctx:
-            assert client.get(url).status_code == 200
-        return len(ctx)
+        return queries_for(client, url)
 
     urls = ["/api/v1/maintenance-windows/", "/monitoring/maintenance/"]
     add(2)

@@ -7,15 +7,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
 from monitoring import services
 from monitoring.alerts import evaluate_alerts
 from monitoring.models import Alert, Check, CheckResult, NotificationChannel, ServerMonitor
 from servers.models import Server
-from tests.conftest import login
+from tests.conftest import login, queries_for
 
 pytestmark = pytest.mark.django_db
 BOT = "123456:" + "B" * 35
@@ -102,9 +100,7 @@ def test_list_query_counts_stay_flat(customer):
         evaluate_alerts()
 
     def count(url):
-        with CaptureQueriesContext(connection) as ctx:
-            assert client.get(url).status_code == 200
-        return len(ctx)
+        return queries_for(client, url)
 
     urls = ["/api/v1/checks/", "/monitoring/checks/", "/api/v1/alerts/", "/monitoring/"]
     add(2)
