@@ -28,3 +28,20 @@ def test_web_processes_get_a_bounded_connection_pool(tmp_path):
     options = settings_of(DATABASE_URL=url, PANEL_DB_POOL_SIZE="8", PANEL_VAR_DIR=str(tmp_path))
     assert options["pool"] == {"min_size": 1, "max_size": 8, "timeout": 20}
     assert "pool" not in settings_of(DATABASE_URL=url, PANEL_VAR_DIR=str(tmp_path))
+
+
+def test_every_local_app_is_packaged():
+    """An installed (not editable) panel carries every app: each top-level package the
+    settings list is matched by pyproject's package list (``backups`` once was not)."""
+    import fnmatch
+    import tomllib
+
+    from django.conf import settings
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    local = {app.split(".")[0] for app in settings.INSTALLED_APPS}
+    local = {name for name in local if (ROOT / name / "__init__.py").exists()}
+    assert {"core", "backups", "mail"} <= local
+    missing = [name for name in local if not any(fnmatch.fnmatch(name, p) for p in patterns)]
+    assert missing == []
