@@ -102,6 +102,18 @@ def _take_pending(target_pk: int, new: str, *, store: bool) -> bool:
     return True
 
 
+def _drop_key(ctx: OperationContext, repo: Repository, password: str, key: str) -> None:
+    """Remove a key this change added and will not record (restic refuses to remove the
+    key in use, so with the recorded password again); a key left over is logged."""
+    try:
+        repo.use_password(password)
+        repo.run("key", "remove", key, timeout=300)
+    except ResticError as exc:
+        ctx.log(f"The new key {key} is still in the repository: {exc}", "warning")
+    else:
+        ctx.log(f"Removed the new key {key} again.")
+
+
 def change_password(ctx: OperationContext, target_id: int) -> str:
     """Give the repository the target's ``pending_password``: ``restic key add`` with it,
     open the repository with it, store it as the password (only now: until then the old
@@ -115,6 +127,7 @@ def change_password(ctx: OperationContext, target_id: int) -> str:
         raise OperationError("No new password is waiting.")
     t = _transport(target.server)
     with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+        new_key = ""
         try:
             ctx.progress(10, "Finding the current key")
             old_keys = [str(k.get("id")) for k in repo.key_list() if k.get("current")]
@@ -124,9 +137,12 @@ def change_password(ctx: OperationContext, target_id: int) -> str:
             ctx.progress(50, "Opening the repository with the new password")
             repo.run("cat", "config", timeout=300)
         except ResticError as exc:
+            if new_key:
+                _drop_key(ctx, repo, target.password, new_key)
             _take_pending(target.pk, new, store=False)
             raise OperationError(f"The password was not changed: {exc}") from exc
         if not _take_pending(target.pk, new, store=True):
+            _drop_key(ctx, repo, target.password, new_key)
             raise OperationError("Another password change started meanwhile.")
         ctx.log(f"New password stored (key {new_key}); removing the old key.")
         ctx.progress(75, "Removing the old key (restic key remove)")
