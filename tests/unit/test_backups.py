@@ -140,6 +140,11 @@ class TestTargets:
             ("s3_endpoint", "ftp://s3.example.com"),
             ("s3_bucket", "Upper_Case"),
             ("s3_secret_key", "has a space in it"),
+            # restic's credentials parser: a comment from # or ; on, a leading quote
+            ("s3_secret_key", "secret#rest-is-a-comment"),
+            ("s3_secret_key", "secret;rest-is-a-comment"),
+            ("s3_secret_key", '"quoted-secret"'),
+            ("s3_secret_key", "'quoted-secret'"),
             ("s3_access_key", "new\nline"),
         ]:
             with pytest.raises(ValidationError) as exc:
@@ -527,3 +532,28 @@ def test_the_exported_target_file_is_private_never_written_through_a_link_and_au
     assert victim.read_text() == "untouched" and not link.is_symlink()
     assert stat.S_IMODE(os.stat(link).st_mode) == 0o600 and PASSWORD in link.read_text()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".panel")) == []
+
+
+def test_a_stored_s3_secret_the_credentials_file_would_cut_short_is_refused(admin_user, tmp_path):
+    """A target stored before the rule: nothing is written, the error says why."""
+    from backups.restic import ResticError
+    from servers.transport import LocalTransport
+
+    here = Server.objects.create(
+        name="here", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    target = BackupTarget.objects.create(
+        name="s3",
+        kind="s3",
+        server=here,
+        path="/",
+        password=PASSWORD,
+        s3_endpoint="http://127.0.0.1:9000",
+        s3_bucket="panel-b",
+        s3_access_key="AKIA1234",
+        s3_secret_key="secret#cut-here",
+    )
+    repo = Repository(target, LocalTransport(), None, "x", directory=str(tmp_path / "d"))
+    with pytest.raises(ResticError, match="no spaces, # or ;"):
+        repo.open()
+    assert not (tmp_path / "d").exists()  # no secret was written
