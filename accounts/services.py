@@ -154,6 +154,14 @@ def do_revoke_token(token: ApiToken, *, actor) -> ApiToken:
     return token
 
 
+def do_delete_token(token: ApiToken, *, actor) -> None:
+    """Delete a token; its webhooks go with it, each audited (hooks' pre_delete receiver)."""
+    with transaction.atomic():
+        token._deleted_by = actor  # read by hooks.services.audit_token_webhooks
+        audit.record("token.delete", token, actor=actor)
+        token.delete()
+
+
 def do_start_totp(user: User) -> AuthenticatorDevice:
     """A new unconfirmed authenticator; any earlier unconfirmed one is dropped."""
     AuthenticatorDevice.objects.filter(user=user, confirmed=False).delete()

@@ -30,7 +30,10 @@ SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
 S3_ENDPOINT = re.compile(r"(https?)://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]{2,39}\])(?::(\d{1,5}))?")
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 S3_ACCESS_KEY = re.compile(r"[A-Za-z0-9_+/=-]{3,128}")
-S3_SECRET_KEY = re.compile(r"[\x21-\x7e]{8,256}")
+# restic reads the keys with an INI parser that takes "#" and ";" anywhere as the start of a
+# comment and a leading quote as quoting: a secret with those would reach S3 cut short.
+S3_SECRET_KEY = re.compile(r"(?![\"'`])[\x21\x22\x24-\x3a\x3c-\x7e]{8,256}")
+S3_SECRET_RULE = "8 to 256 printable characters: no spaces, # or ;, not starting with a quote."
 
 
 def validate_repo_path(value: str) -> None:
@@ -211,7 +214,7 @@ class BackupTarget(models.Model):
             if not S3_ACCESS_KEY.fullmatch(self.s3_access_key):
                 errors["s3_access_key"] = "Letters, digits and _ + / = - only."
             if not S3_SECRET_KEY.fullmatch(self.s3_secret_key):
-                errors["s3_secret_key"] = "8 to 256 printable characters, no spaces."
+                errors["s3_secret_key"] = S3_SECRET_RULE
             if errors:
                 raise ValidationError(errors)
         if self.kind == self.Kind.SFTP:

@@ -131,34 +131,71 @@ def target_from_file(path: str):
     return target
 
 
-def export_target(target, path: str) -> None:
-    """Write the target's settings and secrets to ``path`` (0600): keep it offline with
-    the encryption keys, to restore onto a fresh machine."""
-    data = {name: getattr(target, name) for name in TARGET_FILE_FIELDS}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.chmod(path, 0o600)
+def export_target(target, path: str, *, force: bool = False) -> None:
+    """Write the target's settings and secrets to ``path`` (0600 from the start, never
+    through a link): keep it offline with the encryption keys, to restore onto a fresh
+    machine. An existing file is refused unless ``force``, then replaced in one rename.
+    Audited (the path, never the secrets)."""
+    from core import audit
+
+    data = json.dumps({name: getattr(target, name) for name in TARGET_FILE_FIELDS}, indent=1)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        if force:
+            fd, tmp = tempfile.mkstemp(prefix=".panel-target-", dir=os.path.dirname(path) or ".")
+        else:
+            fd, tmp = os.open(path, flags, 0o600), ""
+    except FileExistsError as exc:
+        raise PanelBackupError(f"{path} exists already: give --force to replace it.") from exc
+    except OSError as exc:
+        raise PanelBackupError(f"Cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+        if tmp:
+            os.replace(tmp, path)  # replaces a link at ``path``, never writes through it
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise PanelBackupError(f"Cannot write {path}: {exc.strerror}") from exc
+    audit.record("backup_target.export", target, changes={"file": [None, os.path.abspath(path)]})
 
 
 @contextmanager
 def target_repository(target) -> Iterator[Restic]:
     """restic argv for a target from the panel's host: its secret files (password, SFTP
-    key, S3 credentials) in a 0700 directory of PANEL_VAR_DIR, removed afterwards."""
+    key, S3 credentials) in a 0700 directory of PANEL_VAR_DIR, removed afterwards. One
+    panel backup or restore at a time (an exclusive lock): opening sweeps the directory
+    for secrets an interrupted run left, which would be another run's in use."""
+    import fcntl
+
     from backups.restic import Repository
     from servers.transport import LocalTransport
 
     base = Path(settings.VAR_DIR) / "panel-backup-secrets"
     base.mkdir(mode=0o700, exist_ok=True)
-    repo = Repository(target, LocalTransport(), None, "panel", directory=str(base / "repository"))
+    lock = os.open(base / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        repo.open()
-    except Exception as exc:
-        raise PanelBackupError(f"Cannot set up the target's secrets: {exc}") from exc
-    try:
-        yield repo.command
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise PanelBackupError(
+                "Another panel backup or restore with a stored target is running: try again "
+                "when it has finished."
+            ) from exc
+        repo = Repository(
+            target, LocalTransport(), None, "panel", directory=str(base / "repository")
+        )
+        try:
+            repo.open()
+        except Exception as exc:
+            raise PanelBackupError(f"Cannot set up the target's secrets: {exc}") from exc
+        try:
+            yield repo.command
+        finally:
+            repo.close()
     finally:
-        repo.close()
+        os.close(lock)  # releases the lock
 
 
 def backup(restic: Restic, *, include: list[str] = (), init_dir: str = "") -> dict:

@@ -79,6 +79,13 @@ class Repository:
     # -------------------------------------------------------------- setup and teardown
 
     def open(self) -> Repository:
+        if self.target.kind == "s3":  # checked before any secret is written
+            from backups.models import S3_SECRET_KEY, S3_SECRET_RULE
+
+            if not S3_SECRET_KEY.fullmatch(self.target.s3_secret_key or ""):
+                raise ResticError(
+                    f"The S3 secret key cannot go in restic's credentials file: {S3_SECRET_RULE}"
+                )
         self.t.run(["mkdir", "-p", "-m", "700", "--", self.dir]).check()
         # Secrets an interrupted Operation could not remove (its connection broke): one
         # Operation at a time uses this directory (the target's lock), so none is in use.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 from django.utils import timezone
 
@@ -101,6 +102,18 @@ def _take_pending(target_pk: int, new: str, *, store: bool) -> bool:
     return True
 
 
+def _drop_key(ctx: OperationContext, repo: Repository, password: str, key: str) -> None:
+    """Remove a key this change added and will not record (restic refuses to remove the
+    key in use, so with the recorded password again); a key left over is logged."""
+    try:
+        repo.use_password(password)
+        repo.run("key", "remove", key, timeout=300)
+    except ResticError as exc:
+        ctx.log(f"The new key {key} is still in the repository: {exc}", "warning")
+    else:
+        ctx.log(f"Removed the new key {key} again.")
+
+
 def change_password(ctx: OperationContext, target_id: int) -> str:
     """Give the repository the target's ``pending_password``: ``restic key add`` with it,
     open the repository with it, store it as the password (only now: until then the old
@@ -114,6 +127,7 @@ def change_password(ctx: OperationContext, target_id: int) -> str:
         raise OperationError("No new password is waiting.")
     t = _transport(target.server)
     with Repository(target, t, target.server, f"target-{target.uuid.hex}") as repo:
+        new_key = ""
         try:
             ctx.progress(10, "Finding the current key")
             old_keys = [str(k.get("id")) for k in repo.key_list() if k.get("current")]
@@ -123,9 +137,12 @@ def change_password(ctx: OperationContext, target_id: int) -> str:
             ctx.progress(50, "Opening the repository with the new password")
             repo.run("cat", "config", timeout=300)
         except ResticError as exc:
+            if new_key:
+                _drop_key(ctx, repo, target.password, new_key)
             _take_pending(target.pk, new, store=False)
             raise OperationError(f"The password was not changed: {exc}") from exc
         if not _take_pending(target.pk, new, store=True):
+            _drop_key(ctx, repo, target.password, new_key)
             raise OperationError("Another password change started meanwhile.")
         ctx.log(f"New password stored (key {new_key}); removing the old key.")
         ctx.progress(75, "Removing the old key (restic key remove)")
@@ -459,26 +476,9 @@ def backup_alert_source(rule, now):
 # ------------------------------------------------------------------ restores
 
 
-# Puts a restored directory in place of (or at) the destination: the old one is moved
-# aside first and removed only once the new one is in place. Constant text, paths as args.
-SWAP = r"""
-set -eu
-src=$1 dest=$2 aside="$2.panel-old-$3" home=$(realpath -m -- "$4")
-# As root, never through a link the customer made to somewhere outside the home.
-parent=$(realpath -m -- "$(dirname -- "$dest")")
-case "$parent/" in
-  "$home"/*) ;;
-  *) echo "$dest is not inside $home" >&2; exit 1 ;;
-esac
-mkdir -p -- "$parent"
-dest="$parent/$(basename -- "$dest")" aside="$parent/$(basename -- "$aside")"
-if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$aside"; fi
-if ! mv -- "$src" "$dest"; then
-  if [ -e "$aside" ]; then mv -- "$aside" "$dest"; fi
-  exit 1
-fi
-rm -rf -- "$aside"
-"""
+# Puts a restored file or folder in place of (or at) the destination as root, never
+# through a link the customer made (backups/place.py). Constant text, paths as args.
+PLACE = (Path(__file__).with_name("place.py")).read_text()
 LOAD_MARIADB = 'mysql --defaults-extra-file="$1" "$2" < "$3"'
 
 
@@ -532,7 +532,6 @@ def _stage(repo: Repository) -> str:
 
 
 def _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run) -> str:
-    import secrets
 
     home = _home(account)
     entry = next((s for s in run.manifest.get("sites", []) if s.get("domain") == site), None)
@@ -552,10 +551,7 @@ def _restore_files(ctx, repo, run, account, site, destination, new_path, dry_run
         ctx.progress(20, f"Restoring {site} from {run.snapshot_id[:8]}")
         repo.restore(run.snapshot_id, stage, source)
         ctx.progress(80, f"Putting the files in place at {dest}")
-        restored = f"{stage}{source}"
-        res = repo.t.run(["sh", "-c", SWAP, "swap", restored, dest, secrets.token_hex(4), home])
-        if res.code != 0:
-            raise OperationError(f"Could not put the files in place: {res.stderr.strip()}")
+        _swap(repo, f"{stage}{source}", dest, home, account.name)
     finally:
         repo.t.run(["rm", "-rf", "--", stage])
     return f"Restored {what}"
@@ -659,11 +655,11 @@ def _restore_account(ctx, repo, job, run, destination, new_path, dry_run) -> str
             res = repo.t.run(["sh", "-c", ARRANGE, "arrange", tree, out, home, dumps, account.name])
             if res.code != 0:
                 raise OperationError(f"Could not arrange the files: {res.stderr.strip()}")
-            _swap(repo, out, dest, home)
+            _swap(repo, out, dest, home, account.name)
             return f"Restored {what}: " + "; ".join(lines)
         for i, s in enumerate(sites):
             ctx.progress(30 + 30 * i // max(1, len(sites)), f"Putting {s['domain']} in place")
-            _swap(repo, f"{tree}{s['dir']}", s["dir"], home)
+            _swap(repo, f"{tree}{s['dir']}", s["dir"], home, account.name)
         for i, e in enumerate(entries):
             target = existing.get(e["uuid"])
             if target is None:
@@ -714,7 +710,7 @@ def _restore_path(ctx, repo, job, run, path, destination, new_path, dry_run) -> 
         ctx.progress(20, f"Restoring {path} from {run.snapshot_id[:8]}")
         repo.restore(run.snapshot_id, stage, path)
         ctx.progress(80, f"Putting it in place at {dest}")
-        _swap(repo, f"{stage}{path}", dest, home)
+        _swap(repo, f"{stage}{path}", dest, home, job.account.name)
     finally:
         repo.t.run(["rm", "-rf", "--", stage])
     return f"Restored {what}"
@@ -797,10 +793,10 @@ def browse(ctx: OperationContext, job_id: int, run_id: int, path: str) -> str:
     return f"Listed {len(entries)} entries of {path}{more}"
 
 
-def _swap(repo: Repository, restored: str, dest: str, home: str) -> None:
+def _swap(repo: Repository, restored: str, dest: str, home: str, user: str) -> None:
     import secrets
 
-    res = repo.t.run(["sh", "-c", SWAP, "swap", restored, dest, secrets.token_hex(4), home])
+    res = repo.t.run(["python3", "-c", PLACE, restored, dest, home, user, secrets.token_hex(4)])
     if res.code != 0:
         raise OperationError(f"Could not put the files in place at {dest}: {res.stderr.strip()}")
 

@@ -43,6 +43,13 @@ SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $PANEL_DB =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || { echo "bad PANEL_DB" >&2; exit 2; }
 [[ $PANEL_WORKER_INSTANCES =~ ^[1-9][0-9]?$ ]] || { echo "bad PANEL_WORKER_INSTANCES" >&2; exit 2; }
 [[ $PANEL_ADMIN_EMAIL =~ ^[^[:space:]@]+@[^[:space:]@]+$ ]] || { echo "bad PANEL_ADMIN_EMAIL" >&2; exit 2; }
+# Root sources the env file as bash (WITH_ENV below) and the paths reach sed and units:
+# absolute paths of plain components (none starting with a dot), a plain redis:// URL.
+for path in "$PANEL_HOME" "$PANEL_ETC" "$PANEL_STATE"; do
+  [[ $path =~ ^(/[A-Za-z0-9_][A-Za-z0-9._-]{0,63}){1,16}$ ]] || { echo "bad path: $path" >&2; exit 2; }
+done
+[[ $PANEL_REDIS_URL =~ ^rediss?://([A-Za-z0-9._~-]*(:[A-Za-z0-9._~-]+)?@)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[1-9][0-9]{0,4})?(/[0-9]{1,2})?$ ]] ||
+  { echo "bad PANEL_REDIS_URL" >&2; exit 2; }
 for port in $PANEL_WEB_PORTS; do
   [[ $port =~ ^[1-9][0-9]{0,4}$ ]] || { echo "bad port in PANEL_WEB_PORTS: $port" >&2; exit 2; }
 done
@@ -170,9 +177,17 @@ id "$PANEL_USER" >/dev/null 2>&1 ||
 install -d -o "$PANEL_USER" -g "$PANEL_USER" -m 0750 "$PANEL_STATE"
 
 log "code in $PANEL_HOME/app, virtualenv in $PANEL_HOME/venv"
-install -d -m 0755 "$PANEL_HOME" "$PANEL_HOME/app"
+install -d -m 0755 "$PANEL_HOME"
+# A fresh tree swapped in (files deleted upstream do not linger), owned by root whoever owns
+# the checkout, with modes from root's umask.
+rm -rf "$PANEL_HOME/app.new" "$PANEL_HOME/app.old"
+install -d -m 0755 "$PANEL_HOME/app.new"
 tar -C "$SOURCE_DIR" --exclude=.git --exclude=.venv --exclude=var --exclude=node_modules \
-  --exclude=__pycache__ -cf - . | tar -C "$PANEL_HOME/app" -xf -
+  --exclude=__pycache__ -cf - . |
+  tar -C "$PANEL_HOME/app.new" --no-same-owner --no-same-permissions -xf -
+[ ! -e "$PANEL_HOME/app" ] || mv "$PANEL_HOME/app" "$PANEL_HOME/app.old"
+mv "$PANEL_HOME/app.new" "$PANEL_HOME/app"
+rm -rf "$PANEL_HOME/app.old"
 [ -x "$PANEL_HOME/venv/bin/python" ] || python3 -m venv "$PANEL_HOME/venv"
 "$PANEL_HOME/venv/bin/pip" install -q --upgrade pip
 "$PANEL_HOME/venv/bin/pip" install -q "$PANEL_HOME/app"
@@ -183,7 +198,10 @@ write_tls_pair
 log "PostgreSQL role and database $PANEL_DB"
 systemctl enable --now postgresql redis-server
 db_password=$(sed -n "s|^DATABASE_URL=postgres://[^:]*:\([^@]*\)@.*|\1|p" "$PANEL_ETC/panel.env")
-runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -v name="$PANEL_DB" -v pw="$db_password" <<'SQL'
+# The password goes through the environment (\getenv), never argv (ps shows argv to all).
+PANEL_DB_PASSWORD=$db_password runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 \
+  -v name="$PANEL_DB" <<'SQL'
+\getenv pw PANEL_DB_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN', :'name') WHERE NOT EXISTS
   (SELECT FROM pg_roles WHERE rolname = :'name') \gexec
 SELECT format('ALTER ROLE %I PASSWORD %L', :'name', :'pw') \gexec

@@ -13,6 +13,13 @@ class HooksConfig(AppConfig):
         from hooks import dispatch
 
         events.on_event(dispatch.nudge)
+        from django.db.models.signals import pre_delete
+
+        from hooks.services import audit_token_webhooks
+
+        pre_delete.connect(
+            audit_token_webhooks, sender="accounts.ApiToken", dispatch_uid="hooks.token_webhooks"
+        )
         schedules.every(1, "hooks.tasks.dispatch", name="hooks.dispatch")
         schedules.every(1, "hooks.tasks.retry_deliveries", name="hooks.retry_deliveries")
         schedules.every(60, "hooks.tasks.prune", name="hooks.prune")

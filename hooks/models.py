@@ -83,7 +83,10 @@ class Webhook(models.Model):
     objects = PolicyQuerySet.as_manager()
     policy = Rules(
         owner_may=frozenset({VIEW, CHANGE, DELETE}),
-        add=frozenset({ADMIN, SUPPORT, RESELLER, CUSTOMER}),
+        # Support hears every tenant's events and changes nothing: a support webhook would
+        # carry them all out. Not added by support; one made before stays read-only to it.
+        add=frozenset({ADMIN, RESELLER, CUSTOMER}),
+        guard=~models.Q(owner__role=SUPPORT),
     )
 
     class Meta:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -45,7 +46,12 @@ def _validate(hook: Webhook, data: dict, *, creating: bool) -> None:
         errors["secret"] = "Between 16 and 200 characters."
     if creating and not secret:
         errors["secret"] = "Give a signing secret (at least 16 characters)."
-    if "url" not in errors and not hook.allow_private:
+    if "url" not in errors and hook.allow_private:
+        host = urlsplit(hook.url).hostname or ""
+        if not notify.is_ip_literal(host):
+            # What an administrator allows is an address: a name could be repointed later.
+            errors["url"] = "To reach a private address, give it as an IP address, not a name."
+    elif "url" not in errors:
         try:  # early word; checked again at every send (the name may point elsewhere later)
             notify.check_destination(hook.url, hook.owner)
         except notify.NotifyError as exc:
@@ -123,6 +129,14 @@ def do_update_webhook(hook: Webhook, *, actor, data: dict) -> Webhook:
 def do_delete_webhook(hook: Webhook, *, actor) -> None:
     audit.record("webhook.delete", hook, actor=actor, changes={"url": [hook.url, None]})
     hook.delete()
+
+
+def audit_token_webhooks(sender, instance, **kwargs) -> None:
+    """pre_delete of an API token: the webhooks that cascade with it are deleted too, and
+    every deletion is audited (``do_delete_token`` names the actor; else it is "system")."""
+    actor = getattr(instance, "_deleted_by", None)
+    for hook in Webhook.objects.filter(token=instance).select_related("owner"):
+        audit.record("webhook.delete", hook, actor=actor, changes={"url": [hook.url, None]})
 
 
 @transaction.atomic

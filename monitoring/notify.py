@@ -98,15 +98,43 @@ def check_destination(url: str, owner, *, allow_private: bool = False) -> list[s
     except OSError as exc:
         raise NotifyError(f"{parts.hostname} does not resolve: {exc}", retryable=True) from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if allow_private or role_of(owner) == ADMIN:
+    # An allowance holds for an IP-literal host only: a name's DNS may be repointed later.
+    if (allow_private and is_ip_literal(parts.hostname)) or role_of(owner) == ADMIN:
         return addresses
     for text in addresses:
-        addr = ipaddress.ip_address(text)
-        if getattr(addr, "ipv4_mapped", None):
-            addr = addr.ipv4_mapped
-        if not addr.is_global:
+        if not is_public_address(text):
             raise NotifyError(f"{parts.hostname} is not a public address.", retryable=False)
     return addresses
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` (a URL's hostname, IPv6 without brackets) is an IP address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# IPv6 forms that carry an IPv4 address (which is what is then reached): NAT64's well-known
+# prefix; 6to4 and IPv4-mapped are unwrapped by ipaddress itself.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_COMPAT = ipaddress.ip_network("::/96")
+
+
+def is_public_address(text: str) -> bool:
+    """Whether ``text`` is a global address, and so is any IPv4 address embedded in it
+    (IPv4-mapped, 6to4, NAT64 64:ff9b::/96, IPv4-compatible ::a.b.c.d)."""
+    addr = ipaddress.ip_address(text)
+    if not addr.is_global:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address):
+        embedded = addr.ipv4_mapped or addr.sixtofour
+        if embedded is None and (addr in _NAT64 or addr in _COMPAT):
+            embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if embedded is not None and not embedded.is_global:
+            return False
+    return True
 
 
 def open_socket(addresses: list[str], port: int, timeout: float | None, *args) -> socket.socket:

@@ -16,10 +16,14 @@ Exit codes: 0 done, 1 an operation failed or was cancelled, 2 the API refused th
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+from uuid import UUID
 
 import click
 
@@ -27,6 +31,22 @@ from panelctl import config
 from panelctl.client import ApiError, Client
 
 FINISHED = ("succeeded", "failed", "cancelled")
+ACTION_NAME = re.compile(r"[a-z0-9-]+")  # a path segment of the API, nothing more
+
+
+def _action_name(ctx, param, value: str) -> str:
+    if not ACTION_NAME.fullmatch(value):
+        raise click.BadParameter("lower-case letters, digits and '-' only")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,12 @@ def main(ctx: click.Context, profile: str, as_json: bool) -> None:
 @click.pass_obj
 def login(state: State, url: str, token: str) -> None:
     """Check a token against the panel and keep it as a profile (file mode 0600)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter("give an https:// URL", param_hint="--url")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # The token would cross the network in the clear.
+        raise click.BadParameter("https:// only (http:// for loopback hosts)", param_hint="--url")
     profile = config.Profile(state.profile_name, url.rstrip("/"), token.strip())
     me = api_call(Client(profile).get, "me/")
     try:
@@ -265,25 +291,25 @@ def resource_group(res: Resource) -> click.Group:
         output(state, rows, res.columns)
 
     @group.command()
-    @click.argument("uuid")
+    @click.argument("uuid", type=click.UUID)
     @click.pass_obj
-    def show(state: State, uuid: str):
+    def show(state: State, uuid: UUID):
         output(state, api_call(state.client.get, f"{res.path}/{uuid}/"))
 
     if res.command == "operations":
 
         @group.command(name="follow")
-        @click.argument("uuid")
+        @click.argument("uuid", type=click.UUID)
         @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls.")
         @click.pass_obj
-        def follow_(state: State, uuid: str, interval: float):
+        def follow_(state: State, uuid: UUID, interval: float):
             """Follow an operation to its end (progress bar and log lines)."""
             follow(state, api_call(state.client.get, f"operations/{uuid}/"), interval=interval)
 
         @group.command()
-        @click.argument("uuid")
+        @click.argument("uuid", type=click.UUID)
         @click.pass_obj
-        def cancel(state: State, uuid: str):
+        def cancel(state: State, uuid: UUID):
             output(state, api_call(state.client.post, f"operations/{uuid}/cancel/"))
 
         return group
@@ -296,47 +322,47 @@ def resource_group(res: Resource) -> click.Group:
     @click.pass_obj
     def create(state: State, pairs, raw, wait: bool, interval: float):
         body = api_call(state.client.post, f"{res.path}/", parse_pairs(pairs, raw))
-        output(state, body)
+        _output_unless_followed(state, body, wait)
         _maybe_follow(state, body, wait, interval)
 
     @group.command()
-    @click.argument("uuid")
+    @click.argument("uuid", type=click.UUID)
     @click.option("--set", "pairs", multiple=True, help="field=value (repeatable; JSON values).")
     @click.option("--data", "raw", help="The changes as a JSON object.")
     @click.option("--wait/--no-wait", default=True, help="Follow an operation it starts.")
     @click.option("--interval", default=0.5, show_default=True)
     @click.pass_obj
-    def update(state: State, uuid: str, pairs, raw, wait: bool, interval: float):
+    def update(state: State, uuid: UUID, pairs, raw, wait: bool, interval: float):
         body = api_call(state.client.patch, f"{res.path}/{uuid}/", parse_pairs(pairs, raw))
-        output(state, body)
+        _output_unless_followed(state, body, wait)
         _maybe_follow(state, body, wait, interval)
 
     @group.command()
-    @click.argument("uuid")
+    @click.argument("uuid", type=click.UUID)
     @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
     @click.option("--wait/--no-wait", default=True, help="Follow the deletion's operation.")
     @click.option("--interval", default=0.5, show_default=True)
     @click.pass_obj
-    def delete(state: State, uuid: str, yes: bool, wait: bool, interval: float):
+    def delete(state: State, uuid: UUID, yes: bool, wait: bool, interval: float):
         if not yes:
             click.confirm(f"Delete {res.command} {uuid}?", abort=True, err=True)
         body = api_call(state.client.delete, f"{res.path}/{uuid}/")
         if is_operation(body):
             _maybe_follow(state, body, wait, interval, echo=True)
         elif state.as_json:
-            output(state, {"deleted": uuid})
+            output(state, {"deleted": str(uuid)})
         else:
             click.echo(f"Deleted {uuid}.")
 
     @group.command()
-    @click.argument("uuid")
-    @click.argument("name")
+    @click.argument("uuid", type=click.UUID)
+    @click.argument("name", callback=_action_name)
     @click.option("--set", "pairs", multiple=True, help="field=value (repeatable; JSON values).")
     @click.option("--data", "raw", help="The body as a JSON object.")
     @click.option("--wait/--no-wait", default=True, help="Follow an operation it starts.")
     @click.option("--interval", default=0.5, show_default=True)
     @click.pass_obj
-    def action(state: State, uuid: str, name: str, pairs, raw, wait: bool, interval: float):
+    def action(state: State, uuid: UUID, name: str, pairs, raw, wait: bool, interval: float):
         """Run an action (apply, test-connection, power, publish ...) and follow the
         operation it starts."""
         path = f"{res.path}/{uuid}/{name}/"
@@ -346,8 +372,18 @@ def resource_group(res: Resource) -> click.Group:
     return group
 
 
+def _will_follow(body, wait: bool) -> bool:
+    return is_operation(body) and wait and body["state"] not in FINISHED
+
+
+def _output_unless_followed(state: State, body, wait: bool) -> None:
+    """With --json, a followed operation prints one document: its end (``follow``)."""
+    if not (state.as_json and _will_follow(body, wait)):
+        output(state, body)
+
+
 def _maybe_follow(state: State, body, wait: bool, interval: float, *, echo: bool = False):
-    if is_operation(body) and wait and body["state"] not in FINISHED:
+    if _will_follow(body, wait):
         follow(state, body, interval=interval)
     elif is_operation(body) and body["state"] in ("failed", "cancelled"):
         if echo:

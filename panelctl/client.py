@@ -69,6 +69,9 @@ class Client:
             following = body.get("next")
             if not following or (limit and len(rows) >= limit):
                 return rows[:limit] if limit else rows
+            if not following.startswith(self.base):
+                # The token goes with every request: only to the panel it was given for.
+                raise ApiError(f"refusing to follow a next page outside {self.base}")
             try:
                 resp = self.session.get(following, timeout=TIMEOUT, allow_redirects=False)
             except requests.RequestException as exc:

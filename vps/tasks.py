@@ -8,11 +8,14 @@ import copy
 import secrets
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import events
+from core.events import topic_of
 from core.operations import LockHolder, OperationError, on_worker_lost
 from vps import libvirt_adapter as lv
 from vps.models import Hypervisor, Image, Snapshot, Vps
@@ -66,8 +69,11 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
     )
     known = set()
     groups: dict[tuple[str, str], list[int]] = {}
-    rows = settled.values_list("pk", "uuid", "state", "drift", "vcpus", "memory_mib")
-    for pk, uuid, state_now, drift_now, vcpus, memory_mib in rows:
+    announce: list[tuple[str, object, dict]] = []
+    rows = settled.values_list(
+        "pk", "uuid", "state", "drift", "vcpus", "memory_mib", "owner_id", "owner__reseller_id"
+    )
+    for pk, uuid, state_now, drift_now, vcpus, memory_mib, owner_id, reseller_id in rows:
         name = f"vps-{uuid.hex}"
         known.add(name)
         dom = by_name.get(name)
@@ -77,9 +83,15 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
         drift = _drift(dom, vcpus, memory_mib)
         if (state, drift) != (state_now, drift_now):
             groups.setdefault((state, drift), []).append(pk)
+            owner = _Owner(owner_id, reseller_id)
+            announce.append((uuid.hex, owner, {"state": state, "source": "inventory"}))
     with transaction.atomic():
         for (state, drift), pks in groups.items():
             Vps.objects.filter(pk__in=pks).update(state=state, drift=drift)
+        # Open pages and integrators hear of what the inventory found, as of what an event
+        # said: a change seen first by the inventory (a missed event, a daemon restart) would
+        # otherwise never be announced, the event that follows finding nothing to change.
+        events.changed_many(topic_of(Vps), announce)
         settled.update(inventory_at=now)
         Hypervisor.objects.filter(pk=hv.pk).update(
             status=Hypervisor.Status.ONLINE,
@@ -95,6 +107,13 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
         )
     changed = sum(len(p) for p in groups.values())
     return f"{len(domains)} domains, {changed} VPSes changed"
+
+
+class _Owner(NamedTuple):
+    """What events.changed_many reads of an owner (its key and its reseller's)."""
+
+    pk: int | None
+    reseller_id: int | None
 
 
 def _drift(dom, vcpus: int, memory_mib: int) -> str:

@@ -31,19 +31,27 @@ ACCOUNT = "wizsite"  # the Linux user the panel makes for EMAIL
 def tls_stack(stack):  # noqa: F811 - the imported fixture
     """The lifecycle stack plus an HTTPS listener, a DNS stand-in and Pebble."""
     need("pebble")
-    nginx = stack["nginx"]
+    nginx = stack.nginx
     dns = DnsStandIn()
     base = world_readable_tmp("uhp-wizard-pebble-")
     pebble = Pebble(base, nginx.port, dns)
     tls_port = free_port()
     profile = {
-        **stack["profile"],
+        **stack.profile,
         "tls_dir": str(nginx.prefix / "tls"),
         "nginx_tls_listen": f"127.0.0.1:{tls_port}",
         "acme_challenge_dir": str(nginx.prefix / "acme-challenge"),
         "public_addresses": "127.0.0.1",
     }
-    yield {**stack, "profile": profile, "dns": dns, "pebble": pebble, "tls_port": tls_port}
+    yield {
+        "ssh_port": stack.ssh_port,
+        "private": stack.private,
+        "public": stack.public,
+        "profile": profile,
+        "dns": dns,
+        "pebble": pebble,
+        "tls_port": tls_port,
+    }
     pebble.stop()
     dns.stop()
     shutil.rmtree(base, ignore_errors=True)

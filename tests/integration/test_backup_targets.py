@@ -229,6 +229,49 @@ def test_an_interrupted_change_leaves_a_working_password_recorded(
     assert _restic(target, target.password, "cat", "config").returncode == 0
 
 
+def test_a_change_that_fails_after_the_key_was_added_removes_that_key(
+    here, admin_user, django_capture_on_commit_callbacks, tmp_path, monkeypatch
+):
+    """The new key is added but the repository does not open with it, or another change
+    took the pending password meanwhile: the new key is removed again, so only the
+    recorded password opens the repository."""
+    from backups import tasks
+
+    target = local_target(here, admin_user, django_capture_on_commit_callbacks, tmp_path / "r")
+    old = target.password
+    real_run = Repository.run
+
+    def config_fails(self, *args, **kw):
+        if args[:2] == ("cat", "config"):
+            raise ResticError("connection lost (test)")
+        return real_run(self, *args, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(Repository, "run", config_fails)
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.do_change_password(target, actor=admin_user, data={"password": "v" * 24})
+    op.refresh_from_db()
+    assert op.state == "failed" and "not changed" in op.error
+    assert len(_keys(target, old)) == 1
+    assert _restic(target, "v" * 24, "cat", "config").returncode != 0
+
+    real_take = tasks._take_pending
+
+    def lost_race(pk, new, *, store):
+        return False if store else real_take(pk, new, store=store)
+
+    with monkeypatch.context() as m:
+        m.setattr(tasks, "_take_pending", lost_race)
+        with django_capture_on_commit_callbacks(execute=True):
+            op = services.do_change_password(target, actor=admin_user, data={"password": "w" * 24})
+    op.refresh_from_db()
+    assert op.state == "failed" and "meanwhile" in op.error
+    target.refresh_from_db()
+    assert target.password == old
+    assert len(_keys(target, old)) == 1
+    assert _restic(target, "w" * 24, "cat", "config").returncode != 0
+
+
 def test_the_password_cannot_change_before_the_repository_is_ready(here, admin_user):
     from django.core.exceptions import ValidationError
 

@@ -212,7 +212,7 @@ def test_backup_records_the_run_and_restores_a_site_exactly(world, repo_dir):
         (world.public / "escape").symlink_to(outside)
         new_path = f"sites/{DOMAIN}/public/escape/site"
         op = restore(world, job, {**data, "destination": "new", "new_path": new_path})
-        assert op.state == "failed" and "not inside" in op.error
+        assert op.state == "failed" and "is a symbolic link" in op.error, op.error
         assert list(outside.iterdir()) == []
     finally:
         shutil.rmtree(outside)
@@ -688,6 +688,7 @@ def test_a_whole_account_restores_in_place_and_to_a_new_place(world, repo_dir):
         import pwd
 
         assert pwd.getpwuid(dump.stat().st_uid).pw_name == NAME  # the customer may read it
+        assert pwd.getpwuid(out.parent.stat().st_uid).pw_name == NAME  # made for the customer
         again = restore(world, job, {**data, "destination": "new", "new_path": "restored/all"})
         assert again.state == "failed" and "exists already" in again.error
     finally:
@@ -746,3 +747,49 @@ def test_the_snapshot_browser_lists_folders_and_restores_one_file_or_folder(worl
         services.do_restore(job, actor=world.customer, data={**data, "path": "/etc/passwd"})
     missing = restore(world, job, {**data, "path": f"{public}/nothing-here"}, dry_run=True)
     assert missing.state == "failed" and "not in snapshot" in missing.error
+
+
+def test_a_restore_never_writes_through_a_link_the_customer_made(world, repo_dir):
+    """The customer owns every folder below the home: a destination that is a link to a
+    folder outside it (standing for /etc), or a link on the way there, is refused and
+    nothing outside changes; folders made on the way belong to the customer."""
+    import grp
+    import pwd
+
+    job = make_job(world, local_target(world, repo_dir))
+    assert back_up(world, job).state == "succeeded"
+    run = BackupRun.objects.get(job=job)
+    home = run.manifest["home"]
+    public = f"{home}/sites/{DOMAIN}/public"
+    outside = Path(tempfile.mkdtemp(prefix="uhp-etc-"))
+    try:
+        (outside / "passwd").write_text("root:x:0:0\n")
+        shutil.rmtree(world.public / "uploads")
+        (world.public / "uploads").symlink_to(outside)
+        data = {"run": run, "kind": "path", "path": f"{public}/uploads", "destination": "original"}
+        op = restore(world, job, data)
+        assert op.state == "failed" and "is a symbolic link: refused" in op.error, op.error
+        assert sorted(p.name for p in outside.iterdir()) == ["passwd"]
+        assert (world.public / "uploads").is_symlink()
+        # A link on the way: the site's public folder itself.
+        (world.public / "uploads").unlink()
+        moved = world.site / "public-real"
+        world.public.rename(moved)
+        world.public.symlink_to(outside)
+        op = restore(world, job, data)
+        assert op.state == "failed" and "symbolic link" in op.error, op.error
+        assert sorted(p.name for p in outside.iterdir()) == ["passwd"]
+        world.public.unlink()
+        moved.rename(world.public)
+        # Folders made on the way to a new path are the customer's, not root's.
+        new = {**data, "path": f"{public}/secret.php", "destination": "new"}
+        op = restore(world, job, {**new, "new_path": "made/deeper/old.php"})
+        assert op.state == "succeeded", op.error
+        made = world.site.parent.parent / "made"
+        for folder in (made, made / "deeper"):
+            assert pwd.getpwuid(folder.stat().st_uid).pw_name == NAME
+            assert grp.getgrgid(folder.stat().st_gid).gr_name == NAME
+        assert (made / "deeper" / "old.php").read_text() == "<?php // private\n"
+        shutil.rmtree(made)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)

@@ -211,3 +211,74 @@ def test_container_image_runs_the_web_process_unprivileged():
     assert "USER panel" in lines
     cmd = '["python", "manage.py", "runweb", "--bind", "0.0.0.0", "--port", "8000"]'
     assert lines[-1] == f"CMD {cmd}"
+
+
+def test_compose_secrets_are_ignored_by_git():
+    """compose-secrets.sh writes deploy/*.env and deploy/tls/: never to be committed."""
+    paths = ["deploy/panel.env", "deploy/postgres.env", "deploy/tls/panel.key"]
+    done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *paths], capture_output=True)
+    assert done.returncode == 0 and done.stdout.decode().split() == paths
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"PANEL_REDIS_URL": "redis://127.0.0.1:6379/0\nSECRET_KEY=$(id)"},
+        {"PANEL_REDIS_URL": "redis://x:`id`@127.0.0.1/0"},
+        {"PANEL_HOME": "/opt/panel;id"},
+        {"PANEL_ETC": "/etc/../tmp/panel"},
+        {"PANEL_STATE": "var/lib/panel"},
+    ],
+)
+def test_paths_and_redis_url_are_checked_before_use(tmp_path, bad):
+    done = render(tmp_path, **bad)
+    assert done.returncode == 2, done.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def test_code_is_extracted_fresh_and_owned_by_root():
+    script = INSTALL.read_text()
+    assert "--no-same-owner --no-same-permissions -xf -" in script
+    assert 'mv "$PANEL_HOME/app.new" "$PANEL_HOME/app"' in script
+
+
+def test_database_password_goes_through_the_environment():
+    """The install's SQL, run by real psql against the test server: the role gets the
+    password from PANEL_DB_PASSWORD (\\getenv), and no psql argument carries it."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    script = INSTALL.read_text()
+    call = script[script.index("runuser -u postgres -- psql") :].split("<<'SQL'")[0]
+    assert "pw" not in call and "password" not in call.lower()
+    sql = script.split("<<'SQL'\n", 1)[1].split("\nSQL\n", 1)[0]
+    url = urlsplit(os.environ.get("DATABASE_URL", ""))
+    if url.scheme not in ("postgres", "postgresql") or not shutil.which("psql"):
+        require_real("needs PostgreSQL (DATABASE_URL=postgres://...) and psql")
+    name = f"deploy_probe_{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(24)
+    conn = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432)]
+    admin = [*conn, "-U", url.username or "postgres", "-d", "postgres"]
+    env = {**os.environ, "PANEL_DB_PASSWORD": password}
+    try:
+        done = subprocess.run(
+            ["psql", *admin, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"name={name}"],
+            input=sql,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        login = subprocess.run(
+            ["psql", *conn, "-U", name, "-d", name, "-tAc", "select current_user"],
+            env={**os.environ, "PGPASSWORD": password},
+            capture_output=True,
+            text=True,
+        )
+        assert login.stdout.strip() == name, login.stderr
+        query = f"select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname='{name}'"
+        stored = subprocess.run(["psql", *admin, "-tAc", query], capture_output=True, text=True)
+        assert stored.stdout.strip() == "t", stored.stderr  # set, not empty (trust or not)
+    finally:
+        for stmt in (f"DROP DATABASE IF EXISTS {name}", f"DROP ROLE IF EXISTS {name}"):
+            subprocess.run(["psql", *admin, "-qc", stmt], capture_output=True)

@@ -96,6 +96,12 @@ def _state(vps) -> str:
     return Vps.objects.values_list("state", flat=True).get(pk=vps.pk)
 
 
+def _last_event(vps) -> dict | None:
+    # The listener commits the row, then (on commit) the event: wait for the event itself.
+    event = LiveEvent.objects.filter(key=vps.uuid.hex).order_by("-id").first()
+    return event.data if event else None
+
+
 def test_the_listener_process_follows_outside_changes_and_a_libvirtd_restart(
     libvirtd,  # noqa: F811
     running_vps,
@@ -108,10 +114,10 @@ def test_the_listener_process_follows_outside_changes_and_a_libvirtd_restart(
     dom = libvirtd["conn"].lookupByName(vps.domain_name)
 
     dom.suspend()  # outside the panel
-    wait_until(lambda: _state(vps) == Vps.State.PAUSED, timeout=30)
-    event = LiveEvent.objects.filter(key=vps.uuid.hex).latest("id")
-    assert event.data == {"state": "paused", "source": "libvirt"}
-    assert event.owner_id == vps.owner_id
+    paused = {"state": "paused", "source": "libvirt"}
+    wait_until(lambda: _last_event(vps) == paused, timeout=30)
+    assert _state(vps) == Vps.State.PAUSED
+    assert LiveEvent.objects.filter(key=vps.uuid.hex).latest("id").owner_id == vps.owner_id
 
     # The daemon goes away and comes back: the listener notices, reopens with its backoff,
     # and the next outside change is followed again (the guest kept running meanwhile).
@@ -119,10 +125,7 @@ def test_the_listener_process_follows_outside_changes_and_a_libvirtd_restart(
     start_libvirtd(libvirtd)
     wait_until(lambda: _connected(log, 2), timeout=60)
     libvirtd["conn"].lookupByName(vps.domain_name).resume()
-    wait_until(lambda: _state(vps) == Vps.State.RUNNING, timeout=30)
-    assert LiveEvent.objects.filter(key=vps.uuid.hex).latest("id").data == {
-        "state": "running",
-        "source": "libvirt",
-    }
+    wait_until(lambda: _last_event(vps) == {"state": "running", "source": "libvirt"}, timeout=30)
+    assert _state(vps) == Vps.State.RUNNING
     assert proc.poll() is None  # still the same process
     assert "lost the event connection" in log.read_text()

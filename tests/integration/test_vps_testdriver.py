@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from core.models import Operation
+from core.models import LiveEvent, Operation
 from core.operations import retry_operation
 from tests.integration.libvirt import (
     image,  # noqa: F401 - fixture
@@ -150,6 +150,10 @@ def test_whole_lifecycle(run, settings, admin_user, customer, hv, plan, image): 
     vps.refresh_from_db()
     assert hv.status == Hypervisor.Status.ONLINE and hv.cpus > 0 and hv.storage_gib == 100
     assert "memory 256 MiB" in vps.drift
+    # Open pages hear of what the inventory found (no lifecycle event says it).
+    found = LiveEvent.objects.filter(key=vps.uuid.hex).latest("id")
+    assert found.data == {"state": vps.state, "source": "inventory"}
+    assert found.owner_id == customer.pk
 
     run(services.do_delete_vps, vps, actor=customer)
     vps.refresh_from_db()

@@ -6,6 +6,7 @@ tests/integration/test_backups.py."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -139,6 +140,11 @@ class TestTargets:
             ("s3_endpoint", "ftp://s3.example.com"),
             ("s3_bucket", "Upper_Case"),
             ("s3_secret_key", "has a space in it"),
+            # restic's credentials parser: a comment from # or ; on, a leading quote
+            ("s3_secret_key", "secret#rest-is-a-comment"),
+            ("s3_secret_key", "secret;rest-is-a-comment"),
+            ("s3_secret_key", '"quoted-secret"'),
+            ("s3_secret_key", "'quoted-secret'"),
             ("s3_access_key", "new\nline"),
         ]:
             with pytest.raises(ValidationError) as exc:
@@ -461,3 +467,93 @@ def test_outsiders_reach_no_backup(setup, customer):
         resp = support.get(url)
         assert resp.status_code < 500 and PASSWORD.encode() not in resp.content, url
     assert not Operation.objects.exists()
+
+
+def local_host_target(admin_user, tmp_path) -> BackupTarget:
+    here = Server.objects.create(
+        name="here",
+        address="127.0.0.1",
+        transport=Server.Transport.LOCAL,
+        owner=admin_user,
+        profile={"state_dir": str(tmp_path / "state")},
+    )
+    return BackupTarget.objects.create(
+        name="local", kind="local", server=here, path=str(tmp_path / "repo"), password=PASSWORD
+    )
+
+
+def test_two_panel_backups_at_once_do_not_remove_each_others_secrets(
+    admin_user, tmp_path, settings
+):
+    """Opening sweeps the secrets directory for what an interrupted run left: a second
+    run while one is using its secrets is refused instead of removing them."""
+    from backups.panel_self import PanelBackupError, target_repository
+
+    settings.VAR_DIR = str(tmp_path / "var")
+    (tmp_path / "var").mkdir()
+    target = local_host_target(admin_user, tmp_path)
+    with target_repository(target) as restic:
+        argv = restic("snapshots")
+        password_file = argv[argv.index("--password-file") + 1]
+        with (
+            pytest.raises(PanelBackupError, match="Another panel backup"),
+            target_repository(target),
+        ):
+            pass
+        assert Path(password_file).read_text() == PASSWORD  # still there for the first run
+    with target_repository(target) as restic:  # free again afterwards
+        assert restic("snapshots")
+
+
+def test_the_exported_target_file_is_private_never_written_through_a_link_and_audited(
+    admin_user, tmp_path
+):
+    import os
+    import stat
+
+    from backups.panel_self import PanelBackupError, export_target
+
+    target = local_host_target(admin_user, tmp_path)
+    out = tmp_path / "target.json"
+    export_target(target, str(out))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and PASSWORD in out.read_text()
+    entry = AuditEntry.objects.get(action="backup_target.export")
+    assert str(out) in str(entry.changes) and PASSWORD not in str(entry.changes)
+    with pytest.raises(PanelBackupError, match="exists already"):
+        export_target(target, str(out))
+    # A link another user left at the path (standing for one to /etc/shadow).
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    link = tmp_path / "link.json"
+    link.symlink_to(victim)
+    with pytest.raises(PanelBackupError, match="exists already"):
+        export_target(target, str(link))
+    export_target(target, str(link), force=True)  # replaces the link itself
+    assert victim.read_text() == "untouched" and not link.is_symlink()
+    assert stat.S_IMODE(os.stat(link).st_mode) == 0o600 and PASSWORD in link.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".panel")) == []
+
+
+def test_a_stored_s3_secret_the_credentials_file_would_cut_short_is_refused(admin_user, tmp_path):
+    """A target stored before the rule: nothing is written, the error says why."""
+    from backups.restic import ResticError
+    from servers.transport import LocalTransport
+
+    here = Server.objects.create(
+        name="here", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    target = BackupTarget.objects.create(
+        name="s3",
+        kind="s3",
+        server=here,
+        path="/",
+        password=PASSWORD,
+        s3_endpoint="http://127.0.0.1:9000",
+        s3_bucket="panel-b",
+        s3_access_key="AKIA1234",
+        s3_secret_key="secret#cut-here",
+    )
+    repo = Repository(target, LocalTransport(), None, "x", directory=str(tmp_path / "d"))
+    with pytest.raises(ResticError, match="no spaces, # or ;"):
+        repo.open()
+    assert not (tmp_path / "d").exists()  # no secret was written

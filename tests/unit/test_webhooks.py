@@ -298,3 +298,107 @@ def test_nothing_is_sent_for_a_deactivated_owner_or_a_disabled_webhook(customer)
     Webhook.objects.filter(pk=hook.pk).update(enabled=False)
     again = services.do_send_test(hook, actor=customer)
     assert services.deliver(Delivery.objects.get(pk=again.pk)).state == "failed"
+
+
+def test_an_allowance_is_for_an_ip_address_not_a_name(admin_user, customer, monkeypatch):
+    """An administrator's allow_private approves an address; a name could be repointed at
+    127.0.0.1 or 169.254.169.254 after the approval."""
+    from django.core.exceptions import ValidationError
+
+    from monitoring import notify
+
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    with pytest.raises(ValidationError) as refused:
+        services.do_update_webhook(hook, actor=admin_user, data={"allow_private": True})
+    assert "IP address" in refused.value.message_dict["url"][0]
+    hook.refresh_from_db()
+    assert not hook.allow_private
+    services.do_update_webhook(
+        hook, actor=admin_user, data={"allow_private": True, "url": "http://10.0.0.7/in"}
+    )
+    hook.refresh_from_db()
+    assert hook.allow_private
+    assert notify.check_destination(hook.url, customer, allow_private=True) == ["10.0.0.7"]
+    # A row allowed before this rule, whose name now resolves to the metadata address: the
+    # allowance does not hold for a name, so the address is checked and refused.
+    import socket
+
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 443))],
+    )
+    with pytest.raises(notify.NotifyError, match="not a public address"):
+        notify.check_destination(URL, customer, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::1",
+        "10.1.2.3",
+    ],
+)
+def test_ipv6_forms_of_private_ipv4_are_refused(address, customer):
+    """Monitoring's channels and webhooks share check_destination."""
+    from monitoring import notify
+
+    assert not notify.is_public_address(address)
+    with pytest.raises(notify.NotifyError, match="not a public address"):
+        notify.check_destination(
+            f"http://[{address}]/" if ":" in address else f"http://{address}/", customer
+        )
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700::1111", "64:ff9b::808:808"])
+def test_public_addresses_and_their_ipv6_forms_pass(address):
+    from monitoring import notify
+
+    assert notify.is_public_address(address)
+
+
+def test_support_cannot_add_or_change_webhooks(support, customer):
+    from core.policy import ADD, CHANGE, DELETE, may
+
+    assert not may(support, ADD, Webhook)
+    c = login(support)
+    resp = c.post("/api/v1/webhooks/", DATA, content_type="application/json")
+    assert resp.status_code == 403 and not Webhook.objects.exists()
+    assert c.post("/hooks/new/", {**DATA, "events": DATA["events"]}).status_code in (403, 404)
+    assert not Webhook.objects.exists()
+    # One made before this rule stays read-only to its support owner.
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    Webhook.objects.filter(pk=hook.pk).update(owner=support)
+    hook.refresh_from_db()
+    assert may(support, "view", hook)
+    assert not may(support, CHANGE, hook) and not may(support, DELETE, hook)
+    url = f"/api/v1/webhooks/{hook.uuid}/"
+    resp = c.patch(url, {"url": "https://hooks.example.com/x"}, content_type="application/json")
+    assert resp.status_code in (403, 404)
+    hook.refresh_from_db()
+    assert hook.url == URL
+
+
+def test_deleting_a_token_audits_each_of_its_webhooks(customer):
+    token, _auth = bearer(customer)
+    hooks = [
+        services.do_create_webhook(actor=customer, data={**DATA, "name": f"h{i}"}, token=token)
+        for i in range(2)
+    ]
+    account_services.do_delete_token(token, actor=customer)
+    assert not Webhook.objects.exists()
+    for hook in hooks:
+        entry = AuditEntry.objects.get(action="webhook.delete", object_id=str(hook.uuid))
+        assert entry.actor_id == customer.pk
+    assert AuditEntry.objects.filter(action="token.delete", object_id=str(token.uuid)).exists()
+    # Deleted any other way (the ORM, a cascade), the webhooks are still audited.
+    other, _auth = bearer(customer)
+    hook = services.do_create_webhook(actor=customer, data=DATA, token=other)
+    other.delete()
+    assert AuditEntry.objects.filter(action="webhook.delete", object_id=str(hook.uuid)).exists()

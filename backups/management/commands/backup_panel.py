@@ -1,5 +1,5 @@
 """manage.py backup_panel (--repo DIR --password-file FILE | --target NAME
-[--export-target FILE]) [--include FILE ...]"""
+[--export-target FILE [--force]]) [--include FILE ...]"""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ class Command(BaseCommand):
             "restore onto a fresh machine (restore_panel --target-file)",
         )
         parser.add_argument(
+            "--force",
+            action="store_true",
+            help="with --export-target: replace FILE when it exists",
+        )
+        parser.add_argument(
             "--include",
             action="append",
             default=[],
@@ -56,7 +61,7 @@ class Command(BaseCommand):
             with context as restic:
                 result = backup(restic, include=opts["include"], init_dir=init_dir)
             if opts["export_target"]:
-                export_target(target, opts["export_target"])
+                export_target(target, opts["export_target"], force=opts["force"])
         except PanelBackupError as exc:
             raise CommandError(str(exc)) from exc
         names = ", ".join(f["name"] for f in result["manifest"]["files"]) or "no key files"
