@@ -348,7 +348,7 @@ class MailFiles:
         needed = [d for d in domains if wanted is None or d.unit in wanted]
         # The maps (and OpenDKIM's tables) belong on a mail server only: one that has mail
         # domains, or had them (its maps stay, emptied, so Postfix keeps reading them).
-        is_prepared = config.prepared(server)
+        is_prepared = config.configured(server)
         maps = (units is None or MAPS_UNIT in units) and (
             bool(domains)
             or is_prepared

@@ -314,6 +314,30 @@ def test_a_configuration_dovecot_refuses_keeps_the_live_files(
     assert imap_subjects(paths, f"info@{DOMAIN}", PASSWORD) is not None
 
 
+def test_a_failed_first_apply_leaves_the_server_not_prepared(
+    paths, mail_server, admin_user, django_capture_on_commit_callbacks
+):
+    """mail:config refused (a certificate that does not exist): the Operation fails and the
+    server is not recorded as prepared (usage reads would fail on it); fixed, it is."""
+    from mail.config import prepared
+
+    good = dict(mail_server.profile)
+    mail_server.profile = {**good, "mail_tls_cert": str(paths["base"] / "missing.crt")}
+    mail_server.save()
+    op = prepare(mail_server, admin_user, django_capture_on_commit_callbacks)
+    assert op.state == "failed"
+    server = Server.objects.get(pk=mail_server.pk)
+    assert not prepared(server) and "mail" not in (server.components or {})
+    mail_server.profile = good
+    mail_server.save()
+    assert prepare(mail_server, admin_user, django_capture_on_commit_callbacks).state == (
+        "succeeded"
+    )
+    server = Server.objects.get(pk=mail_server.pk)
+    assert prepared(server) and server.components["mail"]["prepared_at"]
+    assert "mail_preparing" not in server.components
+
+
 def test_sender_rules_and_the_sending_limit(
     paths, prepared, owner, admin_user, catcher, django_capture_on_commit_callbacks
 ):
