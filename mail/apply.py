@@ -1,7 +1,9 @@
 """What mail contributes to a server's managed files, and the two programs that read them.
 
-- Postfix: three maps in ``mail_map_dir`` (``domains``, ``mailboxes``, ``aliases``) for
-  ``virtual_mailbox_domains``, ``virtual_mailbox_maps`` and ``virtual_alias_maps``. They list
+- Postfix: four maps in ``mail_map_dir`` (``domains``, ``mailboxes``, ``aliases``,
+  ``senders``) for ``virtual_mailbox_domains``, ``virtual_mailbox_maps``,
+  ``virtual_alias_maps`` and ``smtpd_sender_login_maps`` (submission refuses a MAIL FROM
+  the logged-in mailbox does not own: ``reject_sender_login_mismatch``). They list
   every domain of the server, so they are one unit (``mail:maps``). Validated by compiling
   each with ``postmap`` and ``postfix check``; reloaded by ``postmap`` + ``postfix reload``.
 - OpenDKIM: each domain's private key in ``opendkim_key_dir`` (the domain's unit) and the
@@ -37,7 +39,7 @@ DOVECOT_CHECK = (HERE / "dovecot_check.sh").read_text()
 DOVECOT_RELOAD = (HERE / "dovecot_reload.sh").read_text()
 DKIM_CHECK = (HERE / "dkim_check.sh").read_text()
 DKIM_RELOAD = (HERE / "dkim_reload.sh").read_text()
-MAPS = ("domains", "mailboxes", "aliases")
+MAPS = ("domains", "mailboxes", "aliases", "senders")
 HEADER = "# Managed by the hosting panel: changes here are reported as drift and undone.\n"
 CHUNK = 500
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
@@ -241,8 +243,12 @@ def _address_ok(address: str) -> bool:
 def render_maps(
     domains: list[MailDomain], boxes: list[Mailbox], aliases: list[MailAlias]
 ) -> dict[str, str]:
-    """The three Postfix maps of a server. Suspended domains and mailboxes are left out, so
-    Postfix refuses their mail at RCPT time."""
+    """The four Postfix maps of a server. Suspended domains and mailboxes are left out, so
+    Postfix refuses their mail at RCPT time (and their logins may send as nothing).
+
+    ``senders`` (smtpd_sender_login_maps): which logins may use an address as MAIL FROM on
+    submission: a mailbox itself; an alias the mailboxes of its domain it forwards to; any
+    other address of a catch-all domain its mailboxes. Never another domain's mailbox."""
     live = {d.pk: d for d in domains if not d.suspended and DOMAIN.fullmatch(d.domain)}
     out = {name: [HEADER.rstrip("\n")] for name in MAPS}
     for d in sorted(live.values(), key=lambda d: d.domain):
@@ -268,6 +274,24 @@ def render_maps(
         if d is None or not targets or not LOCAL_PART.fullmatch(alias.local_part):
             continue
         out["aliases"].append(f"{alias.local_part}@{d.domain} {','.join(targets)}")
+    own = {}  # domain pk -> its live mailboxes' addresses
+    for box in boxes:
+        d = live.get(box.domain_id)
+        if d is not None and not box.suspended and LOCAL_PART.fullmatch(box.local_part):
+            address = f"{box.local_part}@{d.domain}"
+            own.setdefault(d.pk, []).append(address)
+            out["senders"].append(f"{address} {address}")
+    for alias in aliases:
+        d = live.get(alias.domain_id)
+        if d is None or not LOCAL_PART.fullmatch(alias.local_part):
+            continue
+        mine = set(own.get(d.pk, []))
+        owners = sorted({t.lower() for t in alias.destination_list} & mine)
+        if owners:
+            out["senders"].append(f"{alias.local_part}@{d.domain} {','.join(owners)}")
+    for d in sorted(catch.values(), key=lambda d: d.domain):
+        if own.get(d.pk):
+            out["senders"].append(f"@{d.domain} {','.join(own[d.pk])}")
     return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
 
 
@@ -324,7 +348,7 @@ class MailFiles:
         needed = [d for d in domains if wanted is None or d.unit in wanted]
         # The maps (and OpenDKIM's tables) belong on a mail server only: one that has mail
         # domains, or had them (its maps stay, emptied, so Postfix keeps reading them).
-        is_prepared = config.prepared(server)
+        is_prepared = config.configured(server)
         maps = (units is None or MAPS_UNIT in units) and (
             bool(domains)
             or is_prepared

@@ -144,6 +144,11 @@ def _submission_host(profile) -> str:
     return f"submission_host = {address}:{port}"
 
 
+def _setup(server) -> dict:
+    components = server.components or {}
+    return components.get("mail") or components.get(PREPARING) or {}
+
+
 def render_config(server, profile) -> dict[str, tuple[str, str]]:
     """path -> (service, content) of the unit ``mail:config``. Raises ConfigError."""
     hostname = hostname_of(server, profile)
@@ -205,7 +210,7 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         listen=", ".join(addresses) if addresses else "*, ::",
         tls_cert=cert,
         tls_key=key,
-        first_valid_uid=str(int((server.components or {}).get("mail", {}).get("vmail_uid", 500))),
+        first_valid_uid=str(int(_setup(server).get("vmail_uid", 500))),
         vmail_user=vmail_user,
         users_dir=_path(profile, "dovecot_users_dir"),
         hostname=hostname,
@@ -238,8 +243,17 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
     }
 
 
+PREPARING = "mail_preparing"
+
+
 def prepared(server) -> bool:
+    """Prepared for mail: its configuration was applied (mail/prepare.py)."""
     return bool((server.components or {}).get("mail"))
+
+
+def configured(server) -> bool:
+    """mail:config is rendered: prepared, or being prepared (the first apply runs)."""
+    return prepared(server) or bool((server.components or {}).get(PREPARING))
 
 
 __all__ = ["CONFIG_UNIT", "ConfigError", "prepared", "render_config"]

@@ -51,6 +51,13 @@ class MailboxEditForm(forms.Form):
         label="Reply", widget=forms.Textarea(attrs={"rows": 4}), max_length=5000, required=False
     )
 
+    def __init__(self, *args, user=None, box=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if box is not None and not services.may_set_send_limit(user, box):
+            # Shown, not editable: a disabled field keeps its initial value on POST.
+            self.fields["send_limit_per_hour"].disabled = True
+            self.fields["send_limit_per_hour"].help_text = "Set by your provider (0: no limit)."
+
 
 class MailAliasForm(forms.Form):
     local_part = forms.CharField(label="Address", max_length=64, help_text="Before the @.")

@@ -2,11 +2,12 @@
 
 Installs what is missing of Postfix, Dovecot (IMAP, LMTP, sieve, ManageSieve) and OpenDKIM
 (dpkg asked first, apt-get through servers/prepare.py's helpers), makes the system user that
-owns the maildirs and the directories the panel writes to, records the server as prepared
-(``Server.components["mail"]``) and applies the unit ``mail:config`` (main.cf, master.cf,
-dovecot.conf, opendkim.conf from mail/conf/, each checked by the program's own tool before
-the swap) with the maps through the apply engine. Without systemd the reload scripts start
-the programs by their own commands; with it, systemd starts them first.
+owns the maildirs and the directories the panel writes to, applies the unit ``mail:config``
+(main.cf, master.cf, dovecot.conf, opendkim.conf from mail/conf/, each checked by the
+program's own tool before the swap) with the maps through the apply engine, and only once
+that succeeded records the server as prepared (``Server.components["mail"]``; until then
+what the configuration needs is in ``components["mail_preparing"]``). Without systemd the
+reload scripts start the programs by their own commands; with it, systemd starts them first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from core.operations import OperationContext, OperationError
+from mail import config
 from mail.models import CONFIG_UNIT, MAPS_UNIT
 from servers import facts as server_facts
 from servers.engine import profile_for
@@ -125,12 +127,11 @@ def prepare_mail(ctx: OperationContext, server_id: int) -> str:
                 raise OperationError(f"systemctl start failed: {_tail(res.stderr or res.stdout)}")
     except TransportError as exc:
         raise OperationError(str(exc)) from exc
+    # What rendering mail:config needs, kept apart from components["mail"]: the server counts
+    # as prepared (usage reads, the mail card) only once the apply below succeeded.
+    setup = {"packages": {p: have[p] for p in PACKAGES}, "vmail_uid": uid}
     components = dict(server.components or {})
-    components["mail"] = {
-        "packages": {p: have[p] for p in PACKAGES},
-        "vmail_uid": uid,
-        "prepared_at": timezone.now().isoformat(timespec="seconds"),
-    }
+    components[config.PREPARING] = setup
     Server.objects.filter(pk=server.pk).update(components=components)
     ctx.progress(75, "Applying main.cf, master.cf, dovecot.conf and opendkim.conf")
     mark_dirty(server, {CONFIG_UNIT, MAPS_UNIT})
@@ -140,5 +141,10 @@ def prepare_mail(ctx: OperationContext, server_id: int) -> str:
         failed = {u: why for u, why in result.failed_units.items() if u in (CONFIG_UNIT, MAPS_UNIT)}
         if failed:
             raise OperationError("; ".join(f"{u}: {why}" for u, why in sorted(failed.items())))
+    server.refresh_from_db()
+    components = dict(server.components or {})
+    components.pop(config.PREPARING, None)
+    components["mail"] = {**setup, "prepared_at": timezone.now().isoformat(timespec="seconds")}
+    Server.objects.filter(pk=server.pk).update(components=components)
     how = "systemd" if systemd else "their own commands"
     return f"Prepared for mail (run by {how}): " + ", ".join(f"{p} {have[p]}" for p in PACKAGES)

@@ -237,6 +237,16 @@ def do_create_mailbox(*, actor, data: dict) -> Mailbox:
     return box
 
 
+def may_set_send_limit(actor, box: Mailbox) -> bool:
+    """The sending limit guards the provider's servers from a customer's mailbox: only an
+    administrator or the owner's reseller (or a reseller for its own mailboxes) sets it."""
+    role = role_of(actor)
+    if role != RESELLER:
+        return role == ADMIN
+    owner = box.domain.owner
+    return actor.pk in (owner.pk, owner.reseller_id)
+
+
 def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
     accept_only(data, MAILBOX_UPDATE_FIELDS + MAILBOX_SECRETS)
     before = audit.snapshot(box, MAILBOX_UPDATE_FIELDS)
@@ -250,6 +260,10 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
         limit = data["send_limit_per_hour"]
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValidationError({"send_limit_per_hour": "A whole number, 0 for no limit."})
+        if limit != box.send_limit_per_hour and not may_set_send_limit(actor, box):
+            raise ValidationError(
+                {"send_limit_per_hour": "Only your provider or an administrator sets this."}
+            )
         box.send_limit_per_hour = limit
     if "autoreply" in data:
         if not isinstance(data["autoreply"], bool):

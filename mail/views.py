@@ -250,13 +250,18 @@ class MailboxEdit(View):
                 "autoreply": box.autoreply,
                 "autoreply_subject": box.autoreply_subject,
                 "autoreply_body": box.autoreply_body,
-            }
+            },
+            user=request.user,
+            box=box,
         )
         return render(request, self.template_name, {"form": form, "object": box})
 
     def post(self, request, uuid):
         box = self._box(request, uuid)
-        form = MailboxEditForm(request.POST)
+        form = MailboxEditForm(
+            request.POST, initial={"send_limit_per_hour": box.send_limit_per_hour},
+            user=request.user, box=box,
+        )  # fmt: skip
         if form.is_valid():
             data = dict(form.cleaned_data)
             if not data.get("password"):

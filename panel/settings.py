@@ -191,6 +191,11 @@ else:
     # pool a request waits (PANEL_DB_POOL_TIMEOUT seconds) for one of this process's
     # connections. Needs DATABASE_CONN_MAX_AGE=0 (the pool keeps them open).
     if _pool_size := env_int("PANEL_DB_POOL_SIZE", 0):
+        if DATABASES["default"]["CONN_MAX_AGE"]:
+            # Django refuses the pair only at the first query; say so at start-up.
+            raise ImproperlyConfigured(
+                "PANEL_DB_POOL_SIZE needs DATABASE_CONN_MAX_AGE=0 (the pool keeps connections)."
+            )
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": _pool_size,

@@ -85,7 +85,20 @@ class MailboxSerializer(ServiceSerializer):
         if self.instance is not None and not isinstance(self.instance, list | tuple):
             for name in ("domain", "local_part"):
                 fields[name].read_only = True
+            request = self.context.get("request")
+            if request is not None and not services.may_set_send_limit(request.user, self.instance):
+                fields["send_limit_per_hour"].read_only = True
         return fields
+
+    def validate(self, attrs):
+        # Read-only for customers, and refused (not silently dropped) when they change it.
+        limit = self.initial_data.get("send_limit_per_hour") if self.instance else None
+        changed = limit is not None and str(limit) != str(self.instance.send_limit_per_hour)
+        if changed and not services.may_set_send_limit(self.context["request"].user, self.instance):
+            raise serializers.ValidationError(
+                {"send_limit_per_hour": "Only your provider or an administrator sets this."}
+            )
+        return super().validate(attrs)
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)

@@ -282,3 +282,19 @@ def test_database_password_goes_through_the_environment():
     finally:
         for stmt in (f"DROP DATABASE IF EXISTS {name}", f"DROP ROLE IF EXISTS {name}"):
             subprocess.run(["psql", *admin, "-qc", stmt], capture_output=True)
+
+
+def test_only_nginx_may_say_who_the_client_is_in_compose():
+    """X-Forwarded-For is believed from nginx's fixed address only, not from every container
+    on the network (a compromised worker could otherwise pose as any client)."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    nginx = services["nginx"]["networks"]["panel"]["ipv4_address"]
+    for name in ("web1", "web2", "worker1", "migrate"):
+        assert services[name]["environment"]["PANEL_TRUSTED_PROXIES"] == f"{nginx}/32", name
+
+
+def test_the_https_redirect_uses_the_checked_host():
+    for site in (DEPLOY / "nginx" / "panel.conf.in", DEPLOY / "nginx" / "compose.conf"):
+        text = site.read_text()
+        assert "return 301 https://$host$request_uri;" in text
+        assert "https://$http_host" not in text

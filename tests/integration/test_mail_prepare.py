@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from accounts.models import Role
 from core.models import Operation
 from mail import services
 from mail.models import CONFIG_UNIT, Mailbox
 from servers.models import Server
-from tests.conftest import wait_until
+from tests.conftest import make_user, wait_until
 from tests.integration.conftest import free_port
 from tests.integration.mail_stack import FOREIGN, prepared_paths
 from websites.models import Plan, Subscription
@@ -313,6 +314,30 @@ def test_a_configuration_dovecot_refuses_keeps_the_live_files(
     assert imap_subjects(paths, f"info@{DOMAIN}", PASSWORD) is not None
 
 
+def test_a_failed_first_apply_leaves_the_server_not_prepared(
+    paths, mail_server, admin_user, django_capture_on_commit_callbacks
+):
+    """mail:config refused (a certificate that does not exist): the Operation fails and the
+    server is not recorded as prepared (usage reads would fail on it); fixed, it is."""
+    from mail.config import prepared
+
+    good = dict(mail_server.profile)
+    mail_server.profile = {**good, "mail_tls_cert": str(paths["base"] / "missing.crt")}
+    mail_server.save()
+    op = prepare(mail_server, admin_user, django_capture_on_commit_callbacks)
+    assert op.state == "failed"
+    server = Server.objects.get(pk=mail_server.pk)
+    assert not prepared(server) and "mail" not in (server.components or {})
+    mail_server.profile = good
+    mail_server.save()
+    assert prepare(mail_server, admin_user, django_capture_on_commit_callbacks).state == (
+        "succeeded"
+    )
+    server = Server.objects.get(pk=mail_server.pk)
+    assert prepared(server) and server.components["mail"]["prepared_at"]
+    assert "mail_preparing" not in server.components
+
+
 def test_sender_rules_and_the_sending_limit(
     paths, prepared, owner, admin_user, catcher, django_capture_on_commit_callbacks
 ):
@@ -330,7 +355,7 @@ def test_sender_rules_and_the_sending_limit(
         box = services.do_create_mailbox(
             actor=owner, data={"domain": prepared, "local_part": "sender", "password": PASSWORD}
         )
-        services.do_update_mailbox(box, actor=owner, data={"send_limit_per_hour": 1})
+        services.do_update_mailbox(box, actor=admin_user, data={"send_limit_per_hour": 1})
     with smtp_to(paths, "smtp") as smtp:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
             smtp.send_message(message(f"info@{DOMAIN}", "spam", "bulk@spammer.example"))
@@ -365,3 +390,42 @@ def test_sender_rules_and_the_sending_limit(
     findings = list(held_source(rule, None))
     assert len(findings) == 1 and f"sender@{DOMAIN}" in findings[0].message
     assert findings[0].server_id == prepared.server_id
+
+
+def test_submission_sends_only_as_the_mailboxes_own_addresses(
+    paths, prepared, owner, catcher, django_capture_on_commit_callbacks
+):
+    """Another customer's domain on the same server: a mailbox logged in on submission may
+    not use its addresses (nor an unknown one) as MAIL FROM, so OpenDKIM never signs them
+    with that domain's key; its own address and an alias of its own domain still go out,
+    DKIM-signed."""
+    customer = make_user("victim@example.com", Role.CUSTOMER)
+    Subscription.objects.create(user=customer, plan=Plan.objects.create(name="p2", mailboxes=1))
+    other = "victim.example.test"
+    with django_capture_on_commit_callbacks(execute=True):
+        theirs = services.do_create_mail_domain(
+            actor=customer, data={"domain": other, "server": prepared.server}
+        )
+        services.do_create_mailbox(
+            actor=customer, data={"domain": theirs, "local_part": "ceo", "password": PASSWORD}
+        )
+        services.do_create_alias(
+            actor=owner,
+            data={"domain": prepared, "local_part": "sales", "destinations": f"info@{DOMAIN}"},
+        )
+    _controller, handler = catcher
+    with smtp_to(paths, "submission") as smtp:
+        smtp.starttls(context=tls())
+        smtp.login(f"info@{DOMAIN}", PASSWORD)
+        for sender in (f"ceo@{other}", f"anyone@{other}", f"nobody@{FOREIGN}"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+                smtp.send_message(message(f"boss@{FOREIGN}", f"as {sender}", sender))
+            code, text = next(iter(exc.value.recipients.values()))
+            assert code == 553 and b"not owned by user" in text, (sender, code, text)
+        smtp.send_message(message(f"boss@{FOREIGN}", "as the alias", f"sales@{DOMAIN}"))
+        smtp.send_message(message(f"boss@{FOREIGN}", "as itself", f"info@{DOMAIN}"))
+    wait_until(lambda: any(b"as itself" in m.content for m in handler.messages), 20)
+    wait_until(lambda: any(b"as the alias" in m.content for m in handler.messages), 20)
+    assert not any(other.encode() in m.content for m in handler.messages)
+    sent = next(m.content for m in handler.messages if b"as itself" in m.content)
+    assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent

@@ -45,3 +45,23 @@ def test_every_local_app_is_packaged():
     assert {"core", "backups", "mail"} <= local
     missing = [name for name in local if not any(fnmatch.fnmatch(name, p) for p in patterns)]
     assert missing == []
+
+
+def test_a_pool_with_persistent_connections_is_refused_at_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PYTEST_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="panel.settings",
+        DATABASE_URL="postgres://panel:pw@127.0.0.1:5432/panel",
+        PANEL_DB_POOL_SIZE="8",
+        DATABASE_CONN_MAX_AGE="60",
+        PANEL_VAR_DIR=str(tmp_path),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and "DATABASE_CONN_MAX_AGE=0" in done.stderr

@@ -83,3 +83,24 @@ def test_json_log_lines(tmp_path):
         text=True,
     )
     assert bad.returncode != 0 and "PANEL_LOG_FORMAT must be plain or json" in bad.stderr
+
+
+def test_json_log_drops_non_scalar_extras():
+    """Django logs 4xx/5xx with ``extra={"request": request}``: its repr carries the query
+    string (a token, a reset key), so objects are left out of JSON lines, scalars kept."""
+    import json
+    import logging
+
+    from django.test import RequestFactory
+
+    from core.jsonlog import JsonFormatter
+
+    request = RequestFactory().get("/reset/?key=secret-token-value")
+    record = logging.LogRecord("django.request", 30, __file__, 1, "Not Found", None, None)
+    record.request = request
+    record.status_code = 404
+    record.tags = ["a"]
+    line = JsonFormatter().format(record)
+    assert "secret-token-value" not in line
+    entry = json.loads(line)
+    assert entry["status_code"] == 404 and "request" not in entry and "tags" not in entry

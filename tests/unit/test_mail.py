@@ -236,6 +236,28 @@ class TestRender:
         domain.refresh_from_db()
         assert domain.catch_all == ""
 
+    def test_senders_map_gives_each_login_only_its_own_domains_addresses(self, domain, customer):
+        add_box(domain, customer, "info")
+        add_box(domain, customer, "bob")
+        off = add_box(domain, customer, "off")
+        services.do_update_mailbox(off, actor=customer, data={"suspended": True})
+        for local, targets in (("sales", ["info@shop.example.com", "x@elsewhere.example"]),
+                               ("out", ["x@elsewhere.example"])):  # fmt: skip
+            data = {"domain": domain, "local_part": local, "destinations": targets}
+            services.do_create_alias(actor=customer, data=data)
+        services.do_update_mail_domain(
+            domain, actor=customer, data={"catch_all": "info@shop.example.com"}
+        )
+        domain.refresh_from_db()
+        boxes, aliases = list(Mailbox.objects.all()), list(MailAlias.objects.all())
+        lines = render_maps([domain], boxes, aliases)["senders"].splitlines()[1:]
+        assert sorted(lines) == [
+            "@shop.example.com bob@shop.example.com,info@shop.example.com",
+            "bob@shop.example.com bob@shop.example.com",
+            "info@shop.example.com info@shop.example.com",
+            "sales@shop.example.com info@shop.example.com",
+        ]
+
     def test_a_tampered_row_is_not_rendered(self, domain, customer):
         box = add_box(domain, customer)
         Mailbox.objects.filter(pk=box.pk).update(local_part="evil\nx@y:z")
@@ -277,6 +299,53 @@ def test_only_mail_servers_get_mail_files(domain, server):
     left = list(MailFiles().files(server, profile_for(server), None))
     assert left and {f.unit for f in left} == {MAPS_UNIT}
     assert all(b"shop.example.com" not in f.content for f in left)
+
+
+class TestSendLimit:
+    """The sending limit protects the provider's servers: a customer may not change it."""
+
+    def test_customer_refused_by_the_service_reseller_and_admin_allowed(
+        self, domain, customer, reseller, admin_user
+    ):
+        box = add_box(domain, customer)
+        services.do_update_mailbox(box, actor=reseller, data={"send_limit_per_hour": 50})
+        box.refresh_from_db()
+        assert box.send_limit_per_hour == 50
+        with pytest.raises(ValidationError) as exc:
+            services.do_update_mailbox(box, actor=customer, data={"send_limit_per_hour": 0})
+        assert "send_limit_per_hour" in exc.value.message_dict
+        box.refresh_from_db()
+        assert box.send_limit_per_hour == 50
+        # Unchanged (a whole form sent back) is no change: the rest is saved.
+        services.do_update_mailbox(
+            box, actor=customer, data={"send_limit_per_hour": 50, "quota_mb": 7}
+        )
+        services.do_update_mailbox(box, actor=admin_user, data={"send_limit_per_hour": 0})
+        box.refresh_from_db()
+        assert (box.send_limit_per_hour, box.quota_mb) == (0, 7)
+
+    def test_customer_refused_by_the_api_and_the_form(self, domain, customer, reseller):
+        box = add_box(domain, customer)
+        services.do_update_mailbox(box, actor=reseller, data={"send_limit_per_hour": 50})
+        c = login(customer)
+        url = f"/api/v1/mailboxes/{box.uuid}/"
+        r = c.patch(url, {"send_limit_per_hour": 0}, content_type="application/json")
+        assert r.status_code == 400 and "send_limit_per_hour" in r.json(), r.content
+        r = c.patch(url, {"quota_mb": 9}, content_type="application/json")
+        assert r.status_code == 200 and r.json()["send_limit_per_hour"] == 50
+        page = c.get(f"/mail/mailboxes/{box.uuid}/")
+        assert page.status_code == 200
+        assert page.context["form"].fields["send_limit_per_hour"].disabled
+        r = c.post(
+            f"/mail/mailboxes/{box.uuid}/",
+            {"quota_mb": 9, "send_limit_per_hour": 0},
+        )
+        box.refresh_from_db()
+        assert box.send_limit_per_hour == 50
+        r = login(reseller).patch(url, {"send_limit_per_hour": 5}, content_type="application/json")
+        assert r.status_code == 200 and r.json()["send_limit_per_hour"] == 5
+        box.refresh_from_db()
+        assert box.send_limit_per_hour == 5
 
 
 class TestApi:
