@@ -134,7 +134,7 @@ def _objects(admin_user):
     }
 
 
-def _request_bodies(schema):
+def _request_bodies(schema, methods):
     """(method, path template, bodies) for every JSON request body: the bad values to send.
 
     Each field gets every bad value alone, so that a value passing its field's checks
@@ -145,7 +145,7 @@ def _request_bodies(schema):
     same fields to the same serializer."""
     components = schema["components"]["schemas"]
     for path, item in schema["paths"].items():
-        for method in ("post", "patch", "put"):
+        for method in methods:
             if method == "put" and "patch" in item:
                 continue
             body = item.get(method, {}).get("requestBody", {})
@@ -164,11 +164,17 @@ def _request_bodies(schema):
 
 
 def test_no_input_causes_a_server_error(admin_user):
+    fuzz(admin_user, ("post",))
+
+
+def fuzz(admin_user, methods: tuple[str, ...]) -> None:
+    """Bad values for every field of the request bodies of ``methods`` (creating and
+    updating are swept in two files, so that parallel workers share them)."""
     client = login(admin_user)
     objects = _objects(admin_user)
     schema = client.get("/api/schema/?format=json").json()
     sent = 0
-    for method, template, bodies in _request_bodies(schema):
+    for method, template, bodies in _request_bodies(schema, methods):
         cache.clear()  # the user rate limit counts every request: each endpoint starts afresh
         # Each {placeholder} takes an object of the collection named just before it
         # (/zones/{zone_uuid}/records/{uuid}/: a zone, then a record).
@@ -183,7 +189,7 @@ def test_no_input_causes_a_server_error(admin_user):
             sent += 1
         resp = getattr(client, method)(url, "{not json", content_type="application/json")
         assert resp.status_code == 400
-    assert sent > 500, sent
+    assert sent > 300, sent
     stored = [
         *Server.objects.values_list("name", "location", "notes", "profile"),
         *FirewallRule.objects.values_list("comment", "source"),
