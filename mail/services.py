@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import audit
-from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, VIEW, may, role_of
+from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, may, role_of
 from core.services import accept_only, refuse_nul_in
 from core.validators import validate_plain_text
 from mail import passwords
@@ -420,7 +420,7 @@ def start_dns_check(domain: MailDomain, *, actor):
         owner=domain.owner,
         requested_by=actor,
         target=domain,
-        target_action=VIEW,
+        target_action=CHANGE,  # as the API and the portal ask (check-dns is a CHANGE action)
         args={"domain_id": domain.pk},
     )
 
