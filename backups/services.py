@@ -310,23 +310,33 @@ def _home_path(job: BackupJob, run: BackupRun, path) -> str:
 
 def start_browse(job: BackupJob, *, actor, run: BackupRun, path: str = "") -> Operation:
     """List one folder of a snapshot (the home when ``path`` is blank) into a
-    SnapshotListing, as an Operation: pages never open a connection."""
+    SnapshotListing, as an Operation: pages never open a connection. Audited (who looked
+    at which folder of the customer's files)."""
+    if actor is not None and not may(actor, CHANGE, job):
+        raise PermissionDenied("You may not browse this account's snapshots.")
     if not isinstance(run, BackupRun) or run.job_id != job.pk or not run.restorable:
         raise ValidationError({"run": "Choose a snapshot of this account that still exists."})
     home = (run.manifest or {}).get("home") or ""
     path = _home_path(job, run, path) if path and path != home else home
     if not path:
         raise ValidationError({"run": "This snapshot has no manifest to browse."})
-    return start_operation(
-        kind="backup.browse",
-        task=f"{TASKS}.browse",
-        owner=job.account.user,
-        requested_by=actor,
-        target=job,
-        target_action=CHANGE,
-        lock_key=job.target.lock_key,
-        args={"job_id": job.pk, "run_id": run.pk, "path": path},
-    )
+    with transaction.atomic():
+        audit.record(
+            "backup.browse",
+            job,
+            actor=actor,
+            changes={"browse": [None, {"run": run.uuid.hex, "path": path}]},
+        )
+        return start_operation(
+            kind="backup.browse",
+            task=f"{TASKS}.browse",
+            owner=job.account.user,
+            requested_by=actor,
+            target=job,
+            target_action=CHANGE,
+            lock_key=job.target.lock_key,
+            args={"job_id": job.pk, "run_id": run.pk, "path": path},
+        )
 
 
 def _new_path(data: dict) -> str:
@@ -349,6 +359,8 @@ def do_restore(job: BackupJob, *, actor, data: dict, dry_run: bool = True) -> Op
     from websites.databases import services as db_services
     from websites.databases.models import CustomerDatabase
 
+    if actor is not None and not may(actor, CHANGE, job):  # before a database is made
+        raise PermissionDenied("You may not restore this account's backups.")
     accept_only(data, RESTORE_FIELDS)
     run = data.get("run")
     if not isinstance(run, BackupRun) or run.job_id != job.pk or not run.restorable:

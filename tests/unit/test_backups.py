@@ -286,6 +286,27 @@ class TestJobs:
         with pytest.raises(ValidationError):
             services.do_restore(setup.job, actor=customer, data=good)
 
+    def test_restores_and_browsing_check_the_actor_themselves_and_browsing_is_audited(
+        self, setup, customer, mallory
+    ):
+        """The services are called by the portal, the API and scripts alike: one who may
+        not change the job is refused before anything is made or queued."""
+        manifest = {**setup.run.manifest, "home": "/home/x"}
+        BackupRun.objects.filter(pk=setup.run.pk).update(manifest=manifest)
+        setup.run.refresh_from_db()
+        good = {"run": setup.run, "kind": "files", "site": "a.example.com"}
+        before = Operation.objects.count(), AuditEntry.objects.count()
+        with pytest.raises(PermissionDenied):
+            services.do_restore(setup.job, actor=mallory, data=good, dry_run=False)
+        with pytest.raises(PermissionDenied):
+            services.start_browse(setup.job, actor=mallory, run=setup.run, path="")
+        assert (Operation.objects.count(), AuditEntry.objects.count()) == before
+        op = services.start_browse(setup.job, actor=customer, run=setup.run, path="")
+        entry = AuditEntry.objects.get(action="backup.browse")
+        assert entry.actor_id == customer.pk and entry.object_id == str(setup.job.uuid)
+        assert entry.changes["browse"][1] == {"run": setup.run.uuid.hex, "path": "/home/x"}
+        assert op.args["path"] == "/home/x"
+
 
 class TestPortal:
     def test_owner_sees_its_backups_and_snapshots(self, setup, customer):
