@@ -13,7 +13,7 @@ from django.utils import timezone
 from core import audit
 from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, may, role_of
 from core.services import accept_only, refuse_nul_in
-from core.validators import validate_plain_text
+from core.validators import validate_multiline_text, validate_plain_text
 from mail import passwords
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
 from mail.validators import (
@@ -275,11 +275,12 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
             value = data[name]
             if not isinstance(value, str):
                 raise ValidationError({name: "Text."})
-            if name == "autoreply_subject":
-                try:
-                    validate_plain_text(value)
-                except ValidationError as exc:
-                    raise ValidationError({name: exc.messages}) from exc
+            # The subject is one line; the body may span lines: no other control characters.
+            check = validate_plain_text if name == "autoreply_subject" else validate_multiline_text
+            try:
+                check(value)
+            except ValidationError as exc:
+                raise ValidationError({name: exc.messages}) from exc
             setattr(box, name, value.strip() if name == "autoreply_subject" else value)
     if box.autoreply and not box.autoreply_body.strip():
         raise ValidationError({"autoreply_body": "Write the reply."})
