@@ -6,6 +6,7 @@ kept on the domain (``dns_check``, ``dns_checked_at``) and shown on its page."""
 from __future__ import annotations
 
 import dns.exception
+import dns.nameserver
 import dns.resolver
 from django.conf import settings
 from django.utils import timezone
@@ -23,12 +24,12 @@ def resolver() -> dns.resolver.Resolver:
         res = dns.resolver.Resolver()
     else:
         res = dns.resolver.Resolver(configure=False)
-        res.nameservers = []
+        servers = []
         for item in configured:
             host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
-            res.nameservers.append(host)
-            if port:
-                res.port = int(port)
+            # Each resolver keeps its own port (Resolver.port would be one for all).
+            servers.append(dns.nameserver.Do53Nameserver(host, int(port) if port else 53))
+        res.nameservers = servers
     res.lifetime = 4
     return res
 

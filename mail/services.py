@@ -11,9 +11,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import audit
-from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, VIEW, may, role_of
+from core.policy import ADMIN, CHANGE, CUSTOMER, RESELLER, may, role_of
 from core.services import accept_only, refuse_nul_in
-from core.validators import validate_plain_text
+from core.validators import validate_multiline_text, validate_plain_text
 from mail import passwords
 from mail.models import MAPS_UNIT, MailAlias, Mailbox, MailDomain, Status
 from mail.validators import (
@@ -275,11 +275,12 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
             value = data[name]
             if not isinstance(value, str):
                 raise ValidationError({name: "Text."})
-            if name == "autoreply_subject":
-                try:
-                    validate_plain_text(value)
-                except ValidationError as exc:
-                    raise ValidationError({name: exc.messages}) from exc
+            # The subject is one line; the body may span lines: no other control characters.
+            check = validate_plain_text if name == "autoreply_subject" else validate_multiline_text
+            try:
+                check(value)
+            except ValidationError as exc:
+                raise ValidationError({name: exc.messages}) from exc
             setattr(box, name, value.strip() if name == "autoreply_subject" else value)
     if box.autoreply and not box.autoreply_body.strip():
         raise ValidationError({"autoreply_body": "Write the reply."})
@@ -420,7 +421,7 @@ def start_dns_check(domain: MailDomain, *, actor):
         owner=domain.owner,
         requested_by=actor,
         target=domain,
-        target_action=VIEW,
+        target_action=CHANGE,  # as the API and the portal ask (check-dns is a CHANGE action)
         args={"domain_id": domain.pk},
     )
 

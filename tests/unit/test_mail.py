@@ -518,3 +518,31 @@ def test_catch_all_from_the_domain_page(domain, customer, mallory):
         f"/api/v1/mail-domains/{domain.uuid}/", {"catch_all": ""}, content_type="application/json"
     )
     assert r.status_code == 200 and r.json()["catch_all"] == ""
+
+
+def test_each_mail_resolver_keeps_its_own_port(settings):
+    from mail.dnscheck import resolver
+
+    settings.PANEL_MAIL_RESOLVERS = ["127.0.0.1:5301", "127.0.0.2", "::1", "127.0.0.3:5302"]
+    found = [(n.address, n.port) for n in resolver().nameservers]
+    assert found == [("127.0.0.1", 5301), ("127.0.0.2", 53), ("::1", 53), ("127.0.0.3", 5302)]
+
+
+def test_dns_check_operation_is_a_change_of_the_domain(domain, customer):
+    op = services.start_dns_check(domain, actor=customer)
+    assert op.target_action == "change"
+
+
+@pytest.mark.parametrize("bad", ["Away\x07 now", "Back\x1b[2J soon", "zero\u200bwidth"])
+def test_autoreply_body_refuses_control_characters_keeps_lines(domain, customer, bad):
+    box = add_box(domain, customer)
+    with pytest.raises(ValidationError) as exc:
+        services.do_update_mailbox(
+            box, actor=customer, data={"autoreply": True, "autoreply_body": bad}
+        )
+    assert "autoreply_body" in exc.value.message_dict
+    services.do_update_mailbox(
+        box, actor=customer, data={"autoreply": True, "autoreply_body": "Away.\r\n\tBack soon.\n"}
+    )
+    box.refresh_from_db()
+    assert box.autoreply_body == "Away.\r\n\tBack soon.\n"
