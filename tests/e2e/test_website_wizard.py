@@ -44,6 +44,7 @@ def tls_stack(stack):  # noqa: F811 - the imported fixture
         "public_addresses": "127.0.0.1",
     }
     yield {
+        "homes": stack.homes,
         "ssh_port": stack.ssh_port,
         "private": stack.private,
         "public": stack.public,
