@@ -99,22 +99,23 @@ class Gate:
 
 def pid_with_local_port(port: int) -> int | None:
     """The process owning the loopback TCP socket bound to ``port`` (from /proc)."""
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port:
-            inode = fields[9]
-            break
-    if inode is None:
+    # Every socket with that local port (another address may reuse the number), skipping
+    # those no process holds any more (TIME_WAIT: inode 0).
+    targets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                targets.add(f"socket:[{fields[9]}]")
+    if not targets:
         return None
-    target = f"socket:[{inode}]"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             for fd in (proc / "fd").iterdir():
                 with contextlib.suppress(OSError):
-                    if os.readlink(fd) == target:
+                    if os.readlink(fd) in targets:
                         return int(proc.name)
     return None
 
@@ -242,7 +243,7 @@ def holder_worker(cluster, gate, before: int) -> int:
     """The worker (its number in the cluster) whose task process holds the gate's newest
     connection."""
     wait_until(lambda: len(gate.peers) > before, 30, "no connection reached the gate")
-    pid = wait_until(lambda: pid_with_local_port(gate.peers[-1]), 5, "no process for it")
+    pid = wait_until(lambda: pid_with_local_port(gate.peers[-1]), 30, "no process for it")
     sid = session_of(pid)
     return next(n for n, proc in cluster.workers.items() if proc.pid == sid)
 
