@@ -162,13 +162,9 @@ class RuleList(PortalListView):
     partial_template_name = "components/table.html"
 
 
-class RuleEdit(PortalEditView):
-    model = AlertRule
-    form_class = RuleForm
-    template_name = "monitoring/rule_form.html"
-    create_service = staticmethod(services.do_create_rule)
-    update_service = staticmethod(services.do_update_rule)
-    created_message = "Rule {object} added."
+class UserFormMixin:
+    """An edit view whose form offers only what the signed-in user may pick (servers,
+    channels): the form gets the user."""
 
     def get_object(self, request, uuid):
         self.user = request.user
@@ -176,6 +172,15 @@ class RuleEdit(PortalEditView):
 
     def form_kwargs(self) -> dict:
         return {"user": self.user}
+
+
+class RuleEdit(UserFormMixin, PortalEditView):
+    model = AlertRule
+    form_class = RuleForm
+    template_name = "monitoring/rule_form.html"
+    create_service = staticmethod(services.do_create_rule)
+    update_service = staticmethod(services.do_update_rule)
+    created_message = "Rule {object} added."
 
     def success_url(self, obj) -> str:
         return reverse("alert_rules")
@@ -216,20 +221,13 @@ class WindowList(LivePageMixin, PortalListView):
         return qs.select_related("server")
 
 
-class WindowEdit(PortalEditView):
+class WindowEdit(UserFormMixin, PortalEditView):
     model = MaintenanceWindow
     form_class = MaintenanceWindowForm
     template_name = "monitoring/window_form.html"
     create_service = staticmethod(services.do_create_window)
     update_service = staticmethod(services.do_update_window)
     created_message = "Maintenance window {object} added."
-
-    def get_object(self, request, uuid):
-        self.user = request.user
-        return super().get_object(request, uuid)
-
-    def form_kwargs(self) -> dict:
-        return {"user": self.user}
 
     def success_url(self, obj) -> str:
         return reverse("maintenance_windows")
