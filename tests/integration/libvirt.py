@@ -119,6 +119,10 @@ def libvirtd(tmp_path_factory):
         f'unix_sock_dir = "{base}/run"\nunix_sock_rw_perms = "0700"\n'
         'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
         f'log_outputs = "3:file:{base}/libvirtd.log"\n'
+        # No keepalive probes from the daemon: a test process that registered libvirt's
+        # event implementation (the events tests) but no longer runs its loop would not
+        # answer them, and the daemon would drop every connection idle for 30 s.
+        "keepalive_interval = -1\n"
     )
     pid_file = base / "libvirtd.pid"
     _start_daemon(base)
