@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "mail",
     "backups",
     "hooks",
+    "billing",
 ]
 
 MIDDLEWARE = [
