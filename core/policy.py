@@ -180,6 +180,8 @@ def _reaches_some(rules: Rules, role: str | None, action: str) -> bool:
         return True
     if role == SUPPORT and action in rules.support_may:
         return True
+    if role == BILLING and action in rules.billing_may:
+        return True
     return rules.owner is not None and (action in rules.owner_may or action in _GRANTABLE)
 
 

@@ -108,7 +108,7 @@ def test_the_list_query_is_answered_by_the_owner_index(request, model, persona):
         assert not [step for step in plan if f"Seq Scan on {table}" in step], plan
 
 
-def test_model_level_may_agrees_with_the_full_scope(personas):
+def test_model_level_may_agrees_with_the_full_scope(personas, billing_user):
     """``may(user, action, Model)`` answers without building the scope's subqueries (the
     admin asks it for every model on every page): it must say what ``scope`` would."""
     from django.contrib.admin.sites import site
@@ -116,7 +116,7 @@ def test_model_level_may_agrees_with_the_full_scope(personas):
     from core import policy
 
     actions = (VIEW, CHANGE, DELETE, APPLY, policy.TERMINAL, policy.CANCEL, policy.RETRY)
-    for user in personas.values():
+    for user in [*personas.values(), billing_user]:
         for model in site._registry:  # every model the admin's menu asks about
             for action in actions:
                 expected = policy.scope(model, user, action) is not False
