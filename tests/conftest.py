@@ -206,6 +206,23 @@ def in_thread(func, *args) -> threading.Thread:
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Test databases need no durability: PostgreSQL does not wait for the disk at each
+    commit (every migration of the test database's creation, every transactional test's
+    flush), SQLite does not sync its file. What the tests read is the same."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    options = db.setdefault("OPTIONS", {})
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+    elif "init_command" in options:
+        options["init_command"] = options["init_command"].replace(
+            "synchronous=NORMAL", "synchronous=OFF"
+        )
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Let teardown drop the PostgreSQL test database even if an executor thread (asgiref's,
     used by websocket tests) still holds a connection to it."""
