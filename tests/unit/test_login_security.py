@@ -283,3 +283,20 @@ def test_a_confirmed_device_of_any_kind_is_found_in_one_query(customer, mallory)
             assert has_confirmed_device(user) is True
         assert len(ctx) == 1
         assert user_has_device(user, confirmed=True) is True
+
+
+def test_the_api_reuses_the_middlewares_second_factor_answer(admin_user, customer):
+    """A verified session's API request looks its device up once (the OTP middleware), not
+    again in the API's session authentication; an unverified one is still refused."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = login(admin_user)
+    client.get("/api/v1/servers/")  # the process's caches (content types)
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get("/api/v1/servers/").status_code == 200
+    device_queries = [q for q in ctx.captured_queries if "device" in q["sql"]]
+    assert len(device_queries) == 1, device_queries
+    refused = login(admin_user, verified=False).get("/api/v1/servers/")
+    assert refused.status_code == 403
+    assert login(customer).get("/api/v1/servers/").status_code == 200  # no 2FA: passes
