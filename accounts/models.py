@@ -33,11 +33,15 @@ def validate_timezone(value: str) -> None:
 class Role(models.TextChoices):
     ADMIN = "admin", "Administrator"
     SUPPORT = "support", "Support"
+    BILLING = "billing", "Billing"
     RESELLER = "reseller", "Reseller"
     CUSTOMER = "customer", "Customer"
 
 
 STAFF_ROLES = (Role.ADMIN, Role.SUPPORT)
+# Billing staff see every customer's invoices: they need a second factor like staff, but
+# are not staff (no admin site, no server internals).
+SECOND_FACTOR_ROLES = (*STAFF_ROLES, Role.BILLING)
 
 
 class UserManager(BaseUserManager.from_queryset(PolicyQuerySet)):
@@ -135,7 +139,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     @property
     def requires_second_factor(self) -> bool:
-        return self.role in STAFF_ROLES
+        return self.role in SECOND_FACTOR_ROLES
 
     @property
     def display_name(self) -> str:

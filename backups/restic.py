@@ -11,6 +11,7 @@ Errors are ``ResticError`` (with ``retryable``), in restic's own words.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -29,8 +30,23 @@ TIMEOUT = 6 * 3600
 # One status line a second is all the progress shown needs: with --json restic would
 # otherwise print 60 a second, each formatted, sent over SSH and parsed.
 WRAP = 'RESTIC_PROGRESS_FPS=1 restic "$@" 2>&1; echo "panel-restic-exit $?"'
-STALE_SECRETS = 'rm -rf -- "$1"/secrets-*'
-EXISTING = 'for p; do if [ -e "$p" ]; then printf "%s\\n" "$p"; fi; done'
+# One round trip sets the directory up: secrets an interrupted Operation could not remove
+# go (one Operation at a time uses the directory: the target's lock), a fresh secrets
+# directory is made and each secret written, mode 0600, from one base64 line of stdin
+# (printf is the shell's builtin: no secret is ever on an argv).
+OPEN = r"""
+set -eu
+umask 077
+dir=$1 box=$2
+shift 2
+mkdir -p -m 700 -- "$dir"
+rm -rf -- "$dir"/secrets-*
+mkdir -m 700 -- "$box"
+for name; do
+  IFS= read -r line
+  printf '%s' "$line" | base64 -d > "$box/$name"
+done
+"""
 
 
 class ResticError(Exception):
@@ -75,6 +91,11 @@ class Repository:
         self.dir = directory or work_dir(server, key)
         self.secrets = f"{self.dir}/secrets-{secrets.token_hex(4)}"
         self.cache = f"{self.dir}/cache"
+        # Secret files to write with the others when opening (name: content), those
+        # written, and paths below ``dir`` removed with the secrets when closing.
+        self.extra: dict[str, str] = {}
+        self.written: dict[str, str] = {}
+        self.scratch: list[str] = []
 
     # -------------------------------------------------------------- setup and teardown
 
@@ -86,35 +107,34 @@ class Repository:
                 raise ResticError(
                     f"The S3 secret key cannot go in restic's credentials file: {S3_SECRET_RULE}"
                 )
-        self.t.run(["mkdir", "-p", "-m", "700", "--", self.dir]).check()
-        # Secrets an interrupted Operation could not remove (its connection broke): one
-        # Operation at a time uses this directory (the target's lock), so none is in use.
-        self.t.run(["sh", "-c", STALE_SECRETS, "clean", self.dir]).check()
-        self.t.run(["mkdir", "-m", "700", "--", self.secrets]).check()
         if not self.target.password:
             raise ResticError("The target has no repository password.")
-        self.t.write_file(f"{self.secrets}/password", self.target.password.encode(), mode=0o600)
+        files = {"password": self.target.password}
         if self.target.kind == "sftp":
-            key = (self.target.sftp_private_key or "").strip() + "\n"
-            self.t.write_file(f"{self.secrets}/ssh_key", key.encode(), mode=0o600)
-            line = known_hosts_line(
+            files["ssh_key"] = (self.target.sftp_private_key or "").strip() + "\n"
+            files["known_hosts"] = known_hosts_line(
                 self.target.sftp_host, self.target.sftp_port, self.target.sftp_host_key
             )
-            self.t.write_file(f"{self.secrets}/known_hosts", line.encode(), mode=0o600)
         if self.target.kind == "s3":
             # restic's S3 backend reads the keys from a credentials file named by the
             # environment (never an argv); validated single-line values, see the model.
-            creds = (
+            files["s3_credentials"] = (
                 "[default]\n"
                 f"aws_access_key_id = {self.target.s3_access_key}\n"
                 f"aws_secret_access_key = {self.target.s3_secret_key}\n"
             )
-            self.t.write_file(f"{self.secrets}/s3_credentials", creds.encode(), mode=0o600)
+        files.update(self.extra)
+        lines = b"".join(base64.b64encode(v.encode()) + b"\n" for v in files.values())
+        argv = ["sh", "-c", OPEN, "open", self.dir, self.secrets, *files]
+        res = self.t.run(argv, stdin=lines, timeout=120)
+        if res.code != 0:
+            raise ResticError(f"Could not set up {self.dir}: {res.stderr.strip()[-500:]}")
+        self.written = dict(files)
         return self
 
     def close(self) -> None:
         try:
-            self.t.run(["rm", "-rf", "--", self.secrets])
+            self.t.run(["rm", "-rf", "--", self.secrets, *self.scratch])
         except TransportError:  # the connection broke: the next open removes them
             log.warning("could not remove %s; the next Operation will", self.secrets)
 
@@ -125,8 +145,11 @@ class Repository:
         self.close()
 
     def secret_file(self, name: str, content: str) -> str:
+        """A secret file (written once: the same name and content again is not sent)."""
         path = f"{self.secrets}/{name}"
-        self.t.write_file(path, content.encode(), mode=0o600)
+        if self.written.get(name) != content:
+            self.t.write_file(path, content.encode(), mode=0o600)
+            self.written[name] = content
         return path
 
     # -------------------------------------------------------------- commands
@@ -350,12 +373,16 @@ class Repository:
     def use_password(self, password: str) -> None:
         """From now on open the repository with ``password``."""
         self.t.write_file(f"{self.secrets}/password", password.encode(), mode=0o600)
+        self.written["password"] = password
 
-    def existing(self, paths: list[str]) -> list[str]:
-        if not paths:
-            return []
-        res = self.t.run(["sh", "-c", EXISTING, "existing", *paths], timeout=60).check()
-        return [p for p in res.stdout.splitlines() if p]
+
+# S3's own words (AWS and compatible services) for keys it does not accept.
+S3_AUTH_FAILED = (
+    "signature we calculated does not match",  # SignatureDoesNotMatch: a wrong secret key
+    "access key id you provided does not exist",  # InvalidAccessKeyId: unknown or revoked
+    "signaturedoesnotmatch",
+    "invalidaccesskeyid",
+)
 
 
 def error_of(code: int | None, lines: list[str]) -> ResticError:
@@ -363,6 +390,16 @@ def error_of(code: int | None, lines: list[str]) -> ResticError:
     low = text.lower()
     if "wrong password" in low:
         return ResticError("The repository password is wrong (restic: " + text + ")")
+    if any(words in low for words in S3_AUTH_FAILED):
+        return ResticError(
+            "S3 authentication failed: the storage refused the target's access key or "
+            "secret key (restic: " + text + ")"
+        )
+    if "access denied" in low:
+        return ResticError(
+            "S3 denied access with the target's keys: they lack a permission on the bucket "
+            "(restic: " + text + ")"
+        )
     retryable = any(
         w in low
         for w in ("connection refused", "timed out", "no route", "unable to start the sftp")

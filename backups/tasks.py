@@ -198,11 +198,16 @@ def _pgpass(db_server) -> str:
     )
 
 
-def _credential_file(repo: Repository, db_server) -> str:
+def _credential(db_server) -> tuple[str, str]:
+    """(file name, content) of a database server's administrative login."""
     name = f"db-{db_server.uuid.hex}"
     if db_server.engine == "mariadb":
-        return repo.secret_file(f"{name}.cnf", _my_cnf(db_server))
-    return repo.secret_file(f"{name}.pgpass", _pgpass(db_server))
+        return f"{name}.cnf", _my_cnf(db_server)
+    return f"{name}.pgpass", _pgpass(db_server)
+
+
+def _credential_file(repo: Repository, db_server) -> str:
+    return repo.secret_file(*_credential(db_server))
 
 
 def dump_argv(db_server, name: str, out: str, credential: str) -> list[str]:
@@ -239,6 +244,13 @@ def dump_argv(db_server, name: str, out: str, credential: str) -> list[str]:
         "--",
         name,
     ]
+
+
+# Starts a backup's dumps directory afresh ($1) and prints which of the other paths exist.
+PREPARE = (
+    'rm -rf -- "$1" && mkdir -m 700 -- "$1" && shift && '
+    'for p; do if [ -e "$p" ]; then printf "%s\\n" "$p"; fi; done'
+)
 
 
 def _account_databases(account):
@@ -314,11 +326,18 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
     t = _transport(server)
     started = time.monotonic()
     home = _home(account)
-    with Repository(target, t, server, f"job-{job.uuid.hex}") as repo:
-        dumps = f"{repo.dir}/dumps"
-        t.run(["rm", "-rf", "--", dumps]).check()
-        t.run(["mkdir", "-m", "700", "--", dumps]).check()
-        databases = _account_databases(account)
+    databases = _account_databases(account)
+    repo = Repository(target, t, server, f"job-{job.uuid.hex}")
+    # The database servers' credentials go with the repository's secrets (one round
+    # trip); the dumps directory is removed with them whatever happens.
+    for db_server in {db.db_server.pk: db.db_server for db in databases}.values():
+        repo.extra.update([_credential(db_server)])
+    dumps = f"{repo.dir}/dumps"
+    repo.scratch.append(dumps)
+    with repo:
+        # A fresh dumps directory, and which of the sites' configuration files exist.
+        res = t.run(["sh", "-c", PREPARE, "prepare", dumps, *_config_paths(account)], timeout=60)
+        configs = [p for p in res.check().stdout.splitlines() if p]
         manifest_dbs = []
         for i, db in enumerate(databases):
             ctx.progress(2 + 10 * i // max(1, len(databases)), f"Dumping {db.name}")
@@ -344,7 +363,6 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
             {"domain": s.domain, "kind": s.kind, "dir": f"{home}/sites/{s.domain}"}
             for s in Website.objects.filter(server=server, owner=account.user).order_by("domain")
         ]
-        configs = repo.existing(_config_paths(account))
         manifest = {
             "format": 1,
             "account": account.name,
@@ -382,7 +400,6 @@ def _backup(ctx: OperationContext, job: BackupJob, run: BackupRun):
         )
         for warning in summary.warnings[:20]:
             ctx.log(f"Not read: {warning}", "warning")
-        t.run(["rm", "-rf", "--", dumps])
         now = timezone.now()
         BackupRun.objects.filter(pk=run.pk).update(
             state=BackupRun.State.SUCCEEDED,

@@ -14,8 +14,9 @@ without one get ``DEFAULT``). Everything else asks this module:
 
 An object out of reach is simply absent from the queryset, so lookups answer 404.
 Roles: administrators may do everything a model allows them, support staff read (and what
-``support_may`` adds), resellers act on their own rows and their customers', customers on
-their own; django-guardian grants open single objects for the standard actions.
+``support_may`` adds), billing staff what ``billing_may`` allows (the billing models),
+resellers act on their own rows and their customers', customers on their own;
+django-guardian grants open single objects for the standard actions.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ LIFT_LOCKOUT = "lift_lockout"
 RESET_2FA = "reset_2fa"
 
 ADMIN, SUPPORT, RESELLER, CUSTOMER = "admin", "support", "reseller", "customer"
+BILLING = "billing"  # staff who see and work invoices, payments and usage, nothing else
 _GRANTABLE = (VIEW, CHANGE, DELETE)  # django-guardian's per-object permissions
 
 
@@ -48,13 +50,16 @@ class Rules:
     ``owner`` is the lookup path to the owning user ("" when the row *is* a user, None when
     rows have no owner); ``owner_is_id`` when that path holds a plain id, not a foreign key.
     ``owner_may`` applies to the owner and, when ``reseller_reaches_customers``, to the
-    owner's reseller. ``guard`` narrows every non-admin action except viewing (e.g. servers
-    on the panel's own host). ``admin_may`` None means everything.
+    owner's reseller. ``billing_may``: what billing staff may do with every row (by default
+    nothing beyond their own rows, as for a customer). ``guard`` narrows every non-admin
+    action except viewing (e.g. servers on the panel's own host). ``admin_may`` None means
+    everything.
     """
 
     owner: str | None = "owner"
     owner_may: frozenset[str] = frozenset({VIEW, CHANGE, DELETE})
     support_may: frozenset[str] = frozenset({VIEW})
+    billing_may: frozenset[str] = frozenset()
     admin_may: frozenset[str] | None = None
     add: frozenset[str] = frozenset({ADMIN})
     guard: Q | None = None
@@ -115,6 +120,8 @@ def scope(model, user, action: str = VIEW) -> Q | bool:
     if role == ADMIN and (rules.admin_may is None or action in rules.admin_may):
         return True
     if role == SUPPORT and action in rules.support_may:
+        return True
+    if role == BILLING and action in rules.billing_may:
         return True
     own = None
     if rules.owner is not None and action in rules.owner_may:

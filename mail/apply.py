@@ -201,7 +201,8 @@ class OpenDkimService(MailService):
 
     def check_args(self, run: ServiceRun) -> list[str]:
         p = run.profile
-        return [p.opendkim_conf, p.opendkim_key_dir.rstrip("/"), run.run_id]
+        return [p.opendkim_conf, p.opendkim_key_dir.rstrip("/"), run.run_id,
+                p.opendkim_dir.rstrip("/")]  # fmt: skip
 
     def reload_step(self, run: ServiceRun) -> Step:
         p = run.profile
@@ -293,6 +294,18 @@ def render_maps(
         if own.get(d.pk):
             out["senders"].append(f"@{d.domain} {','.join(own[d.pk])}")
     return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
+
+
+def render_sender_logins(senders: str) -> str:
+    """OpenDKIM's view of the senders map (mail/conf/panel-setup.lua): one ``login>address``
+    key a line (``login>@domain`` for a catch-all), the header From a login may sign as."""
+    lines = [HEADER.rstrip("\n")]
+    for line in senders.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        address, owners = line.split(" ", 1)
+        lines.extend(f"{login}>{address}" for login in owners.split(","))
+    return "\n".join(lines) + "\n"
 
 
 def _sieve_string(text: str) -> str:
@@ -426,7 +439,8 @@ class MailFiles:
             aliases = list(
                 MailAlias.objects.filter(domain__in=domains).order_by("domain_id", "local_part")
             )
-            for name, text in render_maps(domains, boxes, aliases).items():
+            rendered = render_maps(domains, boxes, aliases)
+            for name, text in rendered.items():
                 yield ManagedFile(
                     path=f"{map_dir}/{name}",
                     content=text.encode(),
@@ -445,7 +459,9 @@ class MailFiles:
                 if d.dkim_private_key and not d.suspended and DOMAIN.fullmatch(d.domain)
             ]
             dkim_dir = _checked_path(profile.opendkim_dir, "opendkim_dir")
-            for name, text in dkim.render_tables(signing, key_dir).items():
+            tables = dkim.render_tables(signing, key_dir)
+            tables[config.SENDER_LOGINS] = render_sender_logins(rendered["senders"])
+            for name, text in tables.items():
                 yield ManagedFile(
                     path=f"{dkim_dir}/{name}",
                     content=text.encode(),

@@ -26,6 +26,9 @@ HERE = Path(__file__).parent / "conf"
 FILES = ("main.cf", "master.cf", "dovecot.conf", "opendkim.conf")
 TEMPLATES = {name: (HERE / name).read_text() for name in FILES}
 POLICY_SCRIPT = (HERE / "panel-policy.py").read_text()
+DKIM_HOOKS = ("panel-setup.lua", "panel-final.lua")  # OpenDKIM's SetupPolicyScript, Final...
+HOOKS = {name: (HERE / name).read_text() for name in DKIM_HOOKS}
+SENDER_LOGINS = "SenderLogins"  # in opendkim_dir, unit mail:maps (mail/apply.py)
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -191,6 +194,7 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         tls_key=key,
         auth_socket=auth,
         milter=f"inet:{m.group(2)}:{m.group(1)}",
+        vmail_user=_user(profile, "vmail_user"),
     )
     master = render(
         TEMPLATES["master.cf"],
@@ -234,7 +238,12 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         # a server keeps them in /etc/opendkim/keys, a test instance below /tmp.
         safe_keys="false" if str(profile.opendkim_safe_keys) == "no" else "true",
     )
+    hooks = {
+        f"{dkim_dir}/{name}": ("opendkim", render(text, senders=f"{dkim_dir}/{SENDER_LOGINS}"))
+        for name, text in HOOKS.items()
+    }
     return {
+        **hooks,
         f"{postfix_conf}/panel-policy.py": ("postfix", POLICY_SCRIPT),
         f"{postfix_conf}/main.cf": ("postfix", main),
         f"{postfix_conf}/master.cf": ("postfix", master),

@@ -78,7 +78,8 @@ def make_directories(t: Transport, profile) -> None:
     t.run(["chown", "nobody:nogroup", "--", state]).check()  # the policy service's user
     users = _checked_path(profile.dovecot_users_dir, "dovecot_users_dir")
     t.run(["chgrp", "--", profile.dovecot_group, users]).check()
-    for name in ("KeyTable", "SigningTable"):  # opendkim -n wants them before the first apply
+    # opendkim -n wants the tables before the first apply; the setup hook reads SenderLogins.
+    for name in ("KeyTable", "SigningTable", config.SENDER_LOGINS):
         path = f"{_checked_path(profile.opendkim_dir, 'opendkim_dir')}/{name}"
         if t.read_file(path) is None:
             t.write_file(path, b"")

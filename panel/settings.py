@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "mail",
     "backups",
     "hooks",
+    "billing",
 ]
 
 MIDDLEWARE = [

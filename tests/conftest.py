@@ -121,6 +121,11 @@ def support(db):
 
 
 @pytest.fixture
+def billing_user(db):
+    return make_user("billing@example.com", Role.BILLING)
+
+
+@pytest.fixture
 def reseller(db):
     return make_user("reseller@example.com", Role.RESELLER, company="Resell Ltd")
 

@@ -422,10 +422,63 @@ def test_submission_sends_only_as_the_mailboxes_own_addresses(
                 smtp.send_message(message(f"boss@{FOREIGN}", f"as {sender}", sender))
             code, text = next(iter(exc.value.recipients.values()))
             assert code == 553 and b"not owned by user" in text, (sender, code, text)
+        # Its own envelope, another domain's header From (what OpenDKIM signs by): refused.
+        for header_from in (
+            f"ceo@{other}",
+            f'"info@{DOMAIN}" <ceo@{other}>',
+            f"info@{DOMAIN}, ceo@{other}",
+            f"CEO@{other.upper()}",
+        ):
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                smtp.send_message(
+                    message(f"boss@{FOREIGN}", "header from", header_from),
+                    from_addr=f"info@{DOMAIN}",
+                )
+            assert refused.value.smtp_code == 550, refused.value
+            assert (
+                f"5.7.1 header From ceo@{other} is not an address info@{DOMAIN} may send as"
+                in refused.value.smtp_error.decode()
+            ), refused.value
         smtp.send_message(message(f"boss@{FOREIGN}", "as the alias", f"sales@{DOMAIN}"))
+        smtp.send_message(
+            message(f"boss@{FOREIGN}", "alias header", f"Sales <sales@{DOMAIN}>"),
+            from_addr=f"info@{DOMAIN}",
+        )
         smtp.send_message(message(f"boss@{FOREIGN}", "as itself", f"info@{DOMAIN}"))
-    wait_until(lambda: any(b"as itself" in m.content for m in handler.messages), 20)
-    wait_until(lambda: any(b"as the alias" in m.content for m in handler.messages), 20)
+    for subject in (b"as itself", b"as the alias", b"alias header"):
+        wait_until(lambda s=subject: any(s in m.content for m in handler.messages), 20)
     assert not any(other.encode() in m.content for m in handler.messages)
-    sent = next(m.content for m in handler.messages if b"as itself" in m.content)
-    assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent
+    assert not any(b"header from" in m.content for m in handler.messages)
+    for subject in (b"as itself", b"alias header"):
+        sent = next(m.content for m in handler.messages if subject in m.content)
+        assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent, sent
+
+
+def sendmail_as(paths, user: str, text: str) -> subprocess.CompletedProcess:
+    """The sendmail binary run by ``user`` against the private instance: its set-gid
+    postdrop trusts only /etc/postfix, so that is the private configuration here (a mount
+    namespace of this command alone)."""
+    script = 'mount --bind "$1" /etc/postfix && exec runuser -u "$2" -- sendmail -t'
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sendmail-as", str(paths["conf"]), user],
+        input=text, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+def test_only_root_and_vmail_submit_through_sendmail(paths, prepared, catcher):
+    """Local submission carries no login to check a header From against: the sendmail
+    binary is for root and the maildirs' owner (auto-replies) only; anyone else is refused
+    before the mail reaches the queue. What vmail submits is signed by its header From."""
+    _controller, handler = catcher
+    res = sendmail_as(
+        paths, "nobody", f"From: info@{DOMAIN}\nTo: boss@{FOREIGN}\nSubject: by nobody\n\nx\n"
+    )
+    assert res.returncode != 0 and "not allowed to submit mail" in res.stderr, res
+    res = sendmail_as(
+        paths, "vmail", f"From: info@{DOMAIN}\nTo: boss@{FOREIGN}\nSubject: by vmail\n\nx\n"
+    )
+    assert res.returncode == 0, res
+    wait_until(lambda: any(b"by vmail" in m.content for m in handler.messages), 30)
+    sent = next(m.content for m in handler.messages if b"by vmail" in m.content)
+    assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent, sent
+    assert not any(b"by nobody" in m.content for m in handler.messages)

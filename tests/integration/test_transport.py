@@ -39,6 +39,14 @@ def test_commands_and_files(kind, request, tmp_path):
     assert t.read_file(path) is None
 
 
+def test_commands_are_not_held_back_by_nagle(ssh):
+    """Channel open, exec, EOF and close are small packets sent back to back: with Nagle's
+    algorithm each waited for the server's delayed ACK (~45 ms a command)."""
+    import socket
+
+    assert ssh._t.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
 def test_timeout_is_retryable(ssh):
     with pytest.raises(TransportError) as err:
         ssh.run(["sleep", "5"], timeout=0.5)

@@ -241,6 +241,21 @@ class TestCommands:
         assert "password is wrong" in str(exc) and not exc.retryable
         assert error_of(1, ["ssh: connect to host x port 22: Connection refused"]).retryable
 
+    @pytest.mark.parametrize(
+        "said",
+        [
+            "client.BucketExists: The request signature we calculated does not match the "
+            "signature you provided. Check your key and signing method.",
+            "Stat: The AWS Access Key Id you provided does not exist in our records.",
+        ],
+    )
+    def test_errors_name_keys_s3_refused(self, said):
+        exc = error_of(1, [f"Fatal: create repository at s3:http://x/b failed: {said}"])
+        assert str(exc).startswith("S3 authentication failed") and said in str(exc)
+        assert not exc.retryable
+        denied = error_of(1, ["Fatal: unable to open config file: Stat: Access Denied."])
+        assert "S3 denied access" in str(denied) and not denied.retryable
+
 
 class TestJobs:
     def test_a_directory_target_takes_only_its_servers_accounts(self, admin_user, customer):
@@ -578,3 +593,62 @@ def test_a_stored_s3_secret_the_credentials_file_would_cut_short_is_refused(admi
     with pytest.raises(ResticError, match="no spaces, # or ;"):
         repo.open()
     assert not (tmp_path / "d").exists()  # no secret was written
+
+
+def test_opening_writes_every_secret_in_one_round_trip_and_closing_removes_them(
+    admin_user, tmp_path
+):
+    """One command sets the directory up: a stale secrets directory an interrupted
+    Operation left is removed, each secret (a multi-line key too) is written exactly,
+    mode 0600, from stdin (never an argv); closing removes the secrets and the scratch
+    paths in one more."""
+    import os
+    import stat
+
+    from servers.transport import LocalTransport
+
+    class Recording(LocalTransport):
+        argvs: list = []
+
+        def run(self, argv, **kw):
+            self.argvs.append([str(a) for a in argv])
+            return super().run(argv, **kw)
+
+    here = Server.objects.create(
+        name="here", address="127.0.0.1", transport=Server.Transport.LOCAL, owner=admin_user
+    )
+    target = BackupTarget.objects.create(
+        name="sftp",
+        kind="sftp",
+        server=here,
+        path="/srv/repo",
+        password=PASSWORD,
+        sftp_host="10.0.0.9",
+        sftp_user="backup",
+        sftp_host_key="ssh-ed25519 " + "A" * 68,
+        sftp_private_key=SFTP_KEY + "\nsecond line\n-----END OPENSSH PRIVATE KEY-----",
+    )
+    d = tmp_path / "d"
+    (d / "secrets-stale").mkdir(parents=True)
+    (d / "secrets-stale" / "password").write_text("left by a broken connection")
+    t = Recording()
+    repo = Repository(target, t, None, "x", directory=str(d))
+    repo.extra["db-1.cnf"] = "[client]\npassword=db-secret-material\n"
+    repo.scratch.append(str(d / "dumps"))
+    (d / "dumps").mkdir()
+    with repo:
+        assert len(t.argvs) == 1
+        box = Path(repo.secrets)
+        assert sorted(p.name for p in d.iterdir()) == ["dumps", box.name]
+        assert (box / "password").read_text() == PASSWORD
+        assert (box / "ssh_key").read_text() == target.sftp_private_key.strip() + "\n"
+        assert (box / "known_hosts").read_text() == "10.0.0.9 " + target.sftp_host_key + "\n"
+        assert (box / "db-1.cnf").read_text() == repo.extra["db-1.cnf"]
+        for p in (box, *box.iterdir()):
+            assert stat.S_IMODE(os.stat(p).st_mode) == (0o700 if p == box else 0o600)
+        assert repo.secret_file("db-1.cnf", repo.extra["db-1.cnf"]) == f"{box}/db-1.cnf"
+        assert len(t.argvs) == 1  # written already: not sent again
+    assert sorted(p.name for p in d.iterdir()) == []
+    assert len(t.argvs) == 2
+    text = " ".join(" ".join(a) for a in t.argvs)
+    assert PASSWORD not in text and "db-secret-material" not in text and "second line" not in text

@@ -32,6 +32,7 @@ PREVIOUS_SCHEMA = {
     "backups": None,
     "mail": None,
     "hooks": None,
+    "billing": None,
 }
 
 

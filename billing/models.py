@@ -1,0 +1,587 @@
+"""Billing: what customers used, what it costs, invoices, credit notes and payments.
+
+``UsageRecord`` rows are collected per account and period from the other apps' data
+(billing.usage), rated with the plans' prices and the customer's country's ``TaxRate``
+(billing.rating), and billed by ``Invoice``/``InvoiceLine`` (billing.services). Numbers are
+gapless per issuer (the panel, or a reseller for its customers) and series (invoices,
+credit notes): an ``InvoiceSequence`` row locked while a number is taken. An issued
+invoice is immutable (``Invoice.save`` refuses changes to what it says); corrections are
+credit notes. ``Payment`` rows record money received (manual now, Stripe later: the
+``method``/``external_id`` pair and ``BillingProfile.stripe_customer_id`` leave room for it).
+See docs/billing.md.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from core.policy import (
+    ADMIN,
+    BILLING,
+    CHANGE,
+    DELETE,
+    VIEW,
+    PolicyQuerySet,
+    Rules,
+)
+from core.validators import validate_multiline_text, validate_plain_text
+
+# Policy actions on invoices (named once, asked through core.policy like every action).
+ISSUE = "issue"
+VOID = "void"
+CREDIT = "credit"
+RECORD_PAYMENT = "record_payment"
+SEND = "send"
+INVOICE_ACTIONS = frozenset({VIEW, ISSUE, VOID, CREDIT, RECORD_PAYMENT, SEND})
+
+ZERO = Decimal("0.00")
+MONEY = {"max_digits": 14, "decimal_places": 2, "default": ZERO}
+
+
+def validate_currency(value: str) -> None:
+    if not re.fullmatch(r"[A-Z]{3}", value or ""):
+        raise ValidationError("An ISO 4217 currency code in capitals, e.g. EUR.")
+
+
+def validate_country(value: str) -> None:
+    if not re.fullmatch(r"[A-Z]{2}", value or ""):
+        raise ValidationError("An ISO 3166 two-letter country code in capitals, e.g. DE.")
+
+
+def validate_day_list(value: str) -> None:
+    """Days after the due date, separated by spaces: "3 7 14"."""
+    parts = (value or "").split()
+    if not all(re.fullmatch(r"[0-9]{1,3}", p) for p in parts) or len(parts) > 10:
+        raise ValidationError("Up to ten whole numbers of days separated by spaces, e.g. 3 7 14.")
+
+
+class Period(models.TextChoices):
+    MONTHLY = "monthly", "Monthly"
+
+
+class BillingSettings(models.Model):
+    """How an issuer bills: the panel's own row (``issuer`` empty) and optionally one per
+    reseller (missing values: the panel's). Dunning reads ``reminder_days`` and
+    ``suspend_after_days``."""
+
+    issuer = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="billing_settings",
+        help_text="The reseller these settings are for; empty for the panel's own.",
+    )
+    currency = models.CharField(max_length=3, default="EUR", validators=[validate_currency])
+    period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTHLY)
+    due_days = models.PositiveSmallIntegerField(
+        default=14, validators=[MaxValueValidator(365)], help_text="Days from issue to due."
+    )
+    reminder_days = models.CharField(
+        max_length=60,
+        default="3 7 14",
+        blank=True,
+        validators=[validate_day_list],
+        help_text="Send a reminder this many days after the due date (separated by spaces).",
+    )
+    suspend_after_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        default=21,
+        validators=[MaxValueValidator(365)],
+        help_text="Suspend the customer's services this many days after the due date "
+        "(empty: never).",
+    )
+    country = models.CharField(
+        max_length=2,
+        default="DE",
+        validators=[validate_country],
+        help_text="The issuer's country: its tax rate applies to customers without one.",
+    )
+    legal_name = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
+    address = models.TextField(blank=True, validators=[validate_multiline_text])
+    tax_id = models.CharField(max_length=40, blank=True, validators=[validate_plain_text])
+    invoice_prefix = models.CharField(
+        max_length=12,
+        default="INV-",
+        validators=[validate_plain_text],
+        help_text="Invoice numbers are this prefix and a gapless counter.",
+    )
+    credit_note_prefix = models.CharField(
+        max_length=12, default="CN-", validators=[validate_plain_text]
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    # A reseller reads and changes its own; the panel's row (no issuer) is staff's.
+    policy = Rules(
+        owner="issuer",
+        owner_may=frozenset({VIEW, CHANGE}),
+        billing_may=frozenset({VIEW, CHANGE}),
+        add=frozenset({ADMIN, BILLING}),
+        reseller_reaches_customers=False,
+    )
+
+    class Meta:
+        verbose_name = "billing settings"
+        verbose_name_plural = "billing settings"
+        constraints = [
+            # One panel row: NULL issuers are not unique by themselves.
+            models.UniqueConstraint(
+                Coalesce("issuer", Value(0)), name="billing_settings_one_per_issuer"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"billing settings of {self.issuer or 'the panel'}"
+
+    @property
+    def reminder_day_list(self) -> list[int]:
+        return sorted(int(d) for d in self.reminder_days.split())
+
+
+class TaxRate(models.Model):
+    """The rate charged to customers in one country (customers without a country: the
+    issuer's)."""
+
+    country = models.CharField(max_length=2, unique=True, validators=[validate_country])
+    name = models.CharField(max_length=60, default="VAT", validators=[validate_plain_text])
+    rate = models.DecimalField(
+        "rate (%)",
+        max_digits=5,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner=None,
+        billing_may=frozenset({VIEW, CHANGE, DELETE}),
+        add=frozenset({ADMIN, BILLING}),
+    )
+
+    class Meta:
+        ordering = ["country"]
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.name} {self.rate}%"
+
+
+class BillingProfile(models.Model):
+    """Who an account's invoices are addressed to, and its payment provider's ids."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_profile"
+    )
+    legal_name = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
+    address = models.TextField(blank=True, validators=[validate_multiline_text])
+    country = models.CharField(max_length=2, blank=True, validators=[validate_country])
+    tax_id = models.CharField(max_length=40, blank=True, validators=[validate_plain_text])
+    invoice_email = models.EmailField(
+        blank=True, help_text="Where invoices are sent (empty: the account's email)."
+    )
+    # Payment providers (the pay helper's Stripe integration): set by services only.
+    stripe_customer_id = models.CharField(max_length=64, blank=True, editable=False)
+    stripe_payment_method_id = models.CharField(max_length=64, blank=True, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner="user",
+        owner_may=frozenset({VIEW, CHANGE}),
+        billing_may=frozenset({VIEW}),
+        add=frozenset({ADMIN}),
+    )
+
+    class Meta:
+        ordering = ["user__email"]
+
+    def __str__(self) -> str:
+        return f"billing profile of {self.user}"
+
+
+class UsageKind(models.TextChoices):
+    WEBSITE_PLAN = "website_plan", "Hosting plan"
+    DISK_GB = "disk_gb", "Disk (GB)"
+    BANDWIDTH_GB = "bandwidth_gb", "Bandwidth (GB)"
+    VPS_HOURS = "vps_hours", "VPS hours"
+    MAILBOXES = "mailboxes", "Mailboxes"
+    DATABASES = "databases", "Databases"
+    EXTRA_IPS = "extra_ips", "Extra IP addresses"
+
+
+class UsageRecord(models.Model):
+    """What one account used of one kind in one period, from one source object (a VPS, a
+    hosting subscription). Collection is idempotent: the row for (account, period, kind,
+    source) is written again with the new quantity until it is billed (``line`` set)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_records"
+    )
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="The first day after the period.")
+    kind = models.CharField(max_length=16, choices=UsageKind.choices)
+    quantity = models.DecimalField(max_digits=14, decimal_places=4, default=Decimal("0"))
+    # Included in the plan (billed at 0); the rest at ``unit_price``.
+    included = models.DecimalField(max_digits=14, decimal_places=4, default=Decimal("0"))
+    source_type = models.CharField(max_length=40, blank=True, help_text="e.g. vps.vps")
+    source_id = models.CharField(max_length=64, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    plan_type = models.CharField(max_length=40, blank=True, help_text="e.g. vps.vpsplan")
+    plan_id = models.BigIntegerField(null=True, blank=True)
+    # Set by rating (billing.rating): the price per unit and the amount before tax.
+    unit_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
+    line = models.ForeignKey(
+        "InvoiceLine",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="usage_records",
+        help_text="The invoice line that billed this usage.",
+    )
+    collected_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner="account",
+        owner_may=frozenset({VIEW}),
+        billing_may=frozenset({VIEW}),
+        admin_may=frozenset({VIEW}),
+    )
+
+    class Meta:
+        ordering = ["-period_start", "kind", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "period_start", "kind", "source_type", "source_id"],
+                name="billing_usage_once_per_period",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["period_start", "account"], name="billing_usage_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.period_start:%Y-%m} {self.kind} {self.quantity}"
+
+
+class InvoiceSequence(models.Model):
+    """A gapless counter: one row per issuer and series, locked (select_for_update) while a
+    number is taken in the transaction that issues the invoice."""
+
+    class Series(models.TextChoices):
+        INVOICE = "invoice", "Invoices"
+        CREDIT_NOTE = "credit_note", "Credit notes"
+
+    issuer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoice_sequences",
+    )
+    series = models.CharField(max_length=12, choices=Series.choices)
+    # The key (issuer id or "panel", series) that is unique, since NULL issuers are not.
+    key = models.CharField(max_length=40, unique=True, editable=False)
+    last = models.PositiveBigIntegerField(default=0)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner=None,
+        support_may=frozenset(),
+        billing_may=frozenset({VIEW}),
+        admin_may=frozenset({VIEW}),
+    )
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.last}"
+
+    @staticmethod
+    def key_for(issuer_id: int | None, series: str) -> str:
+        return f"{issuer_id or 'panel'}:{series}"
+
+
+class InvoiceQuerySet(PolicyQuerySet):
+    def update(self, **kwargs):
+        """Bulk updates may touch drafts freely, issued rows only in their mutable fields."""
+        frozen = set(kwargs) - Invoice.MUTABLE_AFTER_ISSUE
+        if frozen and self.exclude(state=Invoice.State.DRAFT).exists():
+            raise ImmutableInvoice(f"An issued invoice cannot change: {', '.join(sorted(frozen))}.")
+        return super().update(**kwargs)
+
+    def delete(self):
+        if self.exclude(state=Invoice.State.DRAFT).exists():
+            raise ImmutableInvoice("An issued invoice is never deleted (void or credit it).")
+        return super().delete()
+
+
+class ImmutableInvoice(ValidationError):
+    """An issued invoice (or its lines) was about to change what it says."""
+
+
+class Invoice(models.Model):
+    """An invoice or a credit note (``kind``), issued by the panel or by the customer's
+    reseller. Drafts change freely; once issued only its payment state moves."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        CREDIT_NOTE = "credit_note", "Credit note"
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ISSUED = "issued", "Issued"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+
+    # What may still change once issued (payment, delivery, dunning, voiding).
+    MUTABLE_AFTER_ISSUE = frozenset(
+        {
+            "state",
+            "amount_paid",
+            "paid_at",
+            "voided_at",
+            "void_reason",
+            "emailed_at",
+            "reminders_sent",
+            "last_reminder_at",
+            "credited_total",
+        }
+    )
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.DRAFT)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="invoices"
+    )
+    issuer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="issued_invoices",
+        help_text="The reseller that bills this customer; empty: the panel.",
+    )
+    # Set at issue: the sequence and the number it gave ("INV-000042").
+    sequence = models.ForeignKey(
+        InvoiceSequence, null=True, blank=True, on_delete=models.PROTECT, editable=False
+    )
+    seq = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    number = models.CharField(max_length=40, blank=True, editable=False)
+    credits = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_notes",
+        help_text="Credit notes: the invoice this corrects.",
+    )
+    currency = models.CharField(max_length=3, validators=[validate_currency])
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    subtotal = models.DecimalField(**MONEY)
+    tax_total = models.DecimalField(**MONEY)
+    total = models.DecimalField(**MONEY)
+    tax_rate = models.DecimalField(
+        "tax rate (%)", max_digits=5, decimal_places=2, default=Decimal("0")
+    )
+    tax_name = models.CharField(max_length=60, blank=True)
+    tax_country = models.CharField(max_length=2, blank=True)
+    # Who it is from and to, as printed (copied at issue: later edits do not change it).
+    bill_from = models.JSONField(default=dict, blank=True)
+    bill_to = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True, validators=[validate_multiline_text])
+    created_at = models.DateTimeField(default=timezone.now)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    # Mutable after issue.
+    amount_paid = models.DecimalField(**MONEY)
+    credited_total = models.DecimalField(**MONEY)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    last_reminder_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvoiceQuerySet.as_manager()
+    # Customers (and their reseller, which issues them) read theirs; support reads all;
+    # the billing role reads and works every invoice; changes go through billing.services.
+    policy = Rules(
+        owner="customer",
+        owner_may=frozenset({VIEW}),
+        billing_may=INVOICE_ACTIONS,
+        add=frozenset({ADMIN, BILLING}),
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sequence", "seq"], name="billing_invoice_number"),
+            models.UniqueConstraint(
+                fields=["customer", "period_start", "kind"],
+                condition=models.Q(kind="invoice") & ~models.Q(state="void"),
+                name="billing_invoice_once_per_period",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "-created_at"], name="billing_invoice_customer"),
+            models.Index(fields=["state", "due_date"], name="billing_invoice_state_due"),
+            models.Index(fields=["-created_at", "-id"], name="billing_invoice_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"draft {self.uuid.hex[:8]}"
+
+    def save(self, *args, **kwargs):
+        # The guard: what an issued invoice says never changes, whoever calls save().
+        if self.pk:
+            stored = type(self)._base_manager.filter(pk=self.pk).values().first()
+            if stored and stored["state"] != self.State.DRAFT:
+                changed = [
+                    f.attname
+                    for f in self._meta.concrete_fields
+                    if f.attname not in self.MUTABLE_AFTER_ISSUE
+                    and stored[f.attname] != getattr(self, f.attname)
+                ]
+                if changed:
+                    raise ImmutableInvoice(
+                        f"Invoice {stored['number']} is issued: {', '.join(changed)} cannot "
+                        "change (issue a credit note)."
+                    )
+                if self.state == self.State.DRAFT:
+                    raise ImmutableInvoice("An issued invoice cannot become a draft again.")
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("billing_invoice", kwargs={"uuid": self.uuid})
+
+    def delete(self, *args, **kwargs):
+        stored = type(self)._base_manager.filter(pk=self.pk).values_list("state", flat=True)
+        if self.state != self.State.DRAFT or any(s != self.State.DRAFT for s in stored):
+            raise ImmutableInvoice("An issued invoice is never deleted (void or credit it).")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def is_draft(self) -> bool:
+        return self.state == self.State.DRAFT
+
+    @property
+    def balance(self) -> Decimal:
+        return self.total - self.amount_paid - self.credited_total
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=16, blank=True, help_text="A usage kind, or empty.")
+    description = models.CharField(max_length=200, validators=[validate_plain_text])
+    quantity = models.DecimalField(max_digits=14, decimal_places=4, default=Decimal("1"))
+    unit = models.CharField(max_length=20, blank=True)
+    unit_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    amount = models.DecimalField(**MONEY)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner="invoice__customer",
+        owner_may=frozenset({VIEW}),
+        billing_may=frozenset({VIEW}),
+        admin_may=frozenset({VIEW}),
+    )
+
+    class Meta:
+        ordering = ["invoice", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.description
+
+    def save(self, *args, **kwargs):
+        self._refuse_unless_draft()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._refuse_unless_draft()
+        return super().delete(*args, **kwargs)
+
+    def _refuse_unless_draft(self) -> None:
+        state = Invoice._base_manager.filter(pk=self.invoice_id).values_list("state", flat=True)
+        if state and state[0] != Invoice.State.DRAFT:
+            raise ImmutableInvoice("The lines of an issued invoice cannot change.")
+
+
+class Payment(models.Model):
+    """Money received (or attempted) against one invoice."""
+
+    class Method(models.TextChoices):
+        MANUAL = "manual", "Manual (bank transfer, cash ...)"
+        STRIPE = "stripe", "Stripe"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REFUNDED = "refunded", "Refunded"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, validators=[validate_currency])
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.MANUAL)
+    external_id = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_plain_text],
+        help_text="The bank reference, or the provider's id (a Stripe PaymentIntent).",
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.SUCCEEDED)
+    failure_message = models.CharField(max_length=300, blank=True)
+    note = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="recorded_payments",
+        help_text="Who recorded it by hand; empty for payments from a provider.",
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(
+        owner="invoice__customer",
+        owner_may=frozenset({VIEW}),
+        billing_may=frozenset({VIEW}),
+        admin_may=frozenset({VIEW}),
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["method", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="billing_payment_external_once",
+            )
+        ]
+        indexes = [models.Index(fields=["-received_at", "-id"], name="billing_payment_received")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} for {self.invoice}"

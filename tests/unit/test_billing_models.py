@@ -1,0 +1,87 @@
+"""billing.models: issued invoices never change what they say; the billing role's reach."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from billing.models import ImmutableInvoice, Invoice, InvoiceLine, TaxRate
+from core.policy import CHANGE, VIEW, may, restrict
+from servers.models import Server
+
+pytestmark = pytest.mark.django_db
+
+
+def issued(customer) -> Invoice:
+    invoice = Invoice.objects.create(customer=customer, currency="EUR")
+    InvoiceLine.objects.create(invoice=invoice, description="Plan", amount=Decimal("5.00"))
+    invoice.state, invoice.number, invoice.total = Invoice.State.ISSUED, "INV-1", Decimal("5")
+    invoice.save()
+    return invoice
+
+
+class TestImmutable:
+    def test_a_draft_changes_freely(self, customer):
+        invoice = Invoice.objects.create(customer=customer, currency="EUR")
+        invoice.total = Decimal("9.99")
+        invoice.save()
+        line = InvoiceLine.objects.create(invoice=invoice, description="x")
+        line.delete()
+        invoice.delete()
+
+    def test_an_issued_invoice_refuses_changes_to_what_it_says(self, customer):
+        invoice = issued(customer)
+        invoice.total = Decimal("1.00")
+        with pytest.raises(ImmutableInvoice, match="total"):
+            invoice.save()
+        invoice.refresh_from_db()
+        invoice.state = Invoice.State.DRAFT
+        with pytest.raises(ImmutableInvoice):
+            invoice.save()
+        with pytest.raises(ImmutableInvoice):
+            Invoice.objects.filter(pk=invoice.pk).update(total=Decimal("0"))
+        with pytest.raises(ImmutableInvoice):
+            invoice.delete()
+        with pytest.raises(ImmutableInvoice):
+            Invoice.objects.filter(pk=invoice.pk).delete()
+        invoice.refresh_from_db()
+        assert invoice.total == Decimal("5.00")
+
+    def test_its_lines_are_frozen_too(self, customer):
+        invoice = issued(customer)
+        line = invoice.lines.get()
+        line.amount = Decimal("0")
+        with pytest.raises(ImmutableInvoice):
+            line.save()
+        with pytest.raises(ImmutableInvoice):
+            line.delete()
+        with pytest.raises(ImmutableInvoice):
+            InvoiceLine.objects.create(invoice=invoice, description="sneaked in")
+
+    def test_payment_state_still_moves(self, customer):
+        invoice = issued(customer)
+        invoice.state, invoice.amount_paid = Invoice.State.PAID, Decimal("5.00")
+        invoice.save()
+        Invoice.objects.filter(pk=invoice.pk).update(reminders_sent=1)
+        invoice.refresh_from_db()
+        assert (invoice.state, invoice.reminders_sent) == (Invoice.State.PAID, 1)
+
+
+class TestBillingRole:
+    def test_sees_every_invoice_and_no_servers(self, customer, mallory, billing_user):
+        mine, theirs = issued(customer), Invoice.objects.create(customer=mallory, currency="EUR")
+        Server.objects.create(name="s", address="93.184.216.34", owner=customer)
+        assert set(restrict(Invoice, billing_user)) == {mine, theirs}
+        assert not restrict(Server, billing_user).exists()
+        assert not restrict(type(customer), billing_user).exclude(pk=billing_user.pk).exists()
+        assert may(billing_user, CHANGE, TaxRate)
+        assert billing_user.requires_second_factor and not billing_user.is_staff
+
+    def test_customers_and_resellers_see_their_own(self, customer, reseller, mallory):
+        mine = issued(customer)
+        assert list(restrict(Invoice, customer)) == [mine]
+        assert list(restrict(Invoice, reseller)) == [mine]
+        assert not restrict(Invoice, mallory).exists()
+        assert not restrict(Invoice, customer, CHANGE).exists()
+        assert may(customer, VIEW, mine)
