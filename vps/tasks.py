@@ -29,6 +29,11 @@ STATE_OF = {
 }
 
 
+# In the message of a VPS whose power action was cut off with libvirt (see _power_failed);
+# the inventory clears that message once it reads the real state.
+STATE_UNKNOWN = "state is unknown until libvirt answers again"
+
+
 def _shutdown_timeout() -> float:
     return float(getattr(settings, "PANEL_VPS_SHUTDOWN_TIMEOUT", 60))
 
@@ -88,6 +93,11 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
     with transaction.atomic():
         for (state, drift), pks in groups.items():
             Vps.objects.filter(pk__in=pks).update(state=state, drift=drift)
+            if state != Vps.State.ERROR:
+                # The state an interrupted action could not know is known now.
+                Vps.objects.filter(pk__in=pks, state_message__contains=STATE_UNKNOWN).update(
+                    state_message=""
+                )
         # Open pages and integrators hear of what the inventory found, as of what an event
         # said: a change seen first by the inventory (a missed event, a daemon restart) would
         # otherwise never be announced, the event that follows finding nothing to change.
@@ -504,7 +514,7 @@ def _power_failed(session, record: Vps, action: str, exc: lv.HypervisorError):
             return exc
     message = (
         f"The {verb} was interrupted: libvirt on {record.hypervisor} stopped answering ({exc}). "
-        "The VPS's state is unknown until libvirt answers again: retry, or refresh the inventory."
+        f"The VPS's {STATE_UNKNOWN}: retry, or refresh the inventory."
     )
     _set_state(record, Vps.State.ERROR, message[:500])
     return lv.HypervisorError(message, retryable=True)

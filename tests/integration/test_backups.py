@@ -886,3 +886,45 @@ def test_a_restore_onto_another_file_system_is_copied_whole_or_not_at_all(world,
     assert op.state == "failed" and "No space left on device" in op.error, op.error
     assert tree(world.public) == live and leftovers() == []
     assert shutil.disk_usage(world.public).used < 1 << 20  # the partial copy is gone
+
+
+def test_placing_across_file_systems_keeps_set_id_bits_fifos_and_times(tmp_path):
+    """place.py alone (as the restores run it), from /dev/shm (tmpfs) into a home on
+    another file system: a set-uid file, a set-gid folder, a fifo and a link come out as
+    they went in, with their owners and times; nothing is left beside the destination."""
+    from backups.tasks import PLACE
+
+    src = Path(tempfile.mkdtemp(prefix="uhp-place-", dir="/dev/shm"))
+    try:
+        home = tmp_path / "home"
+        (home / "site").mkdir(parents=True)
+        (home / "site" / "old.txt").write_text("replaced")
+        tree_root = src / "site"
+        (tree_root / "bin").mkdir(parents=True)
+        (tree_root / "bin" / "tool").write_bytes(b"#!/bin/sh\n")
+        os.mkfifo(tree_root / "pipe")
+        (tree_root / "link").symlink_to("../../../etc/shadow")
+        for path, mode in ((tree_root / "bin" / "tool", 0o4750), (tree_root / "bin", 0o2770)):
+            os.chown(path, 4321, 4321)
+            os.chmod(path, mode)
+        os.lchown(tree_root / "link", 4321, 4321)
+        os.utime(tree_root / "bin" / "tool", ns=(1_000_000_000, 1_500_000_000))
+        assert src.stat().st_dev != home.stat().st_dev
+        want = {
+            p.relative_to(tree_root): (p.lstat().st_mode, p.lstat().st_uid, p.lstat().st_gid)
+            for p in tree_root.rglob("*")
+        }
+        argv = ["python3", "-c", PLACE, str(tree_root), str(home / "site"), str(home), "root"]
+        res = subprocess.run([*argv, "abcd1234"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        dest = home / "site"
+        got = {
+            p.relative_to(dest): (p.lstat().st_mode, p.lstat().st_uid, p.lstat().st_gid)
+            for p in dest.rglob("*")
+        }
+        assert got == want
+        assert os.readlink(dest / "link") == "../../../etc/shadow"
+        assert (dest / "bin" / "tool").stat().st_mtime_ns == 1_500_000_000
+        assert sorted(p.name for p in home.iterdir()) == ["site"]
+    finally:
+        shutil.rmtree(src)

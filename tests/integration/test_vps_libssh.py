@@ -18,7 +18,7 @@ from tests.integration.libvirt import (  # noqa: F401 - fixtures
     make_image_file,
 )
 from vps import services
-from vps.models import Hypervisor, ImageCopy, Vps, VpsPlan, VpsSample
+from vps.models import Hypervisor, ImageCopy, Snapshot, Vps, VpsPlan, VpsSample
 from vps.stats import collect_round
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,13 @@ def test_inventory_lifecycle_and_stats_over_libssh(
     assert copied.state == "succeeded", copied.error_detail or copied.error
     assert ImageCopy.objects.get(image=image, hypervisor=hv).state == ImageCopy.State.READY
     plan = VpsPlan.objects.create(
-        name="NanoR", vcpus=1, memory_mib=128, disk_gib=1, ip_count=0, ipv6=False
+        name="NanoR",
+        vcpus=1,
+        memory_mib=128,
+        disk_gib=1,
+        ip_count=0,
+        ipv6=False,
+        snapshot_limit=1,
     )
     vps = run(
         services.do_create_vps,
@@ -123,6 +129,12 @@ def test_inventory_lifecycle_and_stats_over_libssh(
     first, second = VpsSample.objects.filter(vps=vps).order_by("at")
     assert "cpu" not in first.values and 0 <= second.values["cpu"] <= 100
     assert second.values["mem_total"] == 128 << 20 and second.values["mem_used"] > 0
+
+    snap = run(services.do_create_snapshot, vps, actor=admin_user, data={"name": "base"})
+    snap.refresh_from_db()
+    assert snap.state == Snapshot.State.READY and dom.snapshotListNames() == ["base"]
+    run(services.do_revert_snapshot, snap, actor=admin_user)
+    assert _last_op(vps).state == "succeeded"
 
     run(services.do_power, vps, actor=admin_user, action="shutdown")
     op = _last_op(vps)

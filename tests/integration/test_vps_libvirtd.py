@@ -383,7 +383,12 @@ def test_libvirtd_killed_during_a_start_fails_honestly_and_a_retry_starts_it(
         vps.refresh_from_db()
         assert vps.state == Vps.State.ERROR
         assert "state is unknown until libvirt answers again" in vps.state_message
-    # The daemon is back (without the hook): the retry starts the domain for real.
+    # The daemon is back (without the hook). The inventory reads the real state: the
+    # start never got past the hook, so the domain is off, and the unknown is cleared.
+    run(services.start_refresh, hv, actor=admin_user)
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.STOPPED and vps.state_message == ""
+    # The retry starts the domain for real.
     retried = run(retry_operation, op, actor=admin_user)
     retried.refresh_from_db()
     assert retried.state == "succeeded", retried.error_detail or retried.error
