@@ -72,9 +72,6 @@ class ResizeForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from vps.services import locations_with_room, visible_plans
+        from vps.services import visible_plans
 
-        self.fields["plan"].queryset = plans = visible_plans(user)
-        self.fields["location"].choices = [("", "Any location")] + [
-            (where, where) for where in locations_with_room(plans)
-        ]
+        self.fields["plan"].queryset = visible_plans(user)
