@@ -221,14 +221,18 @@ def django_db_modify_db_settings(
 ):
     """Test databases need no durability: PostgreSQL does not wait for the disk at each
     commit (every migration of the test database's creation, every transactional test's
-    flush), SQLite does not sync its file. What the tests read is the same. Then the
-    worker's database is copied from the run's template where there is one."""
+    flush), SQLite does not sync its file; PostgreSQL flushes with DELETE, not TRUNCATE.
+    What the tests read is the same. Then the worker's database is copied from the run's
+    template where there is one."""
     from django.conf import settings
 
     db = settings.DATABASES["default"]
     options = db.setdefault("OPTIONS", {})
     if db["ENGINE"] == "django.db.backends.postgresql":
         options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+        from tests.testdb import flush_by_delete
+
+        flush_by_delete()
     elif "init_command" in options:
         options["init_command"] = options["init_command"].replace(
             "synchronous=NORMAL", "synchronous=OFF"
