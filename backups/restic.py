@@ -376,11 +376,30 @@ class Repository:
         self.written["password"] = password
 
 
+# S3's own words (AWS and compatible services) for keys it does not accept.
+S3_AUTH_FAILED = (
+    "signature we calculated does not match",  # SignatureDoesNotMatch: a wrong secret key
+    "access key id you provided does not exist",  # InvalidAccessKeyId: unknown or revoked
+    "signaturedoesnotmatch",
+    "invalidaccesskeyid",
+)
+
+
 def error_of(code: int | None, lines: list[str]) -> ResticError:
     text = _tail(lines)
     low = text.lower()
     if "wrong password" in low:
         return ResticError("The repository password is wrong (restic: " + text + ")")
+    if any(words in low for words in S3_AUTH_FAILED):
+        return ResticError(
+            "S3 authentication failed: the storage refused the target's access key or "
+            "secret key (restic: " + text + ")"
+        )
+    if "access denied" in low:
+        return ResticError(
+            "S3 denied access with the target's keys: they lack a permission on the bucket "
+            "(restic: " + text + ")"
+        )
     retryable = any(
         w in low
         for w in ("connection refused", "timed out", "no route", "unable to start the sftp")

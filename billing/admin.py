@@ -79,3 +79,10 @@ class BillingProfileAdmin(PolicyAdmin):
 @admin.register(InvoiceSequence)
 class InvoiceSequenceAdmin(PolicyAdmin):
     list_display = ["key", "last"]
+
+
+@admin.register(InvoiceLine)
+class InvoiceLineAdmin(PolicyAdmin):
+    list_display = ["invoice", "description", "quantity", "unit_price", "amount"]
+    list_select_related = ["invoice"]
+    show_full_result_count = False

@@ -121,6 +121,16 @@ class BillingSettings(models.Model):
     credit_note_prefix = models.CharField(
         max_length=12, default="CN-", validators=[validate_plain_text]
     )
+    # Prices of what plans do not include, per month (0: not charged).
+    disk_gb_price = models.DecimalField(
+        "price per GB of disk over the plan", max_digits=10, decimal_places=4, default=ZERO
+    )
+    bandwidth_gb_price = models.DecimalField(
+        "price per GB of bandwidth over the plan", max_digits=10, decimal_places=4, default=ZERO
+    )
+    extra_ip_price = models.DecimalField(
+        "price per extra IP address", max_digits=10, decimal_places=4, default=ZERO
+    )
     updated_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
@@ -482,6 +492,11 @@ class Invoice(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.state == self.State.DRAFT
+
+    @property
+    def owner_id(self) -> int:
+        """Whom audit entries and events about it concern: the customer."""
+        return self.customer_id
 
     @property
     def balance(self) -> Decimal:

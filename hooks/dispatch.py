@@ -38,6 +38,8 @@ AUDIT_EVENTS = {
     "website.suspend": EventType.WEBSITE_SUSPENDED,
     "monitoring.alert.firing": EventType.ALERT_FIRED,
     "monitoring.alert.resolved": EventType.ALERT_RESOLVED,
+    "invoice.issue": EventType.INVOICE_ISSUED,
+    "invoice.paid": EventType.INVOICE_PAID,
 }
 CERTIFICATE_KINDS = {"certificate.issue", "certificate.install"}
 
@@ -127,9 +129,11 @@ def _from_audit(cursor: Cursor) -> list[Found]:
     cursor.audit_id = entries[-1].pk if len(entries) == BATCH else newest
     sites = _websites([e.object_id for e in entries if e.object_type == "websites.website"])
     alerts = _alerts([e.object_id for e in entries if e.object_type == "monitoring.alert"])
+    invoices = _invoices([e.object_id for e in entries if e.object_type == "billing.invoice"])
+    by_type = {"websites.website": sites, "monitoring.alert": alerts, "billing.invoice": invoices}
     found = []
     for entry in entries:
-        data = (sites if entry.object_type == "websites.website" else alerts).get(entry.object_id)
+        data = by_type.get(entry.object_type, {}).get(entry.object_id)
         if data is None:  # gone since: say what the entry knew
             data = {entry.object_type.split(".")[-1]: {"uuid": entry.object_id}}
         found.append(
@@ -289,6 +293,29 @@ def _websites(keys: list[str]) -> dict[str, dict]:
             }
         }
         for s in Website.objects.filter(uuid__in=keys)
+    }
+
+
+def _invoices(keys: list[str]) -> dict[str, dict]:
+    from billing.models import Invoice
+
+    if not keys:
+        return {}
+    return {
+        str(i.uuid): {
+            "invoice": {
+                "uuid": str(i.uuid),
+                "number": i.number,
+                "kind": i.kind,
+                "state": i.state,
+                "currency": i.currency,
+                "total": str(i.total),
+                "balance": str(i.balance),
+                "due_date": i.due_date.isoformat() if i.due_date else None,
+                "period_start": i.period_start.isoformat() if i.period_start else None,
+            }
+        }
+        for i in Invoice.objects.filter(uuid__in=keys)
     }
 
 

@@ -39,6 +39,8 @@ class EventType(models.TextChoices):
     VPS_STATE_CHANGED = "vps.state_changed", "VPS state changed"
     ALERT_FIRED = "alert.fired", "Alert fired"
     ALERT_RESOLVED = "alert.resolved", "Alert resolved"
+    INVOICE_ISSUED = "invoice.issued", "Invoice issued"
+    INVOICE_PAID = "invoice.paid", "Invoice paid"
     TEST = "webhook.test", "Test"
 
 
@@ -46,8 +48,7 @@ class EventType(models.TextChoices):
 # private and loopback addresses.
 ALLOW_PRIVATE = "allow_private"
 
-# What a webhook may subscribe to (the test event is sent on request only). Billing's
-# ``invoice.issued`` and ``invoice.paid`` are reserved names for when billing exists.
+# What a webhook may subscribe to (the test event is sent on request only).
 SUBSCRIBABLE = [value for value in EventType.values if value != EventType.TEST]
 
 

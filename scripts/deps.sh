@@ -39,6 +39,10 @@ NEEDS=(
   "/usr/lib/dovecot/modules/lib90_sieve_plugin.so:dovecot-sieve"
   "/usr/lib/dovecot/managesieve:dovecot-managesieved"
   "/usr/bin/node:nodejs"
+  # Billing: WeasyPrint renders invoice PDFs with Pango (HarfBuzz subsetting for fonts).
+  "/usr/lib/x86_64-linux-gnu/libpango-1.0.so.0:libpango-1.0-0"
+  "/usr/lib/x86_64-linux-gnu/libpangoft2-1.0.so.0:libpangoft2-1.0-0"
+  "/usr/lib/x86_64-linux-gnu/libharfbuzz-subset.so.0:libharfbuzz-subset0"
   # VPS: libvirt-python is built against libvirt's headers; a real libvirtd runs qemu (TCG).
   "/usr/include/libvirt/libvirt.h:libvirt-dev"
   "/usr/bin/pkg-config:pkg-config"

@@ -18,7 +18,7 @@ from backups.restic import Repository, ResticError
 from core.models import Operation
 from servers.models import Server
 from tests.integration.conftest import need
-from tests.integration.s3_server import ACCESS_KEY, SECRET_KEY, start_s3
+from tests.integration.s3_server import S3, start_s3
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 BUCKET = "panel-backups"
@@ -26,10 +26,11 @@ BUCKET = "panel-backups"
 
 @pytest.fixture(scope="module")
 def s3():
-    """A local S3 server on 127.0.0.1 (restic init makes the bucket)."""
+    """A local S3 server on 127.0.0.1 that checks signatures (restic init makes the
+    bucket)."""
     need("restic")
-    server, endpoint = start_s3()
-    yield endpoint
+    server = start_s3()
+    yield server
     server.stop()
 
 
@@ -38,12 +39,13 @@ def here(admin_user, tmp_path, q_sync):
     """The panel's own host as a server (restic runs here, no SSH)."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
+    (tmp_path / "homes").mkdir()
     return Server.objects.create(
         name="here",
         address="127.0.0.1",
         transport=Server.Transport.LOCAL,
         owner=admin_user,
-        profile={"state_dir": str(state)},
+        profile={"state_dir": str(state), "webroot_base": str(tmp_path / "homes")},
     )
 
 
@@ -58,17 +60,17 @@ def _restic(target: BackupTarget, password: str, *args: str, env: dict | None = 
         shutil.rmtree(d)
 
 
-def _s3_env(tmp_path: Path) -> dict:
+def _s3_env(tmp_path: Path, s3: S3) -> dict:
     import os
 
     creds = tmp_path / "aws-credentials"
     creds.write_text(
-        f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        f"[default]\naws_access_key_id = {s3.access_key}\naws_secret_access_key = {s3.secret_key}\n"
     )
     return {"PATH": os.environ["PATH"], "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
 
 
-def s3_target(here, s3, admin, run, **extra) -> BackupTarget:
+def s3_target(here, s3: S3, admin, run, **extra) -> BackupTarget:
     with run(execute=True):
         target = services.do_create_target(
             actor=admin,
@@ -77,10 +79,10 @@ def s3_target(here, s3, admin, run, **extra) -> BackupTarget:
                 "kind": "s3",
                 "server": here,
                 "path": "/repo",
-                "s3_endpoint": s3,
+                "s3_endpoint": s3.endpoint,
                 "s3_bucket": BUCKET,
-                "s3_access_key": ACCESS_KEY,
-                "s3_secret_key": SECRET_KEY,
+                "s3_access_key": s3.access_key,
+                "s3_secret_key": s3.secret_key,
                 **extra,
             },
         )
@@ -93,7 +95,7 @@ def test_an_s3_target_is_initialised_and_says_free_space_is_not_measured(
 ):
     target = s3_target(here, s3, admin_user, django_capture_on_commit_callbacks)
     assert target.status == "ready", target.status_message
-    assert target.repository == f"s3:{s3}/{BUCKET}/repo"
+    assert target.repository == f"s3:{s3.endpoint}/{BUCKET}/repo"
     assert target.free_bytes is None and not target.measures_free_space
     # The keys are encrypted at rest: neither is in the stored row.
     from django.db import connection
@@ -104,9 +106,9 @@ def test_an_s3_target_is_initialised_and_says_free_space_is_not_measured(
             [target.pk],
         )
         stored = cur.fetchone()
-    assert ACCESS_KEY not in stored[0] and SECRET_KEY not in stored[1]
+    assert s3.access_key not in stored[0] and s3.secret_key not in stored[1]
     # restic made a repository in the bucket: it opens with the target's password.
-    opened = _restic(target, target.password, "cat", "config", env=_s3_env(tmp_path))
+    opened = _restic(target, target.password, "cat", "config", env=_s3_env(tmp_path, s3))
     assert opened.returncode == 0, opened.stderr
     # Checking again opens it; the page says S3 has no free-space figure.
     with django_capture_on_commit_callbacks(execute=True):
@@ -127,8 +129,105 @@ def test_an_s3_endpoint_that_does_not_answer_is_unreachable(
     from tests.integration.conftest import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
-    target = s3_target(here, dead, admin_user, django_capture_on_commit_callbacks)
+    target = s3_target(here, s3, admin_user, django_capture_on_commit_callbacks, s3_endpoint=dead)
     assert target.status == "failed" and target.status_message
+
+
+def _left_on_server(here) -> list[str]:
+    """Secrets and dumps directories an Operation left in the state directory."""
+    backups = Path(here.profile["state_dir"]) / "backups"
+    return [str(p) for p in backups.glob("*/*") if p.name.startswith(("secrets-", "dumps"))]
+
+
+def test_an_s3_target_with_a_wrong_key_is_not_ready_and_says_authentication_failed(
+    here, s3, admin_user, django_capture_on_commit_callbacks
+):
+    """The storage checks every request's signature, as a provider does: a wrong secret
+    key (or an access key it never issued) is refused, the target is not ready and says
+    why, and nothing was made (no bucket, no secret left on the server). With the right
+    key, checking again makes it ready."""
+    run = django_capture_on_commit_callbacks
+    bucket = "panel-wrong-key"
+    target = s3_target(
+        here, s3, admin_user, run, s3_bucket=bucket, s3_secret_key="not-the-secret-key-0123"
+    )
+    assert target.status == "failed"
+    assert "S3 authentication failed" in target.status_message, target.status_message
+    assert "signature we calculated does not match" in target.status_message  # S3's words
+    op = Operation.objects.filter(kind="backup_target.check").latest("pk")
+    assert op.state == "failed" and "S3 authentication failed" in op.error
+    assert not s3.bucket_exists(bucket) and _left_on_server(here) == []
+    from tests.conftest import login
+
+    page = login(admin_user).get(target.get_absolute_url()).content.decode()
+    assert "S3 authentication failed" in page
+
+    other = s3_target(
+        here, s3, admin_user, run, name="s3-unknown", s3_bucket=bucket,
+        s3_access_key="AKIANEVERISSUED00000",
+    )  # fmt: skip
+    assert other.status == "failed" and "S3 authentication failed" in other.status_message
+    assert "does not exist in our records" in other.status_message
+    assert not s3.bucket_exists(bucket)
+
+    services.do_update_target(target, actor=admin_user, data={"s3_secret_key": s3.secret_key})
+    with run(execute=True):
+        op = services.start_check_target(target, actor=admin_user)
+    op.refresh_from_db()
+    target.refresh_from_db()
+    assert op.state == "succeeded" and target.status == "ready", op.error
+    assert target.status_message == "" and s3.bucket_exists(bucket)
+
+
+def test_a_target_whose_key_was_revoked_fails_its_run_and_alerts(
+    here, s3, admin_user, customer, django_capture_on_commit_callbacks
+):
+    """The provider revokes the key a ready target uses: the next backup fails in S3's
+    words, nothing is recorded as succeeded, the backup alert fires, no secret or dump is
+    left on the server; the earlier snapshot stays the last success."""
+    from backups.models import BackupJob, BackupRun
+    from monitoring.alerts import evaluate_alerts
+    from monitoring.models import Alert, AlertRule
+    from websites.models import SystemAccount
+
+    run = django_capture_on_commit_callbacks
+    access, secret = s3.issue("panel-revoked")
+    target = s3_target(
+        here, s3, admin_user, run, name="s3-revoked", s3_bucket="panel-revoked",
+        s3_access_key=access, s3_secret_key=secret,
+    )  # fmt: skip
+    assert target.status == "ready", target.status_message
+    name = customer.account_name
+    home = Path(here.profile["webroot_base"]) / name
+    home.mkdir()
+    (home / "index.html").write_text("<h1>kept</h1>\n")
+    account = SystemAccount.objects.create(server=here, user=customer, name=name, status="active")
+    job = services.do_create_job(actor=admin_user, data={"account": account, "target": target})
+    with run(execute=True):
+        op = services.start_backup(job, actor=admin_user)
+    op.refresh_from_db()
+    assert op.state == "succeeded", op.error
+    first = BackupRun.objects.get(job=job)
+
+    s3.revoke("panel-revoked", access)
+    with run(execute=True):
+        op = services.start_backup(job, actor=admin_user)
+    op.refresh_from_db()
+    assert op.state == "failed" and "S3 authentication failed" in op.error, op.error
+    failed = BackupRun.objects.filter(job=job).exclude(pk=first.pk).get()
+    assert (
+        failed.state == "failed"
+        and failed.snapshot_id == ""
+        and "S3 authentication" in (failed.error)
+    )
+    job = BackupJob.objects.get(pk=job.pk)
+    assert job.last_status == "failed" and job.last_success_at == first.finished_at
+    assert _left_on_server(here) == []
+    AlertRule.objects.create(owner=customer, name="backups", kind="backup_missing")
+    evaluate_alerts()
+    [alert] = Alert.objects.filter(state="firing", rule__kind="backup_missing")
+    assert alert.subject == f"backup:{job.uuid.hex}"
+    assert "failed" in alert.message and "S3 authentication failed" in alert.message
 
 
 def local_target(here, admin, run, repo: Path) -> BackupTarget:

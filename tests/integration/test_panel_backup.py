@@ -186,10 +186,11 @@ def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_pat
     the database the old panel still has."""
     import subprocess as sp
 
-    from tests.integration.s3_server import ACCESS_KEY, SECRET_KEY, start_s3
+    from tests.integration.s3_server import start_s3
 
     need("restic")
-    server, endpoint = start_s3()
+    s3 = start_s3()
+    endpoint = s3.endpoint
     try:
         old, new = tmp_path / "old", tmp_path / "new"
         old.mkdir()
@@ -197,12 +198,13 @@ def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_pat
         manage(old, "migrate", "-v0")
         manage(old, "shell", "-c", WRITE)
         script = TARGET.format(
-            state=tmp_path / "state", endpoint=endpoint, access=ACCESS_KEY, secret=SECRET_KEY
+            state=tmp_path / "state", endpoint=endpoint, access=s3.access_key, secret=s3.secret_key
         )
         manage(old, "shell", "-c", script)
         creds = tmp_path / "creds"
         creds.write_text(
-            f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+            f"[default]\naws_access_key_id = {s3.access_key}\n"
+            f"aws_secret_access_key = {s3.secret_key}\n"
         )
         (tmp_path / "pw").write_text("target-password-123")
         sp.run(
@@ -245,4 +247,4 @@ def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_pat
         bad = manage(old, "backup_panel", "--target", "nosuch", check=False)
         assert bad.returncode != 0 and "No backup target" in bad.stderr
     finally:
-        server.stop()
+        s3.stop()

@@ -241,6 +241,21 @@ class TestCommands:
         assert "password is wrong" in str(exc) and not exc.retryable
         assert error_of(1, ["ssh: connect to host x port 22: Connection refused"]).retryable
 
+    @pytest.mark.parametrize(
+        "said",
+        [
+            "client.BucketExists: The request signature we calculated does not match the "
+            "signature you provided. Check your key and signing method.",
+            "Stat: The AWS Access Key Id you provided does not exist in our records.",
+        ],
+    )
+    def test_errors_name_keys_s3_refused(self, said):
+        exc = error_of(1, [f"Fatal: create repository at s3:http://x/b failed: {said}"])
+        assert str(exc).startswith("S3 authentication failed") and said in str(exc)
+        assert not exc.retryable
+        denied = error_of(1, ["Fatal: unable to open config file: Stat: Access Denied."])
+        assert "S3 denied access" in str(denied) and not denied.retryable
+
 
 class TestJobs:
     def test_a_directory_target_takes_only_its_servers_accounts(self, admin_user, customer):

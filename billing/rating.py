@@ -1,0 +1,104 @@
+"""Rating: a price per unit and an amount (before tax) for every usage record not billed.
+
+- hosting plans: the plan's monthly ``price`` times the fraction of the period held;
+- VPS hours: the VPS plan's monthly ``price`` / 730 (the average hours of a month, 8760 /
+  12) per hour, never more than the monthly price for one VPS in one period;
+- disk and bandwidth over the plan, extra IP addresses: the issuer's ``BillingSettings``
+  prices per GB / address per month (0 by default: not charged);
+- mailboxes and databases: included in the plan (shown against it, never charged).
+
+Prices are those of the plan the account holds, so a reseller's customers are rated with
+the reseller's plans and settings (the reseller issues their invoices). Re-rating a period
+is harmless: only records without an invoice line are touched.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import BillingSettings, UsageKind, UsageRecord
+from billing.usage import BillingPeriod
+from core import audit
+from core.bulk import update_rows
+
+HOURS_PER_MONTH = Decimal(730)
+CENT = Decimal("0.01")
+UNIT = Decimal("0.000001")
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def settings_for(issuer_id: int | None, cache: dict | None = None) -> BillingSettings:
+    """The issuer's settings; a reseller without its own gets the panel's (made on first
+    use with the defaults)."""
+    if cache is not None and issuer_id in cache:
+        return cache[issuer_id]
+    found = None
+    if issuer_id is not None:
+        found = BillingSettings.objects.filter(issuer_id=issuer_id).first()
+    if found is None:
+        found = BillingSettings.objects.filter(issuer__isnull=True).first()
+        if found is None:
+            found, _ = BillingSettings.objects.get_or_create(issuer=None)
+    if cache is not None:
+        cache[issuer_id] = found
+    return found
+
+
+def price_of(record: UsageRecord, plans: dict, settings: BillingSettings) -> tuple:
+    """(unit price, amount) of one record."""
+    kind, q, included = record.kind, record.quantity, record.included
+    if kind == UsageKind.WEBSITE_PLAN:
+        unit = plans.get(("websites.plan", record.plan_id), Decimal(0))
+        return unit, money(unit * q)
+    if kind == UsageKind.VPS_HOURS:
+        monthly = plans.get(("vps.vpsplan", record.plan_id), Decimal(0))
+        unit = (monthly / HOURS_PER_MONTH).quantize(UNIT, rounding=ROUND_HALF_UP)
+        return unit, min(money(unit * q), monthly)
+    over = max(Decimal(0), q - included)
+    if kind == UsageKind.DISK_GB:
+        return settings.disk_gb_price, money(settings.disk_gb_price * over)
+    if kind == UsageKind.BANDWIDTH_GB:
+        return settings.bandwidth_gb_price, money(settings.bandwidth_gb_price * over)
+    if kind == UsageKind.EXTRA_IPS:
+        return settings.extra_ip_price, money(settings.extra_ip_price * q)
+    return Decimal(0), Decimal("0.00")
+
+
+def rate_usage(period: BillingPeriod, *, actor=None) -> int:
+    """Price every unbilled record of ``period``; returns how many were rated."""
+    from vps.models import VpsPlan
+    from websites.models import Plan
+
+    records = list(
+        UsageRecord.objects.filter(period_start=period.start, line__isnull=True).only(
+            "pk", "kind", "quantity", "included", "plan_type", "plan_id", "account_id",
+            "account__reseller_id",
+        ).select_related("account")
+    )  # fmt: skip
+    plans = {("websites.plan", pk): price for pk, price in Plan.objects.values_list("pk", "price")}
+    plans |= {
+        ("vps.vpsplan", pk): price for pk, price in VpsPlan.objects.values_list("pk", "price")
+    }
+    cache: dict = {}
+    now = timezone.now()
+    rows = []
+    for record in records:
+        settings = settings_for(record.account.reseller_id, cache)
+        unit, amount = price_of(record, plans, settings)
+        rows.append([unit, amount, now, record.pk])
+    with transaction.atomic():
+        update_rows(UsageRecord, "id", ["unit_price", "amount", "rated_at"], rows)
+        audit.record(
+            "billing.usage.rate",
+            actor=actor,
+            object_type="billing.usagerecord",
+            object_label=period.label,
+            changes={"period": [None, period.label], "records": [None, len(rows)]},
+        )
+    return len(rows)
