@@ -6,9 +6,11 @@ standard library only). The customer owns every folder below the home and can ru
 there while this runs, so nothing below the home is reached by a path: each folder is
 opened with O_NOFOLLOW|O_DIRECTORY from the one before, missing ones are made and given
 to USER, and the final moves are renames relative to the held folder (a rename never
-follows its last component). DEST itself may not be a symbolic link. What was at DEST is
-moved aside to DEST.panel-old-TOKEN first and removed (without following links) once
-the new one is in place. A message on stderr and exit 1 when refused or failed.
+follows its last component). DEST itself may not be a symbolic link. The new copy is
+readied beside DEST (in a root-only DEST.panel-new-TOKEN: moved there, or copied when SRC
+is on another file system), then what was at DEST is moved aside to DEST.panel-old-TOKEN,
+the new one renamed into place and the old one removed (without following links). A
+message on stderr and exit 1 when refused or failed; nothing is half placed.
 """
 
 import errno
@@ -32,39 +34,37 @@ def held(fd: int, name: str = "") -> str:
 
 
 def remove(fd: int, name: str) -> None:
-    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:  # the customer moved it away: theirs now
+        return
     if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(held(fd, name))  # fd-based on Linux: never follows a link
     else:
         os.unlink(name, dir_fd=fd)
 
 
-def copy_in(src: str, fd: int, name: str) -> None:
-    """SRC on another file system: copied into a root-only folder made in the held one
-    (the customer cannot enter it), owners and modes as in SRC, then renamed to NAME."""
-    box = f"{name}.panel-new"
-    os.mkdir(box, 0o700, dir_fd=fd)
-    box_fd = os.open(box, DIR, dir_fd=fd)
-    try:
-        inner = held(box_fd, "t")
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, inner, symlinks=True)
-            for root, dirs, files in os.walk(src):
-                for n in [""] + dirs + files:
-                    s = os.path.join(root, n) if n else root
-                    st = os.lstat(s)
-                    d = os.path.join(inner, os.path.relpath(s, src))
-                    os.chown(d, st.st_uid, st.st_gid, follow_symlinks=False)
-                    if not stat.S_ISLNK(st.st_mode):
-                        os.chmod(d, stat.S_IMODE(st.st_mode))
-        else:
-            shutil.copy2(src, inner, follow_symlinks=False)
-            st = os.lstat(src)
-            os.chown(inner, st.st_uid, st.st_gid, follow_symlinks=False)
-        os.rename("t", name, src_dir_fd=box_fd, dst_dir_fd=fd)
-    finally:
-        os.close(box_fd)
-        remove(fd, box)
+def copy_tree(src: str, dst: str) -> None:
+    """Copy SRC to DST (which does not exist): folders, files and symbolic links (as
+    links, never followed), each with SRC's owner, group, mode and times. The first error
+    (e.g. no space left) stops it."""
+    st = os.lstat(src)
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst, 0o700)
+        with os.scandir(src) as entries:
+            for entry in entries:
+                copy_tree(entry.path, os.path.join(dst, entry.name))
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copyfile(src, dst, follow_symlinks=False)
+    else:  # a fifo or socket a customer's program left
+        os.mknod(dst, st.st_mode, st.st_rdev)
+    # The owner first: chown clears set-id bits, the mode sets them again.
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def main(src: str, dest: str, home: str, user: str, token: str) -> None:
@@ -102,19 +102,35 @@ def main(src: str, dest: str, home: str, user: str, token: str) -> None:
         st = None
     if st is not None and stat.S_ISLNK(st.st_mode):
         fail(f"{dest} is a symbolic link: refused, nothing restored")
-    if st is not None:
-        os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=fd)
+    # The new copy is readied first, inside a root-only folder made in the held one (the
+    # customer can neither enter it nor, unseen, swap in a folder of their own): moved
+    # there, or copied when SRC is on another file system. Only then is the old one
+    # moved aside, so a failed copy (no space left ...) leaves the destination as it was.
+    box = f"{name}.panel-new-{token}"
+    os.mkdir(box, 0o700, dir_fd=fd)
+    box_fd = os.open(box, DIR, dir_fd=fd)
     try:
+        if os.fstat(box_fd).st_uid != 0:
+            fail(f"{dest}: the staging folder was replaced: refused, nothing restored")
         try:
-            os.rename(src, name, dst_dir_fd=fd)
+            os.rename(src, "t", dst_dir_fd=box_fd)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            copy_in(src, fd, name)
-    except OSError as exc:
+            copy_tree(src, held(box_fd, "t"))
         if st is not None:
-            os.rename(aside, name, src_dir_fd=fd, dst_dir_fd=fd)
-        fail(f"Could not move the restored files to {dest}: {exc.strerror}")
+            os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=fd)
+        try:
+            os.rename("t", name, src_dir_fd=box_fd, dst_dir_fd=fd)
+        except OSError:
+            if st is not None:
+                os.rename(aside, name, src_dir_fd=fd, dst_dir_fd=fd)
+            raise
+    except OSError as exc:
+        fail(f"Could not move the restored files to {dest}: {exc.strerror or exc}")
+    finally:
+        os.close(box_fd)
+        remove(fd, box)
     if st is not None:
         remove(fd, aside)
 

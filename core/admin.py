@@ -2,6 +2,7 @@ from allauth.account.models import EmailAddress
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.contrib.sites.models import Site
+from django_q import admin as django_q_admin  # noqa: F401 - registers first: replaced below
 from django_q.models import Failure, OrmQ, Schedule, Success
 
 from core.admin_base import BigTable, PolicyAdmin, allowed, cached_values_filter

@@ -63,6 +63,11 @@ class Operation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     # Stamped every few seconds by the worker while it runs (core.operations.Heartbeat).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The worker (core.workers.worker_id) that took it off the queue, while it is queued or
+    # running: a worker that stops heartbeating before starting it gets it requeued.
+    # db_default: the previous release's code inserts rows without it during an upgrade.
+    worker = models.CharField(max_length=100, blank=True, default="", db_default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -180,6 +185,23 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Worker(models.Model):
+    """One running qcluster (all its task processes): stamped every few seconds while it
+    lives, so the operations it took off the queue are requeued when it dies."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    beat_at = models.DateTimeField(default=timezone.now)
+    # Got SIGTERM: it finishes what it runs and gives back what it had not started.
+    stopping = models.BooleanField(default=False, db_default=False)
+
+    policy = STAFF_READ
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class LiveEvent(models.Model):

@@ -208,27 +208,45 @@ def public_error(exc: BaseException) -> str:
 
 
 def execute_operation(op_id: int) -> str:
-    """django-q2 entry point: run one operation to its end, whatever happens."""
+    """django-q2 entry point: run one operation to its end, whatever happens.
+
+    The operation is claimed atomically first (core.workers): one that another worker holds,
+    that was requeued, or that has finished is left alone, so a task delivered twice runs once.
+    """
+    from core import workers
+
+    me = workers.worker_id()
     op = Operation.objects.select_related("owner").get(pk=op_id)
     if op.state != Operation.State.QUEUED:
         return op.state
+    if workers.stopping(me):
+        # SIGTERM came after this was pulled: another worker runs it.
+        workers._requeue([op.pk], holder=me, why="Its worker is stopping: queued again.")
+        return "requeued"
+    claimed = Operation.objects.filter(
+        pk=op.pk, state=Operation.State.QUEUED, worker__in=("", me)
+    ).update(worker=me, claimed_at=timezone.now())
+    if not claimed:
+        return "elsewhere"
+    op.worker = me
     ctx = OperationContext(op)
     if op.cancel_requested:
         _finish(op, Operation.State.CANCELLED, message="Cancelled before it started.")
         return op.state
     try:
         with LockHolder(op, ctx), Heartbeat(op):
-            op.state = Operation.State.RUNNING
-            op.started_at = op.heartbeat_at = timezone.now()
-            op.message = "Started"
-            op.save()
+            if not _mark_running(op, me):
+                # Given to another worker while this one waited, or cancelled.
+                return op.state if op.is_finished else "requeued"
             events.operation_changed(op)
             func = import_string(op.task)
             result = func(ctx, **op.args)
         _finish(op, Operation.State.SUCCEEDED, message=str(result or "Done"))
     except OperationCancelled:
-        ctx.log("Cancelled by request.", OperationLogLine.Level.WARNING)
-        _finish(op, Operation.State.CANCELLED, message="Cancelled")
+        op.refresh_from_db()
+        if not op.is_finished:  # cancelled while queued: cancel_operation ended it already
+            ctx.log("Cancelled by request.", OperationLogLine.Level.WARNING)
+            _finish(op, Operation.State.CANCELLED, message="Cancelled")
     except Exception as exc:  # noqa: BLE001 - every failure must end the operation
         detail = str(exc) or exc.__class__.__name__
         if expected_failure(exc):
@@ -240,6 +258,28 @@ def execute_operation(op_id: int) -> str:
         ctx.log(text, OperationLogLine.Level.ERROR)
         _finish(op, Operation.State.FAILED, message="Failed", error=text, detail=detail)
     return op.state
+
+
+def _mark_running(op: Operation, me: str) -> bool:
+    """queued -> running, only if this worker still holds it: after this, a dead worker's
+    operation is failed, never run again (its remote steps may be half done)."""
+    now = timezone.now()
+    started = Operation.objects.filter(
+        pk=op.pk, state=Operation.State.QUEUED, worker=me, cancel_requested=False
+    ).update(
+        state=Operation.State.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        updated_at=now,
+        message="Started",
+    )
+    if not started:
+        op.refresh_from_db()
+        if op.cancel_requested and not op.is_finished:
+            raise OperationCancelled()
+        return False
+    op.state, op.started_at, op.heartbeat_at, op.message = "running", now, now, "Started"
+    return True
 
 
 class Heartbeat:

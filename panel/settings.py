@@ -106,9 +106,10 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "guardian",
-    "django_q",
     "csp",
+    # Before django_q: core's qcluster command (a worker that claims its tasks) replaces it.
     "core",
+    "django_q",
     "servers",
     "websites",
     "websites.certificates",
@@ -244,10 +245,14 @@ Q_CLUSTER = {
     "catch_up": False,
     "label": "Tasks",
 }
+# Brokers that claim what they pull, so a worker killed with tasks in hand loses none
+# (core/workers.py).
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER["broker_class"] = "core.brokers.ClaimingRedis"
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "core.brokers.ClaimingORM"
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

@@ -116,6 +116,8 @@ class Cluster:
         self._nginx()
         for port in self.web_ports:
             wait_until(lambda port=port: self.ready(port), 60, f"web on {port} not ready")
+        for n in self.workers:
+            wait_until(lambda n=n: self.worker_running(n), 60, f"worker {n} did not start")
         return self
 
     def stop(self) -> None:
@@ -288,8 +290,23 @@ class Cluster:
         return self.webs[port]
 
     def start_worker(self, n: int) -> subprocess.Popen:
-        self.workers[n] = self._popen([PYTHON, "manage.py", "qcluster"], f"worker-{n}.log")
+        pidfile = self.var / f"worker-{n}.pid"
+        argv = [PYTHON, "manage.py", "qcluster", "--pidfile", str(pidfile)]
+        self.workers[n] = self._popen(argv, f"worker-{n}.log")
         return self.workers[n]
+
+    def worker_running(self, n: int) -> bool:
+        """Its cluster runs (it writes its pid file once started)."""
+        pidfile = self.var / f"worker-{n}.pid"
+        return pidfile.exists() and pidfile.read_text().strip() == str(self.workers[n].pid)
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Rows from the cluster's own database (what the API does not show: which worker
+        holds what)."""
+        import psycopg
+
+        with psycopg.connect(self.admin, dbname=self.db_name, autocommit=True) as conn:
+            return conn.execute(query, params).fetchall()
 
     def ready(self, port: int) -> bool:
         import http.client

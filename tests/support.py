@@ -31,6 +31,19 @@ def wait_for_gate(ctx, seconds: float = 10):
     return "released"
 
 
+def hold_file(ctx, path: str, seconds: float = 30):
+    """Runs while ``path`` exists: a gate a test in another process holds (worker tests)."""
+    from pathlib import Path
+
+    ctx.progress(10, "holding")
+    deadline = time.monotonic() + seconds
+    while Path(path).exists():
+        if time.monotonic() > deadline:
+            raise OperationError("gate never opened")
+        time.sleep(0.05)
+    return "released"
+
+
 def refused(ctx):
     """Fails the way an SSH connection to a closed port does."""
     from servers.transport import TransportError

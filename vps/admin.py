@@ -8,6 +8,7 @@ from vps.models import (
     Hypervisor,
     HypervisorStats,
     Image,
+    ImageCopy,
     IpAddress,
     IpPool,
     Snapshot,
@@ -125,6 +126,15 @@ class HypervisorStatsAdmin(PolicyAdmin):
 
     list_display = ["hypervisor", "last_round_at", "failures", "last_error"]
     list_select_related = ["hypervisor__server"]
+
+
+@admin.register(ImageCopy)
+class ImageCopyAdmin(PolicyAdmin):
+    """Read-only: written by the image copy Operations (vps/tasks.py)."""
+
+    list_display = ["image", "hypervisor", "state", "updated_at"]
+    list_filter = ["state"]
+    list_select_related = ["image", "hypervisor__server"]
 
 
 @admin.register(VpsSample)

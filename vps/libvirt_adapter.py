@@ -405,11 +405,30 @@ class LibvirtSession:
             raise _wrap(exc) from exc
         try:
             copied = self._upload(vol, Path(image.path), image.file_size, progress)
-        except BaseException:
-            with suppress(Exception):
+        except BaseException as exc:
+            try:
                 vol.delete(0)
+            except self.libvirt.libvirtError as gone:
+                if isinstance(exc, HypervisorError):
+                    # libvirtd died mid-way: the partial volume stays in the pool until the
+                    # next copy, which removes it first (the panel never marked it ready).
+                    raise HypervisorError(
+                        f"{exc} (the partial volume could not be removed: "
+                        f"{gone.get_error_message()}; the next copy removes it)",
+                        retryable=exc.retryable,
+                    ) from exc
             raise
         return "copied" if copied else "created"
+
+    def has_volume(self, name: str) -> bool:
+        return self._volume(self._pool(), name) is not None
+
+    def alive(self) -> bool:
+        """Whether the connection still answers (False once libvirtd died under it)."""
+        try:
+            return self.conn.isAlive() == 1 and self.conn.getLibVersion() > 0
+        except self.libvirt.libvirtError:
+            return False
 
     def ensure_image(self, image) -> str:
         """The image's volume path, copied first if the pool lacks it."""

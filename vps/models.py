@@ -243,6 +243,37 @@ class Image(models.Model):
         return f"panel-image-{self.sha256[:16]}.{self.format}"
 
 
+class ImageCopy(models.Model):
+    """An image's volume in one hypervisor's pool as the panel last left it. Only a copy
+    that finished (``ready``) is used: a volume of that name found without one (a copy cut
+    short by a dead libvirtd or worker, whose partial volume could not be deleted) is
+    removed and copied again."""
+
+    class State(models.TextChoices):
+        COPYING = "copying", "copying"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="copies")
+    hypervisor = models.ForeignKey(
+        "Hypervisor", on_delete=models.CASCADE, related_name="image_copies"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.COPYING)
+    message = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner=None)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "hypervisor"], name="vps_image_copy_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} on {self.hypervisor_id}: {self.state}"
+
+
 class SshKey(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(

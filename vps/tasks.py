@@ -18,7 +18,7 @@ from core import events
 from core.events import topic_of
 from core.operations import LockHolder, OperationError, on_worker_lost
 from vps import libvirt_adapter as lv
-from vps.models import Hypervisor, Image, Snapshot, Vps
+from vps.models import Hypervisor, Image, ImageCopy, Snapshot, Vps
 from vps.services import image_lock_key, release_addresses
 
 STATE_OF = {
@@ -27,6 +27,11 @@ STATE_OF = {
     "paused": Vps.State.PAUSED,
     "missing": Vps.State.MISSING,
 }
+
+
+# In the message of a VPS whose power action was cut off with libvirt (see _power_failed);
+# the inventory clears that message once it reads the real state.
+STATE_UNKNOWN = "state is unknown until libvirt answers again"
 
 
 def _shutdown_timeout() -> float:
@@ -88,6 +93,11 @@ def store_inventory(hv: Hypervisor, cap: dict, domains: list) -> str:
     with transaction.atomic():
         for (state, drift), pks in groups.items():
             Vps.objects.filter(pk__in=pks).update(state=state, drift=drift)
+            if state != Vps.State.ERROR:
+                # The state an interrupted action could not know is known now.
+                Vps.objects.filter(pk__in=pks, state_message__contains=STATE_UNKNOWN).update(
+                    state_message=""
+                )
         # Open pages and integrators hear of what the inventory found, as of what an event
         # said: a change seen first by the inventory (a missed event, a daemon restart) would
         # otherwise never be announced, the event that follows finding nothing to change.
@@ -156,14 +166,61 @@ def upload_image(ctx, image: int, hypervisor: int) -> str:
         ctx.progress(percent, message)
 
     ctx.progress(2, f"Copying {img} ({img.file_size >> 20} MiB) into {hv.storage_pool} on {hv}")
+    sent = [0]
+
+    def track(done: int, total: int) -> None:
+        sent[0] = done
+        report(done, total)
+
     with lv.connect(hv) as session:
-        outcome = session.copy_image(img, progress=report)
+        try:
+            outcome = copy_image(ctx, session, img, hv, progress=track)
+        except lv.HypervisorError as exc:
+            if not sent[0]:
+                raise
+            why = "" if session.alive() else "libvirt stopped answering: "
+            raise lv.HypervisorError(
+                f"Copying {img} to {hv} stopped after {sent[0] >> 20} of "
+                f"{img.file_size >> 20} MiB: {why}{exc}",
+                retryable=exc.retryable,
+            ) from exc
     ctx.progress(100)
     return {
         "present": f"{img} was already on {hv}",
         "copied": f"{img} copied to {hv}",
         "created": f"{img}'s volume created on {hv} (this driver holds no data)",
     }[outcome]
+
+
+def copy_image(ctx, session, img: Image, hv: Hypervisor, progress=None) -> str:
+    """The image into the hypervisor's pool, its ``ImageCopy`` row saying how far it got.
+    A volume found without a finished copy on record is what a copy cut short left (libvirtd
+    or the worker died before it could be deleted): it is removed and copied again. Callers
+    hold the image's lock for this hypervisor."""
+    record, _ = ImageCopy.objects.get_or_create(image=img, hypervisor=hv)
+    ready = record.state == ImageCopy.State.READY
+    rows = ImageCopy.objects.filter(pk=record.pk)
+    if not ready:
+        rows.update(state=ImageCopy.State.COPYING, message="", updated_at=timezone.now())
+        if session.delete_volume(img.volume_name):
+            ctx.log(
+                f"Removed a volume of {img} that no finished copy made (a copy cut short): "
+                "copying it again."
+            )
+    try:
+        outcome = session.copy_image(img, progress=progress)
+    except Exception as exc:
+        rows.update(state=ImageCopy.State.FAILED, message=str(exc)[:500], updated_at=timezone.now())
+        raise
+    if not ready:
+        rows.update(state=ImageCopy.State.READY, message="", updated_at=timezone.now())
+    return outcome
+
+
+def _ensure_image(ctx, session, record: Vps) -> None:
+    with _image_lock(ctx, record):
+        copy_image(ctx, session, record.image, record.hypervisor)
+        session.ensure_image(record.image)
 
 
 def _image_lock(ctx, record: Vps) -> LockHolder:
@@ -261,8 +318,7 @@ on_worker_lost(create_vps, _create_worker_lost)
 def _create(ctx, session, record: Vps, scratch: Path) -> str:
     hv = record.hypervisor
     ctx.progress(10, f"Image {record.image} on {hv}")
-    with _image_lock(ctx, record):
-        session.ensure_image(record.image)
+    _ensure_image(ctx, session, record)
     ctx.progress(30, f"Disk of {record.disk_gib} GiB")
     disk = session.clone_disk(record.image, record.disk_volume, record.disk_gib)
     ctx.progress(50, "cloud-init seed")
@@ -338,8 +394,7 @@ def reinstall_vps(ctx, vps: int) -> str:
                     ctx.progress(20, "Stopping")
                     session.call(name, "destroy")
                 ctx.progress(30, f"Image {record.image} on {record.hypervisor}")
-                with _image_lock(ctx, record):
-                    session.ensure_image(record.image)
+                _ensure_image(ctx, session, record)
                 ctx.progress(50, f"A fresh disk of {record.disk_gib} GiB")
                 session.clone_disk(record.image, record.disk_volume, record.disk_gib)
                 ctx.progress(70, "cloud-init seed")
@@ -408,30 +463,61 @@ def power(ctx, vps: int, action: str) -> str:
         if state == "missing":
             _set_state(record, Vps.State.MISSING)
             raise OperationError("The domain is not on the hypervisor (see drift).")
-        if action == "start":
-            if state == "stopped":
-                session.call(name, "create")
-        elif action == "resume":
-            if state == "paused":
-                session.call(name, "resume")
-        elif action == "suspend":
-            if state == "running":
-                session.call(name, "suspend")
-        elif action == "force_off":
-            if state != "stopped":
-                session.call(name, "destroy")
-        elif action == "reboot":
-            if state != "running":
-                raise OperationError("Only a running VPS can be rebooted.")
-            _reboot(ctx, session, name)
-        elif action == "shutdown":
-            if state == "paused":
-                session.call(name, "resume")
-            if state != "stopped":
-                _shutdown(ctx, session, name)
-        final = session.state(name)
+        if action == "reboot" and state != "running":
+            raise OperationError("Only a running VPS can be rebooted.")
+        try:
+            _power(ctx, session, name, action, state)
+            final = session.state(name)
+        except lv.HypervisorError as exc:
+            failure = _power_failed(session, record, action, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
     _set_state(record, STATE_OF.get(final, Vps.State.ERROR))
     return f"{record.hostname} is {record.get_state_display().lower()}"
+
+
+def _power(ctx, session, name: str, action: str, state: str) -> None:
+    if action == "start":
+        if state == "stopped":
+            session.call(name, "create")
+    elif action == "resume":
+        if state == "paused":
+            session.call(name, "resume")
+    elif action == "suspend":
+        if state == "running":
+            session.call(name, "suspend")
+    elif action == "force_off":
+        if state != "stopped":
+            session.call(name, "destroy")
+    elif action == "reboot":
+        _reboot(ctx, session, name)
+    elif action == "shutdown":
+        if state == "paused":
+            session.call(name, "resume")
+        if state != "stopped":
+            _shutdown(ctx, session, name)
+
+
+def _power_failed(session, record: Vps, action: str, exc: lv.HypervisorError):
+    """The VPS as libvirt now has it, with why the action failed. When libvirt stopped
+    answering mid-way (its daemon died), nobody knows whether the action happened: the VPS
+    shows an error saying so (not its old state) until a retry or the inventory reads it."""
+    verb = action.replace("_", " ")
+    if session.alive():
+        try:
+            now = session.state(record.domain_name)
+        except lv.HypervisorError:
+            now = None
+        if now is not None:
+            _set_state(record, STATE_OF.get(now, Vps.State.ERROR), f"{verb} failed: {exc}"[:500])
+            return exc
+    message = (
+        f"The {verb} was interrupted: libvirt on {record.hypervisor} stopped answering ({exc}). "
+        f"The VPS's {STATE_UNKNOWN}: retry, or refresh the inventory."
+    )
+    _set_state(record, Vps.State.ERROR, message[:500])
+    return lv.HypervisorError(message, retryable=True)
 
 
 def suspend_expired(ctx, vps: int) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import shutil
 import subprocess
@@ -13,6 +14,14 @@ import pytest
 
 from servers.models import Server
 from tests.conftest import require_real
+from tests.integration.conftest import (
+    SSH_HOST,
+    free_port,
+    start_sshd,
+    stop_pidfile,
+    wait_port,
+    world_readable_tmp,
+)
 
 
 def need_libvirt():
@@ -279,3 +288,96 @@ def tiny_guest_files(tmp_path_factory):
         require_real(f"{GUEST_KERNEL} is missing (scripts/deps.sh downloads it)")
     base = tmp_path_factory.mktemp("guest")
     return {"kernel": GUEST_KERNEL, "initrd": build_guest_initrd(base / "initrd.gz"), "dir": base}
+
+
+def kill_libvirtd(info: dict) -> None:
+    """SIGKILL the fixture's daemon (no cleanup of its own, as a crash or the OOM killer
+    leaves it); ``start_libvirtd`` brings it back."""
+    import os
+    import signal
+    import time
+
+    pid = int((info["dir"] / "libvirtd.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and _running(pid):
+        time.sleep(0.05)
+    assert not _running(pid), "libvirtd did not die"
+
+
+HOOK = Path("/etc/libvirt/hooks/qemu")
+HOOK_SCRIPT = """#!/bin/sh
+# Installed by the panel's tests for one test only: holds a domain's start (the "prepare"
+# stage, inside libvirtd's start call) while {gate}/<domain>.hold exists.
+cat >/dev/null
+if [ "$2" = prepare ] && [ -e "{gate}/$1.hold" ]; then
+  touch "{gate}/$1.reached"
+  i=0
+  while [ -e "{gate}/$1.hold" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+fi
+exit 0
+"""
+
+
+@contextlib.contextmanager
+def start_gate(info: dict, gate: Path):
+    """A real libvirt qemu hook that holds domain starts at a gate: the daemon is restarted
+    so it finds the hook, and restarted again after it is removed (a daemon that found a
+    hook would fail every start once the script is gone)."""
+    import os
+
+    # One left by a test run killed mid-way is ours (it passes everything through) and is
+    # replaced; anyone else's is never touched.
+    ours = HOOK.exists() and "Installed by the panel's tests" in HOOK.read_text()
+    assert ours or not HOOK.exists(), f"{HOOK} exists: not overwriting someone's hook"
+    HOOK.parent.mkdir(parents=True, exist_ok=True)
+    HOOK.write_text(HOOK_SCRIPT.format(gate=gate))
+    os.chmod(HOOK, 0o755)
+    try:
+        stop_libvirtd(info)
+        start_libvirtd(info)
+        yield gate
+    finally:
+        HOOK.unlink(missing_ok=True)
+        for held in gate.glob("*.hold"):
+            held.unlink()
+        pid = int((info["dir"] / "libvirtd.pid").read_text())
+        if _running(pid):
+            stop_libvirtd(info)
+        start_libvirtd(info)
+
+
+# The remote end of libvirt's SSH transport runs virt-ssh-helper (or nc) against the
+# system daemon's socket; this machine's daemon is the test's private one, on its own
+# socket. The test sshd's key is held to a forced command (authorized_keys) that joins the
+# channel to that socket instead, as the helper would.
+BRIDGE = """import os, socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    os.write(1, data)
+"""
+
+
+@pytest.fixture(scope="module")
+def libvirt_sshd(libvirtd):  # noqa: F811
+    """A loopback sshd whose key reaches the private libvirtd as the system one."""
+    base = world_readable_tmp("uhp-libvirt-sshd-")
+    port = free_port(SSH_HOST)
+    daemon = start_sshd(base, SSH_HOST, port)
+    socket_path = libvirtd["uri"].split("socket=", 1)[1]
+    (base / "bridge.py").write_text(BRIDGE)
+    python = shutil.which("python3") or "/usr/bin/python3"
+    (base / "authorized_keys").write_text(
+        f'command="{python} {base}/bridge.py {socket_path}",environment="HOME={base}/home" '
+        f"{daemon.public_key}\n"
+    )
+    wait_port(SSH_HOST, port)
+    yield daemon
+    stop_pidfile(base / "sshd.pid")
+    shutil.rmtree(base, ignore_errors=True)

@@ -793,3 +793,138 @@ def test_a_restore_never_writes_through_a_link_the_customer_made(world, repo_dir
         shutil.rmtree(made)
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+@pytest.fixture
+def tmpfs():
+    """Puts a folder on a file system of its own: its content copied onto a small tmpfs
+    mounted over it (owner and mode kept); unmounted at teardown, which shows the folder
+    underneath again."""
+    mounted = []
+
+    def mount(path: Path, size: str) -> None:
+        st = path.stat()
+        aside = Path(tempfile.mkdtemp(prefix="uhp-tmpfs-copy-"))
+        try:
+            subprocess.run(["cp", "-a", f"{path}/.", str(aside)], check=True)
+            mode = f"{stat.S_IMODE(st.st_mode):o}"
+            options = f"size={size},mode={mode},uid={st.st_uid},gid={st.st_gid}"
+            mount = ["mount", "-t", "tmpfs", "-o", options, "uhp-test", str(path)]
+            subprocess.run(mount, check=True)
+            mounted.append(path)
+            subprocess.run(["cp", "-a", f"{aside}/.", str(path)], check=True)
+        finally:
+            shutil.rmtree(aside)
+
+    yield mount
+    for path in reversed(mounted):
+        if os.path.ismount(path):  # a test may have unmounted it already
+            subprocess.run(["umount", str(path)], check=True)
+
+
+def test_a_restore_onto_another_file_system_is_copied_whole_or_not_at_all(world, repo_dir, tmpfs):
+    """The site's files live on another file system than the restore's staging area (a
+    tmpfs mounted over the public folder), so renames fail with EXDEV and the tree is
+    copied: owners, modes, times and links as in the snapshot, in place and to a new
+    place; a destination link is still refused; and a copy that runs out of space leaves
+    the destination as it was, with nothing half placed."""
+    uploads = world.public / "uploads"
+    (uploads / "big.bin").write_bytes(os.urandom(3 << 20))
+    os.chmod(uploads / "big.bin", 0o600)
+    (uploads / "link").symlink_to("/etc/passwd")
+    for path in (uploads / "big.bin", uploads / "link"):
+        os.lchown(path, *(lambda s: (s.st_uid, s.st_gid))((uploads / "a.bin").stat()))
+    before = tree(world.public)
+    snapshot_mtime = (uploads / "a.bin").stat().st_mtime_ns
+    job = make_job(world, local_target(world, repo_dir))
+    assert back_up(world, job).state == "succeeded"
+    run = BackupRun.objects.get(job=job)
+    public = f"{run.manifest['home']}/sites/{DOMAIN}/public"
+    data = {"run": run, "kind": "path", "path": f"{public}/uploads", "destination": "original"}
+    leftovers = lambda: sorted(p.name for p in world.public.iterdir() if ".panel-" in p.name)  # noqa: E731
+
+    tmpfs(world.public, "16m")
+    state = Path(world.server.profile["state_dir"])
+    assert world.public.stat().st_dev != state.stat().st_dev  # EXDEV for every rename
+    (uploads / "a.bin").write_bytes(b"changed")
+    (uploads / "big.bin").unlink()
+    (uploads / "stray.txt").write_text("not in the snapshot")
+    os.chmod(uploads, 0o777)
+    op = restore(world, job, data)
+    assert op.state == "succeeded", op.error
+    assert tree(world.public) == before
+    assert os.readlink(uploads / "link") == "/etc/passwd"  # a link, not a copy of its target
+    assert (uploads / "a.bin").stat().st_mtime_ns == snapshot_mtime
+    assert leftovers() == []
+    # The whole site to a new place on that file system: folders made on the way are the
+    # customer's, the tree is the snapshot's.
+    files = {"run": run, "kind": "files", "site": DOMAIN, "destination": "new"}
+    op = restore(world, job, {**files, "new_path": f"sites/{DOMAIN}/public/again/site"})
+    assert op.state == "succeeded", op.error
+    again = world.public / "again"
+    assert again.stat().st_uid == (world.public / "index.html").stat().st_uid
+    assert tree(again / "site" / "public") == before
+    shutil.rmtree(again)
+    # A destination that is a link is refused on this file system too.
+    outside = Path(tempfile.mkdtemp(prefix="uhp-etc-"))
+    try:
+        shutil.rmtree(uploads)
+        uploads.symlink_to(outside)
+        op = restore(world, job, data)
+        assert op.state == "failed" and "is a symbolic link: refused" in op.error, op.error
+        assert list(outside.iterdir()) == [] and uploads.is_symlink()
+    finally:
+        shutil.rmtree(outside)
+    uploads.unlink()
+
+    # Out of space mid-copy: the snapshot's uploads (3 MB) do not fit on a 2 MB tmpfs.
+    subprocess.run(["umount", str(world.public)], check=True)  # the folder underneath
+    (uploads / "big.bin").unlink()
+    tmpfs(world.public, "2m")
+    live = tree(world.public)
+    op = restore(world, job, data)
+    assert op.state == "failed" and "No space left on device" in op.error, op.error
+    assert tree(world.public) == live and leftovers() == []
+    assert shutil.disk_usage(world.public).used < 1 << 20  # the partial copy is gone
+
+
+def test_placing_across_file_systems_keeps_set_id_bits_fifos_and_times(tmp_path):
+    """place.py alone (as the restores run it), from /dev/shm (tmpfs) into a home on
+    another file system: a set-uid file, a set-gid folder, a fifo and a link come out as
+    they went in, with their owners and times; nothing is left beside the destination."""
+    from backups.tasks import PLACE
+
+    src = Path(tempfile.mkdtemp(prefix="uhp-place-", dir="/dev/shm"))
+    try:
+        home = tmp_path / "home"
+        (home / "site").mkdir(parents=True)
+        (home / "site" / "old.txt").write_text("replaced")
+        tree_root = src / "site"
+        (tree_root / "bin").mkdir(parents=True)
+        (tree_root / "bin" / "tool").write_bytes(b"#!/bin/sh\n")
+        os.mkfifo(tree_root / "pipe")
+        (tree_root / "link").symlink_to("../../../etc/shadow")
+        for path, mode in ((tree_root / "bin" / "tool", 0o4750), (tree_root / "bin", 0o2770)):
+            os.chown(path, 4321, 4321)
+            os.chmod(path, mode)
+        os.lchown(tree_root / "link", 4321, 4321)
+        os.utime(tree_root / "bin" / "tool", ns=(1_000_000_000, 1_500_000_000))
+        assert src.stat().st_dev != home.stat().st_dev
+        want = {
+            p.relative_to(tree_root): (p.lstat().st_mode, p.lstat().st_uid, p.lstat().st_gid)
+            for p in tree_root.rglob("*")
+        }
+        argv = ["python3", "-c", PLACE, str(tree_root), str(home / "site"), str(home), "root"]
+        res = subprocess.run([*argv, "abcd1234"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        dest = home / "site"
+        got = {
+            p.relative_to(dest): (p.lstat().st_mode, p.lstat().st_uid, p.lstat().st_gid)
+            for p in dest.rglob("*")
+        }
+        assert got == want
+        assert os.readlink(dest / "link") == "../../../etc/shadow"
+        assert (dest / "bin" / "tool").stat().st_mtime_ns == 1_500_000_000
+        assert sorted(p.name for p in home.iterdir()) == ["site"]
+    finally:
+        shutil.rmtree(src)

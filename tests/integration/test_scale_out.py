@@ -345,6 +345,66 @@ def test_a_killed_worker_mid_operation_is_failed_cleanly_by_the_other(cluster, a
     dead = op(cluster, api, doomed)
     assert dead["state"] == "failed" and "worker" in dead["error"].lower()
     cluster.start_worker(holder)
+    wait_until(lambda: cluster.worker_running(holder), 60, "worker did not come back")
+
+
+def worker_name(cluster, n: int) -> str:
+    """The name worker ``n`` claims operations with (its row in core_worker)."""
+    pid = cluster.workers[n].pid
+    return wait_until(
+        lambda: (
+            (rows := cluster.sql("SELECT name FROM core_worker WHERE pid = %s", (pid,)))
+            and rows[0][0]
+        ),
+        30,
+        f"worker {n} never registered",
+    )
+
+
+def claims(cluster, name: str, uuids: list[str]) -> list[str]:
+    """Which of these operations the worker holds, queued (taken off the queue, not started)."""
+    rows = cluster.sql(
+        "SELECT uuid::text FROM core_operation WHERE worker = %s AND state = 'queued'", (name,)
+    )
+    return [uuid for (uuid,) in rows if uuid in uuids]
+
+
+def test_a_killed_worker_loses_none_of_the_tasks_it_had_taken(cluster, api, gate):
+    """SIGKILL to a worker whose cluster holds operations it took off the queue but could not
+    start yet (its only task process is busy): they are requeued and finish on the other
+    worker within seconds; its running one is failed. Nothing stays queued."""
+    gate.hold()
+    try:
+        first = start_op(cluster, api)
+        holder = holder_worker(cluster, gate, len(gate.peers))
+        wait_state(cluster, api, first, "running")
+        name = worker_name(cluster, holder)
+        others: list[str] = []
+        for _ in range(8):  # the other worker may take some: until the holder took one
+            others.append(start_op(cluster, api))
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: claims(cluster, name, others), 1.5, "", step=0.1)
+                break
+        taken = claims(cluster, name, others)
+        assert taken, "the busy worker took nothing off the queue"
+        os.killpg(cluster.workers[holder].pid, signal.SIGKILL)
+        cluster.workers[holder].wait(10)
+    finally:
+        gate.release()
+    started = time.monotonic()
+    for uuid in others:
+        assert wait_state(cluster, api, uuid, "succeeded", "failed", seconds=60)["state"] == (
+            "succeeded"
+        ), uuid
+    assert time.monotonic() - started < 45
+    dead = op(cluster, api, first)
+    assert dead["state"] == "failed" and "worker" in dead["error"].lower()
+    for uuid in taken:
+        log = api.get(f"{cluster.url}/api/v1/operations/{uuid}/log/").text
+        assert "queued again" in log, log
+    assert cluster.sql("SELECT count(*) FROM core_operation WHERE state = 'queued'") == [(0,)]
+    cluster.start_worker(holder)
+    wait_until(lambda: cluster.worker_running(holder), 60, "worker did not come back")
 
 
 def test_a_stopping_worker_finishes_its_operation_first(cluster, api, gate):
@@ -364,6 +424,7 @@ def test_a_stopping_worker_finishes_its_operation_first(cluster, api, gate):
     assert wait_state(cluster, api, running, "succeeded", "failed")["state"] == "succeeded"
     assert proc.wait(60) == 0
     cluster.start_worker(holder)
+    wait_until(lambda: cluster.worker_running(holder), 60, "worker did not come back")
 
 
 def test_a_draining_web_process_sends_its_sockets_elsewhere(cluster, api):
@@ -425,11 +486,15 @@ def test_browser_keeps_its_live_page_while_web_processes_die(cluster, api, gate)
             browser.close()
 
 
-def test_rolling_upgrade_keeps_answering(cluster, api):
-    """manage.py upgrade --pid-dir restarts the web processes one by one (a process manager
-    brings each back: here a thread of this test) while a client keeps asking through nginx:
-    no request fails."""
-    restarted: list[int] = []
+def test_rolling_upgrade_keeps_answering_and_loses_no_operation(cluster, api, gate):
+    """manage.py upgrade --pid-dir restarts the web processes one by one, then the workers
+    (a process manager brings each back: here a thread of this test) while a client keeps
+    asking through nginx: no request fails. An operation runs across its worker's restart
+    and finishes; those queued behind it finish too; a worker is stopped only once the one
+    before it runs again."""
+    restarted: list[str] = []
+    died: list[tuple[str, float]] = []
+    back: list[tuple[str, float]] = []
     stop = threading.Event()
 
     def manager():
@@ -437,7 +502,16 @@ def test_rolling_upgrade_keeps_answering(cluster, api):
             for port, proc in list(cluster.webs.items()):
                 if proc.poll() is not None:
                     cluster.start_web(port)
-                    restarted.append(port)
+                    restarted.append(f"web-{port}")
+            for n, proc in list(cluster.workers.items()):
+                if proc.poll() is not None:
+                    died.append((f"worker-{n}", time.monotonic()))
+                    cluster.start_worker(n)
+                    restarted.append(f"worker-{n}")
+            for n in cluster.workers:
+                key = f"worker-{n}"
+                if cluster.worker_running(n) and key in dict(died) and key not in dict(back):
+                    back.append((key, time.monotonic()))
             stop.wait(0.05)
 
     answers: list[int] = []
@@ -449,17 +523,57 @@ def test_rolling_upgrade_keeps_answering(cluster, api):
             except requests.RequestException:
                 answers.append(0)
 
-    threads = [threading.Thread(target=manager), threading.Thread(target=client)]
+    out: list[str] = []
+
+    def upgrade():
+        out.append(cluster.manage("upgrade", "--skip-migrate", "--pid-dir", str(cluster.var)))
+
+    threads = [threading.Thread(target=f) for f in (manager, client)]
     for t in threads:
         t.start()
+    runner = threading.Thread(target=upgrade)
     try:
-        before = {port: proc.pid for port, proc in cluster.webs.items()}
-        out = cluster.manage("upgrade", "--skip-migrate", "--pid-dir", str(cluster.var))
+        before = {
+            **{f"web-{port}": proc.pid for port, proc in cluster.webs.items()},
+            **{f"worker-{n}": proc.pid for n, proc in cluster.workers.items()},
+        }
+        runner.start()
+        # Once both web processes are back the workers are next: hold an operation then.
+        wait_until(lambda: {f"web-{p}" for p in cluster.web_ports} <= set(restarted), 120, "webs")
+        gate.hold()
+        across = start_op(cluster, api)
+        holder = holder_worker(cluster, gate, len(gate.peers))
+        wait_state(cluster, api, across, "running")
+        pid = cluster.workers[holder].pid
+        behind = [start_op(cluster, api) for _ in range(2)]
+        wait_until(
+            lambda: (
+                cluster.sql("SELECT stopping FROM core_worker WHERE pid = %s", (pid,)) == [(True,)]
+            ),
+            60,
+            "the holder was never told to stop",
+        )
+        assert op(cluster, api, across)["state"] == "running"
+        assert cluster.workers[holder].poll() is None  # it waits for its operation
+        gate.release()
+        runner.join(180)
     finally:
+        gate.release()
+        runner.join(180)
         stop.set()
         for t in threads:
             t.join(60)
-    assert "Restarted 2 web processes" in out
-    assert sorted(restarted) == sorted(cluster.web_ports)
-    assert all(cluster.webs[port].pid != pid for port, pid in before.items())
+    assert out and "Restarted 2 web processes and 2 workers" in out[0], out
+    assert sorted(restarted) == sorted(before), restarted
+    current = {
+        **{f"web-{port}": proc.pid for port, proc in cluster.webs.items()},
+        **{f"worker-{n}": proc.pid for n, proc in cluster.workers.items()},
+    }
+    assert all(current[key] != pid for key, pid in before.items())
+    # Rolling: the second worker stopped only after the first ran again.
+    (first, _), (second, second_died) = sorted(died, key=lambda d: d[1])
+    assert dict(back)[first] < second_died, (died, back)
+    for uuid in [across, *behind]:
+        assert wait_state(cluster, api, uuid, "succeeded", "failed")["state"] == "succeeded"
+    assert cluster.sql("SELECT count(*) FROM core_operation WHERE state = 'queued'") == [(0,)]
     assert answers and set(answers) == {200}, answers

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import threading
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
@@ -19,15 +18,9 @@ from channels.testing import WebsocketCommunicator
 from core.models import AuditEntry
 from servers.models import Server
 from tests.conftest import login, wait_until
-from tests.integration.conftest import (
-    SSH_HOST,
-    free_port,
-    start_sshd,
-    stop_pidfile,
-    wait_port,
-    world_readable_tmp,
-)
+from tests.integration.conftest import SSH_HOST
 from tests.integration.libvirt import (  # noqa: F401 - fixtures
+    libvirt_sshd,
     libvirtd,
     make_test_hypervisor,
     need_libvirt,
@@ -295,44 +288,11 @@ async def test_vnc_of_a_remote_hypervisor_goes_through_ssh(
     await comm.disconnect()
 
 
-# The remote end of libvirt's SSH transport runs virt-ssh-helper (or nc) against the
-# system daemon's socket; this machine's daemon is the test's private one, on its own
-# socket. The test sshd's key is held to a forced command (authorized_keys) that joins the
-# channel to that socket instead, as the helper would.
-BRIDGE = """import os, socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-def up():
-    while data := os.read(0, 65536):
-        s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-threading.Thread(target=up, daemon=True).start()
-while data := s.recv(65536):
-    os.write(1, data)
-"""
-
-
-@pytest.fixture(scope="module")
-def libvirt_sshd(libvirtd):  # noqa: F811
-    """A loopback sshd whose key reaches the private libvirtd as the system one."""
-    base = world_readable_tmp("uhp-libvirt-sshd-")
-    port = free_port(SSH_HOST)
-    daemon = start_sshd(base, SSH_HOST, port)
-    socket_path = libvirtd["uri"].split("socket=", 1)[1]
-    (base / "bridge.py").write_text(BRIDGE)
-    python = shutil.which("python3") or "/usr/bin/python3"
-    (base / "authorized_keys").write_text(
-        f'command="{python} {base}/bridge.py {socket_path}",environment="HOME={base}/home" '
-        f"{daemon.public_key}\n"
-    )
-    wait_port(SSH_HOST, port)
-    yield daemon
-    stop_pidfile(base / "sshd.pid")
-    shutil.rmtree(base, ignore_errors=True)
-
-
 async def test_serial_console_of_a_remote_hypervisor_goes_over_libvirt_ssh(
-    guest, libvirt_sshd, customer, admin_user
+    guest,
+    libvirt_sshd,  # noqa: F811
+    customer,
+    admin_user,
 ):
     """A qemu+libssh hypervisor end to end: the console's relay opens libvirt over libssh
     (the server's key, its pinned host key), through a real sshd, to the daemon running
@@ -363,7 +323,10 @@ async def test_serial_console_of_a_remote_hypervisor_goes_over_libvirt_ssh(
 
 
 async def test_a_remote_hypervisor_with_another_host_key_opens_no_console(
-    guest, libvirt_sshd, customer, admin_user
+    guest,
+    libvirt_sshd,  # noqa: F811
+    customer,
+    admin_user,
 ):
     """libvirt's libssh transport is held to the pinned host key: another key refuses."""
     from servers.transport import generate_keypair

@@ -303,3 +303,163 @@ def test_libvirtd_dying_mid_create_fails_cleanly_and_a_retry_works(
     vps.refresh_from_db()
     assert vps.state == Vps.State.RUNNING
     assert conn.lookupByName(vps.domain_name).isActive()
+
+
+def _local_hypervisor(libvirtd, owner, name: str) -> Hypervisor:  # noqa: F811
+    server = Server.objects.create(
+        name=name, address="127.0.0.1", transport=Server.Transport.LOCAL, owner=owner
+    )
+    return Hypervisor.objects.create(
+        server=server,
+        uri=libvirtd["uri"],
+        storage_pool=libvirtd["pool"],
+        network="",
+        status=Hypervisor.Status.ONLINE,
+        cpus=4,
+        memory_mib=4096,
+        storage_gib=50,
+    )
+
+
+def test_libvirtd_killed_during_a_start_fails_honestly_and_a_retry_starts_it(
+    libvirtd,  # noqa: F811
+    run,
+    tmp_path,
+    settings,
+    admin_user,
+):
+    """SIGKILL of libvirtd while the start is inside the daemon (held at a real qemu hook):
+    the Operation fails saying libvirt stopped answering, the VPS shows an error saying its
+    state is unknown (not "stopped", not "running"); with the daemon back a retry runs it."""
+    import threading
+    import uuid as uuidlib
+
+    from core.operations import retry_operation
+    from tests.integration.libvirt import kill_libvirtd, start_gate
+
+    settings.VAR_DIR = tmp_path
+    hv = _local_hypervisor(libvirtd, admin_user, "kvm5")
+    plan = VpsPlan.objects.create(
+        name="Nano5", vcpus=1, memory_mib=64, disk_gib=1, ip_count=0, ipv6=False
+    )
+    vps = Vps.objects.create(
+        uuid=uuidlib.uuid4(),
+        hostname="gated",
+        owner=admin_user,
+        plan=plan,
+        hypervisor=hv,
+        state=Vps.State.STOPPED,
+        vnc_password="x",
+    )
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    with start_gate(libvirtd, gate):
+        libvirtd["conn"].defineXML(
+            f"<domain type='qemu'><name>{vps.domain_name}</name><memory unit='MiB'>64</memory>"
+            "<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>"
+            "<devices/></domain>"
+        )
+        (gate / f"{vps.domain_name}.hold").touch()
+        killed = threading.Event()
+
+        def kill_when_held():
+            reached = gate / f"{vps.domain_name}.reached"
+            for _ in range(300):
+                if reached.exists():
+                    kill_libvirtd(libvirtd)
+                    killed.set()
+                    return
+                threading.Event().wait(0.05)
+
+        killer = threading.Thread(target=kill_when_held)
+        killer.start()
+        run(services.do_power, vps, actor=admin_user, action="start")
+        killer.join()
+        assert killed.is_set(), "the start never reached the hook"
+        op = _last_op(vps)
+        assert op.state == "failed"
+        assert "start was interrupted: libvirt on" in op.error
+        assert "stopped answering" in op.error
+        vps.refresh_from_db()
+        assert vps.state == Vps.State.ERROR
+        assert "state is unknown until libvirt answers again" in vps.state_message
+    # The daemon is back (without the hook). The inventory reads the real state: the
+    # start never got past the hook, so the domain is off, and the unknown is cleared.
+    run(services.start_refresh, hv, actor=admin_user)
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.STOPPED and vps.state_message == ""
+    # The retry starts the domain for real.
+    retried = run(retry_operation, op, actor=admin_user)
+    retried.refresh_from_db()
+    assert retried.state == "succeeded", retried.error_detail or retried.error
+    vps.refresh_from_db()
+    assert vps.state == Vps.State.RUNNING and vps.state_message == ""
+    dom = libvirtd["conn"].lookupByName(vps.domain_name)
+    assert dom.isActive()
+    dom.destroy()
+    dom.undefine()
+
+
+def test_libvirtd_killed_during_an_image_copy_leaves_no_ready_half_volume(
+    libvirtd,  # noqa: F811
+    run,
+    tmp_path,
+    settings,
+    admin_user,
+    monkeypatch,
+):
+    """SIGKILL of libvirtd after 2 of 8 MiB were streamed: the copy fails saying how far it
+    got and that the partial volume could not be removed; the volume's record is failed,
+    not ready. With the daemon back the half volume is still in the pool (nobody could
+    delete it); the retry removes it first and copies the whole image."""
+    import hashlib
+    import os
+
+    from core.operations import retry_operation
+    from tests.integration.libvirt import kill_libvirtd, start_libvirtd
+    from vps.models import ImageCopy
+
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setattr(lv, "UPLOAD_CHUNK", 1 << 20)
+    src = tmp_path / "big.raw"
+    src.write_bytes(os.urandom(8 << 20))
+    with src.open("rb") as f:  # no hypervisor yet: nothing copied
+        image = run(services.do_create_image, actor=admin_user, data={"name": "Big"}, upload=f)
+    hv = _local_hypervisor(libvirtd, admin_user, "kvm6")
+    real = lv.LibvirtSession._upload
+
+    def upload_then_daemon_dies(self, vol, path, length=None, progress=None):
+        def report(sent, total):
+            if progress is not None:
+                progress(sent, total)
+            if sent == 2 << 20:
+                kill_libvirtd(libvirtd)
+
+        return real(self, vol, path, length, report)
+
+    monkeypatch.setattr(lv.LibvirtSession, "_upload", upload_then_daemon_dies)
+    run(services.do_copy_image, image, actor=admin_user)
+    op = Operation.objects.filter(kind="vps.image_upload").latest("created_at")
+    assert op.state == "failed"
+    assert "stopped after 2 of 8 MiB: libvirt stopped answering" in op.error
+    assert "the partial volume could not be removed" in op.error
+    record = ImageCopy.objects.get(image=image, hypervisor=hv)
+    assert record.state == ImageCopy.State.FAILED and "could not be removed" in record.message
+
+    monkeypatch.setattr(lv.LibvirtSession, "_upload", real)
+    start_libvirtd(libvirtd)
+    pool = libvirtd["conn"].storagePoolLookupByName(libvirtd["pool"])
+    pool.refresh(0)
+    assert image.volume_name in pool.listVolumes()  # the half volume, left on the disk
+    retried = run(retry_operation, op, actor=admin_user)
+    retried.refresh_from_db()
+    assert retried.state == "succeeded", retried.error_detail or retried.error
+    assert retried.lines.filter(message__contains="no finished copy made").exists()
+    assert "copied to" in retried.message
+    record.refresh_from_db()
+    assert record.state == ImageCopy.State.READY
+    pool.refresh(0)
+    vol = pool.storageVolLookupByName(image.volume_name)
+    with open(vol.path(), "rb") as copied:
+        assert hashlib.sha256(copied.read()).hexdigest() == image.sha256
+    vol.delete(0)

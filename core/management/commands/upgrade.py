@@ -9,7 +9,10 @@ until it is ready again, so nginx always has one to send requests to:
   collector and the VPS event listener;
 - otherwise, with --pid-dir: each web process started with `runweb --pidfile DIR/web-PORT.pid`
   gets SIGTERM (it drains), and the command waits for the process manager to start it again
-  (a new pid in the file) and for it to be ready.
+  (a new pid in the file) and for it to be ready; then each worker started with
+  `qcluster --pidfile DIR/worker-N.pid` the same way (it gives back the operations it had not
+  started, finishes the one it runs, and the next worker is stopped only once the new one
+  runs: its pid file is written when its cluster has started).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ UNIT_PATTERNS = [
 ]
 WEB_UNIT = re.compile(r"panel-web@(\d{1,5})\.service")
 WEB_PIDFILE = re.compile(r"web-(\d{1,5})\.pid")
+WORKER_PIDFILE = re.compile(r"worker-([A-Za-z0-9_]{1,20})\.pid")
 
 
 def systemd_running() -> bool:
@@ -79,8 +83,20 @@ class Command(BaseCommand):
         parser.add_argument("--no-static", action="store_true", help="skip collectstatic")
         parser.add_argument("--pid-dir", default="", help="runweb pid files (no systemd)")
         parser.add_argument("--ready-timeout", type=float, default=60.0)
+        # A stopping worker finishes its operation first (systemd waits TimeoutStopSec=600).
+        parser.add_argument("--worker-timeout", type=float, default=660.0)
 
-    def handle(self, *args, skip_migrate, no_restart, no_static, pid_dir, ready_timeout, **options):
+    def handle(
+        self,
+        *args,
+        skip_migrate,
+        no_restart,
+        no_static,
+        pid_dir,
+        ready_timeout,
+        worker_timeout,
+        **options,
+    ):
         if not skip_migrate:
             self.stdout.write("Applying migrations")
             call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
@@ -90,7 +106,7 @@ class Command(BaseCommand):
         if no_restart:
             return
         if pid_dir:
-            self.restart_pids(Path(pid_dir), ready_timeout)
+            self.restart_pids(Path(pid_dir), ready_timeout, worker_timeout)
         elif systemd_running():
             self.restart_units(ready_timeout)
         else:
@@ -119,20 +135,34 @@ class Command(BaseCommand):
                 wait_for(lambda port=port: ready(port), ready_timeout, f"{unit} was not ready")
         self.stdout.write(self.style.SUCCESS(f"Restarted {len(units)} units."))
 
-    def restart_pids(self, pid_dir: Path, ready_timeout: float) -> None:
-        files = sorted(p for p in pid_dir.glob("web-*.pid") if WEB_PIDFILE.fullmatch(p.name))
-        for pidfile in files:
+    def restart_pids(self, pid_dir: Path, ready_timeout: float, worker_timeout: float) -> None:
+        webs = sorted(p for p in pid_dir.glob("web-*.pid") if WEB_PIDFILE.fullmatch(p.name))
+        for pidfile in webs:
             port = int(WEB_PIDFILE.fullmatch(pidfile.name).group(1))
-            old = read_pid(pidfile)
-            if old is None:
-                continue
-            self.stdout.write(f"Restarting the web process on port {port} (pid {old})")
-            with contextlib.suppress(ProcessLookupError):  # gone already: wait for the next
-                os.kill(old, signal.SIGTERM)
+            self.restart_one(
+                pidfile,
+                f"the web process on port {port}",
+                lambda port=port: ready(port),
+                ready_timeout,
+            )
+        found = [p for p in pid_dir.glob("worker-*.pid") if WORKER_PIDFILE.fullmatch(p.name)]
+        for pidfile in sorted(found):
+            # Its new pid is written once its cluster runs: that is "ready" for a worker.
+            self.restart_one(pidfile, f"worker {pidfile.stem[7:]}", lambda: True, worker_timeout)
+        self.stdout.write(
+            self.style.SUCCESS(f"Restarted {len(webs)} web processes and {len(found)} workers.")
+        )
 
-            def restarted(pidfile=pidfile, old=old, port=port) -> bool:
-                new = read_pid(pidfile)
-                return new is not None and new != old and ready(port)
+    def restart_one(self, pidfile: Path, what: str, is_ready, timeout: float) -> None:
+        old = read_pid(pidfile)
+        if old is None:
+            return
+        self.stdout.write(f"Restarting {what} (pid {old})")
+        with contextlib.suppress(ProcessLookupError):  # gone already: wait for the next
+            os.kill(old, signal.SIGTERM)
 
-            wait_for(restarted, ready_timeout, f"the web process on {port} was not back")
-        self.stdout.write(self.style.SUCCESS(f"Restarted {len(files)} web processes."))
+        def restarted() -> bool:
+            new = read_pid(pidfile)
+            return new is not None and new != old and is_ready()
+
+        wait_for(restarted, timeout, f"{what} was not back")
