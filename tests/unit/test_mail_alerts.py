@@ -49,3 +49,14 @@ def test_the_sources_and_the_schedule_are_registered():
     kinds = dict(kind_choices())
     assert "mail_quota" in kinds and "mail_dns" in kinds
     assert any(r.func == "mail.alerts.check_all" for r in declared())
+
+
+def test_the_scheduled_dns_check_skips_domains_already_waiting(box):
+    from mail.alerts import check_all
+
+    assert check_all() == 1
+    assert check_all() == 0  # its check is queued already
+    MailDomain.objects.update(suspended=True)
+    MailDomain.objects.create(owner=box.domain.owner, server=box.domain.server,
+                              domain="other.example.com", suspended=True)  # fmt: skip
+    assert check_all() == 0
