@@ -106,3 +106,18 @@ def test_the_list_query_is_answered_by_the_owner_index(request, model, persona):
             plan = _plan(qs)
         assert [step for step in plan if "Index Cond: (owner_id =" in step], plan
         assert not [step for step in plan if f"Seq Scan on {table}" in step], plan
+
+
+def test_model_level_may_agrees_with_the_full_scope(personas, billing_user):
+    """``may(user, action, Model)`` answers without building the scope's subqueries (the
+    admin asks it for every model on every page): it must say what ``scope`` would."""
+    from django.contrib.admin.sites import site
+
+    from core import policy
+
+    actions = (VIEW, CHANGE, DELETE, APPLY, policy.TERMINAL, policy.CANCEL, policy.RETRY)
+    for user in [*personas.values(), billing_user]:
+        for model in site._registry:  # every model the admin's menu asks about
+            for action in actions:
+                expected = policy.scope(model, user, action) is not False
+                assert may(user, action, model) is expected, (user.role, model, action)
