@@ -440,6 +440,15 @@ def test_submission_sends_only_as_the_mailboxes_own_addresses(
                 f"5.7.1 header From ceo@{other} is not an address info@{DOMAIN} may send as"
                 in refused.value.smtp_error.decode()
             ), refused.value
+        # The list OpenDKIM checks against cannot be read: try again later (451).
+        logins = Path(paths["profile"]["opendkim_dir"]) / "SenderLogins"
+        logins.rename(logins.with_suffix(".away"))
+        try:
+            with pytest.raises(smtplib.SMTPDataError) as later:
+                smtp.send_message(message(f"boss@{FOREIGN}", "no list", f"info@{DOMAIN}"))
+            assert later.value.smtp_code == 451, later.value
+        finally:
+            logins.with_suffix(".away").rename(logins)
         smtp.send_message(message(f"boss@{FOREIGN}", "as the alias", f"sales@{DOMAIN}"))
         smtp.send_message(
             message(f"boss@{FOREIGN}", "alias header", f"Sales <sales@{DOMAIN}>"),
