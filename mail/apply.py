@@ -39,7 +39,8 @@ DOVECOT_CHECK = (HERE / "dovecot_check.sh").read_text()
 DOVECOT_RELOAD = (HERE / "dovecot_reload.sh").read_text()
 DKIM_CHECK = (HERE / "dkim_check.sh").read_text()
 DKIM_RELOAD = (HERE / "dkim_reload.sh").read_text()
-MAPS = ("domains", "mailboxes", "aliases", "senders")
+MAPS = ("domains", "mailboxes", "aliases", "senders", "local_senders")
+LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 HEADER = "# Managed by the hosting panel: changes here are reported as drift and undone.\n"
 CHUNK = 500
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,200}")
@@ -297,6 +298,48 @@ def render_maps(
     return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
 
 
+def render_local_senders(
+    hostname: str, trusted: list[str], sites: list[tuple[str, list[str]]]
+) -> str:
+    """``local_login_sender_maps``: the envelope senders each UNIX login may give the
+    sendmail binary. ``trusted`` logins (root, the maildirs' owner) anything; a site's Linux
+    user (``sites``: login, its sites' names on this server) any address of its own sites'
+    names and itself (bare and at the mail host name: cron's and ``mail()``'s default);
+    anyone else nothing (postdrop refuses the message)."""
+    lines = [HEADER.rstrip("\n")]
+    lines.extend(f"{login} *" for login in trusted if LOGIN.fullmatch(login))
+    names: dict[str, set[str]] = {}
+    for login, domains in sites:
+        if LOGIN.fullmatch(login) and login not in trusted:
+            names.setdefault(login, set()).update(
+                # Never the host name: root@ and vmail@ it are trusted (panel-setup.lua).
+                d.lower()
+                for d in domains
+                if DOMAIN.fullmatch(d) and d.lower() != hostname
+            )
+    for login in sorted(names):
+        # Without -f sendmail gives the bare login (qualified later with myorigin).
+        own = [login, *([f"{login}@{hostname}"] if DOMAIN.fullmatch(hostname) else [])]
+        lines.append(" ".join([login, *own, *(f"@{d}" for d in sorted(names[login]))]))
+    return "\n".join(lines) + "\n"
+
+
+def _site_logins(server) -> list[tuple[str, list[str]]]:
+    """(Linux user, its live sites' names) of each system account of ``server``."""
+    from websites.models import SystemAccount, Website
+
+    accounts = dict(SystemAccount.objects.filter(server=server).values_list("user_id", "name"))
+    out = []
+    sites = (
+        Website.objects.filter(server=server, owner_id__in=list(accounts))
+        .exclude(status=Website.Status.DELETING)
+        .values_list("owner_id", "domain", "aliases")
+    )
+    for owner_id, domain, aliases in sites:
+        out.append((accounts[owner_id], [domain, *aliases.split()]))
+    return out
+
+
 def render_sender_logins(senders: str) -> str:
     """OpenDKIM's view of the senders map (mail/conf/panel-setup.lua): one ``login>address``
     key a line (``login>@domain`` for a catch-all), the header From a login may sign as."""
@@ -453,6 +496,11 @@ class MailFiles:
                 MailAlias.objects.filter(domain__in=domains).order_by("domain_id", "local_part")
             )
             rendered = render_maps(domains, boxes, aliases)
+            rendered["local_senders"] = render_local_senders(
+                config.hostname_of(server, profile),
+                ["root", profile.vmail_user],
+                _site_logins(server),
+            )
             for name, text in rendered.items():
                 yield ManagedFile(
                     path=f"{map_dir}/{name}",

@@ -239,7 +239,15 @@ def render_config(server, profile) -> dict[str, tuple[str, str]]:
         safe_keys="false" if str(profile.opendkim_safe_keys) == "no" else "true",
     )
     hooks = {
-        f"{dkim_dir}/{name}": ("opendkim", render(text, senders=f"{dkim_dir}/{SENDER_LOGINS}"))
+        f"{dkim_dir}/{name}": (
+            "opendkim",
+            render(
+                text,
+                senders=f"{dkim_dir}/{SENDER_LOGINS}",
+                hostname=hostname,
+                vmail_user=vmail_user,
+            ),
+        )
         for name, text in HOOKS.items()
     }
     return {

@@ -172,12 +172,22 @@ def start_command_of(value, kind: str) -> str:
 
 
 def _units_of(site: Website) -> set[str]:
-    """The units a change of ``site`` applies: its own, the catch-all, and for app sites the
-    runner their programs start through."""
+    """The units a change of ``site`` applies: its own, the catch-all, for app sites the
+    runner their programs start through, and on a mail server the mail maps (the envelope
+    senders its Linux user may use with sendmail, mail/apply.py)."""
     units = {site.unit, DEFAULT_UNIT}
     if site.is_app:
         units.add(appsites.RUNNER_UNIT)
-    return units
+    return units | _mail_units(site)
+
+
+def _mail_units(site: Website) -> set[str]:
+    """On a mail server, the mail maps: they list the envelope senders each site's Linux
+    user may use with sendmail (local_senders, mail/apply.py)."""
+    from mail import config as mail_config
+    from mail.models import MAPS_UNIT
+
+    return {MAPS_UNIT} if mail_config.configured(site.server) else set()
 
 
 # --- the lifecycle: create, suspend, unsuspend, delete ------------------------------------
@@ -298,7 +308,8 @@ def _owner_for(actor, owner):
 
 
 def _start(site: Website, kind: str, task: str, *, actor, units: set[str]):
-    mark_dirty(site.server, {*units, DEFAULT_UNIT})  # the catch-all follows the sites
+    # The catch-all follows the sites, and so do the mail maps.
+    mark_dirty(site.server, {*units, DEFAULT_UNIT, *_mail_units(site)})
     return start_operation(
         kind=kind,
         task=task,

@@ -3,10 +3,17 @@
 -- * Logged in on submission ({auth_authen}): every address in the header From must be one
 --   the login may send as (SENDERS: "login>address" and "login>@domain" lines, rendered
 --   from the panel's senders map); otherwise panel-final.lua refuses the message (550).
--- * The sendmail binary ({daemon_name} LOCAL; only root and the vmail user may submit):
---   signed by the header From's domain.
+-- * The sendmail binary ({daemon_name} LOCAL): Postfix already held the envelope sender
+--   ({mail_addr}) to what the UNIX login may use (local_login_sender_maps). Signed by its
+--   single header From when that From's domain is the envelope's, or the envelope is one
+--   only root and the vmail user may use (empty: auto-replies; their own names); anything
+--   else (a site's mail() with another domain's From) is refused by panel-final.lua.
 -- * Anything else (port 25, even from mynetworks) is verified, never signed.
 local SENDERS = "{{senders}}"
+local TRUSTED = {
+  [""] = true, ["<>"] = true, ["root"] = true, ["root@{{hostname}}"] = true,
+  ["{{vmail_user}}"] = true, ["{{vmail_user}}@{{hostname}}"] = true,
+}
 local PATTERN = "[^%s<>,;:\"()%[%]\\]+@[^%s<>,;:\"()%[%]\\]+"
 
 local function addresses(value)
@@ -27,8 +34,17 @@ local single = from ~= nil and odkim.get_header(ctx, "From", 1) == nil and #foun
 
 if user == nil or user == "" then
   if odkim.get_mtasymbol(ctx, "{daemon_name}") == "LOCAL" then
-    if single then
-      odkim.signfor(ctx, found[1])
+    -- Only root and the vmail user may use an empty envelope or their own name (the map).
+    local envelope = string.lower(odkim.get_mtasymbol(ctx, "{mail_addr}") or "")
+    if from ~= nil and not single and not TRUSTED[envelope] then
+      odkim.export(ctx, "panel_refused", "(not one address)", "panel_user", envelope)
+    elseif single then
+      local domain = string.match(found[1], "@(.*)$")
+      if TRUSTED[envelope] or string.match(envelope, "@(.*)$") == domain then
+        odkim.signfor(ctx, found[1])
+      else
+        odkim.export(ctx, "panel_refused", found[1], "panel_user", envelope)
+      end
     end
   else
     odkim.verify(ctx)

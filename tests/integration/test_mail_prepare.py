@@ -464,34 +464,98 @@ def test_submission_sends_only_as_the_mailboxes_own_addresses(
         assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent, sent
 
 
-def sendmail_as(paths, user: str, text: str) -> subprocess.CompletedProcess:
+def sendmail_as(paths, user: str, text: str, *args: str) -> subprocess.CompletedProcess:
     """The sendmail binary run by ``user`` against the private instance: its set-gid
     postdrop trusts only /etc/postfix, so that is the private configuration here (a mount
     namespace of this command alone)."""
-    script = 'mount --bind "$1" /etc/postfix && exec runuser -u "$2" -- sendmail -t'
+    script = 'mount --bind "$1" /etc/postfix && shift && exec runuser -u "$@"'
     return subprocess.run(
-        ["unshare", "-m", "sh", "-c", script, "sendmail-as", str(paths["conf"]), user],
+        ["unshare", "-m", "sh", "-c", script, "sendmail-as", str(paths["conf"]), user,
+         "--", "sendmail", "-t", *args],
         input=text, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
 
 
-def test_only_root_and_vmail_submit_through_sendmail(paths, prepared, catcher):
-    """Local submission carries no login to check a header From against: the sendmail
-    binary is for root and the maildirs' owner (auto-replies) only; anyone else is refused
-    before the mail reaches the queue. What vmail submits is signed by its header From."""
+SITE_USER = "panelsite1"  # a site's Linux user (PHP's mail(), cron run sendmail as it)
+
+
+def ensure_site_user() -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(SITE_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", SITE_USER], check=True)  # fmt: skip
+
+
+def test_sendmail_takes_each_login_s_own_senders_and_signs_only_matching_mail(
+    paths, prepared, owner, catcher, django_capture_on_commit_callbacks
+):
+    """Local submission carries no SASL login: Postfix holds each UNIX login to the envelope
+    senders the panel gives it (local_login_sender_maps): a site's Linux user its own sites'
+    domains and itself, root and vmail anything, anyone else nothing. OpenDKIM signs a
+    site user's mail only when the header From domain is the envelope's and refuses it
+    otherwise; root's and vmail's (auto-replies) are signed by the header From as before."""
+    from mail.models import MAPS_UNIT
+    from servers.services import start_apply
+    from websites.models import SystemAccount, Website
+
+    ensure_site_user()
+    customer = make_user("victim@example.com", Role.CUSTOMER)
+    Subscription.objects.create(user=customer, plan=Plan.objects.create(name="p2", mailboxes=1))
+    other = "victim.example.test"
+    server = prepared.server
+    SystemAccount.objects.create(server=server, user=owner, name=SITE_USER)
+    Website.objects.create(domain=DOMAIN, aliases=f"www.{DOMAIN}", server=server, owner=owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.do_create_mail_domain(actor=customer, data={"domain": other, "server": server})
+        start_apply(server, actor=owner, units={MAPS_UNIT})
+    local = (Path(paths["profile"]["mail_map_dir"]) / "local_senders").read_text()
+    assert f"{SITE_USER} {SITE_USER} {SITE_USER}@mx.panel.test @{DOMAIN} @www.{DOMAIN}" in local, (
+        local
+    )
     _controller, handler = catcher
-    res = sendmail_as(
-        paths, "nobody", f"From: info@{DOMAIN}\nTo: boss@{FOREIGN}\nSubject: by nobody\n\nx\n"
-    )
-    assert res.returncode != 0 and "not allowed to submit mail" in res.stderr, res
-    res = sendmail_as(
-        paths, "vmail", f"From: info@{DOMAIN}\nTo: boss@{FOREIGN}\nSubject: by vmail\n\nx\n"
-    )
+
+    def mail(subject: str, header_from: str) -> str:
+        return f"From: {header_from}\nTo: boss@{FOREIGN}\nSubject: {subject}\n\nx\n"
+
+    def sent(subject: str) -> bytes:
+        wait_until(lambda: any(subject.encode() in m.content for m in handler.messages), 30)
+        return next(m.content for m in handler.messages if subject.encode() in m.content)
+
+    # The site user: its own domain, envelope and header From alike: delivered, signed.
+    res = sendmail_as(paths, SITE_USER, mail("site own", f"web@{DOMAIN}"), "-f", f"web@{DOMAIN}")
     assert res.returncode == 0, res
-    wait_until(lambda: any(b"by vmail" in m.content for m in handler.messages), 30)
-    sent = next(m.content for m in handler.messages if b"by vmail" in m.content)
-    assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent, sent
-    assert not any(b"by nobody" in m.content for m in handler.messages)
+    # Another customer's domain (or a foreign one) as envelope sender: refused by postdrop.
+    for sender in (f"ceo@{other}", f"x@{FOREIGN}"):
+        res = sendmail_as(paths, SITE_USER, mail(f"site as {sender}", sender), "-f", sender)
+        assert res.returncode != 0 and "not authorized to use sender" in res.stderr, (sender, res)
+    # Its own envelope, another domain's header From: refused by OpenDKIM's hooks (550),
+    # bounced to the envelope sender, never signed nor sent; so is a header From of its own
+    # site behind the default envelope (itself at the host name: PHP's mail() without -f).
+    res = sendmail_as(paths, SITE_USER, mail("site header", f"ceo@{other}"), "-f", f"web@{DOMAIN}")
+    assert res.returncode == 0, res
+    res = sendmail_as(paths, SITE_USER, mail("site default", f"web@{DOMAIN}"))
+    assert res.returncode == 0, res
+    log = Path(paths["profile"]["postfix_log_file"])
+    refusals = (
+        f"5.7.1 header From ceo@{other} is not an address web@{DOMAIN} may send as",
+        f"5.7.1 header From web@{DOMAIN} is not an address {SITE_USER}@mx.panel.test may",
+    )
+    wait_until(lambda: all(r in log.read_text() for r in refusals), 30)
+    # Anyone the panel knows nothing of: refused.
+    res = sendmail_as(paths, "nobody", mail("by nobody", f"info@{DOMAIN}"))
+    assert res.returncode != 0 and "not authorized to use sender" in res.stderr, res
+    # root and vmail (auto-replies): any sender, signed by the header From.
+    for user in ("root", "vmail"):
+        res = sendmail_as(paths, user, mail(f"by {user}", f"info@{DOMAIN}"))
+        assert res.returncode == 0, res
+    for subject in ("site own", "by root", "by vmail"):
+        message_ = sent(subject)
+        assert b"DKIM-Signature:" in message_ and f"d={DOMAIN}".encode() in message_, message_
+    for subject in (b"site as", b"by nobody", b"site header", b"site default"):
+        assert not any(subject in m.content for m in handler.messages), subject
 
 
 def test_auto_responder_window_and_a_script_sievec_refuses(
