@@ -6,3 +6,14 @@ class BillingConfig(AppConfig):
 
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self):
+        from billing.payments_views import invoice_section
+        from core import schedules
+        from core.sections import add_section
+
+        # Daily: dunning steps are counted in days after the due date.
+        schedules.every(24 * 60, "billing.tasks.run_dunning", name="billing.dunning")
+        add_section(
+            "billing.invoice_detail", "billing/partials/invoice_payments.html", invoice_section
+        )

@@ -11,3 +11,11 @@ def send_invoices(ids: list[int]) -> str:
     for invoice in Invoice.objects.select_related("customer").filter(pk__in=ids):
         sent += documents.send_invoice(invoice)
     return f"{sent} of {len(ids)} sent"
+
+
+def run_dunning() -> str:
+    """The daily schedule: reminders, suspensions and reactivations (billing.dunning)."""
+    from billing import dunning
+
+    counts = dunning.run()
+    return ", ".join(f"{n} {what}" for what, n in counts.items())

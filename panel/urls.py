@@ -44,6 +44,8 @@ urlpatterns = [
         views.share_remove,
         name="share_remove",
     ),
+    # Billing's payment pages (their own module beside billing/urls.py).
+    path("billing/payments/", include("billing.payments_urls")),
     *app_urls(),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
