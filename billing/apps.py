@@ -14,6 +14,7 @@ class BillingConfig(AppConfig):
 
         # Daily: dunning steps are counted in days after the due date.
         schedules.every(24 * 60, "billing.tasks.run_dunning", name="billing.dunning")
+        schedules.every(10, "billing.tasks.reactivate_paid", name="billing.reactivate_paid")
         add_section(
             "billing.invoice_detail", "billing/partials/invoice_payments.html", invoice_section
         )

@@ -112,7 +112,9 @@ def _remind(invoice: Invoice, reminder_day: int, days: int) -> bool:
 def suspend_account(invoice: Invoice, days: int) -> int:
     """Suspend what the customer runs that is not suspended already; returns how many."""
     # Once per invoice: services staff reactivate by hand afterwards are left alone.
-    if not _step(invoice, DunningStep.Kind.SUSPEND, days, "services of the account suspended"):
+    if invoice.dunning_steps.filter(kind=DunningStep.Kind.SUSPEND).exists() or not _step(
+        invoice, DunningStep.Kind.SUSPEND, days, "services of the account suspended"
+    ):
         return 0
     count = 0
     for service, obj, label in _unsuspended_services(invoice.customer_id):

@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from core.fields import EncryptedTextField
-from core.policy import ADMIN, CHANGE, VIEW, PolicyQuerySet, Rules
+from core.policy import ADMIN, CHANGE, DELETE, VIEW, PolicyQuerySet, Rules
 
 
 class StripeAccount(models.Model):
@@ -89,7 +89,7 @@ class PaymentCard(models.Model):
     objects = PolicyQuerySet.as_manager()
     policy = Rules(
         owner="user",
-        owner_may=frozenset({VIEW, CHANGE}),
+        owner_may=frozenset({VIEW, CHANGE, DELETE}),
         billing_may=frozenset({VIEW}),
         reseller_reaches_customers=False,
     )

@@ -10,7 +10,7 @@ from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -144,13 +144,15 @@ def pay_invoice(request, uuid):
 @login_required
 @require_GET
 def dunning_queue(request):
-    """Staff who may record payments: overdue invoices and what dunning did about each."""
+    """Staff who may record payments: overdue invoices (or ones dunning acted on) and what
+    dunning did about each."""
     if not may(request.user, RECORD_PAYMENT, Invoice):
         raise Http404
     today = timezone.localdate()
     invoices = (
         restrict(Invoice, request.user, VIEW)
-        .filter(kind=Invoice.Kind.INVOICE, state=Invoice.State.ISSUED, due_date__lt=today)
+        .filter(kind=Invoice.Kind.INVOICE, state=Invoice.State.ISSUED)
+        .filter(Q(due_date__lt=today) | Q(pk__in=DunningStep.objects.values("invoice")))
         .select_related("customer")
         .prefetch_related(
             Prefetch("dunning_steps", queryset=DunningStep.objects.order_by("created_at")),

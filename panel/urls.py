@@ -49,6 +49,7 @@ urlpatterns = [
     *app_urls(),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("billing.api.payments_urls")),
     path("api/v1/", include("panel.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

@@ -211,3 +211,42 @@ def test_outsiders_cannot_pay_or_touch_cards(invoice, customer, mallory, reselle
     login(reseller).post(reverse("billing_pay_invoice", args=[invoice.uuid]))
     invoice.refresh_from_db()
     assert invoice.state == Invoice.State.ISSUED and PaymentCard.objects.filter(pk=card.pk).exists()
+
+
+def test_api_cards_and_pay_with_visibility(invoice, customer, mallory, standin):
+    api = login(customer)
+    setup = api.post("/api/v1/payment-methods/setup/").json()
+    stripe_client.confirm_setup_intent(setup["setup_intent"], "pm_card_mastercard")
+    saved = api.post(
+        "/api/v1/payment-methods/", {"setup_intent": setup["setup_intent"]}, "application/json"
+    )
+    assert saved.status_code == 201 and saved.json()["last4"] == "4444"
+    card = saved.json()["uuid"]
+    save_card(customer)
+    listed = api.get("/api/v1/payment-methods/").json()
+    assert [c["is_default"] for c in listed["results"]] == [True, False]
+    assert "stripe_id" not in listed["results"][0]
+    # Query count does not grow with the number of cards.
+    from tests.conftest import queries_for
+
+    few = queries_for(api, "/api/v1/payment-methods/")
+    save_card(customer)
+    assert queries_for(api, "/api/v1/payment-methods/") == few
+
+    outsider = login(mallory)
+    assert outsider.get("/api/v1/payment-methods/").json()["results"] == []
+    assert outsider.delete(f"/api/v1/payment-methods/{card}/").status_code == 404
+    assert outsider.post(f"/api/v1/invoices/{invoice.uuid}/pay/").status_code == 404
+    assert (
+        outsider.post(
+            f"/api/v1/invoices/{invoice.uuid}/pay/", {"card": card}, "application/json"
+        ).status_code
+        == 404
+    )
+
+    paid = api.post(f"/api/v1/invoices/{invoice.uuid}/pay/", {"card": card}, "application/json")
+    assert paid.status_code == 200 and paid.json()["state"] == "succeeded"
+    again = api.post(f"/api/v1/invoices/{invoice.uuid}/pay/")
+    assert again.status_code == 400
+    assert api.delete(f"/api/v1/payment-methods/{card}/").status_code == 204
+    assert not PaymentCard.objects.filter(uuid=card).exists()
