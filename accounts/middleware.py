@@ -15,8 +15,8 @@ from django.http import HttpResponseForbidden, JsonResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django_otp import user_has_device
 
+from accounts.devices import has_confirmed_device
 from accounts.throttle import client_ip
 from accounts.validators import ip_allowed
 from core.audit import current_ip
@@ -88,7 +88,7 @@ class SecurityPolicyMiddleware:
     def _second_factor(self, request, user):
         if user.is_verified() or request.path.startswith(OPEN_PREFIXES):
             return None
-        if user_has_device(user, confirmed=True):
+        if has_confirmed_device(user):
             target, message = "two_factor_verify", "Second factor required."
         elif user.requires_second_factor:
             target, message = "two_factor_setup", "Two-factor enrolment required for staff."

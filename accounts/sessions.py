@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from django_otp import DEVICE_ID_SESSION_KEY, user_has_device
+from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
 
+from accounts.devices import has_confirmed_device
 from accounts.validators import ip_allowed
 
 
 def second_factor_passed(user, session) -> bool:
     """True when the user needs no second factor or the session has passed one."""
-    needs = user.requires_second_factor or user_has_device(user, confirmed=True)
+    if getattr(user, "otp_device", None) is not None:
+        # An HTTP request's user: OTPMiddleware found this session's device, and that it is
+        # the user's, already (the API's session authentication asked again, two queries).
+        return True
+    needs = user.requires_second_factor or has_confirmed_device(user)
     if not needs:
         return True
     device = Device.from_persistent_id(session.get(DEVICE_ID_SESSION_KEY) or "")

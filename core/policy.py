@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, Q, Value, When
 
@@ -111,8 +112,9 @@ def _owner_q(rules: Rules, user) -> Q:
     return Q(**{f"{path}__in": users})
 
 
-def scope(model, user, action: str = VIEW) -> Q | bool:
-    """The rows of ``model`` that ``user`` may ``action``: True (all), False (none) or a Q."""
+def scope(model, user, action: str = VIEW, grants: dict | None = None) -> Q | bool:
+    """The rows of ``model`` that ``user`` may ``action``: True (all), False (none) or a Q.
+    ``grants``: the user's per-object grants on ``model`` already read (``granted``)."""
     role = role_of(user)
     if role is None:
         return False
@@ -127,15 +129,9 @@ def scope(model, user, action: str = VIEW) -> Q | bool:
     if rules.owner is not None and action in rules.owner_may:
         own = _owner_q(rules, user)
     if action in _GRANTABLE and rules.owner is not None:  # unowned rows are never granted
-        # One ``pk IN (own rows UNION granted pks)``: each branch is answered by its own
-        # index (the owner column; guardian's (user, permission)), where ``owner = me OR
-        # pk IN (grants)`` made PostgreSQL scan the table and guardian's own filter scanned
-        # it again to compare every pk as text.
-        branches = _granted_pks(user, model, action)
-        if own is not None:
-            mine = model._base_manager.filter(own).order_by().values("pk")
-            branches = [mine, *branches]
-        q = Q(pk__in=branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0])
+        q = _with_grants(model, user, action, own, grants)
+        if q is None:
+            return False
     elif own is not None:
         q = own
     else:
@@ -167,14 +163,30 @@ def may(user, action: str, obj_or_model) -> bool:
         return restrict(model, user, action).filter(pk=obj_or_model.pk).exists()
     if action == ADD:
         return role_of(user) in rules_of(obj_or_model).add
-    return scope(obj_or_model, user, action) is not False
+    return _reaches_some(rules_of(obj_or_model), role_of(user), action)
+
+
+def _reaches_some(rules: Rules, role: str | None, action: str) -> bool:
+    """Whether ``scope`` would give anything but False, without building its Q: the admin
+    asks this for every model on every page (its menu), where building each model's
+    owner/grant subqueries cost more than the rest of the page."""
+    if role is None:
+        return False
+    if role == ADMIN and (rules.admin_may is None or action in rules.admin_may):
+        return True
+    if role == SUPPORT and action in rules.support_may:
+        return True
+    if role == BILLING and action in rules.billing_may:
+        return True
+    return rules.owner is not None and (action in rules.owner_may or action in _GRANTABLE)
 
 
 def annotate_permissions(qs: models.QuerySet, user, actions) -> models.QuerySet:
     """Each row gets ``may_<action>`` booleans, computed in the same query."""
     annotations = {}
+    grants = granted(user, qs.model, actions) if role_of(user) is not None else {}
     for action in actions:
-        found = scope(qs.model, user, action)
+        found = scope(qs.model, user, action, grants)
         if isinstance(found, bool):
             annotations[f"may_{action}"] = Value(found)
         else:
@@ -220,6 +232,75 @@ def row_groups(owner, prefix: str) -> list[str]:
     if getattr(owner, "reseller_id", None):
         groups.append(f"{prefix}.reseller.{owner.reseller_id}")
     return groups
+
+
+# Up to this many granted keys go into the SQL as literals; beyond, a subquery reads them.
+GRANTS_INLINE = 500
+
+
+def _with_grants(model, user, action: str, own: Q | None, grants: dict | None) -> Q | None:
+    """``own`` widened by the user's per-object grants for ``action``; None when neither.
+
+    The grants are read first (one small indexed query, nearly always empty) so that the
+    usual filter is the owner condition alone, or ``owner = me OR pk IN (literal keys)``:
+    either way the (owner, ordering) index answers the count and the ordering, which no
+    subquery form (``pk IN (own UNION grants)``) let SQLite or PostgreSQL do."""
+    if grants is None:
+        grants = granted(user, model, (action,))
+    keys = grants.get(action, ())
+    if keys is _MANY:
+        branches = _granted_pks(user, model, action)
+        if own is not None:
+            branches = [model._base_manager.filter(own).order_by().values("pk"), *branches]
+        return Q(pk__in=branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0])
+    if keys:
+        return Q(pk__in=keys) | own if own is not None else Q(pk__in=keys)
+    # No grants: an empty condition rather than "nothing", so that ``may(user, action,
+    # Model)`` answers the same whether or not a grant happens to exist today.
+    return own if own is not None else Q(pk__in=[])
+
+
+_MANY = object()  # more grants than GRANTS_INLINE: read them in a subquery
+
+
+def granted(user, model, actions) -> dict[str, list]:
+    """The keys of ``model`` rows django-guardian grants ``user`` (directly or through its
+    groups), per grantable action among ``actions``, in one query on guardian's tables."""
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
+
+    actions = [a for a in actions if a in _GRANTABLE]
+    if not actions or not getattr(user, "pk", None):
+        return {}
+    by_user, by_group = get_user_obj_perms_model(model), get_group_obj_perms_model(model)
+    if not (by_user.objects.is_generic() and by_group.objects.is_generic()):
+        return dict.fromkeys(actions, _MANY)  # keys stored as foreign keys: subqueries
+    name = model._meta.model_name
+    codenames = {f"{a}_{name}": a for a in actions}
+    where = {
+        "content_type": ContentType.objects.get_for_model(model),
+        "permission__codename__in": list(codenames),
+    }
+    own = by_user.objects.filter(user=user, **where)
+    groups = by_group.objects.filter(
+        group__in=user.groups.through.objects.filter(user=user).values("group_id"), **where
+    )
+    fields = ("permission__codename", "object_pk")
+    rows = list(
+        own.order_by()
+        .values_list(*fields)
+        .union(groups.order_by().values_list(*fields))[: GRANTS_INLINE + 1]
+    )
+    if len(rows) > GRANTS_INLINE:
+        return dict.fromkeys(actions, _MANY)
+    found: dict[str, list] = {a: [] for a in actions}
+    pk = model._meta.pk
+    for codename, object_pk in rows:
+        try:
+            found[codenames[codename]].append(pk.to_python(object_pk))
+        except (ValidationError, ValueError, TypeError):
+            continue  # a key of another shape cannot name a row of this model
+    return found
 
 
 def _granted_pks(user, model, action: str) -> list[models.QuerySet]:

@@ -21,6 +21,45 @@ from accounts.models import Role, User
 
 PASSWORD = "correct horse battery staple"
 
+# The longest files, longest first (CI's durations, PostgreSQL half). Under `--dist loadfile`
+# a worker takes a whole file; these start first so that none of them starts last and holds
+# the run up while the other workers idle (the Makefile turns off xdist's own reordering by
+# test count, which put these few-test files last). Measured again when a file grows.
+SCHEDULE_FIRST = (
+    "tests/unit/test_api_fuzz_updates.py",
+    "tests/unit/test_outsider_sweep.py",
+    "tests/integration/test_panel_backup.py",
+    "tests/unit/test_api_fuzz.py",
+    "tests/unit/test_outsider_sweep_reseller.py",
+    "tests/unit/test_outsider_sweep_support_a.py",
+    "tests/unit/test_outsider_sweep_support_b.py",
+    "tests/unit/test_outsider_sweep_support_c.py",
+    "tests/unit/test_outsider_sweep_staff.py",
+    "tests/integration/test_first_run.py",
+    "tests/integration/test_backups.py",
+    "tests/integration/test_website_apps.py",
+    "tests/unit/test_upgrade.py",
+    "tests/e2e/test_accessibility.py",
+    "tests/integration/test_scale_out.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's ordering, which this keeps per file
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    missing = [path for path in SCHEDULE_FIRST if not (root / path).is_file()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py SCHEDULE_FIRST names no file: {missing}")
+    rank = {path: i for i, path in enumerate(SCHEDULE_FIRST)}
+    # Then the tests of real programs and browsers, then the unit tests: files that are
+    # long one by one before the many short ones, which fill the end of the run evenly.
+
+    def order(item):
+        path = item.nodeid.split("::")[0]
+        return rank.get(path, len(rank)), path.startswith("tests/unit/")
+
+    items.sort(key=order)
+
 
 def require_real(reason: str):
     """Skip, or under PANEL_REQUIRE_REAL=1 (CI) fail, when a real component is missing."""
@@ -174,19 +213,61 @@ def in_thread(func, *args) -> threading.Thread:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def _test_database_template(request, tmp_path_factory):
+    """Parallel workers copy one migrated test database (tests/testdb.py); not with
+    --reuse-db, which keeps each worker's own."""
+    from tests.testdb import Template
+
+    shared = os.environ.get("PYTEST_XDIST_WORKER") and not request.config.getvalue("reuse_db")
+    return Template(tmp_path_factory.getbasetemp().parent if shared else None)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix, _test_database_template
+):
+    """Test databases need no durability: PostgreSQL does not wait for the disk at each
+    commit (every migration of the test database's creation, every transactional test's
+    flush), SQLite does not sync its file; PostgreSQL flushes with DELETE, not TRUNCATE.
+    What the tests read is the same. Then the worker's database is copied from the run's
+    template where there is one."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    options = db.setdefault("OPTIONS", {})
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+        from tests.testdb import flush_by_delete
+
+        flush_by_delete()
+    elif "init_command" in options:
+        options["init_command"] = options["init_command"].replace(
+            "synchronous=NORMAL", "synchronous=OFF"
+        )
+    _test_database_template.prepare(db)
+
+
+@pytest.fixture(scope="session")
+def django_db_keepdb(request, django_db_modify_db_settings, _test_database_template):
+    """A database copied from the run's template is kept as it is: not created again."""
+    return bool(request.config.getvalue("reuse_db") or _test_database_template.copied)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, _test_database_template):
     """Let teardown drop the PostgreSQL test database even if an executor thread (asgiref's,
     used by websocket tests) still holds a connection to it."""
+    _test_database_template.publish(connections["default"].settings_dict)
     yield
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        return
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    _test_database_template.drop_copy(connection.settings_dict)
 
 
 def wait_until(cond, timeout: float = 10.0) -> None:

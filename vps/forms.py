@@ -14,16 +14,23 @@ class VpsForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         label="SSH keys",
     )
+    location = forms.ChoiceField(
+        required=False,
+        help_text="Only locations with room for one of your plans are listed.",
+    )
 
     class Meta:
         model = Vps
-        fields = ["hostname", "plan", "image", "ssh_keys"]
+        fields = ["hostname", "plan", "image", "location", "ssh_keys"]
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from vps.services import visible_plans
+        from vps.services import locations_with_room, visible_plans
 
-        self.fields["plan"].queryset = visible_plans(user)
+        self.fields["plan"].queryset = plans = visible_plans(user)
+        self.fields["location"].choices = [("", "Any location")] + [
+            (where, where) for where in locations_with_room(plans)
+        ]
         self.fields["image"].queryset = Image.objects.filter(active=True)
         self.fields["ssh_keys"].queryset = SshKey.objects.filter(owner=user)
 

@@ -60,7 +60,7 @@ PLAN_LIMITS = ["vcpus", "memory_mib", "disk_gib", "bandwidth_gib", "ip_count", "
 IMAGE_FIELDS = ["name", "os_family", "os_version", "default_user", "active"]
 SSH_KEY_FIELDS = ["name", "public_key"]
 POOL_FIELDS = ["name", "hypervisor", "network", "gateway", "first", "last"]
-VPS_CREATE_FIELDS = ["hostname", "plan", "image", "ssh_keys", "expires_at"]
+VPS_CREATE_FIELDS = ["hostname", "plan", "image", "ssh_keys", "expires_at", "location"]
 VPS_ADMIN_FIELDS = ["owner", "hypervisor"]
 VPS_UPDATE_FIELDS = ["hostname"]
 VPS_REINSTALL_FIELDS = ["image"]
@@ -437,34 +437,76 @@ def _owner_for(actor, data: dict):
     return owner
 
 
-def choose_hypervisor(plan: VpsPlan, asked: Hypervisor | None = None) -> Hypervisor:
-    """The enabled hypervisor with the most memory left that fits the plan (after
-    overcommit), or the one asked for if it fits."""
-    candidates = (
-        [asked]
-        if asked
-        else list(
-            Hypervisor.objects.filter(enabled=True, status=Hypervisor.Status.ONLINE).select_related(
-                "server"
-            )
+def _placeable() -> list[Hypervisor]:
+    return list(
+        Hypervisor.objects.filter(enabled=True, status=Hypervisor.Status.ONLINE).select_related(
+            "server"
         )
     )
+
+
+def _fits(hv: Hypervisor, plan: VpsPlan) -> tuple[bool, float]:
+    cpus, mem, disk = hv.room()
+    return cpus >= plan.vcpus and mem >= plan.memory_mib and disk >= plan.disk_gib, mem
+
+
+def locations_with_room(plans) -> list[str]:
+    """The named locations (the hypervisor's server's ``location``) where an enabled, online
+    hypervisor has room for at least one of ``plans``, sorted. Hypervisors of servers
+    without a location are placed only when no location is asked for."""
+    plans = list(plans)
+    found = set()
+    for hv in _placeable():
+        where = hv.server.location
+        if where and where not in found and any(_fits(hv, p)[0] for p in plans):
+            found.add(where)
+    return sorted(found)
+
+
+def choose_hypervisor(
+    plan: VpsPlan, asked: Hypervisor | None = None, location: str = ""
+) -> Hypervisor:
+    """The enabled hypervisor with the most memory left that fits the plan (after
+    overcommit), among those of ``location`` when one is asked, or the one asked for if it
+    fits."""
+    candidates = [asked] if asked else _placeable()
+    if location:
+        candidates = [hv for hv in candidates if hv.server.location == location]
     best, best_mem = None, -1.0
     for hv in candidates:
-        cpus, mem, disk = hv.room()
-        fits = cpus >= plan.vcpus and mem >= plan.memory_mib and disk >= plan.disk_gib
+        fits, mem = _fits(hv, plan)
         if fits and mem > best_mem:
             best, best_mem = hv, mem
     if best is None:
+        size = f"({plan.vcpus} vCPUs, {plan.memory_mib} MiB, {plan.disk_gib} GiB)"
+        if location and not asked:
+            raise ValidationError(
+                {
+                    "location": f"No room for this plan {size} in {location}: choose another "
+                    "location or a smaller plan."
+                }
+            )
         where = f"{asked}" if asked else "any hypervisor"
         raise ValidationError(
             {
-                "plan": f"No room for this plan on {where} ({plan.vcpus} vCPUs, "
-                f"{plan.memory_mib} MiB, {plan.disk_gib} GiB): choose a smaller plan or ask "
+                "plan": f"No room for this plan on {where} {size}: choose a smaller plan or ask "
                 "support."
             }
         )
     return best
+
+
+def _location(data: dict) -> str:
+    """The asked location: one that a placeable hypervisor has (else a clear error)."""
+    location = data.get("location") or ""
+    if not location:
+        return ""
+    if not isinstance(location, str) or location not in {hv.server.location for hv in _placeable()}:
+        raise ValidationError({"location": "Choose one of the offered locations."})
+    asked = data.get("hypervisor")
+    if asked is not None and asked.server.location != location:
+        raise ValidationError({"location": f"{asked} is not in {location}."})
+    return location
 
 
 def do_create_vps(*, actor, data: dict) -> Vps:
@@ -483,6 +525,7 @@ def do_create_vps(*, actor, data: dict) -> Vps:
     mine = set(restrict(SshKey, actor).filter(owner=owner).values_list("pk", flat=True))
     if any(k.pk not in mine for k in keys):
         raise ValidationError({"ssh_keys": "Choose keys of the VPS's owner."})
+    location = _location(data)
     vps = Vps(
         hostname=data.get("hostname", ""),
         owner=owner,
@@ -498,7 +541,7 @@ def do_create_vps(*, actor, data: dict) -> Vps:
         # Placement and addresses under the hypervisors' row locks: two creates never both
         # take the last room or the same address.
         list(Hypervisor.objects.select_for_update().filter(enabled=True).values_list("pk"))
-        vps.hypervisor = choose_hypervisor(plan, data.get("hypervisor"))
+        vps.hypervisor = choose_hypervisor(plan, data.get("hypervisor"), location)
         vps.save()
         vps.ssh_keys.set(keys)
         _allocate(vps, 4, plan.ip_count)

@@ -7,11 +7,14 @@ its own prefix and includes the panel's managed vhost directory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -48,6 +51,46 @@ def need(program: str) -> str:
     if not path:
         require_real(f"{program} is not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A panel SQLite database that ``manage.py migrate`` made once for the whole run, for
+    tests that start panel processes on var directories of their own: they copy it
+    (copy_database) instead of migrating each from scratch (about 10 s of CPU each). The
+    xdist workers of a run share it; the first to need it makes it, under a lock."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's directory, which its workers share
+    var = base / "migrated-sqlite"
+    with open(base / "migrated-sqlite.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (var / "complete").exists():
+            shutil.rmtree(var, ignore_errors=True)
+            var.mkdir()
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")
+                and not k.startswith(("SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "PANEL_AUDIT_KEYS"))
+            }
+            env.update(PANEL_VAR_DIR=str(var), PANEL_DEBUG="1")
+            root = Path(__file__).resolve().parents[2]
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True
+            )
+            (var / "complete").touch()
+    return var / "panel.sqlite3"
+
+
+def copy_database(source: Path, var: Path) -> None:
+    """The migrated database into ``var`` (the panel's key files are made there at start:
+    the migrations store nothing encrypted or signed)."""
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(var / "panel.sqlite3")) as dst,
+    ):
+        src.backup(dst)
 
 
 def stop_pidfile(pidfile: Path) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import copy_database
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
@@ -94,12 +96,15 @@ def test_first_and_second_run(tmp_path):
         second.stop()
 
 
-def test_runs_without_libvirt(tmp_path):
+def test_runs_without_libvirt(tmp_path, migrated_sqlite):
     """`make run` does not build libvirt-python: the panel starts and keeps serving without
-    it (no child process that has nothing to do ends and takes the panel down with it)."""
+    it (no child process that has nothing to do ends and takes the panel down with it).
+    Its database is migrated already: the first run's migration is the test above."""
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "libvirt.py").write_text('raise ImportError("libvirt-python is not installed")\n')
+    (tmp_path / "var").mkdir()
+    copy_database(migrated_sqlite, tmp_path / "var")
     panel = Panel(tmp_path / "var", PYTHONPATH=str(hide))
     try:
         panel.until("└")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.integration.conftest import need
+from tests.integration.conftest import copy_database, need
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,14 +57,14 @@ def manage(
     return res
 
 
-def test_the_panel_backs_up_and_restores_onto_a_fresh_machine(tmp_path):
+def test_the_panel_backs_up_and_restores_onto_a_fresh_machine(tmp_path, migrated_sqlite):
     need("restic")
     old, new, repo = tmp_path / "old", tmp_path / "new", tmp_path / "repo"
     old.mkdir()
     new.mkdir()
     password = tmp_path / "password"
     password.write_text("panel-backup-password\n")
-    manage(old, "migrate", "-v0")
+    copy_database(migrated_sqlite, old)
     manage(old, "shell", "-c", WRITE)
     assert manage(old, "shell", "-c", READ).stdout.splitlines()[-1].split() == ["1", "s3cret-kept"]
 
@@ -97,14 +97,14 @@ def test_the_panel_backs_up_and_restores_onto_a_fresh_machine(tmp_path):
     assert manage(new, "migrate", "--check").returncode == 0
 
 
-def test_a_wrong_password_is_refused(tmp_path):
+def test_a_wrong_password_is_refused(tmp_path, migrated_sqlite):
     need("restic")
     var, repo = tmp_path / "var", tmp_path / "repo"
     var.mkdir()
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.write_text("right\n")
     bad.write_text("wrong\n")
-    manage(var, "migrate", "-v0")
+    copy_database(migrated_sqlite, var)
     manage(var, "backup_panel", "--repo", str(repo), "--password-file", str(good))
     res = manage(
         var, "restore_panel", "--repo", str(repo), "--password-file", str(bad), check=False
@@ -180,7 +180,7 @@ BackupTarget.objects.create(name="offsite", kind="s3", server=here, path="/panel
 """
 
 
-def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_path):
+def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_path, migrated_sqlite):
     """backup_panel --target into an S3 target (a local S3 server), initialised as target
     creation would; restore_panel --target-file onto a fresh machine, and --target from
     the database the old panel still has."""
@@ -195,7 +195,7 @@ def test_the_panel_backs_up_into_a_stored_s3_target_and_restores_from_it(tmp_pat
         old, new = tmp_path / "old", tmp_path / "new"
         old.mkdir()
         new.mkdir()
-        manage(old, "migrate", "-v0")
+        copy_database(migrated_sqlite, old)
         manage(old, "shell", "-c", WRITE)
         script = TARGET.format(
             state=tmp_path / "state", endpoint=endpoint, access=s3.access_key, secret=s3.secret_key

@@ -360,3 +360,78 @@ def test_image_copy_operation_on_the_test_driver(run, tmp_path, settings, admin_
     again = Operation.objects.filter(kind="vps.image_upload").latest("created_at")
     assert again.state == "succeeded" and "already" in again.message
     pool.storageVolLookupByName(image.volume_name).delete(0)
+
+
+def test_location_choice_in_the_wizard_and_the_api(
+    run,
+    django_capture_on_commit_callbacks,
+    admin_user,
+    customer,
+    hv,
+    plan,
+    image,  # noqa: F811
+):
+    """Customers choose among locations with room for their plans; the VPS lands on a
+    hypervisor of that location; a full or unknown location is a clear error."""
+    from tests.conftest import login
+
+    hv.server.location = "Amsterdam"
+    hv.server.save()
+    full = make_test_hypervisor(admin_user, cpus=0)  # inventoried with no room left
+    full.server.location = "Berlin"
+    full.server.save()
+    elsewhere = make_test_hypervisor(admin_user)  # room, but no location named
+    assert services.locations_with_room([plan]) == ["Amsterdam"]
+
+    client = login(customer)
+    form = client.get("/vps/new/").content.decode()
+    assert 'value="Amsterdam"' in form and "Berlin" not in form
+    answer = client.post(
+        "/vps/new/",
+        {"hostname": "berlin1", "plan": plan.pk, "image": image.pk, "location": "Berlin"},
+    )
+    assert answer.status_code == 400 and "Select a valid choice" in answer.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            "/vps/new/",
+            {"hostname": "ams1", "plan": plan.pk, "image": image.pk, "location": "Amsterdam"},
+        )
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    vps = Vps.objects.get(hostname="ams1")
+    assert vps.hypervisor == hv and _last_op(vps).state == "succeeded", _last_op(vps).error
+    assert _defined(vps.domain_name)
+
+    # The API: the same rule, errors named by field; the location is answered back.
+    def post(location):
+        return client.post(
+            "/api/v1/vps/",
+            {
+                "hostname": "api1",
+                "plan": str(plan.uuid),
+                "image": str(image.uuid),
+                "location": location,
+            },
+            content_type="application/json",
+        )
+
+    answer = post("Berlin")
+    assert answer.status_code == 400 and "No room" in answer.json()["location"][0]
+    answer = post("Nowhere")
+    assert answer.status_code == 400
+    assert answer.json()["location"] == ["Choose one of the offered locations."]
+    assert Vps.objects.count() == 1
+    listed = client.get("/api/v1/vps/").json()["results"]
+    assert [row["location"] for row in listed] == ["Amsterdam"]
+    # An administrator naming a hypervisor outside the asked location is refused.
+    with pytest.raises(ValidationError, match="is not in Amsterdam"):
+        services.do_create_vps(
+            actor=admin_user,
+            data={
+                "hostname": "x",
+                "plan": plan,
+                "image": image,
+                "hypervisor": elsewhere,
+                "location": "Amsterdam",
+            },
+        )
+    run(services.do_delete_vps, vps, actor=customer)

@@ -259,3 +259,44 @@ def test_bootstrap_admin_creates_once_then_resets(db):
     fresh = reset.getvalue().split("Password: ")[1].split()[0]
     assert fresh != password and authenticate(email="admin@example.com", password=fresh)
     assert not authenticate(email="admin@example.com", password=password)
+
+
+def test_a_confirmed_device_of_any_kind_is_found_in_one_query(customer, mallory):
+    """The middleware asks on every request of a user who has not passed a second factor:
+    one query, whichever kind of device the user has (django-otp asked each kind in turn)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django_otp import user_has_device
+
+    from accounts.devices import AuthenticatorDevice, has_confirmed_device
+
+    AuthenticatorDevice.objects.create(user=mallory, name="phone", confirmed=False)
+    cases = [(customer, False), (mallory, False)]
+    for user, expected in cases:
+        with CaptureQueriesContext(connection) as ctx:
+            assert has_confirmed_device(user) is expected
+        assert len(ctx) == 1
+    BackupCodeDevice.objects.create(user=customer, name="Backup codes")  # the last kind asked
+    AuthenticatorDevice.objects.filter(user=mallory).update(confirmed=True)
+    for user in (customer, mallory):
+        with CaptureQueriesContext(connection) as ctx:
+            assert has_confirmed_device(user) is True
+        assert len(ctx) == 1
+        assert user_has_device(user, confirmed=True) is True
+
+
+def test_the_api_reuses_the_middlewares_second_factor_answer(admin_user, customer):
+    """A verified session's API request looks its device up once (the OTP middleware), not
+    again in the API's session authentication; an unverified one is still refused."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = login(admin_user)
+    client.get("/api/v1/servers/")  # the process's caches (content types)
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get("/api/v1/servers/").status_code == 200
+    device_queries = [q for q in ctx.captured_queries if "device" in q["sql"]]
+    assert len(device_queries) == 1, device_queries
+    refused = login(admin_user, verified=False).get("/api/v1/servers/")
+    assert refused.status_code == 403
+    assert login(customer).get("/api/v1/servers/").status_code == 200  # no 2FA: passes

@@ -1,17 +1,7 @@
-"""The sweep as support (reads, changes nothing, never sees a secret) and as an
-administrator (never sees a stored secret); its own file, so that parallel workers share
-the sweeps."""
+"""The sweep as an administrator (never sees a stored secret); its own file, so that
+parallel workers share the sweeps. Support's sweep: test_outsider_sweep_support_*.py."""
 
-from tests.unit.test_outsider_sweep import (  # noqa: F401 - fixtures
-    outsiders,
-    sweep_as_administrator,
-    sweep_as_support,
-    victims,
-)
-
-
-def test_support_reads_but_changes_nothing_and_never_sees_secrets(victims, outsiders):  # noqa: F811
-    sweep_as_support(victims, outsiders)
+from tests.unit.test_outsider_sweep import sweep_as_administrator, victims  # noqa: F401
 
 
 def test_administrators_never_see_stored_secrets(victims, admin_user):  # noqa: F811

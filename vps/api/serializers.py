@@ -1,3 +1,4 @@
+from django.utils.functional import SimpleLazyObject
 from rest_framework import serializers
 
 from accounts.models import User
@@ -162,6 +163,13 @@ class VpsSerializer(ServiceSerializer):
         slug_field="uuid", queryset=Hypervisor.objects.none(), required=False, allow_null=True
     )
     addresses = serializers.SlugRelatedField(slug_field="address", many=True, read_only=True)
+    location = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Where to place it: one of the hypervisors' server locations with room "
+        "(blank: anywhere). Answered with the VPS's location.",
+    )
     create_service = staticmethod(services.do_create_vps)
     update_service = staticmethod(services.do_update_vps)
 
@@ -187,16 +195,21 @@ class VpsSerializer(ServiceSerializer):
         request = self.context.get("request")
         if request is not None:
             user = request.user
-            self.fields["owner"].queryset = restrict(User, user)
+            # Lazy: the policy reads the user's grants when a choice is needed (a write,
+            # a browsable form), not on every list GET that only reads.
+            self.fields["owner"].queryset = SimpleLazyObject(lambda: restrict(User, user))
             self.fields["plan"].queryset = services.visible_plans(user)
             self.fields["image"].queryset = Image.objects.filter(active=True)
-            self.fields["ssh_keys"].child_relation.queryset = restrict(SshKey, user)
+            self.fields["ssh_keys"].child_relation.queryset = SimpleLazyObject(
+                lambda: restrict(SshKey, user)
+            )
             if role_of(user) == ADMIN:
                 self.fields["hypervisor"].queryset = Hypervisor.objects.all()
             else:
                 self.fields["hypervisor"].read_only = True
         if _is_instance(self):
-            for name in ("owner", "plan", "image", "ssh_keys", "hypervisor", "expires_at"):
+            names = ("owner", "plan", "image", "ssh_keys", "hypervisor", "expires_at", "location")
+            for name in names:
                 self.fields[name].read_only = True
         else:
             self.fields["hostname"].required = True
@@ -204,6 +217,7 @@ class VpsSerializer(ServiceSerializer):
     def to_representation(self, obj):
         data = super().to_representation(obj)
         data["hypervisor"] = obj.hypervisor.uuid if obj.hypervisor_id and _is_admin(self) else None
+        data["location"] = obj.hypervisor.server.location if obj.hypervisor_id else ""
         return data
 
 

@@ -114,7 +114,7 @@ class VpsViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     http_method_names = METHODS
 
     def optimise(self, qs):
-        return qs.select_related("owner", "plan", "image", "hypervisor").prefetch_related(
+        return qs.select_related("owner", "plan", "image", "hypervisor__server").prefetch_related(
             "ssh_keys", "addresses"
         )
 
