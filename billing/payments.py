@@ -309,3 +309,40 @@ def handle_event(event) -> str:
         result = "failed"
     StripeEvent.objects.filter(pk=row.pk).update(result=result)
     return result
+
+
+# The Stripe account ---------------------------------------------------------------------
+
+ACCOUNT_FIELDS = ["publishable_key"]
+ACCOUNT_SECRETS = ["secret_key", "webhook_secret"]
+
+
+def do_save_stripe_account(*, actor, data: dict, account=None):
+    """Administrators set the keys; a secret left out keeps its stored value. Audited without
+    the secrets' values."""
+    from billing.payment_models import StripeAccount
+    from core.services import accept_only, refuse_nul_in
+
+    accept_only(data, ACCOUNT_FIELDS + ACCOUNT_SECRETS)
+    refuse_nul_in(data, ACCOUNT_FIELDS + ACCOUNT_SECRETS)
+    if role_of(actor) != ADMIN:
+        raise ValidationError("Only administrators set the Stripe account.")
+    account = account or StripeAccount.objects.order_by("pk").first() or StripeAccount()
+    changes = {}
+    for name, value in data.items():
+        value = (value or "").strip()
+        if name in ACCOUNT_SECRETS and not value:
+            continue
+        if getattr(account, name) != value:
+            changes[name] = ["(hidden)", "(changed)"] if name in ACCOUNT_SECRETS else [
+                getattr(account, name), value]  # fmt: skip
+            setattr(account, name, value)
+    if account.secret_key and not account.secret_key.startswith(("sk_", "rk_")):
+        raise ValidationError({"secret_key": "A Stripe secret key starts with sk_ (or rk_)."})
+    if account.webhook_secret and not account.webhook_secret.startswith("whsec_"):
+        raise ValidationError({"webhook_secret": "A webhook signing secret starts with whsec_."})
+    account.updated_at = timezone.now()
+    with transaction.atomic():
+        account.save()
+        audit.record("billing.stripe_account", account, actor=actor, changes=changes)
+    return account

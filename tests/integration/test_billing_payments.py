@@ -250,3 +250,33 @@ def test_api_cards_and_pay_with_visibility(invoice, customer, mallory, standin):
     assert again.status_code == 400
     assert api.delete(f"/api/v1/payment-methods/{card}/").status_code == 204
     assert not PaymentCard.objects.filter(uuid=card).exists()
+
+
+def test_admin_sets_the_stripe_account_secrets_write_only(admin_user, billing_user, db):
+    admin = login(admin_user)
+    answer = admin.post(
+        "/admin/billing/stripeaccount/add/",
+        {"publishable_key": "pk_test_a", "secret_key": "sk_test_a", "webhook_secret": "whsec_a"},
+    )
+    assert answer.status_code == 302, answer.content[:500]
+    account = StripeAccount.objects.get()
+    assert (account.secret_key, account.webhook_secret) == ("sk_test_a", "whsec_a")
+    page = admin.get(f"/admin/billing/stripeaccount/{account.pk}/change/").content
+    assert b"sk_test_a" not in page and b"whsec_a" not in page
+    # Blank keeps the secrets; a wrong-looking key is refused.
+    admin.post(
+        f"/admin/billing/stripeaccount/{account.pk}/change/",
+        {"publishable_key": "pk_test_b", "secret_key": "", "webhook_secret": ""},
+    )
+    account.refresh_from_db()
+    assert (account.publishable_key, account.secret_key) == ("pk_test_b", "sk_test_a")
+    admin.post(
+        f"/admin/billing/stripeaccount/{account.pk}/change/",
+        {"publishable_key": "pk_test_b", "secret_key": "password", "webhook_secret": ""},
+    )
+    account.refresh_from_db()
+    assert account.secret_key == "sk_test_a"
+    entry = AuditEntry.objects.filter(action="billing.stripe_account").first()
+    assert "sk_test_a" not in str(entry.changes)
+    # Billing staff do not reach the account's secrets.
+    assert login(billing_user).get("/admin/billing/stripeaccount/").status_code in (302, 403, 404)
