@@ -52,8 +52,10 @@ def invoice_section(invoice: Invoice, user) -> dict:
         "may_pay": invoice.state == Invoice.State.ISSUED
         and invoice.kind == Invoice.Kind.INVOICE
         and invoice.customer_id == user.pk,
-        "card_payments": invoice.payments.filter(method="stripe").order_by("received_at"),
-        "steps": invoice.dunning_steps.all(),
+        "failed": list(
+            invoice.payments.filter(method="stripe", state="failed").order_by("received_at")
+        ),
+        "steps": list(invoice.dunning_steps.all()),
     }
 
 

@@ -133,6 +133,9 @@ def test_reminders_suspension_and_reactivation_on_payment(
     assert queue.status_code == 200
     assert overdue.number.encode() in queue.content and b"dun.test" in queue.content
     assert login(customer).get(reverse("billing_dunning")).status_code == 404
+    # The customer sees the steps on the invoice.
+    shown = login(customer).get(overdue.get_absolute_url()).content
+    assert b"Reminder sent" in shown and b"Services suspended" in shown
 
     # Paid by card: the site comes back by itself; the staff suspension stays.
     setup = payments.start_card_setup(customer, actor=customer)

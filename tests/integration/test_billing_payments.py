@@ -92,8 +92,11 @@ def test_card_saved_through_the_portal_and_invoice_paid_end_to_end(invoice, cust
     assert customer.billing_profile.stripe_customer_id.startswith("cus_")
     assert b"Visa ending 4242" in client.get(reverse("billing_payment_methods")).content
 
+    invoice_page = client.get(invoice.get_absolute_url()).content
+    assert b'data-testid="pay-now"' in invoice_page and b"Pay now (12.50 EUR)" in invoice_page
     answer = client.post(reverse("billing_pay_invoice", args=[invoice.uuid]))
-    assert answer.status_code == 302
+    assert answer.status_code == 302 and answer["Location"] == invoice.get_absolute_url()
+    assert b'data-testid="pay-now"' not in client.get(invoice.get_absolute_url()).content
     invoice.refresh_from_db()
     assert invoice.state == Invoice.State.PAID and invoice.amount_paid == Decimal("12.50")
     payment = Payment.objects.get(invoice=invoice)
