@@ -286,28 +286,31 @@ def handle_event(event) -> str:
     obj = event["data"]["object"]
     invoice_uuid = (obj.get("metadata") or {}).get("panel_invoice", "")
     invoice = Invoice.objects.filter(uuid=invoice_uuid).first() if invoice_uuid else None
-    try:
-        with transaction.atomic():
-            row = StripeEvent.objects.create(
-                event_id=str(event["id"])[:100], type=str(event["type"])[:100], invoice=invoice
-            )
-    except IntegrityError:
-        return "duplicate"
-    if event["type"] not in HANDLED:
-        result = "ignored"
-    elif invoice is None:
-        result = "no invoice of this panel"
-    elif event["type"] == "payment_intent.succeeded":
-        amount = Decimal(obj.get("amount_received") or obj.get("amount") or 0)
-        if invoice.currency.upper() not in ZERO_DECIMAL:
-            amount = amount / 100
-        settle(obj["id"], invoice_uuid=invoice_uuid, amount=amount)
-        result = "paid"
-    else:
-        error = (obj.get("last_payment_error") or {}).get("message") or "The payment failed."
-        _failed(invoice, obj["id"], error, invoice.balance)
-        result = "failed"
-    StripeEvent.objects.filter(pk=row.pk).update(result=result)
+    # One transaction: an event that fails half way is not remembered, so Stripe's retry
+    # applies it again; one applied is remembered with its effects.
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                row = StripeEvent.objects.create(
+                    event_id=str(event["id"])[:100], type=str(event["type"])[:100], invoice=invoice
+                )
+        except IntegrityError:
+            return "duplicate"
+        if event["type"] not in HANDLED:
+            result = "ignored"
+        elif invoice is None:
+            result = "no invoice of this panel"
+        elif event["type"] == "payment_intent.succeeded":
+            amount = Decimal(obj.get("amount_received") or obj.get("amount") or 0)
+            if invoice.currency.upper() not in ZERO_DECIMAL:
+                amount = amount / 100
+            settle(obj["id"], invoice_uuid=invoice_uuid, amount=amount)
+            result = "paid"
+        else:
+            error = (obj.get("last_payment_error") or {}).get("message") or "The payment failed."
+            _failed(invoice, obj["id"], error, invoice.balance)
+            result = "failed"
+        StripeEvent.objects.filter(pk=row.pk).update(result=result)
     return result
 
 
