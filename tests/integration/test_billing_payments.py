@@ -283,3 +283,34 @@ def test_admin_sets_the_stripe_account_secrets_write_only(admin_user, billing_us
     assert "sk_test_a" not in str(entry.changes)
     # Billing staff do not reach the account's secrets.
     assert login(billing_user).get("/admin/billing/stripeaccount/").status_code in (302, 403, 404)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivered_over_http_by_the_standin(live_server, standin, settings, admin_user):
+    """Stripe's side for real: the stand-in posts the signed event to the panel's endpoint
+    over HTTP, after answering the charge, as Stripe does."""
+    from tests.conftest import make_user, wait_until
+
+    settings.PANEL_STRIPE_API_BASE = standin.url
+    StripeAccount.objects.create(secret_key=API_KEY, webhook_secret=WEBHOOK_SECRET)
+    customer = make_user("http-hook@example.com", "customer")
+    draft = Invoice.objects.create(customer=customer, currency="EUR")
+    draft.lines.create(description="Plan", amount=Decimal("3.00"))
+    services.do_issue_invoice(draft, actor=admin_user, send=False)
+    card = save_card(customer)
+    standin.webhook_url = live_server.url + WEBHOOK
+    try:
+        stripe_client.charge(
+            amount_cents=300, currency="EUR", customer_id=payments.ensure_customer(customer),
+            payment_method=card.stripe_id, invoice_uuid=str(draft.uuid), description="x",
+            idempotency_key=f"http-{draft.uuid}",
+        )  # fmt: skip
+        wait_until(lambda: Invoice.objects.get(pk=draft.pk).state == Invoice.State.PAID)
+    finally:
+        standin.webhook_url = ""
+    assert StripeEvent.objects.get(invoice=draft).result == "paid"
+    # The same body again over HTTP: 200 and nothing more.
+    body, _ = standin.events[-1]
+    assert standin.deliver(body, url=live_server.url + WEBHOOK) == 200
+    assert Invoice.objects.get(pk=draft.pk).payments.count() == 1
+    assert standin.deliver(body, url=live_server.url + WEBHOOK, signature="t=1,v1=00") == 400
