@@ -104,3 +104,23 @@ def test_schedules_are_declared():
     names = {r.name: r.minutes for r in declared()}
     assert names["panel:billing.dunning"] == 24 * 60
     assert names["panel:billing.reactivate_paid"] == 10
+
+
+def test_dunning_queue_queries_stay_flat(account, admin_user, billing_user, customer):
+    from django.urls import reverse
+
+    from tests.conftest import login, queries_for
+
+    invoice = account["invoice"]
+    dunning.run(today=invoice.due_date + timedelta(days=10))
+    client = login(billing_user)
+    url = reverse("billing_dunning")
+    one = queries_for(client, url)
+    for n in range(3):
+        draft = Invoice.objects.create(customer=customer, currency="EUR")
+        draft.lines.create(description=f"x{n}", amount=Decimal("1.00"))
+        services.do_issue_invoice(draft, actor=admin_user, send=False)
+        DunningStep.objects.create(invoice=draft, kind=DunningStep.Kind.REMINDER)
+    page = client.get(url)
+    assert page.content.count(b'data-testid="dunning-row"') == 4
+    assert queries_for(client, url) == one
