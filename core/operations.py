@@ -30,6 +30,11 @@ class OperationCancelled(Exception):
     """Raised inside a task when a user cancelled the operation."""
 
 
+class ClaimLost(Exception):
+    """This worker no longer holds the operation (it stopped, or was taken for dead and the
+    operation requeued) before it started it: another worker runs it."""
+
+
 class OperationError(Exception):
     """Raised by a task to fail the operation with a message meant for the user."""
 
@@ -242,6 +247,8 @@ def execute_operation(op_id: int) -> str:
             func = import_string(op.task)
             result = func(ctx, **op.args)
         _finish(op, Operation.State.SUCCEEDED, message=str(result or "Done"))
+    except ClaimLost:
+        return "requeued"
     except OperationCancelled:
         op.refresh_from_db()
         if not op.is_finished:  # cancelled while queued: cancel_operation ended it already
@@ -382,6 +389,11 @@ class LockHolder:
                     self.ctx.log(f"Waiting for {holder.operation} to finish on {self.op.lock_key}.")
                     told = True
                 self.ctx.check_cancelled()
+                if (
+                    self.op.worker
+                    and not Operation.objects.filter(pk=self.op.pk, worker=self.op.worker).exists()
+                ):
+                    raise ClaimLost() from None  # given back while it waited: stop waiting
                 if time.monotonic() > deadline:
                     raise OperationError(f"Timed out waiting for {self.op.lock_key}.") from None
                 time.sleep(LOCK_POLL)

@@ -168,7 +168,8 @@ class DovecotService(MailService):
 
     def check_args(self, run: ServiceRun) -> list[str]:
         p = run.profile
-        return [p.dovecot_conf, p.dovecot_users_dir.rstrip("/"), run.run_id]
+        return [p.dovecot_conf, p.dovecot_users_dir.rstrip("/"), run.run_id,
+                p.dovecot_sieve_dir.rstrip("/")]  # fmt: skip
 
     def reload_step(self, run: ServiceRun) -> Step:
         users = []
@@ -322,10 +323,20 @@ def render_vacation(box: Mailbox) -> str:
         line = "".join(c for c in line if c.isprintable() or c == "\t")
         body.append("." + line if line.startswith(".") else line)
     subject = _sieve_string(box.autoreply_subject or "Automatic reply")
+    vacation = f"vacation :days 1 :subject {subject} text:\n" + "\n".join(body) + "\n.\n;\n"
+    # The window (both days included) by the server's clock: RFC 5260's currentdate.
+    bounds = [
+        f'currentdate :value "{op}" "date" "{day.isoformat()}"'
+        for op, day in (("ge", box.autoreply_start), ("le", box.autoreply_end))
+        if day is not None
+    ]
+    header = "# Managed by the hosting panel: the mailbox's auto-responder.\n"
+    if not bounds:
+        return header + 'require ["vacation"];\n' + vacation
     return (
-        "# Managed by the hosting panel: the mailbox's auto-responder.\n"
-        'require ["vacation"];\n'
-        f"vacation :days 1 :subject {subject} text:\n" + "\n".join(body) + "\n.\n;\n"
+        header
+        + 'require ["vacation", "date", "relational"];\n'
+        + f"if allof ({', '.join(bounds)}) {{\n{vacation}}}\n"
     )
 
 
@@ -389,6 +400,8 @@ class MailFiles:
                 "autoreply",
                 "autoreply_subject",
                 "autoreply_body",
+                "autoreply_start",
+                "autoreply_end",
             )
             .order_by("domain_id", "local_part")
         )

@@ -19,8 +19,13 @@ class MailConfig(AppConfig):
         from core.schedules import every
 
         every(settings.PANEL_MAIL_USAGE_EVERY_MINUTES, "mail.queue.read_all_usage")
+        every(settings.PANEL_MAIL_DNS_CHECK_EVERY_MINUTES, "mail.alerts.check_all")
+        from mail.alerts import dns_source, quota_source
         from mail.queue import held_source
         from monitoring.alerts import register_source
+
+        register_source("mail_dns", dns_source, label="Mail domain's DNS records wrong")
+        register_source("mail_quota", quota_source, label="Mailbox nearly full (% of quota)")
 
         register_source(
             "mail_held", held_source, label="Mail held (sending limit)", uses_servers=True

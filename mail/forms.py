@@ -50,6 +50,18 @@ class MailboxEditForm(forms.Form):
     autoreply_body = forms.CharField(
         label="Reply", widget=forms.Textarea(attrs={"rows": 4}), max_length=5000, required=False
     )
+    autoreply_start = forms.DateField(
+        label="Reply from",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="First day (empty: from now).",
+    )
+    autoreply_end = forms.DateField(
+        label="Reply until",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Last day, included (empty: until turned off).",
+    )
 
     def __init__(self, *args, user=None, box=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -129,6 +129,10 @@ class Mailbox(models.Model):
     )
     autoreply_subject = models.CharField(max_length=200, blank=True)
     autoreply_body = models.TextField(max_length=5000, blank=True)
+    # The auto-responder's window, both days included, by the mail server's clock (sieve's
+    # currentdate); empty: no bound.
+    autoreply_start = models.DateField("reply from", null=True, blank=True)
+    autoreply_end = models.DateField("reply until", null=True, blank=True)
     # Storage in KiB as Dovecot's quota plugin last counted it (mail/queue.py read_usage).
     used_kb = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     used_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -4,6 +4,9 @@ Dovecot users) as an Operation, so the server follows."""
 
 from __future__ import annotations
 
+import datetime
+import re
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -33,6 +36,8 @@ MAILBOX_UPDATE_FIELDS = [
     "autoreply",
     "autoreply_subject",
     "autoreply_body",
+    "autoreply_start",
+    "autoreply_end",
 ]
 MAILBOX_SECRETS = ["password"]
 ALIAS_FIELDS = ["domain", "local_part", "destinations"]
@@ -247,6 +252,22 @@ def may_set_send_limit(actor, box: Mailbox) -> bool:
     return actor.pk in (owner.pk, owner.reseller_id)
 
 
+def _date_or_none(value, name: str) -> datetime.date | None:
+    """A day (a date, or ``YYYY-MM-DD``) or nothing (None, empty)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime.datetime):
+        raise ValidationError({name: "A day, without a time."})
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationError({name: "A day as YYYY-MM-DD."})
+
+
 def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
     accept_only(data, MAILBOX_UPDATE_FIELDS + MAILBOX_SECRETS)
     before = audit.snapshot(box, MAILBOX_UPDATE_FIELDS)
@@ -282,6 +303,11 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
             except ValidationError as exc:
                 raise ValidationError({name: exc.messages}) from exc
             setattr(box, name, value.strip() if name == "autoreply_subject" else value)
+    for name in ("autoreply_start", "autoreply_end"):
+        if name in data:
+            setattr(box, name, _date_or_none(data[name], name))
+    if box.autoreply_start and box.autoreply_end and box.autoreply_end < box.autoreply_start:
+        raise ValidationError({"autoreply_end": "The last day comes after the first."})
     if box.autoreply and not box.autoreply_body.strip():
         raise ValidationError({"autoreply_body": "Write the reply."})
     password = data.get("password")

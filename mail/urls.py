@@ -1,10 +1,13 @@
-"""The mail area of the portal, mounted at /mail/."""
+"""The mail area of the portal at /mail/, and the mail clients' public autoconfig and
+Autodiscover addresses at the site's root (mail/autoconfig.py)."""
 
-from django.urls import path
+from django.urls import include, path
 
-from mail import views
+from mail import autoconfig, views
 
-urlpatterns = [
+url_prefix = ""
+
+portal = [
     path("", views.MailDomainList.as_view(), name="mail"),
     path("new/", views.MailDomainCreate.as_view(), name="mail-domain-add"),
     path("<uuid:uuid>/", views.MailDomainDetail.as_view(), name="mail-domain"),
@@ -22,4 +25,12 @@ urlpatterns = [
     path("servers/<uuid:uuid>/queue/", views.MailQueue.as_view(), name="mail-queue"),
     path("servers/<uuid:uuid>/prepare/", views.PrepareMail.as_view(), name="mail-prepare"),
     path("aliases/<uuid:uuid>/delete/", views.MailAliasDelete.as_view(), name="mail-alias-delete"),
+]
+
+urlpatterns = [
+    path("mail/config-v1.1.xml", autoconfig.thunderbird, name="mail-autoconfig"),
+    path(".well-known/autoconfig/mail/config-v1.1.xml", autoconfig.thunderbird),
+    path("autodiscover/autodiscover.xml", autoconfig.outlook, name="mail-autodiscover"),
+    path("Autodiscover/Autodiscover.xml", autoconfig.outlook),
+    path("mail/", include(portal)),
 ]

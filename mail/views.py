@@ -250,6 +250,8 @@ class MailboxEdit(View):
                 "autoreply": box.autoreply,
                 "autoreply_subject": box.autoreply_subject,
                 "autoreply_body": box.autoreply_body,
+                "autoreply_start": box.autoreply_start,
+                "autoreply_end": box.autoreply_end,
             },
             user=request.user,
             box=box,

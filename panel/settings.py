@@ -320,6 +320,8 @@ PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")
 PANEL_MAIL_RESOLVERS = env_list("PANEL_MAIL_RESOLVERS")
 # How often every mail server's mailbox usage is read (doveadm quota get -A).
 PANEL_MAIL_USAGE_EVERY_MINUTES = env_int("PANEL_MAIL_USAGE_EVERY_MINUTES", 60)
+# How often every mail domain's DNS records are checked (the mail_dns alert reads them).
+PANEL_MAIL_DNS_CHECK_EVERY_MINUTES = env_int("PANEL_MAIL_DNS_CHECK_EVERY_MINUTES", 360)
 # Order a certificate by itself when a site without one is applied and its names point here.
 PANEL_ACME_AUTO = env_bool("PANEL_ACME_AUTO", True)
 # Networks of the panel's own host beyond those its interfaces show (servers/addresses.py),

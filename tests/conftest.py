@@ -51,7 +51,14 @@ def pytest_collection_modifyitems(config, items):
     if missing:
         raise pytest.UsageError(f"tests/conftest.py SCHEDULE_FIRST names no file: {missing}")
     rank = {path: i for i, path in enumerate(SCHEDULE_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+    # Then the tests of real programs and browsers, then the unit tests: files that are
+    # long one by one before the many short ones, which fill the end of the run evenly.
+
+    def order(item):
+        path = item.nodeid.split("::")[0]
+        return rank.get(path, len(rank)), path.startswith("tests/unit/")
+
+    items.sort(key=order)
 
 
 def require_real(reason: str):

@@ -77,7 +77,8 @@ class MailboxSerializer(ServiceSerializer):
         model = Mailbox
         fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb",
                   "suspended", "send_limit_per_hour", "autoreply", "autoreply_subject",
-                  "autoreply_body", "used_kb", "used_at"]  # fmt: skip
+                  "autoreply_body", "autoreply_start", "autoreply_end", "used_kb",
+                  "used_at"]  # fmt: skip
         read_only_fields = [*STATE, "address", "used_kb", "used_at"]
 
     def get_fields(self):
@@ -102,7 +103,14 @@ class MailboxSerializer(ServiceSerializer):
 
     def create(self, validated_data):
         validated_data.pop("suspended", None)
-        for name in ("send_limit_per_hour", "autoreply", "autoreply_subject", "autoreply_body"):
+        for name in (
+            "send_limit_per_hour",
+            "autoreply",
+            "autoreply_subject",
+            "autoreply_body",
+            "autoreply_start",
+            "autoreply_end",
+        ):
             validated_data.pop(name, None)  # changed by PATCH
         return super().create(validated_data)
 

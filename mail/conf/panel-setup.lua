@@ -46,7 +46,11 @@ if odkim.get_header(ctx, "From", 1) ~= nil then
 elseif #found == 0 then
   refused = "(no address)"
 else
-  local db = odkim.db_open("file:" .. SENDERS)
+  local opened, db = pcall(odkim.db_open, "file:" .. SENDERS)
+  if not opened then -- (not written yet): try again later rather than sign or refuse
+    odkim.export(ctx, "panel_tempfail", "1")
+    return nil
+  end
   for _, address in ipairs(found) do
     local domain = string.match(address, "@(.*)$")
     if odkim.db_check(db, user .. ">" .. address) ~= 1

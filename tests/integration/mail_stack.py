@@ -1,13 +1,13 @@
 """A private mail stack for tests and bench/mail.py: Postfix (``postfix -c DIR``, its own
-queue and data directories, SMTP on a free loopback port), Dovecot (``dovecot -c conf``, IMAP
-on a free port, LMTP on a socket Postfix delivers to) and OpenDKIM (``opendkim -x conf``, a
-milter of Postfix), configured as a server prepared for mail is (docs/mail.md), pointing at
-the panel's (empty) maps, users and key tables; stopped by command and pid on exit."""
+queue and data directories, SMTP and submission on free loopback ports), Dovecot (``dovecot
+-c conf``, IMAP on a free port, LMTP on a socket Postfix delivers to) and OpenDKIM
+(``opendkim -x conf``, a milter of Postfix), their configuration rendered by mail.config
+as "Prepare for mail" writes it (docs/mail.md), pointing at the panel's (empty) maps, users
+and key tables; stopped by command and pid on exit."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import pwd
 import shutil
 import subprocess
@@ -48,168 +48,55 @@ def sh(*argv: str) -> str:
 
 @contextlib.contextmanager
 def mail_stack(foreign_port: int) -> Iterator[dict]:
-    """Postfix + Dovecot as a server prepared for mail has them, pointing at the panel's
-    maps and users directories (empty until the first apply)."""
-    for program in ("postfix", "postmap", "dovecot", "doveadm", "doveconf"):
-        need(program)
-    uid, gid = ensure_vmail()
-    base = world_readable_tmp("uhp-mail-")
-    conf, users, vmail = base / "postfix", base / "users", base / "vmail"
-    dkim_dir = base / "opendkim"
-    for d in (conf, conf / "panel", users, base / "queue", base / "data", base / "run"):
-        d.mkdir(parents=True)
-    (dkim_dir / "keys").mkdir(parents=True)
-    for name in ("KeyTable", "SigningTable"):
-        (dkim_dir / name).write_text("")
-    milter_port = free_port()
-    # RequireSafeKeys: OpenDKIM refuses keys below a world-writable directory, and this
-    # private instance lives below /tmp (a server keeps them in /etc/opendkim/keys).
-    (base / "opendkim.conf").write_text(
-        f"""Syslog no
-Mode sv
-Canonicalization relaxed/simple
-Socket inet:{milter_port}@127.0.0.1
-PidFile {base}/opendkim.pid
-UserID opendkim
-KeyTable {dkim_dir}/KeyTable
-SigningTable refile:{dkim_dir}/SigningTable
-InternalHosts 127.0.0.1
-RequireSafeKeys false
-"""
-    )
-    vmail.mkdir()
-    os.chown(vmail, uid, gid)
-    shutil.chown(base / "data", "postfix")
-    smtp_port, imap_port = free_port(), free_port()
-    lmtp = base / "lmtp"
-    (conf / "transport").write_text(f"{FOREIGN} smtp:[127.0.0.1]:{foreign_port}\n")
-    sh("postmap", f"hash:{conf}/transport")
-    for name in ("domains", "mailboxes", "aliases"):  # what "prepare" leaves before an apply
-        (conf / "panel" / name).write_text("")
-        sh("postmap", f"hash:{conf}/panel/{name}")
-    (conf / "main.cf").write_text(
-        f"""compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-maillog_file = {base}/postfix.log
-maillog_file_prefixes = {base}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mx.panel.test
-mydestination =
-mynetworks = 192.0.2.1/32
-smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated reject_unauth_destination
-smtp_dns_support_level = disabled
-virtual_mailbox_domains = hash:{conf}/panel/domains
-virtual_mailbox_maps = hash:{conf}/panel/mailboxes
-virtual_alias_maps = hash:{conf}/panel/aliases
-virtual_transport = lmtp:unix:{lmtp}
-transport_maps = hash:{conf}/transport
-smtpd_milters = inet:127.0.0.1:{milter_port}
-non_smtpd_milters = $smtpd_milters
-"""
-    )
-    master = Path("/etc/postfix/master.cf").read_text()
-    lines = []
-    for line in master.splitlines():
-        fields = line.split()
-        if fields[:2] == ["smtp", "inet"]:
-            line = line.replace("smtp      inet", f"127.0.0.1:{smtp_port} inet", 1)
-            fields = line.split()
-        if len(fields) >= 8 and not line.startswith((" ", "#")) and fields[4] == "y":
-            fields[4] = "n"  # no chroot: the private instance's paths are not in one
-            line = " ".join(fields)
-        lines.append(line)
-    (conf / "master.cf").write_text("\n".join(lines) + "\n")
-    dconf = base / "dovecot.conf"
-    dconf.write_text(
-        f"""base_dir = {base}/run
-state_dir = {base}/run
-log_path = {base}/dovecot.log
-listen = 127.0.0.1
-protocols = imap lmtp
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = {uid}
-mail_uid = vmail
-mail_gid = vmail
-mail_location = maildir:~/Maildir
-auth_username_chars = abcdefghijklmnopqrstuvwxyz01234567890.-_@
-passdb {{
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT username_format=%Lu {users}/%Ld
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%Lu {users}/%Ld
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  unix_listener {lmtp} {{
-    user = postfix
-    group = postfix
-    mode = 0600
-  }}
-}}
-"""
-    )
-    sh("postfix", "-c", str(conf), "check")
-    try:
-        subprocess.run(
-            [need("opendkim"), "-x", str(base / "opendkim.conf")], check=True, timeout=60,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_port("127.0.0.1", milter_port)
+    """Postfix, Dovecot and OpenDKIM configured as "Prepare for mail" configures them: the
+    files rendered by mail.config from the panel's templates, the directories made by
+    mail.prepare.make_directories (over a local transport), the programs started by their
+    own commands; the maps and users (empty until the first apply) are the apply engine's.
+    Only ``mail_mynetworks`` differs from the prepare test's profile (192.0.2.1/32): a
+    client on 127.0.0.1 relays nothing unauthenticated, as any client on the internet."""
+    from mail import config, prepare
+    from servers.engine import profile_for
+    from servers.models import Server
+    from servers.transport import LocalTransport
+
+    with prepared_paths(foreign_port) as found:
+        uid, _gid = ensure_vmail()
+        values = {**found["profile"], "mail_mynetworks": "192.0.2.1/32"}
+        server = Server(name="mail-stack", address="127.0.0.1", profile=values,
+                        components={"mail": {"vmail_uid": uid}})  # fmt: skip
+        profile = profile_for(server)
+        t = LocalTransport()
+        prepare.make_directories(t, profile)
+        for path, (_service, text) in config.render_config(server, profile).items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        maps = Path(values["mail_map_dir"])
+        for name in ("domains", "mailboxes", "aliases", "senders"):  # before the first apply
+            (maps / name).write_text("")
+            sh("postmap", f"hash:{maps / name}")
+        conf, ports = found["conf"], found["ports"]
+        dconf = values["dovecot_conf"]
+        sh("postfix", "-c", str(conf), "check")
+        # The programs daemonize: their children must not hold our pipes open.
+        quiet = {"check": True, "timeout": 60, "stdout": subprocess.DEVNULL,
+                 "stderr": subprocess.DEVNULL}  # fmt: skip
+        subprocess.run([need("opendkim"), "-x", values["opendkim_conf"]], **quiet)
+        wait_port("127.0.0.1", ports["milter"])
+        subprocess.run(["dovecot", "-c", dconf], **quiet)
         sh("postfix", "-c", str(conf), "start")
-        # dovecot daemonizes: its children must not hold our pipes open.
-        subprocess.run(
-            ["dovecot", "-c", str(dconf)], check=True, timeout=60,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_port("127.0.0.1", smtp_port)
-        wait_port("127.0.0.1", imap_port)
-        yield _stack(base, conf, dconf, users, vmail, smtp_port, imap_port)
-    finally:
-        stop_pidfile(base / "opendkim.pid")
-        for argv in (["postfix", "-c", str(conf), "stop"], ["doveadm", "-c", str(dconf), "stop"]):
-            with contextlib.suppress(Exception):
-                subprocess.run(
-                    argv, timeout=30, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _stack(base, conf, dconf, users, vmail, smtp_port, imap_port) -> dict:
-    return {
-        "base": base,
-        "conf": conf,
-        "dovecot_conf": dconf,
-        "users": users,
-        "vmail": vmail,
-        "smtp_port": smtp_port,
-        "imap_port": imap_port,
-        "profile": {
-            "state_dir": str(base / "state"),
-            "postfix_config_dir": str(conf),
-            "mail_map_dir": str(conf / "panel"),
-            "dovecot_conf": str(dconf),
-            "dovecot_users_dir": str(users),
-            "vmail_base": str(vmail),
-            "opendkim_conf": str(base / "opendkim.conf"),
-            "opendkim_dir": str(base / "opendkim"),
-            "opendkim_key_dir": str(base / "opendkim" / "keys"),
-            "opendkim_pid_file": str(base / "opendkim.pid"),
-        },
-    }
+        for port in (ports["smtp"], ports["submission"], ports["imap"]):
+            wait_port("127.0.0.1", port)
+        yield {
+            "base": found["base"],
+            "conf": conf,
+            "dovecot_conf": Path(dconf),
+            "users": Path(values["dovecot_users_dir"]),
+            "vmail": Path(values["vmail_base"]),
+            "smtp_port": ports["smtp"],
+            "submission_port": ports["submission"],
+            "imap_port": ports["imap"],
+            "profile": values,
+        }
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:

@@ -104,3 +104,41 @@ def test_outsiders_cannot_start_a_check(domain, mallory):
     assert client.post(f"/mail/{domain.uuid}/dns-check/").status_code == 404
     assert not Operation.objects.filter(kind="mail.dns_check").exists()
     assert MailDomain.objects.get().dns_check == []
+
+
+def test_the_scheduled_check_raises_a_dns_alert_and_resolves_it_once_fixed(
+    domain, provider_dns, customer, mallory, q_sync, django_capture_on_commit_callbacks
+):
+    """mail.alerts.check_all (the schedule) checks every live domain; the mail_dns rule of
+    the owner fires for the wrong and missing records (an outsider's rule sees nothing);
+    once the provider's zone says what the panel wants, the next check resolves it."""
+    from mail.alerts import check_all
+    from mail.dnsrecords import wanted
+    from monitoring.alerts import evaluate_alerts
+    from monitoring.models import Alert, AlertRule
+
+    rule = AlertRule.objects.create(owner=customer, name="mail dns", kind="mail_dns")
+    AlertRule.objects.create(owner=mallory, name="outsider", kind="mail_dns")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check_all() == 1
+    evaluate_alerts()
+    alert = Alert.objects.get()
+    assert (alert.rule, alert.state, alert.label) == (rule, "firing", "example.test")
+    assert "TXT _dmarc.example.test missing" in alert.message
+    assert "TXT example.test different" in alert.message
+    # The provider fixes its zone: every record as the panel wants it.
+    provider_dns.stop()
+    zone = provider_dns.base / "zone.db"
+    base = "".join(line + "\n" for line in zone.read_text().splitlines()[:3])
+    records = "".join(f"{r.fqdn(domain.domain)}. IN {r.type} {r.content}\n" for r in wanted(domain))
+    zone.write_text(base + records)
+    provider_dns.start()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check_all() == 1
+    domain.refresh_from_db()
+    assert {r["state"] for r in domain.dns_check} == {"ok"}, domain.dns_check
+    evaluate_alerts()
+    alert.refresh_from_db()
+    assert alert.state == "resolved" and Alert.objects.count() == 1
+    MailDomain.objects.filter(pk=domain.pk).update(suspended=True)  # not checked any more
+    assert check_all() == 0

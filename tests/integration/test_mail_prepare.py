@@ -12,6 +12,7 @@ catcher: the only stand-in, for the public internet."""
 
 from __future__ import annotations
 
+import datetime
 import imaplib
 import json
 import smtplib
@@ -27,7 +28,7 @@ from aiosmtpd.controller import Controller
 from accounts.models import Role
 from core.models import Operation
 from mail import services
-from mail.models import CONFIG_UNIT, Mailbox
+from mail.models import CONFIG_UNIT, Mailbox, MailDomain
 from servers.models import Server
 from tests.conftest import make_user, wait_until
 from tests.integration.conftest import free_port
@@ -439,6 +440,15 @@ def test_submission_sends_only_as_the_mailboxes_own_addresses(
                 f"5.7.1 header From ceo@{other} is not an address info@{DOMAIN} may send as"
                 in refused.value.smtp_error.decode()
             ), refused.value
+        # The list OpenDKIM checks against cannot be read: try again later (451).
+        logins = Path(paths["profile"]["opendkim_dir"]) / "SenderLogins"
+        logins.rename(logins.with_suffix(".away"))
+        try:
+            with pytest.raises(smtplib.SMTPDataError) as later:
+                smtp.send_message(message(f"boss@{FOREIGN}", "no list", f"info@{DOMAIN}"))
+            assert later.value.smtp_code == 451, later.value
+        finally:
+            logins.with_suffix(".away").rename(logins)
         smtp.send_message(message(f"boss@{FOREIGN}", "as the alias", f"sales@{DOMAIN}"))
         smtp.send_message(
             message(f"boss@{FOREIGN}", "alias header", f"Sales <sales@{DOMAIN}>"),
@@ -482,3 +492,54 @@ def test_only_root_and_vmail_submit_through_sendmail(paths, prepared, catcher):
     sent = next(m.content for m in handler.messages if b"by vmail" in m.content)
     assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent, sent
     assert not any(b"by nobody" in m.content for m in handler.messages)
+
+
+def test_auto_responder_window_and_a_script_sievec_refuses(
+    paths, prepared, owner, catcher, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The auto-responder answers only between its first and last day (sieve's currentdate,
+    by the server's clock: this machine's); a script Pigeonhole refuses (sievec, in the
+    staged check) fails the domain's unit with sievec's words and the live one stays."""
+    _controller, handler = catcher
+    today = datetime.date.today()
+    day = datetime.timedelta(days=1)
+    sieve = Path(paths["profile"]["dovecot_sieve_dir"]) / f"info@{DOMAIN}.sieve"
+
+    def update(**data):
+        with django_capture_on_commit_callbacks(execute=True):
+            services.do_update_mailbox(Mailbox.objects.get(), actor=owner, data=data)
+
+    def ask(sender: str) -> None:
+        with smtp_to(paths, "smtp") as smtp:
+            smtp.send_message(message(f"info@{DOMAIN}", f"asked by {sender}", sender))
+        wait_until(
+            lambda: f"asked by {sender}" in imap_subjects(paths, f"info@{DOMAIN}", PASSWORD), 20
+        )
+
+    update(autoreply=True, autoreply_subject="Window", autoreply_body="Away.",
+           autoreply_start=today + day)  # fmt: skip
+    assert Mailbox.objects.get().status == "active", Mailbox.objects.get().status_message
+    ask(f"early@{FOREIGN}")
+    update(autoreply_start=today - 5 * day, autoreply_end=(today - day).isoformat())
+    ask(f"late@{FOREIGN}")
+    update(autoreply_start=today - day, autoreply_end=today + day)
+    ask(f"inside@{FOREIGN}")
+    wait_until(lambda: any(f"inside@{FOREIGN}" in m.rcpt_tos for m in handler.messages), 30)
+    replied = {r for m in handler.messages for r in m.rcpt_tos}
+    assert f"early@{FOREIGN}" not in replied and f"late@{FOREIGN}" not in replied
+    # A script sievec refuses never goes live.
+    live = sieve.read_text()
+    assert "currentdate" in live
+    with monkeypatch.context() as patched:  # (monkeypatch.undo would end q_sync too)
+        patched.setattr(
+            "mail.apply.render_vacation", lambda box: 'require ["vacation"];\nvacation text:\nx\n'
+        )
+        update(autoreply_subject="Broken")
+    domain = MailDomain.objects.get(domain=DOMAIN)
+    assert domain.status == "failed" and "sievec" in domain.status_message, domain.status_message
+    assert f"info@{DOMAIN}.sieve" in domain.status_message
+    assert sieve.read_text() == live
+    update(autoreply_subject="Fixed")
+    domain.refresh_from_db()
+    assert domain.status == "active", domain.status_message
+    assert '"Fixed"' in sieve.read_text()

@@ -486,7 +486,7 @@ def test_browser_keeps_its_live_page_while_web_processes_die(cluster, api, gate)
             browser.close()
 
 
-def test_rolling_upgrade_keeps_answering_and_loses_no_operation(cluster, api, gate):
+def test_rolling_upgrade_keeps_answering_and_loses_no_operation(cluster, api):
     """manage.py upgrade --pid-dir restarts the web processes one by one, then the workers
     (a process manager brings each back: here a thread of this test) while a client keeps
     asking through nginx: no request fails. An operation runs across its worker's restart
@@ -528,6 +528,30 @@ def test_rolling_upgrade_keeps_answering_and_loses_no_operation(cluster, api, ga
     def upgrade():
         out.append(cluster.manage("upgrade", "--skip-migrate", "--pid-dir", str(cluster.var)))
 
+    # Three operations on one lock, held by a file (no command timeout to race): one runs,
+    # two wait for it (queued, taken by a worker or not).
+    hold = cluster.base / "hold"
+    hold.touch()
+    uuids = cluster.shell(
+        "import json\n"
+        "from accounts.models import User\n"
+        "from core.operations import start_operation\n"
+        f"u = User.objects.get(email={RESELLER!r})\n"
+        "ops = [start_operation(kind='t', task='tests.support.hold_file', owner=u,"
+        f" lock_key='upgrade-test', args={{'path': {str(hold)!r}, 'seconds': 900}})"
+        " for _ in range(3)]\n"
+        "print(json.dumps([str(o.uuid) for o in ops]))\n"
+    )
+
+    def holder_pid():
+        rows = cluster.sql(
+            "SELECT o.uuid::text, w.pid FROM core_operation o JOIN core_worker w"
+            " ON w.name = o.worker WHERE o.state = 'running' AND o.lock_key = 'upgrade-test'"
+        )
+        return rows and rows[0]
+
+    across, pid = wait_until(holder_pid, 30, "no operation runs")
+    holder = next(n for n, proc in cluster.workers.items() if proc.pid == pid)
     threads = [threading.Thread(target=f) for f in (manager, client)]
     for t in threads:
         t.start()
@@ -538,28 +562,21 @@ def test_rolling_upgrade_keeps_answering_and_loses_no_operation(cluster, api, ga
             **{f"worker-{n}": proc.pid for n, proc in cluster.workers.items()},
         }
         runner.start()
-        # Once both web processes are back the workers are next: hold an operation then.
-        wait_until(lambda: {f"web-{p}" for p in cluster.web_ports} <= set(restarted), 120, "webs")
-        gate.hold()
-        across = start_op(cluster, api)
-        holder = holder_worker(cluster, gate, len(gate.peers))
-        wait_state(cluster, api, across, "running")
-        pid = cluster.workers[holder].pid
-        behind = [start_op(cluster, api) for _ in range(2)]
         wait_until(
             lambda: (
                 cluster.sql("SELECT stopping FROM core_worker WHERE pid = %s", (pid,)) == [(True,)]
             ),
-            60,
+            600,  # two web processes and maybe the other worker first, on a busy machine
             "the holder was never told to stop",
         )
-        assert op(cluster, api, across)["state"] == "running"
-        assert cluster.workers[holder].poll() is None  # it waits for its operation
-        gate.release()
-        runner.join(180)
+        time.sleep(1)  # were it to stop without waiting for its operation, it would now
+        assert cluster.sql("SELECT state FROM core_operation WHERE uuid = %s", (across,)) == [
+            ("running",)
+        ]
+        assert cluster.workers[holder].pid == pid and cluster.workers[holder].poll() is None
     finally:
-        gate.release()
-        runner.join(180)
+        hold.unlink(missing_ok=True)
+        runner.join(600)
         stop.set()
         for t in threads:
             t.join(60)
@@ -573,7 +590,7 @@ def test_rolling_upgrade_keeps_answering_and_loses_no_operation(cluster, api, ga
     # Rolling: the second worker stopped only after the first ran again.
     (first, _), (second, second_died) = sorted(died, key=lambda d: d[1])
     assert dict(back)[first] < second_died, (died, back)
-    for uuid in [across, *behind]:
+    for uuid in uuids:
         assert wait_state(cluster, api, uuid, "succeeded", "failed")["state"] == "succeeded"
     assert cluster.sql("SELECT count(*) FROM core_operation WHERE state = 'queued'") == [(0,)]
     assert answers and set(answers) == {200}, answers

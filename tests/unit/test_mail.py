@@ -347,6 +347,24 @@ class TestSendLimit:
         box.refresh_from_db()
         assert box.send_limit_per_hour == 5
 
+    def test_autoreply_dates_through_the_api_and_the_form(self, domain, customer):
+        box = add_box(domain, customer)
+        c = login(customer)
+        url = f"/api/v1/mailboxes/{box.uuid}/"
+        r = c.patch(url, {"autoreply_start": "2026-12-10", "autoreply_end": "2026-12-01"},
+                    content_type="application/json")  # fmt: skip
+        assert r.status_code == 400 and "autoreply_end" in r.json(), r.content
+        r = c.patch(url, {"autoreply_start": "2026-12-01", "autoreply_end": "2026-12-10"},
+                    content_type="application/json")  # fmt: skip
+        assert r.status_code == 200, r.content
+        assert (r.json()["autoreply_start"], r.json()["autoreply_end"]) == (
+            "2026-12-01", "2026-12-10")  # fmt: skip
+        r = c.post(f"/mail/mailboxes/{box.uuid}/", {"quota_mb": 9, "autoreply_start": "",
+                                                    "autoreply_end": "2026-12-24"})  # fmt: skip
+        assert r.status_code in (200, 302)
+        box.refresh_from_db()
+        assert (box.autoreply_start, str(box.autoreply_end)) == (None, "2026-12-24")
+
 
 class TestApi:
     def test_customer_creates_domain_mailbox_alias(self, customer, server):

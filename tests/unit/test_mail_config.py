@@ -262,3 +262,57 @@ def test_an_autoreply_needs_a_body(server, customer):
     sieve = [f for f in files if isinstance(f, ManagedFile) and f.path.endswith(".sieve")]
     assert [f.path for f in sieve] == ["/etc/dovecot/panel-sieve/info@shop.example.com.sieve"]
     assert Mailbox.objects.get().autoreply
+
+
+def test_autoreply_dates_bound_the_reply(server, customer):
+    """First and last day (both included) become sieve currentdate tests; the last before
+    the first, a time or anything but YYYY-MM-DD is refused; empty clears a bound."""
+    import datetime
+
+    from mail.apply import render_vacation
+    from mail.models import Mailbox
+    from websites.models import Plan, Subscription
+
+    Subscription.objects.create(user=customer, plan=Plan.objects.create(name="p", mailboxes=5))
+    d = services.do_create_mail_domain(
+        actor=customer, data={"domain": "shop.example.com", "server": server}
+    )
+    box = services.do_create_mailbox(
+        actor=customer, data={"domain": d, "local_part": "info", "password": "a password 123"}
+    )
+    for bad in (
+        {"autoreply_start": "2026-12-10", "autoreply_end": "2026-12-09"},
+        {"autoreply_start": "10.12.2026"},
+        {"autoreply_end": "2026-02-30"},
+        {"autoreply_end": '2026-12-01" {'},
+        {"autoreply_start": datetime.datetime(2026, 12, 1, 10, 0)},
+        {"autoreply_end": 20261201},
+    ):
+        with pytest.raises(ValidationError) as exc:
+            services.do_update_mailbox(box, actor=customer, data={"autoreply_body": "x", **bad})
+        assert set(exc.value.message_dict) & {"autoreply_start", "autoreply_end"}, bad
+    box = services.do_update_mailbox(
+        Mailbox.objects.get(),
+        actor=customer,
+        data={"autoreply": True, "autoreply_body": "Away.", "autoreply_start": "2026-12-01",
+              "autoreply_end": datetime.date(2026, 12, 24)},
+    )  # fmt: skip
+    box = Mailbox.objects.get()
+    assert (box.autoreply_start, box.autoreply_end) == (
+        datetime.date(2026, 12, 1),
+        datetime.date(2026, 12, 24),
+    )
+    script = render_vacation(box)
+    assert 'require ["vacation", "date", "relational"];' in script
+    assert (
+        'if allof (currentdate :value "ge" "date" "2026-12-01", '
+        'currentdate :value "le" "date" "2026-12-24") {\nvacation :days 1' in script
+    )
+    assert script.endswith("\n.\n;\n}\n")
+    services.do_update_mailbox(box, actor=customer, data={"autoreply_start": None})
+    script = render_vacation(Mailbox.objects.get())
+    assert '"ge"' not in script and 'currentdate :value "le" "date" "2026-12-24"' in script
+    services.do_update_mailbox(Mailbox.objects.get(), actor=customer, data={"autoreply_end": ""})
+    assert render_vacation(Mailbox.objects.get()).startswith(
+        '# Managed by the hosting panel: the mailbox\'s auto-responder.\nrequire ["vacation"];\n'
+    )

@@ -131,3 +131,26 @@ def test_a_stopping_worker_gives_back_what_it_has_not_started(
     assert enqueued == [late.pk]
     life.close()
     assert not Worker.objects.filter(name="stopping").exists()
+
+
+def test_a_waiting_worker_stops_waiting_once_its_claim_is_given_back(
+    customer, enqueued, monkeypatch
+):
+    """A stopping worker gave back an operation its task process waits a lock for: the task
+    process stops waiting at once (the worker can exit; another runs the operation)."""
+    monkeypatch.setenv(workers.ENV, "stopping")
+    holder = queued(customer, lock_key="server:1")
+    Operation.objects.filter(pk=holder.pk).update(state="running", heartbeat_at=timezone.now())
+    OperationLock.objects.create(key="server:1", operation=holder)
+    op = queued(customer, lock_key="server:1")
+    polls: list[int] = []
+
+    def give_back(*args):
+        polls.append(1)
+        Operation.objects.filter(pk=op.pk).update(worker="", claimed_at=None)
+
+    monkeypatch.setattr("core.operations.time.sleep", give_back)
+    assert execute_operation(op.pk) == "requeued"
+    assert len(polls) == 1  # the next poll noticed
+    assert Operation.objects.get(pk=holder.pk).state == "running"
+    assert OperationLock.objects.get(key="server:1").operation_id == holder.pk
