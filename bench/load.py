@@ -8,18 +8,24 @@ subscribe (the operations page's live socket, until it says ready), with a think
 between requests (--think seconds on average, random). Latency is measured by the clients,
 CPU time per request from /proc for the web processes only (nginx, PostgreSQL, Redis and the
 clients themselves are left out). Between the phases nginx is reloaded with one upstream.
+The client threads are spread over --procs processes, so that one interpreter's lock does not
+add queueing of its own to the latencies measured (each phase also reports the clients' CPU
+per request, to show what they cost the machine). Each phase reports p50/p95 per request
+kind as well ("kinds").
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/load.py
     .venv/bin/python bench/load.py --clients 50 --seconds 20     # a quick look
 
 The last line is one JSON object: {"clients", "requests", "rps", "p50_ms", "p95_ms", "errors",
-"web_cpu_ms_per_request", "single_process_rps", "single_web_cpu_ms_per_request"}.
+"web_cpu_ms_per_request", "single_process_rps", "single_web_cpu_ms_per_request"}, then extra
+keys: "kinds" (p50/p95 per request kind, two web processes) and "single_kinds".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -70,17 +76,30 @@ print(json.dumps(out))
 """
 
 
+KINDS = ["list_ops", "list_servers", "detail", "page", "create", "subscribe"]
+
+
 class Results:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.latencies: list[float] = []
+        self.samples: list[tuple[str, float]] = []
         self.errors: list[str] = []
 
-    def add(self, seconds: float, error: str | None) -> None:
+    def add(self, kind: str, seconds: float, error: str | None) -> None:
         with self.lock:
-            self.latencies.append(seconds)
+            self.samples.append((kind, seconds))
             if error:
                 self.errors.append(error)
+
+
+def percentiles(latencies: list[float]) -> dict:
+    lat = sorted(latencies)
+    n = len(lat)
+    return {
+        "n": n,
+        "p50_ms": round(statistics.median(lat) * 1000, 1) if n else None,
+        "p95_ms": round(lat[max(0, int(n * 0.95) - 1)] * 1000, 1) if n else None,
+    }
 
 
 def client(cluster: Cluster, account: dict, stop_at: float, think: float, results: Results):
@@ -92,10 +111,7 @@ def client(cluster: Cluster, account: dict, stop_at: float, think: float, result
     url = cluster.url
     time.sleep(rng.uniform(0, think))  # spread the start
     while time.monotonic() < stop_at:  # bounded by the phase's end
-        kind = rng.choices(
-            ["list_ops", "list_servers", "detail", "page", "create", "subscribe"],
-            weights=[25, 20, 20, 15, 10, 10],
-        )[0]
+        kind = rng.choices(KINDS, weights=[25, 20, 20, 15, 10, 10])[0]
         start = time.perf_counter()
         error = None
         try:
@@ -129,42 +145,68 @@ def client(cluster: Cluster, account: dict, stop_at: float, think: float, result
                 error = f"{kind}: HTTP {r.status_code}"
         except Exception as exc:  # noqa: BLE001 - counted, reported
             error = f"{kind}: {exc.__class__.__name__}: {exc}"[:200]
-        results.add(time.perf_counter() - start, error)
+        results.add(kind, time.perf_counter() - start, error)
         time.sleep(rng.expovariate(1 / think))
 
 
-def run_phase(cluster, accounts, clients: int, seconds: float, think: float, ports) -> dict:
+def client_process(cluster, accounts, stop_at, think, queue) -> None:
+    """One process of client threads (forked: it has the cluster's addresses and certificate);
+    sends back its samples, errors and the CPU it used."""
     results = Results()
-    pids = [cluster.webs[p].pid for p in ports]
-    cpu_before = cluster.cpu_seconds(pids)
-    started = time.monotonic()
-    stop_at = started + seconds
     threads = [
         threading.Thread(
-            target=client,
-            args=(cluster, accounts[i % len(accounts)], stop_at, think, results),
-            daemon=True,
+            target=client, args=(cluster, account, stop_at, think, results), daemon=True
         )
-        for i in range(clients)
+        for account in accounts
     ]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(seconds + 60)
+        t.join(max(0, stop_at - time.monotonic()) + 60)
+    cpu = sum(os.times()[:2])
+    queue.put((results.samples, results.errors, cpu))
+
+
+def run_phase(cluster, accounts, clients: int, seconds: float, think: float, ports, procs) -> dict:
+    pids = [cluster.webs[p].pid for p in ports]
+    cpu_before = cluster.cpu_seconds(pids)
+    started = time.monotonic()
+    stop_at = started + seconds
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    assigned = [accounts[i % len(accounts)] for i in range(clients)]
+    workers = [
+        ctx.Process(
+            target=client_process,
+            args=(cluster, assigned[n::procs], stop_at, think, queue),
+            daemon=True,
+        )
+        for n in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    samples, errors, client_cpu = [], [], 0.0
+    for _ in workers:
+        got_samples, got_errors, cpu = queue.get(timeout=seconds + 120)
+        samples += got_samples
+        errors += got_errors
+        client_cpu += cpu
+    for w in workers:
+        w.join(10)
     elapsed = time.monotonic() - started
     cpu = cluster.cpu_seconds(pids) - cpu_before
-    lat = sorted(results.latencies)
-    n = len(lat)
+    n = len(samples)
+    overall = percentiles([s for _, s in samples])
     return {
         "requests": n,
         "rps": round(n / elapsed, 1),
-        "p50_ms": round(statistics.median(lat) * 1000, 1) if n else None,
-        "p95_ms": round(lat[int(n * 0.95) - 1] * 1000, 1) if n else None,
-        "errors": len(results.errors),
-        "error_kinds": sorted(set(e.split(":")[0] + ":" + e.split(":")[1] for e in results.errors))[
-            :5
-        ],
+        "p50_ms": overall["p50_ms"],
+        "p95_ms": overall["p95_ms"],
+        "errors": len(errors),
+        "error_kinds": sorted(set(e.split(":")[0] + ":" + e.split(":")[1] for e in errors))[:5],
         "cpu_ms_per_request": round(cpu * 1000 / n, 2) if n else None,
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / n, 2) if n else None,
+        "kinds": {k: percentiles([s for kind, s in samples if kind == k]) for k in KINDS},
     }
 
 
@@ -188,6 +230,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--think", type=float, default=3.0, help="mean seconds between requests")
+    parser.add_argument("--procs", type=int, default=4, help="client processes")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="uhp-load-"))
@@ -201,12 +244,14 @@ def main() -> None:
         print(f"cluster up and seeded in {time.monotonic() - t:.1f} s", flush=True)
         print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()}", flush=True)
         both = run_phase(cluster, accounts, args.clients, args.seconds, args.think,
-                         cluster.web_ports)  # fmt: skip
+                         cluster.web_ports, args.procs)  # fmt: skip
         print(f"two web processes: {json.dumps(both)}", flush=True)
         one = cluster.web_ports[:1]
         reload_nginx(cluster, one)
         wait_until(lambda: cluster.ready(one[0]), 30, "web not ready")
-        single = run_phase(cluster, accounts, args.clients, args.seconds, args.think, one)
+        single = run_phase(
+            cluster, accounts, args.clients, args.seconds, args.think, one, args.procs
+        )
         print(f"one web process: {json.dumps(single)}", flush=True)
         print(f"load after: {os.getloadavg()}", flush=True)
         if both["errors"] or single["errors"]:
@@ -229,6 +274,9 @@ def main() -> None:
                 "web_cpu_ms_per_request": both["cpu_ms_per_request"],
                 "single_process_rps": single["rps"],
                 "single_web_cpu_ms_per_request": single["cpu_ms_per_request"],
+                "kinds": both["kinds"],
+                "single_kinds": single["kinds"],
+                "client_cpu_ms_per_request": both["client_cpu_ms_per_request"],
             }
         )
     )

@@ -3,6 +3,7 @@
 
 from django.contrib import admin
 
+from billing import services
 from billing.models import (
     BillingProfile,
     BillingSettings,
@@ -60,11 +61,17 @@ class UsageRecordAdmin(PolicyAdmin):
 
 @admin.register(TaxRate)
 class TaxRateAdmin(PolicyAdmin):
+    create_service = staticmethod(services.do_create_tax_rate)
+    update_service = staticmethod(services.do_update_tax_rate)
+    delete_service = staticmethod(services.do_delete_tax_rate)
+    fields = services.TAX_RATE_FIELDS
     list_display = ["country", "name", "rate", "updated_at"]
 
 
 @admin.register(BillingSettings)
 class BillingSettingsAdmin(PolicyAdmin):
+    update_service = staticmethod(services.do_update_settings)
+    fields = services.SETTINGS_FIELDS
     list_display = ["__str__", "currency", "period", "due_days", "suspend_after_days"]
 
 

@@ -50,14 +50,15 @@ def settings_for(issuer_id: int | None, cache: dict | None = None) -> BillingSet
     return found
 
 
-def price_of(record: UsageRecord, plans: dict, settings: BillingSettings) -> tuple:
-    """(unit price, amount) of one record."""
-    kind, q, included = record.kind, record.quantity, record.included
+def price_of(
+    kind: str, q: Decimal, included: Decimal, plan_id, plans: dict, settings: BillingSettings
+) -> tuple:
+    """(unit price, amount) of one usage record."""
     if kind == UsageKind.WEBSITE_PLAN:
-        unit = plans.get(("websites.plan", record.plan_id), Decimal(0))
+        unit = plans.get(("websites.plan", plan_id), Decimal(0))
         return unit, money(unit * q)
     if kind == UsageKind.VPS_HOURS:
-        monthly = plans.get(("vps.vpsplan", record.plan_id), Decimal(0))
+        monthly = plans.get(("vps.vpsplan", plan_id), Decimal(0))
         unit = (monthly / HOURS_PER_MONTH).quantize(UNIT, rounding=ROUND_HALF_UP)
         return unit, min(money(unit * q), monthly)
     over = max(Decimal(0), q - included)
@@ -75,23 +76,19 @@ def rate_usage(period: BillingPeriod, *, actor=None) -> int:
     from vps.models import VpsPlan
     from websites.models import Plan
 
-    records = list(
-        UsageRecord.objects.filter(period_start=period.start, line__isnull=True).only(
-            "pk", "kind", "quantity", "included", "plan_type", "plan_id", "account_id",
-            "account__reseller_id",
-        ).select_related("account")
-    )  # fmt: skip
+    records = UsageRecord.objects.filter(period_start=period.start, line__isnull=True)
     plans = {("websites.plan", pk): price for pk, price in Plan.objects.values_list("pk", "price")}
-    plans |= {
-        ("vps.vpsplan", pk): price for pk, price in VpsPlan.objects.values_list("pk", "price")
-    }
+    plans |= {("vps.vpsplan", pk): p for pk, p in VpsPlan.objects.values_list("pk", "price")}
     cache: dict = {}
     now = timezone.now()
     rows = []
-    for record in records:
-        settings = settings_for(record.account.reseller_id, cache)
-        unit, amount = price_of(record, plans, settings)
-        rows.append([unit, amount, now, record.pk])
+    # Plain tuples, not model instances: thousands of records per run.
+    for pk, kind, quantity, included, plan_id, reseller_id in records.values_list(
+        "pk", "kind", "quantity", "included", "plan_id", "account__reseller_id"
+    ):
+        settings = settings_for(reseller_id, cache)
+        unit, amount = price_of(kind, quantity, included, plan_id, plans, settings)
+        rows.append([unit, amount, now, pk])
     with transaction.atomic():
         update_rows(UsageRecord, "id", ["unit_price", "amount", "rated_at"], rows)
         audit.record(

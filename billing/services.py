@@ -14,11 +14,15 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import (
+    CREDIT,
+    ISSUE,
+    RECORD_PAYMENT,
+    VOID,
     ZERO,
     BillingProfile,
     BillingSettings,
@@ -35,7 +39,7 @@ from billing.rating import money, settings_for
 from billing.usage import BillingPeriod
 from core import audit
 from core.bulk import insert_rows, update_rows
-from core.policy import BILLING, role_of
+from core.policy import may
 from core.services import accept_only, refuse_nul_in
 
 SETTINGS_FIELDS = [
@@ -300,14 +304,16 @@ def _send_on_commit(ids: list[int]) -> None:
 # One invoice ---------------------------------------------------------------------------
 
 
-def _require_billing_staff(actor) -> None:
-    if role_of(actor) not in ("admin", BILLING):
-        raise ValidationError("Only administrators and billing staff do this.")
+def _require(actor, action: str, invoice: Invoice | None = None) -> None:
+    """The policy decides (administrators and billing staff); a service called from
+    anywhere (API, portal, shell) asks it too."""
+    if not may(actor, action, invoice if invoice is not None and invoice.pk else Invoice):
+        raise PermissionDenied("You may not do this to invoices.")
 
 
 def do_issue_invoice(invoice: Invoice, *, actor, send: bool = True) -> Invoice:
     """Issue one draft (made by hand or left by a failed run)."""
-    _require_billing_staff(actor)
+    _require(actor, ISSUE)
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.state != Invoice.State.DRAFT:
@@ -346,7 +352,7 @@ def do_create_credit_note(
     """Correct an issued invoice: a credit note (its own number series) for ``amount``
     before tax (default: all of it not yet credited), issued at once. The original is left
     as it was; its ``credited_total`` grows, and it counts as settled once nothing is due."""
-    _require_billing_staff(actor)
+    _require(actor, CREDIT, invoice)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why the invoice is corrected."})
@@ -406,7 +412,7 @@ def do_create_credit_note(
 
 def do_void_invoice(invoice: Invoice, *, actor, reason: str) -> Invoice:
     """Void an issued invoice nothing was paid on (it keeps its number: no gap)."""
-    _require_billing_staff(actor)
+    _require(actor, VOID, invoice)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why the invoice is voided."})
@@ -434,6 +440,19 @@ def do_void_invoice(invoice: Invoice, *, actor, reason: str) -> Invoice:
             changes={"state": [Invoice.State.ISSUED, Invoice.State.VOID], "reason": [None, reason]},
         )
     return locked
+
+
+def do_credit_invoice(invoice: Invoice, *, actor, data: dict) -> Invoice:
+    """The portal's and API's form of ``do_create_credit_note``."""
+    accept_only(data, ["amount", "reason"])
+    return do_create_credit_note(
+        invoice, actor=actor, amount=data.get("amount"), reason=data.get("reason") or ""
+    )
+
+
+def do_void(invoice: Invoice, *, actor, data: dict) -> Invoice:
+    accept_only(data, ["reason"])
+    return do_void_invoice(invoice, actor=actor, reason=data.get("reason") or "")
 
 
 # Payments ----------------------------------------------------------------------------------
@@ -512,7 +531,7 @@ def record_payment(
 
 def do_record_manual_payment(invoice: Invoice, *, actor, data: dict) -> Payment:
     """Staff (administrators, billing) record a bank transfer or cash by hand."""
-    _require_billing_staff(actor)
+    _require(actor, RECORD_PAYMENT, invoice)
     accept_only(data, PAYMENT_FIELDS)
     if data.get("amount") in (None, ""):
         raise ValidationError({"amount": "This field is required."})

@@ -1,9 +1,14 @@
-"""django-q2 entry points of billing."""
+"""django-q2 entry points of billing (scheduled in apps.py)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from billing import documents
 from billing.models import Invoice
+from billing.usage import BillingPeriod
 
 
 def send_invoices(ids: list[int]) -> str:
@@ -11,3 +16,30 @@ def send_invoices(ids: list[int]) -> str:
     for invoice in Invoice.objects.select_related("customer").filter(pk__in=ids):
         sent += documents.send_invoice(invoice)
     return f"{sent} of {len(ids)} sent"
+
+
+def run_period(period: BillingPeriod, *, actor=None, send: bool = True) -> dict:
+    """Collect, rate and issue one period (each step idempotent)."""
+    from billing.rating import rate_usage
+    from billing.services import issue_period
+    from billing.usage import collect_usage
+
+    collected = collect_usage(period, actor=actor)
+    rated = rate_usage(period, actor=actor)
+    issued = issue_period(period, actor=actor, send=send)
+    return {"period": period.label, "collected": collected, "rated": rated, "issued": len(issued)}
+
+
+def collect_current() -> str:
+    """Every few hours: this month's usage so far (the usage page), not billed."""
+    from billing.usage import collect_usage
+
+    period = BillingPeriod.month_of(timezone.now().date())
+    return f"{collect_usage(period)} records for {period.label}"
+
+
+def close_previous_period() -> str:
+    """Daily: the month that ended is billed (once: issued accounts are skipped after)."""
+    today = timezone.now().date()
+    period = BillingPeriod.month_of(today.replace(day=1) - timedelta(days=1))
+    return str(run_period(period))

@@ -14,6 +14,7 @@ NAV = [
     ("backups", "Backups", "history"),
     ("operations", "Operations", "list-checks"),
     ("hooks", "Webhooks", "upload"),
+    ("billing", "Billing", "scroll-text"),
     ("account", "Account", "user-cog"),
 ]
 _SECTION_ALIASES = {"": "dashboard", "2fa": "account"}

@@ -486,6 +486,10 @@ SPECTACULAR_SETTINGS = {
         "MailStatusEnum": "mail.models.Status",
         "HypervisorStatusEnum": "vps.models.Hypervisor.Status",
         "DeliveryStateEnum": "hooks.models.Delivery.State",
+        "InvoiceKindEnum": "billing.models.Invoice.Kind",
+        "InvoiceStateEnum": "billing.models.Invoice.State",
+        "PaymentStateEnum": "billing.models.Payment.State",
+        "PaymentMethodEnum": "billing.models.Payment.Method",
     },
 }
 
@@ -507,5 +511,8 @@ LOGGING = {
         # paramiko logs a failed connection as an ERROR traceback, line by line; the
         # operation that tried reports it once, in its own words (core.operations).
         "paramiko": {"level": "CRITICAL"},
+        # WeasyPrint logs each step of every invoice PDF at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }

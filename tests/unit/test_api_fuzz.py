@@ -131,7 +131,20 @@ def _objects(admin_user):
         "records": record,
         "plans": plan,
         "system-accounts": account,
+        "invoices": _issued_invoice(admin_user),
     }
+
+
+def _issued_invoice(customer):
+    from decimal import Decimal
+
+    from billing.models import Invoice
+
+    invoice = Invoice.objects.create(customer=customer, currency="EUR")
+    Invoice.objects.filter(pk=invoice.pk).update(
+        state=Invoice.State.ISSUED, number="INV-FUZZ", total=Decimal("10.00")
+    )
+    return invoice
 
 
 def _request_bodies(schema, methods):

@@ -172,7 +172,29 @@ def world(admin_user, reseller, customer):
         "targeted": targeted,
         "token": token,
         "user": customer,
+        **_billing(customer),
     }
+
+
+def _billing(customer) -> dict:
+    from decimal import Decimal
+
+    from billing.models import Invoice, Payment, UsageRecord
+
+    invoice = Invoice.objects.create(customer=customer, currency="EUR")
+    invoice.lines.create(description="plan", amount=Decimal("10.00"))
+    Invoice.objects.filter(pk=invoice.pk).update(
+        state=Invoice.State.ISSUED, number="INV-1", total=Decimal("10.00")
+    )
+    payment = Payment.objects.create(invoice=invoice, amount=Decimal("1.00"), currency="EUR")
+    usage = UsageRecord.objects.create(
+        account=customer,
+        period_start=invoice.created_at.date(),
+        period_end=invoice.created_at.date(),
+        kind="mailboxes",
+        quantity=Decimal(1),
+    )
+    return {"invoice": invoice, "payment": payment, "usage": usage}
 
 
 def _value_for(path: str, name: str, world) -> str:
@@ -222,6 +244,12 @@ def _value_for(path: str, name: str, world) -> str:
         return str(world["plan"].uuid)
     if path.startswith("/api/v1/users/"):
         return str(world["user"].uuid)
+    if path.startswith("/api/v1/invoices/"):
+        return str(world["invoice"].uuid)
+    if path.startswith("/api/v1/payments/"):
+        return str(world["payment"].uuid)
+    if path.startswith("/api/v1/usage/"):
+        return str(world["usage"].pk)
     if path.startswith("/api/v1/audit/"):
         from core.models import AuditEntry
 
@@ -241,7 +269,11 @@ def test_every_response_matches_the_schema(admin_user, world):
                 continue
             resp = client.get(url)
             assert resp.status_code < 300, (url, resp.status_code)
-            spec = item[method]["responses"][str(resp.status_code)]["content"]["application/json"]
+            content = item[method]["responses"][str(resp.status_code)]["content"]
+            if "application/json" not in content:  # a document (an invoice's PDF)
+                assert resp["Content-Type"] in content, (url, resp["Content-Type"])
+                continue
+            spec = content["application/json"]
             body_schema = {**to_json_schema(spec["schema"]), "components": components}
             jsonschema.validate(resp.json(), body_schema)
             checked.append(url)

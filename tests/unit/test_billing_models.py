@@ -85,3 +85,23 @@ class TestBillingRole:
         assert not restrict(Invoice, mallory).exists()
         assert not restrict(Invoice, customer, CHANGE).exists()
         assert may(customer, VIEW, mine)
+
+
+def test_tax_rates_and_settings_change_through_the_admin(admin_user, customer):
+    from billing.models import BillingSettings
+    from core.models import AuditEntry
+    from tests.conftest import login
+
+    client = login(admin_user)
+    resp = client.post(
+        "/admin/billing/taxrate/add/", {"country": "NL", "name": "BTW", "rate": "21.00"}
+    )
+    assert resp.status_code == 302, resp.content[:500]
+    rate = TaxRate.objects.get(country="NL")
+    assert AuditEntry.objects.filter(action="tax_rate.create", object_id=str(rate.pk)).exists()
+    bad = client.post("/admin/billing/taxrate/add/", {"country": "nl", "name": "x", "rate": "5"})
+    assert bad.status_code == 200 and TaxRate.objects.count() == 1
+    settings = BillingSettings.objects.create()
+    resp = client.get(f"/admin/billing/billingsettings/{settings.pk}/change/")
+    assert resp.status_code == 200
+    assert login(customer).get("/admin/billing/taxrate/").status_code == 302

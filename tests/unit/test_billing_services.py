@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 
 from billing import services
@@ -152,7 +152,7 @@ def test_the_audit_chain_still_verifies_after_a_bulk_issue(world, admin_user):
 
 def test_credit_note_and_void(world, admin_user, billing_user, customer):
     _customer_inv, mallory_inv = run(admin_user)
-    with pytest.raises(ValidationError):
+    with pytest.raises(PermissionDenied):
         services.do_create_credit_note(mallory_inv, actor=customer, reason="no")
     note = services.do_create_credit_note(
         mallory_inv, actor=billing_user, amount=Decimal("10.00"), reason="outage", send=False
@@ -177,7 +177,7 @@ def test_credit_note_and_void(world, admin_user, billing_user, customer):
 
 def test_manual_payment_settles_and_emits_paid(world, admin_user, billing_user, customer):
     _c, invoice = run(admin_user)
-    with pytest.raises(ValidationError):
+    with pytest.raises(PermissionDenied):
         services.do_record_manual_payment(invoice, actor=customer, data={"amount": "1"})
     with pytest.raises(ValidationError):
         services.do_record_manual_payment(invoice, actor=billing_user, data={"amount": "100"})

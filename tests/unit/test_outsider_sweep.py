@@ -231,7 +231,32 @@ def victims(db, admin_user):
     event = Event.objects.create(type="webhook.test", source="test:victim", owner_id=customer.pk)
     objects += [webhook, event, HookDelivery.objects.create(webhook=webhook, event=event)]
     secrets += [WEBHOOK_SECRET, STATUS_SLUG, MAILBOX_HASH]
+    objects += billing_objects(customer)
     return {"objects": objects, "secrets": secrets, "operation": op}
+
+
+def billing_objects(customer) -> list:
+    """An issued invoice of the victim with a line, a payment, usage and a profile."""
+    from decimal import Decimal
+
+    from billing.models import BillingProfile, Invoice, Payment, UsageRecord
+
+    invoice = Invoice.objects.create(customer=customer, issuer=customer.reseller, currency="EUR")
+    line = invoice.lines.create(description="victim plan", amount=Decimal("5.00"))
+    Invoice.objects.filter(pk=invoice.pk).update(
+        state=Invoice.State.ISSUED, number="INV-VICTIM", total=Decimal("5.00")
+    )
+    invoice.refresh_from_db()
+    payment = Payment.objects.create(invoice=invoice, amount=Decimal("1.00"), currency="EUR")
+    usage = UsageRecord.objects.create(
+        account=customer,
+        period_start=timezone.now().date().replace(day=1),
+        period_end=timezone.now().date().replace(day=1) + timedelta(days=31),
+        kind="mailboxes",
+        quantity=Decimal(2),
+    )
+    profile = BillingProfile.objects.create(user=customer, legal_name="Victim Ltd")
+    return [invoice, line, payment, usage, profile]
 
 
 @pytest.fixture
@@ -240,6 +265,7 @@ def outsiders(db):
         "customer": make_user("outsider@example.com", "customer"),
         "reseller": make_user("outsider-reseller@example.com", "reseller"),
         "support": make_user("outsider-support@example.com", "support"),
+        "billing": make_user("outsider-billing@example.com", "billing"),
     }
 
 
