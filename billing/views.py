@@ -10,11 +10,12 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
 from billing import documents, services
 from billing.filters import InvoiceFilter, UsageFilter
-from billing.forms import CreditForm, PaymentForm, VoidForm
+from billing.forms import CreditForm, PaymentForm, ProfileForm, VoidForm
 from billing.models import CREDIT, RECORD_PAYMENT, VOID, Invoice, UsageKind, UsageRecord
 from billing.usage import BillingPeriod
 from core.generic import PortalDetailView, PortalFormActionView, PortalListView, get_for_user
@@ -116,6 +117,29 @@ def usage_bars(records) -> list[dict]:
             }
         )
     return bars
+
+
+@login_required
+def profile(request):
+    """The signed-in user's invoice address, country (its tax rate) and tax id."""
+    from django.contrib import messages
+    from django.core.exceptions import ValidationError
+
+    from core.generic import form_errors_from, redirect_htmx_aware
+
+    current = services.profile_of(request.user)
+    form = ProfileForm(request.POST or None, instance=current)
+    if request.method == "POST" and form.is_valid():
+        fresh = type(current).objects.get(pk=current.pk)
+        try:
+            services.do_update_profile(fresh, actor=request.user, data=dict(form.cleaned_data))
+        except ValidationError as exc:
+            form_errors_from(form, exc)
+        else:
+            messages.success(request, "Billing details saved.")
+            return redirect_htmx_aware(request, reverse("billing_profile"))
+    status = 400 if form.errors else 200
+    return render(request, "billing/profile.html", {"form": form}, status=status)
 
 
 @login_required

@@ -134,3 +134,23 @@ def test_lists_have_flat_query_counts(admin_user, billing_user, customer):
         services.do_record_manual_payment(invoice, actor=billing_user, data={"amount": "1"})
     many = [queries_for(client, url) for url in urls]
     assert few == many
+
+
+def test_customers_keep_their_billing_details(customer):
+    from billing.models import BillingProfile
+    from core.models import AuditEntry
+
+    client = login(customer)
+    assert client.get("/billing/profile/").status_code == 200
+    resp = client.post(
+        "/billing/profile/",
+        {"legal_name": "Kunde GmbH", "address": "Weg 1\n10115 Berlin", "country": "DE"},
+    )
+    assert resp.status_code == 302
+    profile = BillingProfile.objects.get(user=customer)
+    assert (profile.legal_name, profile.country) == ("Kunde GmbH", "DE")
+    assert AuditEntry.objects.filter(action="billing.profile.update").exists()
+    bad = client.post("/billing/profile/", {"country": "Germany", "address": "x\u202ey"})
+    assert bad.status_code == 400
+    profile.refresh_from_db()
+    assert profile.country == "DE"
