@@ -78,8 +78,8 @@ def do_save_card(user, *, actor, setup_intent: str) -> PaymentCard:
     """Record the card a confirmed SetupIntent saved (attached to the customer: attaching
     again is harmless). The first card becomes the default."""
     _may_pay_for(actor, user)
-    customer_id = ensure_customer(user)
     try:
+        customer_id = ensure_customer(user)
         intent = stripe_client.retrieve_setup_intent(str(setup_intent)[:100])
         if intent.customer != customer_id or intent.status != "succeeded":
             raise ValidationError({"setup_intent": "This card setup is not complete."})
