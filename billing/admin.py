@@ -93,3 +93,7 @@ class InvoiceLineAdmin(PolicyAdmin):
     list_display = ["invoice", "description", "quantity", "unit_price", "amount"]
     list_select_related = ["invoice"]
     show_full_result_count = False
+
+
+# Stripe account, events, cards and dunning rows (their own module).
+from billing import payments_admin  # noqa: E402, F401

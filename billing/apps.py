@@ -8,7 +8,15 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
+        from billing.payments_views import invoice_section
         from core import schedules
+        from core.sections import add_section
 
         schedules.every(360, "billing.tasks.collect_current", name="billing.collect_current")
         schedules.every(1440, "billing.tasks.close_previous_period", name="billing.close_period")
+        # Daily: dunning steps are counted in days after the due date.
+        schedules.every(24 * 60, "billing.tasks.run_dunning", name="billing.dunning")
+        schedules.every(10, "billing.tasks.reactivate_paid", name="billing.reactivate_paid")
+        add_section(
+            "billing.invoice_detail", "billing/partials/invoice_payments.html", invoice_section
+        )

@@ -600,3 +600,13 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} for {self.invoice}"
+
+
+# Stripe payments and dunning (their own module; registered with the app from here).
+from billing.payment_models import (  # noqa: E402, F401
+    DunningStep,
+    DunningSuspension,
+    PaymentCard,
+    StripeAccount,
+    StripeEvent,
+)

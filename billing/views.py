@@ -20,6 +20,7 @@ from billing.models import CREDIT, RECORD_PAYMENT, VOID, Invoice, UsageKind, Usa
 from billing.usage import BillingPeriod
 from core.generic import PortalDetailView, PortalFormActionView, PortalListView, get_for_user
 from core.policy import VIEW, may, restrict
+from core.sections import sections_for
 from core.tables import Column, Table
 
 INVOICE_TABLE = Table(
@@ -64,6 +65,8 @@ class InvoiceDetail(PortalDetailView):
         ctx["lines"] = list(invoice.lines.all())
         ctx["payments"] = list(restrict(invoice.payments.all(), self.request.user, VIEW))
         ctx["credit_notes"] = list(invoice.credit_notes.all())
+        # Other modules' parts of the page (billing.payments_views: Pay now, dunning steps).
+        ctx["sections"] = sections_for("billing.invoice_detail", invoice, self.request.user)
         ctx["payment_form"], ctx["credit_form"], ctx["void_form"] = (
             PaymentForm(),
             CreditForm(),

@@ -14,6 +14,7 @@ from core.models import (
     OperationDay,
     OperationLock,
     OperationLogLine,
+    Worker,
     WorkerHeartbeat,
 )
 from core.operations import cancel_operation
@@ -67,6 +68,11 @@ class OperationLockAdmin(PolicyAdmin):
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(PolicyAdmin):
     list_display = ["name", "beat_at"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(PolicyAdmin):
+    list_display = ["name", "pid", "started_at", "beat_at", "stopping"]
 
 
 @admin.register(OperationLogLine)

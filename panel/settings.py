@@ -344,6 +344,9 @@ PANEL_NOTIFY_TIMEOUT = env_int("PANEL_NOTIFY_TIMEOUT", 10)
 PANEL_WEBHOOK_ATTEMPTS = env_int("PANEL_WEBHOOK_ATTEMPTS", 8)
 PANEL_WEBHOOK_KEEP_DAYS = env_int("PANEL_WEBHOOK_KEEP_DAYS", 30)
 PANEL_TELEGRAM_API_URL = env_str("PANEL_TELEGRAM_API_URL", "https://api.telegram.org")
+# Stripe's API address (billing/stripe_client.py): Stripe's own unless a stand-in or proxy
+# is put in front (the tests point it at tests/integration/stripe_standin.py).
+PANEL_STRIPE_API_BASE = env_str("PANEL_STRIPE_API_BASE", "https://api.stripe.com")
 # Uptime checks run at once, and a CA bundle for HTTPS checks (blank: the system's CAs).
 PANEL_CHECK_WORKERS = env_int("PANEL_CHECK_WORKERS", 16)
 PANEL_CHECKS_CA_FILE = env_str("PANEL_CHECKS_CA_FILE", "")

@@ -890,3 +890,29 @@ def rename_ptrs(vps: Vps, old_hostname: str, *, actor=None) -> int:
                 except ValidationError:
                     continue
     return changed + add_ptrs(vps, actor=actor)
+
+
+def start_suspend_unpaid(vps: Vps, message: str) -> Operation:
+    """Billing's dunning (no actor): held suspended like an expired VPS (power actions
+    refused) with ``message``, and an Operation stops its domain."""
+    with transaction.atomic():
+        before = vps.state
+        Vps.objects.filter(pk=vps.pk).update(state=Vps.State.SUSPENDED, state_message=message)
+        vps.state, vps.state_message = Vps.State.SUSPENDED, message
+        audit.record("vps.suspend", vps, changes={"state": [before, Vps.State.SUSPENDED]})
+        return _start(vps, "vps.suspend", "vps.tasks.suspend_expired", actor=None)
+
+
+def lift_suspend_unpaid(vps: Vps, message: str, *, start: bool) -> Operation | None:
+    """Undo ``start_suspend_unpaid`` if the VPS is still held with that ``message`` (not if
+    it expired or staff changed it meanwhile); ``start``: it was running, start it again."""
+    with transaction.atomic():
+        if not Vps.objects.filter(
+            pk=vps.pk, state=Vps.State.SUSPENDED, state_message=message
+        ).update(state=Vps.State.STOPPED, state_message=""):
+            return None
+        vps.state, vps.state_message = Vps.State.STOPPED, ""
+        audit.record("vps.unsuspend", vps, changes={"state": [Vps.State.SUSPENDED, "stopped"]})
+        if start:
+            return _start(vps, "vps.start", "vps.tasks.power", actor=None, action="start")
+    return None

@@ -94,7 +94,9 @@ class VpsDetail(PortalDetailView):
     actions = (CHANGE, DELETE, APPLY, RENEW)
 
     def optimise(self, qs):
-        return qs.exclude(state=Vps.State.DELETED).select_related("plan", "image", "owner")
+        return qs.exclude(state=Vps.State.DELETED).select_related(
+            "plan", "image", "owner", "hypervisor__server"
+        )
 
     def get_context_data(self, **kwargs):
         from core.models import Operation

@@ -20,13 +20,13 @@ class PolicyViewSetMixin:
     policy_action: str | None = None  # set per route by @action(policy_action=...)
 
     def get_queryset(self):
-        model = self.queryset.model
         action = self.policy_action or (
             VIEW
             if self.request.method in permissions.SAFE_METHODS
             else METHOD_ACTIONS.get(self.request.method, CHANGE)
         )
-        return self.optimise(restrict(model, self.request.user, action))
+        # The class's own queryset (e.g. VPSes less deleted ones), narrowed by the policy.
+        return self.optimise(restrict(self.queryset, self.request.user, action))
 
     def optimise(self, qs):
         return qs

@@ -400,6 +400,7 @@ def test_location_choice_in_the_wizard_and_the_api(
     vps = Vps.objects.get(hostname="ams1")
     assert vps.hypervisor == hv and _last_op(vps).state == "succeeded", _last_op(vps).error
     assert _defined(vps.domain_name)
+    assert b'data-testid="vps-location">Amsterdam<' in client.get(f"/vps/{vps.uuid}/").content
 
     # The API: the same rule, errors named by field; the location is answered back.
     def post(location):

@@ -148,6 +148,12 @@ def world(admin_user, reseller, customer):
     event = Event.objects.create(type="webhook.test", source="test:schema", owner_id=customer.pk)
     mail_objects["webhooks"] = webhook
     mail_objects["webhook-deliveries"] = HookDelivery.objects.create(webhook=webhook, event=event)
+    from billing.models import Invoice, PaymentCard
+
+    mail_objects["invoices"] = Invoice.objects.create(customer=customer, currency="EUR")
+    mail_objects["payment-methods"] = PaymentCard.objects.create(
+        user=customer, stripe_id="pm_schema", brand="visa", last4="4242"
+    )
     return {
         "mail_objects": mail_objects,
         "vps_objects": vps_objects,

@@ -179,3 +179,21 @@ def test_image_copy_page_and_api(fleet, admin_user, customer):
     assert op.get_absolute_url().encode() in page.content
     answer = client.post(f"/api/v1/images/{image.uuid}/copy/", **JSON)
     assert answer.status_code == 202 and len(answer.json()) == 1
+
+
+def test_deleted_vpses_are_gone_from_the_api_and_its_list_stays_flat(fleet, customer):
+    """The API lists what the viewset's own queryset holds (no deleted VPSes), narrowed by
+    the policy; its query count does not grow with the rows."""
+    from tests.conftest import queries_for
+
+    fleet(2)
+    gone = Vps.objects.first()
+    Vps.objects.filter(pk=gone.pk).update(state=Vps.State.DELETED)
+    api = login(customer)
+    listed = api.get("/api/v1/vps/").json()
+    assert listed["count"] == 1 and gone.hostname not in str(listed)
+    assert api.get(f"/api/v1/vps/{gone.uuid}/").status_code == 404
+    few = queries_for(api, "/api/v1/vps/?limit=50")
+    fleet(20)
+    assert queries_for(api, "/api/v1/vps/?limit=50") == few
+    assert api.get("/api/v1/vps/?limit=50").json()["count"] == 21

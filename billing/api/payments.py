@@ -1,0 +1,106 @@
+"""API for card payments: the caller's cards (``/api/v1/payment-methods/``: list, save a
+card from a confirmed SetupIntent, make default, remove; ``setup`` starts a SetupIntent for
+Stripe.js) and paying an invoice (``POST /api/v1/invoices/<uuid>/pay/``)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import payments
+from billing.models import Invoice, Payment
+from billing.payment_models import PaymentCard
+from core.api.viewsets import PolicyViewSetMixin
+from core.generic import get_for_user
+from core.policy import CHANGE, VIEW
+
+
+class PaymentCardSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PaymentCard
+        fields = ["uuid", "brand", "last4", "exp_month", "exp_year", "is_default", "created_at"]
+        read_only_fields = fields
+
+
+class SaveCardSerializer(serializers.Serializer):
+    setup_intent = serializers.CharField(max_length=100)
+
+
+class SetupSerializer(serializers.Serializer):
+    setup_intent = serializers.CharField()
+    client_secret = serializers.CharField()
+
+
+class PaySerializer(serializers.Serializer):
+    card = serializers.UUIDField(required=False, help_text="A saved card; default: the default.")
+
+
+class CardPaymentSerializer(serializers.ModelSerializer):
+    invoice = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+
+    class Meta:
+        model = Payment
+        fields = ["uuid", "invoice", "amount", "currency", "method", "state", "failure_message",
+                  "received_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class PaymentCardViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Cards saved with Stripe (never their numbers). To add one: ``setup`` gives a
+    SetupIntent's client secret, Stripe.js confirms it with the card, then POST its id."""
+
+    queryset = PaymentCard.objects.all()
+    serializer_class = PaymentCardSerializer
+
+    def optimise(self, qs):
+        return qs.order_by("-is_default", "-created_at")
+
+    @extend_schema(request=SaveCardSerializer, responses={201: PaymentCardSerializer})
+    def create(self, request):
+        data = SaveCardSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        card = payments.do_save_card(
+            request.user, actor=request.user, setup_intent=data.validated_data["setup_intent"]
+        )
+        return Response(PaymentCardSerializer(card).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, card):
+        payments.do_remove_card(card, actor=self.request.user)
+
+    @extend_schema(request=None, responses={200: SetupSerializer})
+    @action(detail=False, methods=["post"], policy_action=VIEW)
+    def setup(self, request):
+        """A SetupIntent for Stripe.js: confirm it with the card, then POST its id here."""
+        return Response(payments.start_card_setup(request.user, actor=request.user))
+
+    @extend_schema(request=None, responses={200: PaymentCardSerializer})
+    @action(detail=True, methods=["post"], policy_action=CHANGE)
+    def default(self, request, uuid=None):
+        card = payments.do_set_default_card(self.get_object(), actor=request.user)
+        return Response(PaymentCardSerializer(card).data)
+
+
+class PayInvoiceView(APIView):
+    """Pay an issued invoice's balance with a saved card (the default unless ``card``).
+    200 with the payment (``succeeded``, or ``pending`` until Stripe's webhook); 400 with
+    the reason for a declined card or Stripe out of reach (nothing is marked paid)."""
+
+    @extend_schema(request=PaySerializer, responses={200: CardPaymentSerializer})
+    def post(self, request, uuid):
+        invoice = get_for_user(Invoice, request.user, VIEW, uuid=uuid)
+        data = PaySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        card = None
+        if data.validated_data.get("card"):
+            card = get_for_user(PaymentCard, request.user, CHANGE, uuid=data.validated_data["card"])
+        payment = payments.do_pay_invoice(invoice, actor=request.user, card=card)
+        return Response(CardPaymentSerializer(payment).data)

@@ -1,0 +1,13 @@
+"""Card payment routes, mounted under /api/v1/ by panel/urls.py (beside billing's own)."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from billing.api.payments import PayInvoiceView, PaymentCardViewSet
+
+router = SimpleRouter()
+router.register("payment-methods", PaymentCardViewSet, basename="payment-method")
+urlpatterns = [
+    path("invoices/<uuid:uuid>/pay/", PayInvoiceView.as_view(), name="invoice-pay"),
+    *router.urls,
+]

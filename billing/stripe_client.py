@@ -1,0 +1,178 @@
+"""The adapter to Stripe's API, through the official ``stripe`` library: every call the
+panel makes, each raising ``PaymentError`` (one error type, with ``retryable`` and, for a
+declined card, ``decline``) instead of the library's exceptions.
+
+The client is built per call from the ``StripeAccount`` row (the secret key, decrypted) and
+``settings.PANEL_STRIPE_API_BASE`` (the library's ``api_base``: Stripe's own, or a stand-in).
+No automatic retries: a timed out charge is not silently repeated; callers repeat with the
+same idempotency key, which Stripe answers with the first result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import stripe
+from django.conf import settings
+
+from billing.payment_models import StripeAccount
+
+TIMEOUT = 20
+
+
+class PaymentError(Exception):
+    def __init__(self, message: str, *, retryable: bool = False, decline: str = "", obj=None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.decline = decline  # "card_declined" and the like: the customer's card said no
+        self.obj = obj  # the PaymentIntent Stripe returned with the error, if any
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
+def account() -> StripeAccount:
+    row = StripeAccount.objects.order_by("pk").first()
+    if row is None or not row.secret_key:
+        raise PaymentError("Card payments are not set up: no Stripe secret key is configured.")
+    return row
+
+
+def client() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        account().secret_key,
+        base_addresses={"api": settings.PANEL_STRIPE_API_BASE},
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=TIMEOUT),
+    )
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except stripe.CardError as exc:
+        raise PaymentError(
+            exc.user_message or "The card was declined.",
+            decline=exc.code or "card_declined",
+            obj=(exc.json_body or {}).get("error", {}).get("payment_intent"),
+        ) from exc
+    except stripe.AuthenticationError as exc:
+        raise PaymentError("Stripe refused the API key (check the Stripe account).") from exc
+    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+        raise PaymentError(
+            "Stripe cannot be reached just now; nothing was charged. Try again shortly.",
+            retryable=True,
+        ) from exc
+    except stripe.StripeError as exc:
+        status = exc.http_status or 0
+        message = exc.user_message or "Stripe refused the request."
+        raise PaymentError(message, retryable=status >= 500) from exc
+
+
+def create_customer(*, email: str, name: str, user_id: int, idempotency_key: str) -> str:
+    customer = _call(
+        client().v1.customers.create,
+        params={"email": email, "name": name, "metadata": {"panel_user": str(user_id)}},
+        options={"idempotency_key": idempotency_key},
+    )
+    return customer.id
+
+
+def create_setup_intent(customer_id: str) -> tuple[str, str]:
+    """(id, client_secret): Stripe.js confirms it in the browser with the card details."""
+    intent = _call(
+        client().v1.setup_intents.create,
+        params={"customer": customer_id, "usage": "off_session", "payment_method_types": ["card"]},
+    )
+    return intent.id, intent.client_secret
+
+
+def confirm_setup_intent(intent_id: str, payment_method: str) -> str:
+    """What Stripe.js does in the browser (used by tests and the API): returns the
+    attached payment method's id."""
+    intent = _call(
+        client().v1.setup_intents.confirm,
+        intent_id,
+        params={"payment_method": payment_method},
+    )
+    if intent.status != "succeeded":
+        raise PaymentError(f"The card could not be saved ({intent.status}).")
+    return intent.payment_method
+
+
+def retrieve_setup_intent(intent_id: str):
+    return _call(client().v1.setup_intents.retrieve, intent_id)
+
+
+def attach_payment_method(payment_method: str, customer_id: str) -> Card:
+    pm = _call(client().v1.payment_methods.attach, payment_method, params={"customer": customer_id})
+    return _card(pm)
+
+
+def detach_payment_method(payment_method: str) -> None:
+    _call(client().v1.payment_methods.detach, payment_method)
+
+
+def list_cards(customer_id: str) -> list[Card]:
+    found = _call(
+        client().v1.payment_methods.list, params={"customer": customer_id, "type": "card"}
+    )
+    return [_card(pm) for pm in found.data]
+
+
+def _card(pm) -> Card:
+    card = pm.to_dict().get("card") or {}
+    return Card(
+        id=pm.id,
+        brand=str(card.get("brand") or "")[:20],
+        last4=str(card.get("last4") or "")[:4],
+        exp_month=card.get("exp_month"),
+        exp_year=card.get("exp_year"),
+    )
+
+
+def charge(
+    *,
+    amount_cents: int,
+    currency: str,
+    customer_id: str,
+    payment_method: str,
+    invoice_uuid: str,
+    description: str,
+    idempotency_key: str,
+):
+    """Create and confirm a PaymentIntent off session. The result (succeeded, processing,
+    requires_action) is final only once its webhook event arrives."""
+    return _call(
+        client().v1.payment_intents.create,
+        params={
+            "amount": amount_cents,
+            "currency": currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method,
+            "confirm": True,
+            "off_session": True,
+            "description": description,
+            "metadata": {"panel_invoice": invoice_uuid},
+        },
+        options={"idempotency_key": idempotency_key},
+    )
+
+
+def verify_event(payload: bytes, signature: str) -> dict:
+    """The event (a plain dict) if ``signature`` (the Stripe-Signature header) is Stripe's
+    over ``payload`` with the endpoint secret, within five minutes; PaymentError otherwise."""
+    secret = account().webhook_secret
+    if not secret:
+        raise PaymentError("No webhook signing secret is configured.")
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret)
+    except (ValueError, stripe.SignatureVerificationError) as exc:
+        raise PaymentError("The webhook's signature does not verify.") from exc
+    return event.to_dict()

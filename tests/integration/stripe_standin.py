@@ -1,0 +1,262 @@
+"""A local stand-in for Stripe's HTTP API (the public one cannot be reached here): a real
+HTTP server on loopback speaking the subset the panel uses, as Stripe does.
+
+- Requests are form-encoded (``a[b]=c``), authenticated with ``Authorization: Bearer
+  <secret key>`` (401 ``invalid_request_error`` otherwise); answers are Stripe's JSON
+  objects (``id``, ``object``, ...) and errors ``{"error": {"type", "code", "message"}}``.
+- ``Idempotency-Key``: a repeated POST with the same key gets the first answer back.
+- Cards: Stripe's test payment methods ``pm_card_visa`` (succeeds) and
+  ``pm_card_chargeDeclined`` (declined: HTTP 402 ``card_error``/``card_declined`` with the
+  PaymentIntent in the error). Confirming a SetupIntent with one makes a new ``pm_...``
+  attached to the customer.
+- Webhooks: each PaymentIntent outcome becomes an event (``payment_intent.succeeded`` /
+  ``payment_intent.payment_failed``) signed as Stripe signs (``Stripe-Signature:
+  t=<unix time>,v1=<HMAC-SHA256 of "t.body" with the endpoint secret>``), posted to
+  ``webhook_url`` when set and kept in ``events`` for tests to deliver again (replays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+TEST_CARDS = {
+    "pm_card_visa": {"brand": "visa", "last4": "4242", "declines": False},
+    "pm_card_mastercard": {"brand": "mastercard", "last4": "4444", "declines": False},
+    "pm_card_chargeDeclined": {"brand": "visa", "last4": "0002", "declines": True},
+}
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The Stripe-Signature header for ``payload``."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def parse_form(body: str) -> dict:
+    """Stripe's nested form encoding: ``metadata[k]=v``, ``types[]=card`` or ``types[0]``."""
+    out: dict = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        parts = key.replace("]", "").split("[")
+        node = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nxt = parts[i + 1] if not last else None
+            if last:
+                if isinstance(node, list):
+                    node.append(value)
+                else:
+                    node[part] = value
+            else:
+                container = [] if nxt == "" or (nxt or "").isdigit() else {}
+                if isinstance(node, list):
+                    node.append(container)
+                    node = container
+                else:
+                    node = node.setdefault(part, container)
+    return out
+
+
+class StripeStandIn:
+    def __init__(self, *, api_key: str, webhook_secret: str):
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.webhook_url = ""
+        self.objects: dict[str, dict] = {}
+        self.declining: set[str] = set()
+        self.idempotent: dict[str, tuple[int, dict]] = {}
+        self.events: list[tuple[bytes, str]] = []  # (body, Stripe-Signature)
+        self.requests: list[tuple[str, str, dict, dict]] = []  # method, path, params, headers
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> StripeStandIn:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # Objects ------------------------------------------------------------------------------
+
+    def _new(self, prefix: str, kind: str, **fields) -> dict:
+        obj = {"id": f"{prefix}_{secrets.token_hex(12)}", "object": kind, "livemode": False,
+               "created": int(time.time()), **fields}  # fmt: skip
+        self.objects[obj["id"]] = obj
+        return obj
+
+    def _card_pm(self, test_pm: str, customer: str | None) -> dict | None:
+        card = TEST_CARDS.get(test_pm)
+        if card is None:
+            return None
+        pm = self._new(
+            "pm", "payment_method", type="card", customer=customer,
+            card={"brand": card["brand"], "last4": card["last4"], "exp_month": 12,
+                  "exp_year": 2030},
+        )  # fmt: skip
+        if card["declines"]:
+            self.declining.add(pm["id"])
+        return pm
+
+    def route(self, method: str, path: str, p: dict) -> tuple[int, dict]:
+        parts = path.strip("/").split("/")[1:]  # after "v1"
+        if method == "POST" and parts == ["customers"]:
+            return 200, self._new("cus", "customer", email=p.get("email"), name=p.get("name"),
+                                  metadata=p.get("metadata", {}))  # fmt: skip
+        if method == "POST" and parts == ["setup_intents"]:
+            if p.get("customer") not in self.objects:
+                return self._missing("customer", p.get("customer"))
+            obj = self._new("seti", "setup_intent", customer=p["customer"],
+                            status="requires_payment_method", payment_method=None,
+                            usage=p.get("usage", "off_session"))  # fmt: skip
+            obj["client_secret"] = f"{obj['id']}_secret_{secrets.token_hex(8)}"
+            return 200, obj
+        if len(parts) == 2 and parts[0] == "setup_intents" and method == "GET":
+            return self._get(parts[1])
+        if len(parts) == 3 and parts[0] == "setup_intents" and parts[2] == "confirm":
+            intent = self.objects.get(parts[1])
+            if intent is None:
+                return self._missing("setup_intent", parts[1])
+            pm = self._card_pm(p.get("payment_method", ""), intent["customer"])
+            if pm is None:
+                return self._missing("payment_method", p.get("payment_method"))
+            intent.update(status="succeeded", payment_method=pm["id"])
+            return 200, intent
+        if len(parts) == 3 and parts[0] == "payment_methods" and parts[2] == "attach":
+            pm = self.objects.get(parts[1])
+            if pm is None:
+                return self._missing("payment_method", parts[1])
+            pm["customer"] = p.get("customer")
+            return 200, pm
+        if len(parts) == 3 and parts[0] == "payment_methods" and parts[2] == "detach":
+            pm = self.objects.get(parts[1])
+            if pm is None:
+                return self._missing("payment_method", parts[1])
+            pm["customer"] = None
+            return 200, pm
+        if method == "GET" and parts == ["payment_methods"]:
+            data = [o for o in self.objects.values() if o["object"] == "payment_method"
+                    and o.get("customer") == p.get("customer")]  # fmt: skip
+            return 200, {"object": "list", "data": data, "has_more": False,
+                         "url": "/v1/payment_methods"}  # fmt: skip
+        if method == "POST" and parts == ["payment_intents"]:
+            return self._payment_intent(p)
+        message = f"Unrecognized request URL ({method}: {path})."
+        return 404, {"error": {"type": "invalid_request_error", "message": message}}
+
+    def _get(self, oid: str) -> tuple[int, dict]:
+        obj = self.objects.get(oid)
+        return (200, obj) if obj else self._missing("object", oid)
+
+    @staticmethod
+    def _missing(kind: str, oid) -> tuple[int, dict]:
+        return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                               "message": f"No such {kind}: '{oid}'"}}  # fmt: skip
+
+    def _payment_intent(self, p: dict) -> tuple[int, dict]:
+        pm = self.objects.get(p.get("payment_method", ""))
+        if pm is None or pm.get("customer") != p.get("customer"):
+            return self._missing("payment_method", p.get("payment_method"))
+        intent = self._new(
+            "pi", "payment_intent", amount=int(p["amount"]), currency=p["currency"],
+            customer=p["customer"], payment_method=pm["id"], description=p.get("description"),
+            metadata=p.get("metadata", {}), amount_received=0, last_payment_error=None,
+            status="requires_confirmation",
+        )  # fmt: skip
+        if p.get("confirm") != "true":
+            return 200, intent
+        if pm["id"] in self.declining:
+            error = {"type": "card_error", "code": "card_declined",
+                     "decline_code": "generic_decline", "message": "Your card was declined.",
+                     "payment_method": pm}  # fmt: skip
+            intent.update(status="requires_payment_method", last_payment_error=error)
+            self._event("payment_intent.payment_failed", intent)
+            return 402, {"error": {**error, "payment_intent": intent}}
+        intent.update(status="succeeded", amount_received=intent["amount"])
+        self._event("payment_intent.succeeded", intent)
+        return 200, intent
+
+    # Webhooks ------------------------------------------------------------------------------
+
+    def _event(self, kind: str, obj: dict) -> None:
+        event = {"id": f"evt_{secrets.token_hex(12)}", "object": "event", "type": kind,
+                 "api_version": "2025-01-27", "created": int(time.time()), "livemode": False,
+                 "data": {"object": json.loads(json.dumps(obj))}}  # fmt: skip
+        body = json.dumps(event).encode()
+        self.events.append((body, sign(body, self.webhook_secret)))
+        if self.webhook_url:
+            # After the API answer, as Stripe does (asynchronously).
+            threading.Timer(0.05, self.deliver, args=(body,)).start()
+
+    def deliver(self, body: bytes, url: str = "", signature: str = "") -> int:
+        request = urllib.request.Request(
+            url or self.webhook_url, data=body, method="POST",
+            headers={"Content-Type": "application/json",
+                     "Stripe-Signature": signature or sign(body, self.webhook_secret)},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    # HTTP ---------------------------------------------------------------------------------
+
+    def _handler(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Request-Id", f"req_{secrets.token_hex(8)}")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _serve(self, method: str) -> None:
+                split = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else split.query
+                params = parse_form(raw)
+                standin.requests.append((method, split.path, params, dict(self.headers)))
+                if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
+                    return self._answer(401, {"error": {"type": "invalid_request_error",
+                                              "message": "Invalid API Key provided."}})  # fmt: skip
+                key = self.headers.get("Idempotency-Key")
+                with standin.lock:
+                    if method == "POST" and key and key in standin.idempotent:
+                        return self._answer(*standin.idempotent[key])
+                    status, body = standin.route(method, split.path, params)
+                    if method == "POST" and key:
+                        standin.idempotent[key] = (status, body)
+                return self._answer(status, body)
+
+            def do_GET(self):
+                self._serve("GET")
+
+            def do_POST(self):
+                self._serve("POST")
+
+            def do_DELETE(self):
+                self._serve("DELETE")
+
+        return Handler
