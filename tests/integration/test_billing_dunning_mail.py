@@ -22,6 +22,7 @@ from tests.integration.test_mail import (  # noqa: F401 - fixtures
     imap_subjects,
     mail_server,
     mail_stack,
+    module_stack,
     owner,
 )
 

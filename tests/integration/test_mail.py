@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import imaplib
 import pwd
+import shutil
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -47,7 +48,7 @@ class Catcher:
         return "250 OK"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def catcher():
     handler = Catcher()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
@@ -56,11 +57,27 @@ def catcher():
     controller.stop()
 
 
-@pytest.fixture
-def mail_stack(catcher):
+@pytest.fixture(scope="module")
+def module_stack(catcher):
+    """One stack for the module (starting one takes seconds); each test starts from what
+    the first apply would find (``mail_stack``)."""
     controller, _handler = catcher
     with start_mail_stack(controller.port) as stack:
         yield stack
+
+
+@pytest.fixture
+def mail_stack(module_stack, catcher):
+    """The module's stack as new: no maildirs, users files, keys or caught mail of an
+    earlier test (the maps and tables are rewritten by every test's first apply, whose
+    files the engine does not know yet)."""
+    yield module_stack
+    _controller, handler = catcher
+    handler.messages.clear()
+    profile = module_stack["profile"]
+    for key in ("vmail_base", "dovecot_users_dir", "dovecot_sieve_dir", "opendkim_key_dir"):
+        for entry in Path(profile[key]).iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 @pytest.fixture
