@@ -311,11 +311,10 @@ def render_local_senders(
     names: dict[str, set[str]] = {}
     for login, domains in sites:
         if LOGIN.fullmatch(login) and login not in trusted:
+            # Never the host name: root@ and vmail@ it are trusted (panel-setup.lua).
+            lowered = (d.lower() for d in domains)
             names.setdefault(login, set()).update(
-                # Never the host name: root@ and vmail@ it are trusted (panel-setup.lua).
-                d.lower()
-                for d in domains
-                if DOMAIN.fullmatch(d) and d.lower() != hostname
+                d for d in lowered if DOMAIN.fullmatch(d) and d != hostname
             )
     for login in sorted(names):
         # Without -f sendmail gives the bare login (qualified later with myorigin).

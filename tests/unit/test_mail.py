@@ -564,3 +564,42 @@ def test_autoreply_body_refuses_control_characters_keeps_lines(domain, customer,
     )
     box.refresh_from_db()
     assert box.autoreply_body == "Away.\r\n\tBack soon.\n"
+
+
+def test_local_senders_hold_each_site_user_to_its_own_sites():
+    """local_login_sender_maps: root and vmail anything; a site's Linux user its sites'
+    names (never the mail host name, whose root@ and vmail@ OpenDKIM trusts) and itself;
+    names or domains the map could not take are left out; anyone else is absent (refused)."""
+    from mail.apply import render_local_senders
+
+    text = render_local_senders(
+        "mx.example.net",
+        ["root", "vmail"],
+        [
+            ("site1", ["shop.example.com", "WWW.shop.example.com", "mx.example.net"]),
+            ("site1", ["blog.example.org"]),
+            ("site2", ["other.example.com", "bad domain\n* x"]),
+            ("root", ["stolen.example.com"]),
+            ("Bad\nname", ["x.example.com"]),
+        ],
+    )
+    assert text.splitlines()[1:] == [
+        "root *",
+        "vmail *",
+        "site1 site1 site1@mx.example.net @blog.example.org @shop.example.com"
+        " @www.shop.example.com",
+        "site2 site2 site2@mx.example.net @other.example.com",
+    ]
+
+
+def test_a_site_change_on_a_mail_server_applies_the_mail_maps(server, customer):
+    """The maps list the envelope senders of the server's site users: a site's changes
+    re-apply them on a mail server, and only there."""
+    from websites import services as site_services
+
+    site = Website.objects.create(domain="shop.example.com", server=server, owner=customer)
+    assert MAPS_UNIT not in site_services._units_of(site)
+    server.components = {"mail": {"vmail_uid": 998}}
+    server.save(update_fields=["components"])
+    site.refresh_from_db()
+    assert MAPS_UNIT in site_services._units_of(site)
