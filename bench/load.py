@@ -161,8 +161,12 @@ def client_process(cluster, accounts, stop_at, think, queue) -> None:
     ]
     for t in threads:
         t.start()
+    deadline = stop_at + 60  # one bound for all: a request still open then counts as failed
     for t in threads:
-        t.join(max(0, stop_at - time.monotonic()) + 60)
+        t.join(max(0.0, deadline - time.monotonic()))
+    hung = sum(t.is_alive() for t in threads)
+    with results.lock:
+        results.errors += ["hung: a request still open 60 s after the phase ended"] * hung
     cpu = sum(os.times()[:2])
     queue.put((results.samples, results.errors, cpu))
 
