@@ -1,5 +1,7 @@
 """The DNS records a mail domain needs: MX (the mail server's public host name, the
-server profile's ``mail_hostname``), SPF (only that MX sends), DMARC and its DKIM key.
+server profile's ``mail_hostname``), SPF (only that MX sends), DMARC and its DKIM key,
+the RFC 6186 SRV records and, with ``PANEL_PUBLIC_HOST`` set, ``autoconfig.``/
+``autodiscover.`` CNAMEs and the ``_autodiscover._tcp`` SRV pointing at the panel.
 Published in the owner's zone when the panel serves it (``dns.services``); otherwise the
 domain's page shows them to publish elsewhere. An existing record of the same kind is
 never overwritten."""
@@ -47,6 +49,15 @@ def mail_host(domain: MailDomain) -> str:
     return ""
 
 
+def panel_host() -> str:
+    """The panel's public host name (``PANEL_PUBLIC_HOST``), where the autoconfig and
+    Autodiscover endpoints answer; "" when unset or not a strict host name."""
+    from django.conf import settings
+
+    name = (settings.PANEL_PUBLIC_HOST or "").strip().rstrip(".").lower()
+    return name if DOMAIN.fullmatch(name) else ""
+
+
 def wanted(domain: MailDomain) -> list[WantedRecord]:
     host = mail_host(domain)
     records = [WantedRecord("", "MX", f"10 {host}.")] if host else []
@@ -64,6 +75,13 @@ def wanted(domain: MailDomain) -> list[WantedRecord]:
         records += [
             WantedRecord("_submission._tcp", "SRV", f"0 1 {submission} {host}."),
             WantedRecord("_imap._tcp", "SRV", f"0 1 {imap} {host}."),
+        ]
+    panel = panel_host()
+    if host and panel:  # the autoconfig endpoints answer only for domains with a mail host
+        records += [
+            WantedRecord("autoconfig", "CNAME", f"{panel}."),
+            WantedRecord("autodiscover", "CNAME", f"{panel}."),
+            WantedRecord("_autodiscover._tcp", "SRV", f"0 0 443 {panel}."),
         ]
     return records
 

@@ -124,6 +124,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mail.hosts.AutoconfigHostMiddleware",  # before anything reads the Host
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Pages are gzipped too; Django pads each body with random bytes against BREACH.
@@ -316,6 +317,10 @@ PANEL_ACME_DNS_WAIT = env_int("PANEL_ACME_DNS_WAIT", 120)
 # Nameservers (ip or ip:port) for the check that a site's names point at its server; empty:
 # the system's resolvers.
 PANEL_ACME_RESOLVERS = env_list("PANEL_ACME_RESOLVERS")
+# The panel's public host name (no scheme): mail domains' autoconfig./autodiscover. CNAMEs
+# point here and those Host names are let through to the autoconfig endpoints only
+# (mail/hosts.py). Blank: those records are not published.
+PANEL_PUBLIC_HOST = env_str("PANEL_PUBLIC_HOST", "")
 # Nameservers (ip or ip:port) the mail DNS check asks (mail/dnscheck.py); empty: the system's.
 PANEL_MAIL_RESOLVERS = env_list("PANEL_MAIL_RESOLVERS")
 # How often every mail server's mailbox usage is read (doveadm quota get -A).

@@ -49,9 +49,12 @@ def provider_dns(domain, settings):
             '@ IN TXT "google-site-verification=abc"\n'
             f"panel._domainkey IN TXT {key}\n"
             "_imap._tcp IN SRV 0 1 143 mx.panel.test.\n"
+            "autoconfig IN CNAME Panel.Provider.Test.\n"
+            "autodiscover IN CNAME elsewhere.provider.test.\n"
         )
     bind.start()
     settings.PANEL_MAIL_RESOLVERS = [f"127.0.0.1:{bind.port}"]
+    settings.PANEL_PUBLIC_HOST = "panel.provider.test"
     yield bind
     remove(bind)
 
@@ -75,6 +78,13 @@ def test_the_check_says_what_the_dns_answers_per_record(
     # The submission port is the server's own (2587): what the zone lacks.
     assert states[("_submission._tcp.example.test", "SRV")]["content"].startswith("0 1 2587 ")
     assert states[("_submission._tcp.example.test", "SRV")]["state"] == "missing"
+    assert states[("autoconfig.example.test", "CNAME")]["state"] == "ok"
+    auto = states[("autodiscover.example.test", "CNAME")]
+    assert auto["state"] == "different" and auto["found"] == ["elsewhere.provider.test."]
+    assert states[("_autodiscover._tcp.example.test", "SRV")]["content"] == (
+        "0 0 443 panel.provider.test."
+    )
+    assert states[("_autodiscover._tcp.example.test", "SRV")]["state"] == "missing"
     assert domain.dns_checked_at is not None
 
     client = login(customer)

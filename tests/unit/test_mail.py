@@ -478,9 +478,10 @@ class TestDnsRecords:
         )
         return Zone.objects.create(name=name, owner=owner, group=group)
 
-    def test_records_published_in_the_owners_zone(self, customer, server):
+    def test_records_published_in_the_owners_zone(self, customer, server, settings):
         from dns.models import Record
 
+        settings.PANEL_PUBLIC_HOST = "Panel.Host.Example."
         subscribe(customer)
         server.profile = {"mail_hostname": "mx.provider.example"}
         server.save()
@@ -495,7 +496,41 @@ class TestDnsRecords:
         assert any(n == "_dmarc" and c.startswith('"v=DMARC1') for n, _t, c in got)
         dkim_txt = [c for n, t, c in got if n == "panel._domainkey" and t == "TXT"]
         assert dkim_txt and d.dkim_public_key in "".join(dkim_txt[0].split('" "'))
-        assert all(row["in_zone"] for row in dnsrecords.status(d))
+        # Mail clients find the panel's autoconfig/Autodiscover endpoints by these names.
+        assert ("autoconfig", "CNAME", "panel.host.example.") in got
+        assert ("autodiscover", "CNAME", "panel.host.example.") in got
+        assert ("_autodiscover._tcp", "SRV", "0 0 443 panel.host.example.") in got
+        rows = dnsrecords.status(d)
+        assert {"autoconfig.example.com", "autodiscover.example.com"} <= {r["name"] for r in rows}
+        assert all(row["in_zone"] for row in rows)
+
+    @pytest.mark.parametrize("public", ["", "not a host", "10.0.0.1"])
+    def test_no_autoconfig_names_without_a_valid_panel_host(self, server, settings, public):
+        settings.PANEL_PUBLIC_HOST = public
+        server.profile = {"mail_hostname": "mx.provider.example"}
+        server.save()
+        d = MailDomain(owner=server.owner, server=server, domain="example.com")
+        types = {(r.name, r.type) for r in dnsrecords.wanted(d)}
+        assert ("", "MX") in types
+        assert not {n for n, _t in types} & {"autoconfig", "autodiscover", "_autodiscover._tcp"}
+
+    def test_a_cname_is_not_added_beside_an_existing_autoconfig_name(
+        self, customer, server, settings
+    ):
+        from dns.models import Record
+
+        settings.PANEL_PUBLIC_HOST = "panel.host.example"
+        subscribe(customer)
+        server.profile = {"mail_hostname": "mx.provider.example"}
+        server.save()
+        zone = self.served_zone("example.com", customer)
+        Record.objects.create(zone=zone, name="autoconfig", type="A", content="192.0.2.7")
+        services.do_create_mail_domain(
+            actor=customer, data={"domain": "example.com", "server": server}
+        )
+        at = set(Record.objects.filter(zone=zone, name="autoconfig").values_list("type", flat=True))
+        assert at == {"A"}  # a CNAME may not sit beside other data: the page lists it instead
+        assert Record.objects.filter(zone=zone, name="autodiscover", type="CNAME").exists()
 
     def test_an_existing_spf_is_not_overwritten_and_subdomains_get_labels(self, customer, server):
         from dns.models import Record

@@ -142,3 +142,46 @@ def test_the_answer_is_escaped_and_costs_the_same_queries(domain):
     with CaptureQueriesContext(connection) as ctx:
         assert client.get(url).status_code == 200
     assert len(ctx) == first <= 3
+
+
+@pytest.mark.parametrize(
+    "host", ["autoconfig.shop.example.com", "AutoDiscover.Shop.Example.com:443"]
+)
+def test_the_autoconfig_host_names_reach_the_endpoints_without_listing_them(domain, settings, host):
+    """Clients ask autoconfig./autodiscover.<domain> (CNAMEs to PANEL_PUBLIC_HOST): those
+    Hosts pass Django's host check for the autoconfig paths only."""
+    settings.ALLOWED_HOSTS = ["panel.example.net"]
+    settings.PANEL_PUBLIC_HOST = "panel.example.net"
+    client = Client(HTTP_HOST=host)
+    resp = client.get("/mail/config-v1.1.xml", {"emailaddress": "info@shop.example.com"})
+    assert resp.status_code == 200
+    assert ET.fromstring(resp.content).find("emailProvider").get("id") == "shop.example.com"
+    resp = client.post(
+        "/autodiscover/autodiscover.xml",
+        REQUEST.format("info@shop.example.com"),
+        content_type="text/xml; charset=utf-8",
+    )
+    assert resp.status_code == 200
+    assert client.get("/accounts/login/").status_code == 400  # the rest of the panel: not
+    assert client.get("/mail/").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "host", ["shop.example.com", "autoconfig.", "autoconfig.bad_name.example", "evil.example"]
+)
+def test_other_hosts_still_meet_allowed_hosts(domain, settings, host):
+    settings.ALLOWED_HOSTS = ["panel.example.net"]
+    settings.PANEL_PUBLIC_HOST = "panel.example.net"
+    resp = Client(HTTP_HOST=host).get(
+        "/mail/config-v1.1.xml", {"emailaddress": "info@shop.example.com"}
+    )
+    assert resp.status_code == 400
+
+
+def test_without_a_panel_host_the_names_are_not_let_through(domain, settings):
+    settings.ALLOWED_HOSTS = ["panel.example.net"]
+    settings.PANEL_PUBLIC_HOST = ""
+    resp = Client(HTTP_HOST="autoconfig.shop.example.com").get(
+        "/mail/config-v1.1.xml", {"emailaddress": "info@shop.example.com"}
+    )
+    assert resp.status_code == 400
