@@ -148,9 +148,10 @@ def _unsuspended_services(account_id: int) -> list[tuple[str, object, str]]:
         owner_id=account_id, state__in=(Vps.State.RUNNING, Vps.State.STOPPED, Vps.State.PAUSED)
     ):
         found.append((DunningSuspension.Service.VPS, vps, vps.hostname))
-    for box in Mailbox.objects.filter(domain__owner_id=account_id, suspended=False).select_related(
-        "domain"
-    ):
+    # Held even if suspended: the owner may lift ``suspended``, never the hold.
+    for box in Mailbox.objects.filter(
+        domain__owner_id=account_id, billing_hold=False
+    ).select_related("domain"):
         found.append((DunningSuspension.Service.MAILBOX, box, str(box)))
     return found
 
@@ -174,9 +175,9 @@ def _suspend_vps(vps, invoice: Invoice) -> None:
 
 
 def _suspend_mailbox(box, invoice: Invoice) -> None:
-    from mail.services import do_update_mailbox
+    from mail.services import set_billing_hold
 
-    do_update_mailbox(box, actor=None, data={"suspended": True})
+    set_billing_hold(box, hold=True, reason=SUSPENSION_REASON.format(number=invoice.number))
 
 
 SUSPEND = {
@@ -246,11 +247,11 @@ def _lift_vps(row: DunningSuspension) -> None:
 
 def _lift_mailbox(row: DunningSuspension) -> None:
     from mail.models import Mailbox
-    from mail.services import do_update_mailbox
+    from mail.services import set_billing_hold
 
-    box = Mailbox.objects.filter(pk=row.object_id, suspended=True).first()
-    if box is not None:
-        do_update_mailbox(box, actor=None, data={"suspended": False})
+    box = Mailbox.objects.filter(pk=row.object_id, billing_hold=True).select_related("domain")
+    if (box := box.first()) is not None:
+        set_billing_hold(box, hold=False, reason=f"invoice {row.invoice.number} settled")
 
 
 LIFT = {

@@ -231,7 +231,7 @@ def render_users(domain: MailDomain, boxes: list[Mailbox], vmail_base: str) -> s
         ):
             raise ValueError(f"Mailbox {box.local_part!r} holds a value the file cannot take.")
         extra = f"userdb_quota_rule=*:storage={int(box.quota_mb)}M"
-        if box.suspended or domain.suspended:
+        if box.refused or domain.suspended:
             extra += " nologin reason=suspended"
         home = f"{vmail_base}/{domain.domain}/{box.local_part}"
         lines.append(f"{box.local_part}@{domain.domain}:{box.password_hash}::::{home}::{extra}")
@@ -258,7 +258,7 @@ def render_maps(
         out["domains"].append(f"{d.domain} OK")
     for box in boxes:
         d = live.get(box.domain_id)
-        if d is None or box.suspended or not LOCAL_PART.fullmatch(box.local_part):
+        if d is None or box.refused or not LOCAL_PART.fullmatch(box.local_part):
             continue
         out["mailboxes"].append(f"{box.local_part}@{d.domain} {d.domain}/{box.local_part}/")
     # A catch-all (``@domain``) would also catch the domain's mailboxes (Postfix looks up
@@ -280,7 +280,7 @@ def render_maps(
     own = {}  # domain pk -> its live mailboxes' addresses
     for box in boxes:
         d = live.get(box.domain_id)
-        if d is not None and not box.suspended and LOCAL_PART.fullmatch(box.local_part):
+        if d is not None and not box.refused and LOCAL_PART.fullmatch(box.local_part):
             address = f"{box.local_part}@{d.domain}"
             own.setdefault(d.pk, []).append(address)
             out["senders"].append(f"{address} {address}")
@@ -438,6 +438,7 @@ class MailFiles:
                 "password_hash",
                 "quota_mb",
                 "suspended",
+                "billing_hold",
                 "send_limit_per_hour",
                 "autoreply",
                 "autoreply_subject",
@@ -474,7 +475,7 @@ class MailFiles:
                     group=dkim_user,
                 )
             for box in by_domain.get(d.pk, []):
-                if box.autoreply and not box.suspended and LOCAL_PART.fullmatch(box.local_part):
+                if box.autoreply and not box.refused and LOCAL_PART.fullmatch(box.local_part):
                     yield ManagedFile(
                         path=f"{sieve_dir}/{box.local_part}@{d.domain}.sieve",
                         content=render_vacation(box).encode(),
@@ -560,9 +561,9 @@ class MailFiles:
                     status=status, status_message=""
                 )
             boxes = Mailbox.objects.filter(domain__in=chunk)
-            boxes.filter(suspended=False, domain__suspended=False).exclude(
+            boxes.filter(suspended=False, billing_hold=False, domain__suspended=False).exclude(
                 status=Status.ACTIVE, status_message=""
             ).update(status=Status.ACTIVE, status_message="")
-            boxes.filter(Q(suspended=True) | Q(domain__suspended=True)).exclude(
-                status=Status.SUSPENDED
-            ).update(status=Status.SUSPENDED, status_message="")
+            boxes.filter(
+                Q(suspended=True) | Q(billing_hold=True) | Q(domain__suspended=True)
+            ).exclude(status=Status.SUSPENDED).update(status=Status.SUSPENDED, status_message="")

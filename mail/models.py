@@ -114,6 +114,13 @@ class Mailbox(models.Model):
     suspended = models.BooleanField(
         default=False, help_text="Suspended: it refuses logins and receives no mail."
     )
+    # Dunning's own hold (an unpaid invoice), apart from ``suspended`` which the owner may
+    # change: set and lifted only by billing, rendered like a suspension.
+    billing_hold = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Held for an unpaid invoice: refuses logins and mail until it is paid.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     status_message = models.TextField(blank=True)
     password_changed_at = models.DateTimeField(default=timezone.now)
@@ -160,6 +167,11 @@ class Mailbox(models.Model):
     @property
     def owner(self):
         return self.domain.owner
+
+    @property
+    def refused(self) -> bool:
+        """Logins and mail refused: suspended (owner or staff) or held for an unpaid invoice."""
+        return self.suspended or self.billing_hold
 
     @property
     def used_percent(self) -> int | None:

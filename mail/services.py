@@ -333,6 +333,25 @@ def do_update_mailbox(box: Mailbox, *, actor, data: dict) -> Mailbox:
     return box
 
 
+def set_billing_hold(box: Mailbox, *, hold: bool, reason: str) -> bool:
+    """Dunning's hold on a mailbox (billing only: no owner-facing path reaches it); the
+    owner's and staff's ``suspended`` is left as it is. False if nothing changed."""
+    with transaction.atomic():
+        if not Mailbox.objects.filter(pk=box.pk, billing_hold=not hold).update(
+            billing_hold=hold, status=Status.PENDING
+        ):
+            return False
+        box.billing_hold = hold
+        audit.record(
+            "mailbox.billing_hold",
+            box,
+            owner_id=box.domain.owner_id,
+            changes={"billing_hold": [not hold, hold], "reason": reason[:200]},
+        )
+        apply_mail(box.domain, actor=None)
+    return True
+
+
 def do_delete_mailbox(box: Mailbox, *, actor) -> None:
     domain = box.domain
     with transaction.atomic():

@@ -76,10 +76,11 @@ class MailboxSerializer(ServiceSerializer):
     class Meta:
         model = Mailbox
         fields = [*STATE, "domain", "local_part", "address", "password", "quota_mb",
-                  "suspended", "send_limit_per_hour", "autoreply", "autoreply_subject",
+                  "suspended", "billing_hold", "send_limit_per_hour", "autoreply",
+                  "autoreply_subject",
                   "autoreply_body", "autoreply_start", "autoreply_end", "used_kb",
                   "used_at"]  # fmt: skip
-        read_only_fields = [*STATE, "address", "used_kb", "used_at"]
+        read_only_fields = [*STATE, "address", "billing_hold", "used_kb", "used_at"]
 
     def get_fields(self):
         fields = super().get_fields()

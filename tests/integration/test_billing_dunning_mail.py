@@ -6,6 +6,7 @@ logs in again after the invoice is paid by hand and the reactivation schedule ru
 from __future__ import annotations
 
 import imaplib
+import smtplib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import pytest
 
 from billing import dunning, services, tasks
 from billing.models import BillingSettings, Invoice
+from mail import services as mail_services
 from mail.models import MAPS_UNIT, Mailbox
 from tests.integration.test_mail import (  # noqa: F401 - fixtures
     PASSWORD,
@@ -24,6 +26,7 @@ from tests.integration.test_mail import (  # noqa: F401 - fixtures
     mail_stack,
     module_stack,
     owner,
+    send,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -41,8 +44,17 @@ def test_dunning_refuses_mail_logins_until_paid(mail_stack, mail_server, domain,
     draft.refresh_from_db()
 
     assert dunning.run(today=draft.due_date + timedelta(days=5))["suspended"] == 1
-    assert Mailbox.objects.get().suspended
+    box = Mailbox.objects.get()
+    assert box.billing_hold and not box.suspended
     apply(mail_server, {domain.unit, MAPS_UNIT})  # what the started apply Operation runs
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_subjects(mail_stack, "info@shop.example.test", PASSWORD)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(mail_stack, "info@shop.example.test", "while unpaid")
+    # The owner clearing ``suspended`` does not lift the hold.
+    mail_services.do_update_mailbox(box, actor=owner, data={"suspended": True})
+    mail_services.do_update_mailbox(box, actor=owner, data={"suspended": False})
+    apply(mail_server, {domain.unit, MAPS_UNIT})
     with pytest.raises(imaplib.IMAP4.error):
         imap_subjects(mail_stack, "info@shop.example.test", PASSWORD)
 

@@ -52,7 +52,8 @@ def account(admin_user, customer):
 def test_vps_and_mailboxes_suspended_and_only_those_lifted(account, admin_user):
     invoice = account["invoice"]
     assert dunning.run(today=invoice.due_date + timedelta(days=9))["suspended"] == 0
-    assert dunning.run(today=invoice.due_date + timedelta(days=10))["suspended"] == 3
+    # Both mailboxes are held: the staff-suspended one too (its owner-side flag is not ours).
+    assert dunning.run(today=invoice.due_date + timedelta(days=10))["suspended"] == 4
     running, stopped = account["running"], account["stopped"]
     running.refresh_from_db()
     stopped.refresh_from_db()
@@ -61,13 +62,13 @@ def test_vps_and_mailboxes_suspended_and_only_those_lifted(account, admin_user):
     kinds = set(Operation.objects.values_list("kind", flat=True))
     assert "vps.suspend" in kinds  # the domain is stopped by an Operation
     account["box"].refresh_from_db()
-    assert account["box"].suspended
+    assert account["box"].billing_hold and not account["box"].suspended
     # Nothing comes back while the invoice is due.
     assert dunning.run(today=invoice.due_date + timedelta(days=11))["reactivated"] == 0
 
     # Paid by hand: the frequent schedule lifts what dunning suspended, nothing else.
     services.do_record_manual_payment(invoice, actor=admin_user, data={"amount": "5.00"})
-    assert tasks.reactivate_paid() == "3 reactivated"
+    assert tasks.reactivate_paid() == "4 reactivated"
     running.refresh_from_db()
     stopped.refresh_from_db()
     assert running.state == stopped.state == Vps.State.STOPPED
@@ -75,7 +76,8 @@ def test_vps_and_mailboxes_suspended_and_only_those_lifted(account, admin_user):
     assert not Operation.objects.filter(kind="vps.start", target_id=str(stopped.uuid)).exists()
     account["box"].refresh_from_db()
     account["staff_box"].refresh_from_db()
-    assert not account["box"].suspended and account["staff_box"].suspended
+    assert not account["box"].billing_hold and not account["staff_box"].billing_hold
+    assert account["staff_box"].suspended  # staff's suspension stays
     assert not DunningSuspension.objects.filter(lifted_at=None).exists()
     assert invoice.dunning_steps.filter(kind=DunningStep.Kind.REACTIVATE).exists()
     assert tasks.reactivate_paid() == "0 reactivated"
@@ -99,9 +101,37 @@ def test_a_credit_note_or_a_later_invoice_does_not_hold_a_paid_account(
     )
     # Another regular invoice past due with a balance still holds the services.
     assert dunning.reactivate_if_settled(customer.pk, today=later.due_date + timedelta(1)) == 0
-    assert tasks.reactivate_paid() == "3 reactivated"
+    assert tasks.reactivate_paid() == "4 reactivated"
     account["box"].refresh_from_db()
-    assert not account["box"].suspended
+    assert not account["box"].billing_hold
+
+
+def test_the_owner_cannot_clear_the_billing_hold(account, customer, admin_user):
+    """Regression: the hold was the owner-editable ``suspended`` flag (PATCH or the edit
+    form cleared it), and paying lifted a staff suspension."""
+    from mail.apply import render_maps, render_users
+    from tests.conftest import login
+
+    invoice, box = account["invoice"], account["box"]
+    dunning.run(today=invoice.due_date + timedelta(days=10))
+    client = login(customer)
+    url = f"/api/v1/mailboxes/{box.uuid}/"
+    answer = client.patch(
+        url, {"suspended": False, "billing_hold": False}, content_type="application/json"
+    )
+    assert answer.status_code == 200 and answer.json()["billing_hold"] is True
+    client.post(f"/mail/mailboxes/{box.uuid}/", {"quota_mb": 9, "send_limit_per_hour": 300})
+    box.refresh_from_db()
+    assert box.billing_hold and box.quota_mb == 9
+    # Rendered like a suspension: no login (Dovecot), no delivery (Postfix maps).
+    users = render_users(box.domain, [box], "/var/vmail")
+    assert "info@dun.example.com:" in users and "nologin" in users.split("info@")[1]
+    maps = render_maps([box.domain], [box], [])
+    assert "info@dun.example.com" not in maps["mailboxes"]
+    services.do_record_manual_payment(invoice, actor=admin_user, data={"amount": "5.00"})
+    tasks.reactivate_paid()
+    box.refresh_from_db()
+    assert not box.billing_hold and "nologin" not in render_users(box.domain, [box], "/v")
 
 
 def test_a_vps_staff_changed_meanwhile_is_left_alone(account, admin_user):
