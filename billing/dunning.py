@@ -187,12 +187,19 @@ SUSPEND = {
 
 
 def owes_overdue(account_id: int, today: date | None = None) -> bool:
-    """An invoice dunning suspended for is still unpaid."""
-    return Invoice.objects.filter(
-        customer_id=account_id,
-        state=Invoice.State.ISSUED,
-        dunning_suspensions__lifted_at__isnull=True,
-    ).exists()
+    """An invoice dunning suspended for is still unpaid, or another regular invoice is past
+    due with a balance. Credit notes (which stay issued) and invoices not yet due never
+    hold services: a join on the suspension rows would let any of them do so."""
+    held = DunningSuspension.objects.filter(
+        account_id=account_id, lifted_at__isnull=True, invoice__state=Invoice.State.ISSUED
+    )
+    if held.exists():
+        return True
+    today = today or timezone.localdate()
+    return any(
+        invoice.balance > 0
+        for invoice in overdue(today).filter(customer_id=account_id).select_related(None)
+    )
 
 
 def reactivate_if_settled(account_id: int, today: date | None = None) -> int:

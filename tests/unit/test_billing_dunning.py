@@ -81,6 +81,29 @@ def test_vps_and_mailboxes_suspended_and_only_those_lifted(account, admin_user):
     assert tasks.reactivate_paid() == "0 reactivated"
 
 
+def test_a_credit_note_or_a_later_invoice_does_not_hold_a_paid_account(
+    account, admin_user, customer
+):
+    """Regression: any issued invoice without suspension rows (a credit note stays issued,
+    next month's is not due yet) kept a paying customer suspended."""
+    invoice = account["invoice"]
+    dunning.run(today=invoice.due_date + timedelta(days=10))
+    services.do_credit_invoice(invoice, actor=admin_user, data={"amount": "1.00", "reason": "x"})
+    later = Invoice.objects.create(customer=customer, currency="EUR")
+    later.lines.create(description="next month", amount=Decimal("7.00"))
+    later = services.do_issue_invoice(later, actor=admin_user, send=False)
+    assert tasks.reactivate_paid() == "0 reactivated"  # the suspended invoice is unpaid
+    invoice.refresh_from_db()
+    services.do_record_manual_payment(
+        invoice, actor=admin_user, data={"amount": str(invoice.balance)}
+    )
+    # Another regular invoice past due with a balance still holds the services.
+    assert dunning.reactivate_if_settled(customer.pk, today=later.due_date + timedelta(1)) == 0
+    assert tasks.reactivate_paid() == "3 reactivated"
+    account["box"].refresh_from_db()
+    assert not account["box"].suspended
+
+
 def test_a_vps_staff_changed_meanwhile_is_left_alone(account, admin_user):
     invoice = account["invoice"]
     dunning.run(today=invoice.due_date + timedelta(days=10))
