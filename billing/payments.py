@@ -23,7 +23,11 @@ from core.policy import ADMIN, BILLING, role_of
 # Currencies Stripe takes in whole units (no cents).
 ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF",
                           "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})  # fmt: skip
-HANDLED = ("payment_intent.succeeded", "payment_intent.payment_failed")
+HANDLED = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+)
 
 
 def minor_units(amount: Decimal, currency: str) -> int:
@@ -154,23 +158,34 @@ def do_remove_card(card: PaymentCard, *, actor) -> None:
 def do_pay_invoice(invoice: Invoice, *, actor, card: PaymentCard | None = None) -> Payment:
     """Charge the balance of an issued invoice to a saved card. The same attempt repeated
     (a double click, a retry after a timeout) reuses its idempotency key, so Stripe charges
-    once; after a decline a new attempt gets a new key."""
+    once; after a decline a new attempt gets a new key.
+
+    The PENDING payment is recorded, under the invoice's lock, before Stripe is called: a
+    void (refused while a card payment is pending) cannot slip in between the charge and
+    its record, and the money Stripe takes is always on the invoice."""
     _may_pay_for(actor, invoice.customer)
-    if invoice.kind != Invoice.Kind.INVOICE or invoice.state != Invoice.State.ISSUED:
-        raise ValidationError("Only an issued, unpaid invoice can be paid.")
-    balance = invoice.balance
-    if balance <= ZERO:
-        raise ValidationError("Nothing is due on this invoice.")
     if card is None:
         card = PaymentCard.objects.filter(user=invoice.customer_id, is_default=True).first()
     if card is None or card.user_id != invoice.customer_id:
         raise ValidationError("Add a card first (Payment methods).")
-    pending = invoice.payments.filter(
-        method=Payment.Method.STRIPE, state=Payment.State.PENDING
-    ).first()
-    if pending is not None:
-        raise ValidationError("A card payment of this invoice is under way.")
-    attempt = invoice.payments.filter(method=Payment.Method.STRIPE).count() + 1
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.kind != Invoice.Kind.INVOICE or invoice.state != Invoice.State.ISSUED:
+            raise ValidationError("Only an issued, unpaid invoice can be paid.")
+        balance = invoice.balance
+        if balance <= ZERO:
+            raise ValidationError("Nothing is due on this invoice.")
+        stripe_payments = invoice.payments.filter(method=Payment.Method.STRIPE)
+        if stripe_payments.filter(state=Payment.State.PENDING).exists():
+            raise ValidationError("A card payment of this invoice is under way.")
+        attempt = stripe_payments.count() + 1
+        payment = record_payment(
+            invoice,
+            amount=balance,
+            method=Payment.Method.STRIPE,
+            actor=actor,
+            state=Payment.State.PENDING,
+        )
     try:
         intent = stripe_client.charge(
             amount_cents=minor_units(balance, invoice.currency),
@@ -184,9 +199,17 @@ def do_pay_invoice(invoice: Invoice, *, actor, card: PaymentCard | None = None) 
     except PaymentError as exc:
         if exc.obj and exc.obj.get("id"):
             # Declined: Stripe made a PaymentIntent; keep the failed attempt on the invoice.
-            _failed(invoice, exc.obj["id"], str(exc), balance, actor=actor)
+            message = AUTH_NEEDED if exc.decline == "authentication_required" else str(exc)
+            _claim(payment, exc.obj["id"])
+            _failed(invoice, exc.obj["id"], message, balance, actor=actor)
+            raise ValidationError(message) from exc
         else:
+            # No PaymentIntent known: forget the attempt, so a retry reuses its key (and
+            # Stripe answers for the charge it may have made) instead of charging again.
             with transaction.atomic():
+                Payment.objects.filter(
+                    pk=payment.pk, external_id="", state=Payment.State.PENDING
+                ).delete()
                 audit.record(
                     "payment.error",
                     invoice,
@@ -194,9 +217,33 @@ def do_pay_invoice(invoice: Invoice, *, actor, card: PaymentCard | None = None) 
                     changes={"error": [None, str(exc)[:200]]},
                 )
         raise ValidationError(str(exc)) from exc
-    payment = _pending(invoice, intent.id, balance, actor=actor)
+    payment = _claim(payment, intent.id)
     if intent.status == "succeeded":
         payment = settle(intent.id, invoice_uuid=str(invoice.uuid), amount=balance)
+    elif intent.status == "requires_action":
+        # Off-session, nobody is there to authenticate (3-D Secure): a failed attempt, not
+        # a payment pending forever that blocks "Pay now".
+        payment = _failed(invoice, intent.id, AUTH_NEEDED, balance, actor=actor)
+        raise ValidationError(AUTH_NEEDED)
+    return payment
+
+
+AUTH_NEEDED = (
+    "The card needs authentication (3-D Secure), which an automatic charge cannot give: "
+    "pay by bank transfer, or use another card."
+)
+
+
+def _claim(payment: Payment, intent_id: str) -> Payment:
+    """Give the attempt recorded before the charge its PaymentIntent id (unless the webhook
+    was faster and recorded that id itself: then that row is the payment)."""
+    try:
+        with transaction.atomic():
+            Payment.objects.filter(pk=payment.pk, external_id="").update(external_id=intent_id)
+    except IntegrityError:
+        Payment.objects.filter(pk=payment.pk, external_id="", state=Payment.State.PENDING).delete()
+        return Payment.objects.get(method=Payment.Method.STRIPE, external_id=intent_id)
+    payment.refresh_from_db()
     return payment
 
 
@@ -204,6 +251,12 @@ def _pending(invoice: Invoice, intent_id: str, amount: Decimal, *, actor) -> Pay
     existing = Payment.objects.filter(method=Payment.Method.STRIPE, external_id=intent_id).first()
     if existing is not None:
         return existing
+    # The attempt do_pay_invoice recorded before its charge returned (an event was faster).
+    unclaimed = invoice.payments.filter(
+        method=Payment.Method.STRIPE, state=Payment.State.PENDING, external_id=""
+    ).first()
+    if unclaimed is not None:
+        return _claim(unclaimed, intent_id)
     try:
         return record_payment(
             invoice,
@@ -307,7 +360,11 @@ def handle_event(event) -> str:
             settle(obj["id"], invoice_uuid=invoice_uuid, amount=amount)
             result = "paid"
         else:
-            error = (obj.get("last_payment_error") or {}).get("message") or "The payment failed."
+            error = (obj.get("last_payment_error") or {}).get("message") or (
+                "The payment was canceled."
+                if event["type"] == "payment_intent.canceled"
+                else "The payment failed."
+            )
             _failed(invoice, obj["id"], error, invoice.balance)
             result = "failed"
         StripeEvent.objects.filter(pk=row.pk).update(result=result)

@@ -424,6 +424,10 @@ def do_void_invoice(invoice: Invoice, *, actor, reason: str) -> Invoice:
             return locked
         if locked.state != Invoice.State.ISSUED or locked.amount_paid > ZERO:
             raise ValidationError("Only an issued invoice without payments can be voided.")
+        # A card charge under way may still take the money: voiding now would let the
+        # usage be billed again on top of it.
+        if locked.payments.filter(state=Payment.State.PENDING).exists():
+            raise ValidationError("A card payment of this invoice is under way: wait for it.")
         locked.state, locked.voided_at, locked.void_reason = (
             Invoice.State.VOID,
             timezone.now(),

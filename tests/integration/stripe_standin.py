@@ -7,7 +7,8 @@ HTTP server on loopback speaking the subset the panel uses, as Stripe does.
 - ``Idempotency-Key``: a repeated POST with the same key gets the first answer back.
 - Cards: Stripe's test payment methods ``pm_card_visa`` (succeeds) and
   ``pm_card_chargeDeclined`` (declined: HTTP 402 ``card_error``/``card_declined`` with the
-  PaymentIntent in the error). Confirming a SetupIntent with one makes a new ``pm_...``
+  PaymentIntent in the error), ``pm_card_authenticationRequired`` (the charge answers
+  ``requires_action``: 3-D Secure). Confirming a SetupIntent with one makes a new ``pm_...``
   attached to the customer.
 - Webhooks: each PaymentIntent outcome becomes an event (``payment_intent.succeeded`` /
   ``payment_intent.payment_failed``) signed as Stripe signs (``Stripe-Signature:
@@ -31,6 +32,13 @@ TEST_CARDS = {
     "pm_card_visa": {"brand": "visa", "last4": "4242", "declines": False},
     "pm_card_mastercard": {"brand": "mastercard", "last4": "4444", "declines": False},
     "pm_card_chargeDeclined": {"brand": "visa", "last4": "0002", "declines": True},
+    # 3-D Secure: a charge answers ``requires_action`` (nobody can authenticate off session).
+    "pm_card_authenticationRequired": {
+        "brand": "visa",
+        "last4": "3184",
+        "declines": False,
+        "action": True,
+    },
 }
 
 
@@ -72,6 +80,7 @@ class StripeStandIn:
         self.webhook_url = ""
         self.objects: dict[str, dict] = {}
         self.declining: set[str] = set()
+        self.needing_action: set[str] = set()
         self.idempotent: dict[str, tuple[int, dict]] = {}
         self.events: list[tuple[bytes, str]] = []  # (body, Stripe-Signature)
         self.requests: list[tuple[str, str, dict, dict]] = []  # method, path, params, headers
@@ -110,6 +119,8 @@ class StripeStandIn:
         )  # fmt: skip
         if card["declines"]:
             self.declining.add(pm["id"])
+        if card.get("action"):
+            self.needing_action.add(pm["id"])
         return pm
 
     def route(self, method: str, path: str, p: dict) -> tuple[int, dict]:
@@ -186,6 +197,10 @@ class StripeStandIn:
             intent.update(status="requires_payment_method", last_payment_error=error)
             self._event("payment_intent.payment_failed", intent)
             return 402, {"error": {**error, "payment_intent": intent}}
+        if pm["id"] in self.needing_action:
+            intent.update(status="requires_action", next_action={"type": "use_stripe_sdk"})
+            self._event("payment_intent.requires_action", intent)
+            return 200, intent
         intent.update(status="succeeded", amount_received=intent["amount"])
         self._event("payment_intent.succeeded", intent)
         return 200, intent

@@ -314,3 +314,82 @@ def test_webhook_delivered_over_http_by_the_standin(live_server, standin, settin
     assert standin.deliver(body, url=live_server.url + WEBHOOK) == 200
     assert Invoice.objects.get(pk=draft.pk).payments.count() == 1
     assert standin.deliver(body, url=live_server.url + WEBHOOK, signature="t=1,v1=00") == 400
+
+
+def test_void_is_refused_while_the_card_charge_is_under_way(
+    invoice, customer, admin_user, standin, monkeypatch
+):
+    """Regression: staff could void between the charge and its record (the card charged,
+    the usage billed again, then a 500 and the money never recorded)."""
+    card = save_card(customer)
+    real_charge, seen = stripe_client.charge, {}
+
+    def charge_while_staff_voids(**kwargs):
+        seen["payment"] = Payment.objects.get(invoice=invoice)
+        with pytest.raises(ValidationError, match="under way"):
+            services.do_void_invoice(invoice, actor=admin_user, reason="mistake")
+        with pytest.raises(ValidationError, match="under way"):
+            payments.do_pay_invoice(invoice, actor=customer, card=card)  # a double click
+        return real_charge(**kwargs)
+
+    monkeypatch.setattr(stripe_client, "charge", charge_while_staff_voids)
+    payment = payments.do_pay_invoice(invoice, actor=customer, card=card)
+    assert seen["payment"].state == Payment.State.PENDING and seen["payment"].external_id == ""
+    assert payment.pk == seen["payment"].pk and payment.external_id.startswith("pi_")
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID and invoice.amount_paid == Decimal("12.50")
+    assert invoice.payments.count() == 1
+
+
+def test_webhook_faster_than_the_charge_answer_claims_the_recorded_attempt(
+    invoice, customer, standin, monkeypatch
+):
+    import json
+
+    card = save_card(customer)
+    real_charge = stripe_client.charge
+
+    def charge_then_webhook(**kwargs):
+        intent = real_charge(**kwargs)
+        body, _ = standin.events[-1]
+        assert payments.handle_event(json.loads(body)) == "paid"
+        return intent
+
+    monkeypatch.setattr(stripe_client, "charge", charge_then_webhook)
+    payments.do_pay_invoice(invoice, actor=customer, card=card)
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID and invoice.amount_paid == Decimal("12.50")
+    assert invoice.payments.get().state == Payment.State.SUCCEEDED
+
+
+def test_card_needing_authentication_fails_clearly_and_pay_now_works_again(
+    invoice, customer, standin, client
+):
+    card = save_card(customer, "pm_card_authenticationRequired")
+    with pytest.raises(ValidationError, match="needs authentication"):
+        payments.do_pay_invoice(invoice, actor=customer, card=card)
+    attempt = Payment.objects.get(invoice=invoice)
+    assert attempt.state == Payment.State.FAILED and "authentication" in attempt.failure_message
+    visa = save_card(customer)
+    payments.do_pay_invoice(invoice, actor=customer, card=visa)
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID
+
+
+@pytest.mark.parametrize("kind", ["payment_intent.canceled", "payment_intent.payment_failed"])
+def test_canceled_or_failed_event_ends_a_pending_payment(
+    invoice, client, standin, admin_user, kind
+):
+    import json
+
+    payments._pending(invoice, "pi_pending_3ds", invoice.balance, actor=None)
+    with pytest.raises(ValidationError, match="under way"):
+        services.do_void_invoice(invoice, actor=admin_user, reason="mistake")
+    event = {"id": f"evt_{kind}", "object": "event", "type": kind, "data": {"object": {
+        "id": "pi_pending_3ds", "object": "payment_intent", "status": "canceled",
+        "metadata": {"panel_invoice": str(invoice.uuid)}}}}  # fmt: skip
+    body = json.dumps(event).encode()
+    assert post_event(client, body, sign(body, WEBHOOK_SECRET)).content == b"failed"
+    payment = Payment.objects.get(external_id="pi_pending_3ds")
+    assert payment.state == Payment.State.FAILED
+    services.do_void_invoice(invoice, actor=admin_user, reason="mistake")  # nothing pending
