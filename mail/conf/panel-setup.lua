@@ -8,7 +8,8 @@
 --   single header From when that From's domain is the envelope's, or the envelope is one
 --   only root and the vmail user may use (empty: auto-replies; their own names); anything
 --   else (a site's mail() with another domain's From) is refused by panel-final.lua.
--- * Anything else (port 25, even from mynetworks) is verified, never signed.
+-- * Anything else (port 25, even from 127.0.0.1 or mynetworks) is verified, never signed:
+--   opendkim.conf names no internal host, only the MTAs ORIGINATING and LOCAL sign.
 local SENDERS = "{{senders}}"
 local TRUSTED = {
   [""] = true, ["<>"] = true, ["root"] = true, ["root@{{hostname}}"] = true,

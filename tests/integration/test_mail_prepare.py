@@ -558,6 +558,18 @@ def test_sendmail_takes_each_login_s_own_senders_and_signs_only_matching_mail(
         assert not any(subject in m.content for m in handler.messages), subject
 
 
+def test_port_25_from_loopback_is_never_signed(paths, prepared, catcher):
+    """Any local user can talk to port 25 on 127.0.0.1 (inside mynetworks, so it relays):
+    mail there with a hosted domain's header From leaves unsigned. OpenDKIM has no internal
+    host; only submission (logged in) and the sendmail binary are signed, by the hooks."""
+    _controller, handler = catcher
+    with smtplib.SMTP("127.0.0.1", paths["ports"]["smtp"], timeout=30) as smtp:
+        smtp.send_message(message(f"boss@{FOREIGN}", "loopback forged", f"info@{DOMAIN}"))
+    wait_until(lambda: any(b"loopback forged" in m.content for m in handler.messages), 20)
+    sent = next(m.content for m in handler.messages if b"loopback forged" in m.content)
+    assert b"DKIM-Signature:" not in sent, sent
+
+
 def test_auto_responder_window_and_a_script_sievec_refuses(
     paths, prepared, owner, catcher, monkeypatch, django_capture_on_commit_callbacks
 ):
