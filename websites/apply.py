@@ -15,6 +15,7 @@ from websites import appsites
 from websites.checks import own_addresses
 from websites.models import Subscription, SystemAccount, Website
 from websites.options import parse_options
+from websites.validators import DOMAIN
 from websites.vhost import SiteEnv, auth_file_name, render_htpasswd, render_vhost
 
 CHUNK = 500
@@ -73,6 +74,19 @@ def php_limits_of(owner_ids) -> dict[int, PhpLimits]:
     return {sub.user_id: PhpLimits.of_plan(sub.plan) for sub in subs}
 
 
+SENDMAIL = "/usr/sbin/sendmail"
+
+
+def sendmail_path(site: Website) -> str:
+    """PHP's mail() command for a site: envelope sender ``noreply@<site domain>`` (an address
+    Postfix lets the site's Linux user use, mail/apply.py's local_senders), so mail with a
+    From of the site's domain (WordPress's wordpress@...) is sent and DKIM-signed; without
+    ``-f`` it would be the user at the mail host and OpenDKIM's hooks refuse it."""
+    if not DOMAIN.fullmatch(site.domain):
+        raise ValidationError(f"Site domain {site.domain!r} is not a domain name.")
+    return f"{SENDMAIL} -t -i -f noreply@{site.domain}"
+
+
 def render_pool(site: Website, profile, account: str, limits: PhpLimits | None = None) -> str:
     limits = (limits or PhpLimits()).checked()
     home = home_dir(profile, account)
@@ -103,6 +117,7 @@ def render_pool(site: Website, profile, account: str, limits: PhpLimits | None =
         f"php_admin_value[max_execution_time] = {limits.max_execution_time}\n"
         f"php_admin_value[upload_max_filesize] = {limits.upload_max_mb}M\n"
         f"php_admin_value[post_max_size] = {limits.upload_max_mb}M\n"
+        f"php_admin_value[sendmail_path] = {sendmail_path(site)}\n"
     )
 
 

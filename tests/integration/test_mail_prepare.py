@@ -558,6 +558,33 @@ def test_sendmail_takes_each_login_s_own_senders_and_signs_only_matching_mail(
         assert not any(subject in m.content for m in handler.messages), subject
 
 
+def test_php_mail_as_the_pool_sends_it_is_delivered_and_signed(
+    paths, prepared, owner, catcher, django_capture_on_commit_callbacks
+):
+    """A PHP site's mail() runs the pool's sendmail_path as the site's Linux user: exactly
+    that command with a WordPress-style From of the site's domain leaves DKIM-signed."""
+    from mail.models import MAPS_UNIT
+    from servers.services import start_apply
+    from websites.apply import sendmail_path
+    from websites.models import SystemAccount, Website
+
+    ensure_site_user()
+    server = prepared.server
+    SystemAccount.objects.create(server=server, user=owner, name=SITE_USER)
+    site = Website.objects.create(domain=DOMAIN, server=server, owner=owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        start_apply(server, actor=owner, units={MAPS_UNIT})
+    argv = sendmail_path(site).split()
+    assert argv[:2] == ["/usr/sbin/sendmail", "-t"], argv
+    text = f"From: WordPress <wordpress@{DOMAIN}>\nTo: boss@{FOREIGN}\nSubject: wp mail\n\nx\n"
+    res = sendmail_as(paths, SITE_USER, text, *argv[2:])
+    assert res.returncode == 0, res
+    _controller, handler = catcher
+    wait_until(lambda: any(b"wp mail" in m.content for m in handler.messages), 30)
+    sent = next(m.content for m in handler.messages if b"wp mail" in m.content)
+    assert b"DKIM-Signature:" in sent and f"d={DOMAIN}".encode() in sent, sent
+
+
 def test_port_25_from_loopback_is_never_signed(paths, prepared, catcher):
     """Any local user can talk to port 25 on 127.0.0.1 (inside mynetworks, so it relays):
     mail there with a hosted domain's header From leaves unsigned. OpenDKIM has no internal

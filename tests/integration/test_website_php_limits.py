@@ -85,6 +85,12 @@ def test_the_plans_php_limits_reach_the_pool_and_php(stack, admin_user, run_ops)
     (public / "ini.php").write_text(PROBE)
     status, body = stack.nginx.get("limits.php.test", "/ini.php")
     assert (status, body) == (200, "96M 17 9M 9M locked"), body
+    # PHP's mail() sends with the site's own envelope sender (mail: signed, not refused).
+    (public / "mail.php").write_text("<?php echo ini_get('sendmail_path');")
+    assert stack.nginx.get("limits.php.test", "/mail.php") == (
+        200,
+        "/usr/sbin/sendmail -t -i -f noreply@limits.php.test",
+    )
 
     # A plan change reaches the pool (its sites are applied again).
     with run_ops():
@@ -120,6 +126,17 @@ def test_only_numbers_in_range_are_rendered(limits, admin_user):
     )()
     with pytest.raises(ValidationError):
         render_pool(site, profile, "acct", limits)
+
+
+@pytest.mark.parametrize("domain", ["x.php.test -f root", "X.PHP.test\nphp_value[a] = b", ""])
+def test_the_sendmail_path_takes_only_a_strict_domain(domain):
+    from websites.apply import sendmail_path
+
+    assert sendmail_path(Website(domain="x.php.test")) == (
+        "/usr/sbin/sendmail -t -i -f noreply@x.php.test"
+    )
+    with pytest.raises(ValidationError):
+        sendmail_path(Website(domain=domain))
 
 
 def test_plan_limits_are_checked(admin_user, reseller):
