@@ -110,14 +110,25 @@ def _remind(invoice: Invoice, reminder_day: int, days: int) -> bool:
 
 
 def suspend_account(invoice: Invoice, days: int) -> int:
-    """Suspend what the customer runs that is not suspended already; returns how many."""
-    # Once per invoice: services staff reactivate by hand afterwards are left alone.
-    if invoice.dunning_steps.filter(kind=DunningStep.Kind.SUSPEND).exists() or not _step(
-        invoice, DunningStep.Kind.SUSPEND, days, "services of the account suspended"
-    ):
+    """Suspend what the customer runs that is not suspended already; returns how many.
+    Run every day the invoice stays unpaid, so services created since are suspended too;
+    what this invoice suspended before (lifted or not) is never taken again: a service
+    staff reactivated by hand meanwhile stays running."""
+    done = set(
+        DunningSuspension.objects.filter(invoice=invoice).values_list("service", "object_id")
+    )
+    todo = [
+        (service, obj, label)
+        for service, obj, label in _unsuspended_services(invoice.customer_id)
+        if (service, obj.pk) not in done
+    ]
+    if not todo:
         return 0
+    first = not done and not invoice.dunning_steps.filter(kind=DunningStep.Kind.SUSPEND).exists()
+    detail = "services of the account suspended" if first else "services added since suspended"
+    _step(invoice, DunningStep.Kind.SUSPEND, days, detail)  # once a day: False is fine
     count = 0
-    for service, obj, label in _unsuspended_services(invoice.customer_id):
+    for service, obj, label in todo:
         try:
             with transaction.atomic():
                 DunningSuspension.objects.create(
@@ -129,7 +140,7 @@ def suspend_account(invoice: Invoice, days: int) -> int:
                 )
                 SUSPEND[service](obj, invoice)
         except IntegrityError:
-            continue  # suspended by an earlier run for another invoice
+            continue  # held already for another invoice
         count += 1
     return count
 

@@ -134,6 +134,31 @@ def test_the_owner_cannot_clear_the_billing_hold(account, customer, admin_user):
     assert not box.billing_hold and "nologin" not in render_users(box.domain, [box], "/v")
 
 
+def test_services_created_after_suspension_are_suspended_the_next_day(
+    account, admin_user, customer
+):
+    invoice, running = account["invoice"], account["running"]
+    assert dunning.run(today=invoice.due_date + timedelta(days=10))["suspended"] == 4
+    # Staff reactivate one by hand; the customer starts a new VPS and a new mailbox.
+    Vps.objects.filter(pk=running.pk).update(state=Vps.State.RUNNING)
+    late = Vps.objects.create(
+        hostname="late", owner=customer, plan=running.plan, hypervisor=running.hypervisor,
+        state=Vps.State.RUNNING,
+    )  # fmt: skip
+    box = Mailbox.objects.create(
+        domain=account["box"].domain, local_part="late", password_hash=HASH
+    )
+    assert dunning.run(today=invoice.due_date + timedelta(days=11))["suspended"] == 2
+    late.refresh_from_db()
+    box.refresh_from_db()
+    running.refresh_from_db()
+    assert late.state == Vps.State.SUSPENDED and box.billing_hold
+    assert running.state == Vps.State.RUNNING  # staff's choice is respected
+    assert dunning.run(today=invoice.due_date + timedelta(days=12))["suspended"] == 0
+    services.do_record_manual_payment(invoice, actor=admin_user, data={"amount": "5.00"})
+    assert tasks.reactivate_paid() == "6 reactivated"
+
+
 def test_a_vps_staff_changed_meanwhile_is_left_alone(account, admin_user):
     invoice = account["invoice"]
     dunning.run(today=invoice.due_date + timedelta(days=10))
