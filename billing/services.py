@@ -92,12 +92,17 @@ def issuer_id_of(customer) -> int | None:
     return customer.reseller_id
 
 
-def tax_for(country: str, rates: dict | None = None) -> tuple[Decimal, str]:
-    rate = (rates or {}).get(country) if rates is not None else None
+def tax_for(
+    country: str, rates: dict | None = None, default_country: str = ""
+) -> tuple[Decimal, str]:
+    """The rate of ``country``; a country without a TaxRate is charged the issuer's own
+    (``default_country``'s) rate, never 0 % by default. 0 % only if neither has a rate."""
     if rates is None:
-        found = TaxRate.objects.filter(country=country).first()
-        rate = (found.rate, found.name) if found else None
-    return rate or (Decimal("0.00"), "")
+        rates = {
+            r.country: (r.rate, r.name)
+            for r in TaxRate.objects.filter(country__in=[country, default_country])
+        }
+    return rates.get(country) or rates.get(default_country) or (Decimal("0.00"), "")
 
 
 def bill_from(settings: BillingSettings, issuer) -> dict:
@@ -169,7 +174,7 @@ def issue_period(
         settings = settings_for(issuer_id, cache)
         profile = profiles.get(account_id)
         country = (profile.country if profile else "") or settings.country
-        rate, tax_name = tax_for(country, rates)
+        rate, tax_name = tax_for(country, rates, default_country=settings.country)
         subtotal, tax, total = totals([r[7] for r in rows], rate)
         invoice = Invoice(
             uuid=uuidlib.uuid4(), customer_id=account_id, issuer_id=issuer_id,

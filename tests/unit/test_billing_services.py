@@ -143,6 +143,28 @@ def test_period_is_rated_and_invoiced_by_the_right_issuer(world, mallory, custom
     assert {e.owner_id for e in issued} == {mallory.pk, customer.pk}
 
 
+def test_a_country_without_a_tax_rate_pays_the_issuers_rate_not_zero(
+    world, mallory, customer, admin_user
+):
+    """Regression: a customer-set country with no TaxRate (any code matched [A-Z]{2}) was
+    billed at 0 %. Unassigned codes are refused; a real one without a rate pays the
+    issuer's own country's rate."""
+    from billing.models import BillingProfile
+
+    with pytest.raises(ValidationError):
+        BillingProfile(user=mallory, country="XX").full_clean()
+    with pytest.raises(ValidationError):
+        services.do_update_profile(
+            services.profile_of(mallory), actor=mallory, data={"country": "XX"}
+        )
+    services.do_update_profile(services.profile_of(mallory), actor=mallory, data={"country": "SE"})
+    customer_inv, mallory_inv = run(admin_user)
+    assert (mallory_inv.tax_country, mallory_inv.tax_rate) == ("SE", Decimal("19.00"))
+    assert mallory_inv.tax_total == Decimal("9.58")
+    assert customer_inv.tax_rate == Decimal("20.00")  # FR has its own
+    assert services.tax_for("SE", {}, default_country="") == (Decimal("0.00"), "")
+
+
 def test_the_audit_chain_still_verifies_after_a_bulk_issue(world, admin_user):
     from core.audit import verify_chain
 
