@@ -350,6 +350,11 @@ class InvoiceQuerySet(PolicyQuerySet):
         frozen = set(kwargs) - Invoice.MUTABLE_AFTER_ISSUE
         if frozen and self.exclude(state=Invoice.State.DRAFT).exists():
             raise ImmutableInvoice(f"An issued invoice cannot change: {', '.join(sorted(frozen))}.")
+        # Back to draft would make an issued invoice (and its lines) editable again.
+        if kwargs.get("state") == Invoice.State.DRAFT and (
+            self.exclude(state=Invoice.State.DRAFT).exists()
+        ):
+            raise ImmutableInvoice("An issued invoice never becomes a draft again.")
         return super().update(**kwargs)
 
     def delete(self):
@@ -519,6 +524,22 @@ class Invoice(models.Model):
         return self.total - self.amount_paid - self.credited_total
 
 
+class InvoiceLineQuerySet(PolicyQuerySet):
+    """Bulk changes to lines as Invoice's: only on drafts (what an invoice says is fixed)."""
+
+    def _refuse_issued(self) -> None:
+        if self.exclude(invoice__state=Invoice.State.DRAFT).exists():
+            raise ImmutableInvoice("The lines of an issued invoice cannot change.")
+
+    def update(self, **kwargs):
+        self._refuse_issued()
+        return super().update(**kwargs)
+
+    def delete(self):
+        self._refuse_issued()
+        return super().delete()
+
+
 class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=0)
@@ -529,7 +550,7 @@ class InvoiceLine(models.Model):
     unit_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
     amount = models.DecimalField(**MONEY)
 
-    objects = PolicyQuerySet.as_manager()
+    objects = InvoiceLineQuerySet.as_manager()
     policy = Rules(
         owner="invoice__customer",
         owner_may=frozenset({VIEW}),

@@ -58,6 +58,24 @@ class TestImmutable:
             line.delete()
         with pytest.raises(ImmutableInvoice):
             InvoiceLine.objects.create(invoice=invoice, description="sneaked in")
+        # Bulk, as for the invoice itself: neither through the manager nor the relation.
+        with pytest.raises(ImmutableInvoice):
+            InvoiceLine.objects.filter(invoice=invoice).update(amount=Decimal("0"))
+        with pytest.raises(ImmutableInvoice):
+            invoice.lines.all().delete()
+        with pytest.raises(ImmutableInvoice):
+            InvoiceLine.objects.filter(pk=line.pk).delete()
+        assert invoice.lines.get().amount == Decimal("5.00")
+        draft = Invoice.objects.create(customer=customer, currency="EUR")
+        InvoiceLine.objects.create(invoice=draft, description="free")
+        assert draft.lines.update(amount=Decimal("1")) == 1 and draft.lines.all().delete()[0]
+
+    def test_an_issued_invoice_is_never_bulk_set_back_to_draft(self, customer):
+        invoice = issued(customer)
+        with pytest.raises(ImmutableInvoice, match="draft"):
+            Invoice.objects.filter(pk=invoice.pk).update(state=Invoice.State.DRAFT)
+        invoice.refresh_from_db()
+        assert invoice.state == Invoice.State.ISSUED
 
     def test_payment_state_still_moves(self, customer):
         invoice = issued(customer)
