@@ -224,6 +224,17 @@ class LocalTransport(Transport):
 SockFactory = Callable[[], socket.socket]
 
 
+def _send_input(chan, data: bytes) -> None:
+    """Write a command's input. A command may finish without reading it (``account.sh site``
+    for a site that exists): the channel is then closed with an exit status, and that status
+    and the command's words are the answer, not the unsent bytes."""
+    try:
+        chan.sendall(data)
+    except OSError:
+        if not (chan.closed and chan.exit_status_ready()):
+            raise
+
+
 class SSHTransport(Transport):
     """One authenticated SSH connection, with a keepalive."""
 
@@ -306,8 +317,9 @@ class SSHTransport(Transport):
             try:
                 chan.exec_command(shlex.join(argv))
                 if stdin:
-                    chan.sendall(stdin)
-                chan.shutdown_write()
+                    _send_input(chan, stdin)
+                if not chan.closed:
+                    chan.shutdown_write()  # never on a closed channel: sshd would drop us
                 out, err = _drain(chan, time.monotonic() + timeout)
             except TimeoutError:
                 raise TransportError(

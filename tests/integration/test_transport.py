@@ -47,6 +47,20 @@ def test_commands_are_not_held_back_by_nagle(ssh):
     assert ssh._t.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_a_command_that_does_not_read_its_input_still_answers(kind, request):
+    """A command may exit before taking its input (account.sh's `site` for a site that
+    exists): its status and words come back, and the connection stays usable."""
+    import os
+
+    t = request.getfixturevalue("ssh") if kind == "ssh" else LocalTransport()
+    data = os.urandom(4 << 20)  # past the SSH window: the writer meets the closed channel
+    for _ in range(3):
+        res = t.run(["sh", "-c", "echo early; exit 3"], stdin=data)
+        assert (res.code, res.stdout) == (3, "early\n")
+    assert t.run(["cat"], stdin=b"still here").stdout == "still here"
+
+
 def test_timeout_is_retryable(ssh):
     with pytest.raises(TransportError) as err:
         ssh.run(["sleep", "5"], timeout=0.5)
