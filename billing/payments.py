@@ -217,6 +217,10 @@ def do_pay_invoice(invoice: Invoice, *, actor, card: PaymentCard | None = None) 
                     changes={"error": [None, str(exc)[:200]]},
                 )
         raise ValidationError(str(exc)) from exc
+    except BaseException:
+        # Anything unforeseen: no attempt left pending forever (it would block Pay and Void).
+        Payment.objects.filter(pk=payment.pk, external_id="", state=Payment.State.PENDING).delete()
+        raise
     payment = _claim(payment, intent.id)
     if intent.status == "succeeded":
         payment = settle(intent.id, invoice_uuid=str(invoice.uuid), amount=balance)

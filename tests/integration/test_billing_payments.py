@@ -397,3 +397,22 @@ def test_canceled_or_failed_event_ends_a_pending_payment(
     payment = Payment.objects.get(external_id="pi_pending_3ds")
     assert payment.state == Payment.State.FAILED
     services.do_void_invoice(invoice, actor=admin_user, reason="mistake")  # nothing pending
+
+
+def test_an_unforeseen_error_leaves_no_attempt_pending(invoice, customer, standin, monkeypatch):
+    card = save_card(customer)
+    real_charge = stripe_client.charge
+
+    def broken(**kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(stripe_client, "charge", broken)
+    with pytest.raises(RuntimeError):
+        payments.do_pay_invoice(invoice, actor=customer, card=card)
+    assert not invoice.payments.exists()
+    monkeypatch.setattr(stripe_client, "charge", real_charge)
+    payments.do_pay_invoice(invoice, actor=customer, card=card)  # not blocked
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID
+    keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[1] == "/v1/payment_intents"]
+    assert keys[-1] == f"panel-invoice-{invoice.uuid}-1"
