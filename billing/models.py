@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.rules import STAFF_RECORDS, read_only_rules
 from core.policy import (
     ADMIN,
     BILLING,
@@ -44,6 +45,7 @@ CREDIT = "credit"
 RECORD_PAYMENT = "record_payment"
 SEND = "send"
 INVOICE_ACTIONS = frozenset({VIEW, ISSUE, VOID, CREDIT, RECORD_PAYMENT, SEND})
+
 
 ZERO = Decimal("0.00")
 MONEY = {"max_digits": 14, "decimal_places": 2, "default": ZERO}
@@ -282,12 +284,7 @@ class UsageRecord(models.Model):
     collected_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = Rules(
-        owner="account",
-        owner_may=frozenset({VIEW}),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = read_only_rules("account")
 
     class Meta:
         ordering = ["-period_start", "kind", "id"]
@@ -326,12 +323,7 @@ class InvoiceSequence(models.Model):
     last = models.PositiveBigIntegerField(default=0)
 
     objects = PolicyQuerySet.as_manager()
-    policy = Rules(
-        owner=None,
-        support_may=frozenset(),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = STAFF_RECORDS
 
     class Meta:
         ordering = ["key"]
@@ -551,12 +543,7 @@ class InvoiceLine(models.Model):
     amount = models.DecimalField(**MONEY)
 
     objects = InvoiceLineQuerySet.as_manager()
-    policy = Rules(
-        owner="invoice__customer",
-        owner_may=frozenset({VIEW}),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = read_only_rules("invoice__customer")
 
     class Meta:
         ordering = ["invoice", "position", "id"]
@@ -617,12 +604,7 @@ class Payment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = Rules(
-        owner="invoice__customer",
-        owner_may=frozenset({VIEW}),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = read_only_rules("invoice__customer")
 
     class Meta:
         ordering = ["-received_at", "-id"]

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from billing.rules import STAFF_RECORDS, read_only_rules
 from core.fields import EncryptedTextField
 from core.policy import ADMIN, CHANGE, DELETE, VIEW, PolicyQuerySet, Rules
 
@@ -57,12 +58,7 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = Rules(
-        owner=None,
-        support_may=frozenset(),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = STAFF_RECORDS
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -119,12 +115,7 @@ class DunningStep(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = Rules(
-        owner="invoice__customer",
-        owner_may=frozenset({VIEW}),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = read_only_rules("invoice__customer")
 
     class Meta:
         ordering = ["invoice", "created_at", "id"]
@@ -161,12 +152,7 @@ class DunningSuspension(models.Model):
     lifted_at = models.DateTimeField(null=True, blank=True)
 
     objects = PolicyQuerySet.as_manager()
-    policy = Rules(
-        owner="account",
-        owner_may=frozenset({VIEW}),
-        billing_may=frozenset({VIEW}),
-        admin_may=frozenset({VIEW}),
-    )
+    policy = read_only_rules("account")
 
     class Meta:
         ordering = ["-suspended_at", "id"]
