@@ -562,44 +562,32 @@ def do_record_manual_payment(invoice: Invoice, *, actor, data: dict) -> Payment:
 # Settings, tax rates, profiles ------------------------------------------------------------
 
 
-def do_update_settings(settings: BillingSettings, *, actor, data: dict) -> BillingSettings:
-    accept_only(data, SETTINGS_FIELDS)
-    before = audit.snapshot(settings, SETTINGS_FIELDS)
+def _save_audited(obj, fields, data: dict, *, actor, action: str):
+    """Set the accepted fields, validate, then save and audit the change in one transaction."""
+    accept_only(data, fields)
+    before = audit.snapshot(obj, fields) if obj.pk else {}
     for name, value in data.items():
-        setattr(settings, name, value)
-    refuse_nul_in(settings, SETTINGS_FIELDS)
-    settings.full_clean()
-    settings.updated_at = timezone.now()
+        setattr(obj, name, value)
+    refuse_nul_in(obj, fields)
+    obj.full_clean()
+    obj.updated_at = timezone.now()
     with transaction.atomic():
-        settings.save()
-        audit.record(
-            "billing.settings.update",
-            settings,
-            actor=actor,
-            changes=audit.diff(before, audit.snapshot(settings, SETTINGS_FIELDS)),
-        )
-    return settings
+        obj.save()
+        changes = audit.diff(before, audit.snapshot(obj, fields))
+        audit.record(action, obj, actor=actor, changes=changes)
+    return obj
+
+
+def do_update_settings(settings: BillingSettings, *, actor, data: dict) -> BillingSettings:
+    return _save_audited(
+        settings, SETTINGS_FIELDS, data, actor=actor, action="billing.settings.update"
+    )
 
 
 def do_save_tax_rate(*, actor, data: dict, rate: TaxRate | None = None) -> TaxRate:
-    accept_only(data, TAX_RATE_FIELDS)
     rate = rate or TaxRate()
-    before = audit.snapshot(rate, TAX_RATE_FIELDS) if rate.pk else {}
-    for name, value in data.items():
-        setattr(rate, name, value)
-    refuse_nul_in(rate, TAX_RATE_FIELDS)
-    rate.full_clean()
-    rate.updated_at = timezone.now()
-    with transaction.atomic():
-        created = rate.pk is None
-        rate.save()
-        audit.record(
-            "tax_rate.create" if created else "tax_rate.update",
-            rate,
-            actor=actor,
-            changes=audit.diff(before, audit.snapshot(rate, TAX_RATE_FIELDS)),
-        )
-    return rate
+    action = "tax_rate.update" if rate.pk else "tax_rate.create"
+    return _save_audited(rate, TAX_RATE_FIELDS, data, actor=actor, action=action)
 
 
 def do_create_tax_rate(*, actor, data: dict) -> TaxRate:
@@ -619,22 +607,9 @@ def do_delete_tax_rate(rate: TaxRate, *, actor) -> None:
 
 
 def do_update_profile(profile: BillingProfile, *, actor, data: dict) -> BillingProfile:
-    accept_only(data, PROFILE_FIELDS)
-    before = audit.snapshot(profile, PROFILE_FIELDS)
-    for name, value in data.items():
-        setattr(profile, name, value)
-    refuse_nul_in(profile, PROFILE_FIELDS)
-    profile.full_clean()
-    profile.updated_at = timezone.now()
-    with transaction.atomic():
-        profile.save()
-        audit.record(
-            "billing.profile.update",
-            profile,
-            actor=actor,
-            changes=audit.diff(before, audit.snapshot(profile, PROFILE_FIELDS)),
-        )
-    return profile
+    return _save_audited(
+        profile, PROFILE_FIELDS, data, actor=actor, action="billing.profile.update"
+    )
 
 
 def profile_of(user) -> BillingProfile:
