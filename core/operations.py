@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -308,7 +308,13 @@ class Heartbeat:
     def _beat(self) -> None:
         try:
             while not self.stop.wait(self.every):
-                Operation.objects.filter(pk=self.op.pk).update(heartbeat_at=timezone.now())
+                try:
+                    Operation.objects.filter(pk=self.op.pk).update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:
+                    # A busy database (SQLite "database is locked" while the task writes)
+                    # costs one beat, not the thread: the next beat stamps the operation,
+                    # else it would be taken for dead a minute later.
+                    log.warning("operation %s heartbeat skipped: %s", self.op.uuid, exc)
         finally:
             connections.close_all()
 

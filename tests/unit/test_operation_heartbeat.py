@@ -83,6 +83,34 @@ def test_heartbeat_thread_stamps_the_operation(customer, settings):
     assert not op.heartbeat_stale
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_database_costs_a_beat_not_the_heartbeat(customer, settings, monkeypatch):
+    """SQLite answers "database is locked" while the task itself writes: the thread goes on
+    beating (it stopped for good, and the operation was later taken for dead)."""
+    from django.db import OperationalError
+    from django.db.models.query import QuerySet
+
+    settings.PANEL_HEARTBEAT_SECONDS = 0.05
+    op = running(customer, beat_ago=300, lock_key="")
+    real_update, refused = QuerySet.update, []
+
+    def busy_at_first(qs, **fields):
+        if "heartbeat_at" in fields and len(refused) < 3:
+            refused.append(fields)
+            raise OperationalError("database is locked")
+        return real_update(qs, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", busy_at_first)
+
+    def stamped() -> bool:
+        op.refresh_from_db()
+        return timezone.now() - op.heartbeat_at < timedelta(seconds=2)
+
+    with Heartbeat(op):
+        wait_until(stamped, timeout=5)
+    assert len(refused) == 3 and not op.heartbeat_stale
+
+
 lost: list[tuple[str, dict]] = []
 
 
