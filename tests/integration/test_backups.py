@@ -101,7 +101,8 @@ def world(stack, admin_user, q_sync, django_capture_on_commit_callbacks):
 
 
 def tree(root: Path) -> dict:
-    """Every path below root with its content digest, owner, group and mode."""
+    """Every path below root with its content digest (a link: where it points, never what
+    it points at, which other tests may change: /etc/passwd), owner, group and mode."""
     import hashlib
 
     out = {}
@@ -109,7 +110,10 @@ def tree(root: Path) -> dict:
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             st = p.lstat()
-            digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            if p.is_symlink():
+                digest = "link:" + os.readlink(p)
+            else:
+                digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             out[str(p.relative_to(root))] = (digest, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
     return out
 
