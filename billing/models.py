@@ -629,3 +629,6 @@ from billing.payment_models import (  # noqa: E402, F401
     StripeAccount,
     StripeEvent,
 )
+
+# Daily usage samples (their own module; registered with the app from here).
+from billing.sample_models import UsageSample, UsageSampleDay  # noqa: E402, F401
