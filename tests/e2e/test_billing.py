@@ -11,12 +11,14 @@ page's CSP is the one it has in production (it names those two hosts)."""
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from unittest import mock
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.test import override_settings
@@ -137,6 +139,15 @@ class BillingJourney(LiveBrowser):
         mobile = phone.new_page()
         mobile.goto(f"{self.live_server_url}{path}")
         return mobile
+
+    def stripe_post(self, path: str, fields: dict) -> int:
+        """POST to the Stripe stand-in without the secret key: the HTTP status."""
+        request = urllib.request.Request(f"{self.stripe.url}{path}", urlencode(fields).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
 
     @staticmethod
     def fits_the_width(page) -> bool:
@@ -338,6 +349,12 @@ class BillingJourney(LiveBrowser):
         assert confirm[2]["key"] == PUBLISHABLE_KEY and "_secret_" in confirm[2]["client_secret"]
         assert "Authorization" not in confirm[3]
         assert confirm[2]["payment_method"] == "pm_card_visa"
+        # The publishable key opens that one call, with the intent's own client secret only.
+        intent_id = confirm[1].split("/")[3]
+        browser = {"key": PUBLISHABLE_KEY, "payment_method": "pm_card_visa"}
+        wrong = {**browser, "client_secret": f"{intent_id}_secret_guessed"}
+        assert self.stripe_post(f"/v1/setup_intents/{intent_id}/confirm", wrong) == 401
+        assert self.stripe_post("/v1/customers", {**browser, "email": "x@example.com"}) == 401
         assert not [r for r in to_panel if "4242" in r], to_panel
         page.screenshot(path=str(SHOTS / "billing-cards-one.png"), full_page=True)
 
