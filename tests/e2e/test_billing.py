@@ -23,9 +23,10 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from django.test import override_settings
 from django.utils import timezone
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from billing import dunning, services
+from billing import dunning, payments, services, stripe_client
 from billing.models import (
     BillingProfile,
     BillingSettings,
@@ -415,6 +416,75 @@ class BillingJourney(LiveBrowser):
         second.refresh_from_db()
         assert second.state == Invoice.State.ISSUED and second.amount_paid == 0
         assert second.payments.get().state == Payment.State.FAILED
+        assert page.evaluate("window.__cspBlocked") == []
+
+    # 4. 3-D Secure on session ------------------------------------------------------------
+
+    def test_pay_now_with_3d_secure(self):
+        """Pay now with a card that needs authentication: the browser goes to the bank's page
+        (the stand-in's, like Stripe's test page) and back to the panel, paid or not.
+
+        Chromium applies the CSP form-action of the page holding the form to every redirect
+        of its submission (checked: form-action 'self' blocks a POST answered by a 302 to
+        another origin), so the invoice page's policy must allow where Pay now redirects."""
+        if not hasattr(StripeStandIn, "authentication_page"):
+            pytest.skip("on-session 3-D Secure is not on this branch yet (branch pay)")
+        admin = make_user("billing-admin4@example.com", "admin")
+        customer = make_user("secure@example.com", "customer")
+        StripeAccount.objects.create(
+            secret_key=API_KEY, webhook_secret=WEBHOOK_SECRET, publishable_key=PUBLISHABLE_KEY
+        )
+        setup = payments.start_card_setup(customer, actor=customer)
+        stripe_client.confirm_setup_intent(setup["setup_intent"], "pm_card_authenticationRequired")
+        payments.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
+        completed = issue(
+            customer, admin, [("Hosting plan Gold", "1", "", "12.50")], period=month_start(2)
+        )
+        failed = issue(
+            customer, admin, [("Hosting plan Gold", "1", "", "12.50")], period=month_start(1)
+        )
+
+        self.start_browser()
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(CSP_WATCH)
+        page = self.customer_page(customer, completed.get_absolute_url(), context=context)
+        authentication = re.compile(rf"^{re.escape(self.stripe.url)}/3ds/pi_\w+$")
+
+        def pay_now_and_authenticate(invoice, button: str) -> None:
+            page.click("[data-testid=pay-now]")
+            try:
+                page.wait_for_url(authentication, timeout=10000)
+            except PlaywrightTimeout:
+                # A form's CSP form-action also governs where its submission is redirected.
+                raise AssertionError(
+                    f"Pay now did not reach the bank's page; the CSP blocked "
+                    f"{page.evaluate('window.__cspBlocked')}"
+                ) from None
+            attempt = invoice.payments.get(state=Payment.State.PENDING)
+            assert page.url.endswith(attempt.external_id)
+            expect(page.locator("body")).to_contain_text("12.50 EUR")
+            page.screenshot(path=str(SHOTS / "billing-3ds.png"), full_page=True)
+            page.click(f"button:has-text('{button}')")
+            page.wait_for_url(f"{self.live_server_url}{invoice.get_absolute_url()}")
+
+        pay_now_and_authenticate(completed, "Complete authentication")
+        expect(page.locator("p.muted").first).to_contain_text("Paid")
+        expect(page.locator("[data-testid=pay-now]")).to_have_count(0)
+        completed.refresh_from_db()
+        assert completed.state == Invoice.State.PAID
+        assert completed.payments.get().state == Payment.State.SUCCEEDED
+        page.screenshot(path=str(SHOTS / "billing-3ds-paid.png"), full_page=True)
+
+        page.goto(f"{self.live_server_url}{failed.get_absolute_url()}")
+        pay_now_and_authenticate(failed, "Fail authentication")
+        expect(page.locator("[data-testid=invoice-payments]")).to_contain_text(
+            "card payment failed"
+        )
+        expect(page.locator("[data-testid=pay-now]")).to_have_text("Pay now (12.50 EUR)")
+        failed.refresh_from_db()
+        assert failed.state == Invoice.State.ISSUED and failed.amount_paid == 0
+        assert failed.payments.get().state == Payment.State.FAILED
+        page.screenshot(path=str(SHOTS / "billing-3ds-failed.png"), full_page=True)
         assert page.evaluate("window.__cspBlocked") == []
 
     # 5. Billing staff -------------------------------------------------------------------
