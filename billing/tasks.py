@@ -38,6 +38,15 @@ def collect_current() -> str:
     return f"{collect_usage(period)} records for {period.label}"
 
 
+def sample_usage() -> str:
+    """Daily: today's samples of disk, mailboxes, databases and extra addresses (billed as
+    the period's average; a second run the same day replaces that day's)."""
+    from billing.usage import sample_usage as take
+
+    day = timezone.localdate()
+    return f"{take(day)} samples for {day}"
+
+
 def close_previous_period() -> str:
     """Daily: the month that ended is billed (once: issued accounts are skipped after)."""
     today = timezone.now().date()

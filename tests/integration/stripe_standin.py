@@ -94,8 +94,9 @@ def parse_form(body: str) -> dict:
 
 
 class StripeStandIn:
-    def __init__(self, *, api_key: str, webhook_secret: str):
+    def __init__(self, *, api_key: str, webhook_secret: str, publishable_key: str = ""):
         self.api_key = api_key
+        self.publishable_key = publishable_key  # what Stripe.js in a browser sends
         self.webhook_secret = webhook_secret
         self.webhook_url = ""
         self.objects: dict[str, dict] = {}
@@ -359,6 +360,24 @@ class StripeStandIn:
         except urllib.error.HTTPError as exc:
             return exc.code
 
+    # Stripe.js -----------------------------------------------------------------------------
+
+    def browser_may(self, method: str, path: str, p: dict) -> bool:
+        """Stripe.js confirms a SetupIntent from the browser with the publishable key (the
+        ``key`` field) and the intent's ``client_secret`` instead of the secret key, as
+        Stripe allows: only that call, only with the intent's own secret."""
+        parts = path.strip("/").split("/")[1:]  # after "v1"
+        if not (method == "POST" and len(parts) == 3 and parts[0] == "setup_intents"
+                and parts[2] == "confirm"):  # fmt: skip
+            return False
+        intent = self.objects.get(parts[1]) or {}
+        return bool(
+            self.publishable_key
+            and p.get("key") == self.publishable_key
+            and intent.get("client_secret")
+            and hmac.compare_digest(str(p.get("client_secret", "")), intent["client_secret"])
+        )
+
     # HTTP ---------------------------------------------------------------------------------
 
     def _handler(self):
@@ -403,7 +422,8 @@ class StripeStandIn:
                 raw = self.rfile.read(length).decode() if length else split.query
                 params = parse_form(raw)
                 standin.requests.append((method, split.path, params, dict(self.headers)))
-                if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
+                secret_key = self.headers.get("Authorization") == f"Bearer {standin.api_key}"
+                if not secret_key and not standin.browser_may(method, split.path, params):
                     return self._answer(401, {"error": {"type": "invalid_request_error",
                                               "message": "Invalid API Key provided."}})  # fmt: skip
                 key = self.headers.get("Idempotency-Key")
