@@ -268,7 +268,7 @@ class UsageKind(models.TextChoices):
 class UsageRecord(models.Model):
     """What one account used of one kind in one period, from one source object (a VPS, a
     hosting subscription). Collection is idempotent: the row for (account, period, kind,
-    source) is written again with the new quantity until it is billed (``line`` set)."""
+    source, plan) is written again with the new quantity until it is billed (``line`` set)."""
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_records"
@@ -304,11 +304,14 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-period_start", "kind", "id"]
         constraints = [
+            # Per plan too: a VPS resized in the period has a record per plan it had
+            # (billing.usage). No plan counts as 0, so plan-less rows stay unique.
             models.UniqueConstraint(
-                fields=["account", "period_start", "kind", "source_type", "source_id"],
+                "account", "period_start", "kind", "source_type", "source_id",
+                Coalesce("plan_id", Value(0)),
                 name="billing_usage_once_per_period",
             )
-        ]
+        ]  # fmt: skip
         indexes = [
             models.Index(fields=["period_start", "account"], name="billing_usage_period"),
         ]
