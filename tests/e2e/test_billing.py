@@ -478,7 +478,7 @@ class BillingJourney(LiveBrowser):
         page.goto(f"{self.live_server_url}{failed.get_absolute_url()}")
         pay_now_and_authenticate(failed, "Fail authentication")
         expect(page.locator("[data-testid=invoice-payments]")).to_contain_text(
-            "card payment failed"
+            re.compile("card payment failed: .*authentication")
         )
         expect(page.locator("[data-testid=pay-now]")).to_have_text("Pay now (12.50 EUR)")
         failed.refresh_from_db()
