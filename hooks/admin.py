@@ -10,11 +10,15 @@ class WebhookAdmin(PolicyAdmin):
     """Webhooks belong to the users who made them (portal or API); staff see and delete."""
 
     delete_service = staticmethod(services.do_delete_webhook)
-    list_display = ["name", "owner", "url", "enabled", "allow_private", "created_at"]
+    list_display = ["name", "owner", "url", "enabled", "stopped", "allow_private", "created_at"]
     list_filter = ["enabled", "allow_private"]
     search_fields = ["name", "url", "owner__email"]
-    list_select_related = ["owner"]
+    list_select_related = ["owner", "token"]
     exclude = ["secret"]
+
+    @admin.display(description="stopped because")
+    def stopped(self, hook: Webhook) -> str:
+        return hook.stopped_because()
 
 
 @admin.register(Event)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from core.fields import EncryptedTextField
 from core.policy import (
+    ADD,
     ADMIN,
     CHANGE,
     CUSTOMER,
@@ -25,6 +26,7 @@ from core.policy import (
     VIEW,
     PolicyQuerySet,
     Rules,
+    may,
 )
 from core.validators import validate_plain_text
 
@@ -99,6 +101,30 @@ class Webhook(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("webhook", kwargs={"uuid": self.uuid})
+
+    def stopped_because(self) -> str:
+        """Why this webhook hears and sends nothing now ("" when it works): switched off,
+        its owner deactivated or no longer in a role that may hold webhooks (the policy's
+        ``add``: support would hear every tenant's events), or its API token revoked or
+        expired. Read by the fan-out, by every delivery attempt and by its pages."""
+        if not self.enabled:
+            return "Switched off."
+        owner = self.owner
+        if not owner.is_active:
+            return "Its owner's account is deactivated."
+        if not may(owner, ADD, Webhook):
+            return (
+                f"Its owner's role is now {owner.get_role_display()}, which may not hold "
+                "webhooks (a staff member's webhook would carry other customers' events out)."
+            )
+        token = self.token
+        if token is not None and not token.is_usable:
+            return f"The API token it was made with is {token.status}."
+        return ""
+
+    @property
+    def active(self) -> bool:
+        return not self.stopped_because()
 
 
 class Event(models.Model):

@@ -188,13 +188,12 @@ def deliver(delivery: Delivery, *, now: datetime | None = None) -> Delivery:
     if not claimed:
         return delivery
     hook, event = delivery.webhook, delivery.event
-    token = hook.token
-    if not hook.enabled or not hook.owner.is_active or (token and not token.is_usable):
+    # Checked again at every attempt: what was routed to the webhook while its owner could
+    # hold one is not sent once that changed (a customer made support staff, deactivated).
+    stopped = hook.stopped_because()
+    if stopped:
         delivery.state, delivery.next_attempt_at = Delivery.State.FAILED, None
-        delivery.last_error = (
-            "Not sent: the webhook is disabled, its owner deactivated or its API token "
-            "no longer usable."
-        )
+        delivery.last_error = f"Not sent: {stopped}"
         delivery.save()
         return delivery
     body = event.body()

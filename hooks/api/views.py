@@ -23,7 +23,7 @@ class WebhookViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def optimise(self, qs):
-        return qs.select_related("token")
+        return qs.select_related("owner", "token")  # owner and token: ``stopped_because``
 
     def perform_destroy(self, hook):
         services.do_delete_webhook(hook, actor=self.request.user)

@@ -258,6 +258,45 @@ def test_a_revoked_token_stops_its_webhooks(customer, django_capture_on_commit_c
     assert hook.deliveries.count() == 0
 
 
+def test_a_webhook_whose_owner_became_support_carries_nothing_out(
+    customer, mallory, django_capture_on_commit_callbacks
+):
+    """Support hears every tenant's events (stream_scope): a customer's webhook must not
+    start receiving them all when the customer is made support staff."""
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    dispatch.dispatch()
+    pending = services.do_send_test(hook, actor=customer)  # routed while still a customer
+    type(customer).objects.filter(pk=customer.pk).update(role="support")
+    with django_capture_on_commit_callbacks(execute=True):
+        _finish(mallory)  # another tenant's operation
+    dispatch.dispatch()
+    assert Event.objects.filter(type="operation.succeeded").exists()
+    assert hook.deliveries.exclude(pk=pending.pk).count() == 0
+    done = services.deliver(Delivery.objects.get(pk=pending.pk))
+    assert done.state == "failed" and done.attempts == 1
+    assert "role is now Support" in done.last_error and "may not hold webhooks" in done.last_error
+    # Shown as stopped, with the reason, on its pages and in the API.
+    staff = login(make_user("admin2@example.com", "admin"))
+    body = staff.get(f"/api/v1/webhooks/{hook.uuid}/").json()
+    assert body["active"] is False and "Support" in body["stopped_because"]
+    assert "webhook-stopped" in staff.get(f"/hooks/{hook.uuid}/").content.decode()
+    assert "webhook-stopped" in staff.get("/hooks/").content.decode()
+
+
+def test_an_expired_token_fails_its_pending_deliveries_with_the_reason(customer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    token, _auth = bearer(customer)
+    hook = services.do_create_webhook(actor=customer, data=DATA, token=token)
+    pending = services.do_send_test(hook, actor=customer)
+    assert login(customer).get(f"/api/v1/webhooks/{hook.uuid}/").json()["active"] is True
+    type(token).objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(1))
+    done = services.deliver(Delivery.objects.get(pk=pending.pk))
+    assert done.state == "failed" and "token it was made with is expired" in done.last_error
+
+
 @pytest.mark.parametrize(
     "task, kind",
     [("tests.support.steps", "certificate.issued"), ("tests.support.boom", "certificate.failing")],
@@ -296,8 +335,10 @@ def test_nothing_is_sent_for_a_deactivated_owner_or_a_disabled_webhook(customer)
     assert done.state == "failed" and "deactivated" in done.last_error and done.attempts == 1
     type(customer).objects.filter(pk=customer.pk).update(is_active=True)
     Webhook.objects.filter(pk=hook.pk).update(enabled=False)
-    again = services.do_send_test(hook, actor=customer)
-    assert services.deliver(Delivery.objects.get(pk=again.pk)).state == "failed"
+    again = services.deliver(
+        Delivery.objects.get(pk=services.do_send_test(hook, actor=customer).pk)
+    )
+    assert again.state == "failed" and again.last_error == "Not sent: Switched off."
 
 
 def test_an_allowance_is_for_an_ip_address_not_a_name(admin_user, customer, monkeypatch):
@@ -343,6 +384,18 @@ def test_an_allowance_is_for_an_ip_address_not_a_name(admin_user, customer, monk
         "::ffff:127.0.0.1",  # IPv4-mapped
         "::1",
         "10.1.2.3",
+        # IANA special-purpose blocks that Python 3.11's is_global calls global:
+        "64:ff9b:1::a00:1",  # NAT64 local-use prefix (RFC 8215)
+        "100::1",  # discard-only (RFC 6666)
+        "100:0:0:1::1",  # dummy prefix (RFC 9780)
+        "2001:db8::1",  # documentation
+        "3fff::1",  # documentation (RFC 9637)
+        "5f00::1",  # SRv6 SIDs (RFC 9602)
+        "fec0::1",  # site-local (deprecated)
+        "ff02::1",  # multicast
+        "64:ff9b::e000:1",  # NAT64 of 224.0.0.1 (multicast)
+        "192.88.99.1",  # 6to4 relay anycast (deprecated)
+        "233.252.0.1",  # multicast documentation
     ],
 )
 def test_ipv6_forms_of_private_ipv4_are_refused(address, customer):
