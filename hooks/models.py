@@ -8,6 +8,7 @@ created, an alert fired ...) by ``hooks.dispatch``; each webhook that hears it g
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import models
@@ -52,6 +53,31 @@ ALLOW_PRIVATE = "allow_private"
 
 # What a webhook may subscribe to (the test event is sent on request only).
 SUBSCRIBABLE = [value for value in EventType.values if value != EventType.TEST]
+
+
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without what may be a credential: the user and password
+    (``https://u:p@host/``) and every query value (``?token=abc``) become ``***``, as does a
+    fragment. What the audit chain keeps and what anyone but the webhook's owner is shown."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return REDACTED  # not a URL one can take apart: show none of it
+    netloc = parts.netloc
+    if "@" in netloc:
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{REDACTED}@{host}" + (f":{port}" if port is not None else "")
+    query = "&".join(  # the names stay as written (percent-encoded); no value does
+        f"{pair.partition('=')[0]}={REDACTED}" for pair in parts.query.split("&") if pair
+    )
+    fragment = REDACTED if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 class Webhook(models.Model):
@@ -101,6 +127,15 @@ class Webhook(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("webhook", kwargs={"uuid": self.uuid})
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+    def url_for(self, user) -> str:
+        """The URL as ``user`` may read it: whole for its owner (who typed it), without
+        credentials (``redact_url``) for staff and resellers who also see the webhook."""
+        return self.url if user is not None and user.pk == self.owner_id else self.redacted_url
 
     def stopped_because(self) -> str:
         """Why this webhook hears and sends nothing now ("" when it works): switched off,

@@ -43,7 +43,9 @@ class Notice:
     title: str
     text: str
     data: dict  # the webhook's JSON body
-    key: str = ""  # the delivery's id: the same on every attempt (X-Panel-Delivery)
+    # The delivery's id, the same on every attempt (X-Panel-Delivery). Not signed: receivers
+    # deduplicate by a signed field of the body (an integrator event's ``id``).
+    key: str = ""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -44,6 +44,14 @@ class WebhookSerializer(ServiceSerializer):
         ]
         read_only_fields = ["uuid", "token", "active", "stopped_because", "created_at"]
 
+    def to_representation(self, hook):
+        data = super().to_representation(hook)
+        request = self.context.get("request")
+        # Whole for its owner; without user, password and query values for anyone else
+        # (a PATCH sending that back keeps the stored URL).
+        data["url"] = hook.url_for(getattr(request, "user", None))
+        return data
+
     def create(self, validated_data):
         from accounts.models import ApiToken
 

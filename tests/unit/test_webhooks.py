@@ -438,6 +438,54 @@ def test_support_cannot_add_or_change_webhooks(support, customer):
     assert hook.url == URL
 
 
+CREDENTIALED = "https://erp:hunter2@hooks.example.com/in?token=abc123&tenant=7"
+REDACTED_URL = "https://***@hooks.example.com/in?token=***&tenant=***"
+
+
+def test_credentials_in_a_url_stay_out_of_the_audit_chain(customer):
+    """The chain is append-only: a password or token written into it stays forever."""
+    hook = services.do_create_webhook(actor=customer, data={**DATA, "url": CREDENTIALED})
+    services.do_update_webhook(
+        hook, actor=customer, data={"url": CREDENTIALED.replace("abc123", "rotated9")}
+    )
+    hook.refresh_from_db()
+    assert hook.url == CREDENTIALED.replace("abc123", "rotated9")  # stored and sent whole
+    services.do_delete_webhook(hook, actor=customer)
+    entries = AuditEntry.objects.filter(object_id=str(hook.uuid)).order_by("id")
+    assert [e.action for e in entries] == ["webhook.create", "webhook.update", "webhook.delete"]
+    for entry in entries:
+        text = str(entry.changes)
+        assert "hunter2" not in text and "abc123" not in text and "rotated9" not in text
+        assert "erp:" not in text and REDACTED_URL in text
+
+
+def test_a_url_is_shown_whole_to_its_owner_only(customer, reseller, admin_user, support):
+    hook = services.do_create_webhook(actor=customer, data={**DATA, "url": CREDENTIALED})
+    api = f"/api/v1/webhooks/{hook.uuid}/"
+    assert login(customer).get(api).json()["url"] == CREDENTIALED
+    for other in (reseller, admin_user, support):
+        c = login(other)
+        assert c.get(api).json()["url"] == REDACTED_URL
+        listed = c.get("/api/v1/webhooks/").content.decode() + c.get("/hooks/").content.decode()
+        assert "hunter2" not in listed and "abc123" not in listed
+    page = login(reseller).get(f"/hooks/{hook.uuid}/").content.decode()
+    assert "hunter2" not in page and "abc123" not in page
+    admin_page = login(admin_user).get(f"/admin/hooks/webhook/{hook.pk}/change/")
+    assert admin_page.status_code == 200 and "hunter2" not in admin_page.content.decode()
+    # Sent back as shown (the reseller's form, an administrator's PATCH), the URL stays.
+    resp = login(reseller).post(
+        f"/hooks/{hook.uuid}/",
+        {"name": "renamed", "url": REDACTED_URL, "events": DATA["events"], "enabled": "on"},
+    )
+    assert resp.status_code == 302, resp.content
+    resp = login(admin_user).patch(
+        api, {"url": REDACTED_URL, "enabled": False}, content_type="application/json"
+    )
+    assert resp.status_code == 200, resp.content
+    hook.refresh_from_db()
+    assert hook.name == "renamed" and not hook.enabled and hook.url == CREDENTIALED
+
+
 def test_deleting_a_token_audits_each_of_its_webhooks(customer):
     token, _auth = bearer(customer)
     hooks = [
@@ -455,3 +503,51 @@ def test_deleting_a_token_audits_each_of_its_webhooks(customer):
     hook = services.do_create_webhook(actor=customer, data=DATA, token=other)
     other.delete()
     assert AuditEntry.objects.filter(action="webhook.delete", object_id=str(hook.uuid)).exists()
+
+
+def _docs_receiver():
+    """The example receiver in docs/api.md, as written there."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text[text.index("## Webhooks") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/api.md", "exec"), namespace)  # noqa: S102 - our own docs
+    return namespace["receive"]
+
+
+def test_the_documented_receiver_drops_replays_by_the_signed_id(customer):
+    """Only the timestamp and the body are signed: a replay under a new X-Panel-Delivery is
+    caught by the body's id, an old one by the timestamp."""
+    import json
+    import time
+
+    from monitoring import notify
+
+    receive = _docs_receiver()
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    event = services.do_send_test(hook, actor=customer).event
+    body = json.dumps(event.body(), separators=(",", ":"), sort_keys=True).encode()
+
+    def signed(at: int, delivery: str) -> dict:
+        return {
+            "X-Panel-Timestamp": str(at),
+            "X-Panel-Signature": notify.sign(SECRET, str(at), body),
+            "X-Panel-Delivery": delivery,
+        }
+
+    seen: set = set()
+    now = int(time.time())
+    first = signed(now, "d1")
+    assert receive(SECRET.encode(), first, body, seen)["id"] == str(event.uuid)
+    # A retry: fresh timestamp and signature, same body.
+    assert receive(SECRET.encode(), signed(now + 30, "d1"), body, seen) is None
+    # The captured request replayed with another (unsigned) delivery header.
+    assert receive(SECRET.encode(), {**first, "X-Panel-Delivery": "d2"}, body, seen) is None
+    # Replayed later, to a receiver that has forgotten the id: the timestamp is stale.
+    with pytest.raises(ValueError, match="stale"):
+        receive(SECRET.encode(), signed(now - 600, "d3"), body, set())
+    with pytest.raises(ValueError, match="signature"):
+        receive(SECRET.encode(), first, body.replace(b"webhook.test", b"webhook.tesT"), set())
