@@ -20,7 +20,7 @@ class WebhookAdmin(PolicyAdmin):
         "created_at",
     ]
     list_filter = ["enabled", "allow_private"]
-    search_fields = ["name", "url", "owner__email"]
+    search_fields = ["name", "owner__email"]  # not the URL: it would reveal its credentials
     list_select_related = ["owner", "token"]
     exclude = ["secret", "url"]
     readonly_fields = ["receiver"]

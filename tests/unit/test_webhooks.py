@@ -468,6 +468,8 @@ def test_a_url_is_shown_whole_to_its_owner_only(customer, reseller, admin_user, 
         assert c.get(api).json()["url"] == REDACTED_URL
         listed = c.get("/api/v1/webhooks/").content.decode() + c.get("/hooks/").content.decode()
         assert "hunter2" not in listed and "abc123" not in listed
+        # Nor can a search read the credentials out a character at a time.
+        assert c.get("/api/v1/webhooks/?search=hunter2").json()["results"] == []
     page = login(reseller).get(f"/hooks/{hook.uuid}/").content.decode()
     assert "hunter2" not in page and "abc123" not in page
     admin_page = login(admin_user).get(f"/admin/hooks/webhook/{hook.pk}/change/")
