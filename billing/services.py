@@ -310,15 +310,23 @@ def _send_on_commit(ids: list[int]) -> None:
 
 
 def _require(actor, action: str, invoice: Invoice | None = None) -> None:
-    """The policy decides (administrators and billing staff); a service called from
-    anywhere (API, portal, shell) asks it too."""
+    """The policy decides (administrators and billing staff; the issuing reseller for
+    what Invoice.policy's ``issuer_may`` allows); a service called from anywhere (API,
+    portal, shell) asks it too."""
     if not may(actor, action, invoice if invoice is not None and invoice.pk else Invoice):
         raise PermissionDenied("You may not do this to invoices.")
 
 
 def do_issue_invoice(invoice: Invoice, *, actor, send: bool = True) -> Invoice:
     """Issue one draft (made by hand or left by a failed run)."""
-    _require(actor, ISSUE)
+    _require(actor, ISSUE, invoice)
+    return _issue(invoice, actor=actor, send=send)
+
+
+def _issue(invoice: Invoice, *, actor, send: bool) -> Invoice:
+    """Number and issue a draft; the caller has checked the actor may (issue, or credit
+    for the credit note it has just made: a reseller credits the invoices it issued
+    without issuing drafts)."""
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.state != Invoice.State.DRAFT:
@@ -395,7 +403,7 @@ def do_create_credit_note(
             unit_price=amount,
             amount=amount,
         )
-        note = do_issue_invoice(note, actor=actor, send=send)
+        note = _issue(note, actor=actor, send=send)
         original.credited_total += note.total
         before = original.state
         if original.balance <= ZERO and original.state == Invoice.State.ISSUED:
@@ -539,7 +547,8 @@ def record_payment(
 
 
 def do_record_manual_payment(invoice: Invoice, *, actor, data: dict) -> Payment:
-    """Staff (administrators, billing) record a bank transfer or cash by hand."""
+    """Staff (administrators, billing) or the issuing reseller record a bank transfer or
+    cash by hand."""
     _require(actor, RECORD_PAYMENT, invoice)
     accept_only(data, PAYMENT_FIELDS)
     if data.get("amount") in (None, ""):
