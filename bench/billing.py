@@ -4,6 +4,9 @@ Seeds N customers (a twentieth of them under resellers, so both issuers number i
 each with a hosting plan, a website with the month's traffic, measured disk, and every
 fourth a VPS with an extra address; then times:
 
+- sample_s: one day's usage samples of every account (billing.usage.sample_usage, the daily
+  schedule); a sample for each day of the billed month is then seeded from it, so the
+  collection below averages a whole month of samples;
 - rate_s: collecting the month's usage and rating it (billing.usage, billing.rating);
 - invoices_s: issuing every invoice (numbers, lines, audit entries; emails are sent by
   workers after commit and not timed here);
@@ -158,6 +161,30 @@ def seed(n: int, period) -> None:
     )
 
 
+def seed_samples(period) -> int:
+    """Copy today's samples to every day of ``period`` (a month of the daily schedule)."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from billing.models import UsageSample, UsageSampleDay
+    from core.bulk import insert_rows
+
+    today = list(
+        UsageSample.objects.filter(day=timezone.localdate()).values_list(
+            "account_id", "kind", "value"
+        )
+    )
+    days = [period.start + timedelta(days=i) for i in range((period.end - period.start).days)]
+    with transaction.atomic():
+        UsageSampleDay.objects.bulk_create(UsageSampleDay(day=d, samples=len(today)) for d in days)
+        insert_rows(
+            UsageSample,
+            ["account", "kind", "day", "value"],
+            [[account, kind, d, value] for d in days for account, kind, value in today],
+        )
+    return len(today) * len(days)
+
+
 def signed_in(email: str):
     from django.test import Client
     from django_otp import DEVICE_ID_SESSION_KEY
@@ -196,13 +223,19 @@ def main() -> None:
     from billing.models import Invoice
     from billing.rating import rate_usage
     from billing.services import issue_period
-    from billing.usage import BillingPeriod, collect_usage
+    from billing.usage import BillingPeriod, collect_usage, sample_usage
 
     today = date.today()
     period = BillingPeriod.month_of(today.replace(day=1) - timedelta(days=1))
     t0 = time.monotonic()
     seed(n, period)
     print(f"seeded {n} accounts in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+    t0 = time.monotonic()
+    sampled = sample_usage()
+    sample_s = time.monotonic() - t0
+    month = seed_samples(period)
+    print(f"{sampled} samples today, {month} seeded for {period.label}", file=sys.stderr)
 
     t0 = time.monotonic()
     collected = collect_usage(period)
@@ -229,6 +262,7 @@ def main() -> None:
         json.dumps(
             {
                 "accounts": n,
+                "sample_s": round(sample_s, 2),
                 "rate_s": round(rate_s, 2),
                 "invoices_s": round(invoices_s, 2),
                 "invoice_list_ms": list_ms,

@@ -13,6 +13,8 @@ from billing.models import (
     Payment,
     TaxRate,
     UsageRecord,
+    UsageSample,
+    UsageSampleDay,
 )
 from core.admin_base import PolicyAdmin
 
@@ -57,6 +59,20 @@ class UsageRecordAdmin(PolicyAdmin):
     search_fields = ["account__email"]
     list_select_related = ["account"]
     show_full_result_count = False
+
+
+@admin.register(UsageSample)
+class UsageSampleAdmin(PolicyAdmin):
+    list_display = ["day", "account", "kind", "value"]
+    list_filter = ["kind", "day"]
+    search_fields = ["account__email"]
+    list_select_related = ["account"]
+    show_full_result_count = False
+
+
+@admin.register(UsageSampleDay)
+class UsageSampleDayAdmin(PolicyAdmin):
+    list_display = ["day", "taken_at", "samples"]
 
 
 @admin.register(TaxRate)

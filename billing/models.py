@@ -58,9 +58,24 @@ ZERO = Decimal("0.00")
 MONEY = {"max_digits": 14, "decimal_places": 2, "default": ZERO}
 
 
+# Amounts are kept in hundredths (MONEY) and charged in cents: currencies whose minor unit
+# is not the hundredth (ISO 4217 exponent 0 or 3), and those Stripe takes only in whole units
+# written as hundredths (ISK, UGX), would be charged a hundred times too much or a tenth.
+_NOT_IN_HUNDREDTHS = """
+    BHD BIF CLF CLP DJF GNF IQD ISK JOD JPY KMF KRW KWD LYD MGA OMR PYG RWF TND UGX UYI UYW
+    VND VUV XAF XOF XPF
+"""
+UNSUPPORTED_CURRENCIES = frozenset(_NOT_IN_HUNDREDTHS.split())
+
+
 def validate_currency(value: str) -> None:
     if not re.fullmatch(r"[A-Z]{3}", value or ""):
         raise ValidationError("An ISO 4217 currency code in capitals, e.g. EUR.")
+    if value in UNSUPPORTED_CURRENCIES:
+        raise ValidationError(
+            f"{value} has no cents (or has thousandths); the panel bills currencies in "
+            "hundredths only."
+        )
 
 
 # ISO 3166-1 alpha-2, the 249 officially assigned codes: a made-up code (XX) would match
@@ -359,6 +374,12 @@ class InvoiceQuerySet(PolicyQuerySet):
             self.exclude(state=Invoice.State.DRAFT).exists()
         ):
             raise ImmutableInvoice("An issued invoice never becomes a draft again.")
+        if (
+            "state" in kwargs
+            and kwargs["state"] != Invoice.State.VOID
+            and (self.filter(state=Invoice.State.VOID).exists())
+        ):
+            raise ImmutableInvoice("A void invoice stays void (issue a new one).")
         return super().update(**kwargs)
 
     def delete(self):
@@ -509,6 +530,8 @@ class Invoice(models.Model):
                     )
                 if self.state == self.State.DRAFT:
                     raise ImmutableInvoice("An issued invoice cannot become a draft again.")
+                if stored["state"] == self.State.VOID and self.state != self.State.VOID:
+                    raise ImmutableInvoice("A void invoice stays void (issue a new one).")
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
@@ -548,6 +571,13 @@ class InvoiceLineQuerySet(PolicyQuerySet):
     def delete(self):
         self._refuse_issued()
         return super().delete()
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        ids = {line.invoice_id for line in objs}
+        if Invoice._base_manager.filter(pk__in=ids).exclude(state=Invoice.State.DRAFT).exists():
+            raise ImmutableInvoice("The lines of an issued invoice cannot change.")
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class InvoiceLine(models.Model):
@@ -647,3 +677,6 @@ from billing.payment_models import (  # noqa: E402, F401
     StripeAccount,
     StripeEvent,
 )
+
+# Daily usage samples (their own module; registered with the app from here).
+from billing.sample_models import UsageSample, UsageSampleDay  # noqa: E402, F401

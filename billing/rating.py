@@ -4,7 +4,9 @@
 - VPS hours: the VPS plan's monthly ``price`` / 730 (the average hours of a month, 8760 /
   12) per hour, never more than the monthly price for one VPS in one period;
 - disk and bandwidth over the plan, extra IP addresses: the issuer's ``BillingSettings``
-  prices per GB / address per month (0 by default: not charged);
+  prices per GB / address per month (0 by default: not charged). Disk and addresses are the
+  period's daily average (billing.usage), so the price applies per GB-month and
+  address-month: an address held for half the month costs half the monthly price;
 - mailboxes and databases: included in the plan (shown against it, never charged).
 
 Prices are those of the plan the account holds, so a reseller's customers are rated with

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import (
@@ -317,13 +318,17 @@ def _require(actor, action: str, invoice: Invoice | None = None) -> None:
         raise PermissionDenied("You may not do this to invoices.")
 
 
-def do_issue_invoice(invoice: Invoice, *, actor, send: bool = True) -> Invoice:
-    """Issue one draft (made by hand or left by a failed run)."""
+def do_issue_invoice(
+    invoice: Invoice, *, actor, send: bool = True, tax_total: Decimal | None = None
+) -> Invoice:
+    """Issue one draft (made by hand or left by a failed run). ``tax_total``: the tax
+    exactly, instead of the rate applied to the lines (a credit note's share of the tax its
+    invoice charged)."""
     _require(actor, ISSUE, invoice)
-    return _issue(invoice, actor=actor, send=send)
+    return _issue(invoice, actor=actor, send=send, tax_total=tax_total)
 
 
-def _issue(invoice: Invoice, *, actor, send: bool) -> Invoice:
+def _issue(invoice: Invoice, *, actor, send: bool, tax_total: Decimal | None = None) -> Invoice:
     """Number and issue a draft; the caller has checked the actor may (issue, or credit
     for the credit note it has just made: a reseller credits the invoices it issued
     without issuing drafts)."""
@@ -335,6 +340,8 @@ def _issue(invoice: Invoice, *, actor, send: bool) -> Invoice:
         if not amounts:
             raise ValidationError("An invoice needs at least one line.")
         locked.subtotal, locked.tax_total, locked.total = totals(amounts, locked.tax_rate)
+        if tax_total is not None:
+            locked.tax_total, locked.total = tax_total, locked.subtotal + tax_total
         settings = settings_for(locked.issuer_id)
         series = (
             InvoiceSequence.Series.CREDIT_NOTE
@@ -376,9 +383,17 @@ def do_create_credit_note(
             Invoice.State.PAID,
         ):
             raise ValidationError("Only an issued invoice can be credited.")
-        already = money(original.credited_total * 100 / (100 + original.tax_rate))
-        left = original.subtotal - already
+        # What is left is counted from the notes themselves (net and tax apart): worked
+        # back from the gross total, rounding drifted (three thirds left 0.01 due, and a
+        # further cent could be credited beyond the subtotal).
+        credited = original.credit_notes.exclude(state=Invoice.State.VOID).aggregate(
+            net=Sum("subtotal"), tax=Sum("tax_total")
+        )
+        left = original.subtotal - (credited["net"] or ZERO)
+        tax_left = original.tax_total - (credited["tax"] or ZERO)
         amount = left if amount is None else money(Decimal(amount))
+        if left <= ZERO:
+            raise ValidationError("This invoice is credited in full already.")
         if amount <= ZERO or amount > left:
             raise ValidationError({"amount": f"Between 0.01 and {left} (before tax)."})
         note = Invoice.objects.create(
@@ -403,7 +418,10 @@ def do_create_credit_note(
             unit_price=amount,
             amount=amount,
         )
-        note = _issue(note, actor=actor, send=send)
+        # The last note takes exactly the tax not yet credited, so a full credit equals the
+        # invoice's total to the cent; none credits more tax than was charged.
+        tax = tax_left if amount == left else min(money(amount * original.tax_rate / 100), tax_left)
+        note = _issue(note, actor=actor, send=send, tax_total=tax)
         original.credited_total += note.total
         before = original.state
         if original.balance <= ZERO and original.state == Invoice.State.ISSUED:
@@ -420,6 +438,15 @@ def do_create_credit_note(
                 "state": [before, original.state],
             },
         )
+        if original.state != before:
+            # Settled by the credit: the same entry (and integrators' webhook event) as a
+            # settling payment gives.
+            audit.record(
+                "invoice.paid",
+                original,
+                actor=actor,
+                changes={"state": [before, original.state], "by": "credit note"},
+            )
     return note
 
 
@@ -437,6 +464,12 @@ def do_void_invoice(invoice: Invoice, *, actor, reason: str) -> Invoice:
             return locked
         if locked.state != Invoice.State.ISSUED or locked.amount_paid > ZERO:
             raise ValidationError("Only an issued invoice without payments can be voided.")
+        # Its credit notes would stay issued against an invoice that no longer counts (and
+        # its usage billed again): correct it with a further credit note instead.
+        if locked.credited_total > ZERO or locked.credit_notes.exists():
+            raise ValidationError(
+                "This invoice has credit notes: credit the rest instead of voiding it."
+            )
         # A card charge under way may still take the money: voiding now would let the
         # usage be billed again on top of it.
         if locked.payments.filter(state=Payment.State.PENDING).exists():

@@ -9,13 +9,22 @@ Sources:
 - ``website_plan``: the hosting subscription, as the fraction of the period it existed
   (from ``Subscription.created_at``);
 - ``disk_gb``: the account's measured disk (``SystemAccount.disk_used_mb``, all servers),
-  against the plan's ``disk_mb``;
+  against the plan's ``disk_mb``, as the average of the period's daily samples (below);
 - ``bandwidth_gb``: the month's ``SiteTraffic`` of its websites (10^9 bytes a GB), against
   the plan's ``bandwidth_gb``;
 - ``vps_hours``: per VPS, hours from its creation (or the period's start) to its deletion
   (the ``vps.delete`` audit entry) or the period's end or now, at its plan;
-- ``mailboxes``, ``databases``: counted now, against the plan's limits;
-- ``extra_ips``: the addresses an account's VPSes hold beyond their plans' ``ip_count``.
+- ``mailboxes``, ``databases``: counted, against the plan's limits, averaged as disk;
+- ``extra_ips``: the addresses an account's VPSes hold beyond their plans' ``ip_count``,
+  averaged as disk.
+
+Daily samples: ``sample_usage`` (a daily schedule, and a collection that finds today not
+sampled yet) stores what every account holds of disk, mailboxes, databases and extra
+addresses (``UsageSample``, one row per account, kind and day, above zero only) and marks
+the day sampled (``UsageSampleDay``). A period is billed the average over its sampled days
+(a sampled day without a row counts as zero): 50 mailboxes held for 29 of 30 days are 48.33
+mailbox-months, and added on the last day 1.67. A period without any sampled day (before
+the first sample, e.g. just after an upgrade) falls back to the reading at collection.
 """
 
 from __future__ import annotations
@@ -30,12 +39,18 @@ from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from billing.models import UsageKind, UsageRecord
+from billing.models import UsageKind, UsageRecord, UsageSample, UsageSampleDay
 from core import audit
 from core.bulk import insert_rows
 
 HOURS = Decimal("0.0001")
 GB = Decimal(10**9)
+# Billed as the average of the period's daily samples.
+SAMPLED_KINDS = (UsageKind.DISK_GB, UsageKind.MAILBOXES, UsageKind.DATABASES, UsageKind.EXTRA_IPS)
+# Thirteen months and a little: last year's same month can still be looked at.
+KEEP_SAMPLES_DAYS = 400
+# Where a subscription's tuple (``_subscriptions``) holds the plan's limit of a kind.
+_LIMIT_AT = {UsageKind.DISK_GB: 2, UsageKind.MAILBOXES: 4, UsageKind.DATABASES: 5}
 
 
 @dataclass(frozen=True)
@@ -77,17 +92,19 @@ def _q(value) -> Decimal:
 
 def collect_usage(period: BillingPeriod, *, actor=None, accounts=None) -> int:
     """Measure ``period`` for every account (or the given queryset of accounts) and write
-    its usage records; returns how many were written."""
+    its usage records; returns how many were written. Takes today's samples first if the
+    daily schedule has not yet (a fresh install then has a reading)."""
     now = timezone.now()
+    if not UsageSampleDay.objects.filter(day=timezone.localdate()).exists():
+        sample_usage()
     users = get_user_model().objects.all() if accounts is None else accounts
     user_ids = users.values("pk")
+    subs = _subscriptions(user_ids)
     rows: list[UsageRecord] = []
-    rows += _website_plans(period, user_ids)
-    rows += _disk(period, user_ids)
-    rows += _bandwidth(period, user_ids)
+    rows += _website_plans(period, subs)
+    rows += _held(period, user_ids, subs)
+    rows += _bandwidth(period, user_ids, subs)
     rows += _vps_hours(period, user_ids, now)
-    rows += _counted(period, user_ids)
-    rows += _extra_ips(period, user_ids)
     with transaction.atomic():
         current = UsageRecord.objects.filter(period_start=period.start, account__in=user_ids)
         billed = set(
@@ -132,6 +149,116 @@ def collect_usage(period: BillingPeriod, *, actor=None, accounts=None) -> int:
     return len(rows)
 
 
+# Daily samples ------------------------------------------------------------------------------
+
+
+def sample_usage(day: date | None = None, *, actor=None) -> int:
+    """Take ``day``'s (today's) readings of the kinds billed as a daily average, for every
+    account, in one grouped query per kind; returns how many samples were written.
+
+    Idempotent per day: a second run the same day replaces that day's samples (the later
+    reading wins). Samples older than ``KEEP_SAMPLES_DAYS`` are pruned."""
+    day = day or timezone.localdate()
+    now = timezone.now()
+    with transaction.atomic():
+        marker, _ = UsageSampleDay.objects.get_or_create(day=day, defaults={"taken_at": now})
+        # Two samplers of one day (the schedule, a collection) wait for each other here.
+        UsageSampleDay.objects.select_for_update().filter(pk=marker.pk).exists()
+        readings = _readings(None)
+        rows = [
+            [account_id, kind, day, value]
+            for kind, values in readings.items()
+            for account_id, value in values.items()
+            if value > 0
+        ]
+        UsageSample.objects.filter(day=day).delete()
+        insert_rows(UsageSample, ["account", "kind", "day", "value"], rows)
+        UsageSampleDay.objects.filter(pk=marker.pk).update(taken_at=now, samples=len(rows))
+        cutoff = timezone.localdate() - timedelta(days=KEEP_SAMPLES_DAYS)
+        UsageSample.objects.filter(day__lt=cutoff).delete()
+        UsageSampleDay.objects.filter(day__lt=cutoff).delete()
+        audit.record(
+            "billing.usage.sample",
+            actor=actor,
+            object_type="billing.usagesample",
+            object_label=str(day),
+            changes={"day": [None, str(day)], "samples": [None, len(rows)]},
+        )
+    return len(rows)
+
+
+def _readings(user_ids) -> dict[str, dict[int, Decimal]]:
+    """What every account (of ``user_ids``, a values("pk") queryset; None: all) holds now
+    of each sampled kind: one grouped query per kind."""
+    return {
+        UsageKind.DISK_GB: _disk_now(user_ids),
+        UsageKind.MAILBOXES: _mailboxes_now(user_ids),
+        UsageKind.DATABASES: _databases_now(user_ids),
+        UsageKind.EXTRA_IPS: _extra_ips_now(user_ids),
+    }
+
+
+def _averages(period: BillingPeriod, user_ids) -> tuple[int, dict[str, dict[int, Decimal]]]:
+    """(the number of sampled days in ``period``, per kind and account the average over
+    those days); (0, {}) when the period has no sampled day."""
+    in_period = {"day__gte": period.start, "day__lt": period.end}
+    days = UsageSampleDay.objects.filter(**in_period).count()
+    if not days:
+        return 0, {}
+    averages: dict[str, dict[int, Decimal]] = {kind: {} for kind in SAMPLED_KINDS}
+    totals = (
+        UsageSample.objects.filter(account__in=user_ids, **in_period)
+        .values("account_id", "kind")
+        .annotate(total=Sum("value"))
+        .values_list("account_id", "kind", "total")
+    )
+    for account_id, kind, total in totals:
+        averages[kind][account_id] = Decimal(total) / days
+    return days, averages
+
+
+def _held(period: BillingPeriod, user_ids, subs: dict) -> list[UsageRecord]:
+    """Disk, mailboxes, databases and extra addresses: the average of the period's daily
+    samples (GB-months, mailbox-months ...: what was held for part of the period counts for
+    that part), or without any sample in the period, what is held at collection."""
+    days, held = _averages(period, user_ids)
+    if days:
+        suffix = f"average of {days} day{'s' if days != 1 else ''}"
+        descriptions = {
+            UsageKind.DISK_GB: f"Disk (GB, {suffix})",
+            UsageKind.MAILBOXES: f"Mailboxes ({suffix})",
+            UsageKind.DATABASES: f"Databases ({suffix})",
+            UsageKind.EXTRA_IPS: f"Extra IP addresses ({suffix})",
+        }
+    else:
+        held = _readings(user_ids)
+        descriptions = {kind: UsageKind(kind).label for kind in SAMPLED_KINDS}
+    out = []
+    for kind in SAMPLED_KINDS:
+        for user_id, quantity in held.get(kind, {}).items():
+            if kind == UsageKind.EXTRA_IPS:
+                out.append(_record(user_id, kind, quantity, description=descriptions[kind]))
+                continue
+            sub = subs.get(user_id)
+            limit = sub[_LIMIT_AT[kind]] if sub else None
+            if kind == UsageKind.DISK_GB:
+                included = _q(Decimal(limit) / 1024) if limit is not None else Decimal(0)
+            else:  # mailboxes, databases: included in the plan, or all of them without one
+                included = Decimal(limit) if limit is not None else _q(quantity)
+            out.append(
+                _record(
+                    user_id,
+                    kind,
+                    quantity,
+                    included=included,
+                    description=descriptions[kind],
+                    plan_type="websites.plan" if sub else "",
+                    plan_id=sub[0] if sub else None,
+                )
+            )
+    return out
+
+
 def _record(account_id, kind, quantity, **extra) -> UsageRecord:
     return UsageRecord(account_id=account_id, kind=kind, quantity=_q(quantity), **extra)
 
@@ -146,11 +273,11 @@ def _subscriptions(user_ids) -> dict[int, tuple]:
     return {row[0]: row[1:] for row in rows}
 
 
-def _website_plans(period: BillingPeriod, user_ids) -> list[UsageRecord]:
+def _website_plans(period: BillingPeriod, subs: dict) -> list[UsageRecord]:
     start, end = period.bounds()
     out = []
     days = Decimal((period.end - period.start).days)
-    for user_id, (plan_id, name, *_, created_at) in _subscriptions(user_ids).items():
+    for user_id, (plan_id, name, *_, created_at) in subs.items():
         if created_at >= end:
             continue
         active_from = max(created_at, start)
@@ -173,38 +300,9 @@ def _website_plans(period: BillingPeriod, user_ids) -> list[UsageRecord]:
     return out
 
 
-def _disk(period: BillingPeriod, user_ids) -> list[UsageRecord]:
-    from websites.models import SystemAccount
-
-    subs = _subscriptions(user_ids)
-    used = (
-        SystemAccount.objects.filter(user__in=user_ids, disk_used_mb__isnull=False)
-        .values("user_id")
-        .annotate(mb=Sum("disk_used_mb"))
-        .values_list("user_id", "mb")
-    )
-    out = []
-    for user_id, mb in used:
-        sub = subs.get(user_id)
-        limit = sub[2] if sub else None
-        out.append(
-            _record(
-                user_id,
-                UsageKind.DISK_GB,
-                Decimal(mb) / 1024,
-                included=_q(Decimal(limit) / 1024) if limit is not None else Decimal(0),
-                description="Disk (GB)",
-                plan_type="websites.plan" if sub else "",
-                plan_id=sub[0] if sub else None,
-            )
-        )
-    return out
-
-
-def _bandwidth(period: BillingPeriod, user_ids) -> list[UsageRecord]:
+def _bandwidth(period: BillingPeriod, user_ids, subs: dict) -> list[UsageRecord]:
     from websites.models import SiteTraffic
 
-    subs = _subscriptions(user_ids)
     sent = (
         SiteTraffic.objects.filter(website__owner__in=user_ids, month=period.start)
         .values("website__owner_id")
@@ -270,54 +368,53 @@ def _vps_hours(period: BillingPeriod, user_ids, now: datetime) -> list[UsageReco
     return out
 
 
-def _counted(period: BillingPeriod, user_ids) -> list[UsageRecord]:
+def _of(queryset, user_ids, owner: str):
+    return queryset if user_ids is None else queryset.filter(**{f"{owner}__in": user_ids})
+
+
+def _disk_now(user_ids) -> dict[int, Decimal]:
+    """GB measured now (``SystemAccount.disk_used_mb``, all servers)."""
+    from websites.models import SystemAccount
+
+    used = (
+        _of(SystemAccount.objects.filter(disk_used_mb__isnull=False), user_ids, "user")
+        .values("user_id")
+        .annotate(mb=Sum("disk_used_mb"))
+        .values_list("user_id", "mb")
+    )
+    return {user_id: Decimal(mb) / 1024 for user_id, mb in used}
+
+
+def _mailboxes_now(user_ids) -> dict[int, Decimal]:
     from mail.models import Mailbox
+
+    rows = (
+        _of(Mailbox.objects.all(), user_ids, "domain__owner")
+        .values("domain__owner_id")
+        .annotate(n=Count("pk"))
+        .values_list("domain__owner_id", "n")
+    )
+    return {user_id: Decimal(n) for user_id, n in rows}
+
+
+def _databases_now(user_ids) -> dict[int, Decimal]:
     from websites.databases.models import CustomerDatabase
 
-    subs = _subscriptions(user_ids)
-    out = []
-    counts = [
-        (
-            UsageKind.MAILBOXES,
-            Mailbox.objects.filter(domain__owner__in=user_ids)
-            .values("domain__owner_id")
-            .annotate(n=Count("pk"))
-            .values_list("domain__owner_id", "n"),
-            4,
-        ),
-        (
-            UsageKind.DATABASES,
-            CustomerDatabase.objects.filter(owner__in=user_ids)
-            .values("owner_id")
-            .annotate(n=Count("pk"))
-            .values_list("owner_id", "n"),
-            5,
-        ),
-    ]
-    for kind, rows, limit_at in counts:
-        for user_id, n in rows:
-            sub = subs.get(user_id)
-            limit = sub[limit_at - 1] if sub else None
-            out.append(
-                _record(
-                    user_id,
-                    kind,
-                    n,
-                    included=Decimal(limit) if limit is not None else Decimal(n),
-                    description=UsageKind(kind).label,
-                    plan_type="websites.plan" if sub else "",
-                    plan_id=sub[0] if sub else None,
-                )
-            )
-    return out
+    rows = (
+        _of(CustomerDatabase.objects.all(), user_ids, "owner")
+        .values("owner_id")
+        .annotate(n=Count("pk"))
+        .values_list("owner_id", "n")
+    )
+    return {user_id: Decimal(n) for user_id, n in rows}
 
 
-def _extra_ips(period: BillingPeriod, user_ids) -> list[UsageRecord]:
+def _extra_ips_now(user_ids) -> dict[int, Decimal]:
     """IPv4 addresses beyond each VPS's plan (the plan's IPv6 address is not counted)."""
     from vps.models import IpAddress
 
     rows = (
-        IpAddress.objects.filter(vps__owner__in=user_ids)
+        _of(IpAddress.objects.filter(vps__isnull=False), user_ids, "vps__owner")
         .exclude(vps__state="deleted")
         .values_list("vps_id", "vps__owner_id", "vps__plan__ip_count", "address")
     )
@@ -326,11 +423,8 @@ def _extra_ips(period: BillingPeriod, user_ids) -> list[UsageRecord]:
         if ":" not in address:
             entry = held.setdefault(vps_id, [owner_id, included, 0])
             entry[2] += 1
-    extra: dict[int, int] = {}
+    extra: dict[int, Decimal] = {}
     for owner_id, included, n in held.values():
         if n > included:
-            extra[owner_id] = extra.get(owner_id, 0) + n - included
-    return [
-        _record(user_id, UsageKind.EXTRA_IPS, n, description="Extra IP addresses")
-        for user_id, n in extra.items()
-    ]
+            extra[owner_id] = extra.get(owner_id, Decimal(0)) + n - included
+    return extra

@@ -176,7 +176,7 @@ def test_forged_stale_and_unknown_webhooks(invoice, client, standin, caplog):
     assert not AuditEntry.objects.filter(action="stripe.webhook.rejected").exists()
     rejected = [r for r in caplog.records if "stripe webhook rejected" in r.getMessage()]
     assert len(rejected) == 4 and all(r.levelname == "WARNING" for r in rejected)
-    assert "(4 in this hour)" in rejected[-1].getMessage()
+    assert "(4 in the last hour)" in rejected[-1].getMessage()
     unknown = (
         b'{"id": "evt_other", "object": "event", "type": "customer.created", '
         b'"data": {"object": {"id": "cus_1"}}}'
