@@ -12,6 +12,9 @@ invoice with a balance past its due date, with the issuer's ``BillingSettings``:
   rows dunning suspended, and only those, are lifted: a site staff suspended for another
   reason stays suspended.
 Every step is audited and listed on the invoice and in the staff dunning queue.
+
+The light check (every 10 minutes, ``billing.tasks.reactivate_paid``) also asks Stripe about
+card payments left pending (``check_pending_card_payments``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import logging
 from datetime import date
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing.models import Invoice
+from billing.models import Invoice, Payment
 from billing.payment_models import DunningStep, DunningSuspension
 from billing.rating import settings_for
 from core import audit
@@ -270,3 +274,38 @@ LIFT = {
     DunningSuspension.Service.VPS: _lift_vps,
     DunningSuspension.Service.MAILBOX: _lift_mailbox,
 }
+
+
+# Card payments left pending -------------------------------------------------------------
+
+# At most this many per round (each is one or two calls to Stripe); the rest next round.
+PENDING_CHECKS_PER_ROUND = 100
+
+
+def check_pending_card_payments() -> int:
+    """The light check: card payments pending for longer than any request can take (the
+    panel died before Stripe's answer was recorded, a 3-D Secure page left open, a charge
+    still processing) are reconciled with Stripe. Found in one query; returns how many were
+    settled or failed. Stripe out of reach: logged, tried again next round."""
+    from billing import payments
+
+    cutoff = timezone.now() - payments.STUCK_AFTER
+    stuck = list(
+        Payment.objects.filter(
+            method=Payment.Method.STRIPE, state=Payment.State.PENDING, created_at__lt=cutoff
+        )
+        .select_related("invoice")
+        .order_by("created_at")[:PENDING_CHECKS_PER_ROUND]
+    )
+    ended = 0
+    for payment in stuck:
+        try:
+            outcome = payments.reconcile(payment)
+        except ValidationError as exc:
+            log.warning("pending card payment %s not checked: %s", payment.uuid, exc.messages)
+            continue
+        except Exception:  # one payment's surprise must not stop the round (nor reactivation)
+            log.exception("pending card payment %s not checked", payment.uuid)
+            continue
+        ended += outcome.state != Payment.State.PENDING
+    return ended

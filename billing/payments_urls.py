@@ -11,6 +11,8 @@ urlpatterns = [
     path("cards/<uuid:uuid>/default/", views.card_default, name="billing_card_default"),
     path("cards/<uuid:uuid>/remove/", views.card_remove, name="billing_card_remove"),
     path("invoices/<uuid:uuid>/pay/", views.pay_invoice, name="billing_pay_invoice"),
+    path("invoices/<uuid:uuid>/return/", views.payment_return, name="billing_payment_return"),
+    path("<uuid:uuid>/reconcile/", views.reconcile_payment, name="billing_payment_reconcile"),
     path("dunning/", views.dunning_queue, name="billing_dunning"),
     path("stripe/webhook/", views.stripe_webhook, name="billing_stripe_webhook"),
 ]

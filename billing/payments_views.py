@@ -1,10 +1,13 @@
 """Payment pages: a customer's cards (add with Stripe.js, default, remove), "Pay now" on an
-invoice, the staff dunning queue, and Stripe's webhook endpoint (no session: it is
-authenticated by its signature, so it is exempt from CSRF and login)."""
+invoice (and the return from the bank's 3-D Secure page), "Check with Stripe" for staff, the
+staff dunning queue, and Stripe's webhook endpoint (no session: it is authenticated by its
+signature, so it is exempt from CSRF and login)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from datetime import timedelta
 
 from csp.decorators import csp_update
 from django.contrib import messages
@@ -20,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import payments, stripe_client
-from billing.models import RECORD_PAYMENT, Invoice
+from billing.models import RECORD_PAYMENT, Invoice, Payment
 from billing.payment_models import DunningStep, DunningSuspension, PaymentCard, StripeAccount
 from billing.stripe_client import PaymentError
 from core.clientip import for_request
@@ -47,14 +50,21 @@ STRIPE_JS = {
 
 def invoice_section(invoice: Invoice, user) -> dict:
     """The invoice page's payment section (core.sections: "billing.invoice_detail")."""
+    attempts = list(
+        invoice.payments.filter(
+            method=Payment.Method.STRIPE, state__in=(Payment.State.FAILED, Payment.State.PENDING)
+        ).order_by("received_at", "id")
+    )
+    pending = [p for p in attempts if p.state == Payment.State.PENDING]
     return {
         "invoice": invoice,
         "may_pay": invoice.state == Invoice.State.ISSUED
         and invoice.kind == Invoice.Kind.INVOICE
         and invoice.customer_id == user.pk,
-        "failed": list(
-            invoice.payments.filter(method="stripe", state="failed").order_by("received_at")
-        ),
+        "failed": [p for p in attempts if p.state == Payment.State.FAILED],
+        "pending": pending,
+        # Staff who may record payments ask Stripe about a pending one.
+        "may_reconcile": bool(pending) and may(user, RECORD_PAYMENT, invoice),
         "steps": list(invoice.dunning_steps.all()),
     }
 
@@ -123,7 +133,9 @@ def card_remove(request, uuid):
 @login_required
 @require_POST
 def pay_invoice(request, uuid):
-    """Pay now: the invoice's balance charged to the default card (or the one chosen)."""
+    """Pay now: the invoice's balance charged to the default card (or the one chosen), on
+    session: a card that needs 3-D Secure sends the browser to the bank's page, which sends
+    it back to ``payment_return``."""
     invoice = get_for_user(Invoice, request.user, VIEW, uuid=uuid)
     card = None
     if request.POST.get("card"):
@@ -131,15 +143,80 @@ def pay_invoice(request, uuid):
             card = get_for_user(PaymentCard, request.user, CHANGE, uuid=request.POST["card"])
         except ValidationError as exc:  # not a UUID
             raise Http404 from exc
+    return_url = request.build_absolute_uri(reverse("billing_payment_return", args=[invoice.uuid]))
     try:
-        payment = payments.do_pay_invoice(invoice, actor=request.user, card=card)
+        payment = payments.do_pay_invoice(
+            invoice, actor=request.user, card=card, return_url=return_url
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
+        bank = getattr(payment, "authentication_url", "")
+        if bank:
+            return _to_the_bank(request, invoice, bank)
         if payment.state == payment.State.SUCCEEDED:
             messages.success(request, f"Paid: {payment.amount} {payment.currency}.")
         else:
             messages.info(request, "The payment is being processed; the invoice shows it.")
+    return redirect_htmx_aware(request, invoice_url(invoice))
+
+
+def _to_the_bank(request, invoice: Invoice, url: str):
+    """To the bank's 3-D Secure page. Not a 302 answer to the form's POST: the invoice
+    page's CSP (``form-action 'self'``) also governs where a form submission is redirected,
+    so browsers would block it. htmx navigates itself (HX-Redirect); a plain form gets a
+    page that moves on by itself (the Refresh header, which no CSP directive governs) with
+    a link as well: a top-level navigation, as Stripe wants."""
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    response = render(
+        request,
+        "billing/payment_authenticate.html",
+        {"invoice": invoice, "authentication_url": url, "invoice_url": invoice_url(invoice)},
+    )
+    response["Refresh"] = f"0;url={url}"
+    return response
+
+
+@login_required
+@require_GET
+def payment_return(request, uuid):
+    """Back from the bank's 3-D Secure page (``?payment_intent=pi_..``, Stripe's redirect).
+    The status is read from Stripe, never from the address; the intent must be this
+    invoice's. Reloading the address changes nothing more."""
+    invoice = get_for_user(Invoice, request.user, VIEW, uuid=uuid)
+    try:
+        outcome = payments.finish_authentication(
+            invoice, actor=request.user, payment_intent=request.GET.get("payment_intent", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        if outcome.state == Payment.State.SUCCEEDED:
+            messages.success(request, outcome.message)
+        elif outcome.state == Payment.State.FAILED:
+            messages.error(request, outcome.message)
+        else:
+            messages.info(request, outcome.message)
+    return redirect_htmx_aware(request, invoice_url(invoice))
+
+
+@login_required
+@require_POST
+def reconcile_payment(request, uuid):
+    """Check with Stripe: staff who may record payments ask what became of a pending card
+    payment (billing.payments.reconcile)."""
+    payment = get_for_user(Payment, request.user, VIEW, uuid=uuid)
+    invoice = get_for_user(Invoice, request.user, RECORD_PAYMENT, pk=payment.invoice_id)
+    try:
+        outcome = payments.reconcile(payment, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        level = messages.info if outcome.state == Payment.State.PENDING else messages.success
+        level(request, f"Checked with Stripe: {outcome.message}")
     return redirect_htmx_aware(request, invoice_url(invoice))
 
 
@@ -166,20 +243,40 @@ def dunning_queue(request):
         .order_by("due_date", "id")[:200]
     )
     rows = [{"invoice": i, "days": (today - i.due_date).days} for i in invoices]
-    return render(request, "billing/dunning_queue.html", {"rows": rows})
+    return render(
+        request,
+        "billing/dunning_queue.html",
+        {"rows": rows, "rejected_webhooks": rejected_last_hour()},
+    )
 
 
-REJECTED_KEY = "billing:stripe-webhook-rejected:{hour}"
+# Rejected webhook posts, counted per minute in the cache (cheap, never blocks; shared by
+# the web processes with Redis) and summed over the last 60 minutes.
+REJECTED_KEY = "billing:stripe-webhook-rejected:{minute}"
+REJECTED_WINDOW = 60  # minutes
+
+
+def _rejected_keys() -> list[str]:
+    now = timezone.now()
+    return [
+        REJECTED_KEY.format(minute=(now - timedelta(minutes=m)).strftime("%Y%m%d%H%M"))
+        for m in range(REJECTED_WINDOW)
+    ]
+
+
+def rejected_last_hour() -> int:
+    """Webhook posts rejected (bad, stale or missing signature) in the last hour: one cache
+    read. Shown on the dunning queue: a wrong signing secret loses every event."""
+    return sum(int(n or 0) for n in cache.get_many(_rejected_keys()).values())
 
 
 def _count_rejected() -> int:
-    """Rejected webhook posts this hour (in the cache: cheap, and it never blocks)."""
-    key = REJECTED_KEY.format(hour=timezone.now().strftime("%Y%m%d%H"))
-    cache.add(key, 0, timeout=2 * 3600)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired in between
-        return 0
+    """Count one rejected post; returns the count over the last hour."""
+    key = _rejected_keys()[0]
+    cache.add(key, 0, timeout=2 * REJECTED_WINDOW * 60)
+    with contextlib.suppress(ValueError):  # expired in between
+        cache.incr(key)
+    return rejected_last_hour()
 
 
 @login_not_required
@@ -196,7 +293,7 @@ def stripe_webhook(request):
     except PaymentError as exc:
         rejected = _count_rejected()
         log.warning(
-            "stripe webhook rejected from %s: %s (%d in this hour)",
+            "stripe webhook rejected from %s: %s (%d in the last hour)",
             for_request(request),
             exc,
             rejected,

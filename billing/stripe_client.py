@@ -146,23 +146,64 @@ def charge(
     invoice_uuid: str,
     description: str,
     idempotency_key: str,
+    return_url: str = "",
 ):
-    """Create and confirm a PaymentIntent off session. The result (succeeded, processing,
-    requires_action) is final only once its webhook event arrives."""
+    """Create and confirm a PaymentIntent. Without ``return_url``: off session (nobody is
+    there to authenticate). With it: on session, the customer in the browser; a card that
+    needs 3-D Secure answers ``requires_action`` with ``next_action.redirect_to_url`` (the
+    bank's page, which sends the browser back to ``return_url``). The result (succeeded,
+    processing, requires_action) is final only once its webhook event arrives."""
+    params = {
+        "amount": amount_cents,
+        "currency": currency.lower(),
+        "customer": customer_id,
+        "payment_method": payment_method,
+        "confirm": True,
+        "description": description,
+        "metadata": {"panel_invoice": invoice_uuid},
+    }
+    if return_url:
+        params["return_url"] = return_url
+    else:
+        params["off_session"] = True
     return _call(
         client().v1.payment_intents.create,
-        params={
-            "amount": amount_cents,
-            "currency": currency.lower(),
-            "customer": customer_id,
-            "payment_method": payment_method,
-            "confirm": True,
-            "off_session": True,
-            "description": description,
-            "metadata": {"panel_invoice": invoice_uuid},
-        },
+        params=params,
         options={"idempotency_key": idempotency_key},
     )
+
+
+def retrieve_payment_intent(intent_id: str) -> dict:
+    """The PaymentIntent as Stripe has it now (a plain dict, as the webhook's object)."""
+    return _call(client().v1.payment_intents.retrieve, intent_id).to_dict()
+
+
+def list_payment_intents(customer_id: str, *, invoice_uuid: str) -> list[dict]:
+    """The customer's PaymentIntents made for one invoice (``metadata[panel_invoice]``),
+    newest first. Stripe lists by customer only (metadata is not a list filter), so the
+    customer's intents are paged through and the invoice's kept."""
+    page = _call(client().v1.payment_intents.list, params={"customer": customer_id, "limit": 100})
+    found = []
+    while True:
+        intents = [i.to_dict() for i in page.data]
+        found += [
+            i for i in intents if (i.get("metadata") or {}).get("panel_invoice") == invoice_uuid
+        ]
+        if not page.has_more or not page.data:
+            return found
+        page = _call(
+            client().v1.payment_intents.list,
+            params={"customer": customer_id, "limit": 100, "starting_after": page.data[-1].id},
+        )
+
+
+def cancel_payment_intent(intent_id: str, *, reason: str = "abandoned") -> dict:
+    """Cancel at Stripe so it can never be completed later (a 3-D Secure page left open).
+    Stripe refuses (400 ``payment_intent_unexpected_state``) once it succeeded or was
+    canceled: callers read the intent again then."""
+    return _call(
+        client().v1.payment_intents.cancel, intent_id, params={"cancellation_reason": reason}
+    ).to_dict()
 
 
 def verify_event(payload: bytes, signature: str) -> dict:

@@ -64,14 +64,17 @@ def run_dunning() -> str:
 
 def reactivate_paid() -> str:
     """Often: lift dunning's suspensions of accounts that paid by other means than a card
-    (a manual payment, a credit note, a voided invoice) without waiting for the daily run."""
+    (a manual payment, a credit note, a voided invoice) without waiting for the daily run;
+    first, card payments left pending are checked with Stripe (dunning's light check)."""
     from billing import dunning
     from billing.payment_models import DunningSuspension
 
+    checked = dunning.check_pending_card_payments()
     accounts = set(
         DunningSuspension.objects.filter(lifted_at__isnull=True).values_list(
             "account_id", flat=True
         )
     )
     lifted = sum(dunning.reactivate_if_settled(a) for a in accounts)
-    return f"{lifted} reactivated"
+    ended = f"{checked} pending card payments ended, " if checked else ""
+    return f"{ended}{lifted} reactivated"

@@ -1,6 +1,7 @@
 """API for card payments: the caller's cards (``/api/v1/payment-methods/``: list, save a
 card from a confirmed SetupIntent, make default, remove; ``setup`` starts a SetupIntent for
-Stripe.js) and paying an invoice (``POST /api/v1/invoices/<uuid>/pay/``)."""
+Stripe.js), paying an invoice (``POST /api/v1/invoices/<uuid>/pay/``, off session) and asking
+Stripe about a pending card payment (``POST /api/v1/payments/<uuid>/reconcile/``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import payments
-from billing.models import Invoice, Payment
+from billing.models import RECORD_PAYMENT, Invoice, Payment
 from billing.payment_models import PaymentCard
 from core.api.viewsets import PolicyViewSetMixin
 from core.generic import get_for_user
@@ -46,6 +47,12 @@ class CardPaymentSerializer(serializers.ModelSerializer):
         fields = ["uuid", "invoice", "amount", "currency", "method", "state", "failure_message",
                   "received_at"]  # fmt: skip
         read_only_fields = fields
+
+
+class ReconcileSerializer(serializers.Serializer):
+    payment = CardPaymentSerializer()
+    state = serializers.CharField(help_text="The payment's state after the check.")
+    message = serializers.CharField(help_text="What Stripe said, for people.")
 
 
 class PaymentCardViewSet(
@@ -90,9 +97,11 @@ class PaymentCardViewSet(
 
 
 class PayInvoiceView(APIView):
-    """Pay an issued invoice's balance with a saved card (the default unless ``card``).
-    200 with the payment (``succeeded``, or ``pending`` until Stripe's webhook); 400 with
-    the reason for a declined card or Stripe out of reach (nothing is marked paid)."""
+    """Pay an issued invoice's balance with a saved card (the default unless ``card``), off
+    session (an integrator has no browser for 3-D Secure: a card that needs it fails, and
+    its PaymentIntent is canceled at Stripe). 200 with the payment (``succeeded``, or
+    ``pending`` until Stripe's webhook); 400 with the reason for a declined card, a card
+    that needs authentication or Stripe out of reach (nothing is marked paid)."""
 
     @extend_schema(request=PaySerializer, responses={200: CardPaymentSerializer})
     def post(self, request, uuid):
@@ -104,3 +113,21 @@ class PayInvoiceView(APIView):
             card = get_for_user(PaymentCard, request.user, CHANGE, uuid=data.validated_data["card"])
         payment = payments.do_pay_invoice(invoice, actor=request.user, card=card)
         return Response(CardPaymentSerializer(payment).data)
+
+
+class ReconcilePaymentView(APIView):
+    """Ask Stripe what became of a pending card payment (for whoever may record payments:
+    administrators and billing staff). 200 with the payment as it is now (``succeeded``,
+    ``failed``, or still ``pending``) and the message; 400 if it is not a pending card
+    payment or Stripe cannot be reached (then nothing changed)."""
+
+    @extend_schema(request=None, responses={200: ReconcileSerializer})
+    def post(self, request, uuid):
+        payment = get_for_user(Payment, request.user, VIEW, uuid=uuid)
+        get_for_user(Invoice, request.user, RECORD_PAYMENT, pk=payment.invoice_id)
+        outcome = payments.reconcile(payment, actor=request.user)
+        return Response(
+            ReconcileSerializer(
+                {"payment": outcome.payment, "state": outcome.state, "message": outcome.message}
+            ).data
+        )

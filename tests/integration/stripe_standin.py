@@ -4,14 +4,34 @@ HTTP server on loopback speaking the subset the panel uses, as Stripe does.
 - Requests are form-encoded (``a[b]=c``), authenticated with ``Authorization: Bearer
   <secret key>`` (401 ``invalid_request_error`` otherwise); answers are Stripe's JSON
   objects (``id``, ``object``, ...) and errors ``{"error": {"type", "code", "message"}}``.
-- ``Idempotency-Key``: a repeated POST with the same key gets the first answer back.
+- ``Idempotency-Key``: a repeated POST with the same key gets the first answer back; the
+  same key with other parameters is refused (400 ``idempotency_error``), as Stripe does.
 - Cards: Stripe's test payment methods ``pm_card_visa`` (succeeds) and
   ``pm_card_chargeDeclined`` (declined: HTTP 402 ``card_error``/``card_declined`` with the
-  PaymentIntent in the error), ``pm_card_authenticationRequired`` (the charge answers
-  ``requires_action``: 3-D Secure). Confirming a SetupIntent with one makes a new ``pm_...``
+  PaymentIntent in the error), ``pm_card_authenticationRequired`` (3-D Secure: the charge
+  answers ``requires_action``). Confirming a SetupIntent with one makes a new ``pm_...``
   attached to the customer.
+- PaymentIntents: ``POST /v1/payment_intents`` (with ``confirm=true``; off session when
+  ``off_session=true``, else on session with a ``return_url``), ``GET
+  /v1/payment_intents/<id>``, ``GET /v1/payment_intents?customer=..`` (newest first,
+  ``limit`` and ``starting_after``, ``has_more``: Stripe's list; no metadata filter, as at
+  Stripe), ``POST /v1/payment_intents/<id>/cancel`` (``cancellation_reason``; refused with
+  400 ``payment_intent_unexpected_state`` once succeeded or canceled, as Stripe does). Each
+  intent has a ``client_secret``.
+- 3-D Secure: off session, a card needing it answers ``requires_action`` with
+  ``next_action.type == "use_stripe_sdk"`` (nobody can authenticate). On session (a
+  ``return_url``), ``next_action`` is ``{"type": "redirect_to_url", "redirect_to_url":
+  {"url": <this server>/3ds/<pi id>, "return_url": ...}}``. That URL is an HTML page, like
+  Stripe's test 3DS page, with two buttons: "Complete authentication" (the intent
+  succeeds) and "Fail authentication" (``requires_payment_method`` with
+  ``last_payment_error.code == "payment_intent_authentication_failure"``); each posts its
+  event and redirects (302) to ``return_url`` with ``?payment_intent=pi_..&
+  payment_intent_client_secret=..&redirect_status=succeeded|failed``. The page needs no API
+  key (it is the customer's browser); used again once the intent left ``requires_action``,
+  it changes nothing and sends the browser back.
 - Webhooks: each PaymentIntent outcome becomes an event (``payment_intent.succeeded`` /
-  ``payment_intent.payment_failed``) signed as Stripe signs (``Stripe-Signature:
+  ``payment_intent.payment_failed`` / ``payment_intent.requires_action`` /
+  ``payment_intent.canceled``) signed as Stripe signs (``Stripe-Signature:
   t=<unix time>,v1=<HMAC-SHA256 of "t.body" with the endpoint secret>``), posted to
   ``webhook_url`` when set and kept in ``events`` for tests to deliver again (replays).
 """
@@ -25,8 +45,9 @@ import secrets
 import threading
 import time
 import urllib.request
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 TEST_CARDS = {
     "pm_card_visa": {"brand": "visa", "last4": "4242", "declines": False},
@@ -82,6 +103,7 @@ class StripeStandIn:
         self.objects: dict[str, dict] = {}
         self.declining: set[str] = set()
         self.needing_action: set[str] = set()
+        self.return_urls: dict[str, str] = {}  # where the 3DS page sends the browser back
         self.idempotent: dict[str, tuple[int, dict]] = {}
         self.events: list[tuple[bytes, str]] = []  # (body, Stripe-Signature)
         self.requests: list[tuple[str, str, dict, dict]] = []  # method, path, params, headers
@@ -167,6 +189,15 @@ class StripeStandIn:
                          "url": "/v1/payment_methods"}  # fmt: skip
         if method == "POST" and parts == ["payment_intents"]:
             return self._payment_intent(p)
+        if method == "GET" and parts == ["payment_intents"]:
+            return self._list_payment_intents(p)
+        if method == "GET" and len(parts) == 2 and parts[0] == "payment_intents":
+            intent = self.objects.get(parts[1])
+            if intent is None or intent["object"] != "payment_intent":
+                return self._missing("payment_intent", parts[1])
+            return 200, intent
+        if method == "POST" and len(parts) == 3 and parts[::2] == ["payment_intents", "cancel"]:
+            return self._cancel(parts[1], p)
         message = f"Unrecognized request URL ({method}: {path})."
         return 404, {"error": {"type": "invalid_request_error", "message": message}}
 
@@ -179,16 +210,56 @@ class StripeStandIn:
         return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
                                "message": f"No such {kind}: '{oid}'"}}  # fmt: skip
 
+    def _list_payment_intents(self, p: dict) -> tuple[int, dict]:
+        intents = [o for o in reversed(self.objects.values()) if o["object"] == "payment_intent"
+                   and (not p.get("customer") or o["customer"] == p["customer"])]  # fmt: skip
+        if p.get("starting_after"):
+            ids = [i["id"] for i in intents]
+            if p["starting_after"] not in ids:
+                return self._missing("payment_intent", p["starting_after"])
+            intents = intents[ids.index(p["starting_after"]) + 1 :]
+        limit = max(1, min(100, int(p.get("limit") or 10)))
+        return 200, {"object": "list", "data": intents[:limit], "has_more": len(intents) > limit,
+                     "url": "/v1/payment_intents"}  # fmt: skip
+
+    CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation",
+                  "requires_action", "processing")  # fmt: skip
+
+    def _cancel(self, intent_id: str, p: dict) -> tuple[int, dict]:
+        intent = self.objects.get(intent_id)
+        if intent is None or intent["object"] != "payment_intent":
+            return self._missing("payment_intent", intent_id)
+        if intent["status"] not in self.CANCELABLE:
+            message = (f"You cannot cancel this PaymentIntent because it has a status of "
+                       f"{intent['status']}. Only a PaymentIntent with one of the following "
+                       f"statuses may be canceled: {', '.join(self.CANCELABLE)}.")  # fmt: skip
+            return 400, {"error": {"type": "invalid_request_error",
+                                   "code": "payment_intent_unexpected_state",
+                                   "message": message, "payment_intent": intent}}  # fmt: skip
+        intent.update(status="canceled", canceled_at=int(time.time()), next_action=None,
+                      cancellation_reason=p.get("cancellation_reason"))  # fmt: skip
+        self._event("payment_intent.canceled", intent)
+        return 200, intent
+
     def _payment_intent(self, p: dict) -> tuple[int, dict]:
         pm = self.objects.get(p.get("payment_method", ""))
         if pm is None or pm.get("customer") != p.get("customer"):
             return self._missing("payment_method", p.get("payment_method"))
+        on_session = p.get("off_session") != "true"
+        if p.get("confirm") == "true" and on_session and not p.get("return_url"):
+            # Stripe wants a return_url to confirm on session with redirect-based actions.
+            return 400, {"error": {"type": "invalid_request_error", "param": "return_url",
+                                   "message": "Missing required param: return_url."}}  # fmt: skip
         intent = self._new(
             "pi", "payment_intent", amount=int(p["amount"]), currency=p["currency"],
             customer=p["customer"], payment_method=pm["id"], description=p.get("description"),
             metadata=p.get("metadata", {}), amount_received=0, last_payment_error=None,
-            status="requires_confirmation",
+            status="requires_confirmation", next_action=None, canceled_at=None,
+            cancellation_reason=None,
         )  # fmt: skip
+        intent["client_secret"] = f"{intent['id']}_secret_{secrets.token_hex(8)}"
+        if p.get("return_url"):
+            self.return_urls[intent["id"]] = p["return_url"]
         if p.get("confirm") != "true":
             return 200, intent
         if pm["id"] in self.declining:
@@ -199,12 +270,72 @@ class StripeStandIn:
             self._event("payment_intent.payment_failed", intent)
             return 402, {"error": {**error, "payment_intent": intent}}
         if pm["id"] in self.needing_action:
-            intent.update(status="requires_action", next_action={"type": "use_stripe_sdk"})
+            if on_session:
+                redirect = {"url": f"{self.url}/3ds/{intent['id']}",
+                            "return_url": p["return_url"]}  # fmt: skip
+                next_action = {"type": "redirect_to_url", "redirect_to_url": redirect}
+            else:
+                next_action = {"type": "use_stripe_sdk"}
+            intent.update(status="requires_action", next_action=next_action)
             self._event("payment_intent.requires_action", intent)
             return 200, intent
         intent.update(status="succeeded", amount_received=intent["amount"])
         self._event("payment_intent.succeeded", intent)
         return 200, intent
+
+    # The 3-D Secure page (the customer's browser; no API key) ----------------------------
+
+    def authentication_page(self, intent_id: str) -> tuple[int, str, dict]:
+        intent = self.objects.get(intent_id)
+        if intent is None or intent["object"] != "payment_intent":
+            return 404, "<!doctype html><title>Not found</title><p>No such payment.</p>", {}
+        action = f"/3ds/{escape(intent_id)}"
+        amount = f"{intent['amount'] / 100:.2f} {intent['currency'].upper()}"
+        page = (
+            '<!doctype html><html><head><meta charset="utf-8">'
+            "<title>3D Secure test payment</title></head><body>"
+            f"<h1>3D Secure test payment</h1><p>{escape(amount)}</p>"
+            f'<form method="post" action="{action}/complete">'
+            '<button type="submit">Complete authentication</button></form>'
+            f'<form method="post" action="{action}/fail">'
+            '<button type="submit">Fail authentication</button></form></body></html>'
+        )
+        return 200, page, {}
+
+    def authenticate(self, intent_id: str, outcome: str) -> tuple[int, str, dict]:
+        """The buttons: the intent succeeds or fails authentication (its event posted), and
+        the browser goes back to the return_url, as Stripe sends it."""
+        intent = self.objects.get(intent_id)
+        if (
+            intent is None
+            or intent["object"] != "payment_intent"
+            or outcome not in ("complete", "fail")
+        ):
+            return 404, "<!doctype html><title>Not found</title><p>No such payment.</p>", {}
+        return_url = self.return_urls.get(intent_id, "")
+        if intent["status"] == "requires_action":
+            if outcome == "complete":
+                intent.update(status="succeeded", amount_received=intent["amount"],
+                              next_action=None)  # fmt: skip
+                self._event("payment_intent.succeeded", intent)
+            else:
+                error = {"type": "invalid_request_error",
+                         "code": "payment_intent_authentication_failure",
+                         "message": "The provided PaymentMethod has failed authentication. "
+                         "You can provide payment_method_data or a new PaymentMethod to "
+                         "attempt to fulfill this PaymentIntent again."}  # fmt: skip
+                intent.update(status="requires_payment_method", last_payment_error=error,
+                              next_action=None)  # fmt: skip
+                self._event("payment_intent.payment_failed", intent)
+        if not return_url:
+            return 200, "<!doctype html><title>Done</title><p>You may close this page.</p>", {}
+        query = urlencode({
+            "payment_intent": intent["id"],
+            "payment_intent_client_secret": intent["client_secret"],
+            "redirect_status": "succeeded" if intent["status"] == "succeeded" else "failed",
+        })  # fmt: skip
+        location = f"{return_url}{'&' if '?' in return_url else '?'}{query}"
+        return 302, "", {"Location": location}
 
     # Webhooks ------------------------------------------------------------------------------
 
@@ -266,8 +397,28 @@ class StripeStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _page(self, status: int, html: str, headers: dict) -> None:
+                data = html.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
             def _serve(self, method: str) -> None:
                 split = urlsplit(self.path)
+                if split.path.startswith("/3ds/"):
+                    length = int(self.headers.get("Content-Length") or 0)
+                    self.rfile.read(length)
+                    parts = split.path.strip("/").split("/")[1:]
+                    with standin.lock:
+                        if method == "GET" and len(parts) == 1:
+                            return self._page(*standin.authentication_page(parts[0]))
+                        if method == "POST" and len(parts) == 2:
+                            return self._page(*standin.authenticate(parts[0], parts[1]))
+                    return self._page(405, "Method not allowed", {})
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode() if length else split.query
                 params = parse_form(raw)
@@ -279,10 +430,20 @@ class StripeStandIn:
                 key = self.headers.get("Idempotency-Key")
                 with standin.lock:
                     if method == "POST" and key and key in standin.idempotent:
-                        return self._answer(*standin.idempotent[key])
+                        status, body, first = standin.idempotent[key]
+                        if first != (split.path, params):
+                            message = ("Keys for idempotent requests can only be used with "
+                                       "the same parameters they were first used with. Try "
+                                       f"using a key other than '{key}' if you meant to "
+                                       "execute a different request.")  # fmt: skip
+                            error = {"type": "idempotency_error", "message": message}
+                            return self._answer(400, {"error": error})
+                        return self._answer(status, body)
                     status, body = standin.route(method, split.path, params)
                     if method == "POST" and key:
-                        standin.idempotent[key] = (status, body)
+                        # The answer as it was (Stripe replays the first response).
+                        answer = json.loads(json.dumps(body))
+                        standin.idempotent[key] = (status, answer, (split.path, params))
                 return self._answer(status, body)
 
             def do_GET(self):
