@@ -427,8 +427,6 @@ class BillingJourney(LiveBrowser):
         Chromium applies the CSP form-action of the page holding the form to every redirect
         of its submission (checked: form-action 'self' blocks a POST answered by a 302 to
         another origin), so the invoice page's policy must allow where Pay now redirects."""
-        if not hasattr(StripeStandIn, "authentication_page"):
-            pytest.skip("on-session 3-D Secure is not on this branch yet (branch pay)")
         admin = make_user("billing-admin4@example.com", "admin")
         customer = make_user("secure@example.com", "customer")
         StripeAccount.objects.create(
