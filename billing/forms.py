@@ -2,8 +2,8 @@ from decimal import Decimal
 
 from django import forms
 
-from billing.models import BillingProfile
-from billing.services import PROFILE_FIELDS
+from billing.models import BillingProfile, BillingSettings, TaxRate
+from billing.services import PROFILE_FIELDS, SETTINGS_FIELDS, TAX_RATE_FIELDS
 
 
 class PaymentForm(forms.Form):
@@ -32,3 +32,15 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = BillingProfile
         fields = PROFILE_FIELDS
+
+
+class BillingSettingsForm(forms.ModelForm):
+    class Meta:
+        model = BillingSettings
+        fields = SETTINGS_FIELDS
+
+
+class TaxRateForm(forms.ModelForm):
+    class Meta:
+        model = TaxRate
+        fields = TAX_RATE_FIELDS

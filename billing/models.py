@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -45,6 +46,12 @@ CREDIT = "credit"
 RECORD_PAYMENT = "record_payment"
 SEND = "send"
 INVOICE_ACTIONS = frozenset({VIEW, ISSUE, VOID, CREDIT, RECORD_PAYMENT, SEND})
+# What the reseller that issued an invoice may do with it (see Invoice.policy).
+ISSUER_ACTIONS = frozenset({VIEW, RECORD_PAYMENT, CREDIT, SEND})
+# Lines and payments of an invoice: read by whoever reads the invoice, its issuer included.
+INVOICE_PART_RULES = replace(
+    read_only_rules("invoice__customer"), issuer="invoice__issuer", issuer_may=frozenset({VIEW})
+)
 
 
 ZERO = Decimal("0.00")
@@ -167,13 +174,15 @@ class BillingSettings(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    # A reseller reads and changes its own; the panel's row (no issuer) is staff's.
+    # A reseller reads and changes its own (it issues its customers' invoices); the
+    # panel's row (no issuer) is staff's. An issuer, not an owner: customers never have
+    # settings, so the model-level question (the settings tab) is false for them.
     policy = Rules(
-        owner="issuer",
-        owner_may=frozenset({VIEW, CHANGE}),
+        owner=None,
+        issuer="issuer",
+        issuer_may=frozenset({VIEW, CHANGE}),
         billing_may=frozenset({VIEW, CHANGE}),
         add=frozenset({ADMIN, BILLING}),
-        reseller_reaches_customers=False,
     )
 
     class Meta:
@@ -220,6 +229,9 @@ class TaxRate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.country} {self.name} {self.rate}%"
+
+    def get_absolute_url(self) -> str:
+        return reverse("billing_tax_rate", kwargs={"pk": self.pk})
 
 
 class BillingProfile(models.Model):
@@ -469,13 +481,19 @@ class Invoice(models.Model):
     last_reminder_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvoiceQuerySet.as_manager()
-    # Customers (and their reseller, which issues them) read theirs; support reads all;
-    # the billing role reads and works every invoice; changes go through billing.services.
+    # Customers (and their reseller) read theirs; support reads all; the billing role reads
+    # and works every invoice; changes go through billing.services. The reseller that
+    # issued an invoice works it too (payments received, credit notes, sending), never the
+    # panel's invoices of its customers nor another reseller's. Not VOID: an invoice the
+    # customer has received is corrected by a credit note (a document of its own), and a
+    # void hands the usage back to the panel's billing run; staff void on request.
     policy = Rules(
         owner="customer",
         owner_may=frozenset({VIEW}),
         billing_may=INVOICE_ACTIONS,
         add=frozenset({ADMIN, BILLING}),
+        issuer="issuer",
+        issuer_may=ISSUER_ACTIONS,
     )
 
     class Meta:
@@ -576,7 +594,7 @@ class InvoiceLine(models.Model):
     amount = models.DecimalField(**MONEY)
 
     objects = InvoiceLineQuerySet.as_manager()
-    policy = read_only_rules("invoice__customer")
+    policy = INVOICE_PART_RULES
 
     class Meta:
         ordering = ["invoice", "position", "id"]
@@ -637,7 +655,7 @@ class Payment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = read_only_rules("invoice__customer")
+    policy = INVOICE_PART_RULES
 
     class Meta:
         ordering = ["-received_at", "-id"]

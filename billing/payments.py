@@ -221,7 +221,11 @@ def do_pay_invoice(
             payment_method=card.stripe_id,
             invoice_uuid=str(invoice.uuid),
             description=f"Invoice {invoice.number}",
-            idempotency_key=f"panel-invoice-{invoice.uuid}-{attempt}",
+            # On and off session are different requests: Stripe refuses a key used again
+            # with other parameters, so an API attempt whose answer was lost must not
+            # block the portal's "Pay now" of the same attempt (nor the reverse).
+            idempotency_key=f"panel-invoice-{invoice.uuid}-{attempt}"
+            + ("-on-session" if return_url else ""),
             return_url=return_url,
         )
     except PaymentError as exc:

@@ -311,8 +311,9 @@ def _send_on_commit(ids: list[int]) -> None:
 
 
 def _require(actor, action: str, invoice: Invoice | None = None) -> None:
-    """The policy decides (administrators and billing staff); a service called from
-    anywhere (API, portal, shell) asks it too."""
+    """The policy decides (administrators and billing staff; the issuing reseller for
+    what Invoice.policy's ``issuer_may`` allows); a service called from anywhere (API,
+    portal, shell) asks it too."""
     if not may(actor, action, invoice if invoice is not None and invoice.pk else Invoice):
         raise PermissionDenied("You may not do this to invoices.")
 
@@ -323,7 +324,14 @@ def do_issue_invoice(
     """Issue one draft (made by hand or left by a failed run). ``tax_total``: the tax
     exactly, instead of the rate applied to the lines (a credit note's share of the tax its
     invoice charged)."""
-    _require(actor, ISSUE)
+    _require(actor, ISSUE, invoice)
+    return _issue(invoice, actor=actor, send=send, tax_total=tax_total)
+
+
+def _issue(invoice: Invoice, *, actor, send: bool, tax_total: Decimal | None = None) -> Invoice:
+    """Number and issue a draft; the caller has checked the actor may (issue, or credit
+    for the credit note it has just made: a reseller credits the invoices it issued
+    without issuing drafts)."""
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.state != Invoice.State.DRAFT:
@@ -413,7 +421,7 @@ def do_create_credit_note(
         # The last note takes exactly the tax not yet credited, so a full credit equals the
         # invoice's total to the cent; none credits more tax than was charged.
         tax = tax_left if amount == left else min(money(amount * original.tax_rate / 100), tax_left)
-        note = do_issue_invoice(note, actor=actor, send=send, tax_total=tax)
+        note = _issue(note, actor=actor, send=send, tax_total=tax)
         original.credited_total += note.total
         before = original.state
         if original.balance <= ZERO and original.state == Invoice.State.ISSUED:
@@ -572,7 +580,8 @@ def record_payment(
 
 
 def do_record_manual_payment(invoice: Invoice, *, actor, data: dict) -> Payment:
-    """Staff (administrators, billing) record a bank transfer or cash by hand."""
+    """Staff (administrators, billing) or the issuing reseller record a bank transfer or
+    cash by hand."""
     _require(actor, RECORD_PAYMENT, invoice)
     accept_only(data, PAYMENT_FIELDS)
     if data.get("amount") in (None, ""):

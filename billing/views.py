@@ -1,25 +1,54 @@
-"""Billing pages, mounted at /billing/: invoices (list, page, PDF, staff actions), usage
-against the plan, and for staff who may work invoices, revenue and unpaid invoices."""
+"""Billing pages, mounted at /billing/: invoices (list, page, PDF, the actions of staff and
+of the issuing reseller), usage against the plan, revenue and unpaid invoices for those who
+may work invoices, and the billing settings and tax rates for those who may change them."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 
 from billing import documents, services
 from billing.filters import InvoiceFilter, UsageFilter
-from billing.forms import CreditForm, PaymentForm, ProfileForm, VoidForm
-from billing.models import CREDIT, RECORD_PAYMENT, VOID, Invoice, UsageKind, UsageRecord
+from billing.forms import (
+    BillingSettingsForm,
+    CreditForm,
+    PaymentForm,
+    ProfileForm,
+    TaxRateForm,
+    VoidForm,
+)
+from billing.models import (
+    CREDIT,
+    RECORD_PAYMENT,
+    VOID,
+    BillingSettings,
+    Invoice,
+    TaxRate,
+    UsageKind,
+    UsageRecord,
+)
+from billing.rating import settings_for
 from billing.usage import BillingPeriod
-from core.generic import PortalDetailView, PortalFormActionView, PortalListView, get_for_user
-from core.policy import VIEW, may, restrict
+from core.generic import (
+    PortalDeleteView,
+    PortalDetailView,
+    PortalEditView,
+    PortalFormActionView,
+    PortalListView,
+    form_errors_from,
+    get_for_user,
+    redirect_htmx_aware,
+)
+from core.policy import CHANGE, DELETE, VIEW, may, restrict
 from core.sections import sections_for
 from core.tables import Column, Table
 
@@ -122,11 +151,6 @@ def usage_bars(records) -> list[dict]:
 @login_required
 def profile(request):
     """The signed-in user's invoice address, country (its tax rate) and tax id."""
-    from django.contrib import messages
-    from django.core.exceptions import ValidationError
-
-    from core.generic import form_errors_from, redirect_htmx_aware
-
     current = services.profile_of(request.user)
     form = ProfileForm(request.POST or None, instance=current)
     if request.method == "POST" and form.is_valid():
@@ -191,3 +215,116 @@ def revenue(request):
         "billing/revenue.html",
         {"months": rows, "unpaid": list(unpaid), "today": today},
     )
+
+
+# Billing settings and tax rates --------------------------------------------------------
+
+# Who the issuer is: a reseller's new settings never start with the panel's.
+ISSUER_IDENTITY = frozenset({"legal_name", "address", "tax_id"})
+
+
+def settings_to_change(user) -> BillingSettings:
+    """The billing settings ``user`` works on: the panel's for those who may change them
+    (billing staff, administrators); else the user's own as an issuer (a reseller, which
+    bills its customers), unsaved until first saved and then starting from the panel's terms
+    without the panel's name, address and tax id. 404 for everyone else."""
+    if not may(user, CHANGE, BillingSettings):
+        raise Http404
+    panel = settings_for(None)  # the panel's row, made with the defaults on first use
+    rows = restrict(BillingSettings, user, CHANGE)
+    if rows.filter(pk=panel.pk).exists():
+        return BillingSettings.objects.get(pk=panel.pk)
+    own = rows.filter(issuer=user).first()
+    if own is not None:
+        return own
+    kept = [f for f in services.SETTINGS_FIELDS if f not in ISSUER_IDENTITY]
+    return BillingSettings(issuer=user, **{f: getattr(panel, f) for f in kept})
+
+
+@login_required
+def billing_settings(request):
+    """How invoices are issued: currency, terms, reminders, suspension, who issues them,
+    number prefixes and the prices of what plans do not include."""
+    current = settings_to_change(request.user)
+    form = BillingSettingsForm(request.POST or None, instance=current)
+    if request.method == "POST" and form.is_valid():
+        fresh = settings_to_change(request.user)  # the form wrote onto ``current``
+        try:
+            services.do_update_settings(fresh, actor=request.user, data=dict(form.cleaned_data))
+        except ValidationError as exc:
+            form_errors_from(form, exc)
+        else:
+            messages.success(request, "Billing settings saved.")
+            return redirect_htmx_aware(request, reverse("billing_settings"))
+    status = 400 if form.errors else 200
+    ctx = {"form": form, "own": current.issuer_id is not None}
+    return render(request, "billing/settings.html", ctx, status=status)
+
+
+TAX_RATE_TABLE = Table(
+    columns=(
+        Column("Country"),
+        Column("Name"),
+        Column("Rate"),
+        Column("Updated", "hidden sm:table-cell"),
+    ),
+    row_template="billing/partials/tax_rate_row.html",
+    empty_icon="scroll-text",
+    empty_text="No tax rates: invoices carry no tax until one is added.",
+    testid="tax-rates-table",
+)
+
+
+class TaxRateList(PortalListView):
+    """Those who may read tax rates (staff); the rest get 404, not an empty list."""
+
+    model = TaxRate
+    table = TAX_RATE_TABLE
+    template_name = "billing/tax_rate_list.html"
+    partial_template_name = "components/table.html"
+    paginate_by = 100
+
+    def get(self, request, *args, **kwargs):
+        if not may(request.user, VIEW, TaxRate):
+            raise Http404
+        return super().get(request, *args, **kwargs)
+
+    def optimise(self, qs):
+        return qs.order_by("country")
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        ctx["may_change"] = may(self.request.user, CHANGE, TaxRate)
+        return ctx
+
+
+class _TaxRateById:
+    """Tax rates have no uuid: the route's ``pk`` is what the generic views call ``uuid``."""
+
+    def dispatch(self, request, *args, pk=None, **kwargs):
+        return super().dispatch(request, *args, uuid=pk, **kwargs)
+
+
+class TaxRateEdit(_TaxRateById, PortalEditView):
+    model, form_class = TaxRate, TaxRateForm
+    template_name = "billing/tax_rate_form.html"
+    create_service = staticmethod(services.do_create_tax_rate)
+    update_service = staticmethod(services.do_update_tax_rate)
+    created_message = "Tax rate {object} added."
+
+    def get_object(self, request, uuid):
+        if uuid is None:
+            return super().get_object(request, uuid)  # adding: the model's ``add`` rule
+        return get_for_user(TaxRate, request.user, CHANGE, pk=uuid)
+
+    def success_url(self, obj) -> str:
+        return reverse("billing_tax_rates")
+
+
+class TaxRateDelete(_TaxRateById, PortalDeleteView):
+    model = TaxRate
+    delete_service = staticmethod(services.do_delete_tax_rate)
+    success_url = reverse_lazy("billing_tax_rates")
+
+    def get_object(self, request, uuid):
+        return get_for_user(TaxRate, request.user, DELETE, pk=uuid)

@@ -204,12 +204,15 @@ class PortalDeleteView(View):
     template_name = "components/confirm_delete.html"
     success_url = "/"
 
+    def get_object(self, request, uuid):
+        return get_for_user(self.model, request.user, DELETE, uuid=uuid)
+
     def get(self, request, uuid):
-        obj = get_for_user(self.model, request.user, DELETE, uuid=uuid)
+        obj = self.get_object(request, uuid)
         return render(request, self.template_name, {"object": obj})
 
     def post(self, request, uuid):
-        obj = get_for_user(self.model, request.user, DELETE, uuid=uuid)
+        obj = self.get_object(request, uuid)
         try:
             type(self).delete_service(obj, actor=request.user)
         except ValidationError as exc:

@@ -15,7 +15,8 @@ without one get ``DEFAULT``). Everything else asks this module:
 An object out of reach is simply absent from the queryset, so lookups answer 404.
 Roles: administrators may do everything a model allows them, support staff read (and what
 ``support_may`` adds), billing staff what ``billing_may`` allows (the billing models),
-resellers act on their own rows and their customers', customers on their own;
+resellers act on their own rows and their customers' (and on the rows they issued, as
+``issuer_may`` allows), customers on their own;
 django-guardian grants open single objects for the standard actions.
 """
 
@@ -66,6 +67,8 @@ class Rules:
     guard: Q | None = None
     reseller_reaches_customers: bool = True
     owner_is_id: bool = False
+    issuer: str | None = None
+    issuer_may: frozenset[str] = frozenset()
 
 
 DEFAULT = Rules()
@@ -128,6 +131,11 @@ def scope(model, user, action: str = VIEW, grants: dict | None = None) -> Q | bo
     own = None
     if rules.owner is not None and action in rules.owner_may:
         own = _owner_q(rules, user)
+    if role == RESELLER and rules.issuer is not None and action in rules.issuer_may:
+        # The issuer column directly (indexed), OR-ed with the owner condition: never a
+        # join to the owner's reseller.
+        issued = Q(**{rules.issuer: user.pk})
+        own = issued if own is None else own | issued
     if action in _GRANTABLE and rules.owner is not None:  # unowned rows are never granted
         q = _with_grants(model, user, action, own, grants)
         if q is None:
@@ -177,6 +185,8 @@ def _reaches_some(rules: Rules, role: str | None, action: str) -> bool:
     if role == SUPPORT and action in rules.support_may:
         return True
     if role == BILLING and action in rules.billing_may:
+        return True
+    if role == RESELLER and rules.issuer is not None and action in rules.issuer_may:
         return True
     return rules.owner is not None and (action in rules.owner_may or action in _GRANTABLE)
 

@@ -44,12 +44,9 @@ urlpatterns = [
         views.share_remove,
         name="share_remove",
     ),
-    # Billing's payment pages (their own module beside billing/urls.py).
-    path("billing/payments/", include("billing.payments_urls")),
     *app_urls(),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("billing.api.payments_urls")),
     path("api/v1/", include("panel.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

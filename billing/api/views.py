@@ -20,9 +20,10 @@ from core.policy import VIEW
 
 
 class InvoiceViewSet(PolicyViewSetMixin, viewsets.ReadOnlyModelViewSet):
-    """Invoices and credit notes you may see (yours; a reseller's customers'; all for
-    staff and billing). ``pdf`` downloads one; ``record_payment`` (administrators and
-    billing staff) records money received by hand."""
+    """Invoices and credit notes you may see (yours; a reseller's customers' and those it
+    issued; all for staff and billing). ``pdf`` downloads one; ``record_payment``
+    (administrators, billing staff, and the reseller that issued the invoice) records money
+    received by hand."""
 
     queryset = Invoice.objects.all()
     filterset_class = InvoiceFilter

@@ -4,7 +4,8 @@ HTTP server on loopback speaking the subset the panel uses, as Stripe does.
 - Requests are form-encoded (``a[b]=c``), authenticated with ``Authorization: Bearer
   <secret key>`` (401 ``invalid_request_error`` otherwise); answers are Stripe's JSON
   objects (``id``, ``object``, ...) and errors ``{"error": {"type", "code", "message"}}``.
-- ``Idempotency-Key``: a repeated POST with the same key gets the first answer back.
+- ``Idempotency-Key``: a repeated POST with the same key gets the first answer back; the
+  same key with other parameters is refused (400 ``idempotency_error``), as Stripe does.
 - Cards: Stripe's test payment methods ``pm_card_visa`` (succeeds) and
   ``pm_card_chargeDeclined`` (declined: HTTP 402 ``card_error``/``card_declined`` with the
   PaymentIntent in the error), ``pm_card_authenticationRequired`` (3-D Secure: the charge
@@ -429,11 +430,20 @@ class StripeStandIn:
                 key = self.headers.get("Idempotency-Key")
                 with standin.lock:
                     if method == "POST" and key and key in standin.idempotent:
-                        return self._answer(*standin.idempotent[key])
+                        status, body, first = standin.idempotent[key]
+                        if first != (split.path, params):
+                            message = ("Keys for idempotent requests can only be used with "
+                                       "the same parameters they were first used with. Try "
+                                       f"using a key other than '{key}' if you meant to "
+                                       "execute a different request.")  # fmt: skip
+                            error = {"type": "idempotency_error", "message": message}
+                            return self._answer(400, {"error": error})
+                        return self._answer(status, body)
                     status, body = standin.route(method, split.path, params)
                     if method == "POST" and key:
                         # The answer as it was (Stripe replays the first response).
-                        standin.idempotent[key] = (status, json.loads(json.dumps(body)))
+                        answer = json.loads(json.dumps(body))
+                        standin.idempotent[key] = (status, answer, (split.path, params))
                 return self._answer(status, body)
 
             def do_GET(self):

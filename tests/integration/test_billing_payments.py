@@ -103,7 +103,7 @@ def test_card_saved_through_the_portal_and_invoice_paid_end_to_end(invoice, cust
     assert payment.method == "stripe" and payment.state == Payment.State.SUCCEEDED
     charge = [r for r in standin.requests if r[1] == "/v1/payment_intents"][-1]
     assert charge[2]["amount"] == "1250" and charge[2]["currency"] == "eur"
-    assert charge[3]["Idempotency-Key"] == f"panel-invoice-{invoice.uuid}-1"
+    assert charge[3]["Idempotency-Key"] == f"panel-invoice-{invoice.uuid}-1-on-session"
     assert charge[2]["metadata"]["panel_invoice"] == str(invoice.uuid)
 
     # Stripe's webhook for the same PaymentIntent arrives afterwards: nothing changes.
@@ -137,7 +137,11 @@ def test_declined_card_marks_the_attempt_failed_and_not_the_invoice(invoice, cus
     invoice.refresh_from_db()
     assert invoice.state == Invoice.State.PAID
     keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[1] == "/v1/payment_intents"]
-    assert keys[-2:] == [f"panel-invoice-{invoice.uuid}-1", f"panel-invoice-{invoice.uuid}-2"]
+    # The portal's attempt is on session, the second (the service, as the API) off session.
+    assert keys[-2:] == [
+        f"panel-invoice-{invoice.uuid}-1-on-session",
+        f"panel-invoice-{invoice.uuid}-2",
+    ]
 
 
 def test_webhook_alone_settles_once_replays_change_nothing(invoice, customer, standin, client):

@@ -237,7 +237,7 @@ def test_pay_now_again_cancels_the_abandoned_authentication(invoice, customer, s
     second = invoice.payments.get(state=Payment.State.PENDING)
     assert second_bank.endswith(second.external_id) and second.pk != first.pk
     keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[1] == "/v1/payment_intents"]
-    assert keys[-1] == f"panel-invoice-{invoice.uuid}-2"
+    assert keys[-1] == f"panel-invoice-{invoice.uuid}-2-on-session"
     # The first page, left open, cannot take the money any more.
     location = press(first_bank, "Complete authentication")
     assert standin.objects[first.external_id]["status"] == "canceled"
@@ -316,3 +316,30 @@ def test_canceled_webhook_of_the_replaced_attempt_changes_nothing_more(
     forged = body.replace(b"canceled", b"succeeded")
     assert post_event(client, forged, sign(forged, "whsec_not_ours")).status_code == 400
     assert post_event(client, body, sign(body, WEBHOOK_SECRET)).content == b"duplicate"
+
+
+def test_an_api_attempt_whose_answer_was_lost_does_not_block_pay_now(
+    invoice, customer, standin, monkeypatch
+):
+    """The API's attempt reached Stripe but its answer was lost (the attempt is forgotten,
+    so a retry reuses its key). The portal's "Pay now" of the same attempt is another
+    request (on session): Stripe would refuse the key with other parameters."""
+    from billing import stripe_client
+    from billing.stripe_client import PaymentError
+
+    save_card(customer, THREE_DS)
+    real_charge = stripe_client.charge
+
+    def answer_lost(**kwargs):
+        real_charge(**kwargs)
+        raise PaymentError(
+            "Stripe cannot be reached just now; nothing was charged.", retryable=True
+        )
+
+    monkeypatch.setattr(stripe_client, "charge", answer_lost)
+    assert login(customer).post(f"/api/v1/invoices/{invoice.uuid}/pay/").status_code == 400
+    assert not invoice.payments.exists()
+    monkeypatch.setattr(stripe_client, "charge", real_charge)
+    answer = pay_now(login(customer), invoice)
+    assert answer.status_code == 200 and answer["Refresh"].startswith(f"0;url={standin.url}/3ds/")
+    assert invoice.payments.get().state == Payment.State.PENDING

@@ -1,9 +1,12 @@
 """The sweep as billing staff: every invoice, payment and usage record readable, nothing
 else reachable (servers, websites, mail, customers' other data: 404, like any outsider),
 and nothing changed by requests without a valid form (its own file: parallel workers
-share the sweeps)."""
+share the sweeps). Also the reseller that issued the victim's invoice (it works it), and
+the tax rate routes, which have no owner."""
 
-from billing.models import BillingProfile, Invoice, InvoiceLine, Payment, UsageRecord
+from decimal import Decimal
+
+from billing.models import BillingProfile, Invoice, InvoiceLine, Payment, TaxRate, UsageRecord
 from core.models import AuditEntry
 from tests.conftest import login
 from tests.unit.test_outsider_sweep import (  # noqa: F401 - fixtures
@@ -44,3 +47,44 @@ def test_billing_staff_read_billing_and_reach_nothing_else(victims, outsiders): 
     assert client.get(f"/api/v1/invoices/{invoice.uuid}/").status_code == 200
     assert snapshot(objects) == before
     assert not AuditEntry.objects.filter(pk__gt=mark).exists()
+
+
+def test_issuing_reseller_works_its_invoice_and_changes_nothing_without_a_form(victims):  # noqa: F811
+    """The victim's reseller issued the victim invoice: every billing route answers (no
+    500, no secret), and requests without a valid form record no payment or credit."""
+    objects = victims["objects"]
+    reseller = objects[0]
+    invoice = next(o for o in objects if isinstance(o, Invoice))
+    assert invoice.issuer_id == reseller.pk
+    client = login(reseller)
+    theirs = [o for o in objects if isinstance(o, BILLING_READS)]
+    before = snapshot(objects)
+    mark = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
+    for url in set(requests_for(theirs)):
+        for method in methods(url):
+            resp = _request(client, method, url)
+            assert resp.status_code < 500, (method, url)
+            body = resp.content.decode(errors="replace")
+            assert not [s for s in victims["secrets"] if s in body], url
+    detail = client.get(f"/billing/invoices/{invoice.uuid}/").content.decode()
+    assert "Record a payment" in detail
+    assert snapshot(objects) == before
+    assert not AuditEntry.objects.filter(pk__gt=mark).exists()
+
+
+def test_tax_rate_routes_refuse_outsiders(db, outsiders):  # noqa: F811
+    """Tax rates have no owner: customers and resellers reach none of their routes,
+    support reads the list only; nothing changes."""
+    rate = TaxRate.objects.create(country="DE", rate=Decimal(19))
+    # The portal's routes (the admin's are swept with the admin's rules elsewhere).
+    urls = {u for u in requests_for([rate]) if not u.startswith("/admin/")}
+    assert {f"/billing/tax-rates/{rate.pk}/", f"/billing/tax-rates/{rate.pk}/delete/"} <= urls
+    before = snapshot([rate])
+    for who in ("customer", "reseller", "support"):
+        client = login(outsiders[who])
+        for url in urls:
+            for method in methods(url):
+                resp = _request(client, method, url)
+                assert resp.status_code in (404, 405), (who, method, url, resp.status_code)
+    assert snapshot([rate]) == before
+    assert not AuditEntry.objects.filter(action__startswith="tax_rate.").exists()
