@@ -10,11 +10,29 @@ class WebhookAdmin(PolicyAdmin):
     """Webhooks belong to the users who made them (portal or API); staff see and delete."""
 
     delete_service = staticmethod(services.do_delete_webhook)
-    list_display = ["name", "owner", "url", "enabled", "allow_private", "created_at"]
+    list_display = [
+        "name",
+        "owner",
+        "receiver",
+        "enabled",
+        "stopped",
+        "allow_private",
+        "created_at",
+    ]
     list_filter = ["enabled", "allow_private"]
-    search_fields = ["name", "url", "owner__email"]
-    list_select_related = ["owner"]
-    exclude = ["secret"]
+    search_fields = ["name", "owner__email"]  # not the URL: it would reveal its credentials
+    list_select_related = ["owner", "token"]
+    exclude = ["secret", "url"]
+    readonly_fields = ["receiver"]
+
+    @admin.display(description="URL")
+    def receiver(self, hook: Webhook) -> str:
+        # Staff see it without the credentials it may carry (user, password, query values).
+        return hook.redacted_url
+
+    @admin.display(description="stopped because")
+    def stopped(self, hook: Webhook) -> str:
+        return hook.stopped_because()
 
 
 @admin.register(Event)

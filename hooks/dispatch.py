@@ -397,13 +397,15 @@ def _store(found: list[Found]) -> list[Event]:
 def _fan_out(events: list[Event]) -> list[Delivery]:
     """A delivery for each webhook that hears each event: its type is subscribed, and the
     policy routes the event to the webhook's owner (the object's owner, its reseller, or
-    staff), one query per webhook."""
+    staff), one query per webhook. A webhook that is stopped (``Webhook.stopped_because``:
+    its owner deactivated or moved to a role that may not hold webhooks, such as support,
+    whose routing is every tenant's; its token revoked or expired) hears nothing."""
     if not events:
         return []
     ids = [e.pk for e in events]
     rows = []
     for hook in Webhook.objects.filter(enabled=True).select_related("owner", "token"):
-        if hook.token is not None and not hook.token.is_usable:
+        if hook.stopped_because():
             continue
         heard = Event.objects.filter(stream_scope(hook.owner), pk__in=ids, type__in=hook.events)
         rows += [Delivery(webhook=hook, event_id=pk) for pk in heard.values_list("pk", flat=True)]

@@ -24,6 +24,11 @@ class WebhookForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if not kwargs.get("instance") and "enabled" in self.fields:
             self.fields["enabled"].initial = True
+        instance = kwargs.get("instance")
+        if instance is not None and instance.url_for(actor) != instance.url:
+            # Staff and resellers editing it are shown the URL without its credentials; sent
+            # back unchanged, the service keeps the stored one.
+            self.initial["url"] = instance.url_for(actor)
         if actor is None or not may(actor, ALLOW_PRIVATE, Webhook):
             # The service refuses it from anyone but an administrator; do not offer it.
             del self.fields["allow_private"]

@@ -8,6 +8,7 @@ created, an alert fired ...) by ``hooks.dispatch``; each webhook that hears it g
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import models
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from core.fields import EncryptedTextField
 from core.policy import (
+    ADD,
     ADMIN,
     CHANGE,
     CUSTOMER,
@@ -25,6 +27,7 @@ from core.policy import (
     VIEW,
     PolicyQuerySet,
     Rules,
+    may,
 )
 from core.validators import validate_plain_text
 
@@ -50,6 +53,31 @@ ALLOW_PRIVATE = "allow_private"
 
 # What a webhook may subscribe to (the test event is sent on request only).
 SUBSCRIBABLE = [value for value in EventType.values if value != EventType.TEST]
+
+
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without what may be a credential: the user and password
+    (``https://u:p@host/``) and every query value (``?token=abc``) become ``***``, as does a
+    fragment. What the audit chain keeps and what anyone but the webhook's owner is shown."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return REDACTED  # not a URL one can take apart: show none of it
+    netloc = parts.netloc
+    if "@" in netloc:
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{REDACTED}@{host}" + (f":{port}" if port is not None else "")
+    query = "&".join(  # the names stay as written (percent-encoded); no value does
+        f"{pair.partition('=')[0]}={REDACTED}" for pair in parts.query.split("&") if pair
+    )
+    fragment = REDACTED if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 class Webhook(models.Model):
@@ -99,6 +127,39 @@ class Webhook(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("webhook", kwargs={"uuid": self.uuid})
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+    def url_for(self, user) -> str:
+        """The URL as ``user`` may read it: whole for its owner (who typed it), without
+        credentials (``redact_url``) for staff and resellers who also see the webhook."""
+        return self.url if user is not None and user.pk == self.owner_id else self.redacted_url
+
+    def stopped_because(self) -> str:
+        """Why this webhook hears and sends nothing now ("" when it works): switched off,
+        its owner deactivated or no longer in a role that may hold webhooks (the policy's
+        ``add``: support would hear every tenant's events), or its API token revoked or
+        expired. Read by the fan-out, by every delivery attempt and by its pages."""
+        if not self.enabled:
+            return "Switched off."
+        owner = self.owner
+        if not owner.is_active:
+            return "Its owner's account is deactivated."
+        if not may(owner, ADD, Webhook):
+            return (
+                f"Its owner's role is now {owner.get_role_display()}, which may not hold "
+                "webhooks (a staff member's webhook would carry other customers' events out)."
+            )
+        token = self.token
+        if token is not None and not token.is_usable:
+            return f"The API token it was made with is {token.status}."
+        return ""
+
+    @property
+    def active(self) -> bool:
+        return not self.stopped_because()
 
 
 class Event(models.Model):

@@ -22,7 +22,15 @@ from django.utils import timezone
 from core import audit
 from core.policy import may
 from core.services import accept_only, refuse_nul_in
-from hooks.models import ALLOW_PRIVATE, SUBSCRIBABLE, Delivery, Event, EventType, Webhook
+from hooks.models import (
+    ALLOW_PRIVATE,
+    SUBSCRIBABLE,
+    Delivery,
+    Event,
+    EventType,
+    Webhook,
+    redact_url,
+)
 from monitoring import notify
 
 WEBHOOK_FIELDS = ["name", "url", "events", "enabled", "allow_private"]
@@ -99,7 +107,7 @@ def do_create_webhook(*, actor, data: dict, token=None) -> Webhook:
         "webhook.create",
         hook,
         actor=actor,
-        changes={"url": [None, hook.url], "events": [None, ",".join(hook.events)]},
+        changes={"url": [None, redact_url(hook.url)], "events": [None, ",".join(hook.events)]},
     )
     return hook
 
@@ -110,6 +118,10 @@ def do_update_webhook(hook: Webhook, *, actor, data: dict) -> Webhook:
     refuse_nul_in(data, WEBHOOK_FIELDS + WEBHOOK_SECRETS)
     data = dict(data)
     _clean_events(data)
+    if data.get("url") == hook.redacted_url != hook.url:
+        # The redacted URL others are shown, sent back unchanged (a form saved by staff or
+        # a reseller): keep the stored URL and its credentials.
+        del data["url"]
     before = audit.snapshot(hook, WEBHOOK_FIELDS)
     for name in WEBHOOK_FIELDS:
         if name in data and name != "allow_private":
@@ -117,6 +129,8 @@ def do_update_webhook(hook: Webhook, *, actor, data: dict) -> Webhook:
     _set_private(hook, data, actor, before["url"])
     _validate(hook, data, creating=False)
     changes = audit.diff(before, audit.snapshot(hook, WEBHOOK_FIELDS))
+    if "url" in changes:  # the append-only chain keeps no credential a URL carries
+        changes["url"] = [redact_url(value or "") for value in changes["url"]]
     if data.get("secret"):  # blank keeps the stored secret
         hook.secret = data["secret"]
         changes["secret"] = ["***", "***"]
@@ -127,7 +141,7 @@ def do_update_webhook(hook: Webhook, *, actor, data: dict) -> Webhook:
 
 @transaction.atomic
 def do_delete_webhook(hook: Webhook, *, actor) -> None:
-    audit.record("webhook.delete", hook, actor=actor, changes={"url": [hook.url, None]})
+    audit.record("webhook.delete", hook, actor=actor, changes={"url": [redact_url(hook.url), None]})
     hook.delete()
 
 
@@ -136,7 +150,9 @@ def audit_token_webhooks(sender, instance, **kwargs) -> None:
     every deletion is audited (``do_delete_token`` names the actor; else it is "system")."""
     actor = getattr(instance, "_deleted_by", None)
     for hook in Webhook.objects.filter(token=instance).select_related("owner"):
-        audit.record("webhook.delete", hook, actor=actor, changes={"url": [hook.url, None]})
+        audit.record(
+            "webhook.delete", hook, actor=actor, changes={"url": [redact_url(hook.url), None]}
+        )
 
 
 @transaction.atomic
@@ -175,7 +191,8 @@ def deliver(delivery: Delivery, *, now: datetime | None = None) -> Delivery:
     The attempt is claimed first (one UPDATE: counted, and due again only after a lease), so
     two workers never send the same delivery at once and a worker killed mid-send leaves it
     to ``retry_due``: delivered at least once, never lost. Receivers drop repeats by the
-    body's ``id`` (or ``X-Panel-Delivery``)."""
+    body's ``id``, which is signed (``X-Panel-Delivery`` is not: a replayed request may
+    carry any), and refuse stale ``X-Panel-Timestamp``s (docs/api.md#webhooks)."""
     now = now or timezone.now()
     if delivery.state != Delivery.State.PENDING:
         return delivery
@@ -188,13 +205,12 @@ def deliver(delivery: Delivery, *, now: datetime | None = None) -> Delivery:
     if not claimed:
         return delivery
     hook, event = delivery.webhook, delivery.event
-    token = hook.token
-    if not hook.enabled or not hook.owner.is_active or (token and not token.is_usable):
+    # Checked again at every attempt: what was routed to the webhook while its owner could
+    # hold one is not sent once that changed (a customer made support staff, deactivated).
+    stopped = hook.stopped_because()
+    if stopped:
         delivery.state, delivery.next_attempt_at = Delivery.State.FAILED, None
-        delivery.last_error = (
-            "Not sent: the webhook is disabled, its owner deactivated or its API token "
-            "no longer usable."
-        )
+        delivery.last_error = f"Not sent: {stopped}"
         delivery.save()
         return delivery
     body = event.body()

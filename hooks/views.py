@@ -17,7 +17,7 @@ WEBHOOK_TABLE = Table(
     columns=(
         Column("Webhook"),
         Column("Events", "hidden md:table-cell"),
-        Column("Enabled", "hidden sm:table-cell"),
+        Column("State", "hidden sm:table-cell"),
     ),
     row_template="hooks/partials/webhook_row.html",
     empty_icon="upload",

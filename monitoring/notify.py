@@ -43,7 +43,9 @@ class Notice:
     title: str
     text: str
     data: dict  # the webhook's JSON body
-    key: str = ""  # the delivery's id: the same on every attempt (X-Panel-Delivery)
+    # The delivery's id, the same on every attempt (X-Panel-Delivery). Not signed: receivers
+    # deduplicate by a signed field of the body (an integrator event's ``id``).
+    key: str = ""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -121,18 +123,50 @@ def is_ip_literal(host: str) -> bool:
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _COMPAT = ipaddress.ip_network("::/96")
 
+# Not globally reachable by the IANA special-purpose address registries, yet ``is_global``
+# on Python 3.11 (whose table predates them or leaves them out). Checked against
+# https://www.iana.org/assignments/iana-ipv6-special-registry and iana-ipv4-special-registry
+# (2026-11): every block there whose "Globally Reachable" is False or N/A is either here or
+# already not ``is_global``. (Python is stricter than the registries on 2001::/23, e.g. the
+# AS112 and PCP anycast blocks; that costs no integrator anything and stays.)
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "64:ff9b:1::/48",  # NAT64 local-use prefix (RFC 8215): a site's own translator
+        "100::/64",  # discard-only (RFC 6666)
+        "100:0:0:1::/64",  # dummy IPv6 prefix (RFC 9780)
+        "2001:db8::/32",  # documentation (RFC 3849)
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 SIDs (RFC 9602)
+        "fc00::/7",  # unique local (RFC 4193)
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local, deprecated (RFC 3879) but still routed inside sites
+        "ff00::/8",  # multicast: never a webhook's receiver
+        "192.88.99.0/24",  # 6to4 relay anycast, deprecated (RFC 7526)
+        "224.0.0.0/4",  # multicast (233.252.0.0/24 documentation among it)
+    )
+)
+
+
+def _listed_global(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """``is_global``, and outside the registries' blocks Python 3.11 does not know."""
+    if any(addr in net for net in NOT_GLOBAL if net.version == addr.version):
+        return False
+    return addr.is_global
+
 
 def is_public_address(text: str) -> bool:
-    """Whether ``text`` is a global address, and so is any IPv4 address embedded in it
-    (IPv4-mapped, 6to4, NAT64 64:ff9b::/96, IPv4-compatible ::a.b.c.d)."""
+    """Whether ``text`` is a globally reachable address (``is_global`` and the IANA blocks
+    in ``NOT_GLOBAL``), and so is any IPv4 address embedded in it (IPv4-mapped, 6to4,
+    NAT64 64:ff9b::/96, IPv4-compatible ::a.b.c.d)."""
     addr = ipaddress.ip_address(text)
-    if not addr.is_global:
+    if not _listed_global(addr):
         return False
     if isinstance(addr, ipaddress.IPv6Address):
         embedded = addr.ipv4_mapped or addr.sixtofour
         if embedded is None and (addr in _NAT64 or addr in _COMPAT):
             embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-        if embedded is not None and not embedded.is_global:
+        if embedded is not None and not _listed_global(embedded):
             return False
     return True
 

@@ -16,16 +16,16 @@ Exit codes: 0 done, 1 an operation failed or was cancelled, 2 the API refused th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import click
+from click.core import ParameterSource
 
 from panelctl import config
 from panelctl.client import ApiError, Client
@@ -40,13 +40,20 @@ def _action_name(ctx, param, value: str) -> str:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Bidirectional overrides and isolates: they reorder what the terminal shows (Trojan Source).
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def printable(text) -> str:
+    """Server text made safe for a terminal: control characters (ESC sequences that move
+    the cursor, retitle the window or rewrite earlier lines; CR; newlines that would fake a
+    line of panelctl's own) and bidi overrides become visible escapes (``\\x1b``)."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if ch in _BIDI or unicodedata.category(ch) == "Cc"
+        else ch
+        for ch in str(text)
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ class State:
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"panelctl: {message}", err=True)
+    click.echo(f"panelctl: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -121,18 +128,18 @@ def output(state: State, data, columns: tuple[str, ...] | None = None) -> None:
     if isinstance(data, dict):
         width = max((len(k) for k in data), default=0)
         for key, value in data.items():
-            click.echo(f"{key.ljust(width)}  {_cell(value)}")
+            click.echo(f"{printable(key).ljust(width)}  {_cell(value)}")
         return
     if data is not None:
-        click.echo(str(data))
+        click.echo(printable(data))
 
 
 def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+        return json.dumps(value, sort_keys=True)  # escapes control characters itself
+    return printable(value)
 
 
 def parse_pairs(pairs: tuple[str, ...], raw: str | None) -> dict:
@@ -169,7 +176,7 @@ def follow(state: State, op: dict, *, interval: float) -> None:
     last_line = 0
     shown = 0
     quiet = state.as_json
-    label = f"{op.get('kind', 'operation')} {op.get('target_label', '')}".strip()
+    label = printable(f"{op.get('kind', 'operation')} {op.get('target_label', '')}".strip())
     with click.progressbar(
         length=100, label=label, file=sys.stderr, show_percent=True, show_eta=False
     ) as bar:
@@ -179,7 +186,8 @@ def follow(state: State, op: dict, *, interval: float) -> None:
             for line in lines:
                 last_line = max(last_line, line["id"])
                 if not quiet:
-                    click.echo(f"  {line['level']}: {line['message']}", err=True)
+                    text = f"  {line['level']}: {line['message']}"
+                    click.echo(printable(text), err=True)
             if op["progress"] > shown:
                 bar.update(op["progress"] - shown)
                 shown = op["progress"]
@@ -192,7 +200,8 @@ def follow(state: State, op: dict, *, interval: float) -> None:
     if state.as_json:
         output(state, op)
     else:
-        click.echo(f"{op['state']}: {op.get('error') or op.get('message') or ''}".rstrip(": "))
+        text = f"{op['state']}: {op.get('error') or op.get('message') or ''}".rstrip(": ")
+        click.echo(printable(text))
     if op["state"] != "succeeded":
         sys.exit(1)
 
@@ -215,28 +224,45 @@ def main(ctx: click.Context, profile: str, as_json: bool) -> None:
 @main.command()
 @click.option("--url", required=True, help="The panel's address, e.g. https://panel.example.com")
 @click.option(
+    "--token-stdin",
+    is_flag=True,
+    help="Read the token from standard input (e.g. from a secret store in a pipe).",
+)
+@click.option(
     "--token",
     envvar="PANELCTL_TOKEN",
-    prompt=True,
     hide_input=True,
-    help="An API token (Account → API tokens); asked for when not given.",
+    help="An API token (Account → API tokens). Prefer the prompt (asked for when not "
+    "given), --token-stdin or PANELCTL_TOKEN: a command line is visible to other users.",
 )
-@click.pass_obj
-def login(state: State, url: str, token: str) -> None:
+@click.pass_context
+def login(ctx: click.Context, url: str, token_stdin: bool, token: str | None) -> None:
     """Check a token against the panel and keep it as a profile (file mode 0600)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter("give an https:// URL", param_hint="--url")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        # The token would cross the network in the clear.
-        raise click.BadParameter("https:// only (http:// for loopback hosts)", param_hint="--url")
-    profile = config.Profile(state.profile_name, url.rstrip("/"), token.strip())
+    state: State = ctx.obj
+    problem = config.url_problem(url)
+    if problem:  # the token would cross the network in the clear, or go nowhere sensible
+        raise click.BadParameter(problem, param_hint="--url")
+    if token_stdin:
+        token = sys.stdin.readline()
+    elif token is None:
+        token = click.prompt("Token", hide_input=True, err=True)
+    elif ctx.get_parameter_source("token") is ParameterSource.COMMANDLINE:
+        click.echo(
+            "panelctl: warning: a token on the command line is visible in the process list "
+            "and shell history; use the prompt, --token-stdin or PANELCTL_TOKEN.",
+            err=True,
+        )
+    token = (token or "").strip()
+    if not token:
+        raise click.BadParameter("no token given", param_hint="--token")
+    profile = config.Profile(state.profile_name, url.rstrip("/"), token)
     me = api_call(Client(profile).get, "me/")
     try:
         config.save(profile)
     except config.ConfigError as exc:
         fail(str(exc), 3)
-    click.echo(f"Logged in to {profile.url} as {me.get('email')} (profile {profile.name}).")
+    email = printable(me.get("email") if isinstance(me, dict) else "")
+    click.echo(f"Logged in to {profile.url} as {email} (profile {profile.name}).")
 
 
 @main.command()

@@ -44,6 +44,8 @@ class Client:
             body = None
         if resp.status_code >= 400:
             raise ApiError(_describe(resp.status_code, body), status=resp.status_code, body=body)
+        if body is None and resp.content:
+            raise _not_json(resp, self.base)
         return body
 
     def get(self, path: str, **params) -> Any:
@@ -65,8 +67,8 @@ class Client:
         while True:
             if isinstance(body, list):  # an unpaginated list
                 return body[:limit] if limit else body
-            rows += body.get("results", [])
-            following = body.get("next")
+            results, following = _page(body, self.base)
+            rows += results
             if not following or (limit and len(rows) >= limit):
                 return rows[:limit] if limit else rows
             if not following.startswith(self.base):
@@ -76,9 +78,30 @@ class Client:
                 resp = self.session.get(following, timeout=TIMEOUT, allow_redirects=False)
             except requests.RequestException as exc:
                 raise ApiError(f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
             if resp.status_code >= 400:
-                raise ApiError(_describe(resp.status_code, None), status=resp.status_code)
-            body = resp.json()
+                raise ApiError(_describe(resp.status_code, body), status=resp.status_code)
+            if not isinstance(body, dict):
+                raise _not_json(resp, self.base)
+
+
+def _not_json(resp: requests.Response, base: str) -> ApiError:
+    """A 2xx answer that is not the API's JSON (a proxy's or captive portal's page, a
+    misconfigured URL): said plainly, as "could not be reached" (exit 3), not a traceback."""
+    kind = resp.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+    return ApiError(f"{base} answered {resp.status_code} with something other than JSON ({kind})")
+
+
+def _page(body: Any, base: str) -> tuple[list, str | None]:
+    """A list page's rows and its ``next`` link, or an ApiError when it is not one."""
+    results = body.get("results", []) if isinstance(body, dict) else None
+    following = body.get("next") if isinstance(body, dict) else None
+    if not isinstance(results, list) or not (following is None or isinstance(following, str)):
+        raise ApiError(f"{base} answered with something other than a list page")
+    return results, following
 
 
 def _describe(status: int, body: Any) -> str:

@@ -9,10 +9,14 @@ as the password for what its scope allows.
 from __future__ import annotations
 
 import configparser
+import contextlib
+import ipaddress
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -48,23 +52,60 @@ def _read() -> configparser.ConfigParser:
 
 
 def _write(parser: configparser.ConfigParser) -> None:
+    """Write the whole file anew and rename it into place: an interrupted write (a full
+    disk, a kill) leaves the old file whole, never a truncated one without the profiles."""
     file = path()
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Created 0600 before anything is written into it: the token is never readable by others.
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        parser.write(out)
+    # mkstemp creates the file 0600 before anything is written into it: the token is never
+    # readable by others, not even for a moment.
+    fd, temp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            parser.write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, file)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str) -> str | None:
+    """Why the token may not be sent to ``url``, or None: https:// only, or http:// to a
+    loopback host (anything else would carry the token across the network in the clear)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "give an https:// URL"
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return "https:// only (http:// for loopback hosts)"
+    return None
 
 
 def load(name: str) -> Profile:
-    """The profile ``name``; ``PANELCTL_URL`` and ``PANELCTL_TOKEN`` override its values."""
+    """The profile ``name``; ``PANELCTL_URL`` and ``PANELCTL_TOKEN`` override its values.
+    A URL the token may not go to (``url_problem``: from the environment or a hand-edited
+    file) is refused here, before any request."""
     parser = _read()
     section = parser[name] if parser.has_section(name) else {}
     url = os.environ.get("PANELCTL_URL") or section.get("url", "")
     token = os.environ.get("PANELCTL_TOKEN") or section.get("token", "")
     if not url or not token:
         raise ConfigError(f"No profile {name!r}: run `panelctl login --profile {name}` first.")
+    problem = url_problem(url)
+    if problem:
+        where = "PANELCTL_URL" if os.environ.get("PANELCTL_URL") else f"profile {name!r}"
+        raise ConfigError(f"{where}: {url!r} refused: {problem}.")
     return Profile(name, url.rstrip("/"), token)
 
 

@@ -21,12 +21,36 @@ class WebhookSerializer(ServiceSerializer):
         allow_null=True,
         help_text="The API token this webhook was made with (it stops with the token).",
     )
+    active = serializers.BooleanField(
+        read_only=True, help_text="Whether it sends now (false: see stopped_because)."
+    )
+    stopped_because = serializers.CharField(
+        read_only=True,
+        help_text="Why it sends nothing ('' when active): switched off, its owner deactivated "
+        "or in a role that may not hold webhooks, its API token revoked or expired.",
+    )
     update_service = staticmethod(services.do_update_webhook)
 
     class Meta:
         model = Webhook
-        fields = ["uuid", *services.WEBHOOK_FIELDS, "secret", "token", "created_at"]
-        read_only_fields = ["uuid", "token", "created_at"]
+        fields = [
+            "uuid",
+            *services.WEBHOOK_FIELDS,
+            "secret",
+            "token",
+            "active",
+            "stopped_because",
+            "created_at",
+        ]
+        read_only_fields = ["uuid", "token", "active", "stopped_because", "created_at"]
+
+    def to_representation(self, hook):
+        data = super().to_representation(hook)
+        request = self.context.get("request")
+        # Whole for its owner; without user, password and query values for anyone else
+        # (a PATCH sending that back keeps the stored URL).
+        data["url"] = hook.url_for(getattr(request, "user", None))
+        return data
 
     def create(self, validated_data):
         from accounts.models import ApiToken

@@ -18,12 +18,14 @@ class WebhookViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     queryset = Webhook.objects.all()
     serializer_class = WebhookSerializer
     filterset_class = WebhookFilter
-    search_fields = ["name", "url"]
+    # Not the URL: a substring search would let resellers and staff, who are shown it without
+    # its credentials, read them out a character at a time.
+    search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def optimise(self, qs):
-        return qs.select_related("token")
+        return qs.select_related("owner", "token")  # owner and token: ``stopped_because``
 
     def perform_destroy(self, hook):
         services.do_delete_webhook(hook, actor=self.request.user)

@@ -14,6 +14,9 @@ from click.testing import CliRunner
 from panelctl import cli
 
 OP = "0b0c3f9e-5b7e-4a53-9d6e-2f4c1a2b3c4d"
+EVIL = "5d1b7a3c-0e2f-4b6a-8c9d-1e2f3a4b5c6d"  # an operation whose texts carry terminal escapes
+ESCAPES = "\x1b]0;owned\x07\x1b[2K\rsucceeded: all fine\u202e"
+HTML = b"<html><body>Sign in to the Wi-Fi</body></html>"
 
 
 class StandIn:
@@ -22,6 +25,13 @@ class StandIn:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _raw(self, data: bytes, content_type: str = "text/html"):
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _answer(self, body):
                 data = json.dumps(body).encode()
                 self.send_response(200 if body is not None else 404)
@@ -43,6 +53,19 @@ class StandIn:
                     # A next page on another origin (here: the same server by another name).
                     nxt = f"http://localhost:{port}/api/v1/zones/?page=2"
                     self._answer({"results": [{"uuid": OP}], "next": nxt})
+                elif self.path == "/api/v1/me/":
+                    self._answer({"email": "ci@example.com"})
+                elif self.path.startswith("/api/v1/servers/"):
+                    self._raw(HTML)  # a proxy's page where the API's JSON should be
+                elif self.path.startswith("/api/v1/mailboxes/?page=2"):
+                    self._raw(HTML)
+                elif self.path.startswith("/api/v1/mailboxes/"):
+                    nxt = f"{stand_in.url}/api/v1/mailboxes/?page=2"
+                    self._answer({"results": [{"uuid": OP}], "next": nxt})
+                elif self.path.startswith(f"/api/v1/operations/{EVIL}/log/"):
+                    self._answer([{"id": 1, "level": "info", "message": ESCAPES}])
+                elif self.path.startswith(f"/api/v1/operations/{EVIL}/"):
+                    self._answer({**operation("failed"), "uuid": EVIL, "error": ESCAPES})
                 elif self.path.startswith(f"/api/v1/operations/{OP}/log/"):
                     self._answer([])
                 elif self.path.startswith(f"/api/v1/operations/{OP}/"):
@@ -135,3 +158,84 @@ def test_create_with_json_prints_one_document(panelctl, stand_in):
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)  # one document: the operation at its end
     assert body["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("where", ["environment", "profile"])
+def test_a_plain_http_url_is_refused_before_any_request(where, panelctl, stand_in, monkeypatch):
+    """0.0.0.0 reaches the stand-in on loopback yet is no loopback address: without the
+    check in ``config.load`` the token would go out."""
+    port = stand_in.server.server_address[1]
+    url = f"http://0.0.0.0:{port}"
+    if where == "environment":
+        monkeypatch.setenv("PANELCTL_URL", url)
+    else:
+        cfg = cli.config.path()
+        cfg.write_text(f"[default]\nurl = {url}\ntoken = uhp_secret\n")
+    result = panelctl("zones", "list")
+    assert result.exit_code == 3 and "https://" in result.output, result.output
+    assert stand_in.requests == []
+
+
+def test_the_profile_file_is_replaced_whole_never_truncated(panelctl, monkeypatch):
+    """A write that fails half-way (a full disk) leaves the old file and its profiles."""
+    from panelctl import config
+
+    cfg = config.path()
+    before = cfg.read_text()
+    inode = cfg.stat().st_ino
+
+    def half_written(parser, out, *args, **kwargs):
+        out.write("[default]\nurl = ")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(config.configparser.ConfigParser, "write", half_written)
+    with pytest.raises(OSError):
+        config.save(config.Profile("other", "https://panel.example.com", "uhp_other"))
+    assert cfg.read_text() == before
+    assert [p.name for p in cfg.parent.iterdir()] == [cfg.name]  # no temporary file left
+    monkeypatch.undo()
+    monkeypatch.setenv("PANELCTL_CONFIG", str(cfg))
+    config.save(config.Profile("other", "https://panel.example.com", "uhp_other"))
+    assert cfg.stat().st_ino != inode and oct(cfg.stat().st_mode & 0o777) == "0o600"
+    assert config.load("other").token == "uhp_other" and config.load("default")
+
+
+def test_login_reads_the_token_from_stdin(panelctl, stand_in):
+    from panelctl import config
+
+    result = CliRunner().invoke(
+        cli.main,
+        ["--profile", "piped", "login", "--url", stand_in.url, "--token-stdin"],
+        input="uhp_from_pipe\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert stand_in.requests == [("GET", "/api/v1/me/", "Bearer uhp_from_pipe")]
+    assert config.load("piped").token == "uhp_from_pipe"
+    assert "uhp_from_pipe" not in result.output and "warning" not in result.output
+
+
+def test_a_token_on_the_command_line_is_warned_about(panelctl, stand_in):
+    result = panelctl("login", "--url", stand_in.url, "--token", "uhp_visible")
+    assert result.exit_code == 0, result.output
+    assert "visible in the process list" in result.stderr
+
+
+def test_server_text_cannot_drive_the_terminal(panelctl, stand_in):
+    """Operation log lines and errors come from the panel (and from what customers named
+    things): escape sequences are shown escaped, never sent to the terminal."""
+    result = panelctl("operations", "follow", EVIL, "--interval", "0")
+    assert result.exit_code == 1
+    for stream in (result.stdout, result.stderr):
+        assert "\x1b" not in stream and "\r" not in stream and "\u202e" not in stream
+    assert "\\x1b]0;owned\\x07" in result.stderr  # the log line, visibly escaped
+    assert result.stdout.startswith("failed: \\x1b]0;owned")
+    assert "\nsucceeded" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", ["servers", "mailboxes"])
+def test_a_reply_that_is_not_json_is_a_clear_error(command, panelctl):
+    """The first page, or a later one, is an HTML page (a proxy, a captive portal)."""
+    result = panelctl(command, "list")
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "other than JSON (text/html)" in result.stderr

@@ -258,6 +258,45 @@ def test_a_revoked_token_stops_its_webhooks(customer, django_capture_on_commit_c
     assert hook.deliveries.count() == 0
 
 
+def test_a_webhook_whose_owner_became_support_carries_nothing_out(
+    customer, mallory, django_capture_on_commit_callbacks
+):
+    """Support hears every tenant's events (stream_scope): a customer's webhook must not
+    start receiving them all when the customer is made support staff."""
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    dispatch.dispatch()
+    pending = services.do_send_test(hook, actor=customer)  # routed while still a customer
+    type(customer).objects.filter(pk=customer.pk).update(role="support")
+    with django_capture_on_commit_callbacks(execute=True):
+        _finish(mallory)  # another tenant's operation
+    dispatch.dispatch()
+    assert Event.objects.filter(type="operation.succeeded").exists()
+    assert hook.deliveries.exclude(pk=pending.pk).count() == 0
+    done = services.deliver(Delivery.objects.get(pk=pending.pk))
+    assert done.state == "failed" and done.attempts == 1
+    assert "role is now Support" in done.last_error and "may not hold webhooks" in done.last_error
+    # Shown as stopped, with the reason, on its pages and in the API.
+    staff = login(make_user("admin2@example.com", "admin"))
+    body = staff.get(f"/api/v1/webhooks/{hook.uuid}/").json()
+    assert body["active"] is False and "Support" in body["stopped_because"]
+    assert "webhook-stopped" in staff.get(f"/hooks/{hook.uuid}/").content.decode()
+    assert "webhook-stopped" in staff.get("/hooks/").content.decode()
+
+
+def test_an_expired_token_fails_its_pending_deliveries_with_the_reason(customer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    token, _auth = bearer(customer)
+    hook = services.do_create_webhook(actor=customer, data=DATA, token=token)
+    pending = services.do_send_test(hook, actor=customer)
+    assert login(customer).get(f"/api/v1/webhooks/{hook.uuid}/").json()["active"] is True
+    type(token).objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(1))
+    done = services.deliver(Delivery.objects.get(pk=pending.pk))
+    assert done.state == "failed" and "token it was made with is expired" in done.last_error
+
+
 @pytest.mark.parametrize(
     "task, kind",
     [("tests.support.steps", "certificate.issued"), ("tests.support.boom", "certificate.failing")],
@@ -296,8 +335,10 @@ def test_nothing_is_sent_for_a_deactivated_owner_or_a_disabled_webhook(customer)
     assert done.state == "failed" and "deactivated" in done.last_error and done.attempts == 1
     type(customer).objects.filter(pk=customer.pk).update(is_active=True)
     Webhook.objects.filter(pk=hook.pk).update(enabled=False)
-    again = services.do_send_test(hook, actor=customer)
-    assert services.deliver(Delivery.objects.get(pk=again.pk)).state == "failed"
+    again = services.deliver(
+        Delivery.objects.get(pk=services.do_send_test(hook, actor=customer).pk)
+    )
+    assert again.state == "failed" and again.last_error == "Not sent: Switched off."
 
 
 def test_an_allowance_is_for_an_ip_address_not_a_name(admin_user, customer, monkeypatch):
@@ -343,6 +384,18 @@ def test_an_allowance_is_for_an_ip_address_not_a_name(admin_user, customer, monk
         "::ffff:127.0.0.1",  # IPv4-mapped
         "::1",
         "10.1.2.3",
+        # IANA special-purpose blocks that Python 3.11's is_global calls global:
+        "64:ff9b:1::a00:1",  # NAT64 local-use prefix (RFC 8215)
+        "100::1",  # discard-only (RFC 6666)
+        "100:0:0:1::1",  # dummy prefix (RFC 9780)
+        "2001:db8::1",  # documentation
+        "3fff::1",  # documentation (RFC 9637)
+        "5f00::1",  # SRv6 SIDs (RFC 9602)
+        "fec0::1",  # site-local (deprecated)
+        "ff02::1",  # multicast
+        "64:ff9b::e000:1",  # NAT64 of 224.0.0.1 (multicast)
+        "192.88.99.1",  # 6to4 relay anycast (deprecated)
+        "233.252.0.1",  # multicast documentation
     ],
 )
 def test_ipv6_forms_of_private_ipv4_are_refused(address, customer):
@@ -385,6 +438,56 @@ def test_support_cannot_add_or_change_webhooks(support, customer):
     assert hook.url == URL
 
 
+CREDENTIALED = "https://erp:hunter2@hooks.example.com/in?token=abc123&tenant=7"
+REDACTED_URL = "https://***@hooks.example.com/in?token=***&tenant=***"
+
+
+def test_credentials_in_a_url_stay_out_of_the_audit_chain(customer):
+    """The chain is append-only: a password or token written into it stays forever."""
+    hook = services.do_create_webhook(actor=customer, data={**DATA, "url": CREDENTIALED})
+    services.do_update_webhook(
+        hook, actor=customer, data={"url": CREDENTIALED.replace("abc123", "rotated9")}
+    )
+    hook.refresh_from_db()
+    assert hook.url == CREDENTIALED.replace("abc123", "rotated9")  # stored and sent whole
+    services.do_delete_webhook(hook, actor=customer)
+    entries = AuditEntry.objects.filter(object_id=str(hook.uuid)).order_by("id")
+    assert [e.action for e in entries] == ["webhook.create", "webhook.update", "webhook.delete"]
+    for entry in entries:
+        text = str(entry.changes)
+        assert "hunter2" not in text and "abc123" not in text and "rotated9" not in text
+        assert "erp:" not in text and REDACTED_URL in text
+
+
+def test_a_url_is_shown_whole_to_its_owner_only(customer, reseller, admin_user, support):
+    hook = services.do_create_webhook(actor=customer, data={**DATA, "url": CREDENTIALED})
+    api = f"/api/v1/webhooks/{hook.uuid}/"
+    assert login(customer).get(api).json()["url"] == CREDENTIALED
+    for other in (reseller, admin_user, support):
+        c = login(other)
+        assert c.get(api).json()["url"] == REDACTED_URL
+        listed = c.get("/api/v1/webhooks/").content.decode() + c.get("/hooks/").content.decode()
+        assert "hunter2" not in listed and "abc123" not in listed
+        # Nor can a search read the credentials out a character at a time.
+        assert c.get("/api/v1/webhooks/?search=hunter2").json()["results"] == []
+    page = login(reseller).get(f"/hooks/{hook.uuid}/").content.decode()
+    assert "hunter2" not in page and "abc123" not in page
+    admin_page = login(admin_user).get(f"/admin/hooks/webhook/{hook.pk}/change/")
+    assert admin_page.status_code == 200 and "hunter2" not in admin_page.content.decode()
+    # Sent back as shown (the reseller's form, an administrator's PATCH), the URL stays.
+    resp = login(reseller).post(
+        f"/hooks/{hook.uuid}/",
+        {"name": "renamed", "url": REDACTED_URL, "events": DATA["events"], "enabled": "on"},
+    )
+    assert resp.status_code == 302, resp.content
+    resp = login(admin_user).patch(
+        api, {"url": REDACTED_URL, "enabled": False}, content_type="application/json"
+    )
+    assert resp.status_code == 200, resp.content
+    hook.refresh_from_db()
+    assert hook.name == "renamed" and not hook.enabled and hook.url == CREDENTIALED
+
+
 def test_deleting_a_token_audits_each_of_its_webhooks(customer):
     token, _auth = bearer(customer)
     hooks = [
@@ -402,3 +505,51 @@ def test_deleting_a_token_audits_each_of_its_webhooks(customer):
     hook = services.do_create_webhook(actor=customer, data=DATA, token=other)
     other.delete()
     assert AuditEntry.objects.filter(action="webhook.delete", object_id=str(hook.uuid)).exists()
+
+
+def _docs_receiver():
+    """The example receiver in docs/api.md, as written there."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text[text.index("## Webhooks") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/api.md", "exec"), namespace)  # noqa: S102 - our own docs
+    return namespace["receive"]
+
+
+def test_the_documented_receiver_drops_replays_by_the_signed_id(customer):
+    """Only the timestamp and the body are signed: a replay under a new X-Panel-Delivery is
+    caught by the body's id, an old one by the timestamp."""
+    import json
+    import time
+
+    from monitoring import notify
+
+    receive = _docs_receiver()
+    hook = services.do_create_webhook(actor=customer, data=DATA)
+    event = services.do_send_test(hook, actor=customer).event
+    body = json.dumps(event.body(), separators=(",", ":"), sort_keys=True).encode()
+
+    def signed(at: int, delivery: str) -> dict:
+        return {
+            "X-Panel-Timestamp": str(at),
+            "X-Panel-Signature": notify.sign(SECRET, str(at), body),
+            "X-Panel-Delivery": delivery,
+        }
+
+    seen: set = set()
+    now = int(time.time())
+    first = signed(now, "d1")
+    assert receive(SECRET.encode(), first, body, seen)["id"] == str(event.uuid)
+    # A retry: fresh timestamp and signature, same body.
+    assert receive(SECRET.encode(), signed(now + 30, "d1"), body, seen) is None
+    # The captured request replayed with another (unsigned) delivery header.
+    assert receive(SECRET.encode(), {**first, "X-Panel-Delivery": "d2"}, body, seen) is None
+    # Replayed later, to a receiver that has forgotten the id: the timestamp is stale.
+    with pytest.raises(ValueError, match="stale"):
+        receive(SECRET.encode(), signed(now - 600, "d3"), body, set())
+    with pytest.raises(ValueError, match="signature"):
+        receive(SECRET.encode(), first, body.replace(b"webhook.test", b"webhook.tesT"), set())
