@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -27,7 +26,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.rules import STAFF_RECORDS, read_only_rules
+from billing.rules import INVOICE_PART_RULES, STAFF_RECORDS, read_only_rules
 from core.policy import (
     ADMIN,
     BILLING,
@@ -48,10 +47,6 @@ SEND = "send"
 INVOICE_ACTIONS = frozenset({VIEW, ISSUE, VOID, CREDIT, RECORD_PAYMENT, SEND})
 # What the reseller that issued an invoice may do with it (see Invoice.policy).
 ISSUER_ACTIONS = frozenset({VIEW, RECORD_PAYMENT, CREDIT, SEND})
-# Lines and payments of an invoice: read by whoever reads the invoice, its issuer included.
-INVOICE_PART_RULES = replace(
-    read_only_rules("invoice__customer"), issuer="invoice__issuer", issuer_may=frozenset({VIEW})
-)
 
 
 ZERO = Decimal("0.00")
@@ -253,11 +248,13 @@ class BillingProfile(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
+    # The customer's own (its reseller bills it with these details but never edits them).
     policy = Rules(
         owner="user",
         owner_may=frozenset({VIEW, CHANGE}),
         billing_may=frozenset({VIEW}),
         add=frozenset({ADMIN}),
+        reseller_reaches_customers=False,
     )
 
     class Meta:
@@ -481,10 +478,11 @@ class Invoice(models.Model):
     last_reminder_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvoiceQuerySet.as_manager()
-    # Customers (and their reseller) read theirs; support reads all; the billing role reads
-    # and works every invoice; changes go through billing.services. The reseller that
-    # issued an invoice works it too (payments received, credit notes, sending), never the
-    # panel's invoices of its customers nor another reseller's. Not VOID: an invoice the
+    # Customers read theirs; support reads all; the billing role reads and works every
+    # invoice; changes go through billing.services. A reseller reads and works the invoices
+    # it issued (payments received, credit notes, sending), not its customers' others: a
+    # customer moved from another reseller (or from the panel) does not show it the earlier
+    # issuer's invoices and prices. Not VOID: an invoice the
     # customer has received is corrected by a credit note (a document of its own), and a
     # void hands the usage back to the panel's billing run; staff void on request.
     policy = Rules(
@@ -494,6 +492,7 @@ class Invoice(models.Model):
         add=frozenset({ADMIN, BILLING}),
         issuer="issuer",
         issuer_may=ISSUER_ACTIONS,
+        reseller_reaches_customers=False,
     )
 
     class Meta:
