@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -27,7 +26,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.rules import STAFF_RECORDS, read_only_rules
+from billing.rules import INVOICE_PART_RULES, STAFF_RECORDS, read_only_rules
 from core.policy import (
     ADMIN,
     BILLING,
@@ -48,10 +47,6 @@ SEND = "send"
 INVOICE_ACTIONS = frozenset({VIEW, ISSUE, VOID, CREDIT, RECORD_PAYMENT, SEND})
 # What the reseller that issued an invoice may do with it (see Invoice.policy).
 ISSUER_ACTIONS = frozenset({VIEW, RECORD_PAYMENT, CREDIT, SEND})
-# Lines and payments of an invoice: read by whoever reads the invoice, its issuer included.
-INVOICE_PART_RULES = replace(
-    read_only_rules("invoice__customer"), issuer="invoice__issuer", issuer_may=frozenset({VIEW})
-)
 
 
 ZERO = Decimal("0.00")
@@ -253,11 +248,13 @@ class BillingProfile(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
+    # The customer's own (its reseller bills it with these details but never edits them).
     policy = Rules(
         owner="user",
         owner_may=frozenset({VIEW, CHANGE}),
         billing_may=frozenset({VIEW}),
         add=frozenset({ADMIN}),
+        reseller_reaches_customers=False,
     )
 
     class Meta:
@@ -280,7 +277,7 @@ class UsageKind(models.TextChoices):
 class UsageRecord(models.Model):
     """What one account used of one kind in one period, from one source object (a VPS, a
     hosting subscription). Collection is idempotent: the row for (account, period, kind,
-    source) is written again with the new quantity until it is billed (``line`` set)."""
+    source, plan) is written again with the new quantity until it is billed (``line`` set)."""
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage_records"
@@ -316,11 +313,14 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-period_start", "kind", "id"]
         constraints = [
+            # Per plan too: a VPS resized in the period has a record per plan it had
+            # (billing.usage). No plan counts as 0, so plan-less rows stay unique.
             models.UniqueConstraint(
-                fields=["account", "period_start", "kind", "source_type", "source_id"],
+                "account", "period_start", "kind", "source_type", "source_id",
+                Coalesce("plan_id", Value(0)),
                 name="billing_usage_once_per_period",
             )
-        ]
+        ]  # fmt: skip
         indexes = [
             models.Index(fields=["period_start", "account"], name="billing_usage_period"),
         ]
@@ -478,10 +478,11 @@ class Invoice(models.Model):
     last_reminder_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvoiceQuerySet.as_manager()
-    # Customers (and their reseller) read theirs; support reads all; the billing role reads
-    # and works every invoice; changes go through billing.services. The reseller that
-    # issued an invoice works it too (payments received, credit notes, sending), never the
-    # panel's invoices of its customers nor another reseller's. Not VOID: an invoice the
+    # Customers read theirs; support reads all; the billing role reads and works every
+    # invoice; changes go through billing.services. A reseller reads and works the invoices
+    # it issued (payments received, credit notes, sending), not its customers' others: a
+    # customer moved from another reseller (or from the panel) does not show it the earlier
+    # issuer's invoices and prices. Not VOID: an invoice the
     # customer has received is corrected by a credit note (a document of its own), and a
     # void hands the usage back to the panel's billing run; staff void on request.
     policy = Rules(
@@ -491,6 +492,7 @@ class Invoice(models.Model):
         add=frozenset({ADMIN, BILLING}),
         issuer="issuer",
         issuer_may=ISSUER_ACTIONS,
+        reseller_reaches_customers=False,
     )
 
     class Meta:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from billing.rules import STAFF_RECORDS, read_only_rules
+from billing.rules import INVOICE_PART_RULES, STAFF_RECORDS, read_only_rules
 from core.fields import EncryptedTextField
 from core.policy import ADMIN, CHANGE, DELETE, VIEW, PolicyQuerySet, Rules
 
@@ -115,7 +115,7 @@ class DunningStep(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = read_only_rules("invoice__customer")
+    policy = INVOICE_PART_RULES
 
     class Meta:
         ordering = ["invoice", "created_at", "id"]

@@ -99,7 +99,10 @@ class TestBillingRole:
     def test_customers_and_resellers_see_their_own(self, customer, reseller, mallory):
         mine = issued(customer)
         assert list(restrict(Invoice, customer)) == [mine]
-        assert list(restrict(Invoice, reseller)) == [mine]
+        # A reseller sees the invoices it issued, not the panel's to its customer.
+        assert not restrict(Invoice, reseller).exists()
+        billed = Invoice.objects.create(customer=customer, issuer=reseller, currency="EUR")
+        assert list(restrict(Invoice, reseller)) == [billed]
         assert not restrict(Invoice, mallory).exists()
         assert not restrict(Invoice, customer, CHANGE).exists()
         assert may(customer, VIEW, mine)

@@ -19,6 +19,7 @@ from billing.models import (
     InvoiceLine,
     Payment,
 )
+from billing.payment_models import DunningStep
 from core.policy import (
     CHANGE,
     VIEW,
@@ -60,8 +61,28 @@ def test_the_issuer_works_its_invoices_only(world, reseller):
     assert list(restrict(Invoice, reseller, CREDIT)) == [world["own"]]
     assert list(restrict(Invoice, reseller, SEND)) == [world["own"]]
     assert not restrict(Invoice, reseller, VOID).exists()
-    # It still reads its customer's panel invoice (as the customer's reseller), nothing more.
-    assert set(restrict(Invoice, reseller, VIEW)) == {world["own"], world["panel"]}
+    # It reads what it issued, not its customer's invoices from the panel.
+    assert list(restrict(Invoice, reseller, VIEW)) == [world["own"]]
+
+
+def test_a_moved_customer_does_not_show_the_new_reseller_the_old_invoices(
+    world, reseller, customer
+):
+    """The review's case: another reseller takes the customer over; the invoices, lines,
+    payments and dunning steps the first one issued stay its own."""
+    newcomer = make_user("newcomer@example.com", "reseller")
+    customer.reseller = newcomer
+    customer.save()
+    own = world["own"]
+    DunningStep.objects.create(invoice=own, kind=DunningStep.Kind.REMINDER, days_overdue=3)
+    assert restrict(DunningStep, reseller, VIEW).exists()
+    for model in (Invoice, Payment, InvoiceLine, DunningStep):
+        assert not restrict(model, newcomer, VIEW).exists(), model
+    assert list(restrict(Invoice, reseller, VIEW)) == [own]
+    # Nor does a reseller edit its customers' billing profiles (theirs alone).
+    profile = BillingProfile.objects.create(user=customer, legal_name="C")
+    assert not restrict(BillingProfile, newcomer, CHANGE).filter(pk=profile.pk).exists()
+    assert restrict(BillingProfile, customer, CHANGE).filter(pk=profile.pk).exists()
 
 
 def test_customers_and_other_resellers_get_nothing_from_the_issuer_rule(
@@ -98,7 +119,8 @@ def test_model_level_answers(reseller, customer, support, billing_user, admin_us
 
 def test_annotate_permissions_for_the_issuer(world, reseller):
     actions = (RECORD_PAYMENT, CREDIT, VOID)
-    qs = annotate_permissions(restrict(Invoice, reseller, VIEW), reseller, actions)
+    both = Invoice.objects.filter(pk__in=[world["own"].pk, world["panel"].pk])
+    qs = annotate_permissions(both, reseller, actions)
     found = {}
     for invoice in qs:
         collect_permissions(invoice, actions)
