@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0005_country_codes"),
+        ("billing", "0006_usage_per_plan"),
     ]
 
     operations = [
