@@ -655,6 +655,13 @@ class Payment(models.Model):
     )
     state = models.CharField(max_length=10, choices=State.choices, default=State.SUCCEEDED)
     failure_message = models.CharField(max_length=300, blank=True)
+    refund_due = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=ZERO,
+        help_text="Received but not owed (the invoice was paid, credited or voided before "
+        "the card payment succeeded): to refund to the customer.",
+    )
     note = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

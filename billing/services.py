@@ -534,6 +534,18 @@ def record_payment(
             raise ValidationError("Payments are recorded against issued invoices only.")
         if state == Payment.State.SUCCEEDED and amount > locked.balance:
             raise ValidationError({"amount": f"At most the balance due, {locked.balance}."})
+        # A card charge under way may still take the balance: recording it by hand too
+        # would have the customer pay twice (as void, refused until Stripe has answered).
+        if (
+            method != Payment.Method.STRIPE
+            and locked.payments.filter(
+                method=Payment.Method.STRIPE, state=Payment.State.PENDING
+            ).exists()
+        ):
+            raise ValidationError(
+                "A card payment of this invoice is under way: wait for its result (or use "
+                "Check with Stripe) before recording a payment by hand."
+            )
         payment = Payment(
             invoice=locked,
             amount=money(amount),
