@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0006_usage_per_plan"),
+        ("billing", "0007_payment_refund_due"),
     ]
 
     operations = [
