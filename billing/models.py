@@ -44,6 +44,8 @@ VOID = "void"
 CREDIT = "credit"
 RECORD_PAYMENT = "record_payment"
 SEND = "send"
+# Say a card payment was refunded (Payment.policy): staff of the panel's Stripe account.
+RECORD_REFUND = "record_refund"
 INVOICE_ACTIONS = frozenset({VIEW, ISSUE, VOID, CREDIT, RECORD_PAYMENT, SEND})
 # What the reseller that issued an invoice may do with it (see Invoice.policy).
 ISSUER_ACTIONS = frozenset({VIEW, RECORD_PAYMENT, CREDIT, SEND})
@@ -662,6 +664,22 @@ class Payment(models.Model):
         help_text="Received but not owed (the invoice was paid, credited or voided before "
         "the card payment succeeded): to refund to the customer.",
     )
+    refund_reference = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_plain_text],
+        help_text="The refund staff made for refund_due (Stripe's re_... id or a bank reference).",
+    )
+    attention = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why staff must look at this pending card payment (Stripe's amount or "
+        "currency differs from it, or Stripe refuses to look it up); the 10-minute check "
+        "leaves it alone until staff check it with Stripe.",
+    )
+    last_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the panel last asked Stripe about it."
+    )
     note = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -675,7 +693,18 @@ class Payment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
-    policy = INVOICE_PART_RULES
+    # Read as an invoice's other parts are (INVOICE_PART_RULES); recording a refund is for
+    # billing staff and administrators only (refunds are made in the panel's Stripe
+    # account, not the issuing reseller's).
+    policy = Rules(
+        owner="invoice__customer",
+        owner_may=frozenset({VIEW}),
+        billing_may=frozenset({VIEW, RECORD_REFUND}),
+        admin_may=frozenset({VIEW, RECORD_REFUND}),
+        reseller_reaches_customers=False,
+        issuer="invoice__issuer",
+        issuer_may=frozenset({VIEW}),
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -686,7 +715,15 @@ class Payment(models.Model):
                 name="billing_payment_external_once",
             )
         ]
-        indexes = [models.Index(fields=["-received_at", "-id"], name="billing_payment_received")]
+        indexes = [
+            models.Index(fields=["-received_at", "-id"], name="billing_payment_received"),
+            # The 10-minute check: pending card payments, least recently checked first.
+            models.Index(
+                fields=["last_checked_at", "created_at"],
+                name="billing_payment_to_check",
+                condition=models.Q(method="stripe", state="pending", attention=""),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} for {self.invoice}"

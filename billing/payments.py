@@ -12,12 +12,14 @@ what became of a payment left pending (a crash between the record and Stripe's a
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -26,6 +28,7 @@ from django.utils import timezone
 from billing import stripe_client
 from billing.models import (
     RECORD_PAYMENT,
+    RECORD_REFUND,
     UNSUPPORTED_CURRENCIES,
     ZERO,
     BillingProfile,
@@ -37,6 +40,7 @@ from billing.services import profile_of, record_payment
 from billing.stripe_client import PaymentError
 from core import audit
 from core.policy import ADMIN, BILLING, may, role_of
+from core.validators import validate_plain_text
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ HANDLED = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
     "payment_intent.canceled",
+    "charge.refunded",
 )
 
 
@@ -296,24 +301,19 @@ def do_pay_invoice(
     except PaymentError as exc:
         if exc.obj and exc.obj.get("id"):
             # Declined: Stripe made a PaymentIntent; keep the failed attempt on the invoice.
-            message = AUTH_NEEDED if exc.decline == "authentication_required" else str(exc)
+            # Off session, a card that needs 3-D Secure is declined (402
+            # authentication_required) with its intent left open: cancel it, so that it can
+            # never be completed later behind the panel's back.
+            auth = exc.decline == "authentication_required" or exc.code == "authentication_required"
+            message = AUTH_NEEDED if auth else str(exc)
             _claim(payment, exc.obj["id"])
+            if auth or exc.obj.get("status") in WAITING:
+                _cancel_quietly(exc.obj["id"])
             _failed(invoice, exc.obj["id"], message, balance, actor=actor)
             raise ValidationError(message) from exc
-        elif exc.unknown:
-            # Stripe may have charged (a read timeout, the answer lost): the attempt stays
-            # pending, blocking a second charge, until the webhook or the light check
-            # (reconcile) says what became of it.
-            audit.record(
-                "payment.unknown",
-                payment,
-                actor=actor,
-                owner_id=invoice.customer_id,
-                changes={"error": str(exc)[:200]},
-            )
-        else:
-            # No PaymentIntent known: forget the attempt, so a retry reuses its key (and
-            # Stripe answers for the charge it may have made) instead of charging again.
+        if exc.refused:
+            # Stripe refused the request (or it never left): nothing was charged. Forget
+            # the attempt, so that Pay now works again at once.
             with transaction.atomic():
                 Payment.objects.filter(
                     pk=payment.pk, external_id="", state=Payment.State.PENDING
@@ -324,7 +324,19 @@ def do_pay_invoice(
                     actor=actor,
                     changes={"error": [None, str(exc)[:200]]},
                 )
-        raise ValidationError(str(exc)) from exc
+            raise ValidationError(str(exc)) from exc
+        # Anything else may come after Stripe charged (a read timeout, the answer lost, a
+        # 5xx, which Stripe calls indeterminate): the attempt stays pending, blocking a
+        # second charge under another key (the portal's Pay now after an API attempt),
+        # until the webhook or the light check (reconcile) says what became of it.
+        audit.record(
+            "payment.unknown",
+            payment,
+            actor=actor,
+            owner_id=invoice.customer_id,
+            changes={"error": str(exc)[:200]},
+        )
+        raise ValidationError(stripe_client.CHARGE_NO_ANSWER) from exc
     except BaseException:
         # Anything unforeseen (a bug, the worker killed) may come after Stripe charged: the
         # attempt stays pending, so no second charge is made under a new key, until the
@@ -334,11 +346,13 @@ def do_pay_invoice(
         raise
     payment = _claim(payment, intent.id)
     if intent.status == "succeeded":
-        received = intent.to_dict().get("amount_received") or cents
+        found = intent.to_dict()
+        received = found.get("amount_received")
         payment = settle(
             intent.id,
             invoice_uuid=str(invoice.uuid),
-            amount=major_units(received, invoice.currency),
+            amount=major_units(cents if received is None else received, invoice.currency),
+            currency=str(found.get("currency") or invoice.currency),
         )
     elif intent.status == "requires_action":
         url = _authentication_url(intent.to_dict()) if return_url else ""
@@ -402,7 +416,24 @@ def _authentication_url(intent) -> str:
     if action.get("type") != "redirect_to_url":
         return ""
     url = str((action.get("redirect_to_url") or {}).get("url") or "")
-    return url if re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", url) else ""
+    if not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", url):
+        return ""
+    if url.startswith("http://") and not _stripe_is_loopback():
+        return ""  # the bank's page is https; plain http only from a local stand-in
+    return url
+
+
+def _stripe_is_loopback() -> bool:
+    """PANEL_STRIPE_API_BASE points at this machine (a stand-in for tests and demos)."""
+    from django.conf import settings
+
+    host = urlsplit(str(settings.PANEL_STRIPE_API_BASE or "")).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _cancel_quietly(intent_id: str) -> None:
@@ -436,6 +467,56 @@ def _claim(payment: Payment, intent_id: str) -> Payment:
     return payment
 
 
+MISMATCH = (
+    "Stripe's {intent} received {received}; this payment is {expected}: not applied. Check "
+    "it in Stripe's dashboard (refund what was taken), then record the refund."
+)
+
+
+def _matches(payment: Payment, intent, *, received: bool = False) -> bool:
+    """Whether Stripe's ``intent`` is exactly this payment: its currency and its amount in
+    cents (with ``received``: what Stripe took)."""
+    if str(intent.get("currency") or "").upper() != payment.currency.upper():
+        return False
+    try:
+        cents = minor_units(Decimal(payment.amount), payment.currency)
+    except (ValidationError, TypeError):
+        return False
+    found = intent.get("amount_received" if received else "amount")
+    return isinstance(found, int) and not isinstance(found, bool) and found == cents
+
+
+def _stripe_amount(intent, key: str) -> str:
+    """Stripe's amount for people (its minor units as they are if the currency is not one
+    the panel charges)."""
+    currency = str(intent.get("currency") or "").upper()
+    try:
+        return f"{major_units(intent.get(key), currency)} {currency}"
+    except ValidationError:
+        return f"{intent.get(key)!r} (minor units) {currency}"
+
+
+def _flag(payment: Payment, reason: str, *, action: str, changes: dict, actor=None) -> Payment:
+    """Leave a pending card payment for staff (``attention``: the dunning queue lists it;
+    the 10-minute check skips it). Audited once per reason."""
+    with transaction.atomic():
+        if (
+            Payment.objects.filter(pk=payment.pk, state=Payment.State.PENDING)
+            .exclude(attention=reason[:300])
+            .update(attention=reason[:300])
+        ):
+            log.error("card payment %s needs staff: %s", payment.uuid, reason)
+            audit.record(
+                action,
+                payment,
+                actor=actor,
+                owner_id=payment.invoice.customer_id,
+                changes={**changes, "attention": reason[:300]},
+            )
+    payment.refresh_from_db()
+    return payment
+
+
 def _pending(invoice: Invoice, intent_id: str, amount: Decimal, *, actor) -> Payment:
     """The payment row of PaymentIntent ``intent_id``: the one recorded, the invoice's
     attempt recorded before its charge returned (claimed), or a new pending one. Recorded
@@ -446,8 +527,12 @@ def _pending(invoice: Invoice, intent_id: str, amount: Decimal, *, actor) -> Pay
     if existing is not None:
         return existing
     # The attempt do_pay_invoice recorded before its charge returned (an event was faster).
+    # Only one of the same amount: an intent of another amount is not that attempt's.
     unclaimed = invoice.payments.filter(
-        method=Payment.Method.STRIPE, state=Payment.State.PENDING, external_id=""
+        method=Payment.Method.STRIPE,
+        state=Payment.State.PENDING,
+        external_id="",
+        amount=Decimal(amount).quantize(CENT),
     ).first()
     if unclaimed is not None:
         return _claim(unclaimed, intent_id)
@@ -500,13 +585,18 @@ def _failed(invoice: Invoice, intent_id: str, message: str, amount: Decimal, *, 
     return payment
 
 
-def settle(intent_id: str, *, invoice_uuid: str, amount: Decimal) -> Payment:
+def settle(intent_id: str, *, invoice_uuid: str, amount: Decimal, currency: str = "") -> Payment:
     """The PaymentIntent succeeded: Stripe took ``amount``. Its payment is recorded as
     succeeded whatever happened meanwhile, but only what the invoice still owes counts
     towards it (the invoice is paid once nothing is due; then dunning lifts what it
     suspended). The rest (the invoice was paid by hand, credited or voided meanwhile) is
     the payment's ``refund_due``: audited as ``payment.overpaid`` and listed on the staff
-    dunning queue as needing a refund. Idempotent."""
+    dunning queue as needing a refund. Idempotent.
+
+    A payment row recorded with another amount or currency than Stripe's (``currency``:
+    Stripe's, default the invoice's) is not settled: it stays pending, flagged for staff
+    (``payment.mismatch``, the dunning queue), whatever Stripe took is never counted as
+    the row's amount."""
     from billing import dunning
 
     received = Decimal(amount).quantize(CENT)
@@ -521,6 +611,18 @@ def settle(intent_id: str, *, invoice_uuid: str, amount: Decimal) -> Payment:
             payment = _pending(invoice, intent_id, received, actor=None)
         if payment.state == Payment.State.SUCCEEDED:
             return payment
+        currency = (currency or invoice.currency).upper()
+        if received != payment.amount or currency != payment.currency.upper():
+            return _flag(
+                payment,
+                MISMATCH.format(
+                    intent=intent_id, received=f"{received} {currency}",
+                    expected=f"{payment.amount} {payment.currency}",
+                ),
+                action="payment.mismatch",
+                changes={"payment_intent": intent_id, "received": f"{received} {currency}",
+                         "expected": f"{payment.amount} {payment.currency}"},
+            )  # fmt: skip
         before = payment.state
         owed = ZERO
         if invoice.kind == Invoice.Kind.INVOICE and invoice.state == Invoice.State.ISSUED:
@@ -594,6 +696,8 @@ def _apply_intent(payment: Payment, intent, *, actor, end_waiting: str = "") -> 
     unless ``end_waiting`` says why to give up: then it is canceled at Stripe first, so
     that it can never be completed behind the panel's back."""
     invoice = payment.invoice
+    if not payment.external_id and not _matches(payment, intent):
+        raise ValidationError(NOT_THIS_INVOICE)  # another amount: not this attempt's intent
     payment = _claim(payment, intent["id"])
     if intent["status"] in WAITING and end_waiting:
         try:
@@ -607,10 +711,33 @@ def _apply_intent(payment: Payment, intent, *, actor, end_waiting: str = "") -> 
             failed = _failed(invoice, intent["id"], end_waiting, payment.amount, actor=actor)
             return Outcome(failed, failed.state, end_waiting)
     if intent["status"] == "succeeded":
-        amount = major_units(intent.get("amount_received") or intent["amount"], invoice.currency)
-        paid = settle(intent["id"], invoice_uuid=str(invoice.uuid), amount=amount)
+        if not _matches(payment, intent, received=True):
+            flagged = _flag(
+                payment,
+                MISMATCH.format(
+                    intent=intent["id"], received=_stripe_amount(intent, "amount_received"),
+                    expected=f"{payment.amount} {payment.currency}",
+                ),
+                action="payment.mismatch", actor=actor,
+                changes={"payment_intent": intent["id"],
+                         "received": _stripe_amount(intent, "amount_received"),
+                         "expected": f"{payment.amount} {payment.currency}"},
+            )  # fmt: skip
+            return Outcome(flagged, flagged.state, flagged.attention)
+        # The row's own amount: checked above to be exactly what Stripe received.
+        paid = settle(
+            intent["id"],
+            invoice_uuid=str(invoice.uuid),
+            amount=payment.amount,
+            currency=payment.currency,
+        )
         return Outcome(paid, paid.state, f"Paid: {paid.amount} {paid.currency}.")
     if intent["status"] in ("canceled", "requires_payment_method"):
+        if intent["status"] == "requires_payment_method":
+            # Failed (a declined card, 3-D Secure failed at the bank's page): cancel it, so
+            # that the browser, which had its client_secret in the address, cannot
+            # confirm it again behind the panel's back.
+            _cancel_quietly(intent["id"])
         message = failure_of(intent)
         failed = _failed(invoice, intent["id"], message, payment.amount, actor=actor)
         return Outcome(failed, failed.state, message)
@@ -713,8 +840,14 @@ def reconcile(payment: Payment, *, actor=None) -> Outcome:
     is older than ``STUCK_AFTER`` it is failed: nothing was taken, and Pay and Void work
     again. Stripe out of reach leaves the row untouched (ValidationError).
 
+    An intent is taken or applied only if its amount and currency are exactly the
+    payment's; otherwise the payment stays pending, flagged for staff (``attention``). A
+    permanent refusal about the payment (404 and the like) flags it too.
+
     ``actor`` None is the light check: then only changes are audited (a payment still
-    waiting is checked again in ten minutes); a person's check is always audited."""
+    waiting is checked again in ten minutes); a person's check is always audited. A person
+    must be allowed RECORD_PAYMENT on the invoice: administrators, billing staff and the
+    reseller that issued it (asking Stripe only applies what Stripe says)."""
     payment = Payment.objects.select_related("invoice").get(pk=payment.pk)
     invoice = payment.invoice
     if actor is not None and not may(actor, RECORD_PAYMENT, invoice):
@@ -722,14 +855,29 @@ def reconcile(payment: Payment, *, actor=None) -> Outcome:
     if payment.method != Payment.Method.STRIPE or payment.state != Payment.State.PENDING:
         raise ValidationError("Only a pending card payment is checked with Stripe.")
     before = payment.state
+    Payment.objects.filter(pk=payment.pk).update(last_checked_at=timezone.now())
     try:
         intent = _intent_of(payment)
+        if payment.attention:  # Stripe answers now: staff's check starts afresh
+            Payment.objects.filter(pk=payment.pk).update(attention="")
+            payment.attention = ""
         if intent is None:
             outcome = _no_record(payment, actor=actor)
         else:
             outcome = _apply_intent(payment, intent, actor=actor, end_waiting=_give_up(intent))
     except PaymentError as exc:
         message = UNREACHABLE if exc.retryable else f"Stripe refused the check: {exc}"
+        if exc.about_the_object:
+            # Permanent (the intent is unknown to this Stripe account: keys of another
+            # account?): staff look at it; the light check stops asking.
+            _flag(
+                payment,
+                f"Stripe refused to look this payment up ({exc})"[:250] + ": check it in "
+                "Stripe's dashboard.",
+                action="payment.flagged",
+                actor=actor,
+                changes={"payment_intent": payment.external_id or None, "error": str(exc)[:200]},
+            )
         if actor is not None:
             _audit_reconcile(payment, actor, "error", message)
         raise ValidationError(message) from exc
@@ -751,7 +899,9 @@ def _intent_of(payment: Payment):
             method=Payment.Method.STRIPE, external_id__in=[i["id"] for i in intents]
         ).values_list("external_id", flat=True)
     )
-    free = [i for i in intents if i["id"] not in recorded]
+    # Only one for this attempt's amount and currency: a leftover intent of another amount
+    # (0.01, another currency) with the invoice's metadata is not this payment.
+    free = [i for i in intents if i["id"] not in recorded and _matches(payment, i)]
     # The one that took the money first, then the ones that may still; newest first.
     rank = {"succeeded": 0, "processing": 1, "requires_action": 2, "requires_confirmation": 2}
     free.sort(key=lambda i: (rank.get(i["status"], 3), -int(i.get("created") or 0)))
@@ -846,7 +996,20 @@ def handle_event(event) -> str:
     this panel, or money taken for an invoice voided or paid meanwhile (recorded on it as a
     payment to refund, listed on the dunning queue)."""
     obj = event["data"]["object"]
-    invoice = _invoice_of(obj)
+    refunded = None
+    if event["type"] == "charge.refunded":
+        # A charge names its PaymentIntent; the payment row names the invoice.
+        refunded = (
+            Payment.objects.filter(
+                method=Payment.Method.STRIPE, external_id=str(obj.get("payment_intent") or "")
+            )
+            .exclude(external_id="")
+            .select_related("invoice")
+            .first()
+        )
+        invoice = refunded.invoice if refunded else None
+    else:
+        invoice = _invoice_of(obj)
     # One transaction: an event that fails half way is not remembered, so Stripe's retry
     # applies it again; one applied is remembered with its effects.
     with transaction.atomic():
@@ -865,6 +1028,8 @@ def handle_event(event) -> str:
                 log.warning(
                     "stripe event %s: %s succeeded, %s", event["id"], obj.get("id"), NOT_OURS
                 )
+        elif event["type"] == "charge.refunded":
+            result = _refunded_at_stripe(refunded, obj)
         elif event["type"] == "payment_intent.succeeded":
             try:
                 amount = _received(obj, invoice)
@@ -876,19 +1041,158 @@ def handle_event(event) -> str:
                     invoice,
                     changes={"payment_intent": str(obj.get("id"))[:100], "error": result},
                 )
+                recorded = (
+                    Payment.objects.filter(
+                        method=Payment.Method.STRIPE,
+                        external_id=str(obj.get("id")),
+                        state=Payment.State.PENDING,
+                    )
+                    .select_related("invoice")
+                    .first()
+                )
+                if recorded is not None:  # the panel's attempt: staff look at it
+                    _flag(
+                        recorded,
+                        MISMATCH.format(
+                            intent=obj.get("id"), received=_stripe_amount(obj, "amount_received"),
+                            expected=f"{recorded.amount} {recorded.currency}",
+                        ),
+                        action="payment.mismatch",
+                        changes={"payment_intent": str(obj.get("id"))[:100], "error": result},
+                    )  # fmt: skip
             else:
-                payment = settle(str(obj["id"]), invoice_uuid=str(invoice.uuid), amount=amount)
+                payment = settle(
+                    str(obj["id"]),
+                    invoice_uuid=str(invoice.uuid),
+                    amount=amount,
+                    currency=str(obj.get("currency") or invoice.currency),
+                )
                 result = "paid"
-                if payment.refund_due > ZERO:
+                if payment.state == Payment.State.PENDING:
+                    result = "not applied: the amount differs from the payment's (flagged)"
+                elif payment.refund_due > ZERO:
                     result = (
                         f"needs a refund: {payment.refund_due} {payment.currency} not owed "
                         f"(invoice {invoice.state})"
                     )
         else:
-            _failed(invoice, obj["id"], failure_of(obj), invoice.balance)
+            intent_id = str(obj["id"])
+            known = Payment.objects.filter(
+                method=Payment.Method.STRIPE, external_id=intent_id
+            ).exists()
+            _failed(invoice, intent_id, failure_of(obj), invoice.balance)
             result = "failed"
+            if known and obj.get("status") == "requires_payment_method":
+                # A payment of the panel's that failed (3-D Secure failed, the customer gone):
+                # canceled at Stripe so that its client_secret cannot confirm it again.
+                transaction.on_commit(lambda: _cancel_quietly(intent_id), robust=True)
         StripeEvent.objects.filter(pk=row.pk).update(result=result)
     return result
+
+
+# Refunds ----------------------------------------------------------------------------------
+
+REFUND_FIELDS = ["reference"]
+
+
+def do_record_refund(payment: Payment, *, actor, data: dict) -> Payment:
+    """Staff refunded a card payment at Stripe (or by bank transfer) and say so here, with
+    the refund's reference (Stripe's ``re_...``): ``refund_due`` goes to zero and the
+    dunning queue's entry goes. A pending card payment flagged for staff (Stripe's amount
+    differs, or Stripe does not know it) is closed the same way: marked refunded (never
+    counted on the invoice), which lets Pay and Void work again. Audited
+    (``payment.refunded``). Only those who may record refunds (the policy:
+    RECORD_REFUND, billing staff and administrators: the panel's Stripe account is theirs)."""
+    from core.services import accept_only, refuse_nul_in
+
+    accept_only(data, REFUND_FIELDS)
+    refuse_nul_in(data, REFUND_FIELDS)
+    if not may(actor, RECORD_REFUND, payment):
+        raise PermissionDenied("You may not record refunds.")
+    reference = str(data.get("reference") or "").strip()
+    if not reference:
+        raise ValidationError({"reference": "Give the refund's reference (Stripe's re_... id)."})
+    if len(reference) > 100:
+        raise ValidationError({"reference": "At most 100 characters."})
+    try:
+        validate_plain_text(reference)
+    except ValidationError as exc:
+        raise ValidationError({"reference": exc.messages}) from exc
+    with transaction.atomic():
+        Invoice.objects.select_for_update().filter(pk=payment.invoice_id).first()
+        current = Payment.objects.select_for_update().get(pk=payment.pk)
+        changes = {"refund_reference": [current.refund_reference or None, reference]}
+        if current.state == Payment.State.SUCCEEDED and current.refund_due > ZERO:
+            changes["refund_due"] = [str(current.refund_due), str(ZERO)]
+            Payment.objects.filter(pk=current.pk).update(
+                refund_due=ZERO, refund_reference=reference
+            )
+        elif (
+            current.state == Payment.State.PENDING
+            and current.method == Payment.Method.STRIPE
+            and current.attention
+        ):
+            changes["state"] = [current.state, Payment.State.REFUNDED]
+            changes["attention"] = [current.attention, None]
+            Payment.objects.filter(pk=current.pk).update(
+                state=Payment.State.REFUNDED,
+                attention="",
+                refund_reference=reference,
+                failure_message="Closed by staff: refunded or nothing taken at Stripe.",
+            )
+        else:
+            raise ValidationError("Nothing is to be refunded on this payment.")
+        audit.record(
+            "payment.refunded",
+            current,
+            actor=actor,
+            owner_id=current.invoice.customer_id,
+            changes=changes,
+        )
+    current.refresh_from_db()
+    return current
+
+
+def _refunded_at_stripe(payment: Payment | None, charge) -> str:
+    """``charge.refunded``: Stripe refunded (part of) a card payment. Once what it refunded
+    covers the payment's ``refund_due``, that is cleared (the reference: the newest refund's
+    id). A refund of money the invoice counted is not undone here (that is a credit note's
+    business): recorded and left for staff."""
+    if payment is None:
+        return NOT_OURS
+    refunded_cents = charge.get("amount_refunded")
+    currency = str(charge.get("currency") or "").upper()
+    if currency != payment.currency.upper():
+        return f"not applied: refunded in {currency}, the payment is in {payment.currency}"
+    try:
+        refunded = major_units(refunded_cents, currency)
+    except ValidationError as exc:
+        return f"not applied: {' '.join(exc.messages)}"[:200]
+    refunds = (charge.get("refunds") or {}).get("data") or []
+    reference = str((refunds[0] if refunds else {}).get("id") or charge.get("id") or "")[:100]
+    with transaction.atomic():
+        current = Payment.objects.select_for_update().get(pk=payment.pk)
+        due = current.refund_due
+        if due > ZERO and refunded >= due:
+            Payment.objects.filter(pk=current.pk).update(
+                refund_due=ZERO, refund_reference=reference
+            )
+        audit.record(
+            "payment.refunded",
+            current,
+            owner_id=current.invoice.customer_id,
+            changes={
+                "refunded_at_stripe": f"{refunded} {currency}",
+                "refund_due": [str(due), str(ZERO if refunded >= due else due)],
+                "refund_reference": reference,
+            },
+        )
+    if due > ZERO and refunded >= due:
+        extra = refunded - due
+        return "refunded" + (f" ({extra} {currency} more than was due: check)" if extra else "")
+    if due > ZERO:
+        return f"partly refunded: {refunded} of {due} {currency} due"
+    return f"refunded {refunded} {currency} of a counted payment: check the invoice"
 
 
 # The Stripe account ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Payment pages, mounted at /billing/payments/ (panel/urls.py)."""
+"""Payment pages, mounted at /billing/payments/ (included by billing/urls.py)."""
 
 from django.urls import path
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("invoices/<uuid:uuid>/pay/", views.pay_invoice, name="billing_pay_invoice"),
     path("invoices/<uuid:uuid>/return/", views.payment_return, name="billing_payment_return"),
     path("<uuid:uuid>/reconcile/", views.reconcile_payment, name="billing_payment_reconcile"),
+    path("<uuid:uuid>/refunded/", views.record_refund, name="billing_payment_refunded"),
     path("dunning/", views.dunning_queue, name="billing_dunning"),
     path("stripe/webhook/", views.stripe_webhook, name="billing_stripe_webhook"),
 ]

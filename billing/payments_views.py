@@ -1,7 +1,7 @@
 """Payment pages: a customer's cards (add with Stripe.js, default, remove), "Pay now" on an
-invoice (and the return from the bank's 3-D Secure page), "Check with Stripe" for staff, the
-staff dunning queue, and Stripe's webhook endpoint (no session: it is authenticated by its
-signature, so it is exempt from CSRF and login)."""
+invoice (and the return from the bank's 3-D Secure page), "Check with Stripe", the dunning
+queue, "Refunded" for staff, and Stripe's webhook endpoint (no session: it is authenticated
+by its signature, so it is exempt from CSRF and login)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import payments, stripe_client
-from billing.models import RECORD_PAYMENT, Invoice, Payment
-from billing.payment_models import DunningStep, DunningSuspension, PaymentCard, StripeAccount
+from billing.models import RECORD_PAYMENT, RECORD_REFUND, Invoice, Payment
+from billing.payment_models import (
+    DunningStep,
+    DunningSuspension,
+    PaymentCard,
+    StripeAccount,
+    StripeEvent,
+)
 from billing.stripe_client import PaymentError
 from core.clientip import for_request
 from core.generic import get_for_user, redirect_htmx_aware
@@ -63,7 +69,7 @@ def invoice_section(invoice: Invoice, user) -> dict:
         and invoice.customer_id == user.pk,
         "failed": [p for p in attempts if p.state == Payment.State.FAILED],
         "pending": pending,
-        # Staff who may record payments ask Stripe about a pending one.
+        # Whoever may record payments on it (staff, the issuing reseller) asks Stripe.
         "may_reconcile": bool(pending) and may(user, RECORD_PAYMENT, invoice),
         "steps": list(invoice.dunning_steps.all()),
     }
@@ -206,8 +212,9 @@ def payment_return(request, uuid):
 @login_required
 @require_POST
 def reconcile_payment(request, uuid):
-    """Check with Stripe: staff who may record payments ask what became of a pending card
-    payment (billing.payments.reconcile)."""
+    """Check with Stripe: whoever may record payments on the invoice (administrators,
+    billing staff, the reseller that issued it) asks what became of a pending card payment
+    (billing.payments.reconcile: it only applies what Stripe says)."""
     payment = get_for_user(Payment, request.user, VIEW, uuid=uuid)
     invoice = get_for_user(Invoice, request.user, RECORD_PAYMENT, pk=payment.invoice_id)
     try:
@@ -221,15 +228,35 @@ def reconcile_payment(request, uuid):
 
 
 @login_required
+@require_POST
+def record_refund(request, uuid):
+    """Refunded: staff made the refund a card payment needs (at Stripe) and give its
+    reference (billing.payments.do_record_refund). 404 for anyone who may not."""
+    payment = get_for_user(Payment, request.user, RECORD_REFUND, uuid=uuid)
+    try:
+        payments.do_record_refund(
+            payment, actor=request.user, data={"reference": request.POST.get("reference", "")}
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Refund recorded.")
+    return redirect_htmx_aware(request, reverse("billing_dunning"))
+
+
+@login_required
 @require_GET
 def dunning_queue(request):
-    """Staff who may record payments: overdue invoices (or ones dunning acted on) and what
-    dunning did about each."""
+    """Whoever may record payments (staff, and resellers for the invoices they issued):
+    overdue invoices (or ones dunning acted on) and what dunning did about each. What is
+    panel-wide (the rejected-webhook counter; card payments to refund or to look at, which
+    are settled in the panel's Stripe account) only for those the policy lets record
+    refunds and read the panel's Stripe events (billing staff, administrators)."""
     if not may(request.user, RECORD_PAYMENT, Invoice):
         raise Http404
     today = timezone.localdate()
     invoices = (
-        restrict(Invoice, request.user, VIEW)
+        restrict(Invoice, request.user, RECORD_PAYMENT)
         .filter(kind=Invoice.Kind.INVOICE, state=Invoice.State.ISSUED)
         .filter(Q(due_date__lt=today) | Q(pk__in=DunningStep.objects.values("invoice")))
         .select_related("customer")
@@ -245,16 +272,29 @@ def dunning_queue(request):
     rows = [{"invoice": i, "days": (today - i.due_date).days} for i in invoices]
     # Card payments Stripe took that the invoice did not owe (paid by hand, credited or
     # voided before the charge succeeded): refund them (at Stripe), newest first.
-    to_refund = (
-        restrict(Payment, request.user, VIEW)
-        .filter(state=Payment.State.SUCCEEDED, refund_due__gt=0)
-        .select_related("invoice__customer")
-        .order_by("-received_at", "-id")[:200]
+    staff_payments = restrict(Payment, request.user, RECORD_REFUND).select_related(
+        "invoice__customer"
     )
+    to_refund = staff_payments.filter(state=Payment.State.SUCCEEDED, refund_due__gt=0).order_by(
+        "-received_at", "-id"
+    )[:200]
+    # Pending card payments flagged for staff: Stripe's amount or currency differs from the
+    # payment's, or Stripe refuses to look it up (the 10-minute check leaves them alone).
+    to_check = (
+        staff_payments.filter(method=Payment.Method.STRIPE, state=Payment.State.PENDING)
+        .exclude(attention="")
+        .order_by("created_at", "id")[:200]
+    )
+    panel_wide = may(request.user, VIEW, StripeEvent)
     return render(
         request,
         "billing/dunning_queue.html",
-        {"rows": rows, "to_refund": list(to_refund), "rejected_webhooks": rejected_last_hour()},
+        {
+            "rows": rows,
+            "to_refund": list(to_refund),
+            "to_check": list(to_check),
+            "rejected_webhooks": rejected_last_hour() if panel_wide else 0,
+        },
     )
 
 

@@ -42,6 +42,9 @@ class PaymentError(Exception):
         decline: str = "",
         obj=None,
         unknown: bool = False,
+        refused: bool = False,
+        status: int = 0,
+        code: str = "",
     ):
         super().__init__(message)
         self.retryable = retryable
@@ -49,6 +52,17 @@ class PaymentError(Exception):
         self.obj = obj  # the PaymentIntent Stripe returned with the error, if any
         # The request may have reached Stripe and been carried out (its answer was lost).
         self.unknown = unknown
+        # Stripe refused the request (or it never left): certainly not carried out. Only
+        # then may a caller forget a charge attempt; any other error may follow a charge.
+        self.refused = refused
+        self.status = status  # Stripe's HTTP status, 0 if none came back
+        self.code = code  # Stripe's error code ("resource_missing", ...)
+
+    @property
+    def about_the_object(self) -> bool:
+        """A permanent refusal about the object asked for (404 ``resource_missing``, 400),
+        not about the account (401/403: the keys) nor a passing one (429, 5xx)."""
+        return 400 <= self.status < 500 and self.status not in (401, 403, 429)
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,9 @@ class Card:
 def account() -> StripeAccount:
     row = StripeAccount.objects.order_by("pk").first()
     if row is None or not row.secret_key:
-        raise PaymentError("Card payments are not set up: no Stripe secret key is configured.")
+        raise PaymentError(
+            "Card payments are not set up: no Stripe secret key is configured.", refused=True
+        )
     return row
 
 
@@ -84,19 +100,33 @@ def _call(fn, *args, **kwargs):
             exc.user_message or "The card was declined.",
             decline=exc.code or "card_declined",
             obj=(exc.json_body or {}).get("error", {}).get("payment_intent"),
+            refused=True,
+            status=exc.http_status or 402,
+            code=exc.code or "",
         ) from exc
     except stripe.AuthenticationError as exc:
-        raise PaymentError("Stripe refused the API key (check the Stripe account).") from exc
+        raise PaymentError(
+            "Stripe refused the API key (check the Stripe account).", refused=True, status=401
+        ) from exc
     except stripe.RateLimitError as exc:  # refused before doing anything
-        raise PaymentError(NOT_REACHED, retryable=True) from exc
+        raise PaymentError(NOT_REACHED, retryable=True, refused=True, status=429) from exc
     except stripe.APIConnectionError as exc:
         if never_sent(exc):
-            raise PaymentError(NOT_REACHED, retryable=True) from exc
+            raise PaymentError(NOT_REACHED, retryable=True, refused=True) from exc
         raise PaymentError(NO_ANSWER, retryable=True, unknown=True) from exc
     except stripe.StripeError as exc:
         status = exc.http_status or 0
         message = exc.user_message or "Stripe refused the request."
-        raise PaymentError(message, retryable=status >= 500) from exc
+        # A 5xx is indeterminate at Stripe ("the request may have been carried out"): for a
+        # charge, as unknown as a lost answer. A 4xx is a refusal: nothing was done.
+        raise PaymentError(
+            message,
+            retryable=status >= 500 or not status,
+            unknown=status >= 500 or not status,
+            refused=400 <= status < 500,
+            status=status,
+            code=exc.code or "",
+        ) from exc
 
 
 def never_sent(exc: stripe.APIConnectionError) -> bool:

@@ -5,18 +5,18 @@ Stripe about a pending card payment (``POST /api/v1/payments/<uuid>/reconcile/``
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import payments
-from billing.models import RECORD_PAYMENT, Invoice, Payment
+from billing.models import RECORD_PAYMENT, RECORD_REFUND, Invoice, Payment
 from billing.payment_models import PaymentCard
 from core.api.viewsets import PolicyViewSetMixin
 from core.generic import get_for_user
-from core.policy import CHANGE, VIEW
+from core.policy import CHANGE, VIEW, may
 
 
 class PaymentCardSerializer(serializers.ModelSerializer):
@@ -39,13 +39,48 @@ class PaySerializer(serializers.Serializer):
     card = serializers.UUIDField(required=False, help_text="A saved card; default: the default.")
 
 
-class CardPaymentSerializer(serializers.ModelSerializer):
+class StaffPaymentFields(serializers.Serializer):
+    """What staff settle in the panel's Stripe account: ``refund_due`` (received but not
+    owed), ``refund_reference`` (the refund made) and ``attention`` (why a pending card
+    payment waits for staff). Given to those the policy lets record refunds (billing staff,
+    administrators); null for everyone else (customers, resellers)."""
+
+    refund_due = serializers.SerializerMethodField()
+    refund_reference = serializers.SerializerMethodField()
+    attention = serializers.SerializerMethodField()
+
+    def _staff(self) -> bool:
+        if "_records_refunds" not in self.context:
+            request = self.context.get("request")
+            user = getattr(request, "user", None)
+            self.context["_records_refunds"] = user is not None and may(
+                user, RECORD_REFUND, Payment
+            )
+        return self.context["_records_refunds"]
+
+    @extend_schema_field(serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True))
+    def get_refund_due(self, payment) -> str | None:
+        return str(payment.refund_due) if self._staff() else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_refund_reference(self, payment) -> str | None:
+        return payment.refund_reference if self._staff() else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_attention(self, payment) -> str | None:
+        return payment.attention if self._staff() else None
+
+
+STAFF_PAYMENT_FIELDS = ["refund_due", "refund_reference", "attention"]
+
+
+class CardPaymentSerializer(StaffPaymentFields, serializers.ModelSerializer):
     invoice = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
 
     class Meta:
         model = Payment
         fields = ["uuid", "invoice", "amount", "currency", "method", "state", "failure_message",
-                  "received_at"]  # fmt: skip
+                  "received_at", *STAFF_PAYMENT_FIELDS]  # fmt: skip
         read_only_fields = fields
 
 
@@ -112,14 +147,15 @@ class PayInvoiceView(APIView):
         if data.validated_data.get("card"):
             card = get_for_user(PaymentCard, request.user, CHANGE, uuid=data.validated_data["card"])
         payment = payments.do_pay_invoice(invoice, actor=request.user, card=card)
-        return Response(CardPaymentSerializer(payment).data)
+        return Response(CardPaymentSerializer(payment, context={"request": request}).data)
 
 
 class ReconcilePaymentView(APIView):
-    """Ask Stripe what became of a pending card payment (for whoever may record payments:
-    administrators and billing staff). 200 with the payment as it is now (``succeeded``,
-    ``failed``, or still ``pending``) and the message; 400 if it is not a pending card
-    payment or Stripe cannot be reached (then nothing changed)."""
+    """Ask Stripe what became of a pending card payment (for whoever may record payments
+    on its invoice: administrators, billing staff and the reseller that issued it). 200
+    with the payment as it is now (``succeeded``, ``failed``, or still ``pending``) and the
+    message; 400 if it is not a pending card payment or Stripe cannot be reached (then
+    nothing changed)."""
 
     @extend_schema(request=None, responses={200: ReconcileSerializer})
     def post(self, request, uuid):
@@ -128,6 +164,7 @@ class ReconcilePaymentView(APIView):
         outcome = payments.reconcile(payment, actor=request.user)
         return Response(
             ReconcileSerializer(
-                {"payment": outcome.payment, "state": outcome.state, "message": outcome.message}
+                {"payment": outcome.payment, "state": outcome.state, "message": outcome.message},
+                context={"request": request},
             ).data
         )

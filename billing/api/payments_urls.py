@@ -1,4 +1,4 @@
-"""Card payment routes, mounted under /api/v1/ by panel/urls.py (beside billing's own)."""
+"""Card payment routes under /api/v1/ (included by billing/api/urls.py, beside billing's own)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter

@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from billing.api.payments import STAFF_PAYMENT_FIELDS, StaffPaymentFields
 from billing.models import Invoice, InvoiceLine, Payment, UsageRecord
 
 
@@ -39,14 +40,14 @@ class InvoiceListSerializer(InvoiceSerializer):
         read_only_fields = fields
 
 
-class PaymentSerializer(serializers.ModelSerializer):
+class PaymentSerializer(StaffPaymentFields, serializers.ModelSerializer):
     invoice = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
 
     class Meta:
         model = Payment
         fields = [
             "uuid", "invoice", "amount", "currency", "method", "external_id", "state",
-            "note", "received_at", "created_at",
+            "note", "received_at", "created_at", *STAFF_PAYMENT_FIELDS,
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -8,8 +8,10 @@ HTTP server on loopback speaking the subset the panel uses, as Stripe does.
   same key with other parameters is refused (400 ``idempotency_error``), as Stripe does.
 - Cards: Stripe's test payment methods ``pm_card_visa`` (succeeds) and
   ``pm_card_chargeDeclined`` (declined: HTTP 402 ``card_error``/``card_declined`` with the
-  PaymentIntent in the error), ``pm_card_authenticationRequired`` (3-D Secure: the charge
-  answers ``requires_action``). Confirming a SetupIntent with one makes a new ``pm_...``
+  PaymentIntent in the error), ``pm_card_authenticationRequired`` (3-D Secure: on session
+  the charge answers ``requires_action``; off session 402 ``card_error``/
+  ``authentication_required`` with the intent, left ``requires_payment_method``, as Stripe
+  answers). Confirming a SetupIntent with one makes a new ``pm_...``
   attached to the customer.
 - PaymentIntents: ``POST /v1/payment_intents`` (with ``confirm=true``; off session when
   ``off_session=true``, else on session with a ``return_url``), ``GET
@@ -18,8 +20,13 @@ HTTP server on loopback speaking the subset the panel uses, as Stripe does.
   Stripe), ``POST /v1/payment_intents/<id>/cancel`` (``cancellation_reason``; refused with
   400 ``payment_intent_unexpected_state`` once succeeded or canceled, as Stripe does). Each
   intent has a ``client_secret``.
-- 3-D Secure: off session, a card needing it answers ``requires_action`` with
-  ``next_action.type == "use_stripe_sdk"`` (nobody can authenticate). On session (a
+- ``POST /v1/payment_intents/<id>/confirm``: with the secret key, or from a browser with the
+  publishable key and the intent's ``client_secret`` (as Stripe.js does); refused (400
+  ``payment_intent_unexpected_state``) once the intent succeeded or was canceled.
+- ``POST /v1/refunds`` (``payment_intent``, ``amount``): a refund, and a ``charge.refunded``
+  event whose charge carries ``payment_intent`` and the running ``amount_refunded``.
+- 3-D Secure: off session, a card needing it is declined (402 ``authentication_required``:
+  nobody can authenticate). On session (a
   ``return_url``), ``next_action`` is ``{"type": "redirect_to_url", "redirect_to_url":
   {"url": <this server>/3ds/<pi id>, "return_url": ...}}``. That URL is an HTML page, like
   Stripe's test 3DS page, with two buttons: "Complete authentication" (the intent
@@ -202,6 +209,10 @@ class StripeStandIn:
             return 200, intent
         if method == "POST" and len(parts) == 3 and parts[::2] == ["payment_intents", "cancel"]:
             return self._cancel(parts[1], p)
+        if method == "POST" and len(parts) == 3 and parts[::2] == ["payment_intents", "confirm"]:
+            return self._confirm_existing(parts[1], p)
+        if method == "POST" and parts == ["refunds"]:
+            return self._refund(p)
         message = f"Unrecognized request URL ({method}: {path})."
         return 404, {"error": {"type": "invalid_request_error", "message": message}}
 
@@ -266,6 +277,15 @@ class StripeStandIn:
             self.return_urls[intent["id"]] = p["return_url"]
         if p.get("confirm") != "true":
             return 200, intent
+        return self._confirm(intent, pm, on_session=on_session)
+
+    CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+    def _confirm(self, intent: dict, pm: dict, *, on_session: bool) -> tuple[int, dict]:
+        """Confirm ``intent`` with card ``pm``: declined (402), 3-D Secure (on session:
+        requires_action with the bank's page; off session: 402 ``authentication_required``,
+        the intent left requires_payment_method, as Stripe answers), or succeeded."""
+        intent.update(payment_method=pm["id"], last_payment_error=None, next_action=None)
         if pm["id"] in self.declining:
             error = {"type": "card_error", "code": "card_declined",
                      "decline_code": "generic_decline", "message": "Your card was declined.",
@@ -274,18 +294,68 @@ class StripeStandIn:
             self._event("payment_intent.payment_failed", intent)
             return 402, {"error": {**error, "payment_intent": intent}}
         if pm["id"] in self.needing_action:
-            if on_session:
-                redirect = {"url": f"{self.url}/3ds/{intent['id']}",
-                            "return_url": p["return_url"]}  # fmt: skip
-                next_action = {"type": "redirect_to_url", "redirect_to_url": redirect}
-            else:
-                next_action = {"type": "use_stripe_sdk"}
+            if not on_session:
+                error = {"type": "card_error", "code": "authentication_required",
+                         "decline_code": "authentication_required",
+                         "message": "Your card was declined. This transaction requires "
+                         "authentication.", "payment_method": pm}  # fmt: skip
+                intent.update(status="requires_payment_method", last_payment_error=error)
+                self._event("payment_intent.payment_failed", intent)
+                return 402, {"error": {**error, "payment_intent": intent}}
+            redirect = {"url": f"{self.url}/3ds/{intent['id']}",
+                        "return_url": self.return_urls.get(intent["id"], "")}  # fmt: skip
+            next_action = {"type": "redirect_to_url", "redirect_to_url": redirect}
             intent.update(status="requires_action", next_action=next_action)
             self._event("payment_intent.requires_action", intent)
             return 200, intent
         intent.update(status="succeeded", amount_received=intent["amount"])
         self._event("payment_intent.succeeded", intent)
         return 200, intent
+
+    def _confirm_existing(self, intent_id: str, p: dict) -> tuple[int, dict]:
+        """``POST /v1/payment_intents/<id>/confirm`` (the secret key, or a browser's
+        publishable key with the intent's client_secret): refused once the intent
+        succeeded or was canceled."""
+        intent = self.objects.get(intent_id)
+        if intent is None or intent["object"] != "payment_intent":
+            return self._missing("payment_intent", intent_id)
+        if intent["status"] not in self.CONFIRMABLE:
+            message = (f"This PaymentIntent's status is {intent['status']}; it cannot be "
+                       "confirmed.")  # fmt: skip
+            return 400, {"error": {"type": "invalid_request_error",
+                                   "code": "payment_intent_unexpected_state",
+                                   "message": message, "payment_intent": intent}}  # fmt: skip
+        pm = self.objects.get(p.get("payment_method") or intent["payment_method"] or "")
+        if pm is None or pm.get("customer") != intent["customer"]:
+            return self._missing("payment_method", p.get("payment_method"))
+        if p.get("return_url"):
+            self.return_urls[intent_id] = p["return_url"]
+        return self._confirm(intent, pm, on_session=p.get("off_session") != "true")
+
+    def _refund(self, p: dict) -> tuple[int, dict]:
+        """``POST /v1/refunds`` (``payment_intent``, ``amount`` in minor units, default the
+        rest): a refund, and ``charge.refunded`` with the charge's running total."""
+        intent = self.objects.get(p.get("payment_intent", ""))
+        if intent is None or intent["object"] != "payment_intent":
+            return self._missing("payment_intent", p.get("payment_intent"))
+        refunded = intent.setdefault("_refunded", 0)
+        left = intent["amount_received"] - refunded
+        amount = int(p.get("amount") or left)
+        if intent["status"] != "succeeded" or not 0 < amount <= left:
+            code = "amount_too_large" if left else "charge_already_refunded"
+            return 400, {"error": {"type": "invalid_request_error", "code": code,
+                                   "message": "Cannot refund that."}}  # fmt: skip
+        intent["_refunded"] = refunded + amount
+        refund = self._new("re", "refund", amount=amount, currency=intent["currency"],
+                           payment_intent=intent["id"], status="succeeded")  # fmt: skip
+        charge = {"id": f"ch_{intent['id'][3:]}", "object": "charge", "amount":
+                  intent["amount"], "amount_captured": intent["amount_received"],
+                  "amount_refunded": intent["_refunded"], "currency": intent["currency"],
+                  "payment_intent": intent["id"], "refunded": intent["_refunded"]
+                  == intent["amount_received"], "refunds": {"object": "list",
+                  "data": [refund]}}  # fmt: skip
+        self._event("charge.refunded", charge)
+        return 200, refund
 
     # The 3-D Secure page (the customer's browser; no API key) ----------------------------
 
@@ -368,11 +438,13 @@ class StripeStandIn:
     # Stripe.js -----------------------------------------------------------------------------
 
     def browser_may(self, method: str, path: str, p: dict) -> bool:
-        """Stripe.js confirms a SetupIntent from the browser with the publishable key (the
-        ``key`` field) and the intent's ``client_secret`` instead of the secret key, as
-        Stripe allows: only that call, only with the intent's own secret."""
+        """Stripe.js confirms a SetupIntent or a PaymentIntent from the browser with the
+        publishable key (the ``key`` field) and the intent's ``client_secret`` instead of
+        the secret key, as Stripe allows: only that call, only with the intent's own
+        secret."""
         parts = path.strip("/").split("/")[1:]  # after "v1"
-        if not (method == "POST" and len(parts) == 3 and parts[0] == "setup_intents"
+        if not (method == "POST" and len(parts) == 3
+                and parts[0] in ("setup_intents", "payment_intents")
                 and parts[2] == "confirm"):  # fmt: skip
             return False
         intent = self.objects.get(parts[1]) or {}

@@ -319,25 +319,23 @@ def test_canceled_webhook_of_the_replaced_attempt_changes_nothing_more(
     assert post_event(client, body, sign(body, WEBHOOK_SECRET)).content == b"duplicate"
 
 
-def test_an_api_attempt_whose_answer_was_lost_does_not_block_pay_now(
+def test_an_api_attempt_refused_by_stripe_does_not_block_pay_now(
     invoice, customer, standin, monkeypatch
 ):
-    """The API's attempt reached Stripe but its answer was lost (the attempt is forgotten,
-    so a retry reuses its key). The portal's "Pay now" of the same attempt is another
-    request (on session): Stripe would refuse the key with other parameters."""
+    """The API's attempt was refused before Stripe did anything (the attempt is forgotten).
+    The portal's "Pay now" of the same attempt is another request (on session, its own
+    key): Stripe would refuse the key reused with other parameters. (An attempt whose
+    answer was lost blocks Pay now instead: test_billing_payments_review3.py.)"""
     from billing import stripe_client
-    from billing.stripe_client import PaymentError
+    from billing.stripe_client import NOT_REACHED, PaymentError
 
     save_card(customer, THREE_DS)
     real_charge = stripe_client.charge
 
-    def answer_lost(**kwargs):
-        real_charge(**kwargs)
-        raise PaymentError(
-            "Stripe cannot be reached just now; nothing was charged.", retryable=True
-        )
+    def refused(**kwargs):
+        raise PaymentError(NOT_REACHED, retryable=True, refused=True)
 
-    monkeypatch.setattr(stripe_client, "charge", answer_lost)
+    monkeypatch.setattr(stripe_client, "charge", refused)
     assert login(customer).post(f"/api/v1/invoices/{invoice.uuid}/pay/").status_code == 400
     assert not invoice.payments.exists()
     monkeypatch.setattr(stripe_client, "charge", real_charge)
