@@ -2,7 +2,8 @@
 
 Seeds N customers (a twentieth of them under resellers, so both issuers number invoices),
 each with a hosting plan, a website with the month's traffic, measured disk, and every
-fourth a VPS with an extra address; then times:
+fourth a VPS with an extra address (every eighth VPS resized nine days in, so it is billed
+at two plans); then times:
 
 - sample_s: one day's usage samples of every account (billing.usage.sample_usage, the daily
   schedule); a sample for each day of the billed month is then seeded from it, so the
@@ -59,7 +60,7 @@ def seed(n: int, period) -> None:
     from accounts.models import Role, User
     from billing.models import BillingSettings, TaxRate
     from servers.models import Server
-    from vps.models import Hypervisor, IpAddress, IpPool, Vps, VpsPlan
+    from vps.models import Hypervisor, IpAddress, IpPool, Vps, VpsPlan, VpsPlanSpan
     from websites.models import Plan, SiteTraffic, Subscription, SystemAccount, Website
 
     start = datetime.combine(period.start, datetime.min.time(), tzinfo=UTC)
@@ -148,6 +149,18 @@ def seed(n: int, period) -> None:
         ),
         batch_size=BATCH,
     )
+    # Plan history: each VPS's first span, and every eighth resized to M nine days in.
+    bigger = VpsPlan.objects.create(name="M", price=Decimal("146.00"), ip_count=1)
+    resized = vpses[::8]
+    VpsPlanSpan.objects.bulk_create(
+        [VpsPlanSpan(vps=v, plan=vps_plan, since=v.created_at) for v in vpses]
+        + [
+            VpsPlanSpan(vps=v, plan=bigger, since=max(v.created_at, start) + timedelta(days=9))
+            for v in resized
+        ],
+        batch_size=BATCH,
+    )
+    Vps.objects.filter(pk__in=[v.pk for v in resized]).update(plan=bigger)
     pool = IpPool.objects.create(
         name="p", hypervisor=hv, network="10.0.0.0/8", gateway="10.0.0.1",
         first="10.0.0.10", last="10.255.255.250",

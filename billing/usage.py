@@ -12,8 +12,9 @@ Sources:
   against the plan's ``disk_mb``, as the average of the period's daily samples (below);
 - ``bandwidth_gb``: the month's ``SiteTraffic`` of its websites (10^9 bytes a GB), against
   the plan's ``bandwidth_gb``;
-- ``vps_hours``: per VPS, hours from its creation (or the period's start) to its deletion
-  (the ``vps.delete`` audit entry) or the period's end or now, at its plan;
+- ``vps_hours``: per VPS and plan, hours from its creation (or the period's start) to its
+  deletion (the ``vps.delete`` audit entry) or the period's end or now, split at each plan
+  change (``vps.models.VpsPlanSpan``): a VPS resized mid-month has a record per plan;
 - ``mailboxes``, ``databases``: counted, against the plan's limits, averaged as disk;
 - ``extra_ips``: the addresses an account's VPSes hold beyond their plans' ``ip_count``,
   averaged as disk.
@@ -109,11 +110,15 @@ def collect_usage(period: BillingPeriod, *, actor=None, accounts=None) -> int:
         current = UsageRecord.objects.filter(period_start=period.start, account__in=user_ids)
         billed = set(
             current.filter(line__isnull=False).values_list(
-                "account_id", "kind", "source_type", "source_id"
+                "account_id", "kind", "source_type", "source_id", "plan_id"
             )
         )
         current.filter(line__isnull=True).delete()
-        rows = [r for r in rows if (r.account_id, r.kind, r.source_type, r.source_id) not in billed]
+        rows = [
+            r
+            for r in rows
+            if (r.account_id, r.kind, r.source_type, r.source_id, r.plan_id) not in billed
+        ]
         fields = [
             "account", "period_start", "period_end", "kind", "quantity", "included",
             "source_type", "source_id", "description", "plan_type", "plan_id", "collected_at",
@@ -328,14 +333,18 @@ def _bandwidth(period: BillingPeriod, user_ids, subs: dict) -> list[UsageRecord]
 
 
 def _vps_hours(period: BillingPeriod, user_ids, now: datetime) -> list[UsageRecord]:
+    """Per VPS and plan, the hours it had that plan in the period: from its creation (or the
+    period's start) to its deletion (the ``vps.delete`` audit entry), the period's end or
+    now, cut at each plan change (``VpsPlanSpan``). Three queries however many VPSes."""
     from core.models import AuditEntry
-    from vps.models import Vps
+    from vps.models import Vps, VpsPlanSpan
 
     start, end = period.bounds()
+    in_period = Vps.objects.filter(owner__in=user_ids, created_at__lt=end).exclude(
+        state=Vps.State.PENDING, created_at__lt=start
+    )
     vpses = list(
-        Vps.objects.filter(owner__in=user_ids, created_at__lt=end)
-        .exclude(state=Vps.State.PENDING, created_at__lt=start)
-        .values_list(
+        in_period.values_list(
             "pk", "uuid", "owner_id", "plan_id", "plan__name", "hostname", "created_at", "state"
         )
     )
@@ -346,26 +355,52 @@ def _vps_hours(period: BillingPeriod, user_ids, now: datetime) -> list[UsageReco
             action="vps.delete", object_type="vps.vps", object_id__in=deleted_uuids
         ).values_list("object_id", "created_at"):
             deleted_at[object_id] = min(when, deleted_at.get(object_id, when))
+    spans: dict[int, list[tuple[datetime, int, str]]] = {}
+    if vpses:
+        for vps_id, since, plan_id, plan_name in (
+            VpsPlanSpan.objects.filter(vps__in=in_period.values("pk"), since__lt=end)
+            .order_by("vps_id", "since", "id")
+            .values_list("vps_id", "since", "plan_id", "plan__name")
+        ):
+            spans.setdefault(vps_id, []).append((since, plan_id, plan_name))
     out = []
-    for _pk, uid, owner_id, plan_id, plan_name, hostname, created_at, _state in vpses:
+    for pk, uid, owner_id, plan_id, plan_name, hostname, created_at, _state in vpses:
         stop = min(end, now, deleted_at.get(str(uid), end))
         begin = max(start, created_at)
         if stop <= begin:
             continue
-        hours = Decimal((stop - begin).total_seconds()) / 3600
-        out.append(
-            _record(
-                owner_id,
-                UsageKind.VPS_HOURS,
-                hours,
-                source_type="vps.vps",
-                source_id=str(uid),
-                description=f"VPS {hostname} ({plan_name})",
-                plan_type="vps.vpsplan",
-                plan_id=plan_id,
+        by_plan = _hours_by_plan(spans.get(pk) or [(created_at, plan_id, plan_name)], begin, stop)
+        for (span_plan_id, span_plan_name), seconds in by_plan.items():
+            out.append(
+                _record(
+                    owner_id,
+                    UsageKind.VPS_HOURS,
+                    Decimal(seconds) / 3600,
+                    source_type="vps.vps",
+                    source_id=str(uid),
+                    description=f"VPS {hostname} (plan {span_plan_name})",
+                    plan_type="vps.vpsplan",
+                    plan_id=span_plan_id,
+                )
             )
-        )
     return out
+
+
+def _hours_by_plan(
+    spans: list[tuple[datetime, int, str]], begin: datetime, stop: datetime
+) -> dict[tuple[int, str], float]:
+    """Seconds of ``begin``..``stop`` spent at each plan, from a VPS's spans (since, plan,
+    name) in order: each lasts until the next; time before the first counts at the first's
+    plan (a VPS whose history starts late). A plan had twice is summed; none under a
+    second is kept."""
+    seconds: dict[tuple[int, str], float] = {}
+    for i, (since, plan_id, name) in enumerate(spans):
+        lo = begin if i == 0 else max(begin, since)
+        hi = min(stop, spans[i + 1][0]) if i + 1 < len(spans) else stop
+        if hi > lo:
+            key = (plan_id, name)
+            seconds[key] = seconds.get(key, 0.0) + (hi - lo).total_seconds()
+    return {key: value for key, value in seconds.items() if value >= 1}
 
 
 def _of(queryset, user_ids, owner: str):

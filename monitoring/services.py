@@ -350,12 +350,13 @@ def notice_for(delivery: Delivery) -> notify.Notice:
     alert = delivery.alert
     if alert is None:
         text = f"Test notification from the panel to {delivery.channel.name}."
-        return notify.Notice(
-            "test", "Test notification", text, {"event": "test", "text": text}, delivery.uuid.hex
-        )
+        data = {"id": delivery.uuid.hex, "event": "test", "text": text}
+        return notify.Notice("test", "Test notification", text, data, delivery.uuid.hex)
     what = "FIRING" if delivery.event == "firing" else "RESOLVED"
     title = f"[{what}] {alert.rule.name}: {alert.label}"
     data = {
+        # Signed with the body (X-Panel-Delivery is not): receivers drop repeats by it.
+        "id": delivery.uuid.hex,
         "event": delivery.event,
         "alert": alert.uuid.hex,
         "rule": alert.rule.name,
@@ -377,7 +378,7 @@ def deliver(delivery: Delivery, *, now=None) -> Delivery:
     The attempt is claimed first (one UPDATE: counted, and due again only after a lease),
     so two workers never send the same delivery at once, and a worker killed mid-send
     leaves it to ``retry_deliveries`` once the lease has passed: delivered at least once,
-    never lost. A receiver that saw it already knows by ``X-Panel-Delivery``."""
+    never lost. A receiver that saw it already knows by the body's ``id`` (signed)."""
     now = now or timezone.now()
     if delivery.state != Delivery.State.PENDING:
         return delivery

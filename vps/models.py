@@ -474,6 +474,30 @@ class Snapshot(models.Model):
         return self.name
 
 
+class VpsPlanSpan(models.Model):
+    """The plan a VPS had from ``since`` until its next span (or its deletion): the history
+    billing charges VPS hours by (billing.usage), so a VPS resized mid-month is billed at
+    each plan for the hours it had it. A row is written in the same transaction as every
+    change of ``Vps.plan``: creation (since ``created_at``), a resize, and a failed resize
+    put back (vps.tasks). Rows are never changed; the plan is kept (PROTECT), not its name,
+    so a renamed plan still bills at its price."""
+
+    vps = models.ForeignKey(Vps, on_delete=models.CASCADE, related_name="plan_spans")
+    plan = models.ForeignKey(VpsPlan, on_delete=models.PROTECT, related_name="vps_spans")
+    since = models.DateTimeField()
+
+    objects = PolicyQuerySet.as_manager()
+    policy = Rules(owner="vps__owner", owner_may=frozenset({VIEW}), admin_may=frozenset({VIEW}))
+
+    class Meta:
+        ordering = ["vps", "since", "id"]
+        verbose_name = "VPS plan span"
+        indexes = [models.Index(fields=["vps", "since"], name="vps_plan_span_since")]
+
+    def __str__(self) -> str:
+        return f"{self.vps_id} {self.plan_id} since {self.since:%Y-%m-%d %H:%M}"
+
+
 def check_pool_range(pool: IpPool) -> None:
     """``first``..``last`` inside ``network``, same family, gateway in the network."""
     try:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from core import audit
 from core.models import Operation
@@ -30,6 +31,7 @@ from vps.models import (
     SshKey,
     Vps,
     VpsPlan,
+    VpsPlanSpan,
     check_pool_range,
 )
 from vps.validation import inspect_image, parse_public_key
@@ -216,6 +218,8 @@ def do_save_plan(*, actor, data: dict, plan: VpsPlan | None = None) -> VpsPlan:
 def do_delete_plan(plan: VpsPlan, *, actor) -> None:
     if plan.vpses.exists():
         raise ValidationError("VPSes use this plan: move them to another plan first.")
+    if plan.vps_spans.exists():  # billing's plan history (VpsPlanSpan) keeps the plan
+        raise ValidationError("VPSes were on this plan: billing keeps it for their history.")
     with transaction.atomic():
         audit.record("vps_plan.delete", plan, actor=actor, changes={"name": [plan.name, None]})
         plan.delete()
@@ -543,6 +547,7 @@ def do_create_vps(*, actor, data: dict) -> Vps:
         list(Hypervisor.objects.select_for_update().filter(enabled=True).values_list("pk"))
         vps.hypervisor = choose_hypervisor(plan, data.get("hypervisor"), location)
         vps.save()
+        VpsPlanSpan.objects.create(vps=vps, plan=plan, since=vps.created_at)
         vps.ssh_keys.set(keys)
         _allocate(vps, 4, plan.ip_count)
         _allocate(vps, 6, 1 if plan.ipv6 else 0)
@@ -726,11 +731,20 @@ def do_resize_vps(vps: Vps, *, actor, data: dict) -> Operation:
             "memory_mib": [locked.memory_mib, plan.memory_mib],
             "disk_gib": [locked.disk_gib, plan.disk_gib],
         }
+        # What the task puts back if the resize fails before the domain changed.
+        previous = {
+            "plan": locked.plan_id,
+            "vcpus": locked.vcpus,
+            "memory_mib": locked.memory_mib,
+            "disk_gib": locked.disk_gib,
+        }
         # Written now, so capacity counts the new size from the start (two resizes never
-        # both take the last room); the Operation makes the domain match.
+        # both take the last room); the Operation makes the domain match. Billing counts
+        # the new plan's hours from now (the span), the old plan's until now.
         Vps.objects.filter(pk=vps.pk).update(
             plan=plan, vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
         )
+        VpsPlanSpan.objects.create(vps=vps, plan=plan, since=timezone.now())
         vps.plan, vps.vcpus, vps.memory_mib, vps.disk_gib = (
             plan,
             plan.vcpus,
@@ -738,7 +752,7 @@ def do_resize_vps(vps: Vps, *, actor, data: dict) -> Operation:
             plan.disk_gib,
         )
         audit.record("vps.resize", vps, actor=actor, changes=changes)
-        return _start(vps, "vps.resize", "vps.tasks.resize_vps", actor=actor)
+        return _start(vps, "vps.resize", "vps.tasks.resize_vps", actor=actor, previous=previous)
 
 
 # -- snapshots ----------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core import events
+from core import audit, events
 from core.events import topic_of
 from core.operations import LockHolder, OperationError, on_worker_lost
 from vps import libvirt_adapter as lv
-from vps.models import Hypervisor, Image, ImageCopy, Snapshot, Vps
+from vps.models import Hypervisor, Image, ImageCopy, Snapshot, Vps, VpsPlan, VpsPlanSpan
 from vps.services import image_lock_key, release_addresses
 
 STATE_OF = {
@@ -414,14 +414,27 @@ def reinstall_vps(ctx, vps: int) -> str:
     return f"{record.hostname} reinstalled from {record.image} and running"
 
 
-def resize_vps(ctx, vps: int) -> str:
+def resize_vps(ctx, vps: int, previous: dict | None = None) -> str:
     """Offline: shut down (ACPI, forced after the timeout), set the plan's vCPUs and memory
-    in the domain's definition, grow the disk, and start again if it was running."""
+    in the domain's definition, grow the disk, and start again if it was running.
+
+    do_resize_vps wrote the new plan before this ran; ``previous`` is what the VPS had. A
+    failure before the disk grew leaves the domain as it was (its old vCPUs and memory put
+    back, started again if it was running) and puts the VPS back on its previous plan (the
+    resize's plan span removed), so it is billed at the plan it kept. Once the disk has
+    grown (a disk never shrinks) the VPS keeps the new plan, whatever failed after (starting
+    it). Should libvirt drop a definition it did take, the inventory reports the drift."""
     record = _vps(vps)
+    untouched: list[bool] = []  # _resize appends True while the domain is as it was
     try:
-        final = _resize(ctx, record)
+        final = _resize(ctx, record, previous, untouched)
     except Exception as exc:
-        Vps.objects.filter(pk=record.pk).update(state_message=f"Resize failed: {exc}"[:500])
+        message = f"Resize failed: {exc}"
+        if untouched and previous is not None:
+            kept = _put_back_plan(record, previous)
+            if kept is not None:
+                message += f" The VPS stays on the plan {kept}."
+        Vps.objects.filter(pk=record.pk).update(state_message=message[:500])
         raise
     Vps.objects.filter(pk=record.pk).update(
         state=STATE_OF.get(final, Vps.State.ERROR), state_message="", drift=""
@@ -431,8 +444,9 @@ def resize_vps(ctx, vps: int) -> str:
     )
 
 
-def _resize(ctx, record: Vps) -> str:
+def _resize(ctx, record: Vps, previous: dict | None, untouched: list[bool]) -> str:
     name = record.domain_name
+    untouched.append(True)
     with lv.connect(record.hypervisor) as session:
         _defined_or_missing(session, record)
         state = session.state(name)
@@ -441,17 +455,66 @@ def _resize(ctx, record: Vps) -> str:
             session.call(name, "resume")
         if state != "stopped":
             _shutdown(ctx, session, name)
-        ctx.progress(40, f"{record.vcpus} vCPUs, {record.memory_mib} MiB")
-        session.set_resources(name, vcpus=record.vcpus, memory_mib=record.memory_mib)
-        ctx.progress(60, f"Disk to {record.disk_gib} GiB")
-        if not session.grow_volume(record.disk_volume, record.disk_gib):
-            ctx.log("This driver cannot grow volumes (libvirt's test driver): disk unchanged.")
+        try:
+            ctx.progress(40, f"{record.vcpus} vCPUs, {record.memory_mib} MiB")
+            session.set_resources(name, vcpus=record.vcpus, memory_mib=record.memory_mib)
+            untouched.clear()  # one defineXML: it either happened or it did not
+            ctx.progress(60, f"Disk to {record.disk_gib} GiB")
+            if not session.grow_volume(record.disk_volume, record.disk_gib):
+                ctx.log("This driver cannot grow volumes (libvirt's test driver): disk unchanged.")
+        except Exception:
+            if not untouched and previous is not None:
+                _undefine_resize(ctx, session, name, previous, untouched)
+            if untouched and was_on:
+                _start_again(ctx, session, name)
+            raise
         if was_on:
             ctx.progress(80, "Starting")
             session.call(name, "create")
             if not session.wait_state(name, "running", 30):
                 raise lv.HypervisorError("The domain did not start running.")
         return session.state(name)
+
+
+def _undefine_resize(ctx, session, name: str, previous: dict, untouched: list[bool]) -> None:
+    """The disk did not grow: give the domain its old vCPUs and memory back."""
+    try:
+        session.set_resources(name, vcpus=previous["vcpus"], memory_mib=previous["memory_mib"])
+    except Exception as exc:  # noqa: BLE001 - the resize's own error is the one raised
+        ctx.log(f"The old vCPUs and memory could not be put back ({exc}): the new plan stays.")
+        return
+    untouched.append(True)
+
+
+def _start_again(ctx, session, name: str) -> None:
+    try:
+        session.call(name, "create")
+    except Exception as exc:  # noqa: BLE001 - the resize's own error is the one raised
+        ctx.log(f"The VPS could not be started again ({exc}).")
+
+
+def _put_back_plan(record: Vps, previous: dict) -> str | None:
+    """Put the VPS back on ``previous`` (its plan, vCPUs, memory and disk) with a
+    ``vps.resize_revert`` audit entry, in one transaction; the plan's name, or None when the
+    VPS has changed plan again since (nothing is put back then). The resize's plan span is
+    removed: the VPS never had the new plan, so billing counts the old one throughout (the
+    audit log keeps the attempt)."""
+    with transaction.atomic():
+        locked = Vps.objects.select_for_update().select_related("plan").get(pk=record.pk)
+        old = VpsPlan.objects.filter(pk=previous["plan"]).first()
+        if old is None or locked.plan_id != record.plan_id:
+            return None
+        fields = ("vcpus", "memory_mib", "disk_gib")
+        Vps.objects.filter(pk=locked.pk).update(plan=old, **{f: previous[f] for f in fields})
+        latest = VpsPlanSpan.objects.filter(vps=locked).order_by("since", "id").last()
+        if latest is not None and latest.plan_id == record.plan_id:
+            latest.delete()
+        else:  # no span of the resize (queued before spans existed): the old plan from now
+            VpsPlanSpan.objects.create(vps=locked, plan=old, since=timezone.now())
+        changes = {"plan": [locked.plan.name, old.name]}
+        changes |= {f: [getattr(locked, f), previous[f]] for f in fields}
+        audit.record("vps.resize_revert", locked, actor=None, changes=changes)
+    return old.name
 
 
 # -- power --------------------------------------------------------------------------------

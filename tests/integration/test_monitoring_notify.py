@@ -335,4 +335,6 @@ def test_a_delivery_whose_worker_is_killed_is_sent_again_not_lost(receiver, admi
     assert (delivery.state, delivery.attempts) == ("sent", 2)
     keys = {h["X-Panel-Delivery"] for _p, h, _b in receiver.requests}
     assert keys == {delivery.uuid.hex}
+    # The signed body says the same, so a receiver deduplicates on what it verified.
+    assert {json.loads(b)["id"] for _p, _h, b in receiver.requests} == {delivery.uuid.hex}
     assert len(receiver.requests) == (1 if where == "before" else 2)

@@ -126,7 +126,7 @@ def test_period_is_rated_and_invoiced_by_the_right_issuer(world, mallory, custom
     assert mallory_inv.state == Invoice.State.ISSUED and mallory_inv.due_date
     assert {line.description for line in mallory_inv.lines.all()} == {
         "Hosting plan Big",
-        "VPS v1 (S)",
+        "VPS v1 (plan S)",
         "Extra IP addresses",
     }
     # customer, the reseller's: 15/31 of 10 = 4.84 + 2 GB over at 0.50; FR 20 %.
