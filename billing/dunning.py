@@ -11,7 +11,10 @@ invoice with a balance past its due date, with the issuer's ``BillingSettings``:
 - once the customer owes nothing overdue (paid by card, by hand, credited or voided), the
   rows dunning suspended, and only those, are lifted: a site staff suspended for another
   reason stays suspended.
-Every step is audited and listed on the invoice and in the staff dunning queue.
+Every step is audited and listed on the invoice and in the staff dunning queue, and records
+what actually happened (what was suspended, what came back). One account's failure (a
+service that cannot be suspended or lifted) never stops the run for the others: it is
+logged, audited as ``dunning.error`` and tried again next time.
 
 The light check (every 10 minutes, ``billing.tasks.reactivate_paid``) also asks Stripe about
 card payments left pending (``check_pending_card_payments``).
@@ -53,22 +56,46 @@ def run(today: date | None = None) -> dict:
     for invoice in overdue(today):
         if invoice.balance <= 0:
             continue
-        rules = settings_for(invoice.issuer_id, cache)
-        days = (today - invoice.due_date).days
-        due_reminders = [d for d in rules.reminder_day_list if d <= days]
-        if due_reminders and _remind(invoice, due_reminders[-1], days):
-            counts["reminders"] += 1
-        limit = rules.suspend_after_days
-        if limit is not None and days >= limit:
-            counts["suspended"] += suspend_account(invoice, days)
+        try:
+            rules = settings_for(invoice.issuer_id, cache)
+            days = (today - invoice.due_date).days
+            due_reminders = [d for d in rules.reminder_day_list if d <= days]
+            if due_reminders and _remind(invoice, due_reminders[-1], days):
+                counts["reminders"] += 1
+            limit = rules.suspend_after_days
+            if limit is not None and days >= limit:
+                counts["suspended"] += suspend_account(invoice, days)
+        except Exception as exc:  # one invoice's trouble must not stop the others
+            _error(invoice, f"invoice {invoice.number}", exc)
+    counts["reactivated"] = reactivate_held_accounts(today)
+    return counts
+
+
+def reactivate_held_accounts(today: date | None = None) -> int:
+    """``reactivate_if_settled`` for every account dunning holds services of, each on its
+    own (one failing is logged and audited; the others go on). Returns how many lifted."""
     accounts = set(
         DunningSuspension.objects.filter(lifted_at__isnull=True).values_list(
             "account_id", flat=True
         )
     )
-    for account_id in accounts:
-        counts["reactivated"] += reactivate_if_settled(account_id, today=today)
-    return counts
+    lifted = 0
+    for account_id in sorted(accounts):
+        try:
+            lifted += reactivate_if_settled(account_id, today=today)
+        except Exception as exc:
+            _error(None, f"account {account_id}", exc, owner_id=account_id)
+    return lifted
+
+
+def _error(obj, what: str, exc: Exception, *, owner_id: int | None = None) -> None:
+    """Log (with the traceback) and audit a failure of dunning's, then carry on."""
+    log.exception("dunning: %s failed", what)
+    message = f"{what}: {type(exc).__name__}: {exc}"[:200]
+    try:
+        audit.record("dunning.error", obj, owner_id=owner_id, changes={"error": message})
+    except Exception:  # the audit itself failing (the database gone): logged above
+        log.exception("dunning: the error of %s not audited", what)
 
 
 def _step(invoice: Invoice, kind: str, days: int, detail: str) -> bool:
@@ -128,10 +155,7 @@ def suspend_account(invoice: Invoice, days: int) -> int:
     ]
     if not todo:
         return 0
-    first = not done and not invoice.dunning_steps.filter(kind=DunningStep.Kind.SUSPEND).exists()
-    detail = "services of the account suspended" if first else "services added since suspended"
-    _step(invoice, DunningStep.Kind.SUSPEND, days, detail)  # once a day: False is fine
-    count = 0
+    suspended = []
     for service, obj, label in todo:
         try:
             with transaction.atomic():
@@ -145,8 +169,16 @@ def suspend_account(invoice: Invoice, days: int) -> int:
                 SUSPEND[service](obj, invoice)
         except IntegrityError:
             continue  # held already for another invoice
-        count += 1
-    return count
+        except Exception as exc:
+            # Not suspended (its row rolled back with it): the next run tries again.
+            _error(invoice, f"suspending {service} {label} for invoice {invoice.number}", exc)
+            continue
+        suspended.append(f"{service} {label}")
+    if suspended:
+        # After the fact, with what was suspended: once a day (a second run the same day,
+        # for services added since, is audited by the services' own entries).
+        _step(invoice, DunningStep.Kind.SUSPEND, days, "suspended: " + ", ".join(suspended))
+    return len(suspended)
 
 
 def _unsuspended_services(account_id: int) -> list[tuple[str, object, str]]:
@@ -219,54 +251,78 @@ def owes_overdue(account_id: int, today: date | None = None) -> bool:
 
 
 def reactivate_if_settled(account_id: int, today: date | None = None) -> int:
-    """Lift what dunning suspended for this account once nothing it suspended for is due."""
+    """Lift what dunning suspended for this account once nothing it suspended for is due.
+    Each row on its own: one that cannot be lifted is logged, audited and stays held (tried
+    again by the next round); the others are lifted. The invoice's "reactivated" step says
+    what came back; a row whose service staff changed meanwhile (or that is gone) is
+    released without being counted as reactivated. Returns how many came back."""
     if owes_overdue(account_id, today):
         return 0
-    lifted = 0
+    back: dict[Invoice, list[str]] = {}
+    released: dict[Invoice, list[str]] = {}
     rows = DunningSuspension.objects.filter(account_id=account_id, lifted_at__isnull=True)
     for row in rows.select_related("invoice"):
-        with transaction.atomic():
-            if not DunningSuspension.objects.filter(pk=row.pk, lifted_at__isnull=True).update(
-                lifted_at=timezone.now()
-            ):
-                continue
-            LIFT[row.service](row)
-            _step(row.invoice, DunningStep.Kind.REACTIVATE, 0, "services reactivated")
-        lifted += 1
-    return lifted
+        try:
+            with transaction.atomic():
+                if not DunningSuspension.objects.filter(pk=row.pk, lifted_at__isnull=True).update(
+                    lifted_at=timezone.now()
+                ):
+                    continue
+                did = LIFT[row.service](row)
+        except Exception as exc:
+            _error(row.invoice, f"lifting {row.service} {row.label}", exc, owner_id=account_id)
+            continue
+        (back if did else released).setdefault(row.invoice, []).append(f"{row.service} {row.label}")
+    for invoice, labels in back.items():
+        detail = "reactivated: " + ", ".join(labels)
+        if not _step(invoice, DunningStep.Kind.REACTIVATE, 0, detail):
+            # Its step is taken (an earlier round lifted part of it): audited all the same.
+            audit.record("invoice.dunning.reactivate", invoice, changes={"detail": detail[:200]})
+    for invoice, labels in released.items():
+        audit.record(
+            "invoice.dunning.release",
+            invoice,
+            changes={"detail": ("not reactivated (changed meanwhile): " + ", ".join(labels))[:200]},
+        )
+    return sum(len(labels) for labels in back.values())
 
 
-def _lift_website(row: DunningSuspension) -> None:
+# Each lift returns whether it brought the service back (False: gone, or changed by staff).
+
+
+def _lift_website(row: DunningSuspension) -> bool:
     from websites.models import Website
     from websites.services import do_unsuspend_website
 
     site = Website.objects.filter(pk=row.object_id).first()
     # Lifted only if it is still dunning's suspension (staff may have taken it over).
     reason = SUSPENSION_REASON.format(number=row.invoice.number)
-    if site is not None and site.suspended and site.suspension_reason == reason:
-        do_unsuspend_website(site, actor=None)
+    if site is None or not site.suspended or site.suspension_reason != reason:
+        return False
+    do_unsuspend_website(site, actor=None)
+    return True
 
 
-def _lift_vps(row: DunningSuspension) -> None:
+def _lift_vps(row: DunningSuspension) -> bool:
     from vps.models import Vps
     from vps.services import lift_suspend_unpaid
 
+    message = VPS_MESSAGE.format(number=row.invoice.number)
     vps = Vps.objects.filter(pk=row.object_id).first()
-    if vps is not None:
-        lift_suspend_unpaid(
-            vps,
-            VPS_MESSAGE.format(number=row.invoice.number),
-            start=row.label.endswith(f"(was {Vps.State.RUNNING})"),
-        )
+    if vps is None or vps.state != Vps.State.SUSPENDED or vps.state_message != message:
+        return False  # expired or changed by staff meanwhile: not dunning's hold any more
+    lift_suspend_unpaid(vps, message, start=row.label.endswith(f"(was {Vps.State.RUNNING})"))
+    return vps.state != Vps.State.SUSPENDED
 
 
-def _lift_mailbox(row: DunningSuspension) -> None:
+def _lift_mailbox(row: DunningSuspension) -> bool:
     from mail.models import Mailbox
     from mail.services import set_billing_hold
 
     box = Mailbox.objects.filter(pk=row.object_id, billing_hold=True).select_related("domain")
-    if (box := box.first()) is not None:
-        set_billing_hold(box, hold=False, reason=f"invoice {row.invoice.number} settled")
+    if (box := box.first()) is None:
+        return False
+    return set_billing_hold(box, hold=False, reason=f"invoice {row.invoice.number} settled")
 
 
 LIFT = {

@@ -1,6 +1,7 @@
 """One FilterSet per model, shared by the portal and the API."""
 
 import django_filters
+from django.db.models import Q
 
 from billing.models import Invoice, Payment, UsageKind, UsageRecord
 
@@ -10,10 +11,19 @@ class InvoiceFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=Invoice.Kind.choices)
     customer = django_filters.UUIDFilter(field_name="customer__uuid")
     period = django_filters.DateFilter(field_name="period_start")
+    q = django_filters.CharFilter(method="search", label="Search")
 
     class Meta:
         model = Invoice
         fields = ["state", "kind", "customer", "period"]
+
+    def search(self, queryset, name, value):
+        """The invoice's number or its customer's email (the rows stay those the user may
+        see: the queryset is already restricted)."""
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(number__icontains=value) | Q(customer__email__icontains=value))
 
 
 class PaymentFilter(django_filters.FilterSet):

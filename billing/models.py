@@ -50,6 +50,8 @@ ISSUER_ACTIONS = frozenset({VIEW, RECORD_PAYMENT, CREDIT, SEND})
 
 
 ZERO = Decimal("0.00")
+# A negative price would put negative lines on invoices.
+NOT_NEGATIVE = MinValueValidator(ZERO, "A price cannot be negative.")
 MONEY = {"max_digits": 14, "decimal_places": 2, "default": ZERO}
 
 
@@ -158,13 +160,25 @@ class BillingSettings(models.Model):
     )
     # Prices of what plans do not include, per month (0: not charged).
     disk_gb_price = models.DecimalField(
-        "price per GB of disk over the plan", max_digits=10, decimal_places=4, default=ZERO
+        "price per GB of disk over the plan",
+        max_digits=10,
+        decimal_places=4,
+        default=ZERO,
+        validators=[NOT_NEGATIVE],
     )
     bandwidth_gb_price = models.DecimalField(
-        "price per GB of bandwidth over the plan", max_digits=10, decimal_places=4, default=ZERO
+        "price per GB of bandwidth over the plan",
+        max_digits=10,
+        decimal_places=4,
+        default=ZERO,
+        validators=[NOT_NEGATIVE],
     )
     extra_ip_price = models.DecimalField(
-        "price per extra IP address", max_digits=10, decimal_places=4, default=ZERO
+        "price per extra IP address",
+        max_digits=10,
+        decimal_places=4,
+        default=ZERO,
+        validators=[NOT_NEGATIVE],
     )
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -641,6 +655,13 @@ class Payment(models.Model):
     )
     state = models.CharField(max_length=10, choices=State.choices, default=State.SUCCEEDED)
     failure_message = models.CharField(max_length=300, blank=True)
+    refund_due = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=ZERO,
+        help_text="Received but not owed (the invoice was paid, credited or voided before "
+        "the card payment succeeded): to refund to the customer.",
+    )
     note = models.CharField(max_length=200, blank=True, validators=[validate_plain_text])
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import stripe_client
-from billing.models import RECORD_PAYMENT, ZERO, BillingProfile, Invoice, Payment
+from billing.models import (
+    RECORD_PAYMENT,
+    UNSUPPORTED_CURRENCIES,
+    ZERO,
+    BillingProfile,
+    Invoice,
+    Payment,
+)
 from billing.payment_models import PaymentCard, StripeEvent
 from billing.services import profile_of, record_payment
 from billing.stripe_client import PaymentError
@@ -32,9 +40,6 @@ from core.policy import ADMIN, BILLING, may, role_of
 
 log = logging.getLogger(__name__)
 
-# Currencies Stripe takes in whole units (no cents).
-ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF",
-                          "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})  # fmt: skip
 HANDLED = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
@@ -42,13 +47,39 @@ HANDLED = (
 )
 
 
+CENT = Decimal("0.01")
+
+
+def _in_hundredths(currency: str) -> str:
+    """The currency, if its minor unit is the hundredth (the only ones the panel bills and
+    charges: billing.models.UNSUPPORTED_CURRENCIES); ValidationError otherwise. A legacy
+    invoice stored in JPY or KWD is refused here, before anything is sent to Stripe."""
+    code = str(currency or "").upper()
+    if not re.fullmatch(r"[A-Z]{3}", code) or code in UNSUPPORTED_CURRENCIES:
+        raise ValidationError(
+            f"Invoices in {code or 'this currency'} cannot be paid by card: the panel "
+            "charges currencies in hundredths only. Record a payment by hand instead."
+        )
+    return code
+
+
 def minor_units(amount: Decimal, currency: str) -> int:
-    return int(amount if currency.upper() in ZERO_DECIMAL else amount * 100)
+    """``amount`` in cents, exactly: a Decimal (never a float) with no fraction of a cent."""
+    _in_hundredths(currency)
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+        raise TypeError(f"An amount to charge is a Decimal, not {type(amount).__name__}.")
+    cents = Decimal(amount).scaleb(2)
+    if not cents.is_finite() or cents != cents.to_integral_value():
+        raise ValidationError(f"{amount} {currency} is not a whole number of cents.")
+    return int(cents)
 
 
 def major_units(amount: int, currency: str) -> Decimal:
-    amount = Decimal(amount or 0)
-    return amount if currency.upper() in ZERO_DECIMAL else amount / 100
+    """Stripe's amount in cents as the panel's Decimal (exact)."""
+    _in_hundredths(currency)
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationError(f"Stripe's amount {amount!r} is not a whole number of cents.")
+    return Decimal(amount).scaleb(-2).quantize(CENT)
 
 
 def _may_pay_for(actor, user) -> None:
@@ -97,7 +128,8 @@ def start_card_setup(user, *, actor) -> dict:
 
 def do_save_card(user, *, actor, setup_intent: str) -> PaymentCard:
     """Record the card a confirmed SetupIntent saved (attached to the customer: attaching
-    again is harmless). The first card becomes the default."""
+    again is harmless). The first card becomes the default; the same card saved again (the
+    form resubmitted) keeps whether it is the default."""
     _may_pay_for(actor, user)
     try:
         customer_id = ensure_customer(user)
@@ -107,18 +139,25 @@ def do_save_card(user, *, actor, setup_intent: str) -> PaymentCard:
         card = stripe_client.attach_payment_method(intent.payment_method, customer_id)
     except PaymentError as exc:
         raise ValidationError(str(exc)) from exc
+    details = {
+        "brand": card.brand,
+        "last4": card.last4,
+        "exp_month": card.exp_month,
+        "exp_year": card.exp_year,
+    }
     with transaction.atomic():
-        first = not PaymentCard.objects.filter(user=user).exists()
-        saved, _ = PaymentCard.objects.update_or_create(
-            stripe_id=card.id,
-            defaults={
-                "user": user,
-                "brand": card.brand,
-                "last4": card.last4,
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "is_default": first,
-            },
+        cards = PaymentCard.objects.select_for_update().filter(user=user)
+        saved = next((c for c in cards if c.stripe_id == card.id), None)
+        if saved is not None:
+            # Saved already: only what Stripe says of the card is refreshed.
+            PaymentCard.objects.filter(pk=saved.pk).update(**details)
+            saved.refresh_from_db()
+            return saved
+        if PaymentCard.objects.filter(stripe_id=card.id).exists():
+            raise ValidationError({"setup_intent": "This card is saved for another account."})
+        first = not cards
+        saved = PaymentCard.objects.create(
+            user=user, stripe_id=card.id, is_default=first, **details
         )
         if first:
             _set_profile_method(user, card.id)
@@ -149,24 +188,36 @@ def do_set_default_card(card: PaymentCard, *, actor) -> PaymentCard:
 
 
 def do_remove_card(card: PaymentCard, *, actor) -> None:
+    """Detach the card at Stripe and forget it. Removing the default card makes the newest
+    other one the default (and the profile's payment method); removing another card leaves
+    the default as it is."""
     _may_pay_for(actor, card.user)
     try:
         stripe_client.detach_payment_method(card.stripe_id)
     except PaymentError as exc:
         raise ValidationError(str(exc)) from exc
     with transaction.atomic():
+        cards = list(
+            PaymentCard.objects.select_for_update()
+            .filter(user=card.user_id)
+            .order_by("-created_at", "-id")
+        )
+        removed = next((c for c in cards if c.pk == card.pk), None)
+        if removed is None:  # removed meanwhile (a double click)
+            return
         audit.record(
             "payment_card.remove",
-            card,
+            removed,
             actor=actor,
-            owner_id=card.user_id,
-            changes={"card": [str(card), None]},
+            owner_id=removed.user_id,
+            changes={"card": [str(removed), None]},
         )
-        card.delete()
-        rest = PaymentCard.objects.filter(user=card.user_id).order_by("-created_at").first()
-        if card.is_default and rest is not None:
-            PaymentCard.objects.filter(pk=rest.pk).update(is_default=True)
-        _set_profile_method(card.user, rest.stripe_id if rest else "")
+        rest = next((c for c in cards if c.pk != removed.pk), None)
+        removed.delete()
+        if removed.is_default:
+            if rest is not None:
+                PaymentCard.objects.filter(pk=rest.pk).update(is_default=True)
+            _set_profile_method(card.user, rest.stripe_id if rest else "")
 
 
 # Paying an invoice ------------------------------------------------------------------------
@@ -188,13 +239,25 @@ def do_pay_invoice(
     sends the browser back to ``return_url`` (``finish_authentication``). Without it (the
     API: off session) such a charge is failed and canceled at Stripe. An earlier attempt
     still waiting for its authentication is canceled at Stripe when "Pay now" is used
-    again (the customer left the bank's page)."""
+    again (the customer left the bank's page).
+
+    The idempotency key names the attempt, the card and the amount: a new attempt (after a
+    decline, or after a connection that was never made) with another card or another
+    balance is a new request, never one Stripe refuses as a reused key. That is safe
+    because an attempt whose outcome is unknown (Stripe's answer lost) stays pending and
+    blocks any new one until it is reconciled: a second key is only ever used once the
+    first is known not to have charged."""
     _may_pay_for(actor, invoice.customer)
+    _in_hundredths(invoice.currency)  # before anything is sent to Stripe
     if card is None:
         card = PaymentCard.objects.filter(user=invoice.customer_id, is_default=True).first()
     if card is None or card.user_id != invoice.customer_id:
         raise ValidationError("Add a card first (Payment methods).")
     _end_waiting_attempt(invoice, actor=actor)
+    try:
+        customer_id = ensure_customer(invoice.customer)
+    except PaymentError as exc:
+        raise ValidationError(str(exc)) from exc
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.kind != Invoice.Kind.INVOICE or invoice.state != Invoice.State.ISSUED:
@@ -204,8 +267,12 @@ def do_pay_invoice(
             raise ValidationError("Nothing is due on this invoice.")
         stripe_payments = invoice.payments.filter(method=Payment.Method.STRIPE)
         if stripe_payments.filter(state=Payment.State.PENDING).exists():
-            raise ValidationError("A card payment of this invoice is under way.")
+            raise ValidationError(
+                "A card payment of this invoice is under way (or its result is not known "
+                "yet): the invoice shows its result within minutes."
+            )
         attempt = stripe_payments.count() + 1
+        cents = minor_units(balance, invoice.currency)
         payment = record_payment(
             invoice,
             amount=balance,
@@ -215,17 +282,15 @@ def do_pay_invoice(
         )
     try:
         intent = stripe_client.charge(
-            amount_cents=minor_units(balance, invoice.currency),
+            amount_cents=cents,
             currency=invoice.currency,
-            customer_id=ensure_customer(invoice.customer),
+            customer_id=customer_id,
             payment_method=card.stripe_id,
             invoice_uuid=str(invoice.uuid),
             description=f"Invoice {invoice.number}",
-            # On and off session are different requests: Stripe refuses a key used again
-            # with other parameters, so an API attempt whose answer was lost must not
-            # block the portal's "Pay now" of the same attempt (nor the reverse).
-            idempotency_key=f"panel-invoice-{invoice.uuid}-{attempt}"
-            + ("-on-session" if return_url else ""),
+            idempotency_key=idempotency_key(
+                invoice, attempt, card=card, cents=cents, on_session=bool(return_url)
+            ),
             return_url=return_url,
         )
     except PaymentError as exc:
@@ -235,6 +300,17 @@ def do_pay_invoice(
             _claim(payment, exc.obj["id"])
             _failed(invoice, exc.obj["id"], message, balance, actor=actor)
             raise ValidationError(message) from exc
+        elif exc.unknown:
+            # Stripe may have charged (a read timeout, the answer lost): the attempt stays
+            # pending, blocking a second charge, until the webhook or the light check
+            # (reconcile) says what became of it.
+            audit.record(
+                "payment.unknown",
+                payment,
+                actor=actor,
+                owner_id=invoice.customer_id,
+                changes={"error": str(exc)[:200]},
+            )
         else:
             # No PaymentIntent known: forget the attempt, so a retry reuses its key (and
             # Stripe answers for the charge it may have made) instead of charging again.
@@ -250,12 +326,20 @@ def do_pay_invoice(
                 )
         raise ValidationError(str(exc)) from exc
     except BaseException:
-        # Anything unforeseen: no attempt left pending forever (it would block Pay and Void).
-        Payment.objects.filter(pk=payment.pk, external_id="", state=Payment.State.PENDING).delete()
+        # Anything unforeseen (a bug, the worker killed) may come after Stripe charged: the
+        # attempt stays pending, so no second charge is made under a new key, until the
+        # webhook claims it or the light check reconciles it (failed after STUCK_AFTER if
+        # Stripe has no record). Pay and Void are blocked for those minutes only.
+        log.exception("card payment of invoice %s: unforeseen error", invoice.uuid)
         raise
     payment = _claim(payment, intent.id)
     if intent.status == "succeeded":
-        payment = settle(intent.id, invoice_uuid=str(invoice.uuid), amount=balance)
+        received = intent.to_dict().get("amount_received") or cents
+        payment = settle(
+            intent.id,
+            invoice_uuid=str(invoice.uuid),
+            amount=major_units(received, invoice.currency),
+        )
     elif intent.status == "requires_action":
         url = _authentication_url(intent.to_dict()) if return_url else ""
         if url:
@@ -270,6 +354,17 @@ def do_pay_invoice(
         payment = _failed(invoice, intent.id, AUTH_NEEDED, balance, actor=actor)
         raise ValidationError(AUTH_NEEDED)
     return payment
+
+
+def idempotency_key(
+    invoice: Invoice, attempt: int, *, card: PaymentCard, cents: int, on_session: bool
+) -> str:
+    """The charge's key: the same attempt repeated with the same card and amount is the same
+    request (Stripe answers it with the first result). On and off session are different
+    requests too: an API attempt whose answer was lost must not block the portal's "Pay
+    now" (nor the reverse)."""
+    key = f"panel-invoice-{invoice.uuid}-{attempt}-{card.stripe_id}-{cents}"
+    return key + ("-on-session" if on_session else "")
 
 
 AUTH_NEEDED = (
@@ -342,6 +437,11 @@ def _claim(payment: Payment, intent_id: str) -> Payment:
 
 
 def _pending(invoice: Invoice, intent_id: str, amount: Decimal, *, actor) -> Payment:
+    """The payment row of PaymentIntent ``intent_id``: the one recorded, the invoice's
+    attempt recorded before its charge returned (claimed), or a new pending one. Recorded
+    whatever the invoice's state: Stripe's word on money it took is never refused (an
+    invoice voided or paid meanwhile gets the payment, flagged to refund, by ``settle``).
+    Called with the invoice locked."""
     existing = Payment.objects.filter(method=Payment.Method.STRIPE, external_id=intent_id).first()
     if existing is not None:
         return existing
@@ -352,21 +452,35 @@ def _pending(invoice: Invoice, intent_id: str, amount: Decimal, *, actor) -> Pay
     if unclaimed is not None:
         return _claim(unclaimed, intent_id)
     try:
-        return record_payment(
-            invoice,
-            amount=amount,
-            method=Payment.Method.STRIPE,
-            actor=actor,
-            external_id=intent_id,
-            state=Payment.State.PENDING,
-        )
-    except ValidationError:
-        # The webhook recorded it meanwhile.
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                invoice=invoice,
+                amount=Decimal(amount).quantize(CENT),
+                currency=invoice.currency,
+                method=Payment.Method.STRIPE,
+                external_id=intent_id,
+                state=Payment.State.PENDING,
+            )
+            audit.record(
+                "payment.record",
+                payment,
+                actor=actor,
+                owner_id=invoice.customer_id,
+                changes={
+                    "invoice": [None, invoice.number],
+                    "amount": [None, str(payment.amount)],
+                    "method": [None, Payment.Method.STRIPE],
+                },
+            )
+    except IntegrityError:  # recorded meanwhile
         return Payment.objects.get(method=Payment.Method.STRIPE, external_id=intent_id)
+    return payment
 
 
 def _failed(invoice: Invoice, intent_id: str, message: str, amount: Decimal, *, actor=None):
     with transaction.atomic():
+        # The invoice first, then the payment: the order settle and reconcile lock in.
+        Invoice.objects.select_for_update().filter(pk=invoice.pk).first()
         payment = Payment.objects.select_for_update().filter(
             method=Payment.Method.STRIPE, external_id=intent_id
         ).first() or _pending(invoice, intent_id, amount, actor=actor)
@@ -387,10 +501,15 @@ def _failed(invoice: Invoice, intent_id: str, message: str, amount: Decimal, *, 
 
 
 def settle(intent_id: str, *, invoice_uuid: str, amount: Decimal) -> Payment:
-    """The PaymentIntent succeeded: its payment counts, and the invoice is paid once nothing
-    is due (then dunning lifts what it suspended). Idempotent."""
+    """The PaymentIntent succeeded: Stripe took ``amount``. Its payment is recorded as
+    succeeded whatever happened meanwhile, but only what the invoice still owes counts
+    towards it (the invoice is paid once nothing is due; then dunning lifts what it
+    suspended). The rest (the invoice was paid by hand, credited or voided meanwhile) is
+    the payment's ``refund_due``: audited as ``payment.overpaid`` and listed on the staff
+    dunning queue as needing a refund. Idempotent."""
     from billing import dunning
 
+    received = Decimal(amount).quantize(CENT)
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(uuid=invoice_uuid)
         payment = (
@@ -399,27 +518,59 @@ def settle(intent_id: str, *, invoice_uuid: str, amount: Decimal) -> Payment:
             .first()
         )
         if payment is None:
-            payment = _pending(invoice, intent_id, amount, actor=None)
+            payment = _pending(invoice, intent_id, received, actor=None)
         if payment.state == Payment.State.SUCCEEDED:
             return payment
         before = payment.state
+        owed = ZERO
+        if invoice.kind == Invoice.Kind.INVOICE and invoice.state == Invoice.State.ISSUED:
+            owed = max(invoice.balance, ZERO)
+        applied = min(received, owed)
+        refund_due = received - applied
         Payment.objects.filter(pk=payment.pk).update(
-            state=Payment.State.SUCCEEDED, failure_message="", received_at=timezone.now()
+            state=Payment.State.SUCCEEDED,
+            failure_message="",
+            received_at=timezone.now(),
+            amount=received,
+            refund_due=refund_due,
         )
-        audit.record(
-            "payment.succeeded",
-            payment,
-            owner_id=invoice.customer_id,
-            changes={"state": [before, Payment.State.SUCCEEDED], "amount": str(payment.amount)},
-        )
-        invoice.amount_paid += payment.amount
-        if invoice.balance <= ZERO and invoice.state == Invoice.State.ISSUED:
-            invoice.state, invoice.paid_at = Invoice.State.PAID, timezone.now()
-            invoice.save()
-            audit.record("invoice.paid", invoice, changes={"state": [Invoice.State.ISSUED, "paid"]})
-            transaction.on_commit(lambda: dunning.reactivate_if_settled(invoice.customer_id))
-        else:
-            invoice.save()
+        changes = {"state": [before, Payment.State.SUCCEEDED], "amount": str(received)}
+        if received != payment.amount:
+            changes["amount"] = [str(payment.amount), str(received)]
+        audit.record("payment.succeeded", payment, owner_id=invoice.customer_id, changes=changes)
+        if refund_due > ZERO:
+            log.warning(
+                "card payment %s of %s %s for invoice %s (%s, %s due): %s to refund",
+                intent_id, received, invoice.currency, invoice.number or invoice.uuid,
+                invoice.state, owed, refund_due,
+            )  # fmt: skip
+            audit.record(
+                "payment.overpaid",
+                payment,
+                owner_id=invoice.customer_id,
+                changes={
+                    "invoice_state": invoice.state,
+                    "received": str(received),
+                    "applied": str(applied),
+                    "refund_due": [None, str(refund_due)],
+                },
+            )
+        if applied > ZERO:
+            invoice.amount_paid += applied
+            if invoice.balance <= ZERO:
+                invoice.state, invoice.paid_at = Invoice.State.PAID, timezone.now()
+                invoice.save()
+                audit.record(
+                    "invoice.paid", invoice, changes={"state": [Invoice.State.ISSUED, "paid"]}
+                )
+                # Robust: a failing reactivation must not turn a recorded payment into an
+                # error page (the light check lifts the suspensions in ten minutes).
+                customer_id = invoice.customer_id
+                transaction.on_commit(
+                    lambda: dunning.reactivate_if_settled(customer_id), robust=True
+                )
+            else:
+                invoice.save()
     payment.refresh_from_db()
     return payment
 
@@ -664,12 +815,38 @@ def _audit_reconcile(payment: Payment, actor, state: str, message: str) -> None:
 # Webhook events ---------------------------------------------------------------------------
 
 
+NOT_OURS = "no invoice of this panel"
+
+
+def _invoice_of(obj) -> Invoice | None:
+    """The invoice ``metadata[panel_invoice]`` names, or None (none, not a UUID, unknown)."""
+    raw = (obj.get("metadata") or {}).get("panel_invoice") or ""
+    try:
+        key = uuid.UUID(str(raw))
+    except ValueError:
+        return None
+    return Invoice.objects.filter(uuid=key).first()
+
+
+def _received(obj, invoice: Invoice) -> Decimal:
+    """What a succeeded intent took, in the invoice's currency (ValidationError if it is
+    another currency or one the panel does not charge: never converted by guess)."""
+    currency = str(obj.get("currency") or invoice.currency).upper()
+    if currency != invoice.currency.upper():
+        raise ValidationError(f"paid in {currency}, the invoice is in {invoice.currency}")
+    return major_units(obj.get("amount_received") or obj.get("amount") or 0, currency)
+
+
 def handle_event(event) -> str:
     """Apply one verified event once: a replay (same id) changes nothing, unknown types are
-    recorded and ignored. Returns what was done."""
+    recorded and ignored. Returns what was done (kept on the StripeEvent row).
+
+    Stripe retries an event for days until it is answered 200, so an event that can never
+    be applied is recorded with the reason and answered 200 too: one naming no invoice of
+    this panel, or money taken for an invoice voided or paid meanwhile (recorded on it as a
+    payment to refund, listed on the dunning queue)."""
     obj = event["data"]["object"]
-    invoice_uuid = (obj.get("metadata") or {}).get("panel_invoice", "")
-    invoice = Invoice.objects.filter(uuid=invoice_uuid).first() if invoice_uuid else None
+    invoice = _invoice_of(obj)
     # One transaction: an event that fails half way is not remembered, so Stripe's retry
     # applies it again; one applied is remembered with its effects.
     with transaction.atomic():
@@ -683,13 +860,30 @@ def handle_event(event) -> str:
         if event["type"] not in HANDLED:
             result = "ignored"
         elif invoice is None:
-            result = "no invoice of this panel"
+            result = NOT_OURS
+            if event["type"] == "payment_intent.succeeded":
+                log.warning(
+                    "stripe event %s: %s succeeded, %s", event["id"], obj.get("id"), NOT_OURS
+                )
         elif event["type"] == "payment_intent.succeeded":
-            amount = Decimal(obj.get("amount_received") or obj.get("amount") or 0)
-            if invoice.currency.upper() not in ZERO_DECIMAL:
-                amount = amount / 100
-            settle(obj["id"], invoice_uuid=invoice_uuid, amount=amount)
-            result = "paid"
+            try:
+                amount = _received(obj, invoice)
+            except ValidationError as exc:
+                result = f"not applied: {' '.join(exc.messages)}"[:200]
+                log.error("stripe event %s for %s %s", event["id"], invoice.uuid, result)
+                audit.record(
+                    "payment.unmatched",
+                    invoice,
+                    changes={"payment_intent": str(obj.get("id"))[:100], "error": result},
+                )
+            else:
+                payment = settle(str(obj["id"]), invoice_uuid=str(invoice.uuid), amount=amount)
+                result = "paid"
+                if payment.refund_due > ZERO:
+                    result = (
+                        f"needs a refund: {payment.refund_due} {payment.currency} not owed "
+                        f"(invoice {invoice.state})"
+                    )
         else:
             _failed(invoice, obj["id"], failure_of(obj), invoice.balance)
             result = "failed"

@@ -243,10 +243,18 @@ def dunning_queue(request):
         .order_by("due_date", "id")[:200]
     )
     rows = [{"invoice": i, "days": (today - i.due_date).days} for i in invoices]
+    # Card payments Stripe took that the invoice did not owe (paid by hand, credited or
+    # voided before the charge succeeded): refund them (at Stripe), newest first.
+    to_refund = (
+        restrict(Payment, request.user, VIEW)
+        .filter(state=Payment.State.SUCCEEDED, refund_due__gt=0)
+        .select_related("invoice__customer")
+        .order_by("-received_at", "-id")[:200]
+    )
     return render(
         request,
         "billing/dunning_queue.html",
-        {"rows": rows, "rejected_webhooks": rejected_last_hour()},
+        {"rows": rows, "to_refund": list(to_refund), "rejected_webhooks": rejected_last_hour()},
     )
 
 

@@ -40,7 +40,7 @@ from billing.rating import money, settings_for
 from billing.usage import BillingPeriod
 from core import audit
 from core.bulk import insert_rows, update_rows
-from core.policy import may
+from core.policy import ADD, CHANGE, DELETE, may
 from core.services import accept_only, refuse_nul_in
 
 SETTINGS_FIELDS = [
@@ -534,6 +534,18 @@ def record_payment(
             raise ValidationError("Payments are recorded against issued invoices only.")
         if state == Payment.State.SUCCEEDED and amount > locked.balance:
             raise ValidationError({"amount": f"At most the balance due, {locked.balance}."})
+        # A card charge under way may still take the balance: recording it by hand too
+        # would have the customer pay twice (as void, refused until Stripe has answered).
+        if (
+            method != Payment.Method.STRIPE
+            and locked.payments.filter(
+                method=Payment.Method.STRIPE, state=Payment.State.PENDING
+            ).exists()
+        ):
+            raise ValidationError(
+                "A card payment of this invoice is under way: wait for its result (or use "
+                "Check with Stripe) before recording a payment by hand."
+            )
         payment = Payment(
             invoice=locked,
             amount=money(amount),
@@ -620,14 +632,34 @@ def _save_audited(obj, fields, data: dict, *, actor, action: str):
     return obj
 
 
+def _require_on(actor, action: str, obj) -> None:
+    """The policy decides for settings and tax rates as for invoices: whoever calls."""
+    if not may(actor, action, obj if obj.pk else type(obj)):
+        raise PermissionDenied("You may not change billing settings.")
+
+
 def do_update_settings(settings: BillingSettings, *, actor, data: dict) -> BillingSettings:
-    return _save_audited(
-        settings, SETTINGS_FIELDS, data, actor=actor, action="billing.settings.update"
-    )
+    """Change an issuer's settings. A reseller's own row is made on its first save (the
+    issuer may change its own; adding rows for others is staff's)."""
+    own_new = not settings.pk and settings.issuer_id is not None
+    if own_new and settings.issuer_id == getattr(actor, "pk", None):
+        _require_on(actor, CHANGE, BillingSettings())  # resellers: the model-level answer
+    else:
+        _require_on(actor, ADD if not settings.pk else CHANGE, settings)
+    try:
+        return _save_audited(
+            settings, SETTINGS_FIELDS, data, actor=actor, action="billing.settings.update"
+        )
+    except IntegrityError as exc:
+        # Two first saves of the same issuer's row at once: one wins, the other asks again.
+        raise ValidationError(
+            "These settings were saved meanwhile (another tab?): reload and try again."
+        ) from exc
 
 
 def do_save_tax_rate(*, actor, data: dict, rate: TaxRate | None = None) -> TaxRate:
     rate = rate or TaxRate()
+    _require_on(actor, CHANGE if rate.pk else ADD, rate)
     action = "tax_rate.update" if rate.pk else "tax_rate.create"
     return _save_audited(rate, TAX_RATE_FIELDS, data, actor=actor, action=action)
 
@@ -641,6 +673,7 @@ def do_update_tax_rate(rate: TaxRate, *, actor, data: dict) -> TaxRate:
 
 
 def do_delete_tax_rate(rate: TaxRate, *, actor) -> None:
+    _require_on(actor, DELETE, rate)
     with transaction.atomic():
         audit.record(
             "tax_rate.delete", rate, actor=actor, changes={"country": [rate.country, None]}

@@ -6,26 +6,49 @@ The client is built per call from the ``StripeAccount`` row (the secret key, dec
 ``settings.PANEL_STRIPE_API_BASE`` (the library's ``api_base``: Stripe's own, or a stand-in).
 No automatic retries: a timed out charge is not silently repeated; callers repeat with the
 same idempotency key, which Stripe answers with the first result.
+
+A connection error is not always "nothing happened": only a connection that was never made
+(refused, unresolvable, connect timeout) or a rate limit (429) proves that Stripe did nothing.
+A read timeout or a connection dropped after the request was sent may follow a charge Stripe
+made: such errors are ``unknown`` (the caller keeps its attempt pending, to be reconciled).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import requests
 import stripe
+import urllib3
 from django.conf import settings
 
 from billing.payment_models import StripeAccount
 
 TIMEOUT = 20
+NOT_REACHED = "Stripe cannot be reached just now; nothing was charged. Try again shortly."
+NO_ANSWER = "Stripe's answer did not arrive; what Stripe did is not known yet."
+CHARGE_NO_ANSWER = (
+    "Stripe's answer did not arrive: the result of the payment is not known yet; the invoice "
+    "will show it within minutes (do not pay twice)."
+)
 
 
 class PaymentError(Exception):
-    def __init__(self, message: str, *, retryable: bool = False, decline: str = "", obj=None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        decline: str = "",
+        obj=None,
+        unknown: bool = False,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.decline = decline  # "card_declined" and the like: the customer's card said no
         self.obj = obj  # the PaymentIntent Stripe returned with the error, if any
+        # The request may have reached Stripe and been carried out (its answer was lost).
+        self.unknown = unknown
 
 
 @dataclass(frozen=True)
@@ -64,15 +87,29 @@ def _call(fn, *args, **kwargs):
         ) from exc
     except stripe.AuthenticationError as exc:
         raise PaymentError("Stripe refused the API key (check the Stripe account).") from exc
-    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-        raise PaymentError(
-            "Stripe cannot be reached just now; nothing was charged. Try again shortly.",
-            retryable=True,
-        ) from exc
+    except stripe.RateLimitError as exc:  # refused before doing anything
+        raise PaymentError(NOT_REACHED, retryable=True) from exc
+    except stripe.APIConnectionError as exc:
+        if never_sent(exc):
+            raise PaymentError(NOT_REACHED, retryable=True) from exc
+        raise PaymentError(NO_ANSWER, retryable=True, unknown=True) from exc
     except stripe.StripeError as exc:
         status = exc.http_status or 0
         message = exc.user_message or "Stripe refused the request."
         raise PaymentError(message, retryable=status >= 500) from exc
+
+
+def never_sent(exc: stripe.APIConnectionError) -> bool:
+    """The request never left: no connection was made (refused, name not resolved, connect
+    timeout). Anything else (a read timeout, the connection dropped while waiting for the
+    answer, TLS trouble) may come after Stripe received the request and acted on it."""
+    cause = exc.__cause__
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(cause, requests.exceptions.ConnectionError) or not cause.args:
+        return False
+    reason = getattr(cause.args[0], "reason", cause.args[0])  # urllib3's MaxRetryError
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def create_customer(*, email: str, name: str, user_id: int, idempotency_key: str) -> str:
@@ -166,11 +203,16 @@ def charge(
         params["return_url"] = return_url
     else:
         params["off_session"] = True
-    return _call(
-        client().v1.payment_intents.create,
-        params=params,
-        options={"idempotency_key": idempotency_key},
-    )
+    try:
+        return _call(
+            client().v1.payment_intents.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
+    except PaymentError as exc:
+        if exc.unknown:
+            raise PaymentError(CHARGE_NO_ANSWER, retryable=True, unknown=True) from exc
+        raise
 
 
 def retrieve_payment_intent(intent_id: str) -> dict:

@@ -67,14 +67,8 @@ def reactivate_paid() -> str:
     (a manual payment, a credit note, a voided invoice) without waiting for the daily run;
     first, card payments left pending are checked with Stripe (dunning's light check)."""
     from billing import dunning
-    from billing.payment_models import DunningSuspension
 
     checked = dunning.check_pending_card_payments()
-    accounts = set(
-        DunningSuspension.objects.filter(lifted_at__isnull=True).values_list(
-            "account_id", flat=True
-        )
-    )
-    lifted = sum(dunning.reactivate_if_settled(a) for a in accounts)
+    lifted = dunning.reactivate_held_accounts()  # each account on its own
     ended = f"{checked} pending card payments ended, " if checked else ""
     return f"{ended}{lifted} reactivated"

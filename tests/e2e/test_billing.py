@@ -229,12 +229,29 @@ class BillingJourney(LiveBrowser):
         expect(page.locator(f"#invoice-{due.uuid.hex}-row")).to_contain_text("16.66 EUR")
         page.screenshot(path=str(SHOTS / "billing-invoices.png"), full_page=True)
 
-        # Filtered by state (the list's ?state=, as the API's filter).
+        # Filtered by state with the list's filter bar (htmx reloads the list, the address
+        # keeps the filter), and by the address's ?state=, as the API's filter.
+        rows = page.locator("[data-testid=invoices-table] tbody tr")
+        page.select_option("[data-testid=invoice-filters] select[name=state]", "paid")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text(paid.number)
+        expect(rows).to_contain_text("Paid")
+        assert "state=paid" in page.url
+        page.screenshot(path=str(SHOTS / "billing-invoices-paid.png"), full_page=True)
+        page.select_option("[data-testid=invoice-filters] select[name=state]", "")
+        expect(rows).to_have_count(3)
+        page.fill("[data-testid=invoice-filters] input[name=q]", voided.number)
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("Void")
+        page.fill("[data-testid=invoice-filters] input[name=q]", "no such invoice")
+        expect(rows).to_have_count(0)
+        expect(page.locator("#list [data-empty]")).to_contain_text("No invoices")
         for state, shown in [("paid", paid), ("issued", due), ("void", voided)]:
             page.goto(f"{self.live_server_url}/billing/?state={state}")
-            rows = page.locator("[data-testid=invoices-table] tbody tr")
             expect(rows).to_have_count(1)
             expect(rows).to_contain_text(shown.number)
+            selected = page.locator("[data-testid=invoice-filters] select[name=state]")
+            expect(selected).to_have_value(state)
 
         # The invoice: lines, totals (19 % USt on 14.00), balance, the PDF.
         page.goto(f"{self.live_server_url}/billing/")
@@ -287,7 +304,13 @@ class BillingJourney(LiveBrowser):
 
         # Dark theme (the visitor's preference) and a phone's width.
         page.emulate_media(color_scheme="dark")
-        for path, name in [(due.get_absolute_url(), "invoice"), ("/billing/usage/", "usage")]:
+        for path, name in [
+            ("/billing/", "invoices"),
+            (due.get_absolute_url(), "invoice"),
+            ("/billing/usage/", "usage"),
+            ("/billing/profile/", "profile"),
+            ("/billing/payments/", "payment-methods"),
+        ]:
             page.goto(f"{self.live_server_url}{path}")
             assert "dark" in page.locator("html").get_attribute("class")
             page.screenshot(path=str(SHOTS / f"billing-{name}-dark.png"), full_page=True)
@@ -295,6 +318,8 @@ class BillingJourney(LiveBrowser):
             ("/billing/", "invoices"),
             (due.get_absolute_url(), "invoice"),
             ("/billing/usage/", "usage"),
+            ("/billing/profile/", "profile"),
+            ("/billing/payments/", "payment-methods"),
         ]:
             mobile = self.phone_copy(page, path)
             assert self.fits_the_width(mobile), f"{path} scrolls sideways on a phone"
@@ -504,6 +529,7 @@ class BillingJourney(LiveBrowser):
                         period=two_ago, day=last + timedelta(days=1))  # fmt: skip
         dunning.run(today=overdue.due_date + timedelta(days=7))  # reminders of day 3 and 7
         current = issue(alice, admin, [("Hosting plan Gold", "1", "", "20.00")], period=last)
+        rate = TaxRate.objects.create(country="AT", rate=Decimal("20.00"), name="USt")
 
         self.start_browser()
         page = self.browser.new_page(viewport={"width": 1280, "height": 900})
@@ -571,3 +597,41 @@ class BillingJourney(LiveBrowser):
         # Paid: out of the dunning queue.
         page.goto(f"{self.live_server_url}/billing/payments/dunning/")
         expect(page.locator("main")).to_contain_text("No invoice is overdue.")
+
+        # The invoice list for staff: searched by customer, then filtered by state.
+        page.goto(f"{self.live_server_url}/billing/")
+        rows = page.locator("[data-testid=invoices-table] tbody tr")
+        expect(rows).to_have_count(3)
+        page.fill("[data-testid=invoice-filters] input[name=q]", "alice@")
+        expect(rows).to_have_count(2)
+        expect(rows.filter(has_text="bob@example.com")).to_have_count(0)
+        page.select_option("[data-testid=invoice-filters] select[name=state]", "paid")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text(settled.number)
+        assert "q=alice%40" in page.url and "state=paid" in page.url
+        page.screenshot(path=str(SHOTS / "billing-invoices-staff.png"), full_page=True)
+
+        # Staff's pages in light and dark, and at a phone's width without sideways scrolling.
+        staff_pages = [
+            ("/billing/revenue/", "revenue"),
+            ("/billing/settings/", "settings"),
+            ("/billing/tax-rates/", "tax-rates"),
+            (f"/billing/tax-rates/{rate.pk}/", "tax-rate"),
+        ]
+        for path, name in staff_pages[1:]:
+            page.goto(f"{self.live_server_url}{path}")
+            expect(page.locator("h1")).to_be_visible()
+            page.screenshot(path=str(SHOTS / f"billing-{name}.png"), full_page=True)
+        expect(page.locator("[data-testid=tax-rate-form]")).to_be_visible()
+        page.goto(f"{self.live_server_url}/billing/tax-rates/")
+        expect(page.locator("[data-testid=tax-rates-table] tbody tr")).to_contain_text("AT")
+        page.emulate_media(color_scheme="dark")
+        for path, name in staff_pages:
+            page.goto(f"{self.live_server_url}{path}")
+            assert "dark" in page.locator("html").get_attribute("class")
+            page.screenshot(path=str(SHOTS / f"billing-{name}-dark.png"), full_page=True)
+        for path, name in [*staff_pages, ("/billing/", "invoices-staff")]:
+            mobile = self.phone_copy(page, path)
+            assert self.fits_the_width(mobile), f"{path} scrolls sideways on a phone"
+            mobile.screenshot(path=str(SHOTS / f"billing-{name}-phone.png"), full_page=True)
+            mobile.context.close()

@@ -83,6 +83,13 @@ class PortalJourney(LiveBrowser):
         page.click("#theme-toggle")
         page.screenshot(path=str(SHOTS / "operations-light.png"), full_page=True)
 
+        # Search as you type: a value set without key presses (pasted, or filled in by a
+        # script as here) filters too (htmx listens for "input", not "keyup").
+        page.fill("input[name=q]", "dns.publish")
+        expect(table).not_to_contain_text("Create website", timeout=10000)
+        expect(page.locator(f"#op-{extra.uuid.hex}-state")).to_be_visible()
+        assert "q=dns.publish" in page.url
+
         # Detail page with the streamed log.
         page.goto(f"{self.live_server_url}/operations/{live.uuid}/")
         assert "holding" in page.locator("[data-testid=op-log]").inner_text()

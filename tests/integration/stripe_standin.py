@@ -29,6 +29,9 @@ HTTP server on loopback speaking the subset the panel uses, as Stripe does.
   payment_intent_client_secret=..&redirect_status=succeeded|failed``. The page needs no API
   key (it is the customer's browser); used again once the intent left ``requires_action``,
   it changes nothing and sends the browser back.
+- ``drop_answers``: the next that many POSTs to ``/v1/payment_intents`` are carried out
+  (and their idempotent answer kept), then the connection is closed without an answer: a
+  charge whose answer is lost on the way back.
 - Webhooks: each PaymentIntent outcome becomes an event (``payment_intent.succeeded`` /
   ``payment_intent.payment_failed`` / ``payment_intent.requires_action`` /
   ``payment_intent.canceled``) signed as Stripe signs (``Stripe-Signature:
@@ -107,6 +110,7 @@ class StripeStandIn:
         self.idempotent: dict[str, tuple[int, dict]] = {}
         self.events: list[tuple[bytes, str]] = []  # (body, Stripe-Signature)
         self.requests: list[tuple[str, str, dict, dict]] = []  # method, path, params, headers
+        self.drop_answers = 0
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -444,6 +448,11 @@ class StripeStandIn:
                         # The answer as it was (Stripe replays the first response).
                         answer = json.loads(json.dumps(body))
                         standin.idempotent[key] = (status, answer, (split.path, params))
+                    drop = standin.drop_answers > 0 and split.path == "/v1/payment_intents"
+                    if drop and method == "POST":
+                        standin.drop_answers -= 1
+                        self.close_connection = True
+                        return None  # done at "Stripe", the answer lost
                 return self._answer(status, body)
 
             def do_GET(self):

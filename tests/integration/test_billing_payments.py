@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db
 API_KEY = "sk_test_panel_standin"
 WEBHOOK_SECRET = "whsec_panel_standin"
 WEBHOOK = "/billing/payments/stripe/webhook/"
+PAYMENT_INTENTS = "/v1/payment_intents"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,10 @@ def test_card_saved_through_the_portal_and_invoice_paid_end_to_end(invoice, cust
     assert payment.method == "stripe" and payment.state == Payment.State.SUCCEEDED
     charge = [r for r in standin.requests if r[1] == "/v1/payment_intents"][-1]
     assert charge[2]["amount"] == "1250" and charge[2]["currency"] == "eur"
-    assert charge[3]["Idempotency-Key"] == f"panel-invoice-{invoice.uuid}-1-on-session"
+    # The attempt, the card and the amount (in cents) name the request.
+    assert charge[3]["Idempotency-Key"] == (
+        f"panel-invoice-{invoice.uuid}-1-{card.stripe_id}-1250-on-session"
+    )
     assert charge[2]["metadata"]["panel_invoice"] == str(invoice.uuid)
 
     # Stripe's webhook for the same PaymentIntent arrives afterwards: nothing changes.
@@ -132,6 +136,7 @@ def test_declined_card_marks_the_attempt_failed_and_not_the_invoice(invoice, cus
     body, signature = standin.events[-1]
     assert b"payment_intent.payment_failed" in body
     assert post_event(client, body, signature).content == b"failed"
+    declined = PaymentCard.objects.get(user=customer)
     card = save_card(customer, "pm_card_visa")
     payments.do_pay_invoice(invoice, actor=customer, card=card)
     invoice.refresh_from_db()
@@ -139,8 +144,8 @@ def test_declined_card_marks_the_attempt_failed_and_not_the_invoice(invoice, cus
     keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[1] == "/v1/payment_intents"]
     # The portal's attempt is on session, the second (the service, as the API) off session.
     assert keys[-2:] == [
-        f"panel-invoice-{invoice.uuid}-1-on-session",
-        f"panel-invoice-{invoice.uuid}-2",
+        f"panel-invoice-{invoice.uuid}-1-{declined.stripe_id}-1250-on-session",
+        f"panel-invoice-{invoice.uuid}-2-{card.stripe_id}-1250",
     ]
 
 
@@ -403,7 +408,16 @@ def test_canceled_or_failed_event_ends_a_pending_payment(
     services.do_void_invoice(invoice, actor=admin_user, reason="mistake")  # nothing pending
 
 
-def test_an_unforeseen_error_leaves_no_attempt_pending(invoice, customer, standin, monkeypatch):
+def test_an_unforeseen_error_leaves_the_attempt_pending_until_reconciled(
+    invoice, customer, standin, monkeypatch
+):
+    """It may come after Stripe charged: the attempt blocks a second charge (under a new
+    key: the card is part of it) until reconcile knows; Stripe has no record here, so after
+    STUCK_AFTER it fails and Pay works again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     card = save_card(customer)
     real_charge = stripe_client.charge
 
@@ -413,10 +427,17 @@ def test_an_unforeseen_error_leaves_no_attempt_pending(invoice, customer, standi
     monkeypatch.setattr(stripe_client, "charge", broken)
     with pytest.raises(RuntimeError):
         payments.do_pay_invoice(invoice, actor=customer, card=card)
-    assert not invoice.payments.exists()
+    attempt = invoice.payments.get()
+    assert attempt.state == Payment.State.PENDING and attempt.external_id == ""
     monkeypatch.setattr(stripe_client, "charge", real_charge)
-    payments.do_pay_invoice(invoice, actor=customer, card=card)  # not blocked
+    with pytest.raises(ValidationError, match="under way"):
+        payments.do_pay_invoice(invoice, actor=customer, card=card)
+    Payment.objects.filter(pk=attempt.pk).update(
+        created_at=timezone.now() - payments.STUCK_AFTER - timedelta(seconds=1)
+    )
+    assert payments.reconcile(attempt).state == Payment.State.FAILED
+    payments.do_pay_invoice(invoice, actor=customer, card=card)
     invoice.refresh_from_db()
     assert invoice.state == Invoice.State.PAID
-    keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[1] == "/v1/payment_intents"]
-    assert keys[-1] == f"panel-invoice-{invoice.uuid}-1"
+    keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[:2] == ("POST", PAYMENT_INTENTS)]
+    assert keys[-1] == f"panel-invoice-{invoice.uuid}-2-{card.stripe_id}-1250"

@@ -237,7 +237,8 @@ def test_pay_now_again_cancels_the_abandoned_authentication(invoice, customer, s
     second = invoice.payments.get(state=Payment.State.PENDING)
     assert second_bank.endswith(second.external_id) and second.pk != first.pk
     keys = [r[3]["Idempotency-Key"] for r in standin.requests if r[1] == "/v1/payment_intents"]
-    assert keys[-1] == f"panel-invoice-{invoice.uuid}-2-on-session"
+    assert keys[-1].startswith(f"panel-invoice-{invoice.uuid}-2-pm_")
+    assert keys[-1].endswith("-1250-on-session")
     # The first page, left open, cannot take the money any more.
     location = press(first_bank, "Complete authentication")
     assert standin.objects[first.external_id]["status"] == "canceled"

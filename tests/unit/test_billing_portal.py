@@ -4,9 +4,12 @@ revenue for billing staff, manual payments from the portal and the API; flat que
 from __future__ import annotations
 
 import io
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from pypdf import PdfReader
 
 from billing import services
@@ -123,9 +126,91 @@ def test_usage_against_the_plan(customer, mallory):
     assert [r["quantity"] for r in api] == ["4.0000"]
 
 
+def row_id(invoice: Invoice) -> str:
+    """The invoice's row on the list (numbers repeat across issuers: the reseller's
+    INV-000001 and the panel's)."""
+    return f'id="invoice-{invoice.uuid.hex}-row"'
+
+
+def test_invoice_list_has_the_filter_bar(invoices, billing_user, customer):
+    """The list's filter bar: state and kind selects (the filter's choices, the current one
+    selected) and a search box, reloading the list with htmx as the other lists do."""
+    page = login(billing_user).get("/billing/?state=issued&kind=invoice&q=customer@").content
+    body = page.decode()
+    form = re.search(r'<form[^>]*data-testid="invoice-filters".*?</form>', body, re.S).group(0)
+    assert 'hx-get="/billing/"' in form and 'hx-target="#list"' in form
+    assert '<option value="issued" selected>Issued</option>' in form
+    assert '<option value="paid" >Paid</option>' in form
+    assert '<option value="invoice" selected>' in form
+    assert 'name="q"' in form and 'value="customer@"' in form
+    assert row_id(invoices["customer"]) in body and row_id(invoices["mallory"]) not in body
+
+
+def test_invoice_list_htmx_reload_is_the_table_only(invoices, billing_user):
+    client = login(billing_user)
+    services.record_payment(
+        invoices["customer"], amount=Decimal("10.00"), method="manual", actor=billing_user
+    )
+    resp = client.get("/billing/?state=paid", headers={"HX-Request": "true"})
+    body = resp.content.decode()
+    assert "invoice-filters" not in body and "<h1>" not in body
+    assert row_id(invoices["customer"]) in body and row_id(invoices["mallory"]) not in body
+    empty = client.get("/billing/?state=void", headers={"HX-Request": "true"}).content.decode()
+    assert "No invoices yet." in empty and "<tr id=" not in empty
+
+
+def test_invoice_search_by_number_or_customer_email(invoices, admin_user, billing_user, mallory):
+    client = login(billing_user)
+    mine, theirs = invoices["customer"], invoices["mallory"]
+    another = make_invoice(mallory, admin_user)  # the panel's INV-000002: a unique number
+
+    def found(query: str) -> set:
+        return {row.pk for row in client.get(f"/billing/?q={query}").context["object_list"]}
+
+    assert found("customer@example") == {mine.pk}
+    assert found("MALLORY@") == {theirs.pk, another.pk}
+    assert found(another.number) == {another.pk}
+    assert found("nobody") == set()
+    api = client.get("/api/v1/invoices/?q=customer@example").json()["results"]
+    assert [i["uuid"] for i in api] == [str(mine.uuid)]
+
+
+def test_invoice_search_stays_within_what_the_user_may_see(invoices, admin_user, customer):
+    """A customer searching for another customer's email or number finds nothing."""
+    client = login(customer)
+    theirs = make_invoice(invoices["mallory"].customer, admin_user)  # INV-000002
+    for query in ("mallory", theirs.number):
+        assert list(client.get(f"/billing/?q={query}").context["object_list"]) == []
+        assert client.get(f"/api/v1/invoices/?q={query}").json()["results"] == []
+
+
+def test_billing_templates_use_only_classes_in_the_built_css():
+    """static/css/panel.css is built (make css) and committed: a class a billing template
+    uses that the build did not see (e.g. ``ml-2`` before a rebuild) styles nothing."""
+    css = (Path(settings.BASE_DIR) / "static" / "css" / "panel.css").read_text()
+    root = Path(settings.BASE_DIR) / "billing" / "templates" / "billing"
+    missing = set()
+    for template in root.rglob("*.html"):
+        if "documents" in template.parts:  # the PDF's own stylesheet, not the portal's
+            continue
+        for attribute in re.findall(r'class="([^"]*)"', template.read_text()):
+            for name in re.sub(r"\{%.*?%\}|\{\{.*?\}\}", " ", attribute).split():
+                selector = "." + re.sub(r"([:/.\[\]%#()!,&>+~*=])", r"\\\1", name)
+                if not re.search(re.escape(selector) + r"(?![\w-])", css):
+                    missing.add(f"{template.name}: {name}")
+    assert not missing, f"not in static/css/panel.css (run make css): {sorted(missing)}"
+
+
 def test_lists_have_flat_query_counts(admin_user, billing_user, customer):
     client = login(billing_user)
-    urls = ["/billing/", "/api/v1/invoices/", "/api/v1/payments/", "/api/v1/usage/"]
+    urls = [
+        "/billing/",
+        "/billing/?state=issued&kind=invoice&q=customer",
+        "/api/v1/invoices/",
+        "/api/v1/invoices/?q=customer",
+        "/api/v1/payments/",
+        "/api/v1/usage/",
+    ]
     first = make_invoice(customer, admin_user)
     services.do_record_manual_payment(first, actor=billing_user, data={"amount": "1"})
     few = [queries_for(client, url) for url in urls]
