@@ -137,6 +137,8 @@ def seed(scale: float) -> None:
                 object_id=str(i),
                 object_label=f"object {i}",
                 owner_id=customers[i % len(customers)].pk,
+                # As audit.record routes it: the owner's reseller reads the entry.
+                reseller_id=customers[i % len(customers)].reseller_id,
                 prev_hash=f"{i:064x}",
                 hash=uuid.uuid4().hex * 2,
             )

@@ -7,6 +7,12 @@ and ``PANEL_AUDIT_WITNESS_FILE``). ``verify_chain`` (``manage.py verify_audit``)
 first edited, removed or forged entry, and a tail cut off before the last written-out head.
 Someone who can write the database but lacks the key cannot make a changed chain verify;
 see docs/security.md for what it does not protect against.
+
+``reseller_id`` (the reseller an entry is shown to, from the object's rules when recorded:
+``core.policy.reseller_route``) is not hashed: it says who may read the entry, not what
+happened, and entries written before it existed got theirs afterwards (core migration 0007).
+Someone who can write the database could change whom an entry is shown to, never what it
+says.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from core.models import AuditEntry, AuditHead
+from core.policy import OWNERS_RESELLER, reseller_route
 
 GENESIS = "0" * 64
 log = logging.getLogger("panel.audit")
@@ -79,6 +86,38 @@ def owner_id_of(obj) -> int | None:
     return None
 
 
+def _owners_resellers(owner_ids, known=()) -> dict[int, int | None]:
+    """Each owner's reseller: from users already loaded (``known``: the actor, the object or
+    its loaded owner), else in one query."""
+    from accounts.models import User
+
+    found = {u.pk: u.reseller_id for u in known if isinstance(u, User) and u.pk is not None}
+    missing = {pk for pk in owner_ids if pk is not None and pk not in found}
+    if missing:
+        found.update(User.objects.filter(pk__in=missing).values_list("pk", "reseller_id"))
+    return found
+
+
+def _loaded_users(obj, actor) -> list:
+    """Users at hand without a query: the actor, the object if it is one, its loaded owner."""
+    users = [actor, obj]
+    if obj is not None:
+        cache = getattr(getattr(obj, "_state", None), "fields_cache", {})
+        users += [cache.get(name) for name in ("owner", "user", "customer")]
+    return [u for u in users if u is not None]
+
+
+def reseller_for(obj, owner_id: int | None, actor=None) -> int | None:
+    """The reseller an entry about ``obj`` (owned by ``owner_id``) is shown to, from the
+    object's rules (``reseller_route``): an issuer, nobody, or the owner's reseller now."""
+    route = reseller_route(obj) if obj is not None else OWNERS_RESELLER
+    if route != OWNERS_RESELLER:
+        return route
+    if owner_id is None:
+        return None
+    return _owners_resellers([owner_id], _loaded_users(obj, actor)).get(owner_id)
+
+
 def record(
     action: str,
     obj: models.Model | None = None,
@@ -101,6 +140,7 @@ def record(
     actor_obj = actor if getattr(actor, "is_authenticated", False) else None
     if owner_id is None and actor_obj is not None:
         owner_id = actor_obj.pk
+    reseller_id = reseller_for(obj, owner_id, actor_obj)
     with transaction.atomic():
         head = _locked_head()
         entry = AuditEntry(
@@ -113,6 +153,7 @@ def record(
             object_id=object_id,
             object_label=object_label[:254],
             owner_id=owner_id,
+            reseller_id=reseller_id,
             changes=changes or {},
             prev_hash=head.last_hash,
             key_id=key_id(signing_key()),
@@ -142,15 +183,21 @@ def record_many(
     now, ip = timezone.now(), current_ip.get()
     fields = [
         "created_at", "actor_id", "actor_label", "ip", "action", "object_type", "object_id",
-        "object_label", "owner_id", "changes", "prev_hash", "hash", "key_id",
+        "object_label", "owner_id", "reseller_id", "changes", "prev_hash", "hash", "key_id",
     ]  # fmt: skip
+    owner_ids = [owner_id_of(obj) for obj in objs]
+    if actor_obj is not None:
+        owner_ids = [actor_obj.pk if pk is None else pk for pk in owner_ids]
+    routes = [reseller_route(obj) for obj in objs]
+    resellers = _owners_resellers(
+        {pk for pk, route in zip(owner_ids, routes, strict=True) if route == OWNERS_RESELLER},
+        [actor_obj] if actor_obj is not None else [],
+    )  # one query for them all
     with transaction.atomic():
         head = _locked_head()
         entries = []
         for i, obj in enumerate(objs):
-            owner_id = owner_id_of(obj)
-            if owner_id is None and actor_obj is not None:
-                owner_id = actor_obj.pk
+            owner_id, route = owner_ids[i], routes[i]
             entries.append(
                 AuditEntry(
                     created_at=now,
@@ -162,6 +209,7 @@ def record_many(
                     object_id=str(getattr(obj, "uuid", None) or obj.pk),
                     object_label=str(obj)[:254],
                     owner_id=owner_id,
+                    reseller_id=resellers.get(owner_id) if route == OWNERS_RESELLER else route,
                     changes=(changes[i] if changes else None) or {},
                     prev_hash="",
                     # Unique placeholders until the ids (part of the hash) are known.

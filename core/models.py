@@ -268,19 +268,37 @@ class AuditEntry(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     object_label = models.CharField(max_length=254, blank=True)
     owner_id = models.BigIntegerField(null=True, blank=True)
+    # The reseller shown the entry besides its owner, decided when it is recorded from the
+    # object's rules (``core.policy.reseller_route``): the owner's reseller of the day, an
+    # invoice's issuer, or nobody (a panel invoice, an API token). A routing hint, outside
+    # the hash like the id column's order: see core/audit.py and docs/security.md.
+    reseller_id = models.BigIntegerField(null=True, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
     key_id = models.CharField(max_length=8, blank=True, help_text="Which audit key signed it.")
 
-    # Owners read what concerns them; nobody, administrators included, changes an entry.
-    policy = Rules(owner="owner_id", owner_is_id=True, owner_may=VIEW_ONLY, admin_may=VIEW_ONLY)
+    # Owners read what concerns them, and a reseller what was recorded for it (its
+    # customers' entries while they were its customers, the invoices it issued); nobody,
+    # administrators included, changes an entry.
+    policy = Rules(
+        owner="owner_id",
+        owner_is_id=True,
+        owner_may=VIEW_ONLY,
+        admin_may=VIEW_ONLY,
+        reseller_reaches_customers=False,
+        issuer="reseller_id",
+        issuer_may=VIEW_ONLY,
+    )
     objects = PolicyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "audit entries"
-        indexes = [models.Index(fields=["owner_id", "id"], name="audit_owner_id")]
+        indexes = [
+            models.Index(fields=["owner_id", "id"], name="audit_owner_id"),
+            models.Index(fields=["reseller_id", "id"], name="audit_reseller_id"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.actor_label or 'system'} {self.action} {self.object_label}"

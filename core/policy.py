@@ -244,6 +244,37 @@ def row_groups(owner, prefix: str) -> list[str]:
     return groups
 
 
+# ``reseller_route``'s answer for rows that reach their owner's reseller, whoever that is when
+# the event is made (the caller knows the owner, often already loaded).
+OWNERS_RESELLER = "owner's reseller"
+
+
+def reseller_route(obj) -> int | None | str:
+    """Which reseller, besides the row's owner and staff, hears about ``obj`` (its webhook
+    events, its audit entries), from the model's rules: the issuer when the rules name one
+    (None when the panel issued it), nobody when the rows do not reach the owner's reseller
+    (``reseller_reaches_customers=False``), else ``OWNERS_RESELLER``. So a panel invoice to a
+    reseller's customer tells that reseller nothing, and one a reseller issued tells that
+    reseller even after the customer has moved to another."""
+    rules = rules_of(obj.__class__)  # __class__: what a lazy request.user stands for
+    if rules.issuer is not None:
+        return _related_id(obj, rules.issuer)
+    if not rules.reseller_reaches_customers:
+        return None
+    return OWNERS_RESELLER
+
+
+def _related_id(obj, path: str) -> int | None:
+    """The key a lookup path (``invoice__issuer``) ends at, following loaded relations."""
+    *through, last = path.split("__")
+    for name in through:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    value = getattr(obj, f"{last}_id", None) if hasattr(obj, f"{last}_id") else getattr(obj, last)
+    return getattr(value, "pk", value)
+
+
 # Up to this many granted keys go into the SQL as literals; beyond, a subquery reads them.
 GRANTS_INLINE = 500
 

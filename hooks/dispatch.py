@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from core import audit
 from core.models import AuditEntry, LiveEvent, Operation
-from core.policy import stream_scope
+from core.policy import OWNERS_RESELLER, stream_scope
 from hooks.models import Cursor, Delivery, Event, EventType, SeenState, Webhook
 
 RESCAN = timedelta(seconds=120)
@@ -53,7 +53,9 @@ class Found:
     object_id: str
     data: dict
     created_at: datetime
-    reseller_id: int | None = field(default=None)
+    # Who else hears it: a reseller's id, None for nobody (a panel invoice), or, by default,
+    # the owner's reseller when the event is made (``core.policy.reseller_route``).
+    reseller_id: int | None | str = field(default=OWNERS_RESELLER)
 
 
 def nudge(event: LiveEvent) -> None:
@@ -141,6 +143,9 @@ def _from_audit(cursor: Cursor) -> list[Found]:
                 type=AUDIT_EVENTS[entry.action],
                 source=f"audit:{entry.pk}",
                 owner_id=entry.owner_id,
+                # The reseller the entry was recorded for, from the object's rules: an
+                # invoice's issuer (nobody for the panel's), not the customer's reseller now.
+                reseller_id=entry.reseller_id,
                 object_type=entry.object_type,
                 object_id=entry.object_id,
                 data=data,
@@ -372,15 +377,15 @@ def _store(found: list[Found]) -> list[Event]:
         Event.objects.filter(source__in=[f.source for f in found]).values_list("source", flat=True)
     )
     fresh = {f.source: f for f in found if f.source not in existing}  # once per source
-    resellers = _resellers(f.owner_id for f in fresh.values() if f.reseller_id is None)
+    resellers = _resellers(f.owner_id for f in fresh.values() if f.reseller_id == OWNERS_RESELLER)
     events = [
         Event(
             type=f.type,
             source=f.source,
             owner_id=f.owner_id,
-            reseller_id=f.reseller_id
-            if f.reseller_id is not None
-            else resellers.get(f.owner_id or 0),
+            reseller_id=resellers.get(f.owner_id or 0)
+            if f.reseller_id == OWNERS_RESELLER
+            else f.reseller_id,
             object_type=f.object_type,
             object_id=f.object_id,
             data=f.data,

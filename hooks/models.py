@@ -8,7 +8,6 @@ created, an alert fired ...) by ``hooks.dispatch``; each webhook that hears it g
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import models
@@ -29,6 +28,7 @@ from core.policy import (
     Rules,
     may,
 )
+from core.redaction import REDACTED, redact_url  # noqa: F401 - imported from here
 from core.validators import validate_plain_text
 
 
@@ -53,31 +53,6 @@ ALLOW_PRIVATE = "allow_private"
 
 # What a webhook may subscribe to (the test event is sent on request only).
 SUBSCRIBABLE = [value for value in EventType.values if value != EventType.TEST]
-
-
-REDACTED = "***"
-
-
-def redact_url(url: str) -> str:
-    """``url`` without what may be a credential: the user and password
-    (``https://u:p@host/``) and every query value (``?token=abc``) become ``***``, as does a
-    fragment. What the audit chain keeps and what anyone but the webhook's owner is shown."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return REDACTED  # not a URL one can take apart: show none of it
-    netloc = parts.netloc
-    if "@" in netloc:
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{REDACTED}@{host}" + (f":{port}" if port is not None else "")
-    query = "&".join(  # the names stay as written (percent-encoded); no value does
-        f"{pair.partition('=')[0]}={REDACTED}" for pair in parts.query.split("&") if pair
-    )
-    fragment = REDACTED if parts.fragment else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 class Webhook(models.Model):
@@ -164,9 +139,10 @@ class Webhook(models.Model):
 
 class Event(models.Model):
     """Something that happened, as every receiver is sent it (``data`` is the body's
-    ``data``). ``owner_id``/``reseller_id`` are the object's owner and its reseller: who,
-    besides staff, hears about it. ``source`` names what it was made from, so an event is
-    made once however often its source is read."""
+    ``data``). ``owner_id``/``reseller_id``: who, besides staff, hears about it, the object's
+    owner and the reseller its rules name (``core.policy.reseller_route``: the owner's
+    reseller, or an invoice's issuer and nobody for the panel's invoices). ``source`` names
+    what it was made from, so an event is made once however often its source is read."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     type = models.CharField(max_length=40, choices=EventType.choices)

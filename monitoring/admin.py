@@ -80,7 +80,13 @@ class NotificationChannelAdmin(PolicyAdmin):
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "owner__email"]
     list_select_related = ["owner"]
-    exclude = ["secret"]
+    exclude = ["secret", "target"]
+    readonly_fields = ["receiver"]
+
+    @admin.display(description="target")
+    def receiver(self, channel: NotificationChannel) -> str:
+        # A webhook's URL without the token it may carry (path, query values, user).
+        return channel.redacted_target
 
 
 @admin.register(Delivery)

@@ -27,6 +27,7 @@ from core.policy import (
     PolicyQuerySet,
     Rules,
 )
+from core.redaction import redact_url
 from core.validators import validate_plain_text
 from monitoring.fields import JSONTextField
 from servers.models import Server
@@ -182,6 +183,20 @@ class NotificationChannel(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("alert_channel", kwargs={"uuid": self.uuid})
+
+    @property
+    def redacted_target(self) -> str:
+        """A webhook's URL without what may be a credential (``core.redaction.redact_url``:
+        Slack's and Discord's URLs carry their token in the path); an address or chat id
+        as it is."""
+        return redact_url(self.target) if self.kind == self.Kind.WEBHOOK else self.target
+
+    def target_for(self, user) -> str:
+        """The target as ``user`` may read it: whole for its owner (who typed it), redacted
+        for colleagues it is shared with, its reseller and staff (and in the audit chain)."""
+        if user is not None and user.pk == self.owner_id:
+            return self.target
+        return self.redacted_target
 
 
 class AlertRule(models.Model):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from core import audit, events
 from core.policy import CHANGE, restrict
+from core.redaction import redact_url
 from core.services import accept_only, refuse_nul_in
 from monitoring import notify
 from monitoring.models import (
@@ -321,7 +322,24 @@ def do_create_channel(*, actor, data: dict) -> NotificationChannel:
 def do_update_channel(channel: NotificationChannel, *, actor, data: dict) -> NotificationChannel:
     accept_only(data, CHANNEL_FIELDS + CHANNEL_SECRETS)
     refuse_nul_in(data, CHANNEL_FIELDS + CHANNEL_SECRETS)
+    data = dict(data)
+    if (
+        data.get("target") == channel.redacted_target != channel.target
+        and data.get("kind", channel.kind) == channel.kind
+    ):
+        # The redacted URL others are shown, sent back unchanged (a colleague's or staff's
+        # form): keep the stored URL and its token.
+        del data["target"]
+    was_webhook = channel.kind == NotificationChannel.Kind.WEBHOOK
     changes = _set_fields(channel, data, CHANNEL_FIELDS)
+    if "target" in changes:
+        # The append-only chain keeps no token a webhook URL carries (path, query, user).
+        before, after = changes["target"]
+        is_webhook = channel.kind == NotificationChannel.Kind.WEBHOOK
+        changes["target"] = [
+            redact_url(before or "") if was_webhook else before,
+            redact_url(after or "") if is_webhook else after,
+        ]
     if data.get("secret"):  # blank keeps the stored secret
         channel.secret = data["secret"]
         changes["secret"] = ["***", "***"]

@@ -266,7 +266,10 @@ class ChannelEdit(PortalEditView):
 
     def get(self, request, uuid=None):
         obj = self.get_object(request, uuid)
-        form = self.form_class(instance=obj)
+        # A webhook's URL whole for its owner, redacted for colleagues, its reseller and
+        # staff (sent back unchanged, the service keeps the stored one).
+        initial = {"target": obj.target_for(request.user)} if obj else None
+        form = self.form_class(instance=obj, initial=initial)
         deliveries = obj.deliveries.select_related("alert")[:20] if obj else []
         ctx = {"form": form, "object": obj, "deliveries": deliveries}
         ctx["sharing"] = sharing.section(obj, request.user) if obj else None

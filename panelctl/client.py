@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from panelctl.config import Profile
 
 TIMEOUT = 30
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ApiError(Exception):
@@ -71,7 +73,7 @@ class Client:
             rows += results
             if not following or (limit and len(rows) >= limit):
                 return rows[:limit] if limit else rows
-            if not following.startswith(self.base):
+            if not on_panel(following, self.base):
                 # The token goes with every request: only to the panel it was given for.
                 raise ApiError(f"refusing to follow a next page outside {self.base}")
             try:
@@ -86,6 +88,32 @@ class Client:
                 raise ApiError(_describe(resp.status_code, body), status=resp.status_code)
             if not isinstance(body, dict):
                 raise _not_json(resp, self.base)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Whether ``url`` is on the panel ``base`` names: the same scheme, host and port, compared
+    as parsed parts. A prefix test would let ``https://panel.example.evil/`` (or
+    ``https://panel.example@evil/``) pass for ``https://panel.example`` and carry the token
+    there. The path is not compared: the API's own links stay under it anyway."""
+    origin = _origin(url)
+    return origin is not None and origin == _origin(base)
+
+
+def on_panel(url: str, base: str) -> bool:
+    """``url`` is under ``base``: its origin (``same_origin``) and, below it, its path."""
+    return same_origin(url, base) and urlsplit(url).path.startswith(urlsplit(base).path)
 
 
 def _not_json(resp: requests.Response, base: str) -> ApiError:

@@ -73,7 +73,11 @@ def _write(parser: configparser.ConfigParser) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """A loopback host, decided from the name alone: an address in 127.0.0.0/8 or ``::1``,
+    or the name ``localhost``, which RFC 6761 reserves for loopback (as browsers treat it).
+    Never resolved: the answer would bind nothing (the connection resolves again later, and
+    ``/etc/hosts`` or DNS could say otherwise by then), and any other name may point anywhere."""
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

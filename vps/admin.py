@@ -15,6 +15,7 @@ from vps.models import (
     SshKey,
     Vps,
     VpsPlan,
+    VpsPlanSpan,
     VpsRollup,
     VpsSample,
 )
@@ -152,4 +153,14 @@ class VpsRollupAdmin(PolicyAdmin):
 
     list_display = ["vps", "start", "count"]
     list_select_related = ["vps"]
+    show_full_result_count = False
+
+
+@admin.register(VpsPlanSpan)
+class VpsPlanSpanAdmin(PolicyAdmin):
+    """Read-only: the plan history billing charges VPS hours by (written with each plan
+    change in vps/services.py and vps/tasks.py)."""
+
+    list_display = ["vps", "plan", "since"]
+    list_select_related = ["vps", "plan"]
     show_full_result_count = False

@@ -71,6 +71,14 @@ class ChannelSerializer(ServiceSerializer):
         fields = ["uuid", *services.CHANNEL_FIELDS, "secret", "created_at"]
         read_only_fields = ["uuid", "created_at"]
 
+    def to_representation(self, channel):
+        data = super().to_representation(channel)
+        request = self.context.get("request")
+        # A webhook's URL whole for its owner, redacted for anyone else it is shown to (a
+        # PATCH sending that back keeps the stored URL).
+        data["target"] = channel.target_for(getattr(request, "user", None))
+        return data
+
 
 class RuleSerializer(ServiceSerializer):
     kind = serializers.ChoiceField(choices=[])

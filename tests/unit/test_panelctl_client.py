@@ -239,3 +239,80 @@ def test_a_reply_that_is_not_json_is_a_clear_error(command, panelctl):
     assert result.exit_code == 3, result.output
     assert isinstance(result.exception, SystemExit)  # no traceback
     assert "other than JSON (text/html)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "following",
+    [
+        "https://panel.example.evil/api/v1/zones/?page=2",  # a prefix of another host
+        "https://panel.example.evil.com/api/v1/zones/?page=2",
+        "https://panel.example@evil.com/api/v1/zones/?page=2",  # userinfo, then the host
+        "https://panel.example:8443/api/v1/zones/?page=2",  # another port
+        "http://panel.example/api/v1/zones/?page=2",  # no TLS
+        "https://panel.example/admin/",  # the panel, but not its API
+        "https://panel.example:bad/api/v1/",
+        "//panel.example/api/v1/zones/",
+    ],
+)
+def test_a_next_link_off_the_panel_is_refused(following):
+    from panelctl.client import ApiError, Client
+    from panelctl.config import Profile
+
+    client = Client(Profile(name="t", url="https://panel.example", token="uhp_secret"))
+    sent = []
+
+    class Answer:
+        status_code = 200
+
+        def json(self):
+            return {"results": [{"n": 1}], "next": following}
+
+    client.get = lambda path, **params: Answer().json()
+    client.session.get = lambda url, **kw: sent.append(url) or Answer()
+    with pytest.raises(ApiError, match="refusing to follow"):
+        client.pages("zones/", {}, None)
+    assert sent == []  # the token never left for it
+
+
+def test_a_next_link_on_the_panel_is_followed():
+    from panelctl.client import Client, on_panel
+    from panelctl.config import Profile
+
+    base = "https://panel.example/api/v1/"
+    assert on_panel("https://PANEL.example:443/api/v1/zones/?offset=200", base)
+    assert on_panel("https://panel.example/api/v1/zones/?offset=200", base)
+    client = Client(Profile(name="t", url="https://panel.example", token="uhp_secret"))
+    pages = iter([{"results": [2], "next": None}])
+
+    class Answer:
+        status_code = 200
+
+        def json(self):
+            return next(pages)
+
+    # The same origin written another way (as a proxy may rewrite it) is still the panel.
+    following = "https://Panel.Example:443/api/v1/zones/?offset=1"
+    client.get = lambda path, **params: {"results": [1], "next": following}
+    client.session.get = lambda url, **kw: Answer()
+    assert client.pages("zones/", {}, None) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("localhost.example.com", False),  # a name that merely starts like it
+        ("localhost.", False),
+        ("0.0.0.0", False),
+        ("10.0.0.1", False),
+        ("panel.example", False),  # never resolved, whatever it points at
+    ],
+)
+def test_loopback_is_decided_from_the_name_alone(host, loopback):
+    from panelctl.config import is_loopback
+
+    assert is_loopback(host) is loopback

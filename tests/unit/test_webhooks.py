@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from accounts import services as account_services
 from core import audit
@@ -553,3 +555,94 @@ def test_the_documented_receiver_drops_replays_by_the_signed_id(customer):
         receive(SECRET.encode(), signed(now - 600, "d3"), body, set())
     with pytest.raises(ValueError, match="signature"):
         receive(SECRET.encode(), first, body.replace(b"webhook.test", b"webhook.tesT"), set())
+
+
+SLACK = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/xoxSecretSlackToken123"
+DISCORD = "https://discord.com/api/webhooks/123456789012345678/DiscordSecretToken_abc-XYZ"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (SLACK, "https://hooks.slack.com/services/***"),
+        (DISCORD, "https://discord.com/api/***"),
+        ("https://hooks.example.com/in?SECRETTOKEN", "https://hooks.example.com/in?***"),
+        (
+            "https://hooks.example.com/in?a=1&SECRETTOKEN&b",
+            "https://hooks.example.com/in?a=***&***&***",
+        ),
+        ("https://hooks.example.com/in?token=", "https://hooks.example.com/in?token=***"),
+        (
+            "https://u:p@hooks.example.com:8443/x/y#frag",
+            "https://***@hooks.example.com:8443/x/***#***",
+        ),
+        ("https://[2001:db8::1]:8443/in/abc", "https://[2001:db8::1]:8443/in/***"),
+        ("https://hooks.example.com/in/", "https://hooks.example.com/in/"),
+        ("https://hooks.example.com", "https://hooks.example.com"),
+        ("https://hooks.example.com/", "https://hooks.example.com/"),
+        ("hooks.example.com/services/secret", "***"),  # no scheme: nothing to keep
+        ("https://[::1/x", "***"),
+        ("", ""),
+    ],
+)
+def test_redact_url_keeps_only_the_origin_and_first_path_segment(url, shown):
+    from hooks.models import redact_url
+
+    assert redact_url(url) == shown
+
+
+@given(
+    first=st.text("abcdefghij", min_size=1, max_size=8),
+    rest=st.lists(st.text("0123456789", min_size=6, max_size=20), min_size=1, max_size=4),
+    items=st.lists(st.text("0123456789", min_size=6, max_size=20), max_size=3),
+    bare=st.lists(st.text("0123456789", min_size=6, max_size=20), max_size=2),
+)
+def test_redact_url_shows_no_later_path_segment_nor_any_query_value(first, rest, items, bare):
+    """Secrets (here: runs of digits) anywhere past the first path segment, in query values
+    or as bare query items never show."""
+    import re
+
+    from hooks.models import redact_url
+
+    query = "&".join([f"k={v}" for v in items] + bare)
+    url = f"https://hooks.example.com/{first}/{'/'.join(rest)}" + (f"?{query}" if query else "")
+    shown = redact_url(url)
+    assert shown.startswith(f"https://hooks.example.com/{first}/***")
+    assert not re.search(r"\d{6}", shown)
+
+
+def test_webhook_create_writes_no_path_token_to_the_audit_chain(customer, reseller, monkeypatch):
+    """The chain is append-only: a token in a Slack or Discord path written there stays."""
+    import socket
+
+    resolve = socket.getaddrinfo  # the autouse stand-in: these hosts as public, offline
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **kw: resolve(
+            "hooks.example.com" if host in ("hooks.slack.com", "discord.com") else host, *a, **kw
+        ),
+    )
+    for name, url in (("slack", SLACK), ("discord", DISCORD)):
+        hook = services.do_create_webhook(actor=customer, data={**DATA, "name": name, "url": url})
+        assert hook.url == url  # stored and sent whole
+        entry = AuditEntry.objects.get(action="webhook.create", object_id=str(hook.uuid))
+        assert entry.changes["url"] == [None, redact_url_of(url)]
+        assert "SecretSlackToken" not in str(entry.changes)
+        assert "DiscordSecretToken" not in str(entry.changes)
+        assert "123456789012345678" not in str(entry.changes)
+        # Others are shown the same, and saving it back keeps the stored URL.
+        api = f"/api/v1/webhooks/{hook.uuid}/"
+        assert login(reseller).get(api).json()["url"] == redact_url_of(url)
+        assert login(customer).get(api).json()["url"] == url
+    services.do_create_webhook(
+        actor=customer, data={**DATA, "name": "bare", "url": f"{URL}?SECRETTOKEN"}
+    )
+    entry = AuditEntry.objects.filter(action="webhook.create").latest("id")
+    assert "SECRETTOKEN" not in str(entry.changes)
+
+
+def redact_url_of(url: str) -> str:
+    from hooks.models import redact_url
+
+    return redact_url(url)
