@@ -25,6 +25,11 @@ import pytest
 from servers.models import Server
 from servers.transport import generate_keypair
 from tests.conftest import require_real
+from tests.integration.stripe_fixtures import (  # noqa: F401 - card payment fixtures
+    invoice,
+    standin,
+    stripe_account,
+)
 
 SSH_HOST = "127.0.0.2"
 

@@ -17,44 +17,16 @@ from django.utils import timezone
 
 from billing import dunning, payments, services, stripe_client, tasks
 from billing.models import Invoice, Payment
-from billing.payment_models import StripeAccount
 from core.models import AuditEntry
 from tests.conftest import login
 from tests.integration.conftest import free_port
-from tests.integration.stripe_standin import StripeStandIn, sign
+from tests.integration.stripe_standin import sign
 from tests.integration.test_billing_payments import (
-    API_KEY,
-    WEBHOOK_SECRET,
     post_event,
     save_card,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def standin():
-    server = StripeStandIn(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stripe_account(db, standin, settings):
-    settings.PANEL_STRIPE_API_BASE = standin.url
-    standin.events.clear()
-    return StripeAccount.objects.create(
-        secret_key=API_KEY, webhook_secret=WEBHOOK_SECRET, publishable_key="pk_test_panel"
-    )
-
-
-@pytest.fixture
-def invoice(admin_user, customer, stripe_account):
-    draft = Invoice.objects.create(customer=customer, currency="EUR", bill_to={"email": "c@x.t"})
-    draft.lines.create(description="Hosting plan Gold", amount=Decimal("12.50"), position=0)
-    services.do_issue_invoice(draft, actor=admin_user, send=False)
-    draft.refresh_from_db()
-    return draft
 
 
 def crashed_attempt(invoice, *, minutes_ago: int = 11) -> Payment:

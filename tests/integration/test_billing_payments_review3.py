@@ -19,35 +19,16 @@ from django.utils import timezone
 
 from billing import dunning, payments, payments_views, services, stripe_client
 from billing.models import Invoice, Payment
-from billing.payment_models import StripeAccount
 from core.models import AuditEntry
 from tests.conftest import login
-from tests.integration.stripe_standin import StripeStandIn, sign
-from tests.integration.test_billing_payments import API_KEY, WEBHOOK_SECRET, post_event, save_card
+from tests.integration.stripe_fixtures import PUBLISHABLE_KEY
+from tests.integration.stripe_standin import sign
+from tests.integration.test_billing_payments import WEBHOOK_SECRET, post_event, save_card
 from tests.integration.test_billing_payments_3ds import THREE_DS, back_to_panel, pay_now, press
 
 pytestmark = pytest.mark.django_db
 
-PUBLISHABLE_KEY = "pk_test_panel"
 PAY_RETURN = "https://panel.test/billing/payments/return/"
-
-
-@pytest.fixture(scope="module")
-def standin():
-    server = StripeStandIn(
-        api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, publishable_key=PUBLISHABLE_KEY
-    ).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stripe_account(db, standin, settings):
-    settings.PANEL_STRIPE_API_BASE = standin.url
-    standin.events.clear()
-    return StripeAccount.objects.create(
-        secret_key=API_KEY, webhook_secret=WEBHOOK_SECRET, publishable_key=PUBLISHABLE_KEY
-    )
 
 
 def issue(customer, actor, *, issuer=None, amount="12.50", due_days_ago=0) -> Invoice:
