@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import payments, stripe_client
+from billing import cards, payments, stripe_client
 from billing.models import RECORD_PAYMENT, RECORD_REFUND, Invoice, Payment
 from billing.payment_models import (
     DunningStep,
@@ -97,7 +97,7 @@ def payment_methods(request):
 def card_setup(request):
     """The SetupIntent Stripe.js confirms in the browser (JSON: its client secret)."""
     try:
-        return JsonResponse(payments.start_card_setup(request.user, actor=request.user))
+        return JsonResponse(cards.start_card_setup(request.user, actor=request.user))
     except ValidationError as exc:
         return JsonResponse({"error": " ".join(exc.messages)}, status=400)
 
@@ -106,7 +106,7 @@ def card_setup(request):
 @require_POST
 def card_save(request):
     try:
-        payments.do_save_card(
+        cards.do_save_card(
             request.user, actor=request.user, setup_intent=request.POST.get("setup_intent", "")
         )
         messages.success(request, "Card saved.")
@@ -119,7 +119,7 @@ def card_save(request):
 @require_POST
 def card_default(request, uuid):
     card = get_for_user(PaymentCard, request.user, CHANGE, uuid=uuid)
-    payments.do_set_default_card(card, actor=request.user)
+    cards.do_set_default_card(card, actor=request.user)
     messages.success(request, "Default card changed.")
     return redirect_htmx_aware(request, reverse("billing_payment_methods"))
 
@@ -129,7 +129,7 @@ def card_default(request, uuid):
 def card_remove(request, uuid):
     card = get_for_user(PaymentCard, request.user, CHANGE, uuid=uuid)
     try:
-        payments.do_remove_card(card, actor=request.user)
+        cards.do_remove_card(card, actor=request.user)
         messages.success(request, "Card removed.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import payments
+from billing import cards, payments
 from billing.models import RECORD_PAYMENT, RECORD_REFUND, Invoice, Payment
 from billing.payment_models import PaymentCard
 from core.api.viewsets import PolicyViewSetMixin
@@ -110,24 +110,24 @@ class PaymentCardViewSet(
     def create(self, request):
         data = SaveCardSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        card = payments.do_save_card(
+        card = cards.do_save_card(
             request.user, actor=request.user, setup_intent=data.validated_data["setup_intent"]
         )
         return Response(PaymentCardSerializer(card).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, card):
-        payments.do_remove_card(card, actor=self.request.user)
+        cards.do_remove_card(card, actor=self.request.user)
 
     @extend_schema(request=None, responses={200: SetupSerializer})
     @action(detail=False, methods=["post"], policy_action=VIEW)
     def setup(self, request):
         """A SetupIntent for Stripe.js: confirm it with the card, then POST its id here."""
-        return Response(payments.start_card_setup(request.user, actor=request.user))
+        return Response(cards.start_card_setup(request.user, actor=request.user))
 
     @extend_schema(request=None, responses={200: PaymentCardSerializer})
     @action(detail=True, methods=["post"], policy_action=CHANGE)
     def default(self, request, uuid=None):
-        card = payments.do_set_default_card(self.get_object(), actor=request.user)
+        card = cards.do_set_default_card(self.get_object(), actor=request.user)
         return Response(PaymentCardSerializer(card).data)
 
 

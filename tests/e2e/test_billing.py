@@ -26,7 +26,7 @@ from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from billing import dunning, payments, services, stripe_client
+from billing import cards, dunning, services, stripe_client
 from billing.models import (
     BillingProfile,
     BillingSettings,
@@ -457,9 +457,9 @@ class BillingJourney(LiveBrowser):
         StripeAccount.objects.create(
             secret_key=API_KEY, webhook_secret=WEBHOOK_SECRET, publishable_key=PUBLISHABLE_KEY
         )
-        setup = payments.start_card_setup(customer, actor=customer)
+        setup = cards.start_card_setup(customer, actor=customer)
         stripe_client.confirm_setup_intent(setup["setup_intent"], "pm_card_authenticationRequired")
-        payments.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
+        cards.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
         completed = issue(
             customer, admin, [("Hosting plan Gold", "1", "", "12.50")], period=month_start(2)
         )

@@ -15,7 +15,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from billing import dunning, payments, services, stripe_client
+from billing import cards, dunning, payments, services, stripe_client
 from billing.models import BillingSettings, Invoice
 from billing.payment_models import DunningStep, DunningSuspension, StripeAccount
 from core.models import AuditEntry
@@ -138,9 +138,9 @@ def test_reminders_suspension_and_reactivation_on_payment(
     assert b"Reminder sent" in shown and b"Services suspended" in shown
 
     # Paid by card: the site comes back by itself; the staff suspension stays.
-    setup = payments.start_card_setup(customer, actor=customer)
+    setup = cards.start_card_setup(customer, actor=customer)
     stripe_client.confirm_setup_intent(setup["setup_intent"], "pm_card_visa")
-    payments.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
+    cards.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
     with run_ops():
         payments.do_pay_invoice(overdue, actor=customer)
     overdue.refresh_from_db()

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.urls import reverse
 
-from billing import payments, services, stripe_client
+from billing import cards, payments, services, stripe_client
 from billing.models import Invoice, Payment
 from billing.payment_models import PaymentCard, StripeAccount, StripeEvent
 from core.models import AuditEntry
@@ -30,9 +30,9 @@ PAYMENT_INTENTS = "/v1/payment_intents"
 def save_card(customer, test_card: str = "pm_card_visa") -> PaymentCard:
     """What the portal does: a SetupIntent, confirmed by Stripe.js (here: by the API with a
     test card), then saved by the panel."""
-    setup = payments.start_card_setup(customer, actor=customer)
+    setup = cards.start_card_setup(customer, actor=customer)
     stripe_client.confirm_setup_intent(setup["setup_intent"], test_card)
-    return payments.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
+    return cards.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
 
 
 def post_event(client, body: bytes, signature: str):
@@ -128,7 +128,7 @@ def test_webhook_alone_settles_once_replays_change_nothing(invoice, customer, st
     # A charge made outside this request (say, the panel died before hearing the answer):
     # only the webhook tells the panel.
     stripe_client.charge(
-        amount_cents=1250, currency="EUR", customer_id=payments.ensure_customer(customer),
+        amount_cents=1250, currency="EUR", customer_id=cards.ensure_customer(customer),
         payment_method=card.stripe_id, invoice_uuid=str(invoice.uuid), description="x",
         idempotency_key="elsewhere-1",
     )  # fmt: skip
@@ -288,7 +288,7 @@ def test_webhook_delivered_over_http_by_the_standin(live_server, standin, settin
     standin.webhook_url = live_server.url + WEBHOOK
     try:
         stripe_client.charge(
-            amount_cents=300, currency="EUR", customer_id=payments.ensure_customer(customer),
+            amount_cents=300, currency="EUR", customer_id=cards.ensure_customer(customer),
             payment_method=card.stripe_id, invoice_uuid=str(draft.uuid), description="x",
             idempotency_key=f"http-{draft.uuid}",
         )  # fmt: skip

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import dunning, payments, services, stripe_client, tasks
+from billing import cards, dunning, payments, services, stripe_client, tasks
 from billing.models import Invoice, Payment
 from core.models import AuditEntry
 from tests.conftest import login
@@ -45,7 +45,7 @@ def crashed_attempt(invoice, *, minutes_ago: int = 11) -> Payment:
 def charge_at_stripe(invoice, card, attempt: int = 1):
     """Stripe did charge: the request of that attempt reached it (and its webhook is lost)."""
     return stripe_client.charge(
-        amount_cents=1250, currency="EUR", customer_id=payments.ensure_customer(invoice.customer),
+        amount_cents=1250, currency="EUR", customer_id=cards.ensure_customer(invoice.customer),
         payment_method=card.stripe_id, invoice_uuid=str(invoice.uuid),
         description=f"Invoice {invoice.number}",
         idempotency_key=payments.idempotency_key(
@@ -67,7 +67,7 @@ def test_crash_after_stripe_charged_is_settled_by_the_light_check(
         services.do_void_invoice(invoice, actor=admin_user, reason="x")
     assert tasks.reactivate_paid() == "1 pending card payments ended, 0 reactivated"
     listed = [r for r in standin.requests if r[0] == "GET" and r[1] == "/v1/payment_intents"]
-    assert listed[-1][2]["customer"] == payments.ensure_customer(customer)
+    assert listed[-1][2]["customer"] == cards.ensure_customer(customer)
     payment.refresh_from_db()
     assert payment.state == Payment.State.SUCCEEDED and payment.external_id == intent.id
     invoice.refresh_from_db()

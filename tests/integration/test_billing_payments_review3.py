@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import dunning, payments, payments_views, services, stripe_client
+from billing import cards, dunning, payments, payments_views, services, stripe_client
 from billing.models import Invoice, Payment
 from core.models import AuditEntry
 from tests.conftest import login
@@ -69,7 +69,7 @@ def small_intent(invoice, card, *, cents=1, currency="usd", key="leftover"):
     """A leftover succeeded intent with the invoice's metadata but another amount."""
     return stripe_client.charge(
         amount_cents=cents, currency=currency,
-        customer_id=payments.ensure_customer(invoice.customer), payment_method=card.stripe_id,
+        customer_id=cards.ensure_customer(invoice.customer), payment_method=card.stripe_id,
         invoice_uuid=str(invoice.uuid), description="leftover",
         idempotency_key=f"{key}-{invoice.uuid}",
     )  # fmt: skip
@@ -253,7 +253,7 @@ def test_the_standin_lets_a_browser_confirm_an_open_intent(invoice, customer, st
     confirmed again from a browser, which is why the panel cancels failed ones."""
     card = save_card(customer, THREE_DS)
     intent = stripe_client.charge(
-        amount_cents=1250, currency="eur", customer_id=payments.ensure_customer(customer),
+        amount_cents=1250, currency="eur", customer_id=cards.ensure_customer(customer),
         payment_method=card.stripe_id, invoice_uuid=str(invoice.uuid), description="x",
         idempotency_key="open", return_url=PAY_RETURN,
     ).to_dict()  # fmt: skip

@@ -20,7 +20,7 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing import payments, services, stripe_client
+from billing import cards, payments, services, stripe_client
 from billing.models import UNSUPPORTED_CURRENCIES, Invoice, Payment
 from billing.payment_models import PaymentCard, StripeEvent
 from core.models import AuditEntry
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.django_db
 def charge_elsewhere(invoice, card, key: str = "elsewhere"):
     """A charge the panel's request did not see answered (its event is what tells)."""
     return stripe_client.charge(
-        amount_cents=1250, currency="EUR", customer_id=payments.ensure_customer(invoice.customer),
+        amount_cents=1250, currency="EUR", customer_id=cards.ensure_customer(invoice.customer),
         payment_method=card.stripe_id, invoice_uuid=str(invoice.uuid), description="x",
         idempotency_key=f"{key}-{invoice.uuid}",
     )  # fmt: skip
@@ -310,12 +310,12 @@ def test_a_refused_connection_still_says_nothing_was_charged(invoice, customer, 
 
 
 def test_saving_a_card_again_keeps_it_the_default(customer, stripe_account):
-    setup = payments.start_card_setup(customer, actor=customer)
+    setup = cards.start_card_setup(customer, actor=customer)
     stripe_client.confirm_setup_intent(setup["setup_intent"], "pm_card_visa")
-    first = payments.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
+    first = cards.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
     assert first.is_default
     # The form resubmitted: the same SetupIntent, the same card.
-    again = payments.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
+    again = cards.do_save_card(customer, actor=customer, setup_intent=setup["setup_intent"])
     assert again.pk == first.pk and again.is_default
     assert PaymentCard.objects.get(user=customer).is_default
     customer.billing_profile.refresh_from_db()
@@ -328,19 +328,19 @@ def test_removing_another_card_keeps_the_default(customer, stripe_account):
     other = save_card(customer, "pm_card_mastercard")
     newest = save_card(customer, "pm_card_mastercard")
     assert not other.is_default and not newest.is_default
-    payments.do_remove_card(other, actor=customer)
+    cards.do_remove_card(other, actor=customer)
     customer.billing_profile.refresh_from_db()
     # Not the newest card: the default one stays the profile's payment method.
     assert customer.billing_profile.stripe_payment_method_id == default.stripe_id
     assert PaymentCard.objects.get(is_default=True).pk == default.pk
     # Removing the default one makes the next the default, then none.
-    payments.do_remove_card(newest, actor=customer)
+    cards.do_remove_card(newest, actor=customer)
     third = save_card(customer, "pm_card_mastercard")
-    payments.do_remove_card(default, actor=customer)
+    cards.do_remove_card(default, actor=customer)
     customer.billing_profile.refresh_from_db()
     assert customer.billing_profile.stripe_payment_method_id == third.stripe_id
     assert PaymentCard.objects.get(user=customer).is_default
-    payments.do_remove_card(PaymentCard.objects.get(user=customer), actor=customer)
+    cards.do_remove_card(PaymentCard.objects.get(user=customer), actor=customer)
     customer.billing_profile.refresh_from_db()
     assert customer.billing_profile.stripe_payment_method_id == ""
 
